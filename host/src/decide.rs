@@ -1,0 +1,209 @@
+//! Stage 3, decide: versions, build provenance and the operator's policy, all from what stage 2
+//! read out of the file. Still nothing of the plugin has run.
+
+use airlock_abi::{check_compatible, Capability, DeclaredCapability, ABI_VERSION, BUILD_TARGET};
+
+use crate::error::{Refusal, RefusalReason};
+use crate::library_file::LibraryFile;
+use crate::policy::{PluginPolicy, Policy};
+
+/// What stage 3 decided for a library it accepts.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The operator's entry for the plugin.
+    pub policy: PluginPolicy,
+    /// Effective grants: declared in the manifest ∩ granted by the policy.
+    pub grants: Vec<Capability>,
+}
+
+/// Checks one library against this host and the policy.
+///
+/// # Errors
+///
+/// A [`Refusal`] saying what was expected and what was found: `abi_incompatible`,
+/// `build_mismatch`, `disabled`, `hash_mismatch` or `not_granted`.
+pub fn decide(file: &LibraryFile, policy: &Policy) -> Result<Decision, Refusal> {
+    let manifest = &file.manifest;
+    let refuse =
+        |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&manifest.id);
+    let host_abi = semver::Version::parse(ABI_VERSION).map_err(|e| {
+        refuse(
+            RefusalReason::AbiIncompatible,
+            format!("this host's ABI version is invalid: {e}"),
+        )
+    })?;
+    let plugin_abi = semver::Version::parse(&file.block.abi_version).map_err(|_| {
+        refuse(
+            RefusalReason::AbiIncompatible,
+            format!(
+                "the plugin declares airlock-abi {:?}, which is not semver",
+                file.block.abi_version
+            ),
+        )
+    })?;
+    if let Err(why) = check_compatible(&host_abi, &plugin_abi) {
+        return Err(refuse(
+            RefusalReason::AbiIncompatible,
+            format!(
+                "built against airlock-abi {plugin_abi}; this host speaks {host_abi}: {why}; rebuild the plugin against airlock-abi {}.{}",
+                host_abi.major, host_abi.minor
+            ),
+        ));
+    }
+    if file.block.target != BUILD_TARGET {
+        return Err(refuse(
+            RefusalReason::BuildMismatch,
+            format!(
+                "built for target {}; this host is {BUILD_TARGET}",
+                file.block.target
+            ),
+        ));
+    }
+    if file.block.panic != "unwind" {
+        return Err(refuse(
+            RefusalReason::BuildMismatch,
+            format!(
+                "built with panic = {:?}; plugins must be built with panic = \"unwind\" so that a panic can be contained",
+                file.block.panic
+            ),
+        ));
+    }
+    let entry = policy.for_plugin(&manifest.id);
+    if !entry.enabled {
+        let source = policy
+            .source()
+            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+        return Err(refuse(
+            RefusalReason::Disabled,
+            format!(
+                "disabled by {source} ([plugins.{}] enabled = false)",
+                manifest.id
+            ),
+        ));
+    }
+    if let Some(pin) = &entry.sha256 {
+        if *pin != file.sha256 {
+            return Err(refuse(
+                RefusalReason::HashMismatch,
+                format!(
+                    "expected sha256 {pin} (pinned in the policy), found {}; review the new build and run `airlock lock` again",
+                    file.sha256
+                ),
+            ));
+        }
+    }
+    let grants = effective_grants(&manifest.capabilities, &entry.grants);
+    if let Some(missing) = manifest
+        .capabilities
+        .iter()
+        .find(|c| c.required && !grants.contains(&c.capability))
+    {
+        return Err(refuse(
+            RefusalReason::NotGranted,
+            format!(
+                "requires capability {} which is not granted; to allow it add \"{}\" to grants under [plugins.{}] in the policy",
+                missing.capability, missing.capability, manifest.id
+            ),
+        ));
+    }
+    Ok(Decision {
+        policy: entry.clone(),
+        grants,
+    })
+}
+
+/// Declared ∩ granted: a declared capability is effective when the policy grants it exactly,
+/// or grants a scope glob that covers the declared scope.
+pub fn effective_grants(
+    declared: &[DeclaredCapability],
+    granted: &[Capability],
+) -> Vec<Capability> {
+    declared
+        .iter()
+        .map(|d| &d.capability)
+        .filter(|cap| granted.iter().any(|g| grant_covers(g, cap)))
+        .cloned()
+        .collect()
+}
+
+/// Whether `grant` covers `wanted`: same kind, and the grant's scope glob matches the wanted
+/// scope (`*` matches any run of characters).
+pub fn grant_covers(grant: &Capability, wanted: &Capability) -> bool {
+    if grant.kind() != wanted.kind() {
+        return false;
+    }
+    match (grant.scope(), wanted.scope()) {
+        (None, None) => true,
+        (Some(pattern), Some(scope)) => glob_match(pattern, scope),
+        _ => false,
+    }
+}
+
+/// Matches `text` against `pattern`, where `*` matches any run of characters (including none).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(s: &str) -> Capability {
+        Capability::parse(s).expect("valid capability")
+    }
+
+    #[test]
+    fn glob_table() {
+        for (pattern, text, expected) in [
+            ("a", "a", true),
+            ("a", "b", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("demo.*", "demo.tick", true),
+            ("demo.*", "demo", false),
+            ("demo.*", "other.tick", false),
+            ("*.tick", "demo.tick", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), expected, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn effective_is_declared_intersect_granted() {
+        let declared: Vec<DeclaredCapability> = ["kv", "timers", "events.publish:demo.tick"]
+            .iter()
+            .map(|c| DeclaredCapability {
+                capability: cap(c),
+                required: false,
+                reason: None,
+            })
+            .collect();
+        let granted = vec![
+            cap("kv"),
+            cap("events.publish:demo.*"),
+            cap("secrets:token"),
+        ];
+        let effective = effective_grants(&declared, &granted);
+        assert_eq!(effective, vec![cap("kv"), cap("events.publish:demo.tick")]);
+    }
+}

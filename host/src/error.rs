@@ -1,0 +1,243 @@
+//! The errors of the `airlock` crate: why a library was refused (with its stable reason code),
+//! why a call failed, and why the host itself could not be set up.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use airlock_abi::PluginId;
+use serde::Serialize;
+
+/// Why a library was refused. Each reason has a stable code, reported by
+/// `airlock check --format json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// Stage 1: the file or its directory is writable by other users, or a symlink leaves the
+    /// plugin directory.
+    UnsafePermissions,
+    /// Stage 2: not a shared library for this platform (or not a regular file).
+    NotALibrary,
+    /// Stage 2: larger than the configured size cap; not read.
+    TooLarge,
+    /// Stage 2: the file is cut short (a header, segment or section lies past its end).
+    Truncated,
+    /// Stage 2: no manifest block: not built with `export_plugin!`.
+    NoManifest,
+    /// Stage 2 (or 4): the manifest block or plugin.json is malformed, or the loaded library
+    /// reports a different manifest than its file holds.
+    BadManifest,
+    /// Stage 3: built against an airlock-abi version this host cannot serve.
+    AbiIncompatible,
+    /// Stage 3: built for another target, architecture or panic strategy.
+    BuildMismatch,
+    /// Stage 3: another file already provides this plugin id.
+    DuplicateId,
+    /// Stage 3: the operator's policy disables the plugin.
+    Disabled,
+    /// Stage 3: the file's sha256 differs from the operator's pin.
+    HashMismatch,
+    /// Stage 3: a capability the manifest marks required is not granted.
+    NotGranted,
+    /// Stage 4: the dynamic linker refused the library (e.g. an undefined symbol).
+    LoadFailed,
+    /// Stage 4: abi_stable's layout check of the root module failed.
+    LayoutMismatch,
+    /// Stage 5: the plugin's `create` returned an error.
+    InitFailed,
+    /// Stage 5: the plugin's `create` panicked.
+    InitPanicked,
+    /// Stage 5: the plugin's `create` overran its deadline.
+    InitTimeout,
+}
+
+impl RefusalReason {
+    /// Every reason, in pipeline order.
+    pub const ALL: [Self; 17] = [
+        Self::UnsafePermissions,
+        Self::NotALibrary,
+        Self::TooLarge,
+        Self::Truncated,
+        Self::NoManifest,
+        Self::BadManifest,
+        Self::AbiIncompatible,
+        Self::BuildMismatch,
+        Self::DuplicateId,
+        Self::Disabled,
+        Self::HashMismatch,
+        Self::NotGranted,
+        Self::LoadFailed,
+        Self::LayoutMismatch,
+        Self::InitFailed,
+        Self::InitPanicked,
+        Self::InitTimeout,
+    ];
+
+    /// The stable code, e.g. `not_a_library`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::UnsafePermissions => "unsafe_permissions",
+            Self::NotALibrary => "not_a_library",
+            Self::TooLarge => "too_large",
+            Self::Truncated => "truncated",
+            Self::NoManifest => "no_manifest",
+            Self::BadManifest => "bad_manifest",
+            Self::AbiIncompatible => "abi_incompatible",
+            Self::BuildMismatch => "build_mismatch",
+            Self::DuplicateId => "duplicate_id",
+            Self::Disabled => "disabled",
+            Self::HashMismatch => "hash_mismatch",
+            Self::NotGranted => "not_granted",
+            Self::LoadFailed => "load_failed",
+            Self::LayoutMismatch => "layout_mismatch",
+            Self::InitFailed => "init_failed",
+            Self::InitPanicked => "init_panicked",
+            Self::InitTimeout => "init_timeout",
+        }
+    }
+
+    /// Whether the refusal happened before any code of the library ran.
+    pub const fn before_load(self) -> bool {
+        !matches!(
+            self,
+            Self::LoadFailed
+                | Self::LayoutMismatch
+                | Self::InitFailed
+                | Self::InitPanicked
+                | Self::InitTimeout
+        )
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A library the pipeline refused: which file, which plugin (when known), why, and what was
+/// expected versus found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: refused ({reason}): {detail}", file.display())]
+pub struct Refusal {
+    /// The library file as found in the plugin directory.
+    pub file: PathBuf,
+    /// The plugin id, once the manifest has been read.
+    pub id: Option<PluginId>,
+    /// The stable reason.
+    pub reason: RefusalReason,
+    /// What was expected and what was found, and what to do about it.
+    pub detail: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(
+        file: impl Into<PathBuf>,
+        reason: RefusalReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            id: None,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn with_id(mut self, id: &PluginId) -> Self {
+        self.id = Some(id.clone());
+        self
+    }
+}
+
+/// The failure codes a call into a plugin can end with, whatever the caller (host program,
+/// CLI or another plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CallErrorCode {
+    /// No such plugin, or no such action in it.
+    NotFound,
+    /// The input does not deserialize into the action's input type.
+    BadInput,
+    /// The plugin failed in a way that is not the caller's fault.
+    HandlerError,
+    /// The plugin panicked; the panic was contained.
+    Panicked,
+    /// The plugin's context has been revoked (it was torn down).
+    Revoked,
+}
+
+impl CallErrorCode {
+    /// The stable code, e.g. `not_found`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::BadInput => "bad_input",
+            Self::HandlerError => "handler_error",
+            Self::Panicked => "panicked",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for CallErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// An infrastructure failure of a call (a domain error is an `Ok(ActionOutcome::Error)`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{plugin}/{action}: {code}: {message}")]
+pub struct CallError {
+    /// What went wrong.
+    pub code: CallErrorCode,
+    /// The plugin called.
+    pub plugin: String,
+    /// The action called.
+    pub action: String,
+    /// Detail for people.
+    pub message: String,
+}
+
+/// Errors of the host itself: configuration, policy and I/O outside any one plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The policy file could not be read.
+    #[error("cannot read policy file {}", path.display())]
+    PolicyRead {
+        /// The policy file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy file is malformed; the message has the location.
+    #[error("invalid policy file {}: {message}", path.display())]
+    PolicyInvalid {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// A plugin directory could not be read.
+    #[error("cannot read plugin directory {}", path.display())]
+    PluginDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The shadow directory (where libraries are copied before loading) could not be created.
+    #[error("cannot create the shadow directory in {}", path.display())]
+    ShadowDir {
+        /// Where it was to be created.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

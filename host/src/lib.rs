@@ -1,0 +1,48 @@
+//! Airlock: loads native plugins (`.so`, `.dylib`, `.dll`) into a host program after checking
+//! them, and hands each one a revocable, capability-checked context.
+//!
+//! Every library goes through the pipeline before any of its code runs: discover (stage 1),
+//! read without running (2), decide (3); then load a fresh shadow copy (4) and create the
+//! instance (5). A refusal carries a stable [`RefusalReason`]; one bad library never stops the
+//! others.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut host = airlock::Host::builder()
+//!     .plugin_dir("plugins")
+//!     .build()?;
+//! let report = host.load()?;
+//! for refused in report.refused() {
+//!     eprintln!("{}: {:?} {}", refused.file.display(), refused.reason, refused.detail);
+//! }
+//! let answer = host.call("hello", "greet", &serde_json::json!({"name": "Ada"}))?;
+//! println!("{answer:?}");
+//! host.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+
+mod console;
+mod context;
+mod decide;
+mod discover;
+mod error;
+mod host;
+mod library_file;
+mod loader;
+mod policy;
+mod report;
+
+pub use console::{Console, ConsoleOutcome};
+pub use context::{host_vtable, is_open};
+pub use decide::{effective_grants, glob_match, grant_covers, Decision};
+pub use discover::library_suffix;
+pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
+pub use host::{
+    check, check_report, ActionOutcome, Checked, Host, HostBuilder, PipelineOptions, PluginInfo,
+    PluginState, TeardownOutcome, TeardownRecord,
+};
+pub use library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+pub use loader::retained;
+pub use policy::{PluginPolicy, Policy, DEFAULT_INIT_DEADLINE, DEFAULT_SHUTDOWN_DEADLINE};
+pub use report::{LoadReport, PluginReport, Status};

@@ -1,0 +1,286 @@
+//! Stage 4, load: the one room of the host where `unsafe` lives.
+//!
+//! A library that passed stages 1–3 is copied to a fresh shadow path (a new name *and* a new
+//! inode, or the dynamic linker would hand back a library it already has), opened with
+//! `RTLD_NOW | RTLD_LOCAL`, checked by abi_stable's layout checker, and asked for its manifest
+//! block, which must equal the one read from the file. Everything after construction is safe:
+//! [`LoadedLibrary`] and [`Instance`] expose safe methods only.
+//!
+//! **Libraries are never unloaded.** What can point into a library (function pointers, vtables,
+//! `&'static` data, thread-local destructors, threads the plugin started, and abi_stable's own
+//! process-wide layout cache) cannot be enumerated, and unloading one that is still referenced
+//! crashes the host. A loaded library is retained for the life of the process and counted in
+//! [`retained`].
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError};
+use abi_stable::std_types::{RResult, RSlice, RStr};
+use airlock_abi::{
+    HostContext, InstanceHandle, Invocation, InvocationKind, PluginError, PluginModuleRef,
+    LIB_HEADER_SYMBOL,
+};
+
+use crate::error::{Refusal, RefusalReason};
+use crate::library_file::LibraryFile;
+
+static SHADOW_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+static RETAINED_COUNT: AtomicUsize = AtomicUsize::new(0);
+static RETAINED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many libraries this process has loaded and retains, and their total file size.
+pub fn retained() -> (usize, usize) {
+    (
+        RETAINED_COUNT.load(Ordering::Relaxed),
+        RETAINED_BYTES.load(Ordering::Relaxed),
+    )
+}
+
+/// A library loaded from a shadow copy, with its checked root module. Never unloaded.
+pub(crate) struct LoadedLibrary {
+    module: PluginModuleRef,
+    /// Kept only so the handle is not closed; see the module documentation.
+    _library: ManuallyDrop<libloading::Library>,
+}
+
+impl std::fmt::Debug for LoadedLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedLibrary").finish_non_exhaustive()
+    }
+}
+
+/// Copies `file`'s checked bytes to a fresh shadow path in `shadow_dir`, loads that copy and
+/// checks it.
+///
+/// # Errors
+///
+/// `load_failed` if the copy cannot be written or the dynamic linker refuses it;
+/// `layout_mismatch` if abi_stable's checks fail; `bad_manifest` if the library reports a
+/// different manifest than the file holds.
+pub(crate) fn load(file: &LibraryFile, shadow_dir: &Path) -> Result<LoadedLibrary, Refusal> {
+    let id = &file.manifest.id;
+    let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(id);
+    let shadow = write_shadow(file, shadow_dir).map_err(|e| {
+        refuse(
+            RefusalReason::LoadFailed,
+            format!(
+                "cannot write the shadow copy in {}: {e}",
+                shadow_dir.display()
+            ),
+        )
+    })?;
+    let opened = open(&shadow);
+    // The mapping keeps the inode alive; the name is no longer needed, and removing it now
+    // means nothing is left behind if the process is killed later.
+    let _ = fs::remove_file(&shadow);
+    let library = opened.map_err(|e| {
+        refuse(
+            RefusalReason::LoadFailed,
+            format!("the dynamic linker refused it: {e}"),
+        )
+    })?;
+    RETAINED_COUNT.fetch_add(1, Ordering::Relaxed);
+    RETAINED_BYTES.fetch_add(file.len(), Ordering::Relaxed);
+    let library = ManuallyDrop::new(library);
+
+    // SAFETY: the symbol `LIB_HEADER_SYMBOL` is, in a library built with `export_plugin!`, a
+    // `static LibHeader`; the library passed stage 2, which found the manifest block that the
+    // same macro emits. The pointer is only read after abi_stable has checked the `AbiHeader`
+    // at its start (magic string and version) in `upgrade`. The library is never unloaded, so
+    // the symbol stays valid for the life of the process.
+    let header_ptr: *const LibHeader = unsafe {
+        match library.get::<*const LibHeader>(nul_terminated(LIB_HEADER_SYMBOL).as_bytes()) {
+            Ok(symbol) => *symbol,
+            Err(e) => {
+                return Err(refuse(
+                    RefusalReason::LoadFailed,
+                    format!("it does not export {LIB_HEADER_SYMBOL}: {e}"),
+                ))
+            }
+        }
+    };
+    if header_ptr.is_null() {
+        return Err(refuse(
+            RefusalReason::LoadFailed,
+            format!("{LIB_HEADER_SYMBOL} is null"),
+        ));
+    }
+    // SAFETY: `AbiHeaderRef` is `#[repr(transparent)]` around `RRef<'static, AbiHeader>`, itself a
+    // transparent non-null pointer. `LibHeader` is `#[repr(C)]` with an `AbiHeader` as its first
+    // field, so a pointer to it is a pointer to that header; this is exactly how abi_stable reads
+    // the header of its own exported symbol. The pointer is non-null (checked above) and
+    // `'static` because the library is retained.
+    let abi_header: AbiHeaderRef =
+        unsafe { std::mem::transmute::<*const AbiHeader, AbiHeaderRef>(header_ptr.cast()) };
+    let header: &'static LibHeader = abi_header.upgrade().map_err(|e| {
+        refuse(
+            RefusalReason::LayoutMismatch,
+            format!("abi_stable refused its header: {e}"),
+        )
+    })?;
+    let module = header
+        .init_root_module::<PluginModuleRef>()
+        .map_err(|e| match e {
+            LibraryError::AbiInstability(_) => refuse(
+                RefusalReason::LayoutMismatch,
+                format!("the root module's type layout differs from this host's: {e}"),
+            ),
+            LibraryError::IncompatibleVersionNumber { .. } | LibraryError::ParseVersionError(_) => {
+                refuse(RefusalReason::AbiIncompatible, e.to_string())
+            }
+            other => refuse(
+                RefusalReason::LoadFailed,
+                format!("its root module failed to initialize: {other}"),
+            ),
+        })?;
+    let reported = (module.manifest_block())();
+    if reported.as_slice() != file.block_bytes.as_slice() {
+        return Err(refuse(
+            RefusalReason::BadManifest,
+            "the loaded library reports a different manifest block than its file holds".to_owned(),
+        ));
+    }
+    Ok(LoadedLibrary {
+        module,
+        _library: library,
+    })
+}
+
+impl LoadedLibrary {
+    /// A handle that creates instances, to be moved to another thread (the library itself stays).
+    pub(crate) fn creator(&self) -> Creator {
+        Creator {
+            module: self.module,
+        }
+    }
+}
+
+/// Creates instances of a loaded library's plugin; cheap to copy and send between threads.
+#[derive(Clone, Copy)]
+pub(crate) struct Creator {
+    module: PluginModuleRef,
+}
+
+impl Creator {
+    /// Creates a plugin instance with `context`.
+    ///
+    /// # Errors
+    ///
+    /// The plugin's error value (a panic in `create` comes back with code `PANICKED`).
+    pub(crate) fn create(&self, context: HostContext) -> Result<Instance, PluginError> {
+        match (self.module.create())(context) {
+            RResult::ROk(handle) => Ok(Instance {
+                module: self.module,
+                handle,
+            }),
+            RResult::RErr(e) => Err(e),
+        }
+    }
+}
+
+/// A live plugin instance. Calls are safe: the handle is only ever passed back to the module
+/// that made it, and [`Instance::destroy`] consumes the instance, so no call can follow it.
+pub(crate) struct Instance {
+    module: PluginModuleRef,
+    handle: InstanceHandle,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the instance behind the handle is a `Plugin`, and `export_plugin!` only accepts types
+// that are `Send + Sync` (the trait requires both). Serial plugins are additionally serialized by
+// the host; the handle itself is an opaque pointer the host never dereferences.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+impl Instance {
+    /// Runs the action at `index` with JSON `input`.
+    pub(crate) fn action(
+        &self,
+        index: u32,
+        name: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
+        self.invoke(InvocationKind::ACTION, index, name, input)
+    }
+
+    /// Asks the plugin for its health (JSON).
+    pub(crate) fn health(&self) -> Result<Vec<u8>, PluginError> {
+        self.invoke(InvocationKind::HEALTH, 0, "", &[])
+    }
+
+    fn invoke(
+        &self,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
+        let invocation = Invocation {
+            kind,
+            index,
+            name: RStr::from_str(name),
+            payload: RSlice::from_slice(payload),
+        };
+        match (self.module.invoke())(self.handle, invocation) {
+            // Copy out and free the plugin's buffer at once: nothing of plugin memory is kept.
+            RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
+            RResult::RErr(e) => Err(e),
+        }
+    }
+
+    /// Tears the instance down and frees it.
+    pub(crate) fn destroy(self) -> Result<(), PluginError> {
+        (self.module.destroy())(self.handle).into_result()
+    }
+}
+
+fn nul_terminated(name: &str) -> String {
+    format!("{name}\0")
+}
+
+fn write_shadow(file: &LibraryFile, dir: &Path) -> std::io::Result<PathBuf> {
+    let seq = SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let name = format!(
+        "{}-{}-{seq}.{}",
+        file.manifest.id,
+        std::process::id(),
+        std::env::consts::DLL_EXTENSION
+    );
+    let path = dir.join(name);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o700);
+    }
+    let mut out = options.open(&path)?;
+    out.write_all(&file.bytes)?;
+    out.flush()?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: opening runs the library's initializers. The file passed every check that can be
+    // made without running it (stages 1–3); running its code is what loading means from here on.
+    // RTLD_NOW resolves every symbol now, so a missing one is refused here, not at first call.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
+}
+
+#[cfg(windows)]
+fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: as for unix; Windows resolves imports at load time.
+    unsafe { libloading::Library::new(path) }
+}

@@ -1,0 +1,258 @@
+//! The operator's policy: per plugin id, whether it is enabled, its sha256 pin, the
+//! capabilities granted to it, its config and its shutdown deadline. Written as TOML (or JSON);
+//! unknown keys are errors, reported with their location.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_abi::{Capability, PluginId};
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The shutdown deadline used when the policy sets none.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// The init deadline used when the policy sets none.
+pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPluginPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    shutdown_deadline_ms: Option<u64>,
+    init_deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginPolicy {
+    enabled: Option<bool>,
+    sha256: Option<String>,
+    #[serde(default)]
+    grants: Vec<String>,
+    config: Option<serde_json::Value>,
+    shutdown_deadline_ms: Option<u64>,
+    init_deadline_ms: Option<u64>,
+}
+
+/// What the operator decided for one plugin id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginPolicy {
+    /// If false the plugin is refused (`disabled`).
+    pub enabled: bool,
+    /// If set, the library's sha256 must equal it (`hash_mismatch`).
+    pub sha256: Option<String>,
+    /// Capabilities granted; effective = declared ∩ granted.
+    pub grants: Vec<Capability>,
+    /// The plugin's config, handed to it as JSON.
+    pub config: serde_json::Value,
+    /// How long teardown may take before the plugin is abandoned.
+    pub shutdown_deadline: Duration,
+    /// How long creation may take before the plugin is refused (`init_timeout`).
+    pub init_deadline: Duration,
+}
+
+/// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
+/// no grants, empty config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    source: Option<PathBuf>,
+    defaults: PluginPolicy,
+    plugins: BTreeMap<PluginId, PluginPolicy>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            source: None,
+            defaults: PluginPolicy {
+                enabled: true,
+                sha256: None,
+                grants: Vec::new(),
+                config: serde_json::Value::Object(serde_json::Map::new()),
+                shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+                init_deadline: DEFAULT_INIT_DEADLINE,
+            },
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// Reads a policy file: JSON if it ends in `.json`, TOML otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PolicyRead`] if it cannot be read; [`Error::PolicyInvalid`] naming the key and
+    /// location of the first problem.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::PolicyRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        let json = path.extension().is_some_and(|e| e == "json");
+        let mut policy = Self::parse(&text, json).map_err(|message| Error::PolicyInvalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        policy.source = Some(path.to_owned());
+        Ok(policy)
+    }
+
+    /// Parses policy text (TOML, or JSON when `json`).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the key and location of the first problem.
+    pub fn parse(text: &str, json: bool) -> Result<Self, String> {
+        let raw: RawPolicy = if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
+        };
+        let mut policy = Self::default();
+        if let Some(ms) = raw.defaults.shutdown_deadline_ms {
+            policy.defaults.shutdown_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.init_deadline_ms {
+            policy.defaults.init_deadline = Duration::from_millis(ms);
+        }
+        for (id, entry) in raw.plugins {
+            let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
+            let sha256 = match entry.sha256 {
+                Some(pin) => {
+                    let pin = pin.to_ascii_lowercase();
+                    if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(format!(
+                            "[plugins.{id}] sha256: expected 64 hex digits, found {pin:?}"
+                        ));
+                    }
+                    Some(pin)
+                }
+                None => None,
+            };
+            let grants = entry
+                .grants
+                .iter()
+                .map(|g| Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let config = match entry.config {
+                None => policy.defaults.config.clone(),
+                Some(value @ serde_json::Value::Object(_)) => value,
+                Some(_) => return Err(format!("[plugins.{id}] config: expected a table")),
+            };
+            policy.plugins.insert(
+                plugin_id,
+                PluginPolicy {
+                    enabled: entry.enabled.unwrap_or(true),
+                    sha256,
+                    grants,
+                    config,
+                    shutdown_deadline: entry
+                        .shutdown_deadline_ms
+                        .map_or(policy.defaults.shutdown_deadline, Duration::from_millis),
+                    init_deadline: entry
+                        .init_deadline_ms
+                        .map_or(policy.defaults.init_deadline, Duration::from_millis),
+                },
+            );
+        }
+        Ok(policy)
+    }
+
+    /// The file this policy was read from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// The decision for `id` (the defaults when the policy does not name it).
+    pub fn for_plugin(&self, id: &PluginId) -> &PluginPolicy {
+        self.plugins.get(id).unwrap_or(&self.defaults)
+    }
+
+    /// Sets the entry for one plugin (for programs that build their policy in code).
+    pub fn set(&mut self, id: PluginId, entry: PluginPolicy) {
+        self.plugins.insert(id, entry);
+    }
+
+    /// The entry used for plugins the policy does not name.
+    pub fn defaults(&self) -> &PluginPolicy {
+        &self.defaults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_policy() {
+        let policy = Policy::parse(
+            r#"
+            [defaults]
+            shutdown_deadline_ms = 250
+
+            [plugins.hello]
+            grants = ["kv", "events.publish:demo.*"]
+            shutdown_deadline_ms = 100
+            [plugins.hello.config]
+            greeting = "Hi"
+
+            [plugins.counter]
+            enabled = false
+            "#,
+            false,
+        )
+        .expect("valid");
+        let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
+        assert_eq!(hello.grants.len(), 2);
+        assert_eq!(hello.config["greeting"], "Hi");
+        assert_eq!(hello.shutdown_deadline, Duration::from_millis(100));
+        let counter = policy.for_plugin(&PluginId::new("counter").expect("id"));
+        assert!(!counter.enabled);
+        assert_eq!(counter.shutdown_deadline, Duration::from_millis(250));
+        let other = policy.for_plugin(&PluginId::new("other").expect("id"));
+        assert!(other.enabled && other.grants.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_location() {
+        let err = Policy::parse("[plugins.hello]\nenabeld = true\n", false).expect_err("refused");
+        assert!(err.contains("enabeld"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Policy::parse("[plugin.hello]\n", false).expect_err("refused");
+        assert!(err.contains("plugin"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Policy::parse("[plugins.hello]\nsha256 = \"abc\"\n", false).expect_err("refused");
+        assert!(err.contains("sha256"), "{err}");
+        let err = Policy::parse("[plugins.hello]\ngrants = [\"teleport\"]\n", false)
+            .expect_err("refused");
+        assert!(err.contains("teleport"), "{err}");
+        let err = Policy::parse("[plugins.Hello]\n", false).expect_err("refused");
+        assert!(err.contains("lower-case"), "{err}");
+    }
+
+    #[test]
+    fn json_policies_parse_too() {
+        let policy =
+            Policy::parse(r#"{"plugins":{"hello":{"enabled":false}}}"#, true).expect("valid");
+        assert!(
+            !policy
+                .for_plugin(&PluginId::new("hello").expect("id"))
+                .enabled
+        );
+        assert!(Policy::parse(r#"{"plugins":{"hello":{"x":1}}}"#, true).is_err());
+    }
+}

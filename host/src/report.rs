@@ -1,0 +1,120 @@
+//! What the pipeline reports about each file: loaded (or loadable) or refused with a reason,
+//! as a table for people or JSON for programs (`airlock check --format json`).
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{Refusal, RefusalReason};
+
+/// Whether a file passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Passed every stage that was run.
+    Ok,
+    /// Refused; see the reason.
+    Refused,
+}
+
+/// The outcome for one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginReport {
+    /// The library file as found.
+    pub file: PathBuf,
+    /// The plugin id, once known.
+    pub id: Option<String>,
+    /// The plugin's version, once known.
+    pub version: Option<String>,
+    /// Passed or refused.
+    pub status: Status,
+    /// The reason code, for refusals.
+    pub reason: Option<RefusalReason>,
+    /// What was expected and found, or a summary for files that passed.
+    pub detail: String,
+}
+
+impl PluginReport {
+    pub(crate) fn refused(refusal: &Refusal, version: Option<String>) -> Self {
+        Self {
+            file: refusal.file.clone(),
+            id: refusal.id.as_ref().map(ToString::to_string),
+            version,
+            status: Status::Refused,
+            reason: Some(refusal.reason),
+            detail: refusal.detail.clone(),
+        }
+    }
+}
+
+/// The outcome for every file the pipeline looked at, in discovery order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// One entry per file.
+    pub plugins: Vec<PluginReport>,
+}
+
+impl LoadReport {
+    /// Whether every file passed.
+    pub fn all_ok(&self) -> bool {
+        self.plugins.iter().all(|p| p.status == Status::Ok)
+    }
+
+    /// The refused entries.
+    pub fn refused(&self) -> impl Iterator<Item = &PluginReport> {
+        self.plugins.iter().filter(|p| p.status == Status::Refused)
+    }
+
+    /// The report as `{"plugins":[{"file","id","version","status","reason","detail"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The report as a table for people.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let name = |p: &PluginReport| {
+            p.file.file_name().map_or_else(
+                || p.file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        let width = self
+            .plugins
+            .iter()
+            .map(|p| name(p).len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<20}  {:<24}  DETAIL",
+            "FILE", "PLUGIN", "STATUS"
+        );
+        for p in &self.plugins {
+            let plugin = match (&p.id, &p.version) {
+                (Some(id), Some(v)) => format!("{id} {v}"),
+                (Some(id), None) => id.clone(),
+                _ => "-".to_owned(),
+            };
+            let status = match p.reason {
+                Some(reason) => format!("refused: {reason}"),
+                None => "ok".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {plugin:<20}  {status:<24}  {}",
+                name(p),
+                p.detail
+            );
+        }
+        let refused = self.refused().count();
+        let _ = writeln!(
+            out,
+            "{} ok, {refused} refused",
+            self.plugins.len() - refused
+        );
+        out
+    }
+}

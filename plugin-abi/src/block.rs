@@ -1,0 +1,327 @@
+//! The manifest block a plugin embeds in its library file, readable without running the library.
+//!
+//! The block lives in its own section (`.airlock` on ELF and PE, `__DATA,__airlock` on Mach-O).
+//! All integers are little-endian:
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic            b"AIRLOCK\x01"
+//! 8       2     header version   1
+//! 10      2     reserved         0
+//! 12      4     total length     of the whole block, header included
+//! 16      ...   five fields, each a u32 length then that many bytes of UTF-8:
+//!               airlock-abi version, rustc version, target triple, panic strategy,
+//!               the author's plugin.json
+//! ```
+//!
+//! The same bytes are reported by the loaded library through the root module, so the host can
+//! check that what it read from the file is what it loaded.
+
+use std::fmt;
+
+/// The first eight bytes of every manifest block.
+pub const BLOCK_MAGIC: [u8; 8] = *b"AIRLOCK\x01";
+/// The version of the block layout described in this module.
+pub const BLOCK_HEADER_VERSION: u16 = 1;
+/// The section the block is placed in on ELF and PE targets (PE names have at most 8 bytes).
+pub const BLOCK_SECTION: &str = ".airlock";
+/// The section the block is placed in on Mach-O targets (segment `__DATA`).
+pub const BLOCK_SECTION_MACHO: &str = "__airlock";
+/// The largest manifest block the host accepts.
+pub const MAX_BLOCK_LEN: usize = 1 << 20;
+
+const HEADER_LEN: usize = 16;
+const FIELD_COUNT: usize = 5;
+
+/// The length of a block holding these five fields.
+///
+/// Used by `export_plugin!` to size the static array at compile time.
+#[doc(hidden)]
+pub const fn block_len(fields: [&[u8]; FIELD_COUNT]) -> usize {
+    let mut len = HEADER_LEN;
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        len += 4 + fields[i].len();
+        i += 1;
+    }
+    len
+}
+
+/// Builds a block at compile time. `N` must equal `block_len(fields)`.
+#[doc(hidden)]
+pub const fn build_block<const N: usize>(fields: [&[u8]; FIELD_COUNT]) -> [u8; N] {
+    assert!(N == block_len(fields), "manifest block length mismatch");
+    assert!(
+        N <= MAX_BLOCK_LEN,
+        "plugin.json is too large for the manifest block"
+    );
+    let mut out = [0u8; N];
+    let mut pos = 0;
+    while pos < BLOCK_MAGIC.len() {
+        out[pos] = BLOCK_MAGIC[pos];
+        pos += 1;
+    }
+    let version = BLOCK_HEADER_VERSION.to_le_bytes();
+    out[8] = version[0];
+    out[9] = version[1];
+    let total = (N as u32).to_le_bytes();
+    out[12] = total[0];
+    out[13] = total[1];
+    out[14] = total[2];
+    out[15] = total[3];
+    pos = HEADER_LEN;
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        let field = fields[i];
+        let len = (field.len() as u32).to_le_bytes();
+        out[pos] = len[0];
+        out[pos + 1] = len[1];
+        out[pos + 2] = len[2];
+        out[pos + 3] = len[3];
+        pos += 4;
+        let mut j = 0;
+        while j < field.len() {
+            out[pos] = field[j];
+            pos += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A manifest block, parsed and checked for structure (not yet for meaning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestBlock {
+    /// The airlock-abi version the plugin was built against.
+    pub abi_version: String,
+    /// `rustc -V` of the compiler that built the plugin.
+    pub rustc: String,
+    /// The target triple the plugin was built for.
+    pub target: String,
+    /// `unwind` or `abort`.
+    pub panic: String,
+    /// The author's plugin.json, verbatim.
+    pub manifest_json: String,
+    /// The length of the block in bytes.
+    pub len: usize,
+}
+
+/// Why a byte range is not a well-formed manifest block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockError {
+    /// The bytes do not start with [`BLOCK_MAGIC`].
+    BadMagic,
+    /// The header names a layout this reader does not know.
+    UnsupportedHeaderVersion(u16),
+    /// The block or one of its fields claims more bytes than there are.
+    LengthOutOfBounds {
+        /// Which part of the block.
+        field: &'static str,
+        /// The length it claims.
+        claimed: usize,
+        /// The bytes actually available.
+        available: usize,
+    },
+    /// A field is not valid UTF-8.
+    NotUtf8(&'static str),
+    /// The block's declared length disagrees with its fields.
+    TrailingBytes(usize),
+    /// A second block follows the first one.
+    Duplicated,
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic => write!(f, "the section does not start with the airlock magic"),
+            Self::UnsupportedHeaderVersion(v) => write!(
+                f,
+                "manifest header version {v} is not supported (this host reads version {BLOCK_HEADER_VERSION})"
+            ),
+            Self::LengthOutOfBounds {
+                field,
+                claimed,
+                available,
+            } => write!(
+                f,
+                "{field} claims {claimed} bytes but only {available} are present"
+            ),
+            Self::NotUtf8(field) => write!(f, "{field} is not valid UTF-8"),
+            Self::TrailingBytes(n) => {
+                write!(f, "the block's fields leave {n} unexplained bytes inside its length")
+            }
+            Self::Duplicated => write!(f, "the section holds more than one manifest block"),
+        }
+    }
+}
+
+impl std::error::Error for BlockError {}
+
+const FIELD_NAMES: [&str; FIELD_COUNT] = [
+    "abi version",
+    "rustc version",
+    "target triple",
+    "panic strategy",
+    "plugin.json",
+];
+
+impl ManifestBlock {
+    /// Parses a block from the start of `bytes` (a section's contents; trailing zero padding is
+    /// allowed, a second block is not).
+    ///
+    /// # Errors
+    ///
+    /// Any structural problem, as a [`BlockError`].
+    pub fn parse(bytes: &[u8]) -> Result<Self, BlockError> {
+        if bytes.len() < HEADER_LEN || bytes[..8] != BLOCK_MAGIC {
+            return Err(BlockError::BadMagic);
+        }
+        let header_version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if header_version != BLOCK_HEADER_VERSION {
+            return Err(BlockError::UnsupportedHeaderVersion(header_version));
+        }
+        let total = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+        if total > bytes.len() || total > MAX_BLOCK_LEN || total < HEADER_LEN {
+            return Err(BlockError::LengthOutOfBounds {
+                field: "block",
+                claimed: total,
+                available: bytes.len().min(MAX_BLOCK_LEN),
+            });
+        }
+        let block = &bytes[..total];
+        let mut pos = HEADER_LEN;
+        let mut fields: [String; FIELD_COUNT] = Default::default();
+        for (slot, name) in fields.iter_mut().zip(FIELD_NAMES) {
+            let available = block.len() - pos;
+            if available < 4 {
+                return Err(BlockError::LengthOutOfBounds {
+                    field: name,
+                    claimed: 4,
+                    available,
+                });
+            }
+            let len =
+                u32::from_le_bytes([block[pos], block[pos + 1], block[pos + 2], block[pos + 3]])
+                    as usize;
+            pos += 4;
+            let available = block.len() - pos;
+            if len > available {
+                return Err(BlockError::LengthOutOfBounds {
+                    field: name,
+                    claimed: len,
+                    available,
+                });
+            }
+            *slot = std::str::from_utf8(&block[pos..pos + len])
+                .map_err(|_| BlockError::NotUtf8(name))?
+                .to_owned();
+            pos += len;
+        }
+        if pos != total {
+            return Err(BlockError::TrailingBytes(total - pos));
+        }
+        let rest = &bytes[total..];
+        if rest.windows(BLOCK_MAGIC.len()).any(|w| w == BLOCK_MAGIC) {
+            return Err(BlockError::Duplicated);
+        }
+        let [abi_version, rustc, target, panic, manifest_json] = fields;
+        Ok(Self {
+            abi_version,
+            rustc,
+            target,
+            panic,
+            manifest_json,
+            len: total,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIELDS: [&[u8]; 5] = [
+        b"0.1.0",
+        b"rustc 1.0.0",
+        b"x86_64-unknown-linux-gnu",
+        b"unwind",
+        b"{}",
+    ];
+
+    fn sample() -> Vec<u8> {
+        const N: usize = block_len(FIELDS);
+        build_block::<N>(FIELDS).to_vec()
+    }
+
+    #[test]
+    fn round_trips_with_padding() {
+        let mut bytes = sample();
+        bytes.extend_from_slice(&[0; 13]);
+        let block = ManifestBlock::parse(&bytes).expect("parses");
+        assert_eq!(block.abi_version, "0.1.0");
+        assert_eq!(block.target, "x86_64-unknown-linux-gnu");
+        assert_eq!(block.manifest_json, "{}");
+        assert_eq!(block.len, sample().len());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = sample();
+        for cut in 0..bytes.len() {
+            assert!(ManifestBlock::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn lying_total_length_is_refused() {
+        let mut bytes = sample();
+        bytes[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            ManifestBlock::parse(&bytes),
+            Err(BlockError::LengthOutOfBounds { field: "block", .. })
+        ));
+    }
+
+    #[test]
+    fn lying_field_length_is_refused() {
+        let mut bytes = sample();
+        bytes[16..20].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(
+            ManifestBlock::parse(&bytes),
+            Err(BlockError::LengthOutOfBounds {
+                field: "abi version",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn duplicated_block_is_refused() {
+        let mut bytes = sample();
+        bytes.extend_from_slice(&sample());
+        assert_eq!(ManifestBlock::parse(&bytes), Err(BlockError::Duplicated));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let mut bytes = sample();
+        let last = bytes.len() - 1;
+        bytes[last] = 0xff;
+        assert_eq!(
+            ManifestBlock::parse(&bytes),
+            Err(BlockError::NotUtf8("plugin.json"))
+        );
+    }
+
+    #[test]
+    fn unknown_header_version_is_refused() {
+        let mut bytes = sample();
+        bytes[8] = 2;
+        assert_eq!(
+            ManifestBlock::parse(&bytes),
+            Err(BlockError::UnsupportedHeaderVersion(2))
+        );
+    }
+}

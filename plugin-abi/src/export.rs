@@ -1,0 +1,245 @@
+//! `export_plugin!` and the generic glue it expands to. The macro expansion is the only place
+//! on the plugin side where `unsafe` code is generated: turning the opaque instance handle back
+//! into the plugin's instance, and declaring the exported symbols.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::std_types::{RResult, RVec};
+
+use crate::block::ManifestBlock;
+use crate::ffi::{ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError};
+use crate::manifest::Manifest;
+use crate::plugin::{Actions, Context, Handler, Plugin};
+
+/// A plugin instance as the plugin side keeps it: the author's value and its action handlers,
+/// indexed like the manifest's `actions` list.
+#[doc(hidden)]
+pub struct Instance<P> {
+    plugin: P,
+    handlers: Vec<Handler<P>>,
+}
+
+/// Runs `f`, turning a panic into a [`PluginError`] with code `PANICKED`.
+///
+/// Nothing unwinds out of this function: a panic payload whose own `drop` panics is leaked.
+#[doc(hidden)]
+pub fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(payload) => RResult::RErr(PluginError::new(
+            ErrorCode::PANICKED,
+            panic_message(payload),
+        )),
+    }
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked with a non-string payload".to_owned()
+    };
+    // A payload's destructor may itself panic; never let that unwind.
+    if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
+        return format!("{message} (and its payload panicked on drop)");
+    }
+    message
+}
+
+/// Creates an instance of `P`: checks the registered actions against the manifest, then runs
+/// the author's `create`.
+#[doc(hidden)]
+pub fn create<P: Plugin>(
+    block: &'static [u8],
+    context: HostContext,
+) -> Result<Box<Instance<P>>, PluginError> {
+    let init = |m: String| PluginError::new(ErrorCode::INIT, m);
+    let block = ManifestBlock::parse(block).map_err(|e| init(format!("manifest block: {e}")))?;
+    let manifest = Manifest::from_json(&block.manifest_json).map_err(|e| init(e.to_string()))?;
+    let mut actions = Actions::new();
+    P::actions(&mut actions);
+    let mut registered = actions.handlers;
+    let mut handlers = Vec::with_capacity(manifest.actions.len());
+    for decl in &manifest.actions {
+        let pos = registered
+            .iter()
+            .position(|(name, _)| *name == decl.name)
+            .ok_or_else(|| {
+                init(format!(
+                    "action {:?} is declared in plugin.json but no handler is registered in Plugin::actions",
+                    decl.name
+                ))
+            })?;
+        handlers.push(registered.swap_remove(pos).1);
+    }
+    if let Some((name, _)) = registered.first() {
+        return Err(init(format!(
+            "action {name:?} is registered in Plugin::actions but not declared in plugin.json (or registered twice)"
+        )));
+    }
+    let plugin = P::create(Context::from_raw(context)).map_err(|e| init(e.message().to_owned()))?;
+    Ok(Box::new(Instance { plugin, handlers }))
+}
+
+/// Turns a created instance into the opaque handle the host keeps.
+#[doc(hidden)]
+pub fn into_handle<P>(instance: Box<Instance<P>>) -> InstanceHandle {
+    InstanceHandle(Box::into_raw(instance).cast())
+}
+
+/// Serves one invocation.
+#[doc(hidden)]
+pub fn invoke<P: Plugin>(
+    instance: &Instance<P>,
+    invocation: Invocation<'_>,
+) -> Result<RVec<u8>, PluginError> {
+    match invocation.kind {
+        InvocationKind::ACTION => {
+            let handler = instance
+                .handlers
+                .get(invocation.index as usize)
+                .ok_or_else(|| {
+                    PluginError::new(
+                        ErrorCode::NOT_FOUND,
+                        format!(
+                            "no action at index {} ({})",
+                            invocation.index, invocation.name
+                        ),
+                    )
+                })?;
+            handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
+        }
+        InvocationKind::HEALTH => serde_json::to_vec(&instance.plugin.health())
+            .map(RVec::from)
+            .map_err(|e| PluginError::new(ErrorCode::HANDLER, e.to_string())),
+        other => Err(PluginError::new(
+            ErrorCode::UNSUPPORTED,
+            format!(
+                "invocation kind {} is not supported by this plugin",
+                other.0
+            ),
+        )),
+    }
+}
+
+/// Tears an instance down and frees it.
+#[doc(hidden)]
+pub fn destroy<P: Plugin>(instance: Box<Instance<P>>) -> Result<(), PluginError> {
+    let Instance { plugin, handlers } = *instance;
+    drop(handlers);
+    plugin.teardown();
+    Ok(())
+}
+
+/// Exports a type implementing [`Plugin`](crate::Plugin) as an Airlock plugin.
+///
+/// Use it once, in a `cdylib` crate that has a `plugin.json` next to its `Cargo.toml`:
+///
+/// ```text
+/// airlock_abi::export_plugin!(MyPlugin);
+/// ```
+///
+/// It embeds the manifest block (the `plugin.json` bytes plus the airlock-abi version, rustc
+/// version, target and panic strategy) in a section the host reads without running the library,
+/// and generates every exported function. Each one catches panics: a panic comes back to the
+/// host as an error value, never as an unwind across `extern "C"`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty $(,)?) => {
+        $crate::export_plugin!(
+            @build $plugin,
+            abi_version: $crate::ABI_VERSION,
+            target: $crate::BUILD_TARGET,
+            rustc: $crate::BUILD_RUSTC
+        );
+    };
+    // Not public API: lets test fixtures declare provenance they were not built with.
+    (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr) => {
+        const _: () = {
+            use $crate::__private as __airlock;
+            use __airlock::abi_stable::std_types::{RResult, RSlice, RVec};
+            use __airlock::abi_stable::prefix_type::PrefixTypeTrait as _;
+
+            const JSON: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/plugin.json"));
+            const PANIC: &[u8] = if cfg!(panic = "unwind") { b"unwind" } else { b"abort" };
+            const FIELDS: [&[u8]; 5] = [
+                ($abi).as_bytes(),
+                ($rustc).as_bytes(),
+                ($target).as_bytes(),
+                PANIC,
+                JSON,
+            ];
+            const LEN: usize = __airlock::block_len(FIELDS);
+
+            #[used]
+            #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__airlock"))]
+            #[cfg_attr(not(target_vendor = "apple"), unsafe(link_section = ".airlock"))]
+            static BLOCK: [u8; LEN] = __airlock::build_block::<LEN>(FIELDS);
+
+            extern "C" fn manifest_block() -> RSlice<'static, u8> {
+                RSlice::from_slice(&BLOCK)
+            }
+
+            extern "C" fn create(
+                context: __airlock::HostContext,
+            ) -> RResult<__airlock::InstanceHandle, __airlock::PluginError> {
+                __airlock::guard(|| {
+                    __airlock::create::<$plugin>(&BLOCK, context).map(__airlock::into_handle)
+                })
+            }
+
+            extern "C" fn invoke(
+                handle: __airlock::InstanceHandle,
+                invocation: __airlock::Invocation<'_>,
+            ) -> RResult<RVec<u8>, __airlock::PluginError> {
+                __airlock::guard(|| {
+                    // SAFETY: the host only passes back handles returned by `create` above (a
+                    // `Box<Instance<$plugin>>` turned into a raw pointer by `into_handle`), and
+                    // only until it has called `destroy` on them.
+                    let instance = unsafe { &*handle.0.cast::<__airlock::Instance<$plugin>>() };
+                    __airlock::invoke(instance, invocation)
+                })
+            }
+
+            extern "C" fn destroy(
+                handle: __airlock::InstanceHandle,
+            ) -> RResult<(), __airlock::PluginError> {
+                __airlock::guard(|| {
+                    // SAFETY: as in `invoke`; the host calls `destroy` exactly once per handle,
+                    // after every `invoke` on it has returned, so this is the only owner.
+                    let instance = unsafe { Box::from_raw(handle.0.cast::<__airlock::Instance<$plugin>>()) };
+                    __airlock::destroy(instance)
+                })
+            }
+
+            fn root_module() -> __airlock::PluginModuleRef {
+                __airlock::PluginModule {
+                    manifest_block,
+                    create,
+                    invoke,
+                    destroy,
+                }
+                .leak_into_prefix()
+            }
+
+            extern "C" fn root_module_loader() -> __airlock::abi_stable::library::RootModuleResult {
+                __airlock::abi_stable::library::__call_root_module_loader(root_module)
+            }
+
+            #[unsafe(export_name = "airlock_plugin_lib_header_v1")]
+            pub static LIB_HEADER: __airlock::abi_stable::library::LibHeader = {
+                // SAFETY: `root_module_loader` returns the module built by `root_module`, which is
+                // a `PluginModuleRef`, the type named here.
+                unsafe {
+                    __airlock::abi_stable::library::LibHeader::from_constructor::<__airlock::PluginModuleRef>(
+                        root_module_loader,
+                        __airlock::abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+        };
+    };
+}

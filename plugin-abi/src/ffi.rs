@@ -1,0 +1,239 @@
+//! The types that cross the boundary between host and plugin: the plugin's root module, the
+//! host's vtable, the context token, and the FFI-safe error values.
+//!
+//! # Evolution rule
+//!
+//! [`PluginModule`] and [`HostVtable`] are abi_stable *prefix types*. Fields are only ever
+//! **appended after the last field**, never removed, reordered or retyped; the fields up to
+//! `#[sabi(last_prefix_field)]` are the ones every version has. A host reading a module from an
+//! older plugin sees fields that plugin does not have as absent (`None` from the accessor), and
+//! vice versa. A new capability is served by a new request name or invocation kind, not by a new
+//! slot. See `docs/abi-evolution.md`.
+
+use std::ffi::c_void;
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use abi_stable::StableAbi;
+
+/// An opaque pointer to a plugin instance, created and destroyed by the plugin.
+///
+/// The host never dereferences it; it only hands it back to the functions of the module that
+/// created it.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct InstanceHandle(pub *mut c_void);
+
+/// What an invocation asks of the plugin; see [`Invocation::kind`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvocationKind(pub u32);
+
+impl InvocationKind {
+    /// Run the action at `index` with `payload` as JSON input.
+    pub const ACTION: Self = Self(1);
+    /// Report health; the answer is JSON.
+    pub const HEALTH: Self = Self(2);
+}
+
+/// One call into a plugin instance.
+///
+/// New kinds of calls are new [`InvocationKind`] values, never new fields; a plugin answers a kind
+/// it does not know with [`ErrorCode::UNSUPPORTED`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    /// What is asked.
+    pub kind: InvocationKind,
+    /// For actions, the index of the action in the manifest's `actions` list.
+    pub index: u32,
+    /// The action or hook name, for diagnostics and name-addressed kinds.
+    pub name: RStr<'a>,
+    /// The input bytes (JSON for actions); the plugin copies what it keeps.
+    pub payload: RSlice<'a, u8>,
+}
+
+/// The error code of a [`PluginError`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub u32);
+
+impl ErrorCode {
+    /// The plugin's own code returned a domain error (the action's `error(message)`).
+    pub const DOMAIN: Self = Self(1);
+    /// The input did not deserialize into the action's input type.
+    pub const BAD_INPUT: Self = Self(2);
+    /// No such action in this plugin.
+    pub const NOT_FOUND: Self = Self(3);
+    /// The plugin's code panicked; the message is the panic payload when it was a string.
+    pub const PANICKED: Self = Self(4);
+    /// The plugin does not know this invocation kind.
+    pub const UNSUPPORTED: Self = Self(5);
+    /// Creation failed: the plugin's `create` returned an error, or its actions do not match
+    /// its manifest.
+    pub const INIT: Self = Self(7);
+    /// The plugin failed in a way that is not the caller's fault (e.g. output not serializable).
+    pub const HANDLER: Self = Self(6);
+}
+
+/// An error returned by a plugin across the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct PluginError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// A message for people.
+    pub message: RString,
+}
+
+impl PluginError {
+    /// A new error value.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: RString::from(message.into()),
+        }
+    }
+}
+
+/// The root module every plugin exports (through `export_plugin!`).
+///
+/// Append-only; see the module documentation.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(option))]
+pub struct PluginModule {
+    /// The manifest block, the same bytes that are embedded in the library file.
+    pub manifest_block: extern "C" fn() -> RSlice<'static, u8>,
+    /// Creates an instance; the plugin reads its config through the context.
+    pub create: extern "C" fn(context: HostContext) -> RResult<InstanceHandle, PluginError>,
+    /// Runs one invocation on an instance; the answer's bytes are owned by the caller.
+    pub invoke: extern "C" fn(
+        instance: InstanceHandle,
+        invocation: Invocation<'_>,
+    ) -> RResult<RVec<u8>, PluginError>,
+    /// Tears the instance down and frees it. The handle is invalid afterwards.
+    #[sabi(last_prefix_field)]
+    pub destroy: extern "C" fn(instance: InstanceHandle) -> RResult<(), PluginError>,
+}
+
+impl RootModule for PluginModuleRef {
+    abi_stable::declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "airlock_plugin";
+    const NAME: &'static str = "airlock_plugin";
+    const VERSION_STRINGS: VersionStrings = abi_stable::package_version_strings!();
+}
+
+/// The symbol under which `export_plugin!` places the library header (an abi_stable
+/// `LibHeader`). Not abi_stable's own mangled name, so that plugin crates need no direct
+/// dependency on abi_stable.
+pub const LIB_HEADER_SYMBOL: &str = "airlock_plugin_lib_header_v1";
+
+/// Identifies one plugin context: a slot in the host's table and the generation of its occupant.
+///
+/// A token whose generation no longer matches its slot is stale, and every host function
+/// answers it with [`HostErrorCode::REVOKED`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContextToken {
+    /// The slot index.
+    pub slot: u32,
+    /// The generation of the slot's occupant.
+    pub generation: u32,
+}
+
+/// What a plugin receives at creation: its token and the host's vtable, which lives in the
+/// host binary and is never unloaded.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostContext {
+    /// Who is calling.
+    pub token: ContextToken,
+    /// The host's functions.
+    pub vtable: HostVtableRef,
+}
+
+impl std::fmt::Debug for HostContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostContext")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error code of a [`HostError`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostErrorCode(pub u32);
+
+impl HostErrorCode {
+    /// The context was revoked (teardown, reload, disable) or the token is stale.
+    pub const REVOKED: Self = Self(1);
+    /// The plugin was not granted the capability; an audit record was written.
+    pub const CAPABILITY_VIOLATION: Self = Self(2);
+    /// The request names a service or operation the host does not offer.
+    pub const UNSUPPORTED: Self = Self(3);
+    /// The request's payload is malformed.
+    pub const BAD_REQUEST: Self = Self(4);
+    /// The host failed while serving the request.
+    pub const INTERNAL: Self = Self(5);
+}
+
+/// An error returned by the host to a plugin.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct HostError {
+    /// What kind of failure.
+    pub code: HostErrorCode,
+    /// For capability violations, the capability that was missing.
+    pub capability: RString,
+    /// A message for people.
+    pub message: RString,
+}
+
+/// Log levels for [`HostVtable::log`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub u8);
+
+impl LogLevel {
+    /// Errors.
+    pub const ERROR: Self = Self(1);
+    /// Warnings.
+    pub const WARN: Self = Self(2);
+    /// Information.
+    pub const INFO: Self = Self(3);
+    /// Debugging detail.
+    pub const DEBUG: Self = Self(4);
+    /// Tracing detail.
+    pub const TRACE: Self = Self(5);
+}
+
+/// The host's functions, reachable from a plugin through its [`HostContext`].
+///
+/// Append-only; see the module documentation. Services that need a capability go through
+/// [`HostVtable::request`] with a service and operation name.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = HostVtableRef)))]
+#[sabi(missing_field(option))]
+pub struct HostVtable {
+    /// Writes a log line in the plugin's span. Needs no capability.
+    pub log: extern "C" fn(
+        token: ContextToken,
+        level: LogLevel,
+        message: RStr<'_>,
+    ) -> RResult<(), HostError>,
+    /// The plugin's config as JSON. Needs no capability.
+    pub config: extern "C" fn(token: ContextToken) -> RResult<RVec<u8>, HostError>,
+    /// A named request to a host service (`kv`, `events`, …), checked against the plugin's grants.
+    #[sabi(last_prefix_field)]
+    pub request: extern "C" fn(
+        token: ContextToken,
+        service: RStr<'_>,
+        operation: RStr<'_>,
+        payload: RSlice<'_, u8>,
+    ) -> RResult<RVec<u8>, HostError>,
+}

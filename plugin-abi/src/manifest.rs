@@ -1,0 +1,485 @@
+//! The plugin manifest (`plugin.json`): parsed with serde into [`RawManifest`], then validated
+//! into [`Manifest`] by one `TryFrom`. Code that holds a `Manifest` never re-checks it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest plugin id accepted.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A plugin id: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a letter.
+///
+/// Ids name policy entries, audit records and key/value namespaces, so they never contain path
+/// separators, upper case or anything a shell or a file system would treat specially.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PluginId(String);
+
+impl PluginId {
+    /// Checks and wraps an id.
+    ///
+    /// # Errors
+    ///
+    /// A message saying which rule the id breaks.
+    pub fn new(id: &str) -> Result<Self, String> {
+        if id.is_empty() {
+            return Err("the plugin id is empty".to_owned());
+        }
+        if id.len() > MAX_ID_LEN {
+            return Err(format!(
+                "the plugin id is {} characters long; at most {MAX_ID_LEN} are allowed",
+                id.len()
+            ));
+        }
+        if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(format!(
+                "the plugin id {id:?} must start with a lower-case letter"
+            ));
+        }
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "the plugin id {id:?} contains {bad:?}; use only a-z, 0-9, '-' and '_'"
+            ));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The services a capability can open. Logging and reading the plugin's own config need none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum CapabilityKind {
+    /// The plugin's own key/value namespace.
+    Kv,
+    /// Publishing events on topics matching the scope (a glob).
+    EventsPublish,
+    /// Subscribing to topics matching the scope (a glob).
+    EventsSubscribe,
+    /// Interval jobs run by the host.
+    Timers,
+    /// Reading the operator-provided secret named by the scope.
+    Secrets,
+    /// Calling actions of the plugin named by the scope.
+    PluginsCall,
+}
+
+impl CapabilityKind {
+    /// Every kind, in a stable order (tests iterate over it).
+    pub const ALL: [Self; 6] = [
+        Self::Kv,
+        Self::EventsPublish,
+        Self::EventsSubscribe,
+        Self::Timers,
+        Self::Secrets,
+        Self::PluginsCall,
+    ];
+
+    /// The name used in manifests and policies.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kv => "kv",
+            Self::EventsPublish => "events.publish",
+            Self::EventsSubscribe => "events.subscribe",
+            Self::Timers => "timers",
+            Self::Secrets => "secrets",
+            Self::PluginsCall => "plugins.call",
+        }
+    }
+
+    /// Whether the capability must carry a `:scope`.
+    pub const fn is_scoped(self) -> bool {
+        matches!(
+            self,
+            Self::EventsPublish | Self::EventsSubscribe | Self::Secrets | Self::PluginsCall
+        )
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A capability: a kind and, for scoped kinds, a scope (`events.publish:ticks.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Capability {
+    kind: CapabilityKind,
+    scope: Option<String>,
+}
+
+impl Capability {
+    /// Parses `kind` or `kind:scope`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the unknown kind, the missing scope or the unexpected one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, scope) = match text.split_once(':') {
+            Some((name, scope)) => (name, Some(scope)),
+            None => (text, None),
+        };
+        let kind = CapabilityKind::from_name(name).ok_or_else(|| {
+            let known: Vec<_> = CapabilityKind::ALL.iter().map(|k| k.name()).collect();
+            format!(
+                "unknown capability {name:?}; known capabilities are {}",
+                known.join(", ")
+            )
+        })?;
+        match (kind.is_scoped(), scope) {
+            (true, None) | (true, Some("")) => Err(format!(
+                "capability {name:?} needs a scope, as in \"{name}:<name or glob>\""
+            )),
+            (false, Some(_)) => Err(format!("capability {name:?} takes no scope")),
+            (_, scope) => {
+                if let Some(s) = scope {
+                    if s.len() > 256 || s.chars().any(char::is_control) {
+                        return Err(format!(
+                            "the scope of capability {name:?} must be at most 256 printable characters"
+                        ));
+                    }
+                }
+                Ok(Self {
+                    kind,
+                    scope: scope.map(str::to_owned),
+                })
+            }
+        }
+    }
+
+    /// The kind of service.
+    pub fn kind(&self) -> CapabilityKind {
+        self.kind
+    }
+
+    /// The scope, for scoped kinds.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Some(scope) => write!(f, "{}:{scope}", self.kind.name()),
+            None => f.write_str(self.kind.name()),
+        }
+    }
+}
+
+impl Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether the host may call a plugin from several threads at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// The host serializes every call into the plugin.
+    #[default]
+    Serial,
+    /// The plugin is safe to call from several threads at once.
+    Parallel,
+}
+
+/// One capability as the manifest declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredCapability {
+    /// What the plugin asks for.
+    pub capability: Capability,
+    /// If true, the plugin is refused (`not_granted`) unless the operator grants it.
+    pub required: bool,
+    /// Why the plugin needs it, shown to operators.
+    pub reason: Option<String>,
+}
+
+/// One action as the manifest declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionDecl {
+    /// The action's name, unique within the plugin.
+    pub name: String,
+    /// What the action does, shown in listings.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One hook as the manifest declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookDecl {
+    /// The host-defined hook point, e.g. `input.transform`.
+    pub name: String,
+    /// What the plugin does there.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `plugin.json` as written, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    /// See [`Manifest::id`].
+    pub id: String,
+    /// See [`Manifest::version`].
+    pub version: String,
+    /// See [`Manifest::description`].
+    #[serde(default)]
+    pub description: String,
+    /// See [`Manifest::capabilities`].
+    #[serde(default)]
+    pub capabilities: Vec<RawCapability>,
+    /// See [`Manifest::hooks`].
+    #[serde(default)]
+    pub hooks: Vec<HookDecl>,
+    /// See [`Manifest::actions`].
+    #[serde(default)]
+    pub actions: Vec<ActionDecl>,
+    /// See [`Manifest::concurrency`].
+    #[serde(default)]
+    pub concurrency: Concurrency,
+}
+
+/// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawCapability {
+    /// Just the name; optional.
+    Name(String),
+    /// The long form.
+    Detailed {
+        /// The capability, `kind` or `kind:scope`.
+        name: String,
+        /// Refuse the plugin unless granted.
+        #[serde(default)]
+        required: bool,
+        /// Why the plugin needs it.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// The plugin's id.
+    pub id: PluginId,
+    /// The plugin's own version (semver).
+    pub version: semver::Version,
+    /// One line for listings.
+    pub description: String,
+    /// Capabilities the plugin may ask the operator for.
+    pub capabilities: Vec<DeclaredCapability>,
+    /// Hook points the plugin implements.
+    pub hooks: Vec<HookDecl>,
+    /// Actions the plugin offers, in declaration order (the order is the action's index).
+    pub actions: Vec<ActionDecl>,
+    /// Whether calls may overlap.
+    pub concurrency: Concurrency,
+}
+
+/// Why a manifest is invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError(pub String);
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// The most hooks, actions or capabilities one manifest may declare.
+pub const MAX_DECLARATIONS: usize = 256;
+
+impl TryFrom<RawManifest> for Manifest {
+    type Error = ManifestError;
+
+    fn try_from(raw: RawManifest) -> Result<Self, ManifestError> {
+        let err = |msg: String| ManifestError(msg);
+        let id = PluginId::new(&raw.id).map_err(err)?;
+        let version = semver::Version::parse(&raw.version)
+            .map_err(|e| err(format!("version {:?} is not semver: {e}", raw.version)))?;
+        for (what, n) in [
+            ("capabilities", raw.capabilities.len()),
+            ("hooks", raw.hooks.len()),
+            ("actions", raw.actions.len()),
+        ] {
+            if n > MAX_DECLARATIONS {
+                return Err(err(format!(
+                    "{n} {what} declared; at most {MAX_DECLARATIONS} are allowed"
+                )));
+            }
+        }
+        let mut capabilities: Vec<DeclaredCapability> = Vec::new();
+        for raw_cap in raw.capabilities {
+            let (name, required, reason) = match raw_cap {
+                RawCapability::Name(name) => (name, false, None),
+                RawCapability::Detailed {
+                    name,
+                    required,
+                    reason,
+                } => (name, required, reason),
+            };
+            let capability = Capability::parse(&name).map_err(err)?;
+            if capabilities.iter().any(|c| c.capability == capability) {
+                return Err(err(format!("capability {capability} is declared twice")));
+            }
+            capabilities.push(DeclaredCapability {
+                capability,
+                required,
+                reason,
+            });
+        }
+        check_names("action", raw.actions.iter().map(|a| a.name.as_str()))?;
+        check_names("hook", raw.hooks.iter().map(|h| h.name.as_str()))?;
+        Ok(Self {
+            id,
+            version,
+            description: raw.description,
+            capabilities,
+            hooks: raw.hooks,
+            actions: raw.actions,
+            concurrency: raw.concurrency,
+        })
+    }
+}
+
+fn check_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), ManifestError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(ManifestError(format!(
+                "{what} name {name:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(ManifestError(format!("{what} {name:?} is declared twice")));
+        }
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parses and validates `plugin.json` text.
+    ///
+    /// # Errors
+    ///
+    /// The JSON error (with line and column) or the rule the manifest breaks.
+    pub fn from_json(text: &str) -> Result<Self, ManifestError> {
+        let raw: RawManifest =
+            serde_json::from_str(text).map_err(|e| ManifestError(format!("plugin.json: {e}")))?;
+        Self::try_from(raw)
+    }
+
+    /// The index of an action by name.
+    pub fn action_index(&self, name: &str) -> Option<usize> {
+        self.actions.iter().position(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = Manifest::from_json(
+            r#"{"id":"hello","version":"1.2.3","description":"greets",
+                "capabilities":["kv",{"name":"events.publish:ticks.*","required":true,"reason":"r"}],
+                "hooks":[{"name":"input.transform"}],
+                "actions":[{"name":"greet","description":"says hi"}],
+                "concurrency":"parallel"}"#,
+        )
+        .expect("valid");
+        assert_eq!(m.id.as_str(), "hello");
+        assert_eq!(m.concurrency, Concurrency::Parallel);
+        assert_eq!(m.capabilities[1].capability.scope(), Some("ticks.*"));
+        assert!(m.capabilities[1].required);
+        assert_eq!(m.action_index("greet"), Some(0));
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        for id in [
+            "",
+            "Hello",
+            "a/b",
+            "../x",
+            "1abc",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(PluginId::new(id).is_err(), "{id:?} should be refused");
+        }
+        for id in ["a", "hello-world", "x_1", &"a".repeat(64)] {
+            assert!(PluginId::new(id).is_ok(), "{id:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_versions() {
+        let unknown = Manifest::from_json(r#"{"id":"a","version":"1.0.0","colour":"red"}"#);
+        assert!(unknown
+            .expect_err("refused")
+            .0
+            .contains("unknown field `colour`"));
+        let semver = Manifest::from_json(r#"{"id":"a","version":"one"}"#);
+        assert!(semver.expect_err("refused").0.contains("not semver"));
+    }
+
+    #[test]
+    fn capability_rules() {
+        assert!(Capability::parse("kv").is_ok());
+        assert!(Capability::parse("kv:x").is_err());
+        assert!(Capability::parse("secrets").is_err());
+        assert!(Capability::parse("secrets:").is_err());
+        assert!(Capability::parse("teleport").is_err());
+        let c = Capability::parse("plugins.call:hello").expect("valid");
+        assert_eq!(c.to_string(), "plugins.call:hello");
+    }
+
+    #[test]
+    fn duplicate_declarations_are_refused() {
+        let dup = Manifest::from_json(
+            r#"{"id":"a","version":"1.0.0","actions":[{"name":"x"},{"name":"x"}]}"#,
+        );
+        assert!(dup.expect_err("refused").0.contains("declared twice"));
+    }
+}

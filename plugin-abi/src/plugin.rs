@@ -1,0 +1,334 @@
+//! The safe API plugin authors write against: the [`Plugin`] trait, the typed [`Context`], the
+//! action registry and the error values.
+
+use std::fmt;
+
+use abi_stable::std_types::{RResult, RSlice, RStr};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ffi::{HostContext, HostError, HostErrorCode, LogLevel};
+
+/// A plugin: created by the host with a [`Context`], serving actions until torn down.
+///
+/// The type must be `Send + Sync`: if its manifest says `"concurrency": "parallel"` the host
+/// may call it from several threads at once; with `"serial"` (the default) the host never does.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// Creates the plugin. Read the config with [`Context::config`]; keep the context to log
+    /// and to reach host services later.
+    ///
+    /// # Errors
+    ///
+    /// An [`InitError`] refuses the plugin (`init_failed`); the host keeps running.
+    fn create(ctx: Context) -> Result<Self, InitError>;
+
+    /// Registers a handler for every action declared in `plugin.json`.
+    ///
+    /// An action declared but not registered, or registered but not declared, refuses the plugin
+    /// at creation, naming the action.
+    fn actions(actions: &mut Actions<Self>) {
+        let _ = actions;
+    }
+
+    /// How the plugin is doing.
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+
+    /// Releases what the plugin holds. Runs once, before the context is revoked, within the
+    /// shutdown deadline the operator set. Stop every thread the plugin started here.
+    fn teardown(self) {}
+}
+
+/// The plugin's door back into the host: a token checked on every use, and revoked when the
+/// plugin is torn down. After revocation every method returns [`ContextError::Revoked`].
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    raw: HostContext,
+}
+
+/// Why a call through the [`Context`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// The context was revoked: the plugin was torn down, reloaded or disabled.
+    Revoked,
+    /// The operator did not grant this capability (an audit record was written).
+    CapabilityViolation {
+        /// The capability that was needed.
+        capability: String,
+    },
+    /// The host does not offer this service or operation.
+    Unsupported(String),
+    /// The request was malformed.
+    BadRequest(String),
+    /// The host failed to serve the request.
+    Host(String),
+    /// The host's answer did not decode into the expected type.
+    Decode(String),
+}
+
+impl fmt::Display for ContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Revoked => f.write_str("the plugin's context has been revoked"),
+            Self::CapabilityViolation { capability } => {
+                write!(f, "capability {capability} was not granted to this plugin")
+            }
+            Self::Unsupported(m) => write!(f, "unsupported request: {m}"),
+            Self::BadRequest(m) => write!(f, "bad request: {m}"),
+            Self::Host(m) => write!(f, "host error: {m}"),
+            Self::Decode(m) => write!(f, "could not decode the host's answer: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ContextError {}
+
+impl From<HostError> for ContextError {
+    fn from(e: HostError) -> Self {
+        let message = e.message.into_string();
+        match e.code {
+            HostErrorCode::REVOKED => Self::Revoked,
+            HostErrorCode::CAPABILITY_VIOLATION => Self::CapabilityViolation {
+                capability: e.capability.into_string(),
+            },
+            HostErrorCode::UNSUPPORTED => Self::Unsupported(message),
+            HostErrorCode::BAD_REQUEST => Self::BadRequest(message),
+            _ => Self::Host(message),
+        }
+    }
+}
+
+/// A log level for [`Context::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Errors.
+    Error,
+    /// Warnings.
+    Warn,
+    /// Information.
+    Info,
+    /// Debugging detail.
+    Debug,
+    /// Tracing detail.
+    Trace,
+}
+
+impl Context {
+    /// Wraps the raw context the host passed in. Used by `export_plugin!`.
+    #[doc(hidden)]
+    pub fn from_raw(raw: HostContext) -> Self {
+        Self { raw }
+    }
+
+    /// The raw token and vtable.
+    pub fn raw(&self) -> HostContext {
+        self.raw
+    }
+
+    /// Writes a line to the host's log, in this plugin's span.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Revoked`] after teardown.
+    pub fn log(&self, level: Level, message: &str) -> Result<(), ContextError> {
+        let level = match level {
+            Level::Error => LogLevel::ERROR,
+            Level::Warn => LogLevel::WARN,
+            Level::Info => LogLevel::INFO,
+            Level::Debug => LogLevel::DEBUG,
+            Level::Trace => LogLevel::TRACE,
+        };
+        match (self.raw.vtable.log())(self.raw.token, level, RStr::from_str(message)) {
+            RResult::ROk(()) => Ok(()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    /// Logs at info level; a revoked context drops the line.
+    pub fn info(&self, message: &str) {
+        let _ = self.log(Level::Info, message);
+    }
+
+    /// Logs at warn level; a revoked context drops the line.
+    pub fn warn(&self, message: &str) {
+        let _ = self.log(Level::Warn, message);
+    }
+
+    /// Logs at error level; a revoked context drops the line.
+    pub fn error(&self, message: &str) {
+        let _ = self.log(Level::Error, message);
+    }
+
+    /// Logs at debug level; a revoked context drops the line.
+    pub fn debug(&self, message: &str) {
+        let _ = self.log(Level::Debug, message);
+    }
+
+    /// The plugin's config (the operator's table from the policy) as a typed value.
+    /// A plugin with no config gets an empty JSON object.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Revoked`] after teardown; [`ContextError::Decode`] if the config does
+    /// not fit `T` (the message names the field).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, ContextError> {
+        let bytes = match (self.raw.vtable.config())(self.raw.token) {
+            RResult::ROk(bytes) => bytes,
+            RResult::RErr(e) => return Err(e.into()),
+        };
+        serde_json::from_slice(bytes.as_slice()).map_err(|e| ContextError::Decode(e.to_string()))
+    }
+
+    /// A named request to a host service, checked against the plugin's grants. The typed
+    /// service wrappers are built on this.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the host answered, as a [`ContextError`].
+    pub fn request(
+        &self,
+        service: &str,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ContextError> {
+        match (self.raw.vtable.request())(
+            self.raw.token,
+            RStr::from_str(service),
+            RStr::from_str(operation),
+            RSlice::from_slice(payload),
+        ) {
+            RResult::ROk(bytes) => Ok(bytes.into_vec()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Why a plugin could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitError(String);
+
+impl InitError {
+    /// An error with a message for the operator.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ContextError> for InitError {
+    fn from(e: ContextError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A domain error from an action: the `error(message)` side of the result envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionError(String);
+
+impl ActionError {
+    /// An error with a message for the caller.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ContextError> for ActionError {
+    fn from(e: ContextError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A plugin's health, as reported by [`Plugin::health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "detail", rename_all = "lowercase")]
+pub enum Health {
+    /// Working normally.
+    Ok,
+    /// Working, with a problem worth showing.
+    Degraded(String),
+    /// Not working.
+    Error(String),
+}
+
+pub(crate) type Handler<P> =
+    Box<dyn Fn(&P, &[u8]) -> Result<Vec<u8>, crate::ffi::PluginError> + Send + Sync>;
+
+/// The registry a plugin fills in [`Plugin::actions`].
+pub struct Actions<P> {
+    pub(crate) handlers: Vec<(String, Handler<P>)>,
+}
+
+impl<P> fmt::Debug for Actions<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.handlers.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl<P: 'static> Actions<P> {
+    pub(crate) fn new() -> Self {
+        Self {
+            handlers: Vec::new(),
+        }
+    }
+
+    /// Registers `handler` for the action `name`. Its input is deserialized from the caller's
+    /// JSON (an empty input is `null`, so `()` and `Option<T>` accept it); its output is
+    /// serialized back.
+    pub fn add<I, O, F>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        F: Fn(&P, I) -> Result<O, ActionError> + Send + Sync + 'static,
+    {
+        use crate::ffi::{ErrorCode, PluginError};
+        let action = name.to_owned();
+        let handler: Handler<P> = Box::new(move |plugin, input| {
+            let input: I = if input.is_empty() {
+                serde_json::from_slice(b"null")
+            } else {
+                serde_json::from_slice(input)
+            }
+            .map_err(|e| {
+                PluginError::new(
+                    ErrorCode::BAD_INPUT,
+                    format!("input of action {action:?} does not fit: {e}"),
+                )
+            })?;
+            let output =
+                handler(plugin, input).map_err(|e| PluginError::new(ErrorCode::DOMAIN, e.0))?;
+            serde_json::to_vec(&output).map_err(|e| {
+                PluginError::new(
+                    ErrorCode::HANDLER,
+                    format!("output of action {action:?} does not serialize: {e}"),
+                )
+            })
+        });
+        self.handlers.push((name.to_owned(), handler));
+        self
+    }
+}

@@ -1,0 +1,70 @@
+//! `hello`: the smallest useful plugin. One action greets, reading its greeting from the
+//! operator's config; another shows that config; a third returns a domain error.
+
+use airlock_abi::{ActionError, Actions, Context, Health, InitError, Plugin};
+use serde::Deserialize;
+
+/// The config an operator can set under `[plugins.hello.config]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelloConfig {
+    #[serde(default = "default_greeting")]
+    greeting: String,
+}
+
+fn default_greeting() -> String {
+    "Hello".to_owned()
+}
+
+/// The input of `greet`.
+#[derive(Debug, Deserialize)]
+struct GreetInput {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The plugin.
+pub struct Hello {
+    ctx: Context,
+    greeting: String,
+}
+
+impl Plugin for Hello {
+    fn create(ctx: Context) -> Result<Self, InitError> {
+        let config: HelloConfig = ctx.config()?;
+        ctx.info(&format!("ready to greet with {:?}", config.greeting));
+        Ok(Self {
+            ctx,
+            greeting: config.greeting,
+        })
+    }
+
+    fn actions(actions: &mut Actions<Self>) {
+        actions
+            .add("greet", |this: &Self, input: Option<GreetInput>| {
+                let name = input
+                    .and_then(|i| i.name)
+                    .unwrap_or_else(|| "world".to_owned());
+                this.ctx.debug(&format!("greeting {name}"));
+                Ok::<_, ActionError>(format!("{}, {name}!", this.greeting))
+            })
+            .add("config", |this: &Self, (): ()| {
+                this.ctx
+                    .config::<serde_json::Value>()
+                    .map_err(ActionError::from)
+            })
+            .add("fail", |_: &Self, (): ()| {
+                Err::<(), _>(ActionError::new("hello refuses, as asked"))
+            });
+    }
+
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+
+    fn teardown(self) {
+        self.ctx.info("goodbye");
+    }
+}
+
+airlock_abi::export_plugin!(Hello);
