@@ -22,6 +22,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod console;
 mod context;
 mod decide;

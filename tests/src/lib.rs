@@ -1,1 +1,208 @@
+//! The vocabulary of Airlock's end-to-end tests: real plugin libraries built once per test run
+//! into their own target directory ([`fixture`]), and temporary plugin directories to load them
+//! from ([`TempPluginDir`]).
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use airlock::{Host, Policy};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+/// Where the plugin crates are built: a target directory of their own, so that building them
+/// from inside `cargo test` never waits on the lock of the outer build.
+pub fn fixture_target_dir() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    base.join("airlock-fixtures")
+}
+
+/// Builds every plugin crate under `plugins/` once per test process (cargo makes later builds
+/// no-ops) and returns the library of each, by short name (`hello`, `panics-in-init`, …).
+///
+/// # Panics
+///
+/// If cargo cannot be run or the build fails; the build's own diagnostics are on stderr.
+pub fn fixtures() -> &'static BTreeMap<String, PathBuf> {
+    static FIXTURES: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    FIXTURES.get_or_init(build_fixtures)
+}
+
+fn build_fixtures() -> BTreeMap<String, PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--workspace",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args([
+            "--exclude",
+            "airlock",
+            "--exclude",
+            "airlock-abi",
+            "--exclude",
+            "airlock-tests",
+        ])
+        .arg("--target-dir")
+        .arg(fixture_target_dir())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot run cargo to build the plugin fixtures");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let suffix = format!(".{}", airlock::library_suffix());
+    let mut libs = BTreeMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("cargo output is UTF-8");
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(target) = message["target"]["name"].as_str() else {
+            continue;
+        };
+        let short = target
+            .trim_start_matches("airlock_example_")
+            .trim_start_matches("airlock_fixture_")
+            .replace('_', "-");
+        for file in message["filenames"].as_array().into_iter().flatten() {
+            if let Some(file) = file.as_str().filter(|f| f.ends_with(&suffix)) {
+                libs.insert(short.clone(), PathBuf::from(file));
+            }
+        }
+    }
+    let status = child.wait().expect("cargo ran");
+    assert!(
+        status.success(),
+        "building the plugin fixtures failed: {status}"
+    );
+    libs
+}
+
+/// The library of one plugin crate, by short name (`hello`, `wrong-abi`, …).
+///
+/// # Panics
+///
+/// If there is no such plugin crate.
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures()
+        .get(name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no plugin crate builds {name:?}; have {:?}",
+                fixtures().keys()
+            )
+        })
+        .clone()
+}
+
+/// The bytes of a fixture's library.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    fs::read(fixture(name)).expect("fixture readable")
+}
+
+/// A temporary plugin directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempPluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for TempPluginDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TempPluginDir {
+    /// An empty directory (mode 0755).
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-plugins-")
+            .tempdir()
+            .expect("temporary directory");
+        set_mode(dir.path(), 0o755);
+        Self { dir }
+    }
+
+    /// A directory holding these fixtures.
+    pub fn with(names: &[&str]) -> Self {
+        let dir = Self::new();
+        for name in names {
+            dir.add(name);
+        }
+        dir
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies a fixture in under its own file name, `<name>.so`.
+    pub fn add(&self, name: &str) -> PathBuf {
+        self.add_as(name, &format!("{name}.{}", airlock::library_suffix()))
+    }
+
+    /// Copies a fixture in under `file_name`.
+    pub fn add_as(&self, name: &str, file_name: &str) -> PathBuf {
+        self.add_bytes(file_name, &fixture_bytes(name))
+    }
+
+    /// Writes `bytes` as `file_name` (mode 0755).
+    pub fn add_bytes(&self, file_name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(file_name);
+        fs::write(&path, bytes).expect("write into the plugin directory");
+        set_mode(&path, 0o755);
+        path
+    }
+
+    /// The file name `stem.<library suffix>`.
+    pub fn lib_name(stem: &str) -> String {
+        format!("{stem}.{}", airlock::library_suffix())
+    }
+
+    /// A host over this directory with `policy` (TOML), loaded.
+    pub fn load(&self, policy: &str) -> (Host, airlock::LoadReport) {
+        let policy = Policy::parse(policy, false).expect("test policy parses");
+        let mut host = Host::builder()
+            .plugin_dir(self.path())
+            .policy(policy)
+            .build()
+            .expect("host builds");
+        let report = host.load().expect("plugin directory readable");
+        (host, report)
+    }
+}
+
+/// Sets a file's permission bits.
+pub fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}
+
+/// The reason code the report gives a file, by file name (`None` when it passed).
+pub fn reason_of(report: &airlock::LoadReport, file_name: &str) -> Option<&'static str> {
+    let entry = report
+        .plugins
+        .iter()
+        .find(|p| p.file.file_name().is_some_and(|n| n == file_name))
+        .unwrap_or_else(|| panic!("{file_name} is not in the report: {report:#?}"));
+    entry.reason.map(|r| r.code())
+}

@@ -24,6 +24,10 @@ impl Default for IncrementInput {
     }
 }
 
+/// How many instances this copy of the library has created. A static lives once per loaded
+/// library, so a fresh shadow copy starts again at zero.
+static CREATED: AtomicU64 = AtomicU64::new(0);
+
 /// The plugin.
 pub struct Counter {
     ctx: Context,
@@ -32,6 +36,7 @@ pub struct Counter {
 
 impl Plugin for Counter {
     fn create(ctx: Context) -> Result<Self, InitError> {
+        CREATED.fetch_add(1, Ordering::SeqCst);
         Ok(Self {
             ctx,
             value: AtomicU64::new(0),
@@ -49,6 +54,9 @@ impl Plugin for Counter {
             })
             .add("get", |this: &Self, (): ()| {
                 Ok::<_, ActionError>(this.value.load(Ordering::SeqCst))
+            })
+            .add("created", |_: &Self, (): ()| {
+                Ok::<_, ActionError>(CREATED.load(Ordering::SeqCst))
             })
             .add("reset", |this: &Self, (): ()| {
                 this.value.store(0, Ordering::SeqCst);

@@ -1,0 +1,234 @@
+//! The `airlock` command line: parses arguments, calls the library, prints. `src/main.rs` only
+//! calls [`main`]; keeping the command here lets other binaries (and tests) run the same code.
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::{
+    check_report, read_library, Console, Host, HostBuilder, LoadReport, PipelineOptions, Policy,
+    Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Load native plugins after checking them, and give each a revocable context"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a library file says about itself, without running any of it.
+    Inspect {
+        /// The library file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Report what would load and why not (stages 1-3; with --load, all stages then teardown).
+    Check {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file (TOML, or JSON if it ends in .json).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Also load and create each plugin, then tear it down.
+        #[arg(long)]
+        load: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The demo host: load the plugins and read commands from standard input.
+    Run {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+/// Runs the `airlock` command with the process's arguments and returns its exit code: 0 when
+/// everything passed, 1 when a library was refused, 2 on usage or setup errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(e.as_ref());
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Inspect { file, format } => inspect(&file, format),
+        Command::Check {
+            dirs,
+            policy,
+            load,
+            format,
+        } => check(dirs, policy.as_deref(), load, format),
+        Command::Run { dirs, policy } => run_console(dirs, policy.as_deref()),
+    }
+}
+
+fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
+    let library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
+        Ok(library) => library,
+        Err(refusal) => {
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": file, "status": "refused", "reason": refusal.reason, "detail": refusal.detail})
+                );
+            } else {
+                println!("{refusal}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let m = &library.manifest;
+    if format == Format::Json {
+        let out = serde_json::json!({
+            "file": file,
+            "status": "ok",
+            "sha256": library.sha256,
+            "size": library.len(),
+            "abi_version": library.block.abi_version,
+            "rustc": library.block.rustc,
+            "target": library.block.target,
+            "panic": library.block.panic,
+            "manifest": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("file:         {}", file.display());
+        println!("plugin:       {} {}", m.id, m.version);
+        println!("description:  {}", m.description);
+        println!("sha256:       {}", library.sha256);
+        println!("airlock-abi:  {}", library.block.abi_version);
+        println!("rustc:        {}", library.block.rustc);
+        println!("target:       {}", library.block.target);
+        println!("panic:        {}", library.block.panic);
+        println!("concurrency:  {:?}", m.concurrency);
+        for c in &m.capabilities {
+            println!(
+                "capability:   {}{}{}",
+                c.capability,
+                if c.required { " (required)" } else { "" },
+                c.reason
+                    .as_deref()
+                    .map(|r| format!(" - {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        for a in &m.actions {
+            println!("action:       {} - {}", a.name, a.description);
+        }
+        for h in &m.hooks {
+            println!("hook:         {} - {}", h.name, h.description);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn builder(dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<HostBuilder> {
+    let mut builder = Host::builder();
+    for dir in dirs {
+        builder = builder.plugin_dir(dir);
+    }
+    if let Some(path) = policy {
+        builder = builder.policy(Policy::from_file(path)?);
+    }
+    Ok(builder)
+}
+
+fn check(
+    dirs: Vec<PathBuf>,
+    policy: Option<&Path>,
+    load: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let builder = builder(dirs, policy)?;
+    let report: LoadReport = if load {
+        let mut host = builder.build()?;
+        let mut report = host.load()?;
+        for record in host.shutdown() {
+            if let TeardownOutcome::Clean = record.outcome {
+                continue;
+            }
+            if let Some(entry) = report
+                .plugins
+                .iter_mut()
+                .find(|p| p.id.as_deref() == Some(&record.id) && p.status == Status::Ok)
+            {
+                entry.detail = format!("{}; teardown: {:?}", entry.detail, record.outcome);
+            }
+        }
+        report
+    } else {
+        let options: &PipelineOptions = builder.options();
+        check_report(options)?
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
+        Format::Table => print!("{}", report.to_table()),
+    }
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_console(dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<ExitCode> {
+    let mut host = builder(dirs, policy)?.build()?;
+    let report = host.load()?;
+    eprint!("{}", report.to_table());
+    Console::new(&host).run(io::stdin().lock(), io::stdout().lock())?;
+    for record in host.shutdown() {
+        eprintln!(
+            "{}: {:?} in {:.2} ms",
+            record.id,
+            record.outcome,
+            record.elapsed.as_secs_f64() * 1e3
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

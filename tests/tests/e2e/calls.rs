@@ -1,0 +1,81 @@
+//! Calling actions: config from the policy, the result envelope, the error codes, and parallel
+//! calls from several threads.
+
+use airlock::{ActionOutcome, CallErrorCode};
+use airlock_tests::TempPluginDir;
+use serde_json::json;
+
+#[test]
+fn hello_greets_with_the_greeting_from_its_config() {
+    let dir = TempPluginDir::with(&["hello"]);
+    let (host, _) = dir.load("[plugins.hello.config]\ngreeting = \"Hi\"\n");
+    let answer = host
+        .call("hello", "greet", &json!({"name": "Ada"}))
+        .expect("call");
+    assert_eq!(answer, ActionOutcome::Ok("Hi, Ada!".into()));
+    let config = host.call("hello", "config", &json!(null)).expect("call");
+    assert_eq!(config, ActionOutcome::Ok(json!({"greeting": "Hi"})));
+}
+
+#[test]
+fn a_bad_config_refuses_the_plugin_at_init() {
+    let dir = TempPluginDir::with(&["hello"]);
+    let (host, report) = dir.load("[plugins.hello.config]\ngreting = \"typo\"\n");
+    let entry = report.refused().next().expect("refused");
+    assert_eq!(entry.reason.map(|r| r.code()), Some("init_failed"));
+    assert!(entry.detail.contains("greting"), "{}", entry.detail);
+    assert!(host.plugins().is_empty());
+}
+
+#[test]
+fn domain_errors_are_envelopes_and_infrastructure_errors_have_codes() {
+    let dir = TempPluginDir::with(&["hello"]);
+    let (host, _) = dir.load("");
+    assert_eq!(
+        host.call("hello", "fail", &json!(null)).expect("call"),
+        ActionOutcome::Error("hello refuses, as asked".to_owned())
+    );
+    let code = |plugin: &str, action: &str, input: serde_json::Value| {
+        host.call(plugin, action, &input).expect_err("fails").code
+    };
+    assert_eq!(
+        code("nobody", "greet", json!(null)),
+        CallErrorCode::NotFound
+    );
+    assert_eq!(
+        code("hello", "nothing", json!(null)),
+        CallErrorCode::NotFound
+    );
+    assert_eq!(
+        code("hello", "greet", json!({"name": 5})),
+        CallErrorCode::BadInput
+    );
+    let raw = host
+        .call_bytes("hello", "greet", b"{not json")
+        .expect_err("fails");
+    assert_eq!(raw.code, CallErrorCode::BadInput);
+}
+
+#[test]
+fn a_parallel_plugin_serves_two_threads_without_losing_updates() {
+    let dir = TempPluginDir::with(&["counter"]);
+    let (host, _) = dir.load("");
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    host.call("counter", "increment", &json!({"by": 2}))
+                        .expect("call");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        host.call("counter", "get", &json!(null)).expect("call"),
+        ActionOutcome::Ok(2000.into())
+    );
+    assert_eq!(
+        host.health("counter").expect("health"),
+        airlock_abi::Health::Ok
+    );
+}

@@ -1,0 +1,184 @@
+//! The `airlock` command: `check` (table and JSON, exit codes), `inspect`, `run`, and the proof
+//! that no refused library's constructor ever runs.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use airlock_tests::TempPluginDir;
+use serde_json::Value;
+
+fn airlock(args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    cmd.args(args).arg(dir).env_remove("AIRLOCK_CTOR_MARKER");
+    cmd
+}
+
+fn run(mut cmd: Command) -> (Output, String) {
+    let out = cmd.output().expect("the CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
+const ALL: &[&str] = &[
+    "hello",
+    "counter",
+    "panics-in-init",
+    "errors-in-init",
+    "wrong-abi",
+    "build-mismatch",
+    "not-a-plugin",
+    "ctor-marker",
+    "undefined-symbol",
+];
+
+#[test]
+fn check_load_json_reports_examples_ok_and_every_fixture_refused_with_its_code() {
+    let dir = TempPluginDir::with(ALL);
+    let (out, stdout) = run(airlock(
+        &["check", "--load", "--format", "json"],
+        dir.path(),
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refusals exit 1; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let entries = json["plugins"].as_array().expect("plugins array");
+    assert_eq!(entries.len(), ALL.len());
+    let by_file = |name: &str| {
+        let file = TempPluginDir::lib_name(name);
+        entries
+            .iter()
+            .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with(&file)))
+            .unwrap_or_else(|| panic!("{name} missing from {json:#}"))
+            .clone()
+    };
+    for entry in entries {
+        for key in ["file", "id", "version", "status", "reason", "detail"] {
+            assert!(entry.get(key).is_some(), "{key} missing in {entry}");
+        }
+    }
+    for (name, reason) in [
+        ("hello", Value::Null),
+        ("counter", Value::Null),
+        ("panics-in-init", "init_panicked".into()),
+        ("errors-in-init", "init_failed".into()),
+        ("wrong-abi", "abi_incompatible".into()),
+        ("build-mismatch", "build_mismatch".into()),
+        ("not-a-plugin", "no_manifest".into()),
+        ("ctor-marker", "bad_manifest".into()),
+        ("undefined-symbol", "load_failed".into()),
+    ] {
+        let entry = by_file(name);
+        assert_eq!(entry["reason"], reason, "{name}: {entry}");
+        let status = if reason.is_null() { "ok" } else { "refused" };
+        assert_eq!(entry["status"], status, "{name}: {entry}");
+    }
+    assert_eq!(by_file("hello")["id"], "hello");
+}
+
+#[test]
+fn check_exits_zero_when_all_pass_and_two_on_usage_errors() {
+    let dir = TempPluginDir::with(&["hello", "counter"]);
+    let (out, stdout) = run(airlock(&["check", "--load"], dir.path()));
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("2 ok, 0 refused"), "{stdout}");
+    let (out, _) = run(airlock(&["check", "--format", "yaml"], dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+    let (out, _) = run(airlock(&["check", "--policy"], dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+    let policy = dir.path().join("bad-policy.toml");
+    std::fs::write(&policy, "[plugins.hello]\nenabeld = false\n").expect("write");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    cmd.args(["check", "--policy"]).arg(&policy).arg(dir.path());
+    let out = cmd.output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad-policy.toml") && stderr.contains("enabeld"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_refused_library_runs_its_constructor_and_the_control_proves_the_marker_works() {
+    let marker_dir = tempfile::tempdir().expect("tempdir");
+    let marker = marker_dir.path().join("constructor-ran");
+    // Refused from the file: ctor-marker (bad manifest). Checked but not loaded: ctor-plugin.
+    let refused =
+        TempPluginDir::with(&["ctor-marker", "wrong-abi", "build-mismatch", "not-a-plugin"]);
+    let mut cmd = airlock(&["check", "--load"], refused.path());
+    cmd.env("AIRLOCK_CTOR_MARKER", &marker);
+    let (out, _) = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!marker.exists(), "a refused library's constructor ran");
+
+    let control = TempPluginDir::with(&["ctor-plugin"]);
+    let mut cmd = airlock(&["check"], control.path());
+    cmd.env("AIRLOCK_CTOR_MARKER", &marker);
+    let (out, _) = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!marker.exists(), "checking (stages 1-3) ran a constructor");
+
+    let mut cmd = airlock(&["check", "--load"], control.path());
+    cmd.env("AIRLOCK_CTOR_MARKER", &marker);
+    let (out, _) = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        marker.exists(),
+        "control: loading ctor-plugin must run its constructor"
+    );
+}
+
+#[test]
+fn inspect_reads_the_manifest_without_running_the_file() {
+    let dir = TempPluginDir::with(&["hello", "not-a-plugin"]);
+    let hello = dir.path().join(TempPluginDir::lib_name("hello"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    cmd.args(["inspect", "--format", "json"]).arg(&hello);
+    let (out, stdout) = run(cmd);
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(json["manifest"]["id"], "hello");
+    assert_eq!(json["abi_version"], airlock_abi::ABI_VERSION);
+    assert_eq!(json["target"], airlock_abi::BUILD_TARGET);
+    assert_eq!(json["panic"], "unwind");
+    let (host, _) = dir.load("");
+    assert_eq!(json["sha256"], host.plugin("hello").expect("loaded").sha256);
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    cmd.args(["inspect", "--format", "json"])
+        .arg(dir.path().join(TempPluginDir::lib_name("not-a-plugin")));
+    let (out, stdout) = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("no_manifest"), "{stdout}");
+}
+
+#[test]
+fn run_serves_the_console_over_stdin() {
+    let dir = TempPluginDir::with(&["hello", "counter"]);
+    let mut child = airlock(&["run"], dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"/plugins\n/call hello greet {\"name\":\"Ada\"}\n/call counter increment\n/call hello fail\n/call hello nope\n/quit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("hello 0.1.0 [Running"), "{stdout}");
+    assert!(stdout.contains("ok \"Hello, Ada!\""), "{stdout}");
+    assert!(stdout.contains("ok 1"), "{stdout}");
+    assert!(stdout.contains("error hello refuses, as asked"), "{stdout}");
+    assert!(stdout.contains("error not_found"), "{stdout}");
+    assert!(stdout.contains("bye"), "{stdout}");
+}

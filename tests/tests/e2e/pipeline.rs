@@ -1,0 +1,156 @@
+//! The pipeline over the real fixtures: every refusal has its exact reason code, the examples
+//! load, and one bad library never stops the others.
+
+use airlock::Status;
+use airlock_tests::{reason_of, TempPluginDir};
+
+const EXPECTED: &[(&str, Option<&str>)] = &[
+    ("hello", None),
+    ("counter", None),
+    ("ctor-plugin", None),
+    ("slow-teardown", None),
+    ("panics-in-init", Some("init_panicked")),
+    ("errors-in-init", Some("init_failed")),
+    ("wrong-abi", Some("abi_incompatible")),
+    ("build-mismatch", Some("build_mismatch")),
+    ("not-a-plugin", Some("no_manifest")),
+    ("ctor-marker", Some("bad_manifest")),
+    ("undefined-symbol", Some("load_failed")),
+];
+
+#[test]
+fn every_fixture_gets_its_exact_reason_and_the_examples_load() {
+    let names: Vec<&str> = EXPECTED.iter().map(|(n, _)| *n).collect();
+    let dir = TempPluginDir::with(&names);
+    let (host, report) = dir.load("");
+    for (name, expected) in EXPECTED {
+        let file = TempPluginDir::lib_name(name);
+        assert_eq!(reason_of(&report, &file), *expected, "{name}: {report:#?}");
+    }
+    assert_eq!(report.plugins.len(), EXPECTED.len());
+    let loaded: Vec<String> = host.plugins().into_iter().map(|p| p.id).collect();
+    // Load order is file-name order.
+    assert_eq!(loaded, ["counter", "ctor-plugin", "hello", "slow-teardown"]);
+}
+
+#[test]
+fn a_panicking_init_leaves_the_host_and_the_other_plugins_running() {
+    let dir = TempPluginDir::with(&["panics-in-init", "hello"]);
+    let (host, report) = dir.load("");
+    let refused: Vec<_> = report.refused().collect();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].detail.contains("deliberately panicking"),
+        "{}",
+        refused[0].detail
+    );
+    let answer = host
+        .call(
+            "hello",
+            "greet",
+            &serde_json::json!({"name": "after the panic"}),
+        )
+        .expect("hello still serves");
+    assert_eq!(
+        answer,
+        airlock::ActionOutcome::Ok("Hello, after the panic!".into())
+    );
+}
+
+#[test]
+fn refusals_name_what_was_expected_and_found() {
+    let dir = TempPluginDir::with(&["wrong-abi", "build-mismatch"]);
+    let report = airlock::check_report(&airlock::PipelineOptions {
+        dirs: vec![dir.path().to_owned()],
+        policy: airlock::Policy::default(),
+        max_library_size: airlock::DEFAULT_MAX_LIBRARY_SIZE,
+    })
+    .expect("checked");
+    let detail = |id: &str| {
+        report
+            .plugins
+            .iter()
+            .find(|p| p.id.as_deref() == Some(id))
+            .map(|p| p.detail.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail("wrong-abi").contains("9.0.0"),
+        "{}",
+        detail("wrong-abi")
+    );
+    assert!(detail("wrong-abi").contains(airlock_abi::ABI_VERSION));
+    assert!(detail("build-mismatch").contains("riscv64gc-unknown-none-elf"));
+    assert!(detail("build-mismatch").contains(airlock_abi::BUILD_TARGET));
+}
+
+#[test]
+fn check_without_load_passes_good_files_and_runs_nothing() {
+    let dir = TempPluginDir::with(&["hello", "panics-in-init"]);
+    let report = airlock::check_report(&airlock::PipelineOptions {
+        dirs: vec![dir.path().to_owned()],
+        policy: airlock::Policy::default(),
+        max_library_size: airlock::DEFAULT_MAX_LIBRARY_SIZE,
+    })
+    .expect("checked");
+    // panics-in-init only fails when it runs: stages 1–3 pass it.
+    assert!(
+        report.plugins.iter().all(|p| p.status == Status::Ok),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn duplicate_ids_refuse_the_later_file() {
+    let dir = TempPluginDir::new();
+    dir.add_as("hello", &TempPluginDir::lib_name("a-hello"));
+    dir.add_as("hello", &TempPluginDir::lib_name("b-hello"));
+    let (host, report) = dir.load("");
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("a-hello")),
+        None
+    );
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("b-hello")),
+        Some("duplicate_id")
+    );
+    assert_eq!(host.plugins().len(), 1);
+}
+
+#[test]
+fn policy_disables_and_pins() {
+    let dir = TempPluginDir::with(&["hello", "counter"]);
+    let sha = dir.load("").0.plugin("counter").expect("loaded").sha256;
+    let wrong = "0".repeat(64);
+    let (host, report) = dir.load(&format!(
+        "[plugins.hello]\nenabled = false\n[plugins.counter]\nsha256 = \"{wrong}\"\n"
+    ));
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("hello")),
+        Some("disabled")
+    );
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("counter")),
+        Some("hash_mismatch")
+    );
+    assert!(host.plugins().is_empty());
+    let (host, report) = dir.load(&format!("[plugins.counter]\nsha256 = \"{sha}\"\n"));
+    assert!(report.all_ok(), "{report:#?}");
+    assert_eq!(host.plugins().len(), 2);
+}
+
+#[test]
+fn each_load_is_a_fresh_copy_with_fresh_statics() {
+    // Two hosts load the same file. Without a fresh shadow copy the dynamic linker would hand
+    // the second host the first one's library, statics and all.
+    let dir = TempPluginDir::with(&["counter"]);
+    let (first, _) = dir.load("");
+    let (second, _) = dir.load("");
+    for host in [&first, &second] {
+        let created = host
+            .call("counter", "created", &serde_json::Value::Null)
+            .expect("call");
+        assert_eq!(created, airlock::ActionOutcome::Ok(1.into()));
+    }
+    assert!(first.retained_libraries().0 >= 2);
+}
