@@ -105,10 +105,6 @@ pub(crate) fn open(mut entry: ContextEntry) -> ContextToken {
         .lock()
         .pop()
         .unwrap_or_else(|| TABLE.next.fetch_add(1, Ordering::Relaxed));
-    #[expect(
-        clippy::expect_used,
-        reason = "a million simultaneous plugin contexts is a host bug"
-    )]
     let slot = TABLE
         .slot_or_init(index)
         .expect("more than a million plugin contexts open at once");

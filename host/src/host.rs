@@ -528,11 +528,9 @@ impl Host {
             )
         })?;
         let _serial = loaded.serial.as_ref().map(Mutex::lock);
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "a manifest declares at most 256 actions"
-        )]
-        match instance.action(index as u32, action, input) {
+        // A manifest declares at most 256 actions, so the index always fits.
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match instance.action(index, action, input) {
             Ok(bytes) => Ok(Ok(bytes)),
             Err(e) => match e.code {
                 ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),

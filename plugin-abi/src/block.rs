@@ -183,7 +183,7 @@ impl ManifestBlock {
             return Err(BlockError::UnsupportedHeaderVersion(header_version));
         }
         let total = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
-        if total > bytes.len() || total > MAX_BLOCK_LEN || total < HEADER_LEN {
+        if total > bytes.len() || !(HEADER_LEN..=MAX_BLOCK_LEN).contains(&total) {
             return Err(BlockError::LengthOutOfBounds {
                 field: "block",
                 claimed: total,

@@ -127,8 +127,8 @@ pub fn invoke<P: Plugin>(
 
 /// Tears an instance down and frees it.
 #[doc(hidden)]
-pub fn destroy<P: Plugin>(instance: Box<Instance<P>>) -> Result<(), PluginError> {
-    let Instance { plugin, handlers } = *instance;
+pub fn destroy<P: Plugin>(instance: Instance<P>) -> Result<(), PluginError> {
+    let Instance { plugin, handlers } = instance;
     drop(handlers);
     plugin.teardown();
     Ok(())
@@ -210,7 +210,7 @@ macro_rules! export_plugin {
                 __airlock::guard(|| {
                     // SAFETY: as in `invoke`; the host calls `destroy` exactly once per handle,
                     // after every `invoke` on it has returned, so this is the only owner.
-                    let instance = unsafe { Box::from_raw(handle.0.cast::<__airlock::Instance<$plugin>>()) };
+                    let instance = unsafe { *Box::from_raw(handle.0.cast::<__airlock::Instance<$plugin>>()) };
                     __airlock::destroy(instance)
                 })
             }
