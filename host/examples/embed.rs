@@ -31,10 +31,17 @@ fn main() -> ExitCode {
     };
     for refused in report.refused() {
         let reason = refused.reason.map_or("?", |r| r.code());
-        eprintln!("refused {} ({reason}): {}", refused.file.display(), refused.detail);
+        eprintln!(
+            "refused {} ({reason}): {}",
+            refused.file.display(),
+            refused.detail
+        );
     }
     for plugin in host.plugins() {
-        println!("loaded {} {} in {:?}", plugin.id, plugin.version, plugin.load_time);
+        println!(
+            "loaded {} {} in {:?}",
+            plugin.id, plugin.version, plugin.load_time
+        );
     }
     match host.call("hello", "greet", &serde_json::json!({ "name": "embedder" })) {
         Ok(ActionOutcome::Ok(value)) => println!("hello answered {value}"),
