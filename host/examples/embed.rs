@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         .map_or_else(|| PathBuf::from("target/demo-plugins"), PathBuf::from);
     let policy = Policy::parse("[plugins.hello.config]\ngreeting = \"Greetings\"\n", false)
         .expect("the example policy is valid");
-    let mut host = match Host::builder().plugin_dir(&dir).policy(policy).build() {
+    let host = match Host::builder().plugin_dir(&dir).policy(policy).build() {
         Ok(host) => host,
         Err(e) => {
             eprintln!("cannot create the host: {e}");

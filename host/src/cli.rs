@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::{
-    check_report, read_library, Console, Host, HostBuilder, LoadReport, PipelineOptions, Policy,
-    Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
+    check_report, pin, read_library, Console, Host, HostBuilder, LoadReport, PipelineOptions,
+    Policy, Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -46,6 +46,9 @@ enum Command {
         /// The operator's policy file (TOML, or JSON if it ends in .json).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Load only the libraries pinned in this lock file.
+        #[arg(long)]
+        lock: Option<PathBuf>,
         /// Also load and create each plugin, then tear it down.
         #[arg(long)]
         load: bool,
@@ -61,6 +64,21 @@ enum Command {
         /// The operator's policy file.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Load only the libraries pinned in this lock file.
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
+    /// Pin the sha256 of every library that passes the checks into a lock file.
+    Lock {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file to write.
+        #[arg(long, short, default_value = "airlock.lock")]
+        output: PathBuf,
     },
 }
 
@@ -101,10 +119,16 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Check {
             dirs,
             policy,
+            lock,
             load,
             format,
-        } => check(dirs, policy.as_deref(), load, format),
-        Command::Run { dirs, policy } => run_console(dirs, policy.as_deref()),
+        } => check(builder(dirs, policy.as_deref(), lock)?, load, format),
+        Command::Run { dirs, policy, lock } => run_console(builder(dirs, policy.as_deref(), lock)?),
+        Command::Lock {
+            dirs,
+            policy,
+            output,
+        } => write_lock(&builder(dirs, policy.as_deref(), None)?, &output),
     }
 }
 
@@ -168,7 +192,11 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn builder(dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<HostBuilder> {
+fn builder(
+    dirs: Vec<PathBuf>,
+    policy: Option<&Path>,
+    lock: Option<PathBuf>,
+) -> Result<HostBuilder> {
     let mut builder = Host::builder();
     for dir in dirs {
         builder = builder.plugin_dir(dir);
@@ -176,18 +204,31 @@ fn builder(dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<HostBuilder> {
     if let Some(path) = policy {
         builder = builder.policy(Policy::from_file(path)?);
     }
+    if let Some(lock) = lock {
+        builder = builder.lock_file(lock);
+    }
     Ok(builder)
 }
 
-fn check(
-    dirs: Vec<PathBuf>,
-    policy: Option<&Path>,
-    load: bool,
-    format: Format,
-) -> Result<ExitCode> {
-    let builder = builder(dirs, policy)?;
+fn write_lock(builder: &HostBuilder, output: &Path) -> Result<ExitCode> {
+    let (lock, report) = pin(builder.options(), output)?;
+    lock.write()?;
+    print!("{}", report.to_table());
+    println!(
+        "wrote {} pin(s) to {}",
+        lock.entries().len(),
+        output.display()
+    );
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
     let report: LoadReport = if load {
-        let mut host = builder.build()?;
+        let host = builder.build()?;
         let mut report = host.load()?;
         for record in host.shutdown() {
             if let TeardownOutcome::Clean = record.outcome {
@@ -203,8 +244,8 @@ fn check(
         }
         report
     } else {
-        let options: &PipelineOptions = builder.options();
-        check_report(options)?
+        let options: PipelineOptions = builder.check_options()?;
+        check_report(&options)?
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
@@ -217,8 +258,8 @@ fn check(
     })
 }
 
-fn run_console(dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<ExitCode> {
-    let mut host = builder(dirs, policy)?.build()?;
+fn run_console(builder: HostBuilder) -> Result<ExitCode> {
+    let host = builder.build()?;
     let report = host.load()?;
     eprint!("{}", report.to_table());
     Console::new(&host).run(io::stdin().lock(), io::stdout().lock())?;

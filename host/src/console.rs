@@ -1,4 +1,4 @@
-//! The demo host's line console: `/plugins`, `/call PLUGIN ACTION [JSON]`, `/help`, `/quit`.
+//! The demo host's line console: list, call and operate plugins (`/help` lists the commands).
 //! Kept in the library (not in `main.rs`) so that it is tested like the rest.
 
 use std::io::{self, BufRead, Write};
@@ -22,8 +22,14 @@ pub struct Console<'h> {
 
 const HELP: &str = "\
 commands:
-  /plugins                      list loaded plugins with their state and actions
+  /plugins                      list loaded plugins: state, generation, grants, counters
   /call PLUGIN ACTION [JSON]    call an action (JSON input defaults to null)
+  /publish TOPIC [JSON]         publish an event as the host
+  /revoke PLUGIN CAPABILITY     revoke a capability (or every grant of a kind) at run time
+  /disable PLUGIN               tear a plugin down and revoke its context
+  /enable PLUGIN                create a disabled plugin again
+  /config PLUGIN JSON           change a plugin's config (live, or by re-creating it)
+  /audit [N]                    the last N audit records (default 10)
   /help                         this text
   /quit                         tear the plugins down and exit";
 
@@ -78,6 +84,18 @@ impl<'h> Console<'h> {
             "help" => HELP.to_owned(),
             "plugins" => self.plugins(),
             "call" => self.call(rest.trim()),
+            "publish" => self.publish(rest.trim()),
+            "revoke" => self.revoke(rest.trim()),
+            "disable" => match self.host.disable(rest.trim()) {
+                Ok(record) => format!("{}: disabled ({:?})", record.id, record.outcome),
+                Err(e) => format!("error: {e}"),
+            },
+            "enable" => match self.host.enable(rest.trim()) {
+                Ok(()) => format!("{}: enabled", rest.trim()),
+                Err(e) => format!("error: {e}"),
+            },
+            "config" => self.config(rest.trim()),
+            "audit" => self.audit(rest.trim()),
             other => format!("unknown command /{other}; /help lists the commands"),
         };
         (ConsoleOutcome::Continue, text)
@@ -92,8 +110,9 @@ impl<'h> Console<'h> {
             .iter()
             .map(|p| {
                 let actions: Vec<_> = p.actions.iter().map(|a| a.name.as_str()).collect();
+                let s = &p.stats;
                 format!(
-                    "{} {} [{:?}, generation {}, {:?}] actions: {}{}",
+                    "{} {} [{}, generation {}, {:?}] actions: {}; grants: {}; calls {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
                     p.id,
                     p.version,
                     p.state,
@@ -105,10 +124,92 @@ impl<'h> Console<'h> {
                         actions.join(", ")
                     },
                     if p.grants.is_empty() {
-                        String::new()
+                        "-".to_owned()
                     } else {
-                        format!("; grants: {}", p.grants.join(", "))
+                        p.grants.join(", ")
                     },
+                    s.calls,
+                    s.host_calls,
+                    s.denials,
+                    s.events,
+                    s.timer_runs,
+                    s.subscriptions,
+                    s.timers,
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn publish(&self, args: &str) -> String {
+        let (topic, json) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        if topic.is_empty() {
+            return "usage: /publish TOPIC [JSON]".to_owned();
+        }
+        let payload = match parse_json(json) {
+            Ok(value) => value,
+            Err(e) => return e,
+        };
+        format!(
+            "queued for {} subscription(s)",
+            self.host.publish(topic, &payload)
+        )
+    }
+
+    fn revoke(&self, args: &str) -> String {
+        let mut parts = args.split_whitespace();
+        let (Some(plugin), Some(capability), None) = (parts.next(), parts.next(), parts.next())
+        else {
+            return "usage: /revoke PLUGIN CAPABILITY".to_owned();
+        };
+        match self.host.revoke_capability(plugin, capability) {
+            Ok(removed) if removed.is_empty() => {
+                format!("{plugin} had no grant matching {capability}")
+            }
+            Ok(removed) => format!("{plugin}: revoked {}", removed.join(", ")),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    fn config(&self, args: &str) -> String {
+        let (plugin, json) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        if plugin.is_empty() || json.trim().is_empty() {
+            return "usage: /config PLUGIN JSON".to_owned();
+        }
+        let config = match parse_json(json) {
+            Ok(value) => value,
+            Err(e) => return e,
+        };
+        match self.host.set_config(plugin, config) {
+            Ok(applied) => {
+                let how = if applied.live {
+                    "applied live"
+                } else {
+                    "re-created with it"
+                };
+                let warnings = if applied.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (warnings: {})", applied.warnings.join("; "))
+                };
+                format!("{plugin}: config {how}{warnings}")
+            }
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    fn audit(&self, args: &str) -> String {
+        let n = args.parse().unwrap_or(10);
+        let records = self.host.audit_tail(n);
+        if records.is_empty() {
+            return "no audit records".to_owned();
+        }
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "#{} {} {} gen {} {:?} {}: {}",
+                    r.seq, r.time, r.plugin, r.generation, r.outcome, r.capability, r.detail
                 )
             })
             .collect::<Vec<_>>()
@@ -121,12 +222,9 @@ impl<'h> Console<'h> {
         else {
             return "usage: /call PLUGIN ACTION [JSON]".to_owned();
         };
-        let input = match parts.next().map(str::trim).filter(|s| !s.is_empty()) {
-            None => serde_json::Value::Null,
-            Some(text) => match serde_json::from_str(text) {
-                Ok(value) => value,
-                Err(e) => return format!("error bad_input: the input is not JSON: {e}"),
-            },
+        let input = match parse_json(parts.next().unwrap_or_default()) {
+            Ok(value) => value,
+            Err(e) => return e,
         };
         match self.host.call(plugin, action, &input) {
             Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
@@ -134,4 +232,13 @@ impl<'h> Console<'h> {
             Err(e) => format!("error {}: {}", e.code, e.message),
         }
     }
+}
+
+/// Parses console JSON; empty text is `null`.
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| format!("error bad_input: the input is not JSON: {e}"))
 }

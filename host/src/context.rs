@@ -3,12 +3,16 @@
 //!
 //! The table lives in the host binary, which is never unloaded, so a plugin can never hold a
 //! pointer that dangles: it holds a token, and a stale token is answered with `Revoked`.
-//! Looking a token up is a lock-free `ArcSwap` load (no shared cache line is written per call);
-//! revoking is one atomic store, safe to race with calls.
+//! Looking a token up is a lock-free `ArcSwap` load. Revoking (the whole context, or one
+//! capability) is a store followed by a wait for the calls already in flight: calls are counted
+//! in two phases of per-thread-sharded counters (the SRCU scheme), so counting writes no cache
+//! line shared between threads, and a stream of new calls can never starve the wait.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
@@ -16,24 +20,104 @@ use airlock_abi::{
     Capability, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
     LogLevel, PluginId,
 };
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
+
+use crate::host::HostShared;
 
 const CHUNK: usize = 256;
 const MAX_CHUNKS: usize = 4096;
+const SHARDS: usize = 8;
+
+/// A counter on a cache line of its own.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Padded(AtomicUsize);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        s.get()
+    })
+}
+
+/// Calls in flight, counted per phase and per thread shard.
+#[derive(Debug, Default)]
+struct InFlight {
+    phase: AtomicUsize,
+    counts: [[Padded; SHARDS]; 2],
+}
+
+struct InFlightGuard<'a> {
+    counter: &'a AtomicUsize,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        let phase = self.phase.load(Ordering::SeqCst) & 1;
+        let counter = &self.counts[phase][shard()].0;
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard { counter }
+    }
+
+    /// Waits until every call that entered before this was called has left. Calls entering
+    /// later count in the other phase and are not waited for. Returns false on timeout.
+    fn drain(&self, deadline: Duration) -> bool {
+        let old = self.phase.fetch_add(1, Ordering::SeqCst) & 1;
+        let started = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let busy: usize = self.counts[old]
+                .iter()
+                .map(|c| c.0.load(Ordering::SeqCst))
+                .sum();
+            if busy == 0 {
+                return true;
+            }
+            if started.elapsed() > deadline {
+                return false;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else if spins < 128 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
 
 /// What the host knows about one open context.
 #[derive(Debug)]
-#[expect(
-    dead_code,
-    reason = "generation and grants are read by the capability services"
-)]
 pub(crate) struct ContextEntry {
     pub plugin: PluginId,
     pub generation: u64,
-    pub config: Vec<u8>,
-    pub grants: Vec<Capability>,
+    pub config: ArcSwap<Vec<u8>>,
+    pub grants: ArcSwap<Vec<Capability>>,
     pub span: tracing::Span,
+    pub host: Weak<HostShared>,
+    /// Set when teardown starts: no new timers or subscriptions.
+    pub closing: AtomicBool,
+    /// Host calls served, and capability violations.
+    pub calls: AtomicU64,
+    pub denials: AtomicU64,
+    revoked: AtomicBool,
+    in_flight: InFlight,
     token_generation: u32,
 }
 
@@ -43,14 +127,21 @@ impl ContextEntry {
         generation: u64,
         config: Vec<u8>,
         grants: Vec<Capability>,
+        host: Weak<HostShared>,
     ) -> Self {
         let span = tracing::info_span!("plugin", id = %plugin, generation);
         Self {
             plugin,
             generation,
-            config,
-            grants,
+            config: ArcSwap::from_pointee(config),
+            grants: ArcSwap::from_pointee(grants),
             span,
+            host,
+            closing: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            denials: AtomicU64::new(0),
+            revoked: AtomicBool::new(false),
+            in_flight: InFlight::default(),
             token_generation: 0,
         }
     }
@@ -93,6 +184,9 @@ impl ContextTable {
     }
 }
 
+/// How long a revocation waits for the calls in flight before giving up on them.
+pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Opens a context for `entry` and returns its token; the context stays open until
 /// [`revoke`] is called with the token.
 ///
@@ -120,51 +214,65 @@ pub(crate) fn open(mut entry: ContextEntry) -> ContextToken {
     }
 }
 
+/// The entry of an open context.
+pub(crate) fn entry(token: ContextToken) -> Option<Arc<ContextEntry>> {
+    let slot = TABLE.slot(token.slot)?;
+    slot.entry
+        .load_full()
+        .filter(|e| e.token_generation == token.generation && !e.revoked.load(Ordering::SeqCst))
+}
+
 /// Revokes the context of `token`: from the moment this returns, every host function answers
-/// the token with `Revoked`. Returns false if it was already revoked. O(1), and safe to race
-/// with calls using the token.
+/// the token with `Revoked`, and every call that was in flight has finished (or overran
+/// [`DRAIN_DEADLINE`]). Returns false if it was already revoked. Safe to race with calls.
 pub(crate) fn revoke(token: ContextToken) -> bool {
     let Some(slot) = TABLE.slot(token.slot) else {
         return false;
     };
-    let current = slot.entry.load_full();
-    match current {
-        Some(entry) if entry.token_generation == token.generation => {
-            let previous = slot.entry.compare_and_swap(&Some(entry.clone()), None);
-            let revoked = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &entry));
-            if revoked {
-                TABLE.free.lock().push(token.slot);
-            }
-            revoked
-        }
-        _ => false,
+    let Some(current) = slot.entry.load_full() else {
+        return false;
+    };
+    if current.token_generation != token.generation {
+        return false;
     }
+    let previous = slot.entry.compare_and_swap(&Some(current.clone()), None);
+    if !previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &current)) {
+        return false;
+    }
+    current.revoked.store(true, Ordering::SeqCst);
+    if !current.in_flight.drain(DRAIN_DEADLINE) {
+        tracing::warn!(plugin = %current.plugin, "calls into the host were still in flight when the context was revoked");
+    }
+    TABLE.free.lock().push(token.slot);
+    true
+}
+
+/// Removes every grant `matches` selects from the context of `token` and waits for the calls
+/// in flight to finish, so that no call with the old grants succeeds after this returns.
+/// Returns the grants removed.
+pub(crate) fn revoke_grants(
+    token: ContextToken,
+    matches: impl Fn(&Capability) -> bool,
+) -> Vec<Capability> {
+    let Some(entry) = entry(token) else {
+        return Vec::new();
+    };
+    let current = entry.grants.load_full();
+    let (removed, kept): (Vec<Capability>, Vec<Capability>) =
+        current.iter().cloned().partition(|c| matches(c));
+    entry.grants.store(Arc::new(kept));
+    if !entry.in_flight.drain(DRAIN_DEADLINE) {
+        tracing::warn!(plugin = %entry.plugin, "calls into the host were still in flight when a capability was revoked");
+    }
+    removed
 }
 
 /// Whether `token` names an open context.
 pub fn is_open(token: ContextToken) -> bool {
-    lookup(token).is_ok()
+    entry(token).is_some()
 }
 
-fn lookup(token: ContextToken) -> Result<arc_swap::Guard<Option<Arc<ContextEntry>>>, HostError> {
-    let guard = TABLE.slot(token.slot).map(|slot| slot.entry.load());
-    match guard {
-        Some(guard)
-            if guard
-                .as_ref()
-                .is_some_and(|e| e.token_generation == token.generation) =>
-        {
-            Ok(guard)
-        }
-        _ => Err(host_error(
-            HostErrorCode::REVOKED,
-            "",
-            "the plugin's context has been revoked",
-        )),
-    }
-}
-
-fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
+pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
     HostError {
         code,
         capability: RString::from(capability),
@@ -172,22 +280,34 @@ fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError
     }
 }
 
-/// Runs a host function body: looks the token up, then runs `f` on the entry with panics
-/// contained. Nothing unwinds into the plugin.
+fn revoked_error() -> HostError {
+    host_error(
+        HostErrorCode::REVOKED,
+        "",
+        "the plugin's context has been revoked",
+    )
+}
+
+/// Runs a host function body: looks the token up, counts the call in flight, checks that the
+/// context was not revoked meanwhile, then runs `f` with panics contained. Nothing unwinds into
+/// the plugin.
 fn serve<T>(
     token: ContextToken,
     f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
 ) -> RResult<T, HostError> {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let guard = lookup(token)?;
-        match guard.as_ref() {
-            Some(entry) => f(entry),
-            None => Err(host_error(
-                HostErrorCode::REVOKED,
-                "",
-                "the plugin's context has been revoked",
-            )),
+        let slot = TABLE.slot(token.slot).ok_or_else(revoked_error)?;
+        let guard = slot.entry.load();
+        let entry = guard
+            .as_ref()
+            .filter(|e| e.token_generation == token.generation)
+            .ok_or_else(revoked_error)?;
+        let _in_flight = entry.in_flight.enter();
+        if entry.revoked.load(Ordering::SeqCst) {
+            return Err(revoked_error());
         }
+        entry.calls.fetch_add(1, Ordering::Relaxed);
+        f(entry)
     }));
     match result {
         Ok(r) => r.into(),
@@ -219,26 +339,26 @@ extern "C" fn host_log(
 }
 
 extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {
-    serve(token, |entry| Ok(RVec::from(entry.config.clone())))
+    serve(token, |entry| {
+        Ok(RVec::from(entry.config.load().as_slice().to_vec()))
+    })
 }
 
 extern "C" fn host_request(
     token: ContextToken,
     service: RStr<'_>,
     operation: RStr<'_>,
-    _payload: RSlice<'_, u8>,
+    payload: RSlice<'_, u8>,
 ) -> RResult<RVec<u8>, HostError> {
     serve(token, |entry| {
-        Err(host_error(
-            HostErrorCode::UNSUPPORTED,
-            "",
-            &format!(
-                "this host offers no service {:?} (operation {:?}, asked by {})",
-                service.as_str(),
-                operation.as_str(),
-                entry.plugin
-            ),
-        ))
+        crate::membrane::request(
+            token,
+            entry,
+            service.as_str(),
+            operation.as_str(),
+            payload.as_slice(),
+        )
+        .map(RVec::from)
     })
 }
 
@@ -271,6 +391,7 @@ mod tests {
             1,
             b"{\"a\":1}".to_vec(),
             Vec::new(),
+            Weak::new(),
         )
     }
 
@@ -307,31 +428,59 @@ mod tests {
     }
 
     #[test]
-    fn revoke_races_with_calls() {
+    fn no_call_succeeds_after_revoke_returns() {
         let token = open(entry("unit-race"));
         let vt = host_vtable();
+        let revoked = AtomicBool::new(false);
         std::thread::scope(|s| {
             for _ in 0..2 {
-                s.spawn(move || {
-                    let mut revoked_seen = false;
+                s.spawn(|| {
                     for _ in 0..20_000 {
-                        match (vt.config())(token).into_result() {
-                            Ok(_) => {
-                                assert!(!revoked_seen, "a call succeeded after one saw Revoked")
-                            }
-                            Err(e) => {
-                                assert_eq!(e.code, HostErrorCode::REVOKED);
-                                revoked_seen = true;
-                            }
+                        let after = revoked.load(Ordering::SeqCst);
+                        let result = (vt.config())(token).into_result();
+                        if after {
+                            assert_eq!(
+                                result.expect_err("after revoke").code,
+                                HostErrorCode::REVOKED
+                            );
                         }
                     }
                 });
             }
-            s.spawn(move || {
-                std::thread::yield_now();
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(2));
                 assert!(revoke(token));
+                revoked.store(true, Ordering::SeqCst);
             });
         });
         assert!(!is_open(token));
+    }
+
+    #[test]
+    fn drain_waits_for_calls_in_flight_and_is_not_starved_by_new_ones() {
+        let in_flight = InFlight::default();
+        let guard = in_flight.enter();
+        assert!(
+            !in_flight.drain(Duration::from_millis(20)),
+            "a call in flight holds the drain"
+        );
+        drop(guard);
+        assert!(in_flight.drain(Duration::from_millis(20)));
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _call = in_flight.enter();
+                    std::hint::spin_loop();
+                }
+            });
+            for _ in 0..100 {
+                assert!(
+                    in_flight.drain(Duration::from_secs(2)),
+                    "a stream of calls starved the drain"
+                );
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
     }
 }

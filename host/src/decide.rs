@@ -1,10 +1,13 @@
 //! Stage 3, decide: versions, build provenance and the operator's policy, all from what stage 2
 //! read out of the file. Still nothing of the plugin has run.
 
-use airlock_abi::{check_compatible, Capability, DeclaredCapability, ABI_VERSION, BUILD_TARGET};
+use airlock_abi::{
+    check_compatible, Capability, CapabilityKind, DeclaredCapability, ABI_VERSION, BUILD_TARGET,
+};
 
 use crate::error::{Refusal, RefusalReason};
 use crate::library_file::LibraryFile;
+use crate::lock::Lock;
 use crate::policy::{PluginPolicy, Policy};
 
 /// What stage 3 decided for a library it accepts.
@@ -22,7 +25,11 @@ pub struct Decision {
 ///
 /// A [`Refusal`] saying what was expected and what was found: `abi_incompatible`,
 /// `build_mismatch`, `disabled`, `hash_mismatch` or `not_granted`.
-pub fn decide(file: &LibraryFile, policy: &Policy) -> Result<Decision, Refusal> {
+pub fn decide(
+    file: &LibraryFile,
+    policy: &Policy,
+    lock: Option<&Lock>,
+) -> Result<Decision, Refusal> {
     let manifest = &file.manifest;
     let refuse =
         |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&manifest.id);
@@ -92,6 +99,32 @@ pub fn decide(file: &LibraryFile, policy: &Policy) -> Result<Decision, Refusal> 
             ));
         }
     }
+    if let Some(lock) = lock {
+        match lock.get(&manifest.id) {
+            None => {
+                return Err(refuse(
+                    RefusalReason::HashMismatch,
+                    format!(
+                        "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
+                        manifest.id,
+                        lock.path().display()
+                    ),
+                ))
+            }
+            Some(pin) if pin.sha256 != file.sha256 => {
+                return Err(refuse(
+                    RefusalReason::HashMismatch,
+                    format!(
+                        "expected sha256 {} (pinned in {}), found {}; review the new build and run `airlock lock` again",
+                        pin.sha256,
+                        lock.path().display(),
+                        file.sha256
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     let grants = effective_grants(&manifest.capabilities, &entry.grants);
     if let Some(missing) = manifest
         .capabilities
@@ -129,14 +162,20 @@ pub fn effective_grants(
 /// Whether `grant` covers `wanted`: same kind, and the grant's scope glob matches the wanted
 /// scope (`*` matches any run of characters).
 pub fn grant_covers(grant: &Capability, wanted: &Capability) -> bool {
-    if grant.kind() != wanted.kind() {
-        return false;
-    }
-    match (grant.scope(), wanted.scope()) {
-        (None, None) => true,
-        (Some(pattern), Some(scope)) => glob_match(pattern, scope),
-        _ => false,
-    }
+    covers(std::slice::from_ref(grant), wanted.kind(), wanted.scope())
+}
+
+/// Whether `grants` allow using `kind` on `scope` (`None` for unscoped kinds): a grant of the
+/// same kind whose scope glob matches the requested scope.
+pub fn covers(grants: &[Capability], kind: CapabilityKind, scope: Option<&str>) -> bool {
+    grants.iter().any(|g| {
+        g.kind() == kind
+            && match (g.scope(), scope) {
+                (None, None) => true,
+                (Some(pattern), Some(scope)) => glob_match(pattern, scope),
+                _ => false,
+            }
+    })
 }
 
 /// Matches `text` against `pattern`, where `*` matches any run of characters (including none).

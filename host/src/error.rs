@@ -39,6 +39,8 @@ pub enum RefusalReason {
     HashMismatch,
     /// Stage 3: a capability the manifest marks required is not granted.
     NotGranted,
+    /// Stage 5: the plugin's `validate_config` rejected the operator's config.
+    ConfigInvalid,
     /// Stage 4: the dynamic linker refused the library (e.g. an undefined symbol).
     LoadFailed,
     /// Stage 4: abi_stable's layout check of the root module failed.
@@ -53,7 +55,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in pipeline order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::UnsafePermissions,
         Self::NotALibrary,
         Self::TooLarge,
@@ -66,6 +68,7 @@ impl RefusalReason {
         Self::Disabled,
         Self::HashMismatch,
         Self::NotGranted,
+        Self::ConfigInvalid,
         Self::LoadFailed,
         Self::LayoutMismatch,
         Self::InitFailed,
@@ -88,6 +91,7 @@ impl RefusalReason {
             Self::Disabled => "disabled",
             Self::HashMismatch => "hash_mismatch",
             Self::NotGranted => "not_granted",
+            Self::ConfigInvalid => "config_invalid",
             Self::LoadFailed => "load_failed",
             Self::LayoutMismatch => "layout_mismatch",
             Self::InitFailed => "init_failed",
@@ -102,6 +106,7 @@ impl RefusalReason {
             self,
             Self::LoadFailed
                 | Self::LayoutMismatch
+                | Self::ConfigInvalid
                 | Self::InitFailed
                 | Self::InitPanicked
                 | Self::InitTimeout
@@ -231,6 +236,65 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The audit log file could not be opened.
+    #[error("cannot open the audit log {}", path.display())]
+    AuditLog {
+        /// The audit log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key/value store could not be opened.
+    #[error("cannot open the key/value store {}: {message}", path.display())]
+    Kv {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lock file could not be read or written, or is malformed.
+    #[error("lock file {}: {message}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// No plugin with this id is loaded.
+    #[error("no plugin {0:?} is loaded")]
+    UnknownPlugin(String),
+    /// The operation needs the plugin running, and it is not.
+    #[error("plugin {plugin:?} is not running (it is {state})")]
+    NotRunning {
+        /// The plugin.
+        plugin: String,
+        /// Its state.
+        state: String,
+    },
+    /// The plugin's `validate_config` rejected a config.
+    #[error("plugin {plugin:?} rejected the config: {}", errors.join("; "))]
+    ConfigRejected {
+        /// The plugin.
+        plugin: String,
+        /// Its errors.
+        errors: Vec<String>,
+    },
+    /// A capability named by the operator does not parse.
+    #[error("{0}")]
+    BadCapability(String),
+    /// Creating the plugin again failed.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The shadow directory (where libraries are copied before loading) could not be created.
     #[error("cannot create the shadow directory in {}", path.display())]
     ShadowDir {

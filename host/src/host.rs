@@ -1,25 +1,35 @@
 //! The embedding API: build a [`Host`] from plugin directories and a policy, load what can be
-//! loaded (reporting every refusal), call actions, and shut down in reverse load order.
+//! loaded (reporting every refusal), call actions, operate the plugins at run time (revoke a
+//! capability, disable, enable, change config), and shut down in reverse load order.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use airlock_abi::{
-    ActionDecl, Concurrency, ContextToken, ErrorCode, Health, HookDecl, PluginError, PluginId,
+    ActionDecl, Capability, CapabilityKind, Concurrency, ConfigReport, ContextToken, ErrorCode,
+    Health, HookDecl, InvocationKind, PluginError, PluginId,
 };
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::audit::{AuditLog, AuditOutcome, AuditRecord};
 use crate::context::{self, ContextEntry};
 use crate::decide::{decide, Decision};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
+use crate::events::EventBus;
+use crate::kv::KvStore;
 use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
-use crate::loader::{self, Instance, LoadedLibrary};
-use crate::policy::Policy;
+use crate::loader::{self, Creator, Instance, LoadedLibrary};
+use crate::lock::Lock;
+use crate::policy::{PluginPolicy, Policy};
 use crate::report::{LoadReport, PluginReport, Status};
+use crate::timers::TimerService;
 
 /// Options shared by checking and loading.
 #[derive(Debug, Clone)]
@@ -30,6 +40,20 @@ pub struct PipelineOptions {
     pub policy: Policy,
     /// Libraries larger than this are refused (`too_large`) without being read.
     pub max_library_size: u64,
+    /// If set, only libraries pinned here load.
+    pub lock: Option<Lock>,
+}
+
+impl PipelineOptions {
+    /// Options for `dirs` with the default policy, no lock and the default size cap.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self {
+            dirs,
+            policy: Policy::default(),
+            max_library_size: DEFAULT_MAX_LIBRARY_SIZE,
+            lock: None,
+        }
+    }
 }
 
 /// A library that passed stages 1–3.
@@ -67,7 +91,7 @@ pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>,
                     .with_id(id));
                 }
                 seen.push((id.clone(), file.path.clone()));
-                let decision = decide(&file, &options.policy)?;
+                let decision = decide(&file, &options.policy, options.lock.as_ref())?;
                 Ok(Checked { file, decision })
             });
         out.push(checked);
@@ -91,6 +115,47 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
     Ok(LoadReport { plugins })
 }
 
+/// Pins what passes stages 1–3 (ignoring any lock already in force): the lock `airlock lock`
+/// writes to `output`. Refused files are in the report and not pinned.
+///
+/// # Errors
+///
+/// [`Error::PluginDir`] if a directory cannot be read.
+pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport), Error> {
+    let options = PipelineOptions {
+        lock: None,
+        ..options.clone()
+    };
+    let mut entries = std::collections::BTreeMap::new();
+    let mut report = LoadReport::default();
+    for checked in check(&options)? {
+        match checked {
+            Ok(c) => {
+                let file_name = c
+                    .file
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                report.plugins.push(ok_report(
+                    &c.file,
+                    format!("pinned sha256 {}", c.file.sha256),
+                ));
+                entries.insert(
+                    c.file.manifest.id.clone(),
+                    crate::lock::LockEntry {
+                        sha256: c.file.sha256.clone(),
+                        version: c.file.manifest.version.to_string(),
+                        file: file_name,
+                    },
+                );
+            }
+            Err(refusal) => report.plugins.push(PluginReport::refused(&refusal, None)),
+        }
+    }
+    Ok((Lock::new(output, entries), report))
+}
+
 fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
     PluginReport {
         file: file.path.clone(),
@@ -107,6 +172,7 @@ fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
 pub struct HostBuilder {
     options: PipelineOptions,
     shadow_parent: Option<PathBuf>,
+    lock_file: Option<PathBuf>,
 }
 
 impl Default for HostBuilder {
@@ -119,12 +185,9 @@ impl HostBuilder {
     /// A builder with no plugin directories and the default policy.
     pub fn new() -> Self {
         Self {
-            options: PipelineOptions {
-                dirs: Vec::new(),
-                policy: Policy::default(),
-                max_library_size: DEFAULT_MAX_LIBRARY_SIZE,
-            },
+            options: PipelineOptions::new(Vec::new()),
             shadow_parent: None,
+            lock_file: None,
         }
     }
 
@@ -157,6 +220,25 @@ impl HostBuilder {
         Ok(self.policy(Policy::from_file(path)?))
     }
 
+    /// Loads only the libraries pinned in this lock file (overrides the policy's
+    /// `[host] lock`).
+    pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_file = Some(path.into());
+        self
+    }
+
+    /// Keeps the key/value store in `dir` (overrides the policy's `[host] data_dir`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.policy.host_mut().data_dir = Some(dir.into());
+        self
+    }
+
+    /// Appends audit records to `path` (overrides the policy's `[host] audit_log`).
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.policy.host_mut().audit_log = Some(path.into());
+        self
+    }
+
     /// Refuses libraries larger than `bytes` without reading them.
     pub fn max_library_size(mut self, bytes: u64) -> Self {
         self.options.max_library_size = bytes;
@@ -170,17 +252,37 @@ impl HostBuilder {
         self
     }
 
-    /// The options this builder would check and load with.
+    /// The options this builder would check with (the lock file is read by [`Self::build`]
+    /// and [`Self::check_options`]).
     pub fn options(&self) -> &PipelineOptions {
         &self.options
     }
 
-    /// Creates the host; nothing is loaded until [`Host::load`].
+    /// The options with the lock file read.
     ///
     /// # Errors
     ///
-    /// [`Error::ShadowDir`] if the private shadow directory cannot be created.
+    /// [`Error::Lock`] if the lock file cannot be read.
+    pub fn check_options(&self) -> Result<PipelineOptions, Error> {
+        let mut options = self.options.clone();
+        let lock_path = self
+            .lock_file
+            .clone()
+            .or_else(|| options.policy.host().lock.clone());
+        if let Some(path) = lock_path {
+            options.lock = Some(Lock::from_file(&path)?);
+        }
+        Ok(options)
+    }
+
+    /// Creates the host and starts its services; nothing is loaded until [`Host::load`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShadowDir`], [`Error::DataDir`], [`Error::Kv`], [`Error::AuditLog`] or
+    /// [`Error::Lock`] when the corresponding file or directory cannot be set up.
     pub fn build(self) -> Result<Host, Error> {
+        let options = self.check_options()?;
         let parent = self.shadow_parent.unwrap_or_else(std::env::temp_dir);
         let shadow = tempfile::Builder::new()
             .prefix("airlock-shadow-")
@@ -189,11 +291,33 @@ impl HostBuilder {
                 path: parent.clone(),
                 source,
             })?;
-        Ok(Host {
-            options: self.options,
+        let settings = options.policy.host().clone();
+        let kv = match &settings.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(KvStore::open(&dir.join("kv.redb"))?)
+            }
+            None => None,
+        };
+        let audit = match &settings.audit_log {
+            Some(path) => AuditLog::to_file(path)?,
+            None => AuditLog::in_memory(),
+        };
+        let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
+            options,
             shadow,
-            plugins: Vec::new(),
-        })
+            plugins: ArcSwap::from_pointee(Vec::new()),
+            admin: Mutex::new(()),
+            audit,
+            kv,
+            events: EventBus::start(me.clone()),
+            timers: TimerService::start(me.clone()),
+            me: me.clone(),
+        });
+        Ok(Host { shared })
     }
 }
 
@@ -203,10 +327,27 @@ impl HostBuilder {
 pub enum PluginState {
     /// Serving calls.
     Running,
-    /// Torn down cleanly; its context is revoked.
+    /// Disabled by the operator; its context is revoked. `enable` creates it again.
+    Disabled,
+    /// Torn down at shutdown; its context is revoked.
     Stopped,
     /// Teardown failed or overran its deadline; its context is revoked and it was abandoned.
     Abandoned,
+    /// Creating it again (enable, config change) failed; see the log.
+    Failed,
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Self::Running => "running",
+            Self::Disabled => "disabled",
+            Self::Stopped => "stopped",
+            Self::Abandoned => "abandoned",
+            Self::Failed => "failed",
+        };
+        f.write_str(text)
+    }
 }
 
 /// What the host shows about a loaded plugin.
@@ -226,9 +367,9 @@ pub struct PluginInfo {
     pub abi_version: String,
     /// The compiler that built it.
     pub rustc: String,
-    /// Increases by one each time the plugin is loaded anew.
+    /// Increases by one each time an instance is created.
     pub generation: u64,
-    /// Running, stopped or abandoned.
+    /// Running, disabled, stopped…
     pub state: PluginState,
     /// Serial or parallel.
     pub concurrency: Concurrency,
@@ -236,13 +377,34 @@ pub struct PluginInfo {
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.
     pub hooks: Vec<HookDecl>,
-    /// Effective grants.
+    /// Effective grants now (declared ∩ granted, less what was revoked at run time).
     pub grants: Vec<String>,
-    /// The token of its context (revoked once it is stopped).
+    /// The token of its current context (revoked once it is not running).
     #[serde(skip)]
     pub context: ContextToken,
     /// How long stages 2–5 took for it.
     pub load_time: Duration,
+    /// Counters.
+    pub stats: PluginStats,
+}
+
+/// Per-plugin counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PluginStats {
+    /// Actions called.
+    pub calls: u64,
+    /// Calls the plugin made into the host (current context).
+    pub host_calls: u64,
+    /// Capability violations (current context).
+    pub denials: u64,
+    /// Events delivered.
+    pub events: u64,
+    /// Timer runs.
+    pub timer_runs: u64,
+    /// Event subscriptions held.
+    pub subscriptions: u64,
+    /// Timer jobs scheduled.
+    pub timers: u64,
 }
 
 /// A domain result of an action: the result envelope.
@@ -267,7 +429,7 @@ pub enum TeardownOutcome {
     Abandoned,
 }
 
-/// One plugin's teardown, in the order they happened.
+/// One plugin's teardown.
 #[derive(Debug, Clone, Serialize)]
 pub struct TeardownRecord {
     /// The plugin.
@@ -278,33 +440,415 @@ pub struct TeardownRecord {
     pub elapsed: Duration,
 }
 
-struct LoadedPlugin {
-    file: LibraryFile,
-    decision: Decision,
-    _library: LoadedLibrary,
-    instance: Option<Instance>,
-    serial: Option<Mutex<()>>,
-    token: ContextToken,
-    generation: u64,
-    state: PluginState,
-    load_time: Duration,
+/// How a config change was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigApplied {
+    /// True if the plugin took it live; false if it was re-created.
+    pub live: bool,
+    /// The plugin's warnings about the config.
+    pub warnings: Vec<String>,
 }
 
-/// A host: loads plugins, serves calls into them, and tears them down.
-///
-/// Dropping a host shuts it down (as [`Host::shutdown`]) if that has not been done.
-pub struct Host {
-    options: PipelineOptions,
+/// A live instance and the context it was created with.
+struct Running {
+    instance: Instance,
+    token: ContextToken,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    events: AtomicU64,
+    timer_runs: AtomicU64,
+}
+
+struct LoadedPlugin {
+    file: LibraryFile,
+    policy: PluginPolicy,
+    _library: LoadedLibrary,
+    creator: Creator,
+    grants: Mutex<Vec<Capability>>,
+    config: Mutex<serde_json::Value>,
+    running: ArcSwapOption<Running>,
+    state: Mutex<PluginState>,
+    last_token: Mutex<ContextToken>,
+    generation: AtomicU64,
+    serial: Option<Mutex<()>>,
+    load_time: Duration,
+    counters: Counters,
+}
+
+impl LoadedPlugin {
+    fn id(&self) -> &PluginId {
+        &self.file.manifest.id
+    }
+}
+
+/// What a host shares with its service threads and with the contexts of its plugins.
+pub(crate) struct HostShared {
+    pub(crate) options: PipelineOptions,
     shadow: tempfile::TempDir,
-    plugins: Vec<LoadedPlugin>,
+    plugins: ArcSwap<Vec<Arc<LoadedPlugin>>>,
+    /// Serializes whatever changes the plugin table or a plugin's instance.
+    admin: Mutex<()>,
+    pub(crate) audit: AuditLog,
+    pub(crate) kv: Option<KvStore>,
+    pub(crate) events: EventBus,
+    pub(crate) timers: TimerService,
+    me: Weak<HostShared>,
+}
+
+impl Drop for HostShared {
+    fn drop(&mut self) {
+        self.events.stop();
+        self.timers.stop();
+        self.audit.close();
+    }
+}
+
+/// A host: loads plugins, serves calls into them, operates them, and tears them down.
+///
+/// All methods take `&self`; a host can be shared between threads. Dropping it shuts it down
+/// (as [`Host::shutdown`]) if that has not been done.
+pub struct Host {
+    shared: Arc<HostShared>,
 }
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("dirs", &self.options.dirs)
-            .field("plugins", &self.plugins.len())
+            .field("dirs", &self.shared.options.dirs)
+            .field("plugins", &self.shared.plugins.load().len())
             .finish_non_exhaustive()
+    }
+}
+
+fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
+    CallError {
+        code,
+        plugin: plugin.to_owned(),
+        action: action.to_owned(),
+        message,
+    }
+}
+
+impl HostShared {
+    fn find(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins
+            .load()
+            .iter()
+            .rev()
+            .find(|p| p.id().as_str() == id)
+            .cloned()
+    }
+
+    fn find_or_err(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
+        self.find(id)
+            .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
+    }
+
+    /// Calls an action with JSON bytes; see [`Host::call_bytes`].
+    pub(crate) fn call_bytes(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
+        let plugins = self.plugins.load();
+        let loaded = plugins
+            .iter()
+            .rev()
+            .find(|p| p.id().as_str() == plugin)
+            .ok_or_else(|| {
+                fail(
+                    plugin,
+                    action,
+                    CallErrorCode::NotFound,
+                    format!("no plugin {plugin:?} is loaded"),
+                )
+            })?;
+        let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
+            let known: Vec<_> = loaded
+                .file
+                .manifest
+                .actions
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
+            fail(
+                plugin,
+                action,
+                CallErrorCode::NotFound,
+                format!(
+                    "plugin {plugin:?} has no action {action:?}; it has: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let running = loaded.running.load();
+        let running = running.as_ref().ok_or_else(|| {
+            let state = *loaded.state.lock();
+            fail(
+                plugin,
+                action,
+                CallErrorCode::Revoked,
+                format!("plugin {plugin:?} is {state}"),
+            )
+        })?;
+        let _serial = loaded.serial.as_ref().map(Mutex::lock);
+        loaded.counters.calls.fetch_add(1, Ordering::Relaxed);
+        // A manifest declares at most 256 actions, so the index always fits.
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match running.instance.action(index, action, input) {
+            Ok(bytes) => Ok(Ok(bytes)),
+            Err(e) => match e.code {
+                ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),
+                code => Err(fail(
+                    plugin,
+                    action,
+                    plugin_error_code(code),
+                    e.message.into_string(),
+                )),
+            },
+        }
+    }
+
+    /// Delivers an event or timer run to the plugin whose current context is `token`; does
+    /// nothing if that plugin is no longer running under that token.
+    pub(crate) fn deliver(
+        &self,
+        token: ContextToken,
+        kind: InvocationKind,
+        name: &str,
+        payload: &[u8],
+    ) {
+        let plugins = self.plugins.load();
+        for plugin in plugins.iter() {
+            let running = plugin.running.load();
+            let Some(running) = running.as_ref().filter(|r| r.token == token) else {
+                continue;
+            };
+            let _serial = plugin.serial.as_ref().map(Mutex::lock);
+            let counter = if kind == InvocationKind::TIMER {
+                &plugin.counters.timer_runs
+            } else {
+                &plugin.counters.events
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = running.instance.invoke(kind, 0, name, payload) {
+                tracing::warn!(plugin = %plugin.id(), name, "delivery failed: {}", describe(&e));
+            }
+            return;
+        }
+    }
+
+    /// Stage 4 and 5 for one checked library.
+    fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
+        let started = Instant::now();
+        let Checked { mut file, decision } = checked;
+        let library = loader::load(&file, self.shadow.path())?;
+        file.release_bytes();
+        let plugin = LoadedPlugin {
+            creator: library.creator(),
+            _library: library,
+            grants: Mutex::new(decision.grants),
+            config: Mutex::new(decision.policy.config.clone()),
+            policy: decision.policy,
+            file,
+            running: ArcSwapOption::empty(),
+            state: Mutex::new(PluginState::Failed),
+            last_token: Mutex::new(ContextToken {
+                slot: u32::MAX,
+                generation: 0,
+            }),
+            generation: AtomicU64::new(0),
+            serial: None,
+            load_time: Duration::ZERO,
+            counters: Counters::default(),
+        };
+        let mut plugin = LoadedPlugin {
+            serial: (plugin.file.manifest.concurrency == Concurrency::Serial)
+                .then(|| Mutex::new(())),
+            ..plugin
+        };
+        let config = plugin.config.lock().clone();
+        let warnings = self.validate(&plugin, &config)?;
+        for warning in warnings {
+            tracing::warn!(plugin = %plugin.id(), "config: {warning}");
+        }
+        self.start_instance(&plugin, &config)?;
+        plugin.load_time = started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Asks the plugin to validate `config`; returns its warnings.
+    fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+    ) -> Result<Vec<String>, Refusal> {
+        let refuse = |reason, detail: String| {
+            Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
+        };
+        let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
+        let Some(answer) = plugin.creator.validate_config(&bytes) else {
+            return Ok(Vec::new());
+        };
+        let report: ConfigReport = match answer {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config answered malformed JSON: {e}"),
+                )
+            })?,
+            Err(e) if e.code == ErrorCode::UNSUPPORTED => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config failed: {}", describe(&e)),
+                ))
+            }
+        };
+        if !report.is_ok() {
+            return Err(refuse(
+                RefusalReason::ConfigInvalid,
+                format!(
+                    "the plugin rejected its config: {}",
+                    report.errors.join("; ")
+                ),
+            ));
+        }
+        Ok(report.warnings)
+    }
+
+    /// Creates an instance with a fresh context (stage 5) and makes it the running one.
+    fn start_instance(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+    ) -> Result<(), Refusal> {
+        let id = plugin.id().clone();
+        let refuse =
+            |reason, detail: String| Refusal::new(&plugin.file.path, reason, detail).with_id(&id);
+        let generation = plugin.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = context::open(ContextEntry::new(
+            id.clone(),
+            generation,
+            serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
+            plugin.grants.lock().clone(),
+            self.me.clone(),
+        ));
+        *plugin.last_token.lock() = token;
+        let creator = plugin.creator;
+        let deadline = plugin.policy.init_deadline;
+        let created = run_with_deadline(deadline, move || {
+            creator.create(context::host_context(token))
+        });
+        let instance = match created {
+            Some(Ok(instance)) => instance,
+            Some(Err(e)) => {
+                self.release_context(token);
+                *plugin.state.lock() = PluginState::Failed;
+                return Err(if e.code == ErrorCode::PANICKED {
+                    refuse(
+                        RefusalReason::InitPanicked,
+                        format!("create panicked: {}", e.message),
+                    )
+                } else {
+                    refuse(
+                        RefusalReason::InitFailed,
+                        format!("create failed: {}", e.message),
+                    )
+                });
+            }
+            None => {
+                self.release_context(token);
+                *plugin.state.lock() = PluginState::Failed;
+                return Err(refuse(
+                    RefusalReason::InitTimeout,
+                    format!(
+                        "create did not return within {} ms; the plugin was abandoned and its context revoked",
+                        deadline.as_millis()
+                    ),
+                ));
+            }
+        };
+        plugin
+            .running
+            .store(Some(Arc::new(Running { instance, token })));
+        *plugin.state.lock() = PluginState::Running;
+        Ok(())
+    }
+
+    /// Drops everything the host holds for a context, then revokes it.
+    fn release_context(&self, token: ContextToken) {
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        self.timers.cancel_all(token, Duration::from_secs(5));
+        self.events.remove_all(token);
+        context::revoke(token);
+    }
+
+    /// Tears the running instance down (if any) within the plugin's deadline and revokes its
+    /// context; `after` is the state it is left in when teardown is clean.
+    fn teardown(&self, plugin: &LoadedPlugin, after: PluginState) -> Option<TeardownRecord> {
+        let running = plugin.running.swap(None)?;
+        let started = Instant::now();
+        let deadline = plugin.policy.shutdown_deadline;
+        let token = running.token;
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        // No timer or event runs after this: cancel them and wait for one in progress.
+        let timers_done = self.timers.cancel_all(token, deadline);
+        self.events.remove_all(token);
+        // Wait for the calls in flight on this instance (arc-swap turned their guards into
+        // counted references when the instance was swapped out).
+        let mut running = Some(running);
+        while running.as_ref().is_some_and(|r| Arc::strong_count(r) > 1)
+            && started.elapsed() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let outcome = match running.take().map(Arc::try_unwrap) {
+            Some(Ok(owned)) if timers_done => {
+                let remaining = deadline.saturating_sub(started.elapsed());
+                let instance = owned.instance;
+                match run_with_deadline(remaining, move || instance.destroy()) {
+                    Some(Ok(())) => TeardownOutcome::Clean,
+                    Some(Err(e)) => TeardownOutcome::Failed(describe(&e)),
+                    None => TeardownOutcome::Abandoned,
+                }
+            }
+            // Still in use at the deadline: it cannot be destroyed safely. Leak it.
+            Some(Ok(owned)) => {
+                std::mem::forget(owned);
+                TeardownOutcome::Abandoned
+            }
+            Some(Err(shared)) => {
+                std::mem::forget(shared);
+                TeardownOutcome::Abandoned
+            }
+            None => TeardownOutcome::Abandoned,
+        };
+        self.release_context(token);
+        *plugin.state.lock() = match outcome {
+            TeardownOutcome::Abandoned => PluginState::Abandoned,
+            _ => after,
+        };
+        let id = plugin.id().to_string();
+        match &outcome {
+            TeardownOutcome::Clean => tracing::info!(plugin = %id, "torn down"),
+            other => {
+                tracing::warn!(plugin = %id, outcome = ?other, "teardown did not finish cleanly")
+            }
+        }
+        Some(TeardownRecord {
+            id,
+            outcome,
+            elapsed: started.elapsed(),
+        })
     }
 }
 
@@ -320,15 +864,17 @@ impl Host {
     /// # Errors
     ///
     /// [`Error::PluginDir`] if a directory cannot be read.
-    pub fn load(&mut self) -> Result<LoadReport, Error> {
+    pub fn load(&self) -> Result<LoadReport, Error> {
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
         let mut report = LoadReport::default();
-        let loaded_ids: HashSet<PluginId> = self
+        let loaded_ids: HashSet<PluginId> = shared
             .plugins
+            .load()
             .iter()
-            .filter(|p| p.state == PluginState::Running)
-            .map(|p| p.file.manifest.id.clone())
+            .map(|p| p.id().clone())
             .collect();
-        for checked in check(&self.options)? {
+        for checked in check(&shared.options)? {
             let entry = match checked {
                 Err(refusal) => PluginReport::refused(&refusal, None),
                 Ok(checked) if loaded_ids.contains(&checked.file.manifest.id) => {
@@ -345,13 +891,18 @@ impl Host {
                 }
                 Ok(checked) => {
                     let version = checked.file.manifest.version.to_string();
-                    match self.load_one(checked) {
+                    match shared.load_one(checked) {
                         Ok(plugin) => {
                             let entry = ok_report(
                                 &plugin.file,
                                 format!("loaded in {:.2} ms", plugin.load_time.as_secs_f64() * 1e3),
                             );
-                            self.plugins.push(plugin);
+                            let plugin = Arc::new(plugin);
+                            shared.plugins.rcu(|current| {
+                                let mut next = Vec::clone(current);
+                                next.push(plugin.clone());
+                                next
+                            });
                             entry
                         }
                         Err(refusal) => PluginReport::refused(&refusal, Some(version)),
@@ -371,83 +922,52 @@ impl Host {
         Ok(report)
     }
 
-    /// Stages 4 and 5 for one checked library.
-    fn load_one(&mut self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
-        let started = Instant::now();
-        let Checked { mut file, decision } = checked;
-        let library = loader::load(&file, self.shadow.path())?;
-        file.release_bytes();
-        let id = file.manifest.id.clone();
-        let generation = 1;
-        let config = serde_json::to_vec(&decision.policy.config).unwrap_or_else(|_| b"{}".to_vec());
-        let token = context::open(ContextEntry::new(
-            id.clone(),
-            generation,
-            config,
-            decision.grants.clone(),
-        ));
-        let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&id);
-        let create = library.creator();
-        let deadline = decision.policy.init_deadline;
-        let created = run_with_deadline(deadline, move || {
-            create.create(context::host_context(token))
-        });
-        let instance = match created {
-            Some(Ok(instance)) => instance,
-            Some(Err(e)) => {
-                context::revoke(token);
-                return Err(if e.code == ErrorCode::PANICKED {
-                    refuse(
-                        RefusalReason::InitPanicked,
-                        format!("create panicked: {}", e.message),
-                    )
-                } else {
-                    refuse(
-                        RefusalReason::InitFailed,
-                        format!("create failed: {}", e.message),
-                    )
-                });
-            }
-            None => {
-                context::revoke(token);
-                return Err(refuse(
-                    RefusalReason::InitTimeout,
-                    format!(
-                        "create did not return within {} ms; the plugin was abandoned and its context revoked",
-                        deadline.as_millis()
-                    ),
-                ));
-            }
-        };
-        let serial = (file.manifest.concurrency == Concurrency::Serial).then(|| Mutex::new(()));
-        Ok(LoadedPlugin {
-            file,
-            decision,
-            _library: library,
-            instance: Some(instance),
-            serial,
-            token,
-            generation,
-            state: PluginState::Running,
-            load_time: started.elapsed(),
-        })
-    }
-
     /// The loaded plugins, in load order.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        self.plugins.iter().map(info).collect()
+        self.shared
+            .plugins
+            .load()
+            .iter()
+            .map(|p| self.info(p))
+            .collect()
     }
 
     /// One loaded plugin by id.
     pub fn plugin(&self, id: &str) -> Option<PluginInfo> {
-        self.find(id).map(info)
+        self.shared.find(id).map(|p| self.info(&p))
     }
 
-    fn find(&self, id: &str) -> Option<&LoadedPlugin> {
-        self.plugins
-            .iter()
-            .rev()
-            .find(|p| p.file.manifest.id.as_str() == id)
+    fn info(&self, p: &LoadedPlugin) -> PluginInfo {
+        let m = &p.file.manifest;
+        let token = *p.last_token.lock();
+        let entry = context::entry(token);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PluginInfo {
+            id: m.id.to_string(),
+            version: m.version.to_string(),
+            description: m.description.clone(),
+            file: p.file.path.clone(),
+            sha256: p.file.sha256.clone(),
+            abi_version: p.file.block.abi_version.clone(),
+            rustc: p.file.block.rustc.clone(),
+            generation: p.generation.load(Ordering::SeqCst),
+            state: *p.state.lock(),
+            concurrency: m.concurrency,
+            actions: m.actions.clone(),
+            hooks: m.hooks.clone(),
+            grants: p.grants.lock().iter().map(ToString::to_string).collect(),
+            context: token,
+            load_time: p.load_time,
+            stats: PluginStats {
+                calls: load(&p.counters.calls),
+                host_calls: entry.as_ref().map_or(0, |e| load(&e.calls)),
+                denials: entry.as_ref().map_or(0, |e| load(&e.denials)),
+                events: load(&p.counters.events),
+                timer_runs: load(&p.counters.timer_runs),
+                subscriptions: self.shared.events.count(token) as u64,
+                timers: self.shared.timers.count(token) as u64,
+            },
+        }
     }
 
     /// Calls `action` of `plugin` with a JSON value.
@@ -462,20 +982,18 @@ impl Host {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<ActionOutcome, CallError> {
-        let input = serde_json::to_vec(input).map_err(|e| CallError {
-            code: CallErrorCode::BadInput,
-            plugin: plugin.to_owned(),
-            action: action.to_owned(),
-            message: e.to_string(),
-        })?;
+        let input = serde_json::to_vec(input)
+            .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
         match self.call_bytes(plugin, action, &input)? {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(ActionOutcome::Ok)
-                .map_err(|e| CallError {
-                    code: CallErrorCode::HandlerError,
-                    plugin: plugin.to_owned(),
-                    action: action.to_owned(),
-                    message: format!("the plugin answered with invalid JSON: {e}"),
+                .map_err(|e| {
+                    fail(
+                        plugin,
+                        action,
+                        CallErrorCode::HandlerError,
+                        format!("the plugin answered with invalid JSON: {e}"),
+                    )
                 }),
             Err(message) => Ok(ActionOutcome::Error(message)),
         }
@@ -493,50 +1011,7 @@ impl Host {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
-        let fail = |code, message: String| CallError {
-            code,
-            plugin: plugin.to_owned(),
-            action: action.to_owned(),
-            message,
-        };
-        let loaded = self.find(plugin).ok_or_else(|| {
-            fail(
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
-        let instance = loaded.instance.as_ref().ok_or_else(|| {
-            fail(
-                CallErrorCode::Revoked,
-                format!("plugin {plugin:?} has been torn down"),
-            )
-        })?;
-        let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
-            let known: Vec<_> = loaded
-                .file
-                .manifest
-                .actions
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect();
-            fail(
-                CallErrorCode::NotFound,
-                format!(
-                    "plugin {plugin:?} has no action {action:?}; it has: {}",
-                    known.join(", ")
-                ),
-            )
-        })?;
-        let _serial = loaded.serial.as_ref().map(Mutex::lock);
-        // A manifest declares at most 256 actions, so the index always fits.
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match instance.action(index, action, input) {
-            Ok(bytes) => Ok(Ok(bytes)),
-            Err(e) => match e.code {
-                ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),
-                code => Err(fail(plugin_error_code(code), e.message.into_string())),
-            },
-        }
+        self.shared.call_bytes(plugin, action, input)
     }
 
     /// Asks a plugin for its health.
@@ -545,66 +1020,209 @@ impl Host {
     ///
     /// A [`CallError`] if the plugin is not running or fails to answer.
     pub fn health(&self, plugin: &str) -> Result<Health, CallError> {
-        let fail = |code, message: String| CallError {
-            code,
-            plugin: plugin.to_owned(),
-            action: "health".to_owned(),
-            message,
-        };
-        let loaded = self.find(plugin).ok_or_else(|| {
+        let loaded = self.shared.find(plugin).ok_or_else(|| {
             fail(
+                plugin,
+                "health",
                 CallErrorCode::NotFound,
                 format!("no plugin {plugin:?} is loaded"),
             )
         })?;
-        let instance = loaded.instance.as_ref().ok_or_else(|| {
+        let running = loaded.running.load();
+        let running = running.as_ref().ok_or_else(|| {
             fail(
+                plugin,
+                "health",
                 CallErrorCode::Revoked,
-                format!("plugin {plugin:?} has been torn down"),
+                format!("plugin {plugin:?} is not running"),
             )
         })?;
         let _serial = loaded.serial.as_ref().map(Mutex::lock);
-        let bytes = instance
-            .health()
-            .map_err(|e| fail(plugin_error_code(e.code), e.message.into_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| fail(CallErrorCode::HandlerError, e.to_string()))
+        let bytes = running
+            .instance
+            .invoke(InvocationKind::HEALTH, 0, "", &[])
+            .map_err(|e| {
+                fail(
+                    plugin,
+                    "health",
+                    plugin_error_code(e.code),
+                    e.message.into_string(),
+                )
+            })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| fail(plugin, "health", CallErrorCode::HandlerError, e.to_string()))
+    }
+
+    /// Publishes an event from the host program itself (no capability needed); returns how
+    /// many subscriptions it was queued for.
+    pub fn publish(&self, topic: &str, payload: &serde_json::Value) -> usize {
+        self.shared.events.publish(topic, payload)
+    }
+
+    /// Revokes capabilities of a running plugin: `spec` is a capability (`kv`,
+    /// `events.publish:demo.*`) or a kind (`events.publish`) to revoke every grant of that kind.
+    /// When this returns, no call using a revoked grant succeeds, and the calls that were in
+    /// flight have finished. The revocation lasts for the life of the host (an `enable`
+    /// re-creates the plugin without it). Writes one audit record per grant revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`], [`Error::BadCapability`].
+    pub fn revoke_capability(&self, plugin: &str, spec: &str) -> Result<Vec<String>, Error> {
+        let loaded = self.shared.find_or_err(plugin)?;
+        let selector = CapabilitySelector::parse(spec)?;
+        let _admin = self.shared.admin.lock();
+        let token = *loaded.last_token.lock();
+        let removed = context::revoke_grants(token, |c| selector.matches(c));
+        loaded.grants.lock().retain(|c| !selector.matches(c));
+        let generation = loaded.generation.load(Ordering::SeqCst);
+        for cap in &removed {
+            self.shared.audit.record(
+                plugin,
+                generation,
+                &cap.to_string(),
+                AuditOutcome::Revoked,
+                &format!("the operator revoked {cap} from {plugin}"),
+            );
+        }
+        Ok(removed.iter().map(ToString::to_string).collect())
+    }
+
+    /// Disables a plugin: tears it down within its deadline and revokes its context.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`]; [`Error::NotRunning`] if it is not running.
+    pub fn disable(&self, plugin: &str) -> Result<TeardownRecord, Error> {
+        let loaded = self.shared.find_or_err(plugin)?;
+        let _admin = self.shared.admin.lock();
+        let generation = loaded.generation.load(Ordering::SeqCst);
+        let record = self
+            .shared
+            .teardown(&loaded, PluginState::Disabled)
+            .ok_or_else(|| Error::NotRunning {
+                plugin: plugin.to_owned(),
+                state: loaded.state.lock().to_string(),
+            })?;
+        self.shared.audit.record(
+            plugin,
+            generation,
+            "",
+            AuditOutcome::Disabled,
+            &format!("the operator disabled {plugin}"),
+        );
+        Ok(record)
+    }
+
+    /// Enables a disabled (or failed) plugin: creates a new instance with a fresh context.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`]; [`Error::NotRunning`] if it was abandoned (its old instance
+    /// may still be executing); [`Error::Refused`] if creation fails.
+    pub fn enable(&self, plugin: &str) -> Result<(), Error> {
+        let loaded = self.shared.find_or_err(plugin)?;
+        let _admin = self.shared.admin.lock();
+        let state = *loaded.state.lock();
+        match state {
+            PluginState::Running => return Ok(()),
+            PluginState::Abandoned | PluginState::Stopped => {
+                return Err(Error::NotRunning {
+                    plugin: plugin.to_owned(),
+                    state: state.to_string(),
+                })
+            }
+            PluginState::Disabled | PluginState::Failed => {}
+        }
+        let config = loaded.config.lock().clone();
+        self.shared.start_instance(&loaded, &config)?;
+        let generation = loaded.generation.load(Ordering::SeqCst);
+        self.shared.audit.record(
+            plugin,
+            generation,
+            "",
+            AuditOutcome::Enabled,
+            &format!("the operator enabled {plugin}"),
+        );
+        Ok(())
+    }
+
+    /// Changes a plugin's config: the plugin validates it first; then it is applied live if the
+    /// plugin takes it, otherwise the plugin is re-created with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`]; [`Error::ConfigRejected`] (the old config stays);
+    /// [`Error::Refused`] if re-creating fails.
+    pub fn set_config(
+        &self,
+        plugin: &str,
+        config: serde_json::Value,
+    ) -> Result<ConfigApplied, Error> {
+        let loaded = self.shared.find_or_err(plugin)?;
+        let _admin = self.shared.admin.lock();
+        let warnings =
+            self.shared
+                .validate(&loaded, &config)
+                .map_err(|refusal| Error::ConfigRejected {
+                    plugin: plugin.to_owned(),
+                    errors: vec![refusal.detail],
+                })?;
+        *loaded.config.lock() = config.clone();
+        let bytes = serde_json::to_vec(&config).unwrap_or_else(|_| b"{}".to_vec());
+        let running = loaded.running.load_full();
+        if let Some(running) = running {
+            if let Some(entry) = context::entry(running.token) {
+                entry.config.store(Arc::new(bytes.clone()));
+            }
+            let answer = {
+                let _serial = loaded.serial.as_ref().map(Mutex::lock);
+                running
+                    .instance
+                    .invoke(InvocationKind::CONFIG_CHANGED, 0, "", &bytes)
+            };
+            drop(running);
+            if answer.as_deref().is_ok_and(|a| a == b"true") {
+                return Ok(ConfigApplied {
+                    live: true,
+                    warnings,
+                });
+            }
+            self.shared.teardown(&loaded, PluginState::Disabled);
+        }
+        self.shared.start_instance(&loaded, &config)?;
+        Ok(ConfigApplied {
+            live: false,
+            warnings,
+        })
+    }
+
+    /// Events dropped because the delivery queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// The last `n` audit records, oldest first.
+    pub fn audit_tail(&self, n: usize) -> Vec<AuditRecord> {
+        self.shared.audit.tail(n)
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.shared.audit
     }
 
     /// Tears every running plugin down, in reverse load order, each within its deadline; a
     /// plugin that overruns is revoked and abandoned, and shutdown continues. Every context is
     /// revoked when this returns.
-    pub fn shutdown(&mut self) -> Vec<TeardownRecord> {
-        let mut records = Vec::new();
-        for plugin in self.plugins.iter_mut().rev() {
-            let Some(instance) = plugin.instance.take() else {
-                continue;
-            };
-            let started = Instant::now();
-            let deadline = plugin.decision.policy.shutdown_deadline;
-            let outcome = match run_with_deadline(deadline, move || instance.destroy()) {
-                Some(Ok(())) => TeardownOutcome::Clean,
-                Some(Err(e)) => TeardownOutcome::Failed(describe(&e)),
-                None => TeardownOutcome::Abandoned,
-            };
-            context::revoke(plugin.token);
-            plugin.state = match outcome {
-                TeardownOutcome::Abandoned => PluginState::Abandoned,
-                _ => PluginState::Stopped,
-            };
-            let id = plugin.file.manifest.id.to_string();
-            match &outcome {
-                TeardownOutcome::Clean => tracing::info!(plugin = %id, "torn down"),
-                other => {
-                    tracing::warn!(plugin = %id, outcome = ?other, "teardown did not finish cleanly")
-                }
-            }
-            records.push(TeardownRecord {
-                id,
-                outcome,
-                elapsed: started.elapsed(),
-            });
-        }
-        records
+    pub fn shutdown(&self) -> Vec<TeardownRecord> {
+        let _admin = self.shared.admin.lock();
+        let plugins = self.shared.plugins.load_full();
+        plugins
+            .iter()
+            .rev()
+            .filter_map(|p| self.shared.teardown(p, PluginState::Stopped))
+            .collect()
     }
 
     /// How many libraries this process retains (loaded and never unloaded) and their bytes.
@@ -619,24 +1237,27 @@ impl Drop for Host {
     }
 }
 
-fn info(p: &LoadedPlugin) -> PluginInfo {
-    let m = &p.file.manifest;
-    PluginInfo {
-        id: m.id.to_string(),
-        version: m.version.to_string(),
-        description: m.description.clone(),
-        file: p.file.path.clone(),
-        sha256: p.file.sha256.clone(),
-        abi_version: p.file.block.abi_version.clone(),
-        rustc: p.file.block.rustc.clone(),
-        generation: p.generation,
-        state: p.state,
-        concurrency: m.concurrency,
-        actions: m.actions.clone(),
-        hooks: m.hooks.clone(),
-        grants: p.decision.grants.iter().map(ToString::to_string).collect(),
-        context: p.token,
-        load_time: p.load_time,
+/// Which grants an operator's `revoke` names.
+enum CapabilitySelector {
+    Exact(Capability),
+    Kind(CapabilityKind),
+}
+
+impl CapabilitySelector {
+    fn parse(spec: &str) -> Result<Self, Error> {
+        if let Some(kind) = CapabilityKind::ALL.into_iter().find(|k| k.name() == spec) {
+            return Ok(Self::Kind(kind));
+        }
+        Capability::parse(spec)
+            .map(Self::Exact)
+            .map_err(Error::BadCapability)
+    }
+
+    fn matches(&self, cap: &Capability) -> bool {
+        match self {
+            Self::Exact(wanted) => wanted == cap,
+            Self::Kind(kind) => cap.kind() == *kind,
+        }
     }
 }
 

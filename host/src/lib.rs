@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut host = airlock::Host::builder()
+//! let host = airlock::Host::builder()
 //!     .plugin_dir("plugins")
 //!     .build()?;
 //! let report = host.load()?;
@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+mod audit;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod console;
@@ -29,21 +30,29 @@ mod context;
 mod decide;
 mod discover;
 mod error;
+mod events;
 mod host;
+mod kv;
 mod library_file;
 mod loader;
+mod lock;
+mod membrane;
 mod policy;
 mod report;
+mod timers;
 
+pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
 pub use console::{Console, ConsoleOutcome};
 pub use context::{host_vtable, is_open};
-pub use decide::{effective_grants, glob_match, grant_covers, Decision};
+pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
+pub use events::EVENT_QUEUE;
 pub use host::{
-    check, check_report, ActionOutcome, Checked, Host, HostBuilder, PipelineOptions, PluginInfo,
-    PluginState, TeardownOutcome, TeardownRecord,
+    check, check_report, pin, ActionOutcome, Checked, ConfigApplied, Host, HostBuilder,
+    PipelineOptions, PluginInfo, PluginState, PluginStats, TeardownOutcome, TeardownRecord,
 };
+pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 pub use loader::retained;
 pub use policy::{PluginPolicy, Policy, DEFAULT_INIT_DEADLINE, DEFAULT_SHUTDOWN_DEADLINE};

@@ -20,9 +20,66 @@ pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     #[serde(default)]
+    host: RawHost,
+    #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     plugins: BTreeMap<String, RawPluginPolicy>,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    data_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    lock: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSecret {
+    Value(String),
+    Env { env: String },
+}
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+        }
+    }
+}
+
+/// Where a secret's value comes from. Its `Debug` never shows a value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the policy.
+    Value(String),
+    /// Read from this environment variable when the plugin asks.
+    Env(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::Env(var) => write!(f, "Env({var})"),
+        }
+    }
+}
+
+/// Host-wide settings from the policy's `[host]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Where the key/value store lives (`kv.redb`); without it there is no `kv` service.
+    pub data_dir: Option<PathBuf>,
+    /// Where audit records are appended as JSON lines.
+    pub audit_log: Option<PathBuf>,
+    /// A lock file written by `airlock lock`: only the libraries it pins may load.
+    pub lock: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,14 +123,18 @@ pub struct PluginPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     source: Option<PathBuf>,
+    host: HostSettings,
     defaults: PluginPolicy,
     plugins: BTreeMap<PluginId, PluginPolicy>,
+    secrets: BTreeMap<String, SecretSource>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             source: None,
+            host: HostSettings::default(),
+            secrets: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
                 sha256: None,
@@ -105,6 +166,20 @@ impl Policy {
             message,
         })?;
         policy.source = Some(path.to_owned());
+        // Relative paths in [host] are relative to the policy file's directory.
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        for p in [
+            &mut policy.host.data_dir,
+            &mut policy.host.audit_log,
+            &mut policy.host.lock,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         Ok(policy)
     }
 
@@ -120,6 +195,18 @@ impl Policy {
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
         };
         let mut policy = Self::default();
+        policy.host = HostSettings {
+            data_dir: raw.host.data_dir,
+            audit_log: raw.host.audit_log,
+            lock: raw.host.lock,
+        };
+        for (name, secret) in raw.secrets {
+            let source = match secret {
+                RawSecret::Value(v) => SecretSource::Value(v),
+                RawSecret::Env { env } => SecretSource::Env(env),
+            };
+            policy.secrets.insert(name, source);
+        }
         if let Some(ms) = raw.defaults.shutdown_deadline_ms {
             policy.defaults.shutdown_deadline = Duration::from_millis(ms);
         }
@@ -143,7 +230,15 @@ impl Policy {
             let grants = entry
                 .grants
                 .iter()
-                .map(|g| Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}")))
+                .map(|g| {
+                    let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
+                    if cap.kind().is_reserved() {
+                        return Err(format!(
+                            "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
+                        ));
+                    }
+                    Ok(cap)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let config = match entry.config {
                 None => policy.defaults.config.clone(),
@@ -187,6 +282,37 @@ impl Policy {
     /// The entry used for plugins the policy does not name.
     pub fn defaults(&self) -> &PluginPolicy {
         &self.defaults
+    }
+
+    /// Host-wide settings.
+    pub fn host(&self) -> &HostSettings {
+        &self.host
+    }
+
+    /// Changes host-wide settings (for programs that build their policy in code).
+    pub fn host_mut(&mut self) -> &mut HostSettings {
+        &mut self.host
+    }
+
+    /// Provides a secret (for programs that build their policy in code).
+    pub fn set_secret(&mut self, name: &str, source: SecretSource) {
+        self.secrets.insert(name.to_owned(), source);
+    }
+
+    /// The value of the secret `name`.
+    ///
+    /// # Errors
+    ///
+    /// Why it is not available (not in the policy, or its environment variable is unset); the
+    /// message never contains a value.
+    pub fn secret(&self, name: &str) -> Result<String, String> {
+        match self.secrets.get(name) {
+            Some(SecretSource::Value(v)) => Ok(v.clone()),
+            Some(SecretSource::Env(var)) => {
+                std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
+            }
+            None => Err("the policy's [secrets] table does not provide it".to_owned()),
+        }
     }
 }
 
@@ -242,6 +368,30 @@ mod tests {
         assert!(err.contains("teleport"), "{err}");
         let err = Policy::parse("[plugins.Hello]\n", false).expect_err("refused");
         assert!(err.contains("lower-case"), "{err}");
+    }
+
+    #[test]
+    fn host_settings_and_secrets() {
+        let policy = Policy::parse(
+            "[host]\ndata_dir = \"data\"\naudit_log = \"audit.jsonl\"\n[secrets]\ntoken = \"s3cret\"\nfrom_env = { env = \"AIRLOCK_TEST_UNSET_VARIABLE\" }\n",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(policy.host().data_dir.as_deref(), Some(Path::new("data")));
+        assert_eq!(policy.secret("token").as_deref(), Ok("s3cret"));
+        let err = policy.secret("from_env").expect_err("unset");
+        assert!(err.contains("AIRLOCK_TEST_UNSET_VARIABLE") && !err.contains("s3cret"));
+        assert!(
+            !format!("{policy:?}").contains("s3cret"),
+            "Debug must not show secrets"
+        );
+    }
+
+    #[test]
+    fn reserved_capabilities_cannot_be_granted() {
+        let err = Policy::parse("[plugins.a]\ngrants = [\"host.control\"]\n", false)
+            .expect_err("refused");
+        assert!(err.contains("reserved"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use abi_stable::std_types::{RResult, RVec};
 use crate::block::ManifestBlock;
 use crate::ffi::{ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError};
 use crate::manifest::Manifest;
-use crate::plugin::{Actions, Context, Handler, Plugin};
+use crate::plugin::{Actions, ConfigChange, Context, Handler, Plugin};
 
 /// A plugin instance as the plugin side keeps it: the author's value and its action handlers,
 /// indexed like the manifest's `actions` list.
@@ -112,9 +112,21 @@ pub fn invoke<P: Plugin>(
                 })?;
             handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
         }
-        InvocationKind::HEALTH => serde_json::to_vec(&instance.plugin.health())
-            .map(RVec::from)
-            .map_err(|e| PluginError::new(ErrorCode::HANDLER, e.to_string())),
+        InvocationKind::HEALTH => to_json(&instance.plugin.health()),
+        InvocationKind::EVENT => {
+            let payload = parse_json(invocation.payload.as_slice())?;
+            instance.plugin.on_event(invocation.name.as_str(), &payload);
+            Ok(RVec::new())
+        }
+        InvocationKind::TIMER => {
+            instance.plugin.on_timer(invocation.name.as_str());
+            Ok(RVec::new())
+        }
+        InvocationKind::CONFIG_CHANGED => {
+            let config = parse_json(invocation.payload.as_slice())?;
+            let applied = instance.plugin.config_changed(&config) == ConfigChange::Applied;
+            to_json(&applied)
+        }
         other => Err(PluginError::new(
             ErrorCode::UNSUPPORTED,
             format!(
@@ -123,6 +135,34 @@ pub fn invoke<P: Plugin>(
             ),
         )),
     }
+}
+
+/// Serves a module-level invocation (no instance).
+#[doc(hidden)]
+pub fn query<P: Plugin>(invocation: Invocation<'_>) -> Result<RVec<u8>, PluginError> {
+    match invocation.kind {
+        InvocationKind::VALIDATE_CONFIG => {
+            let config = parse_json(invocation.payload.as_slice())?;
+            to_json(&P::validate_config(&config))
+        }
+        other => Err(PluginError::new(
+            ErrorCode::UNSUPPORTED,
+            format!(
+                "module-level invocation kind {} is not supported by this plugin",
+                other.0
+            ),
+        )),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, PluginError> {
+    serde_json::from_slice(bytes).map_err(|e| PluginError::new(ErrorCode::BAD_INPUT, e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<RVec<u8>, PluginError> {
+    serde_json::to_vec(value)
+        .map(RVec::from)
+        .map_err(|e| PluginError::new(ErrorCode::HANDLER, e.to_string()))
 }
 
 /// Tears an instance down and frees it.
@@ -215,12 +255,19 @@ macro_rules! export_plugin {
                 })
             }
 
+            extern "C" fn query(
+                invocation: __airlock::Invocation<'_>,
+            ) -> RResult<RVec<u8>, __airlock::PluginError> {
+                __airlock::guard(|| __airlock::query::<$plugin>(invocation))
+            }
+
             fn root_module() -> __airlock::PluginModuleRef {
                 __airlock::PluginModule {
                     manifest_block,
                     create,
                     invoke,
                     destroy,
+                    query,
                 }
                 .leak_into_prefix()
             }

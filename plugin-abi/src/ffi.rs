@@ -35,6 +35,16 @@ impl InvocationKind {
     pub const ACTION: Self = Self(1);
     /// Report health; the answer is JSON.
     pub const HEALTH: Self = Self(2);
+    /// Deliver an event: `name` is the topic, `payload` its JSON value.
+    pub const EVENT: Self = Self(3);
+    /// Run the interval job `name`.
+    pub const TIMER: Self = Self(4);
+    /// Apply a new config (JSON) live; the answer is JSON `true` if applied, `false` if the
+    /// plugin must be re-created to take it.
+    pub const CONFIG_CHANGED: Self = Self(5);
+    /// Module-level (through [`PluginModule::query`], no instance): validate a config (JSON);
+    /// the answer is a JSON `{"errors": [...], "warnings": [...]}`.
+    pub const VALIDATE_CONFIG: Self = Self(6);
 }
 
 /// One call into a plugin instance.
@@ -117,6 +127,10 @@ pub struct PluginModule {
     /// Tears the instance down and frees it. The handle is invalid afterwards.
     #[sabi(last_prefix_field)]
     pub destroy: extern "C" fn(instance: InstanceHandle) -> RResult<(), PluginError>,
+    /// Module-level invocations that need no instance (e.g. validating a config before
+    /// creation). Appended after the prefix: read it with `module.query()`, which is `None` for
+    /// a plugin built before it existed.
+    pub query: extern "C" fn(invocation: Invocation<'_>) -> RResult<RVec<u8>, PluginError>,
 }
 
 impl RootModule for PluginModuleRef {
@@ -179,6 +193,8 @@ impl HostErrorCode {
     pub const BAD_REQUEST: Self = Self(4);
     /// The host failed while serving the request.
     pub const INTERNAL: Self = Self(5);
+    /// A call to another plugin failed; [`HostError::capability`] carries the call error code.
+    pub const CALL_FAILED: Self = Self(6);
 }
 
 /// An error returned by the host to a plugin.
@@ -187,7 +203,8 @@ impl HostErrorCode {
 pub struct HostError {
     /// What kind of failure.
     pub code: HostErrorCode,
-    /// For capability violations, the capability that was missing.
+    /// For capability violations, the capability that was missing; for failed plugin calls,
+    /// the call error code.
     pub capability: RString,
     /// A message for people.
     pub message: RString,

@@ -35,7 +35,9 @@ mod export;
 mod ffi;
 mod manifest;
 mod plugin;
+mod services;
 mod version;
+pub mod wire;
 
 pub use block::{
     BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
@@ -50,8 +52,12 @@ pub use manifest::{
     ActionDecl, Capability, CapabilityKind, Concurrency, DeclaredCapability, HookDecl, Manifest,
     ManifestError, PluginId, RawCapability, RawManifest, MAX_DECLARATIONS, MAX_ID_LEN,
 };
-pub use plugin::{ActionError, Actions, Context, ContextError, Health, InitError, Level, Plugin};
+pub use plugin::{
+    ActionError, Actions, ConfigChange, Context, ContextError, Health, InitError, Level, Plugin,
+};
+pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::{check_compatible, Incompatibility, ABI_VERSION};
+pub use wire::ConfigReport;
 
 /// The target triple this crate (and so the plugin using it) was compiled for.
 pub const BUILD_TARGET: &str = env!("AIRLOCK_BUILD_TARGET");
@@ -68,7 +74,7 @@ pub const BUILD_PANIC: &str = if cfg!(panic = "unwind") {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::block::{block_len, build_block};
-    pub use crate::export::{create, destroy, guard, into_handle, invoke, Instance};
+    pub use crate::export::{create, destroy, guard, into_handle, invoke, query, Instance};
     pub use crate::ffi::{
         HostContext, InstanceHandle, Invocation, PluginError, PluginModule, PluginModuleRef,
     };

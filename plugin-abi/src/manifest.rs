@@ -83,17 +83,21 @@ pub enum CapabilityKind {
     Secrets,
     /// Calling actions of the plugin named by the scope.
     PluginsCall,
+    /// Operating the host itself (revoking, disabling, reading the audit log). Reserved to the
+    /// host program's own code: never granted to a library.
+    HostControl,
 }
 
 impl CapabilityKind {
     /// Every kind, in a stable order (tests iterate over it).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Kv,
         Self::EventsPublish,
         Self::EventsSubscribe,
         Self::Timers,
         Self::Secrets,
         Self::PluginsCall,
+        Self::HostControl,
     ];
 
     /// The name used in manifests and policies.
@@ -105,7 +109,14 @@ impl CapabilityKind {
             Self::Timers => "timers",
             Self::Secrets => "secrets",
             Self::PluginsCall => "plugins.call",
+            Self::HostControl => "host.control",
         }
+    }
+
+    /// Whether the capability is reserved to the host's own code: a library may not declare
+    /// it and a policy may not grant it.
+    pub const fn is_reserved(self) -> bool {
+        matches!(self, Self::HostControl)
     }
 
     /// Whether the capability must carry a `:scope`.
@@ -352,6 +363,11 @@ impl TryFrom<RawManifest> for Manifest {
                 } => (name, required, reason),
             };
             let capability = Capability::parse(&name).map_err(err)?;
+            if capability.kind().is_reserved() {
+                return Err(err(format!(
+                    "capability {capability} is reserved to the host's own code; a plugin cannot declare it"
+                )));
+            }
             if capabilities.iter().any(|c| c.capability == capability) {
                 return Err(err(format!("capability {capability} is declared twice")));
             }

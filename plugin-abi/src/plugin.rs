@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ffi::{HostContext, HostError, HostErrorCode, LogLevel};
+use crate::wire::ConfigReport;
 
 /// A plugin: created by the host with a [`Context`], serving actions until torn down.
 ///
@@ -35,9 +36,42 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Health::Ok
     }
 
+    /// Checks a config before the plugin is created with it (or before a live change). Errors
+    /// refuse the config; warnings are shown. Runs without an instance.
+    fn validate_config(config: &serde_json::Value) -> ConfigReport {
+        let _ = config;
+        ConfigReport::default()
+    }
+
+    /// Applies a new config live. Return [`ConfigChange::Restart`] (the default) to have the
+    /// host tear this instance down and create a new one with the new config.
+    fn config_changed(&self, config: &serde_json::Value) -> ConfigChange {
+        let _ = config;
+        ConfigChange::Restart
+    }
+
+    /// An event on a topic the plugin subscribed to with `ctx.events().subscribe(..)`.
+    fn on_event(&self, topic: &str, payload: &serde_json::Value) {
+        let _ = (topic, payload);
+    }
+
+    /// A run of the interval job `name` started with `ctx.timers().every(..)`.
+    fn on_timer(&self, name: &str) {
+        let _ = name;
+    }
+
     /// Releases what the plugin holds. Runs once, before the context is revoked, within the
     /// shutdown deadline the operator set. Stop every thread the plugin started here.
     fn teardown(self) {}
+}
+
+/// What a plugin did with a live config change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Applied; the plugin keeps running.
+    Applied,
+    /// Not applied; the host re-creates the plugin with the new config.
+    Restart,
 }
 
 /// The plugin's door back into the host: a token checked on every use, and revoked when the
@@ -66,6 +100,14 @@ pub enum ContextError {
     Host(String),
     /// The host's answer did not decode into the expected type.
     Decode(String),
+    /// A call to another plugin failed in the host or in that plugin; `code` is one of the
+    /// call error codes (`not_found`, `bad_input`, `panicked`, …).
+    Call {
+        /// The call error code.
+        code: String,
+        /// Detail.
+        message: String,
+    },
 }
 
 impl fmt::Display for ContextError {
@@ -79,6 +121,7 @@ impl fmt::Display for ContextError {
             Self::BadRequest(m) => write!(f, "bad request: {m}"),
             Self::Host(m) => write!(f, "host error: {m}"),
             Self::Decode(m) => write!(f, "could not decode the host's answer: {m}"),
+            Self::Call { code, message } => write!(f, "the call failed ({code}): {message}"),
         }
     }
 }
@@ -95,6 +138,10 @@ impl From<HostError> for ContextError {
             },
             HostErrorCode::UNSUPPORTED => Self::Unsupported(message),
             HostErrorCode::BAD_REQUEST => Self::BadRequest(message),
+            HostErrorCode::CALL_FAILED => Self::Call {
+                code: e.capability.into_string(),
+                message,
+            },
             _ => Self::Host(message),
         }
     }

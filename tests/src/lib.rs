@@ -176,7 +176,7 @@ impl TempPluginDir {
     /// A host over this directory with `policy` (TOML), loaded.
     pub fn load(&self, policy: &str) -> (Host, airlock::LoadReport) {
         let policy = Policy::parse(policy, false).expect("test policy parses");
-        let mut host = Host::builder()
+        let host = Host::builder()
             .plugin_dir(self.path())
             .policy(policy)
             .build()

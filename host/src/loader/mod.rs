@@ -166,6 +166,22 @@ pub(crate) struct Creator {
 }
 
 impl Creator {
+    /// Asks the plugin to validate a config (JSON) without an instance. `None` if the plugin
+    /// was built before module-level queries existed.
+    pub(crate) fn validate_config(&self, config: &[u8]) -> Option<Result<Vec<u8>, PluginError>> {
+        let query = self.module.query()?;
+        let invocation = Invocation {
+            kind: InvocationKind::VALIDATE_CONFIG,
+            index: 0,
+            name: RStr::from_str(""),
+            payload: RSlice::from_slice(config),
+        };
+        Some(match query(invocation) {
+            RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
+            RResult::RErr(e) => Err(e),
+        })
+    }
+
     /// Creates a plugin instance with `context`.
     ///
     /// # Errors
@@ -213,12 +229,7 @@ impl Instance {
         self.invoke(InvocationKind::ACTION, index, name, input)
     }
 
-    /// Asks the plugin for its health (JSON).
-    pub(crate) fn health(&self) -> Result<Vec<u8>, PluginError> {
-        self.invoke(InvocationKind::HEALTH, 0, "", &[])
-    }
-
-    fn invoke(
+    pub(crate) fn invoke(
         &self,
         kind: InvocationKind,
         index: u32,

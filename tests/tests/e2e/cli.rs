@@ -175,7 +175,7 @@ fn run_serves_the_console_over_stdin() {
     let out = child.wait_with_output().expect("exits");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("hello 0.1.0 [Running"), "{stdout}");
+    assert!(stdout.contains("hello 0.1.0 [running"), "{stdout}");
     assert!(stdout.contains("ok \"Hello, Ada!\""), "{stdout}");
     assert!(stdout.contains("ok 1"), "{stdout}");
     assert!(stdout.contains("error hello refuses, as asked"), "{stdout}");

@@ -84,7 +84,7 @@ fn truncated_libraries_are_refused_as_truncated_at_every_cut() {
 #[test]
 fn oversized_files_are_refused_by_the_cap() {
     let dir = TempPluginDir::with(&["hello"]);
-    let mut host = airlock::Host::builder()
+    let host = airlock::Host::builder()
         .plugin_dir(dir.path())
         .max_library_size(1024)
         .build()

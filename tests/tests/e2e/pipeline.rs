@@ -60,12 +60,8 @@ fn a_panicking_init_leaves_the_host_and_the_other_plugins_running() {
 #[test]
 fn refusals_name_what_was_expected_and_found() {
     let dir = TempPluginDir::with(&["wrong-abi", "build-mismatch"]);
-    let report = airlock::check_report(&airlock::PipelineOptions {
-        dirs: vec![dir.path().to_owned()],
-        policy: airlock::Policy::default(),
-        max_library_size: airlock::DEFAULT_MAX_LIBRARY_SIZE,
-    })
-    .expect("checked");
+    let report = airlock::check_report(&airlock::PipelineOptions::new(vec![dir.path().to_owned()]))
+        .expect("checked");
     let detail = |id: &str| {
         report
             .plugins
@@ -87,12 +83,8 @@ fn refusals_name_what_was_expected_and_found() {
 #[test]
 fn check_without_load_passes_good_files_and_runs_nothing() {
     let dir = TempPluginDir::with(&["hello", "panics-in-init"]);
-    let report = airlock::check_report(&airlock::PipelineOptions {
-        dirs: vec![dir.path().to_owned()],
-        policy: airlock::Policy::default(),
-        max_library_size: airlock::DEFAULT_MAX_LIBRARY_SIZE,
-    })
-    .expect("checked");
+    let report = airlock::check_report(&airlock::PipelineOptions::new(vec![dir.path().to_owned()]))
+        .expect("checked");
     // panics-in-init only fails when it runs: stages 1–3 pass it.
     assert!(
         report.plugins.iter().all(|p| p.status == Status::Ok),

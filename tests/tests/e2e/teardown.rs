@@ -20,7 +20,7 @@ fn shutdown_tears_down_in_reverse_load_order() {
     dir.add_as("hello", &TempPluginDir::lib_name("a"));
     dir.add_as("counter", &TempPluginDir::lib_name("b"));
     dir.add_as("ctor-plugin", &TempPluginDir::lib_name("c"));
-    let (mut host, _) = dir.load("");
+    let (host, _) = dir.load("");
     let loaded: Vec<String> = host.plugins().into_iter().map(|p| p.id).collect();
     assert_eq!(loaded, ["hello", "counter", "ctor-plugin"]);
     let order: Vec<String> = host.shutdown().into_iter().map(|r| r.id).collect();
@@ -34,7 +34,7 @@ fn shutdown_tears_down_in_reverse_load_order() {
 #[test]
 fn contexts_are_revoked_after_teardown() {
     let dir = TempPluginDir::with(&["hello"]);
-    let (mut host, _) = dir.load("[plugins.hello.config]\ngreeting = \"Hey\"\n");
+    let (host, _) = dir.load("[plugins.hello.config]\ngreeting = \"Hey\"\n");
     let token = host.plugin("hello").expect("loaded").context;
     assert!(airlock::is_open(token));
     assert_eq!(config_of(token).expect("open"), br#"{"greeting":"Hey"}"#);
@@ -56,7 +56,7 @@ fn a_plugin_overrunning_its_deadline_is_abandoned_and_shutdown_continues() {
     let dir = TempPluginDir::new();
     dir.add_as("hello", &TempPluginDir::lib_name("a-hello"));
     dir.add_as("slow-teardown", &TempPluginDir::lib_name("b-slow"));
-    let (mut host, _) = dir.load(
+    let (host, _) = dir.load(
         "[plugins.slow-teardown]\nshutdown_deadline_ms = 100\n[plugins.slow-teardown.config]\nsleep_ms = 5000\n",
     );
     let slow_token = host.plugin("slow-teardown").expect("loaded").context;

@@ -1,0 +1,295 @@
+//! Typed wrappers over the host services a [`Context`] reaches: key/value store, events,
+//! timers, secrets, and other plugins' actions. Each call is checked by the host against the
+//! plugin's grants; a miss is [`ContextError::CapabilityViolation`].
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::plugin::{Context, ContextError};
+use crate::wire::{self, service};
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ContextError> {
+    serde_json::to_vec(value).map_err(|e| ContextError::BadRequest(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ContextError> {
+    serde_json::from_slice(bytes).map_err(|e| ContextError::Decode(e.to_string()))
+}
+
+impl Context {
+    fn call_service<R: DeserializeOwned>(
+        &self,
+        service: &str,
+        operation: &str,
+        body: &impl Serialize,
+    ) -> Result<R, ContextError> {
+        decode(&self.request(service, operation, &encode(body)?)?)
+    }
+
+    /// The plugin's own key/value namespace (capability `kv`).
+    pub fn kv(&self) -> Kv<'_> {
+        Kv { ctx: self }
+    }
+
+    /// Event topics (capabilities `events.publish:<glob>` and `events.subscribe:<glob>`).
+    pub fn events(&self) -> Events<'_> {
+        Events { ctx: self }
+    }
+
+    /// Interval jobs run by the host (capability `timers`).
+    pub fn timers(&self) -> Timers<'_> {
+        Timers { ctx: self }
+    }
+
+    /// Secrets the operator provides (capability `secrets:<name>`).
+    pub fn secrets(&self) -> Secrets<'_> {
+        Secrets { ctx: self }
+    }
+
+    /// Actions of other plugins (capability `plugins.call:<id>`).
+    pub fn plugins(&self) -> Plugins<'_> {
+        Plugins { ctx: self }
+    }
+}
+
+/// The plugin's key/value namespace. Values are JSON; writes are durable when they return.
+#[derive(Debug, Clone, Copy)]
+pub struct Kv<'c> {
+    ctx: &'c Context,
+}
+
+impl Kv<'_> {
+    /// The value of `key`, if set.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host, or `Decode` if the stored value does not fit `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContextError> {
+        self.ctx.call_service(
+            service::KV,
+            "get",
+            &wire::Key {
+                key: key.to_owned(),
+            },
+        )
+    }
+
+    /// Sets `key` to `value`; durable on disk when it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host (e.g. `BadRequest` for a key over the size limit).
+    pub fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ContextError> {
+        let value =
+            serde_json::to_value(value).map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        self.ctx.call_service(
+            service::KV,
+            "set",
+            &wire::KeyValue {
+                key: key.to_owned(),
+                value,
+            },
+        )
+    }
+
+    /// Removes `key`; true if it was set.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host.
+    pub fn delete(&self, key: &str) -> Result<bool, ContextError> {
+        self.ctx.call_service(
+            service::KV,
+            "delete",
+            &wire::Key {
+                key: key.to_owned(),
+            },
+        )
+    }
+
+    /// The keys starting with `prefix`, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host.
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, ContextError> {
+        self.ctx.call_service(
+            service::KV,
+            "keys",
+            &wire::Prefix {
+                prefix: prefix.to_owned(),
+            },
+        )
+    }
+}
+
+/// Event topics.
+#[derive(Debug, Clone, Copy)]
+pub struct Events<'c> {
+    ctx: &'c Context,
+}
+
+impl Events<'_> {
+    /// Publishes `payload` on `topic`; returns how many subscriptions it went to. Delivery is
+    /// asynchronous, on host threads.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] unless `events.publish:<glob>` covers the topic.
+    pub fn publish<T: Serialize>(&self, topic: &str, payload: &T) -> Result<usize, ContextError> {
+        let payload =
+            serde_json::to_value(payload).map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        self.ctx.call_service(
+            service::EVENTS,
+            "publish",
+            &wire::Publish {
+                topic: topic.to_owned(),
+                payload,
+            },
+        )
+    }
+
+    /// Subscribes to topics matching `pattern`; events arrive in `Plugin::on_event`. The host
+    /// owns the subscription and removes it when the plugin is torn down.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] unless `events.subscribe:<glob>` covers the pattern.
+    pub fn subscribe(&self, pattern: &str) -> Result<(), ContextError> {
+        self.ctx.call_service(
+            service::EVENTS,
+            "subscribe",
+            &wire::Pattern {
+                pattern: pattern.to_owned(),
+            },
+        )
+    }
+
+    /// Removes a subscription made with the same pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host.
+    pub fn unsubscribe(&self, pattern: &str) -> Result<(), ContextError> {
+        self.ctx.call_service(
+            service::EVENTS,
+            "unsubscribe",
+            &wire::Pattern {
+                pattern: pattern.to_owned(),
+            },
+        )
+    }
+}
+
+/// Interval jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers<'c> {
+    ctx: &'c Context,
+}
+
+impl Timers<'_> {
+    /// Runs `Plugin::on_timer(name)` every `interval` (the gap between the end of one run and
+    /// the start of the next, so a slow job never piles up). Replaces a job of the same name.
+    /// The host cancels every job when the plugin is torn down.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] without `timers`.
+    pub fn every(&self, name: &str, interval: Duration) -> Result<(), ContextError> {
+        let interval_ms = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.ctx.call_service(
+            service::TIMERS,
+            "every",
+            &wire::Every {
+                name: name.to_owned(),
+                interval_ms,
+            },
+        )
+    }
+
+    /// Cancels the job `name`; true if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] from the host.
+    pub fn cancel(&self, name: &str) -> Result<bool, ContextError> {
+        self.ctx.call_service(
+            service::TIMERS,
+            "cancel",
+            &wire::Name {
+                name: name.to_owned(),
+            },
+        )
+    }
+}
+
+/// Operator-provided secrets.
+#[derive(Debug, Clone, Copy)]
+pub struct Secrets<'c> {
+    ctx: &'c Context,
+}
+
+impl Secrets<'_> {
+    /// The secret `name`. Never logged by the host.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] without `secrets:<name>`; `BadRequest` if the
+    /// operator did not provide it.
+    pub fn get(&self, name: &str) -> Result<String, ContextError> {
+        self.ctx.call_service(
+            service::SECRETS,
+            "get",
+            &wire::Name {
+                name: name.to_owned(),
+            },
+        )
+    }
+}
+
+/// Other plugins' actions.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugins<'c> {
+    ctx: &'c Context,
+}
+
+impl Plugins<'_> {
+    /// Calls `action` of `plugin`; the outer result is the infrastructure (capability, not
+    /// found, panic…), the inner one the action's own `ok`/`error` envelope.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] without `plugins.call:<plugin>`;
+    /// [`ContextError::Call`] if the call failed in the host or the other plugin.
+    pub fn call<I: Serialize, O: DeserializeOwned>(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &I,
+    ) -> Result<Result<O, String>, ContextError> {
+        let input =
+            serde_json::to_value(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        let envelope: serde_json::Value = self.ctx.call_service(
+            service::PLUGINS,
+            "call",
+            &wire::Call {
+                plugin: plugin.to_owned(),
+                action: action.to_owned(),
+                input,
+            },
+        )?;
+        match envelope["status"].as_str() {
+            Some("ok") => serde_json::from_value(envelope["data"].clone())
+                .map(Ok)
+                .map_err(|e| ContextError::Decode(e.to_string())),
+            _ => Ok(Err(envelope["data"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())),
+        }
+    }
+}
