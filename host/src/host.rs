@@ -821,15 +821,9 @@ impl HostShared {
                     None => TeardownOutcome::Abandoned,
                 }
             }
-            // Still in use at the deadline: it cannot be destroyed safely. Leak it.
-            Some(Ok(owned)) => {
-                std::mem::forget(owned);
-                TeardownOutcome::Abandoned
-            }
-            Some(Err(shared)) => {
-                std::mem::forget(shared);
-                TeardownOutcome::Abandoned
-            }
+            // Still in use at the deadline, or a timer run still going: it cannot be destroyed
+            // safely. Dropping our handle leaks the instance (nothing calls `destroy`).
+            Some(Ok(_) | Err(_)) => TeardownOutcome::Abandoned,
             None => TeardownOutcome::Abandoned,
         };
         self.release_context(token);

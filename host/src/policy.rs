@@ -194,11 +194,13 @@ impl Policy {
         } else {
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
         };
-        let mut policy = Self::default();
-        policy.host = HostSettings {
-            data_dir: raw.host.data_dir,
-            audit_log: raw.host.audit_log,
-            lock: raw.host.lock,
+        let mut policy = Self {
+            host: HostSettings {
+                data_dir: raw.host.data_dir,
+                audit_log: raw.host.audit_log,
+                lock: raw.host.lock,
+            },
+            ..Self::default()
         };
         for (name, secret) in raw.secrets {
             let source = match secret {

@@ -1,7 +1,11 @@
 //! `hello`: the smallest useful plugin. One action greets, reading its greeting from the
 //! operator's config; another shows that config; a third returns a domain error.
 
-use airlock_abi::{ActionError, Actions, Context, Health, InitError, Plugin};
+use std::sync::Mutex;
+
+use airlock_abi::{
+    ActionError, Actions, ConfigChange, ConfigReport, Context, Health, InitError, Plugin,
+};
 use serde::Deserialize;
 
 /// The config an operator can set under `[plugins.hello.config]`.
@@ -26,7 +30,7 @@ struct GreetInput {
 /// The plugin.
 pub struct Hello {
     ctx: Context,
-    greeting: String,
+    greeting: Mutex<String>,
 }
 
 impl Plugin for Hello {
@@ -35,7 +39,7 @@ impl Plugin for Hello {
         ctx.info(&format!("ready to greet with {:?}", config.greeting));
         Ok(Self {
             ctx,
-            greeting: config.greeting,
+            greeting: Mutex::new(config.greeting),
         })
     }
 
@@ -46,7 +50,11 @@ impl Plugin for Hello {
                     .and_then(|i| i.name)
                     .unwrap_or_else(|| "world".to_owned());
                 this.ctx.debug(&format!("greeting {name}"));
-                Ok::<_, ActionError>(format!("{}, {name}!", this.greeting))
+                let greeting = this
+                    .greeting
+                    .lock()
+                    .map_err(|_| ActionError::new("poisoned"))?;
+                Ok::<_, ActionError>(format!("{greeting}, {name}!"))
             })
             .add("config", |this: &Self, (): ()| {
                 this.ctx
@@ -60,6 +68,32 @@ impl Plugin for Hello {
 
     fn health(&self) -> Health {
         Health::Ok
+    }
+
+    fn validate_config(config: &serde_json::Value) -> ConfigReport {
+        let mut report = ConfigReport::default();
+        match serde_json::from_value::<HelloConfig>(config.clone()) {
+            Err(e) => report.errors.push(e.to_string()),
+            Ok(c) if c.greeting.trim().is_empty() => {
+                report.errors.push("greeting must not be blank".to_owned())
+            }
+            Ok(_) => {}
+        }
+        report
+    }
+
+    /// A new greeting is taken live: no restart needed.
+    fn config_changed(&self, config: &serde_json::Value) -> ConfigChange {
+        match (
+            serde_json::from_value::<HelloConfig>(config.clone()),
+            self.greeting.lock(),
+        ) {
+            (Ok(c), Ok(mut greeting)) => {
+                *greeting = c.greeting;
+                ConfigChange::Applied
+            }
+            _ => ConfigChange::Restart,
+        }
     }
 
     fn teardown(self) {

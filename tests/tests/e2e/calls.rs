@@ -22,7 +22,7 @@ fn a_bad_config_refuses_the_plugin_at_init() {
     let dir = TempPluginDir::with(&["hello"]);
     let (host, report) = dir.load("[plugins.hello.config]\ngreting = \"typo\"\n");
     let entry = report.refused().next().expect("refused");
-    assert_eq!(entry.reason.map(|r| r.code()), Some("init_failed"));
+    assert_eq!(entry.reason.map(|r| r.code()), Some("config_invalid"));
     assert!(entry.detail.contains("greting"), "{}", entry.detail);
     assert!(host.plugins().is_empty());
 }

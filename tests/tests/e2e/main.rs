@@ -3,6 +3,10 @@
 
 mod calls;
 mod cli;
+mod config;
+mod durability;
 mod hostile_files;
+mod membrane;
 mod pipeline;
+mod services;
 mod teardown;

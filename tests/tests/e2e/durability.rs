@@ -1,0 +1,274 @@
+//! Durability and the operator's files: kv writes acknowledged to a plugin survive `kill -9`
+//! of the host, a kv counter survives a restart, `airlock lock` pins what it finds, and secrets
+//! never reach the logs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use airlock::{ActionOutcome, KvStore};
+use airlock_abi::PluginId;
+use airlock_tests::TempPluginDir;
+use serde_json::{json, Value};
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+}
+
+struct Console {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Console {
+    fn start(dir: &Path, policy: &Path) -> Self {
+        let mut child = cli()
+            .arg("run")
+            .arg(dir)
+            .arg("--policy")
+            .arg(policy)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the host starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        stdout.read_line(&mut banner).expect("banner");
+        assert!(banner.starts_with("airlock console"), "{banner}");
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write a command");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn answer(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("an answer");
+        line.trim_end().to_owned()
+    }
+}
+
+/// A small deterministic generator; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
+    let dir = TempPluginDir::with(&["probe"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[host]\ndata_dir = \"kv\"\n[plugins.probe]\ngrants = [\"kv\"]\n",
+    )
+    .expect("policy");
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("kill -9 test seed: {seed}");
+    let mut rng = Rng(seed);
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    let probe = PluginId::new("probe").expect("id");
+    for round in 0..5u64 {
+        let mut console = Console::start(dir.path(), &policy);
+        let acks = 1 + rng.below(20);
+        for i in 0..acks {
+            let (key, value) = (format!("r{round}-k{i}"), round * 1000 + i);
+            console.send(&format!(
+                "/call probe kv_set {}",
+                json!({"key": key, "value": value})
+            ));
+            assert_eq!(console.answer(), "ok null", "round {round}, write {i}");
+            acked.insert(key, value);
+        }
+        // More writes in flight, then kill -9 at a random moment among them.
+        let pending: Vec<(String, u64)> = (acks..acks + 5)
+            .map(|i| (format!("r{round}-k{i}"), round * 1000 + i))
+            .collect();
+        for (key, value) in &pending {
+            console.send(&format!(
+                "/call probe kv_set {}",
+                json!({"key": key, "value": value})
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(3000)));
+        console.child.kill().expect("kill -9");
+        console.child.wait().expect("reaped");
+
+        let store = KvStore::open(&data.path().join("kv").join("kv.redb"))
+            .expect("the store opens after kill -9");
+        for (key, value) in &acked {
+            let stored = store.get(&probe, key).expect("readable");
+            assert_eq!(
+                stored,
+                Some(value.to_string().into_bytes()),
+                "acknowledged {key} lost (seed {seed})"
+            );
+        }
+        for (key, value) in &pending {
+            if let Some(stored) = store.get(&probe, key).expect("readable") {
+                assert_eq!(
+                    stored,
+                    value.to_string().into_bytes(),
+                    "partial value for {key} (seed {seed})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_kv_counter_survives_a_restart_of_the_host() {
+    let dir = TempPluginDir::with(&["kv-counter"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let policy = format!(
+        "[host]\ndata_dir = {:?}\n[plugins.kv-counter]\ngrants = [\"kv\"]\n",
+        data.path()
+    );
+    for expected in [2u64, 4, 6] {
+        let (host, report) = dir.load(&policy);
+        assert!(report.all_ok(), "{report:#?}");
+        host.call("kv-counter", "increment", &Value::Null)
+            .expect("call");
+        let after = host
+            .call("kv-counter", "increment", &Value::Null)
+            .expect("call");
+        assert_eq!(after, ActionOutcome::Ok(expected.into()));
+    }
+}
+
+#[test]
+fn lock_pins_what_it_finds_and_a_host_with_the_lock_refuses_anything_else() {
+    let dir = TempPluginDir::with(&["hello", "counter"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let lock = work.path().join("airlock.lock");
+    let out = cli()
+        .arg("lock")
+        .arg(dir.path())
+        .arg("-o")
+        .arg(&lock)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(&lock).expect("lock written");
+    assert!(
+        text.contains("[plugins.hello]") && text.contains("[plugins.counter]"),
+        "{text}"
+    );
+
+    let check = |dir: &Path| {
+        let out = cli()
+            .args(["check", "--format", "json", "--lock"])
+            .arg(&lock)
+            .arg(dir)
+            .output()
+            .expect("runs");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        (out.status.code(), json)
+    };
+    let (code, _) = check(dir.path());
+    assert_eq!(code, Some(0));
+
+    dir.add("kv-counter");
+    let (code, json) = check(dir.path());
+    assert_eq!(code, Some(1));
+    let unpinned = json["plugins"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|p| p["id"] == "kv-counter")
+        .cloned();
+    assert_eq!(unpinned.expect("listed")["reason"], "hash_mismatch");
+
+    let hello = airlock::read_library(
+        &dir.path().join(TempPluginDir::lib_name("hello")),
+        &dir.path().join(TempPluginDir::lib_name("hello")),
+        airlock::DEFAULT_MAX_LIBRARY_SIZE,
+    )
+    .expect("readable");
+    std::fs::write(&lock, text.replace(&hello.sha256, &"0".repeat(64))).expect("tamper");
+    let (_, json) = check(dir.path());
+    let tampered = json["plugins"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|p| p["id"] == "hello")
+        .cloned();
+    let tampered = tampered.expect("listed");
+    assert_eq!(tampered["reason"], "hash_mismatch");
+    assert!(
+        tampered["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&hello.sha256)),
+        "{tampered}"
+    );
+}
+
+#[test]
+fn secrets_reach_the_plugin_but_never_the_logs() {
+    let dir = TempPluginDir::with(&["probe"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    let secret = "hunter2-do-not-log-me";
+    std::fs::write(
+        &policy,
+        format!(
+            "[host]\naudit_log = \"audit.jsonl\"\n[secrets]\nprobe_secret = \"{secret}\"\n[plugins.probe]\ngrants = [\"secrets:probe_secret\"]\n"
+        ),
+    )
+    .expect("policy");
+    let mut child = cli()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .env("AIRLOCK_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"/call probe use {\"capability\":\"secrets\"}\n/call probe use {\"capability\":\"kv\"}\n/audit\n/quit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains(r#"ok {"outcome":"allowed"}"#), "{stdout}");
+    assert!(stdout.contains("capability_violation"), "{stdout}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "a secret reached the output"
+    );
+    let audit = std::fs::read_to_string(work.path().join("audit.jsonl")).expect("audit log");
+    assert_eq!(audit.lines().count(), 1, "{audit}");
+    assert!(!audit.contains(secret));
+}
