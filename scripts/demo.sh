@@ -10,7 +10,7 @@ case "$(uname -s)" in
   *) prefix=lib ext=so ;;
 esac
 
-examples=(hello counter)
+examples=(hello counter kv-counter ticker listener snoop)
 packages=(-p airlock)
 for name in "${examples[@]}"; do packages+=(-p "airlock-example-$name"); done
 cargo build --release "${packages[@]}"
@@ -23,5 +23,6 @@ for name in "${examples[@]}"; do
   cp "target/release/${prefix}airlock_example_${name//-/_}.$ext" "$dir/"
 done
 
-echo "plugins in $dir; policy in scripts/demo/airlock.toml"
+echo "plugins in $dir; policy in scripts/demo/airlock.toml; data and audit log in target/demo-data"
+mkdir -p target/demo-data
 exec target/release/airlock run "$dir" --policy scripts/demo/airlock.toml "$@"
