@@ -169,8 +169,14 @@ pub enum CallErrorCode {
     HandlerError,
     /// The plugin panicked; the panic was contained.
     Panicked,
-    /// The plugin's context has been revoked (it was torn down).
+    /// The plugin's context has been revoked (it was torn down or disabled).
     Revoked,
+    /// The plugin faulted too often and is quarantined until an operator enables it again.
+    Quarantined,
+    /// The plugin hit a capability it was not granted.
+    CapabilityViolation,
+    /// The call overran the plugin's call timeout (counted as a fault).
+    Timeout,
 }
 
 impl CallErrorCode {
@@ -182,6 +188,9 @@ impl CallErrorCode {
             Self::HandlerError => "handler_error",
             Self::Panicked => "panicked",
             Self::Revoked => "revoked",
+            Self::Quarantined => "quarantined",
+            Self::CapabilityViolation => "capability_violation",
+            Self::Timeout => "timeout",
         }
     }
 }

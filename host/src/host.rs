@@ -3,8 +3,9 @@
 //! capability, disable, enable, change config), and shut down in reverse load order.
 
 use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -23,13 +24,16 @@ use crate::decide::{decide, Decision};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 use crate::events::EventBus;
+use crate::hooks::{HookDispatch, HookMode};
 use crate::kv::KvStore;
 use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 use crate::loader::{self, Creator, Instance, LoadedLibrary};
 use crate::lock::Lock;
 use crate::policy::{PluginPolicy, Policy};
 use crate::report::{LoadReport, PluginReport, Status};
+use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
+use crate::watchdog::{self, Watch};
 
 /// Options shared by checking and loading.
 #[derive(Debug, Clone)]
@@ -306,6 +310,7 @@ impl HostBuilder {
             Some(path) => AuditLog::to_file(path)?,
             None => AuditLog::in_memory(),
         };
+        let health_interval = options.policy.health_interval();
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
             shadow,
@@ -315,6 +320,8 @@ impl HostBuilder {
             kv,
             events: EventBus::start(me.clone()),
             timers: TimerService::start(me.clone()),
+            supervisor: Supervisor::start(me, health_interval),
+            hook_modes: Mutex::new(std::collections::BTreeMap::new()),
             me: me.clone(),
         });
         Ok(Host { shared })
@@ -335,6 +342,8 @@ pub enum PluginState {
     Abandoned,
     /// Creating it again (enable, config change) failed; see the log.
     Failed,
+    /// Loaded but faulted too often: calls fail fast until an operator enables it again.
+    Quarantined,
 }
 
 impl std::fmt::Display for PluginState {
@@ -345,6 +354,7 @@ impl std::fmt::Display for PluginState {
             Self::Stopped => "stopped",
             Self::Abandoned => "abandoned",
             Self::Failed => "failed",
+            Self::Quarantined => "quarantined",
         };
         f.write_str(text)
     }
@@ -386,6 +396,8 @@ pub struct PluginInfo {
     pub load_time: Duration,
     /// Counters.
     pub stats: PluginStats,
+    /// The last health the plugin reported (polled by the host).
+    pub health: Option<Health>,
 }
 
 /// Per-plugin counters.
@@ -405,6 +417,8 @@ pub struct PluginStats {
     pub subscriptions: u64,
     /// Timer jobs scheduled.
     pub timers: u64,
+    /// Faults: panics contained and calls that overran their timeout.
+    pub faults: u64,
 }
 
 /// A domain result of an action: the result envelope.
@@ -460,9 +474,18 @@ struct Counters {
     calls: AtomicU64,
     events: AtomicU64,
     timer_runs: AtomicU64,
+    faults: AtomicU64,
 }
 
-struct LoadedPlugin {
+/// How an invocation ended when it did not return bytes.
+pub(crate) enum Invoked {
+    /// The plugin's own domain error.
+    Domain(String),
+    /// An infrastructure failure, with its code.
+    Failed(CallErrorCode, String),
+}
+
+pub(crate) struct LoadedPlugin {
     file: LibraryFile,
     policy: PluginPolicy,
     _library: LoadedLibrary,
@@ -476,11 +499,19 @@ struct LoadedPlugin {
     serial: Option<Mutex<()>>,
     load_time: Duration,
     counters: Counters,
+    quarantined: AtomicBool,
+    recent_faults: Mutex<VecDeque<Instant>>,
+    health: Mutex<Option<Health>>,
 }
 
 impl LoadedPlugin {
-    fn id(&self) -> &PluginId {
+    pub(crate) fn id(&self) -> &PluginId {
         &self.file.manifest.id
+    }
+
+    /// Identifies the plugin to the watchdog while it is loaded.
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 }
 
@@ -495,11 +526,14 @@ pub(crate) struct HostShared {
     pub(crate) kv: Option<KvStore>,
     pub(crate) events: EventBus,
     pub(crate) timers: TimerService,
+    supervisor: Supervisor,
+    hook_modes: Mutex<std::collections::BTreeMap<String, HookMode>>,
     me: Weak<HostShared>,
 }
 
 impl Drop for HostShared {
     fn drop(&mut self) {
+        self.supervisor.stop();
         self.events.stop();
         self.timers.stop();
         self.audit.close();
@@ -547,6 +581,94 @@ impl HostShared {
             .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
     }
 
+    /// Runs one invocation on the running instance of `plugin`: fails fast when quarantined or
+    /// not running, serializes `serial` plugins, publishes the call to the watchdog, and turns
+    /// panics and overruns into counted faults. Every call into a plugin instance goes through
+    /// here.
+    pub(crate) fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Invoked> {
+        let id = plugin.id();
+        if plugin.quarantined.load(Ordering::Acquire) {
+            return Err(Invoked::Failed(
+                CallErrorCode::Quarantined,
+                format!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
+            ));
+        }
+        let running = plugin.running.load();
+        let running = running.as_ref().ok_or_else(|| {
+            let state = *plugin.state.lock();
+            Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
+        })?;
+        let _serial = plugin.serial.as_ref().map(Mutex::lock);
+        let watch = Watch::enter(plugin.key());
+        let started = Instant::now();
+        let result = running.instance.invoke(kind, index, name, payload);
+        let elapsed = started.elapsed();
+        let timeout = plugin.policy.call_timeout;
+        let overran = elapsed > timeout;
+        if overran && !watch.reported() {
+            self.fault(
+                plugin,
+                &format!("{name} overran its {} ms call timeout", timeout.as_millis()),
+            );
+        }
+        drop(watch);
+        match result {
+            Err(e) if e.code == ErrorCode::PANICKED => {
+                let message = e.message.into_string();
+                self.fault(plugin, &format!("{name} panicked: {message}"));
+                Err(Invoked::Failed(CallErrorCode::Panicked, message))
+            }
+            _ if overran => Err(Invoked::Failed(
+                CallErrorCode::Timeout,
+                format!(
+                    "{name} took {} ms, over the {} ms call timeout; its result was discarded",
+                    elapsed.as_millis(),
+                    timeout.as_millis()
+                ),
+            )),
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.code == ErrorCode::DOMAIN => Err(Invoked::Domain(e.message.into_string())),
+            Err(e) => Err(Invoked::Failed(
+                plugin_error_code(e.code),
+                e.message.into_string(),
+            )),
+        }
+    }
+
+    /// Counts a fault of `plugin`; enough of them in the policy's window quarantine it.
+    pub(crate) fn fault(&self, plugin: &LoadedPlugin, what: &str) {
+        plugin.counters.faults.fetch_add(1, Ordering::Relaxed);
+        let policy = &plugin.policy;
+        let now = Instant::now();
+        let quarantine = {
+            let mut recent = plugin.recent_faults.lock();
+            recent.push_back(now);
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > policy.quarantine_window)
+            {
+                recent.pop_front();
+            }
+            policy.quarantine_faults > 0 && recent.len() >= policy.quarantine_faults as usize
+        };
+        tracing::warn!(plugin = %plugin.id(), "fault: {what}");
+        if quarantine && !plugin.quarantined.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                plugin = %plugin.id(),
+                "quarantined after {} faults within {} ms; `enable` it to try again",
+                policy.quarantine_faults,
+                policy.quarantine_window.as_millis()
+            );
+        }
+    }
+
     /// Calls an action with JSON bytes; see [`Host::call_bytes`].
     pub(crate) fn call_bytes(
         &self,
@@ -585,31 +707,26 @@ impl HostShared {
                 ),
             )
         })?;
-        let running = loaded.running.load();
-        let running = running.as_ref().ok_or_else(|| {
-            let state = *loaded.state.lock();
-            fail(
-                plugin,
-                action,
-                CallErrorCode::Revoked,
-                format!("plugin {plugin:?} is {state}"),
-            )
-        })?;
-        let _serial = loaded.serial.as_ref().map(Mutex::lock);
+        self.call_index(loaded, index, action, input)
+    }
+
+    /// Calls the action at `index` of a plugin already looked up.
+    pub(crate) fn call_index(
+        &self,
+        loaded: &LoadedPlugin,
+        index: usize,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
         loaded.counters.calls.fetch_add(1, Ordering::Relaxed);
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match running.instance.action(index, action, input) {
+        match self.invoke(loaded, InvocationKind::ACTION, index, action, input) {
             Ok(bytes) => Ok(Ok(bytes)),
-            Err(e) => match e.code {
-                ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),
-                code => Err(fail(
-                    plugin,
-                    action,
-                    plugin_error_code(code),
-                    e.message.into_string(),
-                )),
-            },
+            Err(Invoked::Domain(message)) => Ok(Err(message)),
+            Err(Invoked::Failed(code, message)) => {
+                Err(fail(loaded.id().as_str(), action, code, message))
+            }
         }
     }
 
@@ -623,23 +740,94 @@ impl HostShared {
         payload: &[u8],
     ) {
         let plugins = self.plugins.load();
-        for plugin in plugins.iter() {
-            let running = plugin.running.load();
-            let Some(running) = running.as_ref().filter(|r| r.token == token) else {
-                continue;
-            };
-            let _serial = plugin.serial.as_ref().map(Mutex::lock);
-            let counter = if kind == InvocationKind::TIMER {
-                &plugin.counters.timer_runs
-            } else {
-                &plugin.counters.events
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = running.instance.invoke(kind, 0, name, payload) {
-                tracing::warn!(plugin = %plugin.id(), name, "delivery failed: {}", describe(&e));
-            }
+        let Some(plugin) = plugins
+            .iter()
+            .find(|p| p.running.load().as_ref().is_some_and(|r| r.token == token))
+        else {
             return;
+        };
+        let counter = if kind == InvocationKind::TIMER {
+            &plugin.counters.timer_runs
+        } else {
+            &plugin.counters.events
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match self.invoke(plugin, kind, 0, name, payload) {
+            Ok(_) | Err(Invoked::Domain(_)) => {}
+            Err(Invoked::Failed(code, message)) => {
+                tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
+            }
         }
+    }
+
+    /// The mode a hook was defined with.
+    pub(crate) fn hook_mode(&self, hook: &str) -> Option<HookMode> {
+        self.hook_modes.lock().get(hook).copied()
+    }
+
+    /// The running plugins that declare `hook`, with the hook's index in their manifest, in
+    /// ascending priority and then load order. Quarantined plugins are included: dispatch
+    /// reports them as failures.
+    pub(crate) fn hook_participants(&self, hook: &str) -> Vec<(Arc<LoadedPlugin>, u32)> {
+        let plugins = self.plugins.load();
+        let mut participants: Vec<(Arc<LoadedPlugin>, u32)> = plugins
+            .iter()
+            .filter(|p| p.running.load().is_some())
+            .filter_map(|p| {
+                let index = p.file.manifest.hooks.iter().position(|h| h.name == hook)?;
+                Some((p.clone(), u32::try_from(index).ok()?))
+            })
+            .collect();
+        participants.sort_by_key(|(p, _)| p.policy.priority);
+        participants
+    }
+
+    /// Reports (and counts as faults) the calls into this host's plugins that are still running
+    /// past their timeout.
+    pub(crate) fn watchdog_scan(&self) {
+        let plugins = self.plugins.load();
+        let find = |key: usize| plugins.iter().find(|p| p.key() == key);
+        watchdog::scan(
+            |key| find(key).map(|p| p.policy.call_timeout),
+            |key, running| {
+                if let Some(plugin) = find(key) {
+                    self.fault(
+                        plugin,
+                        &format!(
+                            "watchdog: a call has been running for {} ms, over its {} ms timeout (native code cannot be pre-empted; it keeps its thread)",
+                            running.as_millis(),
+                            plugin.policy.call_timeout.as_millis()
+                        ),
+                    );
+                }
+            },
+        );
+    }
+
+    /// Polls the health of every running, non-quarantined plugin.
+    pub(crate) fn poll_all_health(&self) {
+        let plugins = self.plugins.load_full();
+        for plugin in plugins.iter() {
+            if plugin.quarantined.load(Ordering::Acquire) || plugin.running.load().is_none() {
+                continue;
+            }
+            if let Err(e) = self.poll_health(plugin) {
+                tracing::warn!(plugin = %plugin.id(), "health check failed: {e}");
+            }
+        }
+    }
+
+    /// Asks a plugin for its health and remembers the answer.
+    pub(crate) fn poll_health(&self, loaded: &LoadedPlugin) -> Result<Health, CallError> {
+        let id = loaded.id().as_str();
+        let health = match self.invoke(loaded, InvocationKind::HEALTH, 0, "health", &[]) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| fail(id, "health", CallErrorCode::HandlerError, e.to_string()))?,
+            Err(Invoked::Domain(message)) => Health::Error(message),
+            Err(Invoked::Failed(code, message)) => return Err(fail(id, "health", code, message)),
+        };
+        *loaded.health.lock() = Some(health.clone());
+        Ok(health)
     }
 
     /// Stage 4 and 5 for one checked library.
@@ -665,6 +853,9 @@ impl HostShared {
             serial: None,
             load_time: Duration::ZERO,
             counters: Counters::default(),
+            quarantined: AtomicBool::new(false),
+            recent_faults: Mutex::new(VecDeque::new()),
+            health: Mutex::new(None),
         };
         let mut plugin = LoadedPlugin {
             serial: (plugin.file.manifest.concurrency == Concurrency::Serial)
@@ -945,7 +1136,11 @@ impl Host {
             abi_version: p.file.block.abi_version.clone(),
             rustc: p.file.block.rustc.clone(),
             generation: p.generation.load(Ordering::SeqCst),
-            state: *p.state.lock(),
+            state: if p.quarantined.load(Ordering::Acquire) {
+                PluginState::Quarantined
+            } else {
+                *p.state.lock()
+            },
             concurrency: m.concurrency,
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
@@ -960,7 +1155,9 @@ impl Host {
                 timer_runs: load(&p.counters.timer_runs),
                 subscriptions: self.shared.events.count(token) as u64,
                 timers: self.shared.timers.count(token) as u64,
+                faults: load(&p.counters.faults),
             },
+            health: p.health.lock().clone(),
         }
     }
 
@@ -1022,29 +1219,7 @@ impl Host {
                 format!("no plugin {plugin:?} is loaded"),
             )
         })?;
-        let running = loaded.running.load();
-        let running = running.as_ref().ok_or_else(|| {
-            fail(
-                plugin,
-                "health",
-                CallErrorCode::Revoked,
-                format!("plugin {plugin:?} is not running"),
-            )
-        })?;
-        let _serial = loaded.serial.as_ref().map(Mutex::lock);
-        let bytes = running
-            .instance
-            .invoke(InvocationKind::HEALTH, 0, "", &[])
-            .map_err(|e| {
-                fail(
-                    plugin,
-                    "health",
-                    plugin_error_code(e.code),
-                    e.message.into_string(),
-                )
-            })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| fail(plugin, "health", CallErrorCode::HandlerError, e.to_string()))
+        self.shared.poll_health(&loaded)
     }
 
     /// Publishes an event from the host program itself (no capability needed); returns how
@@ -1117,9 +1292,20 @@ impl Host {
     pub fn enable(&self, plugin: &str) -> Result<(), Error> {
         let loaded = self.shared.find_or_err(plugin)?;
         let _admin = self.shared.admin.lock();
+        if loaded.quarantined.swap(false, Ordering::AcqRel) {
+            loaded.recent_faults.lock().clear();
+            let generation = loaded.generation.load(Ordering::SeqCst);
+            self.shared.audit.record(
+                plugin,
+                generation,
+                "",
+                AuditOutcome::Enabled,
+                &format!("the operator lifted the quarantine of {plugin}"),
+            );
+        }
         let state = *loaded.state.lock();
         match state {
-            PluginState::Running => return Ok(()),
+            PluginState::Running | PluginState::Quarantined => return Ok(()),
             PluginState::Abandoned | PluginState::Stopped => {
                 return Err(Error::NotRunning {
                     plugin: plugin.to_owned(),
@@ -1169,12 +1355,9 @@ impl Host {
             if let Some(entry) = context::entry(running.token) {
                 entry.config.store(Arc::new(bytes.clone()));
             }
-            let answer = {
-                let _serial = loaded.serial.as_ref().map(Mutex::lock);
-                running
-                    .instance
-                    .invoke(InvocationKind::CONFIG_CHANGED, 0, "", &bytes)
-            };
+            let answer =
+                self.shared
+                    .invoke(&loaded, InvocationKind::CONFIG_CHANGED, 0, "config", &bytes);
             drop(running);
             if answer.as_deref().is_ok_and(|a| a == b"true") {
                 return Ok(ConfigApplied {
@@ -1189,6 +1372,18 @@ impl Host {
             live: false,
             warnings,
         })
+    }
+
+    /// Defines (or redefines) a hook point and its dispatch mode.
+    pub fn define_hook(&self, hook: &str, mode: HookMode) {
+        self.shared.hook_modes.lock().insert(hook.to_owned(), mode);
+    }
+
+    /// Dispatches hooks: `host.hooks().chain::<String>("input.transform", line)`.
+    pub fn hooks(&self) -> HookDispatch<'_> {
+        HookDispatch {
+            shared: &self.shared,
+        }
     }
 
     /// Events dropped because the delivery queue was full.

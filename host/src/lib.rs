@@ -31,6 +31,7 @@ mod decide;
 mod discover;
 mod error;
 mod events;
+mod hooks;
 mod host;
 mod kv;
 mod library_file;
@@ -39,7 +40,9 @@ mod lock;
 mod membrane;
 mod policy;
 mod report;
+mod supervisor;
 mod timers;
+mod watchdog;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
 pub use console::{Console, ConsoleOutcome};
@@ -48,6 +51,10 @@ pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
+pub use hooks::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+    HookError, HookFailure, HookMode, Swallowed,
+};
 pub use host::{
     check, check_report, pin, ActionOutcome, Checked, ConfigApplied, Host, HostBuilder,
     PipelineOptions, PluginInfo, PluginState, PluginStats, TeardownOutcome, TeardownRecord,

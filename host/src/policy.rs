@@ -15,6 +15,14 @@ use crate::error::Error;
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// The init deadline used when the policy sets none.
 pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one call into a plugin may take before it counts as a fault (`timeout`).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Faults (panics, timeouts) within [`DEFAULT_QUARANTINE_WINDOW`] that quarantine a plugin.
+pub const DEFAULT_QUARANTINE_FAULTS: u32 = 5;
+/// The window in which faults are counted.
+pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
+/// How often the host polls each plugin's health.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +95,10 @@ pub struct HostSettings {
 struct RawDefaults {
     shutdown_deadline_ms: Option<u64>,
     init_deadline_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    quarantine_faults: Option<u32>,
+    quarantine_window_ms: Option<u64>,
+    health_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +111,10 @@ struct RawPluginPolicy {
     config: Option<serde_json::Value>,
     shutdown_deadline_ms: Option<u64>,
     init_deadline_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    quarantine_faults: Option<u32>,
+    quarantine_window_ms: Option<u64>,
+    priority: Option<i32>,
 }
 
 /// What the operator decided for one plugin id.
@@ -116,6 +132,14 @@ pub struct PluginPolicy {
     pub shutdown_deadline: Duration,
     /// How long creation may take before the plugin is refused (`init_timeout`).
     pub init_deadline: Duration,
+    /// How long one call may take before it counts as a fault and answers `timeout`.
+    pub call_timeout: Duration,
+    /// Faults within `quarantine_window` that quarantine the plugin (0: never).
+    pub quarantine_faults: u32,
+    /// The window faults are counted in.
+    pub quarantine_window: Duration,
+    /// Order in hooks: lower runs first; ties keep load order.
+    pub priority: i32,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -127,6 +151,7 @@ pub struct Policy {
     defaults: PluginPolicy,
     plugins: BTreeMap<PluginId, PluginPolicy>,
     secrets: BTreeMap<String, SecretSource>,
+    health_interval: Duration,
 }
 
 impl Default for Policy {
@@ -142,7 +167,12 @@ impl Default for Policy {
                 config: serde_json::Value::Object(serde_json::Map::new()),
                 shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
                 init_deadline: DEFAULT_INIT_DEADLINE,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+                quarantine_faults: DEFAULT_QUARANTINE_FAULTS,
+                quarantine_window: DEFAULT_QUARANTINE_WINDOW,
+                priority: 0,
             },
+            health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
         }
     }
@@ -215,6 +245,18 @@ impl Policy {
         if let Some(ms) = raw.defaults.init_deadline_ms {
             policy.defaults.init_deadline = Duration::from_millis(ms);
         }
+        if let Some(ms) = raw.defaults.call_timeout_ms {
+            policy.defaults.call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = raw.defaults.quarantine_faults {
+            policy.defaults.quarantine_faults = n;
+        }
+        if let Some(ms) = raw.defaults.quarantine_window_ms {
+            policy.defaults.quarantine_window = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.health_interval_ms {
+            policy.health_interval = Duration::from_millis(ms.max(1));
+        }
         for (id, entry) in raw.plugins {
             let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
             let sha256 = match entry.sha256 {
@@ -260,6 +302,16 @@ impl Policy {
                     init_deadline: entry
                         .init_deadline_ms
                         .map_or(policy.defaults.init_deadline, Duration::from_millis),
+                    call_timeout: entry
+                        .call_timeout_ms
+                        .map_or(policy.defaults.call_timeout, Duration::from_millis),
+                    quarantine_faults: entry
+                        .quarantine_faults
+                        .unwrap_or(policy.defaults.quarantine_faults),
+                    quarantine_window: entry
+                        .quarantine_window_ms
+                        .map_or(policy.defaults.quarantine_window, Duration::from_millis),
+                    priority: entry.priority.unwrap_or(0),
                 },
             );
         }
@@ -284,6 +336,11 @@ impl Policy {
     /// The entry used for plugins the policy does not name.
     pub fn defaults(&self) -> &PluginPolicy {
         &self.defaults
+    }
+
+    /// How often the host polls each plugin's health.
+    pub fn health_interval(&self) -> Duration {
+        self.health_interval
     }
 
     /// Host-wide settings.

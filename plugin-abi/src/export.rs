@@ -10,7 +10,7 @@ use abi_stable::std_types::{RResult, RVec};
 use crate::block::ManifestBlock;
 use crate::ffi::{ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError};
 use crate::manifest::Manifest;
-use crate::plugin::{Actions, ConfigChange, Context, Handler, Plugin};
+use crate::plugin::{Actions, ConfigChange, Context, Handler, Hooks, Plugin};
 
 /// A plugin instance as the plugin side keeps it: the author's value and its action handlers,
 /// indexed like the manifest's `actions` list.
@@ -18,6 +18,7 @@ use crate::plugin::{Actions, ConfigChange, Context, Handler, Plugin};
 pub struct Instance<P> {
     plugin: P,
     handlers: Vec<Handler<P>>,
+    hooks: Vec<Handler<P>>,
 }
 
 /// Runs `f`, turning a panic into a [`PluginError`] with code `PANICKED`.
@@ -61,27 +62,42 @@ pub fn create<P: Plugin>(
     let manifest = Manifest::from_json(&block.manifest_json).map_err(|e| init(e.to_string()))?;
     let mut actions = Actions::new();
     P::actions(&mut actions);
-    let mut registered = actions.handlers;
-    let mut handlers = Vec::with_capacity(manifest.actions.len());
-    for decl in &manifest.actions {
-        let pos = registered
-            .iter()
-            .position(|(name, _)| *name == decl.name)
-            .ok_or_else(|| {
-                init(format!(
-                    "action {:?} is declared in plugin.json but no handler is registered in Plugin::actions",
-                    decl.name
-                ))
-            })?;
-        handlers.push(registered.swap_remove(pos).1);
+    let declared = manifest.actions.iter().map(|a| a.name.as_str());
+    let handlers =
+        match_declared("action", "Plugin::actions", declared, actions.handlers).map_err(init)?;
+    let mut hooks = Hooks::new();
+    P::hooks(&mut hooks);
+    let declared = manifest.hooks.iter().map(|h| h.name.as_str());
+    let hooks = match_declared("hook", "Plugin::hooks", declared, hooks.handlers).map_err(init)?;
+    let plugin = P::create(Context::from_raw(context)).map_err(|e| init(e.message().to_owned()))?;
+    Ok(Box::new(Instance {
+        plugin,
+        handlers,
+        hooks,
+    }))
+}
+
+/// Orders registered handlers like the manifest's declarations; every declaration needs one
+/// handler and every handler a declaration.
+fn match_declared<'a, P>(
+    what: &str,
+    registry: &str,
+    declared: impl Iterator<Item = &'a str>,
+    mut registered: Vec<(String, Handler<P>)>,
+) -> Result<Vec<Handler<P>>, String> {
+    let mut ordered = Vec::new();
+    for name in declared {
+        let pos = registered.iter().position(|(n, _)| n == name).ok_or_else(|| {
+            format!("{what} {name:?} is declared in plugin.json but no handler is registered in {registry}")
+        })?;
+        ordered.push(registered.swap_remove(pos).1);
     }
     if let Some((name, _)) = registered.first() {
-        return Err(init(format!(
-            "action {name:?} is registered in Plugin::actions but not declared in plugin.json (or registered twice)"
-        )));
+        return Err(format!(
+            "{what} {name:?} is registered in {registry} but not declared in plugin.json (or registered twice)"
+        ));
     }
-    let plugin = P::create(Context::from_raw(context)).map_err(|e| init(e.message().to_owned()))?;
-    Ok(Box::new(Instance { plugin, handlers }))
+    Ok(ordered)
 }
 
 /// Turns a created instance into the opaque handle the host keeps.
@@ -106,6 +122,21 @@ pub fn invoke<P: Plugin>(
                         ErrorCode::NOT_FOUND,
                         format!(
                             "no action at index {} ({})",
+                            invocation.index, invocation.name
+                        ),
+                    )
+                })?;
+            handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
+        }
+        InvocationKind::HOOK => {
+            let handler = instance
+                .hooks
+                .get(invocation.index as usize)
+                .ok_or_else(|| {
+                    PluginError::new(
+                        ErrorCode::NOT_FOUND,
+                        format!(
+                            "no hook at index {} ({})",
                             invocation.index, invocation.name
                         ),
                     )
@@ -168,8 +199,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<RVec<u8>, PluginError> {
 /// Tears an instance down and frees it.
 #[doc(hidden)]
 pub fn destroy<P: Plugin>(instance: Instance<P>) -> Result<(), PluginError> {
-    let Instance { plugin, handlers } = instance;
-    drop(handlers);
+    let Instance {
+        plugin,
+        handlers,
+        hooks,
+    } = instance;
+    drop((handlers, hooks));
     plugin.teardown();
     Ok(())
 }

@@ -45,6 +45,10 @@ impl InvocationKind {
     /// Module-level (through [`PluginModule::query`], no instance): validate a config (JSON);
     /// the answer is a JSON `{"errors": [...], "warnings": [...]}`.
     pub const VALIDATE_CONFIG: Self = Self(6);
+    /// Run the hook at `index` in the manifest's `hooks` list with `payload` as JSON input; the
+    /// answer is a JSON `HookReply`: `{"continue": value}`, `{"block": reason}` or
+    /// `{"swallow": reply}`.
+    pub const HOOK: Self = Self(7);
 }
 
 /// One call into a plugin instance.
@@ -83,6 +87,10 @@ impl ErrorCode {
     /// Creation failed: the plugin's `create` returned an error, or its actions do not match
     /// its manifest.
     pub const INIT: Self = Self(7);
+    /// The plugin's code hit a capability it was not granted and gave up.
+    pub const CAPABILITY_VIOLATION: Self = Self(8);
+    /// The plugin's context was revoked under it.
+    pub const REVOKED: Self = Self(9);
     /// The plugin failed in a way that is not the caller's fault (e.g. output not serializable).
     pub const HANDLER: Self = Self(6);
 }

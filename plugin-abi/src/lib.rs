@@ -53,7 +53,8 @@ pub use manifest::{
     ManifestError, PluginId, RawCapability, RawManifest, MAX_DECLARATIONS, MAX_ID_LEN,
 };
 pub use plugin::{
-    ActionError, Actions, ConfigChange, Context, ContextError, Health, InitError, Level, Plugin,
+    ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
+    Level, Plugin,
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::{check_compatible, Incompatibility, ABI_VERSION};

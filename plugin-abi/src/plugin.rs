@@ -7,7 +7,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ffi::{HostContext, HostError, HostErrorCode, LogLevel};
+use crate::ffi::{ErrorCode, HostContext, HostError, HostErrorCode, LogLevel};
 use crate::wire::ConfigReport;
 
 /// A plugin: created by the host with a [`Context`], serving actions until torn down.
@@ -29,6 +29,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// at creation, naming the action.
     fn actions(actions: &mut Actions<Self>) {
         let _ = actions;
+    }
+
+    /// Registers a handler for every hook declared in `plugin.json`; as with actions, a hook
+    /// declared but not registered (or the reverse) refuses the plugin at creation.
+    fn hooks(hooks: &mut Hooks<Self>) {
+        let _ = hooks;
     }
 
     /// How the plugin is doing.
@@ -282,17 +288,21 @@ impl From<ContextError> for InitError {
 
 /// A domain error from an action: the `error(message)` side of the result envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionError(String);
+pub struct ActionError(String, ErrorCode);
 
 impl ActionError {
     /// An error with a message for the caller.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self(message.into(), ErrorCode::DOMAIN)
     }
 
     /// The message.
     pub fn message(&self) -> &str {
         &self.0
+    }
+
+    fn into_plugin_error(self) -> crate::ffi::PluginError {
+        crate::ffi::PluginError::new(self.1, self.0)
     }
 }
 
@@ -302,9 +312,17 @@ impl fmt::Display for ActionError {
     }
 }
 
+/// A failure of the host's context is not the action's domain error: a capability violation or
+/// a revoked context reaches the caller with its own code (`capability_violation`, `revoked`),
+/// whoever the caller is.
 impl From<ContextError> for ActionError {
     fn from(e: ContextError) -> Self {
-        Self(e.to_string())
+        let code = match &e {
+            ContextError::CapabilityViolation { .. } => ErrorCode::CAPABILITY_VIOLATION,
+            ContextError::Revoked => ErrorCode::REVOKED,
+            _ => ErrorCode::DOMAIN,
+        };
+        Self(e.to_string(), code)
     }
 }
 
@@ -366,12 +384,84 @@ impl<P: 'static> Actions<P> {
                     format!("input of action {action:?} does not fit: {e}"),
                 )
             })?;
-            let output =
-                handler(plugin, input).map_err(|e| PluginError::new(ErrorCode::DOMAIN, e.0))?;
+            let output = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
             serde_json::to_vec(&output).map_err(|e| {
                 PluginError::new(
                     ErrorCode::HANDLER,
                     format!("output of action {action:?} does not serialize: {e}"),
+                )
+            })
+        });
+        self.handlers.push((name.to_owned(), handler));
+        self
+    }
+}
+
+/// What a hook handler answers. What each variant means depends on the hook's dispatch mode,
+/// which the host program defines:
+///
+/// | mode | `Continue(v)` | `Block(reason)` | `Swallow(reply)` |
+/// |---|---|---|---|
+/// | `chain` | `v` goes to the next plugin | failure (skipped) | failure (skipped) |
+/// | `intercept` | `v` goes to the next plugin | failure (skipped) | stops the chain; `reply` is the answer |
+/// | `guard` | allows (`v` ignored) | blocks; the rest do not run | failure (blocks: fail closed) |
+/// | `filter` | `v` (a list) is intersected with the others | failure (skipped) | failure (skipped) |
+/// | `collect` | `v` is collected | failure (skipped) | failure (skipped) |
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookReply<T> {
+    /// Pass on a value.
+    Continue(T),
+    /// Block the operation, saying why (guard hooks).
+    Block(String),
+    /// Consume the input; nothing after this plugin runs (intercept hooks).
+    Swallow(String),
+}
+
+/// The registry a plugin fills in [`Plugin::hooks`].
+pub struct Hooks<P> {
+    pub(crate) handlers: Vec<(String, Handler<P>)>,
+}
+
+impl<P> fmt::Debug for Hooks<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.handlers.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl<P: 'static> Hooks<P> {
+    pub(crate) fn new() -> Self {
+        Self {
+            handlers: Vec::new(),
+        }
+    }
+
+    /// Registers `handler` for the hook `name`. Its input is deserialized from the host's JSON;
+    /// its [`HookReply`] is serialized back. An `Err` is a failure of this plugin in this hook:
+    /// the host skips it and reports it (a guard fails closed).
+    pub fn add<I, O, F>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        F: Fn(&P, I) -> Result<HookReply<O>, ActionError> + Send + Sync + 'static,
+    {
+        use crate::ffi::{ErrorCode, PluginError};
+        let hook = name.to_owned();
+        let handler: Handler<P> = Box::new(move |plugin, input| {
+            let input: I = serde_json::from_slice(if input.is_empty() { b"null" } else { input })
+                .map_err(|e| {
+                PluginError::new(
+                    ErrorCode::BAD_INPUT,
+                    format!("input of hook {hook:?} does not fit: {e}"),
+                )
+            })?;
+            let reply = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
+            serde_json::to_vec(&reply).map_err(|e| {
+                PluginError::new(
+                    ErrorCode::HANDLER,
+                    format!("reply of hook {hook:?} does not serialize: {e}"),
                 )
             })
         });

@@ -219,16 +219,6 @@ unsafe impl Send for Instance {}
 unsafe impl Sync for Instance {}
 
 impl Instance {
-    /// Runs the action at `index` with JSON `input`.
-    pub(crate) fn action(
-        &self,
-        index: u32,
-        name: &str,
-        input: &[u8],
-    ) -> Result<Vec<u8>, PluginError> {
-        self.invoke(InvocationKind::ACTION, index, name, input)
-    }
-
     pub(crate) fn invoke(
         &self,
         kind: InvocationKind,

@@ -1,0 +1,91 @@
+//! The host's supervisor threads: the watchdog, which reports calls overrunning their timeout
+//! while they are still running (and counts each as a fault), and the health poller, which asks
+//! every running plugin for its health at the policy's interval.
+
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::host::HostShared;
+
+/// How often the watchdog scans the calls in progress.
+pub const WATCHDOG_TICK: Duration = Duration::from_millis(20);
+
+type StopFlag = Arc<(Mutex<bool>, Condvar)>;
+
+/// The running supervisor threads of one host.
+#[derive(Debug)]
+pub(crate) struct Supervisor {
+    stop: StopFlag,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Supervisor {
+    pub(crate) fn start(host: &Weak<HostShared>, health_interval: Duration) -> Self {
+        let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut threads = Vec::new();
+        let spawn = |name: &str, every: Duration, work: fn(&HostShared)| {
+            let (host, stop) = (host.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    run_every(&stop, every, || {
+                        host.upgrade().is_some_and(|h| {
+                            work(&h);
+                            true
+                        })
+                    })
+                })
+                .ok()
+        };
+        threads.extend(spawn(
+            "airlock-watchdog",
+            WATCHDOG_TICK,
+            HostShared::watchdog_scan,
+        ));
+        threads.extend(spawn(
+            "airlock-health",
+            health_interval,
+            HostShared::poll_all_health,
+        ));
+        Self {
+            stop,
+            threads: Mutex::new(threads),
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        {
+            let (flag, cv) = &*self.stop;
+            *flag.lock() = true;
+            cv.notify_all();
+        }
+        let me = std::thread::current().id();
+        for handle in self.threads.lock().drain(..) {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// Runs `work` every `every` until stopped or until `work` says the host is gone.
+fn run_every(stop: &StopFlag, every: Duration, mut work: impl FnMut() -> bool) {
+    let (flag, cv) = &**stop;
+    loop {
+        {
+            let mut stopped = flag.lock();
+            if !*stopped {
+                cv.wait_for(&mut stopped, every);
+            }
+            if *stopped {
+                return;
+            }
+        }
+        if !work() {
+            return;
+        }
+    }
+}
