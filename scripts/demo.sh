@@ -10,7 +10,7 @@ case "$(uname -s)" in
   *) prefix=lib ext=so ;;
 esac
 
-examples=(hello counter kv-counter ticker listener snoop)
+examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy)
 packages=(-p airlock)
 for name in "${examples[@]}"; do packages+=(-p "airlock-example-$name"); done
 cargo build --release "${packages[@]}"

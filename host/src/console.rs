@@ -3,7 +3,16 @@
 
 use std::io::{self, BufRead, Write};
 
+use crate::hooks::{GuardVerdict, HookFailure, HookMode};
 use crate::host::{ActionOutcome, Host};
+
+/// The console's hook points: every plain line goes through `input.transform` (an intercept
+/// chain), the reply through `reply.transform` (a chain) and then `reply.guard` (a guard).
+pub const INPUT_TRANSFORM: &str = "input.transform";
+/// See [`INPUT_TRANSFORM`].
+pub const REPLY_TRANSFORM: &str = "reply.transform";
+/// See [`INPUT_TRANSFORM`].
+pub const REPLY_GUARD: &str = "reply.guard";
 
 /// What a console line asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +39,18 @@ commands:
   /enable PLUGIN                create a disabled plugin again
   /config PLUGIN JSON           change a plugin's config (live, or by re-creating it)
   /audit [N]                    the last N audit records (default 10)
+  /ACTION [ARGS]                call the first plugin (in load order) that has ACTION;
+                                ARGS is JSON, or else passed as a string
+  TEXT                          a plain line: input.transform -> reply -> reply.transform -> reply.guard
   /help                         this text
   /quit                         tear the plugins down and exit";
 
 impl<'h> Console<'h> {
-    /// A console over `host`.
+    /// A console over `host`; defines the console's hook points on it.
     pub fn new(host: &'h Host) -> Self {
+        host.define_hook(INPUT_TRANSFORM, HookMode::Intercept);
+        host.define_hook(REPLY_TRANSFORM, HookMode::Chain);
+        host.define_hook(REPLY_GUARD, HookMode::Guard);
         Self { host }
     }
 
@@ -71,10 +86,7 @@ impl<'h> Console<'h> {
             return (ConsoleOutcome::Continue, String::new());
         }
         let Some(command) = line.strip_prefix('/') else {
-            return (
-                ConsoleOutcome::Continue,
-                "plain lines are not routed anywhere yet; try /call or /help".to_owned(),
-            );
+            return (ConsoleOutcome::Continue, self.converse(line));
         };
         let (name, rest) = command
             .split_once(char::is_whitespace)
@@ -96,7 +108,7 @@ impl<'h> Console<'h> {
             },
             "config" => self.config(rest.trim()),
             "audit" => self.audit(rest.trim()),
-            other => format!("unknown command /{other}; /help lists the commands"),
+            other => self.action_command(other, rest.trim()),
         };
         (ConsoleOutcome::Continue, text)
     }
@@ -111,8 +123,15 @@ impl<'h> Console<'h> {
             .map(|p| {
                 let actions: Vec<_> = p.actions.iter().map(|a| a.name.as_str()).collect();
                 let s = &p.stats;
+                let health = match &p.health {
+                    None => "health not yet polled".to_owned(),
+                    Some(airlock_abi::Health::Ok) => "health ok".to_owned(),
+                    Some(airlock_abi::Health::Degraded(d)) => format!("health degraded: {d}"),
+                    Some(airlock_abi::Health::Error(e)) => format!("health error: {e}"),
+                };
+                let hooks: Vec<_> = p.hooks.iter().map(|h| h.name.as_str()).collect();
                 format!(
-                    "{} {} [{}, generation {}, {:?}] actions: {}; grants: {}; calls {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
+                    "{} {} [{}, generation {}, {:?}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
                     p.id,
                     p.version,
                     p.state,
@@ -123,12 +142,18 @@ impl<'h> Console<'h> {
                     } else {
                         actions.join(", ")
                     },
+                    if hooks.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        hooks.join(", ")
+                    },
                     if p.grants.is_empty() {
                         "-".to_owned()
                     } else {
                         p.grants.join(", ")
                     },
                     s.calls,
+                    s.faults,
                     s.host_calls,
                     s.denials,
                     s.events,
@@ -139,6 +164,79 @@ impl<'h> Console<'h> {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// A plain line: through `input.transform`, a reply, `reply.transform` and `reply.guard`.
+    fn converse(&self, line: &str) -> String {
+        let hooks = self.host.hooks();
+        let mut notes = Vec::new();
+        let input = match hooks.intercept::<String>(INPUT_TRANSFORM, line.to_owned()) {
+            Ok(outcome) => {
+                notes.extend(
+                    outcome
+                        .failures
+                        .iter()
+                        .map(|f| failure_note(INPUT_TRANSFORM, f)),
+                );
+                if let Some(swallowed) = outcome.swallowed {
+                    notes.push(format!("[{}] {}", swallowed.plugin, swallowed.reply));
+                    return notes.join("\n");
+                }
+                outcome.value
+            }
+            Err(e) => return format!("error: {e}"),
+        };
+        let reply = match hooks.chain::<String>(REPLY_TRANSFORM, format!("you said: {input}")) {
+            Ok(outcome) => {
+                notes.extend(
+                    outcome
+                        .failures
+                        .iter()
+                        .map(|f| failure_note(REPLY_TRANSFORM, f)),
+                );
+                outcome.value
+            }
+            Err(e) => return format!("error: {e}"),
+        };
+        match hooks.guard(REPLY_GUARD, &reply) {
+            Ok(outcome) => {
+                notes.extend(
+                    outcome
+                        .failures
+                        .iter()
+                        .map(|f| failure_note(REPLY_GUARD, f)),
+                );
+                notes.push(match outcome.verdict {
+                    GuardVerdict::Allowed => reply,
+                    GuardVerdict::Blocked { plugin, reason } => {
+                        format!("(reply blocked by {plugin}: {reason})")
+                    }
+                });
+            }
+            Err(e) => notes.push(format!("error: {e}")),
+        }
+        notes.join("\n")
+    }
+
+    /// `/name args`: the first plugin in load order with an action `name`.
+    fn action_command(&self, name: &str, args: &str) -> String {
+        let Some(plugin) = self
+            .host
+            .plugins()
+            .into_iter()
+            .find(|p| p.actions.iter().any(|a| a.name == name))
+        else {
+            return format!(
+                "unknown command /{name}; /help lists the commands, /plugins the actions"
+            );
+        };
+        let input = if args.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(args)
+                .unwrap_or_else(|_| serde_json::Value::String(args.to_owned()))
+        };
+        render(self.host.call(&plugin.id, name, &input))
     }
 
     fn publish(&self, args: &str) -> String {
@@ -226,11 +324,7 @@ impl<'h> Console<'h> {
             Ok(value) => value,
             Err(e) => return e,
         };
-        match self.host.call(plugin, action, &input) {
-            Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
-            Ok(ActionOutcome::Error(message)) => format!("error {message}"),
-            Err(e) => format!("error {}: {}", e.code, e.message),
-        }
+        render(self.host.call(plugin, action, &input))
     }
 }
 
@@ -241,4 +335,19 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
         return Ok(serde_json::Value::Null);
     }
     serde_json::from_str(text).map_err(|e| format!("error bad_input: the input is not JSON: {e}"))
+}
+
+fn render(result: Result<ActionOutcome, crate::error::CallError>) -> String {
+    match result {
+        Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
+        Ok(ActionOutcome::Error(message)) => format!("error {message}"),
+        Err(e) => format!("error {}: {}", e.code, e.message),
+    }
+}
+
+fn failure_note(hook: &str, failure: &HookFailure) -> String {
+    format!(
+        "! {} failed in {hook} ({}): {}",
+        failure.plugin, failure.code, failure.reason
+    )
 }

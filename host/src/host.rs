@@ -1173,21 +1173,40 @@ impl Host {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<ActionOutcome, CallError> {
-        let input = serde_json::to_vec(input)
-            .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
-        match self.call_bytes(plugin, action, &input)? {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(ActionOutcome::Ok)
-                .map_err(|e| {
-                    fail(
-                        plugin,
-                        action,
-                        CallErrorCode::HandlerError,
-                        format!("the plugin answered with invalid JSON: {e}"),
-                    )
-                }),
-            Err(message) => Ok(ActionOutcome::Error(message)),
-        }
+        json_call(plugin, action, input, |bytes| {
+            self.call_bytes(plugin, action, bytes)
+        })
+    }
+
+    /// Resolves `action` of `plugin` once, for a hot path that should pay no lookup by name
+    /// per call.
+    ///
+    /// # Errors
+    ///
+    /// `not_found` if there is no such plugin or action.
+    pub fn action(&self, plugin: &str, action: &str) -> Result<ActionHandle<'_>, CallError> {
+        let loaded = self.shared.find(plugin).ok_or_else(|| {
+            fail(
+                plugin,
+                action,
+                CallErrorCode::NotFound,
+                format!("no plugin {plugin:?} is loaded"),
+            )
+        })?;
+        let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
+            fail(
+                plugin,
+                action,
+                CallErrorCode::NotFound,
+                format!("plugin {plugin:?} has no action {action:?}"),
+            )
+        })?;
+        Ok(ActionHandle {
+            shared: &self.shared,
+            plugin: loaded,
+            index,
+            action: action.to_owned(),
+        })
     }
 
     /// Calls `action` of `plugin` with JSON bytes the caller encoded; returns the answer's
@@ -1426,6 +1445,70 @@ impl Drop for Host {
     }
 }
 
+/// Encodes `input`, calls, and decodes the answer into the result envelope.
+fn json_call(
+    plugin: &str,
+    action: &str,
+    input: &serde_json::Value,
+    call: impl FnOnce(&[u8]) -> Result<Result<Vec<u8>, String>, CallError>,
+) -> Result<ActionOutcome, CallError> {
+    let input = serde_json::to_vec(input)
+        .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
+    match call(&input)? {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(ActionOutcome::Ok)
+            .map_err(|e| {
+                fail(
+                    plugin,
+                    action,
+                    CallErrorCode::HandlerError,
+                    format!("the plugin answered with invalid JSON: {e}"),
+                )
+            }),
+        Err(message) => Ok(ActionOutcome::Error(message)),
+    }
+}
+
+/// A pre-resolved action of a plugin, from [`Host::action`]: calls pay no lookup by name.
+pub struct ActionHandle<'h> {
+    shared: &'h HostShared,
+    plugin: Arc<LoadedPlugin>,
+    index: usize,
+    action: String,
+}
+
+impl std::fmt::Debug for ActionHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionHandle")
+            .field("plugin", &self.plugin.id())
+            .field("action", &self.action)
+            .finish()
+    }
+}
+
+impl ActionHandle<'_> {
+    /// Calls the action with a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call`].
+    pub fn call(&self, input: &serde_json::Value) -> Result<ActionOutcome, CallError> {
+        json_call(self.plugin.id().as_str(), &self.action, input, |bytes| {
+            self.call_bytes(bytes)
+        })
+    }
+
+    /// Calls the action with JSON bytes the caller encoded.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call_bytes`].
+    pub fn call_bytes(&self, input: &[u8]) -> Result<Result<Vec<u8>, String>, CallError> {
+        self.shared
+            .call_index(&self.plugin, self.index, &self.action, input)
+    }
+}
+
 /// Which grants an operator's `revoke` names.
 enum CapabilitySelector {
     Exact(Capability),
@@ -1455,6 +1538,8 @@ fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
         ErrorCode::BAD_INPUT => CallErrorCode::BadInput,
         ErrorCode::NOT_FOUND => CallErrorCode::NotFound,
         ErrorCode::PANICKED => CallErrorCode::Panicked,
+        ErrorCode::CAPABILITY_VIOLATION => CallErrorCode::CapabilityViolation,
+        ErrorCode::REVOKED => CallErrorCode::Revoked,
         _ => CallErrorCode::HandlerError,
     }
 }

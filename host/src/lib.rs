@@ -45,7 +45,7 @@ mod timers;
 mod watchdog;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-pub use console::{Console, ConsoleOutcome};
+pub use console::{Console, ConsoleOutcome, INPUT_TRANSFORM, REPLY_GUARD, REPLY_TRANSFORM};
 pub use context::{host_vtable, is_open};
 pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
@@ -56,8 +56,9 @@ pub use hooks::{
     HookError, HookFailure, HookMode, Swallowed,
 };
 pub use host::{
-    check, check_report, pin, ActionOutcome, Checked, ConfigApplied, Host, HostBuilder,
-    PipelineOptions, PluginInfo, PluginState, PluginStats, TeardownOutcome, TeardownRecord,
+    check, check_report, pin, ActionHandle, ActionOutcome, Checked, ConfigApplied, Host,
+    HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, TeardownOutcome,
+    TeardownRecord,
 };
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};

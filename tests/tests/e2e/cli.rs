@@ -182,3 +182,44 @@ fn run_serves_the_console_over_stdin() {
     assert!(stdout.contains("error not_found"), "{stdout}");
     assert!(stdout.contains("bye"), "{stdout}");
 }
+
+#[test]
+fn the_console_routes_plain_lines_through_the_hooks_and_contains_a_crash() {
+    let dir = TempPluginDir::with(&["shout", "guard", "crashy", "commands"]);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[plugins.crashy]\nquarantine_faults = 2\n").expect("policy");
+    let mut cmd = airlock(&["run", "--policy"], &policy);
+    cmd.arg(dir.path());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hi there\nwhat a day!\nmy password is 1234\ncrashy: keep this\ncrash now\n/boom\n/boom\n/plugins\n/reverse abc\n/quit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for expected in [
+        "you said: hi there",
+        "YOU SAID: WHAT A DAY!",
+        "(reply blocked by guard: replies may not mention \"password\")",
+        "[crashy] crashy took \"keep this\" and kept it",
+        "! crashy failed in input.transform (panicked)",
+        "you said: crash now",
+        "error panicked: crashy: boom, as asked",
+        "error quarantined",
+        "crashy 0.1.0 [quarantined",
+        "ok \"cba\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}

@@ -5,6 +5,8 @@ mod calls;
 mod cli;
 mod config;
 mod durability;
+mod faults;
+mod hooks;
 mod hostile_files;
 mod membrane;
 mod pipeline;
