@@ -41,6 +41,8 @@ pub enum AuditOutcome {
     Enabled,
     /// Records were dropped because the queue was full; `detail` has the count.
     Dropped,
+    /// A new build of the plugin was refused; the old generation keeps serving.
+    ReloadRefused,
 }
 
 /// One line of the audit log.

@@ -67,6 +67,12 @@ enum Command {
         /// Load only the libraries pinned in this lock file.
         #[arg(long)]
         lock: Option<PathBuf>,
+        /// Watch the plugin directories and hot-reload a library when it is rebuilt.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: how long a changed library must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
     },
     /// Pin the sha256 of every library that passes the checks into a lock file.
     Lock {
@@ -123,7 +129,16 @@ fn run(command: Command) -> Result<ExitCode> {
             load,
             format,
         } => check(builder(dirs, policy.as_deref(), lock)?, load, format),
-        Command::Run { dirs, policy, lock } => run_console(builder(dirs, policy.as_deref(), lock)?),
+        Command::Run {
+            dirs,
+            policy,
+            lock,
+            watch,
+            debounce_ms,
+        } => run_console(
+            builder(dirs, policy.as_deref(), lock)?,
+            watch.then(|| std::time::Duration::from_millis(debounce_ms)),
+        ),
         Command::Lock {
             dirs,
             policy,
@@ -258,11 +273,22 @@ fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
     })
 }
 
-fn run_console(builder: HostBuilder) -> Result<ExitCode> {
+fn run_console(builder: HostBuilder, watch: Option<std::time::Duration>) -> Result<ExitCode> {
     let host = builder.build()?;
     let report = host.load()?;
     eprint!("{}", report.to_table());
-    Console::new(&host).run(io::stdin().lock(), io::stdout().lock())?;
+    let _watcher = match watch {
+        Some(debounce) => {
+            let watcher = host.watch(debounce, |outcome| println!("{outcome}"))?;
+            eprintln!(
+                "watching the plugin directories (debounce {} ms)",
+                debounce.as_millis()
+            );
+            Some(watcher)
+        }
+        None => None,
+    };
+    Console::new(&host).run(io::stdin().lock(), io::stdout())?;
     for record in host.shutdown() {
         eprintln!(
             "{}: {:?} in {:.2} ms",

@@ -38,6 +38,7 @@ commands:
   /disable PLUGIN               tear a plugin down and revoke its context
   /enable PLUGIN                create a disabled plugin again
   /config PLUGIN JSON           change a plugin's config (live, or by re-creating it)
+  /reload PLUGIN                load the plugin's library again now (a new generation)
   /audit [N]                    the last N audit records (default 10)
   /ACTION [ARGS]                call the first plugin (in load order) that has ACTION;
                                 ARGS is JSON, or else passed as a string
@@ -107,6 +108,10 @@ impl<'h> Console<'h> {
                 Err(e) => format!("error: {e}"),
             },
             "config" => self.config(rest.trim()),
+            "reload" => match self.host.reload(rest.trim()) {
+                Ok(outcome) => outcome.to_string(),
+                Err(e) => format!("error: {e}"),
+            },
             "audit" => self.audit(rest.trim()),
             other => self.action_command(other, rest.trim()),
         };
@@ -118,6 +123,11 @@ impl<'h> Console<'h> {
         if plugins.is_empty() {
             return "no plugins loaded".to_owned();
         }
+        let (retained, bytes) = self.host.retained_libraries();
+        let footer = format!(
+            "retained libraries in this process: {retained} ({:.1} MB; libraries are never unloaded)",
+            bytes as f64 / 1e6
+        );
         plugins
             .iter()
             .map(|p| {
@@ -162,6 +172,7 @@ impl<'h> Console<'h> {
                     s.timers,
                 )
             })
+            .chain(std::iter::once(footer))
             .collect::<Vec<_>>()
             .join("\n")
     }

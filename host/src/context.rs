@@ -116,6 +116,8 @@ pub(crate) struct ContextEntry {
     /// Host calls served, and capability violations.
     pub calls: AtomicU64,
     pub denials: AtomicU64,
+    /// State handed over by the previous generation, taken once by the new instance.
+    pub handover: Mutex<Option<Vec<u8>>>,
     revoked: AtomicBool,
     in_flight: InFlight,
     token_generation: u32,
@@ -128,6 +130,7 @@ impl ContextEntry {
         config: Vec<u8>,
         grants: Vec<Capability>,
         host: Weak<HostShared>,
+        handover: Option<Vec<u8>>,
     ) -> Self {
         let span = tracing::info_span!("plugin", id = %plugin, generation);
         Self {
@@ -140,6 +143,7 @@ impl ContextEntry {
             closing: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             denials: AtomicU64::new(0),
+            handover: Mutex::new(handover),
             revoked: AtomicBool::new(false),
             in_flight: InFlight::default(),
             token_generation: 0,
@@ -392,6 +396,7 @@ mod tests {
             b"{\"a\":1}".to_vec(),
             Vec::new(),
             Weak::new(),
+            None,
         )
     }
 

@@ -301,6 +301,9 @@ pub enum Error {
     /// A capability named by the operator does not parse.
     #[error("{0}")]
     BadCapability(String),
+    /// The plugin directories cannot be watched.
+    #[error("cannot watch the plugin directories: {0}")]
+    Watch(String),
     /// Creating the plugin again failed.
     #[error(transparent)]
     Refused(#[from] Refusal),

@@ -33,6 +33,7 @@ use crate::policy::{PluginPolicy, Policy};
 use crate::report::{LoadReport, PluginReport, Status};
 use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
+use crate::watch::Watcher;
 use crate::watchdog::{self, Watch};
 
 /// Options shared by checking and loading.
@@ -463,6 +464,64 @@ pub struct ConfigApplied {
     pub warnings: Vec<String>,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new generation is serving (or a new plugin was loaded).
+    Loaded {
+        /// The plugin.
+        id: String,
+        /// Its generation now.
+        generation: u64,
+        /// From reading the file to serving the new generation.
+        elapsed: Duration,
+    },
+    /// The file has the bytes already loaded; nothing was done.
+    Unchanged {
+        /// The plugin.
+        id: String,
+    },
+    /// The new build was refused before the swap; the old generation (if any) keeps serving.
+    Refused {
+        /// Why.
+        refusal: Refusal,
+        /// The generation still serving, if any.
+        serving: Option<u64>,
+    },
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Loaded {
+                id,
+                generation,
+                elapsed,
+            } => write!(
+                f,
+                "{id}: generation {generation} loaded in {:.1} ms",
+                elapsed.as_secs_f64() * 1e3
+            ),
+            Self::Unchanged { id } => write!(f, "{id}: unchanged, not reloaded"),
+            Self::Refused { refusal, serving } => {
+                let id = refusal
+                    .id
+                    .as_ref()
+                    .map_or_else(|| refusal.file.display().to_string(), ToString::to_string);
+                write!(
+                    f,
+                    "{id}: reload refused: {} ({})",
+                    refusal.reason, refusal.detail
+                )?;
+                match serving {
+                    Some(g) => write!(f, " — still serving generation {g}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// A live instance and the context it was created with.
 struct Running {
     instance: Instance,
@@ -491,6 +550,8 @@ pub(crate) struct LoadedPlugin {
     _library: LoadedLibrary,
     creator: Creator,
     grants: Mutex<Vec<Capability>>,
+    /// Grants the operator revoked at run time; they stay revoked across reloads.
+    revoked: Mutex<Vec<Capability>>,
     config: Mutex<serde_json::Value>,
     running: ArcSwapOption<Running>,
     state: Mutex<PluginState>,
@@ -669,26 +730,20 @@ impl HostShared {
         }
     }
 
-    /// Calls an action with JSON bytes; see [`Host::call_bytes`].
-    pub(crate) fn call_bytes(
+    /// The current plugin with this id and the index of `action` in its manifest.
+    pub(crate) fn resolve(
         &self,
         plugin: &str,
         action: &str,
-        input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
-        let plugins = self.plugins.load();
-        let loaded = plugins
-            .iter()
-            .rev()
-            .find(|p| p.id().as_str() == plugin)
-            .ok_or_else(|| {
-                fail(
-                    plugin,
-                    action,
-                    CallErrorCode::NotFound,
-                    format!("no plugin {plugin:?} is loaded"),
-                )
-            })?;
+    ) -> Result<(Arc<LoadedPlugin>, usize), CallError> {
+        let loaded = self.find(plugin).ok_or_else(|| {
+            fail(
+                plugin,
+                action,
+                CallErrorCode::NotFound,
+                format!("no plugin {plugin:?} is loaded"),
+            )
+        })?;
         let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
             let known: Vec<_> = loaded
                 .file
@@ -707,7 +762,37 @@ impl HostShared {
                 ),
             )
         })?;
-        self.call_index(loaded, index, action, input)
+        Ok((loaded, index))
+    }
+
+    /// Whether `loaded` has been replaced in the table by a newer generation (a reload).
+    fn replaced(&self, loaded: &Arc<LoadedPlugin>) -> bool {
+        self.find(loaded.id().as_str())
+            .is_some_and(|current| !Arc::ptr_eq(&current, loaded))
+    }
+
+    /// Calls an action with JSON bytes; see [`Host::call_bytes`]. A call that raced a reload
+    /// (it found the old generation already retired) goes to the new generation.
+    pub(crate) fn call_bytes(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
+        let mut attempts = 0;
+        loop {
+            let (loaded, index) = self.resolve(plugin, action)?;
+            match self.call_index(&loaded, index, action, input) {
+                Err(e)
+                    if e.code == CallErrorCode::Revoked
+                        && attempts < 8
+                        && self.replaced(&loaded) =>
+                {
+                    attempts += 1
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Calls the action at `index` of a plugin already looked up.
@@ -833,14 +918,44 @@ impl HostShared {
     /// Stage 4 and 5 for one checked library.
     fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
         let started = Instant::now();
+        let mut plugin = self.prepare(checked, None)?;
+        let config = plugin.config.lock().clone();
+        self.start_instance(&plugin, &config, None)?;
+        plugin.load_time = started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Stage 4 and the config check for one checked library: a plugin ready to be started.
+    /// `previous` is the generation it replaces on a reload: its config, revocations and
+    /// generation count carry over.
+    fn prepare(
+        &self,
+        checked: Checked,
+        previous: Option<&LoadedPlugin>,
+    ) -> Result<LoadedPlugin, Refusal> {
         let Checked { mut file, decision } = checked;
         let library = loader::load(&file, self.shadow.path())?;
         file.release_bytes();
+        let (config, revoked, generation) = match previous {
+            Some(old) => (
+                old.config.lock().clone(),
+                old.revoked.lock().clone(),
+                old.generation.load(Ordering::SeqCst),
+            ),
+            None => (decision.policy.config.clone(), Vec::new(), 0),
+        };
+        let grants: Vec<Capability> = decision
+            .grants
+            .into_iter()
+            .filter(|g| !revoked.contains(g))
+            .collect();
+        let serial = (file.manifest.concurrency == Concurrency::Serial).then(|| Mutex::new(()));
         let plugin = LoadedPlugin {
             creator: library.creator(),
             _library: library,
-            grants: Mutex::new(decision.grants),
-            config: Mutex::new(decision.policy.config.clone()),
+            grants: Mutex::new(grants),
+            revoked: Mutex::new(revoked),
+            config: Mutex::new(config.clone()),
             policy: decision.policy,
             file,
             running: ArcSwapOption::empty(),
@@ -849,27 +964,133 @@ impl HostShared {
                 slot: u32::MAX,
                 generation: 0,
             }),
-            generation: AtomicU64::new(0),
-            serial: None,
+            generation: AtomicU64::new(generation),
+            serial,
             load_time: Duration::ZERO,
             counters: Counters::default(),
             quarantined: AtomicBool::new(false),
             recent_faults: Mutex::new(VecDeque::new()),
             health: Mutex::new(None),
         };
-        let mut plugin = LoadedPlugin {
-            serial: (plugin.file.manifest.concurrency == Concurrency::Serial)
-                .then(|| Mutex::new(())),
-            ..plugin
-        };
-        let config = plugin.config.lock().clone();
-        let warnings = self.validate(&plugin, &config)?;
-        for warning in warnings {
+        for warning in self.validate(&plugin, &config)? {
             tracing::warn!(plugin = %plugin.id(), "config: {warning}");
         }
-        self.start_instance(&plugin, &config)?;
-        plugin.load_time = started.elapsed();
         Ok(plugin)
+    }
+
+    /// Reloads the plugin built into `path` (or loads it, if no plugin has its id yet): stages
+    /// 2–5 on a new shadow copy, then an atomic swap. Calls in flight finish on the old
+    /// generation, which is then drained, torn down and revoked. If anything fails before the
+    /// swap, the old generation keeps serving. Unchanged bytes are skipped unless `force`.
+    pub(crate) fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
+        let started = Instant::now();
+        let _admin = self.admin.lock();
+        let file = match read_library(path, path, self.options.max_library_size) {
+            Ok(file) => file,
+            Err(mut refusal) => {
+                // Not readable as a plugin: whatever was loaded from this path keeps serving.
+                let previous = self
+                    .plugins
+                    .load()
+                    .iter()
+                    .find(|p| p.file.path == path)
+                    .cloned();
+                let serving = previous.as_ref().and_then(|p| {
+                    refusal.id = Some(p.id().clone());
+                    p.running
+                        .load()
+                        .is_some()
+                        .then(|| p.generation.load(Ordering::SeqCst))
+                });
+                let outcome = ReloadOutcome::Refused { refusal, serving };
+                tracing::warn!("{outcome}");
+                if let Some(p) = previous {
+                    self.audit.record(
+                        p.id().as_str(),
+                        serving.unwrap_or(0),
+                        "",
+                        AuditOutcome::ReloadRefused,
+                        &outcome.to_string(),
+                    );
+                }
+                return outcome;
+            }
+        };
+        let id = file.manifest.id.clone();
+        let current = self.find(id.as_str());
+        let serving = current
+            .as_ref()
+            .filter(|p| p.running.load().is_some())
+            .map(|p| p.generation.load(Ordering::SeqCst));
+        if let Some(old) = &current {
+            if old.file.sha256 == file.sha256 && !force {
+                return ReloadOutcome::Unchanged { id: id.to_string() };
+            }
+        }
+        let refused = |refusal: Refusal| {
+            let outcome = ReloadOutcome::Refused { refusal, serving };
+            tracing::warn!("{outcome}");
+            self.audit.record(
+                id.as_str(),
+                serving.unwrap_or(0),
+                "",
+                AuditOutcome::ReloadRefused,
+                &outcome.to_string(),
+            );
+            outcome
+        };
+        let decision = match decide(&file, &self.options.policy, self.options.lock.as_ref()) {
+            Ok(decision) => decision,
+            Err(refusal) => return refused(refusal),
+        };
+        let mut plugin = match self.prepare(Checked { file, decision }, current.as_deref()) {
+            Ok(plugin) => plugin,
+            Err(refusal) => return refused(refusal),
+        };
+        let handover = current.as_deref().and_then(|old| {
+            match self.invoke(old, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+                Ok(bytes) if !bytes.is_empty() => Some(bytes),
+                Ok(_) => None,
+                Err(Invoked::Domain(m) | Invoked::Failed(_, m)) => {
+                    tracing::warn!(plugin = %id, "snapshot failed, the new generation starts fresh: {m}");
+                    None
+                }
+            }
+        });
+        let config = plugin.config.lock().clone();
+        if let Err(refusal) = self.start_instance(&plugin, &config, handover) {
+            return refused(refusal);
+        }
+        plugin.load_time = started.elapsed();
+        let plugin = Arc::new(plugin);
+        let generation = plugin.generation.load(Ordering::SeqCst);
+        self.plugins.rcu(|table| {
+            let mut next = Vec::clone(table);
+            match next.iter().position(|p| p.id() == &id) {
+                Some(at) => next[at] = plugin.clone(),
+                None => next.push(plugin.clone()),
+            }
+            next
+        });
+        // The swap is done: new calls reach the new generation. Drain and retire the old one.
+        if let Some(old) = current {
+            self.teardown(&old, PluginState::Stopped);
+        }
+        let retained = loader::retained().0;
+        if let Some(max) = self.options.policy.host().max_retained {
+            if retained > max {
+                tracing::warn!(
+                    "{retained} libraries are retained in this process (over the {max} the policy expects); restart the host to release them"
+                );
+            }
+        }
+        let outcome = ReloadOutcome::Loaded {
+            id: id.to_string(),
+            generation,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!("{outcome}");
+        outcome
     }
 
     /// Asks the plugin to validate `config`; returns its warnings.
@@ -917,6 +1138,7 @@ impl HostShared {
         &self,
         plugin: &LoadedPlugin,
         config: &serde_json::Value,
+        handover: Option<Vec<u8>>,
     ) -> Result<(), Refusal> {
         let id = plugin.id().clone();
         let refuse =
@@ -928,6 +1150,7 @@ impl HostShared {
             serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
             plugin.grants.lock().clone(),
             self.me.clone(),
+            handover,
         ));
         *plugin.last_token.lock() = token;
         let creator = plugin.creator;
@@ -1185,27 +1408,12 @@ impl Host {
     ///
     /// `not_found` if there is no such plugin or action.
     pub fn action(&self, plugin: &str, action: &str) -> Result<ActionHandle<'_>, CallError> {
-        let loaded = self.shared.find(plugin).ok_or_else(|| {
-            fail(
-                plugin,
-                action,
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
-        let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
-            fail(
-                plugin,
-                action,
-                CallErrorCode::NotFound,
-                format!("plugin {plugin:?} has no action {action:?}"),
-            )
-        })?;
+        let resolved = self.shared.resolve(plugin, action)?;
         Ok(ActionHandle {
             shared: &self.shared,
-            plugin: loaded,
-            index,
+            plugin: plugin.to_owned(),
             action: action.to_owned(),
+            resolved: ArcSwap::from_pointee(resolved),
         })
     }
 
@@ -1263,6 +1471,7 @@ impl Host {
         let token = *loaded.last_token.lock();
         let removed = context::revoke_grants(token, |c| selector.matches(c));
         loaded.grants.lock().retain(|c| !selector.matches(c));
+        loaded.revoked.lock().extend(removed.iter().cloned());
         let generation = loaded.generation.load(Ordering::SeqCst);
         for cap in &removed {
             self.shared.audit.record(
@@ -1334,7 +1543,7 @@ impl Host {
             PluginState::Disabled | PluginState::Failed => {}
         }
         let config = loaded.config.lock().clone();
-        self.shared.start_instance(&loaded, &config)?;
+        self.shared.start_instance(&loaded, &config, None)?;
         let generation = loaded.generation.load(Ordering::SeqCst);
         self.shared.audit.record(
             plugin,
@@ -1386,7 +1595,7 @@ impl Host {
             }
             self.shared.teardown(&loaded, PluginState::Disabled);
         }
-        self.shared.start_instance(&loaded, &config)?;
+        self.shared.start_instance(&loaded, &config, None)?;
         Ok(ConfigApplied {
             live: false,
             warnings,
@@ -1403,6 +1612,43 @@ impl Host {
         HookDispatch {
             shared: &self.shared,
         }
+    }
+
+    /// Reloads a plugin from its library file now, even if the bytes did not change: a new
+    /// shadow copy, a new generation with fresh statics. The old generation keeps serving if
+    /// the new one is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`].
+    pub fn reload(&self, plugin: &str) -> Result<ReloadOutcome, Error> {
+        let path = self.shared.find_or_err(plugin)?.file.path.clone();
+        Ok(self.shared.reload_file(&path, true))
+    }
+
+    /// Reloads (or newly loads) the plugin in `path` if its bytes changed; see [`Host::reload`].
+    pub fn reload_file(&self, path: &Path) -> ReloadOutcome {
+        self.shared.reload_file(path, false)
+    }
+
+    /// Watches the plugin directories and reloads a library when it changes: after `debounce`
+    /// of quiet, once the file is whole, and only if its bytes changed. `on_reload` is told
+    /// every outcome. Watching stops when the returned [`Watcher`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Watch`] if the directories cannot be watched.
+    pub fn watch(
+        &self,
+        debounce: Duration,
+        on_reload: impl Fn(&ReloadOutcome) + Send + 'static,
+    ) -> Result<Watcher, Error> {
+        Watcher::start(
+            Arc::downgrade(&self.shared),
+            &self.shared.options.dirs,
+            debounce,
+            on_reload,
+        )
     }
 
     /// Events dropped because the delivery queue was full.
@@ -1472,15 +1718,15 @@ fn json_call(
 /// A pre-resolved action of a plugin, from [`Host::action`]: calls pay no lookup by name.
 pub struct ActionHandle<'h> {
     shared: &'h HostShared,
-    plugin: Arc<LoadedPlugin>,
-    index: usize,
+    plugin: String,
     action: String,
+    resolved: ArcSwap<(Arc<LoadedPlugin>, usize)>,
 }
 
 impl std::fmt::Debug for ActionHandle<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActionHandle")
-            .field("plugin", &self.plugin.id())
+            .field("plugin", &self.plugin)
             .field("action", &self.action)
             .finish()
     }
@@ -1493,19 +1739,35 @@ impl ActionHandle<'_> {
     ///
     /// As [`Host::call`].
     pub fn call(&self, input: &serde_json::Value) -> Result<ActionOutcome, CallError> {
-        json_call(self.plugin.id().as_str(), &self.action, input, |bytes| {
+        json_call(&self.plugin, &self.action, input, |bytes| {
             self.call_bytes(bytes)
         })
     }
 
-    /// Calls the action with JSON bytes the caller encoded.
+    /// Calls the action with JSON bytes the caller encoded. After a reload the handle follows
+    /// the new generation (resolving the action once more).
     ///
     /// # Errors
     ///
     /// As [`Host::call_bytes`].
     pub fn call_bytes(&self, input: &[u8]) -> Result<Result<Vec<u8>, String>, CallError> {
-        self.shared
-            .call_index(&self.plugin, self.index, &self.action, input)
+        let mut attempts = 0;
+        loop {
+            let resolved = self.resolved.load();
+            let (loaded, index) = &**resolved;
+            match self.shared.call_index(loaded, *index, &self.action, input) {
+                Err(e)
+                    if e.code == CallErrorCode::Revoked
+                        && attempts < 8
+                        && self.shared.replaced(loaded) =>
+                {
+                    attempts += 1;
+                    self.resolved
+                        .store(Arc::new(self.shared.resolve(&self.plugin, &self.action)?));
+                }
+                result => return result,
+            }
+        }
     }
 }
 

@@ -42,6 +42,7 @@ mod policy;
 mod report;
 mod supervisor;
 mod timers;
+mod watch;
 mod watchdog;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
@@ -57,11 +58,19 @@ pub use hooks::{
 };
 pub use host::{
     check, check_report, pin, ActionHandle, ActionOutcome, Checked, ConfigApplied, Host,
-    HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, TeardownOutcome,
-    TeardownRecord,
+    HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
+    TeardownOutcome, TeardownRecord,
 };
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 pub use loader::retained;
-pub use policy::{PluginPolicy, Policy, DEFAULT_INIT_DEADLINE, DEFAULT_SHUTDOWN_DEADLINE};
+pub use lock::{Lock, LockEntry};
+pub use policy::{
+    HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,
+    DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
+};
 pub use report::{LoadReport, PluginReport, Status};
+pub use supervisor::WATCHDOG_TICK;
+pub use timers::MAX_JOBS_PER_PLUGIN;
+pub use watch::{Watcher, DEFAULT_DEBOUNCE};

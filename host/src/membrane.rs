@@ -192,6 +192,7 @@ pub(crate) fn request(
                 )),
             }
         }
+        ("reload", "handover") => Ok(entry.handover.lock().take().unwrap_or_default()),
         _ => Err(unsupported()),
     }
 }

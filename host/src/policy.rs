@@ -43,6 +43,7 @@ struct RawHost {
     data_dir: Option<PathBuf>,
     audit_log: Option<PathBuf>,
     lock: Option<PathBuf>,
+    max_retained: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +89,8 @@ pub struct HostSettings {
     pub audit_log: Option<PathBuf>,
     /// A lock file written by `airlock lock`: only the libraries it pins may load.
     pub lock: Option<PathBuf>,
+    /// Warn when more libraries than this are retained (loaded and never unloaded).
+    pub max_retained: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +232,7 @@ impl Policy {
                 data_dir: raw.host.data_dir,
                 audit_log: raw.host.audit_log,
                 lock: raw.host.lock,
+                max_retained: raw.host.max_retained,
             },
             ..Self::default()
         };

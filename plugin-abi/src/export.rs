@@ -144,6 +144,11 @@ pub fn invoke<P: Plugin>(
             handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
         }
         InvocationKind::HEALTH => to_json(&instance.plugin.health()),
+        InvocationKind::SNAPSHOT => Ok(instance
+            .plugin
+            .snapshot()
+            .map(|s| RVec::from(s.encode()))
+            .unwrap_or_default()),
         InvocationKind::EVENT => {
             let payload = parse_json(invocation.payload.as_slice())?;
             instance.plugin.on_event(invocation.name.as_str(), &payload);

@@ -49,6 +49,9 @@ impl InvocationKind {
     /// answer is a JSON `HookReply`: `{"continue": value}`, `{"block": reason}` or
     /// `{"swallow": reply}`.
     pub const HOOK: Self = Self(7);
+    /// Snapshot state for the next generation (hot reload); the answer is empty for no state,
+    /// else a little-endian `u32` version followed by the state bytes.
+    pub const SNAPSHOT: Self = Self(8);
 }
 
 /// One call into a plugin instance.

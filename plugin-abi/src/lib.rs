@@ -54,7 +54,7 @@ pub use manifest::{
 };
 pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
-    Level, Plugin,
+    Level, Plugin, Snapshot,
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::{check_compatible, Incompatibility, ABI_VERSION};

@@ -66,9 +66,46 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         let _ = name;
     }
 
+    /// State to hand to the next generation when the plugin is reloaded: versioned bytes the
+    /// new build receives through [`Context::handover`] in its `create`. The version is the
+    /// new build's to judge; a version it does not understand is its decision, never a crash.
+    fn snapshot(&self) -> Option<Snapshot> {
+        None
+    }
+
     /// Releases what the plugin holds. Runs once, before the context is revoked, within the
     /// shutdown deadline the operator set. Stop every thread the plugin started here.
     fn teardown(self) {}
+}
+
+/// State handed from one generation of a plugin to the next across a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The format version, chosen by the plugin.
+    pub version: u32,
+    /// The state.
+    pub bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Encodes as the wire form: little-endian version, then the bytes.
+    #[doc(hidden)]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.bytes.len());
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// Decodes the wire form; `None` for an empty (or too short) buffer.
+    #[doc(hidden)]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let version = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        Some(Self {
+            version,
+            bytes: bytes[4..].to_vec(),
+        })
+    }
 }
 
 /// What a plugin did with a live config change.
@@ -232,6 +269,18 @@ impl Context {
             RResult::RErr(e) => return Err(e.into()),
         };
         serde_json::from_slice(bytes.as_slice()).map_err(|e| ContextError::Decode(e.to_string()))
+    }
+
+    /// The state the previous generation handed over, when this instance is being created by a
+    /// hot reload of a plugin that implements [`Plugin::snapshot`]. `None` on a fresh start.
+    /// Needs no capability; the state is given once.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Revoked`] after teardown.
+    pub fn handover(&self) -> Result<Option<Snapshot>, ContextError> {
+        let bytes = self.request("reload", "handover", &[])?;
+        Ok(Snapshot::decode(&bytes))
     }
 
     /// A named request to a host service, checked against the plugin's grants. The typed

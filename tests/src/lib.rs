@@ -38,25 +38,77 @@ pub fn fixtures() -> &'static BTreeMap<String, PathBuf> {
 }
 
 fn build_fixtures() -> BTreeMap<String, PathBuf> {
+    let exclude = [
+        "--exclude",
+        "airlock",
+        "--exclude",
+        "airlock-abi",
+        "--exclude",
+        "airlock-tests",
+    ];
+    let mut args = vec!["--workspace"];
+    args.extend(exclude);
+    cargo_build(&args, &[])
+}
+
+/// Builds the `versioned` fixture once per variant (environment values at build time) and
+/// keeps a copy of each library: `versioned_build("2")` answers version "2".
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn versioned_build(variant: &str) -> PathBuf {
+    static BUILDS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    let builds = BUILDS.get_or_init(|| {
+        let dir = fixture_target_dir().join("versioned-variants");
+        fs::create_dir_all(&dir).expect("variants directory");
+        let mut builds = BTreeMap::new();
+        for (name, env) in [
+            ("1", vec![("AIRLOCK_FIXTURE_VERSION", "1")]),
+            ("2", vec![("AIRLOCK_FIXTURE_VERSION", "2")]),
+            ("panic", vec![("AIRLOCK_FIXTURE_VERSION", "panic")]),
+            (
+                "abi9",
+                vec![
+                    ("AIRLOCK_FIXTURE_VERSION", "abi9"),
+                    ("AIRLOCK_FIXTURE_ABI", "9.0.0"),
+                ],
+            ),
+        ] {
+            let libs = cargo_build(&["-p", "airlock-fixture-versioned"], &env);
+            let copy = dir.join(format!("versioned-{name}.{}", airlock::library_suffix()));
+            fs::copy(&libs["versioned"], &copy).expect("copy the variant");
+            builds.insert(name.to_owned(), copy);
+        }
+        builds
+    });
+    builds
+        .get(variant)
+        .unwrap_or_else(|| panic!("no variant {variant:?}"))
+        .clone()
+}
+
+/// Runs `cargo build` into the fixture target directory and returns each cdylib by short name.
+/// Fixtures are built without debug info: smaller files are quicker to copy and map, which the
+/// reload stress test does hundreds of times.
+fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "--workspace",
-            "--message-format=json-render-diagnostics",
-        ])
-        .args([
-            "--exclude",
-            "airlock",
-            "--exclude",
-            "airlock-abi",
-            "--exclude",
-            "airlock-tests",
-        ])
+        .args(["build", "--message-format=json-render-diagnostics"])
+        .args(["--config", "profile.dev.debug=false"])
+        .args(["--config", "profile.dev.strip=\"debuginfo\""])
+        .args(args)
         .arg("--target-dir")
         .arg(fixture_target_dir())
-        .stdout(Stdio::piped())
+        .env_remove("AIRLOCK_FIXTURE_VERSION")
+        .env_remove("AIRLOCK_FIXTURE_ABI")
+        .stdout(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
         .spawn()
         .expect("cannot run cargo to build the plugin fixtures");
     let stdout = child.stdout.take().expect("piped stdout");

@@ -1,0 +1,118 @@
+//! Hot reload's eyes: watches the plugin directories (not single files: a rebuild replaces the
+//! file, and with it the inode a file watch would follow), waits until a changed library has
+//! been quiet for the debounce time, then asks the host to reload it. The host skips unchanged
+//! bytes and refuses a file that is not whole, so a half-written library never reaches the
+//! dynamic linker.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::discover::library_suffix;
+use crate::error::Error;
+use crate::host::{HostShared, ReloadOutcome};
+
+/// The debounce used when none is given: long enough for a linker to finish writing.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches plugin directories for a host; stops when dropped.
+pub struct Watcher {
+    _inner: RecommendedWatcher,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Watcher {
+    pub(crate) fn start(
+        host: Weak<HostShared>,
+        dirs: &[PathBuf],
+        debounce: Duration,
+        on_reload: impl Fn(&ReloadOutcome) + Send + 'static,
+    ) -> Result<Self, Error> {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let mut inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                for path in event.paths {
+                    let _ = tx.send(path);
+                }
+            }
+        })
+        .map_err(|e| Error::Watch(e.to_string()))?;
+        for dir in dirs {
+            inner
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| Error::Watch(format!("{}: {e}", dir.display())))?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("airlock-watch".to_owned())
+            .spawn(move || {
+                let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+                let tick =
+                    (debounce / 4).clamp(Duration::from_millis(5), Duration::from_millis(50));
+                while !flag.load(Ordering::Acquire) {
+                    match rx.recv_timeout(tick) {
+                        Ok(path) if is_library(&path) => {
+                            pending.insert(path, Instant::now());
+                        }
+                        Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    let now = Instant::now();
+                    let quiet: Vec<PathBuf> = pending
+                        .iter()
+                        .filter(|(_, last)| now.duration_since(**last) >= debounce)
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for path in quiet {
+                        pending.remove(&path);
+                        if !path.is_file() {
+                            continue;
+                        }
+                        let Some(host) = host.upgrade() else {
+                            return;
+                        };
+                        let outcome = host.reload_file(&path, false);
+                        drop(host);
+                        if !matches!(outcome, ReloadOutcome::Unchanged { .. }) {
+                            on_reload(&outcome);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Watch(e.to_string()))?;
+        Ok(Self {
+            _inner: inner,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn is_library(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == library_suffix())
+}
