@@ -1,9 +1,8 @@
 //! Stage 3, decide: versions, build provenance and the operator's policy, all from what stage 2
 //! read out of the file. Still nothing of the plugin has run.
 
-use airlock_abi::{
-    check_compatible, Capability, CapabilityKind, DeclaredCapability, ABI_VERSION, BUILD_TARGET,
-};
+use airlock_abi::{check_compatible, Capability, DeclaredCapability, ABI_VERSION, BUILD_TARGET};
+pub use airlock_abi::{covers, glob_match};
 
 use crate::error::{Refusal, RefusalReason};
 use crate::library_file::LibraryFile;
@@ -163,42 +162,6 @@ pub fn effective_grants(
 /// scope (`*` matches any run of characters).
 pub fn grant_covers(grant: &Capability, wanted: &Capability) -> bool {
     covers(std::slice::from_ref(grant), wanted.kind(), wanted.scope())
-}
-
-/// Whether `grants` allow using `kind` on `scope` (`None` for unscoped kinds): a grant of the
-/// same kind whose scope glob matches the requested scope.
-pub fn covers(grants: &[Capability], kind: CapabilityKind, scope: Option<&str>) -> bool {
-    grants.iter().any(|g| {
-        g.kind() == kind
-            && match (g.scope(), scope) {
-                (None, None) => true,
-                (Some(pattern), Some(scope)) => glob_match(pattern, scope),
-                _ => false,
-            }
-    })
-}
-
-/// Matches `text` against `pattern`, where `*` matches any run of characters (including none).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ mod ffi;
 mod manifest;
 mod plugin;
 mod services;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod version;
 pub mod wire;
 
@@ -49,8 +51,9 @@ pub use ffi::{
     PluginModuleRef, LIB_HEADER_SYMBOL,
 };
 pub use manifest::{
-    ActionDecl, Capability, CapabilityKind, Concurrency, DeclaredCapability, HookDecl, Manifest,
-    ManifestError, PluginId, RawCapability, RawManifest, MAX_DECLARATIONS, MAX_ID_LEN,
+    covers, glob_match, ActionDecl, Capability, CapabilityKind, Concurrency, DeclaredCapability,
+    HookDecl, Manifest, ManifestError, PluginId, RawCapability, RawManifest, MAX_DECLARATIONS,
+    MAX_ID_LEN,
 };
 pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,

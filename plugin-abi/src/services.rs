@@ -167,12 +167,12 @@ impl Events<'_> {
         )
     }
 
-    /// Removes a subscription made with the same pattern.
+    /// Removes a subscription made with the same pattern; true if there was one.
     ///
     /// # Errors
     ///
     /// [`ContextError`] from the host.
-    pub fn unsubscribe(&self, pattern: &str) -> Result<(), ContextError> {
+    pub fn unsubscribe(&self, pattern: &str) -> Result<bool, ContextError> {
         self.ctx.call_service(
             service::EVENTS,
             "unsubscribe",

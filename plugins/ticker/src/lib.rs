@@ -63,6 +63,12 @@ impl Plugin for Ticker {
         });
     }
 
+    /// The host cancels the job anyway; cancelling it here keeps the mock host's leak check
+    /// (and any reader) certain nothing is left behind.
+    fn teardown(self) {
+        let _ = self.ctx.timers().cancel("tick");
+    }
+
     fn on_timer(&self, _name: &str) {
         let n = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(path) = &self.trace_file {
@@ -85,3 +91,50 @@ impl Plugin for Ticker {
 }
 
 airlock_abi::export_plugin!(Ticker);
+
+#[cfg(test)]
+mod tests {
+    use airlock_abi::testing::MockHost;
+    use serde_json::json;
+
+    use super::Ticker;
+
+    const MANIFEST: &str = include_str!("../plugin.json");
+
+    #[test]
+    fn each_tick_publishes_and_the_job_is_cancelled_at_teardown() {
+        let mock = MockHost::new(MANIFEST)
+            .expect("valid manifest")
+            .config(json!({"interval_ms": 5}))
+            .create::<Ticker>()
+            .expect("created");
+        assert_eq!(mock.config_warnings(), ["interval_ms = 5 is very short"]);
+        assert_eq!(mock.timers()["tick"].as_millis(), 5);
+        for _ in 0..3 {
+            assert_eq!(mock.fire_timer("tick"), Ok(true));
+        }
+        let topics: Vec<_> = mock
+            .published()
+            .into_iter()
+            .map(|(t, p)| (t, p["n"].as_u64()))
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                ("demo.tick".to_owned(), Some(1)),
+                ("demo.tick".to_owned(), Some(2)),
+                ("demo.tick".to_owned(), Some(3))
+            ]
+        );
+        mock.teardown().expect("nothing left behind");
+    }
+
+    #[test]
+    fn a_zero_interval_is_rejected() {
+        let err = MockHost::new(MANIFEST)
+            .expect("valid manifest")
+            .config(json!({"interval_ms": 0}))
+            .create::<Ticker>();
+        assert!(err.is_err());
+    }
+}
