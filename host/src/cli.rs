@@ -74,6 +74,22 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         debounce_ms: u64,
     },
+    /// Create a plugin crate that builds and loads at once.
+    New {
+        /// The plugin's name, which is also its id (a-z, 0-9, '-', '_').
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Run the conformance checks against one built plugin library.
+    Validate {
+        /// The library file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Pin the sha256 of every library that passes the checks into a lock file.
     Lock {
         /// Plugin directories.
@@ -139,6 +155,29 @@ fn run(command: Command) -> Result<ExitCode> {
             builder(dirs, policy.as_deref(), lock)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
         ),
+        Command::New { name, path } => {
+            let parent = path.unwrap_or_else(|| PathBuf::from("."));
+            let dir = crate::new_plugin(&name, &parent, &crate::abi_path())?;
+            println!("created {}", dir.display());
+            println!("next: cd {} && cargo build && cargo test", dir.display());
+            println!(
+                "then: airlock run {}",
+                dir.join("target").join("debug").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file, format } => {
+            let report = crate::validate(&file)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", report.to_text()),
+            }
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Lock {
             dirs,
             policy,

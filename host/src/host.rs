@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use airlock_abi::{
     ActionDecl, Capability, CapabilityKind, Concurrency, ConfigReport, ContextToken, ErrorCode,
-    Health, HookDecl, InvocationKind, PluginError, PluginId,
+    Health, HookDecl, HookReply, InvocationKind, PluginError, PluginId,
 };
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
@@ -1649,6 +1649,54 @@ impl Host {
             debounce,
             on_reload,
         )
+    }
+
+    /// Runs one plugin's handler of `hook` directly, whatever the hook's mode (for conformance
+    /// checks like `airlock validate`).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]: `not_found` if the plugin does not declare the hook, or the failure.
+    pub fn probe_hook(
+        &self,
+        plugin: &str,
+        hook: &str,
+        input: &serde_json::Value,
+    ) -> Result<HookReply<serde_json::Value>, CallError> {
+        let loaded = self.shared.find(plugin).ok_or_else(|| {
+            fail(
+                plugin,
+                hook,
+                CallErrorCode::NotFound,
+                format!("no plugin {plugin:?} is loaded"),
+            )
+        })?;
+        let index = loaded
+            .file
+            .manifest
+            .hooks
+            .iter()
+            .position(|h| h.name == hook)
+            .ok_or_else(|| {
+                fail(
+                    plugin,
+                    hook,
+                    CallErrorCode::NotFound,
+                    format!("plugin {plugin:?} does not declare hook {hook:?}"),
+                )
+            })?;
+        let payload = serde_json::to_vec(input)
+            .map_err(|e| fail(plugin, hook, CallErrorCode::BadInput, e.to_string()))?;
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match self
+            .shared
+            .invoke(&loaded, InvocationKind::HOOK, index, hook, &payload)
+        {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| fail(plugin, hook, CallErrorCode::HandlerError, e.to_string())),
+            Err(Invoked::Domain(m)) => Err(fail(plugin, hook, CallErrorCode::HandlerError, m)),
+            Err(Invoked::Failed(code, m)) => Err(fail(plugin, hook, code, m)),
+        }
     }
 
     /// Events dropped because the delivery queue was full.

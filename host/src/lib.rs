@@ -40,8 +40,10 @@ mod lock;
 mod membrane;
 mod policy;
 mod report;
+mod scaffold;
 mod supervisor;
 mod timers;
+mod validate;
 mod watch;
 mod watchdog;
 
@@ -71,6 +73,8 @@ pub use policy::{
     DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use report::{LoadReport, PluginReport, Status};
+pub use scaffold::{abi_path, new_plugin, ScaffoldError};
 pub use supervisor::WATCHDOG_TICK;
 pub use timers::MAX_JOBS_PER_PLUGIN;
+pub use validate::{validate, Check, ValidationReport};
 pub use watch::{Watcher, DEFAULT_DEBOUNCE};

@@ -10,5 +10,6 @@ mod hooks;
 mod hostile_files;
 mod membrane;
 mod pipeline;
+mod scaffold;
 mod services;
 mod teardown;

@@ -1,0 +1,220 @@
+//! `airlock new`: a plugin crate that builds and loads at once, with one action, one hook and a
+//! unit test on the mock host.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use airlock_abi::PluginId;
+
+/// Why a plugin crate could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScaffoldError {
+    /// The name is not a valid plugin id.
+    #[error("{0:?} cannot be a plugin name: {1} (the name is also the plugin's id)")]
+    InvalidName(String, String),
+    /// The directory exists.
+    #[error("{} already exists; refusing to overwrite it", .0.display())]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("cannot write {}", path.display())]
+    Io {
+        /// What was being written.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the `airlock-abi` crate of this checkout is (until it is published).
+pub fn abi_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("plugin-abi");
+    fs::canonicalize(&path).unwrap_or(path)
+}
+
+/// Creates the crate `name` in `parent/name`, depending on `airlock-abi` at `abi`.
+///
+/// # Errors
+///
+/// [`ScaffoldError`]: an invalid name, an existing directory, or an I/O error.
+pub fn new_plugin(name: &str, parent: &Path, abi: &Path) -> Result<PathBuf, ScaffoldError> {
+    PluginId::new(name).map_err(|e| ScaffoldError::InvalidName(name.to_owned(), e))?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(ScaffoldError::Exists(dir));
+    }
+    let type_name: String = name
+        .split(['-', '_'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect();
+    let abi = abi.display().to_string().replace('\\', "/");
+    let files = [
+        (
+            "Cargo.toml",
+            CARGO_TOML
+                .replace("__NAME__", name)
+                .replace("__ABI__", &abi),
+        ),
+        ("plugin.json", PLUGIN_JSON.replace("__NAME__", name)),
+        (
+            "src/lib.rs",
+            LIB_RS
+                .replace("__TYPE__", &type_name)
+                .replace("__NAME__", name),
+        ),
+        (".gitignore", "/target\n".to_owned()),
+    ];
+    for (file, text) in files {
+        let path = dir.join(file);
+        let write = || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&path, text)
+        };
+        write().map_err(|source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(dir)
+}
+
+const CARGO_TOML: &str = r#"[package]
+name = "__NAME__"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[lib]
+# cdylib: the library Airlock loads; rlib: so that `cargo test` can test it in-process.
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+# Until airlock-abi is published, this points at the Airlock checkout that created the crate.
+airlock-abi = { path = "__ABI__" }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+
+[dev-dependencies]
+airlock-abi = { path = "__ABI__", features = ["testing"] }
+
+# A crate of its own, even when created inside another workspace.
+[workspace]
+"#;
+
+const PLUGIN_JSON: &str = r#"{
+  "id": "__NAME__",
+  "version": "0.1.0",
+  "description": "A new Airlock plugin",
+  "concurrency": "parallel",
+  "actions": [
+    { "name": "greet", "description": "Greets {\"name\": ...}" }
+  ],
+  "hooks": [
+    { "name": "reply.transform", "description": "Signs every reply" }
+  ]
+}
+"#;
+
+const LIB_RS: &str = r#"//! `__NAME__`: an Airlock plugin. `plugin.json` declares what it offers; this file implements it.
+
+use airlock_abi::{ActionError, Actions, Context, HookReply, Hooks, InitError, Plugin};
+use serde::Deserialize;
+
+/// The input of `greet`.
+#[derive(Debug, Deserialize)]
+struct Greet {
+    name: Option<String>,
+}
+
+/// The plugin. It must be `Send + Sync`: a `parallel` plugin is called from several threads.
+pub struct __TYPE__ {
+    ctx: Context,
+}
+
+impl Plugin for __TYPE__ {
+    fn create(ctx: Context) -> Result<Self, InitError> {
+        ctx.info("__NAME__ is ready");
+        Ok(Self { ctx })
+    }
+
+    fn actions(actions: &mut Actions<Self>) {
+        actions.add("greet", |this: &Self, input: Option<Greet>| {
+            let name = input.and_then(|i| i.name).unwrap_or_else(|| "world".to_owned());
+            this.ctx.debug(&format!("greeting {name}"));
+            Ok::<_, ActionError>(format!("Hello, {name}!"))
+        });
+    }
+
+    fn hooks(hooks: &mut Hooks<Self>) {
+        hooks.add("reply.transform", |_: &Self, reply: String| {
+            Ok::<_, ActionError>(HookReply::Continue(format!("{reply} (__NAME__)")))
+        });
+    }
+}
+
+airlock_abi::export_plugin!(__TYPE__);
+
+#[cfg(test)]
+mod tests {
+    use airlock_abi::testing::MockHost;
+    use airlock_abi::HookReply;
+    use serde_json::json;
+
+    use super::__TYPE__;
+
+    #[test]
+    fn greets_and_signs_replies() {
+        let mock = MockHost::new(include_str!("../plugin.json"))
+            .expect("plugin.json is valid")
+            .create::<__TYPE__>()
+            .expect("created");
+        assert_eq!(mock.call::<_, String>("greet", &json!({"name": "Ada"})), Ok(Ok("Hello, Ada!".to_owned())));
+        assert_eq!(
+            mock.hook::<_, String>("reply.transform", &"hi"),
+            Ok(HookReply::Continue("hi (__NAME__)".to_owned()))
+        );
+        mock.teardown().expect("nothing left behind");
+    }
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_names_and_existing_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for bad in ["Hello", "a/b", "", "9lives", "with space"] {
+            assert!(
+                matches!(
+                    new_plugin(bad, dir.path(), &abi_path()),
+                    Err(ScaffoldError::InvalidName(..))
+                ),
+                "{bad}"
+            );
+        }
+        let made = new_plugin("my-plugin", dir.path(), &abi_path()).expect("created");
+        let lib = fs::read_to_string(made.join("src/lib.rs")).expect("lib.rs");
+        assert!(lib.contains("pub struct MyPlugin") && lib.contains("export_plugin!(MyPlugin)"));
+        assert!(airlock_abi::Manifest::from_json(
+            &fs::read_to_string(made.join("plugin.json")).expect("json")
+        )
+        .is_ok());
+        assert!(matches!(
+            new_plugin("my-plugin", dir.path(), &abi_path()),
+            Err(ScaffoldError::Exists(_))
+        ));
+    }
+}

@@ -1,0 +1,228 @@
+//! `airlock validate`: a conformance run against one built plugin. It loads the library into a
+//! private host (every declared capability granted), runs every declared action with an empty
+//! and an invalid input and every declared hook, asks for health, tears the plugin down and
+//! checks that its context was revoked. A plugin passes when nothing panics, nothing overruns,
+//! and every failure is one of the clean codes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use airlock_abi::{HookReply, Manifest};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::{CallError, CallErrorCode, Error};
+use crate::host::{ActionOutcome, Host, TeardownOutcome};
+use crate::library_file::{read_library, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::policy::Policy;
+
+/// One check and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What happened.
+    pub detail: String,
+}
+
+/// Every check of one library.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ValidationReport {
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+}
+
+impl ValidationReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    fn push(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        });
+    }
+
+    /// The report as a pass/fail list for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.checks {
+            let _ = writeln!(
+                out,
+                "{} {}: {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        let failed = self.checks.iter().filter(|c| !c.passed).count();
+        let _ = writeln!(
+            out,
+            "{} passed, {failed} failed",
+            self.checks.len() - failed
+        );
+        out
+    }
+}
+
+/// Codes that are a clean answer to a bad input; anything else (a panic, a timeout, a handler
+/// error) fails the check.
+fn clean(result: &Result<ActionOutcome, CallError>) -> (bool, String) {
+    match result {
+        Ok(ActionOutcome::Ok(v)) => (true, format!("ok {v}")),
+        Ok(ActionOutcome::Error(m)) => (true, format!("error {m}")),
+        Err(e) => {
+            let clean = matches!(
+                e.code,
+                CallErrorCode::BadInput
+                    | CallErrorCode::CapabilityViolation
+                    | CallErrorCode::NotFound
+            );
+            (clean, format!("{}: {}", e.code, e.message))
+        }
+    }
+}
+
+/// Runs the conformance checks on the library at `file`.
+///
+/// # Errors
+///
+/// [`Error`] if the private host cannot be set up (temporary directories).
+pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
+    let mut report = ValidationReport::default();
+    let library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
+        Ok(library) => library,
+        Err(refusal) => {
+            report.push(
+                "reads without running",
+                false,
+                format!("{}: {}", refusal.reason, refusal.detail),
+            );
+            return Ok(report);
+        }
+    };
+    report.push(
+        "reads without running",
+        true,
+        format!(
+            "{} {}, sha256 {}",
+            library.manifest.id, library.manifest.version, library.sha256
+        ),
+    );
+    let manifest: Manifest = library.manifest.clone();
+    let work = tempfile::tempdir().map_err(|source| Error::DataDir {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let plugins = work.path().join("plugins");
+    let name = file
+        .file_name()
+        .map_or_else(|| "plugin".into(), ToOwned::to_owned);
+    std::fs::create_dir_all(&plugins)
+        .and_then(|()| std::fs::copy(file, plugins.join(&name)).map(|_| ()))
+        .map_err(|source| Error::DataDir {
+            path: plugins.clone(),
+            source,
+        })?;
+    let grants: Vec<String> = manifest
+        .capabilities
+        .iter()
+        .map(|c| format!("{:?}", c.capability.to_string()))
+        .collect();
+    let policy = format!(
+        "[host]\ndata_dir = {:?}\n[plugins.{}]\ngrants = [{}]\nquarantine_faults = 0\ncall_timeout_ms = 5000\nshutdown_deadline_ms = 5000\n",
+        work.path().join("data"),
+        manifest.id,
+        grants.join(", ")
+    );
+    let policy = Policy::parse(&policy, false).map_err(|message| Error::PolicyInvalid {
+        path: work.path().join("policy.toml"),
+        message,
+    })?;
+    let host = Host::builder()
+        .plugin_dir(&plugins)
+        .policy(policy)
+        .shadow_dir(work.path())
+        .build()?;
+    let load = host.load()?;
+    let Some(entry) = load.plugins.first() else {
+        report.push("loads", false, "the library was not found by discovery");
+        return Ok(report);
+    };
+    if let Some(reason) = entry.reason {
+        report.push("loads", false, format!("{reason}: {}", entry.detail));
+        return Ok(report);
+    }
+    report.push("loads", true, entry.detail.clone());
+    let id = manifest.id.as_str();
+    for action in &manifest.actions {
+        for (label, input) in [
+            ("empty input", Value::Null),
+            (
+                "invalid input",
+                json!({"airlock-validate": [1, "\u{0}", null]}),
+            ),
+        ] {
+            let (passed, detail) = clean(&host.call(id, &action.name, &input));
+            report.push(
+                format!("action {} with {label}", action.name),
+                passed,
+                detail,
+            );
+        }
+    }
+    for hook in &manifest.hooks {
+        let (passed, detail) = match host.probe_hook(id, &hook.name, &Value::Null) {
+            Ok(HookReply::Continue(v)) => (true, format!("continue {v}")),
+            Ok(HookReply::Block(r)) => (true, format!("block {r}")),
+            Ok(HookReply::Swallow(r)) => (true, format!("swallow {r}")),
+            Err(e) => (
+                matches!(
+                    e.code,
+                    CallErrorCode::BadInput | CallErrorCode::HandlerError
+                ),
+                format!("{}: {}", e.code, e.message),
+            ),
+        };
+        report.push(format!("hook {} answers", hook.name), passed, detail);
+    }
+    match host.health(id) {
+        Ok(health) => report.push("health answers", true, format!("{health:?}")),
+        Err(e) => report.push(
+            "health answers",
+            false,
+            format!("{}: {}", e.code, e.message),
+        ),
+    }
+    let faults = host.plugin(id).map_or(0, |p| p.stats.faults);
+    report.push(
+        "panics are contained",
+        host.health(id).is_ok(),
+        format!("{faults} fault(s) counted; the host still serves the plugin"),
+    );
+    let token = host.plugin(id).map(|p| p.context);
+    let teardown = host.shutdown();
+    match teardown.first().map(|r| (&r.outcome, r.elapsed)) {
+        Some((TeardownOutcome::Clean, elapsed)) => {
+            report.push("teardown is clean", true, format!("in {elapsed:?}"))
+        }
+        Some((other, _)) => report.push("teardown is clean", false, format!("{other:?}")),
+        None => report.push("teardown is clean", false, "the plugin was not running"),
+    }
+    let revoked = token.is_some_and(|t| !crate::context::is_open(t));
+    report.push(
+        "context revoked after teardown",
+        revoked,
+        if revoked {
+            "every host call now answers revoked"
+        } else {
+            "the context is still open"
+        },
+    );
+    Ok(report)
+}
