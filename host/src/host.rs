@@ -1330,6 +1330,33 @@ impl Host {
         Ok(report)
     }
 
+    /// Loads (stages 4 and 5) a library that [`check`] already passed, from the bytes it
+    /// checked: what is on disk now does not matter.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] of stage 4 or 5, or `duplicate_id` if a plugin with its id is loaded.
+    pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
+        let id = checked.file.manifest.id.clone();
+        if shared.find(id.as_str()).is_some() {
+            return Err(Refusal::new(
+                &checked.file.path,
+                RefusalReason::DuplicateId,
+                format!("plugin {id} is already loaded in this host"),
+            )
+            .with_id(&id));
+        }
+        let plugin = Arc::new(shared.load_one(checked)?);
+        shared.plugins.rcu(|current| {
+            let mut next = Vec::clone(current);
+            next.push(plugin.clone());
+            next
+        });
+        Ok(())
+    }
+
     /// The loaded plugins, in load order.
     pub fn plugins(&self) -> Vec<PluginInfo> {
         self.shared

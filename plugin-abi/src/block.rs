@@ -168,6 +168,29 @@ const FIELD_NAMES: [&str; FIELD_COUNT] = [
 ];
 
 impl ManifestBlock {
+    /// Encodes the block (the runtime twin of what `export_plugin!` builds at compile time; for
+    /// tools and tests that write libraries).
+    pub fn encode(&self) -> Vec<u8> {
+        let fields = [
+            self.abi_version.as_bytes(),
+            self.rustc.as_bytes(),
+            self.target.as_bytes(),
+            self.panic.as_bytes(),
+            self.manifest_json.as_bytes(),
+        ];
+        let total = block_len(fields);
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&BLOCK_MAGIC);
+        out.extend_from_slice(&BLOCK_HEADER_VERSION.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_le_bytes());
+        for field in fields {
+            out.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(field);
+        }
+        out
+    }
+
     /// Parses a block from the start of `bytes` (a section's contents; trailing zero padding is
     /// allowed, a second block is not).
     ///
@@ -264,6 +287,12 @@ mod tests {
         assert_eq!(block.target, "x86_64-unknown-linux-gnu");
         assert_eq!(block.manifest_json, "{}");
         assert_eq!(block.len, sample().len());
+    }
+
+    #[test]
+    fn runtime_encoding_equals_the_compile_time_one() {
+        let block = ManifestBlock::parse(&sample()).expect("parses");
+        assert_eq!(block.encode(), sample());
     }
 
     #[test]

@@ -258,3 +258,84 @@ pub fn reason_of(report: &airlock::LoadReport, file_name: &str) -> Option<&'stat
         .unwrap_or_else(|| panic!("{file_name} is not in the report: {report:#?}"));
     entry.reason.map(|r| r.code())
 }
+
+/// Library files made from scratch, for hostile-input tests: an ELF shared object (`ET_DYN`)
+/// with whatever sections a case needs, and manifest blocks with chosen contents. Never
+/// loaded: every case built from them is refused before the dynamic linker sees it.
+pub mod synthetic {
+    use airlock_abi::{ManifestBlock, ABI_VERSION, BUILD_RUSTC, BUILD_TARGET};
+    use object::write::Object;
+    use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+
+    /// The architecture this host runs.
+    pub fn host_arch() -> Architecture {
+        match std::env::consts::ARCH {
+            "aarch64" => Architecture::Aarch64,
+            "riscv64" => Architecture::Riscv64,
+            _ => Architecture::X86_64,
+        }
+    }
+
+    /// A manifest block with this host's provenance and `json` as plugin.json.
+    pub fn block(json: &str) -> ManifestBlock {
+        ManifestBlock {
+            abi_version: ABI_VERSION.to_owned(),
+            rustc: BUILD_RUSTC.to_owned(),
+            target: BUILD_TARGET.to_owned(),
+            panic: "unwind".to_owned(),
+            manifest_json: json.to_owned(),
+            len: 0,
+        }
+    }
+
+    /// A minimal valid plugin.json with id `id`.
+    pub fn manifest(id: &str) -> String {
+        format!(r#"{{"id": "{id}", "version": "0.1.0"}}"#)
+    }
+
+    /// An ELF shared object for `arch` with these sections (name, contents).
+    pub fn library_for(arch: Architecture, dynamic: bool, sections: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut obj = Object::new(BinaryFormat::Elf, arch, Endianness::Little);
+        for (name, data) in sections {
+            let id = obj.add_section(
+                Vec::new(),
+                name.as_bytes().to_vec(),
+                SectionKind::ReadOnlyData,
+            );
+            obj.append_section_data(id, data, 1);
+        }
+        let mut bytes = obj.write().expect("object writes an ELF file");
+        if dynamic {
+            // e_type: ET_REL (1) -> ET_DYN (3); stage 2 reads it as a shared library.
+            bytes[16] = 3;
+            bytes[17] = 0;
+        }
+        bytes
+    }
+
+    /// A shared object for this host with these sections.
+    pub fn library(sections: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        library_for(host_arch(), true, sections)
+    }
+
+    /// A shared object whose `.airlock` section holds `block_bytes`.
+    pub fn plugin(block_bytes: Vec<u8>) -> Vec<u8> {
+        library(&[(".airlock", block_bytes)])
+    }
+
+    /// Rewrites the file offset of section `name` (ELF64) to `offset`.
+    pub fn move_section(bytes: &mut [u8], name: &str, offset: u64) {
+        use object::{Object as _, ObjectSection as _};
+        let index = object::File::parse(&*bytes)
+            .expect("parses")
+            .section_by_name(name)
+            .expect("section exists")
+            .index()
+            .0;
+        let u16_at = |at: usize| u64::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+        let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().expect("8 bytes"));
+        let entsize = u16_at(0x3a);
+        let header = usize::try_from(shoff + entsize * index as u64).expect("fits");
+        bytes[header + 0x18..header + 0x20].copy_from_slice(&offset.to_le_bytes());
+    }
+}

@@ -7,6 +7,7 @@ mod config;
 mod durability;
 mod faults;
 mod hooks;
+mod hostile_corpus;
 mod hostile_files;
 mod membrane;
 mod pipeline;
