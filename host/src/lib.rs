@@ -64,7 +64,7 @@ pub use host::{
     TeardownOutcome, TeardownRecord,
 };
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 pub use loader::retained;
 pub use lock::{Lock, LockEntry};
 pub use policy::{

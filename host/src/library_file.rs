@@ -99,6 +99,17 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
             format!("the file grew past the cap of {max_size} bytes while being read"),
         ));
     }
+    read_library_bytes(file, bytes)
+}
+
+/// Stage 2 on bytes already read: structure, manifest block and manifest. `file` is the name
+/// reports use. Never panics, whatever the bytes (the fuzz target `file_reader` drives it).
+///
+/// # Errors
+///
+/// As [`read_library`], for everything after reading.
+pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Refusal> {
+    let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let (block_bytes, block) =
         check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
     let manifest = Manifest::from_json(&block.manifest_json)

@@ -89,7 +89,13 @@ fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
     let mut rng = Rng(seed);
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let probe = PluginId::new("probe").expect("id");
-    for round in 0..5u64 {
+    let mut checked_writes = 0;
+    // The normal run kills 5 times; scripts/reliability.sh sets AIRLOCK_KILL_ROUNDS=100.
+    let rounds: u64 = std::env::var("AIRLOCK_KILL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    for round in 0..rounds {
         let mut console = Console::start(dir.path(), &policy);
         let acks = 1 + rng.below(20);
         for i in 0..acks {
@@ -125,6 +131,7 @@ fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
                 "acknowledged {key} lost (seed {seed})"
             );
         }
+        checked_writes += acked.len();
         for (key, value) in &pending {
             if let Some(stored) = store.get(&probe, key).expect("readable") {
                 assert_eq!(
@@ -135,6 +142,10 @@ fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
             }
         }
     }
+    eprintln!(
+        "kill -9: {rounds} kills, {} acknowledged writes, {checked_writes} presence checks, 0 lost, 0 partial",
+        acked.len()
+    );
 }
 
 #[test]

@@ -383,3 +383,94 @@ fn the_bytes_loaded_are_the_bytes_checked_even_if_the_file_is_replaced_in_betwee
         "the checked bytes were loaded, not the file now on disk"
     );
 }
+
+/// A small deterministic generator; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_libraries_never_panic_the_reader() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("mutation seed: {seed}");
+    let mut rng = Rng(seed);
+    let original = fixture_bytes("hello");
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    const MUTANTS: usize = 2000;
+    for _ in 0..MUTANTS {
+        let mut bytes = original.clone();
+        match rng.below(3) {
+            // Flip bytes, mostly in the headers where structure lives.
+            0 => {
+                for _ in 0..1 + rng.below(8) {
+                    let at = if rng.below(2) == 0 {
+                        rng.below(4096)
+                    } else {
+                        rng.below(bytes.len())
+                    };
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+            }
+            // Cut it short.
+            1 => bytes.truncate(rng.below(bytes.len())),
+            // Overwrite a run with garbage.
+            _ => {
+                let at = rng.below(bytes.len());
+                let len = rng.below(256).min(bytes.len() - at);
+                for b in &mut bytes[at..at + len] {
+                    *b = rng.next() as u8;
+                }
+            }
+        }
+        let outcome = match airlock::read_library_bytes(std::path::Path::new("mutant.so"), bytes) {
+            Ok(_) => "read",
+            Err(refusal) => refusal.reason.code(),
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    eprintln!("{MUTANTS} mutated libraries read without a panic: {outcomes:?}");
+    assert_eq!(outcomes.values().sum::<usize>(), MUTANTS);
+}
+
+#[test]
+fn random_text_never_panics_the_manifest_and_policy_parsers() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let alphabet: Vec<char> =
+        "{}[]\":,.-_ =\n\\abcdefghijklmnopqrstuvwxyz0123456789[plugins.]grants\u{0}\u{ff}é"
+            .chars()
+            .collect();
+    let seeds = [
+        r#"{"id": "a", "version": "0.1.0", "capabilities": ["kv"], "actions": [{"name": "x"}]}"#,
+        "[plugins.a]\ngrants = [\"kv\"]\n[plugins.a.config]\nx = 1\n",
+    ];
+    for i in 0..3000 {
+        let mut text: Vec<char> = seeds[i % 2].chars().collect();
+        for _ in 0..1 + rng.below(6) {
+            let at = rng.below(text.len() + 1);
+            match rng.below(3) {
+                0 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, alphabet[rng.below(alphabet.len())]),
+            }
+        }
+        let text: String = text.into_iter().collect();
+        let _ = airlock_abi::Manifest::from_json(&text);
+        let _ = airlock::Policy::parse(&text, false);
+        let _ = airlock::Policy::parse(&text, true);
+    }
+}

@@ -9,6 +9,7 @@ mod faults;
 mod hooks;
 mod hostile_corpus;
 mod hostile_files;
+mod hostile_plugins;
 mod membrane;
 mod pipeline;
 mod scaffold;
