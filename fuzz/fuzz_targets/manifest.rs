@@ -1,0 +1,9 @@
+//! Fuzz target: the manifest parser (`plugin.json` as embedded in a library) never panics.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = airlock_abi::Manifest::from_json(text);
+    }
+    let _ = airlock_abi::ManifestBlock::parse(data);
+});
