@@ -66,6 +66,16 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+impl AuditRecord {
+    /// For a `dropped` record, how many records it stands for.
+    pub fn dropped_count(&self) -> Option<u64> {
+        if self.outcome != AuditOutcome::Dropped {
+            return None;
+        }
+        self.detail.split_whitespace().next()?.parse().ok()
+    }
+}
+
 /// The host's audit log.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -333,17 +343,7 @@ mod tests {
             .iter()
             .filter(|r| r.outcome == AuditOutcome::Denied)
             .count() as u64;
-        let dropped: u64 = records
-            .iter()
-            .filter(|r| r.outcome == AuditOutcome::Dropped)
-            .map(|r| {
-                r.detail
-                    .split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .expect("count first")
-            })
-            .sum();
+        let dropped: u64 = records.iter().filter_map(AuditRecord::dropped_count).sum();
         assert_eq!(
             denied + dropped,
             flood,

@@ -387,6 +387,34 @@ pub enum Health {
     Error(String),
 }
 
+/// Wraps a typed handler into the byte-level form the host calls: the input is deserialized
+/// from JSON (empty is `null`), the output serialized back, and each failure gets its code.
+fn typed_handler<P, I, O, F>(what: &'static str, name: &str, handler: F) -> Handler<P>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: Fn(&P, I) -> Result<O, ActionError> + Send + Sync + 'static,
+{
+    use crate::ffi::{ErrorCode, PluginError};
+    let name = name.to_owned();
+    Box::new(move |plugin, input| {
+        let input: I = serde_json::from_slice(if input.is_empty() { b"null" } else { input })
+            .map_err(|e| {
+                PluginError::new(
+                    ErrorCode::BAD_INPUT,
+                    format!("input of {what} {name:?} does not fit: {e}"),
+                )
+            })?;
+        let output = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
+        serde_json::to_vec(&output).map_err(|e| {
+            PluginError::new(
+                ErrorCode::HANDLER,
+                format!("output of {what} {name:?} does not serialize: {e}"),
+            )
+        })
+    })
+}
+
 pub(crate) type Handler<P> =
     Box<dyn Fn(&P, &[u8]) -> Result<Vec<u8>, crate::ffi::PluginError> + Send + Sync>;
 
@@ -419,28 +447,7 @@ impl<P: 'static> Actions<P> {
         O: Serialize,
         F: Fn(&P, I) -> Result<O, ActionError> + Send + Sync + 'static,
     {
-        use crate::ffi::{ErrorCode, PluginError};
-        let action = name.to_owned();
-        let handler: Handler<P> = Box::new(move |plugin, input| {
-            let input: I = if input.is_empty() {
-                serde_json::from_slice(b"null")
-            } else {
-                serde_json::from_slice(input)
-            }
-            .map_err(|e| {
-                PluginError::new(
-                    ErrorCode::BAD_INPUT,
-                    format!("input of action {action:?} does not fit: {e}"),
-                )
-            })?;
-            let output = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
-            serde_json::to_vec(&output).map_err(|e| {
-                PluginError::new(
-                    ErrorCode::HANDLER,
-                    format!("output of action {action:?} does not serialize: {e}"),
-                )
-            })
-        });
+        let handler = typed_handler("action", name, handler);
         self.handlers.push((name.to_owned(), handler));
         self
     }
@@ -496,24 +503,7 @@ impl<P: 'static> Hooks<P> {
         O: Serialize,
         F: Fn(&P, I) -> Result<HookReply<O>, ActionError> + Send + Sync + 'static,
     {
-        use crate::ffi::{ErrorCode, PluginError};
-        let hook = name.to_owned();
-        let handler: Handler<P> = Box::new(move |plugin, input| {
-            let input: I = serde_json::from_slice(if input.is_empty() { b"null" } else { input })
-                .map_err(|e| {
-                PluginError::new(
-                    ErrorCode::BAD_INPUT,
-                    format!("input of hook {hook:?} does not fit: {e}"),
-                )
-            })?;
-            let reply = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
-            serde_json::to_vec(&reply).map_err(|e| {
-                PluginError::new(
-                    ErrorCode::HANDLER,
-                    format!("reply of hook {hook:?} does not serialize: {e}"),
-                )
-            })
-        });
+        let handler = typed_handler("hook", name, handler);
         self.handlers.push((name.to_owned(), handler));
         self
     }

@@ -339,3 +339,22 @@ pub mod synthetic {
         bytes[header + 0x18..header + 0x20].copy_from_slice(&offset.to_le_bytes());
     }
 }
+
+/// Runs `command` with `input` on its standard input (then closed) and returns what it wrote
+/// and how it ended. For driving the console: `/quit` or the end of input stops it.
+pub fn run_with_input(mut command: Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write to stdin");
+    child.wait_with_output().expect("the command exits")
+}

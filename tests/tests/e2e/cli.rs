@@ -1,9 +1,8 @@
 //! The `airlock` command: `check` (table and JSON, exit codes), `inspect`, `run`, and the proof
 //! that no refused library's constructor ever runs.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use airlock_tests::TempPluginDir;
 use serde_json::Value;
@@ -160,19 +159,10 @@ fn inspect_reads_the_manifest_without_running_the_file() {
 #[test]
 fn run_serves_the_console_over_stdin() {
     let dir = TempPluginDir::with(&["hello", "counter"]);
-    let mut child = airlock(&["run"], dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"/plugins\n/call hello greet {\"name\":\"Ada\"}\n/call counter increment\n/call hello fail\n/call hello nope\n/quit\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("exits");
+    let out = airlock_tests::run_with_input(
+        airlock(&["run"], dir.path()),
+        "/plugins\n/call hello greet {\"name\":\"Ada\"}\n/call counter increment\n/call hello fail\n/call hello nope\n/quit\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("hello 0.1.0 [running"), "{stdout}");
@@ -190,19 +180,10 @@ fn the_console_routes_plain_lines_through_the_hooks_and_contains_a_crash() {
     std::fs::write(&policy, "[plugins.crashy]\nquarantine_faults = 2\n").expect("policy");
     let mut cmd = airlock(&["run", "--policy"], &policy);
     cmd.arg(dir.path());
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"hi there\nwhat a day!\nmy password is 1234\ncrashy: keep this\ncrash now\n/boom\n/boom\n/plugins\n/reverse abc\n/quit\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("exits");
+    let out = airlock_tests::run_with_input(
+        cmd,
+        "hi there\nwhat a day!\nmy password is 1234\ncrashy: keep this\ncrash now\n/boom\n/boom\n/plugins\n/reverse abc\n/quit\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     for expected in [

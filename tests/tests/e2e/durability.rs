@@ -253,24 +253,17 @@ fn secrets_reach_the_plugin_but_never_the_logs() {
         ),
     )
     .expect("policy");
-    let mut child = cli()
+    let mut command = cli();
+    command
         .arg("run")
         .arg(dir.path())
         .arg("--policy")
         .arg(&policy)
-        .env("AIRLOCK_LOG", "trace")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"/call probe use {\"capability\":\"secrets\"}\n/call probe use {\"capability\":\"kv\"}\n/audit\n/quit\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("exits");
+        .env("AIRLOCK_LOG", "trace");
+    let out = airlock_tests::run_with_input(
+        command,
+        "/call probe use {\"capability\":\"secrets\"}\n/call probe use {\"capability\":\"kv\"}\n/audit\n/quit\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains(r#"ok {"outcome":"allowed"}"#), "{stdout}");

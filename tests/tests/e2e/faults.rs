@@ -2,8 +2,7 @@
 //! panic at every entry point with the host surviving; quarantine and recovery; the watchdog;
 //! the threading contract, proved by the plugin itself.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airlock::{ActionOutcome, CallErrorCode, Host, PluginState, TeardownOutcome};
@@ -97,23 +96,13 @@ fn every_call_error_code_is_reached_from_the_cli() {
         script.push_str(&format!("/call {plugin} {action} {input}\n"));
     }
     script.push_str("/disable hello\n/call hello greet\n/quit\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    command
         .arg("run")
         .arg(dir.path())
         .arg("--policy")
-        .arg(&policy)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("exits");
+        .arg(&policy);
+    let out = airlock_tests::run_with_input(command, &script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut codes: Vec<String> = code_cases()
         .iter()

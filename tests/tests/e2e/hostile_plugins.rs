@@ -87,11 +87,7 @@ fn a_flood_of_denied_calls_keeps_memory_bounded_and_every_record_accounted_for()
         .iter()
         .filter(|r| r.outcome == AuditOutcome::Denied)
         .count() as u64;
-    let dropped: u64 = records
-        .iter()
-        .filter(|r| r.outcome == AuditOutcome::Dropped)
-        .filter_map(|r| r.detail.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
+    let dropped: u64 = records.iter().filter_map(AuditRecord::dropped_count).sum();
     eprintln!("audit flood: {FLOOD} denials, {denied} written, {dropped} dropped and counted");
     assert_eq!(denied + dropped, FLOOD);
 }

@@ -1,9 +1,8 @@
 //! The plugin author's path, as a new user takes it: `airlock new`, `cargo build`,
 //! `cargo test`, then `airlock validate` and `airlock run` on what was built.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use airlock_tests::{fixture_target_dir, workspace_root, TempPluginDir};
 
@@ -80,21 +79,12 @@ fn airlock_new_builds_tests_validates_and_runs() {
         &TempPluginDir::lib_name("demo-plugin"),
         &std::fs::read(&lib).expect("built library"),
     );
-    let mut child = cli()
-        .arg("run")
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"/call demo-plugin greet {\"name\":\"Ada\"}\nhi\n/quit\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("exits");
+    let mut command = cli();
+    command.arg("run").arg(dir.path());
+    let out = airlock_tests::run_with_input(
+        command,
+        "/call demo-plugin greet {\"name\":\"Ada\"}\nhi\n/quit\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok \"Hello, Ada!\""), "{stdout}");
     assert!(stdout.contains("you said: hi (demo-plugin)"), "{stdout}");
