@@ -251,10 +251,12 @@ fn builder(
     policy: Option<&Path>,
     lock: Option<PathBuf>,
 ) -> Result<HostBuilder> {
+    // Directories on the command line first, then those in AIRLOCK_PLUGIN_PATH.
     let mut builder = Host::builder();
     for dir in dirs {
         builder = builder.plugin_dir(dir);
     }
+    builder = builder.plugin_dirs_from_env();
     if let Some(path) = policy {
         builder = builder.policy(Policy::from_file(path)?);
     }

@@ -330,3 +330,23 @@ fn a_pre_resolved_handle_calls_without_lookup_and_in_bytes() {
         CallErrorCode::NotFound
     );
 }
+
+#[test]
+fn a_create_that_overruns_its_deadline_is_refused_as_init_timeout() {
+    let dir = TempPluginDir::with(&["panicker", "hello"]);
+    let started = Instant::now();
+    let (host, report) = dir.load(
+        "[plugins.panicker]\ninit_deadline_ms = 100\n[plugins.panicker.config]\nsleep_in_create_ms = 3000\n",
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the host waited for the sleeper"
+    );
+    let refused = report.refused().next().expect("refused");
+    assert_eq!(refused.reason.map(|r| r.code()), Some("init_timeout"));
+    assert!(host.plugin("panicker").is_none());
+    assert!(
+        host.plugin("hello").is_some(),
+        "the next plugin still loads"
+    );
+}
