@@ -1103,10 +1103,7 @@ impl HostShared {
             Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
         };
         let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
-        let Some(answer) = plugin.creator.validate_config(&bytes) else {
-            return Ok(Vec::new());
-        };
-        let report: ConfigReport = match answer {
+        let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 refuse(
                     RefusalReason::ConfigInvalid,

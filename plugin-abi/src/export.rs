@@ -238,6 +238,11 @@ macro_rules! export_plugin {
     };
     // Not public API: lets test fixtures declare provenance they were not built with.
     (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr) => {
+        $crate::export_plugin!(@build $plugin, abi_version: $abi, target: $target, rustc: $rustc, shape: current);
+    };
+    // Not public API: `shape` picks the root module's layout — `current`, or for fixtures `v0`
+    // (one field fewer than the host's) or `broken` (a first field of another type).
+    (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr, shape: $shape:ident) => {
         const _: () = {
             use $crate::__private as __airlock;
             use __airlock::abi_stable::std_types::{RResult, RSlice, RVec};
@@ -301,32 +306,48 @@ macro_rules! export_plugin {
                 __airlock::guard(|| __airlock::query::<$plugin>(invocation))
             }
 
-            fn root_module() -> __airlock::PluginModuleRef {
-                __airlock::PluginModule {
-                    manifest_block,
-                    create,
-                    invoke,
-                    destroy,
-                    query,
-                }
+            $crate::export_plugin!(@root $shape);
+        };
+    };
+    (@root current) => {
+        fn root_module() -> __airlock::PluginModuleRef {
+            __airlock::PluginModule { manifest_block, create, invoke, destroy, query }.leak_into_prefix()
+        }
+        $crate::export_plugin!(@header __airlock::PluginModuleRef);
+    };
+    (@root v0) => {
+        fn root_module() -> __airlock::v0::PluginModuleRef {
+            let _ = query;
+            __airlock::v0::PluginModule { manifest_block, create, invoke, destroy }.leak_into_prefix()
+        }
+        $crate::export_plugin!(@header __airlock::v0::PluginModuleRef);
+    };
+    (@root broken) => {
+        extern "C" fn broken_manifest_block() -> u32 {
+            let _ = (manifest_block, query);
+            0
+        }
+        fn root_module() -> __airlock::broken::PluginModuleRef {
+            __airlock::broken::PluginModule { manifest_block: broken_manifest_block, create, invoke, destroy }
                 .leak_into_prefix()
-            }
+        }
+        $crate::export_plugin!(@header __airlock::broken::PluginModuleRef);
+    };
+    (@header $module:ty) => {
+        extern "C" fn root_module_loader() -> __airlock::abi_stable::library::RootModuleResult {
+            __airlock::abi_stable::library::__call_root_module_loader(root_module)
+        }
 
-            extern "C" fn root_module_loader() -> __airlock::abi_stable::library::RootModuleResult {
-                __airlock::abi_stable::library::__call_root_module_loader(root_module)
+        #[unsafe(export_name = "airlock_plugin_lib_header_v1")]
+        pub static LIB_HEADER: __airlock::abi_stable::library::LibHeader = {
+            // SAFETY: `root_module_loader` returns the module built by `root_module`, whose type
+            // is the one named here.
+            unsafe {
+                __airlock::abi_stable::library::LibHeader::from_constructor::<$module>(
+                    root_module_loader,
+                    __airlock::abi_stable::library::CheckTypeLayout::Yes,
+                )
             }
-
-            #[unsafe(export_name = "airlock_plugin_lib_header_v1")]
-            pub static LIB_HEADER: __airlock::abi_stable::library::LibHeader = {
-                // SAFETY: `root_module_loader` returns the module built by `root_module`, which is
-                // a `PluginModuleRef`, the type named here.
-                unsafe {
-                    __airlock::abi_stable::library::LibHeader::from_constructor::<__airlock::PluginModuleRef>(
-                        root_module_loader,
-                        __airlock::abi_stable::library::CheckTypeLayout::Yes,
-                    )
-                }
-            };
         };
     };
 }

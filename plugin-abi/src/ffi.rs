@@ -5,10 +5,12 @@
 //!
 //! [`PluginModule`] and [`HostVtable`] are abi_stable *prefix types*. Fields are only ever
 //! **appended after the last field**, never removed, reordered or retyped; the fields up to
-//! `#[sabi(last_prefix_field)]` are the ones every version has. A host reading a module from an
-//! older plugin sees fields that plugin does not have as absent (`None` from the accessor), and
-//! vice versa. A new capability is served by a new request name or invocation kind, not by a new
-//! slot. See `docs/abi-evolution.md`.
+//! `#[sabi(last_prefix_field)]` are the ones every version has. abi_stable's layout check accepts
+//! a library whose prefix type has *more* fields than the host expects, but refuses one with
+//! fewer (`layout_mismatch`); since Airlock's version rule refuses plugins built against a newer
+//! minor, an appended field could never be used compatibly. So the root module and the vtable
+//! are frozen at their prefix: a new capability is a new request name or invocation kind. See
+//! `docs/abi-evolution.md`.
 
 use std::ffi::c_void;
 
@@ -136,11 +138,10 @@ pub struct PluginModule {
         invocation: Invocation<'_>,
     ) -> RResult<RVec<u8>, PluginError>,
     /// Tears the instance down and frees it. The handle is invalid afterwards.
-    #[sabi(last_prefix_field)]
     pub destroy: extern "C" fn(instance: InstanceHandle) -> RResult<(), PluginError>,
     /// Module-level invocations that need no instance (e.g. validating a config before
-    /// creation). Appended after the prefix: read it with `module.query()`, which is `None` for
-    /// a plugin built before it existed.
+    /// creation). New module-level requests are new invocation kinds, not new fields.
+    #[sabi(last_prefix_field)]
     pub query: extern "C" fn(invocation: Invocation<'_>) -> RResult<RVec<u8>, PluginError>,
 }
 
@@ -264,4 +265,83 @@ pub struct HostVtable {
         operation: RStr<'_>,
         payload: RSlice<'_, u8>,
     ) -> RResult<RVec<u8>, HostError>,
+}
+
+/// The root module without its `query` field: a fixture built with this shape proves that a
+/// library whose root module has fewer fields than the host's is refused by the layout check
+/// (`layout_mismatch`), never loaded with a slot missing. Not public API.
+#[doc(hidden)]
+pub mod v0 {
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionStrings;
+    use abi_stable::std_types::{RResult, RSlice, RVec};
+    use abi_stable::StableAbi;
+
+    use super::{HostContext, InstanceHandle, Invocation, PluginError};
+
+    /// See the module documentation.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+    #[sabi(missing_field(option))]
+    pub struct PluginModule {
+        /// As in the current shape.
+        pub manifest_block: extern "C" fn() -> RSlice<'static, u8>,
+        /// As in the current shape.
+        pub create: extern "C" fn(context: HostContext) -> RResult<InstanceHandle, PluginError>,
+        /// As in the current shape.
+        pub invoke: extern "C" fn(
+            instance: InstanceHandle,
+            invocation: Invocation<'_>,
+        ) -> RResult<RVec<u8>, PluginError>,
+        /// As in the current shape.
+        #[sabi(last_prefix_field)]
+        pub destroy: extern "C" fn(instance: InstanceHandle) -> RResult<(), PluginError>,
+    }
+
+    impl RootModule for PluginModuleRef {
+        abi_stable::declare_root_module_statics! {PluginModuleRef}
+        const BASE_NAME: &'static str = "airlock_plugin";
+        const NAME: &'static str = "airlock_plugin";
+        const VERSION_STRINGS: VersionStrings = abi_stable::package_version_strings!();
+    }
+}
+
+/// A root module whose first field has another type: abi_stable's layout check refuses it
+/// (`layout_mismatch`). Only for the fixture that proves it. Not public API.
+#[doc(hidden)]
+pub mod broken {
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionStrings;
+    use abi_stable::std_types::{RResult, RVec};
+    use abi_stable::StableAbi;
+
+    use super::{HostContext, InstanceHandle, Invocation, PluginError};
+
+    /// See the module documentation.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+    #[sabi(missing_field(option))]
+    pub struct PluginModule {
+        /// Not what a host expects.
+        pub manifest_block: extern "C" fn() -> u32,
+        /// As in the current shape.
+        pub create: extern "C" fn(context: HostContext) -> RResult<InstanceHandle, PluginError>,
+        /// As in the current shape.
+        pub invoke: extern "C" fn(
+            instance: InstanceHandle,
+            invocation: Invocation<'_>,
+        ) -> RResult<RVec<u8>, PluginError>,
+        /// As in the current shape.
+        #[sabi(last_prefix_field)]
+        pub destroy: extern "C" fn(instance: InstanceHandle) -> RResult<(), PluginError>,
+    }
+
+    impl RootModule for PluginModuleRef {
+        abi_stable::declare_root_module_statics! {PluginModuleRef}
+        const BASE_NAME: &'static str = "airlock_plugin";
+        const NAME: &'static str = "airlock_plugin";
+        const VERSION_STRINGS: VersionStrings = abi_stable::package_version_strings!();
+    }
 }

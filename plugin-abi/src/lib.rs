@@ -80,7 +80,8 @@ pub mod __private {
     pub use crate::block::{block_len, build_block};
     pub use crate::export::{create, destroy, guard, into_handle, invoke, query, Instance};
     pub use crate::ffi::{
-        HostContext, InstanceHandle, Invocation, PluginError, PluginModule, PluginModuleRef,
+        broken, v0, HostContext, InstanceHandle, Invocation, PluginError, PluginModule,
+        PluginModuleRef,
     };
     pub use abi_stable;
 }

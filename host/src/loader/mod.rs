@@ -166,20 +166,19 @@ pub(crate) struct Creator {
 }
 
 impl Creator {
-    /// Asks the plugin to validate a config (JSON) without an instance. `None` if the plugin
-    /// was built before module-level queries existed.
-    pub(crate) fn validate_config(&self, config: &[u8]) -> Option<Result<Vec<u8>, PluginError>> {
-        let query = self.module.query()?;
+    /// Asks the plugin to validate a config (JSON) without an instance.
+    pub(crate) fn validate_config(&self, config: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let query = self.module.query();
         let invocation = Invocation {
             kind: InvocationKind::VALIDATE_CONFIG,
             index: 0,
             name: RStr::from_str(""),
             payload: RSlice::from_slice(config),
         };
-        Some(match query(invocation) {
+        match query(invocation) {
             RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
             RResult::RErr(e) => Err(e),
-        })
+        }
     }
 
     /// Creates a plugin instance with `context`.

@@ -146,3 +146,20 @@ fn each_load_is_a_fresh_copy_with_fresh_statics() {
     }
     assert!(first.retained_libraries().0 >= 2);
 }
+
+#[test]
+fn layouts_the_host_does_not_expect_are_refused_at_load() {
+    // A first field of another type, and a root module with one field fewer than the host's:
+    // abi_stable's layout check refuses both, so neither is ever called through a wrong slot.
+    let dir = TempPluginDir::with(&["layout-mismatch", "abi-v0", "hello"]);
+    let (host, report) = dir.load("");
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("layout-mismatch")),
+        Some("layout_mismatch")
+    );
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("abi-v0")),
+        Some("layout_mismatch")
+    );
+    assert!(host.plugin("hello").is_some());
+}
