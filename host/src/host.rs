@@ -1723,6 +1723,17 @@ impl Host {
         }
     }
 
+    /// A raw `extern "C"` function of a loaded plugin's library (its manifest-block export,
+    /// which only returns a static slice), for benchmarks that compare Airlock's call path with
+    /// a bare call into the library. Not for anything else.
+    #[doc(hidden)]
+    pub fn raw_entry(
+        &self,
+        plugin: &str,
+    ) -> Option<extern "C" fn() -> abi_stable::std_types::RSlice<'static, u8>> {
+        self.shared.find(plugin).map(|p| p.creator.raw_entry())
+    }
+
     /// Events dropped because the delivery queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.shared.events.dropped()

@@ -166,6 +166,12 @@ pub(crate) struct Creator {
 }
 
 impl Creator {
+    /// The library's `manifest_block` export: a raw `extern "C"` call into the library that
+    /// does nothing but return a static slice. The benchmarks' baseline for a call.
+    pub(crate) fn raw_entry(&self) -> extern "C" fn() -> RSlice<'static, u8> {
+        self.module.manifest_block()
+    }
+
     /// Asks the plugin to validate a config (JSON) without an instance.
     pub(crate) fn validate_config(&self, config: &[u8]) -> Result<Vec<u8>, PluginError> {
         let query = self.module.query();

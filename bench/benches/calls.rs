@@ -1,0 +1,126 @@
+//! Per-call costs, each group measured in one run so that ratios compare like with like.
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::Host;
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::{json, Value};
+
+fn host() -> (tempfile::TempDir, Host) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
+        .expect("copy");
+    let host = Host::builder().plugin_dir(dir.path()).build().expect("host");
+    assert!(host.load().expect("load").all_ok());
+    (dir, host)
+}
+
+/// A ~100-byte JSON payload.
+fn payload() -> Value {
+    json!({"user": "ada", "id": 12345, "tags": ["a", "b", "c"], "text": "the quick brown fox jumps", "ok": true})
+}
+
+fn calls(c: &mut Criterion) {
+    let (_dir, host) = host();
+    let raw = host.raw_entry("bench-noop").expect("loaded");
+    let noop = host.action("bench-noop", "noop").expect("resolved");
+    let json_action = host.action("bench-noop", "json").expect("resolved");
+    let payload = payload();
+    let payload_bytes = serde_json::to_vec(&payload).expect("json");
+
+    let mut g = c.benchmark_group("call");
+    g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
+    g.bench_function("handle_noop", |b| b.iter(|| noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("by_name_noop", |b| {
+        b.iter(|| host.call_bytes("bench-noop", "noop", black_box(b"null")).expect("ok"))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("json");
+    g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
+    g.bench_function("raw_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("bare_serde", |b| {
+        b.iter(|| {
+            let bytes = serde_json::to_vec(black_box(&payload)).expect("json");
+            let mut value: Value = serde_json::from_slice(&bytes).expect("json");
+            if let Some(map) = value.as_object_mut() {
+                map.insert("seen".to_owned(), Value::Bool(true));
+            }
+            let out = serde_json::to_vec(&value).expect("json");
+            serde_json::from_slice::<Value>(&out).expect("json")
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("threads");
+    for threads in [1usize, 2] {
+        g.bench_function(format!("{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            for _ in 0..iters {
+                                noop.call_bytes(b"null").expect("ok");
+                            }
+                        });
+                    }
+                });
+                // Time per call of the aggregate: lower means more throughput.
+                started.elapsed() / threads as u32
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("peer");
+    g.measurement_time(Duration::from_secs(5));
+    for (name, cpus) in [("process_same_core", "0"), ("process_two_cores", "")] {
+        let mut command = if cpus.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_peer"))
+        } else {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, env!("CARGO_BIN_EXE_peer")]);
+            c
+        };
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("peer");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let line = serde_json::to_string(&payload).expect("json");
+        let mut answer = String::new();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                writeln!(stdin, "{line}").expect("write");
+                stdin.flush().expect("flush");
+                answer.clear();
+                stdout.read_line(&mut answer).expect("read");
+                serde_json::from_str::<Value>(&answer).expect("json")
+            })
+        });
+        drop(stdin);
+        let _ = child.wait();
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("reload");
+    g.sample_size(30);
+    g.bench_function("forced", |b| b.iter(|| host.reload("bench-noop").expect("known")));
+    g.finish();
+
+    let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");
+    std::fs::write(
+        std::env::var("AIRLOCK_BENCH_OUT").unwrap_or_else(|_| "target/bench-callbacks.json".to_owned()),
+        serde_json::to_vec(&match callbacks {
+            airlock::ActionOutcome::Ok(v) => v,
+            airlock::ActionOutcome::Error(e) => json!({"error": e}),
+        })
+        .expect("json"),
+    )
+    .expect("write the callback figures");
+}
+
+criterion_group!(benches, calls);
+criterion_main!(benches);
