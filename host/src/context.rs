@@ -48,6 +48,24 @@ fn shard() -> usize {
     })
 }
 
+/// A counter written per thread shard and summed on read, so that threads counting calls
+/// never write the same cache line.
+#[derive(Debug, Default)]
+pub(crate) struct ShardedCounter([Padded; SHARDS]);
+
+impl ShardedCounter {
+    pub(crate) fn add(&self, n: u64) {
+        self.0[shard()].0.fetch_add(n as usize, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed) as u64)
+            .sum()
+    }
+}
+
 /// Calls in flight, counted per phase and per thread shard.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -114,7 +132,7 @@ pub(crate) struct ContextEntry {
     /// Set when teardown starts: no new timers or subscriptions.
     pub closing: AtomicBool,
     /// Host calls served, and capability violations.
-    pub calls: AtomicU64,
+    pub calls: ShardedCounter,
     pub denials: AtomicU64,
     /// State handed over by the previous generation, taken once by the new instance.
     pub handover: Mutex<Option<Vec<u8>>>,
@@ -141,7 +159,7 @@ impl ContextEntry {
             span,
             host,
             closing: AtomicBool::new(false),
-            calls: AtomicU64::new(0),
+            calls: ShardedCounter::default(),
             denials: AtomicU64::new(0),
             handover: Mutex::new(handover),
             revoked: AtomicBool::new(false),
@@ -310,7 +328,7 @@ fn serve<T>(
         if entry.revoked.load(Ordering::SeqCst) {
             return Err(revoked_error());
         }
-        entry.calls.fetch_add(1, Ordering::Relaxed);
+        entry.calls.add(1);
         f(entry)
     }));
     match result {

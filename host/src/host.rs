@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::audit::{AuditLog, AuditOutcome, AuditRecord};
-use crate::context::{self, ContextEntry};
+use crate::context::{self, ContextEntry, ShardedCounter};
 use crate::decide::{decide, Decision};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
@@ -530,7 +530,7 @@ struct Running {
 
 #[derive(Default)]
 struct Counters {
-    calls: AtomicU64,
+    calls: ShardedCounter,
     events: AtomicU64,
     timer_runs: AtomicU64,
     faults: AtomicU64,
@@ -803,7 +803,7 @@ impl HostShared {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
-        loaded.counters.calls.fetch_add(1, Ordering::Relaxed);
+        loaded.counters.calls.add(1);
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         match self.invoke(loaded, InvocationKind::ACTION, index, action, input) {
@@ -1395,8 +1395,8 @@ impl Host {
             context: token,
             load_time: p.load_time,
             stats: PluginStats {
-                calls: load(&p.counters.calls),
-                host_calls: entry.as_ref().map_or(0, |e| load(&e.calls)),
+                calls: p.counters.calls.get(),
+                host_calls: entry.as_ref().map_or(0, |e| e.calls.get()),
                 denials: entry.as_ref().map_or(0, |e| load(&e.denials)),
                 events: load(&p.counters.events),
                 timer_runs: load(&p.counters.timer_runs),
