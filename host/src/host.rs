@@ -737,24 +737,11 @@ impl HostShared {
                 format!("no plugin {plugin:?} is loaded"),
             )
         })?;
-        let index = loaded.file.manifest.action_index(action).ok_or_else(|| {
-            let known: Vec<_> = loaded
-                .file
-                .manifest
-                .actions
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect();
-            fail(
-                plugin,
-                action,
-                CallErrorCode::NotFound,
-                format!(
-                    "plugin {plugin:?} has no action {action:?}; it has: {}",
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let index = loaded
+            .file
+            .manifest
+            .action_index(action)
+            .ok_or_else(|| no_such_action(&loaded, action))?;
         Ok((loaded, index))
     }
 
@@ -774,12 +761,30 @@ impl HostShared {
     ) -> Result<Result<Vec<u8>, String>, CallError> {
         let mut attempts = 0;
         loop {
-            let (loaded, index) = self.resolve(plugin, action)?;
-            match self.call_index(&loaded, index, action, input) {
+            // Looked up under the table's guard: no reference count is written per call.
+            let plugins = self.plugins.load();
+            let loaded = plugins
+                .iter()
+                .rev()
+                .find(|p| p.id().as_str() == plugin)
+                .ok_or_else(|| {
+                    fail(
+                        plugin,
+                        action,
+                        CallErrorCode::NotFound,
+                        format!("no plugin {plugin:?} is loaded"),
+                    )
+                })?;
+            let index = loaded
+                .file
+                .manifest
+                .action_index(action)
+                .ok_or_else(|| no_such_action(loaded, action))?;
+            match self.call_index(loaded, index, action, input) {
                 Err(e)
                     if e.code == CallErrorCode::Revoked
                         && attempts < 8
-                        && self.replaced(&loaded) =>
+                        && self.replaced(loaded) =>
                 {
                     attempts += 1
                 }
@@ -1869,6 +1874,27 @@ impl CapabilitySelector {
             Self::Kind(kind) => cap.kind() == *kind,
         }
     }
+}
+
+/// `not_found` for an action the plugin does not have, listing the ones it has.
+fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
+    let plugin = loaded.id().as_str();
+    let known: Vec<_> = loaded
+        .file
+        .manifest
+        .actions
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    fail(
+        plugin,
+        action,
+        CallErrorCode::NotFound,
+        format!(
+            "plugin {plugin:?} has no action {action:?}; it has: {}",
+            known.join(", ")
+        ),
+    )
 }
 
 fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
