@@ -729,20 +729,8 @@ impl HostShared {
         plugin: &str,
         action: &str,
     ) -> Result<(Arc<LoadedPlugin>, usize), CallError> {
-        let loaded = self.find(plugin).ok_or_else(|| {
-            fail(
-                plugin,
-                action,
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
-        let index = loaded
-            .file
-            .manifest
-            .action_index(action)
-            .ok_or_else(|| no_such_action(&loaded, action))?;
-        Ok((loaded, index))
+        let plugins = self.plugins.load();
+        lookup(&plugins, plugin, action).map(|(loaded, index)| (loaded.clone(), index))
     }
 
     /// Whether `loaded` has been replaced in the table by a newer generation (a reload).
@@ -763,23 +751,7 @@ impl HostShared {
         loop {
             // Looked up under the table's guard: no reference count is written per call.
             let plugins = self.plugins.load();
-            let loaded = plugins
-                .iter()
-                .rev()
-                .find(|p| p.id().as_str() == plugin)
-                .ok_or_else(|| {
-                    fail(
-                        plugin,
-                        action,
-                        CallErrorCode::NotFound,
-                        format!("no plugin {plugin:?} is loaded"),
-                    )
-                })?;
-            let index = loaded
-                .file
-                .manifest
-                .action_index(action)
-                .ok_or_else(|| no_such_action(loaded, action))?;
+            let (loaded, index) = lookup(&plugins, plugin, action)?;
             match self.call_index(loaded, index, action, input) {
                 Err(e)
                     if e.code == CallErrorCode::Revoked
@@ -1874,6 +1846,33 @@ impl CapabilitySelector {
             Self::Kind(kind) => cap.kind() == *kind,
         }
     }
+}
+
+/// The plugin `plugin` in `plugins` (the newest with that id) and the index of `action` in its
+/// manifest; `not_found` otherwise.
+fn lookup<'a>(
+    plugins: &'a [Arc<LoadedPlugin>],
+    plugin: &str,
+    action: &str,
+) -> Result<(&'a Arc<LoadedPlugin>, usize), CallError> {
+    let loaded = plugins
+        .iter()
+        .rev()
+        .find(|p| p.id().as_str() == plugin)
+        .ok_or_else(|| {
+            fail(
+                plugin,
+                action,
+                CallErrorCode::NotFound,
+                format!("no plugin {plugin:?} is loaded"),
+            )
+        })?;
+    let index = loaded
+        .file
+        .manifest
+        .action_index(action)
+        .ok_or_else(|| no_such_action(loaded, action))?;
+    Ok((loaded, index))
 }
 
 /// `not_found` for an action the plugin does not have, listing the ones it has.
