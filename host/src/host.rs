@@ -1432,14 +1432,10 @@ impl Host {
     ///
     /// A [`CallError`] if the plugin is not running or fails to answer.
     pub fn health(&self, plugin: &str) -> Result<Health, CallError> {
-        let loaded = self.shared.find(plugin).ok_or_else(|| {
-            fail(
-                plugin,
-                "health",
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
+        let loaded = self
+            .shared
+            .find(plugin)
+            .ok_or_else(|| not_loaded(plugin, "health"))?;
         self.shared.poll_health(&loaded)
     }
 
@@ -1657,14 +1653,10 @@ impl Host {
         hook: &str,
         input: &serde_json::Value,
     ) -> Result<HookReply<serde_json::Value>, CallError> {
-        let loaded = self.shared.find(plugin).ok_or_else(|| {
-            fail(
-                plugin,
-                hook,
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
+        let loaded = self
+            .shared
+            .find(plugin)
+            .ok_or_else(|| not_loaded(plugin, hook))?;
         let index = loaded
             .file
             .manifest
@@ -1859,20 +1851,23 @@ fn lookup<'a>(
         .iter()
         .rev()
         .find(|p| p.id().as_str() == plugin)
-        .ok_or_else(|| {
-            fail(
-                plugin,
-                action,
-                CallErrorCode::NotFound,
-                format!("no plugin {plugin:?} is loaded"),
-            )
-        })?;
+        .ok_or_else(|| not_loaded(plugin, action))?;
     let index = loaded
         .file
         .manifest
         .action_index(action)
         .ok_or_else(|| no_such_action(loaded, action))?;
     Ok((loaded, index))
+}
+
+/// `not_found` for a plugin that is not loaded.
+fn not_loaded(plugin: &str, what: &str) -> CallError {
+    fail(
+        plugin,
+        what,
+        CallErrorCode::NotFound,
+        format!("no plugin {plugin:?} is loaded"),
+    )
 }
 
 /// `not_found` for an action the plugin does not have, listing the ones it has.
