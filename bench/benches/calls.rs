@@ -64,7 +64,7 @@ fn calls(c: &mut Criterion) {
                     for _ in 0..threads {
                         s.spawn(|| {
                             for _ in 0..iters {
-                                noop.call_bytes(b"null").expect("ok");
+                                let _ = noop.call_bytes(b"null").expect("ok");
                             }
                         });
                     }
@@ -78,15 +78,18 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("peer");
     g.measurement_time(Duration::from_secs(5));
-    for (name, cpus) in [("process_same_core", "0"), ("process_two_cores", "")] {
-        let mut command = if cpus.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_peer"))
-        } else {
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpus, env!("CARGO_BIN_EXE_peer")]);
-            c
-        };
-        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("peer");
+    #[cfg(feature = "wasm")]
+    wasm::bench(&mut g);
+    for (name, same_core) in [("process_same_core", true), ("process_two_cores", false)] {
+        // Pinned: this process (every thread) and the child (it inherits the mask) on CPU 0.
+        if same_core {
+            pin_process("0");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("peer");
         let mut stdin = child.stdin.take().expect("stdin");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let line = serde_json::to_string(&payload).expect("json");
@@ -102,6 +105,9 @@ fn calls(c: &mut Criterion) {
         });
         drop(stdin);
         let _ = child.wait();
+        if same_core {
+            pin_process(&format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1));
+        }
     }
     g.finish();
 
@@ -120,6 +126,34 @@ fn calls(c: &mut Criterion) {
         .expect("json"),
     )
     .expect("write the callback figures");
+}
+
+/// Sets the CPU affinity of every thread of this process (`taskset -a -p`).
+fn pin_process(cpus: &str) {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux) is needed to pin the process peer");
+    assert!(status.success(), "taskset failed: {status}");
+}
+
+/// The WebAssembly peer: wasmtime (Cranelift) calling a module's function that does nothing,
+/// the same work as the no-op action.
+#[cfg(feature = "wasm")]
+mod wasm {
+    use criterion::measurement::WallTime;
+    use criterion::BenchmarkGroup;
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    pub fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
+        let engine = Engine::default();
+        let module = Module::new(&engine, r#"(module (func (export "noop")))"#).expect("module");
+        let mut store = Store::new(&engine, ());
+        let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+        let noop = instance.get_typed_func::<(), ()>(&mut store, "noop").expect("noop");
+        g.bench_function("wasmtime_noop", |b| b.iter(|| noop.call(&mut store, ()).expect("call")));
+    }
 }
 
 criterion_group!(benches, calls);

@@ -3,16 +3,16 @@
 //!
 //! The table lives in the host binary, which is never unloaded, so a plugin can never hold a
 //! pointer that dangles: it holds a token, and a stale token is answered with `Revoked`.
-//! Looking a token up is a lock-free `ArcSwap` load. Revoking (the whole context, or one
-//! capability) is a store followed by a wait for the calls already in flight: calls are counted
-//! in two phases of per-thread-sharded counters (the SRCU scheme), so counting writes no cache
-//! line shared between threads, and a stream of new calls can never starve the wait.
+//! Looking a token up publishes the entry in a hazard slot of the calling thread (a plain store;
+//! see `loader::hazard`), so a host callback writes no cache line another thread reads.
+//! Revoking (the whole context, or one capability) is a store followed by a wait for the calls
+//! that were in flight before it; calls that start later are not waited for, so a stream of
+//! them cannot starve the wait.
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
@@ -20,103 +20,54 @@ use airlock_abi::{
     Capability, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
     LogLevel, PluginId,
 };
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::host::HostShared;
+use crate::loader::hazard::{self, Guarded};
 
 const CHUNK: usize = 256;
 const MAX_CHUNKS: usize = 4096;
-const SHARDS: usize = 8;
+/// Threads with a record index below this count in a shard of their own.
+const SHARDS: usize = 16;
 
 /// A counter on a cache line of its own.
 #[repr(align(128))]
 #[derive(Debug, Default)]
-struct Padded(AtomicUsize);
+struct Padded(AtomicU64);
 
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
-        }
-        s.get()
-    })
-}
-
-/// A counter written per thread shard and summed on read, so that threads counting calls
-/// never write the same cache line.
+/// A counter that threads add to without a read-modify-write: each of the first [`SHARDS`]
+/// threads alive owns a shard and adds with a plain load and store; any further thread adds
+/// to a shared atomic. Reads sum the lot.
 #[derive(Debug, Default)]
-pub(crate) struct ShardedCounter([Padded; SHARDS]);
+pub(crate) struct ShardedCounter {
+    shards: [Padded; SHARDS],
+    shared: AtomicU64,
+}
 
 impl ShardedCounter {
+    #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0[shard()].0.fetch_add(n as usize, Ordering::Relaxed);
+        match hazard::this_thread().map(|r| r.index()) {
+            // Only this thread writes this shard while it holds its record.
+            Some(i) if i < SHARDS => {
+                let shard = &self.shards[i].0;
+                shard.store(
+                    shard.load(Ordering::Relaxed).wrapping_add(n),
+                    Ordering::Relaxed,
+                );
+            }
+            _ => {
+                self.shared.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0
+        self.shards
             .iter()
-            .map(|c| c.0.load(Ordering::Relaxed) as u64)
-            .sum()
-    }
-}
-
-/// Calls in flight, counted per phase and per thread shard.
-#[derive(Debug, Default)]
-struct InFlight {
-    phase: AtomicUsize,
-    counts: [[Padded; SHARDS]; 2],
-}
-
-struct InFlightGuard<'a> {
-    counter: &'a AtomicUsize,
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Release);
-    }
-}
-
-impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
-        let phase = self.phase.load(Ordering::SeqCst) & 1;
-        let counter = &self.counts[phase][shard()].0;
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard { counter }
-    }
-
-    /// Waits until every call that entered before this was called has left. Calls entering
-    /// later count in the other phase and are not waited for. Returns false on timeout.
-    fn drain(&self, deadline: Duration) -> bool {
-        let old = self.phase.fetch_add(1, Ordering::SeqCst) & 1;
-        let started = Instant::now();
-        let mut spins = 0u32;
-        loop {
-            let busy: usize = self.counts[old]
-                .iter()
-                .map(|c| c.0.load(Ordering::SeqCst))
-                .sum();
-            if busy == 0 {
-                return true;
-            }
-            if started.elapsed() > deadline {
-                return false;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else if spins < 128 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .fold(self.shared.load(Ordering::Relaxed), u64::wrapping_add)
     }
 }
 
@@ -137,7 +88,6 @@ pub(crate) struct ContextEntry {
     /// State handed over by the previous generation, taken once by the new instance.
     pub handover: Mutex<Option<Vec<u8>>>,
     revoked: AtomicBool,
-    in_flight: InFlight,
     token_generation: u32,
 }
 
@@ -163,7 +113,6 @@ impl ContextEntry {
             denials: AtomicU64::new(0),
             handover: Mutex::new(handover),
             revoked: AtomicBool::new(false),
-            in_flight: InFlight::default(),
             token_generation: 0,
         }
     }
@@ -171,7 +120,7 @@ impl ContextEntry {
 
 struct Slot {
     generation: AtomicU32,
-    entry: ArcSwapOption<ContextEntry>,
+    entry: Guarded<ContextEntry>,
 }
 
 struct ContextTable {
@@ -198,7 +147,7 @@ impl ContextTable {
             (0..CHUNK)
                 .map(|_| Slot {
                     generation: AtomicU32::new(0),
-                    entry: ArcSwapOption::empty(),
+                    entry: Guarded::default(),
                 })
                 .collect()
         });
@@ -229,7 +178,7 @@ pub(crate) fn open(mut entry: ContextEntry) -> ContextToken {
         .fetch_add(1, Ordering::AcqRel)
         .wrapping_add(1);
     entry.token_generation = generation;
-    slot.entry.store(Some(Arc::new(entry)));
+    drop(slot.entry.replace(Some(Arc::new(entry))));
     ContextToken {
         slot: index,
         generation,
@@ -257,12 +206,11 @@ pub(crate) fn revoke(token: ContextToken) -> bool {
     if current.token_generation != token.generation {
         return false;
     }
-    let previous = slot.entry.compare_and_swap(&Some(current.clone()), None);
-    if !previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &current)) {
-        return false;
-    }
     current.revoked.store(true, Ordering::SeqCst);
-    if !current.in_flight.drain(DRAIN_DEADLINE) {
+    let Some(retired) = slot.entry.replace_if(&current, None) else {
+        return false;
+    };
+    if retired.wait(DRAIN_DEADLINE).is_err() {
         tracing::warn!(plugin = %current.plugin, "calls into the host were still in flight when the context was revoked");
     }
     TABLE.free.lock().push(token.slot);
@@ -283,7 +231,10 @@ pub(crate) fn revoke_grants(
     let (removed, kept): (Vec<Capability>, Vec<Capability>) =
         current.iter().cloned().partition(|c| matches(c));
     entry.grants.store(Arc::new(kept));
-    if !entry.in_flight.drain(DRAIN_DEADLINE) {
+    let drained = TABLE
+        .slot(token.slot)
+        .is_none_or(|slot| slot.entry.wait_readers(&entry, DRAIN_DEADLINE));
+    if !drained {
         tracing::warn!(plugin = %entry.plugin, "calls into the host were still in flight when a capability was revoked");
     }
     removed
@@ -310,8 +261,8 @@ fn revoked_error() -> HostError {
     )
 }
 
-/// Runs a host function body: looks the token up, counts the call in flight, checks that the
-/// context was not revoked meanwhile, then runs `f` with panics contained. Nothing unwinds into
+/// Runs a host function body: looks the token up (publishing the entry as in use, so that a
+/// revocation waits for this call), then runs `f` with panics contained. Nothing unwinds into
 /// the plugin.
 fn serve<T>(
     token: ContextToken,
@@ -319,17 +270,13 @@ fn serve<T>(
 ) -> RResult<T, HostError> {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let slot = TABLE.slot(token.slot).ok_or_else(revoked_error)?;
-        let guard = slot.entry.load();
-        let entry = guard
-            .as_ref()
-            .filter(|e| e.token_generation == token.generation)
-            .ok_or_else(revoked_error)?;
-        let _in_flight = entry.in_flight.enter();
-        if entry.revoked.load(Ordering::SeqCst) {
-            return Err(revoked_error());
-        }
-        entry.calls.add(1);
-        f(entry)
+        slot.entry.with(|entry| {
+            let entry = entry
+                .filter(|e| e.token_generation == token.generation)
+                .ok_or_else(revoked_error)?;
+            entry.calls.add(1);
+            f(entry)
+        })
     }));
     match result {
         Ok(r) => r.into(),
@@ -347,6 +294,16 @@ extern "C" fn host_log(
     message: RStr<'_>,
 ) -> RResult<(), HostError> {
     serve(token, |entry| {
+        let enabled = match level {
+            LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
+            LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
+            LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
+            LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
+            _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
         let _span = entry.span.enter();
         let message = message.as_str();
         match level {
@@ -477,33 +434,5 @@ mod tests {
             });
         });
         assert!(!is_open(token));
-    }
-
-    #[test]
-    fn drain_waits_for_calls_in_flight_and_is_not_starved_by_new_ones() {
-        let in_flight = InFlight::default();
-        let guard = in_flight.enter();
-        assert!(
-            !in_flight.drain(Duration::from_millis(20)),
-            "a call in flight holds the drain"
-        );
-        drop(guard);
-        assert!(in_flight.drain(Duration::from_millis(20)));
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let _call = in_flight.enter();
-                    std::hint::spin_loop();
-                }
-            });
-            for _ in 0..100 {
-                assert!(
-                    in_flight.drain(Duration::from_secs(2)),
-                    "a stream of calls starved the drain"
-                );
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
     }
 }

@@ -180,7 +180,7 @@ impl HookDispatch<'_> {
             .shared
             .invoke(plugin, InvocationKind::HOOK, index, hook, &payload)
         {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {
                 failure(
                     plugin,
                     CallErrorCode::HandlerError,

@@ -14,7 +14,7 @@ use airlock_abi::{
     ActionDecl, Capability, CapabilityKind, Concurrency, ConfigReport, ContextToken, ErrorCode,
     Health, HookDecl, HookReply, InvocationKind, PluginError, PluginId,
 };
-use arc_swap::{ArcSwap, ArcSwapOption};
+
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -27,6 +27,7 @@ use crate::events::EventBus;
 use crate::hooks::{HookDispatch, HookMode};
 use crate::kv::KvStore;
 use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::loader::hazard::Guarded;
 use crate::loader::{self, Creator, Instance, LoadedLibrary};
 use crate::lock::Lock;
 use crate::policy::{PluginPolicy, Policy};
@@ -315,7 +316,7 @@ impl HostBuilder {
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
             shadow,
-            plugins: ArcSwap::from_pointee(Vec::new()),
+            plugins: Guarded::new(Some(Arc::new(Vec::new()))),
             admin: Mutex::new(()),
             audit,
             kv,
@@ -553,7 +554,7 @@ pub(crate) struct LoadedPlugin {
     /// Grants the operator revoked at run time; they stay revoked across reloads.
     revoked: Mutex<Vec<Capability>>,
     config: Mutex<serde_json::Value>,
-    running: ArcSwapOption<Running>,
+    running: Guarded<Running>,
     state: Mutex<PluginState>,
     last_token: Mutex<ContextToken>,
     generation: AtomicU64,
@@ -580,7 +581,8 @@ impl LoadedPlugin {
 pub(crate) struct HostShared {
     pub(crate) options: PipelineOptions,
     shadow: tempfile::TempDir,
-    plugins: ArcSwap<Vec<Arc<LoadedPlugin>>>,
+    /// The plugin table, read by every call by name without a reference count.
+    plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
     /// Serializes whatever changes the plugin table or a plugin's instance.
     admin: Mutex<()>,
     pub(crate) audit: AuditLog,
@@ -613,7 +615,7 @@ impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
             .field("dirs", &self.shared.options.dirs)
-            .field("plugins", &self.shared.plugins.load().len())
+            .field("plugins", &self.shared.table().len())
             .finish_non_exhaustive()
     }
 }
@@ -628,9 +630,22 @@ fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> Cal
 }
 
 impl HostShared {
+    /// The plugin table as it is now (a counted reference: for administrative paths).
+    fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
+        self.plugins.load_full().unwrap_or_default()
+    }
+
+    /// Changes the plugin table; calls by name in progress finish with the table they read.
+    fn update_table(&self, change: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) {
+        drop(self.plugins.update(|current| {
+            let mut next = current.map(|t| Vec::clone(t)).unwrap_or_default();
+            change(&mut next);
+            Some(Arc::new(next))
+        }));
+    }
+
     fn find(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins
-            .load()
+        self.table()
             .iter()
             .rev()
             .find(|p| p.id().as_str() == id)
@@ -661,11 +676,26 @@ impl HostShared {
                 format!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
             ));
         }
-        let running = plugin.running.load();
-        let running = running.as_ref().ok_or_else(|| {
-            let state = *plugin.state.lock();
-            Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
-        })?;
+        plugin.running.with(|running| {
+            let running = running.ok_or_else(|| {
+                let state = *plugin.state.lock();
+                Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
+            })?;
+            self.invoke_running(plugin, running, kind, index, name, payload)
+        })
+    }
+
+    /// [`HostShared::invoke`] on the instance that is running.
+    #[inline]
+    fn invoke_running(
+        &self,
+        plugin: &LoadedPlugin,
+        running: &Running,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Invoked> {
         let _serial = plugin.serial.as_ref().map(Mutex::lock);
         // The watchdog times the call (and counts the fault) from its own thread: the call path
         // reads the clock once, when it publishes the call.
@@ -729,14 +759,13 @@ impl HostShared {
         plugin: &str,
         action: &str,
     ) -> Result<(Arc<LoadedPlugin>, usize), CallError> {
-        let plugins = self.plugins.load();
-        lookup(&plugins, plugin, action).map(|(loaded, index)| (loaded.clone(), index))
+        lookup(&self.table(), plugin, action).map(|(loaded, index)| (loaded.clone(), index))
     }
 
     /// Whether `loaded` has been replaced in the table by a newer generation (a reload).
-    fn replaced(&self, loaded: &Arc<LoadedPlugin>) -> bool {
+    fn replaced(&self, loaded: &LoadedPlugin) -> bool {
         self.find(loaded.id().as_str())
-            .is_some_and(|current| !Arc::ptr_eq(&current, loaded))
+            .is_some_and(|current| !std::ptr::eq(Arc::as_ptr(&current), loaded))
     }
 
     /// Calls an action with JSON bytes; see [`Host::call_bytes`]. A call that raced a reload
@@ -749,18 +778,19 @@ impl HostShared {
     ) -> Result<Result<Vec<u8>, String>, CallError> {
         let mut attempts = 0;
         loop {
-            // Looked up under the table's guard: no reference count is written per call.
-            let plugins = self.plugins.load();
-            let (loaded, index) = lookup(&plugins, plugin, action)?;
-            match self.call_index(loaded, index, action, input) {
-                Err(e)
-                    if e.code == CallErrorCode::Revoked
-                        && attempts < 8
-                        && self.replaced(loaded) =>
-                {
-                    attempts += 1
-                }
-                result => return result,
+            // Looked up in the table as read (no reference count is written per call); the
+            // table a call read stays alive until the call returns.
+            let result = self.plugins.with(|plugins| {
+                let (loaded, index) =
+                    lookup(plugins.map_or(&[][..], Vec::as_slice), plugin, action)?;
+                let result = self.call_index(loaded, index, action, input);
+                let retry = matches!(&result, Err(e) if e.code == CallErrorCode::Revoked)
+                    && self.replaced(loaded);
+                Ok((result, retry))
+            });
+            match result? {
+                (_, true) if attempts < 8 => attempts += 1,
+                (result, _) => return result,
             }
         }
     }
@@ -794,10 +824,10 @@ impl HostShared {
         name: &str,
         payload: &[u8],
     ) {
-        let plugins = self.plugins.load();
+        let plugins = self.table();
         let Some(plugin) = plugins
             .iter()
-            .find(|p| p.running.load().as_ref().is_some_and(|r| r.token == token))
+            .find(|p| p.running.with(|r| r.is_some_and(|r| r.token == token)))
         else {
             return;
         };
@@ -824,10 +854,10 @@ impl HostShared {
     /// ascending priority and then load order. Quarantined plugins are included: dispatch
     /// reports them as failures.
     pub(crate) fn hook_participants(&self, hook: &str) -> Vec<(Arc<LoadedPlugin>, u32)> {
-        let plugins = self.plugins.load();
+        let plugins = self.table();
         let mut participants: Vec<(Arc<LoadedPlugin>, u32)> = plugins
             .iter()
-            .filter(|p| p.running.load().is_some())
+            .filter(|p| p.running.is_some())
             .filter_map(|p| {
                 let index = p.file.manifest.hooks.iter().position(|h| h.name == hook)?;
                 Some((p.clone(), u32::try_from(index).ok()?))
@@ -840,7 +870,7 @@ impl HostShared {
     /// Reports (and counts as faults) the calls into this host's plugins that are still running
     /// past their timeout.
     pub(crate) fn watchdog_scan(&self) {
-        let plugins = self.plugins.load();
+        let plugins = self.table();
         let find = |key: usize| plugins.iter().find(|p| p.key() == key);
         watchdog::scan(
             |key| find(key).map(|p| p.policy.call_timeout),
@@ -861,9 +891,9 @@ impl HostShared {
 
     /// Polls the health of every running, non-quarantined plugin.
     pub(crate) fn poll_all_health(&self) {
-        let plugins = self.plugins.load_full();
+        let plugins = self.table();
         for plugin in plugins.iter() {
-            if plugin.quarantined.load(Ordering::Acquire) || plugin.running.load().is_none() {
+            if plugin.quarantined.load(Ordering::Acquire) || !plugin.running.is_some() {
                 continue;
             }
             if let Err(e) = self.poll_health(plugin) {
@@ -876,7 +906,7 @@ impl HostShared {
     pub(crate) fn poll_health(&self, loaded: &LoadedPlugin) -> Result<Health, CallError> {
         let id = loaded.id().as_str();
         let health = match self.invoke(loaded, InvocationKind::HEALTH, 0, "health", &[]) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => airlock_abi::wire::parse(&bytes)
                 .map_err(|e| fail(id, "health", CallErrorCode::HandlerError, e.to_string()))?,
             Err(Invoked::Domain(message)) => Health::Error(message),
             Err(Invoked::Failed(code, message)) => return Err(fail(id, "health", code, message)),
@@ -928,7 +958,7 @@ impl HostShared {
             config: Mutex::new(config.clone()),
             policy: decision.policy,
             file,
-            running: ArcSwapOption::empty(),
+            running: Guarded::default(),
             state: Mutex::new(PluginState::Failed),
             last_token: Mutex::new(ContextToken {
                 slot: u32::MAX,
@@ -959,16 +989,10 @@ impl HostShared {
             Ok(file) => file,
             Err(mut refusal) => {
                 // Not readable as a plugin: whatever was loaded from this path keeps serving.
-                let previous = self
-                    .plugins
-                    .load()
-                    .iter()
-                    .find(|p| p.file.path == path)
-                    .cloned();
+                let previous = self.table().iter().find(|p| p.file.path == path).cloned();
                 let serving = previous.as_ref().and_then(|p| {
                     refusal.id = Some(p.id().clone());
                     p.running
-                        .load()
                         .is_some()
                         .then(|| p.generation.load(Ordering::SeqCst))
                 });
@@ -990,7 +1014,7 @@ impl HostShared {
         let current = self.find(id.as_str());
         let serving = current
             .as_ref()
-            .filter(|p| p.running.load().is_some())
+            .filter(|p| p.running.is_some())
             .map(|p| p.generation.load(Ordering::SeqCst));
         if let Some(old) = &current {
             if old.file.sha256 == file.sha256 && !force {
@@ -1034,13 +1058,9 @@ impl HostShared {
         plugin.load_time = started.elapsed();
         let plugin = Arc::new(plugin);
         let generation = plugin.generation.load(Ordering::SeqCst);
-        self.plugins.rcu(|table| {
-            let mut next = Vec::clone(table);
-            match next.iter().position(|p| p.id() == &id) {
-                Some(at) => next[at] = plugin.clone(),
-                None => next.push(plugin.clone()),
-            }
-            next
+        self.update_table(|table| match table.iter().position(|p| p.id() == &id) {
+            Some(at) => table[at] = plugin.clone(),
+            None => table.push(plugin.clone()),
         });
         // The swap is done: new calls reach the new generation. Drain and retire the old one.
         if let Some(old) = current {
@@ -1074,7 +1094,7 @@ impl HostShared {
         };
         let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
         let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {
                 refuse(
                     RefusalReason::ConfigInvalid,
                     format!("validate_config answered malformed JSON: {e}"),
@@ -1154,9 +1174,11 @@ impl HostShared {
                 ));
             }
         };
-        plugin
-            .running
-            .store(Some(Arc::new(Running { instance, token })));
+        drop(
+            plugin
+                .running
+                .replace(Some(Arc::new(Running { instance, token }))),
+        );
         *plugin.state.lock() = PluginState::Running;
         Ok(())
     }
@@ -1174,19 +1196,19 @@ impl HostShared {
     /// Tears the running instance down (if any) within the plugin's deadline and revokes its
     /// context; `after` is the state it is left in when teardown is clean.
     fn teardown(&self, plugin: &LoadedPlugin, after: PluginState) -> Option<TeardownRecord> {
-        let running = plugin.running.swap(None)?;
+        let retired = plugin.running.replace(None);
+        let token = retired.get()?.token;
         let started = Instant::now();
         let deadline = plugin.policy.shutdown_deadline;
-        let token = running.token;
         if let Some(entry) = context::entry(token) {
             entry.closing.store(true, Ordering::SeqCst);
         }
         // No timer or event runs after this: cancel them and wait for one in progress.
         let timers_done = self.timers.cancel_all(token, deadline);
         self.events.remove_all(token);
-        // Wait for the calls in flight on this instance (arc-swap turned their guards into
-        // counted references when the instance was swapped out).
-        let mut running = Some(running);
+        // Wait for the calls in flight on this instance: those reading it through the cell,
+        // then any holding a counted reference.
+        let mut running = retired.wait(deadline).ok().flatten();
         while running.as_ref().is_some_and(|r| Arc::strong_count(r) > 1)
             && started.elapsed() < deadline
         {
@@ -1243,12 +1265,7 @@ impl Host {
         let shared = &*self.shared;
         let _admin = shared.admin.lock();
         let mut report = LoadReport::default();
-        let loaded_ids: HashSet<PluginId> = shared
-            .plugins
-            .load()
-            .iter()
-            .map(|p| p.id().clone())
-            .collect();
+        let loaded_ids: HashSet<PluginId> = shared.table().iter().map(|p| p.id().clone()).collect();
         for checked in check(&shared.options)? {
             let entry = match checked {
                 Err(refusal) => PluginReport::refused(&refusal, None),
@@ -1273,11 +1290,7 @@ impl Host {
                                 format!("loaded in {:.2} ms", plugin.load_time.as_secs_f64() * 1e3),
                             );
                             let plugin = Arc::new(plugin);
-                            shared.plugins.rcu(|current| {
-                                let mut next = Vec::clone(current);
-                                next.push(plugin.clone());
-                                next
-                            });
+                            shared.update_table(|table| table.push(plugin));
                             entry
                         }
                         Err(refusal) => PluginReport::refused(&refusal, Some(version)),
@@ -1316,22 +1329,13 @@ impl Host {
             .with_id(&id));
         }
         let plugin = Arc::new(shared.load_one(checked)?);
-        shared.plugins.rcu(|current| {
-            let mut next = Vec::clone(current);
-            next.push(plugin.clone());
-            next
-        });
+        shared.update_table(|table| table.push(plugin));
         Ok(())
     }
 
     /// The loaded plugins, in load order.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        self.shared
-            .plugins
-            .load()
-            .iter()
-            .map(|p| self.info(p))
-            .collect()
+        self.shared.table().iter().map(|p| self.info(p)).collect()
     }
 
     /// One loaded plugin by id.
@@ -1407,12 +1411,14 @@ impl Host {
             shared: &self.shared,
             plugin: plugin.to_owned(),
             action: action.to_owned(),
-            resolved: ArcSwap::from_pointee(resolved),
+            resolved: Guarded::new(Some(Arc::new(resolved))),
         })
     }
 
     /// Calls `action` of `plugin` with JSON bytes the caller encoded; returns the answer's
-    /// bytes, or the domain error's message.
+    /// bytes, or the domain error's message. Empty bytes stand for `null` both ways: an action
+    /// returning `()` answers nothing (no allocation on either side); read answers with
+    /// [`airlock_abi::wire::parse`].
     ///
     /// # Errors
     ///
@@ -1678,7 +1684,7 @@ impl Host {
             .shared
             .invoke(&loaded, InvocationKind::HOOK, index, hook, &payload)
         {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => airlock_abi::wire::parse(&bytes)
                 .map_err(|e| fail(plugin, hook, CallErrorCode::HandlerError, e.to_string())),
             Err(Invoked::Domain(m)) => Err(fail(plugin, hook, CallErrorCode::HandlerError, m)),
             Err(Invoked::Failed(code, m)) => Err(fail(plugin, hook, code, m)),
@@ -1716,7 +1722,7 @@ impl Host {
     /// revoked when this returns.
     pub fn shutdown(&self) -> Vec<TeardownRecord> {
         let _admin = self.shared.admin.lock();
-        let plugins = self.shared.plugins.load_full();
+        let plugins = self.shared.table();
         plugins
             .iter()
             .rev()
@@ -1746,7 +1752,7 @@ fn json_call(
     let input = serde_json::to_vec(input)
         .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
     match call(&input)? {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+        Ok(bytes) => airlock_abi::wire::parse(&bytes)
             .map(ActionOutcome::Ok)
             .map_err(|e| {
                 fail(
@@ -1765,7 +1771,7 @@ pub struct ActionHandle<'h> {
     shared: &'h HostShared,
     plugin: String,
     action: String,
-    resolved: ArcSwap<(Arc<LoadedPlugin>, usize)>,
+    resolved: Guarded<(Arc<LoadedPlugin>, usize)>,
 }
 
 impl std::fmt::Debug for ActionHandle<'_> {
@@ -1798,20 +1804,21 @@ impl ActionHandle<'_> {
     pub fn call_bytes(&self, input: &[u8]) -> Result<Result<Vec<u8>, String>, CallError> {
         let mut attempts = 0;
         loop {
-            let resolved = self.resolved.load();
-            let (loaded, index) = &**resolved;
-            match self.shared.call_index(loaded, *index, &self.action, input) {
-                Err(e)
-                    if e.code == CallErrorCode::Revoked
-                        && attempts < 8
-                        && self.shared.replaced(loaded) =>
-                {
-                    attempts += 1;
-                    self.resolved
-                        .store(Arc::new(self.shared.resolve(&self.plugin, &self.action)?));
-                }
-                result => return result,
+            let (result, retry) = self.resolved.with(|resolved| {
+                let Some((loaded, index)) = resolved else {
+                    return (Err(not_loaded(&self.plugin, &self.action)), false);
+                };
+                let result = self.shared.call_index(loaded, *index, &self.action, input);
+                let retry = matches!(&result, Err(e) if e.code == CallErrorCode::Revoked)
+                    && self.shared.replaced(loaded);
+                (result, retry)
+            });
+            if !retry || attempts >= 8 {
+                return result;
             }
+            attempts += 1;
+            let resolved = self.shared.resolve(&self.plugin, &self.action)?;
+            drop(self.resolved.replace(Some(Arc::new(resolved))));
         }
     }
 }

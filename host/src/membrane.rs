@@ -181,7 +181,7 @@ pub(crate) fn request(
             match host.call_bytes(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
-                        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                        airlock_abi::wire::parse(&bytes).unwrap_or(serde_json::Value::Null);
                     json(&serde_json::json!({"status": "ok", "data": data}))
                 }
                 Ok(Err(message)) => json(&serde_json::json!({"status": "error", "data": message})),

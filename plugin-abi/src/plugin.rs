@@ -4,6 +4,7 @@
 use std::fmt;
 
 use abi_stable::std_types::{RResult, RSlice, RStr};
+use serde::de::value::UnitDeserializer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -398,14 +399,23 @@ where
     use crate::ffi::{ErrorCode, PluginError};
     let name = name.to_owned();
     Box::new(move |plugin, input| {
-        let input: I = serde_json::from_slice(if input.is_empty() { b"null" } else { input })
-            .map_err(|e| {
+        // `null` (or nothing) needs no parser: most inputs of `()` and `Option` go this way.
+        let unit = (input.is_empty() || input == b"null")
+            .then(|| I::deserialize(UnitDeserializer::<serde::de::value::Error>::new()).ok())
+            .flatten();
+        let input: I = match unit {
+            Some(input) => input,
+            None => crate::wire::parse(input).map_err(|e| {
                 PluginError::new(
                     ErrorCode::BAD_INPUT,
                     format!("input of {what} {name:?} does not fit: {e}"),
                 )
-            })?;
+            })?,
+        };
         let output = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
+        if answers_null(&output) {
+            return Ok(Vec::new());
+        }
         serde_json::to_vec(&output).map_err(|e| {
             PluginError::new(
                 ErrorCode::HANDLER,
@@ -413,6 +423,20 @@ where
             )
         })
     })
+}
+
+/// Whether `value` is a zero-sized value whose JSON is `null` (`()`, unit structs): such an
+/// answer is sent as nothing, without an allocation.
+fn answers_null<T: Serialize>(value: &T) -> bool {
+    if std::mem::size_of::<T>() != 0 {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    let mut out = &mut buf[..];
+    serde_json::to_writer(&mut out, value).is_ok() && {
+        let written = 8 - out.len();
+        &buf[..written] == b"null"
+    }
 }
 
 pub(crate) type Handler<P> =
@@ -440,7 +464,8 @@ impl<P: 'static> Actions<P> {
 
     /// Registers `handler` for the action `name`. Its input is deserialized from the caller's
     /// JSON (an empty input is `null`, so `()` and `Option<T>` accept it); its output is
-    /// serialized back.
+    /// serialized back, and an output of `()` is sent as an empty answer, which callers read
+    /// as `null` ([`crate::wire::parse`]).
     pub fn add<I, O, F>(&mut self, name: &str, handler: F) -> &mut Self
     where
         I: DeserializeOwned,

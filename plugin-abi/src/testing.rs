@@ -602,7 +602,7 @@ impl<P: Plugin> Mocked<P> {
             .ok_or_else(|| MockError::NotFound(name.to_owned()))?;
         let input = serde_json::to_vec(input).map_err(|e| MockError::Codec(e.to_string()))?;
         match self.run(|p| handler(p, &input))? {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => crate::wire::parse(&bytes)
                 .map(Ok)
                 .map_err(|e| MockError::Codec(e.to_string())),
             Err(e) if e.code == ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),

@@ -2,7 +2,18 @@
 //! operation name and a JSON body each. Shared by the plugin-side wrappers and the host, so the
 //! two cannot drift apart.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// Parses the JSON of an answer or an input: empty bytes are `null` (an action that returns
+/// `()` answers nothing, and a caller may send nothing to an action that takes `()`).
+///
+/// # Errors
+///
+/// The bytes are not JSON of type `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes })
+}
 
 /// Service names, one per capability family.
 pub mod service {

@@ -1,4 +1,5 @@
-//! Stage 4, load: the one room of the host where `unsafe` lives.
+//! Stage 4, load: the one room of the host where `unsafe` lives (with [`hazard`], the
+//! reclamation scheme that lets calls use an instance without a reference count).
 //!
 //! A library that passed stages 1–3 is copied to a fresh shadow path (a new name *and* a new
 //! inode, or the dynamic linker would hand back a library it already has), opened with
@@ -11,6 +12,8 @@
 //! process-wide layout cache) cannot be enumerated, and unloading one that is still referenced
 //! crashes the host. A loaded library is retained for the life of the process and counted in
 //! [`retained`].
+
+pub(crate) mod hazard;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
