@@ -28,6 +28,7 @@ fn calls(c: &mut Criterion) {
     let raw = host.raw_entry("bench-noop").expect("loaded");
     let noop = host.action("bench-noop", "noop").expect("resolved");
     let json_action = host.action("bench-noop", "json").expect("resolved");
+    let bytes_action = host.action("bench-noop", "bytes").expect("resolved");
     let payload = payload();
     let payload_bytes = serde_json::to_vec(&payload).expect("json");
 
@@ -41,7 +42,8 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("json");
     g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
-    g.bench_function("raw_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("json_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
     g.bench_function("bare_serde", |b| {
         b.iter(|| {
             let bytes = serde_json::to_vec(black_box(&payload)).expect("json");

@@ -80,29 +80,58 @@ pub struct Checked {
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
     let mut seen: Vec<(PluginId, PathBuf)> = Vec::new();
     let mut out = Vec::new();
-    for candidate in discover(&options.dirs)? {
-        let checked = candidate
-            .and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
-            .and_then(|file| {
-                let id = &file.manifest.id;
-                if let Some((_, first)) = seen.iter().find(|(seen_id, _)| seen_id == id) {
-                    return Err(Refusal::new(
-                        &file.path,
-                        RefusalReason::DuplicateId,
-                        format!(
-                            "plugin id {id} is already provided by {}; remove one of the two files",
-                            first.display()
-                        ),
-                    )
-                    .with_id(id));
-                }
-                seen.push((id.clone(), file.path.clone()));
-                let decision = decide(&file, &options.policy, options.lock.as_ref())?;
-                Ok(Checked { file, decision })
-            });
+    // Reading and hashing are independent per file: spread them over the cores.
+    let read = parallel_map(discover(&options.dirs)?, |candidate| {
+        candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
+    });
+    for file in read {
+        let checked = file.and_then(|file| {
+            let id = &file.manifest.id;
+            if let Some((_, first)) = seen.iter().find(|(seen_id, _)| seen_id == id) {
+                return Err(Refusal::new(
+                    &file.path,
+                    RefusalReason::DuplicateId,
+                    format!(
+                        "plugin id {id} is already provided by {}; remove one of the two files",
+                        first.display()
+                    ),
+                )
+                .with_id(id));
+            }
+            seen.push((id.clone(), file.path.clone()));
+            let decision = decide(&file, &options.policy, options.lock.as_ref())?;
+            Ok(Checked { file, decision })
+        });
         out.push(checked);
     }
     Ok(out)
+}
+
+/// `f` over `items` on up to as many threads as there are cores; results in input order.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len());
+    if workers <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let len = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let results = Mutex::new(Vec::with_capacity(len));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some((i, item)) = queue.lock().next() else {
+                    break;
+                };
+                let result = f(item);
+                results.lock().push((i, result));
+            });
+        }
+    });
+    let mut results = results.into_inner();
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Stages 1–3 as a report.
@@ -917,11 +946,26 @@ impl HostShared {
 
     /// Stage 4 and 5 for one checked library.
     fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
+        let prepared = self.prepare_timed(checked)?;
+        self.start_prepared(prepared)
+    }
+
+    /// Stage 4 for a first load, timed.
+    fn prepare_timed(&self, checked: Checked) -> Result<(LoadedPlugin, Duration), Refusal> {
         let started = Instant::now();
-        let mut plugin = self.prepare(checked, None)?;
+        let plugin = self.prepare(checked, None)?;
+        Ok((plugin, started.elapsed()))
+    }
+
+    /// Stage 5 for a plugin [`HostShared::prepare_timed`] prepared.
+    fn start_prepared(
+        &self,
+        (mut plugin, prepare_time): (LoadedPlugin, Duration),
+    ) -> Result<LoadedPlugin, Refusal> {
+        let started = Instant::now();
         let config = plugin.config.lock().clone();
         self.start_instance(&plugin, &config, None)?;
-        plugin.load_time = started.elapsed();
+        plugin.load_time = prepare_time + started.elapsed();
         Ok(plugin)
     }
 
@@ -1266,24 +1310,35 @@ impl Host {
         let _admin = shared.admin.lock();
         let mut report = LoadReport::default();
         let loaded_ids: HashSet<PluginId> = shared.table().iter().map(|p| p.id().clone()).collect();
-        for checked in check(&shared.options)? {
-            let entry = match checked {
-                Err(refusal) => PluginReport::refused(&refusal, None),
-                Ok(checked) if loaded_ids.contains(&checked.file.manifest.id) => {
-                    let refusal = Refusal::new(
-                        &checked.file.path,
-                        RefusalReason::DuplicateId,
-                        format!(
-                            "plugin {} is already loaded in this host",
-                            checked.file.manifest.id
-                        ),
-                    )
-                    .with_id(&checked.file.manifest.id);
-                    PluginReport::refused(&refusal, Some(checked.file.manifest.version.to_string()))
-                }
-                Ok(checked) => {
-                    let version = checked.file.manifest.version.to_string();
-                    match shared.load_one(checked) {
+        // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
+        // in discovery order, so a plugin's `create` sees the plugins loaded before it.
+        let prepared = parallel_map(check(&shared.options)?, |checked| match checked {
+            Err(refusal) => Err((refusal, None)),
+            Ok(checked) if loaded_ids.contains(&checked.file.manifest.id) => {
+                let refusal = Refusal::new(
+                    &checked.file.path,
+                    RefusalReason::DuplicateId,
+                    format!(
+                        "plugin {} is already loaded in this host",
+                        checked.file.manifest.id
+                    ),
+                )
+                .with_id(&checked.file.manifest.id);
+                Err((refusal, Some(checked.file.manifest.version.to_string())))
+            }
+            Ok(checked) => {
+                let version = checked.file.manifest.version.to_string();
+                shared
+                    .prepare_timed(checked)
+                    .map_err(|refusal| (refusal, Some(version)))
+            }
+        });
+        for prepared in prepared {
+            let entry = match prepared {
+                Err((refusal, version)) => PluginReport::refused(&refusal, version),
+                Ok(prepared) => {
+                    let version = prepared.0.file.manifest.version.to_string();
+                    match shared.start_prepared(prepared) {
                         Ok(plugin) => {
                             let entry = ok_report(
                                 &plugin.file,

@@ -476,6 +476,20 @@ impl<P: 'static> Actions<P> {
         self.handlers.push((name.to_owned(), handler));
         self
     }
+
+    /// Registers `handler` for the action `name` as bytes in, bytes out: no JSON on either
+    /// side, for payloads that are not JSON or a plugin that parses them itself. Callers use
+    /// `call_bytes`; the host's JSON `call` works only if the answer is JSON.
+    pub fn add_bytes<F>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&P, &[u8]) -> Result<Vec<u8>, ActionError> + Send + Sync + 'static,
+    {
+        let handler: Handler<P> = Box::new(move |plugin, input| {
+            handler(plugin, input).map_err(ActionError::into_plugin_error)
+        });
+        self.handlers.push((name.to_owned(), handler));
+        self
+    }
 }
 
 /// What a hook handler answers. What each variant means depends on the hook's dispatch mode,

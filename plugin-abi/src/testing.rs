@@ -596,15 +596,27 @@ impl<P: Plugin> Mocked<P> {
         name: &str,
         input: &I,
     ) -> Result<Result<O, String>, MockError> {
+        let input = serde_json::to_vec(input).map_err(|e| MockError::Codec(e.to_string()))?;
+        match self.dispatch_bytes(handlers, name, &input)? {
+            Ok(bytes) => crate::wire::parse(&bytes)
+                .map(Ok)
+                .map_err(|e| MockError::Codec(e.to_string())),
+            Err(message) => Ok(Err(message)),
+        }
+    }
+
+    fn dispatch_bytes(
+        &self,
+        handlers: &[(String, Handler<P>)],
+        name: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, MockError> {
         let (_, handler) = handlers
             .iter()
             .find(|(n, _)| n == name)
             .ok_or_else(|| MockError::NotFound(name.to_owned()))?;
-        let input = serde_json::to_vec(input).map_err(|e| MockError::Codec(e.to_string()))?;
-        match self.run(|p| handler(p, &input))? {
-            Ok(bytes) => crate::wire::parse(&bytes)
-                .map(Ok)
-                .map_err(|e| MockError::Codec(e.to_string())),
+        match self.run(|p| handler(p, input))? {
+            Ok(bytes) => Ok(Ok(bytes)),
             Err(e) if e.code == ErrorCode::DOMAIN => Ok(Err(e.message.into_string())),
             Err(e) => Err(failed(e)),
         }
@@ -621,6 +633,20 @@ impl<P: Plugin> Mocked<P> {
         input: &I,
     ) -> Result<Result<O, String>, MockError> {
         self.dispatch(&self.actions, action, input)
+    }
+
+    /// Calls an action with bytes, as the host's `call_bytes` does (for actions registered
+    /// with [`crate::Actions::add_bytes`]); an empty answer stands for `null`.
+    ///
+    /// # Errors
+    ///
+    /// [`MockError`] as [`Mocked::call`].
+    pub fn call_bytes(
+        &self,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, MockError> {
+        self.dispatch_bytes(&self.actions, action, input)
     }
 
     /// Runs one of the plugin's hooks.
@@ -861,6 +887,10 @@ mod tests {
             actions.add("restored", |this: &Self, (): ()| {
                 Ok::<_, ActionError>(this.restored)
             });
+            actions.add("nothing", |_: &Self, (): ()| Ok::<_, ActionError>(()));
+            actions.add_bytes("reverse", |_: &Self, input: &[u8]| {
+                Ok(input.iter().rev().copied().collect())
+            });
         }
 
         fn hooks(hooks: &mut Hooks<Self>) {
@@ -892,7 +922,8 @@ mod tests {
     const MANIFEST: &str = r#"{"id": "everything", "version": "0.1.0",
         "capabilities": ["kv", "events.publish:t.*", "events.subscribe:t.*", "timers",
                          "secrets:token", "plugins.call:other"],
-        "actions": [{"name": "use"}, {"name": "restored"}], "hooks": [{"name": "h"}]}"#;
+        "actions": [{"name": "use"}, {"name": "restored"}, {"name": "nothing"}, {"name": "reverse"}],
+        "hooks": [{"name": "h"}]}"#;
 
     fn mock(host: MockHost) -> Mocked<Everything> {
         host.create::<Everything>().expect("created")
@@ -900,6 +931,39 @@ mod tests {
 
     fn call(m: &Mocked<Everything>, what: &str) -> Result<Result<Value, String>, MockError> {
         m.call::<_, Value>("use", &what)
+    }
+
+    #[test]
+    fn unit_answers_are_empty_and_bytes_actions_skip_json() {
+        let m = mock(MockHost::new(MANIFEST).expect("manifest"));
+        // `()` in, `()` out: nothing is parsed or allocated, and the empty answer reads as null.
+        assert_eq!(m.call_bytes("nothing", b"").expect("call"), Ok(Vec::new()));
+        assert_eq!(
+            m.call_bytes("nothing", b"null").expect("call"),
+            Ok(Vec::new())
+        );
+        assert_eq!(
+            m.call::<_, Value>("nothing", &()).expect("call"),
+            Ok(Value::Null)
+        );
+        // A value that is not null still does not fit `()`.
+        assert!(matches!(
+            m.call_bytes("nothing", br#"{"x": 1}"#),
+            Err(MockError::Failed {
+                code: "bad_input",
+                ..
+            })
+        ));
+        // `Option` answers keep their JSON.
+        assert_eq!(
+            m.call_bytes("restored", b"").expect("call"),
+            Ok(b"null".to_vec())
+        );
+        // Bytes in, bytes out, whatever they are.
+        assert_eq!(
+            m.call_bytes("reverse", b"\xffab").expect("call"),
+            Ok(b"ba\xff".to_vec())
+        );
     }
 
     #[test]

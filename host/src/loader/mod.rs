@@ -67,25 +67,32 @@ impl std::fmt::Debug for LoadedLibrary {
 pub(crate) fn load(file: &LibraryFile, shadow_dir: &Path) -> Result<LoadedLibrary, Refusal> {
     let id = &file.manifest.id;
     let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(id);
-    let shadow = write_shadow(file, shadow_dir).map_err(|e| {
-        refuse(
-            RefusalReason::LoadFailed,
-            format!(
-                "cannot write the shadow copy in {}: {e}",
-                shadow_dir.display()
-            ),
-        )
-    })?;
-    let opened = open(&shadow);
-    // The mapping keeps the inode alive; the name is no longer needed, and removing it now
-    // means nothing is left behind if the process is killed later.
-    let _ = fs::remove_file(&shadow);
-    let library = opened.map_err(|e| {
-        refuse(
-            RefusalReason::LoadFailed,
-            format!("the dynamic linker refused it: {e}"),
-        )
-    })?;
+    // A sealed in-memory copy where the system offers one; a shadow file otherwise (or if the
+    // dynamic linker cannot map the in-memory copy, as under a no-exec policy for memfds).
+    let library = match open_in_memory(file) {
+        Some(Ok(library)) => library,
+        _ => {
+            let shadow = write_shadow(file, shadow_dir).map_err(|e| {
+                refuse(
+                    RefusalReason::LoadFailed,
+                    format!(
+                        "cannot write the shadow copy in {}: {e}",
+                        shadow_dir.display()
+                    ),
+                )
+            })?;
+            let opened = open(&shadow);
+            // The mapping keeps the inode alive; the name is no longer needed, and removing it
+            // now means nothing is left behind if the process is killed later.
+            let _ = fs::remove_file(&shadow);
+            opened.map_err(|e| {
+                refuse(
+                    RefusalReason::LoadFailed,
+                    format!("the dynamic linker refused it: {e}"),
+                )
+            })?
+        }
+    };
     RETAINED_COUNT.fetch_add(1, Ordering::Relaxed);
     RETAINED_BYTES.fetch_add(file.len(), Ordering::Relaxed);
     let library = ManuallyDrop::new(library);
@@ -257,6 +264,70 @@ fn nul_terminated(name: &str) -> String {
     format!("{name}\0")
 }
 
+/// Loads the checked bytes from a sealed memfd: a new inode no one else can name, whose content
+/// cannot change after the seals (the bytes checked are the bytes loaded, whatever else runs
+/// as this user), and no file system work. `None` if the system offers no memfd.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_in_memory(file: &LibraryFile) -> Option<Result<libloading::Library, libloading::Error>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let name = std::ffi::CString::new(format!("airlock:{}", file.manifest.id)).ok()?;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; memfd_create reads it
+    // and returns a new descriptor or -1.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_EXEC) };
+    if fd < 0 {
+        // Kernels before 6.3 do not know MFD_EXEC (their memfds are executable anyway).
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    }
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nothing else.
+    let memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    (&memfd).write_all(&file.bytes).ok()?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS takes an integer argument; the descriptor is open.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return None;
+    }
+    let path = PathBuf::from(fd_path(
+        memfd.as_raw_fd(),
+        SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed),
+    ));
+    if fs::metadata(&path).is_err() {
+        return None; // no /proc
+    }
+    let opened = open(&path);
+    // The mapping keeps the memory alive; the descriptor is closed here.
+    drop(memfd);
+    Some(opened)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_in_memory(_: &LibraryFile) -> Option<Result<libloading::Library, libloading::Error>> {
+    None
+}
+
+/// `/proc/self/fd/<fd>`, spelled uniquely for `seq`. The dynamic linker hands back a library
+/// already loaded under the same name, and descriptor numbers are reused, so the name carries
+/// `seq` in binary as `./` (0) and `//` (1) path components, which path resolution ignores.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn fd_path(fd: i32, seq: u64) -> String {
+    let mut path = String::from("/proc/self/fd/");
+    let mut rest = seq;
+    loop {
+        path.push_str(if rest & 1 == 1 { "//" } else { "./" });
+        rest >>= 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    path.push_str(&fd.to_string());
+    path
+}
+
 fn write_shadow(file: &LibraryFile, dir: &Path) -> std::io::Result<PathBuf> {
     let seq = SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let name = format!(
@@ -292,4 +363,25 @@ fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
 fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
     // SAFETY: as for unix; Windows resolves imports at load time.
     unsafe { libloading::Library::new(path) }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_paths_are_unique_per_sequence_and_name_the_descriptor() {
+        let paths: std::collections::HashSet<String> =
+            (0..4096).map(|seq| fd_path(0, seq)).collect();
+        assert_eq!(paths.len(), 4096);
+        let own = fs::File::open("/proc/self/exe").expect("open");
+        use std::os::fd::AsRawFd;
+        let want = fs::metadata("/proc/self/exe").expect("meta");
+        for seq in [0, 1, 2, 1023, u64::MAX] {
+            let path = fd_path(own.as_raw_fd(), seq);
+            let got = fs::metadata(&path).expect(&path);
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((got.dev(), got.ino()), (want.dev(), want.ino()), "{path}");
+        }
+    }
 }

@@ -147,6 +147,40 @@ fn each_load_is_a_fresh_copy_with_fresh_statics() {
     assert!(first.retained_libraries().0 >= 2);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn libraries_are_mapped_from_sealed_memory_and_keep_no_descriptor() {
+    // The loaded copy is a memfd (named after the plugin), not a file anyone can reach; its
+    // descriptor is closed once the library is mapped.
+    let fds = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    let dir = TempPluginDir::with(&["hello"]);
+    let (warm, _) = dir.load("");
+    drop(warm);
+    let before = fds();
+    let hosts: Vec<_> = (0..5).map(|_| dir.load("").0).collect();
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let mapped = maps
+        .lines()
+        .filter(|l| l.contains("/memfd:airlock:hello"))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|perms| perms.contains('x'))
+        })
+        .count();
+    assert!(
+        mapped >= 5,
+        "executable memfd mappings of hello: {mapped}\n{maps}"
+    );
+    // Each host holds its own descriptors (audit log, data); loading added none for libraries.
+    drop(hosts);
+    assert!(
+        fds() <= before,
+        "descriptors: {before} before, {} after",
+        fds()
+    );
+}
+
 #[test]
 fn layouts_the_host_does_not_expect_are_refused_at_load() {
     // A first field of another type, and a root module with one field fewer than the host's:
