@@ -115,19 +115,37 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
+    let (rss_before, retained_before) = (rss_kib(), host.retained_libraries().0);
     g.bench_function("forced", |b| b.iter(|| host.reload("bench-noop").expect("known")));
     g.finish();
+    let generations = host.retained_libraries().0 - retained_before;
+    let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
     let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");
+    let mut figures = match callbacks {
+        airlock::ActionOutcome::Ok(v) => v,
+        airlock::ActionOutcome::Error(e) => json!({"error": e}),
+    };
+    figures["reload_generations"] = json!(generations);
+    figures["rss_per_generation_kib"] = json!(rss_per_generation_kib);
+    figures["library_kib"] = json!(std::fs::metadata(airlock_bench::plugin()).map_or(0, |m| m.len() / 1024));
     std::fs::write(
         std::env::var("AIRLOCK_BENCH_OUT").unwrap_or_else(|_| "target/bench-callbacks.json".to_owned()),
-        serde_json::to_vec(&match callbacks {
-            airlock::ActionOutcome::Ok(v) => v,
-            airlock::ActionOutcome::Error(e) => json!({"error": e}),
-        })
-        .expect("json"),
+        serde_json::to_vec(&figures).expect("json"),
     )
     .expect("write the callback figures");
+}
+
+/// This process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Sets the CPU affinity of every thread of this process (`taskset -a -p`).

@@ -27,6 +27,8 @@ pub struct LibraryFile {
     pub sha256: String,
     /// The raw manifest block bytes.
     pub(crate) block_bytes: Vec<u8>,
+    /// Where the last loadable segment ends in the file: what the dynamic linker maps.
+    pub(crate) loadable_end: u64,
     /// The parsed block: provenance and manifest text.
     pub block: ManifestBlock,
     /// The validated manifest.
@@ -110,7 +112,7 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
 /// As [`read_library`], for everything after reading.
 pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
-    let (block_bytes, block) =
+    let (block_bytes, block, loadable_end) =
         check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
     let manifest = Manifest::from_json(&block.manifest_json)
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
@@ -120,6 +122,7 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         bytes,
         sha256,
         block_bytes,
+        loadable_end,
         block,
         manifest,
     })
@@ -155,7 +158,7 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
 type Stage2Error = (RefusalReason, String);
 
 /// Checks the object structure and returns the manifest block.
-fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock), Stage2Error> {
+fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64), Stage2Error> {
     let format = detect_format(bytes)?;
     if let Some(end) = claimed_header_extent(bytes) {
         if end > bytes.len() as u64 {
@@ -195,8 +198,10 @@ fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock), Stage2Error> {
             ),
         ));
     }
+    let mut loadable_end = 0;
     for segment in obj.segments() {
         let (offset, size) = segment.file_range();
+        loadable_end = loadable_end.max(offset.saturating_add(size));
         if offset.saturating_add(size) > bytes.len() as u64 {
             return Err((
                 RefusalReason::Truncated,
@@ -259,7 +264,7 @@ fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock), Stage2Error> {
     }
     let block = ManifestBlock::parse(data)
         .map_err(|e| (RefusalReason::BadManifest, format!("manifest block: {e}")))?;
-    Ok((data[..block.len].to_vec(), block))
+    Ok((data[..block.len].to_vec(), block, loadable_end))
 }
 
 fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {

@@ -286,7 +286,14 @@ fn open_in_memory(file: &LibraryFile) -> Option<Result<libloading::Library, libl
     }
     // SAFETY: `fd` was just returned by memfd_create and is owned by nothing else.
     let memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    (&memfd).write_all(&file.bytes).ok()?;
+    // Only what the dynamic linker maps is written; the rest (debug info, symbol tables) stays a
+    // hole, so a retained generation holds in memory only its loadable bytes.
+    let loaded = usize::try_from(file.loadable_end)
+        .ok()
+        .filter(|&end| end > 0)
+        .map_or(file.bytes.len(), |end| end.min(file.bytes.len()));
+    (&memfd).write_all(&file.bytes[..loaded]).ok()?;
+    memfd.set_len(file.len() as u64).ok()?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: F_ADD_SEALS takes an integer argument; the descriptor is open.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
