@@ -897,8 +897,10 @@ impl HostShared {
     }
 
     /// Reports (and counts as faults) the calls into this host's plugins that are still running
-    /// past their timeout.
+    /// past their timeout, and frees retired values no call reads any more.
     pub(crate) fn watchdog_scan(&self) {
+        // Values retired while a call still read them are freed once it has moved on.
+        crate::loader::hazard::reclaim();
         let plugins = self.table();
         let find = |key: usize| plugins.iter().find(|p| p.key() == key);
         watchdog::scan(
