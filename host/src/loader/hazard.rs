@@ -316,22 +316,28 @@ impl<T: Send + Sync + 'static> Guarded<T> {
     /// passes; returns false on timeout. For a value still in the cell, this is "wait for the
     /// calls in flight".
     pub(crate) fn wait_readers(&self, value: &Arc<T>, deadline: Duration) -> bool {
-        let started = Instant::now();
-        let mut pending = readers_of(Arc::as_ptr(value).cast());
-        let mut pause = Duration::from_micros(20);
-        loop {
-            pending.retain(|(record, cleared)| {
-                record.still_reads(*cleared, Arc::as_ptr(value).cast())
-            });
-            if pending.is_empty() && self.slow.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if started.elapsed() >= deadline {
-                return false;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
+        wait_unread(Arc::as_ptr(value).cast(), deadline, || {
+            self.slow.load(Ordering::SeqCst) == 0
+        })
+    }
+}
+
+/// Waits until no thread that read `target` when this was called still reads it and `also`
+/// holds, or `deadline` passes; returns false on timeout.
+fn wait_unread(target: *const (), deadline: Duration, also: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    let mut pending = readers_of(target);
+    let mut pause = Duration::from_micros(20);
+    loop {
+        pending.retain(|(record, cleared)| record.still_reads(*cleared, target));
+        if pending.is_empty() && also() {
+            return true;
         }
+        if started.elapsed() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 
@@ -378,21 +384,11 @@ impl<T: Send + Sync + 'static> Retired<T> {
         let Some(value) = self.0.take() else {
             return Ok(None);
         };
-        let started = Instant::now();
-        let target: *const () = Arc::as_ptr(&value).cast();
-        let mut pending = readers_of(target);
-        let mut pause = Duration::from_micros(20);
-        loop {
-            pending.retain(|(record, cleared)| record.still_reads(*cleared, target));
-            if pending.is_empty() {
-                return Ok(Some(value));
-            }
-            if started.elapsed() >= deadline {
-                defer(value);
-                return Err(StillRead);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
+        if wait_unread(Arc::as_ptr(&value).cast(), deadline, || true) {
+            Ok(Some(value))
+        } else {
+            defer(value);
+            Err(StillRead)
         }
     }
 }
