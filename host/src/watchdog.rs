@@ -1,47 +1,166 @@
 //! The watchdog's view of calls in progress. Each thread that calls into a plugin publishes
-//! which plugin, and a sequence number for the call, in its own thread record (plain stores to
-//! a line no other thread writes); the call path never reads the clock. The watchdog thread of
-//! each host scans the records and times each call from the scan that first saw it, so a call
-//! is never reported early, and late by at most one scan interval. Native code cannot be
-//! pre-empted: an overrunning call is reported and counted as a fault, not stopped.
+//! which plugin, a sequence number for the call and how deeply it nests, in its own thread
+//! record (plain stores to a line no other thread writes); the call path never reads the clock.
+//! The watchdog thread of each host scans the records and times each call from the scan that
+//! first saw it, so a call is never reported early, and late by at most one scan interval.
+//! Native code cannot be pre-empted: an overrunning call is reported and counted as a fault,
+//! not stopped.
+//!
+//! The three published fields are one **seqlock**: the owner makes the version odd, fences,
+//! writes, and makes it even again; a scan reads the version, the fields, fences, and reads the
+//! version again, and uses the fields only when both versions are the same even number. A scan
+//! therefore never pairs one call's number with another call's plugin. A report names the call
+//! it is about (its number, at its nesting level), so an inner call can never pick up the
+//! report of the call around it, nor the other way round. The atomics come from
+//! [`crate::loader::sync`]: `scripts/loom.sh` model-checks this protocol.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use crate::loader::hazard::{self, ThreadRecord};
+use crate::loader::sync::{fence, AtomicU64, AtomicUsize, Ordering};
 
-/// How many nested calls of one thread the watchdogs remember.
-const MEMORY: usize = 16;
+/// How many nested calls of one thread the watchdogs time; deeper calls are not timed (plugin
+/// calls nest at most [`crate::host::MAX_CALL_DEPTH`] deep, far less than this).
+pub(crate) const NESTING: usize = 16;
 
-/// One thread's call in progress, in its thread record.
-#[derive(Debug, Default)]
+/// What one scan saw of a thread's innermost call in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// The plugin's watchdog key.
+    pub key: usize,
+    /// The call's number on this record; never 0.
+    pub seq: u64,
+    /// How many calls it nests in.
+    pub level: usize,
+}
+
+/// One thread's calls in progress, in its thread record.
+#[derive(Debug)]
 pub(crate) struct CallSlot {
+    /// Odd while the owner rewrites the three fields below.
+    version: AtomicU64,
     key: AtomicUsize,
-    /// The call's number on this thread; 0 when no call is in progress.
+    /// The innermost call's number; 0 when no call is in progress.
     seq: AtomicU64,
-    /// The last number handed out on this thread (written by the owner only).
+    level: AtomicUsize,
+    /// The last number handed out on this record (owner only; never reset, so numbers are
+    /// unique for the life of the record, across owners).
     last: AtomicU64,
-    reported: AtomicBool,
+    /// How many calls are in progress on this thread (owner only).
+    active: AtomicUsize,
+    /// Per nesting level: the number of the last call a watchdog reported at that level.
+    reported: [AtomicU64; NESTING],
     /// The watchdogs' memory of when they first saw each call still in progress, outermost
-    /// first (calls nest when plugins call plugins).
-    seen: Mutex<Vec<(u64, Instant)>>,
+    /// first.
+    seen: parking_lot::Mutex<Vec<(u64, Instant)>>,
+}
+
+impl Default for CallSlot {
+    fn default() -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            key: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            level: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            reported: std::array::from_fn(|_| AtomicU64::new(0)),
+            seen: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl CallSlot {
-    /// Forgets everything (the thread that owned the record has exited).
+    /// Publishes the innermost call (owner only).
+    fn publish(&self, call: Option<Published>) {
+        let (key, seq, level) = call.map_or((0, 0, 0), |c| (c.key, c.seq, c.level));
+        let version = self.version.load(Ordering::Relaxed);
+        self.version
+            .store(version.wrapping_add(1), Ordering::Relaxed);
+        // The odd version is visible before any field changes.
+        fence(Ordering::Release);
+        self.key.store(key, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Relaxed);
+        self.level.store(level, Ordering::Relaxed);
+        self.version
+            .store(version.wrapping_add(2), Ordering::Release);
+    }
+
+    /// What the owner last published (owner only: no other thread writes these).
+    fn own(&self) -> Option<Published> {
+        let seq = self.seq.load(Ordering::Relaxed);
+        (seq != 0).then(|| Published {
+            key: self.key.load(Ordering::Relaxed),
+            seq,
+            level: self.level.load(Ordering::Relaxed),
+        })
+    }
+
+    /// A consistent reading of the innermost call, `None` if there is none or the owner was
+    /// rewriting it (the next scan will see it).
+    pub(crate) fn snapshot(&self) -> Option<Published> {
+        let before = self.version.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return None;
+        }
+        let key = self.key.load(Ordering::Relaxed);
+        let seq = self.seq.load(Ordering::Relaxed);
+        let level = self.level.load(Ordering::Relaxed);
+        // The field loads complete before the version is read again.
+        fence(Ordering::Acquire);
+        if self.version.load(Ordering::Relaxed) != before || seq == 0 {
+            return None;
+        }
+        Some(Published { key, seq, level })
+    }
+
+    /// Marks call `call` reported; true the first time (for that call).
+    pub(crate) fn report(&self, call: Published) -> bool {
+        call.level < NESTING
+            && self.reported[call.level].swap(call.seq, Ordering::AcqRel) != call.seq
+    }
+
+    /// Starts a call into the plugin with watchdog key `key` (owner only); `None` past
+    /// [`NESTING`] levels (the call is then not timed).
+    pub(crate) fn enter(&self, key: usize) -> Option<Published> {
+        let level = self.active.load(Ordering::Relaxed);
+        self.active.store(level + 1, Ordering::Relaxed);
+        if level >= NESTING {
+            return None;
+        }
+        let seq = self.last.load(Ordering::Relaxed) + 1;
+        self.last.store(seq, Ordering::Relaxed);
+        let call = Published { key, seq, level };
+        self.publish(Some(call));
+        Some(call)
+    }
+
+    /// Ends the innermost call (owner only), publishing the call around it again.
+    pub(crate) fn exit(&self, outer: Option<Published>) {
+        let level = self.active.load(Ordering::Relaxed);
+        self.active
+            .store(level.saturating_sub(1), Ordering::Relaxed);
+        if level <= NESTING {
+            self.publish(outer);
+        }
+    }
+
+    /// Whether a watchdog reported `call` as overrunning.
+    pub(crate) fn was_reported(&self, call: Published) -> bool {
+        call.level < NESTING && self.reported[call.level].load(Ordering::Acquire) == call.seq
+    }
+
+    /// Forgets the calls in progress (the thread that owned the record has exited).
     pub(crate) fn reset(&self) {
-        self.seq.store(0, Ordering::Release);
-        self.key.store(0, Ordering::Relaxed);
-        self.reported.store(false, Ordering::Relaxed);
+        self.active.store(0, Ordering::Relaxed);
+        self.publish(None);
         self.seen.lock().clear();
     }
 
     /// When a watchdog first saw call `seq` (now, if this is the first time).
     fn first_seen(&self, seq: u64, now: Instant) -> Instant {
         let mut seen = self.seen.lock();
-        // Numbers grow on a thread: entries above `seq` were nested calls that have ended.
+        // Numbers grow on a record: entries above `seq` were nested calls that have ended.
         while seen.last().is_some_and(|(s, _)| *s > seq) {
             seen.pop();
         }
@@ -49,7 +168,7 @@ impl CallSlot {
             Some((s, at)) if *s == seq => *at,
             _ => {
                 // Calls below `seq` may have ended too; keep the memory bounded.
-                if seen.len() >= MEMORY {
+                if seen.len() >= NESTING {
                     seen.remove(0);
                 }
                 seen.push((seq, now));
@@ -59,11 +178,12 @@ impl CallSlot {
     }
 }
 
-/// Marks a call in progress on this thread until dropped; restores an outer call's record
-/// (plugin-to-plugin calls nest).
+/// Marks a call in progress on this thread until dropped; publishes the call around it again
+/// when dropped (plugin-to-plugin calls nest).
 pub(crate) struct Watch {
     record: Option<&'static ThreadRecord>,
-    previous: (usize, u64, bool),
+    call: Option<Published>,
+    outer: Option<Published>,
 }
 
 impl Watch {
@@ -71,41 +191,36 @@ impl Watch {
     #[inline]
     pub(crate) fn enter(key: usize) -> Self {
         let record = hazard::this_thread();
-        let mut previous = (0, 0, false);
-        if let Some(slot) = record.map(|r| &r.watch) {
-            previous = (
-                slot.key.load(Ordering::Relaxed),
-                slot.seq.load(Ordering::Relaxed),
-                slot.reported.load(Ordering::Relaxed),
-            );
-            let seq = slot.last.load(Ordering::Relaxed) + 1;
-            slot.last.store(seq, Ordering::Relaxed);
-            slot.reported.store(false, Ordering::Relaxed);
-            slot.key.store(key, Ordering::Relaxed);
-            slot.seq.store(seq, Ordering::Release);
+        let (call, outer) = match record {
+            Some(record) => {
+                let outer = record.watch.own();
+                (record.watch.enter(key), outer)
+            }
+            None => (None, None),
+        };
+        Self {
+            record,
+            call,
+            outer,
         }
-        Self { record, previous }
     }
 
-    /// Whether the watchdog already reported this call as overrunning.
+    /// Whether the watchdog reported this very call as overrunning.
     #[inline]
     pub(crate) fn reported(&self) -> bool {
-        self.record
-            .is_some_and(|r| r.watch.reported.load(Ordering::Acquire))
+        match (self.record, self.call) {
+            (Some(record), Some(call)) => record.watch.was_reported(call),
+            _ => false,
+        }
     }
 }
 
 impl Drop for Watch {
     #[inline]
     fn drop(&mut self) {
-        let Some(slot) = self.record.map(|r| &r.watch) else {
-            return;
-        };
-        let (key, seq, reported) = self.previous;
-        slot.seq.store(0, Ordering::Release);
-        slot.key.store(key, Ordering::Relaxed);
-        slot.reported.store(reported, Ordering::Relaxed);
-        slot.seq.store(seq, Ordering::Release);
+        if let Some(record) = self.record {
+            record.watch.exit(self.outer);
+        }
     }
 }
 
@@ -118,21 +233,66 @@ pub(crate) fn scan(
     let now = Instant::now();
     hazard::each_record(|record| {
         let slot = &record.watch;
-        let seq = slot.seq.load(Ordering::Acquire);
-        if seq == 0 {
-            slot.seen.lock().clear();
-            return;
-        }
-        let key = slot.key.load(Ordering::Relaxed);
-        let Some(limit) = deadline(key) else {
+        let Some(call) = slot.snapshot() else {
+            if slot.seq.load(Ordering::Relaxed) == 0 {
+                slot.seen.lock().clear();
+            }
             return;
         };
-        let running = now.duration_since(slot.first_seen(seq, now));
-        if running > limit
-            && slot.seq.load(Ordering::Acquire) == seq
-            && !slot.reported.swap(true, Ordering::AcqRel)
-        {
-            report(key, running);
+        let Some(limit) = deadline(call.key) else {
+            return;
+        };
+        let running = now.duration_since(slot.first_seen(call.seq, now));
+        if running > limit && slot.report(call) {
+            report(call.key, running);
         }
     });
+}
+
+/// Model checks of the record protocol with loom (`scripts/loom.sh`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_scan_never_pairs_one_call_with_another_calls_plugin() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let slot = Arc::new(CallSlot::default());
+            let owner = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    // Call 1 into plugin 1; inside it, call 2 into plugin 2.
+                    let outer = slot.enter(1).expect("level 0");
+                    let inner = slot.enter(2).expect("level 1");
+                    let inner_reported = slot.was_reported(inner);
+                    slot.exit(Some(outer));
+                    slot.exit(None);
+                    inner_reported
+                })
+            };
+            // The scanner: whatever it sees is one whole call, and it reports plugin 1 only.
+            for _ in 0..2 {
+                if let Some(call) = slot.snapshot() {
+                    assert_eq!(
+                        call.key as u64, call.seq,
+                        "call {} torn: {call:?}",
+                        call.seq
+                    );
+                    assert_eq!(call.level as u64, call.seq - 1, "{call:?}");
+                    if call.key == 1 {
+                        slot.report(call);
+                    }
+                }
+            }
+            let inner_reported = owner.join().expect("owner");
+            assert!(
+                !inner_reported,
+                "the quick inner call picked up the outer call's report"
+            );
+        });
+    }
 }

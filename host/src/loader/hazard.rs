@@ -4,39 +4,46 @@
 //! A [`Guarded`] cell holds an `Arc<T>` for the writers and a raw pointer for the readers. A
 //! reader publishes the pointer it is about to use in a slot of its own thread's record (a
 //! plain store), fences, checks the cell still holds it, and uses it; when done it clears the
-//! slot. A writer that replaces the pointer waits until no thread's record holds the old one
-//! before it lets the old value go. The fence is asymmetric where the kernel offers
-//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: readers need only a compiler fence, and the
-//! (rare) writer issues the system call, which runs a full barrier on every thread of the
-//! process. Elsewhere both sides use a full fence.
+//! slot and bumps that slot's end count. Reads nest (a call, its host callback, a call to
+//! another plugin): each nesting level has a slot of its own, so a waiter watches **the exact
+//! slot** that named the value, never "some read of this thread ended".
+//!
+//! A writer that replaces the pointer waits until no slot that named the old value still holds
+//! the same read before it lets the old value go. The fence is asymmetric where the kernel
+//! offers `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: readers need only a compiler fence,
+//! and the (rare) writer issues the system call, which runs a full barrier on every thread of
+//! the process. Elsewhere both sides use a full fence. **The asymmetric fence is a pair or
+//! nothing**: if the system call fails once readers rely on it (a seccomp filter installed
+//! later, say), a writer-only fence could miss a hazard and free a value in use, so the process
+//! is aborted with a message instead.
 //!
 //! Each thread's record also carries its watchdog slot and its counter shard, so a call touches
 //! one thread-local record for all three. Records are leased to threads and handed to new
-//! threads when their owner exits; they are never freed.
+//! threads when their owner exits (with every slot cleared); they are never freed.
+//!
+//! The atomics come from [`super::sync`], so `scripts/loom.sh` model-checks this file as it is
+//! (nested reads, emptied cells, record hand-off, retiring while reading).
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{
-    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
-};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
+use super::sync::{fence, pause, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::watchdog::CallSlot;
 
 /// How deeply one thread's reads can nest (a plugin call, its host callback, a call to another
 /// plugin, ...); deeper reads take a slower path that clones the `Arc`.
-const DEPTH: usize = 8;
+pub(crate) const DEPTH: usize = 8;
 
 /// One thread's record: the pointers it is reading, its watchdog slot, its index.
 pub(crate) struct ThreadRecord {
     hazards: [AtomicPtr<()>; DEPTH],
-    /// How many hazards are in use; written by the owning thread only.
+    /// Per slot: how many reads in that slot have ended. Bumped (release) after the slot is
+    /// cleared, so a waiter that sees it move knows the read it saw there is over.
+    ends: [AtomicU64; DEPTH],
+    /// How many slots are in use; written by the owning thread only.
     depth: AtomicUsize,
-    /// Bumped whenever the owner clears a hazard, so a waiter can tell a read ended.
-    cleared: AtomicU64,
     leased: AtomicBool,
     /// The record's position in the registry: unique among live threads.
     index: usize,
@@ -44,42 +51,197 @@ pub(crate) struct ThreadRecord {
     pub(crate) watch: CallSlot,
 }
 
-static RECORDS: Mutex<Vec<&'static ThreadRecord>> = Mutex::new(Vec::new());
-
-struct Lease(&'static ThreadRecord);
-
-impl Lease {
-    fn acquire() -> Self {
-        let mut records = RECORDS.lock();
-        if let Some(free) = records.iter().find(|r| !r.leased.load(Ordering::Acquire)) {
-            free.leased.store(true, Ordering::Relaxed);
-            return Self(free);
-        }
-        let record: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord {
-            hazards: [const { AtomicPtr::new(ptr::null_mut()) }; DEPTH],
-            depth: AtomicUsize::new(0),
-            cleared: AtomicU64::new(0),
-            leased: AtomicBool::new(true),
-            index: records.len(),
-            watch: CallSlot::default(),
-        }));
-        records.push(record);
-        Self(record)
+impl std::fmt::Debug for ThreadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadRecord")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
+impl ThreadRecord {
+    fn new(index: usize) -> Self {
+        Self {
+            hazards: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            ends: std::array::from_fn(|_| AtomicU64::new(0)),
+            depth: AtomicUsize::new(0),
+            leased: AtomicBool::new(true),
+            index,
+            watch: CallSlot::default(),
+        }
+    }
+
+    /// Unique among the threads alive now; small numbers are reused.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Ends the read in slot `depth` (or withdraws a publication that never became a read).
+    fn end(&self, depth: usize) {
+        // Release: everything the read did happens before a writer sees the slot clear.
+        self.hazards[depth].store(ptr::null_mut(), Ordering::Release);
+        let ends = &self.ends[depth];
+        ends.store(
+            ends.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+    }
+
+    /// Whether slot `depth` still holds the read of `target` it held when its end count was
+    /// `ends`.
+    fn still_reads(&self, depth: usize, ends: u64, target: *const ()) -> bool {
+        self.ends[depth].load(Ordering::Acquire) == ends
+            && ptr::eq(self.hazards[depth].load(Ordering::Acquire), target)
+    }
+
+    /// Whether any slot names `address` (for reclamation).
+    fn names(&self, address: usize) -> bool {
+        self.hazards
+            .iter()
+            .any(|h| h.load(Ordering::Acquire) as usize == address)
+    }
+}
+
+/// The thread records and the values retired while still read: the process has one
+/// ([`Domain::global`]); a loom model makes its own.
+pub(crate) struct Domain {
+    records: Mutex<Vec<&'static ThreadRecord>>,
+    /// Values retired while still read: their address and the owning reference.
+    limbo: Mutex<Vec<(usize, Box<dyn Send>)>>,
+}
+
+impl Domain {
+    pub(crate) fn new() -> Self {
+        Self {
+            records: Mutex::new(Vec::new()),
+            limbo: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The process's domain.
+    pub(crate) fn global() -> &'static Self {
+        static GLOBAL: OnceLock<Domain> = OnceLock::new();
+        GLOBAL.get_or_init(Self::new)
+    }
+
+    /// Leases a record to the calling thread: a free one, or a new one.
+    pub(crate) fn acquire(&self) -> &'static ThreadRecord {
+        let mut records = self.records.lock();
+        if let Some(free) = records.iter().find(|r| !r.leased.load(Ordering::Acquire)) {
+            free.leased.store(true, Ordering::Relaxed);
+            return free;
+        }
+        let record: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord::new(records.len())));
+        records.push(record);
+        record
+    }
+
+    /// Hands `record` back. Its owner is exiting, between reads; every slot is cleared anyway
+    /// (and its end count bumped), so the next owner starts clean whatever happened before.
+    pub(crate) fn release(&self, record: &'static ThreadRecord) {
+        for depth in 0..DEPTH {
+            if !record.hazards[depth].load(Ordering::Relaxed).is_null() {
+                record.end(depth);
+            }
+        }
+        record.depth.store(0, Ordering::Relaxed);
+        record.watch.reset();
+        let _records = self.records.lock();
+        record.leased.store(false, Ordering::Release);
+    }
+
+    /// Calls `f` with every thread record (leased or not).
+    pub(crate) fn each_record(&self, mut f: impl FnMut(&'static ThreadRecord)) {
+        let records: Vec<&'static ThreadRecord> = self.records.lock().clone();
+        for record in records {
+            f(record);
+        }
+    }
+
+    /// The slots reading `target` now, each with its end count, after a heavy fence.
+    fn readers_of(&self, target: *const ()) -> Vec<(&'static ThreadRecord, usize, u64)> {
+        heavy_fence();
+        let mut readers = Vec::new();
+        self.each_record(|record| {
+            for depth in 0..DEPTH {
+                // The end count first: a read that ends after this moves it.
+                let ends = record.ends[depth].load(Ordering::Acquire);
+                if record.still_reads(depth, ends, target) {
+                    readers.push((record, depth, ends));
+                }
+            }
+        });
+        readers
+    }
+
+    /// Waits until no slot that read `target` when this was called still holds that read and
+    /// `also` holds, or `deadline` passes; returns false on timeout.
+    fn wait_unread(&self, target: *const (), deadline: Duration, also: impl Fn() -> bool) -> bool {
+        let started = Instant::now();
+        let mut pending = self.readers_of(target);
+        let mut nap = Duration::from_micros(20);
+        loop {
+            pending.retain(|(record, depth, ends)| record.still_reads(*depth, *ends, target));
+            if pending.is_empty() && also() {
+                return true;
+            }
+            if started.elapsed() >= deadline {
+                return false;
+            }
+            pause(nap);
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    fn defer<T: Send + Sync + 'static>(&self, value: Arc<T>) {
+        let address = Arc::as_ptr(&value).cast::<()>() as usize;
+        self.limbo.lock().push((address, Box::new(value)));
+        self.reclaim();
+    }
+
+    /// Frees the retired values no reader names any more. Runs whenever a value is retired and
+    /// from the host's supervisor.
+    pub(crate) fn reclaim(&self) {
+        let mut limbo = self.limbo.lock();
+        if limbo.is_empty() {
+            return;
+        }
+        heavy_fence();
+        let records: Vec<&'static ThreadRecord> = self.records.lock().clone();
+        let freed: Vec<_> = {
+            let (kept, freed): (Vec<_>, Vec<_>) = limbo
+                .drain(..)
+                .partition(|(address, _)| records.iter().any(|r| r.names(*address)));
+            *limbo = kept;
+            freed
+        };
+        drop(limbo);
+        // Dropped outside the lock: a value's destructor may retire other values.
+        drop(freed);
+    }
+}
+
+/// Frees the retired values of the process's domain that no reader names any more.
+pub(crate) fn reclaim() {
+    Domain::global().reclaim();
+}
+
+/// Calls `f` with every thread record of the process (leased or not).
+pub(crate) fn each_record(f: impl FnMut(&'static ThreadRecord)) {
+    Domain::global().each_record(f);
+}
+
+struct Lease(&'static ThreadRecord);
+
 impl Drop for Lease {
     fn drop(&mut self) {
-        // A thread exits between calls: its hazards are clear. Forget the record, then hand
-        // it on.
         let _ = RECORD.try_with(|cell| cell.set(None));
-        self.0.watch.reset();
-        self.0.leased.store(false, Ordering::Release);
+        Domain::global().release(self.0);
     }
 }
 
 thread_local! {
-    static LEASE: Lease = Lease::acquire();
+    static LEASE: Lease = Lease(Domain::global().acquire());
     /// The leased record, cached so the hot path reads one plain thread-local.
     static RECORD: Cell<Option<&'static ThreadRecord>> = const { Cell::new(None) };
 }
@@ -94,56 +256,67 @@ pub(crate) fn this_thread() -> Option<&'static ThreadRecord> {
     Some(record)
 }
 
-impl ThreadRecord {
-    /// Unique among the threads alive now; small numbers are reused.
-    pub(crate) fn index(&self) -> usize {
-        self.index
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+mod barrier {
+    const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+    /// Lets a test make the system call fail, as a seccomp filter installed later would.
+    #[cfg(test)]
+    pub(super) static FAIL: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    fn membarrier(command: libc::c_int) -> libc::c_long {
+        #[cfg(test)]
+        if command == MEMBARRIER_CMD_PRIVATE_EXPEDITED
+            && FAIL.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return -1;
+        }
+        // SAFETY: membarrier takes two integer arguments and touches no memory of ours; an
+        // unsupported command returns -1 with errno set.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                command,
+                0 as libc::c_uint,
+                0 as libc::c_int,
+            )
+        }
+    }
+
+    /// Whether the process can use the asymmetric fence (and is registered for it).
+    pub(super) fn available() -> bool {
+        let supported = membarrier(MEMBARRIER_CMD_QUERY);
+        supported >= 0
+            && supported & libc::c_long::from(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0
+            && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+    }
+
+    /// A full barrier on every running thread of the process, or false.
+    pub(super) fn all_threads() -> bool {
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0
     }
 }
 
-/// Calls `f` with every thread record (leased or not).
-pub(crate) fn each_record(mut f: impl FnMut(&'static ThreadRecord)) {
-    let records: Vec<&'static ThreadRecord> = RECORDS.lock().clone();
-    for record in records {
-        f(record);
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(loom))))]
+mod barrier {
+    pub(super) fn available() -> bool {
+        false
+    }
+
+    pub(super) fn all_threads() -> bool {
+        false
     }
 }
 
-const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
-const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
-const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
-
-/// Whether the heavy side of the fence is `membarrier`; settled before the first cell exists.
+/// Whether the heavy side of the fence is `membarrier`; settled before the first cell exists,
+/// and never changed after: readers rely on it.
 static ASYMMETRIC: OnceLock<bool> = OnceLock::new();
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn membarrier(command: libc::c_int) -> libc::c_long {
-    // SAFETY: membarrier takes two integer arguments and touches no memory of ours; an
-    // unsupported command returns -1 with errno set.
-    unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            command,
-            0 as libc::c_uint,
-            0 as libc::c_int,
-        )
-    }
-}
-
 fn asymmetric() -> bool {
-    *ASYMMETRIC.get_or_init(|| {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            let supported = membarrier(MEMBARRIER_CMD_QUERY);
-            supported >= 0
-                && supported & libc::c_long::from(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0
-                && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            false
-        }
-    })
+    *ASYMMETRIC.get_or_init(barrier::available)
 }
 
 /// The readers' side of the fence.
@@ -151,7 +324,7 @@ fn asymmetric() -> bool {
 fn light_fence() {
     // `asymmetric()` was settled when the first cell was made, before any reader could run.
     if ASYMMETRIC.get().copied().unwrap_or(false) {
-        compiler_fence(Ordering::SeqCst);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
     } else {
         fence(Ordering::SeqCst);
     }
@@ -160,9 +333,18 @@ fn light_fence() {
 /// The writers' side: after this, every reader's hazard published before it is visible, and
 /// every reader that publishes later sees what was stored before it.
 fn heavy_fence() {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if asymmetric() && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0 {
-        return;
+    if asymmetric() {
+        if barrier::all_threads() {
+            return;
+        }
+        // Readers fence with the compiler only: a full fence on this side alone would not order
+        // their hazards against this thread's loads, and a value could be freed under a call.
+        eprintln!(
+            "airlock: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after the process came \
+             to rely on it (was a seccomp filter installed after the host started?); aborting \
+             rather than risk freeing memory a plugin call is using"
+        );
+        std::process::abort();
     }
     fence(Ordering::SeqCst);
 }
@@ -173,6 +355,7 @@ pub(crate) struct Guarded<T> {
     owner: Mutex<Option<Arc<T>>>,
     /// Readers on the slow path (nesting deeper than the record holds).
     slow: AtomicUsize,
+    domain: &'static Domain,
 }
 
 impl<T> std::fmt::Debug for Guarded<T> {
@@ -189,22 +372,16 @@ impl<T: Send + Sync + 'static> Default for Guarded<T> {
     }
 }
 
-/// Clears a hazard when a read ends, panicking or not.
-struct Clear {
+/// Ends a read when dropped, panicking or not.
+struct EndRead {
     record: &'static ThreadRecord,
     depth: usize,
 }
 
-impl Drop for Clear {
+impl Drop for EndRead {
     fn drop(&mut self) {
-        let record = self.record;
-        // Release: everything the read did happens before a writer sees the slot clear.
-        record.hazards[self.depth].store(ptr::null_mut(), Ordering::Release);
-        record.depth.store(self.depth, Ordering::Relaxed);
-        record.cleared.store(
-            record.cleared.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
+        self.record.end(self.depth);
+        self.record.depth.store(self.depth, Ordering::Relaxed);
     }
 }
 
@@ -219,6 +396,11 @@ impl Drop for SlowRead<'_> {
 
 impl<T: Send + Sync + 'static> Guarded<T> {
     pub(crate) fn new(value: Option<Arc<T>>) -> Self {
+        Self::new_in(Domain::global(), value)
+    }
+
+    /// A cell whose readers and retired values belong to `domain`.
+    pub(crate) fn new_in(domain: &'static Domain, value: Option<Arc<T>>) -> Self {
         asymmetric();
         let ptr = value
             .as_ref()
@@ -227,6 +409,7 @@ impl<T: Send + Sync + 'static> Guarded<T> {
             ptr: AtomicPtr::new(ptr),
             owner: Mutex::new(value),
             slow: AtomicUsize::new(0),
+            domain,
         }
     }
 
@@ -234,31 +417,48 @@ impl<T: Send + Sync + 'static> Guarded<T> {
     /// replacing it keeps it alive until then (see [`Retired`]).
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
-        if let Some(record) = this_thread() {
+        self.with_record(this_thread(), f)
+    }
+
+    /// [`Guarded::with`] publishing in `record` (the calling thread's own record).
+    #[inline]
+    pub(crate) fn with_record<R>(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        f: impl FnOnce(Option<&T>) -> R,
+    ) -> R {
+        if let Some(record) = record {
             let depth = record.depth.load(Ordering::Relaxed);
             if depth < DEPTH {
                 let hazard = &record.hazards[depth];
                 let mut current = self.ptr.load(Ordering::Acquire);
+                if current.is_null() {
+                    return f(None);
+                }
                 loop {
-                    if current.is_null() {
-                        return f(None);
-                    }
                     hazard.store(current.cast(), Ordering::Relaxed);
                     light_fence();
                     let again = self.ptr.load(Ordering::Acquire);
                     if again == current {
                         break;
                     }
+                    if again.is_null() {
+                        // Emptied meanwhile: withdraw the publication before answering, or an
+                        // idle thread would look like a reader of the retired value forever.
+                        record.end(depth);
+                        return f(None);
+                    }
                     current = again;
                 }
                 record.depth.store(depth + 1, Ordering::Relaxed);
-                let _clear = Clear { record, depth };
+                let _end = EndRead { record, depth };
                 // SAFETY: `current` came from `Arc::as_ptr` of the value the cell held when this
-                // thread's hazard named it: the hazard was published (and fenced) before the
+                // thread's slot `depth` named it: the slot was published (and fenced) before the
                 // cell was read again and found unchanged. A writer takes the value out of the
-                // cell before it fences and scans the hazards (`Retired`), and keeps its
-                // `Arc` until no hazard names the pointer, so the value outlives this borrow,
-                // which ends before `_clear` clears the hazard.
+                // cell before it fences and scans the slots (`Retired`), and keeps its `Arc`
+                // until this very slot no longer holds this read (its end count moved, or it
+                // names another pointer), so the value outlives this borrow, which ends before
+                // `_end` clears the slot. Nested reads use deeper slots and never clear this one.
                 return f(Some(unsafe { &*current }));
             }
         }
@@ -308,7 +508,10 @@ impl<T: Send + Sync + 'static> Guarded<T> {
             .as_ref()
             .map_or(ptr::null_mut(), |v| Arc::as_ptr(v).cast_mut());
         self.ptr.store(ptr, Ordering::SeqCst);
-        Retired(std::mem::replace(owner, value))
+        Retired {
+            value: std::mem::replace(owner, value),
+            domain: self.domain,
+        }
     }
 
     /// Waits until every reader of `value` that started before this call has finished (new
@@ -316,78 +519,43 @@ impl<T: Send + Sync + 'static> Guarded<T> {
     /// passes; returns false on timeout. For a value still in the cell, this is "wait for the
     /// calls in flight".
     pub(crate) fn wait_readers(&self, value: &Arc<T>, deadline: Duration) -> bool {
-        wait_unread(Arc::as_ptr(value).cast(), deadline, || {
-            self.slow.load(Ordering::SeqCst) == 0
-        })
+        self.domain
+            .wait_unread(Arc::as_ptr(value).cast(), deadline, || {
+                self.slow.load(Ordering::SeqCst) == 0
+            })
     }
-}
-
-/// Waits until no thread that read `target` when this was called still reads it and `also`
-/// holds, or `deadline` passes; returns false on timeout.
-fn wait_unread(target: *const (), deadline: Duration, also: impl Fn() -> bool) -> bool {
-    let started = Instant::now();
-    let mut pending = readers_of(target);
-    let mut pause = Duration::from_micros(20);
-    loop {
-        pending.retain(|(record, cleared)| record.still_reads(*cleared, target));
-        if pending.is_empty() && also() {
-            return true;
-        }
-        if started.elapsed() >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(1));
-    }
-}
-
-impl ThreadRecord {
-    /// Whether this record still holds the read of `target` it held when `cleared` was read.
-    fn still_reads(&self, cleared: u64, target: *const ()) -> bool {
-        self.cleared.load(Ordering::Acquire) == cleared
-            && self
-                .hazards
-                .iter()
-                .any(|h| ptr::eq(h.load(Ordering::Acquire), target))
-    }
-}
-
-/// The records reading `target` now, each with its `cleared` count, after a heavy fence.
-fn readers_of(target: *const ()) -> Vec<(&'static ThreadRecord, u64)> {
-    heavy_fence();
-    let mut readers = Vec::new();
-    each_record(|record| {
-        // Read `cleared` first: a read that ends after this bumps it.
-        let cleared = record.cleared.load(Ordering::Acquire);
-        if record.still_reads(cleared, target) {
-            readers.push((record, cleared));
-        }
-    });
-    readers
 }
 
 /// A value taken out of a [`Guarded`] cell that readers may still be using. Dropping it frees
 /// the value once no reader uses it (at once, or later from [`reclaim`]).
 #[must_use = "dropping a retired value defers it; wait() to know it is no longer read"]
-pub(crate) struct Retired<T: Send + Sync + 'static>(Option<Arc<T>>);
+pub(crate) struct Retired<T: Send + Sync + 'static> {
+    value: Option<Arc<T>>,
+    domain: &'static Domain,
+}
 
 impl<T: Send + Sync + 'static> Retired<T> {
     /// The retired value.
     pub(crate) fn get(&self) -> Option<&Arc<T>> {
-        self.0.as_ref()
+        self.value.as_ref()
     }
 
-    /// Waits until no reader uses the value, up to `deadline`. `Ok` hands the value back (it
-    /// may be dropped or unwrapped); `Err` means readers still used it at the deadline, and it
-    /// is left to [`reclaim`].
+    /// Waits until no reader uses the value, up to `deadline`: no slot holds a read of it and
+    /// no slow-path reader holds a counted reference. `Ok` hands the value back, the only
+    /// reference left (it may be dropped or unwrapped); `Err` means it was still read at the
+    /// deadline, and it is left to [`reclaim`].
     pub(crate) fn wait(mut self, deadline: Duration) -> Result<Option<Arc<T>>, StillRead> {
-        let Some(value) = self.0.take() else {
+        let Some(value) = self.value.take() else {
             return Ok(None);
         };
-        if wait_unread(Arc::as_ptr(&value).cast(), deadline, || true) {
+        let only = || Arc::strong_count(&value) == 1;
+        if self
+            .domain
+            .wait_unread(Arc::as_ptr(&value).cast(), deadline, only)
+        {
             Ok(Some(value))
         } else {
-            defer(value);
+            self.domain.defer(value);
             Err(StillRead)
         }
     }
@@ -395,8 +563,8 @@ impl<T: Send + Sync + 'static> Retired<T> {
 
 impl<T: Send + Sync + 'static> Drop for Retired<T> {
     fn drop(&mut self) {
-        if let Some(value) = self.0.take() {
-            defer(value);
+        if let Some(value) = self.value.take() {
+            self.domain.defer(value);
         }
     }
 }
@@ -405,46 +573,7 @@ impl<T: Send + Sync + 'static> Drop for Retired<T> {
 #[derive(Debug)]
 pub(crate) struct StillRead;
 
-/// Values retired while still read: their address and the owning reference.
-static LIMBO: Mutex<Vec<(usize, Box<dyn Send>)>> = Mutex::new(Vec::new());
-
-fn defer<T: Send + Sync + 'static>(value: Arc<T>) {
-    let address = Arc::as_ptr(&value).cast::<()>() as usize;
-    LIMBO.lock().push((address, Box::new(value)));
-    reclaim();
-}
-
-/// Frees the retired values no reader uses any more. Runs whenever a value is retired and
-/// from the host's supervisor.
-pub(crate) fn reclaim() {
-    let mut limbo = LIMBO.lock();
-    if limbo.is_empty() {
-        return;
-    }
-    heavy_fence();
-    let mut read = Vec::new();
-    each_record(|record| {
-        read.extend(
-            record
-                .hazards
-                .iter()
-                .map(|h| h.load(Ordering::Acquire) as usize)
-                .filter(|&p| p != 0),
-        );
-    });
-    let freed: Vec<_> = {
-        let (kept, freed): (Vec<_>, Vec<_>) = limbo
-            .drain(..)
-            .partition(|(address, _)| read.contains(address));
-        *limbo = kept;
-        freed
-    };
-    drop(limbo);
-    // Dropped outside the lock: a value's destructor may retire other values.
-    drop(freed);
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -457,29 +586,50 @@ mod tests {
         }
     }
 
+    /// Blocks a reader thread inside `cell.with` until released.
+    struct Reader {
+        entered: Arc<AtomicBool>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl Reader {
+        fn new() -> Self {
+            Self {
+                entered: Arc::new(AtomicBool::new(false)),
+                release: Arc::new(AtomicBool::new(false)),
+            }
+        }
+
+        fn wait_entered(&self) {
+            while !self.entered.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        }
+
+        fn hold(&self) {
+            self.entered.store(true, Ordering::SeqCst);
+            while !self.release.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     #[test]
     fn a_retired_value_outlives_its_readers_and_new_readers_see_the_new_one() {
         let dropped = Arc::new(AtomicUsize::new(0));
         let cell = Arc::new(Guarded::new(Some(Arc::new(Counted(1, dropped.clone())))));
-        let (entered, release) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
+        let gate = Reader::new();
         let reader = {
-            let (cell, entered, release) = (cell.clone(), entered.clone(), release.clone());
+            let (cell, entered, release) =
+                (cell.clone(), gate.entered.clone(), gate.release.clone());
             std::thread::spawn(move || {
                 cell.with(|v| {
-                    entered.store(true, Ordering::SeqCst);
-                    while !release.load(Ordering::SeqCst) {
-                        std::thread::yield_now();
-                    }
+                    Reader { entered, release }.hold();
                     v.map(|v| v.0)
                 })
             })
         };
-        while !entered.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
+        gate.wait_entered();
         let retired = cell.replace(Some(Arc::new(Counted(2, dropped.clone()))));
         assert!(
             retired.wait(Duration::from_millis(30)).is_err(),
@@ -492,7 +642,7 @@ mod tests {
         );
         // New readers see the new value.
         assert_eq!(cell.with(|v| v.map(|v| v.0)), Some(2));
-        release.store(true, Ordering::SeqCst);
+        gate.release.store(true, Ordering::SeqCst);
         assert_eq!(reader.join().expect("reader"), Some(1));
         reclaim();
         assert_eq!(
@@ -502,6 +652,39 @@ mod tests {
         );
         let last = cell.replace(None).wait(Duration::from_secs(1));
         assert!(last.is_ok_and(|v| v.is_some_and(|v| Arc::strong_count(&v) == 1)));
+    }
+
+    /// The use-after-free of the first version: an inner read ending (a host callback during a
+    /// call) made a waiter believe the outer read (the call) had ended.
+    #[test]
+    fn an_inner_read_ending_does_not_end_the_outer_read() {
+        let outer = Arc::new(Guarded::new(Some(Arc::new(1u32))));
+        let inner = Arc::new(Guarded::new(Some(Arc::new(2u32))));
+        let gate = Reader::new();
+        let reader = {
+            let (outer, inner, entered, release) = (
+                outer.clone(),
+                inner.clone(),
+                gate.entered.clone(),
+                gate.release.clone(),
+            );
+            std::thread::spawn(move || {
+                outer.with(|v| {
+                    // A nested read that begins and ends while the outer one goes on.
+                    inner.with(|i| std::hint::black_box(i.copied()));
+                    Reader { entered, release }.hold();
+                    v.copied()
+                })
+            })
+        };
+        gate.wait_entered();
+        let retired = outer.replace(None);
+        assert!(
+            retired.wait(Duration::from_millis(50)).is_err(),
+            "the outer read is still going on: its value must not be handed back"
+        );
+        gate.release.store(true, Ordering::SeqCst);
+        assert_eq!(reader.join().expect("reader"), Some(1));
     }
 
     #[test]
@@ -528,6 +711,44 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_path_reader_holds_a_retired_value_until_it_ends() {
+        // Nest deeper than the record holds, so the innermost read clones the Arc; retiring
+        // that value must wait for it like for any other reader.
+        let cells: Vec<Arc<Guarded<usize>>> = (0..=DEPTH)
+            .map(|i| Arc::new(Guarded::new(Some(Arc::new(i)))))
+            .collect();
+        let gate = Reader::new();
+        let reader = {
+            let (cells, entered, release) =
+                (cells.clone(), gate.entered.clone(), gate.release.clone());
+            std::thread::spawn(move || {
+                fn nest(cells: &[Arc<Guarded<usize>>], at_bottom: &dyn Fn()) {
+                    match cells.split_first() {
+                        None => at_bottom(),
+                        Some((first, rest)) => first.with(|_| nest(rest, at_bottom)),
+                    }
+                }
+                nest(&cells, &|| {
+                    Reader {
+                        entered: entered.clone(),
+                        release: release.clone(),
+                    }
+                    .hold()
+                });
+            })
+        };
+        gate.wait_entered();
+        let deepest = cells.last().expect("cells");
+        let retired = deepest.replace(None);
+        assert!(
+            retired.wait(Duration::from_millis(50)).is_err(),
+            "a slow-path reader still uses the value"
+        );
+        gate.release.store(true, Ordering::SeqCst);
+        reader.join().expect("reader");
+    }
+
+    #[test]
     fn reads_nest_deeper_than_the_record_and_stay_correct() {
         fn nest(cells: &[Guarded<usize>]) -> usize {
             match cells.split_first() {
@@ -545,5 +766,240 @@ mod tests {
             .hazards
             .iter()
             .all(|h| h.load(Ordering::Relaxed).is_null()));
+    }
+
+    #[test]
+    fn a_record_handed_on_starts_clean() {
+        let domain: &'static Domain = Box::leak(Box::new(Domain::new()));
+        let record = domain.acquire();
+        // Its owner exits with a slot still set (it must not happen, but must not carry over).
+        record.hazards[3].store(ptr::NonNull::<()>::dangling().as_ptr(), Ordering::Relaxed);
+        record.depth.store(4, Ordering::Relaxed);
+        domain.release(record);
+        let next = domain.acquire();
+        assert!(ptr::eq(next, record), "the free record is reused");
+        assert_eq!(next.depth.load(Ordering::Relaxed), 0);
+        assert!(next
+            .hazards
+            .iter()
+            .all(|h| h.load(Ordering::Relaxed).is_null()));
+    }
+
+    /// Runs in a child process (see below): makes membarrier fail after the process relies on
+    /// it, then retires a value.
+    #[test]
+    fn child_membarrier_failure() {
+        if std::env::var_os("AIRLOCK_TEST_MEMBARRIER_CHILD").is_none() {
+            return;
+        }
+        let cell = Guarded::new(Some(Arc::new(1u32)));
+        barrier_fail();
+        drop(cell.replace(None).wait(Duration::from_millis(10)));
+        println!("survived a writer-only fence");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn barrier_fail() {
+        barrier::FAIL.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn barrier_fail() {}
+
+    #[test]
+    fn a_failing_membarrier_aborts_instead_of_fencing_one_side() {
+        if !asymmetric() {
+            // Both sides use full fences here: a failure cannot unpair them.
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let output = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "loader::hazard::tests::child_membarrier_failure",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AIRLOCK_TEST_MEMBARRIER_CHILD", "1")
+            .output()
+            .expect("run the child");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && !stdout.contains("survived"),
+            "the child went on after the fence failed: {stdout}"
+        );
+        assert!(stderr.contains("membarrier"), "no reason given: {stderr}");
+    }
+}
+
+/// Model checks of the scheme with loom (`scripts/loom.sh`): every interleaving of the
+/// readers' and writers' steps, under the C11 memory model, within a preemption bound.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::atomic::AtomicBool as LoomBool;
+
+    /// A value that knows whether the writer has destroyed it.
+    struct Probe {
+        alive: LoomBool,
+    }
+
+    impl Probe {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                alive: LoomBool::new(true),
+            })
+        }
+    }
+
+    fn domain() -> &'static Domain {
+        Box::leak(Box::new(Domain::new()))
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(f);
+    }
+
+    /// The writer's side of teardown: retire, wait for the readers, destroy.
+    fn retire_and_destroy(cell: &Guarded<Probe>) {
+        if let Ok(Some(value)) = cell.replace(None).wait(Duration::MAX) {
+            value.alive.store(false, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn retiring_while_reading() {
+        model(|| {
+            let domain = domain();
+            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let record = domain.acquire();
+            let reader = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    cell.with_record(Some(record), |v| {
+                        if let Some(v) = v {
+                            assert!(v.alive.load(Ordering::SeqCst), "read after destroy");
+                        }
+                    });
+                })
+            };
+            retire_and_destroy(&cell);
+            reader.join().expect("reader");
+        });
+    }
+
+    #[test]
+    fn an_inner_read_ending_does_not_end_the_outer_one() {
+        model(|| {
+            let domain = domain();
+            let outer = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let inner = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let record = domain.acquire();
+            let reader = {
+                let (outer, inner) = (outer.clone(), inner.clone());
+                loom::thread::spawn(move || {
+                    outer.with_record(Some(record), |v| {
+                        inner.with_record(Some(record), |i| assert!(i.is_some()));
+                        if let Some(v) = v {
+                            assert!(v.alive.load(Ordering::SeqCst), "outer read after destroy");
+                        }
+                    });
+                })
+            };
+            retire_and_destroy(&outer);
+            reader.join().expect("reader");
+        });
+    }
+
+    #[test]
+    fn a_read_of_an_emptied_cell_leaves_no_hazard() {
+        model(|| {
+            let domain = domain();
+            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let record = domain.acquire();
+            let reader = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    cell.with_record(Some(record), |v| {
+                        if let Some(v) = v {
+                            assert!(v.alive.load(Ordering::SeqCst));
+                        }
+                    });
+                })
+            };
+            retire_and_destroy(&cell);
+            reader.join().expect("reader");
+            for (depth, hazard) in record.hazards.iter().enumerate() {
+                assert!(
+                    hazard.load(Ordering::SeqCst).is_null(),
+                    "slot {depth} still names a value after the read"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_record_handed_to_a_new_thread() {
+        model(|| {
+            let domain = domain();
+            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let first = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    let record = domain.acquire();
+                    cell.with_record(Some(record), |_| {});
+                    domain.release(record);
+                })
+            };
+            let second = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    let record = domain.acquire();
+                    cell.with_record(Some(record), |v| {
+                        if let Some(v) = v {
+                            assert!(v.alive.load(Ordering::SeqCst), "read after destroy");
+                        }
+                    });
+                    domain.release(record);
+                })
+            };
+            retire_and_destroy(&cell);
+            first.join().expect("first");
+            second.join().expect("second");
+        });
+    }
+
+    #[test]
+    fn waiting_for_the_readers_of_a_value_still_in_the_cell() {
+        // Revoking a grant: the value stays; the calls in flight when the wait began end
+        // before it returns.
+        model(|| {
+            let domain = domain();
+            let value = Probe::new();
+            let cell = Arc::new(Guarded::new_in(domain, Some(value.clone())));
+            let done = Arc::new(LoomBool::new(false));
+            let record = domain.acquire();
+            let reader = {
+                let (cell, done) = (cell.clone(), done.clone());
+                loom::thread::spawn(move || {
+                    cell.with_record(Some(record), |v| {
+                        // A call that still saw the grant ends before the wait returns.
+                        if v.is_some_and(|v| v.alive.load(Ordering::SeqCst)) {
+                            assert!(
+                                !done.load(Ordering::SeqCst),
+                                "allowed after the revocation returned"
+                            );
+                        }
+                    });
+                })
+            };
+            value.alive.store(false, Ordering::SeqCst);
+            assert!(cell.wait_readers(&value, Duration::MAX));
+            done.store(true, Ordering::SeqCst);
+            reader.join().expect("reader");
+        });
     }
 }

@@ -14,6 +14,7 @@
 //! [`retained`].
 
 pub(crate) mod hazard;
+pub(crate) mod sync;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
