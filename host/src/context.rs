@@ -195,8 +195,8 @@ pub(crate) fn entry(token: ContextToken) -> Option<Arc<ContextEntry>> {
 
 /// Revokes the context of `token`: from the moment this returns, every host function answers
 /// the token with `Revoked`, and every call that was in flight has finished (or overran
-/// [`DRAIN_DEADLINE`]). Returns false if it was already revoked. Safe to race with calls.
-pub(crate) fn revoke(token: ContextToken) -> bool {
+/// `deadline`). Returns false if it was already revoked. Safe to race with calls.
+pub(crate) fn revoke(token: ContextToken, deadline: Duration) -> bool {
     let Some(slot) = TABLE.slot(token.slot) else {
         return false;
     };
@@ -210,8 +210,11 @@ pub(crate) fn revoke(token: ContextToken) -> bool {
     let Some(retired) = slot.entry.replace_if(&current, None) else {
         return false;
     };
-    if retired.wait(DRAIN_DEADLINE).is_err() {
+    if retired.wait(deadline).is_err() {
+        // The slot is not reused while a call may still be reading its old entry: a thread that
+        // outlives teardown keeps answering `Revoked` from its own, retired entry.
         tracing::warn!(plugin = %current.plugin, "calls into the host were still in flight when the context was revoked");
+        return true;
     }
     TABLE.free.lock().push(token.slot);
     true
@@ -280,12 +283,35 @@ fn serve<T>(
     }));
     match result {
         Ok(r) => r.into(),
-        Err(_) => RResult::RErr(host_error(
-            HostErrorCode::INTERNAL,
-            "",
-            "the host panicked while serving the request",
-        )),
+        Err(payload) => {
+            drop_payload(payload);
+            RResult::RErr(host_error(
+                HostErrorCode::INTERNAL,
+                "",
+                "the host panicked while serving the request",
+            ))
+        }
     }
+}
+
+/// Drops a panic payload without letting a panicking destructor unwind into the plugin: a
+/// payload that panics on drop is leaked, and so is that second payload.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A string the plugin passed, checked: the plugin's side promises UTF-8, but a `&str` over
+/// other bytes would be undefined behaviour, so nothing here trusts it.
+fn text<'a>(what: &str, s: &RStr<'a>) -> Result<&'a str, HostError> {
+    std::str::from_utf8(s.as_rslice().as_slice()).map_err(|_| {
+        host_error(
+            HostErrorCode::BAD_REQUEST,
+            "",
+            &format!("the {what} is not valid UTF-8"),
+        )
+    })
 }
 
 extern "C" fn host_log(
@@ -305,7 +331,7 @@ extern "C" fn host_log(
             return Ok(());
         }
         let _span = entry.span.enter();
-        let message = message.as_str();
+        let message = String::from_utf8_lossy(message.as_rslice().as_slice());
         match level {
             LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
             LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
@@ -333,8 +359,8 @@ extern "C" fn host_request(
         crate::membrane::request(
             token,
             entry,
-            service.as_str(),
-            operation.as_str(),
+            text("service name", &service)?,
+            text("operation name", &operation)?,
             payload.as_slice(),
         )
         .map(RVec::from)
@@ -383,8 +409,8 @@ mod tests {
             (vt.config())(token).into_result().expect("open").as_slice(),
             b"{\"a\":1}"
         );
-        assert!(revoke(token));
-        assert!(!revoke(token), "second revoke is a no-op");
+        assert!(revoke(token, DRAIN_DEADLINE));
+        assert!(!revoke(token, DRAIN_DEADLINE), "second revoke is a no-op");
         let err = (vt.config())(token).into_result().expect_err("revoked");
         assert_eq!(err.code, HostErrorCode::REVOKED);
         // The slot is reused by the next context, under a new generation.
@@ -392,7 +418,7 @@ mod tests {
         let stale = (vt.log())(token, LogLevel::INFO, RStr::from_str("x")).into_result();
         assert_eq!(stale.expect_err("stale").code, HostErrorCode::REVOKED);
         assert!(is_open(next));
-        assert!(revoke(next));
+        assert!(revoke(next, DRAIN_DEADLINE));
     }
 
     #[test]
@@ -429,7 +455,7 @@ mod tests {
             }
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(2));
-                assert!(revoke(token));
+                assert!(revoke(token, DRAIN_DEADLINE));
                 revoked.store(true, Ordering::SeqCst);
             });
         });

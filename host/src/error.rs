@@ -177,6 +177,12 @@ pub enum CallErrorCode {
     CapabilityViolation,
     /// The call overran the plugin's call timeout (counted as a fault).
     Timeout,
+    /// A plugin-to-plugin call would enter a `serial` plugin this thread is already inside
+    /// (a call cycle such as A → B → A): refused instead of deadlocking.
+    Reentrant,
+    /// Plugin-to-plugin calls nested deeper than the host allows on one thread (a cycle
+    /// through `parallel` plugins): refused instead of overflowing the stack.
+    TooDeep,
 }
 
 impl CallErrorCode {
@@ -191,6 +197,8 @@ impl CallErrorCode {
             Self::Quarantined => "quarantined",
             Self::CapabilityViolation => "capability_violation",
             Self::Timeout => "timeout",
+            Self::Reentrant => "reentrant",
+            Self::TooDeep => "too_deep",
         }
     }
 }

@@ -587,7 +587,7 @@ pub(crate) struct LoadedPlugin {
     state: Mutex<PluginState>,
     last_token: Mutex<ContextToken>,
     generation: AtomicU64,
-    serial: Option<Mutex<()>>,
+    serial: Option<SerialGate>,
     load_time: Duration,
     counters: Counters,
     quarantined: AtomicBool,
@@ -605,6 +605,50 @@ impl LoadedPlugin {
         std::ptr::from_ref(self) as usize
     }
 }
+
+/// Keeps a `serial` plugin to one call at a time, and knows which thread is inside, so that a
+/// call cycle back into the plugin (A → B → A) is refused instead of deadlocking the thread on
+/// its own lock.
+#[derive(Default)]
+struct SerialGate {
+    lock: Mutex<()>,
+    /// The record index + 1 of the thread inside; 0 when none.
+    holder: std::sync::atomic::AtomicUsize,
+}
+
+/// A thread inside a serial plugin; leaving it lets the next call in.
+struct SerialPass<'a> {
+    gate: &'a SerialGate,
+    _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl SerialGate {
+    /// Waits for the plugin to be free; `None` if this very thread is already inside it.
+    fn enter(&self) -> Option<SerialPass<'_>> {
+        // 0 when the thread has no record (its locals are being torn down): never a match.
+        let me = crate::loader::hazard::this_thread().map_or(0, |r| r.index() + 1);
+        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+            return None;
+        }
+        let guard = self.lock.lock();
+        self.holder.store(me, Ordering::Relaxed);
+        Some(SerialPass {
+            gate: self,
+            _guard: guard,
+        })
+    }
+}
+
+impl Drop for SerialPass<'_> {
+    fn drop(&mut self) {
+        self.gate.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+/// How deeply plugin-to-plugin calls may nest on one thread. Deeper calls are refused with
+/// `too_deep`: a cycle through parallel plugins would otherwise recurse until the stack
+/// overflows and the host dies.
+pub const MAX_CALL_DEPTH: u32 = 8;
 
 /// What a host shares with its service threads and with the contexts of its plugins.
 pub(crate) struct HostShared {
@@ -658,6 +702,21 @@ fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> Cal
     }
 }
 
+/// The admin lock, held: whatever changes the plugin table or a plugin's instance holds one.
+struct Admin<'a> {
+    shared: &'a HostShared,
+    _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl Admin<'_> {
+    /// The plugin with this id, as the table holds it under the lock.
+    fn plugin(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
+        self.shared
+            .find(id)
+            .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
+    }
+}
+
 impl HostShared {
     /// The plugin table as it is now (a counted reference: for administrative paths).
     fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
@@ -681,9 +740,14 @@ impl HostShared {
             .cloned()
     }
 
-    fn find_or_err(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
-        self.find(id)
-            .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
+    /// Takes the admin lock. Operator actions reach a plugin only through the guard
+    /// ([`Admin::plugin`]): lock, then look up, so an action never works on a generation that a
+    /// reload retired while it waited for the lock.
+    fn admin(&self) -> Admin<'_> {
+        Admin {
+            shared: self,
+            _guard: self.admin.lock(),
+        }
     }
 
     /// Runs one invocation on the running instance of `plugin`: fails fast when quarantined or
@@ -693,6 +757,21 @@ impl HostShared {
     pub(crate) fn invoke(
         &self,
         plugin: &LoadedPlugin,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Invoked> {
+        self.invoke_addressed(plugin, None, kind, index, name, payload)
+    }
+
+    /// [`HostShared::invoke`] for a delivery addressed to the instance of context `to` (an
+    /// event or a timer run): if that instance is no longer the running one, nothing runs and
+    /// the answer is `revoked`. The check and the call read the running instance once.
+    pub(crate) fn invoke_addressed(
+        &self,
+        plugin: &LoadedPlugin,
+        to: Option<ContextToken>,
         kind: InvocationKind,
         index: u32,
         name: &str,
@@ -710,6 +789,12 @@ impl HostShared {
                 let state = *plugin.state.lock();
                 Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
             })?;
+            if to.is_some_and(|to| to != running.token) {
+                return Err(Invoked::Failed(
+                    CallErrorCode::Revoked,
+                    format!("addressed to an instance of {id} that has been torn down"),
+                ));
+            }
             self.invoke_running(plugin, running, kind, index, name, payload)
         })
     }
@@ -725,7 +810,19 @@ impl HostShared {
         name: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, Invoked> {
-        let _serial = plugin.serial.as_ref().map(Mutex::lock);
+        let _serial = match &plugin.serial {
+            None => None,
+            Some(gate) => Some(gate.enter().ok_or_else(|| {
+                Invoked::Failed(
+                    CallErrorCode::Reentrant,
+                    format!(
+                        "plugin {} is serial and this thread is already inside it (a call cycle); \
+                         refused instead of deadlocking",
+                        plugin.id()
+                    ),
+                )
+            })?),
+        };
         // The watchdog times the call (and counts the fault) from its own thread: the call path
         // reads the clock once, when it publishes the call.
         let watch = Watch::enter(plugin.key());
@@ -866,8 +963,9 @@ impl HostShared {
             &plugin.counters.events
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        match self.invoke(plugin, kind, 0, name, payload) {
-            Ok(_) | Err(Invoked::Domain(_)) => {}
+        match self.invoke_addressed(plugin, Some(token), kind, 0, name, payload) {
+            // Torn down since it was queued: it was for that instance, not its successor.
+            Ok(_) | Err(Invoked::Domain(_) | Invoked::Failed(CallErrorCode::Revoked, _)) => {}
             Err(Invoked::Failed(code, message)) => {
                 tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
             }
@@ -995,7 +1093,7 @@ impl HostShared {
             .into_iter()
             .filter(|g| !revoked.contains(g))
             .collect();
-        let serial = (file.manifest.concurrency == Concurrency::Serial).then(|| Mutex::new(()));
+        let serial = (file.manifest.concurrency == Concurrency::Serial).then(SerialGate::default);
         let plugin = LoadedPlugin {
             creator: library.creator(),
             _library: library,
@@ -1030,7 +1128,7 @@ impl HostShared {
     /// swap, the old generation keeps serving. Unchanged bytes are skipped unless `force`.
     pub(crate) fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
         let started = Instant::now();
-        let _admin = self.admin.lock();
+        let _admin = self.admin();
         let file = match read_library(path, path, self.options.max_library_size) {
             Ok(file) => file,
             Err(mut refusal) => {
@@ -1194,7 +1292,7 @@ impl HostShared {
         let instance = match created {
             Some(Ok(instance)) => instance,
             Some(Err(e)) => {
-                self.release_context(token);
+                self.release_context(token, plugin.policy.shutdown_deadline);
                 *plugin.state.lock() = PluginState::Failed;
                 return Err(if e.code == ErrorCode::PANICKED {
                     refuse(
@@ -1209,7 +1307,7 @@ impl HostShared {
                 });
             }
             None => {
-                self.release_context(token);
+                self.release_context(token, plugin.policy.shutdown_deadline);
                 *plugin.state.lock() = PluginState::Failed;
                 return Err(refuse(
                     RefusalReason::InitTimeout,
@@ -1229,53 +1327,51 @@ impl HostShared {
         Ok(())
     }
 
-    /// Drops everything the host holds for a context, then revokes it.
-    fn release_context(&self, token: ContextToken) {
+    /// Drops everything the host holds for a context, then revokes it, waiting up to
+    /// `deadline` for a timer run or host call still in progress.
+    fn release_context(&self, token: ContextToken, deadline: Duration) {
+        let started = Instant::now();
         if let Some(entry) = context::entry(token) {
             entry.closing.store(true, Ordering::SeqCst);
         }
-        self.timers.cancel_all(token, Duration::from_secs(5));
+        self.timers.cancel_all(token, deadline);
         self.events.remove_all(token);
-        context::revoke(token);
+        context::revoke(token, deadline.saturating_sub(started.elapsed()));
     }
 
     /// Tears the running instance down (if any) within the plugin's deadline and revokes its
-    /// context; `after` is the state it is left in when teardown is clean.
+    /// context; `after` is the state it is left in when teardown is clean. The instance is
+    /// destroyed only once no call is running on it; a call still running at the deadline
+    /// leaves it abandoned, never destroyed. Every wait shares the one deadline.
     fn teardown(&self, plugin: &LoadedPlugin, after: PluginState) -> Option<TeardownRecord> {
         let retired = plugin.running.replace(None);
         let token = retired.get()?.token;
         let started = Instant::now();
         let deadline = plugin.policy.shutdown_deadline;
+        let remaining = || deadline.saturating_sub(started.elapsed());
         if let Some(entry) = context::entry(token) {
             entry.closing.store(true, Ordering::SeqCst);
         }
         // No timer or event runs after this: cancel them and wait for one in progress.
         let timers_done = self.timers.cancel_all(token, deadline);
         self.events.remove_all(token);
-        // Wait for the calls in flight on this instance: those reading it through the cell,
-        // then any holding a counted reference.
-        let mut running = retired.wait(deadline).ok().flatten();
-        while running.as_ref().is_some_and(|r| Arc::strong_count(r) > 1)
-            && started.elapsed() < deadline
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let outcome = match running.take().map(Arc::try_unwrap) {
-            Some(Ok(owned)) if timers_done => {
-                let remaining = deadline.saturating_sub(started.elapsed());
+        // Wait for the calls in flight on this instance, whether they read it through the cell
+        // or hold a counted reference: `wait` hands it back only as the last reference.
+        let running = retired.wait(remaining()).ok().flatten();
+        let outcome = match running.map(Arc::try_unwrap) {
+            Some(Ok(owned)) if timers_done && !remaining().is_zero() => {
                 let instance = owned.instance;
-                match run_with_deadline(remaining, move || instance.destroy()) {
+                match run_with_deadline(remaining(), move || instance.destroy()) {
                     Some(Ok(())) => TeardownOutcome::Clean,
                     Some(Err(e)) => TeardownOutcome::Failed(describe(&e)),
                     None => TeardownOutcome::Abandoned,
                 }
             }
-            // Still in use at the deadline, or a timer run still going: it cannot be destroyed
-            // safely. Dropping our handle leaks the instance (nothing calls `destroy`).
-            Some(Ok(_) | Err(_)) => TeardownOutcome::Abandoned,
-            None => TeardownOutcome::Abandoned,
+            // Still in use at the deadline, a timer run still going, or no time left to run
+            // `destroy`: it is not destroyed. Dropping our handle leaks the instance.
+            Some(Ok(_) | Err(_)) | None => TeardownOutcome::Abandoned,
         };
-        self.release_context(token);
+        self.release_context(token, remaining());
         *plugin.state.lock() = match outcome {
             TeardownOutcome::Abandoned => PluginState::Abandoned,
             _ => after,
@@ -1309,7 +1405,7 @@ impl Host {
     /// [`Error::PluginDir`] if a directory cannot be read.
     pub fn load(&self) -> Result<LoadReport, Error> {
         let shared = &*self.shared;
-        let _admin = shared.admin.lock();
+        let _admin = shared.admin();
         let mut report = LoadReport::default();
         let loaded_ids: HashSet<PluginId> = shared.table().iter().map(|p| p.id().clone()).collect();
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
@@ -1375,7 +1471,7 @@ impl Host {
     /// The [`Refusal`] of stage 4 or 5, or `duplicate_id` if a plugin with its id is loaded.
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
-        let _admin = shared.admin.lock();
+        let _admin = shared.admin();
         let id = checked.file.manifest.id.clone();
         if shared.find(id.as_str()).is_some() {
             return Err(Refusal::new(
@@ -1518,13 +1614,34 @@ impl Host {
     ///
     /// [`Error::UnknownPlugin`], [`Error::BadCapability`].
     pub fn revoke_capability(&self, plugin: &str, spec: &str) -> Result<Vec<String>, Error> {
-        let loaded = self.shared.find_or_err(plugin)?;
         let selector = CapabilitySelector::parse(spec)?;
-        let _admin = self.shared.admin.lock();
+        let admin = self.shared.admin();
+        let loaded = admin.plugin(plugin)?;
+        // The plugin's grants, which every instance it creates starts from, running or not...
+        let mut removed: Vec<Capability> = Vec::new();
+        loaded.grants.lock().retain(|c| {
+            let matched = selector.matches(c);
+            if matched {
+                removed.push(c.clone());
+            }
+            !matched
+        });
+        // ...and the running instance's context: no call using them succeeds after this.
         let token = *loaded.last_token.lock();
-        let removed = context::revoke_grants(token, |c| selector.matches(c));
-        loaded.grants.lock().retain(|c| !selector.matches(c));
-        loaded.revoked.lock().extend(removed.iter().cloned());
+        for cap in context::revoke_grants(token, |c| selector.matches(c)) {
+            if !removed.contains(&cap) {
+                removed.push(cap);
+            }
+        }
+        // Recorded whatever the plugin's state: a reload or an enable does not bring them back.
+        {
+            let mut revoked = loaded.revoked.lock();
+            for cap in &removed {
+                if !revoked.contains(cap) {
+                    revoked.push(cap.clone());
+                }
+            }
+        }
         let generation = loaded.generation.load(Ordering::SeqCst);
         for cap in &removed {
             self.shared.audit.record(
@@ -1544,8 +1661,8 @@ impl Host {
     ///
     /// [`Error::UnknownPlugin`]; [`Error::NotRunning`] if it is not running.
     pub fn disable(&self, plugin: &str) -> Result<TeardownRecord, Error> {
-        let loaded = self.shared.find_or_err(plugin)?;
-        let _admin = self.shared.admin.lock();
+        let admin = self.shared.admin();
+        let loaded = admin.plugin(plugin)?;
         let generation = loaded.generation.load(Ordering::SeqCst);
         let record = self
             .shared
@@ -1571,8 +1688,8 @@ impl Host {
     /// [`Error::UnknownPlugin`]; [`Error::NotRunning`] if it was abandoned (its old instance
     /// may still be executing); [`Error::Refused`] if creation fails.
     pub fn enable(&self, plugin: &str) -> Result<(), Error> {
-        let loaded = self.shared.find_or_err(plugin)?;
-        let _admin = self.shared.admin.lock();
+        let admin = self.shared.admin();
+        let loaded = admin.plugin(plugin)?;
         if loaded.quarantined.swap(false, Ordering::AcqRel) {
             loaded.recent_faults.lock().clear();
             let generation = loaded.generation.load(Ordering::SeqCst);
@@ -1620,8 +1737,8 @@ impl Host {
         plugin: &str,
         config: serde_json::Value,
     ) -> Result<ConfigApplied, Error> {
-        let loaded = self.shared.find_or_err(plugin)?;
-        let _admin = self.shared.admin.lock();
+        let admin = self.shared.admin();
+        let loaded = admin.plugin(plugin)?;
         let warnings =
             self.shared
                 .validate(&loaded, &config)
@@ -1675,7 +1792,7 @@ impl Host {
     ///
     /// [`Error::UnknownPlugin`].
     pub fn reload(&self, plugin: &str) -> Result<ReloadOutcome, Error> {
-        let path = self.shared.find_or_err(plugin)?.file.path.clone();
+        let path = self.shared.admin().plugin(plugin)?.file.path.clone();
         Ok(self.shared.reload_file(&path, true))
     }
 
@@ -1778,7 +1895,7 @@ impl Host {
     /// plugin that overruns is revoked and abandoned, and shutdown continues. Every context is
     /// revoked when this returns.
     pub fn shutdown(&self) -> Vec<TeardownRecord> {
-        let _admin = self.shared.admin.lock();
+        let _admin = self.shared.admin();
         let plugins = self.shared.table();
         plugins
             .iter()

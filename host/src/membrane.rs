@@ -2,6 +2,7 @@
 //! plugin's effective grants before any work is done. A miss is a `CapabilityViolation` and
 //! exactly one audit record; a hit is served, inside the caller's `catch_unwind`.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use airlock_abi::wire::{self, service};
@@ -11,7 +12,8 @@ use serde::de::DeserializeOwned;
 use crate::audit::AuditOutcome;
 use crate::context::{host_error, ContextEntry};
 use crate::decide::covers;
-use crate::host::HostShared;
+use crate::error::CallErrorCode;
+use crate::host::{HostShared, MAX_CALL_DEPTH};
 use crate::kv::KvError;
 
 fn bad_request(message: impl Into<String>) -> HostError {
@@ -178,6 +180,17 @@ pub(crate) fn request(
                 return Err(bad_request("a plugin cannot call itself through the host"));
             }
             let input = json(&req.input)?;
+            let Some(_depth) = CallDepth::enter() else {
+                return Err(host_error(
+                    HostErrorCode::CALL_FAILED,
+                    CallErrorCode::TooDeep.code(),
+                    &format!(
+                        "plugin calls nest more than {MAX_CALL_DEPTH} deep on this thread (a call \
+                         cycle?); {} -> {} was refused",
+                        entry.plugin, req.plugin
+                    ),
+                ));
+            };
             match host.call_bytes(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
@@ -194,6 +207,32 @@ pub(crate) fn request(
         }
         ("reload", "handover") => Ok(entry.handover.lock().take().unwrap_or_default()),
         _ => Err(unsupported()),
+    }
+}
+
+thread_local! {
+    /// How many plugin-to-plugin calls are in progress on this thread.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One plugin-to-plugin call in progress on this thread, until dropped.
+struct CallDepth;
+
+impl CallDepth {
+    /// `None` when [`MAX_CALL_DEPTH`] calls are already in progress on this thread.
+    fn enter() -> Option<Self> {
+        let depth = DEPTH.with(Cell::get);
+        if depth >= MAX_CALL_DEPTH {
+            return None;
+        }
+        DEPTH.with(|d| d.set(depth + 1));
+        Some(Self)
+    }
+}
+
+impl Drop for CallDepth {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
     }
 }
 

@@ -194,7 +194,7 @@ impl Creator {
         };
         match query(invocation) {
             RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
-            RResult::RErr(e) => Err(e),
+            RResult::RErr(e) => Err(text_checked(e)),
         }
     }
 
@@ -209,7 +209,7 @@ impl Creator {
                 module: self.module,
                 handle,
             }),
-            RResult::RErr(e) => Err(e),
+            RResult::RErr(e) => Err(text_checked(e)),
         }
     }
 }
@@ -251,13 +251,28 @@ impl Instance {
         match (self.module.invoke())(self.handle, invocation) {
             // Copy out and free the plugin's buffer at once: nothing of plugin memory is kept.
             RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
-            RResult::RErr(e) => Err(e),
+            RResult::RErr(e) => Err(text_checked(e)),
         }
     }
 
     /// Tears the instance down and frees it.
     pub(crate) fn destroy(self) -> Result<(), PluginError> {
-        (self.module.destroy())(self.handle).into_result()
+        (self.module.destroy())(self.handle)
+            .into_result()
+            .map_err(text_checked)
+    }
+}
+
+/// A plugin's error with its message checked: the plugin's side of the boundary promises
+/// UTF-8, but nothing makes a foreign library keep the promise, and a `&str` over other bytes
+/// is undefined behaviour. Invalid sequences become U+FFFD.
+fn text_checked(error: PluginError) -> PluginError {
+    match std::str::from_utf8(error.message.as_bytes()) {
+        Ok(_) => error,
+        Err(_) => PluginError::new(
+            error.code,
+            String::from_utf8_lossy(error.message.as_bytes()).into_owned(),
+        ),
     }
 }
 
