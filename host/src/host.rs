@@ -1078,7 +1078,7 @@ impl HostShared {
         previous: Option<&LoadedPlugin>,
     ) -> Result<LoadedPlugin, Refusal> {
         let Checked { mut file, decision } = checked;
-        let library = loader::load(&file, self.shadow.path())?;
+        let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
         file.release_bytes();
         let (config, revoked, generation) = match previous {
             Some(old) => (

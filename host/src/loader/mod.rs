@@ -57,22 +57,47 @@ impl std::fmt::Debug for LoadedLibrary {
     }
 }
 
-/// Copies `file`'s checked bytes to a fresh shadow path in `shadow_dir`, loads that copy and
-/// checks it.
+/// Copies `file`'s checked bytes to a fresh, sealed in-memory file (or, where the system has
+/// none, a shadow path in `shadow_dir`), loads that copy and checks it. With `sealed_only`
+/// (a lock is in force), the shadow-file fallback is refused: another process of the same user
+/// can rewrite a shadow file between the copy and `dlopen`, so it cannot keep a pin's promise.
 ///
 /// # Errors
 ///
-/// `load_failed` if the copy cannot be written or the dynamic linker refuses it;
+/// `load_failed` if the copy cannot be made, was changed before it was sealed, cannot be
+/// sealed while `sealed_only`, or the dynamic linker refuses it;
 /// `layout_mismatch` if abi_stable's checks fail; `bad_manifest` if the library reports a
 /// different manifest than the file holds.
-pub(crate) fn load(file: &LibraryFile, shadow_dir: &Path) -> Result<LoadedLibrary, Refusal> {
+pub(crate) fn load(
+    file: &LibraryFile,
+    shadow_dir: &Path,
+    sealed_only: bool,
+) -> Result<LoadedLibrary, Refusal> {
     let id = &file.manifest.id;
     let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(id);
     // A sealed in-memory copy where the system offers one; a shadow file otherwise (or if the
     // dynamic linker cannot map the in-memory copy, as under a no-exec policy for memfds).
     let library = match open_in_memory(file) {
-        Some(Ok(library)) => library,
-        _ => {
+        InMemory::Loaded(Ok(library)) => library,
+        InMemory::Changed => {
+            return Err(refuse(
+                RefusalReason::LoadFailed,
+                "its in-memory copy changed between writing and sealing (another process of \
+                 this user wrote to it); refused rather than load bytes that were not checked"
+                    .to_owned(),
+            ))
+        }
+        InMemory::Unavailable(why) if sealed_only => {
+            return Err(refuse(
+                RefusalReason::LoadFailed,
+                format!(
+                    "a lock is in force and the library cannot be loaded from sealed memory \
+                     ({why}); a shadow file could be rewritten by another process of this user \
+                     before it is loaded, so it is not used"
+                ),
+            ))
+        }
+        InMemory::Loaded(Err(_)) | InMemory::Unavailable(_) => {
             let shadow = write_shadow(file, shadow_dir).map_err(|e| {
                 refuse(
                     RefusalReason::LoadFailed,
@@ -280,14 +305,85 @@ fn nul_terminated(name: &str) -> String {
     format!("{name}\0")
 }
 
+/// What became of loading from sealed memory.
+enum InMemory {
+    /// The dynamic linker's answer on the sealed copy.
+    Loaded(Result<libloading::Library, libloading::Error>),
+    /// The copy's bytes were not the checked bytes once sealed.
+    Changed,
+    /// The system offers no sealed memory here (why, for the refusal under a lock).
+    Unavailable(String),
+}
+
 /// Loads the checked bytes from a sealed memfd: a new inode no one else can name, whose content
 /// cannot change after the seals (the bytes checked are the bytes loaded, whatever else runs
-/// as this user), and no file system work. `None` if the system offers no memfd.
+/// as this user), and no file system work.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn open_in_memory(file: &LibraryFile) -> Option<Result<libloading::Library, libloading::Error>> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+fn open_in_memory(file: &LibraryFile) -> InMemory {
+    use std::os::fd::AsRawFd;
 
-    let name = std::ffi::CString::new(format!("airlock:{}", file.manifest.id)).ok()?;
+    // Only what the dynamic linker maps is written; the rest (debug info, symbol tables) stays a
+    // hole, so a retained generation holds in memory only its loadable bytes.
+    let loaded = usize::try_from(file.loadable_end)
+        .ok()
+        .filter(|&end| end > 0)
+        .map_or(file.bytes.len(), |end| end.min(file.bytes.len()));
+    let memfd = match sealed_copy(
+        &format!("airlock:{}", file.manifest.id),
+        &file.bytes[..loaded],
+        file.len() as u64,
+        |_| {},
+    ) {
+        Ok(memfd) => memfd,
+        Err(SealError::Changed) => return InMemory::Changed,
+        Err(SealError::Unavailable(why)) => return InMemory::Unavailable(why),
+    };
+    let path = PathBuf::from(fd_path(
+        memfd.as_raw_fd(),
+        SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed),
+    ));
+    if fs::metadata(&path).is_err() {
+        return InMemory::Unavailable("no /proc/self/fd".to_owned());
+    }
+    let opened = open(&path);
+    // The mapping keeps the memory alive; the descriptor is closed here.
+    drop(memfd);
+    InMemory::Loaded(opened)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_in_memory(_: &LibraryFile) -> InMemory {
+    InMemory::Unavailable("this system has no sealed in-memory files".to_owned())
+}
+
+/// Why a sealed copy could not be made.
+#[derive(Debug, PartialEq, Eq)]
+enum SealError {
+    /// Once sealed, its content was not `bytes` followed by zeros.
+    Changed,
+    /// The system refused a step (the step and its error).
+    Unavailable(String),
+}
+
+/// A memfd holding `bytes`, `len` long (zeros after `bytes`), sealed against writing,
+/// shrinking, growing and further sealing, and verified after sealing. Until the seals are on,
+/// another process of the same user can open `/proc/<pid>/fd/<n>` and write to it, so the
+/// content is compared with `bytes` once nothing can change it any more. `before_seal` runs
+/// just before sealing (the window such a writer has; tests write there).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sealed_copy(
+    name: &str,
+    bytes: &[u8],
+    len: u64,
+    before_seal: impl FnOnce(&fs::File),
+) -> Result<fs::File, SealError> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
+
+    let unavailable =
+        |step: &str| SealError::Unavailable(format!("{step}: {}", std::io::Error::last_os_error()));
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| SealError::Unavailable("the name holds a NUL byte".to_owned()))?;
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: `name` is a NUL-terminated string that outlives the call; memfd_create reads it
     // and returns a new descriptor or -1.
@@ -298,39 +394,49 @@ fn open_in_memory(file: &LibraryFile) -> Option<Result<libloading::Library, libl
         fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     }
     if fd < 0 {
-        return None;
+        return Err(unavailable("memfd_create"));
     }
     // SAFETY: `fd` was just returned by memfd_create and is owned by nothing else.
-    let memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    // Only what the dynamic linker maps is written; the rest (debug info, symbol tables) stays a
-    // hole, so a retained generation holds in memory only its loadable bytes.
-    let loaded = usize::try_from(file.loadable_end)
-        .ok()
-        .filter(|&end| end > 0)
-        .map_or(file.bytes.len(), |end| end.min(file.bytes.len()));
-    (&memfd).write_all(&file.bytes[..loaded]).ok()?;
-    memfd.set_len(file.len() as u64).ok()?;
+    let memfd = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    (&memfd)
+        .write_all(bytes)
+        .map_err(|e| SealError::Unavailable(format!("writing the copy: {e}")))?;
+    memfd
+        .set_len(len)
+        .map_err(|e| SealError::Unavailable(format!("sizing the copy: {e}")))?;
+    before_seal(&memfd);
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: F_ADD_SEALS takes an integer argument; the descriptor is open.
+    // SAFETY: F_ADD_SEALS takes an integer argument; the descriptor is open. It fails (EBUSY)
+    // while anyone holds a writable shared mapping of the file.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return None;
+        return Err(unavailable("sealing"));
     }
-    let path = PathBuf::from(fd_path(
-        memfd.as_raw_fd(),
-        SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed),
-    ));
-    if fs::metadata(&path).is_err() {
-        return None; // no /proc
+    // Nothing can change the content from here on: compare it with what was checked.
+    let size = memfd
+        .metadata()
+        .map_err(|e| SealError::Unavailable(format!("reading the copy's size: {e}")))?
+        .len();
+    if size != len {
+        return Err(SealError::Changed);
     }
-    let opened = open(&path);
-    // The mapping keeps the memory alive; the descriptor is closed here.
-    drop(memfd);
-    Some(opened)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn open_in_memory(_: &LibraryFile) -> Option<Result<libloading::Library, libloading::Error>> {
-    None
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = usize::try_from((len - offset).min(chunk.len() as u64)).unwrap_or(chunk.len());
+        memfd
+            .read_exact_at(&mut chunk[..want], offset)
+            .map_err(|e| SealError::Unavailable(format!("reading the copy back: {e}")))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let expected = bytes.get(start..).unwrap_or_default();
+        let expected = &expected[..want.min(expected.len())];
+        let (head, rest) = chunk[..want].split_at(expected.len());
+        let same = head == expected && rest.iter().all(|&b| b == 0);
+        if !same {
+            return Err(SealError::Changed);
+        }
+        offset += want as u64;
+    }
+    Ok(memfd)
 }
 
 /// `/proc/self/fd/<fd>`, spelled uniquely for `seq`. The dynamic linker hands back a library
@@ -391,6 +497,52 @@ fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
+
+    /// What another process of the same user can do before the seals: open the memfd through
+    /// /proc and write to it.
+    fn write_through_proc(memfd: &fs::File, at: u64, bytes: &[u8]) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::FileExt;
+        let path = format!("/proc/self/fd/{}", memfd.as_raw_fd());
+        let other = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open for writing");
+        other.write_all_at(bytes, at).expect("write");
+    }
+
+    #[test]
+    fn a_sealed_copy_holds_exactly_the_checked_bytes() {
+        use std::os::unix::fs::FileExt;
+        let bytes = b"checked library bytes";
+        let memfd = sealed_copy("airlock:test", bytes, 64, |_| {}).expect("sealed");
+        let mut back = vec![1u8; 64];
+        memfd.read_exact_at(&mut back, 0).expect("read");
+        assert_eq!(&back[..bytes.len()], bytes);
+        assert!(back[bytes.len()..].iter().all(|&b| b == 0));
+        // Sealed: no one can write any more.
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", memfd.as_raw_fd());
+        let reopened = OpenOptions::new().write(true).open(&path).expect("open");
+        assert!(
+            reopened.write_all_at(b"x", 0).is_err(),
+            "a sealed copy took a write"
+        );
+    }
+
+    #[test]
+    fn a_copy_changed_before_sealing_is_refused() {
+        let bytes = b"checked library bytes";
+        let changed = sealed_copy("airlock:test", bytes, 64, |memfd| {
+            write_through_proc(memfd, 0, b"CHANGED");
+        });
+        assert_eq!(changed.err(), Some(SealError::Changed));
+        // The hole after the loadable bytes must stay zeros, too.
+        let in_hole = sealed_copy("airlock:test", bytes, 64, |memfd| {
+            write_through_proc(memfd, 40, b"\xcc\xcc");
+        });
+        assert_eq!(in_hole.err(), Some(SealError::Changed));
+    }
 
     #[test]
     fn descriptor_paths_are_unique_per_sequence_and_name_the_descriptor() {
