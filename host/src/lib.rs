@@ -61,7 +61,7 @@ pub use hooks::{
 pub use host::{
     check, check_report, pin, ActionHandle, ActionOutcome, Checked, ConfigApplied, Host,
     HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
-    TeardownOutcome, TeardownRecord,
+    TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
 };
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};

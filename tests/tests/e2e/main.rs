@@ -14,4 +14,5 @@ mod membrane;
 mod pipeline;
 mod scaffold;
 mod services;
+mod soundness;
 mod teardown;
