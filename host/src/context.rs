@@ -210,10 +210,13 @@ pub(crate) fn revoke(token: ContextToken, deadline: Duration) -> bool {
     let Some(retired) = slot.entry.replace_if(&current, None) else {
         return false;
     };
+    let plugin = current.plugin.clone();
+    // `wait` hands the entry back only as its last counted reference.
+    drop(current);
     if retired.wait(deadline).is_err() {
         // The slot is not reused while a call may still be reading its old entry: a thread that
         // outlives teardown keeps answering `Revoked` from its own, retired entry.
-        tracing::warn!(plugin = %current.plugin, "calls into the host were still in flight when the context was revoked");
+        tracing::warn!(plugin = %plugin, "calls into the host were still in flight when the context was revoked");
         return true;
     }
     TABLE.free.lock().push(token.slot);
