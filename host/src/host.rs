@@ -957,6 +957,7 @@ impl HostShared {
         else {
             return;
         };
+        crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
         let counter = if kind == InvocationKind::TIMER {
             &plugin.counters.timer_runs
         } else {

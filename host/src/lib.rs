@@ -31,6 +31,11 @@ mod decide;
 mod discover;
 mod error;
 mod events;
+#[cfg(feature = "failpoints")]
+#[doc(hidden)]
+pub mod failpoint;
+#[cfg(not(feature = "failpoints"))]
+mod failpoint;
 mod hooks;
 mod host;
 mod kv;
