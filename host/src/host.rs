@@ -958,18 +958,22 @@ impl HostShared {
             return;
         };
         crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
-        let counter = if kind == InvocationKind::TIMER {
-            &plugin.counters.timer_runs
-        } else {
-            &plugin.counters.events
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        match self.invoke_addressed(plugin, Some(token), kind, 0, name, payload) {
-            // Torn down since it was queued: it was for that instance, not its successor.
-            Ok(_) | Err(Invoked::Domain(_) | Invoked::Failed(CallErrorCode::Revoked, _)) => {}
+        let delivered = match self.invoke_addressed(plugin, Some(token), kind, 0, name, payload) {
+            Ok(_) | Err(Invoked::Domain(_)) => true,
+            // Torn down since it was found: it was for that instance, not for its successor.
+            Err(Invoked::Failed(CallErrorCode::Revoked, _)) => false,
             Err(Invoked::Failed(code, message)) => {
                 tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
+                true
             }
+        };
+        if delivered {
+            let counter = if kind == InvocationKind::TIMER {
+                &plugin.counters.timer_runs
+            } else {
+                &plugin.counters.events
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
