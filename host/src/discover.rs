@@ -51,6 +51,24 @@ pub(crate) fn discover(dirs: &[PathBuf]) -> Result<Vec<Result<Candidate, Refusal
     Ok(out)
 }
 
+/// Stage 1 for one file (a reload), under the same rules as [`discover`]: its directory and the
+/// file itself must not be writable by others, and a symlink must stay inside the directory.
+pub(crate) fn discover_one(file: &Path) -> Result<Candidate, Refusal> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let dir = fs::canonicalize(dir).map_err(|e| {
+        Refusal::new(
+            file,
+            RefusalReason::NotALibrary,
+            format!("cannot resolve its directory: {e}"),
+        )
+    })?;
+    let dir_unsafe = writable_by_others(&dir);
+    check_candidate(&dir, dir_unsafe, file.to_path_buf())
+}
+
 fn check_candidate(dir: &Path, dir_unsafe: bool, file: PathBuf) -> Result<Candidate, Refusal> {
     if dir_unsafe {
         return Err(Refusal::new(

@@ -2,7 +2,6 @@
 //! loaded (reporting every refusal), call actions, operate the plugins at run time (revoke a
 //! capability, disable, enable, change config), and shut down in reverse load order.
 
-use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +20,7 @@ use serde::Serialize;
 use crate::audit::{AuditLog, AuditOutcome, AuditRecord};
 use crate::context::{self, ContextEntry, ShardedCounter};
 use crate::decide::{decide, Decision};
-use crate::discover::discover;
+use crate::discover::{discover, discover_one, Candidate};
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 use crate::events::EventBus;
 use crate::hooks::{HookDispatch, HookMode};
@@ -78,33 +77,77 @@ pub struct Checked {
 ///
 /// [`Error::PluginDir`] if a directory cannot be read.
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
-    let mut seen: Vec<(PluginId, PathBuf)> = Vec::new();
-    let mut out = Vec::new();
-    // Reading and hashing are independent per file: spread them over the cores.
-    let read = parallel_map(discover(&options.dirs)?, |candidate| {
+    Ok(decide_all(
+        options,
+        read_all(options, discover(&options.dirs)?),
+        &[],
+    ))
+}
+
+/// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
+/// per file); results in input order.
+fn read_all(
+    options: &PipelineOptions,
+    candidates: Vec<Result<Candidate, Refusal>>,
+) -> Vec<Result<LibraryFile, Refusal>> {
+    parallel_map(candidates, |candidate| {
         candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
-    });
-    for file in read {
-        let checked = file.and_then(|file| {
-            let id = &file.manifest.id;
-            if let Some((_, first)) = seen.iter().find(|(seen_id, _)| seen_id == id) {
-                return Err(Refusal::new(
-                    &file.path,
-                    RefusalReason::DuplicateId,
-                    format!(
-                        "plugin id {id} is already provided by {}; remove one of the two files",
-                        first.display()
-                    ),
-                )
-                .with_id(id));
-            }
-            seen.push((id.clone(), file.path.clone()));
-            let decision = decide(&file, &options.policy, options.lock.as_ref())?;
-            Ok(Checked { file, decision })
-        });
-        out.push(checked);
+    })
+}
+
+/// Stage 3 for what stage 2 read, in order. The one composition that startup (`check`, `load`,
+/// `lock`, `validate`) and reload share: a file whose id another file already provides — a
+/// loaded one (`taken`) or an earlier one here — is refused `duplicate_id`; the rest are decided.
+fn decide_all(
+    options: &PipelineOptions,
+    files: Vec<Result<LibraryFile, Refusal>>,
+    taken: &[(PluginId, PathBuf)],
+) -> Vec<Result<Checked, Refusal>> {
+    let mut seen = taken.to_vec();
+    files
+        .into_iter()
+        .map(|file| {
+            file.and_then(|file| {
+                refuse_duplicate(&file, &seen)?;
+                // The id is claimed even if the policy then refuses the file: a second file
+                // with it is a duplicate either way.
+                seen.push((file.manifest.id.clone(), file.path.clone()));
+                decide_checked(options, file)
+            })
+        })
+        .collect()
+}
+
+/// `duplicate_id` if another file in `taken` provides `file`'s id.
+fn refuse_duplicate(file: &LibraryFile, taken: &[(PluginId, PathBuf)]) -> Result<(), Refusal> {
+    let id = &file.manifest.id;
+    match taken.iter().find(|(taken_id, _)| taken_id == id) {
+        None => Ok(()),
+        Some((_, first)) => Err(Refusal::new(
+            &file.path,
+            RefusalReason::DuplicateId,
+            format!(
+                "plugin id {id} is already provided by {}; remove one of the two files",
+                first.display()
+            ),
+        )
+        .with_id(id)),
     }
-    Ok(out)
+}
+
+/// Stage 3's policy and version checks for one file.
+fn decide_checked(options: &PipelineOptions, file: LibraryFile) -> Result<Checked, Refusal> {
+    let decision = decide(&file, &options.policy, options.lock.as_ref())?;
+    Ok(Checked { file, decision })
+}
+
+/// Whether two paths name the same file (as written, or once resolved).
+fn same_path(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// `f` over `items` on up to as many threads as there are cores; results in input order.
@@ -1134,11 +1177,18 @@ impl HostShared {
     pub(crate) fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
         let started = Instant::now();
         let _admin = self.admin();
-        let file = match read_library(path, path, self.options.max_library_size) {
+        let table = self.table();
+        // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
+        let read = discover_one(path)
+            .and_then(|c| read_library(&c.file, &c.open, self.options.max_library_size));
+        let file = match read {
             Ok(file) => file,
             Err(mut refusal) => {
                 // Not readable as a plugin: whatever was loaded from this path keeps serving.
-                let previous = self.table().iter().find(|p| p.file.path == path).cloned();
+                let previous = table
+                    .iter()
+                    .find(|p| same_path(&p.file.path, path))
+                    .cloned();
                 let serving = previous.as_ref().and_then(|p| {
                     refusal.id = Some(p.id().clone());
                     p.running
@@ -1166,7 +1216,7 @@ impl HostShared {
             .filter(|p| p.running.is_some())
             .map(|p| p.generation.load(Ordering::SeqCst));
         if let Some(old) = &current {
-            if old.file.sha256 == file.sha256 && !force {
+            if same_path(&old.file.path, path) && old.file.sha256 == file.sha256 && !force {
                 return ReloadOutcome::Unchanged { id: id.to_string() };
             }
         }
@@ -1182,11 +1232,21 @@ impl HostShared {
             );
             outcome
         };
-        let decision = match decide(&file, &self.options.policy, self.options.lock.as_ref()) {
-            Ok(decision) => decision,
+        // The ids other files provide (files still there: a renamed library is the same
+        // plugin moving, not a second one) — the same duplicate rule as at startup.
+        let taken: Vec<(PluginId, PathBuf)> = table
+            .iter()
+            .filter(|p| !same_path(&p.file.path, path) && p.file.path.exists())
+            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .collect();
+        if let Err(refusal) = refuse_duplicate(&file, &taken) {
+            return refused(refusal);
+        }
+        let checked = match decide_checked(&self.options, file) {
+            Ok(checked) => checked,
             Err(refusal) => return refused(refusal),
         };
-        let mut plugin = match self.prepare(Checked { file, decision }, current.as_deref()) {
+        let mut plugin = match self.prepare(checked, current.as_deref()) {
             Ok(plugin) => plugin,
             Err(refusal) => return refused(refusal),
         };
@@ -1412,23 +1472,17 @@ impl Host {
         let shared = &*self.shared;
         let _admin = shared.admin();
         let mut report = LoadReport::default();
-        let loaded_ids: HashSet<PluginId> = shared.table().iter().map(|p| p.id().clone()).collect();
+        let taken: Vec<(PluginId, PathBuf)> = shared
+            .table()
+            .iter()
+            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .collect();
+        let options = &shared.options;
+        let checked = decide_all(options, read_all(options, discover(&options.dirs)?), &taken);
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
         // in discovery order, so a plugin's `create` sees the plugins loaded before it.
-        let prepared = parallel_map(check(&shared.options)?, |checked| match checked {
+        let prepared = parallel_map(checked, |checked| match checked {
             Err(refusal) => Err((refusal, None)),
-            Ok(checked) if loaded_ids.contains(&checked.file.manifest.id) => {
-                let refusal = Refusal::new(
-                    &checked.file.path,
-                    RefusalReason::DuplicateId,
-                    format!(
-                        "plugin {} is already loaded in this host",
-                        checked.file.manifest.id
-                    ),
-                )
-                .with_id(&checked.file.manifest.id);
-                Err((refusal, Some(checked.file.manifest.version.to_string())))
-            }
             Ok(checked) => {
                 let version = checked.file.manifest.version.to_string();
                 shared
@@ -1477,15 +1531,12 @@ impl Host {
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
         let _admin = shared.admin();
-        let id = checked.file.manifest.id.clone();
-        if shared.find(id.as_str()).is_some() {
-            return Err(Refusal::new(
-                &checked.file.path,
-                RefusalReason::DuplicateId,
-                format!("plugin {id} is already loaded in this host"),
-            )
-            .with_id(&id));
-        }
+        let taken: Vec<(PluginId, PathBuf)> = shared
+            .table()
+            .iter()
+            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .collect();
+        refuse_duplicate(&checked.file, &taken)?;
         let plugin = Arc::new(shared.load_one(checked)?);
         shared.update_table(|table| table.push(plugin));
         Ok(())

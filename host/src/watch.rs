@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::discover::library_suffix;
@@ -43,10 +44,15 @@ impl Watcher {
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                for path in event.paths {
-                    let _ = tx.send(path);
+            // Only changes: the host's own reads open the file too, and a reload triggered by
+            // reading the file would read it again, without end.
+            match event {
+                Ok(event) if changes_content(&event.kind) => {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
                 }
+                _ => {}
             }
         })
         .map_err(|e| Error::Watch(e.to_string()))?;
@@ -111,6 +117,16 @@ impl Drop for Watcher {
             }
         }
     }
+}
+
+/// Whether an event may have changed a file's bytes, name or permissions (not a read).
+fn changes_content(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
 }
 
 fn is_library(path: &Path) -> bool {

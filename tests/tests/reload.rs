@@ -310,3 +310,43 @@ fn the_console_announces_reloads_and_refusals_and_serves_the_new_build() {
     assert_eq!(next_line(), "bye");
     assert!(child.wait().expect("exits").success());
 }
+
+/// The first version reloaded without stage 1 and without the duplicate rule: a second library
+/// declaring a running plugin's id replaced it, and the two then reloaded each other without
+/// end (each reload read a file, and the read itself woke the watcher).
+#[test]
+fn a_second_file_with_a_running_plugins_id_is_refused_once_and_never_flaps() {
+    let dir = TempPluginDir::new();
+    install(dir.path(), "1");
+    let host = load(&dir);
+    let (tx, rx) = mpsc::channel();
+    let _watcher = host
+        .watch(Duration::from_millis(50), move |o| {
+            let _ = tx.send(o.clone());
+        })
+        .expect("watch");
+    let before = host.plugin("versioned").expect("loaded");
+    // Another build of the same plugin, under another file name.
+    let second = dir.path().join(TempPluginDir::lib_name("also-versioned"));
+    std::fs::copy(versioned_build("2"), &second).expect("copy");
+    set_mode(&second, 0o755);
+    match next_outcome(&rx) {
+        ReloadOutcome::Refused { refusal, serving } => {
+            assert_eq!(refusal.reason.code(), "duplicate_id", "{refusal:?}");
+            assert_eq!(serving, Some(before.generation));
+        }
+        other => panic!("expected a duplicate_id refusal, got {other}"),
+    }
+    // Nothing else happens until a file changes.
+    let more: Vec<String> = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(1)).ok())
+        .map(|o| o.to_string())
+        .collect();
+    assert!(more.is_empty(), "reloaded again without a change: {more:?}");
+    let after = host.plugin("versioned").expect("loaded");
+    assert_eq!(
+        after.generation, before.generation,
+        "the original kept serving"
+    );
+    assert_eq!(after.file, before.file);
+    assert_eq!(ok(&host, "version"), "1");
+}
