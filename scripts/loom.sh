@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-cargo test --release -p airlock --lib --no-default-features \
+cargo test --release -p airlock --lib \
   --target-dir target/loom -- loom_models "$@"

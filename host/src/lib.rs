@@ -23,9 +23,6 @@
 //! ```
 
 mod audit;
-#[cfg(feature = "cli")]
-pub mod cli;
-mod console;
 mod context;
 mod decide;
 mod discover;
@@ -45,15 +42,12 @@ mod lock;
 mod membrane;
 mod policy;
 mod report;
-mod scaffold;
 mod supervisor;
 mod timers;
-mod validate;
 mod watch;
 mod watchdog;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-pub use console::{Console, ConsoleOutcome, INPUT_TRANSFORM, REPLY_GUARD, REPLY_TRANSFORM};
 pub use context::{host_vtable, is_open};
 pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
@@ -78,8 +72,6 @@ pub use policy::{
     DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use report::{LoadReport, PluginReport, Status};
-pub use scaffold::{abi_path, new_plugin, ScaffoldError};
 pub use supervisor::WATCHDOG_TICK;
 pub use timers::MAX_JOBS_PER_PLUGIN;
-pub use validate::{validate, Check, ValidationReport};
 pub use watch::{Watcher, DEFAULT_DEBOUNCE};

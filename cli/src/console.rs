@@ -3,8 +3,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use crate::hooks::{GuardVerdict, HookFailure, HookMode};
-use crate::host::{ActionOutcome, Host};
+use airlock::{ActionOutcome, GuardVerdict, HookFailure, HookMode, Host};
 
 /// The console's hook points: every plain line goes through `input.transform` (an intercept
 /// chain), the reply through `reply.transform` (a chain) and then `reply.guard` (a guard).
@@ -348,7 +347,7 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("error bad_input: the input is not JSON: {e}"))
 }
 
-fn render(result: Result<ActionOutcome, crate::error::CallError>) -> String {
+fn render(result: Result<ActionOutcome, airlock::CallError>) -> String {
     match result {
         Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
         Ok(ActionOutcome::Error(message)) => format!("error {message}"),

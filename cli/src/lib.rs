@@ -1,13 +1,24 @@
-//! The `airlock` command line: parses arguments, calls the library, prints. `src/main.rs` only
-//! calls [`main`]; keeping the command here lets other binaries (and tests) run the same code.
+//! The `airlock` command line: parses arguments, calls the `airlock` library, prints. It uses
+//! the library's public API only. `src/main.rs` only calls [`main`]; keeping the command here
+//! lets other binaries (and tests) run the same code. Besides the commands, the demo console
+//! ([`Console`]), the plugin scaffolder ([`new_plugin`]) and the conformance run ([`validate`])
+//! live here: they are uses of the library, not parts of it.
+
+mod console;
+mod scaffold;
+mod validate;
+
+pub use console::{Console, ConsoleOutcome, INPUT_TRANSFORM, REPLY_GUARD, REPLY_TRANSFORM};
+pub use scaffold::{abi_path, new_plugin, ScaffoldError};
+pub use validate::{validate, Check, ValidationReport};
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::{
-    check_report, pin, read_library, Console, Host, HostBuilder, LoadReport, PipelineOptions,
-    Policy, Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
+use airlock::{
+    check_report, pin, read_library, Host, HostBuilder, LoadReport, PipelineOptions, Policy,
+    Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -11,10 +11,10 @@ use airlock_abi::{HookReply, Manifest};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::error::{CallError, CallErrorCode, Error};
-use crate::host::{ActionOutcome, Host, TeardownOutcome};
-use crate::library_file::{read_library, DEFAULT_MAX_LIBRARY_SIZE};
-use crate::policy::Policy;
+use airlock::{
+    read_library, ActionOutcome, CallError, CallErrorCode, Error, Host, Policy, TeardownOutcome,
+    DEFAULT_MAX_LIBRARY_SIZE,
+};
 
 /// One check and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,7 +214,7 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         Some((other, _)) => report.push("teardown is clean", false, format!("{other:?}")),
         None => report.push("teardown is clean", false, "the plugin was not running"),
     }
-    let revoked = token.is_some_and(|t| !crate::context::is_open(t));
+    let revoked = token.is_some_and(|t| !airlock::is_open(t));
     report.push(
         "context revoked after teardown",
         revoked,
