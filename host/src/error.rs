@@ -290,6 +290,12 @@ pub enum Error {
     /// No plugin with this id is loaded.
     #[error("no plugin {0:?} is loaded")]
     UnknownPlugin(String),
+    /// The operation needs a library file, and the plugin is compiled into the host program.
+    #[error("plugin {plugin:?} is built into the host program: it has no file to reload")]
+    Builtin {
+        /// The plugin.
+        plugin: String,
+    },
     /// The operation needs the plugin running, and it is not.
     #[error("plugin {plugin:?} is not running (it is {state})")]
     NotRunning {

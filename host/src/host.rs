@@ -25,7 +25,7 @@ use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 use crate::events::EventBus;
 use crate::hooks::{HookDispatch, HookMode};
 use crate::kv::KvStore;
-use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::library_file::{read_library, LibraryFile, Origin, DEFAULT_MAX_LIBRARY_SIZE};
 use crate::loader::hazard::Guarded;
 use crate::loader::{self, Creator, Instance, LoadedLibrary};
 use crate::lock::Lock;
@@ -249,6 +249,8 @@ fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
 #[derive(Debug)]
 pub struct HostBuilder {
     options: PipelineOptions,
+    /// Plugins compiled into the host program, in registration order.
+    builtins: Vec<Result<LibraryFile, Refusal>>,
     shadow_parent: Option<PathBuf>,
     lock_file: Option<PathBuf>,
 }
@@ -264,6 +266,7 @@ impl HostBuilder {
     pub fn new() -> Self {
         Self {
             options: PipelineOptions::new(Vec::new()),
+            builtins: Vec::new(),
             shadow_parent: None,
             lock_file: None,
         }
@@ -272,6 +275,15 @@ impl HostBuilder {
     /// Adds a directory to search for plugin libraries.
     pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.options.dirs.push(dir.into());
+        self
+    }
+
+    /// Registers a plugin compiled into the host program. [`Host::load`] creates it before the
+    /// libraries, through the same manifest checks, policy, grants, membrane, audit, hooks,
+    /// faults and shutdown; it has no file, so discovery, reading and hashing do not apply (and
+    /// a lock does not pin it). An invalid manifest is a `bad_manifest` refusal in the report.
+    pub fn builtin<P: airlock_abi::Builtin>(mut self) -> Self {
+        self.builtins.push(LibraryFile::builtin::<P>());
         self
     }
 
@@ -385,8 +397,10 @@ impl HostBuilder {
             None => AuditLog::in_memory(),
         };
         let health_interval = options.policy.health_interval();
+        let builtins = self.builtins;
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
+            builtins,
             shadow,
             plugins: Guarded::new(Some(Arc::new(Vec::new()))),
             admin: Mutex::new(()),
@@ -620,7 +634,8 @@ pub(crate) enum Invoked {
 pub(crate) struct LoadedPlugin {
     file: LibraryFile,
     policy: PluginPolicy,
-    _library: LoadedLibrary,
+    /// The library the code came from; `None` for a built-in plugin.
+    _library: Option<LoadedLibrary>,
     creator: Creator,
     grants: Mutex<Vec<Capability>>,
     /// Grants the operator revoked at run time; they stay revoked across reloads.
@@ -696,6 +711,8 @@ pub const MAX_CALL_DEPTH: u32 = 8;
 /// What a host shares with its service threads and with the contexts of its plugins.
 pub(crate) struct HostShared {
     pub(crate) options: PipelineOptions,
+    /// Plugins compiled into the host program (`HostBuilder::builtin`).
+    builtins: Vec<Result<LibraryFile, Refusal>>,
     shadow: tempfile::TempDir,
     /// The plugin table, read by every call by name without a reference count.
     plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
@@ -1126,7 +1143,15 @@ impl HostShared {
         previous: Option<&LoadedPlugin>,
     ) -> Result<LoadedPlugin, Refusal> {
         let Checked { mut file, decision } = checked;
-        let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
+        // The one branch on where the code comes from: a checked library, or the host itself.
+        let (library, creator) = match file.origin {
+            Origin::File => {
+                let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
+                let creator = library.creator();
+                (Some(library), creator)
+            }
+            Origin::Builtin(module) => (None, Creator::from_module(module)),
+        };
         file.release_bytes();
         let (config, revoked, generation) = match previous {
             Some(old) => (
@@ -1143,7 +1168,7 @@ impl HostShared {
             .collect();
         let serial = (file.manifest.concurrency == Concurrency::Serial).then(SerialGate::default);
         let plugin = LoadedPlugin {
-            creator: library.creator(),
+            creator,
             _library: library,
             grants: Mutex::new(grants),
             revoked: Mutex::new(revoked),
@@ -1478,7 +1503,19 @@ impl Host {
             .map(|p| (p.id().clone(), p.file.path.clone()))
             .collect();
         let options = &shared.options;
-        let checked = decide_all(options, read_all(options, discover(&options.dirs)?), &taken);
+        // Built-in plugins first (once: a later `load` finds them loaded), then the libraries.
+        let mut files: Vec<Result<LibraryFile, Refusal>> = shared
+            .builtins
+            .iter()
+            .filter(|b| {
+                b.as_ref().map_or(taken.is_empty(), |f| {
+                    !taken.iter().any(|(id, _)| *id == f.manifest.id)
+                })
+            })
+            .cloned()
+            .collect();
+        files.extend(read_all(options, discover(&options.dirs)?));
+        let checked = decide_all(options, files, &taken);
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
         // in discovery order, so a plugin's `create` sees the plugins loaded before it.
         let prepared = parallel_map(checked, |checked| match checked {
@@ -1497,10 +1534,16 @@ impl Host {
                     let version = prepared.0.file.manifest.version.to_string();
                     match shared.start_prepared(prepared) {
                         Ok(plugin) => {
-                            let entry = ok_report(
-                                &plugin.file,
-                                format!("loaded in {:.2} ms", plugin.load_time.as_secs_f64() * 1e3),
-                            );
+                            let ms = plugin.load_time.as_secs_f64() * 1e3;
+                            let detail = if plugin.file.is_builtin() {
+                                format!(
+                                    "built into the host (no file: discovery, reading and hashing \
+                                     do not apply); created in {ms:.2} ms"
+                                )
+                            } else {
+                                format!("loaded in {ms:.2} ms")
+                            };
+                            let entry = ok_report(&plugin.file, detail);
                             let plugin = Arc::new(plugin);
                             shared.update_table(|table| table.push(plugin));
                             entry
@@ -1848,7 +1891,15 @@ impl Host {
     ///
     /// [`Error::UnknownPlugin`].
     pub fn reload(&self, plugin: &str) -> Result<ReloadOutcome, Error> {
-        let path = self.shared.admin().plugin(plugin)?.file.path.clone();
+        let path = {
+            let loaded = self.shared.admin().plugin(plugin)?;
+            if loaded.file.is_builtin() {
+                return Err(Error::Builtin {
+                    plugin: plugin.to_owned(),
+                });
+            }
+            loaded.file.path.clone()
+        };
         Ok(self.shared.reload_file(&path, true))
     }
 

@@ -7,11 +7,18 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use airlock_abi::{Manifest, ManifestBlock, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO};
+use airlock_abi::__private::builtin_module;
+use airlock_abi::{
+    Builtin, Manifest, ManifestBlock, PluginModuleRef, ABI_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
+    BLOCK_SECTION_MACHO, BUILD_PANIC, BUILD_RUSTC, BUILD_TARGET,
+};
 use object::{Object, ObjectSection, ObjectSegment};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Refusal, RefusalReason};
+
+/// What reports show as the "file" of a built-in plugin, followed by its id.
+pub const BUILTIN_PATH: &str = "builtin:";
 
 /// The default cap on a library's size; larger files are refused without being read.
 pub const DEFAULT_MAX_LIBRARY_SIZE: u64 = 256 * 1024 * 1024;
@@ -33,9 +40,65 @@ pub struct LibraryFile {
     pub block: ManifestBlock,
     /// The validated manifest.
     pub manifest: Manifest,
+    /// A library file, or a plugin compiled into the host program.
+    pub(crate) origin: Origin,
+}
+
+/// Where a plugin's code comes from: the seam the load pipeline branches on once.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin {
+    /// A library file: stages 1–5, `dlopen` of the checked bytes.
+    File,
+    /// Compiled into the host program (`HostBuilder::builtin`): no file, so stages 1–2 and
+    /// hashing do not apply; the module's entry points are the host's own code.
+    Builtin(PluginModuleRef),
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::File => "File",
+            Self::Builtin(_) => "Builtin",
+        })
+    }
 }
 
 impl LibraryFile {
+    /// A built-in plugin of type `P` as the rest of the pipeline sees a file: its manifest
+    /// checked like a library's, with this host's own provenance, and no bytes or hash.
+    ///
+    /// # Errors
+    ///
+    /// `bad_manifest` if `P::MANIFEST` is not a valid manifest.
+    pub(crate) fn builtin<P: Builtin>() -> Result<Self, Refusal> {
+        let path = PathBuf::from(BUILTIN_PATH);
+        let manifest = Manifest::from_json(P::MANIFEST)
+            .map_err(|e| Refusal::new(&path, RefusalReason::BadManifest, e.to_string()))?;
+        let path = PathBuf::from(format!("{BUILTIN_PATH}{}", manifest.id));
+        Ok(Self {
+            path,
+            bytes: Vec::new(),
+            sha256: String::new(),
+            block_bytes: Vec::new(),
+            loadable_end: 0,
+            block: ManifestBlock {
+                abi_version: ABI_VERSION.to_owned(),
+                rustc: BUILD_RUSTC.to_owned(),
+                target: BUILD_TARGET.to_owned(),
+                panic: BUILD_PANIC.to_owned(),
+                manifest_json: P::MANIFEST.to_owned(),
+                len: 0,
+            },
+            manifest,
+            origin: Origin::Builtin(builtin_module::<P>()),
+        })
+    }
+
+    /// Whether the plugin is compiled into the host program rather than loaded from a file.
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.origin, Origin::Builtin(_))
+    }
+
     /// The size of the library in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -125,6 +188,7 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         loadable_end,
         block,
         manifest,
+        origin: Origin::File,
     })
 }
 

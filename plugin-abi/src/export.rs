@@ -1,14 +1,18 @@
-//! `export_plugin!` and the generic glue it expands to. The macro expansion is the only place
-//! on the plugin side where `unsafe` code is generated: turning the opaque instance handle back
-//! into the plugin's instance, and declaring the exported symbols.
+//! `export_plugin!` and the generic glue it expands to, which built-in plugins ([`Builtin`],
+//! compiled into the host program) share. This file and the macro's expansion are the only
+//! places on the plugin side with `unsafe` code: turning the opaque instance handle back into
+//! the plugin's instance, and declaring the exported symbols.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use abi_stable::std_types::{RResult, RVec};
+use abi_stable::std_types::{RResult, RSlice, RVec};
 
 use crate::block::ManifestBlock;
-use crate::ffi::{ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError};
+use crate::ffi::{
+    ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError, PluginModule,
+    PluginModuleRef,
+};
 use crate::manifest::Manifest;
 use crate::plugin::{Actions, ConfigChange, Context, Handler, Hooks, Plugin};
 
@@ -50,16 +54,25 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     message
 }
 
-/// Creates an instance of `P`: checks the registered actions against the manifest, then runs
-/// the author's `create`.
+/// Creates an instance of `P` for the manifest in `block`: checks the registered actions
+/// against the manifest, then runs the author's `create`.
 #[doc(hidden)]
 pub fn create<P: Plugin>(
     block: &'static [u8],
     context: HostContext,
 ) -> Result<Box<Instance<P>>, PluginError> {
+    let block = ManifestBlock::parse(block)
+        .map_err(|e| PluginError::new(ErrorCode::INIT, format!("manifest block: {e}")))?;
+    create_for::<P>(&block.manifest_json, context)
+}
+
+/// [`create`] for a manifest given as JSON.
+fn create_for<P: Plugin>(
+    manifest_json: &str,
+    context: HostContext,
+) -> Result<Box<Instance<P>>, PluginError> {
     let init = |m: String| PluginError::new(ErrorCode::INIT, m);
-    let block = ManifestBlock::parse(block).map_err(|e| init(format!("manifest block: {e}")))?;
-    let manifest = Manifest::from_json(&block.manifest_json).map_err(|e| init(e.to_string()))?;
+    let manifest = Manifest::from_json(manifest_json).map_err(|e| init(e.to_string()))?;
     let mut actions = Actions::new();
     P::actions(&mut actions);
     let declared = manifest.actions.iter().map(|a| a.name.as_str());
@@ -214,6 +227,99 @@ pub fn destroy<P: Plugin>(instance: Instance<P>) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// The module's `invoke` for plugin type `P`.
+#[doc(hidden)]
+pub extern "C" fn invoke_entry<P: Plugin>(
+    handle: InstanceHandle,
+    invocation: Invocation<'_>,
+) -> RResult<RVec<u8>, PluginError> {
+    guard(|| {
+        // SAFETY: the host only passes back handles returned by this module's `create` (a
+        // `Box<Instance<P>>` turned into a raw pointer by `into_handle`), and only until it has
+        // called `destroy` on them: it destroys an instance only once every call on it has
+        // returned.
+        let instance = unsafe { &*handle.0.cast::<Instance<P>>() };
+        invoke(instance, invocation)
+    })
+}
+
+/// The module's `destroy` for plugin type `P`.
+#[doc(hidden)]
+pub extern "C" fn destroy_entry<P: Plugin>(handle: InstanceHandle) -> RResult<(), PluginError> {
+    guard(|| {
+        // SAFETY: as in `invoke_entry`; the host calls `destroy` exactly once per handle, after
+        // every `invoke` on it has returned, so this is the only owner.
+        let instance = unsafe { *Box::from_raw(handle.0.cast::<Instance<P>>()) };
+        destroy(instance)
+    })
+}
+
+/// The module's `query` for plugin type `P`.
+#[doc(hidden)]
+pub extern "C" fn query_entry<P: Plugin>(
+    invocation: Invocation<'_>,
+) -> RResult<RVec<u8>, PluginError> {
+    guard(|| query::<P>(invocation))
+}
+
+/// A plugin compiled into the host program instead of shipped as a library: its manifest comes
+/// from code, and the host registers it with `HostBuilder::builtin::<P>()`. It goes through
+/// the same manifest checks, policy, grants, membrane, audit, hooks, faults and shutdown as a
+/// loaded library; only reading a file and hashing it do not apply.
+///
+/// ```
+/// use airlock_abi::{ActionError, Actions, Builtin, Context, InitError, Plugin};
+///
+/// struct Clock;
+///
+/// impl Plugin for Clock {
+///     fn create(_: Context) -> Result<Self, InitError> {
+///         Ok(Self)
+///     }
+///
+///     fn actions(actions: &mut Actions<Self>) {
+///         actions.add("now", |_: &Self, (): ()| Ok::<_, ActionError>(42));
+///     }
+/// }
+///
+/// impl Builtin for Clock {
+///     const MANIFEST: &'static str =
+///         r#"{"id": "clock", "version": "1.0.0", "actions": [{"name": "now"}]}"#;
+/// }
+/// ```
+pub trait Builtin: Plugin {
+    /// The plugin's `plugin.json`, as JSON text.
+    const MANIFEST: &'static str;
+}
+
+/// The module's `create` for a built-in plugin type `P`.
+extern "C" fn builtin_create<P: Builtin>(
+    context: HostContext,
+) -> RResult<InstanceHandle, PluginError> {
+    guard(|| create_for::<P>(P::MANIFEST, context).map(into_handle))
+}
+
+/// A built-in plugin has no manifest block: its manifest is [`Builtin::MANIFEST`].
+extern "C" fn no_block() -> RSlice<'static, u8> {
+    RSlice::from_slice(&[])
+}
+
+/// The module of built-in plugin type `P`: the same entry points a library exports, made from
+/// code. Leaks one small allocation per call (modules live as long as the process, like a
+/// loaded library's).
+#[doc(hidden)]
+pub fn builtin_module<P: Builtin>() -> PluginModuleRef {
+    use abi_stable::prefix_type::PrefixTypeTrait as _;
+    PluginModule {
+        manifest_block: no_block,
+        create: builtin_create::<P>,
+        invoke: invoke_entry::<P>,
+        destroy: destroy_entry::<P>,
+        query: query_entry::<P>,
+    }
+    .leak_into_prefix()
+}
+
 /// Exports a type implementing [`Plugin`](crate::Plugin) as an Airlock plugin.
 ///
 /// Use it once, in a `cdylib` crate that has a `plugin.json` next to its `Cargo.toml`:
@@ -276,35 +382,17 @@ macro_rules! export_plugin {
                 })
             }
 
-            extern "C" fn invoke(
-                handle: __airlock::InstanceHandle,
-                invocation: __airlock::Invocation<'_>,
-            ) -> RResult<RVec<u8>, __airlock::PluginError> {
-                __airlock::guard(|| {
-                    // SAFETY: the host only passes back handles returned by `create` above (a
-                    // `Box<Instance<$plugin>>` turned into a raw pointer by `into_handle`), and
-                    // only until it has called `destroy` on them.
-                    let instance = unsafe { &*handle.0.cast::<__airlock::Instance<$plugin>>() };
-                    __airlock::invoke(instance, invocation)
-                })
-            }
-
-            extern "C" fn destroy(
-                handle: __airlock::InstanceHandle,
-            ) -> RResult<(), __airlock::PluginError> {
-                __airlock::guard(|| {
-                    // SAFETY: as in `invoke`; the host calls `destroy` exactly once per handle,
-                    // after every `invoke` on it has returned, so this is the only owner.
-                    let instance = unsafe { *Box::from_raw(handle.0.cast::<__airlock::Instance<$plugin>>()) };
-                    __airlock::destroy(instance)
-                })
-            }
-
-            extern "C" fn query(
-                invocation: __airlock::Invocation<'_>,
-            ) -> RResult<RVec<u8>, __airlock::PluginError> {
-                __airlock::guard(|| __airlock::query::<$plugin>(invocation))
-            }
+            // `create` is the handle's only source; the others are shared with built-ins.
+            const invoke: extern "C" fn(
+                __airlock::InstanceHandle,
+                __airlock::Invocation<'_>,
+            ) -> RResult<RVec<u8>, __airlock::PluginError> = __airlock::invoke_entry::<$plugin>;
+            const destroy: extern "C" fn(
+                __airlock::InstanceHandle,
+            ) -> RResult<(), __airlock::PluginError> = __airlock::destroy_entry::<$plugin>;
+            const query: extern "C" fn(
+                __airlock::Invocation<'_>,
+            ) -> RResult<RVec<u8>, __airlock::PluginError> = __airlock::query_entry::<$plugin>;
 
             $crate::export_plugin!(@root $shape);
         };

@@ -45,6 +45,7 @@ pub use block::{
     BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
     BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
 };
+pub use export::Builtin;
 pub use ffi::{
     ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
     InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
@@ -78,7 +79,10 @@ pub const BUILD_PANIC: &str = if cfg!(panic = "unwind") {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::block::{block_len, build_block};
-    pub use crate::export::{create, destroy, guard, into_handle, invoke, query, Instance};
+    pub use crate::export::{
+        builtin_module, create, destroy, destroy_entry, guard, into_handle, invoke, invoke_entry,
+        query, query_entry, Instance,
+    };
     pub use crate::ffi::{
         broken, v0, HostContext, InstanceHandle, Invocation, PluginError, PluginModule,
         PluginModuleRef,

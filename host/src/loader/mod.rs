@@ -202,6 +202,12 @@ pub(crate) struct Creator {
 }
 
 impl Creator {
+    /// A creator for a module made from code (a built-in plugin): its entry points are
+    /// functions of this program, so there is no library to check.
+    pub(crate) fn from_module(module: PluginModuleRef) -> Self {
+        Self { module }
+    }
+
     /// The library's `manifest_block` export: a raw `extern "C"` call into the library that
     /// does nothing but return a static slice. The benchmarks' baseline for a call.
     pub(crate) fn raw_entry(&self) -> extern "C" fn() -> RSlice<'static, u8> {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the plugin crates are built once into their own target directory, then
 //! loaded through the public API and the CLI.
 
+mod builtin;
 mod calls;
 mod cli;
 mod config;
