@@ -1,5 +1,6 @@
 //! The revocable context: a process-wide table of plugin contexts addressed by token
-//! (slot + generation), and the host vtable whose functions every plugin calls through.
+//! (slot + generation). The host vtable whose functions every plugin calls through is in
+//! `membrane.rs`; it reads entries with [`with_entry`].
 //!
 //! The table lives in the host binary, which is never unloaded, so a plugin can never hold a
 //! pointer that dangles: it holds a token, and a stale token is answered with `Revoked`.
@@ -9,22 +10,16 @@
 //! that were in flight before it; calls that start later are not waited for, so a stream of
 //! them cannot starve the wait.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use abi_stable::prefix_type::WithMetadata;
-use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
-use airlock_abi::{
-    Capability, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
-    LogLevel, PluginId,
-};
+use airlock_abi::{Capability, ContextToken, PluginId};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::host::HostShared;
 use crate::loader::hazard::{self, Guarded};
+use crate::services::HostServices;
 
 const CHUNK: usize = 256;
 const MAX_CHUNKS: usize = 4096;
@@ -79,7 +74,8 @@ pub(crate) struct ContextEntry {
     pub config: ArcSwap<Vec<u8>>,
     pub grants: ArcSwap<Vec<Capability>>,
     pub span: tracing::Span,
-    pub host: Weak<HostShared>,
+    /// The services behind the membrane; `None` for a context no host serves (tests).
+    pub host: Option<Weak<dyn HostServices>>,
     /// Set when teardown starts: no new timers or subscriptions.
     pub closing: AtomicBool,
     /// Host calls served, and capability violations.
@@ -97,7 +93,7 @@ impl ContextEntry {
         generation: u64,
         config: Vec<u8>,
         grants: Vec<Capability>,
-        host: Weak<HostShared>,
+        host: Option<Weak<dyn HostServices>>,
         handover: Option<Vec<u8>>,
     ) -> Self {
         let span = tracing::info_span!("plugin", id = %plugin, generation);
@@ -251,217 +247,13 @@ pub fn is_open(token: ContextToken) -> bool {
     entry(token).is_some()
 }
 
-pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
-    HostError {
-        code,
-        capability: RString::from(capability),
-        message: RString::from(message),
-    }
-}
-
-fn revoked_error() -> HostError {
-    host_error(
-        HostErrorCode::REVOKED,
-        "",
-        "the plugin's context has been revoked",
-    )
-}
-
-/// Runs a host function body: looks the token up (publishing the entry as in use, so that a
-/// revocation waits for this call), then runs `f` with panics contained. Nothing unwinds into
-/// the plugin.
-fn serve<T>(
-    token: ContextToken,
-    f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
-) -> RResult<T, HostError> {
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let slot = TABLE.slot(token.slot).ok_or_else(revoked_error)?;
-        slot.entry.with(|entry| {
-            let entry = entry
-                .filter(|e| e.token_generation == token.generation)
-                .ok_or_else(revoked_error)?;
-            entry.calls.add(1);
-            f(entry)
-        })
-    }));
-    match result {
-        Ok(r) => r.into(),
-        Err(payload) => {
-            drop_payload(payload);
-            RResult::RErr(host_error(
-                HostErrorCode::INTERNAL,
-                "",
-                "the host panicked while serving the request",
-            ))
-        }
-    }
-}
-
-/// Drops a panic payload without letting a panicking destructor unwind into the plugin: a
-/// payload that panics on drop is leaked, and so is that second payload.
-fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
-}
-
-/// A string the plugin passed, checked: the plugin's side promises UTF-8, but a `&str` over
-/// other bytes would be undefined behaviour, so nothing here trusts it.
-fn text<'a>(what: &str, s: &RStr<'a>) -> Result<&'a str, HostError> {
-    std::str::from_utf8(s.as_rslice().as_slice()).map_err(|_| {
-        host_error(
-            HostErrorCode::BAD_REQUEST,
-            "",
-            &format!("the {what} is not valid UTF-8"),
-        )
-    })
-}
-
-extern "C" fn host_log(
-    token: ContextToken,
-    level: LogLevel,
-    message: RStr<'_>,
-) -> RResult<(), HostError> {
-    serve(token, |entry| {
-        let enabled = match level {
-            LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
-            LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
-            LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
-            LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
-            _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
-        };
-        if !enabled {
-            return Ok(());
-        }
-        let _span = entry.span.enter();
-        let message = String::from_utf8_lossy(message.as_rslice().as_slice());
-        match level {
-            LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
-            LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
-            LogLevel::INFO => tracing::info!(target: "airlock::plugin", "{message}"),
-            LogLevel::DEBUG => tracing::debug!(target: "airlock::plugin", "{message}"),
-            _ => tracing::trace!(target: "airlock::plugin", "{message}"),
-        }
-        Ok(())
-    })
-}
-
-extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {
-    serve(token, |entry| {
-        Ok(RVec::from(entry.config.load().as_slice().to_vec()))
-    })
-}
-
-extern "C" fn host_request(
-    token: ContextToken,
-    service: RStr<'_>,
-    operation: RStr<'_>,
-    payload: RSlice<'_, u8>,
-) -> RResult<RVec<u8>, HostError> {
-    serve(token, |entry| {
-        crate::membrane::request(
-            token,
-            entry,
-            text("service name", &service)?,
-            text("operation name", &operation)?,
-            payload.as_slice(),
-        )
-        .map(RVec::from)
-    })
-}
-
-const VTABLE: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
-    log: host_log,
-    config: host_config,
-    request: host_request,
-});
-
-/// The host vtable every plugin context points to.
-pub fn host_vtable() -> HostVtableRef {
-    HostVtableRef(VTABLE.static_as_prefix())
-}
-
-/// The context handed to a plugin for `token`.
-pub(crate) fn host_context(token: ContextToken) -> HostContext {
-    HostContext {
-        token,
-        vtable: host_vtable(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: &str) -> ContextEntry {
-        ContextEntry::new(
-            PluginId::new(id).expect("id"),
-            1,
-            b"{\"a\":1}".to_vec(),
-            Vec::new(),
-            Weak::new(),
-            None,
-        )
-    }
-
-    #[test]
-    fn revoked_tokens_get_revoked_and_reused_slots_do_not_revive_them() {
-        let vt = host_vtable();
-        let token = open(entry("unit-a"));
-        assert_eq!(
-            (vt.config())(token).into_result().expect("open").as_slice(),
-            b"{\"a\":1}"
-        );
-        assert!(revoke(token, DRAIN_DEADLINE));
-        assert!(!revoke(token, DRAIN_DEADLINE), "second revoke is a no-op");
-        let err = (vt.config())(token).into_result().expect_err("revoked");
-        assert_eq!(err.code, HostErrorCode::REVOKED);
-        // The slot is reused by the next context, under a new generation.
-        let next = open(entry("unit-b"));
-        let stale = (vt.log())(token, LogLevel::INFO, RStr::from_str("x")).into_result();
-        assert_eq!(stale.expect_err("stale").code, HostErrorCode::REVOKED);
-        assert!(is_open(next));
-        assert!(revoke(next, DRAIN_DEADLINE));
-    }
-
-    #[test]
-    fn unknown_slots_are_revoked_not_ub() {
-        let token = ContextToken {
-            slot: u32::MAX,
-            generation: 7,
-        };
-        let err = (host_vtable().config())(token)
-            .into_result()
-            .expect_err("unknown");
-        assert_eq!(err.code, HostErrorCode::REVOKED);
-    }
-
-    #[test]
-    fn no_call_succeeds_after_revoke_returns() {
-        let token = open(entry("unit-race"));
-        let vt = host_vtable();
-        let revoked = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    for _ in 0..20_000 {
-                        let after = revoked.load(Ordering::SeqCst);
-                        let result = (vt.config())(token).into_result();
-                        if after {
-                            assert_eq!(
-                                result.expect_err("after revoke").code,
-                                HostErrorCode::REVOKED
-                            );
-                        }
-                    }
-                });
-            }
-            s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(2));
-                assert!(revoke(token, DRAIN_DEADLINE));
-                revoked.store(true, Ordering::SeqCst);
-            });
-        });
-        assert!(!is_open(token));
+/// Runs `f` with the open context of `token` (`None` if it is stale or revoked), read through
+/// this thread's hazard slot: a revocation waits for `f` to return.
+pub(crate) fn with_entry<R>(token: ContextToken, f: impl FnOnce(Option<&ContextEntry>) -> R) -> R {
+    match TABLE.slot(token.slot) {
+        None => f(None),
+        Some(slot) => slot
+            .entry
+            .with(|entry| f(entry.filter(|e| e.token_generation == token.generation))),
     }
 }

@@ -12,7 +12,7 @@ use airlock_abi::{ContextToken, InvocationKind};
 use parking_lot::Mutex;
 
 use crate::decide::glob_match;
-use crate::host::HostShared;
+use crate::delivery::Deliver;
 
 /// Deliveries waiting for the dispatcher before new ones are dropped.
 pub const EVENT_QUEUE: usize = 4096;
@@ -40,7 +40,7 @@ pub(crate) struct EventBus {
 
 impl EventBus {
     /// Starts the dispatcher thread, which delivers through `host`.
-    pub(crate) fn start(host: Weak<HostShared>) -> Self {
+    pub(crate) fn start(host: Weak<dyn Deliver>) -> Self {
         let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
         let dispatcher = std::thread::Builder::new()
             .name("airlock-events".to_owned())
@@ -134,14 +134,12 @@ impl EventBus {
         drop(self.queue.lock().take());
         let handle = self.dispatcher.lock().take();
         if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
+            let _ = handle.join();
         }
     }
 }
 
-fn dispatch(rx: &Receiver<Delivery>, host: &Weak<HostShared>) {
+fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>) {
     while let Ok(delivery) = rx.recv() {
         let Some(host) = host.upgrade() else {
             return;

@@ -25,6 +25,7 @@
 mod audit;
 mod context;
 mod decide;
+mod delivery;
 mod discover;
 mod error;
 mod events;
@@ -33,39 +34,40 @@ mod events;
 pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
-mod hooks;
 mod host;
 mod kv;
 mod library_file;
 mod loader;
 mod lock;
 mod membrane;
+mod outcome;
 mod policy;
 mod report;
+mod services;
 mod supervisor;
 mod timers;
 mod watch;
-mod watchdog;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-pub use context::{host_vtable, is_open};
+pub use context::is_open;
 pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
-pub use hooks::{
-    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
-    HookError, HookFailure, HookMode, Swallowed,
-};
 pub use host::{
     check, check_report, pin, ActionHandle, ActionOutcome, Checked, ConfigApplied, Host,
     HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
 };
+pub use host::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+    HookError, HookFailure, HookMode, Swallowed,
+};
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 pub use loader::retained;
 pub use lock::{Lock, LockEntry};
+pub use membrane::host_vtable;
 pub use policy::{
     HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,

@@ -1,20 +1,28 @@
-//! The capability membrane: every service request from a plugin is checked against the
-//! plugin's effective grants before any work is done. A miss is a `CapabilityViolation` and
-//! exactly one audit record; a hit is served, inside the caller's `catch_unwind`.
+//! The capability membrane: the host vtable every plugin calls through, and the check of every
+//! service request against the plugin's effective grants before any work is done. A miss is a
+//! `CapabilityViolation` and exactly one audit record; a hit is served, inside `catch_unwind`.
+//! The services are reached through [`HostServices`], never the runtime itself.
 
 use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Weak;
 use std::time::Duration;
 
+use abi_stable::prefix_type::WithMetadata;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use airlock_abi::wire::{self, service};
-use airlock_abi::{CapabilityKind, ContextToken, HostError, HostErrorCode};
+use airlock_abi::{
+    CapabilityKind, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
+    LogLevel,
+};
 use serde::de::DeserializeOwned;
 
 use crate::audit::AuditOutcome;
-use crate::context::{host_error, ContextEntry};
+use crate::context::{with_entry, ContextEntry};
 use crate::decide::covers;
 use crate::error::CallErrorCode;
-use crate::host::{HostShared, MAX_CALL_DEPTH};
 use crate::kv::KvError;
+use crate::services::HostServices;
 
 fn bad_request(message: impl Into<String>) -> HostError {
     host_error(HostErrorCode::BAD_REQUEST, "", &message.into())
@@ -31,7 +39,7 @@ fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, HostError> {
 /// Checks that `entry` may use `kind` (with `scope`), writing one audit record if not.
 fn require(
     entry: &ContextEntry,
-    host: &HostShared,
+    host: &dyn HostServices,
     kind: CapabilityKind,
     scope: Option<&str>,
 ) -> Result<(), HostError> {
@@ -45,7 +53,7 @@ fn require(
     entry
         .denials
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    host.audit.record(
+    host.audit().record(
         entry.plugin.as_str(),
         entry.generation,
         &capability,
@@ -72,7 +80,8 @@ pub(crate) fn request(
 ) -> Result<Vec<u8>, HostError> {
     let host = entry
         .host
-        .upgrade()
+        .as_ref()
+        .and_then(Weak::upgrade)
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let host = &*host;
     let unsupported = || {
@@ -85,7 +94,7 @@ pub(crate) fn request(
     match (service_name, operation) {
         (service::KV, "get" | "set" | "delete" | "keys") => {
             require(entry, host, CapabilityKind::Kv, None)?;
-            let kv = host.kv.as_ref().ok_or_else(|| {
+            let kv = host.kv().ok_or_else(|| {
                 host_error(
                     HostErrorCode::UNSUPPORTED,
                     "",
@@ -125,7 +134,7 @@ pub(crate) fn request(
             let req: wire::Publish = body(payload)?;
             check_name("topic", &req.topic)?;
             require(entry, host, CapabilityKind::EventsPublish, Some(&req.topic))?;
-            json(&host.events.publish(&req.topic, &req.payload))
+            json(&host.events().publish(&req.topic, &req.payload))
         }
         (service::EVENTS, "subscribe" | "unsubscribe") => {
             let req: wire::Pattern = body(payload)?;
@@ -138,10 +147,10 @@ pub(crate) fn request(
             )?;
             if operation == "subscribe" {
                 refuse_when_closing(entry)?;
-                host.events.subscribe(token, &req.pattern);
+                host.events().subscribe(token, &req.pattern);
                 Ok(b"null".to_vec())
             } else {
-                json(&host.events.unsubscribe(token, &req.pattern))
+                json(&host.events().unsubscribe(token, &req.pattern))
             }
         }
         (service::TIMERS, "every") => {
@@ -149,7 +158,7 @@ pub(crate) fn request(
             check_name("job name", &req.name)?;
             require(entry, host, CapabilityKind::Timers, None)?;
             refuse_when_closing(entry)?;
-            host.timers
+            host.timers()
                 .every(
                     token,
                     &req.name,
@@ -161,13 +170,13 @@ pub(crate) fn request(
         (service::TIMERS, "cancel") => {
             let req: wire::Name = body(payload)?;
             require(entry, host, CapabilityKind::Timers, None)?;
-            json(&host.timers.cancel(token, &req.name))
+            json(&host.timers().cancel(token, &req.name))
         }
         (service::SECRETS, "get") => {
             let req: wire::Name = body(payload)?;
             check_name("secret name", &req.name)?;
             require(entry, host, CapabilityKind::Secrets, Some(&req.name))?;
-            let value = host.options.policy.secret(&req.name).map_err(|why| {
+            let value = host.secret(&req.name).map_err(|why| {
                 bad_request(format!("secret {:?} is not available: {why}", req.name))
             })?;
             json(&value)
@@ -191,7 +200,7 @@ pub(crate) fn request(
                     ),
                 ));
             };
-            match host.call_bytes(&req.plugin, &req.action, &input) {
+            match host.call_plugin(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
                         airlock_abi::wire::parse(&bytes).unwrap_or(serde_json::Value::Null);
@@ -209,6 +218,11 @@ pub(crate) fn request(
         _ => Err(unsupported()),
     }
 }
+
+/// How deeply plugin-to-plugin calls may nest on one thread. Deeper calls are refused with
+/// `too_deep`: a cycle through parallel plugins would otherwise recurse until the stack
+/// overflows and the host dies.
+pub const MAX_CALL_DEPTH: u32 = 8;
 
 thread_local! {
     /// How many plugin-to-plugin calls are in progress on this thread.
@@ -236,6 +250,141 @@ impl Drop for CallDepth {
     }
 }
 
+pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
+    HostError {
+        code,
+        capability: RString::from(capability),
+        message: RString::from(message),
+    }
+}
+
+fn revoked_error() -> HostError {
+    host_error(
+        HostErrorCode::REVOKED,
+        "",
+        "the plugin's context has been revoked",
+    )
+}
+
+/// Runs a host function body: looks the token up (publishing the entry as in use, so that a
+/// revocation waits for this call), then runs `f` with panics contained. Nothing unwinds into
+/// the plugin.
+fn serve<T>(
+    token: ContextToken,
+    f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
+) -> RResult<T, HostError> {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        with_entry(token, |entry| {
+            let entry = entry.ok_or_else(revoked_error)?;
+            entry.calls.add(1);
+            f(entry)
+        })
+    }));
+    match result {
+        Ok(r) => r.into(),
+        Err(payload) => {
+            drop_payload(payload);
+            RResult::RErr(host_error(
+                HostErrorCode::INTERNAL,
+                "",
+                "the host panicked while serving the request",
+            ))
+        }
+    }
+}
+
+/// Drops a panic payload without letting a panicking destructor unwind into the plugin: a
+/// payload that panics on drop is leaked, and so is that second payload.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A string the plugin passed, checked: the plugin's side promises UTF-8, but a `&str` over
+/// other bytes would be undefined behaviour, so nothing here trusts it.
+fn text<'a>(what: &str, s: &RStr<'a>) -> Result<&'a str, HostError> {
+    std::str::from_utf8(s.as_rslice().as_slice()).map_err(|_| {
+        host_error(
+            HostErrorCode::BAD_REQUEST,
+            "",
+            &format!("the {what} is not valid UTF-8"),
+        )
+    })
+}
+
+extern "C" fn host_log(
+    token: ContextToken,
+    level: LogLevel,
+    message: RStr<'_>,
+) -> RResult<(), HostError> {
+    serve(token, |entry| {
+        let enabled = match level {
+            LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
+            LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
+            LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
+            LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
+            _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let _span = entry.span.enter();
+        let message = String::from_utf8_lossy(message.as_rslice().as_slice());
+        match level {
+            LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
+            LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
+            LogLevel::INFO => tracing::info!(target: "airlock::plugin", "{message}"),
+            LogLevel::DEBUG => tracing::debug!(target: "airlock::plugin", "{message}"),
+            _ => tracing::trace!(target: "airlock::plugin", "{message}"),
+        }
+        Ok(())
+    })
+}
+
+extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {
+    serve(token, |entry| {
+        Ok(RVec::from(entry.config.load().as_slice().to_vec()))
+    })
+}
+
+extern "C" fn host_request(
+    token: ContextToken,
+    service: RStr<'_>,
+    operation: RStr<'_>,
+    payload: RSlice<'_, u8>,
+) -> RResult<RVec<u8>, HostError> {
+    serve(token, |entry| {
+        request(
+            token,
+            entry,
+            text("service name", &service)?,
+            text("operation name", &operation)?,
+            payload.as_slice(),
+        )
+        .map(RVec::from)
+    })
+}
+
+const VTABLE: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+    log: host_log,
+    config: host_config,
+    request: host_request,
+});
+
+/// The host vtable every plugin context points to.
+pub fn host_vtable() -> HostVtableRef {
+    HostVtableRef(VTABLE.static_as_prefix())
+}
+
+/// The context handed to a plugin for `token`.
+pub(crate) fn host_context(token: ContextToken) -> HostContext {
+    HostContext {
+        token,
+        vtable: host_vtable(),
+    }
+}
+
 fn refuse_when_closing(entry: &ContextEntry) -> Result<(), HostError> {
     if entry.closing.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(host_error(
@@ -254,4 +403,86 @@ fn check_name(what: &str, name: &str) -> Result<(), HostError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{is_open, open, revoke, DRAIN_DEADLINE};
+    use abi_stable::std_types::RStr;
+    use airlock_abi::{LogLevel, PluginId};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    fn entry(id: &str) -> ContextEntry {
+        ContextEntry::new(
+            PluginId::new(id).expect("id"),
+            1,
+            b"{\"a\":1}".to_vec(),
+            Vec::new(),
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn revoked_tokens_get_revoked_and_reused_slots_do_not_revive_them() {
+        let vt = host_vtable();
+        let token = open(entry("unit-a"));
+        assert_eq!(
+            (vt.config())(token).into_result().expect("open").as_slice(),
+            b"{\"a\":1}"
+        );
+        assert!(revoke(token, DRAIN_DEADLINE));
+        assert!(!revoke(token, DRAIN_DEADLINE), "second revoke is a no-op");
+        let err = (vt.config())(token).into_result().expect_err("revoked");
+        assert_eq!(err.code, HostErrorCode::REVOKED);
+        // The slot is reused by the next context, under a new generation.
+        let next = open(entry("unit-b"));
+        let stale = (vt.log())(token, LogLevel::INFO, RStr::from_str("x")).into_result();
+        assert_eq!(stale.expect_err("stale").code, HostErrorCode::REVOKED);
+        assert!(is_open(next));
+        assert!(revoke(next, DRAIN_DEADLINE));
+    }
+
+    #[test]
+    fn unknown_slots_are_revoked_not_ub() {
+        let token = ContextToken {
+            slot: u32::MAX,
+            generation: 7,
+        };
+        let err = (host_vtable().config())(token)
+            .into_result()
+            .expect_err("unknown");
+        assert_eq!(err.code, HostErrorCode::REVOKED);
+    }
+
+    #[test]
+    fn no_call_succeeds_after_revoke_returns() {
+        let token = open(entry("unit-race"));
+        let vt = host_vtable();
+        let revoked = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        let after = revoked.load(Ordering::SeqCst);
+                        let result = (vt.config())(token).into_result();
+                        if after {
+                            assert_eq!(
+                                result.expect_err("after revoke").code,
+                                HostErrorCode::REVOKED
+                            );
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(2));
+                assert!(revoke(token, DRAIN_DEADLINE));
+                revoked.store(true, Ordering::SeqCst);
+            });
+        });
+        assert!(!is_open(token));
+    }
 }

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::host::HostShared;
+/// What the supervisor threads do to the runtime they watch.
+pub(crate) trait Supervised: Send + Sync {
+    /// Reports the calls running past their timeout, and frees what no call reads any more.
+    fn watchdog_scan(&self);
+    /// Asks every running plugin for its health.
+    fn poll_all_health(&self);
+}
 
 /// How often the watchdog scans the calls in progress.
 pub const WATCHDOG_TICK: Duration = Duration::from_millis(20);
@@ -23,33 +29,29 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) fn start(host: &Weak<HostShared>, health_interval: Duration) -> Self {
+    pub(crate) fn start(host: &Weak<dyn Supervised>, health_interval: Duration) -> Self {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         let mut threads = Vec::new();
-        let spawn = |name: &str, every: Duration, work: fn(&HostShared)| {
+        let spawn = |name: &str, every: Duration, work: fn(&dyn Supervised)| {
             let (host, stop) = (host.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(name.to_owned())
                 .spawn(move || {
                     run_every(&stop, every, || {
                         host.upgrade().is_some_and(|h| {
-                            work(&h);
+                            work(&*h);
                             true
                         })
                     })
                 })
                 .ok()
         };
-        threads.extend(spawn(
-            "airlock-watchdog",
-            WATCHDOG_TICK,
-            HostShared::watchdog_scan,
-        ));
-        threads.extend(spawn(
-            "airlock-health",
-            health_interval,
-            HostShared::poll_all_health,
-        ));
+        threads.extend(spawn("airlock-watchdog", WATCHDOG_TICK, |h| {
+            h.watchdog_scan()
+        }));
+        threads.extend(spawn("airlock-health", health_interval, |h| {
+            h.poll_all_health()
+        }));
         Self {
             stop,
             threads: Mutex::new(threads),
@@ -62,11 +64,8 @@ impl Supervisor {
             *flag.lock() = true;
             cv.notify_all();
         }
-        let me = std::thread::current().id();
         for handle in self.threads.lock().drain(..) {
-            if handle.thread().id() != me {
-                let _ = handle.join();
-            }
+            let _ = handle.join();
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use airlock_abi::{ContextToken, InvocationKind};
 use parking_lot::{Condvar, Mutex};
 
-use crate::host::HostShared;
+use crate::delivery::Deliver;
 
 /// The most jobs one plugin may have.
 pub const MAX_JOBS_PER_PLUGIN: usize = 64;
@@ -39,7 +39,7 @@ pub(crate) struct TimerService {
 
 impl TimerService {
     /// Starts the timer thread, which runs jobs through `host`.
-    pub(crate) fn start(host: Weak<HostShared>) -> Self {
+    pub(crate) fn start(host: Weak<dyn Deliver>) -> Self {
         let state = std::sync::Arc::new((Mutex::new(TimerState::default()), Condvar::new()));
         let shared = state.clone();
         let thread = std::thread::Builder::new()
@@ -127,14 +127,12 @@ impl TimerService {
         }
         let handle = self.thread.lock().take();
         if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
+            let _ = handle.join();
         }
     }
 }
 
-fn run(state: &(Mutex<TimerState>, Condvar), host: &Weak<HostShared>) {
+fn run(state: &(Mutex<TimerState>, Condvar), host: &Weak<dyn Deliver>) {
     let (lock, cv) = state;
     let mut guard = lock.lock();
     loop {

@@ -17,7 +17,12 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::discover::library_suffix;
 use crate::error::Error;
-use crate::host::{HostShared, ReloadOutcome};
+use crate::outcome::ReloadOutcome;
+
+/// What the watcher asks of the runtime: reload the library at `path` if its bytes changed.
+pub(crate) trait Reload: Send + Sync {
+    fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome;
+}
 
 /// The debounce used when none is given: long enough for a linker to finish writing.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
@@ -37,7 +42,7 @@ impl std::fmt::Debug for Watcher {
 
 impl Watcher {
     pub(crate) fn start(
-        host: Weak<HostShared>,
+        host: Weak<dyn Reload>,
         dirs: &[PathBuf],
         debounce: Duration,
         on_reload: impl Fn(&ReloadOutcome) + Send + 'static,
@@ -112,9 +117,7 @@ impl Drop for Watcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
+            let _ = thread.join();
         }
     }
 }

@@ -23,6 +23,9 @@
 //!
 //! The atomics come from [`super::sync`], so `scripts/loom.sh` model-checks this file as it is
 //! (nested reads, emptied cells, record hand-off, retiring while reading).
+//!
+//! Longer than 400 lines: the scheme's readers, writers, waits and reclamation are one
+//! protocol, and its SAFETY arguments refer to each other; it is read and model-checked whole.
 
 use std::cell::Cell;
 use std::ptr;
@@ -30,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::sync::{fence, pause, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::watchdog::CallSlot;
+use super::watchdog::CallSlot;
 
 /// How deeply one thread's reads can nest (a plugin call, its host callback, a call to another
 /// plugin, ...); deeper reads take a slower path that clones the `Arc`.

@@ -12,15 +12,15 @@
 //! therefore never pairs one call's number with another call's plugin. A report names the call
 //! it is about (its number, at its nesting level), so an inner call can never pick up the
 //! report of the call around it, nor the other way round. The atomics come from
-//! [`crate::loader::sync`]: `scripts/loom.sh` model-checks this protocol.
+//! [`super::sync`]: `scripts/loom.sh` model-checks this protocol.
 
 use std::time::{Duration, Instant};
 
-use crate::loader::hazard::{self, ThreadRecord};
-use crate::loader::sync::{fence, AtomicU64, AtomicUsize, Ordering};
+use super::hazard::{self, ThreadRecord};
+use super::sync::{fence, AtomicU64, AtomicUsize, Ordering};
 
 /// How many nested calls of one thread the watchdogs time; deeper calls are not timed (plugin
-/// calls nest at most [`crate::host::MAX_CALL_DEPTH`] deep, far less than this).
+/// calls nest at most `MAX_CALL_DEPTH` (8) deep, far less than this).
 pub(crate) const NESTING: usize = 16;
 
 /// What one scan saw of a thread's innermost call in progress.

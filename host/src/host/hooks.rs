@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::{HostShared, Invoked, LoadedPlugin};
 use crate::error::CallErrorCode;
-use crate::host::{HostShared, Invoked, LoadedPlugin};
 
 /// How a hook combines its participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,0 +1,194 @@
+//! [`HostBuilder`]: plugin directories, policy, built-in plugins, files; builds a [`super::Host`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::audit::AuditLog;
+use crate::error::{Error, Refusal};
+use crate::events::EventBus;
+use crate::kv::KvStore;
+use crate::library_file::LibraryFile;
+use crate::loader::hazard::Guarded;
+use crate::lock::Lock;
+use crate::policy::Policy;
+use crate::supervisor::Supervisor;
+use crate::timers::TimerService;
+
+use super::pipeline::PipelineOptions;
+use super::shared::HostShared;
+use super::Host;
+use crate::delivery::Deliver;
+use crate::supervisor::Supervised;
+
+/// Builds a [`Host`].
+#[derive(Debug)]
+pub struct HostBuilder {
+    pub(super) options: PipelineOptions,
+    /// Plugins compiled into the host program, in registration order.
+    pub(super) builtins: Vec<Result<LibraryFile, Refusal>>,
+    pub(super) shadow_parent: Option<PathBuf>,
+    pub(super) lock_file: Option<PathBuf>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostBuilder {
+    /// A builder with no plugin directories and the default policy.
+    pub fn new() -> Self {
+        Self {
+            options: PipelineOptions::new(Vec::new()),
+            builtins: Vec::new(),
+            shadow_parent: None,
+            lock_file: None,
+        }
+    }
+
+    /// Adds a directory to search for plugin libraries.
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.dirs.push(dir.into());
+        self
+    }
+
+    /// Registers a plugin compiled into the host program. [`Host::load`] creates it before the
+    /// libraries, through the same manifest checks, policy, grants, membrane, audit, hooks,
+    /// faults and shutdown; it has no file, so discovery, reading and hashing do not apply (and
+    /// a lock does not pin it). An invalid manifest is a `bad_manifest` refusal in the report.
+    pub fn builtin<P: airlock_abi::Builtin>(mut self) -> Self {
+        self.builtins.push(LibraryFile::builtin::<P>());
+        self
+    }
+
+    /// Adds every directory in `AIRLOCK_PLUGIN_PATH` (separated like `PATH`).
+    pub fn plugin_dirs_from_env(mut self) -> Self {
+        if let Some(path) = std::env::var_os("AIRLOCK_PLUGIN_PATH") {
+            self.options.dirs.extend(std::env::split_paths(&path));
+        }
+        self
+    }
+
+    /// Uses `policy`.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.options.policy = policy;
+        self
+    }
+
+    /// Reads the policy from a file.
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::from_file`].
+    pub fn policy_file(self, path: &Path) -> Result<Self, Error> {
+        Ok(self.policy(Policy::from_file(path)?))
+    }
+
+    /// Loads only the libraries pinned in this lock file (overrides the policy's
+    /// `[host] lock`).
+    pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_file = Some(path.into());
+        self
+    }
+
+    /// Keeps the key/value store in `dir` (overrides the policy's `[host] data_dir`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.policy.host_mut().data_dir = Some(dir.into());
+        self
+    }
+
+    /// Appends audit records to `path` (overrides the policy's `[host] audit_log`).
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.policy.host_mut().audit_log = Some(path.into());
+        self
+    }
+
+    /// Refuses libraries larger than `bytes` without reading them.
+    pub fn max_library_size(mut self, bytes: u64) -> Self {
+        self.options.max_library_size = bytes;
+        self
+    }
+
+    /// Where to create the private directory for shadow copies (default: the system's
+    /// temporary directory).
+    pub fn shadow_dir(mut self, parent: impl Into<PathBuf>) -> Self {
+        self.shadow_parent = Some(parent.into());
+        self
+    }
+
+    /// The options this builder would check with (the lock file is read by [`Self::build`]
+    /// and [`Self::check_options`]).
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    /// The options with the lock file read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lock`] if the lock file cannot be read.
+    pub fn check_options(&self) -> Result<PipelineOptions, Error> {
+        let mut options = self.options.clone();
+        let lock_path = self
+            .lock_file
+            .clone()
+            .or_else(|| options.policy.host().lock.clone());
+        if let Some(path) = lock_path {
+            options.lock = Some(Lock::from_file(&path)?);
+        }
+        Ok(options)
+    }
+
+    /// Creates the host and starts its services; nothing is loaded until [`Host::load`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShadowDir`], [`Error::DataDir`], [`Error::Kv`], [`Error::AuditLog`] or
+    /// [`Error::Lock`] when the corresponding file or directory cannot be set up.
+    pub fn build(self) -> Result<Host, Error> {
+        let options = self.check_options()?;
+        let parent = self.shadow_parent.unwrap_or_else(std::env::temp_dir);
+        let shadow = tempfile::Builder::new()
+            .prefix("airlock-shadow-")
+            .tempdir_in(&parent)
+            .map_err(|source| Error::ShadowDir {
+                path: parent.clone(),
+                source,
+            })?;
+        let settings = options.policy.host().clone();
+        let kv = match &settings.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(KvStore::open(&dir.join("kv.redb"))?)
+            }
+            None => None,
+        };
+        let audit = match &settings.audit_log {
+            Some(path) => AuditLog::to_file(path)?,
+            None => AuditLog::in_memory(),
+        };
+        let health_interval = options.policy.health_interval();
+        let builtins = self.builtins;
+        let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
+            options,
+            builtins,
+            shadow,
+            plugins: Guarded::new(Some(Arc::new(Vec::new()))),
+            admin: Mutex::new(()),
+            audit,
+            kv,
+            events: EventBus::start(me.clone() as Weak<dyn Deliver>),
+            timers: TimerService::start(me.clone() as Weak<dyn Deliver>),
+            supervisor: Supervisor::start(&(me.clone() as Weak<dyn Supervised>), health_interval),
+            hook_modes: Mutex::new(std::collections::BTreeMap::new()),
+            me: me.clone(),
+        });
+        Ok(Host { shared })
+    }
+}

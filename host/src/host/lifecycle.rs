@@ -1,0 +1,312 @@
+//! Stages 4 and 5 (prepare, validate the config, create), and teardown within one deadline.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use airlock_abi::{Capability, Concurrency, ConfigReport, ContextToken, ErrorCode, PluginError};
+
+use parking_lot::Mutex;
+
+use crate::context::{self, ContextEntry};
+use crate::error::{Refusal, RefusalReason};
+use crate::library_file::Origin;
+use crate::loader::hazard::Guarded;
+use crate::loader::{self, Creator};
+
+use super::pipeline::Checked;
+use super::plugin::{Counters, LoadedPlugin, Running, SerialGate};
+use super::shared::HostShared;
+use crate::outcome::{PluginState, TeardownOutcome, TeardownRecord};
+use crate::services::HostServices;
+
+impl HostShared {
+    /// Stage 4 and 5 for one checked library.
+    pub(super) fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
+        let prepared = self.prepare_timed(checked)?;
+        self.start_prepared(prepared)
+    }
+
+    /// Stage 4 for a first load, timed.
+    pub(super) fn prepare_timed(
+        &self,
+        checked: Checked,
+    ) -> Result<(LoadedPlugin, Duration), Refusal> {
+        let started = Instant::now();
+        let plugin = self.prepare(checked, None)?;
+        Ok((plugin, started.elapsed()))
+    }
+
+    /// Stage 5 for a plugin [`HostShared::prepare_timed`] prepared.
+    pub(super) fn start_prepared(
+        &self,
+        (mut plugin, prepare_time): (LoadedPlugin, Duration),
+    ) -> Result<LoadedPlugin, Refusal> {
+        let started = Instant::now();
+        let config = plugin.config.lock().clone();
+        self.start_instance(&plugin, &config, None)?;
+        plugin.load_time = prepare_time + started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Stage 4 and the config check for one checked library: a plugin ready to be started.
+    /// `previous` is the generation it replaces on a reload: its config, revocations and
+    /// generation count carry over.
+    pub(super) fn prepare(
+        &self,
+        checked: Checked,
+        previous: Option<&LoadedPlugin>,
+    ) -> Result<LoadedPlugin, Refusal> {
+        let Checked { mut file, decision } = checked;
+        // The one branch on where the code comes from: a checked library, or the host itself.
+        let (library, creator) = match file.origin {
+            Origin::File => {
+                let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
+                let creator = library.creator();
+                (Some(library), creator)
+            }
+            Origin::Builtin(module) => (None, Creator::from_module(module)),
+        };
+        file.release_bytes();
+        let (config, revoked, generation) = match previous {
+            Some(old) => (
+                old.config.lock().clone(),
+                old.revoked.lock().clone(),
+                old.generation.load(Ordering::SeqCst),
+            ),
+            None => (decision.policy.config.clone(), Vec::new(), 0),
+        };
+        let grants: Vec<Capability> = decision
+            .grants
+            .into_iter()
+            .filter(|g| !revoked.contains(g))
+            .collect();
+        let serial = (file.manifest.concurrency == Concurrency::Serial).then(SerialGate::default);
+        let plugin = LoadedPlugin {
+            creator,
+            _library: library,
+            grants: Mutex::new(grants),
+            revoked: Mutex::new(revoked),
+            config: Mutex::new(config.clone()),
+            policy: decision.policy,
+            file,
+            running: Guarded::default(),
+            state: Mutex::new(PluginState::Failed),
+            last_token: Mutex::new(ContextToken {
+                slot: u32::MAX,
+                generation: 0,
+            }),
+            generation: AtomicU64::new(generation),
+            serial,
+            load_time: Duration::ZERO,
+            counters: Counters::default(),
+            quarantined: AtomicBool::new(false),
+            recent_faults: Mutex::new(VecDeque::new()),
+            health: Mutex::new(None),
+        };
+        for warning in self.validate(&plugin, &config)? {
+            tracing::warn!(plugin = %plugin.id(), "config: {warning}");
+        }
+        Ok(plugin)
+    }
+}
+
+impl HostShared {
+    /// Asks the plugin to validate `config`; returns its warnings.
+    pub(super) fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+    ) -> Result<Vec<String>, Refusal> {
+        let refuse = |reason, detail: String| {
+            Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
+        };
+        let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
+        let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {
+                refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config answered malformed JSON: {e}"),
+                )
+            })?,
+            Err(e) if e.code == ErrorCode::UNSUPPORTED => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config failed: {}", describe(&e)),
+                ))
+            }
+        };
+        if !report.is_ok() {
+            return Err(refuse(
+                RefusalReason::ConfigInvalid,
+                format!(
+                    "the plugin rejected its config: {}",
+                    report.errors.join("; ")
+                ),
+            ));
+        }
+        Ok(report.warnings)
+    }
+
+    /// Creates an instance with a fresh context (stage 5) and makes it the running one.
+    pub(super) fn start_instance(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+        handover: Option<Vec<u8>>,
+    ) -> Result<(), Refusal> {
+        let id = plugin.id().clone();
+        let refuse =
+            |reason, detail: String| Refusal::new(&plugin.file.path, reason, detail).with_id(&id);
+        let generation = plugin.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = context::open(ContextEntry::new(
+            id.clone(),
+            generation,
+            serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
+            plugin.grants.lock().clone(),
+            Some(self.me.clone() as Weak<dyn HostServices>),
+            handover,
+        ));
+        *plugin.last_token.lock() = token;
+        let creator = plugin.creator;
+        let deadline = plugin.policy.init_deadline;
+        let created = run_with_deadline(deadline, move || {
+            creator.create(crate::membrane::host_context(token))
+        });
+        let instance = match created {
+            Some(Ok(instance)) => instance,
+            Some(Err(e)) => {
+                self.release_context(token, plugin.policy.shutdown_deadline);
+                *plugin.state.lock() = PluginState::Failed;
+                return Err(if e.code == ErrorCode::PANICKED {
+                    refuse(
+                        RefusalReason::InitPanicked,
+                        format!("create panicked: {}", e.message),
+                    )
+                } else {
+                    refuse(
+                        RefusalReason::InitFailed,
+                        format!("create failed: {}", e.message),
+                    )
+                });
+            }
+            None => {
+                self.release_context(token, plugin.policy.shutdown_deadline);
+                *plugin.state.lock() = PluginState::Failed;
+                return Err(refuse(
+                    RefusalReason::InitTimeout,
+                    format!(
+                        "create did not return within {} ms; the plugin was abandoned and its context revoked",
+                        deadline.as_millis()
+                    ),
+                ));
+            }
+        };
+        drop(
+            plugin
+                .running
+                .replace(Some(Arc::new(Running { instance, token }))),
+        );
+        *plugin.state.lock() = PluginState::Running;
+        Ok(())
+    }
+
+    /// Drops everything the host holds for a context, then revokes it, waiting up to
+    /// `deadline` for a timer run or host call still in progress.
+    pub(super) fn release_context(&self, token: ContextToken, deadline: Duration) {
+        let started = Instant::now();
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        self.timers.cancel_all(token, deadline);
+        self.events.remove_all(token);
+        context::revoke(token, deadline.saturating_sub(started.elapsed()));
+    }
+
+    /// Tears the running instance down (if any) within the plugin's deadline and revokes its
+    /// context; `after` is the state it is left in when teardown is clean. The instance is
+    /// destroyed only once no call is running on it; a call still running at the deadline
+    /// leaves it abandoned, never destroyed. Every wait shares the one deadline.
+    pub(super) fn teardown(
+        &self,
+        plugin: &LoadedPlugin,
+        after: PluginState,
+    ) -> Option<TeardownRecord> {
+        let retired = plugin.running.replace(None);
+        let token = retired.get()?.token;
+        let started = Instant::now();
+        let deadline = plugin.policy.shutdown_deadline;
+        let remaining = || deadline.saturating_sub(started.elapsed());
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        // No timer or event runs after this: cancel them and wait for one in progress.
+        let timers_done = self.timers.cancel_all(token, deadline);
+        self.events.remove_all(token);
+        // Wait for the calls in flight on this instance, whether they read it through the cell
+        // or hold a counted reference: `wait` hands it back only as the last reference.
+        let running = retired.wait(remaining()).ok().flatten();
+        let outcome = match running.map(Arc::try_unwrap) {
+            Some(Ok(owned)) if timers_done && !remaining().is_zero() => {
+                let instance = owned.instance;
+                match run_with_deadline(remaining(), move || instance.destroy()) {
+                    Some(Ok(())) => TeardownOutcome::Clean,
+                    Some(Err(e)) => TeardownOutcome::Failed(describe(&e)),
+                    None => TeardownOutcome::Abandoned,
+                }
+            }
+            // Still in use at the deadline, a timer run still going, or no time left to run
+            // `destroy`: it is not destroyed. Dropping our handle leaks the instance.
+            Some(Ok(_) | Err(_)) | None => TeardownOutcome::Abandoned,
+        };
+        self.release_context(token, remaining());
+        *plugin.state.lock() = match outcome {
+            TeardownOutcome::Abandoned => PluginState::Abandoned,
+            _ => after,
+        };
+        let id = plugin.id().to_string();
+        match &outcome {
+            TeardownOutcome::Clean => tracing::info!(plugin = %id, "torn down"),
+            other => {
+                tracing::warn!(plugin = %id, outcome = ?other, "teardown did not finish cleanly")
+            }
+        }
+        Some(TeardownRecord {
+            id,
+            outcome,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+pub(super) fn describe(e: &PluginError) -> String {
+    if e.code == ErrorCode::PANICKED {
+        format!("panicked: {}", e.message)
+    } else {
+        e.message.to_string()
+    }
+}
+
+/// Runs `f` on its own thread and waits up to `deadline`. Native code cannot be pre-empted: on
+/// timeout the thread is left running (abandoned) and `None` is returned.
+pub(super) fn run_with_deadline<T: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("airlock-deadline".to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    match spawned {
+        Ok(_) => rx.recv_timeout(deadline).ok(),
+        Err(e) => {
+            tracing::error!("cannot spawn a thread to enforce a deadline: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The embedding API: build a [`Host`] from plugin directories and a policy, load what can be
+//! loaded (reporting every refusal), call actions, operate the plugins at run time (revoke a
+//! capability, disable, enable, change config), and shut down in reverse load order.
+
+mod api;
+mod builder;
+mod handle;
+mod hooks;
+mod invoke;
+mod lifecycle;
+mod operate;
+mod pipeline;
+mod plugin;
+mod reload;
+mod shared;
+
+pub use crate::membrane::MAX_CALL_DEPTH;
+pub use crate::outcome::{
+    ActionOutcome, ConfigApplied, PluginInfo, PluginState, PluginStats, ReloadOutcome,
+    TeardownOutcome, TeardownRecord,
+};
+pub use builder::HostBuilder;
+pub use handle::ActionHandle;
+pub use hooks::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+    HookError, HookFailure, HookMode, Swallowed,
+};
+pub use pipeline::{check, check_report, pin, Checked, PipelineOptions};
+pub(crate) use plugin::Invoked;
+pub(crate) use plugin::LoadedPlugin;
+pub(crate) use shared::HostShared;
+
+use std::sync::Arc;
+
+/// A host: loads plugins, serves calls into them, operates them, and tears them down.
+///
+/// All methods take `&self`; a host can be shared between threads. Dropping it shuts it down
+/// (as [`Host::shutdown`]) if that has not been done.
+pub struct Host {
+    shared: Arc<HostShared>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("dirs", &self.shared.options.dirs)
+            .field("plugins", &self.shared.table().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+        self.shared.stop_threads();
+    }
+}

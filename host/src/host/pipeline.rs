@@ -1,0 +1,231 @@
+//! Stages 1–3 composed once, for startup (`check`, `load`, `lock`) and reload alike: read what
+//! discovery found, refuse duplicate ids, decide.
+
+use std::path::{Path, PathBuf};
+
+use airlock_abi::PluginId;
+
+use parking_lot::Mutex;
+
+use crate::decide::{decide, Decision};
+use crate::discover::{discover, Candidate};
+use crate::error::{Error, Refusal, RefusalReason};
+use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::lock::Lock;
+use crate::policy::Policy;
+use crate::report::{LoadReport, PluginReport, Status};
+
+/// Options shared by checking and loading.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Directories searched for libraries, in order.
+    pub dirs: Vec<PathBuf>,
+    /// The operator's policy.
+    pub policy: Policy,
+    /// Libraries larger than this are refused (`too_large`) without being read.
+    pub max_library_size: u64,
+    /// If set, only libraries pinned here load.
+    pub lock: Option<Lock>,
+}
+
+impl PipelineOptions {
+    /// Options for `dirs` with the default policy, no lock and the default size cap.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self {
+            dirs,
+            policy: Policy::default(),
+            max_library_size: DEFAULT_MAX_LIBRARY_SIZE,
+            lock: None,
+        }
+    }
+}
+
+/// A library that passed stages 1–3.
+#[derive(Debug)]
+pub struct Checked {
+    /// What stage 2 read.
+    pub file: LibraryFile,
+    /// What stage 3 decided.
+    pub decision: Decision,
+}
+
+/// Runs stages 1–3 over every directory: nothing of any plugin runs. One entry per file, in
+/// discovery order; a later file whose id an earlier one already has is refused (`duplicate_id`).
+///
+/// # Errors
+///
+/// [`Error::PluginDir`] if a directory cannot be read.
+pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
+    Ok(decide_all(
+        options,
+        read_all(options, discover(&options.dirs)?),
+        &[],
+    ))
+}
+
+/// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
+/// per file); results in input order.
+pub(super) fn read_all(
+    options: &PipelineOptions,
+    candidates: Vec<Result<Candidate, Refusal>>,
+) -> Vec<Result<LibraryFile, Refusal>> {
+    parallel_map(candidates, |candidate| {
+        candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
+    })
+}
+
+/// Stage 3 for what stage 2 read, in order. The one composition that startup (`check`, `load`,
+/// `lock`, `validate`) and reload share: a file whose id another file already provides — a
+/// loaded one (`taken`) or an earlier one here — is refused `duplicate_id`; the rest are decided.
+pub(super) fn decide_all(
+    options: &PipelineOptions,
+    files: Vec<Result<LibraryFile, Refusal>>,
+    taken: &[(PluginId, PathBuf)],
+) -> Vec<Result<Checked, Refusal>> {
+    let mut seen = taken.to_vec();
+    files
+        .into_iter()
+        .map(|file| {
+            file.and_then(|file| {
+                refuse_duplicate(&file, &seen)?;
+                // The id is claimed even if the policy then refuses the file: a second file
+                // with it is a duplicate either way.
+                seen.push((file.manifest.id.clone(), file.path.clone()));
+                decide_checked(options, file)
+            })
+        })
+        .collect()
+}
+
+/// `duplicate_id` if another file in `taken` provides `file`'s id.
+pub(super) fn refuse_duplicate(
+    file: &LibraryFile,
+    taken: &[(PluginId, PathBuf)],
+) -> Result<(), Refusal> {
+    let id = &file.manifest.id;
+    match taken.iter().find(|(taken_id, _)| taken_id == id) {
+        None => Ok(()),
+        Some((_, first)) => Err(Refusal::new(
+            &file.path,
+            RefusalReason::DuplicateId,
+            format!(
+                "plugin id {id} is already provided by {}; remove one of the two files",
+                first.display()
+            ),
+        )
+        .with_id(id)),
+    }
+}
+
+/// Stage 3's policy and version checks for one file.
+pub(super) fn decide_checked(
+    options: &PipelineOptions,
+    file: LibraryFile,
+) -> Result<Checked, Refusal> {
+    let decision = decide(&file, &options.policy, options.lock.as_ref())?;
+    Ok(Checked { file, decision })
+}
+
+/// Whether two paths name the same file (as written, or once resolved).
+pub(super) fn same_path(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// `f` over `items` on up to as many threads as there are cores; results in input order.
+pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len());
+    if workers <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let len = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let results = Mutex::new(Vec::with_capacity(len));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some((i, item)) = queue.lock().next() else {
+                    break;
+                };
+                let result = f(item);
+                results.lock().push((i, result));
+            });
+        }
+    });
+    let mut results = results.into_inner();
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Stages 1–3 as a report.
+///
+/// # Errors
+///
+/// [`Error::PluginDir`] if a directory cannot be read.
+pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
+    let plugins = check(options)?
+        .iter()
+        .map(|r| match r {
+            Ok(c) => ok_report(&c.file, "passed stages 1-3 (not loaded)".to_owned()),
+            Err(refusal) => PluginReport::refused(refusal, None),
+        })
+        .collect();
+    Ok(LoadReport { plugins })
+}
+
+/// Pins what passes stages 1–3 (ignoring any lock already in force): the lock `airlock lock`
+/// writes to `output`. Refused files are in the report and not pinned.
+///
+/// # Errors
+///
+/// [`Error::PluginDir`] if a directory cannot be read.
+pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport), Error> {
+    let options = PipelineOptions {
+        lock: None,
+        ..options.clone()
+    };
+    let mut entries = std::collections::BTreeMap::new();
+    let mut report = LoadReport::default();
+    for checked in check(&options)? {
+        match checked {
+            Ok(c) => {
+                let file_name = c
+                    .file
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                report.plugins.push(ok_report(
+                    &c.file,
+                    format!("pinned sha256 {}", c.file.sha256),
+                ));
+                entries.insert(
+                    c.file.manifest.id.clone(),
+                    crate::lock::LockEntry {
+                        sha256: c.file.sha256.clone(),
+                        version: c.file.manifest.version.to_string(),
+                        file: file_name,
+                    },
+                );
+            }
+            Err(refusal) => report.plugins.push(PluginReport::refused(&refusal, None)),
+        }
+    }
+    Ok((Lock::new(output, entries), report))
+}
+
+pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
+    PluginReport {
+        file: file.path.clone(),
+        id: Some(file.manifest.id.to_string()),
+        version: Some(file.manifest.version.to_string()),
+        status: Status::Ok,
+        reason: None,
+        detail,
+    }
+}

@@ -1,0 +1,112 @@
+//! A loaded plugin: its file, policy, grants, running instance, counters and serial gate.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use airlock_abi::{Capability, ContextToken, Health, PluginId};
+
+use parking_lot::Mutex;
+
+use crate::context::ShardedCounter;
+use crate::error::CallErrorCode;
+use crate::library_file::LibraryFile;
+use crate::loader::hazard::Guarded;
+use crate::loader::{Creator, Instance, LoadedLibrary};
+use crate::policy::PluginPolicy;
+
+use crate::outcome::PluginState;
+
+/// A live instance and the context it was created with.
+pub(super) struct Running {
+    pub(super) instance: Instance,
+    pub(super) token: ContextToken,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) calls: ShardedCounter,
+    pub(super) events: AtomicU64,
+    pub(super) timer_runs: AtomicU64,
+    pub(super) faults: AtomicU64,
+}
+
+/// How an invocation ended when it did not return bytes.
+pub(crate) enum Invoked {
+    /// The plugin's own domain error.
+    Domain(String),
+    /// An infrastructure failure, with its code.
+    Failed(CallErrorCode, String),
+}
+
+pub(crate) struct LoadedPlugin {
+    pub(super) file: LibraryFile,
+    pub(super) policy: PluginPolicy,
+    /// The library the code came from; `None` for a built-in plugin.
+    pub(super) _library: Option<LoadedLibrary>,
+    pub(super) creator: Creator,
+    pub(super) grants: Mutex<Vec<Capability>>,
+    /// Grants the operator revoked at run time; they stay revoked across reloads.
+    pub(super) revoked: Mutex<Vec<Capability>>,
+    pub(super) config: Mutex<serde_json::Value>,
+    pub(super) running: Guarded<Running>,
+    pub(super) state: Mutex<PluginState>,
+    pub(super) last_token: Mutex<ContextToken>,
+    pub(super) generation: AtomicU64,
+    pub(super) serial: Option<SerialGate>,
+    pub(super) load_time: Duration,
+    pub(super) counters: Counters,
+    pub(super) quarantined: AtomicBool,
+    pub(super) recent_faults: Mutex<VecDeque<Instant>>,
+    pub(super) health: Mutex<Option<Health>>,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn id(&self) -> &PluginId {
+        &self.file.manifest.id
+    }
+
+    /// Identifies the plugin to the watchdog while it is loaded.
+    pub(super) fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+}
+
+/// Keeps a `serial` plugin to one call at a time, and knows which thread is inside, so that a
+/// call cycle back into the plugin (A → B → A) is refused instead of deadlocking the thread on
+/// its own lock.
+#[derive(Default)]
+pub(super) struct SerialGate {
+    pub(super) lock: Mutex<()>,
+    /// The record index + 1 of the thread inside; 0 when none.
+    pub(super) holder: std::sync::atomic::AtomicUsize,
+}
+
+/// A thread inside a serial plugin; leaving it lets the next call in.
+pub(super) struct SerialPass<'a> {
+    pub(super) gate: &'a SerialGate,
+    pub(super) _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl SerialGate {
+    /// Waits for the plugin to be free; `None` if this very thread is already inside it.
+    pub(super) fn enter(&self) -> Option<SerialPass<'_>> {
+        // 0 when the thread has no record (its locals are being torn down): never a match.
+        let me = crate::loader::hazard::this_thread().map_or(0, |r| r.index() + 1);
+        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+            return None;
+        }
+        let guard = self.lock.lock();
+        self.holder.store(me, Ordering::Relaxed);
+        Some(SerialPass {
+            gate: self,
+            _guard: guard,
+        })
+    }
+}
+
+impl Drop for SerialPass<'_> {
+    fn drop(&mut self) {
+        self.gate.holder.store(0, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,144 @@
+//! Hot reload: the same stages 1–5 as startup on a new build, then an atomic swap; a refusal
+//! leaves the old generation serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_abi::{InvocationKind, PluginId};
+
+use crate::audit::AuditOutcome;
+use crate::discover::discover_one;
+use crate::error::Refusal;
+use crate::library_file::read_library;
+use crate::loader::{self};
+
+use super::pipeline::{decide_checked, refuse_duplicate, same_path};
+use super::plugin::Invoked;
+use super::shared::HostShared;
+use crate::outcome::{PluginState, ReloadOutcome};
+
+impl HostShared {
+    /// Reloads the plugin built into `path` (or loads it, if no plugin has its id yet): stages
+    /// 2–5 on a new shadow copy, then an atomic swap. Calls in flight finish on the old
+    /// generation, which is then drained, torn down and revoked. If anything fails before the
+    /// swap, the old generation keeps serving. Unchanged bytes are skipped unless `force`.
+    pub(crate) fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
+        let started = Instant::now();
+        let _admin = self.admin();
+        let table = self.table();
+        // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
+        let read = discover_one(path)
+            .and_then(|c| read_library(&c.file, &c.open, self.options.max_library_size));
+        let file = match read {
+            Ok(file) => file,
+            Err(mut refusal) => {
+                // Not readable as a plugin: whatever was loaded from this path keeps serving.
+                let previous = table
+                    .iter()
+                    .find(|p| same_path(&p.file.path, path))
+                    .cloned();
+                let serving = previous.as_ref().and_then(|p| {
+                    refusal.id = Some(p.id().clone());
+                    p.running
+                        .is_some()
+                        .then(|| p.generation.load(Ordering::SeqCst))
+                });
+                let outcome = ReloadOutcome::Refused { refusal, serving };
+                tracing::warn!("{outcome}");
+                if let Some(p) = previous {
+                    self.audit.record(
+                        p.id().as_str(),
+                        serving.unwrap_or(0),
+                        "",
+                        AuditOutcome::ReloadRefused,
+                        &outcome.to_string(),
+                    );
+                }
+                return outcome;
+            }
+        };
+        let id = file.manifest.id.clone();
+        let current = self.find(id.as_str());
+        let serving = current
+            .as_ref()
+            .filter(|p| p.running.is_some())
+            .map(|p| p.generation.load(Ordering::SeqCst));
+        if let Some(old) = &current {
+            if same_path(&old.file.path, path) && old.file.sha256 == file.sha256 && !force {
+                return ReloadOutcome::Unchanged { id: id.to_string() };
+            }
+        }
+        let refused = |refusal: Refusal| {
+            let outcome = ReloadOutcome::Refused { refusal, serving };
+            tracing::warn!("{outcome}");
+            self.audit.record(
+                id.as_str(),
+                serving.unwrap_or(0),
+                "",
+                AuditOutcome::ReloadRefused,
+                &outcome.to_string(),
+            );
+            outcome
+        };
+        // The ids other files provide (files still there: a renamed library is the same
+        // plugin moving, not a second one) — the same duplicate rule as at startup.
+        let taken: Vec<(PluginId, PathBuf)> = table
+            .iter()
+            .filter(|p| !same_path(&p.file.path, path) && p.file.path.exists())
+            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .collect();
+        if let Err(refusal) = refuse_duplicate(&file, &taken) {
+            return refused(refusal);
+        }
+        let checked = match decide_checked(&self.options, file) {
+            Ok(checked) => checked,
+            Err(refusal) => return refused(refusal),
+        };
+        let mut plugin = match self.prepare(checked, current.as_deref()) {
+            Ok(plugin) => plugin,
+            Err(refusal) => return refused(refusal),
+        };
+        let handover = current.as_deref().and_then(|old| {
+            match self.invoke(old, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+                Ok(bytes) if !bytes.is_empty() => Some(bytes),
+                Ok(_) => None,
+                Err(Invoked::Domain(m) | Invoked::Failed(_, m)) => {
+                    tracing::warn!(plugin = %id, "snapshot failed, the new generation starts fresh: {m}");
+                    None
+                }
+            }
+        });
+        let config = plugin.config.lock().clone();
+        if let Err(refusal) = self.start_instance(&plugin, &config, handover) {
+            return refused(refusal);
+        }
+        plugin.load_time = started.elapsed();
+        let plugin = Arc::new(plugin);
+        let generation = plugin.generation.load(Ordering::SeqCst);
+        self.update_table(|table| match table.iter().position(|p| p.id() == &id) {
+            Some(at) => table[at] = plugin.clone(),
+            None => table.push(plugin.clone()),
+        });
+        // The swap is done: new calls reach the new generation. Drain and retire the old one.
+        if let Some(old) = current {
+            self.teardown(&old, PluginState::Stopped);
+        }
+        let retained = loader::retained().0;
+        if let Some(max) = self.options.policy.host().max_retained {
+            if retained > max {
+                tracing::warn!(
+                    "{retained} libraries are retained in this process (over the {max} the policy expects); restart the host to release them"
+                );
+            }
+        }
+        let outcome = ReloadOutcome::Loaded {
+            id: id.to_string(),
+            generation,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!("{outcome}");
+        outcome
+    }
+}

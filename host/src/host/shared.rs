@@ -1,0 +1,234 @@
+//! The runtime's shared core: the plugin table, the admin lock every operator action goes
+//! through, fault accounting, hook participants, supervision.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use airlock_abi::{ContextToken, Health, InvocationKind};
+
+use parking_lot::Mutex;
+
+use super::hooks::HookMode;
+use crate::audit::AuditLog;
+use crate::error::{CallError, CallErrorCode, Error, Refusal};
+use crate::events::EventBus;
+use crate::kv::KvStore;
+use crate::library_file::LibraryFile;
+use crate::loader::hazard::Guarded;
+use crate::loader::watchdog::{self};
+use crate::supervisor::Supervisor;
+use crate::timers::TimerService;
+
+use super::invoke::fail;
+use super::pipeline::PipelineOptions;
+use super::plugin::{Invoked, LoadedPlugin};
+use crate::outcome::ReloadOutcome;
+
+/// What a host shares with its service threads and with the contexts of its plugins.
+pub(crate) struct HostShared {
+    pub(crate) options: PipelineOptions,
+    /// Plugins compiled into the host program (`HostBuilder::builtin`).
+    pub(super) builtins: Vec<Result<LibraryFile, Refusal>>,
+    pub(super) shadow: tempfile::TempDir,
+    /// The plugin table, read by every call by name without a reference count.
+    pub(super) plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
+    /// Serializes whatever changes the plugin table or a plugin's instance.
+    pub(super) admin: Mutex<()>,
+    pub(crate) audit: AuditLog,
+    pub(crate) kv: Option<KvStore>,
+    pub(crate) events: EventBus,
+    pub(crate) timers: TimerService,
+    pub(super) supervisor: Supervisor,
+    pub(super) hook_modes: Mutex<std::collections::BTreeMap<String, HookMode>>,
+    pub(super) me: Weak<HostShared>,
+}
+
+impl HostShared {
+    /// Stops the host's threads (supervisor, event dispatcher, timers, audit writer) and waits
+    /// for them. `Host` does it when dropped, on the embedder's thread, before it lets the
+    /// runtime go: no thread of the host ever holds the last reference to it, so none has to
+    /// join itself.
+    pub(super) fn stop_threads(&self) {
+        self.supervisor.stop();
+        self.events.stop();
+        self.timers.stop();
+        self.audit.close();
+    }
+}
+
+/// The admin lock, held: whatever changes the plugin table or a plugin's instance holds one.
+pub(super) struct Admin<'a> {
+    pub(super) shared: &'a HostShared,
+    pub(super) _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl Admin<'_> {
+    /// The plugin with this id, as the table holds it under the lock.
+    pub(super) fn plugin(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
+        self.shared
+            .find(id)
+            .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
+    }
+}
+
+impl HostShared {
+    /// The plugin table as it is now (a counted reference: for administrative paths).
+    pub(super) fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
+        self.plugins.load_full().unwrap_or_default()
+    }
+
+    /// Changes the plugin table; calls by name in progress finish with the table they read.
+    pub(super) fn update_table(&self, change: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) {
+        drop(self.plugins.update(|current| {
+            let mut next = current.map(|t| Vec::clone(t)).unwrap_or_default();
+            change(&mut next);
+            Some(Arc::new(next))
+        }));
+    }
+
+    pub(super) fn find(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.table()
+            .iter()
+            .rev()
+            .find(|p| p.id().as_str() == id)
+            .cloned()
+    }
+
+    /// Takes the admin lock. Operator actions reach a plugin only through the guard
+    /// ([`Admin::plugin`]): lock, then look up, so an action never works on a generation that a
+    /// reload retired while it waited for the lock.
+    pub(super) fn admin(&self) -> Admin<'_> {
+        Admin {
+            shared: self,
+            _guard: self.admin.lock(),
+        }
+    }
+}
+
+impl HostShared {
+    /// The mode a hook was defined with.
+    pub(crate) fn hook_mode(&self, hook: &str) -> Option<HookMode> {
+        self.hook_modes.lock().get(hook).copied()
+    }
+
+    /// The running plugins that declare `hook`, with the hook's index in their manifest, in
+    /// ascending priority and then load order. Quarantined plugins are included: dispatch
+    /// reports them as failures.
+    pub(crate) fn hook_participants(&self, hook: &str) -> Vec<(Arc<LoadedPlugin>, u32)> {
+        let plugins = self.table();
+        let mut participants: Vec<(Arc<LoadedPlugin>, u32)> = plugins
+            .iter()
+            .filter(|p| p.running.is_some())
+            .filter_map(|p| {
+                let index = p.file.manifest.hooks.iter().position(|h| h.name == hook)?;
+                Some((p.clone(), u32::try_from(index).ok()?))
+            })
+            .collect();
+        participants.sort_by_key(|(p, _)| p.policy.priority);
+        participants
+    }
+
+    /// Reports (and counts as faults) the calls into this host's plugins that are still running
+    /// past their timeout, and frees retired values no call reads any more.
+    pub(crate) fn watchdog_scan(&self) {
+        // Values retired while a call still read them are freed once it has moved on.
+        crate::loader::hazard::reclaim();
+        let plugins = self.table();
+        let find = |key: usize| plugins.iter().find(|p| p.key() == key);
+        watchdog::scan(
+            |key| find(key).map(|p| p.policy.call_timeout),
+            |key, running| {
+                if let Some(plugin) = find(key) {
+                    self.fault(
+                        plugin,
+                        &format!(
+                            "watchdog: a call has been running for {} ms, over its {} ms timeout (native code cannot be pre-empted; it keeps its thread)",
+                            running.as_millis(),
+                            plugin.policy.call_timeout.as_millis()
+                        ),
+                    );
+                }
+            },
+        );
+    }
+
+    /// Polls the health of every running, non-quarantined plugin.
+    pub(crate) fn poll_all_health(&self) {
+        let plugins = self.table();
+        for plugin in plugins.iter() {
+            if plugin.quarantined.load(Ordering::Acquire) || !plugin.running.is_some() {
+                continue;
+            }
+            if let Err(e) = self.poll_health(plugin) {
+                tracing::warn!(plugin = %plugin.id(), "health check failed: {e}");
+            }
+        }
+    }
+
+    /// Asks a plugin for its health and remembers the answer.
+    pub(crate) fn poll_health(&self, loaded: &LoadedPlugin) -> Result<Health, CallError> {
+        let id = loaded.id().as_str();
+        let health = match self.invoke(loaded, InvocationKind::HEALTH, 0, "health", &[]) {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes)
+                .map_err(|e| fail(id, "health", CallErrorCode::HandlerError, e.to_string()))?,
+            Err(Invoked::Domain(message)) => Health::Error(message),
+            Err(Invoked::Failed(code, message)) => return Err(fail(id, "health", code, message)),
+        };
+        *loaded.health.lock() = Some(health.clone());
+        Ok(health)
+    }
+}
+
+impl crate::delivery::Deliver for HostShared {
+    fn deliver(&self, token: ContextToken, kind: InvocationKind, name: &str, payload: &[u8]) {
+        HostShared::deliver(self, token, kind, name, payload);
+    }
+}
+
+impl crate::supervisor::Supervised for HostShared {
+    fn watchdog_scan(&self) {
+        HostShared::watchdog_scan(self);
+    }
+
+    fn poll_all_health(&self) {
+        HostShared::poll_all_health(self);
+    }
+}
+
+impl crate::watch::Reload for HostShared {
+    fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
+        HostShared::reload_file(self, path, force)
+    }
+}
+
+impl crate::services::HostServices for HostShared {
+    fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    fn kv(&self) -> Option<&KvStore> {
+        self.kv.as_ref()
+    }
+
+    fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    fn timers(&self) -> &TimerService {
+        &self.timers
+    }
+
+    fn secret(&self, name: &str) -> Result<String, String> {
+        self.options.policy.secret(name)
+    }
+
+    fn call_plugin(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
+        self.call_bytes(plugin, action, input)
+    }
+}

@@ -1,0 +1,31 @@
+//! What the membrane serves a plugin's requests with: the host's services, reached through one
+//! narrow trait that the runtime implements. A context holds a `Weak` of it; nothing below the
+//! runtime names the runtime.
+
+use crate::audit::AuditLog;
+use crate::error::CallError;
+use crate::events::EventBus;
+use crate::kv::KvStore;
+use crate::timers::TimerService;
+
+/// The services behind the membrane, and the one way back into the runtime a plugin has:
+/// calling another plugin.
+pub(crate) trait HostServices: Send + Sync {
+    /// Where denials and operator actions are recorded.
+    fn audit(&self) -> &AuditLog;
+    /// The durable key/value store, if the host has a data directory.
+    fn kv(&self) -> Option<&KvStore>;
+    /// The event bus.
+    fn events(&self) -> &EventBus;
+    /// The timer service.
+    fn timers(&self) -> &TimerService;
+    /// A secret's value from the policy or the environment, or why it is not available.
+    fn secret(&self, name: &str) -> Result<String, String>;
+    /// Calls `action` of `plugin` with JSON bytes: the answer's bytes, or its domain error.
+    fn call_plugin(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError>;
+}
