@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use airlock_abi::PluginId;
 use serde::Serialize;
 
+pub use airlock_abi::CallErrorCode;
+
 /// Why a library was refused. Each reason has a stable code, reported by
 /// `airlock check --format json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -152,60 +154,6 @@ impl Refusal {
     pub(crate) fn with_id(mut self, id: &PluginId) -> Self {
         self.id = Some(id.clone());
         self
-    }
-}
-
-/// The failure codes a call into a plugin can end with, whatever the caller (host program,
-/// CLI or another plugin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum CallErrorCode {
-    /// No such plugin, or no such action in it.
-    NotFound,
-    /// The input does not deserialize into the action's input type.
-    BadInput,
-    /// The plugin failed in a way that is not the caller's fault.
-    HandlerError,
-    /// The plugin panicked; the panic was contained.
-    Panicked,
-    /// The plugin's context has been revoked (it was torn down or disabled).
-    Revoked,
-    /// The plugin faulted too often and is quarantined until an operator enables it again.
-    Quarantined,
-    /// The plugin hit a capability it was not granted.
-    CapabilityViolation,
-    /// The call overran the plugin's call timeout (counted as a fault).
-    Timeout,
-    /// A plugin-to-plugin call would enter a `serial` plugin this thread is already inside
-    /// (a call cycle such as A → B → A): refused instead of deadlocking.
-    Reentrant,
-    /// Plugin-to-plugin calls nested deeper than the host allows on one thread (a cycle
-    /// through `parallel` plugins): refused instead of overflowing the stack.
-    TooDeep,
-}
-
-impl CallErrorCode {
-    /// The stable code, e.g. `not_found`.
-    pub const fn code(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::BadInput => "bad_input",
-            Self::HandlerError => "handler_error",
-            Self::Panicked => "panicked",
-            Self::Revoked => "revoked",
-            Self::Quarantined => "quarantined",
-            Self::CapabilityViolation => "capability_violation",
-            Self::Timeout => "timeout",
-            Self::Reentrant => "reentrant",
-            Self::TooDeep => "too_deep",
-        }
-    }
-}
-
-impl fmt::Display for CallErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
     }
 }
 

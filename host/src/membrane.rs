@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
-use airlock_abi::wire::{self, service};
+use airlock_abi::wire::{self, Request};
 use airlock_abi::{
     CapabilityKind, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
     LogLevel,
@@ -84,15 +84,15 @@ pub(crate) fn request(
         .and_then(Weak::upgrade)
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let host = &*host;
-    let unsupported = || {
-        host_error(
+    let Some(request) = Request::parse(service_name, operation) else {
+        return Err(host_error(
             HostErrorCode::UNSUPPORTED,
             "",
             &format!("the host offers no operation {operation:?} on service {service_name:?}"),
-        )
+        ));
     };
-    match (service_name, operation) {
-        (service::KV, "get" | "set" | "delete" | "keys") => {
+    match request {
+        Request::KvGet | Request::KvSet | Request::KvDelete | Request::KvKeys => {
             require(entry, host, CapabilityKind::Kv, None)?;
             let kv = host.kv().ok_or_else(|| {
                 host_error(
@@ -106,21 +106,21 @@ pub(crate) fn request(
                 KvError::TooLarge(m) => bad_request(m),
                 KvError::Storage(m) => host_error(HostErrorCode::INTERNAL, "", &m),
             };
-            match operation {
-                "get" => {
+            match request {
+                Request::KvGet => {
                     let req: wire::Key = body(payload)?;
                     match kv.get(plugin, &req.key).map_err(kv_error)? {
                         Some(bytes) => Ok(bytes),
                         None => Ok(b"null".to_vec()),
                     }
                 }
-                "set" => {
+                Request::KvSet => {
                     let req: wire::KeyValue = body(payload)?;
                     kv.set(plugin, &req.key, &json(&req.value)?)
                         .map_err(kv_error)?;
                     Ok(b"null".to_vec())
                 }
-                "delete" => {
+                Request::KvDelete => {
                     let req: wire::Key = body(payload)?;
                     json(&kv.delete(plugin, &req.key).map_err(kv_error)?)
                 }
@@ -130,13 +130,13 @@ pub(crate) fn request(
                 }
             }
         }
-        (service::EVENTS, "publish") => {
+        Request::EventsPublish => {
             let req: wire::Publish = body(payload)?;
             check_name("topic", &req.topic)?;
             require(entry, host, CapabilityKind::EventsPublish, Some(&req.topic))?;
             json(&host.events().publish(&req.topic, &req.payload))
         }
-        (service::EVENTS, "subscribe" | "unsubscribe") => {
+        Request::EventsSubscribe | Request::EventsUnsubscribe => {
             let req: wire::Pattern = body(payload)?;
             check_name("pattern", &req.pattern)?;
             require(
@@ -145,7 +145,7 @@ pub(crate) fn request(
                 CapabilityKind::EventsSubscribe,
                 Some(&req.pattern),
             )?;
-            if operation == "subscribe" {
+            if request == Request::EventsSubscribe {
                 refuse_when_closing(entry)?;
                 host.events().subscribe(token, &req.pattern);
                 Ok(b"null".to_vec())
@@ -153,7 +153,7 @@ pub(crate) fn request(
                 json(&host.events().unsubscribe(token, &req.pattern))
             }
         }
-        (service::TIMERS, "every") => {
+        Request::TimersEvery => {
             let req: wire::Every = body(payload)?;
             check_name("job name", &req.name)?;
             require(entry, host, CapabilityKind::Timers, None)?;
@@ -167,12 +167,12 @@ pub(crate) fn request(
                 .map_err(bad_request)?;
             Ok(b"null".to_vec())
         }
-        (service::TIMERS, "cancel") => {
+        Request::TimersCancel => {
             let req: wire::Name = body(payload)?;
             require(entry, host, CapabilityKind::Timers, None)?;
             json(&host.timers().cancel(token, &req.name))
         }
-        (service::SECRETS, "get") => {
+        Request::SecretsGet => {
             let req: wire::Name = body(payload)?;
             check_name("secret name", &req.name)?;
             require(entry, host, CapabilityKind::Secrets, Some(&req.name))?;
@@ -181,7 +181,7 @@ pub(crate) fn request(
             })?;
             json(&value)
         }
-        (service::PLUGINS, "call") => {
+        Request::PluginsCall => {
             let req: wire::Call = body(payload)?;
             check_name("plugin id", &req.plugin)?;
             require(entry, host, CapabilityKind::PluginsCall, Some(&req.plugin))?;
@@ -191,8 +191,8 @@ pub(crate) fn request(
             let input = json(&req.input)?;
             let Some(_depth) = CallDepth::enter() else {
                 return Err(host_error(
-                    HostErrorCode::CALL_FAILED,
-                    CallErrorCode::TooDeep.code(),
+                    HostErrorCode::call_failed(CallErrorCode::TooDeep),
+                    "",
                     &format!(
                         "plugin calls nest more than {MAX_CALL_DEPTH} deep on this thread (a call \
                          cycle?); {} -> {} was refused",
@@ -208,14 +208,19 @@ pub(crate) fn request(
                 }
                 Ok(Err(message)) => json(&serde_json::json!({"status": "error", "data": message})),
                 Err(e) => Err(host_error(
-                    HostErrorCode::CALL_FAILED,
-                    e.code.code(),
+                    HostErrorCode::call_failed(e.code),
+                    "",
                     &e.message,
                 )),
             }
         }
-        ("reload", "handover") => Ok(entry.handover.lock().take().unwrap_or_default()),
-        _ => Err(unsupported()),
+        Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
+        // A request this host does not serve yet (the enum grows with the protocol).
+        _ => Err(host_error(
+            HostErrorCode::UNSUPPORTED,
+            "",
+            &format!("the host offers no operation {operation:?} on service {service_name:?}"),
+        )),
     }
 }
 

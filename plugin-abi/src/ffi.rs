@@ -19,6 +19,8 @@ use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
+use crate::wire::CallErrorCode;
+
 /// An opaque pointer to a plugin instance, created and destroyed by the plugin.
 ///
 /// The host never dereferences it; it only hands it back to the functions of the module that
@@ -205,8 +207,21 @@ impl HostErrorCode {
     pub const BAD_REQUEST: Self = Self(4);
     /// The host failed while serving the request.
     pub const INTERNAL: Self = Self(5);
-    /// A call to another plugin failed; [`HostError::capability`] carries the call error code.
-    pub const CALL_FAILED: Self = Self(6);
+    /// The first of the codes for a failed call to another plugin, one per
+    /// [`CallErrorCode`]: see [`HostErrorCode::call_failed`].
+    pub const CALL_FAILED: Self = Self(100);
+
+    /// A call to another plugin failed with `code`: its own code, so nothing else carries it.
+    pub const fn call_failed(code: CallErrorCode) -> Self {
+        Self(Self::CALL_FAILED.0 + code as u32)
+    }
+
+    /// The call error code of a failed call to another plugin, if this is one.
+    pub fn call_error(self) -> Option<CallErrorCode> {
+        CallErrorCode::ALL
+            .into_iter()
+            .find(|c| Self::call_failed(*c) == self)
+    }
 }
 
 /// An error returned by the host to a plugin.
@@ -215,8 +230,7 @@ impl HostErrorCode {
 pub struct HostError {
     /// What kind of failure.
     pub code: HostErrorCode,
-    /// For capability violations, the capability that was missing; for failed plugin calls,
-    /// the call error code.
+    /// For capability violations, the capability that was missing; empty otherwise.
     pub capability: RString,
     /// A message for people.
     pub message: RString,

@@ -62,7 +62,7 @@ pub use plugin::{
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::{check_compatible, Incompatibility, ABI_VERSION};
-pub use wire::ConfigReport;
+pub use wire::{CallErrorCode, ConfigReport, Request};
 
 /// The target triple this crate (and so the plugin using it) was compiled for.
 pub const BUILD_TARGET: &str = env!("AIRLOCK_BUILD_TARGET");

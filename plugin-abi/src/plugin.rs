@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ffi::{ErrorCode, HostContext, HostError, HostErrorCode, LogLevel};
-use crate::wire::ConfigReport;
+use crate::wire::{CallErrorCode, ConfigReport, Request};
 
 /// A plugin: created by the host with a [`Context`], serving actions until torn down.
 ///
@@ -144,11 +144,10 @@ pub enum ContextError {
     Host(String),
     /// The host's answer did not decode into the expected type.
     Decode(String),
-    /// A call to another plugin failed in the host or in that plugin; `code` is one of the
-    /// call error codes (`not_found`, `bad_input`, `panicked`, …).
+    /// A call to another plugin failed in the host or in that plugin.
     Call {
-        /// The call error code.
-        code: String,
+        /// What went wrong (`not_found`, `bad_input`, `panicked`, …).
+        code: CallErrorCode,
         /// Detail.
         message: String,
     },
@@ -182,11 +181,10 @@ impl From<HostError> for ContextError {
             },
             HostErrorCode::UNSUPPORTED => Self::Unsupported(message),
             HostErrorCode::BAD_REQUEST => Self::BadRequest(message),
-            HostErrorCode::CALL_FAILED => Self::Call {
-                code: e.capability.into_string(),
-                message,
+            code => match code.call_error() {
+                Some(code) => Self::Call { code, message },
+                None => Self::Host(message),
             },
-            _ => Self::Host(message),
         }
     }
 }
@@ -280,7 +278,8 @@ impl Context {
     ///
     /// [`ContextError::Revoked`] after teardown.
     pub fn handover(&self) -> Result<Option<Snapshot>, ContextError> {
-        let bytes = self.request("reload", "handover", &[])?;
+        let request = Request::Handover;
+        let bytes = self.request(request.service(), request.operation(), &[])?;
         Ok(Snapshot::decode(&bytes))
     }
 

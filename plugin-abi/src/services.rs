@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::plugin::{Context, ContextError};
-use crate::wire::{self, service};
+use crate::wire::{self, Request};
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ContextError> {
     serde_json::to_vec(value).map_err(|e| ContextError::BadRequest(e.to_string()))
@@ -21,11 +21,10 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ContextError> {
 impl Context {
     fn call_service<R: DeserializeOwned>(
         &self,
-        service: &str,
-        operation: &str,
+        request: Request,
         body: &impl Serialize,
     ) -> Result<R, ContextError> {
-        decode(&self.request(service, operation, &encode(body)?)?)
+        decode(&self.request(request.service(), request.operation(), &encode(body)?)?)
     }
 
     /// The plugin's own key/value namespace (capability `kv`).
@@ -68,8 +67,7 @@ impl Kv<'_> {
     /// [`ContextError`] from the host, or `Decode` if the stored value does not fit `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContextError> {
         self.ctx.call_service(
-            service::KV,
-            "get",
+            Request::KvGet,
             &wire::Key {
                 key: key.to_owned(),
             },
@@ -85,8 +83,7 @@ impl Kv<'_> {
         let value =
             serde_json::to_value(value).map_err(|e| ContextError::BadRequest(e.to_string()))?;
         self.ctx.call_service(
-            service::KV,
-            "set",
+            Request::KvSet,
             &wire::KeyValue {
                 key: key.to_owned(),
                 value,
@@ -101,8 +98,7 @@ impl Kv<'_> {
     /// [`ContextError`] from the host.
     pub fn delete(&self, key: &str) -> Result<bool, ContextError> {
         self.ctx.call_service(
-            service::KV,
-            "delete",
+            Request::KvDelete,
             &wire::Key {
                 key: key.to_owned(),
             },
@@ -116,8 +112,7 @@ impl Kv<'_> {
     /// [`ContextError`] from the host.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>, ContextError> {
         self.ctx.call_service(
-            service::KV,
-            "keys",
+            Request::KvKeys,
             &wire::Prefix {
                 prefix: prefix.to_owned(),
             },
@@ -142,8 +137,7 @@ impl Events<'_> {
         let payload =
             serde_json::to_value(payload).map_err(|e| ContextError::BadRequest(e.to_string()))?;
         self.ctx.call_service(
-            service::EVENTS,
-            "publish",
+            Request::EventsPublish,
             &wire::Publish {
                 topic: topic.to_owned(),
                 payload,
@@ -159,8 +153,7 @@ impl Events<'_> {
     /// [`ContextError::CapabilityViolation`] unless `events.subscribe:<glob>` covers the pattern.
     pub fn subscribe(&self, pattern: &str) -> Result<(), ContextError> {
         self.ctx.call_service(
-            service::EVENTS,
-            "subscribe",
+            Request::EventsSubscribe,
             &wire::Pattern {
                 pattern: pattern.to_owned(),
             },
@@ -174,8 +167,7 @@ impl Events<'_> {
     /// [`ContextError`] from the host.
     pub fn unsubscribe(&self, pattern: &str) -> Result<bool, ContextError> {
         self.ctx.call_service(
-            service::EVENTS,
-            "unsubscribe",
+            Request::EventsUnsubscribe,
             &wire::Pattern {
                 pattern: pattern.to_owned(),
             },
@@ -202,8 +194,7 @@ impl Timers<'_> {
             .unwrap_or(u64::MAX)
             .max(1);
         self.ctx.call_service(
-            service::TIMERS,
-            "every",
+            Request::TimersEvery,
             &wire::Every {
                 name: name.to_owned(),
                 interval_ms,
@@ -218,8 +209,7 @@ impl Timers<'_> {
     /// [`ContextError`] from the host.
     pub fn cancel(&self, name: &str) -> Result<bool, ContextError> {
         self.ctx.call_service(
-            service::TIMERS,
-            "cancel",
+            Request::TimersCancel,
             &wire::Name {
                 name: name.to_owned(),
             },
@@ -242,8 +232,7 @@ impl Secrets<'_> {
     /// operator did not provide it.
     pub fn get(&self, name: &str) -> Result<String, ContextError> {
         self.ctx.call_service(
-            service::SECRETS,
-            "get",
+            Request::SecretsGet,
             &wire::Name {
                 name: name.to_owned(),
             },
@@ -274,8 +263,7 @@ impl Plugins<'_> {
         let input =
             serde_json::to_value(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
         let envelope: serde_json::Value = self.ctx.call_service(
-            service::PLUGINS,
-            "call",
+            Request::PluginsCall,
             &wire::Call {
                 plugin: plugin.to_owned(),
                 action: action.to_owned(),

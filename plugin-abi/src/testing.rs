@@ -55,7 +55,7 @@ use crate::manifest::{covers, glob_match, Capability, CapabilityKind, Manifest, 
 use crate::plugin::{
     Actions, ConfigChange, Context, Handler, Health, HookReply, Hooks, InitError, Level, Plugin,
 };
-use crate::wire::{self, service, ConfigReport};
+use crate::wire::{self, CallErrorCode, ConfigReport, Request};
 
 /// Configures a mock host for one plugin.
 #[derive(Debug, Clone)]
@@ -431,18 +431,28 @@ extern "C" fn mock_request(
 ) -> RResult<RVec<u8>, HostError> {
     let payload = payload.as_slice();
     with_state(token, |s| {
-        let answer = match (service_name.as_str(), operation.as_str()) {
-            (service::KV, op) => {
+        let (service_name, operation) = (service_name.as_str(), operation.as_str());
+        let Some(request) = Request::parse(service_name, operation) else {
+            return Err(error(
+                HostErrorCode::UNSUPPORTED,
+                "",
+                &format!("no service {service_name:?} operation {operation:?}"),
+            ));
+        };
+        let answer = match request {
+            Request::KvGet | Request::KvSet | Request::KvDelete | Request::KvKeys => {
                 s.require(CapabilityKind::Kv, None)?;
-                match op {
-                    "get" => json(&s.kv.get(&body::<wire::Key>(payload)?.key))?,
-                    "set" => {
+                match request {
+                    Request::KvGet => json(&s.kv.get(&body::<wire::Key>(payload)?.key))?,
+                    Request::KvSet => {
                         let req: wire::KeyValue = body(payload)?;
                         s.kv.insert(req.key, req.value);
                         b"null".to_vec()
                     }
-                    "delete" => json(&s.kv.remove(&body::<wire::Key>(payload)?.key).is_some())?,
-                    "keys" => {
+                    Request::KvDelete => {
+                        json(&s.kv.remove(&body::<wire::Key>(payload)?.key).is_some())?
+                    }
+                    _ => {
                         let prefix = body::<wire::Prefix>(payload)?.prefix;
                         json(
                             &s.kv
@@ -451,16 +461,15 @@ extern "C" fn mock_request(
                                 .collect::<Vec<_>>(),
                         )?
                     }
-                    _ => return Err(error(HostErrorCode::UNSUPPORTED, "", op)),
                 }
             }
-            (service::EVENTS, "publish") => {
+            Request::EventsPublish => {
                 let req: wire::Publish = body(payload)?;
                 s.require(CapabilityKind::EventsPublish, Some(&req.topic))?;
                 s.published.push((req.topic, req.payload));
                 json(&0usize)?
             }
-            (service::EVENTS, "subscribe") => {
+            Request::EventsSubscribe => {
                 let req: wire::Pattern = body(payload)?;
                 s.require(CapabilityKind::EventsSubscribe, Some(&req.pattern))?;
                 if !s.subscriptions.contains(&req.pattern) {
@@ -468,26 +477,26 @@ extern "C" fn mock_request(
                 }
                 b"null".to_vec()
             }
-            (service::EVENTS, "unsubscribe") => {
+            Request::EventsUnsubscribe => {
                 let req: wire::Pattern = body(payload)?;
                 s.require(CapabilityKind::EventsSubscribe, Some(&req.pattern))?;
                 let before = s.subscriptions.len();
                 s.subscriptions.retain(|p| *p != req.pattern);
                 json(&(before != s.subscriptions.len()))?
             }
-            (service::TIMERS, "every") => {
+            Request::TimersEvery => {
                 let req: wire::Every = body(payload)?;
                 s.require(CapabilityKind::Timers, None)?;
                 s.timers
                     .insert(req.name, Duration::from_millis(req.interval_ms));
                 b"null".to_vec()
             }
-            (service::TIMERS, "cancel") => {
+            Request::TimersCancel => {
                 let req: wire::Name = body(payload)?;
                 s.require(CapabilityKind::Timers, None)?;
                 json(&s.timers.remove(&req.name).is_some())?
             }
-            (service::SECRETS, "get") => {
+            Request::SecretsGet => {
                 let req: wire::Name = body(payload)?;
                 s.require(CapabilityKind::Secrets, Some(&req.name))?;
                 let value = s.host.secrets.get(&req.name).cloned().ok_or_else(|| {
@@ -499,7 +508,7 @@ extern "C" fn mock_request(
                 })?;
                 json(&value)?
             }
-            (service::PLUGINS, "call") => {
+            Request::PluginsCall => {
                 let req: wire::Call = body(payload)?;
                 s.require(CapabilityKind::PluginsCall, Some(&req.plugin))?;
                 match s
@@ -513,8 +522,8 @@ extern "C" fn mock_request(
                     }
                     None => {
                         return Err(error(
-                            HostErrorCode::CALL_FAILED,
-                            "not_found",
+                            HostErrorCode::call_failed(CallErrorCode::NotFound),
+                            "",
                             &format!(
                                 "the mock host has no answer for {}/{}",
                                 req.plugin, req.action
@@ -523,14 +532,7 @@ extern "C" fn mock_request(
                     }
                 }
             }
-            ("reload", "handover") => s.handover.take().unwrap_or_default(),
-            (svc, op) => {
-                return Err(error(
-                    HostErrorCode::UNSUPPORTED,
-                    "",
-                    &format!("no service {svc:?} operation {op:?}"),
-                ))
-            }
+            Request::Handover => s.handover.take().unwrap_or_default(),
         };
         Ok(RVec::from(answer))
     })

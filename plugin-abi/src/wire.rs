@@ -15,18 +15,161 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
     serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes })
 }
 
-/// Service names, one per capability family.
-pub mod service {
-    /// The plugin's key/value namespace (`kv`).
-    pub const KV: &str = "kv";
-    /// Event topics (`events.publish:<glob>`, `events.subscribe:<glob>`).
-    pub const EVENTS: &str = "events";
-    /// Interval jobs (`timers`).
-    pub const TIMERS: &str = "timers";
-    /// Operator-provided secrets (`secrets:<name>`).
-    pub const SECRETS: &str = "secrets";
-    /// Actions of other plugins (`plugins.call:<id>`).
-    pub const PLUGINS: &str = "plugins";
+/// Every request a plugin makes of the host through [`crate::HostVtable::request`]. Its
+/// service and operation names are spelled here and nowhere else: the plugin-side wrappers, the
+/// host's membrane and the mock host all match on this type, and a name that is not one of
+/// these is answered `UNSUPPORTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Request {
+    /// `kv get` ([`Key`]): capability `kv`.
+    KvGet,
+    /// `kv set` ([`KeyValue`]): capability `kv`.
+    KvSet,
+    /// `kv delete` ([`Key`]): capability `kv`.
+    KvDelete,
+    /// `kv keys` ([`Prefix`]): capability `kv`.
+    KvKeys,
+    /// `events publish` ([`Publish`]): capability `events.publish:<topic>`.
+    EventsPublish,
+    /// `events subscribe` ([`Pattern`]): capability `events.subscribe:<pattern>`.
+    EventsSubscribe,
+    /// `events unsubscribe` ([`Pattern`]): capability `events.subscribe:<pattern>`.
+    EventsUnsubscribe,
+    /// `timers every` ([`Every`]): capability `timers`.
+    TimersEvery,
+    /// `timers cancel` ([`Name`]): capability `timers`.
+    TimersCancel,
+    /// `secrets get` ([`Name`]): capability `secrets:<name>`.
+    SecretsGet,
+    /// `plugins call` ([`Call`]): capability `plugins.call:<id>`.
+    PluginsCall,
+    /// `reload handover` (no body): the state the previous generation handed over; no
+    /// capability.
+    Handover,
+}
+
+impl Request {
+    /// Every request, for tables and tests.
+    pub const ALL: [Self; 12] = [
+        Self::KvGet,
+        Self::KvSet,
+        Self::KvDelete,
+        Self::KvKeys,
+        Self::EventsPublish,
+        Self::EventsSubscribe,
+        Self::EventsUnsubscribe,
+        Self::TimersEvery,
+        Self::TimersCancel,
+        Self::SecretsGet,
+        Self::PluginsCall,
+        Self::Handover,
+    ];
+
+    /// The service name on the wire.
+    pub const fn service(self) -> &'static str {
+        match self {
+            Self::KvGet | Self::KvSet | Self::KvDelete | Self::KvKeys => "kv",
+            Self::EventsPublish | Self::EventsSubscribe | Self::EventsUnsubscribe => "events",
+            Self::TimersEvery | Self::TimersCancel => "timers",
+            Self::SecretsGet => "secrets",
+            Self::PluginsCall => "plugins",
+            Self::Handover => "reload",
+        }
+    }
+
+    /// The operation name on the wire.
+    pub const fn operation(self) -> &'static str {
+        match self {
+            Self::KvGet | Self::SecretsGet => "get",
+            Self::KvSet => "set",
+            Self::KvDelete => "delete",
+            Self::KvKeys => "keys",
+            Self::EventsPublish => "publish",
+            Self::EventsSubscribe => "subscribe",
+            Self::EventsUnsubscribe => "unsubscribe",
+            Self::TimersEvery => "every",
+            Self::TimersCancel => "cancel",
+            Self::PluginsCall => "call",
+            Self::Handover => "handover",
+        }
+    }
+
+    /// The request with these names, if there is one.
+    pub fn parse(service: &str, operation: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.service() == service && r.operation() == operation)
+    }
+}
+
+/// The failure codes a call into a plugin can end with, whatever the caller (host program, CLI
+/// or another plugin): the host reports them as `airlock::CallError`, and a plugin calling
+/// another one receives them in `ContextError::Call`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CallErrorCode {
+    /// No such plugin, or no such action in it.
+    NotFound = 0,
+    /// The input does not deserialize into the action's input type.
+    BadInput = 1,
+    /// The plugin failed in a way that is not the caller's fault.
+    HandlerError = 2,
+    /// The plugin panicked; the panic was contained.
+    Panicked = 3,
+    /// The plugin's context has been revoked (it was torn down or disabled).
+    Revoked = 4,
+    /// The plugin faulted too often and is quarantined until an operator enables it again.
+    Quarantined = 5,
+    /// The plugin hit a capability it was not granted.
+    CapabilityViolation = 6,
+    /// The call overran the plugin's call timeout (counted as a fault).
+    Timeout = 7,
+    /// A plugin-to-plugin call would enter a `serial` plugin this thread is already inside
+    /// (a call cycle such as A → B → A): refused instead of deadlocking.
+    Reentrant = 8,
+    /// Plugin-to-plugin calls nested deeper than the host allows on one thread (a cycle
+    /// through `parallel` plugins): refused instead of overflowing the stack.
+    TooDeep = 9,
+}
+
+impl CallErrorCode {
+    /// Every code.
+    pub const ALL: [Self; 10] = [
+        Self::NotFound,
+        Self::BadInput,
+        Self::HandlerError,
+        Self::Panicked,
+        Self::Revoked,
+        Self::Quarantined,
+        Self::CapabilityViolation,
+        Self::Timeout,
+        Self::Reentrant,
+        Self::TooDeep,
+    ];
+
+    /// The stable code, e.g. `not_found`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::BadInput => "bad_input",
+            Self::HandlerError => "handler_error",
+            Self::Panicked => "panicked",
+            Self::Revoked => "revoked",
+            Self::Quarantined => "quarantined",
+            Self::CapabilityViolation => "capability_violation",
+            Self::Timeout => "timeout",
+            Self::Reentrant => "reentrant",
+            Self::TooDeep => "too_deep",
+        }
+    }
+}
+
+impl std::fmt::Display for CallErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 /// `kv get`, `kv delete`: one key. Answer: the value or `null`; `true` if a key was deleted.
@@ -121,5 +264,46 @@ impl ConfigReport {
     /// Whether the config is accepted.
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HostErrorCode;
+
+    #[test]
+    fn every_request_has_its_own_names_and_parses_back() {
+        let mut seen = std::collections::BTreeSet::new();
+        for request in Request::ALL {
+            assert!(
+                seen.insert((request.service(), request.operation())),
+                "{request:?} shares its names"
+            );
+            assert_eq!(
+                Request::parse(request.service(), request.operation()),
+                Some(request)
+            );
+        }
+        assert_eq!(Request::parse("kv", "drop"), None);
+    }
+
+    #[test]
+    fn every_call_error_code_has_its_own_host_error_code() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in CallErrorCode::ALL {
+            let host = HostErrorCode::call_failed(code);
+            assert!(seen.insert(host.0), "{code} shares {host:?}");
+            assert_eq!(host.call_error(), Some(code));
+        }
+        for other in [
+            HostErrorCode::REVOKED,
+            HostErrorCode::CAPABILITY_VIOLATION,
+            HostErrorCode::UNSUPPORTED,
+            HostErrorCode::BAD_REQUEST,
+            HostErrorCode::INTERNAL,
+        ] {
+            assert_eq!(other.call_error(), None, "{other:?}");
+        }
     }
 }
