@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 
 /// Why a plugin crate could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +208,7 @@ mod tests {
         let made = new_plugin("my-plugin", dir.path(), &abi_path()).expect("created");
         let lib = fs::read_to_string(made.join("src/lib.rs")).expect("lib.rs");
         assert!(lib.contains("pub struct MyPlugin") && lib.contains("export_plugin!(MyPlugin)"));
-        assert!(airlock_abi::Manifest::from_json(
+        assert!(airlock_abi::manifest::Manifest::from_json(
             &fs::read_to_string(made.join("plugin.json")).expect("json")
         )
         .is_ok());

@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use airlock_abi::{HookReply, Manifest};
+use airlock_abi::manifest::Manifest;
+use airlock_abi::HookReply;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -205,7 +206,6 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         host.health(id).is_ok(),
         format!("{faults} fault(s) counted; the host still serves the plugin"),
     );
-    let token = host.plugin(id).map(|p| p.context);
     let teardown = host.shutdown();
     match teardown.first().map(|r| (&r.outcome, r.elapsed)) {
         Some((TeardownOutcome::Clean, elapsed)) => {
@@ -214,7 +214,7 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         Some((other, _)) => report.push("teardown is clean", false, format!("{other:?}")),
         None => report.push("teardown is clean", false, "the plugin was not running"),
     }
-    let revoked = token.is_some_and(|t| !airlock::is_open(t));
+    let revoked = host.plugin(id).is_some_and(|p| !p.context_open);
     report.push(
         "context revoked after teardown",
         revoked,

@@ -3,7 +3,7 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = airlock_abi::Manifest::from_json(text);
+        let _ = airlock_abi::manifest::Manifest::from_json(text);
     }
-    let _ = airlock_abi::ManifestBlock::parse(data);
+    let _ = airlock_abi::abi::ManifestBlock::parse(data);
 });

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use airlock_abi::{Capability, ContextToken, PluginId};
+use airlock_abi::abi::ContextToken;
+use airlock_abi::manifest::{Capability, PluginId};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
@@ -243,6 +244,7 @@ pub(crate) fn revoke_grants(
 }
 
 /// Whether `token` names an open context.
+#[cfg(any(test, feature = "test-support"))]
 pub fn is_open(token: ContextToken) -> bool {
     entry(token).is_some()
 }

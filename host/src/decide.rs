@@ -1,8 +1,10 @@
 //! Stage 3, decide: versions, build provenance and the operator's policy, all from what stage 2
 //! read out of the file. Still nothing of the plugin has run.
 
-use airlock_abi::{check_compatible, Capability, DeclaredCapability, ABI_VERSION, BUILD_TARGET};
-pub use airlock_abi::{covers, glob_match};
+use airlock_abi::abi::{check_compatible, BUILD_TARGET};
+pub use airlock_abi::manifest::{covers, glob_match};
+use airlock_abi::manifest::{Capability, DeclaredCapability};
+use airlock_abi::ABI_VERSION;
 
 use crate::error::{Refusal, RefusalReason};
 use crate::library_file::LibraryFile;

@@ -2,7 +2,7 @@
 //! an event or a timer run to the instance a context token names. They hold a `Weak` of it and
 //! never name the runtime.
 
-use airlock_abi::{ContextToken, InvocationKind};
+use airlock_abi::abi::{ContextToken, InvocationKind};
 
 /// Delivers an event or timer run to the plugin instance whose context is `token`; does
 /// nothing if that instance is no longer the running one.

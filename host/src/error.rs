@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 use serde::Serialize;
 
 pub use airlock_abi::CallErrorCode;

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use airlock_abi::{ContextToken, InvocationKind};
+use airlock_abi::abi::{ContextToken, InvocationKind};
 use parking_lot::Mutex;
 
 use crate::decide::glob_match;

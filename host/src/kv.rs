@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 use redb::{Database, ReadableDatabase, TableDefinition, TableError};
 
 use crate::error::Error;

@@ -49,6 +49,7 @@ mod timers;
 mod watch;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
+#[cfg(feature = "test-support")]
 pub use context::is_open;
 pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
 pub use discover::library_suffix;
@@ -67,6 +68,7 @@ pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 pub use loader::retained;
 pub use lock::{Lock, LockEntry};
+#[cfg(feature = "test-support")]
 pub use membrane::host_vtable;
 pub use policy::{
     HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,

@@ -8,10 +8,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use airlock_abi::__private::builtin_module;
-use airlock_abi::{
-    Builtin, Manifest, ManifestBlock, PluginModuleRef, ABI_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
-    BLOCK_SECTION_MACHO, BUILD_PANIC, BUILD_RUSTC, BUILD_TARGET,
+use airlock_abi::abi::{
+    ManifestBlock, PluginModuleRef, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO, BUILD_PANIC,
+    BUILD_RUSTC, BUILD_TARGET,
 };
+use airlock_abi::manifest::Manifest;
+use airlock_abi::{Builtin, ABI_VERSION};
 use object::{Object, ObjectSection, ObjectSegment};
 use sha2::{Digest, Sha256};
 

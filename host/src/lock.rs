@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
-use airlock_abi::wire::{self, Request};
-use airlock_abi::{
-    CapabilityKind, ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
-    LogLevel,
+use airlock_abi::abi::{
+    ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef, LogLevel,
 };
+use airlock_abi::manifest::CapabilityKind;
+use airlock_abi::wire::{self, Request};
 use serde::de::DeserializeOwned;
 
 use crate::audit::AuditOutcome;
@@ -415,7 +415,8 @@ mod tests {
     use super::*;
     use crate::context::{is_open, open, revoke, DRAIN_DEADLINE};
     use abi_stable::std_types::RStr;
-    use airlock_abi::{LogLevel, PluginId};
+    use airlock_abi::abi::LogLevel;
+    use airlock_abi::manifest::PluginId;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 

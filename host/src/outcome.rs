@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlock_abi::{ActionDecl, Concurrency, ContextToken, Health, HookDecl};
+use airlock_abi::abi::ContextToken;
+use airlock_abi::manifest::{ActionDecl, Concurrency, HookDecl};
+use airlock_abi::Health;
 
 use serde::Serialize;
 
@@ -74,6 +76,9 @@ pub struct PluginInfo {
     /// The token of its current context (revoked once it is not running).
     #[serde(skip)]
     pub context: ContextToken,
+    /// Whether that context is open: false once the plugin is torn down, disabled or
+    /// abandoned, when every host call it makes answers `revoked`.
+    pub context_open: bool,
     /// How long stages 2–5 took for it.
     pub load_time: Duration,
     /// Counters.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airlock_abi::{Capability, PluginId};
+use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
 use crate::error::Error;

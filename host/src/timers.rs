@@ -7,7 +7,7 @@ use std::sync::Weak;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use airlock_abi::{ContextToken, InvocationKind};
+use airlock_abi::abi::{ContextToken, InvocationKind};
 use parking_lot::{Condvar, Mutex};
 
 use crate::delivery::Deliver;

@@ -338,15 +338,16 @@ macro_rules! export_plugin {
         $crate::export_plugin!(
             @build $plugin,
             abi_version: $crate::ABI_VERSION,
-            target: $crate::BUILD_TARGET,
-            rustc: $crate::BUILD_RUSTC
+            target: $crate::abi::BUILD_TARGET,
+            rustc: $crate::abi::BUILD_RUSTC
         );
     };
     // Not public API: lets test fixtures declare provenance they were not built with.
     (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr) => {
         $crate::export_plugin!(@build $plugin, abi_version: $abi, target: $target, rustc: $rustc, shape: current);
     };
-    // Not public API: `shape` picks the root module's layout — `current`, or for fixtures `v0`
+    // Not public API: `shape` picks the root module's layout — `current`, or for fixtures (with
+    // airlock-abi's `fixture-shapes` feature) `v0`
     // (one field fewer than the host's) or `broken` (a first field of another type).
     (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr, shape: $shape:ident) => {
         const _: () = {

@@ -284,6 +284,7 @@ pub struct HostVtable {
 /// The root module without its `query` field: a fixture built with this shape proves that a
 /// library whose root module has fewer fields than the host's is refused by the layout check
 /// (`layout_mismatch`), never loaded with a slot missing. Not public API.
+#[cfg(feature = "fixture-shapes")]
 #[doc(hidden)]
 pub mod v0 {
     use abi_stable::library::RootModule;
@@ -323,6 +324,7 @@ pub mod v0 {
 
 /// A root module whose first field has another type: abi_stable's layout check refuses it
 /// (`layout_mismatch`). Only for the fixture that proves it. Not public API.
+#[cfg(feature = "fixture-shapes")]
 #[doc(hidden)]
 pub mod broken {
     use abi_stable::library::RootModule;

@@ -33,7 +33,7 @@
 mod block;
 mod export;
 mod ffi;
-mod manifest;
+pub mod manifest;
 mod plugin;
 mod services;
 #[cfg(feature = "testing")]
@@ -41,39 +41,41 @@ pub mod testing;
 mod version;
 pub mod wire;
 
-pub use block::{
-    BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
-    BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
-};
 pub use export::Builtin;
-pub use ffi::{
-    ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
-    InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
-    PluginModuleRef, LIB_HEADER_SYMBOL,
-};
-pub use manifest::{
-    covers, glob_match, ActionDecl, Capability, CapabilityKind, Concurrency, DeclaredCapability,
-    HookDecl, Manifest, ManifestError, PluginId, RawCapability, RawManifest, MAX_DECLARATIONS,
-    MAX_ID_LEN,
-};
 pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
     Level, Plugin, Snapshot,
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
-pub use version::{check_compatible, Incompatibility, ABI_VERSION};
+pub use version::ABI_VERSION;
 pub use wire::{CallErrorCode, ConfigReport, Request};
 
-/// The target triple this crate (and so the plugin using it) was compiled for.
-pub const BUILD_TARGET: &str = env!("AIRLOCK_BUILD_TARGET");
-/// `rustc -V` of the compiler that built this crate (and so the plugin using it).
-pub const BUILD_RUSTC: &str = env!("AIRLOCK_BUILD_RUSTC");
-/// The panic strategy the *host* was compiled with; plugins record their own in the block.
-pub const BUILD_PANIC: &str = if cfg!(panic = "unwind") {
-    "unwind"
-} else {
-    "abort"
-};
+/// The boundary itself, for hosts and the tools that check libraries: the root module and the
+/// host vtable, tokens, invocations, error values, the manifest block and build provenance.
+/// Plugin authors never need it; `docs/abi-evolution.md` says how it may change.
+pub mod abi {
+    pub use crate::block::{
+        BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
+        BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
+    };
+    pub use crate::ffi::{
+        ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
+        InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
+        PluginModuleRef, LIB_HEADER_SYMBOL,
+    };
+    pub use crate::version::{check_compatible, Incompatibility};
+
+    /// The target triple this crate (and so the plugin using it) was compiled for.
+    pub const BUILD_TARGET: &str = env!("AIRLOCK_BUILD_TARGET");
+    /// `rustc -V` of the compiler that built this crate (and so the plugin using it).
+    pub const BUILD_RUSTC: &str = env!("AIRLOCK_BUILD_RUSTC");
+    /// The panic strategy the *host* was compiled with; plugins record their own in the block.
+    pub const BUILD_PANIC: &str = if cfg!(panic = "unwind") {
+        "unwind"
+    } else {
+        "abort"
+    };
+}
 
 /// What `export_plugin!` expands to refers to these; not public API.
 #[doc(hidden)]
@@ -83,9 +85,10 @@ pub mod __private {
         builtin_module, create, destroy, destroy_entry, guard, into_handle, invoke, invoke_entry,
         query, query_entry, Instance,
     };
+    #[cfg(feature = "fixture-shapes")]
+    pub use crate::ffi::{broken, v0};
     pub use crate::ffi::{
-        broken, v0, HostContext, InstanceHandle, Invocation, PluginError, PluginModule,
-        PluginModuleRef,
+        HostContext, InstanceHandle, Invocation, PluginError, PluginModule, PluginModuleRef,
     };
     pub use abi_stable;
 }

@@ -1,4 +1,4 @@
-//! The payloads of host service requests ([`crate::HostVtable::request`]): one service name, one
+//! The payloads of host service requests ([`crate::abi::HostVtable::request`]): one service name, one
 //! operation name and a JSON body each. Shared by the plugin-side wrappers and the host, so the
 //! two cannot drift apart.
 
@@ -15,7 +15,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
     serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes })
 }
 
-/// Every request a plugin makes of the host through [`crate::HostVtable::request`]. Its
+/// Every request a plugin makes of the host through [`crate::abi::HostVtable::request`]. Its
 /// service and operation names are spelled here and nowhere else: the plugin-side wrappers, the
 /// host's membrane and the mock host all match on this type, and a name that is not one of
 /// these is answered `UNSUPPORTED`.
@@ -270,7 +270,7 @@ impl ConfigReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HostErrorCode;
+    use crate::abi::HostErrorCode;
 
     #[test]
     fn every_request_has_its_own_names_and_parses_back() {

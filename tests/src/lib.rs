@@ -263,7 +263,8 @@ pub fn reason_of(report: &airlock::LoadReport, file_name: &str) -> Option<&'stat
 /// with whatever sections a case needs, and manifest blocks with chosen contents. Never
 /// loaded: every case built from them is refused before the dynamic linker sees it.
 pub mod synthetic {
-    use airlock_abi::{ManifestBlock, ABI_VERSION, BUILD_RUSTC, BUILD_TARGET};
+    use airlock_abi::abi::{ManifestBlock, BUILD_RUSTC, BUILD_TARGET};
+    use airlock_abi::ABI_VERSION;
     use object::write::Object;
     use object::{Architecture, BinaryFormat, Endianness, SectionKind};
 

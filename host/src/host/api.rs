@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use airlock_abi::{Health, HookReply, InvocationKind, PluginId};
+use airlock_abi::abi::InvocationKind;
+use airlock_abi::manifest::PluginId;
+use airlock_abi::{Health, HookReply};
 
 use super::hooks::{HookDispatch, HookMode};
 use crate::audit::{AuditLog, AuditRecord};
@@ -167,6 +169,7 @@ impl Host {
             hooks: m.hooks.clone(),
             grants: p.grants.lock().iter().map(ToString::to_string).collect(),
             context: token,
+            context_open: entry.is_some(),
             load_time: p.load_time,
             stats: PluginStats {
                 calls: p.counters.calls.get(),
@@ -356,8 +359,8 @@ impl Host {
 
     /// A raw `extern "C"` function of a loaded plugin's library (its manifest-block export,
     /// which only returns a static slice), for benchmarks that compare Airlock's call path with
-    /// a bare call into the library. Not for anything else.
-    #[doc(hidden)]
+    /// a bare call into the library. Not for anything else (feature `test-support`).
+    #[cfg(feature = "test-support")]
     pub fn raw_entry(
         &self,
         plugin: &str,

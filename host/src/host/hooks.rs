@@ -14,7 +14,8 @@
 
 use std::sync::Arc;
 
-use airlock_abi::{HookReply, InvocationKind};
+use airlock_abi::abi::InvocationKind;
+use airlock_abi::HookReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use airlock_abi::{ContextToken, ErrorCode, InvocationKind};
+use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::watchdog::Watch;

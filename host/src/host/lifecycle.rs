@@ -6,7 +6,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use airlock_abi::{Capability, Concurrency, ConfigReport, ContextToken, ErrorCode, PluginError};
+use airlock_abi::abi::{ContextToken, ErrorCode, PluginError};
+use airlock_abi::manifest::{Capability, Concurrency};
+use airlock_abi::ConfigReport;
 
 use parking_lot::Mutex;
 

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use airlock_abi::{Capability, CapabilityKind, InvocationKind};
+use airlock_abi::abi::InvocationKind;
+use airlock_abi::manifest::{Capability, CapabilityKind};
 
 use crate::audit::AuditOutcome;
 use crate::context::{self};

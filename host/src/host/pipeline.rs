@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 
 use parking_lot::Mutex;
 

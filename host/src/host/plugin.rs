@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use airlock_abi::{Capability, ContextToken, Health, PluginId};
+use airlock_abi::abi::ContextToken;
+use airlock_abi::manifest::{Capability, PluginId};
+use airlock_abi::Health;
 
 use parking_lot::Mutex;
 

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use airlock_abi::{InvocationKind, PluginId};
+use airlock_abi::abi::InvocationKind;
+use airlock_abi::manifest::PluginId;
 
 use crate::audit::AuditOutcome;
 use crate::discover::discover_one;

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use airlock_abi::{ContextToken, Health, InvocationKind};
+use airlock_abi::abi::{ContextToken, InvocationKind};
+use airlock_abi::Health;
 
 use parking_lot::Mutex;
 

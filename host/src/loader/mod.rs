@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError};
 use abi_stable::std_types::{RResult, RSlice, RStr};
-use airlock_abi::{
+use airlock_abi::abi::{
     HostContext, InstanceHandle, Invocation, InvocationKind, PluginError, PluginModuleRef,
     LIB_HEADER_SYMBOL,
 };
@@ -214,6 +214,7 @@ impl Creator {
 
     /// The library's `manifest_block` export: a raw `extern "C"` call into the library that
     /// does nothing but return a static slice. The benchmarks' baseline for a call.
+    #[cfg(feature = "test-support")]
     pub(crate) fn raw_entry(&self) -> extern "C" fn() -> RSlice<'static, u8> {
         self.module.manifest_block()
     }

@@ -143,7 +143,7 @@ fn inspect_reads_the_manifest_without_running_the_file() {
     let json: Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(json["manifest"]["id"], "hello");
     assert_eq!(json["abi_version"], airlock_abi::ABI_VERSION);
-    assert_eq!(json["target"], airlock_abi::BUILD_TARGET);
+    assert_eq!(json["target"], airlock_abi::abi::BUILD_TARGET);
     assert_eq!(json["panic"], "unwind");
     let (host, _) = dir.load("");
     assert_eq!(json["sha256"], host.plugin("hello").expect("loaded").sha256);

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock::{ActionOutcome, KvStore};
-use airlock_abi::PluginId;
+use airlock_abi::manifest::PluginId;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 

@@ -34,7 +34,7 @@ fn with_json(name: &str, json: &str, expected: RefusalReason) -> Case {
 
 fn with_block(
     name: &str,
-    edit: impl FnOnce(&mut airlock_abi::ManifestBlock),
+    edit: impl FnOnce(&mut airlock_abi::abi::ManifestBlock),
     expected: Option<RefusalReason>,
 ) -> Case {
     let mut b = block(&manifest(&name.replace('_', "-")));
@@ -469,7 +469,7 @@ fn random_text_never_panics_the_manifest_and_policy_parsers() {
             }
         }
         let text: String = text.into_iter().collect();
-        let _ = airlock_abi::Manifest::from_json(&text);
+        let _ = airlock_abi::manifest::Manifest::from_json(&text);
         let _ = airlock::Policy::parse(&text, false);
         let _ = airlock::Policy::parse(&text, true);
     }

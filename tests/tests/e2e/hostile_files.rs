@@ -10,7 +10,7 @@ use object::{Object, ObjectSection};
 fn manifest_section_offset(bytes: &[u8]) -> usize {
     let file = object::File::parse(bytes).expect("a library");
     let section = file
-        .section_by_name(airlock_abi::BLOCK_SECTION)
+        .section_by_name(airlock_abi::abi::BLOCK_SECTION)
         .expect("a manifest section");
     let (offset, _) = section.file_range().expect("in the file");
     usize::try_from(offset).expect("fits")
@@ -162,7 +162,7 @@ fn a_corrupt_manifest_block_is_bad_manifest() {
     // Flip the block's header version inside a real library: the file is whole, the block is not.
     let mut bytes = fixture_bytes("hello");
     let at = manifest_section_offset(&bytes);
-    assert_eq!(bytes[at..at + 8], airlock_abi::BLOCK_MAGIC);
+    assert_eq!(bytes[at..at + 8], airlock_abi::abi::BLOCK_MAGIC);
     bytes[at + 8] = 99;
     let dir = TempPluginDir::new();
     dir.add_bytes(&lib("corrupt"), &bytes);

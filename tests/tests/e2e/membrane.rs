@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use airlock::{ActionOutcome, AuditOutcome, AuditRecord, Host};
-use airlock_abi::CapabilityKind;
+use airlock_abi::manifest::CapabilityKind;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 

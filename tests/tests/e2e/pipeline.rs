@@ -77,7 +77,7 @@ fn refusals_name_what_was_expected_and_found() {
     );
     assert!(detail("wrong-abi").contains(airlock_abi::ABI_VERSION));
     assert!(detail("build-mismatch").contains("riscv64gc-unknown-none-elf"));
-    assert!(detail("build-mismatch").contains(airlock_abi::BUILD_TARGET));
+    assert!(detail("build-mismatch").contains(airlock_abi::abi::BUILD_TARGET));
 }
 
 #[test]

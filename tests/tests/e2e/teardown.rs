@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use airlock::{CallErrorCode, PluginState, TeardownOutcome};
-use airlock_abi::{ContextToken, HostErrorCode};
+use airlock_abi::abi::{ContextToken, HostErrorCode};
 use airlock_tests::TempPluginDir;
 
 /// Reads a plugin's config through the host vtable, with its token, the way the plugin does.
