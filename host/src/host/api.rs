@@ -147,7 +147,13 @@ impl Host {
 
     pub(super) fn info(&self, p: &LoadedPlugin) -> PluginInfo {
         let m = &p.file.manifest;
-        let token = *p.last_token.lock();
+        let (token, grants) = {
+            let settings = p.settings.lock();
+            (
+                settings.last_token,
+                settings.grants.iter().map(ToString::to_string).collect(),
+            )
+        };
         let entry = context::entry(token);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         PluginInfo {
@@ -159,15 +165,11 @@ impl Host {
             abi_version: p.file.block.abi_version.clone(),
             rustc: p.file.block.rustc.clone(),
             generation: p.generation.load(Ordering::SeqCst),
-            state: if p.quarantined.load(Ordering::Acquire) {
-                PluginState::Quarantined
-            } else {
-                *p.state.lock()
-            },
+            state: p.state.get(),
             concurrency: m.concurrency,
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
-            grants: p.grants.lock().iter().map(ToString::to_string).collect(),
+            grants,
             context: token,
             context_open: entry.is_some(),
             load_time: p.load_time,

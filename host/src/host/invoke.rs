@@ -13,6 +13,7 @@ use crate::loader::watchdog::Watch;
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::outcome::ActionOutcome;
+use crate::outcome::PluginState;
 
 pub(super) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
     CallError {
@@ -52,7 +53,7 @@ impl HostShared {
         payload: &[u8],
     ) -> Result<Vec<u8>, Invoked> {
         let id = plugin.id();
-        if plugin.quarantined.load(Ordering::Acquire) {
+        if plugin.state.get() == PluginState::Quarantined {
             return Err(Invoked::Failed(
                 CallErrorCode::Quarantined,
                 format!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
@@ -60,7 +61,7 @@ impl HostShared {
         }
         plugin.running.with(|running| {
             let running = running.ok_or_else(|| {
-                let state = *plugin.state.lock();
+                let state = plugin.state.get();
                 Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
             })?;
             if to.is_some_and(|to| to != running.token) {
@@ -143,7 +144,13 @@ impl HostShared {
             policy.quarantine_faults > 0 && recent.len() >= policy.quarantine_faults as usize
         };
         tracing::warn!(plugin = %plugin.id(), "fault: {what}");
-        if quarantine && !plugin.quarantined.swap(true, Ordering::AcqRel) {
+        // Only a running plugin is quarantined (a fault reported as its instance went away
+        // leaves the new state alone).
+        if quarantine
+            && plugin
+                .state
+                .change(PluginState::Running, PluginState::Quarantined)
+        {
             tracing::error!(
                 plugin = %plugin.id(),
                 "quarantined after {} faults within {} ms; `enable` it to try again",

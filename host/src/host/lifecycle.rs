@@ -1,7 +1,7 @@
 //! Stages 4 and 5 (prepare, validate the config, create), and teardown within one deadline.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use crate::loader::hazard::Guarded;
 use crate::loader::{self, Creator};
 
 use super::pipeline::Checked;
-use super::plugin::{Counters, LoadedPlugin, Running, SerialGate};
+use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, SerialGate, Settings};
 use super::shared::HostShared;
 use crate::outcome::{PluginState, TeardownOutcome, TeardownRecord};
 use crate::services::HostServices;
@@ -47,7 +47,7 @@ impl HostShared {
         (mut plugin, prepare_time): (LoadedPlugin, Duration),
     ) -> Result<LoadedPlugin, Refusal> {
         let started = Instant::now();
-        let config = plugin.config.lock().clone();
+        let config = plugin.settings.lock().config.clone();
         self.start_instance(&plugin, &config, None)?;
         plugin.load_time = prepare_time + started.elapsed();
         Ok(plugin)
@@ -73,11 +73,14 @@ impl HostShared {
         };
         file.release_bytes();
         let (config, revoked, generation) = match previous {
-            Some(old) => (
-                old.config.lock().clone(),
-                old.revoked.lock().clone(),
-                old.generation.load(Ordering::SeqCst),
-            ),
+            Some(old) => {
+                let settings = old.settings.lock();
+                (
+                    settings.config.clone(),
+                    settings.revoked.clone(),
+                    old.generation.load(Ordering::SeqCst),
+                )
+            }
             None => (decision.policy.config.clone(), Vec::new(), 0),
         };
         let grants: Vec<Capability> = decision
@@ -89,22 +92,23 @@ impl HostShared {
         let plugin = LoadedPlugin {
             creator,
             _library: library,
-            grants: Mutex::new(grants),
-            revoked: Mutex::new(revoked),
-            config: Mutex::new(config.clone()),
+            settings: Mutex::new(Settings {
+                grants,
+                revoked,
+                config: config.clone(),
+                last_token: ContextToken {
+                    slot: u32::MAX,
+                    generation: 0,
+                },
+            }),
             policy: decision.policy,
             file,
             running: Guarded::default(),
-            state: Mutex::new(PluginState::Failed),
-            last_token: Mutex::new(ContextToken {
-                slot: u32::MAX,
-                generation: 0,
-            }),
+            state: Lifecycle::new(PluginState::Failed),
             generation: AtomicU64::new(generation),
             serial,
             load_time: Duration::ZERO,
             counters: Counters::default(),
-            quarantined: AtomicBool::new(false),
             recent_faults: Mutex::new(VecDeque::new()),
             health: Mutex::new(None),
         };
@@ -168,11 +172,11 @@ impl HostShared {
             id.clone(),
             generation,
             serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
-            plugin.grants.lock().clone(),
+            plugin.settings.lock().grants.clone(),
             Some(self.me.clone() as Weak<dyn HostServices>),
             handover,
         ));
-        *plugin.last_token.lock() = token;
+        plugin.settings.lock().last_token = token;
         let creator = plugin.creator;
         let deadline = plugin.policy.init_deadline;
         let created = run_with_deadline(deadline, move || {
@@ -182,7 +186,7 @@ impl HostShared {
             Some(Ok(instance)) => instance,
             Some(Err(e)) => {
                 self.release_context(token, plugin.policy.shutdown_deadline);
-                *plugin.state.lock() = PluginState::Failed;
+                plugin.state.set(PluginState::Failed);
                 return Err(if e.code == ErrorCode::PANICKED {
                     refuse(
                         RefusalReason::InitPanicked,
@@ -197,7 +201,7 @@ impl HostShared {
             }
             None => {
                 self.release_context(token, plugin.policy.shutdown_deadline);
-                *plugin.state.lock() = PluginState::Failed;
+                plugin.state.set(PluginState::Failed);
                 return Err(refuse(
                     RefusalReason::InitTimeout,
                     format!(
@@ -212,7 +216,7 @@ impl HostShared {
                 .running
                 .replace(Some(Arc::new(Running { instance, token }))),
         );
-        *plugin.state.lock() = PluginState::Running;
+        plugin.state.set(PluginState::Running);
         Ok(())
     }
 
@@ -265,10 +269,10 @@ impl HostShared {
             Some(Ok(_) | Err(_)) | None => TeardownOutcome::Abandoned,
         };
         self.release_context(token, remaining());
-        *plugin.state.lock() = match outcome {
+        plugin.state.set(match outcome {
             TeardownOutcome::Abandoned => PluginState::Abandoned,
             _ => after,
-        };
+        });
         let id = plugin.id().to_string();
         match &outcome {
             TeardownOutcome::Clean => tracing::info!(plugin = %id, "torn down"),

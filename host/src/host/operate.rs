@@ -30,7 +30,7 @@ impl Host {
         let loaded = admin.plugin(plugin)?;
         // The plugin's grants, which every instance it creates starts from, running or not...
         let mut removed: Vec<Capability> = Vec::new();
-        loaded.grants.lock().retain(|c| {
+        loaded.settings.lock().grants.retain(|c| {
             let matched = selector.matches(c);
             if matched {
                 removed.push(c.clone());
@@ -38,7 +38,7 @@ impl Host {
             !matched
         });
         // ...and the running instance's context: no call using them succeeds after this.
-        let token = *loaded.last_token.lock();
+        let token = loaded.settings.lock().last_token;
         for cap in context::revoke_grants(token, |c| selector.matches(c)) {
             if !removed.contains(&cap) {
                 removed.push(cap);
@@ -46,10 +46,10 @@ impl Host {
         }
         // Recorded whatever the plugin's state: a reload or an enable does not bring them back.
         {
-            let mut revoked = loaded.revoked.lock();
+            let mut settings = loaded.settings.lock();
             for cap in &removed {
-                if !revoked.contains(cap) {
-                    revoked.push(cap.clone());
+                if !settings.revoked.contains(cap) {
+                    settings.revoked.push(cap.clone());
                 }
             }
         }
@@ -80,7 +80,7 @@ impl Host {
             .teardown(&loaded, PluginState::Disabled)
             .ok_or_else(|| Error::NotRunning {
                 plugin: plugin.to_owned(),
-                state: loaded.state.lock().to_string(),
+                state: loaded.state.get().to_string(),
             })?;
         self.shared.audit.record(
             plugin,
@@ -101,7 +101,10 @@ impl Host {
     pub fn enable(&self, plugin: &str) -> Result<(), Error> {
         let admin = self.shared.admin();
         let loaded = admin.plugin(plugin)?;
-        if loaded.quarantined.swap(false, Ordering::AcqRel) {
+        if loaded
+            .state
+            .change(PluginState::Quarantined, PluginState::Running)
+        {
             loaded.recent_faults.lock().clear();
             let generation = loaded.generation.load(Ordering::SeqCst);
             self.shared.audit.record(
@@ -112,7 +115,7 @@ impl Host {
                 &format!("the operator lifted the quarantine of {plugin}"),
             );
         }
-        let state = *loaded.state.lock();
+        let state = loaded.state.get();
         match state {
             PluginState::Running | PluginState::Quarantined => return Ok(()),
             PluginState::Abandoned | PluginState::Stopped => {
@@ -123,7 +126,7 @@ impl Host {
             }
             PluginState::Disabled | PluginState::Failed => {}
         }
-        let config = loaded.config.lock().clone();
+        let config = loaded.settings.lock().config.clone();
         self.shared.start_instance(&loaded, &config, None)?;
         let generation = loaded.generation.load(Ordering::SeqCst);
         self.shared.audit.record(
@@ -157,7 +160,7 @@ impl Host {
                     plugin: plugin.to_owned(),
                     errors: vec![refusal.detail],
                 })?;
-        *loaded.config.lock() = config.clone();
+        loaded.settings.lock().config = config.clone();
         let bytes = serde_json::to_vec(&config).unwrap_or_else(|_| b"{}".to_vec());
         let running = loaded.running.load_full();
         if let Some(running) = running {

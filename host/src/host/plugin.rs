@@ -1,7 +1,7 @@
 //! A loaded plugin: its file, policy, grants, running instance, counters and serial gate.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_abi::abi::ContextToken;
@@ -47,20 +47,80 @@ pub(crate) struct LoadedPlugin {
     /// The library the code came from; `None` for a built-in plugin.
     pub(super) _library: Option<LoadedLibrary>,
     pub(super) creator: Creator,
-    pub(super) grants: Mutex<Vec<Capability>>,
-    /// Grants the operator revoked at run time; they stay revoked across reloads.
-    pub(super) revoked: Mutex<Vec<Capability>>,
-    pub(super) config: Mutex<serde_json::Value>,
+    /// What the operator set: grants, revocations, config, the current context.
+    pub(super) settings: Mutex<Settings>,
     pub(super) running: Guarded<Running>,
-    pub(super) state: Mutex<PluginState>,
-    pub(super) last_token: Mutex<ContextToken>,
+    /// Where it is in its life, quarantine included: the one source of truth.
+    pub(super) state: Lifecycle,
     pub(super) generation: AtomicU64,
     pub(super) serial: Option<SerialGate>,
     pub(super) load_time: Duration,
     pub(super) counters: Counters,
-    pub(super) quarantined: AtomicBool,
+    /// When its recent faults happened, for the quarantine window.
     pub(super) recent_faults: Mutex<VecDeque<Instant>>,
     pub(super) health: Mutex<Option<Health>>,
+}
+
+/// What an operator sets on a plugin, changed together under one lock.
+pub(super) struct Settings {
+    /// Effective grants: declared ∩ granted, less what was revoked.
+    pub(super) grants: Vec<Capability>,
+    /// Grants the operator revoked at run time; they stay revoked across reloads.
+    pub(super) revoked: Vec<Capability>,
+    pub(super) config: serde_json::Value,
+    /// The context of the instance created last (revoked once it is not running).
+    pub(super) last_token: ContextToken,
+}
+
+/// A plugin's [`PluginState`] in one atomic: the call path reads it with one load, operators
+/// change it under the admin lock, and the fault path quarantines only a running plugin.
+pub(super) struct Lifecycle(AtomicU8);
+
+impl Lifecycle {
+    const ORDER: [PluginState; 6] = [
+        PluginState::Running,
+        PluginState::Disabled,
+        PluginState::Stopped,
+        PluginState::Abandoned,
+        PluginState::Failed,
+        PluginState::Quarantined,
+    ];
+
+    fn encode(state: PluginState) -> u8 {
+        // The position in ORDER; every state is in it.
+        Self::ORDER
+            .iter()
+            .position(|s| *s == state)
+            .and_then(|i| u8::try_from(i).ok())
+            .unwrap_or(0)
+    }
+
+    pub(super) fn new(state: PluginState) -> Self {
+        Self(AtomicU8::new(Self::encode(state)))
+    }
+
+    pub(super) fn get(&self) -> PluginState {
+        Self::ORDER
+            .get(usize::from(self.0.load(Ordering::Acquire)))
+            .copied()
+            .unwrap_or(PluginState::Failed)
+    }
+
+    pub(super) fn set(&self, state: PluginState) {
+        self.0.store(Self::encode(state), Ordering::Release);
+    }
+
+    /// `from` → `to`, if it is `from`; true if it changed.
+    pub(super) fn change(&self, from: PluginState, to: PluginState) -> bool {
+        self.0
+            .compare_exchange(
+                Self::encode(from),
+                Self::encode(to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 impl LoadedPlugin {

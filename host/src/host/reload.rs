@@ -111,7 +111,7 @@ impl HostShared {
                 }
             }
         });
-        let config = plugin.config.lock().clone();
+        let config = plugin.settings.lock().config.clone();
         if let Err(refusal) = self.start_instance(&plugin, &config, handover) {
             return refused(refusal);
         }

@@ -1,8 +1,8 @@
 //! The runtime's shared core: the plugin table, the admin lock every operator action goes
 //! through, fault accounting, hook participants, supervision.
 
+use crate::outcome::PluginState;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use airlock_abi::abi::{ContextToken, InvocationKind};
@@ -158,7 +158,7 @@ impl HostShared {
     pub(crate) fn poll_all_health(&self) {
         let plugins = self.table();
         for plugin in plugins.iter() {
-            if plugin.quarantined.load(Ordering::Acquire) || !plugin.running.is_some() {
+            if plugin.state.get() != PluginState::Running || !plugin.running.is_some() {
                 continue;
             }
             if let Err(e) = self.poll_health(plugin) {
