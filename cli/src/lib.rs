@@ -92,6 +92,10 @@ enum Command {
         /// Where to create it (default: the current directory).
         #[arg(long)]
         path: Option<PathBuf>,
+        /// The airlock-abi crate to depend on (default: AIRLOCK_ABI_PATH, else the Airlock
+        /// checkout this command was built from).
+        #[arg(long)]
+        abi: Option<PathBuf>,
     },
     /// Run the conformance checks against one built plugin library.
     Validate {
@@ -166,9 +170,16 @@ fn run(command: Command) -> Result<ExitCode> {
             builder(dirs, policy.as_deref(), lock)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
         ),
-        Command::New { name, path } => {
+        Command::New { name, path, abi } => {
             let parent = path.unwrap_or_else(|| PathBuf::from("."));
-            let dir = crate::new_plugin(&name, &parent, &crate::abi_path())?;
+            let Some(abi) = crate::abi_path(abi.as_deref()) else {
+                eprintln!(
+                    "airlock new: cannot find the airlock-abi crate (it is not published yet): \
+                     pass --abi PATH to an Airlock checkout's plugin-abi, or set AIRLOCK_ABI_PATH"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let dir = crate::new_plugin(&name, &parent, &abi)?;
             println!("created {}", dir.display());
             println!("next: cd {} && cargo build && cargo test", dir.display());
             println!(

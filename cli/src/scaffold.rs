@@ -27,12 +27,22 @@ pub enum ScaffoldError {
     },
 }
 
-/// Where the `airlock-abi` crate of this checkout is (until it is published).
-pub fn abi_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Where a new plugin crate finds `airlock-abi` (until it is published): `explicit` if given,
+/// else `AIRLOCK_ABI_PATH`, else the checkout this command was built from, if it is still
+/// there. `None` when none of them is: the caller must ask for `--abi PATH`.
+pub fn abi_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os("AIRLOCK_ABI_PATH") {
+        return Some(PathBuf::from(path));
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("plugin-abi");
-    fs::canonicalize(&path).unwrap_or(path)
+    fs::canonicalize(built_from)
+        .ok()
+        .filter(|p| p.join("Cargo.toml").is_file())
 }
 
 /// Creates the crate `name` in `parent/name`, depending on `airlock-abi` at `abi`.
@@ -199,13 +209,18 @@ mod tests {
         for bad in ["Hello", "a/b", "", "9lives", "with space"] {
             assert!(
                 matches!(
-                    new_plugin(bad, dir.path(), &abi_path()),
+                    new_plugin(bad, dir.path(), &abi_path(None).expect("this checkout")),
                     Err(ScaffoldError::InvalidName(..))
                 ),
                 "{bad}"
             );
         }
-        let made = new_plugin("my-plugin", dir.path(), &abi_path()).expect("created");
+        let made = new_plugin(
+            "my-plugin",
+            dir.path(),
+            &abi_path(None).expect("this checkout"),
+        )
+        .expect("created");
         let lib = fs::read_to_string(made.join("src/lib.rs")).expect("lib.rs");
         assert!(lib.contains("pub struct MyPlugin") && lib.contains("export_plugin!(MyPlugin)"));
         assert!(airlock_abi::manifest::Manifest::from_json(
@@ -213,7 +228,11 @@ mod tests {
         )
         .is_ok());
         assert!(matches!(
-            new_plugin("my-plugin", dir.path(), &abi_path()),
+            new_plugin(
+                "my-plugin",
+                dir.path(),
+                &abi_path(None).expect("this checkout")
+            ),
             Err(ScaffoldError::Exists(_))
         ));
     }
