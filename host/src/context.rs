@@ -84,6 +84,9 @@ pub(crate) struct ContextEntry {
     pub denials: AtomicU64,
     /// State handed over by the previous generation, taken once by the new instance.
     pub handover: Mutex<Option<Vec<u8>>>,
+    /// Whether the host records what the plugin does ([`HostServices::observe`]): the
+    /// authors' test harness; false otherwise, and then it costs one load per log line.
+    pub observed: bool,
     revoked: AtomicBool,
     token_generation: u32,
 }
@@ -109,6 +112,7 @@ impl ContextEntry {
             calls: ShardedCounter::default(),
             denials: AtomicU64::new(0),
             handover: Mutex::new(handover),
+            observed: false,
             revoked: AtomicBool::new(false),
             token_generation: 0,
         }

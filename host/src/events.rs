@@ -23,10 +23,21 @@ struct Subscription {
     pattern: String,
 }
 
-struct Delivery {
-    token: ContextToken,
-    topic: Arc<str>,
-    payload: Arc<[u8]>,
+enum Delivery {
+    Event {
+        token: ContextToken,
+        topic: Arc<str>,
+        payload: Arc<[u8]>,
+    },
+    /// Answered once everything queued before it has been delivered.
+    #[cfg_attr(
+        not(feature = "testing"),
+        expect(
+            dead_code,
+            reason = "used by the authors' test harness (feature `testing`)"
+        )
+    )]
+    Settled(SyncSender<()>),
 }
 
 /// The host's event bus.
@@ -110,7 +121,7 @@ impl EventBus {
         };
         let mut queued = 0;
         for token in targets {
-            let delivery = Delivery {
+            let delivery = Delivery::Event {
                 token,
                 topic: topic.clone(),
                 payload: payload.clone(),
@@ -122,6 +133,31 @@ impl EventBus {
             }
         }
         queued
+    }
+
+    /// Waits until every event queued before this call has been delivered.
+    #[cfg(feature = "testing")]
+    pub(crate) fn settle(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self
+            .queue
+            .lock()
+            .as_ref()
+            .is_some_and(|queue| queue.send(Delivery::Settled(tx)).is_ok());
+        if sent {
+            let _ = rx.recv();
+        }
+    }
+
+    /// The patterns `token` is subscribed to.
+    #[cfg(feature = "testing")]
+    pub(crate) fn patterns(&self, token: ContextToken) -> Vec<String> {
+        self.subscriptions
+            .lock()
+            .iter()
+            .filter(|s| s.token == token)
+            .map(|s| s.pattern.clone())
+            .collect()
     }
 
     /// Events dropped because the queue was full.
@@ -141,14 +177,20 @@ impl EventBus {
 
 fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>) {
     while let Ok(delivery) = rx.recv() {
-        let Some(host) = host.upgrade() else {
-            return;
-        };
-        host.deliver(
-            delivery.token,
-            InvocationKind::EVENT,
-            &delivery.topic,
-            &delivery.payload,
-        );
+        match delivery {
+            Delivery::Event {
+                token,
+                topic,
+                payload,
+            } => {
+                let Some(host) = host.upgrade() else {
+                    return;
+                };
+                host.deliver(token, InvocationKind::EVENT, &topic, &payload);
+            }
+            Delivery::Settled(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }

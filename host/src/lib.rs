@@ -45,6 +45,8 @@ mod policy;
 mod report;
 mod services;
 mod supervisor;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timers;
 mod watch;
 

@@ -22,7 +22,7 @@ use crate::context::{with_entry, ContextEntry};
 use crate::decide::covers;
 use crate::error::CallErrorCode;
 use crate::kv::KvError;
-use crate::services::HostServices;
+use crate::services::{HostServices, Observed};
 
 fn bad_request(message: impl Into<String>) -> HostError {
     host_error(HostErrorCode::BAD_REQUEST, "", &message.into())
@@ -134,6 +134,15 @@ pub(crate) fn request(
             let req: wire::Publish = body(payload)?;
             check_name("topic", &req.topic)?;
             require(entry, host, CapabilityKind::EventsPublish, Some(&req.topic))?;
+            if entry.observed {
+                host.observe(
+                    &entry.plugin,
+                    Observed::Published {
+                        topic: req.topic.clone(),
+                        payload: req.payload.clone(),
+                    },
+                );
+            }
             json(&host.events().publish(&req.topic, &req.payload))
         }
         Request::EventsSubscribe | Request::EventsUnsubscribe => {
@@ -324,6 +333,15 @@ extern "C" fn host_log(
     message: RStr<'_>,
 ) -> RResult<(), HostError> {
     serve(token, |entry| {
+        if entry.observed {
+            observe(
+                entry,
+                Observed::Log {
+                    level,
+                    message: String::from_utf8_lossy(message.as_rslice().as_slice()).into_owned(),
+                },
+            );
+        }
         let enabled = match level {
             LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
             LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
@@ -387,6 +405,13 @@ pub(crate) fn host_context(token: ContextToken) -> HostContext {
     HostContext {
         token,
         vtable: host_vtable(),
+    }
+}
+
+/// Shows the test harness what the plugin did (contexts opened `observed` only).
+fn observe(entry: &ContextEntry, what: Observed) {
+    if let Some(host) = entry.host.as_ref().and_then(Weak::upgrade) {
+        host.observe(&entry.plugin, what);
     }
 }
 

@@ -8,9 +8,34 @@ use crate::events::EventBus;
 use crate::kv::KvStore;
 use crate::timers::TimerService;
 
+/// What a plugin did that the authors' test harness shows its test (logs, publications).
+#[derive(Debug, Clone)]
+#[cfg_attr(
+    not(feature = "testing"),
+    expect(
+        dead_code,
+        reason = "used by the authors' test harness (feature `testing`)"
+    )
+)]
+pub(crate) enum Observed {
+    /// A log line, at any level.
+    Log {
+        level: airlock_abi::abi::LogLevel,
+        message: String,
+    },
+    /// An event the plugin published.
+    Published {
+        topic: String,
+        payload: serde_json::Value,
+    },
+}
+
 /// The services behind the membrane, and the one way back into the runtime a plugin has:
 /// calling another plugin.
 pub(crate) trait HostServices: Send + Sync {
+    /// Records what a plugin did, for a host that observes its plugins (the test harness);
+    /// only called for contexts opened with `observed`.
+    fn observe(&self, plugin: &airlock_abi::manifest::PluginId, what: Observed);
     /// Where denials and operator actions are recorded.
     fn audit(&self) -> &AuditLog;
     /// The durable key/value store, if the host has a data directory.

@@ -35,21 +35,76 @@ struct TimerState {
 pub(crate) struct TimerService {
     state: std::sync::Arc<(Mutex<TimerState>, Condvar)>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    #[cfg_attr(
+        not(feature = "testing"),
+        expect(
+            dead_code,
+            reason = "used by the authors' test harness (feature `testing`)"
+        )
+    )]
+    host: Weak<dyn Deliver>,
 }
 
 impl TimerService {
-    /// Starts the timer thread, which runs jobs through `host`.
+    /// Starts the timer thread, which runs jobs through `host` when they are due.
     pub(crate) fn start(host: Weak<dyn Deliver>) -> Self {
-        let state = std::sync::Arc::new((Mutex::new(TimerState::default()), Condvar::new()));
-        let shared = state.clone();
+        let service = Self::manual(host.clone());
+        let shared = service.state.clone();
         let thread = std::thread::Builder::new()
             .name("airlock-timers".to_owned())
             .spawn(move || run(&shared, &host))
             .ok();
+        *service.thread.lock() = thread;
+        service
+    }
+
+    /// A timer service whose jobs run only when [`TimerService::fire`] runs them (the authors'
+    /// test harness: deterministic timers).
+    pub(crate) fn manual(host: Weak<dyn Deliver>) -> Self {
         Self {
-            state,
-            thread: Mutex::new(thread),
+            state: std::sync::Arc::new((Mutex::new(TimerState::default()), Condvar::new())),
+            thread: Mutex::new(None),
+            host,
         }
+    }
+
+    /// Runs the job `name` of `token` once, now, on this thread; false if there is no such job.
+    #[cfg(feature = "testing")]
+    pub(crate) fn fire(&self, token: ContextToken, name: &str) -> bool {
+        let (lock, cv) = &*self.state;
+        {
+            let mut state = lock.lock();
+            if !state
+                .jobs
+                .iter()
+                .any(|j| j.token == token && j.name == name)
+            {
+                return false;
+            }
+            while state.running.is_some() {
+                cv.wait(&mut state);
+            }
+            state.running = Some(token);
+        }
+        if let Some(host) = self.host.upgrade() {
+            host.deliver(token, InvocationKind::TIMER, name, &[]);
+        }
+        lock.lock().running = None;
+        cv.notify_all();
+        true
+    }
+
+    /// The jobs of `token`: name and interval.
+    #[cfg(feature = "testing")]
+    pub(crate) fn jobs(&self, token: ContextToken) -> Vec<(String, Duration)> {
+        self.state
+            .0
+            .lock()
+            .jobs
+            .iter()
+            .filter(|j| j.token == token)
+            .map(|j| (j.name.clone(), j.interval))
+            .collect()
     }
 
     /// Schedules (or reschedules) the job `name` of `token`.

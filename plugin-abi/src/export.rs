@@ -395,6 +395,13 @@ macro_rules! export_plugin {
                 __airlock::Invocation<'_>,
             ) -> RResult<RVec<u8>, __airlock::PluginError> = __airlock::query_entry::<$plugin>;
 
+            // The same type can be registered as a built-in plugin (the authors' test harness
+            // does), with the manifest the library embeds.
+            impl $crate::Builtin for $plugin {
+                const MANIFEST: &'static str =
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/plugin.json"));
+            }
+
             $crate::export_plugin!(@root $shape);
         };
     };

@@ -17,7 +17,7 @@ use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
 use super::pipeline::PipelineOptions;
-use super::shared::HostShared;
+use super::shared::{HostShared, Observer};
 use super::Host;
 use crate::delivery::Deliver;
 use crate::supervisor::Supervised;
@@ -28,6 +28,8 @@ pub struct HostBuilder {
     pub(super) options: PipelineOptions,
     /// Plugins compiled into the host program, in registration order.
     pub(super) builtins: Vec<Result<LibraryFile, Refusal>>,
+    /// Set by the authors' test harness.
+    pub(super) observer: Option<Observer>,
     pub(super) shadow_parent: Option<PathBuf>,
     pub(super) lock_file: Option<PathBuf>,
 }
@@ -44,6 +46,7 @@ impl HostBuilder {
         Self {
             options: PipelineOptions::new(Vec::new()),
             builtins: Vec::new(),
+            observer: None,
             shadow_parent: None,
             lock_file: None,
         }
@@ -61,6 +64,20 @@ impl HostBuilder {
     /// a lock does not pin it). An invalid manifest is a `bad_manifest` refusal in the report.
     pub fn builtin<P: airlock_abi::Builtin>(mut self) -> Self {
         self.builtins.push(LibraryFile::builtin::<P>());
+        self
+    }
+
+    /// For the authors' test harness: record what plugins do, run timers only when fired, and
+    /// answer calls to plugins that are not loaded with `answers`.
+    #[cfg(feature = "testing")]
+    pub(crate) fn observed(
+        mut self,
+        answers: Vec<(String, String, Result<serde_json::Value, String>)>,
+    ) -> Self {
+        self.observer = Some(Observer {
+            seen: Mutex::new(Vec::new()),
+            answers,
+        });
         self
     }
 
@@ -175,6 +192,8 @@ impl HostBuilder {
         };
         let health_interval = options.policy.health_interval();
         let builtins = self.builtins;
+        let observer = self.observer;
+        let manual_timers = observer.is_some();
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
             builtins,
@@ -184,10 +203,15 @@ impl HostBuilder {
             audit,
             kv,
             events: EventBus::start(me.clone() as Weak<dyn Deliver>),
-            timers: TimerService::start(me.clone() as Weak<dyn Deliver>),
+            timers: if manual_timers {
+                TimerService::manual(me.clone() as Weak<dyn Deliver>)
+            } else {
+                TimerService::start(me.clone() as Weak<dyn Deliver>)
+            },
             supervisor: Supervisor::start(&(me.clone() as Weak<dyn Supervised>), health_interval),
             hook_modes: Mutex::new(std::collections::BTreeMap::new()),
             me: me.clone(),
+            observer,
         });
         Ok(Host { shared })
     }

@@ -100,6 +100,7 @@ impl HostShared {
                     slot: u32::MAX,
                     generation: 0,
                 },
+                warnings: Vec::new(),
             }),
             policy: decision.policy,
             file,
@@ -112,9 +113,11 @@ impl HostShared {
             recent_faults: Mutex::new(VecDeque::new()),
             health: Mutex::new(None),
         };
-        for warning in self.validate(&plugin, &config)? {
+        let warnings = self.validate(&plugin, &config)?;
+        for warning in &warnings {
             tracing::warn!(plugin = %plugin.id(), "config: {warning}");
         }
+        plugin.settings.lock().warnings = warnings;
         Ok(plugin)
     }
 }
@@ -168,14 +171,16 @@ impl HostShared {
         let refuse =
             |reason, detail: String| Refusal::new(&plugin.file.path, reason, detail).with_id(&id);
         let generation = plugin.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let token = context::open(ContextEntry::new(
+        let mut entry = ContextEntry::new(
             id.clone(),
             generation,
             serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
             plugin.settings.lock().grants.clone(),
             Some(self.me.clone() as Weak<dyn HostServices>),
             handover,
-        ));
+        );
+        entry.observed = self.observer.is_some();
+        let token = context::open(entry);
         plugin.settings.lock().last_token = token;
         let creator = plugin.creator;
         let deadline = plugin.policy.init_deadline;

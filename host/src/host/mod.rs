@@ -37,7 +37,7 @@ use std::sync::Arc;
 /// All methods take `&self`; a host can be shared between threads. Dropping it shuts it down
 /// (as [`Host::shutdown`]) if that has not been done.
 pub struct Host {
-    shared: Arc<HostShared>,
+    pub(crate) shared: Arc<HostShared>,
 }
 
 impl std::fmt::Debug for Host {

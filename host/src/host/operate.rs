@@ -160,7 +160,11 @@ impl Host {
                     plugin: plugin.to_owned(),
                     errors: vec![refusal.detail],
                 })?;
-        loaded.settings.lock().config = config.clone();
+        {
+            let mut settings = loaded.settings.lock();
+            settings.config = config.clone();
+            settings.warnings = warnings.clone();
+        }
         let bytes = serde_json::to_vec(&config).unwrap_or_else(|_| b"{}".to_vec());
         let running = loaded.running.load_full();
         if let Some(running) = running {

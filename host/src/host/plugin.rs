@@ -70,6 +70,8 @@ pub(super) struct Settings {
     pub(super) config: serde_json::Value,
     /// The context of the instance created last (revoked once it is not running).
     pub(super) last_token: ContextToken,
+    /// What the plugin said of its current config when it accepted it.
+    pub(super) warnings: Vec<String>,
 }
 
 /// A plugin's [`PluginState`] in one atomic: the call path reads it with one load, operators

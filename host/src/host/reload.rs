@@ -11,6 +11,8 @@ use airlock_abi::manifest::PluginId;
 
 use crate::audit::AuditOutcome;
 use crate::discover::discover_one;
+#[cfg(feature = "testing")]
+use crate::error::Error;
 use crate::error::Refusal;
 use crate::library_file::read_library;
 use crate::loader::{self};
@@ -141,5 +143,21 @@ impl HostShared {
         };
         tracing::info!("{outcome}");
         outcome
+    }
+
+    /// Creates `id` again with the state its running instance hands over, as a reload does,
+    /// without a new build: the test harness's reload of a built-in plugin.
+    #[cfg(feature = "testing")]
+    pub(crate) fn restart(&self, id: &str) -> Result<u64, Error> {
+        let admin = self.admin();
+        let loaded = admin.plugin(id)?;
+        let handover = match self.invoke(&loaded, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+            Ok(bytes) if !bytes.is_empty() => Some(bytes),
+            _ => None,
+        };
+        self.teardown(&loaded, PluginState::Stopped);
+        let config = loaded.settings.lock().config.clone();
+        self.start_instance(&loaded, &config, handover)?;
+        Ok(loaded.generation.load(Ordering::SeqCst))
     }
 }

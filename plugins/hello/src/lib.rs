@@ -105,37 +105,34 @@ airlock_abi::export_plugin!(Hello);
 
 #[cfg(test)]
 mod tests {
-    use airlock_abi::testing::MockHost;
+    use airlock::testing::TestHost;
     use serde_json::json;
 
     use super::Hello;
 
-    const MANIFEST: &str = include_str!("../plugin.json");
-
     #[test]
     fn greets_with_the_configured_greeting_and_takes_a_new_one_live() {
-        let mock = MockHost::new(MANIFEST)
-            .expect("valid manifest")
+        let hello = TestHost::new()
             .config(json!({"greeting": "Hi"}))
             .create::<Hello>()
             .expect("created");
         assert_eq!(
-            mock.call::<_, String>("greet", &json!({"name": "Ada"})),
+            hello.call::<_, String>("greet", &json!({"name": "Ada"})),
             Ok(Ok("Hi, Ada!".to_owned()))
         );
         assert_eq!(
-            mock.call::<_, String>("fail", &()),
+            hello.call::<_, String>("fail", &()),
             Ok(Err("hello refuses, as asked".to_owned()))
         );
+        let applied = hello
+            .set_config(json!({"greeting": "Yo"}))
+            .expect("a valid config");
+        assert!(applied.live, "hello takes a new greeting live");
         assert_eq!(
-            mock.set_config(json!({"greeting": "Yo"})),
-            Ok(airlock_abi::ConfigChange::Applied)
-        );
-        assert_eq!(
-            mock.call::<_, String>("greet", &()),
+            hello.call::<_, String>("greet", &()),
             Ok(Ok("Yo, world!".to_owned()))
         );
-        assert!(mock.set_config(json!({"greeting": " "})).is_err());
-        mock.teardown().expect("nothing left behind");
+        assert!(hello.set_config(json!({"greeting": " "})).is_err());
+        hello.teardown().expect("a clean teardown");
     }
 }

@@ -55,32 +55,24 @@ airlock_abi::export_plugin!(KvCounter);
 
 #[cfg(test)]
 mod tests {
-    use airlock_abi::testing::MockHost;
+    use airlock::testing::TestHost;
     use serde_json::json;
 
     use super::KvCounter;
 
-    const MANIFEST: &str = include_str!("../plugin.json");
-
     #[test]
     fn counts_in_the_store_and_fails_cleanly_without_the_grant() {
-        let mock = MockHost::new(MANIFEST)
-            .expect("valid manifest")
-            .create::<KvCounter>()
-            .expect("created");
+        let counter = TestHost::new().create::<KvCounter>().expect("created");
         assert_eq!(
-            mock.call::<_, u64>("increment", &json!({"by": 2})),
+            counter.call::<_, u64>("increment", &json!({"by": 2})),
             Ok(Ok(2))
         );
-        assert_eq!(mock.call::<_, u64>("increment", &()), Ok(Ok(3)));
-        assert_eq!(mock.kv()["count"], 3);
-        mock.teardown().expect("nothing left behind");
+        assert_eq!(counter.call::<_, u64>("increment", &()), Ok(Ok(3)));
+        assert_eq!(counter.kv()["count"], 3);
+        counter.teardown().expect("a clean teardown");
 
         // Without the grant, creation fails: it reads the count in create.
-        let refused = MockHost::new(MANIFEST)
-            .expect("valid manifest")
-            .grants(&[])
-            .create::<KvCounter>();
+        let refused = TestHost::new().grants(&[]).create::<KvCounter>();
         assert!(refused.is_err());
     }
 }
