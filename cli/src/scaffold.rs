@@ -1,5 +1,5 @@
 //! `airlock new`: a plugin crate that builds and loads at once, with one action, one hook and a
-//! unit test on the mock host.
+//! unit test on the test harness (the real runtime, in-process).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -66,13 +66,21 @@ pub fn new_plugin(name: &str, parent: &Path, abi: &Path) -> Result<PathBuf, Scaf
             })
         })
         .collect();
+    // The runtime (for the test harness) is the airlock-abi crate's sibling in a checkout.
+    let host = abi
+        .parent()
+        .map_or_else(|| abi.join(".."), Path::to_path_buf)
+        .join("host");
+    let host = fs::canonicalize(&host).unwrap_or(host);
+    let host = host.display().to_string().replace('\\', "/");
     let abi = abi.display().to_string().replace('\\', "/");
     let files = [
         (
             "Cargo.toml",
             CARGO_TOML
                 .replace("__NAME__", name)
-                .replace("__ABI__", &abi),
+                .replace("__ABI__", &abi)
+                .replace("__HOST__", &host),
         ),
         ("plugin.json", PLUGIN_JSON.replace("__NAME__", name)),
         (
@@ -116,7 +124,8 @@ serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 
 [dev-dependencies]
-airlock-abi = { path = "__ABI__", features = ["testing"] }
+# The test harness: the plugin runs on Airlock's real runtime, in-process.
+airlock = { path = "__HOST__", features = ["testing"] }
 
 # A crate of its own, even when created inside another workspace.
 [workspace]
@@ -177,7 +186,7 @@ airlock_abi::export_plugin!(__TYPE__);
 
 #[cfg(test)]
 mod tests {
-    use airlock_abi::testing::MockHost;
+    use airlock::testing::TestHost;
     use airlock_abi::HookReply;
     use serde_json::json;
 
@@ -185,16 +194,15 @@ mod tests {
 
     #[test]
     fn greets_and_signs_replies() {
-        let mock = MockHost::new(include_str!("../plugin.json"))
-            .expect("plugin.json is valid")
-            .create::<__TYPE__>()
-            .expect("created");
-        assert_eq!(mock.call::<_, String>("greet", &json!({"name": "Ada"})), Ok(Ok("Hello, Ada!".to_owned())));
+        // The plugin runs on the real runtime: the policy, the membrane and the audit log are
+        // the ones a host uses.
+        let plugin = TestHost::new().create::<__TYPE__>().expect("created");
+        assert_eq!(plugin.call::<_, String>("greet", &json!({"name": "Ada"})), Ok(Ok("Hello, Ada!".to_owned())));
         assert_eq!(
-            mock.hook::<_, String>("reply.transform", &"hi"),
+            plugin.hook::<_, String>("reply.transform", &"hi"),
             Ok(HookReply::Continue("hi (__NAME__)".to_owned()))
         );
-        mock.teardown().expect("nothing left behind");
+        plugin.teardown().expect("a clean teardown");
     }
 }
 "#;

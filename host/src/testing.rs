@@ -8,6 +8,9 @@
 //! are not loaded get the answers the test gives. What the plugin logged and published is
 //! recorded.
 //!
+//! Longer than 400 lines: one small API (the builder and the plugin under test) with its
+//! documentation; split, the reference would be in two places.
+//!
 //! ```no_run
 //! # use airlock_abi::{Actions, ActionError, Context, InitError, Plugin, Builtin};
 //! # struct Hello;

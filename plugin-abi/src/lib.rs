@@ -36,8 +36,6 @@ mod ffi;
 pub mod manifest;
 mod plugin;
 mod services;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod version;
 pub mod wire;
 

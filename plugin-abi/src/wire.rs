@@ -17,7 +17,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
 
 /// Every request a plugin makes of the host through [`crate::abi::HostVtable::request`]. Its
 /// service and operation names are spelled here and nowhere else: the plugin-side wrappers, the
-/// host's membrane and the mock host all match on this type, and a name that is not one of
+/// host's membrane match on this type, and a name that is not one of
 /// these is answered `UNSUPPORTED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -63,8 +63,8 @@ impl Plugin for Ticker {
         });
     }
 
-    /// The host cancels the job anyway; cancelling it here keeps the mock host's leak check
-    /// (and any reader) certain nothing is left behind.
+    /// The host cancels the job anyway (before this runs); cancelling it here says so to any
+    /// reader.
     fn teardown(self) {
         let _ = self.ctx.timers().cancel("tick");
     }

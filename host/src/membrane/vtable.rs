@@ -1,0 +1,159 @@
+//! The host vtable every plugin calls through: each function looks its token up (so a
+//! revocation waits for it), contains panics, checks what the plugin passed, and hands service
+//! requests to the membrane.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Weak;
+
+use abi_stable::prefix_type::WithMetadata;
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use airlock_abi::abi::{
+    ContextToken, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef, LogLevel,
+};
+
+use super::{host_error, request};
+use crate::context::{with_entry, ContextEntry};
+use crate::services::Observed;
+
+fn revoked_error() -> HostError {
+    host_error(
+        HostErrorCode::REVOKED,
+        "",
+        "the plugin's context has been revoked",
+    )
+}
+
+/// Runs a host function body: looks the token up (publishing the entry as in use, so that a
+/// revocation waits for this call), then runs `f` with panics contained. Nothing unwinds into
+/// the plugin.
+fn serve<T>(
+    token: ContextToken,
+    f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
+) -> RResult<T, HostError> {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        with_entry(token, |entry| {
+            let entry = entry.ok_or_else(revoked_error)?;
+            entry.calls.add(1);
+            f(entry)
+        })
+    }));
+    match result {
+        Ok(r) => r.into(),
+        Err(payload) => {
+            drop_payload(payload);
+            RResult::RErr(host_error(
+                HostErrorCode::INTERNAL,
+                "",
+                "the host panicked while serving the request",
+            ))
+        }
+    }
+}
+
+/// Drops a panic payload without letting a panicking destructor unwind into the plugin: a
+/// payload that panics on drop is leaked, and so is that second payload.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A string the plugin passed, checked: the plugin's side promises UTF-8, but a `&str` over
+/// other bytes would be undefined behaviour, so nothing here trusts it.
+fn text<'a>(what: &str, s: &RStr<'a>) -> Result<&'a str, HostError> {
+    std::str::from_utf8(s.as_rslice().as_slice()).map_err(|_| {
+        host_error(
+            HostErrorCode::BAD_REQUEST,
+            "",
+            &format!("the {what} is not valid UTF-8"),
+        )
+    })
+}
+
+extern "C" fn host_log(
+    token: ContextToken,
+    level: LogLevel,
+    message: RStr<'_>,
+) -> RResult<(), HostError> {
+    serve(token, |entry| {
+        if entry.observed {
+            observe(
+                entry,
+                Observed::Log {
+                    level,
+                    message: String::from_utf8_lossy(message.as_rslice().as_slice()).into_owned(),
+                },
+            );
+        }
+        let enabled = match level {
+            LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
+            LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
+            LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
+            LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
+            _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let _span = entry.span.enter();
+        let message = String::from_utf8_lossy(message.as_rslice().as_slice());
+        match level {
+            LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
+            LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
+            LogLevel::INFO => tracing::info!(target: "airlock::plugin", "{message}"),
+            LogLevel::DEBUG => tracing::debug!(target: "airlock::plugin", "{message}"),
+            _ => tracing::trace!(target: "airlock::plugin", "{message}"),
+        }
+        Ok(())
+    })
+}
+
+extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {
+    serve(token, |entry| {
+        Ok(RVec::from(entry.config.load().as_slice().to_vec()))
+    })
+}
+
+extern "C" fn host_request(
+    token: ContextToken,
+    service: RStr<'_>,
+    operation: RStr<'_>,
+    payload: RSlice<'_, u8>,
+) -> RResult<RVec<u8>, HostError> {
+    serve(token, |entry| {
+        request(
+            token,
+            entry,
+            text("service name", &service)?,
+            text("operation name", &operation)?,
+            payload.as_slice(),
+        )
+        .map(RVec::from)
+    })
+}
+
+const VTABLE: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+    log: host_log,
+    config: host_config,
+    request: host_request,
+});
+
+/// The host vtable every plugin context points to.
+pub fn host_vtable() -> HostVtableRef {
+    HostVtableRef(VTABLE.static_as_prefix())
+}
+
+/// The context handed to a plugin for `token`.
+pub(crate) fn host_context(token: ContextToken) -> HostContext {
+    HostContext {
+        token,
+        vtable: host_vtable(),
+    }
+}
+
+/// Shows the test harness what the plugin did (contexts opened `observed` only).
+fn observe(entry: &ContextEntry, what: Observed) {
+    if let Some(host) = entry.host.as_ref().and_then(Weak::upgrade) {
+        host.observe(&entry.plugin, what);
+    }
+}
