@@ -1,13 +1,12 @@
 //! The host program's side of [`Host`]: load, list, call, hooks, health, events, audit,
 //! shutdown.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use airlock_abi::abi::InvocationKind;
-use airlock_abi::manifest::PluginId;
 use airlock_abi::{Health, HookReply};
 
 use super::hooks::{HookDispatch, HookMode};
@@ -47,23 +46,11 @@ impl Host {
         let shared = &*self.shared;
         let _admin = shared.admin();
         let mut report = LoadReport::default();
-        let taken: Vec<(PluginId, PathBuf)> = shared
-            .table()
-            .iter()
-            .map(|p| (p.id().clone(), p.file.path.clone()))
-            .collect();
+        let taken = shared.taken(|_| true);
         let options = &shared.options;
-        // Built-in plugins first (once: a later `load` finds them loaded), then the libraries.
-        let mut files: Vec<Result<LibraryFile, Refusal>> = shared
-            .builtins
-            .iter()
-            .filter(|b| {
-                b.as_ref().map_or(taken.is_empty(), |f| {
-                    !taken.iter().any(|(id, _)| *id == f.manifest.id)
-                })
-            })
-            .cloned()
-            .collect();
+        // Built-in plugins first (taken by the first `load`), then the libraries.
+        let mut files: Vec<Result<LibraryFile, Refusal>> =
+            std::mem::take(&mut *shared.builtins.lock());
         files.extend(read_all(options, discover(&options.dirs)?));
         let checked = decide_all(options, files, &taken);
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
@@ -124,12 +111,7 @@ impl Host {
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
         let _admin = shared.admin();
-        let taken: Vec<(PluginId, PathBuf)> = shared
-            .table()
-            .iter()
-            .map(|p| (p.id().clone(), p.file.path.clone()))
-            .collect();
-        refuse_duplicate(&checked.file, &taken)?;
+        refuse_duplicate(&checked.file, &shared.taken(|_| true))?;
         let plugin = Arc::new(shared.load_one(checked)?);
         shared.update_table(|table| table.push(plugin));
         Ok(())

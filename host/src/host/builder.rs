@@ -196,7 +196,7 @@ impl HostBuilder {
         let manual_timers = observer.is_some();
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
-            builtins,
+            builtins: Mutex::new(builtins),
             shadow,
             plugins: Guarded::new(Some(Arc::new(Vec::new()))),
             admin: Mutex::new(()),

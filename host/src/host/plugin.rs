@@ -79,6 +79,7 @@ pub(super) struct Settings {
 pub(super) struct Lifecycle(AtomicU8);
 
 impl Lifecycle {
+    /// In declaration order: `state as u8` is a state's place here.
     const ORDER: [PluginState; 6] = [
         PluginState::Running,
         PluginState::Disabled,
@@ -89,12 +90,7 @@ impl Lifecycle {
     ];
 
     fn encode(state: PluginState) -> u8 {
-        // The position in ORDER; every state is in it.
-        Self::ORDER
-            .iter()
-            .position(|s| *s == state)
-            .and_then(|i| u8::try_from(i).ok())
-            .unwrap_or(0)
+        state as u8
     }
 
     pub(super) fn new(state: PluginState) -> Self {

@@ -1,13 +1,12 @@
 //! Hot reload: the same stages 1–5 as startup on a new build, then an atomic swap; a refusal
 //! leaves the old generation serving.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use airlock_abi::abi::InvocationKind;
-use airlock_abi::manifest::PluginId;
 
 use crate::audit::AuditOutcome;
 use crate::discover::discover_one;
@@ -87,11 +86,7 @@ impl HostShared {
         };
         // The ids other files provide (files still there: a renamed library is the same
         // plugin moving, not a second one) — the same duplicate rule as at startup.
-        let taken: Vec<(PluginId, PathBuf)> = table
-            .iter()
-            .filter(|p| !same_path(&p.file.path, path) && p.file.path.exists())
-            .map(|p| (p.id().clone(), p.file.path.clone()))
-            .collect();
+        let taken = self.taken(|p| !same_path(&p.file.path, path) && p.file.path.exists());
         if let Err(refusal) = refuse_duplicate(&file, &taken) {
             return refused(refusal);
         }

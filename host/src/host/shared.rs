@@ -1,7 +1,7 @@
 //! The runtime's shared core: the plugin table, the admin lock every operator action goes
 //! through, fault accounting, hook participants, supervision.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use airlock_abi::abi::{ContextToken, InvocationKind};
@@ -31,7 +31,8 @@ use crate::services::Observed;
 pub(crate) struct HostShared {
     pub(crate) options: PipelineOptions,
     /// Plugins compiled into the host program (`HostBuilder::builtin`).
-    pub(super) builtins: Vec<Result<LibraryFile, Refusal>>,
+    /// Taken by the first `load`.
+    pub(super) builtins: Mutex<Vec<Result<LibraryFile, Refusal>>>,
     pub(super) shadow: tempfile::TempDir,
     /// The plugin table, read by every call by name without a reference count.
     pub(super) plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
@@ -107,6 +108,16 @@ impl HostShared {
             .rev()
             .find(|p| p.id().as_str() == id)
             .cloned()
+    }
+
+    /// The ids the loaded plugins `keep` selects provide, with the file each came from: what
+    /// the duplicate-id rule checks a new file against.
+    pub(super) fn taken(&self, keep: impl Fn(&LoadedPlugin) -> bool) -> Vec<(PluginId, PathBuf)> {
+        self.table()
+            .iter()
+            .filter(|p| keep(p))
+            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .collect()
     }
 
     /// Takes the admin lock. Operator actions reach a plugin only through the guard

@@ -867,6 +867,22 @@ mod loom_models {
         builder.check(f);
     }
 
+    /// A thread that reads `cell` through `record` and checks that what it reads was not
+    /// destroyed under it.
+    fn checking_reader(
+        cell: &Arc<Guarded<Probe>>,
+        record: &'static ThreadRecord,
+    ) -> loom::thread::JoinHandle<()> {
+        let cell = cell.clone();
+        loom::thread::spawn(move || {
+            cell.with_record(Some(record), |v| {
+                if let Some(v) = v {
+                    assert!(v.alive.load(Ordering::SeqCst), "read after destroy");
+                }
+            });
+        })
+    }
+
     /// The writer's side of teardown: retire, wait for the readers, destroy.
     fn retire_and_destroy(cell: &Guarded<Probe>) {
         if let Ok(Some(value)) = cell.replace(None).wait(Duration::MAX) {
@@ -880,16 +896,7 @@ mod loom_models {
             let domain = domain();
             let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
             let record = domain.acquire();
-            let reader = {
-                let cell = cell.clone();
-                loom::thread::spawn(move || {
-                    cell.with_record(Some(record), |v| {
-                        if let Some(v) = v {
-                            assert!(v.alive.load(Ordering::SeqCst), "read after destroy");
-                        }
-                    });
-                })
-            };
+            let reader = checking_reader(&cell, record);
             retire_and_destroy(&cell);
             reader.join().expect("reader");
         });
@@ -924,16 +931,7 @@ mod loom_models {
             let domain = domain();
             let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
             let record = domain.acquire();
-            let reader = {
-                let cell = cell.clone();
-                loom::thread::spawn(move || {
-                    cell.with_record(Some(record), |v| {
-                        if let Some(v) = v {
-                            assert!(v.alive.load(Ordering::SeqCst));
-                        }
-                    });
-                })
-            };
+            let reader = checking_reader(&cell, record);
             retire_and_destroy(&cell);
             reader.join().expect("reader");
             for (depth, hazard) in record.hazards.iter().enumerate() {
