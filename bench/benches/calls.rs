@@ -13,6 +13,7 @@ fn host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
         .expect("copy");
+    airlock_bench::serial_copy(dir.path());
     let host = Host::builder().plugin_dir(dir.path()).build().expect("host");
     assert!(host.load().expect("load").all_ok());
     (dir, host)
@@ -29,12 +30,22 @@ fn calls(c: &mut Criterion) {
     let noop = host.action("bench-noop", "noop").expect("resolved");
     let json_action = host.action("bench-noop", "json").expect("resolved");
     let bytes_action = host.action("bench-noop", "bytes").expect("resolved");
+    let bytes_into = host.action("bench-noop", "bytes_into").expect("resolved");
+    let serial_noop = host.action("bench-serl", "noop").expect("resolved");
     let payload = payload();
     let payload_bytes = serde_json::to_vec(&payload).expect("json");
 
     let mut g = c.benchmark_group("call");
     g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
     g.bench_function("handle_noop", |b| b.iter(|| noop.call_bytes(black_box(b"null")).expect("ok")));
+    let mut out = Vec::new();
+    g.bench_function("handle_noop_into", |b| {
+        b.iter(|| noop.call_into(black_box(b"null"), &mut out).expect("ok"))
+    });
+    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("serial_noop_into", |b| {
+        b.iter(|| serial_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
+    });
     g.bench_function("by_name_noop", |b| {
         b.iter(|| host.call_bytes("bench-noop", "noop", black_box(b"null")).expect("ok"))
     });
@@ -44,6 +55,9 @@ fn calls(c: &mut Criterion) {
     g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
     g.bench_function("json_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
     g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    // One copy of the payload into a fresh buffer of the caller's: what the answer costs at least.
+    g.bench_function("one_copy", |b| b.iter(|| black_box(&payload_bytes).to_vec()));
     g.bench_function("bare_serde", |b| {
         b.iter(|| {
             let bytes = serde_json::to_vec(black_box(&payload)).expect("json");

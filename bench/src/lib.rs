@@ -35,3 +35,26 @@ pub fn copies(dir: &Path, n: usize) {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 }
+
+/// Writes a copy of the benchmark plugin into `dir` whose manifest says `"concurrency":
+/// "serial"` (the default for plugins), under the id `bench-serl`: the host then takes the
+/// plugin's lock on every call.
+///
+/// # Panics
+///
+/// On I/O errors, or if the manifest is not laid out as expected.
+pub fn serial_copy(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(plugin()).expect("the benchmark plugin");
+    // Same lengths, so the manifest block keeps its size: JSON allows the padding.
+    for (from, to) in [
+        (&br#""id": "bench-noop""#[..], &br#""id": "bench-serl""#[..]),
+        (br#""concurrency": "parallel""#, br#""concurrency": "serial"  "#),
+    ] {
+        let at = bytes.windows(from.len()).position(|w| w == from).expect("the manifest field");
+        bytes[at..at + to.len()].copy_from_slice(to);
+    }
+    let path = dir.join(format!("bench-serl.{}", airlock::library_suffix()));
+    std::fs::write(&path, bytes).expect("write the serial copy");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

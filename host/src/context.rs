@@ -42,9 +42,10 @@ pub(crate) struct ShardedCounter {
 }
 
 impl ShardedCounter {
+    /// Adds `n` from the thread whose record is `record` (the caller's own).
     #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        match hazard::this_thread().map(|r| r.index()) {
+    pub(crate) fn add(&self, record: Option<&'static hazard::ThreadRecord>, n: u64) {
+        match record.map(|r| r.index()) {
             // Only this thread writes this shard while it holds its record.
             Some(i) if i < SHARDS => {
                 let shard = &self.shards[i].0;
@@ -137,6 +138,7 @@ static TABLE: ContextTable = ContextTable {
 };
 
 impl ContextTable {
+    #[inline(always)]
     fn slot(&self, index: u32) -> Option<&Slot> {
         let index = index as usize;
         self.chunks.get(index / CHUNK)?.get()?.get(index % CHUNK)
@@ -254,12 +256,17 @@ pub fn is_open(token: ContextToken) -> bool {
 }
 
 /// Runs `f` with the open context of `token` (`None` if it is stale or revoked), read through
-/// this thread's hazard slot: a revocation waits for `f` to return.
-pub(crate) fn with_entry<R>(token: ContextToken, f: impl FnOnce(Option<&ContextEntry>) -> R) -> R {
+/// the hazard slot of `record` (the calling thread's own): a revocation waits for `f` to return.
+#[inline(always)]
+pub(crate) fn with_entry<R>(
+    record: Option<&'static hazard::ThreadRecord>,
+    token: ContextToken,
+    f: impl FnOnce(Option<&ContextEntry>) -> R,
+) -> R {
     match TABLE.slot(token.slot) {
         None => f(None),
-        Some(slot) => slot
-            .entry
-            .with(|entry| f(entry.filter(|e| e.token_generation == token.generation))),
+        Some(slot) => slot.entry.with_record(record, |entry| {
+            f(entry.filter(|e| e.token_generation == token.generation))
+        }),
     }
 }

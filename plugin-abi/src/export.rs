@@ -7,11 +7,13 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::std_types::{RResult, RSlice, RVec};
+use abi_stable::type_layout::TypeLayout;
+use abi_stable::StableAbi;
 
 use crate::block::ManifestBlock;
 use crate::ffi::{
-    ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError, PluginModule,
-    PluginModuleRef,
+    CallTable, ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError,
+    PluginModule, PluginModuleRef,
 };
 use crate::manifest::Manifest;
 use crate::plugin::{Actions, ConfigChange, Context, Handler, Hooks, Plugin};
@@ -119,6 +121,33 @@ pub fn into_handle<P>(instance: Box<Instance<P>>) -> InstanceHandle {
     InstanceHandle(Box::into_raw(instance).cast())
 }
 
+/// Runs the action or hook at `index`, appending its answer to `out`.
+fn call<P: Plugin>(
+    instance: &Instance<P>,
+    kind: InvocationKind,
+    index: u32,
+    payload: &[u8],
+    out: &mut RVec<u8>,
+) -> Result<(), PluginError> {
+    let (handlers, what) = match kind {
+        InvocationKind::ACTION => (&instance.handlers, "action"),
+        InvocationKind::HOOK => (&instance.hooks, "hook"),
+        other => {
+            return Err(PluginError::new(
+                ErrorCode::UNSUPPORTED,
+                format!(
+                    "invocation kind {} is not served by the call table",
+                    other.0
+                ),
+            ))
+        }
+    };
+    let handler = handlers.get(index as usize).ok_or_else(|| {
+        PluginError::new(ErrorCode::NOT_FOUND, format!("no {what} at index {index}"))
+    })?;
+    handler(&instance.plugin, payload, out)
+}
+
 /// Serves one invocation.
 #[doc(hidden)]
 pub fn invoke<P: Plugin>(
@@ -126,35 +155,16 @@ pub fn invoke<P: Plugin>(
     invocation: Invocation<'_>,
 ) -> Result<RVec<u8>, PluginError> {
     match invocation.kind {
-        InvocationKind::ACTION => {
-            let handler = instance
-                .handlers
-                .get(invocation.index as usize)
-                .ok_or_else(|| {
-                    PluginError::new(
-                        ErrorCode::NOT_FOUND,
-                        format!(
-                            "no action at index {} ({})",
-                            invocation.index, invocation.name
-                        ),
-                    )
-                })?;
-            handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
-        }
-        InvocationKind::HOOK => {
-            let handler = instance
-                .hooks
-                .get(invocation.index as usize)
-                .ok_or_else(|| {
-                    PluginError::new(
-                        ErrorCode::NOT_FOUND,
-                        format!(
-                            "no hook at index {} ({})",
-                            invocation.index, invocation.name
-                        ),
-                    )
-                })?;
-            handler(&instance.plugin, invocation.payload.as_slice()).map(RVec::from)
+        kind @ (InvocationKind::ACTION | InvocationKind::HOOK) => {
+            let mut out = RVec::new();
+            call(
+                instance,
+                kind,
+                invocation.index,
+                invocation.payload.as_slice(),
+                &mut out,
+            )?;
+            Ok(out)
         }
         InvocationKind::HEALTH => to_json(&instance.plugin.health()),
         InvocationKind::SNAPSHOT => Ok(instance
@@ -193,6 +203,14 @@ pub fn query<P: Plugin>(invocation: Invocation<'_>) -> Result<RVec<u8>, PluginEr
         InvocationKind::VALIDATE_CONFIG => {
             let config = parse_json(invocation.payload.as_slice())?;
             to_json(&P::validate_config(&config))
+        }
+        InvocationKind::CALL_TABLE => {
+            let table: &'static CallTable = Entries::<P>::CALL_TABLE;
+            let layout: &'static TypeLayout = <CallTable as StableAbi>::LAYOUT;
+            let mut answer = RVec::with_capacity(16);
+            answer.extend_from_slice(&(std::ptr::from_ref(table) as usize as u64).to_le_bytes());
+            answer.extend_from_slice(&(std::ptr::from_ref(layout) as usize as u64).to_le_bytes());
+            Ok(answer)
         }
         other => Err(PluginError::new(
             ErrorCode::UNSUPPORTED,
@@ -241,6 +259,39 @@ pub extern "C" fn invoke_entry<P: Plugin>(
         let instance = unsafe { &*handle.0.cast::<Instance<P>>() };
         invoke(instance, invocation)
     })
+}
+
+/// The call table of plugin type `P`, as a constant so that it is one `'static` value per type.
+struct Entries<P>(std::marker::PhantomData<P>);
+
+impl<P: Plugin> Entries<P> {
+    const CALL_TABLE: &'static CallTable = &CallTable {
+        call: call_entry::<P>,
+    };
+}
+
+/// [`CallTable::call`] for plugin type `P`: the hot path. Nothing is returned in memory; a
+/// failure's message goes into `out`, which the host owns.
+extern "C" fn call_entry<P: Plugin>(
+    handle: InstanceHandle,
+    kind: InvocationKind,
+    index: u32,
+    payload: RSlice<'_, u8>,
+    out: &mut RVec<u8>,
+) -> ErrorCode {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in `invoke_entry`: a handle from this module's `create`, not yet destroyed.
+        let instance = unsafe { &*handle.0.cast::<Instance<P>>() };
+        call(instance, kind, index, payload.as_slice(), out)
+    }));
+    let (code, message) = match result {
+        Ok(Ok(())) => return ErrorCode::OK,
+        Ok(Err(e)) => (e.code, e.message.into_string()),
+        Err(payload) => (ErrorCode::PANICKED, panic_message(payload)),
+    };
+    out.clear();
+    out.extend_from_slice(message.as_bytes());
+    code
 }
 
 /// The module's `destroy` for plugin type `P`.

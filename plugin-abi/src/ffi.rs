@@ -56,6 +56,36 @@ impl InvocationKind {
     /// Snapshot state for the next generation (hot reload); the answer is empty for no state,
     /// else a little-endian `u32` version followed by the state bytes.
     pub const SNAPSHOT: Self = Self(8);
+    /// Module-level (through [`PluginModule::query`], no instance): where the plugin's
+    /// [`CallTable`] is. The answer is two little-endian `u64` addresses: the plugin's
+    /// `&'static CallTable` and the `&'static TypeLayout` it was built with, which the host
+    /// checks with abi_stable's layout checker before it uses the table. A plugin without a
+    /// call table answers [`ErrorCode::UNSUPPORTED`], and the host calls `invoke`.
+    pub const CALL_TABLE: Self = Self(9);
+}
+
+/// The fast way into an instance, found once per library through [`InvocationKind::CALL_TABLE`]:
+/// everything a call passes is in registers, the answer is written into a buffer the host
+/// owns, and the outcome is one code, with no result value returned in memory.
+///
+/// Like the root module, this table is frozen: a faster way still is a new invocation kind
+/// answering with a new table type.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct CallTable {
+    /// Runs the action or hook (`kind` is [`InvocationKind::ACTION`] or
+    /// [`InvocationKind::HOOK`]) at `index` of the manifest's list with `payload` as input.
+    /// The plugin appends its answer to `out` (empty on entry; the host owns it and its
+    /// allocator grows it) and returns [`ErrorCode::OK`]; on failure it leaves the failure's
+    /// message (UTF-8) in `out` instead and returns the failure's code. A kind it does not serve
+    /// this way is [`ErrorCode::UNSUPPORTED`].
+    pub call: extern "C" fn(
+        instance: InstanceHandle,
+        kind: InvocationKind,
+        index: u32,
+        payload: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> ErrorCode,
 }
 
 /// One call into a plugin instance.
@@ -81,6 +111,8 @@ pub struct Invocation<'a> {
 pub struct ErrorCode(pub u32);
 
 impl ErrorCode {
+    /// Success: only [`CallTable::call`] returns it, never a [`PluginError`].
+    pub const OK: Self = Self(0);
     /// The plugin's own code returned a domain error (the action's `error(message)`).
     pub const DOMAIN: Self = Self(1);
     /// The input did not deserialize into the action's input type.

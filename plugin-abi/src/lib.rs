@@ -42,7 +42,7 @@ pub mod wire;
 pub use export::Builtin;
 pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
-    Level, Plugin, Snapshot,
+    Level, Plugin, Reply, Snapshot,
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::ABI_VERSION;
@@ -57,9 +57,9 @@ pub mod abi {
         BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
     };
     pub use crate::ffi::{
-        ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
-        InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
-        PluginModuleRef, LIB_HEADER_SYMBOL,
+        CallTable, ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable,
+        HostVtableRef, InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError,
+        PluginModule, PluginModuleRef, LIB_HEADER_SYMBOL,
     };
     pub use crate::version::{check_compatible, Incompatibility};
 

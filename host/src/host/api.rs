@@ -21,8 +21,8 @@ use crate::report::{LoadReport, PluginReport};
 use crate::watch::Watcher;
 
 use super::builder::HostBuilder;
+use super::called::{fail, json_call, not_loaded};
 use super::handle::ActionHandle;
-use super::invoke::{fail, json_call, not_loaded};
 use super::pipeline::{decide_all, ok_report, parallel_map, read_all, refuse_duplicate, Checked};
 use super::plugin::{Invoked, LoadedPlugin};
 use super::Host;

@@ -1,5 +1,5 @@
 //! The one invoke path: every call into a plugin instance — actions, hooks, events, timers,
-//! health, config changes — goes through [`HostShared::invoke_addressed`].
+//! health, config changes — goes through [`HostShared::invoke_into`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,27 +8,16 @@ use std::time::Instant;
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
 use crate::error::{CallError, CallErrorCode};
-use crate::loader::watchdog::Watch;
+use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
+use super::called::{answer, lookup, message, plugin_error_code, refuse, Called};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
-use crate::outcome::ActionOutcome;
 use crate::outcome::PluginState;
 
-pub(super) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
-    CallError {
-        code,
-        plugin: plugin.to_owned(),
-        action: action.to_owned(),
-        message,
-    }
-}
-
 impl HostShared {
-    /// Runs one invocation on the running instance of `plugin`: fails fast when quarantined or
-    /// not running, serializes `serial` plugins, publishes the call to the watchdog, and turns
-    /// panics and overruns into counted faults. Every call into a plugin instance goes through
-    /// here.
+    /// Runs one invocation on the running instance of `plugin` (see
+    /// [`HostShared::invoke_into`]), answering owned values.
     pub(crate) fn invoke(
         &self,
         plugin: &LoadedPlugin,
@@ -42,7 +31,7 @@ impl HostShared {
 
     /// [`HostShared::invoke`] for a delivery addressed to the instance of context `to` (an
     /// event or a timer run): if that instance is no longer the running one, nothing runs and
-    /// the answer is `revoked`. The check and the call read the running instance once.
+    /// the answer is `revoked`.
     pub(crate) fn invoke_addressed(
         &self,
         plugin: &LoadedPlugin,
@@ -52,78 +41,137 @@ impl HostShared {
         name: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, Invoked> {
-        let id = plugin.id();
-        if plugin.state.get() == PluginState::Quarantined {
-            return Err(Invoked::Failed(
-                CallErrorCode::Quarantined,
-                format!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
-            ));
-        }
-        plugin.running.with(|running| {
-            let running = running.ok_or_else(|| {
-                let state = plugin.state.get();
-                Invoked::Failed(CallErrorCode::Revoked, format!("plugin {id} is {state}"))
-            })?;
-            if to.is_some_and(|to| to != running.token) {
-                return Err(Invoked::Failed(
-                    CallErrorCode::Revoked,
-                    format!("addressed to an instance of {id} that has been torn down"),
-                ));
-            }
-            self.invoke_running(plugin, running, kind, index, name, payload)
-        })
+        let mut out = Vec::new();
+        let called = self.invoke_into(
+            this_thread(),
+            plugin,
+            to,
+            kind,
+            index,
+            name,
+            payload,
+            &mut out,
+        );
+        Invoked::from_called(called, out)
     }
 
-    /// [`HostShared::invoke`] on the instance that is running.
-    #[inline]
-    pub(super) fn invoke_running(
+    /// The one invoke path: runs one invocation on the running instance of `plugin` (the one
+    /// of context `to`, if given: the check and the call read the running instance once), fails
+    /// fast when quarantined or not running, serializes `serial` plugins, publishes the call to
+    /// the watchdog, and turns panics and overruns into counted faults. The answer or the
+    /// failure's message is left in `out`. Every call into a plugin instance goes through here.
+    /// `record` is the calling thread's ([`this_thread`], read once per call).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn invoke_into(
         &self,
+        record: Option<&'static ThreadRecord>,
+        plugin: &LoadedPlugin,
+        to: Option<ContextToken>,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
+        if plugin.state.get() == PluginState::Quarantined {
+            let id = plugin.id();
+            return refuse(
+                out,
+                CallErrorCode::Quarantined,
+                format_args!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
+            );
+        }
+        plugin
+            .running
+            .with_call(record, |running, call| match running {
+                Some(running) if to.is_none_or(|to| to == running.token) => self.invoke_running(
+                    record, call, plugin, running, kind, index, name, payload, out,
+                ),
+                Some(_) => refuse(
+                    out,
+                    CallErrorCode::Revoked,
+                    format_args!(
+                        "addressed to an instance of {} that has been torn down",
+                        plugin.id()
+                    ),
+                ),
+                None => refuse(
+                    out,
+                    CallErrorCode::Revoked,
+                    format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
+                ),
+            })
+    }
+
+    /// [`HostShared::invoke_into`] on the instance that is running.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn invoke_running(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        call: Option<CallMark>,
         plugin: &LoadedPlugin,
         running: &Running,
         kind: InvocationKind,
         index: u32,
         name: &str,
         payload: &[u8],
-    ) -> Result<Vec<u8>, Invoked> {
+        out: &mut Vec<u8>,
+    ) -> Called {
         let _serial = match &plugin.serial {
             None => None,
-            Some(gate) => Some(gate.enter().ok_or_else(|| {
-                Invoked::Failed(
-                    CallErrorCode::Reentrant,
-                    format!(
-                        "plugin {} is serial and this thread is already inside it (a call cycle); \
-                         refused instead of deadlocking",
-                        plugin.id()
-                    ),
-                )
-            })?),
+            Some(gate) => match gate.enter(record) {
+                Some(pass) => Some(pass),
+                None => {
+                    return refuse(
+                        out,
+                        CallErrorCode::Reentrant,
+                        format_args!(
+                            "plugin {} is serial and this thread is already inside it (a call \
+                             cycle); refused instead of deadlocking",
+                            plugin.id()
+                        ),
+                    )
+                }
+            },
         };
-        // The watchdog times the call (and counts the fault) from its own thread: the call path
-        // reads the clock once, when it publishes the call.
-        let watch = Watch::enter(plugin.key());
-        let result = running.instance.invoke(kind, index, name, payload);
-        let overran = watch.reported();
-        drop(watch);
-        let timeout = plugin.policy.call_timeout;
-        match result {
-            Err(e) if e.code == ErrorCode::PANICKED => {
-                let message = e.message.into_string();
-                self.fault(plugin, &format!("{name} panicked: {message}"));
-                Err(Invoked::Failed(CallErrorCode::Panicked, message))
+        // The watchdog times the call (and counts the fault) from its own thread, from the
+        // call's mark in this thread's hazard slot: the call path never reads the clock.
+        let code = running.instance.call(kind, index, name, payload, out);
+        let overran = call.is_some_and(CallMark::reported);
+        if code == ErrorCode::OK && !overran {
+            return Called::Answered;
+        }
+        self.ended_badly(plugin, name, code, overran, out)
+    }
+
+    /// A call that did not simply answer: a panic is a fault, an overrun discards the result.
+    #[cold]
+    fn ended_badly(
+        &self,
+        plugin: &LoadedPlugin,
+        name: &str,
+        code: ErrorCode,
+        overran: bool,
+        out: &mut Vec<u8>,
+    ) -> Called {
+        match code {
+            ErrorCode::PANICKED => {
+                self.fault(plugin, &format!("{name} panicked: {}", message(out)));
+                Called::Failed(CallErrorCode::Panicked)
             }
-            _ if overran => Err(Invoked::Failed(
+            _ if overran => refuse(
+                out,
                 CallErrorCode::Timeout,
-                format!(
+                format_args!(
                     "{name} overran the {} ms call timeout; its result was discarded",
-                    timeout.as_millis()
+                    plugin.policy.call_timeout.as_millis()
                 ),
-            )),
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.code == ErrorCode::DOMAIN => Err(Invoked::Domain(e.message.into_string())),
-            Err(e) => Err(Invoked::Failed(
-                plugin_error_code(e.code),
-                e.message.into_string(),
-            )),
+            ),
+            ErrorCode::OK => Called::Answered,
+            ErrorCode::DOMAIN => Called::Domain,
+            other => Called::Failed(plugin_error_code(other)),
         }
     }
 
@@ -183,43 +231,57 @@ impl HostShared {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
+        let mut out = Vec::new();
         let mut attempts = 0;
         loop {
             // Looked up in the table as read (no reference count is written per call); the
             // table a call read stays alive until the call returns.
-            let result = self.plugins.with(|plugins| {
+            let record = this_thread();
+            let called = self.plugins.with_record(record, |plugins| {
                 let (loaded, index) =
                     lookup(plugins.map_or(&[][..], Vec::as_slice), plugin, action)?;
-                let result = self.call_index(loaded, index, action, input);
-                let retry = matches!(&result, Err(e) if e.code == CallErrorCode::Revoked)
-                    && self.replaced(loaded);
-                Ok((result, retry))
+                let called = self.call_index(record, loaded, index, input, &mut out);
+                let retry =
+                    called == Called::Failed(CallErrorCode::Revoked) && self.replaced(loaded);
+                Ok((called, retry))
             });
-            match result? {
+            match called? {
                 (_, true) if attempts < 8 => attempts += 1,
-                (result, _) => return result,
+                (called, _) => return answer(plugin, action, called, out),
             }
         }
     }
 
-    /// Calls the action at `index` of a plugin already looked up.
+    /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
+    /// failure's message in `out`.
+    #[inline(always)]
     pub(crate) fn call_index(
         &self,
+        record: Option<&'static ThreadRecord>,
         loaded: &LoadedPlugin,
         index: usize,
-        action: &str,
         input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
-        loaded.counters.calls.add(1);
+        out: &mut Vec<u8>,
+    ) -> Called {
+        loaded.counters.calls.add(record, 1);
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match self.invoke(loaded, InvocationKind::ACTION, index, action, input) {
-            Ok(bytes) => Ok(Ok(bytes)),
-            Err(Invoked::Domain(message)) => Ok(Err(message)),
-            Err(Invoked::Failed(code, message)) => {
-                Err(fail(loaded.id().as_str(), action, code, message))
-            }
-        }
+        let name = loaded
+            .file
+            .manifest
+            .actions
+            .get(index as usize)
+            .map_or("", |a| a.name.as_str());
+        self.invoke_into(
+            record,
+            loaded,
+            None,
+            InvocationKind::ACTION,
+            index,
+            name,
+            input,
+            out,
+        )
     }
 
     /// Delivers an event or timer run to the plugin whose current context is `token`; does
@@ -239,11 +301,22 @@ impl HostShared {
             return;
         };
         crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
-        let delivered = match self.invoke_addressed(plugin, Some(token), kind, 0, name, payload) {
-            Ok(_) | Err(Invoked::Domain(_)) => true,
+        let mut out = Vec::new();
+        let delivered = match self.invoke_into(
+            this_thread(),
+            plugin,
+            Some(token),
+            kind,
+            0,
+            name,
+            payload,
+            &mut out,
+        ) {
+            Called::Answered | Called::Domain => true,
             // Torn down since it was found: it was for that instance, not for its successor.
-            Err(Invoked::Failed(CallErrorCode::Revoked, _)) => false,
-            Err(Invoked::Failed(code, message)) => {
+            Called::Failed(CallErrorCode::Revoked) => false,
+            Called::Failed(code) => {
+                let message = message(&out);
                 tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
                 true
             }
@@ -256,91 +329,5 @@ impl HostShared {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// Encodes `input`, calls, and decodes the answer into the result envelope.
-pub(super) fn json_call(
-    plugin: &str,
-    action: &str,
-    input: &serde_json::Value,
-    call: impl FnOnce(&[u8]) -> Result<Result<Vec<u8>, String>, CallError>,
-) -> Result<ActionOutcome, CallError> {
-    let input = serde_json::to_vec(input)
-        .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
-    match call(&input)? {
-        Ok(bytes) => airlock_abi::wire::parse(&bytes)
-            .map(ActionOutcome::Ok)
-            .map_err(|e| {
-                fail(
-                    plugin,
-                    action,
-                    CallErrorCode::HandlerError,
-                    format!("the plugin answered with invalid JSON: {e}"),
-                )
-            }),
-        Err(message) => Ok(ActionOutcome::Error(message)),
-    }
-}
-
-/// The plugin `plugin` in `plugins` (the newest with that id) and the index of `action` in its
-/// manifest; `not_found` otherwise.
-pub(super) fn lookup<'a>(
-    plugins: &'a [Arc<LoadedPlugin>],
-    plugin: &str,
-    action: &str,
-) -> Result<(&'a Arc<LoadedPlugin>, usize), CallError> {
-    let loaded = plugins
-        .iter()
-        .rev()
-        .find(|p| p.id().as_str() == plugin)
-        .ok_or_else(|| not_loaded(plugin, action))?;
-    let index = loaded
-        .file
-        .manifest
-        .action_index(action)
-        .ok_or_else(|| no_such_action(loaded, action))?;
-    Ok((loaded, index))
-}
-
-/// `not_found` for a plugin that is not loaded.
-pub(super) fn not_loaded(plugin: &str, what: &str) -> CallError {
-    fail(
-        plugin,
-        what,
-        CallErrorCode::NotFound,
-        format!("no plugin {plugin:?} is loaded"),
-    )
-}
-
-/// `not_found` for an action the plugin does not have, listing the ones it has.
-pub(super) fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
-    let plugin = loaded.id().as_str();
-    let known: Vec<_> = loaded
-        .file
-        .manifest
-        .actions
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
-    fail(
-        plugin,
-        action,
-        CallErrorCode::NotFound,
-        format!(
-            "plugin {plugin:?} has no action {action:?}; it has: {}",
-            known.join(", ")
-        ),
-    )
-}
-
-pub(super) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
-    match code {
-        ErrorCode::BAD_INPUT => CallErrorCode::BadInput,
-        ErrorCode::NOT_FOUND => CallErrorCode::NotFound,
-        ErrorCode::PANICKED => CallErrorCode::Panicked,
-        ErrorCode::CAPABILITY_VIOLATION => CallErrorCode::CapabilityViolation,
-        ErrorCode::REVOKED => CallErrorCode::Revoked,
-        _ => CallErrorCode::HandlerError,
     }
 }

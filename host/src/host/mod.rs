@@ -4,6 +4,7 @@
 
 mod api;
 mod builder;
+mod called;
 mod handle;
 mod hooks;
 mod invoke;

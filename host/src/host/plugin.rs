@@ -125,11 +125,6 @@ impl LoadedPlugin {
     pub(crate) fn id(&self) -> &PluginId {
         &self.file.manifest.id
     }
-
-    /// Identifies the plugin to the watchdog while it is loaded.
-    pub(super) fn key(&self) -> usize {
-        std::ptr::from_ref(self) as usize
-    }
 }
 
 /// Keeps a `serial` plugin to one call at a time, and knows which thread is inside, so that a
@@ -150,9 +145,14 @@ pub(super) struct SerialPass<'a> {
 
 impl SerialGate {
     /// Waits for the plugin to be free; `None` if this very thread is already inside it.
-    pub(super) fn enter(&self) -> Option<SerialPass<'_>> {
+    /// `record` is the calling thread's own.
+    #[inline]
+    pub(super) fn enter(
+        &self,
+        record: Option<&'static crate::loader::hazard::ThreadRecord>,
+    ) -> Option<SerialPass<'_>> {
         // 0 when the thread has no record (its locals are being torn down): never a match.
-        let me = crate::loader::hazard::this_thread().map_or(0, |r| r.index() + 1);
+        let me = record.map_or(0, |r| r.index() + 1);
         if me != 0 && self.holder.load(Ordering::Relaxed) == me {
             return None;
         }

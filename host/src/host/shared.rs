@@ -21,7 +21,7 @@ use crate::loader::watchdog::{self};
 use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
-use super::invoke::fail;
+use super::called::fail;
 use super::pipeline::PipelineOptions;
 use super::plugin::{Invoked, LoadedPlugin};
 use crate::outcome::{PluginState, ReloadOutcome};
@@ -160,7 +160,8 @@ impl HostShared {
         // Values retired while a call still read them are freed once it has moved on.
         crate::loader::hazard::reclaim();
         let plugins = self.table();
-        let find = |key: usize| plugins.iter().find(|p| p.key() == key);
+        // A call is known by the address of the running instance it reads.
+        let find = |key: usize| plugins.iter().find(|p| p.running.address() == key);
         watchdog::scan(
             |key| find(key).map(|p| p.policy.call_timeout),
             |key, running| {

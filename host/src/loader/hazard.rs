@@ -17,8 +17,11 @@
 //! later, say), a writer-only fence could miss a hazard and free a value in use, so the process
 //! is aborted with a message instead.
 //!
-//! Each thread's record also carries its watchdog slot and its counter shard, so a call touches
-//! one thread-local record for all three. Records are leased to threads and handed to new
+//! A read that is a call into a plugin ([`Guarded::with_call`]) marks its slot: the pointer is
+//! published with its low bit set. That publication, with the slot's end count as the call's
+//! number, is all the watchdog needs to time the call (see [`super::watchdog`]): a call writes
+//! nothing for the watchdog beyond its hazard. The record also carries what the watchdog
+//! reported, and it indexes the counter shards, so a call touches one thread-local record. Records are leased to threads and handed to new
 //! threads when their owner exits (with every slot cleared); they are never freed.
 //!
 //! The atomics come from [`super::sync`], so `scripts/loom.sh` model-checks this file as it is
@@ -36,8 +39,18 @@ use super::sync::{fence, pause, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, M
 use super::watchdog::CallSlot;
 
 /// How deeply one thread's reads can nest (a plugin call, its host callback, a call to another
-/// plugin, ...); deeper reads take a slower path that clones the `Arc`.
-pub(crate) const DEPTH: usize = 8;
+/// plugin, ...: about three per level of plugin-to-plugin calls, which nest at most 8 deep);
+/// deeper reads take a slower path that clones the `Arc`, and deeper calls are not timed.
+pub(crate) const DEPTH: usize = if cfg!(loom) { 4 } else { 24 };
+
+/// The low bit of a published pointer: the read is a call into a plugin (the watchdog times
+/// it). Values in cells are `Arc`s of types aligned to at least 2, so the bit is free.
+const CALL: usize = 1;
+
+/// The address a slot names, without the call mark.
+fn address(published: *mut ()) -> usize {
+    published as usize & !CALL
+}
 
 /// One thread's record: the pointers it is reading, its watchdog slot, its index.
 pub(crate) struct ThreadRecord {
@@ -50,7 +63,7 @@ pub(crate) struct ThreadRecord {
     leased: AtomicBool,
     /// The record's position in the registry: unique among live threads.
     index: usize,
-    /// What the watchdog knows of this thread's call in progress.
+    /// What the watchdogs saw and reported of this thread's calls.
     pub(crate) watch: CallSlot,
 }
 
@@ -94,14 +107,30 @@ impl ThreadRecord {
     /// `ends`.
     fn still_reads(&self, depth: usize, ends: u64, target: *const ()) -> bool {
         self.ends[depth].load(Ordering::Acquire) == ends
-            && ptr::eq(self.hazards[depth].load(Ordering::Acquire), target)
+            && address(self.hazards[depth].load(Ordering::Acquire)) == target as usize
     }
 
-    /// Whether any slot names `address` (for reclamation).
-    fn names(&self, address: usize) -> bool {
+    /// Whether any slot names `value` (for reclamation).
+    fn names(&self, value: usize) -> bool {
         self.hazards
             .iter()
-            .any(|h| h.load(Ordering::Acquire) as usize == address)
+            .any(|h| address(h.load(Ordering::Acquire)) == value)
+    }
+
+    /// The call in progress in slot `depth`, as the watchdog sees it: the address of the value
+    /// the call reads (a plugin's running instance) and the call's number (the slot's end count,
+    /// which no other read there shares). `None` if the slot holds no call, or changed while
+    /// it was read.
+    pub(crate) fn call_at(&self, depth: usize) -> Option<(usize, u64)> {
+        let ends = self.ends[depth].load(Ordering::Acquire);
+        let published = self.hazards[depth].load(Ordering::Acquire);
+        if published as usize & CALL == 0 {
+            return None;
+        }
+        // Pairs with the release store of a later publication: if the pointer read is a later
+        // read's, that read began after this slot's count moved, so the count read next differs.
+        fence(Ordering::Acquire);
+        (self.ends[depth].load(Ordering::Relaxed) == ends).then_some((address(published), ends))
     }
 }
 
@@ -375,6 +404,23 @@ impl<T: Send + Sync + 'static> Default for Guarded<T> {
     }
 }
 
+/// A call in progress, marked in its thread's record ([`Guarded::with_call`]).
+#[derive(Clone, Copy)]
+pub(crate) struct CallMark {
+    record: &'static ThreadRecord,
+    depth: usize,
+    /// The call's number: its slot's end count while it runs.
+    number: u64,
+}
+
+impl CallMark {
+    /// Whether a watchdog reported this very call as overrunning.
+    #[inline(always)]
+    pub(crate) fn reported(self) -> bool {
+        self.record.watch.was_reported(self.depth, self.number)
+    }
+}
+
 /// Ends a read when dropped, panicking or not.
 struct EndRead {
     record: &'static ThreadRecord,
@@ -404,6 +450,12 @@ impl<T: Send + Sync + 'static> Guarded<T> {
 
     /// A cell whose readers and retired values belong to `domain`.
     pub(crate) fn new_in(domain: &'static Domain, value: Option<Arc<T>>) -> Self {
+        const {
+            assert!(
+                std::mem::align_of::<T>() >= 2,
+                "a call mark takes the low bit of the address"
+            );
+        }
         asymmetric();
         let ptr = value
             .as_ref()
@@ -424,11 +476,33 @@ impl<T: Send + Sync + 'static> Guarded<T> {
     }
 
     /// [`Guarded::with`] publishing in `record` (the calling thread's own record).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with_record<R>(
         &self,
         record: Option<&'static ThreadRecord>,
         f: impl FnOnce(Option<&T>) -> R,
+    ) -> R {
+        self.read(record, 0, |value, _| f(value))
+    }
+
+    /// [`Guarded::with_record`] for a call into a plugin: the slot is marked as a call, so the
+    /// watchdog times it while `f` runs; `f` gets the call's [`CallMark`] (`None` when the call
+    /// is not timed: too deeply nested, or no record).
+    #[inline(always)]
+    pub(crate) fn with_call<R>(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        f: impl FnOnce(Option<&T>, Option<CallMark>) -> R,
+    ) -> R {
+        self.read(record, CALL, f)
+    }
+
+    #[inline(always)]
+    fn read<R>(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        mark: usize,
+        f: impl FnOnce(Option<&T>, Option<CallMark>) -> R,
     ) -> R {
         if let Some(record) = record {
             let depth = record.depth.load(Ordering::Relaxed);
@@ -436,10 +510,15 @@ impl<T: Send + Sync + 'static> Guarded<T> {
                 let hazard = &record.hazards[depth];
                 let mut current = self.ptr.load(Ordering::Acquire);
                 if current.is_null() {
-                    return f(None);
+                    return f(None, None);
                 }
                 loop {
-                    hazard.store(current.cast(), Ordering::Relaxed);
+                    // Release: the watchdog that reads this publication also sees the end
+                    // count the slot's previous read left (`ThreadRecord::call_at`).
+                    hazard.store(
+                        current.cast::<()>().map_addr(|a| a | mark),
+                        Ordering::Release,
+                    );
                     light_fence();
                     let again = self.ptr.load(Ordering::Acquire);
                     if again == current {
@@ -449,26 +528,36 @@ impl<T: Send + Sync + 'static> Guarded<T> {
                         // Emptied meanwhile: withdraw the publication before answering, or an
                         // idle thread would look like a reader of the retired value forever.
                         record.end(depth);
-                        return f(None);
+                        return f(None, None);
                     }
                     current = again;
                 }
                 record.depth.store(depth + 1, Ordering::Relaxed);
                 let _end = EndRead { record, depth };
+                let call = (mark == CALL).then(|| CallMark {
+                    record,
+                    depth,
+                    number: record.ends[depth].load(Ordering::Relaxed),
+                });
                 // SAFETY: `current` came from `Arc::as_ptr` of the value the cell held when this
                 // thread's slot `depth` named it: the slot was published (and fenced) before the
                 // cell was read again and found unchanged. A writer takes the value out of the
                 // cell before it fences and scans the slots (`Retired`), and keeps its `Arc`
                 // until this very slot no longer holds this read (its end count moved, or it
-                // names another pointer), so the value outlives this borrow, which ends before
+                // names another address), so the value outlives this borrow, which ends before
                 // `_end` clears the slot. Nested reads use deeper slots and never clear this one.
-                return f(Some(unsafe { &*current }));
+                return f(Some(unsafe { &*current }), call);
             }
         }
         self.slow.fetch_add(1, Ordering::SeqCst);
         let _slow = SlowRead(&self.slow);
         let value = self.owner.lock().clone();
-        f(value.as_deref())
+        f(value.as_deref(), None)
+    }
+
+    /// The address of the value in the cell now (what the watchdog matches calls against).
+    pub(crate) fn address(&self) -> usize {
+        self.ptr.load(Ordering::Acquire) as usize
     }
 
     /// A counted reference to the current value (for the administrative paths).
@@ -888,6 +977,45 @@ mod loom_models {
         if let Ok(Some(value)) = cell.replace(None).wait(Duration::MAX) {
             value.alive.store(false, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn a_scan_never_pairs_one_call_with_another_calls_value() {
+        model(|| {
+            let domain = domain();
+            let first = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let second = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let (a, b) = (first.address(), second.address());
+            let record = domain.acquire();
+            let start = record.ends[0].load(Ordering::Relaxed);
+            let owner = {
+                let (first, second) = (first.clone(), second.clone());
+                loom::thread::spawn(move || {
+                    // Two calls in turn in slot 0: the second must not inherit the first's
+                    // report.
+                    first.with_call(Some(record), |_, call| {
+                        assert!(call.is_some());
+                    });
+                    second.with_call(Some(record), |_, call| call.is_some_and(CallMark::reported))
+                })
+            };
+            // The watchdog: whatever it sees is one whole call, and it reports the first only.
+            for _ in 0..2 {
+                if let Some((value, number)) = record.call_at(0) {
+                    let expected = if value == a { start } else { start + 1 };
+                    assert!(value == a || value == b, "not a call's value");
+                    assert_eq!(number, expected, "a call paired with another's number");
+                    if value == a {
+                        record.watch.report(0, number);
+                    }
+                }
+            }
+            let second_reported = owner.join().expect("owner");
+            assert!(
+                !second_reported,
+                "a later call in the same slot picked up an earlier call's report"
+            );
+        });
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Stage 4, load: the one room of the host where `unsafe` lives (with [`hazard`], the
-//! reclamation scheme that lets calls use an instance without a reference count).
+//! Stage 4, load: the one room of the host where `unsafe` lives (with [`call_table`], the check
+//! of a module's fast entry, and [`hazard`], the reclamation scheme that lets calls use an
+//! instance without a reference count).
 //!
 //! A library that passed stages 1–3 is copied to a fresh shadow path (a new name *and* a new
 //! inode, or the dynamic linker would hand back a library it already has), opened with
@@ -16,6 +17,7 @@
 //! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
 //! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
 
+mod call_table;
 pub(crate) mod hazard;
 pub(crate) mod sync;
 pub(crate) mod watchdog;
@@ -27,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError};
-use abi_stable::std_types::{RResult, RSlice, RStr};
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use airlock_abi::abi::{
-    HostContext, InstanceHandle, Invocation, InvocationKind, PluginError, PluginModuleRef,
-    LIB_HEADER_SYMBOL,
+    CallTable, ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError,
+    PluginModuleRef, LIB_HEADER_SYMBOL,
 };
 
 use crate::error::{Refusal, RefusalReason};
@@ -193,9 +195,7 @@ pub(crate) fn load(
 impl LoadedLibrary {
     /// A handle that creates instances, to be moved to another thread (the library itself stays).
     pub(crate) fn creator(&self) -> Creator {
-        Creator {
-            module: self.module,
-        }
+        Creator::from_module(self.module)
     }
 }
 
@@ -203,13 +203,19 @@ impl LoadedLibrary {
 #[derive(Clone, Copy)]
 pub(crate) struct Creator {
     module: PluginModuleRef,
+    /// The module's fast entry, if it has one (see [`call_table::find`]).
+    table: Option<&'static CallTable>,
 }
 
 impl Creator {
-    /// A creator for a module made from code (a built-in plugin): its entry points are
-    /// functions of this program, so there is no library to check.
+    /// A creator for a checked module: a loaded library's, or one made from code (a built-in
+    /// plugin, whose entry points are functions of this program). Asks the module once for its
+    /// call table.
     pub(crate) fn from_module(module: PluginModuleRef) -> Self {
-        Self { module }
+        Self {
+            module,
+            table: call_table::find(module),
+        }
     }
 
     /// The library's `manifest_block` export: a raw `extern "C"` call into the library that
@@ -243,6 +249,7 @@ impl Creator {
         match (self.module.create())(context) {
             RResult::ROk(handle) => Ok(Instance {
                 module: self.module,
+                call: self.table.map(|t| t.call),
                 handle,
             }),
             RResult::RErr(e) => Err(text_checked(e)),
@@ -254,8 +261,13 @@ impl Creator {
 /// that made it, and [`Instance::destroy`] consumes the instance, so no call can follow it.
 pub(crate) struct Instance {
     module: PluginModuleRef,
+    /// The module's [`CallTable::call`], for actions and hooks.
+    call: Option<CallEntry>,
     handle: InstanceHandle,
 }
+
+type CallEntry =
+    extern "C" fn(InstanceHandle, InvocationKind, u32, RSlice<'_, u8>, &mut RVec<u8>) -> ErrorCode;
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,24 +283,73 @@ unsafe impl Send for Instance {}
 unsafe impl Sync for Instance {}
 
 impl Instance {
-    pub(crate) fn invoke(
+    /// Runs one invocation, leaving the answer in `out` and returning [`ErrorCode::OK`], or
+    /// leaving the failure's message there and returning its code. Actions and hooks take the
+    /// module's call table when it has one: arguments in registers, the answer written into
+    /// this buffer by this host's allocator, one code back and nothing else in memory.
+    #[inline(always)]
+    pub(crate) fn call(
         &self,
         kind: InvocationKind,
         index: u32,
         name: &str,
         payload: &[u8],
-    ) -> Result<Vec<u8>, PluginError> {
+        out: &mut Vec<u8>,
+    ) -> ErrorCode {
+        out.clear();
+        match self.call {
+            Some(call) if kind == InvocationKind::ACTION || kind == InvocationKind::HOOK => {
+                let reused = std::mem::take(out);
+                let mut buffer = if reused.capacity() == 0 {
+                    RVec::new()
+                } else {
+                    RVec::from(reused)
+                };
+                let code = call(
+                    self.handle,
+                    kind,
+                    index,
+                    RSlice::from_slice(payload),
+                    &mut buffer,
+                );
+                if buffer.capacity() == 0 {
+                    // Nothing was written and nothing is allocated: a unit answer costs no
+                    // conversion (and no indirect call to free nothing).
+                    std::mem::forget(buffer);
+                } else {
+                    // Grown by this host's allocator (the plugin appends through the vector's
+                    // own functions), so this takes the buffer back without a copy.
+                    *out = buffer.into_vec();
+                }
+                code
+            }
+            _ => self.call_through_invoke(kind, index, name, payload, out),
+        }
+    }
+
+    /// [`Instance::call`] through the module's `invoke`.
+    #[cold]
+    fn call_through_invoke(
+        &self,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> ErrorCode {
         let invocation = Invocation {
             kind,
             index,
             name: RStr::from_str(name),
             payload: RSlice::from_slice(payload),
         };
-        match (self.module.invoke())(self.handle, invocation) {
-            // Copy out and free the plugin's buffer at once: nothing of plugin memory is kept.
-            RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
-            RResult::RErr(e) => Err(text_checked(e)),
-        }
+        // Copy out and free the plugin's buffer at once: nothing of plugin memory is kept.
+        let (code, bytes) = match (self.module.invoke())(self.handle, invocation) {
+            RResult::ROk(bytes) => (ErrorCode::OK, bytes),
+            RResult::RErr(e) => (e.code, e.message.into_bytes()),
+        };
+        out.extend_from_slice(&bytes);
+        code
     }
 
     /// Tears the instance down and frees it.

@@ -13,8 +13,10 @@ use airlock_abi::abi::{
 
 use super::{host_error, request};
 use crate::context::{with_entry, ContextEntry};
+use crate::loader::hazard::this_thread;
 use crate::services::Observed;
 
+#[cold]
 fn revoked_error() -> HostError {
     host_error(
         HostErrorCode::REVOKED,
@@ -26,14 +28,16 @@ fn revoked_error() -> HostError {
 /// Runs a host function body: looks the token up (publishing the entry as in use, so that a
 /// revocation waits for this call), then runs `f` with panics contained. Nothing unwinds into
 /// the plugin.
+#[inline(always)]
 fn serve<T>(
     token: ContextToken,
     f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
 ) -> RResult<T, HostError> {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        with_entry(token, |entry| {
+        let record = this_thread();
+        with_entry(record, token, |entry| {
             let entry = entry.ok_or_else(revoked_error)?;
-            entry.calls.add(1);
+            entry.calls.add(record, 1);
             f(entry)
         })
     }));

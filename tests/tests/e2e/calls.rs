@@ -79,3 +79,45 @@ fn a_parallel_plugin_serves_two_threads_without_losing_updates() {
         airlock_abi::Health::Ok
     );
 }
+
+#[test]
+fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
+    let dir = TempPluginDir::with(&["probe"]);
+    let (host, _) = dir.load("");
+    let echo = host.action("probe", "echo_into").expect("resolved");
+    assert_eq!(
+        echo.call_bytes(b"abc").expect("call"),
+        Ok(b"echo:abc".to_vec())
+    );
+    assert_eq!(
+        host.call_bytes("probe", "echo_vec", b"abc").expect("call"),
+        Ok(b"vec:abc".to_vec())
+    );
+
+    // `call_into` leaves the answer in the caller's buffer, replacing what was there.
+    let mut out = b"stale".to_vec();
+    assert_eq!(echo.call_into(b"xyz", &mut out).expect("call"), Ok(()));
+    assert_eq!(out, b"echo:xyz");
+    // An answer larger than the buffer grows it (the plugin appends through the host's
+    // allocator): every byte arrives.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(echo.call_into(&big, &mut out).expect("call"), Ok(()));
+    assert_eq!(&out[..5], b"echo:");
+    assert!(
+        out[5..] == big[..],
+        "the large answer was changed on the way"
+    );
+
+    // A domain error is the envelope's error, with the plugin's message, through both forms.
+    assert_eq!(
+        echo.call_into(b"fail", &mut out).expect("call"),
+        Err("asked to fail".to_owned())
+    );
+    assert_eq!(
+        echo.call_bytes(b"fail").expect("call"),
+        Err("asked to fail".to_owned())
+    );
+    // And the buffer is usable again after it.
+    assert_eq!(echo.call_into(b"again", &mut out).expect("call"), Ok(()));
+    assert_eq!(out, b"echo:again");
+}
