@@ -290,7 +290,7 @@ extern "C" fn call_entry<P: Plugin>(
         Err(payload) => (ErrorCode::PANICKED, panic_message(payload)),
     };
     out.clear();
-    out.extend_from_slice(message.as_bytes());
+    out.extend_from_copy_slice(message.as_bytes());
     code
 }
 

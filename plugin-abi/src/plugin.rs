@@ -453,7 +453,7 @@ pub struct Reply<'a>(&'a mut RVec<u8>);
 impl Reply<'_> {
     /// Appends `bytes` to the answer.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
+        self.0.extend_from_copy_slice(bytes);
     }
 
     /// Appends one byte.
@@ -543,7 +543,7 @@ impl<P: 'static> Actions<P> {
     {
         let handler: Handler<P> = Box::new(move |plugin, input, out| {
             let answer = handler(plugin, input).map_err(ActionError::into_plugin_error)?;
-            out.extend_from_slice(&answer);
+            out.extend_from_copy_slice(&answer);
             Ok(())
         });
         self.handlers.push((name.to_owned(), handler));

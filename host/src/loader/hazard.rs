@@ -52,7 +52,9 @@ fn address(published: *mut ()) -> usize {
     published as usize & !CALL
 }
 
-/// One thread's record: the pointers it is reading, its watchdog slot, its index.
+/// One thread's record: the pointers it is reading, what the watchdogs reported, its index.
+/// Aligned to a pair of cache lines, so that no two threads' records share one.
+#[repr(align(128))]
 pub(crate) struct ThreadRecord {
     hazards: [AtomicPtr<()>; DEPTH],
     /// Per slot: how many reads in that slot have ended. Bumped (release) after the slot is
@@ -93,6 +95,7 @@ impl ThreadRecord {
     }
 
     /// Ends the read in slot `depth` (or withdraws a publication that never became a read).
+    #[inline(always)]
     fn end(&self, depth: usize) {
         // Release: everything the read did happens before a writer sees the slot clear.
         self.hazards[depth].store(ptr::null_mut(), Ordering::Release);
@@ -421,6 +424,12 @@ impl CallMark {
     }
 }
 
+/// What publishing found: the value, read until the [`EndRead`] is dropped, or an empty cell.
+enum Publication<'a, T> {
+    Read(&'a T, EndRead),
+    Empty,
+}
+
 /// Ends a read when dropped, panicking or not.
 struct EndRead {
     record: &'static ThreadRecord,
@@ -428,6 +437,7 @@ struct EndRead {
 }
 
 impl Drop for EndRead {
+    #[inline(always)]
     fn drop(&mut self) {
         self.record.end(self.depth);
         self.record.depth.store(self.depth, Ordering::Relaxed);
@@ -482,7 +492,12 @@ impl<T: Send + Sync + 'static> Guarded<T> {
         record: Option<&'static ThreadRecord>,
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
-        self.read(record, 0, |value, _| f(value))
+        self.read(
+            record,
+            0,
+            #[inline(always)]
+            |value, _| f(value),
+        )
     }
 
     /// [`Guarded::with_record`] for a call into a plugin: the slot is marked as a call, so the
@@ -497,6 +512,8 @@ impl<T: Send + Sync + 'static> Guarded<T> {
         self.read(record, CALL, f)
     }
 
+    /// The one reader: publishes, then calls `f` at a single place (so that the compiler
+    /// inlines it: the call path has no closure boundary), then ends the read.
     #[inline(always)]
     fn read<R>(
         &self,
@@ -504,55 +521,76 @@ impl<T: Send + Sync + 'static> Guarded<T> {
         mark: usize,
         f: impl FnOnce(Option<&T>, Option<CallMark>) -> R,
     ) -> R {
-        if let Some(record) = record {
-            let depth = record.depth.load(Ordering::Relaxed);
-            if depth < DEPTH {
-                let hazard = &record.hazards[depth];
-                let mut current = self.ptr.load(Ordering::Acquire);
-                if current.is_null() {
-                    return f(None, None);
-                }
-                loop {
-                    // Release: the watchdog that reads this publication also sees the end
-                    // count the slot's previous read left (`ThreadRecord::call_at`).
-                    hazard.store(
-                        current.cast::<()>().map_addr(|a| a | mark),
-                        Ordering::Release,
-                    );
-                    light_fence();
-                    let again = self.ptr.load(Ordering::Acquire);
-                    if again == current {
-                        break;
-                    }
-                    if again.is_null() {
-                        // Emptied meanwhile: withdraw the publication before answering, or an
-                        // idle thread would look like a reader of the retired value forever.
-                        record.end(depth);
-                        return f(None, None);
-                    }
-                    current = again;
-                }
-                record.depth.store(depth + 1, Ordering::Relaxed);
-                let _end = EndRead { record, depth };
-                let call = (mark == CALL).then(|| CallMark {
-                    record,
-                    depth,
-                    number: record.ends[depth].load(Ordering::Relaxed),
+        // Declared first, dropped last: a slow-path reader's count and counted reference.
+        let mut slow = None;
+        let mut slow_value = None;
+        let (value, call, _end) = match record.and_then(|r| self.publish(r, mark)) {
+            Some(Publication::Read(value, end)) => {
+                let call = (mark == CALL).then_some(CallMark {
+                    record: end.record,
+                    depth: end.depth,
+                    number: end.record.ends[end.depth].load(Ordering::Relaxed),
                 });
-                // SAFETY: `current` came from `Arc::as_ptr` of the value the cell held when this
-                // thread's slot `depth` named it: the slot was published (and fenced) before the
-                // cell was read again and found unchanged. A writer takes the value out of the
-                // cell before it fences and scans the slots (`Retired`), and keeps its `Arc`
-                // until this very slot no longer holds this read (its end count moved, or it
-                // names another address), so the value outlives this borrow, which ends before
-                // `_end` clears the slot. Nested reads use deeper slots and never clear this one.
-                return f(Some(unsafe { &*current }), call);
+                (Some(value), call, Some(end))
             }
+            Some(Publication::Empty) => (None, None, None),
+            None => {
+                self.slow.fetch_add(1, Ordering::SeqCst);
+                slow = Some(SlowRead(&self.slow));
+                slow_value = self.owner.lock().clone();
+                (slow_value.as_deref(), None, None)
+            }
+        };
+        let result = f(value, call);
+        drop(_end);
+        drop((slow_value, slow));
+        result
+    }
+
+    /// Publishes the cell's value in `record`'s next slot and checks it is still the cell's;
+    /// `None` when the record's slots are all in use (the caller takes the slow path).
+    #[inline(always)]
+    fn publish(&self, record: &'static ThreadRecord, mark: usize) -> Option<Publication<'_, T>> {
+        let depth = record.depth.load(Ordering::Relaxed);
+        if depth >= DEPTH {
+            return None;
         }
-        self.slow.fetch_add(1, Ordering::SeqCst);
-        let _slow = SlowRead(&self.slow);
-        let value = self.owner.lock().clone();
-        f(value.as_deref(), None)
+        let hazard = &record.hazards[depth];
+        let mut current = self.ptr.load(Ordering::Acquire);
+        if current.is_null() {
+            return Some(Publication::Empty);
+        }
+        loop {
+            // Release: the watchdog that reads this publication also sees the end count the
+            // slot's previous read left (`ThreadRecord::call_at`).
+            hazard.store(
+                current.cast::<()>().map_addr(|a| a | mark),
+                Ordering::Release,
+            );
+            light_fence();
+            let again = self.ptr.load(Ordering::Acquire);
+            if again == current {
+                break;
+            }
+            if again.is_null() {
+                // Emptied meanwhile: withdraw the publication before answering, or an idle
+                // thread would look like a reader of the retired value forever.
+                record.end(depth);
+                return Some(Publication::Empty);
+            }
+            current = again;
+        }
+        record.depth.store(depth + 1, Ordering::Relaxed);
+        // SAFETY: `current` came from `Arc::as_ptr` of the value the cell held when this
+        // thread's slot `depth` named it: the slot was published (and fenced) before the cell
+        // was read again and found unchanged. A writer takes the value out of the cell before
+        // it fences and scans the slots (`Retired`), and keeps its `Arc` until this very slot
+        // no longer holds this read (its end count moved, or it names another address). The
+        // borrow lives as long as the returned `EndRead` (the caller drops it after its last
+        // use of the value), which clears the slot; nested reads use deeper slots and never
+        // clear this one.
+        let value = unsafe { &*current };
+        Some(Publication::Read(value, EndRead { record, depth }))
     }
 
     /// The address of the value in the cell now (what the watchdog matches calls against).
