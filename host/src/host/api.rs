@@ -143,7 +143,7 @@ impl Host {
             version: m.version.to_string(),
             description: m.description.clone(),
             file: p.file.path.clone(),
-            sha256: p.file.sha256.clone(),
+            blake3: p.file.blake3.clone(),
             abi_version: p.file.block.abi_version.clone(),
             rustc: p.file.block.rustc.clone(),
             generation: p.generation.load(Ordering::SeqCst),

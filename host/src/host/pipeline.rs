@@ -29,6 +29,16 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
+    /// Whether the policy or the lock pins `id` by SHA-256 (so stage 3 will hash it that way).
+    fn pins_sha256(&self, id: &PluginId) -> bool {
+        self.policy.for_plugin(id).sha256.is_some()
+            || self
+                .lock
+                .as_ref()
+                .and_then(|lock| lock.get(id))
+                .is_some_and(|pin| pin.sha256.is_some())
+    }
+
     /// Options for `dirs` with the default policy, no lock and the default size cap.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         Self {
@@ -64,13 +74,19 @@ pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>,
 }
 
 /// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
-/// per file); results in input order.
+/// per file); results in input order. A file that a SHA-256 pin (policy or lock) will be
+/// checked against gets that hash here too, on the same core.
 pub(super) fn read_all(
     options: &PipelineOptions,
     candidates: Vec<Result<Candidate, Refusal>>,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
+        let file =
+            candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))?;
+        if options.pins_sha256(&file.manifest.id) {
+            let _ = file.sha256();
+        }
+        Ok(file)
     })
 }
 
@@ -202,12 +218,13 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
                     .unwrap_or_default();
                 report.plugins.push(ok_report(
                     &c.file,
-                    format!("pinned sha256 {}", c.file.sha256),
+                    format!("pinned blake3 {}", c.file.blake3),
                 ));
                 entries.insert(
                     c.file.manifest.id.clone(),
                     crate::lock::LockEntry {
-                        sha256: c.file.sha256.clone(),
+                        blake3: Some(c.file.blake3.clone()),
+                        sha256: None,
                         version: c.file.manifest.version.to_string(),
                         file: file_name,
                     },
