@@ -16,6 +16,8 @@
 //! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
 //! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
 
+#[cfg(all(unix, feature = "test-support"))]
+pub(crate) mod baseline;
 pub(crate) mod hazard;
 pub(crate) mod sync;
 pub(crate) mod watchdog;
