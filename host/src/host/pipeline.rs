@@ -11,6 +11,7 @@ use crate::decide::{decide, Decision};
 use crate::discover::{discover, Candidate};
 use crate::error::{Error, Refusal, RefusalReason};
 use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::loader;
 use crate::lock::Lock;
 use crate::policy::Policy;
 use crate::report::{LoadReport, PluginReport, Status};
@@ -68,23 +69,37 @@ pub struct Checked {
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
     Ok(decide_all(
         options,
-        read_all(options, discover(&options.dirs)?),
+        read_all(options, discover(&options.dirs)?, ReadFor::Checking),
         &[],
     ))
 }
 
+/// What stage 2 reads a file for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadFor {
+    /// Stages 1–3 only (`check`, `lock`): nothing will be loaded.
+    Checking,
+    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]).
+    Loading,
+}
+
 /// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
 /// per file); results in input order. A file that a SHA-256 pin (policy or lock) will be
-/// checked against gets that hash here too, on the same core.
+/// checked against gets that hash here too, on the same core. When `purpose` is loading, each
+/// file's sealed copy is made while its bytes are still in the cache, and the bytes released.
 pub(super) fn read_all(
     options: &PipelineOptions,
     candidates: Vec<Result<Candidate, Refusal>>,
+    purpose: ReadFor,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        let file =
+        let mut file =
             candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))?;
         if options.pins_sha256(&file.manifest.id) {
             let _ = file.sha256();
+        }
+        if purpose == ReadFor::Loading {
+            loader::seal(&mut file);
         }
         Ok(file)
     })

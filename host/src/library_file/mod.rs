@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use airlock_abi::__private::builtin_module;
 use airlock_abi::abi::{ManifestBlock, PluginModuleRef, BUILD_PANIC, BUILD_RUSTC, BUILD_TARGET};
@@ -31,8 +31,15 @@ pub const DEFAULT_MAX_LIBRARY_SIZE: u64 = 256 * 1024 * 1024;
 pub struct LibraryFile {
     /// The file as found in the plugin directory.
     pub path: PathBuf,
-    /// The file's bytes, exactly as checked (and later loaded).
+    /// The file's bytes, exactly as checked (and later loaded), until the sealed copy is made
+    /// or the library is loaded.
     pub(crate) bytes: Vec<u8>,
+    /// The sealed in-memory copy of the checked bytes that the dynamic linker will open, if
+    /// stage 2 made it right after reading (`loader::seal`, at startup); the bytes are then
+    /// released, so startup never holds every library's bytes at once.
+    pub(crate) sealed: Option<Arc<File>>,
+    /// The file's size in bytes.
+    len: usize,
     /// BLAKE3 of `bytes`, lower-case hex: the library's identity in reports, on reload and in
     /// pins.
     pub blake3: String,
@@ -85,6 +92,8 @@ impl LibraryFile {
         Ok(Self {
             path,
             bytes: Vec::new(),
+            sealed: None,
+            len: 0,
             blake3: String::new(),
             sha256: OnceLock::new(),
             block_bytes: Vec::new(),
@@ -109,18 +118,18 @@ impl LibraryFile {
 
     /// The size of the library in bytes.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     /// Whether the file is empty (never true for a file that passed stage 2).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     /// SHA-256 of the file's bytes, lower-case hex. Only pins written before BLAKE3 became the
     /// identity (a policy's `sha256 = ...`, an older lock file) ask for it, so it is computed on
-    /// first use. `None` for a built-in plugin, or once the bytes have been released after
-    /// loading without it having been asked for.
+    /// first use (at startup, in stage 2 for a file a pin names this way). `None` for a
+    /// built-in plugin, or once the bytes have been released without it having been asked for.
     pub fn sha256(&self) -> Option<&str> {
         if self.bytes.is_empty() && self.sha256.get().is_none() {
             return None;
@@ -131,9 +140,17 @@ impl LibraryFile {
         )
     }
 
-    /// Drops the file's bytes once they have been loaded; the hash and manifest stay.
+    /// Keeps `copy`, the sealed in-memory copy of the checked bytes, in place of the bytes.
+    pub(crate) fn keep_sealed(&mut self, copy: File) {
+        self.sealed = Some(Arc::new(copy));
+        self.bytes = Vec::new();
+    }
+
+    /// Drops the file's bytes and closes its sealed copy once the library is loaded (its
+    /// mapping keeps what it needs); the hash and manifest stay.
     pub(crate) fn release_bytes(&mut self) {
         self.bytes = Vec::new();
+        self.sealed = None;
     }
 }
 
@@ -204,7 +221,9 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
     let blake3 = blake3::hash(&bytes).to_hex().to_string();
     Ok(LibraryFile {
         path: file.to_owned(),
+        len: bytes.len(),
         bytes,
+        sealed: None,
         blake3,
         sha256: OnceLock::new(),
         block_bytes,
