@@ -105,7 +105,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Pin the sha256 of every library that passes the checks into a lock file.
+    /// Pin the BLAKE3 of every library that passes the checks into a lock file.
     Lock {
         /// Plugin directories.
         #[arg(required = true)]
@@ -228,7 +228,7 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
         let out = serde_json::json!({
             "file": file,
             "status": "ok",
-            "sha256": library.sha256,
+            "blake3": library.blake3,
             "size": library.len(),
             "abi_version": library.block.abi_version,
             "rustc": library.block.rustc,
@@ -241,7 +241,7 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
         println!("file:         {}", file.display());
         println!("plugin:       {} {}", m.id, m.version);
         println!("description:  {}", m.description);
-        println!("sha256:       {}", library.sha256);
+        println!("blake3:       {}", library.blake3);
         println!("airlock-abi:  {}", library.block.abi_version);
         println!("rustc:        {}", library.block.rustc);
         println!("target:       {}", library.block.target);

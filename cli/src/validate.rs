@@ -111,8 +111,8 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         "reads without running",
         true,
         format!(
-            "{} {}, sha256 {}",
-            library.manifest.id, library.manifest.version, library.sha256
+            "{} {}, blake3 {}",
+            library.manifest.id, library.manifest.version, library.blake3
         ),
     );
     let manifest: Manifest = library.manifest.clone();

@@ -91,42 +91,41 @@ pub fn decide(
     }
     // A built-in plugin has no file, so nothing to hash or pin: it is part of the host binary.
     let file_checks = !file.is_builtin();
-    if let Some(pin) = entry.sha256.as_ref().filter(|_| file_checks) {
-        if *pin != file.sha256 {
+    if file_checks && (entry.blake3.is_some() || entry.sha256.is_some()) {
+        let source = policy
+            .source()
+            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+        check_pins(
+            file,
+            entry.blake3.as_deref(),
+            entry.sha256.as_deref(),
+            &format!("pinned in {source}"),
+            &format!(
+                "review the new build and update the pin under [plugins.{}] in {source}",
+                manifest.id
+            ),
+        )
+        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
+    }
+    if let Some(lock) = lock.filter(|_| file_checks) {
+        let Some(pin) = lock.get(&manifest.id) else {
             return Err(refuse(
                 RefusalReason::HashMismatch,
                 format!(
-                    "expected sha256 {pin} (pinned in the policy), found {}; review the new build and run `airlock lock` again",
-                    file.sha256
+                    "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
+                    manifest.id,
+                    lock.path().display()
                 ),
             ));
-        }
-    }
-    if let Some(lock) = lock.filter(|_| file_checks) {
-        match lock.get(&manifest.id) {
-            None => {
-                return Err(refuse(
-                    RefusalReason::HashMismatch,
-                    format!(
-                        "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
-                        manifest.id,
-                        lock.path().display()
-                    ),
-                ))
-            }
-            Some(pin) if pin.sha256 != file.sha256 => {
-                return Err(refuse(
-                    RefusalReason::HashMismatch,
-                    format!(
-                        "expected sha256 {} (pinned in {}), found {}; review the new build and run `airlock lock` again",
-                        pin.sha256,
-                        lock.path().display(),
-                        file.sha256
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
+        };
+        check_pins(
+            file,
+            pin.blake3.as_deref(),
+            pin.sha256.as_deref(),
+            &format!("pinned in {}", lock.path().display()),
+            "review the new build and run `airlock lock` again",
+        )
+        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
     }
     let grants = effective_grants(&manifest.capabilities, &entry.grants);
     if let Some(missing) = manifest
@@ -146,6 +145,33 @@ pub fn decide(
         policy: entry.clone(),
         grants,
     })
+}
+
+/// Compares the file with the pins that are set; on a difference, the refusal's detail: which
+/// hash, expected (and where it is pinned) and found, and what to do. SHA-256 is computed only
+/// here, and only when a pin asks for it.
+fn check_pins(
+    file: &LibraryFile,
+    blake3: Option<&str>,
+    sha256: Option<&str>,
+    source: &str,
+    remedy: &str,
+) -> Result<(), String> {
+    let mismatch = |algorithm: &str, expected: &str, found: &str| {
+        format!("expected {algorithm} {expected} ({source}), found {found}; {remedy}")
+    };
+    if let Some(expected) = blake3.filter(|&pin| pin != file.blake3) {
+        return Err(mismatch("blake3", expected, &file.blake3));
+    }
+    if let Some(expected) = sha256 {
+        let found = file
+            .sha256()
+            .unwrap_or("nothing (the file's bytes were already released)");
+        if expected != found {
+            return Err(mismatch("sha256", expected, found));
+        }
+    }
+    Ok(())
 }
 
 /// Declared ∩ granted: a declared capability is effective when the policy grants it exactly,

@@ -37,7 +37,7 @@ pub enum RefusalReason {
     DuplicateId,
     /// Stage 3: the operator's policy disables the plugin.
     Disabled,
-    /// Stage 3: the file's sha256 differs from the operator's pin.
+    /// Stage 3: the file's hash (BLAKE3, or SHA-256 for older pins) differs from the operator's pin.
     HashMismatch,
     /// Stage 3: a capability the manifest marks required is not granted.
     NotGranted,

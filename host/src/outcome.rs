@@ -55,8 +55,8 @@ pub struct PluginInfo {
     pub description: String,
     /// The library file it was loaded from.
     pub file: PathBuf,
-    /// sha256 of the bytes loaded.
-    pub sha256: String,
+    /// BLAKE3 of the bytes loaded, lower-case hex (empty for a built-in plugin).
+    pub blake3: String,
     /// The airlock-abi version it was built against.
     pub abi_version: String,
     /// The compiler that built it.

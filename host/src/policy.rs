@@ -1,4 +1,4 @@
-//! The operator's policy: per plugin id, whether it is enabled, its sha256 pin, the
+//! The operator's policy: per plugin id, whether it is enabled, its hash pins, the
 //! capabilities granted to it, its config and its shutdown deadline. Written as TOML (or JSON);
 //! unknown keys are errors, reported with their location.
 
@@ -10,6 +10,7 @@ use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::library_file::parse_digest;
 
 /// The shutdown deadline used when the policy sets none.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -108,6 +109,7 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawPluginPolicy {
     enabled: Option<bool>,
+    blake3: Option<String>,
     sha256: Option<String>,
     #[serde(default)]
     grants: Vec<String>,
@@ -125,7 +127,10 @@ struct RawPluginPolicy {
 pub struct PluginPolicy {
     /// If false the plugin is refused (`disabled`).
     pub enabled: bool,
-    /// If set, the library's sha256 must equal it (`hash_mismatch`).
+    /// If set, the library's BLAKE3 (its identity) must equal it (`hash_mismatch`).
+    pub blake3: Option<String>,
+    /// If set, the library's SHA-256 must equal it (`hash_mismatch`); computed only for files
+    /// pinned this way.
     pub sha256: Option<String>,
     /// Capabilities granted; effective = declared ∩ granted.
     pub grants: Vec<Capability>,
@@ -165,6 +170,7 @@ impl Default for Policy {
             secrets: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
+                blake3: None,
                 sha256: None,
                 grants: Vec::new(),
                 config: serde_json::Value::Object(serde_json::Map::new()),
@@ -263,18 +269,14 @@ impl Policy {
         }
         for (id, entry) in raw.plugins {
             let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
-            let sha256 = match entry.sha256 {
-                Some(pin) => {
-                    let pin = pin.to_ascii_lowercase();
-                    if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(format!(
-                            "[plugins.{id}] sha256: expected 64 hex digits, found {pin:?}"
-                        ));
-                    }
-                    Some(pin)
-                }
-                None => None,
+            let pin = |key: &str, value: Option<String>| match value {
+                Some(pin) => parse_digest(&pin).map(Some).ok_or_else(|| {
+                    format!("[plugins.{id}] {key}: expected 64 hex digits, found {pin:?}")
+                }),
+                None => Ok(None),
             };
+            let blake3 = pin("blake3", entry.blake3)?;
+            let sha256 = pin("sha256", entry.sha256)?;
             let grants = entry
                 .grants
                 .iter()
@@ -297,6 +299,7 @@ impl Policy {
                 plugin_id,
                 PluginPolicy {
                     enabled: entry.enabled.unwrap_or(true),
+                    blake3,
                     sha256,
                     grants,
                     config,
@@ -426,11 +429,29 @@ mod tests {
     fn bad_values_name_the_key() {
         let err = Policy::parse("[plugins.hello]\nsha256 = \"abc\"\n", false).expect_err("refused");
         assert!(err.contains("sha256"), "{err}");
+        let err = Policy::parse("[plugins.hello]\nblake3 = \"abc\"\n", false).expect_err("refused");
+        assert!(
+            err.contains("blake3") && err.contains("64 hex digits"),
+            "{err}"
+        );
         let err = Policy::parse("[plugins.hello]\ngrants = [\"teleport\"]\n", false)
             .expect_err("refused");
         assert!(err.contains("teleport"), "{err}");
         let err = Policy::parse("[plugins.Hello]\n", false).expect_err("refused");
         assert!(err.contains("lower-case"), "{err}");
+    }
+
+    #[test]
+    fn pins_of_either_hash_are_read_as_lower_case_hex() {
+        let text = format!(
+            "[plugins.hello]\nblake3 = \"{}\"\nsha256 = \"{}\"\n",
+            "AB".repeat(32),
+            "0c".repeat(32)
+        );
+        let policy = Policy::parse(&text, false).expect("valid");
+        let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
+        assert_eq!(hello.blake3.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(hello.sha256.as_deref(), Some("0c".repeat(32).as_str()));
     }
 
     #[test]

@@ -107,6 +107,36 @@ fn a_forced_reload_of_unchanged_bytes_is_a_new_generation_with_fresh_statics() {
 }
 
 #[test]
+fn a_reload_is_skipped_when_the_blake3_of_the_new_file_is_unchanged() {
+    let dir = TempPluginDir::new();
+    install(dir.path(), "1");
+    let host = load(&dir);
+    let path = dir.path().join(lib_name());
+    let identity = |path: &Path| blake3::hash(&std::fs::read(path).expect("read")).to_hex();
+    let first = identity(&path);
+    assert_eq!(
+        host.plugin("versioned").expect("loaded").blake3,
+        first.as_str()
+    );
+    // The same bytes written again as a new file (new inode, new times): nothing to do.
+    install(dir.path(), "1");
+    assert!(matches!(
+        host.reload_file(&path),
+        ReloadOutcome::Unchanged { .. }
+    ));
+    assert_eq!(host.plugin("versioned").expect("loaded").generation, 1);
+    // Other bytes: a new generation, reporting the new file's BLAKE3.
+    install(dir.path(), "2");
+    assert!(matches!(
+        host.reload_file(&path),
+        ReloadOutcome::Loaded { generation: 2, .. }
+    ));
+    let info = host.plugin("versioned").expect("loaded");
+    assert_eq!(info.blake3, identity(&path).as_str());
+    assert_ne!(info.blake3, first.as_str());
+}
+
+#[test]
 fn broken_builds_leave_the_old_generation_serving() {
     let dir = TempPluginDir::new();
     install(dir.path(), "1");

@@ -23,7 +23,9 @@ use crate::watch::Watcher;
 use super::builder::HostBuilder;
 use super::called::{fail, json_call, not_loaded};
 use super::handle::ActionHandle;
-use super::pipeline::{decide_all, ok_report, parallel_map, read_all, refuse_duplicate, Checked};
+use super::pipeline::{
+    decide_all, ok_report, parallel_map, read_all, refuse_duplicate, Checked, ReadFor,
+};
 use super::plugin::{Invoked, LoadedPlugin};
 use super::Host;
 use crate::outcome::{
@@ -51,7 +53,11 @@ impl Host {
         // Built-in plugins first (taken by the first `load`), then the libraries.
         let mut files: Vec<Result<LibraryFile, Refusal>> =
             std::mem::take(&mut *shared.builtins.lock());
-        files.extend(read_all(options, discover(&options.dirs)?));
+        files.extend(read_all(
+            options,
+            discover(&options.dirs)?,
+            ReadFor::Loading,
+        ));
         let checked = decide_all(options, files, &taken);
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
         // in discovery order, so a plugin's `create` sees the plugins loaded before it.
@@ -143,7 +149,7 @@ impl Host {
             version: m.version.to_string(),
             description: m.description.clone(),
             file: p.file.path.clone(),
-            sha256: p.file.sha256.clone(),
+            blake3: p.file.blake3.clone(),
             abi_version: p.file.block.abi_version.clone(),
             rustc: p.file.block.rustc.clone(),
             generation: p.generation.load(Ordering::SeqCst),

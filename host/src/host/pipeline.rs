@@ -11,6 +11,7 @@ use crate::decide::{decide, Decision};
 use crate::discover::{discover, Candidate};
 use crate::error::{Error, Refusal, RefusalReason};
 use crate::library_file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+use crate::loader;
 use crate::lock::Lock;
 use crate::policy::Policy;
 use crate::report::{LoadReport, PluginReport, Status};
@@ -29,6 +30,16 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
+    /// Whether the policy or the lock pins `id` by SHA-256 (so stage 3 will hash it that way).
+    fn pins_sha256(&self, id: &PluginId) -> bool {
+        self.policy.for_plugin(id).sha256.is_some()
+            || self
+                .lock
+                .as_ref()
+                .and_then(|lock| lock.get(id))
+                .is_some_and(|pin| pin.sha256.is_some())
+    }
+
     /// Options for `dirs` with the default policy, no lock and the default size cap.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         Self {
@@ -58,19 +69,39 @@ pub struct Checked {
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
     Ok(decide_all(
         options,
-        read_all(options, discover(&options.dirs)?),
+        read_all(options, discover(&options.dirs)?, ReadFor::Checking),
         &[],
     ))
 }
 
+/// What stage 2 reads a file for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadFor {
+    /// Stages 1–3 only (`check`, `lock`): nothing will be loaded.
+    Checking,
+    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]).
+    Loading,
+}
+
 /// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
-/// per file); results in input order.
+/// per file); results in input order. A file that a SHA-256 pin (policy or lock) will be
+/// checked against gets that hash here too, on the same core. When `purpose` is loading, each
+/// file's sealed copy is made while its bytes are still in the cache, and the bytes released.
 pub(super) fn read_all(
     options: &PipelineOptions,
     candidates: Vec<Result<Candidate, Refusal>>,
+    purpose: ReadFor,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))
+        let mut file =
+            candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))?;
+        if options.pins_sha256(&file.manifest.id) {
+            let _ = file.sha256();
+        }
+        if purpose == ReadFor::Loading {
+            loader::seal(&mut file);
+        }
+        Ok(file)
     })
 }
 
@@ -202,12 +233,13 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
                     .unwrap_or_default();
                 report.plugins.push(ok_report(
                     &c.file,
-                    format!("pinned sha256 {}", c.file.sha256),
+                    format!("pinned blake3 {}", c.file.blake3),
                 ));
                 entries.insert(
                     c.file.manifest.id.clone(),
                     crate::lock::LockEntry {
-                        sha256: c.file.sha256.clone(),
+                        blake3: Some(c.file.blake3.clone()),
+                        sha256: None,
                         version: c.file.manifest.version.to_string(),
                         file: file_name,
                     },

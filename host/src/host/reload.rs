@@ -68,7 +68,7 @@ impl HostShared {
             .filter(|p| p.running.is_some())
             .map(|p| p.generation.load(Ordering::SeqCst));
         if let Some(old) = &current {
-            if same_path(&old.file.path, path) && old.file.sha256 == file.sha256 && !force {
+            if same_path(&old.file.path, path) && old.file.blake3 == file.blake3 && !force {
                 return ReloadOutcome::Unchanged { id: id.to_string() };
             }
         }

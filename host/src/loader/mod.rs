@@ -17,6 +17,8 @@
 //! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
 //! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
 
+#[cfg(all(unix, feature = "test-support"))]
+pub(crate) mod baseline;
 mod call_table;
 pub(crate) mod hazard;
 pub(crate) mod sync;
@@ -63,8 +65,9 @@ impl std::fmt::Debug for LoadedLibrary {
     }
 }
 
-/// Copies `file`'s checked bytes to a fresh, sealed in-memory file (or, where the system has
-/// none, a shadow path in `shadow_dir`), loads that copy and checks it. With `sealed_only`
+/// Copies `file`'s checked bytes to a fresh, sealed in-memory file (unless stage 2 already made
+/// it, [`seal`]; or, where the system has none, to a shadow path in `shadow_dir`), loads that
+/// copy and checks it. With `sealed_only`
 /// (a lock is in force), the shadow-file fallback is refused: another process of the same user
 /// can rewrite a shadow file between the copy and `dlopen`, so it cannot keep a pin's promise.
 ///
@@ -387,28 +390,68 @@ enum InMemory {
     Unavailable(String),
 }
 
-/// Loads the checked bytes from a sealed memfd: a new inode no one else can name, whose content
-/// cannot change after the seals (the bytes checked are the bytes loaded, whatever else runs
-/// as this user), and no file system work.
+/// Makes the sealed in-memory copy of a file stage 2 has just read, while its bytes are still
+/// in the processor's cache, and keeps it in place of the bytes: stage 4 then only opens it, and
+/// startup never holds every library's bytes at once. Where the system has no sealed memory, or
+/// the copy changed before it was sealed, the bytes stay and stage 4 tries again from them.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn open_in_memory(file: &LibraryFile) -> InMemory {
-    use std::os::fd::AsRawFd;
+pub(crate) fn seal(file: &mut LibraryFile) {
+    if file.bytes.is_empty() || file.sealed.is_some() {
+        return;
+    }
+    if let Ok(memfd) = sealed_copy(
+        &memfd_name(file),
+        loaded_part(file),
+        file.len() as u64,
+        |_| {},
+    ) {
+        file.keep_sealed(memfd);
+    }
+}
 
-    // Only what the dynamic linker maps is written; the rest (debug info, symbol tables) stays a
-    // hole, so a retained generation holds in memory only its loadable bytes.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn seal(_: &mut LibraryFile) {}
+
+/// The memfd's name, which `/proc/<pid>/maps` shows: `airlock:<id>`.
+fn memfd_name(file: &LibraryFile) -> String {
+    format!("airlock:{}", file.manifest.id)
+}
+
+/// What the dynamic linker maps: the checked bytes up to the end of the last loadable segment.
+/// Only this is written into the sealed copy; the rest (debug info, symbol tables) stays a hole,
+/// so a retained generation holds in memory only its loadable bytes.
+fn loaded_part(file: &LibraryFile) -> &[u8] {
     let loaded = usize::try_from(file.loadable_end)
         .ok()
         .filter(|&end| end > 0)
         .map_or(file.bytes.len(), |end| end.min(file.bytes.len()));
-    let memfd = match sealed_copy(
-        &format!("airlock:{}", file.manifest.id),
-        &file.bytes[..loaded],
-        file.len() as u64,
-        |_| {},
-    ) {
-        Ok(memfd) => memfd,
-        Err(SealError::Changed) => return InMemory::Changed,
-        Err(SealError::Unavailable(why)) => return InMemory::Unavailable(why),
+    &file.bytes[..loaded]
+}
+
+/// Loads the checked bytes from a sealed memfd: a new inode no one else can name, whose content
+/// cannot change after the seals (the bytes checked are the bytes loaded, whatever else runs
+/// as this user), and no file system work. The copy stage 2 made if there is one ([`seal`]),
+/// else one made here from the bytes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_in_memory(file: &LibraryFile) -> InMemory {
+    use std::os::fd::AsRawFd;
+
+    let made;
+    let memfd = match &file.sealed {
+        Some(sealed) => &**sealed,
+        None => {
+            made = match sealed_copy(
+                &memfd_name(file),
+                loaded_part(file),
+                file.len() as u64,
+                |_| {},
+            ) {
+                Ok(memfd) => memfd,
+                Err(SealError::Changed) => return InMemory::Changed,
+                Err(SealError::Unavailable(why)) => return InMemory::Unavailable(why),
+            };
+            &made
+        }
     };
     let path = PathBuf::from(fd_path(
         memfd.as_raw_fd(),
@@ -417,10 +460,9 @@ fn open_in_memory(file: &LibraryFile) -> InMemory {
     if fs::metadata(&path).is_err() {
         return InMemory::Unavailable("no /proc/self/fd".to_owned());
     }
-    let opened = open(&path);
-    // The mapping keeps the memory alive; the descriptor is closed here.
-    drop(memfd);
-    InMemory::Loaded(opened)
+    // The mapping keeps the memory alive; the descriptor is closed when this returns (a copy
+    // made here) or when the loaded file's bytes are released (the copy stage 2 made).
+    InMemory::Loaded(open(&path))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -494,6 +536,14 @@ fn sealed_copy(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut offset = 0u64;
     while offset < len {
+        if offset >= bytes.len() as u64 {
+            // Past the written bytes the copy is a hole, which has no pages: only pages someone
+            // wrote there need reading (and must hold zeros).
+            match next_data(&memfd, offset) {
+                Some(data) if data < len => offset = data.max(offset),
+                _ => break,
+            }
+        }
         let want = usize::try_from((len - offset).min(chunk.len() as u64)).unwrap_or(chunk.len());
         memfd
             .read_exact_at(&mut chunk[..want], offset)
@@ -502,13 +552,32 @@ fn sealed_copy(
         let expected = bytes.get(start..).unwrap_or_default();
         let expected = &expected[..want.min(expected.len())];
         let (head, rest) = chunk[..want].split_at(expected.len());
-        let same = head == expected && rest.iter().all(|&b| b == 0);
+        // An `or` over every byte, not `all` (which stops early and is not vectorized).
+        let same = head == expected && rest.iter().fold(0u8, |acc, &b| acc | b) == 0;
         if !same {
             return Err(SealError::Changed);
         }
         offset += want as u64;
     }
     Ok(memfd)
+}
+
+/// Where the next data (a page someone wrote) at or after `offset` is, `None` if only a hole
+/// follows; `Some(offset)` (read it all) if the system cannot say.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn next_data(file: &fs::File, offset: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let at = libc::off_t::try_from(offset).ok()?;
+    // SAFETY: lseek takes a descriptor and integers and touches no memory of this process; the
+    // descriptor is open for as long as `file` is borrowed.
+    let found = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
+    if found >= 0 {
+        return u64::try_from(found).ok();
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENXIO) => None,
+        _ => Some(offset),
+    }
 }
 
 /// `/proc/self/fd/<fd>`, spelled uniquely for `seq`. The dynamic linker hands back a library
@@ -546,9 +615,34 @@ fn write_shadow(file: &LibraryFile, dir: &Path) -> std::io::Result<PathBuf> {
         options.mode(0o700);
     }
     let mut out = options.open(&path)?;
-    out.write_all(&file.bytes)?;
+    match &file.sealed {
+        // Stage 2 released the bytes for a sealed copy the dynamic linker then refused (a
+        // system that does not map memfds executable): the copy holds the checked bytes.
+        Some(sealed) if file.bytes.is_empty() => copy_out(sealed, file.len() as u64, &mut out)?,
+        _ => out.write_all(&file.bytes)?,
+    }
     out.flush()?;
     Ok(path)
+}
+
+/// Writes the first `len` bytes of `from` to `out`, whatever `from`'s file position.
+#[cfg(unix)]
+fn copy_out(from: &fs::File, len: u64, out: &mut impl Write) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = usize::try_from((len - offset).min(chunk.len() as u64)).unwrap_or(chunk.len());
+        from.read_exact_at(&mut chunk[..want], offset)?;
+        out.write_all(&chunk[..want])?;
+        offset += want as u64;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn copy_out(_: &fs::File, _: u64, _: &mut impl Write) -> std::io::Result<()> {
+    Err(std::io::Error::other("no sealed copies on this system"))
 }
 
 #[cfg(unix)]
@@ -614,6 +708,31 @@ mod tests {
             write_through_proc(memfd, 40, b"\xcc\xcc");
         });
         assert_eq!(in_hole.err(), Some(SealError::Changed));
+        // Pages past the written ones are a hole and not read back: a write there is found
+        // all the same, wherever it lands.
+        for at in [4096, 200_000, 999_999] {
+            let far = sealed_copy("airlock:test", bytes, 1_000_000, |memfd| {
+                write_through_proc(memfd, at, b"\x01");
+            });
+            assert_eq!(far.err(), Some(SealError::Changed), "a write at {at}");
+        }
+        // Zeros written into the hole change nothing that is loaded.
+        let zeros = sealed_copy("airlock:test", bytes, 1_000_000, |memfd| {
+            write_through_proc(memfd, 500_000, &[0; 10]);
+        });
+        assert!(zeros.is_ok());
+    }
+
+    #[test]
+    fn a_shadow_written_from_a_sealed_copy_holds_the_checked_bytes_then_zeros() {
+        let bytes = b"checked library bytes";
+        let memfd = sealed_copy("airlock:test", bytes, 100_000, |_| {}).expect("sealed");
+        // Wherever the descriptor's position is, the copy starts at the first byte.
+        let mut out = Vec::new();
+        copy_out(&memfd, 100_000, &mut out).expect("copied");
+        assert_eq!(out.len(), 100_000);
+        assert_eq!(&out[..bytes.len()], bytes);
+        assert!(out[bytes.len()..].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
     // No file to reload; torn down at shutdown like any plugin.
     assert!(matches!(host.reload("hello"), Err(Error::Builtin { .. })));
     let info = host.plugin("hello").expect("listed");
-    assert!(info.sha256.is_empty(), "a built-in has no hash");
+    assert!(info.blake3.is_empty(), "a built-in has no hash");
     let records = host.shutdown();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].outcome, TeardownOutcome::Clean);

@@ -146,7 +146,13 @@ fn inspect_reads_the_manifest_without_running_the_file() {
     assert_eq!(json["target"], airlock_abi::abi::BUILD_TARGET);
     assert_eq!(json["panic"], "unwind");
     let (host, _) = dir.load("");
-    assert_eq!(json["sha256"], host.plugin("hello").expect("loaded").sha256);
+    assert_eq!(json["blake3"], host.plugin("hello").expect("loaded").blake3);
+    assert_eq!(
+        json["blake3"],
+        blake3::hash(&std::fs::read(&hello).expect("read"))
+            .to_hex()
+            .as_str()
+    );
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
     cmd.args(["inspect", "--format", "json"])

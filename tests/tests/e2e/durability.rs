@@ -191,6 +191,10 @@ fn lock_pins_what_it_finds_and_a_host_with_the_lock_refuses_anything_else() {
         text.contains("[plugins.hello]") && text.contains("[plugins.counter]"),
         "{text}"
     );
+    assert!(
+        text.contains("blake3 = ") && !text.contains("sha256"),
+        "new lock files pin by BLAKE3: {text}"
+    );
 
     let check = |dir: &Path| {
         let out = cli()
@@ -222,7 +226,7 @@ fn lock_pins_what_it_finds_and_a_host_with_the_lock_refuses_anything_else() {
         airlock::DEFAULT_MAX_LIBRARY_SIZE,
     )
     .expect("readable");
-    std::fs::write(&lock, text.replace(&hello.sha256, &"0".repeat(64))).expect("tamper");
+    std::fs::write(&lock, text.replace(&hello.blake3, &"0".repeat(64))).expect("tamper");
     let (_, json) = check(dir.path());
     let tampered = json["plugins"]
         .as_array()
@@ -235,9 +239,69 @@ fn lock_pins_what_it_finds_and_a_host_with_the_lock_refuses_anything_else() {
     assert!(
         tampered["detail"]
             .as_str()
-            .is_some_and(|d| d.contains(&hello.sha256)),
+            .is_some_and(|d| d.contains(&format!("found {}", hello.blake3))),
         "{tampered}"
     );
+}
+
+/// The lock `check --lock` answers with, and the entry it reports for `id`.
+fn check_with_lock(lock: &Path, dir: &Path, id: &str) -> (Option<i32>, Value) {
+    let out = cli()
+        .args(["check", "--format", "json", "--lock"])
+        .arg(lock)
+        .arg(dir)
+        .output()
+        .expect("runs");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let entry = json["plugins"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+        .expect("listed");
+    (out.status.code(), entry)
+}
+
+#[test]
+fn a_lock_file_written_with_sha256_pins_is_still_read_and_enforced() {
+    use sha2::Digest;
+    let dir = TempPluginDir::with(&["hello", "counter"]);
+    let sha256 = |name: &str| -> String {
+        let bytes = std::fs::read(dir.path().join(TempPluginDir::lib_name(name))).expect("read");
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (hello, counter) = (sha256("hello"), sha256("counter"));
+    let work = tempfile::tempdir().expect("tempdir");
+    let lock = work.path().join("airlock.lock");
+    // The form `airlock lock` wrote before BLAKE3 became the identity.
+    let old = format!(
+        "[plugins.counter]\nsha256 = \"{counter}\"\nversion = \"0.1.0\"\nfile = \"c\"\n\n\
+         [plugins.hello]\nsha256 = \"{hello}\"\nversion = \"0.1.0\"\nfile = \"h\"\n"
+    );
+    std::fs::write(&lock, &old).expect("write");
+    let (code, entry) = check_with_lock(&lock, dir.path(), "hello");
+    assert_eq!((code, &entry["status"]), (Some(0), &json!("ok")), "{entry}");
+
+    // One byte of the pin changed: the file no longer matches it.
+    let mut wrong = hello.clone();
+    wrong.replace_range(..1, if hello.starts_with('0') { "1" } else { "0" });
+    std::fs::write(&lock, old.replace(&hello, &wrong)).expect("tamper");
+    let (code, entry) = check_with_lock(&lock, dir.path(), "hello");
+    assert_eq!(code, Some(1));
+    assert_eq!(entry["reason"], "hash_mismatch");
+    let detail = entry["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(&format!("expected sha256 {wrong}"))
+            && detail.contains(&format!("found {hello}"))
+            && detail.contains("airlock lock"),
+        "{detail}"
+    );
+    let (_, entry) = check_with_lock(&lock, dir.path(), "counter");
+    assert_eq!(entry["status"], "ok", "{entry}");
 }
 
 #[test]

@@ -359,11 +359,11 @@ fn the_bytes_loaded_are_the_bytes_checked_even_if_the_file_is_replaced_in_betwee
     let dir = TempPluginDir::with(&["hello"]);
     let checked =
         airlock::check(&PipelineOptions::new(vec![dir.path().to_owned()])).expect("checked");
-    let checked_sha = checked[0]
+    let checked_hash = checked[0]
         .as_ref()
         .expect("hello passes")
         .file
-        .sha256
+        .blake3
         .clone();
     // Replace the file on disk after the check: a different build under the same name.
     dir.add_as("counter", &TempPluginDir::lib_name("hello"));
@@ -375,7 +375,7 @@ fn the_bytes_loaded_are_the_bytes_checked_even_if_the_file_is_replaced_in_betwee
         host.load_checked(c.expect("checked")).expect("loads");
     }
     let info = host.plugin("hello").expect("the checked plugin loaded");
-    assert_eq!(info.sha256, checked_sha);
+    assert_eq!(info.blake3, checked_hash);
     assert_eq!(
         host.call("hello", "greet", &serde_json::Value::Null)
             .expect("call"),

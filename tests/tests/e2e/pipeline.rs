@@ -112,10 +112,14 @@ fn duplicate_ids_refuse_the_later_file() {
 #[test]
 fn policy_disables_and_pins() {
     let dir = TempPluginDir::with(&["hello", "counter"]);
-    let sha = dir.load("").0.plugin("counter").expect("loaded").sha256;
+    let counter = std::fs::read(dir.path().join(TempPluginDir::lib_name("counter"))).expect("read");
+    let blake3 = blake3::hash(&counter).to_hex().to_string();
+    // The identity the host reports is the BLAKE3 of the file's bytes.
+    let loaded = dir.load("").0.plugin("counter").expect("loaded").blake3;
+    assert_eq!(loaded, blake3);
     let wrong = "0".repeat(64);
     let (host, report) = dir.load(&format!(
-        "[plugins.hello]\nenabled = false\n[plugins.counter]\nsha256 = \"{wrong}\"\n"
+        "[plugins.hello]\nenabled = false\n[plugins.counter]\nblake3 = \"{wrong}\"\n"
     ));
     assert_eq!(
         reason_of(&report, &TempPluginDir::lib_name("hello")),
@@ -125,10 +129,53 @@ fn policy_disables_and_pins() {
         reason_of(&report, &TempPluginDir::lib_name("counter")),
         Some("hash_mismatch")
     );
+    let detail = &report
+        .plugins
+        .iter()
+        .find(|p| p.id.as_deref() == Some("counter"))
+        .expect("reported")
+        .detail;
+    assert!(
+        detail.contains(&format!("expected blake3 {wrong}"))
+            && detail.contains(&format!("found {blake3}")),
+        "{detail}"
+    );
     assert!(host.plugins().is_empty());
-    let (host, report) = dir.load(&format!("[plugins.counter]\nsha256 = \"{sha}\"\n"));
+    // Upper-case hex pins the same bytes.
+    let (host, report) = dir.load(&format!(
+        "[plugins.counter]\nblake3 = \"{}\"\n",
+        blake3.to_ascii_uppercase()
+    ));
     assert!(report.all_ok(), "{report:#?}");
     assert_eq!(host.plugins().len(), 2);
+}
+
+#[test]
+fn a_sha256_pin_in_the_policy_is_still_enforced() {
+    use sha2::Digest;
+    let dir = TempPluginDir::with(&["counter"]);
+    let bytes = std::fs::read(dir.path().join(TempPluginDir::lib_name("counter"))).expect("read");
+    let sha256: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (host, report) = dir.load(&format!("[plugins.counter]\nsha256 = \"{sha256}\"\n"));
+    assert!(report.all_ok(), "{report:#?}");
+    assert_eq!(host.plugins().len(), 1);
+    let mut wrong = sha256.clone();
+    wrong.replace_range(..1, if sha256.starts_with('0') { "1" } else { "0" });
+    let (host, report) = dir.load(&format!("[plugins.counter]\nsha256 = \"{wrong}\"\n"));
+    assert_eq!(
+        reason_of(&report, &TempPluginDir::lib_name("counter")),
+        Some("hash_mismatch")
+    );
+    let detail = &report.plugins[0].detail;
+    assert!(
+        detail.contains(&format!("expected sha256 {wrong}"))
+            && detail.contains(&format!("found {sha256}")),
+        "{detail}"
+    );
+    assert!(host.plugins().is_empty());
 }
 
 #[test]

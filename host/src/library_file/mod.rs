@@ -1,23 +1,24 @@
 //! Stage 2, read without running: the library file is read into memory once, checked for
 //! structure with the `object` crate, and its manifest block parsed. Nothing of the library
-//! executes here; these bytes are the ones hashed, checked and later copied to the shadow path
-//! that the dynamic linker opens.
+//! executes here; these bytes are the ones hashed (BLAKE3), checked and later copied into the
+//! sealed in-memory copy (or shadow file) that the dynamic linker opens.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use airlock_abi::__private::builtin_module;
-use airlock_abi::abi::{
-    ManifestBlock, PluginModuleRef, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO, BUILD_PANIC,
-    BUILD_RUSTC, BUILD_TARGET,
-};
+use airlock_abi::abi::{ManifestBlock, PluginModuleRef, BUILD_PANIC, BUILD_RUSTC, BUILD_TARGET};
 use airlock_abi::manifest::Manifest;
 use airlock_abi::{Builtin, ABI_VERSION};
-use object::{Object, ObjectSection, ObjectSegment};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Refusal, RefusalReason};
+
+mod structure;
+
+use structure::check_object;
 
 /// What reports show as the "file" of a built-in plugin, followed by its id.
 pub const BUILTIN_PATH: &str = "builtin:";
@@ -30,10 +31,21 @@ pub const DEFAULT_MAX_LIBRARY_SIZE: u64 = 256 * 1024 * 1024;
 pub struct LibraryFile {
     /// The file as found in the plugin directory.
     pub path: PathBuf,
-    /// The file's bytes, exactly as checked (and later loaded).
+    /// The file's bytes, exactly as checked (and later loaded), until the sealed copy is made
+    /// or the library is loaded.
     pub(crate) bytes: Vec<u8>,
-    /// sha256 of `bytes`, lower-case hex.
-    pub sha256: String,
+    /// The sealed in-memory copy of the checked bytes that the dynamic linker will open, if
+    /// stage 2 made it right after reading (`loader::seal`, at startup); the bytes are then
+    /// released, so startup never holds every library's bytes at once.
+    pub(crate) sealed: Option<Arc<File>>,
+    /// The file's size in bytes.
+    len: usize,
+    /// BLAKE3 of `bytes`, lower-case hex: the library's identity in reports, on reload and in
+    /// pins.
+    pub blake3: String,
+    /// SHA-256 of `bytes`, lower-case hex, computed only when a pin asks for it (see
+    /// [`LibraryFile::sha256`]).
+    sha256: OnceLock<String>,
     /// The raw manifest block bytes.
     pub(crate) block_bytes: Vec<u8>,
     /// Where the last loadable segment ends in the file: what the dynamic linker maps.
@@ -80,7 +92,10 @@ impl LibraryFile {
         Ok(Self {
             path,
             bytes: Vec::new(),
-            sha256: String::new(),
+            sealed: None,
+            len: 0,
+            blake3: String::new(),
+            sha256: OnceLock::new(),
             block_bytes: Vec::new(),
             loadable_end: 0,
             block: ManifestBlock {
@@ -103,17 +118,39 @@ impl LibraryFile {
 
     /// The size of the library in bytes.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     /// Whether the file is empty (never true for a file that passed stage 2).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
-    /// Drops the file's bytes once they have been loaded; the hash and manifest stay.
+    /// SHA-256 of the file's bytes, lower-case hex. Only pins written before BLAKE3 became the
+    /// identity (a policy's `sha256 = ...`, an older lock file) ask for it, so it is computed on
+    /// first use (at startup, in stage 2 for a file a pin names this way). `None` for a
+    /// built-in plugin, or once the bytes have been released without it having been asked for.
+    pub fn sha256(&self) -> Option<&str> {
+        if self.bytes.is_empty() && self.sha256.get().is_none() {
+            return None;
+        }
+        Some(
+            self.sha256
+                .get_or_init(|| hex(&Sha256::digest(&self.bytes))),
+        )
+    }
+
+    /// Keeps `copy`, the sealed in-memory copy of the checked bytes, in place of the bytes.
+    pub(crate) fn keep_sealed(&mut self, copy: File) {
+        self.sealed = Some(Arc::new(copy));
+        self.bytes = Vec::new();
+    }
+
+    /// Drops the file's bytes and closes its sealed copy once the library is loaded (its
+    /// mapping keeps what it needs); the hash and manifest stay.
     pub(crate) fn release_bytes(&mut self) {
         self.bytes = Vec::new();
+        self.sealed = None;
     }
 }
 
@@ -181,17 +218,27 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
     let manifest = Manifest::from_json(&block.manifest_json)
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let blake3 = blake3::hash(&bytes).to_hex().to_string();
     Ok(LibraryFile {
         path: file.to_owned(),
+        len: bytes.len(),
         bytes,
-        sha256,
+        sealed: None,
+        blake3,
+        sha256: OnceLock::new(),
         block_bytes,
         loadable_end,
         block,
         manifest,
         origin: Origin::File,
     })
+}
+
+/// A 256-bit digest written by an operator (a pin), as lower-case hex: `None` unless it is 64
+/// hex digits.
+pub(crate) fn parse_digest(text: &str) -> Option<String> {
+    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| text.to_ascii_lowercase())
 }
 
 /// Lower-case hex of `bytes`.
@@ -219,197 +266,4 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
 #[cfg(not(unix))]
 fn open_no_follow(path: &Path) -> std::io::Result<File> {
     File::open(path)
-}
-
-type Stage2Error = (RefusalReason, String);
-
-/// Checks the object structure and returns the manifest block.
-fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64), Stage2Error> {
-    let format = detect_format(bytes)?;
-    if let Some(end) = claimed_header_extent(bytes) {
-        if end > bytes.len() as u64 {
-            return Err((
-                RefusalReason::Truncated,
-                format!(
-                    "the headers describe {end} bytes but the file has {}; it was cut short (a partial copy or an interrupted build)",
-                    bytes.len()
-                ),
-            ));
-        }
-    }
-    let obj = object::File::parse(bytes).map_err(|e| {
-        (
-            RefusalReason::NotALibrary,
-            format!("the {format} file is malformed: {e}"),
-        )
-    })?;
-    if obj.kind() != object::ObjectKind::Dynamic {
-        return Err((
-            RefusalReason::NotALibrary,
-            format!(
-                "the {format} file is not a shared library but {:?}",
-                obj.kind()
-            ),
-        ));
-    }
-    let host_arch = host_architecture();
-    if obj.architecture() != host_arch || obj.is_64() != cfg!(target_pointer_width = "64") {
-        return Err((
-            RefusalReason::BuildMismatch,
-            format!(
-                "built for {:?} ({}-bit); this host runs {host_arch:?} ({}-bit)",
-                obj.architecture(),
-                if obj.is_64() { 64 } else { 32 },
-                usize::BITS
-            ),
-        ));
-    }
-    let mut loadable_end = 0;
-    for segment in obj.segments() {
-        let (offset, size) = segment.file_range();
-        loadable_end = loadable_end.max(offset.saturating_add(size));
-        if offset.saturating_add(size) > bytes.len() as u64 {
-            return Err((
-                RefusalReason::Truncated,
-                format!(
-                    "a loadable segment spans bytes {offset}..{} but the file has {}; loading it would crash the process",
-                    offset.saturating_add(size),
-                    bytes.len()
-                ),
-            ));
-        }
-    }
-    let section_name = if format == "Mach-O" {
-        BLOCK_SECTION_MACHO
-    } else {
-        BLOCK_SECTION
-    };
-    let sections: Vec<_> = obj
-        .sections()
-        .filter(|s| s.name() == Ok(section_name))
-        .collect();
-    let section = match sections.as_slice() {
-        [] => {
-            return Err((
-                RefusalReason::NoManifest,
-                format!(
-                    "no {section_name} section: the library was not built with airlock_abi::export_plugin!"
-                ),
-            ))
-        }
-        [one] => one,
-        _ => {
-            return Err((
-                RefusalReason::BadManifest,
-                format!("{} {section_name} sections; a plugin has exactly one", sections.len()),
-            ))
-        }
-    };
-    if let Some((offset, size)) = section.file_range() {
-        if offset.saturating_add(size) > bytes.len() as u64 {
-            return Err((
-                RefusalReason::Truncated,
-                format!(
-                    "the manifest section lies past the end of the file ({} bytes)",
-                    bytes.len()
-                ),
-            ));
-        }
-    }
-    let data = section.data().map_err(|e| {
-        (
-            RefusalReason::Truncated,
-            format!("the manifest section cannot be read: {e}"),
-        )
-    })?;
-    if !data.starts_with(&BLOCK_MAGIC) {
-        return Err((
-            RefusalReason::BadManifest,
-            format!("the {section_name} section does not start with the manifest magic"),
-        ));
-    }
-    let block = ManifestBlock::parse(data)
-        .map_err(|e| (RefusalReason::BadManifest, format!("manifest block: {e}")))?;
-    Ok((data[..block.len].to_vec(), block, loadable_end))
-}
-
-fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {
-    let format = match bytes {
-        [0x7f, b'E', b'L', b'F', ..] => "ELF",
-        [0xfe, 0xed, 0xfa, 0xce | 0xcf, ..] | [0xce | 0xcf, 0xfa, 0xed, 0xfe, ..] => "Mach-O",
-        [b'M', b'Z', ..] => "PE",
-        [] => return Err((RefusalReason::NotALibrary, "the file is empty".to_owned())),
-        _ => {
-            return Err((
-                RefusalReason::NotALibrary,
-                "not a shared library: no ELF, Mach-O or PE header".to_owned(),
-            ))
-        }
-    };
-    let native = if cfg!(target_vendor = "apple") {
-        "Mach-O"
-    } else if cfg!(windows) {
-        "PE"
-    } else {
-        "ELF"
-    };
-    if format != native {
-        return Err((
-            RefusalReason::NotALibrary,
-            format!("a {format} file cannot be loaded on this platform, which uses {native}"),
-        ));
-    }
-    Ok(format)
-}
-
-/// For ELF, the furthest byte the file header claims (program and section header tables), so
-/// that a cut file is reported as `truncated` rather than as malformed.
-fn claimed_header_extent(bytes: &[u8]) -> Option<u64> {
-    use object::elf::{FileHeader32, FileHeader64, ELFCLASS32, ELFCLASS64};
-    use object::read::elf::FileHeader;
-    use object::Endianness;
-    const HEADER_LEN_64: u64 = 64;
-    const HEADER_LEN_32: u64 = 52;
-    if bytes.len() < 5 || &bytes[..4] != b"\x7fELF" {
-        return None;
-    }
-    let min = if bytes[4] == ELFCLASS64 {
-        HEADER_LEN_64
-    } else {
-        HEADER_LEN_32
-    };
-    if (bytes.len() as u64) < min {
-        return Some(min);
-    }
-    fn extent<H: FileHeader<Endian = Endianness>>(h: &H, data: &[u8]) -> Option<u64> {
-        let e = h.endian().ok()?;
-        let ph = h.e_phoff(e).into() + u64::from(h.e_phnum(e)) * u64::from(h.e_phentsize(e));
-        let sh = h.e_shoff(e).into() + u64::from(h.e_shnum(e)) * u64::from(h.e_shentsize(e));
-        let _ = data;
-        Some(ph.max(sh))
-    }
-    match bytes[4] {
-        ELFCLASS64 => FileHeader64::<Endianness>::parse(bytes)
-            .ok()
-            .and_then(|h| extent(h, bytes)),
-        ELFCLASS32 => FileHeader32::<Endianness>::parse(bytes)
-            .ok()
-            .and_then(|h| extent(h, bytes)),
-        _ => None,
-    }
-}
-
-fn host_architecture() -> object::Architecture {
-    use object::Architecture as A;
-    match std::env::consts::ARCH {
-        "x86_64" => A::X86_64,
-        "x86" => A::I386,
-        "aarch64" => A::Aarch64,
-        "arm" => A::Arm,
-        "riscv64" => A::Riscv64,
-        "powerpc64" => A::PowerPc64,
-        "s390x" => A::S390x,
-        "loongarch64" => A::LoongArch64,
-        _ => A::Unknown,
-    }
 }

@@ -1,0 +1,202 @@
+//! Stage 2's structural checks, made on the bytes with the `object` crate: the file is a
+//! shared library for this platform and architecture, whole (every loadable segment inside the
+//! file), with exactly one manifest block.
+
+use airlock_abi::abi::{ManifestBlock, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO};
+use object::{Object, ObjectSection, ObjectSegment};
+
+use crate::error::RefusalReason;
+
+pub(super) type Stage2Error = (RefusalReason, String);
+
+/// Checks the object structure; returns the manifest block's bytes, the parsed block and where
+/// the last loadable segment ends.
+pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64), Stage2Error> {
+    let format = detect_format(bytes)?;
+    if let Some(end) = claimed_header_extent(bytes) {
+        if end > bytes.len() as u64 {
+            return Err((
+                RefusalReason::Truncated,
+                format!(
+                    "the headers describe {end} bytes but the file has {}; it was cut short (a partial copy or an interrupted build)",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    let obj = object::File::parse(bytes).map_err(|e| {
+        (
+            RefusalReason::NotALibrary,
+            format!("the {format} file is malformed: {e}"),
+        )
+    })?;
+    if obj.kind() != object::ObjectKind::Dynamic {
+        return Err((
+            RefusalReason::NotALibrary,
+            format!(
+                "the {format} file is not a shared library but {:?}",
+                obj.kind()
+            ),
+        ));
+    }
+    let host_arch = host_architecture();
+    if obj.architecture() != host_arch || obj.is_64() != cfg!(target_pointer_width = "64") {
+        return Err((
+            RefusalReason::BuildMismatch,
+            format!(
+                "built for {:?} ({}-bit); this host runs {host_arch:?} ({}-bit)",
+                obj.architecture(),
+                if obj.is_64() { 64 } else { 32 },
+                usize::BITS
+            ),
+        ));
+    }
+    let mut loadable_end = 0;
+    for segment in obj.segments() {
+        let (offset, size) = segment.file_range();
+        loadable_end = loadable_end.max(offset.saturating_add(size));
+        if offset.saturating_add(size) > bytes.len() as u64 {
+            return Err((
+                RefusalReason::Truncated,
+                format!(
+                    "a loadable segment spans bytes {offset}..{} but the file has {}; loading it would crash the process",
+                    offset.saturating_add(size),
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    let section_name = if format == "Mach-O" {
+        BLOCK_SECTION_MACHO
+    } else {
+        BLOCK_SECTION
+    };
+    let sections: Vec<_> = obj
+        .sections()
+        .filter(|s| s.name() == Ok(section_name))
+        .collect();
+    let section = match sections.as_slice() {
+        [] => {
+            return Err((
+                RefusalReason::NoManifest,
+                format!(
+                    "no {section_name} section: the library was not built with airlock_abi::export_plugin!"
+                ),
+            ))
+        }
+        [one] => one,
+        _ => {
+            return Err((
+                RefusalReason::BadManifest,
+                format!("{} {section_name} sections; a plugin has exactly one", sections.len()),
+            ))
+        }
+    };
+    if let Some((offset, size)) = section.file_range() {
+        if offset.saturating_add(size) > bytes.len() as u64 {
+            return Err((
+                RefusalReason::Truncated,
+                format!(
+                    "the manifest section lies past the end of the file ({} bytes)",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    let data = section.data().map_err(|e| {
+        (
+            RefusalReason::Truncated,
+            format!("the manifest section cannot be read: {e}"),
+        )
+    })?;
+    if !data.starts_with(&BLOCK_MAGIC) {
+        return Err((
+            RefusalReason::BadManifest,
+            format!("the {section_name} section does not start with the manifest magic"),
+        ));
+    }
+    let block = ManifestBlock::parse(data)
+        .map_err(|e| (RefusalReason::BadManifest, format!("manifest block: {e}")))?;
+    Ok((data[..block.len].to_vec(), block, loadable_end))
+}
+
+fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {
+    let format = match bytes {
+        [0x7f, b'E', b'L', b'F', ..] => "ELF",
+        [0xfe, 0xed, 0xfa, 0xce | 0xcf, ..] | [0xce | 0xcf, 0xfa, 0xed, 0xfe, ..] => "Mach-O",
+        [b'M', b'Z', ..] => "PE",
+        [] => return Err((RefusalReason::NotALibrary, "the file is empty".to_owned())),
+        _ => {
+            return Err((
+                RefusalReason::NotALibrary,
+                "not a shared library: no ELF, Mach-O or PE header".to_owned(),
+            ))
+        }
+    };
+    let native = if cfg!(target_vendor = "apple") {
+        "Mach-O"
+    } else if cfg!(windows) {
+        "PE"
+    } else {
+        "ELF"
+    };
+    if format != native {
+        return Err((
+            RefusalReason::NotALibrary,
+            format!("a {format} file cannot be loaded on this platform, which uses {native}"),
+        ));
+    }
+    Ok(format)
+}
+
+/// For ELF, the furthest byte the file header claims (program and section header tables), so
+/// that a cut file is reported as `truncated` rather than as malformed.
+fn claimed_header_extent(bytes: &[u8]) -> Option<u64> {
+    use object::elf::{FileHeader32, FileHeader64, ELFCLASS32, ELFCLASS64};
+    use object::read::elf::FileHeader;
+    use object::Endianness;
+    const HEADER_LEN_64: u64 = 64;
+    const HEADER_LEN_32: u64 = 52;
+    if bytes.len() < 5 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    let min = if bytes[4] == ELFCLASS64 {
+        HEADER_LEN_64
+    } else {
+        HEADER_LEN_32
+    };
+    if (bytes.len() as u64) < min {
+        return Some(min);
+    }
+    fn extent<H: FileHeader<Endian = Endianness>>(h: &H, data: &[u8]) -> Option<u64> {
+        let e = h.endian().ok()?;
+        let ph = h.e_phoff(e).into() + u64::from(h.e_phnum(e)) * u64::from(h.e_phentsize(e));
+        let sh = h.e_shoff(e).into() + u64::from(h.e_shnum(e)) * u64::from(h.e_shentsize(e));
+        let _ = data;
+        Some(ph.max(sh))
+    }
+    match bytes[4] {
+        ELFCLASS64 => FileHeader64::<Endianness>::parse(bytes)
+            .ok()
+            .and_then(|h| extent(h, bytes)),
+        ELFCLASS32 => FileHeader32::<Endianness>::parse(bytes)
+            .ok()
+            .and_then(|h| extent(h, bytes)),
+        _ => None,
+    }
+}
+
+fn host_architecture() -> object::Architecture {
+    use object::Architecture as A;
+    match std::env::consts::ARCH {
+        "x86_64" => A::X86_64,
+        "x86" => A::I386,
+        "aarch64" => A::Aarch64,
+        "arm" => A::Arm,
+        "riscv64" => A::Riscv64,
+        "powerpc64" => A::PowerPc64,
+        "s390x" => A::S390x,
+        "loongarch64" => A::LoongArch64,
+        _ => A::Unknown,
+    }
+}
