@@ -90,6 +90,25 @@ fn calls(c: &mut Criterion) {
             })
         });
     }
+    // The control: the same two threads making raw calls, which share nothing. What this
+    // machine gives a second thread for pure compute bounds what any call path can get.
+    for threads in [1usize, 2] {
+        g.bench_function(format!("raw_{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            for _ in 0..iters {
+                                black_box(black_box(raw)().len());
+                            }
+                        });
+                    }
+                });
+                started.elapsed() / threads as u32
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("peer");

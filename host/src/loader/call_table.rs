@@ -55,7 +55,8 @@ mod tests {
     use abi_stable::prefix_type::PrefixTypeTrait as _;
     use abi_stable::std_types::{RSlice, RVec};
     use airlock_abi::abi::{
-        ErrorCode, HostContext, InstanceHandle, PluginError, PluginModule, PluginModuleRef,
+        ContextToken, ErrorCode, HostContext, HostError, HostVtable, InstanceHandle, LogLevel,
+        PluginError, PluginModule, PluginModuleRef,
     };
 
     use super::*;
@@ -133,6 +134,78 @@ mod tests {
             query,
         }
         .leak_into_prefix()
+    }
+
+    extern "C" fn no_log(_: ContextToken, _: LogLevel, _: RStr<'_>) -> RResult<(), HostError> {
+        RResult::ROk(())
+    }
+
+    extern "C" fn no_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
+        RResult::ROk(RVec::new())
+    }
+
+    extern "C" fn no_request(
+        _: ContextToken,
+        _: RStr<'_>,
+        _: RStr<'_>,
+        _: RSlice<'_, u8>,
+    ) -> RResult<RVec<u8>, HostError> {
+        RResult::ROk(RVec::new())
+    }
+
+    extern "C" fn create_one(_: HostContext) -> RResult<InstanceHandle, PluginError> {
+        RResult::ROk(InstanceHandle(std::ptr::null_mut()))
+    }
+
+    extern "C" fn invoke_answers(
+        _: InstanceHandle,
+        invocation: Invocation<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        if invocation.payload.as_slice() == b"fail" {
+            return RResult::RErr(PluginError::new(ErrorCode::DOMAIN, "as asked"));
+        }
+        let mut answer = RVec::new();
+        answer.extend_from_copy_slice(b"through invoke:");
+        answer.extend_from_copy_slice(invocation.payload.as_slice());
+        RResult::ROk(answer)
+    }
+
+    #[test]
+    fn without_a_table_actions_go_through_invoke_with_the_same_answers() {
+        let module = PluginModule {
+            manifest_block: no_block,
+            create: create_one,
+            invoke: invoke_answers,
+            destroy: no_destroy,
+            query: answers_unsupported,
+        }
+        .leak_into_prefix();
+        let creator = crate::loader::Creator::from_module(module);
+        let context = HostContext {
+            token: ContextToken {
+                slot: 0,
+                generation: 0,
+            },
+            vtable: HostVtable {
+                log: no_log,
+                config: no_config,
+                request: no_request,
+            }
+            .leak_into_prefix(),
+        };
+        let instance = creator.create(context).expect("created");
+        let mut out = b"stale".to_vec();
+        let code = instance.call(InvocationKind::ACTION, 0, "a", b"x", &mut out);
+        assert_eq!(
+            (code, out.as_slice()),
+            (ErrorCode::OK, &b"through invoke:x"[..])
+        );
+        let code = instance.call(InvocationKind::ACTION, 0, "a", b"fail", &mut out);
+        assert_eq!(
+            (code, out.as_slice()),
+            (ErrorCode::DOMAIN, &b"as asked"[..])
+        );
+        instance.destroy().expect("destroyed");
     }
 
     #[test]
