@@ -33,16 +33,19 @@ fn serve<T>(
     token: ContextToken,
     f: impl FnOnce(&ContextEntry) -> Result<T, HostError>,
 ) -> RResult<T, HostError> {
+    // The error is boxed inside `catch_unwind`, so that what comes out of it on success is a
+    // small value: moving a whole `Result<T, HostError>` out costs a store-forwarding stall.
     let result = catch_unwind(AssertUnwindSafe(|| {
         let record = this_thread();
         with_entry(record, token, |entry| {
-            let entry = entry.ok_or_else(revoked_error)?;
+            let entry = entry.ok_or_else(|| Box::new(revoked_error()))?;
             entry.calls.add(record, 1);
-            f(entry)
+            f(entry).map_err(Box::new)
         })
     }));
     match result {
-        Ok(r) => r.into(),
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(e)) => RResult::RErr(*e),
         Err(payload) => {
             drop_payload(payload);
             RResult::RErr(host_error(
