@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use airlock::Host;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use serde_json::{json, Value};
 
 fn host() -> (tempfile::TempDir, Host) {
@@ -72,43 +73,14 @@ fn calls(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("threads");
-    for threads in [1usize, 2] {
-        g.bench_function(format!("{threads}"), |b| {
-            b.iter_custom(|iters| {
-                let started = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..threads {
-                        s.spawn(|| {
-                            for _ in 0..iters {
-                                let _ = noop.call_bytes(b"null").expect("ok");
-                            }
-                        });
-                    }
-                });
-                // Time per call of the aggregate: lower means more throughput.
-                started.elapsed() / threads as u32
-            })
-        });
-    }
-    // The control: the same two threads making raw calls, which share nothing. What this
+    // The no-op action, and as the control the raw call, which shares nothing: what this
     // machine gives a second thread for pure compute bounds what any call path can get.
-    for threads in [1usize, 2] {
-        g.bench_function(format!("raw_{threads}"), |b| {
-            b.iter_custom(|iters| {
-                let started = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..threads {
-                        s.spawn(|| {
-                            for _ in 0..iters {
-                                black_box(black_box(raw)().len());
-                            }
-                        });
-                    }
-                });
-                started.elapsed() / threads as u32
-            })
-        });
-    }
+    in_threads(&mut g, "", || {
+        let _ = noop.call_bytes(b"null").expect("ok");
+    });
+    in_threads(&mut g, "raw_", || {
+        black_box(black_box(raw)().len());
+    });
     g.finish();
 
     let mut g = c.benchmark_group("peer");
@@ -167,6 +139,24 @@ fn calls(c: &mut Criterion) {
         serde_json::to_vec(&figures).expect("json"),
     )
     .expect("write the callback figures");
+}
+
+/// Benchmarks `work` on 1 and on 2 threads at once, as the time per call of the aggregate
+/// (lower means more throughput).
+fn in_threads(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, work: impl Fn() + Sync) {
+    for threads in [1usize, 2] {
+        g.bench_function(format!("{name}{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| (0..iters).for_each(|_| work()));
+                    }
+                });
+                started.elapsed() / threads as u32
+            })
+        });
+    }
 }
 
 /// This process's resident set, in KiB.
