@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use airlock_abi::__private::builtin_module;
@@ -37,7 +38,7 @@ pub struct LibraryFile {
     /// The sealed in-memory copy of the checked bytes that the dynamic linker will open, if
     /// stage 2 made it right after reading (`loader::seal`, at startup); the bytes are then
     /// released, so startup never holds every library's bytes at once.
-    pub(crate) sealed: Option<Arc<File>>,
+    pub(crate) sealed: Option<Arc<SealedCopy>>,
     /// The file's size in bytes.
     len: usize,
     /// BLAKE3 of `bytes`, lower-case hex: the library's identity in reports, on reload and in
@@ -56,6 +57,38 @@ pub struct LibraryFile {
     pub manifest: Manifest,
     /// A library file, or a plugin compiled into the host program.
     pub(crate) origin: Origin,
+}
+
+/// How many sealed copies stage 2 holds open right now (each is a file descriptor until its
+/// library is loaded or refused).
+static OPEN_SEALED: AtomicUsize = AtomicUsize::new(0);
+
+/// A sealed in-memory copy that stage 2 made and stage 4 will open, counted while it is open
+/// so that startup can keep within a budget of file descriptors (`loader::seal`).
+#[derive(Debug)]
+pub(crate) struct SealedCopy(File);
+
+impl SealedCopy {
+    fn new(file: File) -> Self {
+        OPEN_SEALED.fetch_add(1, Ordering::Relaxed);
+        Self(file)
+    }
+
+    /// The memfd.
+    pub(crate) fn file(&self) -> &File {
+        &self.0
+    }
+
+    /// How many are open in this process.
+    pub(crate) fn open() -> usize {
+        OPEN_SEALED.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SealedCopy {
+    fn drop(&mut self) {
+        OPEN_SEALED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a plugin's code comes from: the seam the load pipeline branches on once.
@@ -142,7 +175,7 @@ impl LibraryFile {
 
     /// Keeps `copy`, the sealed in-memory copy of the checked bytes, in place of the bytes.
     pub(crate) fn keep_sealed(&mut self, copy: File) {
-        self.sealed = Some(Arc::new(copy));
+        self.sealed = Some(Arc::new(SealedCopy::new(copy)));
         self.bytes = Vec::new();
     }
 

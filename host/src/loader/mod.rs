@@ -394,9 +394,14 @@ enum InMemory {
 /// in the processor's cache, and keeps it in place of the bytes: stage 4 then only opens it, and
 /// startup never holds every library's bytes at once. Where the system has no sealed memory, or
 /// the copy changed before it was sealed, the bytes stay and stage 4 tries again from them.
+/// Each copy is a descriptor until its library is loaded, so at most a quarter of the process's
+/// descriptor limit are held this way; past that, the bytes stay too.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn seal(file: &mut LibraryFile) {
-    if file.bytes.is_empty() || file.sealed.is_some() {
+    if file.bytes.is_empty()
+        || file.sealed.is_some()
+        || crate::library_file::SealedCopy::open() >= sealed_budget()
+    {
         return;
     }
     if let Ok(memfd) = sealed_copy(
@@ -411,6 +416,25 @@ pub(crate) fn seal(file: &mut LibraryFile) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn seal(_: &mut LibraryFile) {}
+
+/// How many sealed copies stage 2 may hold open: a quarter of the soft limit on descriptors,
+/// so that the rest of the host (and `dlopen`, which opens each copy) never runs out.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sealed_budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` through the pointer, which points to a local
+        // of that type that lives across the call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return 0;
+        }
+        usize::try_from(limit.rlim_cur).map_or(usize::MAX, |cur| cur / 4)
+    })
+}
 
 /// The memfd's name, which `/proc/<pid>/maps` shows: `airlock:<id>`.
 fn memfd_name(file: &LibraryFile) -> String {
@@ -438,7 +462,7 @@ fn open_in_memory(file: &LibraryFile) -> InMemory {
 
     let made;
     let memfd = match &file.sealed {
-        Some(sealed) => &**sealed,
+        Some(sealed) => sealed.file(),
         None => {
             made = match sealed_copy(
                 &memfd_name(file),
@@ -618,7 +642,9 @@ fn write_shadow(file: &LibraryFile, dir: &Path) -> std::io::Result<PathBuf> {
     match &file.sealed {
         // Stage 2 released the bytes for a sealed copy the dynamic linker then refused (a
         // system that does not map memfds executable): the copy holds the checked bytes.
-        Some(sealed) if file.bytes.is_empty() => copy_out(sealed, file.len() as u64, &mut out)?,
+        Some(sealed) if file.bytes.is_empty() => {
+            copy_out(sealed.file(), file.len() as u64, &mut out)?;
+        }
         _ => out.write_all(&file.bytes)?,
     }
     out.flush()?;

@@ -252,3 +252,40 @@ fn layouts_the_host_does_not_expect_are_refused_at_load() {
     );
     assert!(host.plugin("hello").is_some());
 }
+
+#[test]
+fn startup_keeps_within_a_low_limit_on_descriptors() {
+    // Stage 2 keeps each library's sealed copy (a descriptor) open until stage 4 loads it. Under
+    // a soft limit of 64 descriptors, 100 libraries must all load all the same: at most a
+    // quarter of the limit is held that way, and `dlopen` always finds a descriptor free.
+    let dir = TempPluginDir::new();
+    let hello = airlock_tests::fixture_bytes("hello");
+    let needle = br#""id": "hello""#;
+    let at = hello
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the id in the manifest");
+    for i in 0..100 {
+        let id = format!("h{i:04}");
+        let mut copy = hello.clone();
+        copy[at + 7..at + 7 + id.len()].copy_from_slice(id.as_bytes());
+        dir.add_bytes(&TempPluginDir::lib_name(&id), &copy);
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" check --load --format json \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let refused: Vec<_> = json["plugins"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|p| p["status"] != "ok")
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+    assert_eq!(json["plugins"].as_array().map(Vec::len), Some(100));
+    assert_eq!(out.status.code(), Some(0));
+}
