@@ -53,6 +53,7 @@ for g, n, label in rows:
     out.append(f"| {label} | {fmt(p)} | {fmt(lo)} – {fmt(hi)} |")
 out.append(f"| capability-checked host callback from inside a plugin (self-timed, 2M calls) | {cb['checked_ns']:.1f} ns | |")
 out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']:.1f} ns | |")
+out.append(f"| an empty function with the vtable's `log` signature, through a function pointer (same loop): the floor of that slot | {cb['signature_ns']:.1f} ns | |")
 out.append(f"| resident memory per retained generation (over {cb['reload_generations']} forced reloads; the library is {cb['library_kib']} KiB) | {cb['rss_per_generation_kib']:.0f} KiB | |")
 out += ["", "## Startup: verify + load + init of N plugins, against a bare dlopen of the same files", "",
         "Each run is a fresh process; Airlock and bare runs alternate; medians of 5. Bare: `dlopen(RTLD_NOW | RTLD_LOCAL)` of each file at its own path, with no checks, no copy and no init.", "",
@@ -68,6 +69,8 @@ ratios = [
     ("wasmtime no-op ÷ no-op action (`call_into`): above 1, the native call is faster", m[("peer","wasmtime_noop")]/m[("call","handle_noop_into")], "≥ 1", lambda r: r >= 1),
     ("wasmtime no-op ÷ no-op action (`call_bytes`)", m[("peer","wasmtime_noop")]/m[("call","handle_noop")], "≥ 1", lambda r: r >= 1),
     ("checked callback ÷ raw callback", cb["checked_ns"]/cb["raw_ns"], "≤ 3", lambda r: r <= 3),
+    ("the `log` slot's floor ÷ raw callback (the frozen signature's share)", cb["signature_ns"]/cb["raw_ns"], "—", lambda r: True),
+    ("checked callback ÷ the `log` slot's floor (the membrane's share)", cb["checked_ns"]/cb["signature_ns"], "—", lambda r: True),
     ("bytes action (`add_bytes_into`) ÷ (2 × no-op action + one copy), all `call_bytes`", m[("json","bytes_into")]/(2*m[("call","handle_noop")]+m[("json","one_copy")]), "≤ 1", lambda r: r <= 1),
     ("bytes action (`add_bytes`) ÷ (2 × no-op action + one copy)", m[("json","raw_bytes")]/(2*m[("call","handle_noop")]+m[("json","one_copy")]), "≤ 1", lambda r: r <= 1),
     ("serial no-op ÷ parallel no-op (`call_into`): the lock's share", m[("call","serial_noop_into")]/m[("call","handle_noop_into")], "—", lambda r: True),

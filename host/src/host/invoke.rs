@@ -74,7 +74,7 @@ impl HostShared {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        if plugin.state.get() == PluginState::Quarantined {
+        if plugin.state.is(PluginState::Quarantined) {
             let id = plugin.id();
             return refuse(
                 out,

@@ -104,6 +104,12 @@ impl Lifecycle {
             .unwrap_or(PluginState::Failed)
     }
 
+    /// Whether the state is `state`: one load and a compare, for the call path.
+    #[inline(always)]
+    pub(super) fn is(&self, state: PluginState) -> bool {
+        self.0.load(Ordering::Acquire) == Self::encode(state)
+    }
+
     pub(super) fn set(&self, state: PluginState) {
         self.0.store(Self::encode(state), Ordering::Release);
     }
