@@ -53,7 +53,7 @@ for g, n, label in rows:
     out.append(f"| {label} | {fmt(p)} | {fmt(lo)} – {fmt(hi)} |")
 out.append(f"| capability-checked host callback from inside a plugin (self-timed, 2M calls) | {cb['checked_ns']:.1f} ns | |")
 out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']:.1f} ns | |")
-out.append(f"| an empty function with the vtable's `log` signature, through a function pointer (same loop): the floor of that slot | {cb['signature_ns']:.1f} ns | |")
+out.append(f"| the same callback on a context whose host functions do nothing (same loop): the floor of the frozen `log` slot | {cb['signature_ns']:.1f} ns | |")
 out.append(f"| resident memory per retained generation (over {cb['reload_generations']} forced reloads; the library is {cb['library_kib']} KiB) | {cb['rss_per_generation_kib']:.0f} KiB | |")
 out += ["", "## Startup: verify + load + init of N plugins, against a bare dlopen of the same files", "",
         "Each run is a fresh process; Airlock and bare runs alternate; medians of 5. Bare: `dlopen(RTLD_NOW | RTLD_LOCAL)` of each file at its own path, with no checks, no copy and no init.", "",

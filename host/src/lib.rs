@@ -58,7 +58,7 @@ pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
 pub use host::{
-    check, check_report, pin, ActionHandle, ActionOutcome, Checked, ConfigApplied, Host,
+    check, check_report, pin, ActionHandle, ActionOutcome, Answered, Checked, ConfigApplied, Host,
     HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
 };

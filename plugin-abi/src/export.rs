@@ -279,16 +279,25 @@ extern "C" fn call_entry<P: Plugin>(
     payload: RSlice<'_, u8>,
     out: &mut RVec<u8>,
 ) -> ErrorCode {
+    // Only a code comes out of `catch_unwind` (a register): a failure's message is put in
+    // `out` inside it, so success moves no `Result` through memory.
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as in `invoke_entry`: a handle from this module's `create`, not yet destroyed.
         let instance = unsafe { &*handle.0.cast::<Instance<P>>() };
-        call(instance, kind, index, payload.as_slice(), out)
+        match call(instance, kind, index, payload.as_slice(), out) {
+            Ok(()) => ErrorCode::OK,
+            Err(e) => failed(out, e.code, e.message.as_str()),
+        }
     }));
-    let (code, message) = match result {
-        Ok(Ok(())) => return ErrorCode::OK,
-        Ok(Err(e)) => (e.code, e.message.into_string()),
-        Err(payload) => (ErrorCode::PANICKED, panic_message(payload)),
-    };
+    match result {
+        Ok(code) => code,
+        Err(payload) => failed(out, ErrorCode::PANICKED, &panic_message(payload)),
+    }
+}
+
+/// Leaves `message` in `out` and answers `code`.
+#[cold]
+fn failed(out: &mut RVec<u8>, code: ErrorCode, message: &str) -> ErrorCode {
     out.clear();
     out.extend_from_copy_slice(message.as_bytes());
     code

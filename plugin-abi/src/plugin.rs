@@ -418,13 +418,61 @@ where
         if std::mem::size_of::<O>() == 0 && *null_answer.get_or_init(|| answers_null(&output)) {
             return Ok(());
         }
-        serde_json::to_writer(out, &output).map_err(|e| {
+        let mut writer = Batched::new(out);
+        serde_json::to_writer(&mut writer, &output).map_err(|e| {
             PluginError::new(
                 ErrorCode::HANDLER,
                 format!("output of {what} {name:?} does not serialize: {e}"),
             )
-        })
+        })?;
+        writer.flush_batch();
+        Ok(())
     })
+}
+
+/// Gathers small writes on the stack and appends them to the host's buffer in large pieces:
+/// serde_json writes token by token, and every append to an `RVec` checks its capacity through
+/// the vector's own functions.
+struct Batched<'a> {
+    out: &'a mut RVec<u8>,
+    batch: [u8; 256],
+    len: usize,
+}
+
+impl<'a> Batched<'a> {
+    fn new(out: &'a mut RVec<u8>) -> Self {
+        Self {
+            out,
+            batch: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn flush_batch(&mut self) {
+        self.out.extend_from_copy_slice(&self.batch[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl std::io::Write for Batched<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.len + bytes.len() > self.batch.len() {
+            self.flush_batch();
+            if bytes.len() > self.batch.len() {
+                self.out.extend_from_copy_slice(bytes);
+                return Ok(bytes.len());
+            }
+        }
+        self.batch[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_batch();
+        Ok(())
+    }
 }
 
 /// Whether `value` is a zero-sized value whose JSON is `null` (`()`, unit structs): such an

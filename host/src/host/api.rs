@@ -15,7 +15,7 @@ use crate::context::{self};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal};
 use crate::library_file::LibraryFile;
-use crate::loader::hazard::Guarded;
+use crate::loader::retain::Retaining;
 use crate::loader::{self};
 use crate::report::{LoadReport, PluginReport};
 use crate::watch::Watcher;
@@ -204,7 +204,7 @@ impl Host {
             shared: &self.shared,
             plugin: plugin.to_owned(),
             action: action.to_owned(),
-            resolved: Guarded::new(Some(Arc::new(resolved))),
+            resolved: Retaining::new(resolved),
         })
     }
 

@@ -3,19 +3,33 @@
 use std::sync::Arc;
 
 use crate::error::{CallError, CallErrorCode};
-use crate::loader::hazard::{this_thread, Guarded};
+use crate::loader::hazard::this_thread;
+use crate::loader::retain::Retaining;
 
-use super::called::{answer, fail, json_call, message, not_loaded, Called};
+use super::called::{answer, fail, json_call, message, Called};
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
 use crate::outcome::ActionOutcome;
+
+/// How an action called with [`ActionHandle::call_into`] answered; what it said is in the
+/// caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The buffer holds the answer.
+    Ok,
+    /// The buffer holds the action's domain error message (the envelope's `error`).
+    Error,
+}
 
 /// A pre-resolved action of a plugin, from [`Host::action`]: calls pay no lookup by name.
 pub struct ActionHandle<'h> {
     pub(super) shared: &'h HostShared,
     pub(super) plugin: String,
     pub(super) action: String,
-    pub(super) resolved: Guarded<(Arc<LoadedPlugin>, usize)>,
+    /// The plugin and the action's index in its manifest, read with one load; after a reload
+    /// the handle resolves again, and keeps what it replaced until it is dropped (a plugin's
+    /// bookkeeping, not its library or instance, per reload it followed).
+    pub(super) resolved: Retaining<(Arc<LoadedPlugin>, usize)>,
 }
 
 impl std::fmt::Debug for ActionHandle<'_> {
@@ -52,21 +66,25 @@ impl ActionHandle<'_> {
     }
 
     /// Calls the action with bytes, leaving the answer in `out` (cleared first, its capacity
-    /// reused): the cheapest call there is, for hot loops. `Ok(Ok(()))` means `out` holds the
-    /// answer; `Ok(Err(message))` is the action's domain error.
+    /// reused): the cheapest call there is, for hot loops. [`Answered::Ok`]: `out` holds the
+    /// answer; [`Answered::Error`]: `out` holds the action's domain error message (UTF-8). The
+    /// error is boxed so that the whole result comes back in registers.
     ///
     /// # Errors
     ///
     /// As [`Host::call_bytes`].
-    pub fn call_into(
-        &self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<Result<(), String>, CallError> {
-        match self.call_raw(input, out)? {
-            Called::Answered => Ok(Ok(())),
-            Called::Domain => Ok(Err(message(out))),
-            Called::Failed(code) => Err(fail(&self.plugin, &self.action, code, message(out))),
+    #[inline]
+    pub fn call_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Answered, Box<CallError>> {
+        match self.call_raw(input, out) {
+            Ok(Called::Answered) => Ok(Answered::Ok),
+            Ok(Called::Domain) => Ok(Answered::Error),
+            Ok(Called::Failed(code)) => Err(Box::new(fail(
+                &self.plugin,
+                &self.action,
+                code,
+                message(out),
+            ))),
+            Err(e) => Err(Box::new(e)),
         }
     }
 
@@ -76,24 +94,16 @@ impl ActionHandle<'_> {
         let record = this_thread();
         let mut attempts = 0;
         loop {
-            let (called, retry) = self.resolved.with_record(record, |resolved| {
-                let Some((loaded, index)) = resolved else {
-                    return (None, false);
-                };
-                let called = self.shared.call_index(record, loaded, *index, input, out);
-                let retry = called == Called::Failed(CallErrorCode::Revoked)
-                    && self.shared.replaced(loaded);
-                (Some(called), retry)
-            });
-            let Some(called) = called else {
-                return Err(not_loaded(&self.plugin, &self.action));
-            };
+            let (loaded, index) = self.resolved.get();
+            let called = self.shared.call_index(record, loaded, *index, input, out);
+            let retry =
+                called == Called::Failed(CallErrorCode::Revoked) && self.shared.replaced(loaded);
             if !retry || attempts >= 8 {
                 return Ok(called);
             }
             attempts += 1;
             let resolved = self.shared.resolve(&self.plugin, &self.action)?;
-            drop(self.resolved.replace(Some(Arc::new(resolved))));
+            self.resolved.replace(resolved);
         }
     }
 }

@@ -21,7 +21,7 @@ pub use crate::outcome::{
     TeardownOutcome, TeardownRecord,
 };
 pub use builder::HostBuilder;
-pub use handle::ActionHandle;
+pub use handle::{ActionHandle, Answered};
 pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
     HookError, HookFailure, HookMode, Swallowed,

@@ -282,10 +282,17 @@ thread_local! {
 }
 
 /// This thread's record; `None` while the thread's locals are being torn down.
+#[inline]
 pub(crate) fn this_thread() -> Option<&'static ThreadRecord> {
     if let Ok(Some(record)) = RECORD.try_with(Cell::get) {
         return Some(record);
     }
+    lease_record()
+}
+
+/// The first [`this_thread`] of a thread: leases its record.
+#[cold]
+fn lease_record() -> Option<&'static ThreadRecord> {
     let record = LEASE.try_with(|lease| lease.0).ok()?;
     let _ = RECORD.try_with(|cell| cell.set(Some(record)));
     Some(record)

@@ -21,6 +21,7 @@
 pub(crate) mod baseline;
 mod call_table;
 pub(crate) mod hazard;
+pub(crate) mod retain;
 pub(crate) mod sync;
 pub(crate) mod watchdog;
 

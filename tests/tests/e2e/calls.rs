@@ -1,7 +1,7 @@
 //! Calling actions: config from the policy, the result envelope, the error codes, and parallel
 //! calls from several threads.
 
-use airlock::{ActionOutcome, CallErrorCode};
+use airlock::{ActionOutcome, Answered, CallErrorCode};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -96,12 +96,15 @@ fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
 
     // `call_into` leaves the answer in the caller's buffer, replacing what was there.
     let mut out = b"stale".to_vec();
-    assert_eq!(echo.call_into(b"xyz", &mut out).expect("call"), Ok(()));
+    assert_eq!(
+        echo.call_into(b"xyz", &mut out).expect("call"),
+        Answered::Ok
+    );
     assert_eq!(out, b"echo:xyz");
     // An answer larger than the buffer grows it (the plugin appends through the host's
     // allocator): every byte arrives.
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    assert_eq!(echo.call_into(&big, &mut out).expect("call"), Ok(()));
+    assert_eq!(echo.call_into(&big, &mut out).expect("call"), Answered::Ok);
     assert_eq!(&out[..5], b"echo:");
     assert!(
         out[5..] == big[..],
@@ -111,13 +114,23 @@ fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
     // A domain error is the envelope's error, with the plugin's message, through both forms.
     assert_eq!(
         echo.call_into(b"fail", &mut out).expect("call"),
-        Err("asked to fail".to_owned())
+        Answered::Error
     );
+    assert_eq!(out, b"asked to fail");
     assert_eq!(
         echo.call_bytes(b"fail").expect("call"),
         Err("asked to fail".to_owned())
     );
     // And the buffer is usable again after it.
-    assert_eq!(echo.call_into(b"again", &mut out).expect("call"), Ok(()));
+    assert_eq!(
+        echo.call_into(b"again", &mut out).expect("call"),
+        Answered::Ok
+    );
     assert_eq!(out, b"echo:again");
+
+    // An infrastructure failure is the error, with its code and the host's message.
+    host.disable("probe").expect("disabled");
+    let err = echo.call_into(b"x", &mut out).expect_err("disabled");
+    assert_eq!(err.code, CallErrorCode::Revoked, "{err}");
+    assert!(err.message.contains("disabled"), "{err}");
 }
