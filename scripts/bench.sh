@@ -93,7 +93,7 @@ open("BENCHMARKS.md.new", "w").write("\n".join(out) + "\n")
 PY
 # Keep the analysis section of BENCHMARKS.md (below the generated part) if there is one.
 if [ -f BENCHMARKS.md ] && grep -q '^## Where the time goes' BENCHMARKS.md; then
-  sed -n '/^## Where the time goes/,$p' BENCHMARKS.md >> BENCHMARKS.md.new
+  { echo; sed -n '/^## Where the time goes/,$p' BENCHMARKS.md; } >> BENCHMARKS.md.new
 fi
 mv BENCHMARKS.md.new BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
