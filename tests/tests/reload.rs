@@ -215,11 +215,20 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
     let done = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
     let started = Instant::now();
+    // One thread calls by name, the other through one pre-resolved handle, which must follow
+    // every swap (resolving the action again on the new generation).
+    let handle = host.action("versioned", "version").expect("resolved");
     std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
+        for by_handle in [false, true] {
+            let (handle, done, calls, host) = (&handle, &done, &calls, &host);
+            s.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    match host.call("versioned", "version", &Value::Null) {
+                    let answer = if by_handle {
+                        handle.call(&Value::Null)
+                    } else {
+                        host.call("versioned", "version", &Value::Null)
+                    };
+                    match answer {
                         Ok(ActionOutcome::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
                         other => panic!("a call failed during the swaps: {other:?}"),
                     }
@@ -244,6 +253,12 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
         done.store(true, Ordering::Relaxed);
     });
     let elapsed = started.elapsed();
+    // The handle now serves the last build installed.
+    let last = if swaps % 2 == 0 { "1" } else { "2" };
+    assert_eq!(
+        handle.call(&Value::Null).expect("call"),
+        ActionOutcome::Ok(last.into())
+    );
     let info = host.plugin("versioned").expect("loaded");
     assert_eq!(info.generation, swaps + 1);
     assert_eq!(
