@@ -254,7 +254,7 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
     });
     let elapsed = started.elapsed();
     // The handle now serves the last build installed.
-    let last = if swaps % 2 == 0 { "1" } else { "2" };
+    let last = if swaps.is_multiple_of(2) { "1" } else { "2" };
     assert_eq!(
         handle.call(&Value::Null).expect("call"),
         ActionOutcome::Ok(last.into())
