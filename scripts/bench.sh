@@ -53,6 +53,8 @@ for g, n, label in rows:
     out.append(f"| {label} | {fmt(p)} | {fmt(lo)} – {fmt(hi)} |")
 out.append(f"| capability-checked host callback from inside a plugin (self-timed, 2M calls) | {cb['checked_ns']:.1f} ns | |")
 out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']:.1f} ns | |")
+out.append(f"| a service operation of the embedding program called from inside a plugin (`ctx.service`, a small JSON request and answer; self-timed) | {cb['service_ns']:.1f} ns | |")
+out.append(f"| the built-in kv `get` of a small value, called the same way | {cb['kv_ns']:.1f} ns | |")
 out.append(f"| the same callback on a context whose host functions do nothing (same loop): the floor of the frozen `log` slot | {cb['signature_ns']:.1f} ns | |")
 out.append(f"| resident memory per retained generation (over {cb['reload_generations']} forced reloads; the library is {cb['library_kib']} KiB) | {cb['rss_per_generation_kib']:.0f} KiB | |")
 out += ["", "## Startup: verify + load + init of N plugins, against a bare dlopen of the same files", "",
@@ -69,6 +71,8 @@ ratios = [
     ("wasmtime no-op ÷ no-op action (`call_into`): above 1, the native call is faster", m[("peer","wasmtime_noop")]/m[("call","handle_noop_into")], "≥ 1", lambda r: r >= 1),
     ("wasmtime no-op ÷ no-op action (`call_bytes`)", m[("peer","wasmtime_noop")]/m[("call","handle_noop")], "≥ 1", lambda r: r >= 1),
     ("checked callback ÷ raw callback", cb["checked_ns"]/cb["raw_ns"], "≤ 3", lambda r: r <= 3),
+    ("embedder service call ÷ built-in kv get (same run, from inside the plugin)", cb["service_ns"]/cb["kv_ns"], "—", lambda r: True),
+    ("embedder service call ÷ raw callback", cb["service_ns"]/cb["raw_ns"], "—", lambda r: True),
     ("the `log` slot's floor ÷ raw callback (the frozen signature's share)", cb["signature_ns"]/cb["raw_ns"], "—", lambda r: True),
     ("checked callback ÷ the `log` slot's floor (the membrane's share)", cb["checked_ns"]/cb["signature_ns"], "—", lambda r: True),
     ("bytes action (`add_bytes_into`) ÷ (2 × no-op action + one copy), all `call_bytes`", m[("json","bytes_into")]/(2*m[("call","handle_noop")]+m[("json","one_copy")]), "≤ 1", lambda r: r <= 1),

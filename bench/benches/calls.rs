@@ -15,7 +15,15 @@ fn host() -> (tempfile::TempDir, Host) {
     std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
         .expect("copy");
     airlock_bench::serial_copy(dir.path());
-    let host = Host::builder().plugin_dir(dir.path()).build().expect("host");
+    // The plugin reaches a service of this program and the built-in kv (measured from inside).
+    let policy = "[plugins.bench-noop]\ngrants = [\"kv\", \"service:probe.ping\"]\n";
+    let host = Host::builder()
+        .plugin_dir(dir.path())
+        .policy(airlock::Policy::parse(policy, false).expect("policy"))
+        .data_dir(dir.path().join("data"))
+        .operation::<airlock_contract_probe::Ping>(|_, input| Ok(input.text))
+        .build()
+        .expect("host");
     assert!(host.load().expect("load").all_ok());
     (dir, host)
 }

@@ -175,17 +175,26 @@ fn check_pins(
 }
 
 /// Declared ∩ granted: a declared capability is effective when the policy grants it exactly,
-/// or grants a scope glob that covers the declared scope.
+/// or grants a scope glob that covers the declared scope; and a grant narrower than a
+/// declaration (`service:editor.read` granted, `service:editor.*` declared) is effective as
+/// granted.
 pub fn effective_grants(
     declared: &[DeclaredCapability],
     granted: &[Capability],
 ) -> Vec<Capability> {
-    declared
+    let mut effective: Vec<Capability> = declared
         .iter()
         .map(|d| &d.capability)
         .filter(|cap| granted.iter().any(|g| grant_covers(g, cap)))
         .cloned()
-        .collect()
+        .collect();
+    for grant in granted {
+        let narrower = declared.iter().any(|d| grant_covers(&d.capability, grant));
+        if narrower && !effective.iter().any(|e| grant_covers(e, grant)) {
+            effective.push(grant.clone());
+        }
+    }
+    effective
 }
 
 /// Whether `grant` covers `wanted`: same kind, and the grant's scope glob matches the wanted
@@ -237,5 +246,19 @@ mod tests {
         ];
         let effective = effective_grants(&declared, &granted);
         assert_eq!(effective, vec![cap("kv"), cap("events.publish:demo.tick")]);
+    }
+
+    #[test]
+    fn a_grant_narrower_than_the_declaration_is_effective_as_granted() {
+        let declared = vec![DeclaredCapability {
+            capability: cap("service:editor.*"),
+            required: false,
+            reason: None,
+        }];
+        let granted = vec![cap("service:editor.read"), cap("service:other.read")];
+        assert_eq!(
+            effective_grants(&declared, &granted),
+            vec![cap("service:editor.read")]
+        );
     }
 }

@@ -175,6 +175,10 @@ pub struct CallError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A service operation the embedding program registered is not valid
+    /// (`HostBuilder::operation`): a bad name, a built-in service's name, or registered twice.
+    #[error("invalid service operation: {0}")]
+    Service(String),
     /// The policy file could not be read.
     #[error("cannot read policy file {}", path.display())]
     PolicyRead {

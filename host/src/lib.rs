@@ -42,6 +42,7 @@ mod lock;
 mod membrane;
 mod outcome;
 mod policy;
+mod registry;
 mod report;
 mod services;
 mod supervisor;
@@ -79,6 +80,7 @@ pub use policy::{
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,
     DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
 };
+pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};
 pub use supervisor::WATCHDOG_TICK;
 pub use timers::MAX_JOBS_PER_PLUGIN;

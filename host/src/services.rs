@@ -6,6 +6,7 @@ use crate::audit::AuditLog;
 use crate::error::CallError;
 use crate::events::EventBus;
 use crate::kv::KvStore;
+use crate::registry::Registry;
 use crate::timers::TimerService;
 
 /// What a plugin did that the authors' test harness shows its test (logs, publications).
@@ -44,6 +45,8 @@ pub(crate) trait HostServices: Send + Sync {
     fn events(&self) -> &EventBus;
     /// The timer service.
     fn timers(&self) -> &TimerService;
+    /// The embedding program's services.
+    fn registry(&self) -> &Registry;
     /// A secret's value from the policy or the environment, or why it is not available.
     fn secret(&self, name: &str) -> Result<String, String>;
     /// Calls `action` of `plugin` with JSON bytes: the answer's bytes, or its domain error.

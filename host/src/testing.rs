@@ -39,6 +39,7 @@ use crate::audit::AuditOutcome;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 use crate::host::{ConfigApplied, Host, TeardownOutcome};
 use crate::policy::{Policy, SecretSource};
+use crate::registry::{Caller, Registry, ServiceError};
 use crate::services::Observed;
 
 /// Sets up one plugin on a real host for a test.
@@ -48,6 +49,9 @@ pub struct TestHost {
     config: Option<Value>,
     secrets: Vec<(String, String)>,
     answers: Vec<(String, String, Result<Value, String>)>,
+    /// The embedding program's services, as the test fakes them.
+    registry: Registry,
+    registry_error: Option<String>,
 }
 
 /// What a plugin did wrong at teardown, found by [`Tested::teardown`].
@@ -103,6 +107,19 @@ impl TestHost {
         self
     }
 
+    /// Offers the plugin operation `O` of a service of the embedding program, served by
+    /// `handler` (a fake of the program's implementation); as
+    /// [`HostBuilder::operation`](crate::HostBuilder::operation).
+    pub fn operation<O: airlock_abi::contract::Operation>(
+        mut self,
+        handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
+    ) -> Self {
+        if let Err(e) = self.registry.add::<O>(handler) {
+            self.registry_error.get_or_insert(e);
+        }
+        self
+    }
+
     /// Creates the plugin on a host of its own, through the real pipeline after the file:
     /// manifest checks, policy, `validate_config`, `create`.
     ///
@@ -148,6 +165,7 @@ impl TestHost {
             .data_dir(data.path())
             .shadow_dir(data.path())
             .observed(self.answers)
+            .services(self.registry, self.registry_error)
             .build()
             .map_err(|e| refuse(RefusalReason::LoadFailed, e.to_string()))?;
         let report = host

@@ -239,6 +239,8 @@ impl HostErrorCode {
     pub const BAD_REQUEST: Self = Self(4);
     /// The host failed while serving the request.
     pub const INTERNAL: Self = Self(5);
+    /// A service of the embedding program answered with its own error (the message is its).
+    pub const SERVICE_FAILED: Self = Self(6);
     /// The first of the codes for a failed call to another plugin, one per
     /// [`CallErrorCode`]: see [`HostErrorCode::call_failed`].
     pub const CALL_FAILED: Self = Self(100);

@@ -31,6 +31,7 @@
 //! ```
 
 mod block;
+pub mod contract;
 mod export;
 mod ffi;
 pub mod manifest;

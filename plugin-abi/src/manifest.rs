@@ -86,11 +86,14 @@ pub enum CapabilityKind {
     /// Operating the host itself (revoking, disabling, reading the audit log). Reserved to the
     /// host program's own code: never granted to a library.
     HostControl,
+    /// Calling operations of a service the embedding program offers; the scope is
+    /// `<service>.<operation>` (a glob: `editor.*`).
+    Service,
 }
 
 impl CapabilityKind {
     /// Every kind, in a stable order (tests iterate over it).
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Kv,
         Self::EventsPublish,
         Self::EventsSubscribe,
@@ -98,6 +101,7 @@ impl CapabilityKind {
         Self::Secrets,
         Self::PluginsCall,
         Self::HostControl,
+        Self::Service,
     ];
 
     /// The name used in manifests and policies.
@@ -110,6 +114,7 @@ impl CapabilityKind {
             Self::Secrets => "secrets",
             Self::PluginsCall => "plugins.call",
             Self::HostControl => "host.control",
+            Self::Service => "service",
         }
     }
 
@@ -123,7 +128,11 @@ impl CapabilityKind {
     pub const fn is_scoped(self) -> bool {
         matches!(
             self,
-            Self::EventsPublish | Self::EventsSubscribe | Self::Secrets | Self::PluginsCall
+            Self::EventsPublish
+                | Self::EventsSubscribe
+                | Self::Secrets
+                | Self::PluginsCall
+                | Self::Service
         )
     }
 

@@ -144,6 +144,8 @@ pub enum ContextError {
     Host(String),
     /// The host's answer did not decode into the expected type.
     Decode(String),
+    /// A service of the embedding program answered with its own error.
+    Service(String),
     /// A call to another plugin failed in the host or in that plugin.
     Call {
         /// What went wrong (`not_found`, `bad_input`, `panicked`, …).
@@ -164,6 +166,7 @@ impl fmt::Display for ContextError {
             Self::BadRequest(m) => write!(f, "bad request: {m}"),
             Self::Host(m) => write!(f, "host error: {m}"),
             Self::Decode(m) => write!(f, "could not decode the host's answer: {m}"),
+            Self::Service(m) => write!(f, "the service failed: {m}"),
             Self::Call { code, message } => write!(f, "the call failed ({code}): {message}"),
         }
     }
@@ -181,6 +184,7 @@ impl From<HostError> for ContextError {
             },
             HostErrorCode::UNSUPPORTED => Self::Unsupported(message),
             HostErrorCode::BAD_REQUEST => Self::BadRequest(message),
+            HostErrorCode::SERVICE_FAILED => Self::Service(message),
             code => match code.call_error() {
                 Some(code) => Self::Call { code, message },
                 None => Self::Host(message),
@@ -304,6 +308,31 @@ impl Context {
             RResult::ROk(bytes) => Ok(bytes.into_vec()),
             RResult::RErr(e) => Err(e.into()),
         }
+    }
+
+    /// Calls operation `O` of a service the embedding program offers (named in an interface
+    /// crate both sides depend on: see [`crate::contract`]). Needs the capability
+    /// `service:<service>.<operation>`.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::CapabilityViolation`] without the grant; [`ContextError::Unsupported`]
+    /// if the host does not offer the operation, or offers another version of it;
+    /// [`ContextError::Service`] if the service answered with an error;
+    /// [`ContextError::Decode`] if its answer does not decode into `O::Output`.
+    pub fn service<O: crate::contract::Operation>(
+        &self,
+        input: &O::Input,
+    ) -> Result<O::Output, ContextError> {
+        let payload =
+            serde_json::to_vec(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        let operation = crate::contract::wire_name::<O>();
+        let answer = self.request(
+            <O::Service as crate::contract::Service>::NAME,
+            &operation,
+            &payload,
+        )?;
+        serde_json::from_slice(&answer).map_err(|e| ContextError::Decode(e.to_string()))
     }
 }
 

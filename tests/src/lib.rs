@@ -228,7 +228,7 @@ impl TempPluginDir {
     /// A host over this directory with `policy` (TOML), loaded.
     pub fn load(&self, policy: &str) -> (Host, airlock::LoadReport) {
         let policy = Policy::parse(policy, false).expect("test policy parses");
-        let host = Host::builder()
+        let host = probe_services(Host::builder())
             .plugin_dir(self.path())
             .policy(policy)
             .build()
@@ -236,6 +236,45 @@ impl TempPluginDir {
         let report = host.load().expect("plugin directory readable");
         (host, report)
     }
+}
+
+/// Offers the `probe` service of the test interface crate (`airlock-contract-probe`), as every
+/// test host does: `ping` answers who called and with what; `fail` answers a service error for
+/// `"error"` and panics for `"panic"`.
+pub fn probe_services(builder: airlock::HostBuilder) -> airlock::HostBuilder {
+    use airlock_contract_probe::{Fail, Ping};
+    builder
+        .operation::<Ping>(probe_ping)
+        .operation::<Fail>(probe_fail)
+}
+
+/// The test hosts' `probe.ping`: who called, and with what.
+///
+/// # Errors
+///
+/// Never.
+pub fn probe_ping(
+    caller: &airlock::Caller,
+    input: airlock_contract_probe::PingInput,
+) -> Result<String, airlock::ServiceError> {
+    Ok(format!(
+        "pong to {} (generation {}): {}",
+        caller.plugin, caller.generation, input.text
+    ))
+}
+
+/// The test hosts' `probe.fail`: a service error for `"error"`, a panic for `"panic"`.
+///
+/// # Errors
+///
+/// Always, unless it panics.
+pub fn probe_fail(_: &airlock::Caller, how: String) -> Result<(), airlock::ServiceError> {
+    if how == "panic" {
+        panic!("the probe service was asked to panic");
+    }
+    Err(airlock::ServiceError::new(
+        "the probe service was asked to fail",
+    ))
 }
 
 /// Sets a file's permission bits.

@@ -9,23 +9,25 @@ use airlock_fixture_probe::probe::Probe;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
-const CAPABILITIES: [&str; 6] = [
+const CAPABILITIES: [&str; 7] = [
     "kv",
     "events.publish",
     "events.subscribe",
     "timers",
     "secrets",
     "plugins.call",
+    "service",
 ];
 
 /// Every grant the probe declares.
-const ALL_GRANTS: [&str; 6] = [
+const ALL_GRANTS: [&str; 7] = [
     "kv",
     "events.publish:probe.*",
     "events.subscribe:probe.*",
     "timers",
     "secrets:probe_secret",
     "plugins.call:*",
+    "service:probe.*",
 ];
 
 /// What a call came to, whoever ran it: the answer, the domain error, or the failure code.
@@ -179,6 +181,8 @@ fn harness(granted: bool) -> Run {
         Vec::new()
     };
     let probe = TestHost::new()
+        .operation::<airlock_contract_probe::Ping>(airlock_tests::probe_ping)
+        .operation::<airlock_contract_probe::Fail>(airlock_tests::probe_fail)
         .grants(&grants)
         .secret("probe_secret", "s")
         .create::<Probe>()

@@ -13,6 +13,7 @@ use crate::library_file::LibraryFile;
 use crate::loader::hazard::Guarded;
 use crate::lock::Lock;
 use crate::policy::Policy;
+use crate::registry::{Caller, Registry, ServiceError};
 use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
@@ -32,6 +33,10 @@ pub struct HostBuilder {
     pub(super) observer: Option<Observer>,
     pub(super) shadow_parent: Option<PathBuf>,
     pub(super) lock_file: Option<PathBuf>,
+    /// The embedding program's services.
+    pub(super) registry: Registry,
+    /// The first invalid registration, reported by `build`.
+    pub(super) registry_error: Option<String>,
 }
 
 impl Default for HostBuilder {
@@ -49,7 +54,28 @@ impl HostBuilder {
             observer: None,
             shadow_parent: None,
             lock_file: None,
+            registry: Registry::default(),
+            registry_error: None,
         }
+    }
+
+    /// Offers plugins operation `O` of a service of this program, named once in an interface
+    /// crate the program and its plugins share ([`airlock_abi::contract`]). A plugin calls it
+    /// with `ctx.service::<O>(&input)` and needs the capability `service:<service>.<operation>`
+    /// (declared and granted, like any other); every call goes through the membrane: the
+    /// capability check with one audit record per miss, run-time revocation, the contract's
+    /// version, panics contained. `handler` receives the [`Caller`].
+    ///
+    /// An invalid registration (a bad name, a built-in service's name, an operation registered
+    /// twice) makes [`HostBuilder::build`] fail with [`Error::Service`].
+    pub fn operation<O: airlock_abi::contract::Operation>(
+        mut self,
+        handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
+    ) -> Self {
+        if let Err(e) = self.registry.add::<O>(handler) {
+            self.registry_error.get_or_insert(e);
+        }
+        self
     }
 
     /// Adds a directory to search for plugin libraries.
@@ -78,6 +104,15 @@ impl HostBuilder {
             seen: Mutex::new(Vec::new()),
             answers,
         });
+        self
+    }
+
+    /// For the authors' test harness: the services it registered, and its first invalid
+    /// registration.
+    #[cfg(feature = "testing")]
+    pub(crate) fn services(mut self, registry: Registry, error: Option<String>) -> Self {
+        self.registry = registry;
+        self.registry_error = error;
         self
     }
 
@@ -166,6 +201,9 @@ impl HostBuilder {
     /// [`Error::ShadowDir`], [`Error::DataDir`], [`Error::Kv`], [`Error::AuditLog`] or
     /// [`Error::Lock`] when the corresponding file or directory cannot be set up.
     pub fn build(self) -> Result<Host, Error> {
+        if let Some(e) = self.registry_error {
+            return Err(Error::Service(e));
+        }
         let options = self.check_options()?;
         let parent = self.shadow_parent.unwrap_or_else(std::env::temp_dir);
         let shadow = tempfile::Builder::new()
@@ -193,6 +231,7 @@ impl HostBuilder {
         let health_interval = options.policy.health_interval();
         let builtins = self.builtins;
         let observer = self.observer;
+        let registry = self.registry;
         let manual_timers = observer.is_some();
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
             options,
@@ -212,6 +251,7 @@ impl HostBuilder {
             hook_modes: Mutex::new(std::collections::BTreeMap::new()),
             me: me.clone(),
             observer,
+            registry,
         });
         Ok(Host { shared })
     }

@@ -18,6 +18,7 @@ use crate::kv::KvStore;
 use crate::library_file::LibraryFile;
 use crate::loader::hazard::Guarded;
 use crate::loader::watchdog::{self};
+use crate::registry::Registry;
 use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
@@ -48,6 +49,8 @@ pub(crate) struct HostShared {
     /// Set for the authors' test harness: what plugins do is recorded, timers run only when
     /// fired, and calls to plugins that are not loaded get the answers given.
     pub(crate) observer: Option<Observer>,
+    /// The embedding program's services.
+    pub(crate) registry: Registry,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -243,6 +246,10 @@ impl crate::services::HostServices for HostShared {
 
     fn timers(&self) -> &TimerService {
         &self.timers
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn secret(&self, name: &str) -> Result<String, String> {

@@ -18,6 +18,8 @@ use crate::context::ContextEntry;
 use crate::decide::covers;
 use crate::error::CallErrorCode;
 use crate::kv::KvError;
+use crate::registry::{Caller, Failure};
+use airlock_abi::contract::parse_wire_name;
 
 mod vtable;
 
@@ -73,6 +75,51 @@ fn require(
     ))
 }
 
+/// Serves a request for an operation of the embedding program's services
+/// ([`crate::registry`]): the operation must exist, the capability
+/// `service:<service>.<operation>` must be granted (one audit record per miss), and the
+/// request's contract version must be the host's.
+fn operation_request(
+    entry: &ContextEntry,
+    host: &dyn HostServices,
+    service: &str,
+    operation: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, HostError> {
+    let unsupported = |message: String| host_error(HostErrorCode::UNSUPPORTED, "", &message);
+    let (name, version) = parse_wire_name(operation).unwrap_or((operation, 0));
+    let registered = host.registry().find(service, name).ok_or_else(|| {
+        unsupported(format!(
+            "the host offers no operation {name:?} on service {service:?}"
+        ))
+    })?;
+    require(
+        entry,
+        host,
+        CapabilityKind::Service,
+        Some(&format!("{service}.{name}")),
+    )?;
+    if version != registered.version {
+        return Err(unsupported(format!(
+            "{service}.{name}: the plugin was built against version {version} of the operation's \
+             contract, this host offers version {}; build the plugin against the host's \
+             interface crate",
+            registered.version
+        )));
+    }
+    let caller = Caller {
+        plugin: entry.plugin.to_string(),
+        generation: entry.generation,
+    };
+    registered
+        .call(&caller, payload)
+        .map_err(|failure| match failure {
+            Failure::BadInput(m) => bad_request(m),
+            Failure::Service(m) => host_error(HostErrorCode::SERVICE_FAILED, "", &m),
+            Failure::Internal(m) => host_error(HostErrorCode::INTERNAL, "", &m),
+        })
+}
+
 /// Serves one request of the plugin behind `token`.
 pub(crate) fn request(
     token: ContextToken,
@@ -88,11 +135,8 @@ pub(crate) fn request(
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let host = &*host;
     let Some(request) = Request::parse(service_name, operation) else {
-        return Err(host_error(
-            HostErrorCode::UNSUPPORTED,
-            "",
-            &format!("the host offers no operation {operation:?} on service {service_name:?}"),
-        ));
+        // Not a built-in service: one of the embedding program's, or nothing.
+        return operation_request(entry, host, service_name, operation, payload);
     };
     match request {
         Request::KvGet | Request::KvSet | Request::KvDelete | Request::KvKeys => {

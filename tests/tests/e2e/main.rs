@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod config;
 mod durability;
+mod embedder;
 mod faults;
 mod hooks;
 mod hostile_corpus;

@@ -22,6 +22,7 @@ fn grant_for(kind: CapabilityKind) -> Option<&'static str> {
         CapabilityKind::Secrets => Some("secrets:probe_secret"),
         CapabilityKind::PluginsCall => Some("plugins.call:*"),
         CapabilityKind::HostControl => None,
+        CapabilityKind::Service => Some("service:probe.*"),
         _ => panic!("no membrane row for {kind:?}: add one"),
     }
 }
@@ -56,7 +57,7 @@ fn probe_host(dir: &TempPluginDir, data: &std::path::Path, grant: bool) -> Host 
         data = data.join("kv"),
         audit = data.join("audit.jsonl"),
     );
-    let host = Host::builder()
+    let host = airlock_tests::probe_services(Host::builder())
         .plugin_dir(dir.path())
         .policy(airlock::Policy::parse(&policy, false).expect("policy"))
         .build()

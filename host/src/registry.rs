@@ -1,0 +1,150 @@
+//! The services the embedding program offers its plugins (`HostBuilder::operation`), by
+//! service and operation name: what the membrane routes a request to once it is not one of the
+//! built-in services. Each operation is registered with its contract's version and a handler
+//! that receives the caller; the membrane checks the capability, the version and contains
+//! panics before and around it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use airlock_abi::contract::{valid_name, Operation, Service};
+use airlock_abi::wire::Request;
+
+/// Who is calling a service operation: the plugin and the generation of its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The calling plugin's id.
+    pub plugin: String,
+    /// The generation of its running instance (1 for the first load, then one more per
+    /// reload).
+    pub generation: u64,
+}
+
+/// The error a service handler answers with: the plugin receives the message as
+/// `ContextError::Service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError(String);
+
+impl ServiceError {
+    /// An error with a message for the plugin.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// Why a registered operation did not answer.
+pub(crate) enum Failure {
+    /// The request's input does not decode into the operation's input type.
+    BadInput(String),
+    /// The handler answered with an error.
+    Service(String),
+    /// The answer does not serialize.
+    Internal(String),
+}
+
+type Handler = dyn Fn(&Caller, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+
+/// One registered operation.
+pub(crate) struct Registered {
+    /// The contract's version.
+    pub(crate) version: u32,
+    handler: Arc<Handler>,
+}
+
+impl Registered {
+    /// Runs the handler for `caller` with the request's JSON input.
+    pub(crate) fn call(&self, caller: &Caller, input: &[u8]) -> Result<Vec<u8>, Failure> {
+        (self.handler)(caller, input)
+    }
+}
+
+/// The embedding program's services, by service and operation name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    services: HashMap<String, HashMap<String, Registered>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.services
+                    .iter()
+                    .map(|(s, ops)| (s, ops.keys().collect::<Vec<_>>())),
+            )
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Registers `handler` for operation `O`.
+    ///
+    /// # Errors
+    ///
+    /// A message if a name is not valid, the service is one of the built-in ones, or the
+    /// operation is registered already.
+    pub(crate) fn add<O: Operation>(
+        &mut self,
+        handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
+    ) -> Result<(), String> {
+        let service = <O::Service as Service>::NAME;
+        let operation = O::NAME;
+        if !valid_name(service) || !valid_name(operation) {
+            return Err(format!(
+                "service operation {service}.{operation}: names are 1 to 64 lower-case letters, \
+                 digits, '_' or '-'"
+            ));
+        }
+        if Request::ALL.iter().any(|r| r.service() == service) {
+            return Err(format!(
+                "service {service:?} is one of the host's built-in services; pick another name"
+            ));
+        }
+        let handler = move |caller: &Caller, input: &[u8]| {
+            let input: O::Input = serde_json::from_slice(input).map_err(|e| {
+                Failure::BadInput(format!(
+                    "the input of {service}.{operation} does not fit its contract: {e}"
+                ))
+            })?;
+            let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
+            serde_json::to_vec(&output).map_err(|e| {
+                Failure::Internal(format!(
+                    "the answer of {service}.{operation} does not serialize: {e}"
+                ))
+            })
+        };
+        let operations = self.services.entry(service.to_owned()).or_default();
+        if operations.contains_key(operation) {
+            return Err(format!(
+                "service operation {service}.{operation} is registered twice"
+            ));
+        }
+        operations.insert(
+            operation.to_owned(),
+            Registered {
+                version: O::VERSION,
+                handler: Arc::new(handler),
+            },
+        );
+        Ok(())
+    }
+
+    /// The operation `operation` of `service`, if the program offers it.
+    pub(crate) fn find(&self, service: &str, operation: &str) -> Option<&Registered> {
+        self.services.get(service)?.get(operation)
+    }
+}

@@ -1,0 +1,83 @@
+//! Contracts for the services an embedding program offers its plugins, named once in a small
+//! interface crate that the program and its plugins both depend on: the service's name, and
+//! each operation's name, version and types. Neither side spells an operation as a string.
+//!
+//! ```
+//! use airlock_abi::contract::{Operation, Service};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// The editor the host program is.
+//! pub struct Editor;
+//!
+//! impl Service for Editor {
+//!     const NAME: &'static str = "editor";
+//! }
+//!
+//! /// Reads a buffer's text.
+//! pub struct ReadBuffer;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Buffer {
+//!     pub name: String,
+//! }
+//!
+//! impl Operation for ReadBuffer {
+//!     type Service = Editor;
+//!     const NAME: &'static str = "read_buffer";
+//!     const VERSION: u32 = 1;
+//!     type Input = Buffer;
+//!     type Output = String;
+//! }
+//! ```
+//!
+//! A plugin calls it with `ctx.service::<ReadBuffer>(&Buffer { .. })` and needs the capability
+//! `service:editor.read_buffer` (or a glob such as `service:editor.*`); the host registers a
+//! handler with `HostBuilder::operation::<ReadBuffer>(..)`. Operations cross as JSON, and the
+//! request carries the operation's version: a plugin built against another version of the
+//! interface crate gets a clear `Unsupported` answer naming both versions, never a
+//! misread value.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A service the embedding program offers.
+pub trait Service: 'static {
+    /// Its name: what capabilities and requests use (`service:<NAME>.<operation>`). Lower-case
+    /// letters, digits, `_` and `-`; not the name of a built-in service.
+    const NAME: &'static str;
+}
+
+/// One operation of a [`Service`], with its types.
+pub trait Operation: 'static {
+    /// The service it belongs to.
+    type Service: Service;
+    /// Its name within the service (letters, digits, `_` and `-`).
+    const NAME: &'static str;
+    /// Changed whenever `Input` or `Output` change incompatibly: the host refuses a request
+    /// made with another version.
+    const VERSION: u32;
+    /// What the plugin sends.
+    type Input: Serialize + DeserializeOwned;
+    /// What the host answers.
+    type Output: Serialize + DeserializeOwned;
+}
+
+/// The operation name a request carries: `<name>@<version>`.
+pub fn wire_name<O: Operation>() -> String {
+    format!("{}@{}", O::NAME, O::VERSION)
+}
+
+/// Splits a request's operation into its name and version (`read_buffer@1`).
+pub fn parse_wire_name(operation: &str) -> Option<(&str, u32)> {
+    let (name, version) = operation.rsplit_once('@')?;
+    Some((name, version.parse().ok()?))
+}
+
+/// Whether `name` can name a service or an operation.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
