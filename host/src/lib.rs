@@ -23,6 +23,7 @@
 //! ```
 
 mod audit;
+mod caller;
 mod context;
 mod decide;
 mod delivery;
@@ -51,6 +52,7 @@ pub mod testing;
 mod timers;
 mod watch;
 
+pub use airlock_abi::wire::{CallerInfo, Principal};
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
 #[cfg(feature = "test-support")]
 pub use context::is_open;
@@ -60,7 +62,7 @@ pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
 pub use host::{
     check, check_report, pin, ActionHandle, ActionOutcome, Answered, Checked, ConfigApplied, Host,
-    HostBuilder, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
+    HostBuilder, OnBehalf, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
 };
 pub use host::{

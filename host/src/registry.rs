@@ -11,7 +11,8 @@ use std::sync::Arc;
 use airlock_abi::contract::{valid_name, Operation, Service};
 use airlock_abi::wire::Request;
 
-/// Who is calling a service operation: the plugin and the generation of its instance.
+/// Who is calling a service operation: the plugin and the generation of its instance, and on
+/// whose behalf it is serving the call it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The calling plugin's id.
@@ -19,6 +20,9 @@ pub struct Caller {
     /// The generation of its running instance (1 for the first load, then one more per
     /// reload).
     pub generation: u64,
+    /// Who asked the plugin for the call it is serving: the host program (on behalf of a
+    /// principal, when it named one) or another plugin.
+    pub on_behalf_of: airlock_abi::wire::CallerInfo,
 }
 
 /// The error a service handler answers with: the plugin receives the message as

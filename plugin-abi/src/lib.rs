@@ -47,7 +47,7 @@ pub use plugin::{
 };
 pub use services::{Events, Kv, Plugins, Secrets, Timers};
 pub use version::ABI_VERSION;
-pub use wire::{CallErrorCode, ConfigReport, Request};
+pub use wire::{CallErrorCode, CallerInfo, ConfigReport, Principal, Request};
 
 /// The boundary itself, for hosts and the tools that check libraries: the root module and the
 /// host vtable, tokens, invocations, error values, the manifest block and build provenance.

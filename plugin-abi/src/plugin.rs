@@ -310,6 +310,22 @@ impl Context {
         }
     }
 
+    /// Who asked for the call this plugin is serving now: the host program (on behalf of a
+    /// principal, when it named one) or another plugin. Outside a call (in `create`, a timer or
+    /// an event) it is the host with no principal.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Revoked`] if the context was revoked.
+    pub fn caller(&self) -> Result<crate::wire::CallerInfo, ContextError> {
+        let answer = self.request(
+            crate::wire::Request::ContextCaller.service(),
+            crate::wire::Request::ContextCaller.operation(),
+            &[],
+        )?;
+        serde_json::from_slice(&answer).map_err(|e| ContextError::Decode(e.to_string()))
+    }
+
     /// Calls operation `O` of a service the embedding program offers (named in an interface
     /// crate both sides depend on: see [`crate::contract`]). Needs the capability
     /// `service:<service>.<operation>`.

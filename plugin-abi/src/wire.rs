@@ -47,11 +47,14 @@ pub enum Request {
     /// `reload handover` (no body): the state the previous generation handed over; no
     /// capability.
     Handover,
+    /// `context caller` (no body): who asked for the call the plugin is serving now
+    /// ([`CallerInfo`]); no capability.
+    ContextCaller,
 }
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -64,6 +67,7 @@ impl Request {
         Self::SecretsGet,
         Self::PluginsCall,
         Self::Handover,
+        Self::ContextCaller,
     ];
 
     /// The service name on the wire.
@@ -75,6 +79,7 @@ impl Request {
             Self::SecretsGet => "secrets",
             Self::PluginsCall => "plugins",
             Self::Handover => "reload",
+            Self::ContextCaller => "context",
         }
     }
 
@@ -92,6 +97,7 @@ impl Request {
             Self::TimersCancel => "cancel",
             Self::PluginsCall => "call",
             Self::Handover => "handover",
+            Self::ContextCaller => "caller",
         }
     }
 
@@ -100,6 +106,52 @@ impl Request {
         Self::ALL
             .into_iter()
             .find(|r| r.service() == service && r.operation() == operation)
+    }
+}
+
+/// Who asked for the call a plugin is serving: what `ctx.caller()` answers, and what the host
+/// passes on to a service of the embedding program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerInfo {
+    /// The host program, on behalf of `principal` when it named one
+    /// (`host.as_principal(..).call(..)`).
+    Host {
+        /// The user (or other party) the host program called for.
+        principal: Option<Principal>,
+    },
+    /// Another plugin, through `ctx.plugins().call(..)`.
+    Plugin {
+        /// Its id.
+        id: String,
+        /// The generation of its running instance.
+        generation: u64,
+    },
+}
+
+/// A party the host program calls a plugin on behalf of: an id and roles, as the embedding
+/// program defines them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Who (a user id, a service account, ...).
+    pub id: String,
+    /// What they are (`admin`, ...).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// A principal with these roles.
+    pub fn new(id: impl Into<String>, roles: &[&str]) -> Self {
+        Self {
+            id: id.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    /// Whether it has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
     }
 }
 

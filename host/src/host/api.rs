@@ -20,9 +20,12 @@ use crate::loader::{self};
 use crate::report::{LoadReport, PluginReport};
 use crate::watch::Watcher;
 
+use airlock_abi::wire::Principal;
+
 use super::builder::HostBuilder;
 use super::called::{fail, json_call, not_loaded};
 use super::handle::ActionHandle;
+use super::on_behalf::OnBehalf;
 use super::pipeline::{
     decide_all, ok_report, parallel_map, read_all, refuse_duplicate, Checked, ReadFor,
 };
@@ -222,7 +225,21 @@ impl Host {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
+        let _host = crate::caller::host_call();
         self.shared.call_bytes(plugin, action, input)
+    }
+
+    /// This host calling on behalf of `principal` (a user id and roles, as this program defines
+    /// them): the plugins' handlers see it in `ctx.caller()`.
+    ///
+    /// ```no_run
+    /// # let host = airlock::Host::builder().build().unwrap();
+    /// use airlock::Principal;
+    /// let ada = Principal::new("ada", &["admin"]);
+    /// let answer = host.as_principal(&ada).call("notes", "delete", &serde_json::json!({"id": 7}));
+    /// ```
+    pub fn as_principal<'a>(&'a self, principal: &'a Principal) -> OnBehalf<'a> {
+        OnBehalf::new(self, principal)
     }
 
     /// Asks a plugin for its health.

@@ -91,6 +91,7 @@ impl ActionHandle<'_> {
     /// Calls the resolved action; `Err` only if the plugin is not loaded.
     #[inline(always)]
     fn call_raw(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Called, CallError> {
+        let _host = crate::caller::host_call();
         let record = this_thread();
         let mut attempts = 0;
         loop {

@@ -9,6 +9,7 @@ mod handle;
 mod hooks;
 mod invoke;
 mod lifecycle;
+mod on_behalf;
 mod operate;
 mod pipeline;
 mod plugin;
@@ -26,6 +27,7 @@ pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
     HookError, HookFailure, HookMode, Swallowed,
 };
+pub use on_behalf::OnBehalf;
 pub use pipeline::{check, check_report, pin, Checked, PipelineOptions};
 pub(crate) use plugin::Invoked;
 pub(crate) use plugin::LoadedPlugin;

@@ -20,6 +20,7 @@ use crate::error::CallErrorCode;
 use crate::kv::KvError;
 use crate::registry::{Caller, Failure};
 use airlock_abi::contract::parse_wire_name;
+use airlock_abi::wire::CallerInfo;
 
 mod vtable;
 
@@ -110,6 +111,7 @@ fn operation_request(
     let caller = Caller {
         plugin: entry.plugin.to_string(),
         generation: entry.generation,
+        on_behalf_of: crate::caller::current(),
     };
     registered
         .call(&caller, payload)
@@ -256,6 +258,10 @@ pub(crate) fn request(
                     ),
                 ));
             };
+            let _calling = crate::caller::push(CallerInfo::Plugin {
+                id: entry.plugin.to_string(),
+                generation: entry.generation,
+            });
             match host.call_plugin(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
@@ -271,6 +277,7 @@ pub(crate) fn request(
             }
         }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
+        Request::ContextCaller => json(&crate::caller::current()),
         // A request this host does not serve yet (the enum grows with the protocol).
         _ => Err(host_error(
             HostErrorCode::UNSUPPORTED,

@@ -145,3 +145,80 @@ fn invalid_registrations_fail_the_build() {
         .expect_err("registered twice");
     assert!(err.to_string().contains("twice"), "{err}");
 }
+
+#[test]
+fn a_handler_sees_who_called_it_the_host_for_a_principal_or_another_plugin() {
+    let dir = TempPluginDir::with(&["probe", "probe-bare"]);
+    let (host, report) =
+        dir.load("[plugins.probe]\ngrants = [\"plugins.call:*\", \"service:probe.*\"]\n");
+    assert!(report.all_ok(), "{report:#?}");
+    let whoami = |outcome: Result<airlock::ActionOutcome, airlock::CallError>| match outcome
+        .expect("call")
+    {
+        airlock::ActionOutcome::Ok(v) => v,
+        airlock::ActionOutcome::Error(e) => panic!("{e}"),
+    };
+    // The host program, on behalf of no one.
+    assert_eq!(
+        whoami(host.call("probe", "whoami", &Value::Null)),
+        json!({"host": {"principal": null}})
+    );
+    // The host program on behalf of a principal it names.
+    let ada = airlock::Principal::new("ada", &["admin"]);
+    assert_eq!(
+        whoami(
+            host.as_principal(&ada)
+                .call("probe", "whoami", &Value::Null)
+        ),
+        json!({"host": {"principal": {"id": "ada", "roles": ["admin"]}}})
+    );
+    // Another plugin: the bare probe, called by the probe (itself called on behalf of ada),
+    // sees the probe and its generation.
+    assert_eq!(
+        whoami(
+            host.as_principal(&ada)
+                .call("probe", "whoami_of", &json!("probe-bare"))
+        ),
+        json!({"plugin": {"id": "probe", "generation": 1}})
+    );
+    // Outside any call (a plain host call again), the host.
+    assert_eq!(
+        whoami(host.call("probe-bare", "whoami", &Value::Null)),
+        json!({"host": {"principal": null}})
+    );
+}
+
+#[test]
+fn a_service_handler_sees_the_plugin_and_on_whose_behalf_it_calls() {
+    use airlock_contract_probe::Ping;
+    let dir = TempPluginDir::with(&["probe"]);
+    let host = Host::builder()
+        .plugin_dir(dir.path())
+        .policy(airlock::Policy::parse(GRANTED, false).expect("policy"))
+        .operation::<Ping>(|caller, _| {
+            Ok(serde_json::to_string(&json!({
+                "plugin": caller.plugin,
+                "generation": caller.generation,
+                "on_behalf_of": caller.on_behalf_of,
+            }))
+            .unwrap_or_default())
+        })
+        .build()
+        .expect("host");
+    assert!(host.load().expect("load").all_ok());
+    let ada = airlock::Principal::new("ada", &[]);
+    let answer = match host
+        .as_principal(&ada)
+        .call("probe", "service", &json!("ping"))
+    {
+        Ok(airlock::ActionOutcome::Ok(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    let seen: Value = serde_json::from_str(answer["answer"].as_str().unwrap_or_default())
+        .expect("the handler's answer");
+    assert_eq!(
+        seen,
+        json!({"plugin": "probe", "generation": 1,
+               "on_behalf_of": {"host": {"principal": {"id": "ada", "roles": []}}}})
+    );
+}

@@ -1,0 +1,55 @@
+//! [`OnBehalf`]: the host program calling plugins on behalf of a principal it names, which
+//! their handlers see in `ctx.caller()`.
+
+use airlock_abi::wire::{CallerInfo, Principal};
+
+use super::called::json_call;
+use super::Host;
+use crate::error::CallError;
+use crate::outcome::ActionOutcome;
+
+/// A host calling plugins on behalf of a principal ([`Host::as_principal`]).
+#[derive(Debug)]
+pub struct OnBehalf<'a> {
+    host: &'a Host,
+    principal: &'a Principal,
+}
+
+impl<'a> OnBehalf<'a> {
+    pub(super) fn new(host: &'a Host, principal: &'a Principal) -> Self {
+        Self { host, principal }
+    }
+
+    /// [`Host::call`], with the principal as the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call`].
+    pub fn call(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> Result<ActionOutcome, CallError> {
+        json_call(plugin, action, input, |bytes| {
+            self.call_bytes(plugin, action, bytes)
+        })
+    }
+
+    /// [`Host::call_bytes`], with the principal as the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call_bytes`].
+    pub fn call_bytes(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
+        let _calling = crate::caller::push(CallerInfo::Host {
+            principal: Some(self.principal.clone()),
+        });
+        self.host.shared.call_bytes(plugin, action, input)
+    }
+}
