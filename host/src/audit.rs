@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// The version of the audit record layout.
-pub const AUDIT_SCHEMA: u32 = 1;
+/// The version of the audit record layout: 2 added `caller` to denials.
+pub const AUDIT_SCHEMA: u32 = 2;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -64,6 +64,10 @@ pub struct AuditRecord {
     pub outcome: AuditOutcome,
     /// Detail for people. Never holds a secret's value.
     pub detail: String,
+    /// For a denial: who asked for the call the plugin was serving (the host program, with
+    /// its principal, or another plugin). Absent from other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<airlock_abi::wire::CallerInfo>,
 }
 
 impl AuditRecord {
@@ -154,6 +158,7 @@ impl AuditLog {
             capability: capability.to_owned(),
             outcome,
             detail: detail.to_owned(),
+            caller: (outcome == AuditOutcome::Denied).then(crate::caller::current),
         };
         tracing::warn!(
             target: "airlock::audit",
@@ -242,6 +247,7 @@ fn write_records(
                     detail: format!(
                         "{lost} audit records dropped (queue full); dropped-report {dropped_seq}"
                     ),
+                    caller: None,
                 },
             );
         }
@@ -261,6 +267,7 @@ fn write_records(
                 capability: String::new(),
                 outcome: AuditOutcome::Dropped,
                 detail: format!("{lost} audit records dropped (queue full)"),
+                caller: None,
             },
         );
     }

@@ -74,6 +74,31 @@ fn a_declared_operation_the_operator_did_not_grant_is_denied() {
     let answer = service(&host, "probe", "ping");
     assert_eq!(answer["outcome"], "capability_violation", "{answer}");
     assert_eq!(denials(&host, "probe"), ["service:probe.ping"]);
+    // The denial's record names who asked for the call the plugin was serving.
+    let ada = airlock::Principal::new("ada", &["editor"]);
+    let answer = match host
+        .as_principal(&ada)
+        .call("probe", "service", &json!("ping"))
+    {
+        Ok(airlock::ActionOutcome::Ok(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(answer["outcome"], "capability_violation", "{answer}");
+    let callers: Vec<_> = host
+        .audit_tail(usize::MAX)
+        .into_iter()
+        .filter(|r| r.outcome == AuditOutcome::Denied)
+        .map(|r| r.caller)
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            Some(airlock::CallerInfo::Host { principal: None }),
+            Some(airlock::CallerInfo::Host {
+                principal: Some(ada)
+            })
+        ]
+    );
 }
 
 #[test]
