@@ -72,7 +72,7 @@ pub use host::{
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 #[cfg(all(unix, feature = "test-support"))]
-pub use loader::baseline::bare_dlopen;
+pub use loader::bare_dlopen;
 pub use loader::retained;
 pub use lock::{Lock, LockEntry};
 #[cfg(feature = "test-support")]

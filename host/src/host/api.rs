@@ -15,7 +15,7 @@ use crate::context::{self};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal};
 use crate::library_file::LibraryFile;
-use crate::loader::retain::Retaining;
+use crate::loader::hazard::Retaining;
 use crate::loader::{self};
 use crate::report::{LoadReport, PluginReport};
 use crate::watch::Watcher;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::this_thread;
-use crate::loader::retain::Retaining;
+use crate::loader::hazard::Retaining;
 
 use super::called::{answer, fail, json_call, message, Called};
 use super::plugin::LoadedPlugin;

@@ -1,6 +1,6 @@
-//! Stage 4, load: the one room of the host where `unsafe` lives (with [`call_table`], the check
-//! of a module's fast entry, and [`hazard`], the reclamation scheme that lets calls use an
-//! instance without a reference count).
+//! Stage 4, load: one of the host's two rooms for `unsafe` (the other is [`hazard`], the
+//! synchronization primitives calls read instances through). Here: the sealed copy, `dlopen`,
+//! the layout checks, and the module's call table ([`call_table`]).
 //!
 //! A library that passed stages 1–3 is copied to a fresh shadow path (a new name *and* a new
 //! inode, or the dynamic linker would hand back a library it already has), opened with
@@ -17,11 +17,7 @@
 //! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
 //! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
 
-#[cfg(all(unix, feature = "test-support"))]
-pub(crate) mod baseline;
-mod call_table;
 pub(crate) mod hazard;
-pub(crate) mod retain;
 pub(crate) mod sync;
 pub(crate) mod watchdog;
 
@@ -31,8 +27,11 @@ use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError};
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use abi_stable::type_layout::TypeLayout;
+use abi_stable::StableAbi;
 use airlock_abi::abi::{
     CallTable, ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError,
     PluginModuleRef, LIB_HEADER_SYMBOL,
@@ -207,7 +206,7 @@ impl LoadedLibrary {
 #[derive(Clone, Copy)]
 pub(crate) struct Creator {
     module: PluginModuleRef,
-    /// The module's fast entry, if it has one (see [`call_table::find`]).
+    /// The module's fast entry, if it has one (see [`call_table`]).
     table: Option<&'static CallTable>,
 }
 
@@ -218,7 +217,7 @@ impl Creator {
     pub(crate) fn from_module(module: PluginModuleRef) -> Self {
         Self {
             module,
-            table: call_table::find(module),
+            table: call_table(module),
         }
     }
 
@@ -362,6 +361,47 @@ impl Instance {
             .into_result()
             .map_err(text_checked)
     }
+}
+
+/// Asks `module` where its [`CallTable`] is ([`InvocationKind::CALL_TABLE`]) and checks the
+/// table's type layout with abi_stable's checker; `None` (calls go through `invoke`) if the
+/// module has none or its table does not have this host's layout.
+fn call_table(module: PluginModuleRef) -> Option<&'static CallTable> {
+    let invocation = Invocation {
+        kind: InvocationKind::CALL_TABLE,
+        index: 0,
+        name: RStr::from_str(""),
+        payload: RSlice::from_slice(&[]),
+    };
+    let RResult::ROk(answer) = (module.query())(invocation) else {
+        return None;
+    };
+    let address = |at: usize| -> Option<usize> {
+        let bytes = answer.as_slice().get(at..at + 8)?.try_into().ok()?;
+        usize::try_from(u64::from_le_bytes(bytes)).ok()
+    };
+    let (table, layout) = (address(0)?, address(8)?);
+    if answer.len() != 16
+        || table == 0
+        || layout == 0
+        || table % std::mem::align_of::<CallTable>() != 0
+        || layout % std::mem::align_of::<TypeLayout>() != 0
+    {
+        tracing::warn!("a plugin answered CALL_TABLE with malformed addresses; calls use invoke");
+        return None;
+    }
+    // SAFETY: the module answers `CALL_TABLE` with the address of the `&'static TypeLayout` of
+    // the `CallTable` type it was compiled with (`export_plugin!`'s `query`; airlock-abi is
+    // the only implementation, like every other entry of the module). It lives in the module's
+    // library, which is never unloaded, or in this program (built-in plugins).
+    let layout: &'static TypeLayout = unsafe { &*(layout as *const TypeLayout) };
+    if let Err(e) = check_layout_compatibility(<CallTable as StableAbi>::LAYOUT, layout) {
+        tracing::warn!("a plugin's call table has another layout ({e}); calls use invoke");
+        return None;
+    }
+    // SAFETY: as above, `table` is the address of the module's `&'static CallTable`, a type
+    // whose layout the checker just found equal to this host's.
+    Some(unsafe { &*(table as *const CallTable) })
 }
 
 /// A plugin's error with its message checked: the plugin's side of the boundary promises
@@ -672,11 +712,25 @@ fn copy_out(_: &fs::File, _: u64, _: &mut impl Write) -> std::io::Result<()> {
     Err(std::io::Error::other("no sealed copies on this system"))
 }
 
+/// Opens `path` with `dlopen(RTLD_NOW | RTLD_LOCAL)` and never closes it, as a host without
+/// Airlock would load a plugin: the startup benchmark's baseline (feature `test-support`), with
+/// none of Airlock's checks and no copy. Never part of a product: it runs a library's
+/// initializers unchecked.
+///
+/// # Errors
+///
+/// The dynamic linker's message if it refuses the file.
+#[cfg(all(unix, feature = "test-support"))]
+pub fn bare_dlopen(path: &Path) -> Result<(), String> {
+    open(path).map(std::mem::forget).map_err(|e| e.to_string())
+}
+
 #[cfg(unix)]
 fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    // SAFETY: opening runs the library's initializers. The file passed every check that can be
-    // made without running it (stages 1–3); running its code is what loading means from here on.
+    // SAFETY: opening runs the library's initializers. In `load` the file passed every check
+    // that can be made without running it (stages 1–3), and running its code is what loading
+    // means from there on; `bare_dlopen` (benchmarks only) opens a file unchecked on purpose.
     // RTLD_NOW resolves every symbol now, so a missing one is refused here, not at first call.
     unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
 }
@@ -776,5 +830,182 @@ mod tests {
             use std::os::unix::fs::MetadataExt;
             assert_eq!((got.dev(), got.ino()), (want.dev(), want.ino()), "{path}");
         }
+    }
+}
+
+/// The call table's checks, on modules made from code.
+#[cfg(test)]
+mod call_table_tests {
+    use abi_stable::prefix_type::PrefixTypeTrait as _;
+    use abi_stable::std_types::{RSlice, RVec};
+    use airlock_abi::abi::{
+        ContextToken, ErrorCode, HostContext, HostError, HostVtable, InstanceHandle, LogLevel,
+        PluginError, PluginModule, PluginModuleRef,
+    };
+
+    use super::*;
+
+    extern "C" fn call(
+        _: InstanceHandle,
+        _: InvocationKind,
+        _: u32,
+        _: RSlice<'_, u8>,
+        _: &mut RVec<u8>,
+    ) -> ErrorCode {
+        ErrorCode::OK
+    }
+
+    static TABLE: CallTable = CallTable { call };
+
+    fn addresses(table: usize, layout: usize) -> RVec<u8> {
+        let mut answer = RVec::new();
+        answer.extend_from_slice(&(table as u64).to_le_bytes());
+        answer.extend_from_slice(&(layout as u64).to_le_bytes());
+        answer
+    }
+
+    extern "C" fn answers_table(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
+        let layout = <CallTable as StableAbi>::LAYOUT;
+        RResult::ROk(addresses(
+            std::ptr::from_ref(&TABLE) as usize,
+            std::ptr::from_ref(layout) as usize,
+        ))
+    }
+
+    extern "C" fn answers_another_layout(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
+        let layout = <u64 as StableAbi>::LAYOUT;
+        RResult::ROk(addresses(
+            std::ptr::from_ref(&TABLE) as usize,
+            std::ptr::from_ref(layout) as usize,
+        ))
+    }
+
+    extern "C" fn answers_unsupported(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
+        RResult::RErr(PluginError::new(ErrorCode::UNSUPPORTED, "no"))
+    }
+
+    extern "C" fn answers_garbage(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
+        RResult::ROk(addresses(0, 3))
+    }
+
+    extern "C" fn no_block() -> RSlice<'static, u8> {
+        RSlice::from_slice(&[])
+    }
+
+    extern "C" fn no_create(_: HostContext) -> RResult<InstanceHandle, PluginError> {
+        RResult::RErr(PluginError::new(ErrorCode::INIT, "not here"))
+    }
+
+    extern "C" fn no_invoke(
+        _: InstanceHandle,
+        _: Invocation<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        RResult::RErr(PluginError::new(ErrorCode::UNSUPPORTED, "not here"))
+    }
+
+    extern "C" fn no_destroy(_: InstanceHandle) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
+
+    fn module(
+        query: extern "C" fn(Invocation<'_>) -> RResult<RVec<u8>, PluginError>,
+    ) -> PluginModuleRef {
+        PluginModule {
+            manifest_block: no_block,
+            create: no_create,
+            invoke: no_invoke,
+            destroy: no_destroy,
+            query,
+        }
+        .leak_into_prefix()
+    }
+
+    extern "C" fn no_log(_: ContextToken, _: LogLevel, _: RStr<'_>) -> RResult<(), HostError> {
+        RResult::ROk(())
+    }
+
+    extern "C" fn no_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
+        RResult::ROk(RVec::new())
+    }
+
+    extern "C" fn no_request(
+        _: ContextToken,
+        _: RStr<'_>,
+        _: RStr<'_>,
+        _: RSlice<'_, u8>,
+    ) -> RResult<RVec<u8>, HostError> {
+        RResult::ROk(RVec::new())
+    }
+
+    extern "C" fn create_one(_: HostContext) -> RResult<InstanceHandle, PluginError> {
+        RResult::ROk(InstanceHandle(std::ptr::null_mut()))
+    }
+
+    extern "C" fn invoke_answers(
+        _: InstanceHandle,
+        invocation: Invocation<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        if invocation.payload.as_slice() == b"fail" {
+            return RResult::RErr(PluginError::new(ErrorCode::DOMAIN, "as asked"));
+        }
+        let mut answer = RVec::new();
+        answer.extend_from_copy_slice(b"through invoke:");
+        answer.extend_from_copy_slice(invocation.payload.as_slice());
+        RResult::ROk(answer)
+    }
+
+    #[test]
+    fn without_a_table_actions_go_through_invoke_with_the_same_answers() {
+        let module = PluginModule {
+            manifest_block: no_block,
+            create: create_one,
+            invoke: invoke_answers,
+            destroy: no_destroy,
+            query: answers_unsupported,
+        }
+        .leak_into_prefix();
+        let creator = Creator::from_module(module);
+        let context = HostContext {
+            token: ContextToken {
+                slot: 0,
+                generation: 0,
+            },
+            vtable: HostVtable {
+                log: no_log,
+                config: no_config,
+                request: no_request,
+            }
+            .leak_into_prefix(),
+        };
+        let instance = creator.create(context).expect("created");
+        let mut out = b"stale".to_vec();
+        let code = instance.call(InvocationKind::ACTION, 0, "a", b"x", &mut out);
+        assert_eq!(
+            (code, out.as_slice()),
+            (ErrorCode::OK, &b"through invoke:x"[..])
+        );
+        let code = instance.call(InvocationKind::ACTION, 0, "a", b"fail", &mut out);
+        assert_eq!(
+            (code, out.as_slice()),
+            (ErrorCode::DOMAIN, &b"as asked"[..])
+        );
+        instance.destroy().expect("destroyed");
+    }
+
+    #[test]
+    fn a_table_with_this_hosts_layout_is_used() {
+        let table = call_table(module(answers_table)).expect("found");
+        assert!(std::ptr::eq(table, &TABLE));
+    }
+
+    #[test]
+    fn a_table_whose_layout_differs_is_not_used() {
+        assert!(call_table(module(answers_another_layout)).is_none());
+    }
+
+    #[test]
+    fn a_module_without_a_table_or_with_a_malformed_answer_is_called_through_invoke() {
+        assert!(call_table(module(answers_unsupported)).is_none());
+        assert!(call_table(module(answers_garbage)).is_none());
     }
 }
