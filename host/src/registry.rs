@@ -80,6 +80,8 @@ impl Registered {
 #[derive(Default)]
 pub(crate) struct Registry {
     services: HashMap<String, HashMap<String, Registered>>,
+    /// The first invalid registration, reported when the host is built.
+    invalid: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -95,13 +97,23 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Registers `handler` for operation `O`.
-    ///
-    /// # Errors
-    ///
-    /// A message if a name is not valid, the service is one of the built-in ones, or the
-    /// operation is registered already.
+    /// Registers `handler` for operation `O`; an invalid registration (a bad name, a built-in
+    /// service's name, an operation registered already) is kept for [`Registry::invalid`].
     pub(crate) fn add<O: Operation>(
+        &mut self,
+        handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
+    ) {
+        if let Err(e) = self.insert::<O>(handler) {
+            self.invalid.get_or_insert(e);
+        }
+    }
+
+    /// The first invalid registration, if there was one.
+    pub(crate) fn invalid(&self) -> Option<&str> {
+        self.invalid.as_deref()
+    }
+
+    fn insert<O: Operation>(
         &mut self,
         handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
     ) -> Result<(), String> {

@@ -51,7 +51,6 @@ pub struct TestHost {
     answers: Vec<(String, String, Result<Value, String>)>,
     /// The embedding program's services, as the test fakes them.
     registry: Registry,
-    registry_error: Option<String>,
 }
 
 /// What a plugin did wrong at teardown, found by [`Tested::teardown`].
@@ -114,9 +113,7 @@ impl TestHost {
         mut self,
         handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
     ) -> Self {
-        if let Err(e) = self.registry.add::<O>(handler) {
-            self.registry_error.get_or_insert(e);
-        }
+        self.registry.add::<O>(handler);
         self
     }
 
@@ -165,7 +162,7 @@ impl TestHost {
             .data_dir(data.path())
             .shadow_dir(data.path())
             .observed(self.answers)
-            .services(self.registry, self.registry_error)
+            .services(self.registry)
             .build()
             .map_err(|e| refuse(RefusalReason::LoadFailed, e.to_string()))?;
         let report = host

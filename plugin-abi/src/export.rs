@@ -6,14 +6,16 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use abi_stable::std_types::{RResult, RSlice, RVec};
+use abi_stable::prefix_type::WithMetadata;
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 
 use crate::block::ManifestBlock;
 use crate::ffi::{
-    CallTable, ErrorCode, HostContext, InstanceHandle, Invocation, InvocationKind, PluginError,
-    PluginModule, PluginModuleRef,
+    CallTable, ContextToken, ErrorCode, HostContext, HostError, HostVtable, HostVtableRef,
+    InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
+    PluginModuleRef,
 };
 use crate::manifest::Manifest;
 use crate::plugin::{Actions, ConfigChange, Context, Handler, Hooks, Plugin};
@@ -207,10 +209,10 @@ pub fn query<P: Plugin>(invocation: Invocation<'_>) -> Result<RVec<u8>, PluginEr
         InvocationKind::CALL_TABLE => {
             let table: &'static CallTable = Entries::<P>::CALL_TABLE;
             let layout: &'static TypeLayout = <CallTable as StableAbi>::LAYOUT;
-            let mut answer = RVec::with_capacity(16);
-            answer.extend_from_slice(&(std::ptr::from_ref(table) as usize as u64).to_le_bytes());
-            answer.extend_from_slice(&(std::ptr::from_ref(layout) as usize as u64).to_le_bytes());
-            Ok(answer)
+            Ok(call_table_answer(
+                std::ptr::from_ref(table) as usize,
+                std::ptr::from_ref(layout) as usize,
+            ))
         }
         other => Err(PluginError::new(
             ErrorCode::UNSUPPORTED,
@@ -259,6 +261,46 @@ pub extern "C" fn invoke_entry<P: Plugin>(
         let instance = unsafe { &*handle.0.cast::<Instance<P>>() };
         invoke(instance, invocation)
     })
+}
+
+/// The answer to [`InvocationKind::CALL_TABLE`]: the table's address, then its type layout's,
+/// each a little-endian `u64`.
+#[doc(hidden)]
+pub fn call_table_answer(table: usize, layout: usize) -> RVec<u8> {
+    let mut answer = RVec::with_capacity(16);
+    answer.extend_from_copy_slice(&(table as u64).to_le_bytes());
+    answer.extend_from_copy_slice(&(layout as u64).to_le_bytes());
+    answer
+}
+
+extern "C" fn idle_log(_: ContextToken, _: LogLevel, _: RStr<'_>) -> RResult<(), HostError> {
+    RResult::ROk(())
+}
+
+extern "C" fn idle_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
+    RResult::ROk(RVec::new())
+}
+
+extern "C" fn idle_request(
+    _: ContextToken,
+    _: RStr<'_>,
+    _: RStr<'_>,
+    _: RSlice<'_, u8>,
+) -> RResult<RVec<u8>, HostError> {
+    RResult::ROk(RVec::new())
+}
+
+/// A host vtable whose functions do nothing and answer success at once: what a context costs
+/// on the plugin's side alone (the benchmarks' floor of a callback), and a context for tests of
+/// a module without a host. Not public API.
+#[doc(hidden)]
+pub fn idle_vtable() -> HostVtableRef {
+    const IDLE: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+        log: idle_log,
+        config: idle_config,
+        request: idle_request,
+    });
+    HostVtableRef(IDLE.static_as_prefix())
 }
 
 /// The call table of plugin type `P`, as a constant so that it is one `'static` value per type.

@@ -105,6 +105,18 @@ pub struct Invocation<'a> {
     pub payload: RSlice<'a, u8>,
 }
 
+impl<'a> Invocation<'a> {
+    /// An invocation of `kind` at `index` (`name` for diagnostics) with `payload`.
+    pub fn new(kind: InvocationKind, index: u32, name: &'a str, payload: &'a [u8]) -> Self {
+        Self {
+            kind,
+            index,
+            name: RStr::from_str(name),
+            payload: RSlice::from_slice(payload),
+        }
+    }
+}
+
 /// The error code of a [`PluginError`].
 #[repr(transparent)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,8 +81,8 @@ pub mod abi {
 pub mod __private {
     pub use crate::block::{block_len, build_block};
     pub use crate::export::{
-        builtin_module, create, destroy, destroy_entry, guard, into_handle, invoke, invoke_entry,
-        query, query_entry, Instance,
+        builtin_module, call_table_answer, create, destroy, destroy_entry, guard, idle_vtable,
+        into_handle, invoke, invoke_entry, query, query_entry, Instance,
     };
     #[cfg(feature = "fixture-shapes")]
     pub use crate::ffi::{broken, v0};

@@ -23,7 +23,7 @@ use crate::watch::Watcher;
 use airlock_abi::wire::Principal;
 
 use super::builder::HostBuilder;
-use super::called::{fail, json_call, not_loaded};
+use super::called::{fail, not_loaded};
 use super::handle::ActionHandle;
 use super::on_behalf::OnBehalf;
 use super::pipeline::{
@@ -190,9 +190,7 @@ impl Host {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<ActionOutcome, CallError> {
-        json_call(plugin, action, input, |bytes| {
-            self.call_bytes(plugin, action, bytes)
-        })
+        OnBehalf::new(self, None).call(plugin, action, input)
     }
 
     /// Resolves `action` of `plugin` once, for a hot path that should pay no lookup by name
@@ -225,8 +223,7 @@ impl Host {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
-        let _host = crate::caller::host_call();
-        self.shared.call_bytes(plugin, action, input)
+        OnBehalf::new(self, None).call_bytes(plugin, action, input)
     }
 
     /// This host calling on behalf of `principal` (a user id and roles, as this program defines
@@ -239,7 +236,7 @@ impl Host {
     /// let answer = host.as_principal(&ada).call("notes", "delete", &serde_json::json!({"id": 7}));
     /// ```
     pub fn as_principal<'a>(&'a self, principal: &'a Principal) -> OnBehalf<'a> {
-        OnBehalf::new(self, principal)
+        OnBehalf::new(self, Some(principal))
     }
 
     /// Asks a plugin for its health.

@@ -35,8 +35,6 @@ pub struct HostBuilder {
     pub(super) lock_file: Option<PathBuf>,
     /// The embedding program's services.
     pub(super) registry: Registry,
-    /// The first invalid registration, reported by `build`.
-    pub(super) registry_error: Option<String>,
 }
 
 impl Default for HostBuilder {
@@ -55,7 +53,6 @@ impl HostBuilder {
             shadow_parent: None,
             lock_file: None,
             registry: Registry::default(),
-            registry_error: None,
         }
     }
 
@@ -72,9 +69,7 @@ impl HostBuilder {
         mut self,
         handler: impl Fn(&Caller, O::Input) -> Result<O::Output, ServiceError> + Send + Sync + 'static,
     ) -> Self {
-        if let Err(e) = self.registry.add::<O>(handler) {
-            self.registry_error.get_or_insert(e);
-        }
+        self.registry.add::<O>(handler);
         self
     }
 
@@ -107,12 +102,10 @@ impl HostBuilder {
         self
     }
 
-    /// For the authors' test harness: the services it registered, and its first invalid
-    /// registration.
+    /// For the authors' test harness: the services it registered.
     #[cfg(feature = "testing")]
-    pub(crate) fn services(mut self, registry: Registry, error: Option<String>) -> Self {
+    pub(crate) fn services(mut self, registry: Registry) -> Self {
         self.registry = registry;
-        self.registry_error = error;
         self
     }
 
@@ -201,8 +194,8 @@ impl HostBuilder {
     /// [`Error::ShadowDir`], [`Error::DataDir`], [`Error::Kv`], [`Error::AuditLog`] or
     /// [`Error::Lock`] when the corresponding file or directory cannot be set up.
     pub fn build(self) -> Result<Host, Error> {
-        if let Some(e) = self.registry_error {
-            return Err(Error::Service(e));
+        if let Some(e) = self.registry.invalid() {
+            return Err(Error::Service(e.to_owned()));
         }
         let options = self.check_options()?;
         let parent = self.shadow_parent.unwrap_or_else(std::env::temp_dir);

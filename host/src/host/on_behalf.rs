@@ -1,5 +1,5 @@
-//! [`OnBehalf`]: the host program calling plugins on behalf of a principal it names, which
-//! their handlers see in `ctx.caller()`.
+//! [`OnBehalf`]: the host program calling plugins, on behalf of a principal it names (which
+//! their handlers see in `ctx.caller()`) or of no one (`Host::call` and `Host::call_bytes`).
 
 use airlock_abi::wire::{CallerInfo, Principal};
 
@@ -12,11 +12,11 @@ use crate::outcome::ActionOutcome;
 #[derive(Debug)]
 pub struct OnBehalf<'a> {
     host: &'a Host,
-    principal: &'a Principal,
+    principal: Option<&'a Principal>,
 }
 
 impl<'a> OnBehalf<'a> {
-    pub(super) fn new(host: &'a Host, principal: &'a Principal) -> Self {
+    pub(super) fn new(host: &'a Host, principal: Option<&'a Principal>) -> Self {
         Self { host, principal }
     }
 
@@ -47,9 +47,12 @@ impl<'a> OnBehalf<'a> {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
-        let _calling = crate::caller::push(CallerInfo::Host {
-            principal: Some(self.principal.clone()),
-        });
+        let _calling = match self.principal {
+            Some(principal) => Some(crate::caller::push(CallerInfo::Host {
+                principal: Some(principal.clone()),
+            })),
+            None => crate::caller::host_call(),
+        };
         self.host.shared.call_bytes(plugin, action, input)
     }
 }

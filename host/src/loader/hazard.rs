@@ -854,6 +854,16 @@ mod tests {
     /// The use-after-free of the first version: an inner read ending (a host callback during a
     /// call) made a waiter believe the outer read (the call) had ended.
     #[test]
+    fn a_replaced_value_stays_readable_until_the_cell_is_dropped() {
+        let cell = Retaining::new(String::from("first"));
+        let first: &String = cell.get();
+        cell.replace(String::from("second"));
+        assert_eq!(first, "first", "the replaced value is still there");
+        assert_eq!(cell.get(), "second");
+        assert_eq!(cell.held(), 2);
+    }
+
+    #[test]
     fn an_inner_read_ending_does_not_end_the_outer_read() {
         let outer = Arc::new(Guarded::new(Some(Arc::new(1u32))));
         let inner = Arc::new(Guarded::new(Some(Arc::new(2u32))));
@@ -1085,6 +1095,29 @@ mod loom_models {
     }
 
     #[test]
+    fn a_reader_racing_a_replacement_sees_a_whole_value() {
+        model(|| {
+            let cell = Arc::new(Retaining::new(AtomicU64::new(1)));
+            let reader = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    let seen = cell.get().load(Ordering::Relaxed);
+                    assert!(
+                        seen == 1 || seen == 2,
+                        "read {seen}: a value not yet written"
+                    );
+                })
+            };
+            // Written before it is published: a reader that finds it must see 2, never 0.
+            let next = AtomicU64::new(0);
+            next.store(2, Ordering::Relaxed);
+            cell.replace(next);
+            reader.join().expect("reader");
+            assert_eq!(cell.get().load(Ordering::Relaxed), 2);
+        });
+    }
+
+    #[test]
     fn a_scan_never_pairs_one_call_with_another_calls_value() {
         model(|| {
             let domain = domain();
@@ -1235,53 +1268,6 @@ mod loom_models {
             assert!(cell.wait_readers(&value, Duration::MAX));
             done.store(true, Ordering::SeqCst);
             reader.join().expect("reader");
-        });
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod retaining_tests {
-    use super::*;
-
-    #[test]
-    fn a_replaced_value_stays_readable_until_the_cell_is_dropped() {
-        let cell = Retaining::new(String::from("first"));
-        let first: &String = cell.get();
-        cell.replace(String::from("second"));
-        assert_eq!(first, "first", "the replaced value is still there");
-        assert_eq!(cell.get(), "second");
-        assert_eq!(cell.held(), 2);
-    }
-}
-
-#[cfg(all(test, loom))]
-mod retaining_loom_models {
-    use std::sync::Arc;
-
-    use super::*;
-
-    #[test]
-    fn a_reader_racing_a_replacement_sees_a_whole_value() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = builder.preemption_bound.or(Some(3));
-        builder.check(|| {
-            let cell = Arc::new(Retaining::new(AtomicU64::new(1)));
-            let reader = {
-                let cell = cell.clone();
-                loom::thread::spawn(move || {
-                    let seen = cell.get().load(Ordering::Relaxed);
-                    assert!(
-                        seen == 1 || seen == 2,
-                        "read {seen}: a value not yet written"
-                    );
-                })
-            };
-            // Written before it is published: a reader that finds it must see 2, never 0.
-            let next = AtomicU64::new(0);
-            next.store(2, Ordering::Relaxed);
-            cell.replace(next);
-            reader.join().expect("reader");
-            assert_eq!(cell.get().load(Ordering::Relaxed), 2);
         });
     }
 }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError};
-use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use abi_stable::std_types::{RResult, RSlice, RVec};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 use airlock_abi::abi::{
@@ -231,12 +231,7 @@ impl Creator {
     /// Asks the plugin to validate a config (JSON) without an instance.
     pub(crate) fn validate_config(&self, config: &[u8]) -> Result<Vec<u8>, PluginError> {
         let query = self.module.query();
-        let invocation = Invocation {
-            kind: InvocationKind::VALIDATE_CONFIG,
-            index: 0,
-            name: RStr::from_str(""),
-            payload: RSlice::from_slice(config),
-        };
+        let invocation = Invocation::new(InvocationKind::VALIDATE_CONFIG, 0, "", config);
         match query(invocation) {
             RResult::ROk(bytes) => Ok(bytes.as_slice().to_vec()),
             RResult::RErr(e) => Err(text_checked(e)),
@@ -340,12 +335,7 @@ impl Instance {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> ErrorCode {
-        let invocation = Invocation {
-            kind,
-            index,
-            name: RStr::from_str(name),
-            payload: RSlice::from_slice(payload),
-        };
+        let invocation = Invocation::new(kind, index, name, payload);
         // Copy out and free the plugin's buffer at once: nothing of plugin memory is kept.
         let (code, bytes) = match (self.module.invoke())(self.handle, invocation) {
             RResult::ROk(bytes) => (ErrorCode::OK, bytes),
@@ -367,12 +357,7 @@ impl Instance {
 /// table's type layout with abi_stable's checker; `None` (calls go through `invoke`) if the
 /// module has none or its table does not have this host's layout.
 fn call_table(module: PluginModuleRef) -> Option<&'static CallTable> {
-    let invocation = Invocation {
-        kind: InvocationKind::CALL_TABLE,
-        index: 0,
-        name: RStr::from_str(""),
-        payload: RSlice::from_slice(&[]),
-    };
+    let invocation = Invocation::new(InvocationKind::CALL_TABLE, 0, "", &[]);
     let RResult::ROk(answer) = (module.query())(invocation) else {
         return None;
     };
@@ -839,8 +824,8 @@ mod call_table_tests {
     use abi_stable::prefix_type::PrefixTypeTrait as _;
     use abi_stable::std_types::{RSlice, RVec};
     use airlock_abi::abi::{
-        ContextToken, ErrorCode, HostContext, HostError, HostVtable, InstanceHandle, LogLevel,
-        PluginError, PluginModule, PluginModuleRef,
+        ContextToken, ErrorCode, HostContext, InstanceHandle, PluginError, PluginModule,
+        PluginModuleRef,
     };
 
     use super::*;
@@ -857,16 +842,9 @@ mod call_table_tests {
 
     static TABLE: CallTable = CallTable { call };
 
-    fn addresses(table: usize, layout: usize) -> RVec<u8> {
-        let mut answer = RVec::new();
-        answer.extend_from_slice(&(table as u64).to_le_bytes());
-        answer.extend_from_slice(&(layout as u64).to_le_bytes());
-        answer
-    }
-
     extern "C" fn answers_table(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
         let layout = <CallTable as StableAbi>::LAYOUT;
-        RResult::ROk(addresses(
+        RResult::ROk(airlock_abi::__private::call_table_answer(
             std::ptr::from_ref(&TABLE) as usize,
             std::ptr::from_ref(layout) as usize,
         ))
@@ -874,7 +852,7 @@ mod call_table_tests {
 
     extern "C" fn answers_another_layout(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
         let layout = <u64 as StableAbi>::LAYOUT;
-        RResult::ROk(addresses(
+        RResult::ROk(airlock_abi::__private::call_table_answer(
             std::ptr::from_ref(&TABLE) as usize,
             std::ptr::from_ref(layout) as usize,
         ))
@@ -885,7 +863,7 @@ mod call_table_tests {
     }
 
     extern "C" fn answers_garbage(_: Invocation<'_>) -> RResult<RVec<u8>, PluginError> {
-        RResult::ROk(addresses(0, 3))
+        RResult::ROk(airlock_abi::__private::call_table_answer(0, 3))
     }
 
     extern "C" fn no_block() -> RSlice<'static, u8> {
@@ -918,23 +896,6 @@ mod call_table_tests {
             query,
         }
         .leak_into_prefix()
-    }
-
-    extern "C" fn no_log(_: ContextToken, _: LogLevel, _: RStr<'_>) -> RResult<(), HostError> {
-        RResult::ROk(())
-    }
-
-    extern "C" fn no_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
-        RResult::ROk(RVec::new())
-    }
-
-    extern "C" fn no_request(
-        _: ContextToken,
-        _: RStr<'_>,
-        _: RStr<'_>,
-        _: RSlice<'_, u8>,
-    ) -> RResult<RVec<u8>, HostError> {
-        RResult::ROk(RVec::new())
     }
 
     extern "C" fn create_one(_: HostContext) -> RResult<InstanceHandle, PluginError> {
@@ -970,12 +931,7 @@ mod call_table_tests {
                 slot: 0,
                 generation: 0,
             },
-            vtable: HostVtable {
-                log: no_log,
-                config: no_config,
-                request: no_request,
-            }
-            .leak_into_prefix(),
+            vtable: airlock_abi::__private::idle_vtable(),
         };
         let instance = creator.create(context).expect("created");
         let mut out = b"stale".to_vec();
