@@ -351,6 +351,7 @@ fn render(result: Result<ActionOutcome, airlock::CallError>) -> String {
     match result {
         Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
         Ok(ActionOutcome::Error(message)) => format!("error {message}"),
+        Ok(ActionOutcome::PendingApproval(id)) => format!("pending_approval {id}"),
         Err(e) => format!("error {}: {}", e.code, e.message),
     }
 }

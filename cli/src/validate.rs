@@ -77,12 +77,15 @@ fn clean(result: &Result<ActionOutcome, CallError>) -> (bool, String) {
     match result {
         Ok(ActionOutcome::Ok(v)) => (true, format!("ok {v}")),
         Ok(ActionOutcome::Error(m)) => (true, format!("error {m}")),
+        Ok(ActionOutcome::PendingApproval(id)) => (true, format!("pending_approval {id}")),
         Err(e) => {
             let clean = matches!(
                 e.code,
                 CallErrorCode::BadInput
                     | CallErrorCode::CapabilityViolation
                     | CallErrorCode::NotFound
+                    | CallErrorCode::PermissionDenied
+                    | CallErrorCode::PendingApproval
             );
             (clean, format!("{}: {}", e.code, e.message))
         }

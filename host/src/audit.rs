@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The version of the audit record layout: 2 added `caller` to denials.
-pub const AUDIT_SCHEMA: u32 = 2;
+pub const AUDIT_SCHEMA: u32 = 3;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -43,6 +43,25 @@ pub enum AuditOutcome {
     Dropped,
     /// A new build of the plugin was refused; the old generation keeps serving.
     ReloadRefused,
+    /// The policy's per-action permissions refused a caller an action or hook (a `deny` rule,
+    /// an `ask` the approver refused, or an `ask` with no approver).
+    PermissionDenied,
+    /// An `ask` the approver will decide later: the call answered `pending_approval`.
+    ApprovalPending,
+    /// The approver allowed a call an `ask` rule covers (at once, or a pending one later).
+    Approved,
+    /// A pending call was refused by the approver, or dropped with its plugin.
+    ApprovalRefused,
+}
+
+impl AuditOutcome {
+    /// Whether a record of this outcome names the caller of the call concerned.
+    fn names_caller(self) -> bool {
+        matches!(
+            self,
+            Self::Denied | Self::PermissionDenied | Self::ApprovalPending | Self::Approved
+        )
+    }
 }
 
 /// One line of the audit log.
@@ -64,8 +83,8 @@ pub struct AuditRecord {
     pub outcome: AuditOutcome,
     /// Detail for people. Never holds a secret's value.
     pub detail: String,
-    /// For a denial: who asked for the call the plugin was serving (the host program, with
-    /// its principal, or another plugin). Absent from other records.
+    /// For a denial, or a permission decision: who asked for the call the plugin was serving
+    /// (the host program, with its principal, or another plugin). Absent from other records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<airlock_abi::wire::CallerInfo>,
 }
@@ -158,7 +177,7 @@ impl AuditLog {
             capability: capability.to_owned(),
             outcome,
             detail: detail.to_owned(),
-            caller: (outcome == AuditOutcome::Denied).then(crate::caller::current),
+            caller: outcome.names_caller().then(crate::caller::current),
         };
         tracing::warn!(
             target: "airlock::audit",

@@ -42,6 +42,7 @@ mod loader;
 mod lock;
 mod membrane;
 mod outcome;
+mod permission;
 mod policy;
 mod registry;
 mod report;
@@ -61,7 +62,8 @@ pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
 pub use host::{
-    check, check_report, pin, ActionHandle, ActionOutcome, Answered, Checked, ConfigApplied, Host,
+    check, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval, ApprovalId,
+    ApprovalRequest, Checked, ConfigApplied, Host, MAX_PENDING_APPROVALS,
     HostBuilder, OnBehalf, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
 };
@@ -77,10 +79,11 @@ pub use loader::retained;
 pub use lock::{Lock, LockEntry};
 #[cfg(feature = "test-support")]
 pub use membrane::host_vtable;
+pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use policy::{
-    HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,
+    HostSettings, PluginPolicy, Policy, RetryPolicy, SecretSource, DEFAULT_CALL_TIMEOUT,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,
-    DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
+    DEFAULT_QUARANTINE_WINDOW, DEFAULT_RETRY, DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};

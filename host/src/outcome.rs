@@ -116,6 +116,10 @@ pub enum ActionOutcome {
     Ok(serde_json::Value),
     /// `error(message)`: the action refused, for a reason of its own domain.
     Error(String),
+    /// `pending_approval(id)`: the policy says `ask` and the approver will decide later; the
+    /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse`] drops it.
+    #[serde(rename = "pending_approval")]
+    PendingApproval(crate::host::ApprovalId),
 }
 
 /// How one plugin's teardown ended.

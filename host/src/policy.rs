@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::library_file::parse_digest;
+use crate::permission::{PermissionRule, RawRule};
 
 /// The shutdown deadline used when the policy sets none.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -24,6 +25,25 @@ pub const DEFAULT_QUARANTINE_FAULTS: u32 = 5;
 pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// How often the host polls each plugin's health.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// How `host.dispatch` retries a claim holder's retryable failures when the policy says
+/// nothing: 3 more attempts, backing off from 100 ms, never more than 5 s.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    retries: 3,
+    backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(5),
+};
+
+/// How `host.dispatch` retries a retryable failure: up to `retries` more attempts, the n-th
+/// after a delay drawn between half and all of `min(backoff × 2ⁿ, max_backoff)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// The first delay's ceiling.
+    pub backoff: Duration,
+    /// No delay's ceiling exceeds this.
+    pub max_backoff: Duration,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +123,9 @@ struct RawDefaults {
     quarantine_faults: Option<u32>,
     quarantine_window_ms: Option<u64>,
     health_interval_ms: Option<u64>,
+    dispatch_retries: Option<u32>,
+    dispatch_backoff_ms: Option<u64>,
+    dispatch_backoff_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +143,11 @@ struct RawPluginPolicy {
     quarantine_faults: Option<u32>,
     quarantine_window_ms: Option<u64>,
     priority: Option<i32>,
+    #[serde(default)]
+    permissions: Vec<RawRule>,
+    dispatch_retries: Option<u32>,
+    dispatch_backoff_ms: Option<u64>,
+    dispatch_backoff_max_ms: Option<u64>,
 }
 
 /// What the operator decided for one plugin id.
@@ -148,6 +176,10 @@ pub struct PluginPolicy {
     pub quarantine_window: Duration,
     /// Order in hooks: lower runs first; ties keep load order.
     pub priority: i32,
+    /// Which callers may invoke which of its actions and hooks ([`crate::permission`]).
+    pub permissions: Vec<PermissionRule>,
+    /// How `host.dispatch` retries its retryable failures, when it holds a claim.
+    pub retry: RetryPolicy,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -180,6 +212,8 @@ impl Default for Policy {
                 quarantine_faults: DEFAULT_QUARANTINE_FAULTS,
                 quarantine_window: DEFAULT_QUARANTINE_WINDOW,
                 priority: 0,
+                permissions: Vec::new(),
+                retry: DEFAULT_RETRY,
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
@@ -267,6 +301,13 @@ impl Policy {
         if let Some(ms) = raw.defaults.health_interval_ms {
             policy.health_interval = Duration::from_millis(ms.max(1));
         }
+        let defaults_retry = policy.defaults.retry;
+        policy.defaults.retry = retry(
+            defaults_retry,
+            raw.defaults.dispatch_retries,
+            raw.defaults.dispatch_backoff_ms,
+            raw.defaults.dispatch_backoff_max_ms,
+        );
         for (id, entry) in raw.plugins {
             let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
             let pin = |key: &str, value: Option<String>| match value {
@@ -288,6 +329,14 @@ impl Policy {
                         ));
                     }
                     Ok(cap)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let permissions = entry
+                .permissions
+                .into_iter()
+                .enumerate()
+                .map(|(n, rule)| {
+                    PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let config = match entry.config {
@@ -319,6 +368,13 @@ impl Policy {
                         .quarantine_window_ms
                         .map_or(policy.defaults.quarantine_window, Duration::from_millis),
                     priority: entry.priority.unwrap_or(0),
+                    permissions,
+                    retry: retry(
+                        policy.defaults.retry,
+                        entry.dispatch_retries,
+                        entry.dispatch_backoff_ms,
+                        entry.dispatch_backoff_max_ms,
+                    ),
                 },
             );
         }
@@ -379,6 +435,20 @@ impl Policy {
             }
             None => Err("the policy's [secrets] table does not provide it".to_owned()),
         }
+    }
+}
+
+/// `base` with what the policy sets instead.
+fn retry(
+    base: RetryPolicy,
+    retries: Option<u32>,
+    backoff_ms: Option<u64>,
+    max_ms: Option<u64>,
+) -> RetryPolicy {
+    RetryPolicy {
+        retries: retries.unwrap_or(base.retries),
+        backoff: backoff_ms.map_or(base.backoff, Duration::from_millis),
+        max_backoff: max_ms.map_or(base.max_backoff, Duration::from_millis),
     }
 }
 

@@ -144,6 +144,9 @@ impl ErrorCode {
     pub const REVOKED: Self = Self(9);
     /// The plugin failed in a way that is not the caller's fault (e.g. output not serializable).
     pub const HANDLER: Self = Self(6);
+    /// A domain error the caller may retry (e.g. a dependency was briefly unavailable):
+    /// `host.dispatch` retries it with backoff; a plain call sees the envelope's `error`.
+    pub const RETRYABLE: Self = Self(10);
 }
 
 /// An error returned by a plugin across the boundary.

@@ -264,6 +264,18 @@ pub struct HookDecl {
     pub description: String,
 }
 
+/// A kind of request the plugin claims to be the one handler of (`"notify.email"`): the host
+/// refuses a second plugin claiming the same kind (`claim_conflict`), and `host.dispatch(kind,
+/// ..)` reaches the holder's `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimDecl {
+    /// The kind of request, e.g. `notify.email`.
+    pub kind: String,
+    /// The declared action that handles it.
+    pub action: String,
+}
+
 /// `plugin.json` as written, before validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +299,9 @@ pub struct RawManifest {
     /// See [`Manifest::concurrency`].
     #[serde(default)]
     pub concurrency: Concurrency,
+    /// See [`Manifest::claims`].
+    #[serde(default)]
+    pub claims: Vec<ClaimDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -325,6 +340,8 @@ pub struct Manifest {
     pub actions: Vec<ActionDecl>,
     /// Whether calls may overlap.
     pub concurrency: Concurrency,
+    /// Kinds of request the plugin claims to be the one handler of.
+    pub claims: Vec<ClaimDecl>,
 }
 
 /// Why a manifest is invalid.
@@ -354,6 +371,7 @@ impl TryFrom<RawManifest> for Manifest {
             ("capabilities", raw.capabilities.len()),
             ("hooks", raw.hooks.len()),
             ("actions", raw.actions.len()),
+            ("claims", raw.claims.len()),
         ] {
             if n > MAX_DECLARATIONS {
                 return Err(err(format!(
@@ -388,6 +406,17 @@ impl TryFrom<RawManifest> for Manifest {
         }
         check_names("action", raw.actions.iter().map(|a| a.name.as_str()))?;
         check_names("hook", raw.hooks.iter().map(|h| h.name.as_str()))?;
+        check_names("claim", raw.claims.iter().map(|c| c.kind.as_str()))?;
+        if let Some(claim) = raw
+            .claims
+            .iter()
+            .find(|c| !raw.actions.iter().any(|a| a.name == c.action))
+        {
+            return Err(err(format!(
+                "claim {:?} names action {:?}, which the manifest does not declare",
+                claim.kind, claim.action
+            )));
+        }
         Ok(Self {
             id,
             version,
@@ -396,6 +425,7 @@ impl TryFrom<RawManifest> for Manifest {
             hooks: raw.hooks,
             actions: raw.actions,
             concurrency: raw.concurrency,
+            claims: raw.claims,
         })
     }
 }

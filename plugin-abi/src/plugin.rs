@@ -390,6 +390,17 @@ impl ActionError {
         Self(message.into(), ErrorCode::DOMAIN)
     }
 
+    /// A domain error worth trying again later (a dependency was briefly unavailable, a rate
+    /// limit): `host.dispatch` retries the call with the backoff the operator's policy sets.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self(message.into(), ErrorCode::RETRYABLE)
+    }
+
+    /// Whether [`ActionError::retryable`] made it.
+    pub fn is_retryable(&self) -> bool {
+        self.1 == ErrorCode::RETRYABLE
+    }
+
     /// The message.
     pub fn message(&self) -> &str {
         &self.0

@@ -129,6 +129,18 @@ pub enum CallerInfo {
     },
 }
 
+impl std::fmt::Display for CallerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Host { principal: None } => f.write_str("the host program"),
+            Self::Host {
+                principal: Some(p),
+            } => write!(f, "the host program on behalf of {}", p.id),
+            Self::Plugin { id, generation } => write!(f, "plugin {id} (generation {generation})"),
+        }
+    }
+}
+
 /// A party the host program calls a plugin on behalf of: an id and roles, as the embedding
 /// program defines them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,11 +196,18 @@ pub enum CallErrorCode {
     /// Plugin-to-plugin calls nested deeper than the host allows on one thread (a cycle
     /// through `parallel` plugins): refused instead of overflowing the stack.
     TooDeep = 9,
+    /// The operator's policy does not let this caller invoke this action or hook (a `deny`
+    /// rule, or an `ask` the approver refused); audited.
+    PermissionDenied = 10,
+    /// The policy says `ask` and the approver has not decided yet: the call did not run. The
+    /// host resolves it (runs it, or refuses it) once the approver decides; the JSON envelope
+    /// carries the approval's id (`pending_approval`).
+    PendingApproval = 11,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -199,6 +218,8 @@ impl CallErrorCode {
         Self::Timeout,
         Self::Reentrant,
         Self::TooDeep,
+        Self::PermissionDenied,
+        Self::PendingApproval,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -214,6 +235,8 @@ impl CallErrorCode {
             Self::Timeout => "timeout",
             Self::Reentrant => "reentrant",
             Self::TooDeep => "too_deep",
+            Self::PermissionDenied => "permission_denied",
+            Self::PendingApproval => "pending_approval",
         }
     }
 }

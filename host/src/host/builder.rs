@@ -19,6 +19,7 @@ use crate::timers::TimerService;
 
 use super::pipeline::PipelineOptions;
 use super::shared::{HostShared, Observer};
+use super::approvals::{Approval, ApprovalRequest, Approvals};
 use super::Host;
 use crate::delivery::Deliver;
 use crate::supervisor::Supervised;
@@ -35,6 +36,8 @@ pub struct HostBuilder {
     pub(super) lock_file: Option<PathBuf>,
     /// The embedding program's services.
     pub(super) registry: Registry,
+    /// The embedding program's approver.
+    pub(super) approvals: Approvals,
 }
 
 impl Default for HostBuilder {
@@ -53,7 +56,23 @@ impl HostBuilder {
             shadow_parent: None,
             lock_file: None,
             registry: Registry::default(),
+            approvals: Approvals::default(),
         }
+    }
+
+    /// Registers the approver that the policy's `ask` permissions consult
+    /// ([`crate::permission`]): it sees who calls which action or hook with what input, and
+    /// answers [`Approval::Allow`], [`Approval::Deny`] or [`Approval::Later`] — then the call
+    /// answers `pending_approval` with an id, and the program settles it with
+    /// [`Host::approve`] or [`Host::refuse`]. It runs on the calling thread; a panic in it is
+    /// a denial. Without an approver, `ask` is a denial.
+    #[must_use]
+    pub fn approver(
+        mut self,
+        approver: impl Fn(&ApprovalRequest) -> Approval + Send + Sync + 'static,
+    ) -> Self {
+        self.approvals.approver = Some(Box::new(approver));
+        self
     }
 
     /// Offers plugins operation `O` of a service of this program, named once in an interface
@@ -245,6 +264,7 @@ impl HostBuilder {
             me: me.clone(),
             observer,
             registry,
+            approvals: self.approvals,
         });
         Ok(Host { shared })
     }

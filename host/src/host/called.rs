@@ -8,6 +8,7 @@ use airlock_abi::abi::ErrorCode;
 
 use crate::error::{CallError, CallErrorCode};
 
+use super::approvals::ApprovalId;
 use super::plugin::{Invoked, LoadedPlugin};
 use crate::outcome::ActionOutcome;
 
@@ -28,6 +29,10 @@ pub(crate) enum Called {
     Answered,
     /// The plugin's own domain error.
     Domain,
+    /// The plugin's own domain error, which it says is worth retrying (`host.dispatch` does).
+    Retryable,
+    /// The call did not run: it waits for the approver's decision (the buffer says so).
+    Pending(ApprovalId),
     /// An infrastructure failure.
     Failed(CallErrorCode),
 }
@@ -54,7 +59,11 @@ impl Invoked {
     pub(super) fn from_called(called: Called, out: Vec<u8>) -> Result<Vec<u8>, Self> {
         match called {
             Called::Answered => Ok(out),
-            Called::Domain => Err(Invoked::Domain(message(&out))),
+            Called::Domain | Called::Retryable => Err(Invoked::Domain(message(&out))),
+            Called::Pending(_) => Err(Invoked::Failed(
+                CallErrorCode::PendingApproval,
+                message(&out),
+            )),
             Called::Failed(code) => Err(Invoked::Failed(code, message(&out))),
         }
     }
@@ -70,7 +79,13 @@ pub(super) fn answer(
 ) -> Result<Result<Vec<u8>, String>, CallError> {
     match called {
         Called::Answered => Ok(Ok(out)),
-        Called::Domain => Ok(Err(message(&out))),
+        Called::Domain | Called::Retryable => Ok(Err(message(&out))),
+        Called::Pending(_) => Err(fail(
+            plugin,
+            action,
+            CallErrorCode::PendingApproval,
+            message(&out),
+        )),
         Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
     }
 }
@@ -80,11 +95,26 @@ pub(super) fn json_call(
     plugin: &str,
     action: &str,
     input: &serde_json::Value,
-    call: impl FnOnce(&[u8]) -> Result<Result<Vec<u8>, String>, CallError>,
+    call: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<Called, CallError>,
 ) -> Result<ActionOutcome, CallError> {
     let input = serde_json::to_vec(input)
         .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
-    match call(&input)? {
+    let mut out = Vec::new();
+    let called = call(&input, &mut out)?;
+    envelope(plugin, action, called, out)
+}
+
+/// The result envelope of a call that ended as `called`, with what it said in `out`.
+pub(super) fn envelope(
+    plugin: &str,
+    action: &str,
+    called: Called,
+    out: Vec<u8>,
+) -> Result<ActionOutcome, CallError> {
+    if let Called::Pending(id) = called {
+        return Ok(ActionOutcome::PendingApproval(id));
+    }
+    match answer(plugin, action, called, out)? {
         Ok(bytes) => airlock_abi::wire::parse(&bytes)
             .map(ActionOutcome::Ok)
             .map_err(|e| {

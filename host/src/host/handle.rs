@@ -6,6 +6,7 @@ use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::this_thread;
 use crate::loader::hazard::Retaining;
 
+use super::approvals::ApprovalId;
 use super::called::{answer, fail, json_call, message, Called};
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
@@ -19,6 +20,8 @@ pub enum Answered {
     Ok,
     /// The buffer holds the action's domain error message (the envelope's `error`).
     Error,
+    /// The call did not run: it waits for approval (the envelope's `pending_approval`).
+    Pending(ApprovalId),
 }
 
 /// A pre-resolved action of a plugin, from [`Host::action`]: calls pay no lookup by name.
@@ -48,8 +51,8 @@ impl ActionHandle<'_> {
     ///
     /// As [`Host::call`].
     pub fn call(&self, input: &serde_json::Value) -> Result<ActionOutcome, CallError> {
-        json_call(&self.plugin, &self.action, input, |bytes| {
-            self.call_bytes(bytes)
+        json_call(&self.plugin, &self.action, input, |bytes, out| {
+            self.call_raw(bytes, out)
         })
     }
 
@@ -77,7 +80,8 @@ impl ActionHandle<'_> {
     pub fn call_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Answered, Box<CallError>> {
         match self.call_raw(input, out) {
             Ok(Called::Answered) => Ok(Answered::Ok),
-            Ok(Called::Domain) => Ok(Answered::Error),
+            Ok(Called::Domain | Called::Retryable) => Ok(Answered::Error),
+            Ok(Called::Pending(id)) => Ok(Answered::Pending(id)),
             Ok(Called::Failed(code)) => Err(Box::new(fail(
                 &self.plugin,
                 &self.action,

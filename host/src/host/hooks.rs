@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::{HostShared, Invoked, LoadedPlugin};
 use crate::error::CallErrorCode;
+use crate::permission::Target;
 
 /// How a hook combines its participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,6 +178,11 @@ impl HookDispatch<'_> {
     ) -> Result<HookReply<Value>, HookFailure> {
         let payload = serde_json::to_vec(input)
             .map_err(|e| failure(plugin, CallErrorCode::BadInput, e.to_string()))?;
+        if !plugin.policy.permissions.is_empty() {
+            self.shared
+                .permit(plugin, Target::Hook(hook), &payload)
+                .map_err(|refused| failure(plugin, refused.code, refused.message))?;
+        }
         match self
             .shared
             .invoke(plugin, InvocationKind::HOOK, index, hook, &payload)

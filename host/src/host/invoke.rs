@@ -14,6 +14,7 @@ use super::called::{answer, lookup, message, plugin_error_code, refuse, Called};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::outcome::PluginState;
+use crate::permission::Target;
 
 impl HostShared {
     /// Runs one invocation on the running instance of `plugin` (see
@@ -171,6 +172,7 @@ impl HostShared {
             ),
             ErrorCode::OK => Called::Answered,
             ErrorCode::DOMAIN => Called::Domain,
+            ErrorCode::RETRYABLE => Called::Retryable,
             other => Called::Failed(plugin_error_code(other)),
         }
     }
@@ -223,8 +225,7 @@ impl HostShared {
             .is_some_and(|current| !std::ptr::eq(Arc::as_ptr(&current), loaded))
     }
 
-    /// Calls an action with JSON bytes; see [`Host::call_bytes`]. A call that raced a reload
-    /// (it found the old generation already retired) goes to the new generation.
+    /// Calls an action with JSON bytes; see [`Host::call_bytes`].
     pub(crate) fn call_bytes(
         &self,
         plugin: &str,
@@ -232,6 +233,19 @@ impl HostShared {
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
         let mut out = Vec::new();
+        let called = self.call_into(plugin, action, input, &mut out)?;
+        answer(plugin, action, called, out)
+    }
+
+    /// Calls an action with JSON bytes, leaving what it said in `out`. A call that raced a
+    /// reload (it found the old generation already retired) goes to the new generation.
+    pub(crate) fn call_into(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Called, CallError> {
         let mut attempts = 0;
         loop {
             // Looked up in the table as read (no reference count is written per call); the
@@ -240,14 +254,14 @@ impl HostShared {
             let called = self.plugins.with_record(record, |plugins| {
                 let (loaded, index) =
                     lookup(plugins.map_or(&[][..], Vec::as_slice), plugin, action)?;
-                let called = self.call_index(record, loaded, index, input, &mut out);
+                let called = self.call_index(record, loaded, index, input, out);
                 let retry =
                     called == Called::Failed(CallErrorCode::Revoked) && self.replaced(loaded);
                 Ok((called, retry))
             });
             match called? {
                 (_, true) if attempts < 8 => attempts += 1,
-                (called, _) => return answer(plugin, action, called, out),
+                (called, _) => return Ok(called),
             }
         }
     }
@@ -272,6 +286,16 @@ impl HostShared {
             .actions
             .get(index as usize)
             .map_or("", |a| a.name.as_str());
+        if !loaded.policy.permissions.is_empty() {
+            if let Err(refused) = self.permit(loaded, Target::Action(name), input) {
+                out.clear();
+                out.extend_from_slice(refused.message.as_bytes());
+                return match refused.pending {
+                    Some(id) => Called::Pending(id),
+                    None => Called::Failed(refused.code),
+                };
+            }
+        }
         self.invoke_into(
             record,
             loaded,
@@ -312,7 +336,7 @@ impl HostShared {
             payload,
             &mut out,
         ) {
-            Called::Answered | Called::Domain => true,
+            Called::Answered | Called::Domain | Called::Retryable | Called::Pending(_) => true,
             // Torn down since it was found: it was for that instance, not for its successor.
             Called::Failed(CallErrorCode::Revoked) => false,
             Called::Failed(code) => {

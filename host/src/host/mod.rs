@@ -3,6 +3,7 @@
 //! capability, disable, enable, change config), and shut down in reverse load order.
 
 mod api;
+mod approvals;
 mod builder;
 mod called;
 mod handle;
@@ -21,6 +22,7 @@ pub use crate::outcome::{
     ActionOutcome, ConfigApplied, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord,
 };
+pub use approvals::{Approval, ApprovalId, ApprovalRequest, MAX_PENDING_APPROVALS};
 pub use builder::HostBuilder;
 pub use handle::{ActionHandle, Answered};
 pub use hooks::{

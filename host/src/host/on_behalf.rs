@@ -31,8 +31,9 @@ impl<'a> OnBehalf<'a> {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<ActionOutcome, CallError> {
-        json_call(plugin, action, input, |bytes| {
-            self.call_bytes(plugin, action, bytes)
+        json_call(plugin, action, input, |bytes, out| {
+            let _calling = self.calling();
+            self.host.shared.call_into(plugin, action, bytes, out)
         })
     }
 
@@ -47,12 +48,18 @@ impl<'a> OnBehalf<'a> {
         action: &str,
         input: &[u8],
     ) -> Result<Result<Vec<u8>, String>, CallError> {
-        let _calling = match self.principal {
+        let _calling = self.calling();
+        self.host.shared.call_bytes(plugin, action, input)
+    }
+
+    /// Makes the host, on behalf of the principal, the caller of the calls this thread makes
+    /// until dropped.
+    fn calling(&self) -> Option<crate::caller::Calling> {
+        match self.principal {
             Some(principal) => Some(crate::caller::push(CallerInfo::Host {
                 principal: Some(principal.clone()),
             })),
             None => crate::caller::host_call(),
-        };
-        self.host.shared.call_bytes(plugin, action, input)
+        }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct HostShared {
     pub(crate) observer: Option<Observer>,
     /// The embedding program's services.
     pub(crate) registry: Registry,
+    /// The embedding program's approver, and the calls waiting for it.
+    pub(crate) approvals: super::approvals::Approvals,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
