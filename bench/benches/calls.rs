@@ -137,7 +137,7 @@ fn calls(c: &mut Criterion) {
     let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");
     let mut figures = match callbacks {
         airlock::ActionOutcome::Ok(v) => v,
-        airlock::ActionOutcome::Error(e) => json!({"error": e}),
+        other => json!({"error": format!("{other:?}")}),
     };
     figures["reload_generations"] = json!(generations);
     figures["rss_per_generation_kib"] = json!(rss_per_generation_kib);

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     match host.call("hello", "greet", &serde_json::json!({ "name": "embedder" })) {
         Ok(ActionOutcome::Ok(value)) => println!("hello answered {value}"),
         Ok(ActionOutcome::Error(message)) => println!("hello refused: {message}"),
+        Ok(ActionOutcome::PendingApproval(id)) => println!("the call waits for approval {id}"),
         Err(e) => println!("the call failed ({}): {}", e.code, e.message),
     }
     for record in host.shutdown() {

@@ -41,6 +41,8 @@ pub enum RefusalReason {
     HashMismatch,
     /// Stage 3: a capability the manifest marks required is not granted.
     NotGranted,
+    /// Stage 3: the manifest claims a kind of request another plugin already holds.
+    ClaimConflict,
     /// Stage 5: the plugin's `validate_config` rejected the operator's config.
     ConfigInvalid,
     /// Stage 4: the dynamic linker refused the library (e.g. an undefined symbol).
@@ -57,7 +59,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in pipeline order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::UnsafePermissions,
         Self::NotALibrary,
         Self::TooLarge,
@@ -70,6 +72,7 @@ impl RefusalReason {
         Self::Disabled,
         Self::HashMismatch,
         Self::NotGranted,
+        Self::ClaimConflict,
         Self::ConfigInvalid,
         Self::LoadFailed,
         Self::LayoutMismatch,
@@ -93,6 +96,7 @@ impl RefusalReason {
             Self::Disabled => "disabled",
             Self::HashMismatch => "hash_mismatch",
             Self::NotGranted => "not_granted",
+            Self::ClaimConflict => "claim_conflict",
             Self::ConfigInvalid => "config_invalid",
             Self::LoadFailed => "load_failed",
             Self::LayoutMismatch => "layout_mismatch",

@@ -46,6 +46,7 @@ mod permission;
 mod policy;
 mod registry;
 mod report;
+mod retry;
 mod services;
 mod supervisor;
 #[cfg(feature = "testing")]
@@ -63,9 +64,9 @@ pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
 pub use host::{
     check, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval, ApprovalId,
-    ApprovalRequest, Checked, ConfigApplied, Host, MAX_PENDING_APPROVALS,
-    HostBuilder, OnBehalf, PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome,
-    TeardownOutcome, TeardownRecord, MAX_CALL_DEPTH,
+    ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
+    PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
+    TeardownRecord, MAX_CALL_DEPTH, MAX_PENDING_APPROVALS,
 };
 pub use host::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
@@ -81,12 +82,13 @@ pub use lock::{Lock, LockEntry};
 pub use membrane::host_vtable;
 pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use policy::{
-    HostSettings, PluginPolicy, Policy, RetryPolicy, SecretSource, DEFAULT_CALL_TIMEOUT,
+    HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,
-    DEFAULT_QUARANTINE_WINDOW, DEFAULT_RETRY, DEFAULT_SHUTDOWN_DEADLINE,
+    DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};
+pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use supervisor::WATCHDOG_TICK;
 pub use timers::MAX_JOBS_PER_PLUGIN;
 pub use watch::{Watcher, DEFAULT_DEBOUNCE};

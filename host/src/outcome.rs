@@ -108,6 +108,17 @@ pub struct PluginStats {
     pub faults: u64,
 }
 
+/// The id of a call waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ApprovalId(pub u64);
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
 /// A domain result of an action: the result envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", content = "data", rename_all = "lowercase")]
@@ -119,7 +130,7 @@ pub enum ActionOutcome {
     /// `pending_approval(id)`: the policy says `ask` and the approver will decide later; the
     /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse`] drops it.
     #[serde(rename = "pending_approval")]
-    PendingApproval(crate::host::ApprovalId),
+    PendingApproval(ApprovalId),
 }
 
 /// How one plugin's teardown ended.

@@ -183,7 +183,9 @@ pub fn decide(
     rules
         .iter()
         .position(|r| r.matches(target, caller))
-        .map_or((Permission::Allow, None), |at| (rules[at].decision, Some(at)))
+        .map_or((Permission::Allow, None), |at| {
+            (rules[at].decision, Some(at))
+        })
 }
 
 #[cfg(test)]
@@ -217,7 +219,10 @@ mod tests {
             rule(&["delete*"], &[], Permission::Ask),
         ];
         let del = Target::Action("delete_all");
-        assert_eq!(decide(&rules, del, &host("ada", &["admin"])).0, Permission::Allow);
+        assert_eq!(
+            decide(&rules, del, &host("ada", &["admin"])).0,
+            Permission::Allow
+        );
         let plugin = CallerInfo::Plugin {
             id: "relay".into(),
             generation: 1,
@@ -249,11 +254,17 @@ mod tests {
         for bad in ["", "admin", "role:", "group:x", "plugin"] {
             assert!(CallerPattern::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(CallerPattern::parse("user:a*").expect("p").matches(&host("ada", &[])));
-        assert!(!CallerPattern::parse("user:a*").expect("p").matches(&host("bob", &[])));
-        assert!(!CallerPattern::parse("host").expect("p").matches(&CallerInfo::Plugin {
-            id: "x".into(),
-            generation: 1
-        }));
+        assert!(CallerPattern::parse("user:a*")
+            .expect("p")
+            .matches(&host("ada", &[])));
+        assert!(!CallerPattern::parse("user:a*")
+            .expect("p")
+            .matches(&host("bob", &[])));
+        assert!(!CallerPattern::parse("host")
+            .expect("p")
+            .matches(&CallerInfo::Plugin {
+                id: "x".into(),
+                generation: 1
+            }));
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
+use crate::retry::{RetryPolicy, DEFAULT_RETRY};
 
 /// The shutdown deadline used when the policy sets none.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -25,26 +26,6 @@ pub const DEFAULT_QUARANTINE_FAULTS: u32 = 5;
 pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// How often the host polls each plugin's health.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
-/// How `host.dispatch` retries a claim holder's retryable failures when the policy says
-/// nothing: 3 more attempts, backing off from 100 ms, never more than 5 s.
-pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
-    retries: 3,
-    backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(5),
-};
-
-/// How `host.dispatch` retries a retryable failure: up to `retries` more attempts, the n-th
-/// after a delay drawn between half and all of `min(backoff × 2ⁿ, max_backoff)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts after the first.
-    pub retries: u32,
-    /// The first delay's ceiling.
-    pub backoff: Duration,
-    /// No delay's ceiling exceeds this.
-    pub max_backoff: Duration,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -301,9 +282,7 @@ impl Policy {
         if let Some(ms) = raw.defaults.health_interval_ms {
             policy.health_interval = Duration::from_millis(ms.max(1));
         }
-        let defaults_retry = policy.defaults.retry;
-        policy.defaults.retry = retry(
-            defaults_retry,
+        policy.defaults.retry = policy.defaults.retry.with(
             raw.defaults.dispatch_retries,
             raw.defaults.dispatch_backoff_ms,
             raw.defaults.dispatch_backoff_max_ms,
@@ -369,8 +348,7 @@ impl Policy {
                         .map_or(policy.defaults.quarantine_window, Duration::from_millis),
                     priority: entry.priority.unwrap_or(0),
                     permissions,
-                    retry: retry(
-                        policy.defaults.retry,
+                    retry: policy.defaults.retry.with(
                         entry.dispatch_retries,
                         entry.dispatch_backoff_ms,
                         entry.dispatch_backoff_max_ms,
@@ -435,20 +413,6 @@ impl Policy {
             }
             None => Err("the policy's [secrets] table does not provide it".to_owned()),
         }
-    }
-}
-
-/// `base` with what the policy sets instead.
-fn retry(
-    base: RetryPolicy,
-    retries: Option<u32>,
-    backoff_ms: Option<u64>,
-    max_ms: Option<u64>,
-) -> RetryPolicy {
-    RetryPolicy {
-        retries: retries.unwrap_or(base.retries),
-        backoff: backoff_ms.map_or(base.backoff, Duration::from_millis),
-        max_backoff: max_ms.map_or(base.max_backoff, Duration::from_millis),
     }
 }
 

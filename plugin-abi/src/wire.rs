@@ -133,9 +133,9 @@ impl std::fmt::Display for CallerInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Host { principal: None } => f.write_str("the host program"),
-            Self::Host {
-                principal: Some(p),
-            } => write!(f, "the host program on behalf of {}", p.id),
+            Self::Host { principal: Some(p) } => {
+                write!(f, "the host program on behalf of {}", p.id)
+            }
             Self::Plugin { id, generation } => write!(f, "plugin {id} (generation {generation})"),
         }
     }

@@ -227,8 +227,18 @@ impl TempPluginDir {
 
     /// A host over this directory with `policy` (TOML), loaded.
     pub fn load(&self, policy: &str) -> (Host, airlock::LoadReport) {
+        self.load_with(policy, |builder| builder)
+    }
+
+    /// [`TempPluginDir::load`], with what `customize` adds to the builder (an approver, more
+    /// services).
+    pub fn load_with(
+        &self,
+        policy: &str,
+        customize: impl FnOnce(airlock::HostBuilder) -> airlock::HostBuilder,
+    ) -> (Host, airlock::LoadReport) {
         let policy = Policy::parse(policy, false).expect("test policy parses");
-        let host = probe_services(Host::builder())
+        let host = customize(probe_services(Host::builder()))
             .plugin_dir(self.path())
             .policy(policy)
             .build()

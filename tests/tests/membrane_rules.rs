@@ -160,6 +160,7 @@ fn library(granted: bool) -> Run {
         match h.call("probe", action, input) {
             Ok(ActionOutcome::Ok(v)) => Ok(Ok(v)),
             Ok(ActionOutcome::Error(m)) => Ok(Err(m)),
+            Ok(pending @ ActionOutcome::PendingApproval(_)) => panic!("no rule asks: {pending:?}"),
             Err(e) => Err(e.code.code().to_owned()),
         }
     });

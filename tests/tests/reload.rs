@@ -30,7 +30,7 @@ fn ok(host: &Host, action: &str) -> Value {
         .expect("the call succeeds")
     {
         ActionOutcome::Ok(v) => v,
-        ActionOutcome::Error(e) => panic!("{e}"),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -27,7 +27,7 @@ use super::called::{fail, not_loaded};
 use super::handle::ActionHandle;
 use super::on_behalf::OnBehalf;
 use super::pipeline::{
-    decide_all, ok_report, parallel_map, read_all, refuse_duplicate, Checked, ReadFor,
+    decide_all, ok_report, parallel_map, read_all, refuse_taken, Checked, ReadFor,
 };
 use super::plugin::{Invoked, LoadedPlugin};
 use super::Host;
@@ -116,11 +116,12 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// The [`Refusal`] of stage 4 or 5, or `duplicate_id` if a plugin with its id is loaded.
+    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded, or
+    /// `claim_conflict` if a loaded plugin holds a kind of request it claims.
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
         let _admin = shared.admin();
-        refuse_duplicate(&checked.file, &shared.taken(|_| true))?;
+        refuse_taken(&checked.file, &shared.taken(|_| true))?;
         let plugin = Arc::new(shared.load_one(checked)?);
         shared.update_table(|table| table.push(plugin));
         Ok(())
@@ -269,6 +270,7 @@ impl Host {
     pub fn hooks(&self) -> HookDispatch<'_> {
         HookDispatch {
             shared: &self.shared,
+            principal: None,
         }
     }
 

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlock_abi::wire::CallerInfo;
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use super::called::{envelope, fail};
 use super::plugin::LoadedPlugin;
@@ -17,22 +16,11 @@ use super::shared::HostShared;
 use super::Host;
 use crate::audit::AuditOutcome;
 use crate::error::{CallError, CallErrorCode};
-use crate::outcome::ActionOutcome;
+use crate::outcome::{ActionOutcome, ApprovalId};
 use crate::permission::{decide, Permission, Target};
 
 /// How many calls may wait for approval at once; an `ask` beyond it is refused.
 pub const MAX_PENDING_APPROVALS: usize = 1024;
-
-/// The id of a call waiting for approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ApprovalId(pub u64);
-
-impl std::fmt::Display for ApprovalId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// What the approver is asked to decide: who calls which action or hook of which plugin, with
 /// what input.
@@ -151,12 +139,14 @@ impl HostShared {
                     caller: caller.clone(),
                     input: input.to_vec(),
                 };
-                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    approver(&request)
-                }));
+                let answer =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| approver(&request)));
                 match answer {
                     Ok(Approval::Allow) => {
-                        audit(AuditOutcome::Approved, &format!("approved at once ({rule})"));
+                        audit(
+                            AuditOutcome::Approved,
+                            &format!("approved at once ({rule})"),
+                        );
                         Ok(())
                     }
                     Ok(Approval::Deny(reason)) => deny(format!("the approver refused: {reason}")),
@@ -244,9 +234,9 @@ impl Host {
         );
         APPROVED.set(true);
         let mut out = Vec::new();
-        let called = self
-            .shared
-            .call_into(&request.plugin, &request.name, &request.input, &mut out);
+        let called =
+            self.shared
+                .call_into(&request.plugin, &request.name, &request.input, &mut out);
         APPROVED.set(false);
         envelope(&request.plugin, &request.name, called?, out)
     }

@@ -17,9 +17,9 @@ use crate::registry::{Caller, Registry, ServiceError};
 use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
+use super::approvals::{Approval, ApprovalRequest, Approvals};
 use super::pipeline::PipelineOptions;
 use super::shared::{HostShared, Observer};
-use super::approvals::{Approval, ApprovalRequest, Approvals};
 use super::Host;
 use crate::delivery::Deliver;
 use crate::supervisor::Supervised;

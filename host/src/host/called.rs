@@ -8,9 +8,9 @@ use airlock_abi::abi::ErrorCode;
 
 use crate::error::{CallError, CallErrorCode};
 
-use super::approvals::ApprovalId;
 use super::plugin::{Invoked, LoadedPlugin};
 use crate::outcome::ActionOutcome;
+use crate::outcome::ApprovalId;
 
 pub(super) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
     CallError {

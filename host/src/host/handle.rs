@@ -6,11 +6,11 @@ use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::this_thread;
 use crate::loader::hazard::Retaining;
 
-use super::approvals::ApprovalId;
 use super::called::{answer, fail, json_call, message, Called};
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
 use crate::outcome::ActionOutcome;
+use crate::outcome::ApprovalId;
 
 /// How an action called with [`ActionHandle::call_into`] answered; what it said is in the
 /// caller's buffer.

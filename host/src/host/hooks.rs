@@ -138,6 +138,8 @@ pub enum HookError {
 /// Dispatches hooks over a host's plugins; from [`crate::Host::hooks`].
 pub struct HookDispatch<'h> {
     pub(crate) shared: &'h HostShared,
+    /// Whom the host dispatches for ([`crate::OnBehalf::hooks`]).
+    pub(crate) principal: Option<&'h airlock_abi::wire::Principal>,
 }
 
 impl std::fmt::Debug for HookDispatch<'_> {
@@ -178,6 +180,11 @@ impl HookDispatch<'_> {
     ) -> Result<HookReply<Value>, HookFailure> {
         let payload = serde_json::to_vec(input)
             .map_err(|e| failure(plugin, CallErrorCode::BadInput, e.to_string()))?;
+        let _calling = self.principal.map(|p| {
+            crate::caller::push(airlock_abi::wire::CallerInfo::Host {
+                principal: Some(p.clone()),
+            })
+        });
         if !plugin.policy.permissions.is_empty() {
             self.shared
                 .permit(plugin, Target::Hook(hook), &payload)

@@ -6,6 +6,7 @@ mod api;
 mod approvals;
 mod builder;
 mod called;
+mod dispatch;
 mod handle;
 mod hooks;
 mod invoke;
@@ -19,11 +20,12 @@ mod shared;
 
 pub use crate::membrane::MAX_CALL_DEPTH;
 pub use crate::outcome::{
-    ActionOutcome, ConfigApplied, PluginInfo, PluginState, PluginStats, ReloadOutcome,
+    ActionOutcome, ApprovalId, ConfigApplied, PluginInfo, PluginState, PluginStats, ReloadOutcome,
     TeardownOutcome, TeardownRecord,
 };
-pub use approvals::{Approval, ApprovalId, ApprovalRequest, MAX_PENDING_APPROVALS};
+pub use approvals::{Approval, ApprovalRequest, MAX_PENDING_APPROVALS};
 pub use builder::HostBuilder;
+pub use dispatch::Dispatched;
 pub use handle::{ActionHandle, Answered};
 pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,

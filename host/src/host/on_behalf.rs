@@ -11,7 +11,7 @@ use crate::outcome::ActionOutcome;
 /// A host calling plugins on behalf of a principal ([`Host::as_principal`]).
 #[derive(Debug)]
 pub struct OnBehalf<'a> {
-    host: &'a Host,
+    pub(super) host: &'a Host,
     principal: Option<&'a Principal>,
 }
 
@@ -37,6 +37,15 @@ impl<'a> OnBehalf<'a> {
         })
     }
 
+    /// [`Host::hooks`], with the principal as the caller: what the plugins' hook handlers see
+    /// in `ctx.caller()` and what the policy's permissions for hooks are checked against.
+    pub fn hooks(&self) -> super::HookDispatch<'a> {
+        super::HookDispatch {
+            shared: &self.host.shared,
+            principal: self.principal,
+        }
+    }
+
     /// [`Host::call_bytes`], with the principal as the caller.
     ///
     /// # Errors
@@ -54,7 +63,7 @@ impl<'a> OnBehalf<'a> {
 
     /// Makes the host, on behalf of the principal, the caller of the calls this thread makes
     /// until dropped.
-    fn calling(&self) -> Option<crate::caller::Calling> {
+    pub(super) fn calling(&self) -> Option<crate::caller::Calling> {
         match self.principal {
             Some(principal) => Some(crate::caller::push(CallerInfo::Host {
                 principal: Some(principal.clone()),

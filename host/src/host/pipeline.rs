@@ -105,47 +105,88 @@ pub(super) fn read_all(
     })
 }
 
+/// What another plugin already holds: its id, from which file, and the kinds of request it
+/// claims.
+#[derive(Debug, Clone)]
+pub(super) struct Taken {
+    pub(super) id: PluginId,
+    pub(super) path: PathBuf,
+    pub(super) claims: Vec<String>,
+}
+
+impl Taken {
+    /// What `file` holds once it passes, or just its id when `passed` is false.
+    pub(super) fn of(file: &LibraryFile, passed: bool) -> Self {
+        let claims = file.manifest.claims.iter().map(|c| c.kind.clone());
+        Self {
+            id: file.manifest.id.clone(),
+            path: file.path.clone(),
+            claims: if passed { claims.collect() } else { Vec::new() },
+        }
+    }
+}
+
 /// Stage 3 for what stage 2 read, in order. The one composition that startup (`check`, `load`,
 /// `lock`, `validate`) and reload share: a file whose id another file already provides — a
-/// loaded one (`taken`) or an earlier one here — is refused `duplicate_id`; the rest are decided.
+/// loaded one (`taken`) or an earlier one here — is refused `duplicate_id`, one claiming a kind
+/// of request another holds `claim_conflict`; the rest are decided.
 pub(super) fn decide_all(
     options: &PipelineOptions,
     files: Vec<Result<LibraryFile, Refusal>>,
-    taken: &[(PluginId, PathBuf)],
+    taken: &[Taken],
 ) -> Vec<Result<Checked, Refusal>> {
     let mut seen = taken.to_vec();
     files
         .into_iter()
         .map(|file| {
             file.and_then(|file| {
-                refuse_duplicate(&file, &seen)?;
-                // The id is claimed even if the policy then refuses the file: a second file
-                // with it is a duplicate either way.
-                seen.push((file.manifest.id.clone(), file.path.clone()));
-                decide_checked(options, file)
+                refuse_taken(&file, &seen)?;
+                // The id is taken even if the policy then refuses the file: a second file with
+                // it is a duplicate either way. Its claims hold only if it passes.
+                seen.push(Taken::of(&file, false));
+                let checked = decide_checked(options, file)?;
+                if let Some(last) = seen.last_mut() {
+                    *last = Taken::of(&checked.file, true);
+                }
+                Ok(checked)
             })
         })
         .collect()
 }
 
-/// `duplicate_id` if another file in `taken` provides `file`'s id.
-pub(super) fn refuse_duplicate(
-    file: &LibraryFile,
-    taken: &[(PluginId, PathBuf)],
-) -> Result<(), Refusal> {
+/// `duplicate_id` if another file in `taken` provides `file`'s id; `claim_conflict` if another
+/// plugin there holds a kind of request `file` claims.
+pub(super) fn refuse_taken(file: &LibraryFile, taken: &[Taken]) -> Result<(), Refusal> {
     let id = &file.manifest.id;
-    match taken.iter().find(|(taken_id, _)| taken_id == id) {
-        None => Ok(()),
-        Some((_, first)) => Err(Refusal::new(
+    if let Some(first) = taken.iter().find(|t| &t.id == id) {
+        return Err(Refusal::new(
             &file.path,
             RefusalReason::DuplicateId,
             format!(
                 "plugin id {id} is already provided by {}; remove one of the two files",
-                first.display()
+                first.path.display()
             ),
         )
-        .with_id(id)),
+        .with_id(id));
     }
+    for claim in &file.manifest.claims {
+        if let Some(holder) = taken.iter().find(|t| t.claims.contains(&claim.kind)) {
+            return Err(Refusal::new(
+                &file.path,
+                RefusalReason::ClaimConflict,
+                format!(
+                    "plugin {id} claims {:?}, which plugin {} ({}) already holds; one kind of \
+                     request has one handler: remove one of the two plugins, or the claim from \
+                     one manifest",
+                    claim.kind,
+                    holder.id,
+                    holder.path.display()
+                ),
+            )
+            .with_id(id));
+        }
+    }
+    Ok(())
 }
 
 /// Stage 3's policy and version checks for one file.

@@ -16,7 +16,7 @@ use crate::error::Refusal;
 use crate::library_file::read_library;
 use crate::loader::{self};
 
-use super::pipeline::{decide_checked, refuse_duplicate, same_path};
+use super::pipeline::{decide_checked, refuse_taken, same_path};
 use super::plugin::Invoked;
 use super::shared::HostShared;
 use crate::outcome::{PluginState, ReloadOutcome};
@@ -87,7 +87,7 @@ impl HostShared {
         // The ids other files provide (files still there: a renamed library is the same
         // plugin moving, not a second one) — the same duplicate rule as at startup.
         let taken = self.taken(|p| !same_path(&p.file.path, path) && p.file.path.exists());
-        if let Err(refusal) = refuse_duplicate(&file, &taken) {
+        if let Err(refusal) = refuse_taken(&file, &taken) {
             return refused(refusal);
         }
         let checked = match decide_checked(&self.options, file) {

@@ -1,7 +1,7 @@
 //! The runtime's shared core: the plugin table, the admin lock every operator action goes
 //! through, fault accounting, hook participants, supervision.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use airlock_abi::abi::{ContextToken, InvocationKind};
@@ -23,7 +23,7 @@ use crate::supervisor::Supervisor;
 use crate::timers::TimerService;
 
 use super::called::fail;
-use super::pipeline::PipelineOptions;
+use super::pipeline::{PipelineOptions, Taken};
 use super::plugin::{Invoked, LoadedPlugin};
 use crate::outcome::{PluginState, ReloadOutcome};
 use crate::services::Observed;
@@ -115,13 +115,13 @@ impl HostShared {
             .cloned()
     }
 
-    /// The ids the loaded plugins `keep` selects provide, with the file each came from: what
-    /// the duplicate-id rule checks a new file against.
-    pub(super) fn taken(&self, keep: impl Fn(&LoadedPlugin) -> bool) -> Vec<(PluginId, PathBuf)> {
+    /// What the loaded plugins `keep` selects hold (ids, files, claims): what the duplicate-id
+    /// and claim rules check a new file against.
+    pub(super) fn taken(&self, keep: impl Fn(&LoadedPlugin) -> bool) -> Vec<Taken> {
         self.table()
             .iter()
             .filter(|p| keep(p))
-            .map(|p| (p.id().clone(), p.file.path.clone()))
+            .map(|p| Taken::of(&p.file, true))
             .collect()
     }
 

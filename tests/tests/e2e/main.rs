@@ -3,6 +3,7 @@
 
 mod builtin;
 mod calls;
+mod claims;
 mod cli;
 mod config;
 mod durability;
@@ -13,6 +14,7 @@ mod hostile_corpus;
 mod hostile_files;
 mod hostile_plugins;
 mod membrane;
+mod permissions;
 mod pipeline;
 mod scaffold;
 mod services;

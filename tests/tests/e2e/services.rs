@@ -16,7 +16,7 @@ fn heard(host: &Host) -> u64 {
         .expect("listener answers")
     {
         ActionOutcome::Ok(v) => v["count"].as_u64().expect("count"),
-        ActionOutcome::Error(e) => panic!("{e}"),
+        other => panic!("{other:?}"),
     }
 }
 

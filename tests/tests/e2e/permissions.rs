@@ -1,0 +1,296 @@
+//! Per-action permissions with real loaded libraries: the policy's allow, deny and ask rules
+//! for callers of the bare probe's `whoami` (the host program for a principal, or the probe
+//! calling through `whoami_of`), the approver deciding at once or later, a pending call settled
+//! after it returned, and hooks under the same rules.
+
+use std::sync::{Arc, Mutex};
+
+use airlock::{
+    ActionOutcome, Approval, ApprovalRequest, AuditOutcome, CallErrorCode, CallerInfo, HookMode,
+    Host, Principal,
+};
+use airlock_tests::TempPluginDir;
+use serde_json::{json, Value};
+
+/// whoami of probe-bare: admins may, other plugins may not, anyone else is asked.
+const RULES: &str = r#"
+[plugins.probe]
+grants = ["plugins.call:*"]
+
+[[plugins.probe-bare.permissions]]
+actions = ["whoami"]
+callers = ["role:admin"]
+decision = "allow"
+
+[[plugins.probe-bare.permissions]]
+actions = ["whoami"]
+callers = ["plugin:*"]
+decision = "deny"
+
+[[plugins.probe-bare.permissions]]
+actions = ["who*"]
+decision = "ask"
+"#;
+
+fn records(host: &Host, outcome: AuditOutcome) -> Vec<(String, Option<CallerInfo>)> {
+    host.audit_tail(usize::MAX)
+        .into_iter()
+        .filter(|r| r.outcome == outcome)
+        .map(|r| (r.capability, r.caller))
+        .collect()
+}
+
+/// A host over probe and probe-bare with [`RULES`] and an approver answering `decide` for
+/// each request, which it also keeps.
+fn host_with(
+    decide: impl Fn(&ApprovalRequest) -> Approval + Send + Sync + 'static,
+) -> (TempPluginDir, Host, Arc<Mutex<Vec<ApprovalRequest>>>) {
+    let dir = TempPluginDir::with(&["probe", "probe-bare"]);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let (host, report) = dir.load_with(RULES, move |b| {
+        b.approver(move |request| {
+            seen.lock().expect("lock").push(request.clone());
+            decide(request)
+        })
+    });
+    assert!(report.all_ok(), "{report:#?}");
+    (dir, host, asked)
+}
+
+fn host_for(id: &str) -> CallerInfo {
+    CallerInfo::Host {
+        principal: Some(Principal::new(id, &[])),
+    }
+}
+
+#[test]
+fn allow_and_deny_rules_decide_by_caller_and_each_denial_is_audited_once() {
+    let (_dir, host, asked) = host_with(|_| Approval::Deny("not asked in this test".into()));
+    let ada = Principal::new("ada", &["admin"]);
+
+    // Allowed: an admin.
+    let answer = host
+        .as_principal(&ada)
+        .call("probe-bare", "whoami", &Value::Null);
+    assert_eq!(
+        answer.expect("allowed"),
+        ActionOutcome::Ok(json!({"host": {"principal": {"id": "ada", "roles": ["admin"]}}}))
+    );
+    // Denied: another plugin. The probe's call fails with permission_denied, and one audit
+    // record names the calling plugin.
+    let answer = host.call("probe", "whoami_of", &json!("probe-bare"));
+    match answer.expect("the probe answers") {
+        ActionOutcome::Error(message) => {
+            assert!(message.contains("permission_denied"), "{message}");
+            assert!(
+                message.contains("permissions[1]"),
+                "names the rule: {message}"
+            );
+        }
+        other => panic!("expected the probe's error, got {other:?}"),
+    }
+    assert_eq!(
+        records(&host, AuditOutcome::PermissionDenied),
+        [(
+            "action:whoami".to_owned(),
+            Some(CallerInfo::Plugin {
+                id: "probe".into(),
+                generation: 1
+            })
+        )]
+    );
+    assert!(asked.lock().expect("lock").is_empty(), "no rule said ask");
+    // Actions no rule covers stay open to everyone, the probe included.
+    assert!(matches!(
+        host.call("probe", "whoami_of", &json!("probe")),
+        Ok(ActionOutcome::Error(_))
+    ));
+    assert_eq!(
+        host.call_bytes("probe-bare", "echo_vec", b"x"),
+        Ok(Ok(b"vec:x".to_vec()))
+    );
+}
+
+#[test]
+fn ask_consults_the_approver_which_may_allow_or_deny_at_once() {
+    let (_dir, host, asked) = host_with(|request| match &request.caller {
+        CallerInfo::Host { principal: Some(p) } if p.id == "bob" => Approval::Allow,
+        _ => Approval::Deny("only bob, today".into()),
+    });
+    let bob = Principal::new("bob", &[]);
+    let eve = Principal::new("eve", &[]);
+    assert_eq!(
+        host.as_principal(&bob)
+            .call("probe-bare", "whoami", &Value::Null)
+            .expect("approved"),
+        ActionOutcome::Ok(json!({"host": {"principal": {"id": "bob", "roles": []}}}))
+    );
+    let refused = host
+        .as_principal(&eve)
+        .call("probe-bare", "whoami", &Value::Null)
+        .expect_err("refused");
+    assert_eq!(refused.code, CallErrorCode::PermissionDenied);
+    assert!(refused.message.contains("only bob, today"), "{refused}");
+    // The host program on behalf of no one is asked too (the last rule covers anyone).
+    let refused = host
+        .call("probe-bare", "whoami", &Value::Null)
+        .expect_err("refused");
+    assert_eq!(refused.code, CallErrorCode::PermissionDenied);
+
+    let asked = asked.lock().expect("lock");
+    let callers: Vec<_> = asked.iter().map(|r| r.caller.clone()).collect();
+    assert_eq!(
+        callers,
+        [
+            host_for("bob"),
+            host_for("eve"),
+            CallerInfo::Host { principal: None }
+        ]
+    );
+    assert!(asked
+        .iter()
+        .all(|r| r.plugin == "probe-bare" && r.name == "whoami" && !r.hook));
+    assert_eq!(records(&host, AuditOutcome::Approved).len(), 1);
+    assert_eq!(records(&host, AuditOutcome::PermissionDenied).len(), 2);
+}
+
+#[test]
+fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it() {
+    let (_dir, host, _asked) = host_with(|_| Approval::Later);
+    let bob = Principal::new("bob", &["ops"]);
+    let first = host
+        .as_principal(&bob)
+        .call("probe-bare", "whoami", &Value::Null)
+        .expect("pending, not failed");
+    let ActionOutcome::PendingApproval(first) = first else {
+        panic!("expected pending_approval, got {first:?}");
+    };
+    assert_eq!(
+        serde_json::to_value(ActionOutcome::PendingApproval(first)).expect("json"),
+        json!({"status": "pending_approval", "data": first.0})
+    );
+    let second = match host.call("probe-bare", "whoami", &Value::Null) {
+        Ok(ActionOutcome::PendingApproval(id)) => id,
+        other => panic!("expected pending_approval, got {other:?}"),
+    };
+    assert_ne!(first, second);
+    // The byte-level call reports the same state with its code.
+    let bytes = host
+        .call_bytes("probe-bare", "whoami", b"null")
+        .expect_err("pending");
+    assert_eq!(bytes.code, CallErrorCode::PendingApproval);
+
+    let pending = host.pending_approvals();
+    assert_eq!(pending.len(), 3, "{pending:?}");
+    assert_eq!(
+        (pending[0].id, &pending[0].caller),
+        (first, &host_for_roles("bob", &["ops"]))
+    );
+
+    // Approved after the call returned: it runs now, and still sees bob as its caller.
+    assert_eq!(
+        host.approve(first).expect("runs"),
+        ActionOutcome::Ok(json!({"host": {"principal": {"id": "bob", "roles": ["ops"]}}}))
+    );
+    // Refused: dropped, audited; settling it again finds nothing.
+    assert!(host.refuse(second, "not today"));
+    assert!(!host.refuse(second, "twice"));
+    let gone = host.approve(second).expect_err("settled already");
+    assert_eq!(gone.code, CallErrorCode::NotFound);
+    assert_eq!(host.pending_approvals().len(), 1);
+
+    assert_eq!(records(&host, AuditOutcome::ApprovalPending).len(), 3);
+    assert_eq!(records(&host, AuditOutcome::Approved).len(), 1);
+    assert_eq!(records(&host, AuditOutcome::ApprovalRefused).len(), 1);
+}
+
+fn host_for_roles(id: &str, roles: &[&str]) -> CallerInfo {
+    CallerInfo::Host {
+        principal: Some(Principal::new(id, roles)),
+    }
+}
+
+#[test]
+fn ask_without_an_approver_is_a_denial() {
+    let dir = TempPluginDir::with(&["probe-bare"]);
+    let (host, report) =
+        dir.load("[[plugins.probe-bare.permissions]]\nactions = [\"*\"]\ndecision = \"ask\"\n");
+    assert!(report.all_ok(), "{report:#?}");
+    let err = host
+        .call("probe-bare", "whoami", &Value::Null)
+        .expect_err("denied");
+    assert_eq!(err.code, CallErrorCode::PermissionDenied);
+    assert!(err.message.contains("no approver"), "{err}");
+}
+
+#[test]
+fn hooks_follow_the_same_rules_and_a_deferred_hook_leaves_the_plugin_out() {
+    let dir = TempPluginDir::with(&["hook-a", "hook-b"]);
+    let policy = r#"
+        [plugins.hook-a.config]
+        tag = "a"
+        [plugins.hook-b.config]
+        tag = "b"
+        [[plugins.hook-a.permissions]]
+        hooks = ["t.*"]
+        callers = ["user:guest*"]
+        decision = "deny"
+        [[plugins.hook-b.permissions]]
+        hooks = ["t.chain"]
+        callers = ["user:guest*"]
+        decision = "ask"
+    "#;
+    let (host, report) = dir.load_with(policy, |b| b.approver(|_| Approval::Later));
+    assert!(report.all_ok(), "{report:#?}");
+    host.define_hook("t.chain", HookMode::Chain);
+
+    let admin = Principal::new("root", &[]);
+    let out = host
+        .as_principal(&admin)
+        .hooks()
+        .chain("t.chain", "x".to_owned())
+        .expect("dispatched");
+    assert_eq!((out.value.as_str(), out.failures.len()), ("xab", 0));
+
+    let guest = Principal::new("guest-1", &[]);
+    let out = host
+        .as_principal(&guest)
+        .hooks()
+        .chain("t.chain", "x".to_owned())
+        .expect("dispatched");
+    assert_eq!(out.value, "x", "both plugins left out");
+    let failed: Vec<_> = out
+        .failures
+        .iter()
+        .map(|f| (f.plugin.as_str(), f.code))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("hook-a", CallErrorCode::PermissionDenied),
+            ("hook-b", CallErrorCode::PendingApproval)
+        ]
+    );
+    assert!(host.pending_approvals().is_empty(), "a hook does not wait");
+    assert_eq!(
+        records(&host, AuditOutcome::PermissionDenied),
+        [("hook:t.chain".to_owned(), Some(host_for("guest-1")))]
+    );
+}
+
+#[test]
+fn a_bad_rule_is_refused_with_its_place_in_the_policy() {
+    for (rule, expect) in [
+        ("decision = \"allow\"", "names the actions or hooks"),
+        (
+            "actions = [\"x\"]\ncallers = [\"admin\"]\ndecision = \"deny\"",
+            "permissions[0]: caller \"admin\"",
+        ),
+        ("actions = [\"x\"]\ndecision = \"maybe\"", "maybe"),
+    ] {
+        let text = format!("[[plugins.p.permissions]]\n{rule}\n");
+        let err = airlock::Policy::parse(&text, false).expect_err(rule);
+        assert!(err.contains(expect), "{rule}: {err}");
+    }
+}
