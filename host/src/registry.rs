@@ -1,14 +1,15 @@
-//! The services the embedding program offers its plugins (`HostBuilder::operation`), by
-//! service and operation name: what the membrane routes a request to once it is not one of the
-//! built-in services. Each operation is registered with its contract's version and a handler
-//! that receives the caller; the membrane checks the capability, the version and contains
-//! panics before and around it.
+//! Every service a plugin can reach, by service and operation name: the one table the
+//! membrane's router looks a request up in. The host's built-in services (kv, events, timers,
+//! secrets, plugin calls, the context's own requests) are registered first, when the registry
+//! is made; the services the embedding program offers (`HostBuilder::operation`) after them,
+//! each operation with its contract's version and a handler that receives the caller. The
+//! membrane checks the capability and the version, and contains panics, around either.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use airlock_abi::contract::{valid_name, Operation, Service};
+use airlock_abi::contract::{parse_wire_name, valid_name, Operation, Service};
 use airlock_abi::wire::Request;
 
 /// Who is calling a service operation: the plugin and the generation of its instance, and on
@@ -76,12 +77,50 @@ impl Registered {
     }
 }
 
-/// The embedding program's services, by service and operation name.
-#[derive(Default)]
+/// Where the router sends a request.
+pub(crate) enum Route<'r> {
+    /// One of the host's own services.
+    BuiltIn(Request),
+    /// An operation the embedding program offers.
+    Offered {
+        /// The operation's name.
+        name: &'r str,
+        /// The contract version the plugin was built against (0 when its request named none).
+        version: u32,
+        /// What the program registered.
+        registered: &'r Registered,
+    },
+}
+
+/// What a service's operation is, in the registry.
+enum Entry {
+    BuiltIn(Request),
+    Offered(Registered),
+}
+
+/// Every service, by service and operation name: the built-in ones first, then the embedding
+/// program's.
 pub(crate) struct Registry {
-    services: HashMap<String, HashMap<String, Registered>>,
+    services: HashMap<String, HashMap<String, Entry>>,
     /// The first invalid registration, reported when the host is built.
     invalid: Option<String>,
+}
+
+impl Default for Registry {
+    /// A registry of the built-in services.
+    fn default() -> Self {
+        let mut services: HashMap<String, HashMap<String, Entry>> = HashMap::new();
+        for request in Request::ALL {
+            services
+                .entry(request.service().to_owned())
+                .or_default()
+                .insert(request.operation().to_owned(), Entry::BuiltIn(request));
+        }
+        Self {
+            services,
+            invalid: None,
+        }
+    }
 }
 
 impl fmt::Debug for Registry {
@@ -125,7 +164,9 @@ impl Registry {
                  digits, '_' or '-'"
             ));
         }
-        if Request::ALL.iter().any(|r| r.service() == service) {
+        let built_in =
+            |ops: &HashMap<String, Entry>| ops.values().any(|e| matches!(e, Entry::BuiltIn(_)));
+        if self.services.get(service).is_some_and(built_in) {
             return Err(format!(
                 "service {service:?} is one of the host's built-in services; pick another name"
             ));
@@ -151,16 +192,100 @@ impl Registry {
         }
         operations.insert(
             operation.to_owned(),
-            Registered {
+            Entry::Offered(Registered {
                 version: O::VERSION,
                 handler: Arc::new(handler),
-            },
+            }),
         );
         Ok(())
     }
 
-    /// The operation `operation` of `service`, if the program offers it.
-    pub(crate) fn find(&self, service: &str, operation: &str) -> Option<&Registered> {
-        self.services.get(service)?.get(operation)
+    /// Where a request for `operation` of `service` goes: a built-in service by its exact
+    /// operation name, or an operation of the program's by its wire name (`name@version`).
+    pub(crate) fn route<'r>(&'r self, service: &str, operation: &'r str) -> Option<Route<'r>> {
+        let operations = self.services.get(service)?;
+        if let Some(Entry::BuiltIn(request)) = operations.get(operation) {
+            return Some(Route::BuiltIn(*request));
+        }
+        let (name, version) = parse_wire_name(operation).unwrap_or((operation, 0));
+        match operations.get(name)? {
+            Entry::Offered(registered) => Some(Route::Offered {
+                name,
+                version,
+                registered,
+            }),
+            Entry::BuiltIn(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Kv;
+    impl Service for Kv {
+        const NAME: &'static str = "kv";
+    }
+    struct Steal;
+    impl Operation for Steal {
+        type Service = Kv;
+        const NAME: &'static str = "steal";
+        const VERSION: u32 = 1;
+        type Input = ();
+        type Output = ();
+    }
+
+    struct Editor;
+    impl Service for Editor {
+        const NAME: &'static str = "editor";
+    }
+    struct Read;
+    impl Operation for Read {
+        type Service = Editor;
+        const NAME: &'static str = "read";
+        const VERSION: u32 = 2;
+        type Input = String;
+        type Output = String;
+    }
+
+    #[test]
+    fn one_table_routes_the_built_in_services_and_the_programs() {
+        let mut registry = Registry::default();
+        registry.add::<Read>(|_, path| Ok(format!("the text of {path}")));
+        assert!(registry.invalid().is_none());
+        for request in Request::ALL {
+            assert!(
+                matches!(
+                    registry.route(request.service(), request.operation()),
+                    Some(Route::BuiltIn(r)) if r == request
+                ),
+                "{request:?} is registered first"
+            );
+        }
+        let Some(Route::Offered {
+            name,
+            version,
+            registered,
+        }) = registry.route("editor", "read@3")
+        else {
+            panic!("the program's operation is routed by its wire name");
+        };
+        assert_eq!((name, version, registered.version), ("read", 3, 2));
+        assert!(registry.route("editor", "write@2").is_none());
+        assert!(
+            registry.route("kv", "get@1").is_none(),
+            "built-ins have no versions"
+        );
+        assert!(registry.route("nothing", "get").is_none());
+    }
+
+    #[test]
+    fn the_built_in_services_cannot_be_extended_or_shadowed() {
+        let mut registry = Registry::default();
+        registry.add::<Steal>(|_, ()| Ok(()));
+        let invalid = registry.invalid().expect("refused");
+        assert!(invalid.contains("built-in"), "{invalid}");
+        assert!(registry.route("kv", "steal@1").is_none());
     }
 }

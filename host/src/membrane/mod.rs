@@ -18,8 +18,7 @@ use crate::context::ContextEntry;
 use crate::decide::covers;
 use crate::error::CallErrorCode;
 use crate::kv::KvError;
-use crate::registry::{Caller, Failure};
-use airlock_abi::contract::parse_wire_name;
+use crate::registry::{Caller, Failure, Registered, Route};
 use airlock_abi::wire::CallerInfo;
 
 mod vtable;
@@ -77,23 +76,16 @@ fn require(
 }
 
 /// Serves a request for an operation of the embedding program's services
-/// ([`crate::registry`]): the operation must exist, the capability
-/// `service:<service>.<operation>` must be granted (one audit record per miss), and the
-/// request's contract version must be the host's.
+/// ([`crate::registry`]): the capability `service:<service>.<operation>` must be granted (one
+/// audit record per miss), and the request's contract version must be the host's.
 fn operation_request(
     entry: &ContextEntry,
     host: &dyn HostServices,
     service: &str,
-    operation: &str,
+    (name, version, registered): (&str, u32, &Registered),
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
     let unsupported = |message: String| host_error(HostErrorCode::UNSUPPORTED, "", &message);
-    let (name, version) = parse_wire_name(operation).unwrap_or((operation, 0));
-    let registered = host.registry().find(service, name).ok_or_else(|| {
-        unsupported(format!(
-            "the host offers no operation {name:?} on service {service:?}"
-        ))
-    })?;
     require(
         entry,
         host,
@@ -122,7 +114,8 @@ fn operation_request(
         })
 }
 
-/// Serves one request of the plugin behind `token`.
+/// Serves one request of the plugin behind `token`: the router. Every service is in the one
+/// registry, the built-in ones first; a request for none of them is `unsupported`.
 pub(crate) fn request(
     token: ContextToken,
     entry: &ContextEntry,
@@ -136,10 +129,35 @@ pub(crate) fn request(
         .and_then(Weak::upgrade)
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let host = &*host;
-    let Some(request) = Request::parse(service_name, operation) else {
-        // Not a built-in service: one of the embedding program's, or nothing.
-        return operation_request(entry, host, service_name, operation, payload);
-    };
+    match host.registry().route(service_name, operation) {
+        Some(Route::BuiltIn(request)) => built_in(token, entry, host, request, payload),
+        Some(Route::Offered {
+            name,
+            version,
+            registered,
+        }) => operation_request(
+            entry,
+            host,
+            service_name,
+            (name, version, registered),
+            payload,
+        ),
+        None => Err(host_error(
+            HostErrorCode::UNSUPPORTED,
+            "",
+            &format!("the host offers no operation {operation:?} on service {service_name:?}"),
+        )),
+    }
+}
+
+/// Serves a request for one of the host's built-in services.
+fn built_in(
+    token: ContextToken,
+    entry: &ContextEntry,
+    host: &dyn HostServices,
+    request: Request,
+    payload: &[u8],
+) -> Result<Vec<u8>, HostError> {
     match request {
         Request::KvGet | Request::KvSet | Request::KvDelete | Request::KvKeys => {
             require(entry, host, CapabilityKind::Kv, None)?;
@@ -282,7 +300,11 @@ pub(crate) fn request(
         _ => Err(host_error(
             HostErrorCode::UNSUPPORTED,
             "",
-            &format!("the host offers no operation {operation:?} on service {service_name:?}"),
+            &format!(
+                "the host offers no operation {:?} on service {:?}",
+                request.operation(),
+                request.service()
+            ),
         )),
     }
 }
