@@ -7,6 +7,7 @@ mod claims;
 mod cli;
 mod config;
 mod durability;
+mod editor_example;
 mod embedder;
 mod faults;
 mod hooks;

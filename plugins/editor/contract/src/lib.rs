@@ -1,0 +1,57 @@
+//! The interface crate of the editor example (`host/examples/editor.rs`): the `editor` service
+//! the editor offers its plugins — reading a buffer and replacing its text — named once, with
+//! its types, for both sides. The editor registers a handler per operation
+//! (`HostBuilder::operation::<ReadBuffer>(..)`); a plugin calls it with
+//! `ctx.service::<ReadBuffer>(&input)` and declares `service:editor.read` in its manifest.
+//! Neither side spells an operation's name.
+//!
+//! Changing an operation's types is a new `VERSION`: a plugin built against another version
+//! than the editor's gets a clear `unsupported` answer naming both, never a misread value.
+
+use airlock_abi::contract::{Operation, Service};
+use serde::{Deserialize, Serialize};
+
+/// The editor's buffers.
+pub struct Editor;
+
+impl Service for Editor {
+    const NAME: &'static str = "editor";
+}
+
+/// A buffer, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buffer {
+    /// The buffer's name, e.g. `notes`.
+    pub buffer: String,
+}
+
+/// Reads a buffer's text (capability `service:editor.read`).
+pub struct ReadBuffer;
+
+impl Operation for ReadBuffer {
+    type Service = Editor;
+    const NAME: &'static str = "read";
+    const VERSION: u32 = 1;
+    type Input = Buffer;
+    type Output = String;
+}
+
+/// A buffer's new text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replace {
+    /// The buffer's name.
+    pub buffer: String,
+    /// Its new text.
+    pub text: String,
+}
+
+/// Replaces a buffer's text (capability `service:editor.replace`).
+pub struct ReplaceBuffer;
+
+impl Operation for ReplaceBuffer {
+    type Service = Editor;
+    const NAME: &'static str = "replace";
+    const VERSION: u32 = 1;
+    type Input = Replace;
+    type Output = ();
+}
