@@ -5,6 +5,7 @@ mod builtin;
 mod calls;
 mod cli;
 mod config;
+mod contract_versions;
 mod durability;
 mod embedder;
 mod faults;
