@@ -174,7 +174,10 @@ impl Registry {
         let handler = move |caller: &Caller, input: &[u8]| {
             let input: O::Input = serde_json::from_slice(input).map_err(|e| {
                 Failure::BadInput(format!(
-                    "the input of {service}.{operation} does not fit its contract: {e}"
+                    "the input of {service}.{operation} (version {}) does not fit the host's \
+                     contract: {e}; the plugin was probably built against another version of the \
+                     interface crate, whose types changed without a version bump",
+                    O::VERSION
                 ))
             })?;
             let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;

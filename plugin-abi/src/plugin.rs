@@ -343,12 +343,13 @@ impl Context {
         let payload =
             serde_json::to_vec(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
         let operation = crate::contract::wire_name::<O>();
-        let answer = self.request(
-            <O::Service as crate::contract::Service>::NAME,
-            &operation,
-            &payload,
-        )?;
-        serde_json::from_slice(&answer).map_err(|e| ContextError::Decode(e.to_string()))
+        let service = <O::Service as crate::contract::Service>::NAME;
+        let answer = self.request(service, &operation, &payload)?;
+        serde_json::from_slice(&answer).map_err(|e| {
+            ContextError::Decode(format!(
+                "the answer of {service}.{operation} does not fit this plugin's contract: {e}"
+            ))
+        })
     }
 }
 

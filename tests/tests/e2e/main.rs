@@ -6,6 +6,7 @@ mod calls;
 mod claims;
 mod cli;
 mod config;
+mod contract_versions;
 mod durability;
 mod editor_example;
 mod embedder;
