@@ -1,0 +1,28 @@
+//! The policy the README shows is one the host reads, with what it says it sets.
+
+use std::time::Duration;
+
+use airlock::{Permission, Policy};
+use airlock_abi::manifest::PluginId;
+
+#[test]
+fn the_readme_policy_parses_and_means_what_it_says() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## The operator's policy")
+        .nth(1)
+        .expect("the README has a policy section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("with a TOML block");
+    // The README elides a hash and a secret's value: put any well-formed value in their place.
+    let toml = toml.replace("\"…\"", &format!("\"{}\"", "0".repeat(64)));
+    let policy = Policy::parse(&toml, false).expect("the README's policy parses");
+    let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
+    let decisions: Vec<_> = hello.permissions.iter().map(|r| r.decision).collect();
+    assert_eq!(decisions, [Permission::Allow, Permission::Ask]);
+    assert_eq!(hello.retry.retries, 3);
+    assert_eq!(hello.retry.max_backoff, Duration::from_secs(5));
+}
