@@ -39,6 +39,10 @@ commands:
   /config PLUGIN JSON           change a plugin's config (live, or by re-creating it)
   /reload PLUGIN                load the plugin's library again now (a new generation)
   /audit [N]                    the last N audit records (default 10)
+  /dispatch KIND [JSON]         send a request to the plugin that claims KIND
+  /approvals                    the calls waiting for approval (the policy says ask)
+  /approve ID                   run a call waiting for approval, and show its answer
+  /refuse ID                    drop a call waiting for approval
   /ACTION [ARGS]                call the first plugin (in load order) that has ACTION;
                                 ARGS is JSON, or else passed as a string
   TEXT                          a plain line: input.transform -> reply -> reply.transform -> reply.guard
@@ -112,6 +116,9 @@ impl<'h> Console<'h> {
                 Err(e) => format!("error: {e}"),
             },
             "audit" => self.audit(rest.trim()),
+            "dispatch" => self.dispatch(rest.trim()),
+            "approvals" => self.approvals(),
+            "approve" | "refuse" => self.settle(name, rest.trim()),
             other => self.action_command(other, rest.trim()),
         };
         (ConsoleOutcome::Continue, text)
@@ -322,6 +329,63 @@ impl<'h> Console<'h> {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    fn dispatch(&self, args: &str) -> String {
+        let (kind, json) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        if kind.is_empty() {
+            return "usage: /dispatch KIND [JSON]".to_owned();
+        }
+        let input = match parse_json(json) {
+            Ok(input) => input,
+            Err(e) => return e,
+        };
+        match self.host.dispatch(kind, &input) {
+            Ok(done) => format!(
+                "{} handled it ({} attempt{}): {}",
+                done.holder,
+                done.attempts,
+                if done.attempts == 1 { "" } else { "s" },
+                render(Ok(done.outcome))
+            ),
+            Err(e) => render(Err(e)),
+        }
+    }
+
+    fn approvals(&self) -> String {
+        let pending = self.host.pending_approvals();
+        if pending.is_empty() {
+            return "no call waits for approval".to_owned();
+        }
+        pending
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}.{} for {}: {}",
+                    r.id.0,
+                    r.plugin,
+                    r.name,
+                    r.caller,
+                    String::from_utf8_lossy(&r.input)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn settle(&self, verb: &str, id: &str) -> String {
+        let Ok(id) = id.trim_start_matches('#').parse::<u64>() else {
+            return format!("usage: /{verb} ID (a number from /approvals)");
+        };
+        let id = airlock::ApprovalId(id);
+        if verb == "approve" {
+            return render(self.host.approve(id));
+        }
+        if self.host.refuse(id, "refused at the console") {
+            format!("{id} refused")
+        } else {
+            format!("no call waits for approval {id}")
+        }
     }
 
     fn call(&self, args: &str) -> String {

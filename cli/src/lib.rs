@@ -264,6 +264,9 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
         for h in &m.hooks {
             println!("hook:         {} - {}", h.name, h.description);
         }
+        for c in &m.claims {
+            println!("claim:        {} (handled by {})", c.kind, c.action);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -337,7 +340,8 @@ fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
 }
 
 fn run_console(builder: HostBuilder, watch: Option<std::time::Duration>) -> Result<ExitCode> {
-    let host = builder.build()?;
+    // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
+    let host = builder.approver(|_| airlock::Approval::Later).build()?;
     let report = host.load()?;
     eprint!("{}", report.to_table());
     let _watcher = match watch {

@@ -167,3 +167,29 @@ fn a_claim_naming_an_undeclared_action_is_a_bad_manifest() {
     .expect_err("claimed twice");
     assert!(err.0.contains("declared twice"), "{err}");
 }
+
+#[test]
+fn inspect_shows_a_claim_without_running_the_file() {
+    let dir = TempPluginDir::with(&["claimer"]);
+    let file = dir.path().join(TempPluginDir::lib_name("claimer"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg("inspect")
+        .arg(&file)
+        .output()
+        .expect("the CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("claim:        notify.email (handled by send)"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .args(["inspect", "--format", "json"])
+        .arg(&file)
+        .output()
+        .expect("the CLI runs");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        json["manifest"]["claims"],
+        json!([{"kind": "notify.email", "action": "send"}])
+    );
+}

@@ -294,3 +294,46 @@ fn a_bad_rule_is_refused_with_its_place_in_the_policy() {
         assert!(err.contains(expect), "{rule}: {err}");
     }
 }
+
+#[test]
+fn the_console_holds_asked_calls_for_the_operator_to_approve_or_refuse() {
+    let dir = TempPluginDir::with(&["hello", "claimer"]);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[plugins.hello.permissions]]\nactions = [\"greet\"]\ndecision = \"ask\"\n",
+    )
+    .expect("policy written");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    command
+        .arg("run")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy);
+    let out = airlock_tests::run_with_input(
+        command,
+        "/call hello greet {\"name\":\"Ada\"}\n/call hello greet {\"name\":\"Bob\"}\n\
+         /approvals\n/approve 1\n/refuse 2\n/approve 2\n/approvals\n\
+         /dispatch notify.email \"hi\"\n/quit\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let expect = [
+        "pending_approval #1",
+        "pending_approval #2",
+        "1 hello.greet for the host program: {\"name\":\"Ada\"}",
+        "2 hello.greet for the host program: {\"name\":\"Bob\"}",
+        "ok \"Hello, Ada!\"",
+        "#2 refused",
+        "error not_found: no call waits for approval #2",
+        "no call waits for approval",
+        "claimer handled it (1 attempt): ok {\"attempt\":1,\"sent\":\"hi\"}",
+    ];
+    let mut lines = stdout.lines();
+    for want in expect {
+        assert!(
+            lines.any(|line| line.contains(want)),
+            "missing, or out of order: {want:?} in:\n{stdout}"
+        );
+    }
+}
