@@ -50,7 +50,7 @@ pub enum AuditOutcome {
     ApprovalPending,
     /// The approver allowed a call an `ask` rule covers (at once, or a pending one later).
     Approved,
-    /// A pending call was refused by the approver, or dropped with its plugin.
+    /// A call pending approval was refused (`Host::refuse`).
     ApprovalRefused,
 }
 
@@ -59,7 +59,11 @@ impl AuditOutcome {
     fn names_caller(self) -> bool {
         matches!(
             self,
-            Self::Denied | Self::PermissionDenied | Self::ApprovalPending | Self::Approved
+            Self::Denied
+                | Self::PermissionDenied
+                | Self::ApprovalPending
+                | Self::Approved
+                | Self::ApprovalRefused
         )
     }
 }

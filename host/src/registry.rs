@@ -226,30 +226,16 @@ impl Registry {
 mod tests {
     use super::*;
 
-    struct Kv;
-    impl Service for Kv {
-        const NAME: &'static str = "kv";
-    }
-    struct Steal;
-    impl Operation for Steal {
-        type Service = Kv;
-        const NAME: &'static str = "steal";
-        const VERSION: u32 = 1;
-        type Input = ();
-        type Output = ();
+    airlock_abi::service! {
+        service Kv = "kv" {
+            operation Steal = "steal" (version 1): () => ();
+        }
     }
 
-    struct Editor;
-    impl Service for Editor {
-        const NAME: &'static str = "editor";
-    }
-    struct Read;
-    impl Operation for Read {
-        type Service = Editor;
-        const NAME: &'static str = "read";
-        const VERSION: u32 = 2;
-        type Input = String;
-        type Output = String;
+    airlock_abi::service! {
+        service Editor = "editor" {
+            operation Read = "read" (version 2): String => String;
+        }
     }
 
     #[test]

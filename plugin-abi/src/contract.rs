@@ -30,6 +30,23 @@
 //! }
 //! ```
 //!
+//! The [`service!`](crate::service!) macro writes the same in one place per operation:
+//!
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize)]
+//! # pub struct Buffer { pub name: String }
+//! airlock_abi::service! {
+//!     /// The editor the host program is.
+//!     pub service Editor = "editor" {
+//!         /// Reads a buffer's text.
+//!         pub operation ReadBuffer = "read_buffer" (version 1): Buffer => String;
+//!     }
+//! }
+//! # use airlock_abi::contract::Operation;
+//! assert_eq!(airlock_abi::contract::wire_name::<ReadBuffer>(), "read_buffer@1");
+//! ```
+//!
 //! A plugin calls it with `ctx.service::<ReadBuffer>(&Buffer { .. })` and needs the capability
 //! `service:editor.read_buffer` (or a glob such as `service:editor.*`); the host registers a
 //! handler with `HostBuilder::operation::<ReadBuffer>(..)`. Operations cross as JSON, and the
@@ -60,6 +77,42 @@ pub trait Operation: 'static {
     type Input: Serialize + DeserializeOwned;
     /// What the host answers.
     type Output: Serialize + DeserializeOwned;
+}
+
+/// Declares a [`Service`] and its [`Operation`]s: a unit struct for each, with its name, and for
+/// each operation its version and its input and output types (see the module's example).
+#[macro_export]
+macro_rules! service {
+    (
+        $(#[$service_meta:meta])*
+        $service_vis:vis service $service:ident = $service_name:literal {
+            $(
+                $(#[$meta:meta])*
+                $vis:vis operation $operation:ident = $name:literal (version $version:literal):
+                    $input:ty => $output:ty;
+            )*
+        }
+    ) => {
+        $(#[$service_meta])*
+        $service_vis struct $service;
+
+        impl $crate::contract::Service for $service {
+            const NAME: &'static str = $service_name;
+        }
+
+        $(
+            $(#[$meta])*
+            $vis struct $operation;
+
+            impl $crate::contract::Operation for $operation {
+                type Service = $service;
+                const NAME: &'static str = $name;
+                const VERSION: u32 = $version;
+                type Input = $input;
+                type Output = $output;
+            }
+        )*
+    };
 }
 
 /// The operation name a request carries: `<name>@<version>`.

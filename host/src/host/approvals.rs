@@ -97,6 +97,9 @@ impl HostShared {
         target: Target<'_>,
         input: &[u8],
     ) -> Result<(), Refused> {
+        // An approval given for this call answers its `ask`, and no other: taken whatever the
+        // rule now says, so it can never reach a call this one makes.
+        let approved = APPROVED.replace(false);
         let caller = crate::caller::current();
         let id = loaded.id().as_str();
         let (permission, rule) = decide(&loaded.policy.permissions, target, &caller);
@@ -118,7 +121,7 @@ impl HostShared {
         match permission {
             Permission::Allow => Ok(()),
             Permission::Deny => deny(format!("the policy denies it ({rule})")),
-            Permission::Ask if APPROVED.replace(false) => Ok(()),
+            Permission::Ask if approved => Ok(()),
             Permission::Ask => {
                 let Some(approver) = &self.approvals.approver else {
                     return deny(format!(
@@ -215,8 +218,9 @@ impl Host {
     /// [`Host::call`] (the permissions are checked again, so a rule changed to `deny` since
     /// holds).
     pub fn approve(&self, id: ApprovalId) -> Result<ActionOutcome, CallError> {
-        let request = self.shared.approvals.pending.lock().remove(&id);
-        let Some(request) = request else {
+        let Some((request, _calling)) =
+            self.settle(id, AuditOutcome::Approved, &format!("approval {id} given"))
+        else {
             return Err(fail(
                 "",
                 "",
@@ -224,14 +228,6 @@ impl Host {
                 format!("no call waits for approval {id}"),
             ));
         };
-        let _calling = crate::caller::push(request.caller.clone());
-        self.shared.audit.record(
-            &request.plugin,
-            request.generation,
-            &Target::Action(&request.name).to_string(),
-            AuditOutcome::Approved,
-            &format!("approval {id} given"),
-        );
         APPROVED.set(true);
         let mut out = Vec::new();
         let called =
@@ -243,17 +239,30 @@ impl Host {
 
     /// Refuses the call waiting as `id`; whether one was waiting.
     pub fn refuse(&self, id: ApprovalId, reason: &str) -> bool {
-        let request = self.shared.approvals.pending.lock().remove(&id);
-        let Some(request) = request else {
-            return false;
-        };
-        self.shared.audit.record(
+        let detail = format!("approval {id} refused: {reason}");
+        self.settle(id, AuditOutcome::ApprovalRefused, &detail)
+            .is_some()
+    }
+
+    /// Takes the call waiting as `id` and records how it was settled, with its caller made
+    /// this thread's until the guard returned is dropped.
+    fn settle(
+        &self,
+        id: ApprovalId,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> Option<(ApprovalRequest, crate::caller::Calling)> {
+        let request = self.shared.approvals.pending.lock().remove(&id)?;
+        let calling = crate::caller::push(request.caller.clone());
+        let target = Target::Action(&request.name).to_string();
+        let audit = &self.shared.audit;
+        audit.record(
             &request.plugin,
             request.generation,
-            &Target::Action(&request.name).to_string(),
-            AuditOutcome::ApprovalRefused,
-            &format!("approval {id} refused: {reason}"),
+            &target,
+            outcome,
+            detail,
         );
-        true
+        Some((request, calling))
     }
 }

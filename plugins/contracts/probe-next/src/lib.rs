@@ -10,18 +10,7 @@
 //! - [`PingWrongInput`]: the input changed but the version was not bumped;
 //! - [`PingWrongOutput`]: the output changed but the version was not bumped.
 
-use airlock_abi::contract::{Operation, Service};
 use serde::{Deserialize, Serialize};
-
-/// The service: the same name as in `airlock-contract-probe`.
-pub struct Probe;
-
-impl Service for Probe {
-    const NAME: &'static str = "probe";
-}
-
-/// `ping` at version 2: the input gained a field, and the version was bumped with it.
-pub struct PingV2;
 
 /// What [`PingV2`] sends. A version-1 host would decode it into its own input (it ignores
 /// the field it does not know) and misread it; the version is what stops that.
@@ -33,36 +22,12 @@ pub struct PingInputV2 {
     pub shout: bool,
 }
 
-impl Operation for PingV2 {
-    type Service = Probe;
-    const NAME: &'static str = "ping";
-    const VERSION: u32 = 2;
-    type Input = PingInputV2;
-    type Output = String;
-}
-
-/// `ping` whose input field was renamed without a version bump: still version 1, but a
-/// version-1 host cannot decode its input.
-pub struct PingWrongInput;
-
 /// What [`PingWrongInput`] sends: `text` renamed to `message`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenamedPingInput {
     /// Echoed back (was `text`).
     pub message: String,
 }
-
-impl Operation for PingWrongInput {
-    type Service = Probe;
-    const NAME: &'static str = "ping";
-    const VERSION: u32 = 1;
-    type Input = RenamedPingInput;
-    type Output = String;
-}
-
-/// `ping` whose answer became a number without a version bump: still version 1, with the
-/// input a version-1 host expects, but that host answers a string.
-pub struct PingWrongOutput;
 
 /// What [`PingWrongOutput`] sends: version 1's input, unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,11 +36,17 @@ pub struct PingInput {
     pub text: String,
 }
 
-impl Operation for PingWrongOutput {
-    type Service = Probe;
-    const NAME: &'static str = "ping";
-    const VERSION: u32 = 1;
-    type Input = PingInput;
-    /// The length of the answer (was the answer itself).
-    type Output = u64;
+airlock_abi::service! {
+    /// The service: the same name as in `airlock-contract-probe`.
+    pub service Probe = "probe" {
+        /// `ping` at version 2: the input gained a field, and the version was bumped with it.
+        pub operation PingV2 = "ping" (version 2): PingInputV2 => String;
+        /// `ping` whose input field was renamed without a version bump: still version 1, but
+        /// a version-1 host cannot decode its input.
+        pub operation PingWrongInput = "ping" (version 1): RenamedPingInput => String;
+        /// `ping` whose answer became a number (the length of the answer) without a version
+        /// bump: still version 1, with the input a version-1 host expects, but that host
+        /// answers a string.
+        pub operation PingWrongOutput = "ping" (version 1): PingInput => u64;
+    }
 }

@@ -5,35 +5,16 @@
 //! `ctx.service::<ReadBuffer>(&input)` and declares `service:editor.read` in its manifest.
 //! Neither side spells an operation's name.
 //!
-//! Changing an operation's types is a new `VERSION`: a plugin built against another version
+//! Changing an operation's types is a new `version`: a plugin built against another version
 //! than the editor's gets a clear `unsupported` answer naming both, never a misread value.
 
-use airlock_abi::contract::{Operation, Service};
 use serde::{Deserialize, Serialize};
-
-/// The editor's buffers.
-pub struct Editor;
-
-impl Service for Editor {
-    const NAME: &'static str = "editor";
-}
 
 /// A buffer, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buffer {
     /// The buffer's name, e.g. `notes`.
     pub buffer: String,
-}
-
-/// Reads a buffer's text (capability `service:editor.read`).
-pub struct ReadBuffer;
-
-impl Operation for ReadBuffer {
-    type Service = Editor;
-    const NAME: &'static str = "read";
-    const VERSION: u32 = 1;
-    type Input = Buffer;
-    type Output = String;
 }
 
 /// A buffer's new text.
@@ -45,13 +26,12 @@ pub struct Replace {
     pub text: String,
 }
 
-/// Replaces a buffer's text (capability `service:editor.replace`).
-pub struct ReplaceBuffer;
-
-impl Operation for ReplaceBuffer {
-    type Service = Editor;
-    const NAME: &'static str = "replace";
-    const VERSION: u32 = 1;
-    type Input = Replace;
-    type Output = ();
+airlock_abi::service! {
+    /// The editor's buffers.
+    pub service Editor = "editor" {
+        /// Reads a buffer's text (capability `service:editor.read`).
+        pub operation ReadBuffer = "read" (version 1): Buffer => String;
+        /// Replaces a buffer's text (capability `service:editor.replace`).
+        pub operation ReplaceBuffer = "replace" (version 1): Replace => ();
+    }
 }
