@@ -31,8 +31,10 @@ pub(crate) enum Called {
     Domain,
     /// The plugin's own domain error, which it says is worth retrying (`host.dispatch` does).
     Retryable,
-    /// The call did not run: it waits for the approver's decision (the buffer says so).
-    Pending(ApprovalId),
+    /// The call did not run: it waits for the approver's decision. The buffer holds the
+    /// approval's id, then the message ([`pending`]); the variant carries no value, so that
+    /// `Called` stays a byte on the hot path.
+    Pending,
     /// An infrastructure failure.
     Failed(CallErrorCode),
 }
@@ -49,6 +51,22 @@ pub(super) fn refuse(
     Called::Failed(code)
 }
 
+/// Leaves the id of the approval a call waits for, then `message`, in `out`.
+#[cold]
+pub(super) fn pending(out: &mut Vec<u8>, id: ApprovalId, message: &str) -> Called {
+    out.clear();
+    out.extend_from_slice(&id.0.to_le_bytes());
+    out.extend_from_slice(message.as_bytes());
+    Called::Pending
+}
+
+/// The id and the message a call pending approval left in its buffer.
+pub(super) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
+    let (id, message) = out.split_at(out.len().min(8));
+    let id = id.try_into().map_or(0, u64::from_le_bytes);
+    (ApprovalId(id), message)
+}
+
 /// The message a failed call left in its buffer.
 pub(super) fn message(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
@@ -60,9 +78,9 @@ impl Invoked {
         match called {
             Called::Answered => Ok(out),
             Called::Domain | Called::Retryable => Err(Invoked::Domain(message(&out))),
-            Called::Pending(_) => Err(Invoked::Failed(
+            Called::Pending => Err(Invoked::Failed(
                 CallErrorCode::PendingApproval,
-                message(&out),
+                message(pending_parts(&out).1),
             )),
             Called::Failed(code) => Err(Invoked::Failed(code, message(&out))),
         }
@@ -80,11 +98,11 @@ pub(super) fn answer(
     match called {
         Called::Answered => Ok(Ok(out)),
         Called::Domain | Called::Retryable => Ok(Err(message(&out))),
-        Called::Pending(_) => Err(fail(
+        Called::Pending => Err(fail(
             plugin,
             action,
             CallErrorCode::PendingApproval,
-            message(&out),
+            message(pending_parts(&out).1),
         )),
         Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
     }
@@ -111,8 +129,8 @@ pub(super) fn envelope(
     called: Called,
     out: Vec<u8>,
 ) -> Result<ActionOutcome, CallError> {
-    if let Called::Pending(id) = called {
-        return Ok(ActionOutcome::PendingApproval(id));
+    if called == Called::Pending {
+        return Ok(ActionOutcome::PendingApproval(pending_parts(&out).0));
     }
     match answer(plugin, action, called, out)? {
         Ok(bytes) => airlock_abi::wire::parse(&bytes)

@@ -6,7 +6,7 @@ use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::this_thread;
 use crate::loader::hazard::Retaining;
 
-use super::called::{answer, fail, json_call, message, Called};
+use super::called::{answer, fail, json_call, message, pending_parts, Called};
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
 use crate::outcome::ActionOutcome;
@@ -20,7 +20,8 @@ pub enum Answered {
     Ok,
     /// The buffer holds the action's domain error message (the envelope's `error`).
     Error,
-    /// The call did not run: it waits for approval (the envelope's `pending_approval`).
+    /// The call did not run: it waits for approval (the envelope's `pending_approval`); the
+    /// buffer holds the message.
     Pending(ApprovalId),
 }
 
@@ -81,7 +82,12 @@ impl ActionHandle<'_> {
         match self.call_raw(input, out) {
             Ok(Called::Answered) => Ok(Answered::Ok),
             Ok(Called::Domain | Called::Retryable) => Ok(Answered::Error),
-            Ok(Called::Pending(id)) => Ok(Answered::Pending(id)),
+            Ok(Called::Pending) => {
+                let (id, message) = pending_parts(out);
+                let message = message.to_vec();
+                *out = message;
+                Ok(Answered::Pending(id))
+            }
             Ok(Called::Failed(code)) => Err(Box::new(fail(
                 &self.plugin,
                 &self.action,

@@ -10,7 +10,7 @@ use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
-use super::called::{answer, lookup, message, plugin_error_code, refuse, Called};
+use super::called::{answer, lookup, message, pending, plugin_error_code, refuse, Called};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::outcome::PluginState;
@@ -239,6 +239,7 @@ impl HostShared {
 
     /// Calls an action with JSON bytes, leaving what it said in `out`. A call that raced a
     /// reload (it found the old generation already retired) goes to the new generation.
+    #[inline]
     pub(crate) fn call_into(
         &self,
         plugin: &str,
@@ -288,11 +289,9 @@ impl HostShared {
             .map_or("", |a| a.name.as_str());
         if !loaded.policy.permissions.is_empty() {
             if let Err(refused) = self.permit(loaded, Target::Action(name), input) {
-                out.clear();
-                out.extend_from_slice(refused.message.as_bytes());
                 return match refused.pending {
-                    Some(id) => Called::Pending(id),
-                    None => Called::Failed(refused.code),
+                    Some(id) => pending(out, id, &refused.message),
+                    None => refuse(out, refused.code, format_args!("{}", refused.message)),
                 };
             }
         }
@@ -336,7 +335,7 @@ impl HostShared {
             payload,
             &mut out,
         ) {
-            Called::Answered | Called::Domain | Called::Retryable | Called::Pending(_) => true,
+            Called::Answered | Called::Domain | Called::Retryable | Called::Pending => true,
             // Torn down since it was found: it was for that instance, not for its successor.
             Called::Failed(CallErrorCode::Revoked) => false,
             Called::Failed(code) => {

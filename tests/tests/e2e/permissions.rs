@@ -181,8 +181,22 @@ fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it()
         .expect_err("pending");
     assert_eq!(bytes.code, CallErrorCode::PendingApproval);
 
+    // So does a pre-resolved handle answering into the caller's buffer, with the id.
+    let handle = host.action("probe-bare", "whoami").expect("resolved");
+    let mut out = Vec::new();
+    let answered = handle
+        .call_into(b"null", &mut out)
+        .expect("pending, not failed");
+    let airlock::Answered::Pending(fourth) = answered else {
+        panic!("expected Answered::Pending, got {answered:?}");
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!("the call waits for approval {fourth}")
+    );
+
     let pending = host.pending_approvals();
-    assert_eq!(pending.len(), 3, "{pending:?}");
+    assert_eq!(pending.len(), 4, "{pending:?}");
     assert_eq!(
         (pending[0].id, &pending[0].caller),
         (first, &host_for_roles("bob", &["ops"]))
@@ -198,9 +212,9 @@ fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it()
     assert!(!host.refuse(second, "twice"));
     let gone = host.approve(second).expect_err("settled already");
     assert_eq!(gone.code, CallErrorCode::NotFound);
-    assert_eq!(host.pending_approvals().len(), 1);
+    assert_eq!(host.pending_approvals().len(), 2);
 
-    assert_eq!(records(&host, AuditOutcome::ApprovalPending).len(), 3);
+    assert_eq!(records(&host, AuditOutcome::ApprovalPending).len(), 4);
     assert_eq!(records(&host, AuditOutcome::Approved).len(), 1);
     assert_eq!(records(&host, AuditOutcome::ApprovalRefused).len(), 1);
 }
