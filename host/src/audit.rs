@@ -52,6 +52,8 @@ pub enum AuditOutcome {
     Approved,
     /// A call pending approval was refused (`Host::refuse`).
     ApprovalRefused,
+    /// An isolated plugin's worker died and was restarted within the policy's budget.
+    Restarted,
 }
 
 impl AuditOutcome {

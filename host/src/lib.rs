@@ -36,6 +36,7 @@ pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
 mod host;
+mod isolation;
 mod kv;
 mod library_file;
 mod loader;
@@ -72,6 +73,7 @@ pub use host::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
     HookError, HookFailure, HookMode, Swallowed,
 };
+pub use isolation::worker_main;
 pub use kv::{KvError, KvStore, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 #[cfg(all(unix, feature = "test-support"))]
@@ -82,9 +84,10 @@ pub use lock::{Lock, LockEntry};
 pub use membrane::host_vtable;
 pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use policy::{
-    HostSettings, PluginPolicy, Policy, SecretSource, DEFAULT_CALL_TIMEOUT,
-    DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_QUARANTINE_FAULTS,
-    DEFAULT_QUARANTINE_WINDOW, DEFAULT_SHUTDOWN_DEADLINE,
+    HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, SecretSource,
+    DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE,
+    DEFAULT_QUARANTINE_FAULTS, DEFAULT_QUARANTINE_WINDOW, DEFAULT_RESTART,
+    DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};

@@ -203,11 +203,14 @@ pub enum CallErrorCode {
     /// host resolves it (runs it, or refuses it) once the approver decides; the JSON envelope
     /// carries the approval's id (`pending_approval`).
     PendingApproval = 11,
+    /// The isolated plugin's worker process died during the call (a crash, an abort, a
+    /// broken channel); the host restarts it within the policy's budget.
+    WorkerFailure = 12,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -220,6 +223,7 @@ impl CallErrorCode {
         Self::TooDeep,
         Self::PermissionDenied,
         Self::PendingApproval,
+        Self::WorkerFailure,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -237,6 +241,7 @@ impl CallErrorCode {
             Self::TooDeep => "too_deep",
             Self::PermissionDenied => "permission_denied",
             Self::PendingApproval => "pending_approval",
+            Self::WorkerFailure => "worker_failure",
         }
     }
 }

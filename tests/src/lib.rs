@@ -125,6 +125,10 @@ fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, PathBuf>
         let Some(target) = message["target"]["name"].as_str() else {
             continue;
         };
+        if let Some(exe) = message["executable"].as_str() {
+            libs.insert(format!("bin:{target}"), PathBuf::from(exe));
+            continue;
+        }
         let short = target
             .trim_start_matches("airlock_example_")
             .trim_start_matches("airlock_fixture_")
@@ -238,7 +242,7 @@ impl TempPluginDir {
         customize: impl FnOnce(airlock::HostBuilder) -> airlock::HostBuilder,
     ) -> (Host, airlock::LoadReport) {
         let policy = Policy::parse(policy, false).expect("test policy parses");
-        let host = customize(probe_services(Host::builder()))
+        let host = customize(probe_services(Host::builder()).worker(worker()))
             .plugin_dir(self.path())
             .policy(policy)
             .build()
@@ -246,6 +250,18 @@ impl TempPluginDir {
         let report = host.load().expect("plugin directory readable");
         (host, report)
     }
+}
+
+/// The worker executable isolated plugins run in, built with the fixtures.
+///
+/// # Panics
+///
+/// If the fixture build did not produce it.
+pub fn worker() -> PathBuf {
+    fixtures()
+        .get("bin:airlock-worker")
+        .cloned()
+        .expect("the fixture build makes the airlock-worker executable")
 }
 
 /// Offers the `probe` service of the test interface crate (`airlock-contract-probe`), as every

@@ -371,7 +371,7 @@ impl Host {
         &self,
         plugin: &str,
     ) -> Option<extern "C" fn() -> abi_stable::std_types::RSlice<'static, u8>> {
-        self.shared.find(plugin).map(|p| p.creator.raw_entry())
+        self.shared.find(plugin).and_then(|p| p.creator.raw_entry())
     }
 
     /// Events dropped because the delivery queue was full.

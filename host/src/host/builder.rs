@@ -38,6 +38,8 @@ pub struct HostBuilder {
     pub(super) registry: Registry,
     /// The embedding program's approver.
     pub(super) approvals: Approvals,
+    /// The worker executable for isolated plugins, if set here.
+    pub(super) worker: Option<PathBuf>,
 }
 
 impl Default for HostBuilder {
@@ -57,7 +59,16 @@ impl HostBuilder {
             lock_file: None,
             registry: Registry::default(),
             approvals: Approvals::default(),
+            worker: None,
         }
+    }
+
+    /// The worker executable isolated plugins run in (policy `isolation = "process"`); by
+    /// default the policy's `[host] worker`, else `airlock-worker` beside this program.
+    #[must_use]
+    pub fn worker(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker = Some(program.into());
+        self
     }
 
     /// Registers the approver that the policy's `ask` permissions consult
@@ -212,7 +223,10 @@ impl HostBuilder {
     ///
     /// [`Error::ShadowDir`], [`Error::DataDir`], [`Error::Kv`], [`Error::AuditLog`] or
     /// [`Error::Lock`] when the corresponding file or directory cannot be set up.
-    pub fn build(self) -> Result<Host, Error> {
+    pub fn build(mut self) -> Result<Host, Error> {
+        if let Some(worker) = self.worker.take() {
+            self.options.policy.host_mut().worker = Some(worker);
+        }
         if let Some(e) = self.registry.invalid() {
             return Err(Error::Service(e.to_owned()));
         }

@@ -13,6 +13,7 @@ use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 use super::called::{answer, lookup, message, pending, plugin_error_code, refuse, Called};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
+use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
 use crate::outcome::PluginState;
 use crate::permission::Target;
 
@@ -161,6 +162,19 @@ impl HostShared {
             ErrorCode::PANICKED => {
                 self.fault(plugin, &format!("{name} panicked: {}", message(out)));
                 Called::Failed(CallErrorCode::Panicked)
+            }
+            WORKER_FAILURE => {
+                *plugin.died_at.lock() = Some(Instant::now());
+                self.fault(plugin, &format!("{name}: {}", message(out)));
+                Called::Failed(CallErrorCode::WorkerFailure)
+            }
+            WORKER_GONE => Called::Failed(CallErrorCode::WorkerFailure),
+            WORKER_KILLED => {
+                *plugin.died_at.lock() = Some(Instant::now());
+                if !overran {
+                    self.fault(plugin, &format!("{name}: {}", message(out)));
+                }
+                Called::Failed(CallErrorCode::Timeout)
             }
             _ if overran => refuse(
                 out,

@@ -14,9 +14,11 @@ use parking_lot::Mutex;
 
 use crate::context::{self, ContextEntry};
 use crate::error::{Refusal, RefusalReason};
+use crate::isolation::Creator;
 use crate::library_file::Origin;
+use crate::loader;
 use crate::loader::hazard::Guarded;
-use crate::loader::{self, Creator};
+use crate::policy::Isolation;
 
 use super::pipeline::Checked;
 use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, SerialGate, Settings};
@@ -64,12 +66,18 @@ impl HostShared {
         let Checked { mut file, decision } = checked;
         // The one branch on where the code comes from: a checked library, or the host itself.
         let (library, creator) = match file.origin {
+            // Isolated: the host never maps the library; each worker loads the checked bytes.
+            Origin::File if decision.policy.isolation == Isolation::Process => {
+                (None, self.worker_creator(&mut file, &decision.policy)?)
+            }
             Origin::File => {
                 let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
-                let creator = library.creator();
+                let creator = Creator::Module(library.creator());
                 (Some(library), creator)
             }
-            Origin::Builtin(module) => (None, Creator::from_module(module)),
+            Origin::Builtin(module) => {
+                (None, Creator::Module(loader::Creator::from_module(module)))
+            }
         };
         file.release_bytes();
         let (config, revoked, generation) = match previous {
@@ -88,7 +96,11 @@ impl HostShared {
             .into_iter()
             .filter(|g| !revoked.contains(g))
             .collect();
-        let serial = (file.manifest.concurrency == Concurrency::Serial).then(SerialGate::default);
+        // A worker serves one call at a time: an isolated plugin is entered like a serial one
+        // (and a call cycle back into it is refused, not deadlocked).
+        let serial = (file.manifest.concurrency == Concurrency::Serial
+            || decision.policy.isolation == Isolation::Process)
+            .then(SerialGate::default);
         let plugin = LoadedPlugin {
             creator,
             _library: library,
@@ -112,6 +124,8 @@ impl HostShared {
             counters: Counters::default(),
             recent_faults: Mutex::new(VecDeque::new()),
             health: Mutex::new(None),
+            restarts: super::isolated::Restarts::default(),
+            died_at: Mutex::new(None),
         };
         let warnings = self.validate(&plugin, &config)?;
         for warning in &warnings {
@@ -182,7 +196,7 @@ impl HostShared {
         entry.observed = self.observer.is_some();
         let token = context::open(entry);
         plugin.settings.lock().last_token = token;
-        let creator = plugin.creator;
+        let creator = plugin.creator.clone();
         let deadline = plugin.policy.init_deadline;
         let created = run_with_deadline(deadline, move || {
             creator.create(crate::membrane::host_context(token))

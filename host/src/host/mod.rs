@@ -10,6 +10,7 @@ mod dispatch;
 mod handle;
 mod hooks;
 mod invoke;
+mod isolated;
 mod lifecycle;
 mod on_behalf;
 mod operate;

@@ -106,6 +106,14 @@ impl Host {
             .change(PluginState::Quarantined, PluginState::Running)
         {
             loaded.recent_faults.lock().clear();
+            loaded.restarts.clear();
+            // An isolated plugin quarantined because its worker kept dying gets a new one.
+            if loaded
+                .running
+                .with(|r| r.is_some_and(|r| r.instance.worker_died()))
+            {
+                self.shared.teardown(&loaded, PluginState::Disabled);
+            }
             let generation = loaded.generation.load(Ordering::SeqCst);
             self.shared.audit.record(
                 plugin,

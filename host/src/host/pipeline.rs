@@ -98,7 +98,10 @@ pub(super) fn read_all(
         if options.pins_sha256(&file.manifest.id) {
             let _ = file.sha256();
         }
-        if purpose == ReadFor::Loading {
+        // An isolated plugin's bytes stay in memory: its workers load them, never this host.
+        let isolated = options.policy.for_plugin(&file.manifest.id).isolation
+            == crate::policy::Isolation::Process;
+        if purpose == ReadFor::Loading && !isolated {
             loader::seal(&mut file);
         }
         Ok(file)

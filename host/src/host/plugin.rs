@@ -12,9 +12,10 @@ use parking_lot::Mutex;
 
 use crate::context::ShardedCounter;
 use crate::error::CallErrorCode;
+use crate::isolation::{Creator, Instance};
 use crate::library_file::LibraryFile;
 use crate::loader::hazard::Guarded;
-use crate::loader::{Creator, Instance, LoadedLibrary};
+use crate::loader::LoadedLibrary;
 use crate::policy::PluginPolicy;
 
 use crate::outcome::PluginState;
@@ -59,6 +60,10 @@ pub(crate) struct LoadedPlugin {
     /// When its recent faults happened, for the quarantine window.
     pub(super) recent_faults: Mutex<VecDeque<Instant>>,
     pub(super) health: Mutex<Option<Health>>,
+    /// When its worker was restarted (isolated plugins), for the restart budget.
+    pub(super) restarts: super::isolated::Restarts,
+    /// When a call last found its worker dead.
+    pub(super) died_at: Mutex<Option<Instant>>,
 }
 
 /// What an operator sets on a plugin, changed together under one lock.

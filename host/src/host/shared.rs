@@ -220,6 +220,7 @@ impl crate::delivery::Deliver for HostShared {
 impl crate::supervisor::Supervised for HostShared {
     fn watchdog_scan(&self) {
         HostShared::watchdog_scan(self);
+        self.restart_dead_workers();
     }
 
     fn poll_all_health(&self) {

@@ -7,12 +7,54 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_abi::manifest::{Capability, PluginId};
-use serde::Deserialize;
 
 use crate::error::Error;
-use crate::library_file::parse_digest;
-use crate::permission::{PermissionRule, RawRule};
+use crate::permission::PermissionRule;
 use crate::retry::{RetryPolicy, DEFAULT_RETRY};
+
+mod parse;
+
+/// Where a plugin's code runs, from the policy's `isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In the host's process: the fastest calls; a crash of the plugin's native code is the
+    /// host's.
+    #[default]
+    InProcess,
+    /// In a worker process of its own: a crash, an abort or a hang ends the worker, not the
+    /// host, and the plugin is restarted within the policy's budget.
+    Process,
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InProcess => "in-process",
+            Self::Process => "process",
+        })
+    }
+}
+
+/// How an isolated plugin whose worker died is restarted: at most `budget` restarts within
+/// `window` (then it is quarantined), each after `backoff` doubled per restart already made in
+/// the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within the window.
+    pub budget: u32,
+    /// The window restarts are counted in.
+    pub window: Duration,
+    /// The delay before the first restart in the window.
+    pub backoff: Duration,
+}
+
+/// The restarts when the policy sets none: 3 within a minute, the first after 10 ms.
+pub const DEFAULT_RESTART: RestartPolicy = RestartPolicy {
+    budget: 3,
+    window: Duration::from_secs(60),
+    backoff: Duration::from_millis(10),
+};
 
 /// The shutdown deadline used when the policy sets none.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -26,43 +68,6 @@ pub const DEFAULT_QUARANTINE_FAULTS: u32 = 5;
 pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// How often the host polls each plugin's health.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default)]
-    host: RawHost,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    plugins: BTreeMap<String, RawPluginPolicy>,
-    #[serde(default)]
-    secrets: BTreeMap<String, RawSecret>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    data_dir: Option<PathBuf>,
-    audit_log: Option<PathBuf>,
-    lock: Option<PathBuf>,
-    max_retained: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSecret {
-    Value(String),
-    Env { env: String },
-}
-
-impl std::fmt::Debug for RawSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Value(_) => f.write_str("Value(<redacted>)"),
-            Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
-        }
-    }
-}
 
 /// Where a secret's value comes from. Its `Debug` never shows a value.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,42 +98,9 @@ pub struct HostSettings {
     pub lock: Option<PathBuf>,
     /// Warn when more libraries than this are retained (loaded and never unloaded).
     pub max_retained: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    shutdown_deadline_ms: Option<u64>,
-    init_deadline_ms: Option<u64>,
-    call_timeout_ms: Option<u64>,
-    quarantine_faults: Option<u32>,
-    quarantine_window_ms: Option<u64>,
-    health_interval_ms: Option<u64>,
-    dispatch_retries: Option<u32>,
-    dispatch_backoff_ms: Option<u64>,
-    dispatch_backoff_max_ms: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPluginPolicy {
-    enabled: Option<bool>,
-    blake3: Option<String>,
-    sha256: Option<String>,
-    #[serde(default)]
-    grants: Vec<String>,
-    config: Option<serde_json::Value>,
-    shutdown_deadline_ms: Option<u64>,
-    init_deadline_ms: Option<u64>,
-    call_timeout_ms: Option<u64>,
-    quarantine_faults: Option<u32>,
-    quarantine_window_ms: Option<u64>,
-    priority: Option<i32>,
-    #[serde(default)]
-    permissions: Vec<RawRule>,
-    dispatch_retries: Option<u32>,
-    dispatch_backoff_ms: Option<u64>,
-    dispatch_backoff_max_ms: Option<u64>,
+    /// The worker executable isolated plugins run in (default: `airlock-worker` beside the
+    /// host program).
+    pub worker: Option<PathBuf>,
 }
 
 /// What the operator decided for one plugin id.
@@ -161,6 +133,10 @@ pub struct PluginPolicy {
     pub permissions: Vec<PermissionRule>,
     /// How `host.dispatch` retries its retryable failures, when it holds a claim.
     pub retry: RetryPolicy,
+    /// Where its code runs: in the host's process, or in a worker process of its own.
+    pub isolation: Isolation,
+    /// How its worker is restarted after a crash (isolated plugins).
+    pub restart: RestartPolicy,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -195,6 +171,8 @@ impl Default for Policy {
                 priority: 0,
                 permissions: Vec::new(),
                 retry: DEFAULT_RETRY,
+                isolation: Isolation::InProcess,
+                restart: DEFAULT_RESTART,
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
@@ -233,128 +211,6 @@ impl Policy {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
-        }
-        Ok(policy)
-    }
-
-    /// Parses policy text (TOML, or JSON when `json`).
-    ///
-    /// # Errors
-    ///
-    /// A message naming the key and location of the first problem.
-    pub fn parse(text: &str, json: bool) -> Result<Self, String> {
-        let raw: RawPolicy = if json {
-            serde_json::from_str(text).map_err(|e| e.to_string())?
-        } else {
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
-        };
-        let mut policy = Self {
-            host: HostSettings {
-                data_dir: raw.host.data_dir,
-                audit_log: raw.host.audit_log,
-                lock: raw.host.lock,
-                max_retained: raw.host.max_retained,
-            },
-            ..Self::default()
-        };
-        for (name, secret) in raw.secrets {
-            let source = match secret {
-                RawSecret::Value(v) => SecretSource::Value(v),
-                RawSecret::Env { env } => SecretSource::Env(env),
-            };
-            policy.secrets.insert(name, source);
-        }
-        if let Some(ms) = raw.defaults.shutdown_deadline_ms {
-            policy.defaults.shutdown_deadline = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.init_deadline_ms {
-            policy.defaults.init_deadline = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.call_timeout_ms {
-            policy.defaults.call_timeout = Duration::from_millis(ms);
-        }
-        if let Some(n) = raw.defaults.quarantine_faults {
-            policy.defaults.quarantine_faults = n;
-        }
-        if let Some(ms) = raw.defaults.quarantine_window_ms {
-            policy.defaults.quarantine_window = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.health_interval_ms {
-            policy.health_interval = Duration::from_millis(ms.max(1));
-        }
-        policy.defaults.retry = policy.defaults.retry.with(
-            raw.defaults.dispatch_retries,
-            raw.defaults.dispatch_backoff_ms,
-            raw.defaults.dispatch_backoff_max_ms,
-        );
-        for (id, entry) in raw.plugins {
-            let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
-            let pin = |key: &str, value: Option<String>| match value {
-                Some(pin) => parse_digest(&pin).map(Some).ok_or_else(|| {
-                    format!("[plugins.{id}] {key}: expected 64 hex digits, found {pin:?}")
-                }),
-                None => Ok(None),
-            };
-            let blake3 = pin("blake3", entry.blake3)?;
-            let sha256 = pin("sha256", entry.sha256)?;
-            let grants = entry
-                .grants
-                .iter()
-                .map(|g| {
-                    let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
-                    if cap.kind().is_reserved() {
-                        return Err(format!(
-                            "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
-                        ));
-                    }
-                    Ok(cap)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let permissions = entry
-                .permissions
-                .into_iter()
-                .enumerate()
-                .map(|(n, rule)| {
-                    PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let config = match entry.config {
-                None => policy.defaults.config.clone(),
-                Some(value @ serde_json::Value::Object(_)) => value,
-                Some(_) => return Err(format!("[plugins.{id}] config: expected a table")),
-            };
-            policy.plugins.insert(
-                plugin_id,
-                PluginPolicy {
-                    enabled: entry.enabled.unwrap_or(true),
-                    blake3,
-                    sha256,
-                    grants,
-                    config,
-                    shutdown_deadline: entry
-                        .shutdown_deadline_ms
-                        .map_or(policy.defaults.shutdown_deadline, Duration::from_millis),
-                    init_deadline: entry
-                        .init_deadline_ms
-                        .map_or(policy.defaults.init_deadline, Duration::from_millis),
-                    call_timeout: entry
-                        .call_timeout_ms
-                        .map_or(policy.defaults.call_timeout, Duration::from_millis),
-                    quarantine_faults: entry
-                        .quarantine_faults
-                        .unwrap_or(policy.defaults.quarantine_faults),
-                    quarantine_window: entry
-                        .quarantine_window_ms
-                        .map_or(policy.defaults.quarantine_window, Duration::from_millis),
-                    priority: entry.priority.unwrap_or(0),
-                    permissions,
-                    retry: policy.defaults.retry.with(
-                        entry.dispatch_retries,
-                        entry.dispatch_backoff_ms,
-                        entry.dispatch_backoff_max_ms,
-                    ),
-                },
-            );
         }
         Ok(policy)
     }

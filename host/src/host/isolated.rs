@@ -1,0 +1,152 @@
+//! Isolated plugins in the runtime: stage 4 for a library that runs in a worker process (the
+//! host never maps it), and the supervision of its workers — a worker that died is restarted
+//! with backoff within the policy's budget, and the plugin is quarantined once the budget is
+//! spent. A restart is a re-creation: a new worker, a new context, the current config; what the
+//! dead worker held in memory is gone (no handover: it cannot be asked for a snapshot).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::plugin::LoadedPlugin;
+use super::shared::HostShared;
+use crate::audit::AuditOutcome;
+use crate::error::{Refusal, RefusalReason};
+use crate::isolation::process::{find_worker, Worker, WorkerSpec};
+use crate::isolation::Creator;
+use crate::library_file::LibraryFile;
+use crate::outcome::PluginState;
+use crate::policy::PluginPolicy;
+
+/// When an isolated plugin's worker was restarted, for the restart budget's window.
+#[derive(Debug, Default)]
+pub(crate) struct Restarts(Mutex<VecDeque<Instant>>);
+
+impl Restarts {
+    /// Forgets the restarts made (the operator lifted a quarantine).
+    pub(crate) fn clear(&self) {
+        self.0.lock().clear();
+    }
+}
+
+impl HostShared {
+    /// Stage 4 for an isolated plugin: a worker is started with the checked bytes and loads them
+    /// (its own stage 2 and 4); it is kept for the `create` that follows.
+    pub(super) fn worker_creator(
+        &self,
+        file: &mut LibraryFile,
+        policy: &PluginPolicy,
+    ) -> Result<Creator, Refusal> {
+        let refuse = |reason, detail: String| {
+            Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id)
+        };
+        let bytes = std::mem::take(&mut file.bytes);
+        if bytes.is_empty() {
+            return Err(refuse(
+                RefusalReason::LoadFailed,
+                "the library's checked bytes are no longer in memory, so no worker can load \
+                 them; load it again"
+                    .to_owned(),
+            ));
+        }
+        let spec = Arc::new(WorkerSpec {
+            program: find_worker(self.options.policy.host().worker.as_deref()),
+            label: file.path.display().to_string(),
+            bytes,
+            call_timeout: policy.call_timeout,
+            spare: Mutex::new(None),
+        });
+        let worker = Worker::start(&spec).map_err(|(reason, detail)| {
+            let reason = reason
+                .and_then(|code| RefusalReason::ALL.into_iter().find(|r| r.code() == code))
+                .unwrap_or(RefusalReason::LoadFailed);
+            refuse(reason, format!("in its worker process: {detail}"))
+        })?;
+        *spec.spare.lock() = Some(worker);
+        Ok(Creator::Worker(spec))
+    }
+
+    /// Restarts the isolated plugins whose worker died, each once its backoff has passed;
+    /// quarantines those that spent their budget. Run by the supervisor on every tick.
+    pub(crate) fn restart_dead_workers(&self) {
+        for plugin in self.table().iter() {
+            let died = plugin
+                .running
+                .with(|r| r.is_some_and(|r| r.instance.worker_died()));
+            if died && plugin.state.get() == PluginState::Running {
+                self.restart_worker(plugin);
+            }
+        }
+    }
+
+    fn restart_worker(&self, plugin: &Arc<LoadedPlugin>) {
+        let policy = plugin.policy.restart;
+        let now = Instant::now();
+        let (made, due) = {
+            let mut restarts = plugin.restarts.0.lock();
+            while restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > policy.window)
+            {
+                restarts.pop_front();
+            }
+            let made = restarts.len() as u32;
+            let backoff = policy.backoff * 2u32.saturating_pow(made);
+            let since = plugin
+                .died_at
+                .lock()
+                .map_or(backoff, |t| now.duration_since(t));
+            (made, since >= backoff)
+        };
+        let id = plugin.id().to_string();
+        if made >= policy.budget {
+            if plugin
+                .state
+                .change(PluginState::Running, PluginState::Quarantined)
+            {
+                tracing::error!(
+                    plugin = %id,
+                    "its worker died {} times within {} ms: quarantined; `enable` it to try again",
+                    made + 1,
+                    policy.window.as_millis()
+                );
+            }
+            return;
+        }
+        if !due {
+            return;
+        }
+        let admin = self.admin();
+        // Still the plugin in the table, still dead, still running: the admin lock makes the
+        // restart the only change to it.
+        let current = self.find(&id);
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, plugin)) {
+            return;
+        }
+        plugin.restarts.0.lock().push_back(now);
+        self.teardown(plugin, PluginState::Disabled);
+        let config = plugin.settings.lock().config.clone();
+        let generation = match self.start_instance(plugin, &config, None) {
+            Ok(()) => plugin.generation.load(std::sync::atomic::Ordering::SeqCst),
+            Err(refusal) => {
+                tracing::error!(plugin = %id, "its worker could not be restarted: {refusal}");
+                return;
+            }
+        };
+        drop(admin);
+        self.audit.record(
+            &id,
+            generation,
+            "",
+            AuditOutcome::Restarted,
+            &format!(
+                "its worker died; restarted as generation {generation} (restart {} of {} within {} ms)",
+                made + 1,
+                policy.budget,
+                policy.window.as_millis()
+            ),
+        );
+    }
+}

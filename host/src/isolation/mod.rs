@@ -1,0 +1,132 @@
+//! Isolation: where a plugin's code runs. The seam that creates instances has two sides — the
+//! library loaded into the host's own process ([`loader`]), or the same library in a worker
+//! process ([`process`]), chosen per plugin by the policy's `isolation`. Everything above the
+//! seam (the invoke path, the membrane, hooks, events, timers, reload, teardown) is the same for
+//! both: an isolated plugin's requests come back over the worker's channel and are served by
+//! the host's own vtable functions.
+
+use std::sync::Arc;
+
+use airlock_abi::abi::{ErrorCode, HostContext, InvocationKind, PluginError};
+
+use crate::loader;
+
+pub(crate) mod process;
+mod wire;
+mod worker;
+
+pub use worker::worker_main;
+
+/// Creates instances of one plugin: from its library in this process, or in a worker.
+#[derive(Clone)]
+pub(crate) enum Creator {
+    /// A module loaded in this process (a library, or a built-in plugin).
+    Module(loader::Creator),
+    /// A library run in worker processes.
+    Worker(Arc<process::WorkerSpec>),
+}
+
+impl Creator {
+    /// Asks the plugin to validate a config (JSON) without an instance.
+    pub(crate) fn validate_config(&self, config: &[u8]) -> Result<Vec<u8>, PluginError> {
+        match self {
+            Self::Module(creator) => creator.validate_config(config),
+            Self::Worker(spec) => {
+                let worker = spec
+                    .worker()
+                    .map_err(|(_, message)| PluginError::new(process::WORKER_FAILURE, message))?;
+                let mut out = Vec::new();
+                let code = worker.validate(config, &mut out);
+                // Kept for the `create` that follows a validation.
+                *spec.spare.lock() = Some(worker);
+                if code == ErrorCode::OK {
+                    Ok(out)
+                } else {
+                    Err(PluginError::new(code, String::from_utf8_lossy(&out)))
+                }
+            }
+        }
+    }
+
+    /// Creates an instance with `context`.
+    pub(crate) fn create(&self, context: HostContext) -> Result<Instance, PluginError> {
+        match self {
+            Self::Module(creator) => creator.create(context).map(Instance::Module),
+            Self::Worker(spec) => {
+                let worker = spec
+                    .worker()
+                    .map_err(|(_, message)| PluginError::new(process::WORKER_FAILURE, message))?;
+                let mut out = Vec::new();
+                match worker.create(context.token, &mut out) {
+                    ErrorCode::OK => Ok(Instance::Worker(worker)),
+                    code => Err(PluginError::new(code, String::from_utf8_lossy(&out))),
+                }
+            }
+        }
+    }
+
+    /// The library's raw entry, for the benchmarks' baseline (in-process only).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn raw_entry(
+        &self,
+    ) -> Option<extern "C" fn() -> abi_stable::std_types::RSlice<'static, u8>> {
+        match self {
+            Self::Module(creator) => Some(creator.raw_entry()),
+            Self::Worker(_) => None,
+        }
+    }
+}
+
+/// A live instance: in this process, or in a worker.
+pub(crate) enum Instance {
+    /// In this process.
+    Module(loader::Instance),
+    /// In a worker process.
+    Worker(process::Worker),
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Module(i) => i.fmt(f),
+            Self::Worker(w) => w.fmt(f),
+        }
+    }
+}
+
+impl Instance {
+    /// Runs one invocation (see [`loader::Instance::call`]).
+    #[inline(always)]
+    pub(crate) fn call(
+        &self,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> ErrorCode {
+        match self {
+            Self::Module(instance) => instance.call(kind, index, name, payload, out),
+            Self::Worker(worker) => worker.call(kind.0, index, name, payload, out),
+        }
+    }
+
+    /// Tears the instance down and frees it (a worker exits).
+    pub(crate) fn destroy(self) -> Result<(), PluginError> {
+        match self {
+            Self::Module(instance) => instance.destroy(),
+            Self::Worker(worker) => {
+                let mut out = Vec::new();
+                match worker.destroy(&mut out) {
+                    ErrorCode::OK => Ok(()),
+                    code => Err(PluginError::new(code, String::from_utf8_lossy(&out))),
+                }
+            }
+        }
+    }
+
+    /// Whether this is an instance in a worker that has died.
+    pub(crate) fn worker_died(&self) -> bool {
+        matches!(self, Self::Worker(w) if w.is_dead())
+    }
+}

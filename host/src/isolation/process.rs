@@ -1,0 +1,384 @@
+//! The host's side of an isolated plugin: a worker process started from the Airlock worker
+//! executable, given the checked library's bytes, and driven over a [`Channel`]. While a
+//! command runs, the plugin's requests come back over the channel and are served here by the
+//! host's own vtable functions, with the plugin's real context token: the membrane, the audit
+//! log, kv and revocation all stay in the host. A worker that dies, or breaks the channel,
+//! fails the call in progress with `worker_failure`; one that overruns the call's timeout is
+//! killed.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RResult, RSlice, RStr};
+use airlock_abi::abi::{ContextToken, ErrorCode, HostError, LogLevel};
+use parking_lot::Mutex;
+
+use super::wire::{Channel, FromWorker, ToWorker};
+
+/// A call whose worker died or broke the channel (host-internal: never a plugin's code).
+pub(crate) const WORKER_FAILURE: ErrorCode = ErrorCode(0x4149_0001);
+/// A call that overran its timeout and had its worker killed (host-internal).
+pub(crate) const WORKER_KILLED: ErrorCode = ErrorCode(0x4149_0002);
+/// A call to a worker already dead, waiting for its restart (host-internal; not a new fault).
+pub(crate) const WORKER_GONE: ErrorCode = ErrorCode(0x4149_0003);
+
+/// How to start workers for one library.
+#[derive(Debug)]
+pub(crate) struct WorkerSpec {
+    /// The worker executable.
+    pub(crate) program: PathBuf,
+    /// The library's file, for messages.
+    pub(crate) label: String,
+    /// The checked bytes: what every worker of this library loads.
+    pub(crate) bytes: Vec<u8>,
+    /// How long one call may take before the worker is killed.
+    pub(crate) call_timeout: Duration,
+    /// A worker started to validate the config, kept for the `create` that follows.
+    pub(crate) spare: Mutex<Option<Worker>>,
+}
+
+/// One worker process and its channel.
+pub(crate) struct Worker {
+    child: Mutex<Child>,
+    channel: Mutex<Channel>,
+    /// The context the instance was created with (set by `create`).
+    token: Mutex<Option<ContextToken>>,
+    dead: AtomicBool,
+    call_timeout: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pid", &self.child.lock().id())
+            .field("dead", &self.dead.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl WorkerSpec {
+    /// A worker ready to create an instance: the spare one if there is one, else a new one.
+    ///
+    /// # Errors
+    ///
+    /// Why the worker could not be started or could not load the library (its refusal's reason
+    /// code and detail, when it got that far).
+    pub(crate) fn worker(&self) -> Result<Worker, (Option<String>, String)> {
+        if let Some(spare) = self.spare.lock().take() {
+            return Ok(spare);
+        }
+        Worker::start(self)
+    }
+}
+
+impl Worker {
+    /// Starts a worker and has it load the library (stage 4, in the worker).
+    pub(crate) fn start(spec: &WorkerSpec) -> Result<Worker, (Option<String>, String)> {
+        let started = || -> io::Result<(Child, UnixStream)> {
+            let (host_end, worker_end) = UnixStream::pair()?;
+            let worker_end = OwnedFd::from(worker_end);
+            let stdout = worker_end.try_clone()?;
+            let child = Command::new(&spec.program)
+                .stdin(Stdio::from(worker_end))
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::inherit())
+                .env_clear()
+                .spawn()?;
+            Ok((child, host_end))
+        };
+        let (child, stream) = started().map_err(|e| {
+            (
+                None,
+                format!(
+                    "cannot start the worker {}: {e} (build it with `cargo build -p airlock-worker`, \
+                     or set [host] worker in the policy)",
+                    spec.program.display()
+                ),
+            )
+        })?;
+        let channel = Channel::new(stream).map_err(|e| (None, e.to_string()))?;
+        let worker = Worker {
+            child: Mutex::new(child),
+            channel: Mutex::new(channel),
+            token: Mutex::new(None),
+            dead: AtomicBool::new(false),
+            call_timeout: spec.call_timeout,
+        };
+        let mut out = Vec::new();
+        let load = ToWorker::Load {
+            label: &spec.label,
+            bytes: &spec.bytes,
+        };
+        match worker.exchange(&load, &mut out, Some(spec.call_timeout.max(LOAD_TIMEOUT))) {
+            ErrorCode::OK => Ok(worker),
+            _ => {
+                let text = String::from_utf8_lossy(&out).into_owned();
+                // The worker answers a refusal as `<reason code>: <detail>`.
+                Err(match text.split_once(": ") {
+                    Some((reason, detail)) if !reason.contains(' ') => {
+                        (Some(reason.to_owned()), detail.to_owned())
+                    }
+                    _ => (None, text),
+                })
+            }
+        }
+    }
+
+    /// Creates the instance in the worker with the context `token`.
+    pub(crate) fn create(&self, token: ContextToken, out: &mut Vec<u8>) -> ErrorCode {
+        *self.token.lock() = Some(token);
+        let create = ToWorker::Create {
+            slot: token.slot,
+            generation: token.generation,
+        };
+        self.exchange(&create, out, None)
+    }
+
+    /// Asks the plugin to validate a config.
+    pub(crate) fn validate(&self, config: &[u8], out: &mut Vec<u8>) -> ErrorCode {
+        self.exchange(&ToWorker::Validate { config }, out, Some(self.call_timeout))
+    }
+
+    /// One invocation of the instance.
+    pub(crate) fn call(
+        &self,
+        kind: u32,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> ErrorCode {
+        let call = ToWorker::Call {
+            kind,
+            index,
+            name,
+            payload,
+        };
+        self.exchange(&call, out, Some(self.call_timeout))
+    }
+
+    /// Tears the instance down; the worker exits.
+    pub(crate) fn destroy(self, out: &mut Vec<u8>) -> ErrorCode {
+        let code = self.exchange(&ToWorker::Destroy, out, Some(self.call_timeout));
+        let mut child = self.child.lock();
+        if code != ErrorCode::OK || !wait_for_exit(&mut child, Duration::from_millis(500)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        code
+    }
+
+    /// Whether the worker has died (a call found it gone, or it was killed).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    /// Sends `command` and serves the plugin's requests until the worker answers it; the
+    /// answer or the failure's message is left in `out`.
+    fn exchange(
+        &self,
+        command: &ToWorker<'_>,
+        out: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> ErrorCode {
+        out.clear();
+        if self.is_dead() {
+            out.extend_from_slice(
+                b"the plugin's worker process died and has not been restarted yet",
+            );
+            return WORKER_GONE;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut channel = self.channel.lock();
+        if let Err(e) = channel.send(command) {
+            return self.failed(out, &e);
+        }
+        loop {
+            let remaining = deadline.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            });
+            if let Err(e) = channel.socket().set_read_timeout(remaining) {
+                return self.failed(out, &e);
+            }
+            let message = match channel.receive() {
+                Ok(message) => message,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    self.kill();
+                    out.extend_from_slice(
+                        format!(
+                            "the call overran its {} ms timeout; its worker process was killed",
+                            timeout.unwrap_or_default().as_millis()
+                        )
+                        .as_bytes(),
+                    );
+                    return WORKER_KILLED;
+                }
+                Err(e) => return self.failed(out, &e),
+            };
+            let token = *self.token.lock();
+            let reply = match message {
+                FromWorker::Done { code, body } => {
+                    *out = body;
+                    return ErrorCode(code);
+                }
+                FromWorker::Log { level, message } => serve(token, |token, vt| {
+                    let text = String::from_utf8_lossy(&message);
+                    (vt.log())(token, LogLevel(level), RStr::from_str(&text)).map(|()| Vec::new())
+                }),
+                FromWorker::Config => serve(token, |token, vt| {
+                    (vt.config())(token).map(|bytes| bytes.into_vec())
+                }),
+                FromWorker::Request {
+                    service,
+                    operation,
+                    payload,
+                } => serve(token, |token, vt| {
+                    let service = String::from_utf8_lossy(&service);
+                    let operation = String::from_utf8_lossy(&operation);
+                    (vt.request())(
+                        token,
+                        RStr::from_str(&service),
+                        RStr::from_str(&operation),
+                        RSlice::from_slice(&payload),
+                    )
+                    .map(|bytes| bytes.into_vec())
+                }),
+            };
+            let sent = match &reply {
+                Ok(body) => channel.send(&ToWorker::Reply {
+                    code: 0,
+                    capability: "",
+                    body,
+                }),
+                Err(e) => channel.send(&ToWorker::Reply {
+                    code: e.code.0,
+                    capability: e.capability.as_str(),
+                    body: e.message.as_bytes(),
+                }),
+            };
+            if let Err(e) = sent {
+                return self.failed(out, &e);
+            }
+        }
+    }
+
+    /// The worker broke the channel: it is dead (killed now if it is not), and `out` says how
+    /// it ended.
+    #[cold]
+    fn failed(&self, out: &mut Vec<u8>, error: &io::Error) -> ErrorCode {
+        self.dead.store(true, Ordering::SeqCst);
+        let mut child = self.child.lock();
+        let ended = if wait_for_exit(&mut child, Duration::from_millis(200)) {
+            child.try_wait().ok().flatten()
+        } else {
+            let _ = child.kill();
+            child.wait().ok()
+        };
+        let how = match ended {
+            Some(status) => match status.signal() {
+                Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
+                None => format!("exited with {status}"),
+            },
+            None => format!("the channel broke ({error})"),
+        };
+        out.clear();
+        out.extend_from_slice(format!("the plugin's worker process died: {how}").as_bytes());
+        WORKER_FAILURE
+    }
+
+    /// Kills the worker (a call overran its timeout).
+    fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        let mut child = self.child.lock();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let child = self.child.get_mut();
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long a worker may take to start and load its library.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one request of the plugin with the host's own vtable functions.
+fn serve(
+    token: Option<ContextToken>,
+    f: impl FnOnce(ContextToken, airlock_abi::abi::HostVtableRef) -> RResult<Vec<u8>, HostError>,
+) -> Result<Vec<u8>, HostError> {
+    let Some(token) = token else {
+        return Err(crate::membrane::host_error(
+            airlock_abi::abi::HostErrorCode::REVOKED,
+            "",
+            "the plugin has no context yet",
+        ));
+    };
+    let context = crate::membrane::host_context(token);
+    f(token, context.vtable).into_result()
+}
+
+/// Waits up to `patience` for `child` to exit; whether it did.
+fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
+    let until = Instant::now() + patience;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+            _ => return false,
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// Where the worker executable is: `configured` if set, else `airlock-worker` beside this
+/// program or one directory up (where cargo puts a workspace's binaries for its tests).
+pub(crate) fn find_worker(configured: Option<&Path>) -> PathBuf {
+    if let Some(path) = configured {
+        return path.to_owned();
+    }
+    let name = format!("airlock-worker{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok();
+    let dir = exe.as_deref().and_then(Path::parent);
+    let candidates = [
+        dir.map(|d| d.join(&name)),
+        dir.and_then(Path::parent).map(|d| d.join(&name)),
+    ];
+    candidates
+        .iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(name))
+}

@@ -1,0 +1,298 @@
+//! The worker process's side: the loop the `airlock-worker` executable runs. It reads commands
+//! from the host on its standard input (one end of a Unix socket pair), runs stage 4 on the
+//! library bytes the host checked, creates the instance and serves its entry points. The
+//! context it gives the plugin forwards every host function over the channel, where the host
+//! serves it with the plugin's real token: the worker holds no authority of its own.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use abi_stable::prefix_type::WithMetadata;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use airlock_abi::abi::{
+    ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
+    InvocationKind, LogLevel,
+};
+use parking_lot::Mutex;
+
+use super::wire::{Channel, FromWorker, ToWorker};
+use crate::loader;
+
+/// The channel to the host, shared by the command loop and the forwarding vtable.
+static CHANNEL: OnceLock<Mutex<Channel>> = OnceLock::new();
+
+/// A command, owned (read with the channel locked, run with it free: the plugin's requests
+/// need it while a command runs).
+enum Command {
+    Load {
+        label: String,
+        bytes: Vec<u8>,
+    },
+    Validate {
+        config: Vec<u8>,
+    },
+    Create {
+        token: ContextToken,
+    },
+    Call {
+        kind: u32,
+        index: u32,
+        name: String,
+        payload: Vec<u8>,
+    },
+    Destroy,
+    Stray,
+}
+
+impl Command {
+    fn owned(command: ToWorker<'_>) -> Self {
+        match command {
+            ToWorker::Load { label, bytes } => Self::Load {
+                label: label.to_owned(),
+                bytes: bytes.to_vec(),
+            },
+            ToWorker::Validate { config } => Self::Validate {
+                config: config.to_vec(),
+            },
+            ToWorker::Create { slot, generation } => Self::Create {
+                token: ContextToken { slot, generation },
+            },
+            ToWorker::Call {
+                kind,
+                index,
+                name,
+                payload,
+            } => Self::Call {
+                kind,
+                index,
+                name: name.to_owned(),
+                payload: payload.to_vec(),
+            },
+            ToWorker::Destroy => Self::Destroy,
+            ToWorker::Reply { .. } => Self::Stray,
+        }
+    }
+}
+
+/// The worker executable's whole program: serves the host on standard input until it is told
+/// to destroy the instance or the host goes away.
+pub fn worker_main() -> ExitCode {
+    match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("airlock-worker: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> io::Result<()> {
+    let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
+    if CHANNEL.set(Mutex::new(Channel::new(socket)?)).is_err() {
+        return Err(io::Error::other("the worker serves one host"));
+    }
+    let channel = CHANNEL
+        .get()
+        .ok_or_else(|| io::Error::other("the channel was not set"))?;
+    let mut creator: Option<loader::Creator> = None;
+    let mut instance: Option<loader::Instance> = None;
+    let mut out = Vec::new();
+    let scratch = tempfile::tempdir()?;
+    loop {
+        let command = match channel.lock().command(Command::owned) {
+            Ok(command) => command,
+            // The host is gone: nothing left to serve.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        out.clear();
+        let code = match command {
+            Command::Load { label, bytes } => match load(&label, bytes, scratch.path()) {
+                Ok(loaded) => {
+                    creator = Some(loaded);
+                    ErrorCode::OK
+                }
+                Err(message) => {
+                    out.extend_from_slice(message.as_bytes());
+                    ErrorCode::INIT
+                }
+            },
+            Command::Validate { config } => match &creator {
+                Some(creator) => answer(creator.validate_config(&config), &mut out),
+                None => not_loaded(&mut out),
+            },
+            Command::Create { token } => match &creator {
+                Some(creator) => match creator.create(forwarding_context(token)) {
+                    Ok(created) => {
+                        instance = Some(created);
+                        ErrorCode::OK
+                    }
+                    Err(e) => {
+                        out.extend_from_slice(e.message.as_bytes());
+                        e.code
+                    }
+                },
+                None => not_loaded(&mut out),
+            },
+            Command::Call {
+                kind,
+                index,
+                name,
+                payload,
+            } => match &instance {
+                Some(instance) => {
+                    instance.call(InvocationKind(kind), index, &name, &payload, &mut out)
+                }
+                None => not_loaded(&mut out),
+            },
+            Command::Destroy => {
+                let code = match instance.take().map(loader::Instance::destroy) {
+                    Some(Err(e)) => {
+                        out.extend_from_slice(e.message.as_bytes());
+                        e.code
+                    }
+                    _ => ErrorCode::OK,
+                };
+                channel.lock().answer(&FromWorker::Done {
+                    code: code.0,
+                    body: std::mem::take(&mut out),
+                })?;
+                return Ok(());
+            }
+            Command::Stray => {
+                out.extend_from_slice(b"a reply arrived with no request waiting for it");
+                ErrorCode::HANDLER
+            }
+        };
+        channel.lock().answer(&FromWorker::Done {
+            code: code.0,
+            body: std::mem::take(&mut out),
+        })?;
+    }
+}
+
+/// Stage 2 again on the bytes the host checked, then stage 4: a fresh sealed copy, `dlopen`,
+/// the layout checks. A refusal is answered as `<reason code>: <detail>`.
+fn load(label: &str, bytes: Vec<u8>, scratch: &Path) -> Result<loader::Creator, String> {
+    let refused = |r: crate::error::Refusal| format!("{}: {}", r.reason.code(), r.detail);
+    let file = crate::library_file::read_library_bytes(Path::new(label), bytes).map_err(refused)?;
+    let library = loader::load(&file, scratch, false).map_err(refused)?;
+    // The library is retained (never unloaded) by the loader, as in a host.
+    Ok(library.creator())
+}
+
+fn answer(result: Result<Vec<u8>, airlock_abi::abi::PluginError>, out: &mut Vec<u8>) -> ErrorCode {
+    match result {
+        Ok(bytes) => {
+            out.extend_from_slice(&bytes);
+            ErrorCode::OK
+        }
+        Err(e) => {
+            out.extend_from_slice(e.message.as_bytes());
+            e.code
+        }
+    }
+}
+
+fn not_loaded(out: &mut Vec<u8>) -> ErrorCode {
+    out.extend_from_slice(b"the worker has no library or instance for this command");
+    ErrorCode::HANDLER
+}
+
+/// Sends the plugin's request and waits for the host's reply.
+fn forward(request: &FromWorker) -> Result<Vec<u8>, HostError> {
+    let failed = |message: String| HostError {
+        code: HostErrorCode::INTERNAL,
+        capability: RString::new(),
+        message: RString::from(message),
+    };
+    let channel = CHANNEL
+        .get()
+        .ok_or_else(|| failed("the worker has no channel".to_owned()))?;
+    let mut channel = channel.lock();
+    channel
+        .answer(request)
+        .map_err(|e| failed(format!("the channel to the host broke: {e}")))?;
+    let reply = channel
+        .command(|command| match command {
+            ToWorker::Reply { code: 0, body, .. } => Ok(body.to_vec()),
+            ToWorker::Reply {
+                code,
+                capability,
+                body,
+            } => Err(HostError {
+                code: HostErrorCode(code),
+                capability: RString::from(capability),
+                message: RString::from(String::from_utf8_lossy(body).into_owned()),
+            }),
+            _ => Err(failed(
+                "the host sent a command while a reply was due".to_owned(),
+            )),
+        })
+        .map_err(|e| failed(format!("the channel to the host broke: {e}")))?;
+    reply
+}
+
+/// Runs a forwarding function with panics contained: nothing unwinds into the plugin.
+fn contained<T>(f: impl FnOnce() -> Result<T, HostError>) -> RResult<T, HostError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(_) => RResult::RErr(HostError {
+            code: HostErrorCode::INTERNAL,
+            capability: RString::new(),
+            message: RString::from("the worker panicked while forwarding a request"),
+        }),
+    }
+}
+
+extern "C" fn forward_log(
+    _: ContextToken,
+    level: LogLevel,
+    message: RStr<'_>,
+) -> RResult<(), HostError> {
+    contained(|| {
+        forward(&FromWorker::Log {
+            level: level.0,
+            message: message.as_rslice().as_slice().to_vec(),
+        })
+        .map(drop)
+    })
+}
+
+extern "C" fn forward_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
+    contained(|| forward(&FromWorker::Config).map(RVec::from))
+}
+
+extern "C" fn forward_request(
+    _: ContextToken,
+    service: RStr<'_>,
+    operation: RStr<'_>,
+    payload: RSlice<'_, u8>,
+) -> RResult<RVec<u8>, HostError> {
+    contained(|| {
+        forward(&FromWorker::Request {
+            service: service.as_rslice().as_slice().to_vec(),
+            operation: operation.as_rslice().as_slice().to_vec(),
+            payload: payload.as_slice().to_vec(),
+        })
+        .map(RVec::from)
+    })
+}
+
+const FORWARDING: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+    log: forward_log,
+    config: forward_config,
+    request: forward_request,
+});
+
+/// The context the worker gives the plugin: its token, and functions that forward to the host.
+fn forwarding_context(token: ContextToken) -> HostContext {
+    HostContext {
+        token,
+        vtable: HostVtableRef(FORWARDING.static_as_prefix()),
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading a policy file: the shape it is written in (unknown keys are errors) and the one
+//! function that turns it into a [`Policy`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airlock_abi::manifest::{Capability, PluginId};
+use serde::Deserialize;
+
+use super::{HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, SecretSource};
+use crate::library_file::parse_digest;
+use crate::permission::{PermissionRule, RawRule};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    host: RawHost,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPluginPolicy>,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    data_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    lock: Option<PathBuf>,
+    max_retained: Option<usize>,
+    worker: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSecret {
+    Value(String),
+    Env { env: String },
+}
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    shutdown_deadline_ms: Option<u64>,
+    init_deadline_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    quarantine_faults: Option<u32>,
+    quarantine_window_ms: Option<u64>,
+    health_interval_ms: Option<u64>,
+    dispatch_retries: Option<u32>,
+    dispatch_backoff_ms: Option<u64>,
+    dispatch_backoff_max_ms: Option<u64>,
+    isolation: Option<Isolation>,
+    restart_budget: Option<u32>,
+    restart_window_ms: Option<u64>,
+    restart_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginPolicy {
+    enabled: Option<bool>,
+    blake3: Option<String>,
+    sha256: Option<String>,
+    #[serde(default)]
+    grants: Vec<String>,
+    config: Option<serde_json::Value>,
+    shutdown_deadline_ms: Option<u64>,
+    init_deadline_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    quarantine_faults: Option<u32>,
+    quarantine_window_ms: Option<u64>,
+    priority: Option<i32>,
+    #[serde(default)]
+    permissions: Vec<RawRule>,
+    dispatch_retries: Option<u32>,
+    dispatch_backoff_ms: Option<u64>,
+    dispatch_backoff_max_ms: Option<u64>,
+    isolation: Option<Isolation>,
+    restart_budget: Option<u32>,
+    restart_window_ms: Option<u64>,
+    restart_backoff_ms: Option<u64>,
+}
+
+impl Policy {
+    /// Parses policy text (TOML, or JSON when `json`).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the key and location of the first problem.
+    pub fn parse(text: &str, json: bool) -> Result<Self, String> {
+        let raw: RawPolicy = if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
+        };
+        let mut policy = Self {
+            host: HostSettings {
+                data_dir: raw.host.data_dir,
+                audit_log: raw.host.audit_log,
+                lock: raw.host.lock,
+                max_retained: raw.host.max_retained,
+                worker: raw.host.worker,
+            },
+            ..Self::default()
+        };
+        for (name, secret) in raw.secrets {
+            let source = match secret {
+                RawSecret::Value(v) => SecretSource::Value(v),
+                RawSecret::Env { env } => SecretSource::Env(env),
+            };
+            policy.secrets.insert(name, source);
+        }
+        if let Some(ms) = raw.defaults.shutdown_deadline_ms {
+            policy.defaults.shutdown_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.init_deadline_ms {
+            policy.defaults.init_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.call_timeout_ms {
+            policy.defaults.call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = raw.defaults.quarantine_faults {
+            policy.defaults.quarantine_faults = n;
+        }
+        if let Some(ms) = raw.defaults.quarantine_window_ms {
+            policy.defaults.quarantine_window = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.health_interval_ms {
+            policy.health_interval = Duration::from_millis(ms.max(1));
+        }
+        policy.defaults.retry = policy.defaults.retry.with(
+            raw.defaults.dispatch_retries,
+            raw.defaults.dispatch_backoff_ms,
+            raw.defaults.dispatch_backoff_max_ms,
+        );
+        if let Some(isolation) = raw.defaults.isolation {
+            policy.defaults.isolation = isolation;
+        }
+        policy.defaults.restart = restart(
+            policy.defaults.restart,
+            raw.defaults.restart_budget,
+            raw.defaults.restart_window_ms,
+            raw.defaults.restart_backoff_ms,
+        );
+        for (id, entry) in raw.plugins {
+            let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
+            let pin = |key: &str, value: Option<String>| match value {
+                Some(pin) => parse_digest(&pin).map(Some).ok_or_else(|| {
+                    format!("[plugins.{id}] {key}: expected 64 hex digits, found {pin:?}")
+                }),
+                None => Ok(None),
+            };
+            let blake3 = pin("blake3", entry.blake3)?;
+            let sha256 = pin("sha256", entry.sha256)?;
+            let grants = entry
+                .grants
+                .iter()
+                .map(|g| {
+                    let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
+                    if cap.kind().is_reserved() {
+                        return Err(format!(
+                            "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
+                        ));
+                    }
+                    Ok(cap)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let permissions = entry
+                .permissions
+                .into_iter()
+                .enumerate()
+                .map(|(n, rule)| {
+                    PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let config = match entry.config {
+                None => policy.defaults.config.clone(),
+                Some(value @ serde_json::Value::Object(_)) => value,
+                Some(_) => return Err(format!("[plugins.{id}] config: expected a table")),
+            };
+            policy.plugins.insert(
+                plugin_id,
+                PluginPolicy {
+                    enabled: entry.enabled.unwrap_or(true),
+                    blake3,
+                    sha256,
+                    grants,
+                    config,
+                    shutdown_deadline: entry
+                        .shutdown_deadline_ms
+                        .map_or(policy.defaults.shutdown_deadline, Duration::from_millis),
+                    init_deadline: entry
+                        .init_deadline_ms
+                        .map_or(policy.defaults.init_deadline, Duration::from_millis),
+                    call_timeout: entry
+                        .call_timeout_ms
+                        .map_or(policy.defaults.call_timeout, Duration::from_millis),
+                    quarantine_faults: entry
+                        .quarantine_faults
+                        .unwrap_or(policy.defaults.quarantine_faults),
+                    quarantine_window: entry
+                        .quarantine_window_ms
+                        .map_or(policy.defaults.quarantine_window, Duration::from_millis),
+                    priority: entry.priority.unwrap_or(0),
+                    permissions,
+                    retry: policy.defaults.retry.with(
+                        entry.dispatch_retries,
+                        entry.dispatch_backoff_ms,
+                        entry.dispatch_backoff_max_ms,
+                    ),
+                    isolation: entry.isolation.unwrap_or(policy.defaults.isolation),
+                    restart: restart(
+                        policy.defaults.restart,
+                        entry.restart_budget,
+                        entry.restart_window_ms,
+                        entry.restart_backoff_ms,
+                    ),
+                },
+            );
+        }
+        Ok(policy)
+    }
+}
+
+/// `base` with what a policy file sets instead.
+fn restart(
+    base: RestartPolicy,
+    budget: Option<u32>,
+    window_ms: Option<u64>,
+    backoff_ms: Option<u64>,
+) -> RestartPolicy {
+    RestartPolicy {
+        budget: budget.unwrap_or(base.budget),
+        window: window_ms.map_or(base.window, Duration::from_millis),
+        backoff: backoff_ms.map_or(base.backoff, Duration::from_millis),
+    }
+}

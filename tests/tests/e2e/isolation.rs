@@ -1,0 +1,211 @@
+//! Isolation with real worker processes: the same libraries, run isolated by the policy, crash,
+//! abort, overflow their stack and hang in their worker while the host keeps serving the
+//! others; a dead worker is restarted with backoff within the policy's budget and quarantined
+//! after it; a hung call gets its worker killed; and an isolated plugin's service requests,
+//! kv writes and audit records are those of the same plugin in-process.
+
+use std::time::{Duration, Instant};
+
+use airlock::{ActionOutcome, AuditOutcome, CallErrorCode, Host, PluginState};
+use airlock_tests::TempPluginDir;
+use serde_json::{json, Value};
+
+const ISOLATED: &str = "[plugins.hostile]\nisolation = \"process\"\ngrants = [\"kv\"]\n\
+                        restart_backoff_ms = 5\n";
+
+fn ok(host: &Host, plugin: &str, action: &str, input: &Value) -> Value {
+    match host.call(plugin, action, input) {
+        Ok(ActionOutcome::Ok(v)) => v,
+        other => panic!("{plugin}.{action}: {other:?}"),
+    }
+}
+
+/// Waits until `plugin` answers `ping` again (its worker restarted); how long that took.
+fn serving_again(host: &Host, plugin: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(ActionOutcome::Ok(_)) = host.call(plugin, "ping", &Value::Null) {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("{plugin} is not serving again: {:?}", host.plugin(plugin));
+}
+
+fn load(policy: &str) -> (TempPluginDir, Host) {
+    let dir = TempPluginDir::with(&["hostile", "hello"]);
+    let data = dir.path().join("data");
+    let policy = format!("[host]\ndata_dir = {data:?}\n{policy}");
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    (dir, host)
+}
+
+#[test]
+fn an_isolated_plugin_runs_in_its_own_process_and_answers_like_an_in_process_one() {
+    let (_dir, host) = load(ISOLATED);
+    let pid = ok(&host, "hostile", "pid", &Value::Null);
+    assert_ne!(
+        pid,
+        json!(std::process::id()),
+        "it runs in a worker process"
+    );
+    assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(1));
+    assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(2));
+    // Its requests come back through the host's membrane: kv, granted.
+    assert_eq!(
+        ok(&host, "hostile", "kv_set", &json!({"n": 1})),
+        Value::Null
+    );
+    let info = host.plugin("hostile").expect("loaded");
+    assert_eq!(
+        info.stats.host_calls, 1,
+        "the kv request was served by the host"
+    );
+
+    // In-process, the same library runs in the host's process.
+    let (_dir, host) = load("[plugins.hostile]\ngrants = [\"kv\"]\n");
+    assert_eq!(
+        ok(&host, "hostile", "pid", &Value::Null),
+        json!(std::process::id())
+    );
+}
+
+#[test]
+fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_restart() {
+    let (_dir, host) = load(ISOLATED);
+    for (action, signal) in [
+        ("segfault", "SIGSEGV"),
+        ("abort", "SIGABRT"),
+        ("stack_overflow", "signal"),
+    ] {
+        let before = host.plugin("hostile").expect("loaded").generation;
+        let err = host
+            .call("hostile", action, &Value::Null)
+            .expect_err("the worker died");
+        assert_eq!(err.code, CallErrorCode::WorkerFailure, "{action}: {err}");
+        assert!(
+            err.message.contains("worker process died") && err.message.contains(signal),
+            "{action}: {err}"
+        );
+        // The host and its other plugins never stopped.
+        assert_eq!(
+            ok(&host, "hello", "greet", &json!({"name": "Ada"})),
+            json!("Hello, Ada!")
+        );
+        serving_again(&host, "hostile");
+        let after = host.plugin("hostile").expect("loaded");
+        assert_eq!(after.generation, before + 1, "{action}: a new instance");
+        assert_eq!(after.state, PluginState::Running);
+    }
+    let restarts = host
+        .audit_tail(usize::MAX)
+        .into_iter()
+        .filter(|r| r.outcome == AuditOutcome::Restarted)
+        .count();
+    assert_eq!(restarts, 3);
+    assert_eq!(host.plugin("hostile").expect("loaded").stats.faults, 3);
+}
+
+#[test]
+fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
+    let (_dir, host) = load(
+        "[plugins.hostile]\nisolation = \"process\"\nrestart_budget = 1\nrestart_backoff_ms = 5\n",
+    );
+    let err = host
+        .call("hostile", "abort", &Value::Null)
+        .expect_err("died");
+    assert_eq!(err.code, CallErrorCode::WorkerFailure);
+    serving_again(&host, "hostile");
+    let err = host
+        .call("hostile", "abort", &Value::Null)
+        .expect_err("died");
+    assert_eq!(err.code, CallErrorCode::WorkerFailure);
+    let started = Instant::now();
+    while host.plugin("hostile").expect("loaded").state != PluginState::Quarantined {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not quarantined: {:?}",
+            host.plugin("hostile")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let err = host
+        .call("hostile", "ping", &Value::Null)
+        .expect_err("quarantined");
+    assert_eq!(err.code, CallErrorCode::Quarantined);
+    assert_eq!(
+        ok(&host, "hello", "greet", &Value::Null),
+        json!("Hello, world!")
+    );
+    // The operator lifts it: a new worker, serving.
+    host.enable("hostile").expect("enabled");
+    serving_again(&host, "hostile");
+}
+
+#[test]
+fn a_hung_call_gets_its_worker_killed_at_the_timeout() {
+    let (_dir, host) = load(
+        "[plugins.hostile]\nisolation = \"process\"\ncall_timeout_ms = 300\nrestart_backoff_ms = 5\n",
+    );
+    let started = Instant::now();
+    let err = host
+        .call("hostile", "spin", &Value::Null)
+        .expect_err("timed out");
+    assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
+    assert!(err.message.contains("killed"), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    serving_again(&host, "hostile");
+    assert_eq!(host.plugin("hostile").expect("loaded").stats.faults, 1);
+}
+
+/// What the probe does and leaves behind, through the public API: its answers, its kv, and
+/// its audit records without their times and sequence numbers.
+fn probe_run(isolation: &str) -> (Vec<Value>, Vec<(String, AuditOutcome, String)>) {
+    let dir = TempPluginDir::with(&["probe", "hello"]);
+    let data = tempfile::tempdir().expect("data dir");
+    let policy = format!(
+        "[host]\ndata_dir = {:?}\n[plugins.probe]\nisolation = {isolation:?}\n\
+         grants = [\"kv\", \"events.publish:probe.*\", \"service:probe.ping\"]\n",
+        data.path()
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    let mut answers = Vec::new();
+    for (action, input) in [
+        ("kv_set", json!({"key": "a", "value": {"n": 1}})),
+        ("kv_get", json!({"key": "a", "value": null})),
+        ("use", json!({"capability": "events.publish"})),
+        ("use", json!({"capability": "timers"})),
+        ("use", json!({"capability": "secrets"})),
+        ("service", json!("ping")),
+        ("service", json!("fail_error")),
+        ("whoami", Value::Null),
+    ] {
+        answers.push(ok(&host, "probe", action, &input));
+    }
+    let audit = host
+        .audit_tail(usize::MAX)
+        .into_iter()
+        .map(|r| (r.capability, r.outcome, r.plugin))
+        .collect();
+    (answers, audit)
+}
+
+#[test]
+fn an_isolated_plugin_leaves_what_the_same_plugin_in_process_leaves() {
+    let (in_process, in_process_audit) = probe_run("in-process");
+    let (isolated, isolated_audit) = probe_run("process");
+    assert_eq!(isolated, in_process);
+    assert_eq!(isolated_audit, in_process_audit);
+    assert_eq!(in_process[1], json!({"n": 1}), "the kv write was read back");
+    assert_eq!(
+        in_process_audit
+            .iter()
+            .filter(|(_, outcome, _)| *outcome == AuditOutcome::Denied)
+            .count(),
+        3,
+        "timers, secrets and the ungranted service operation were denied, once each: \
+         {in_process_audit:?}"
+    );
+}
