@@ -11,7 +11,7 @@ case "$(uname -s)" in
 esac
 
 examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy)
-packages=(-p airlock-cli)
+packages=(-p airlock-cli -p airlock-worker)
 for name in "${examples[@]}"; do packages+=(-p "airlock-example-$name"); done
 cargo build --release "${packages[@]}"
 

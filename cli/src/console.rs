@@ -147,12 +147,16 @@ impl<'h> Console<'h> {
                 };
                 let hooks: Vec<_> = p.hooks.iter().map(|h| h.name.as_str()).collect();
                 format!(
-                    "{} {} [{}, generation {}, {:?}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
+                    "{} {} [{}, generation {}, {:?}, {}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
                     p.id,
                     p.version,
                     p.state,
                     p.generation,
                     p.concurrency,
+                    match p.isolation {
+                        airlock::Isolation::Process => "in a worker process",
+                        airlock::Isolation::InProcess => "in-process",
+                    },
                     if actions.is_empty() {
                         "-".to_owned()
                     } else {

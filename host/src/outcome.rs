@@ -67,6 +67,8 @@ pub struct PluginInfo {
     pub state: PluginState,
     /// Serial or parallel.
     pub concurrency: Concurrency,
+    /// Where its code runs: in the host's process, or in a worker process of its own.
+    pub isolation: crate::policy::Isolation,
     /// Declared actions.
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.

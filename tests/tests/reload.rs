@@ -395,3 +395,44 @@ fn a_second_file_with_a_running_plugins_id_is_refused_once_and_never_flaps() {
     assert_eq!(after.file, before.file);
     assert_eq!(ok(&host, "version"), "1");
 }
+
+#[test]
+fn an_isolated_plugin_reloads_under_calls_from_two_threads_with_no_failed_call() {
+    let dir = TempPluginDir::new();
+    install(dir.path(), "1");
+    let (host, report) = dir.load(&format!("{POLICY}isolation = \"process\"\n"));
+    assert!(report.all_ok(), "{report:#?}");
+    let path = dir.path().join(lib_name());
+    assert_eq!(ok(&host, "count"), 1);
+    let done = AtomicBool::new(false);
+    let calls = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (done, calls, host) = (&done, &calls, &host);
+            s.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    match host.call("versioned", "version", &Value::Null) {
+                        Ok(ActionOutcome::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
+                        other => panic!("a call failed during the swaps: {other:?}"),
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for i in 0..10 {
+            install(dir.path(), if i % 2 == 0 { "2" } else { "1" });
+            match host.reload_file(&path) {
+                ReloadOutcome::Loaded { .. } => {}
+                other => panic!("swap {i}: {other}"),
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert!(calls.load(Ordering::Relaxed) > 0);
+    let info = host.plugin("versioned").expect("loaded");
+    assert_eq!(info.generation, 11);
+    assert_eq!(info.isolation, airlock::Isolation::Process);
+    // The state was handed from worker to worker across every swap.
+    assert_eq!(ok(&host, "count"), 2);
+    assert_eq!(ok(&host, "version"), "1");
+}

@@ -159,6 +159,7 @@ impl Host {
             generation: p.generation.load(Ordering::SeqCst),
             state: p.state.get(),
             concurrency: m.concurrency,
+            isolation: p.policy.isolation,
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
             grants,
