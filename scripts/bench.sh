@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet -p airlock-fixture-bench-noop --target-dir target/bench-plugins
+cargo build --release --quiet -p airlock-fixture-bench-noop -p airlock-worker --target-dir target/bench-plugins
 export AIRLOCK_BENCH_PLUGIN="$PWD/target/bench-plugins/release/libairlock_fixture_bench_noop.so"
+export AIRLOCK_BENCH_WORKER="$PWD/target/bench-plugins/release/airlock-worker"
 export AIRLOCK_BENCH_OUT="$PWD/bench/target/bench-callbacks.json"
 export AIRLOCK_BENCH_STARTUP_OUT="$PWD/bench/target/bench-startup.json"
 mkdir -p bench/target
@@ -40,6 +41,8 @@ rows = [("call", "raw", "raw `extern \"C\"` call into the cdylib (function point
         ("peer", "wasmtime_noop", "wasmtime (Cranelift) call of a function that does nothing"),
         ("peer", "process_same_core", "process plugin, one JSON line round trip (both processes pinned to CPU 0)"),
         ("peer", "process_two_cores", "process plugin, one JSON line round trip (unpinned)"),
+        ("peer", "isolated_noop", "isolated plugin (`isolation = \"process\"`): no-op action round trip to its worker (`call_into`)"),
+        ("peer", "isolated_json", "isolated plugin: the JSON action, ~100-byte payload"),
         ("reload", "forced", "reload: file read to new generation serving, old one retired")]
 e = {(g, n): est(g, n) for g, n, _ in rows}
 m = {k: v[0] for k, v in e.items()}
@@ -56,6 +59,8 @@ out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']
 out.append(f"| a service operation of the embedding program called from inside a plugin (`ctx.service`, a small JSON request and answer; self-timed) | {cb['service_ns']:.1f} ns | |")
 out.append(f"| the built-in kv `get` of a small value, called the same way | {cb['kv_ns']:.1f} ns | |")
 out.append(f"| the same callback on a context whose host functions do nothing (same loop): the floor of the frozen `log` slot | {cb['signature_ns']:.1f} ns | |")
+out.append(f"| isolated plugin: worker started to its first answer (`enable` after `disable`; median of 21) | {cb['isolated_start_ms']:.1f} ms | |")
+out.append(f"| isolated plugin: crashed worker (`abort`) to its first answer after the restart (median of 21) | {cb['isolated_restart_ms']:.1f} ms | |")
 out.append(f"| resident memory per retained generation (over {cb['reload_generations']} forced reloads; the library is {cb['library_kib']} KiB) | {cb['rss_per_generation_kib']:.0f} KiB | |")
 out += ["", "## Startup: verify + load + init of N plugins, against a bare dlopen of the same files", "",
         "Each run is a fresh process; Airlock and bare runs alternate; medians of 5. Bare: `dlopen(RTLD_NOW | RTLD_LOCAL)` of each file at its own path, with no checks, no copy and no init.", "",
@@ -81,6 +86,11 @@ ratios = [
     ("JSON action ÷ bare serde work", m[("json","action")]/m[("json","bare_serde")], "≤ 1.15", lambda r: r <= 1.15),
     ("2 threads ÷ 1 thread throughput (parallel plugin)", m[("threads","1")]/m[("threads","2")], "≥ 1.9", lambda r: r >= 1.9),
     ("control: 2 threads ÷ 1 thread throughput of raw calls (what the machine gives)", m[("threads","raw_1")]/m[("threads","raw_2")], "—", lambda r: True),
+    ("isolated no-op round trip ÷ JSON-line process peer (unpinned)", m[("peer","isolated_noop")]/m[("peer","process_two_cores")], "≤ 0.5", lambda r: r <= 0.5),
+    ("isolated no-op ÷ in-process no-op (`call_into`)", m[("peer","isolated_noop")]/m[("call","handle_noop_into")], "—", lambda r: True),
+    ("isolated JSON action ÷ in-process JSON action", m[("peer","isolated_json")]/m[("json","action")], "—", lambda r: True),
+    ("isolated JSON action ÷ JSON-line process peer (unpinned)", m[("peer","isolated_json")]/m[("peer","process_two_cores")], "—", lambda r: True),
+    ("crashed worker serving again, ms", cb["isolated_restart_ms"], "≤ 50", lambda r: r <= 50),
     ("process round trip ÷ JSON action (unpinned)", m[("peer","process_two_cores")]/m[("json","action")], "≥ 5", lambda r: r >= 5),
     ("process round trip ÷ JSON action (one core)", m[("peer","process_same_core")]/m[("json","action")], "≥ 5", lambda r: r >= 5),
     ("process round trip ÷ raw-bytes action (unpinned)", m[("peer","process_two_cores")]/m[("json","raw_bytes")], "≥ 1000", lambda r: r >= 1000),

@@ -10,6 +10,31 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use serde_json::{json, Value};
 
+/// The benchmark plugin alone, run in a worker process (`AIRLOCK_BENCH_WORKER`).
+fn isolated_host() -> (tempfile::TempDir, Host) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
+        .expect("copy");
+    // Every restart is the first of its window, so each waits the first backoff (10 ms).
+    let policy = "[plugins.bench-noop]\nisolation = \"process\"\nrestart_budget = 1000\nrestart_window_ms = 1\nquarantine_faults = 0\n";
+    let worker = std::env::var_os("AIRLOCK_BENCH_WORKER").expect("AIRLOCK_BENCH_WORKER (scripts/bench.sh)");
+    let host = Host::builder()
+        .plugin_dir(dir.path())
+        .policy(airlock::Policy::parse(policy, false).expect("policy"))
+        .worker(worker)
+        .build()
+        .expect("host");
+    assert!(host.load().expect("load").all_ok());
+    (dir, host)
+}
+
+/// The median of `n` timings of `f`, in milliseconds.
+fn median_ms(n: usize, mut f: impl FnMut() -> Duration) -> f64 {
+    let mut times: Vec<f64> = (0..n).map(|_| f().as_secs_f64() * 1e3).collect();
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
 fn host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
@@ -124,7 +149,35 @@ fn calls(c: &mut Criterion) {
             pin_process(&format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1));
         }
     }
+    // The same plugin in a worker process, in the same run as the JSON-line peer.
+    let (_isolated_dir, isolated) = isolated_host();
+    let isolated_noop = isolated.action("bench-noop", "noop").expect("resolved");
+    let isolated_json = isolated.action("bench-noop", "json").expect("resolved");
+    let mut out = Vec::new();
+    g.bench_function("isolated_noop", |b| {
+        b.iter(|| isolated_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
+    });
+    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call(black_box(&payload)).expect("ok")));
     g.finish();
+    // A worker started to its first answer (enable after disable), and a crashed worker to its
+    // first answer after the supervisor restarted it.
+    let answers = |host: &Host| matches!(host.call("bench-noop", "noop", &Value::Null), Ok(airlock::ActionOutcome::Ok(_)));
+    let isolated_start_ms = median_ms(21, || {
+        isolated.disable("bench-noop").expect("disabled");
+        let started = Instant::now();
+        isolated.enable("bench-noop").expect("enabled");
+        assert!(answers(&isolated));
+        started.elapsed()
+    });
+    let isolated_restart_ms = median_ms(21, || {
+        let started = Instant::now();
+        let _ = isolated.call("bench-noop", "abort", &Value::Null);
+        while !answers(&isolated) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the worker was not restarted");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        started.elapsed()
+    });
 
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
@@ -140,6 +193,8 @@ fn calls(c: &mut Criterion) {
         other => json!({"error": format!("{other:?}")}),
     };
     figures["reload_generations"] = json!(generations);
+    figures["isolated_start_ms"] = json!(isolated_start_ms);
+    figures["isolated_restart_ms"] = json!(isolated_restart_ms);
     figures["rss_per_generation_kib"] = json!(rss_per_generation_kib);
     figures["library_kib"] = json!(std::fs::metadata(airlock_bench::plugin()).map_or(0, |m| m.len() / 1024));
     std::fs::write(

@@ -25,4 +25,7 @@ fn the_readme_policy_parses_and_means_what_it_says() {
     assert_eq!(decisions, [Permission::Allow, Permission::Ask]);
     assert_eq!(hello.retry.retries, 3);
     assert_eq!(hello.retry.max_backoff, Duration::from_secs(5));
+    assert_eq!(hello.isolation, airlock::Isolation::InProcess);
+    assert_eq!(hello.restart.budget, 3);
+    assert!(policy.host().worker.is_some());
 }

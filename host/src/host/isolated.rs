@@ -93,7 +93,7 @@ impl HostShared {
                 restarts.pop_front();
             }
             let made = restarts.len() as u32;
-            let backoff = policy.backoff * 2u32.saturating_pow(made);
+            let backoff = policy.backoff * 2u32.saturating_pow(made.min(10));
             let since = plugin
                 .died_at
                 .lock()
