@@ -57,6 +57,7 @@ impl HostShared {
             bytes,
             call_timeout: policy.call_timeout,
             spare: Mutex::new(None),
+            limits: policy.limits,
         });
         let worker = Worker::start(&spec).map_err(|(reason, detail)| {
             let reason = reason

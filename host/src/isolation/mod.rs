@@ -11,6 +11,7 @@ use airlock_abi::abi::{ErrorCode, HostContext, InvocationKind, PluginError};
 
 use crate::loader;
 
+mod limits;
 pub(crate) mod process;
 mod wire;
 mod worker;

@@ -41,6 +41,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) call_timeout: Duration,
     /// A worker started to validate the config, kept for the `create` that follows.
     pub(crate) spare: Mutex<Option<Worker>>,
+    /// The resource limits each worker puts on itself.
+    pub(crate) limits: crate::policy::WorkerLimits,
 }
 
 /// One worker process and its channel.
@@ -51,6 +53,8 @@ pub(crate) struct Worker {
     token: Mutex<Option<ContextToken>>,
     dead: AtomicBool,
     call_timeout: Duration,
+    /// Its resource limits, for messages.
+    limits: String,
 }
 
 impl std::fmt::Debug for Worker {
@@ -89,6 +93,7 @@ impl Worker {
                 .stdout(Stdio::from(stdout))
                 .stderr(Stdio::inherit())
                 .env_clear()
+                .env(super::limits::ENV, super::limits::to_env(&spec.limits))
                 .spawn()?;
             Ok((child, host_end))
         };
@@ -104,6 +109,7 @@ impl Worker {
         })?;
         let channel = Channel::new(stream).map_err(|e| (None, e.to_string()))?;
         let worker = Worker {
+            limits: super::limits::describe(&spec.limits),
             child: Mutex::new(child),
             channel: Mutex::new(channel),
             token: Mutex::new(None),
@@ -294,7 +300,13 @@ impl Worker {
             None => format!("the channel broke ({error})"),
         };
         out.clear();
-        out.extend_from_slice(format!("the plugin's worker process died: {how}").as_bytes());
+        out.extend_from_slice(
+            format!(
+                "the plugin's worker process died: {how} (its limits: {})",
+                self.limits
+            )
+            .as_bytes(),
+        );
         WORKER_FAILURE
     }
 

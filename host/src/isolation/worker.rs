@@ -91,6 +91,10 @@ pub fn worker_main() -> ExitCode {
 }
 
 fn serve() -> io::Result<()> {
+    // The limits first: nothing of the plugin runs without them.
+    if let Some(limits) = std::env::var_os(super::limits::ENV) {
+        super::limits::apply(&limits.to_string_lossy())?;
+    }
     let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
     if CHANNEL.set(Mutex::new(Channel::new(socket)?)).is_err() {
         return Err(io::Error::other("the worker serves one host"));

@@ -49,6 +49,24 @@ pub struct RestartPolicy {
     pub backoff: Duration,
 }
 
+/// The resource limits of an isolated plugin's worker process; `None` leaves the system's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// Address space, in MiB (`memory_limit_mb`).
+    pub memory_mb: Option<u64>,
+    /// CPU time, in seconds (`cpu_limit_s`): SIGXCPU at the limit, SIGKILL a second later.
+    pub cpu_s: Option<u64>,
+    /// Open file descriptors (`open_files_limit`).
+    pub open_files: Option<u64>,
+}
+
+/// The limits when the policy sets none: 1 GiB of address space, 256 open files, no CPU limit.
+pub const DEFAULT_LIMITS: WorkerLimits = WorkerLimits {
+    memory_mb: Some(1024),
+    cpu_s: None,
+    open_files: Some(256),
+};
+
 /// The restarts when the policy sets none: 3 within a minute, the first after 10 ms.
 pub const DEFAULT_RESTART: RestartPolicy = RestartPolicy {
     budget: 3,
@@ -137,6 +155,8 @@ pub struct PluginPolicy {
     pub isolation: Isolation,
     /// How its worker is restarted after a crash (isolated plugins).
     pub restart: RestartPolicy,
+    /// The resource limits of its worker process (isolated plugins).
+    pub limits: WorkerLimits,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -173,6 +193,7 @@ impl Default for Policy {
                 retry: DEFAULT_RETRY,
                 isolation: Isolation::InProcess,
                 restart: DEFAULT_RESTART,
+                limits: DEFAULT_LIMITS,
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
-use super::{HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, SecretSource};
+use super::{
+    HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, SecretSource, WorkerLimits,
+};
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
 
@@ -67,6 +69,9 @@ struct RawDefaults {
     restart_budget: Option<u32>,
     restart_window_ms: Option<u64>,
     restart_backoff_ms: Option<u64>,
+    memory_limit_mb: Option<u64>,
+    cpu_limit_s: Option<u64>,
+    open_files_limit: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +98,9 @@ struct RawPluginPolicy {
     restart_budget: Option<u32>,
     restart_window_ms: Option<u64>,
     restart_backoff_ms: Option<u64>,
+    memory_limit_mb: Option<u64>,
+    cpu_limit_s: Option<u64>,
+    open_files_limit: Option<u64>,
 }
 
 impl Policy {
@@ -150,6 +158,12 @@ impl Policy {
         if let Some(isolation) = raw.defaults.isolation {
             policy.defaults.isolation = isolation;
         }
+        policy.defaults.limits = limits(
+            policy.defaults.limits,
+            raw.defaults.memory_limit_mb,
+            raw.defaults.cpu_limit_s,
+            raw.defaults.open_files_limit,
+        );
         policy.defaults.restart = restart(
             policy.defaults.restart,
             raw.defaults.restart_budget,
@@ -223,6 +237,12 @@ impl Policy {
                         entry.dispatch_backoff_max_ms,
                     ),
                     isolation: entry.isolation.unwrap_or(policy.defaults.isolation),
+                    limits: limits(
+                        policy.defaults.limits,
+                        entry.memory_limit_mb,
+                        entry.cpu_limit_s,
+                        entry.open_files_limit,
+                    ),
                     restart: restart(
                         policy.defaults.restart,
                         entry.restart_budget,
@@ -247,5 +267,24 @@ fn restart(
         budget: budget.unwrap_or(base.budget),
         window: window_ms.map_or(base.window, Duration::from_millis),
         backoff: backoff_ms.map_or(base.backoff, Duration::from_millis),
+    }
+}
+
+/// `base` with what a policy file sets instead (0 lifts a limit).
+fn limits(
+    base: WorkerLimits,
+    memory_mb: Option<u64>,
+    cpu_s: Option<u64>,
+    open_files: Option<u64>,
+) -> WorkerLimits {
+    let or = |set: Option<u64>, base: Option<u64>| match set {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => base,
+    };
+    WorkerLimits {
+        memory_mb: or(memory_mb, base.memory_mb),
+        cpu_s: or(cpu_s, base.cpu_s),
+        open_files: or(open_files, base.open_files),
     }
 }

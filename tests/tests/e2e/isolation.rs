@@ -144,6 +144,26 @@ fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
 }
 
 #[test]
+fn unbounded_allocation_ends_at_the_workers_memory_limit() {
+    let (_dir, host) = load(
+        "[plugins.hostile]\nisolation = \"process\"\nmemory_limit_mb = 256\nrestart_backoff_ms = 5\n",
+    );
+    let err = host
+        .call("hostile", "alloc", &Value::Null)
+        .expect_err("the worker died");
+    assert_eq!(err.code, CallErrorCode::WorkerFailure, "{err}");
+    assert!(
+        err.message.contains("SIGABRT") && err.message.contains("memory 256 MiB"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&host, "hello", "greet", &json!({"name": "Ada"})),
+        json!("Hello, Ada!")
+    );
+    serving_again(&host, "hostile");
+}
+
+#[test]
 fn a_hung_call_gets_its_worker_killed_at_the_timeout() {
     let (_dir, host) = load(
         "[plugins.hostile]\nisolation = \"process\"\ncall_timeout_ms = 300\nrestart_backoff_ms = 5\n",
