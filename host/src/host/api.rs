@@ -86,6 +86,12 @@ impl Host {
                                     "built into the host (no file: discovery, reading and hashing \
                                      do not apply); created in {ms:.2} ms"
                                 )
+                            } else if let crate::isolation::Creator::Worker(spec) = &plugin.creator
+                            {
+                                format!(
+                                    "loaded in {ms:.2} ms, in a worker process: {}",
+                                    spec.sandboxed.lock()
+                                )
                             } else {
                                 format!("loaded in {ms:.2} ms")
                             };

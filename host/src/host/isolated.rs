@@ -58,6 +58,8 @@ impl HostShared {
             call_timeout: policy.call_timeout,
             spare: Mutex::new(None),
             limits: policy.limits,
+            sandbox: policy.sandbox.clone(),
+            sandboxed: Mutex::new(String::new()),
         });
         let worker = Worker::start(&spec).map_err(|(reason, detail)| {
             let reason = reason

@@ -13,6 +13,7 @@ use crate::loader;
 
 mod limits;
 pub(crate) mod process;
+mod sandbox;
 mod wire;
 mod worker;
 

@@ -43,6 +43,10 @@ pub(crate) struct WorkerSpec {
     pub(crate) spare: Mutex<Option<Worker>>,
     /// The resource limits each worker puts on itself.
     pub(crate) limits: crate::policy::WorkerLimits,
+    /// The sandbox each worker puts itself in.
+    pub(crate) sandbox: crate::policy::Sandbox,
+    /// What the last worker said of its sandbox.
+    pub(crate) sandboxed: Mutex<String>,
 }
 
 /// One worker process and its channel.
@@ -88,11 +92,16 @@ impl Worker {
             let (host_end, worker_end) = UnixStream::pair()?;
             let worker_end = OwnedFd::from(worker_end);
             let stdout = worker_end.try_clone()?;
-            let child = Command::new(&spec.program)
+            let mut command = Command::new(&spec.program);
+            // The worker gets nothing of the host's environment but its limits and sandbox.
+            command.env_clear();
+            if let Some(sandbox) = super::sandbox::to_env(&spec.sandbox) {
+                command.env(super::sandbox::ENV, sandbox);
+            }
+            let child = command
                 .stdin(Stdio::from(worker_end))
                 .stdout(Stdio::from(stdout))
                 .stderr(Stdio::inherit())
-                .env_clear()
                 .env(super::limits::ENV, super::limits::to_env(&spec.limits))
                 .spawn()?;
             Ok((child, host_end))
@@ -122,7 +131,10 @@ impl Worker {
             bytes: &spec.bytes,
         };
         match worker.exchange(&load, &mut out, Some(spec.call_timeout.max(LOAD_TIMEOUT))) {
-            ErrorCode::OK => Ok(worker),
+            ErrorCode::OK => {
+                *spec.sandboxed.lock() = String::from_utf8_lossy(&out).into_owned();
+                Ok(worker)
+            }
             _ => {
                 let text = String::from_utf8_lossy(&out).into_owned();
                 // The worker answers a refusal as `<reason code>: <detail>`.

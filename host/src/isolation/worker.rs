@@ -118,7 +118,17 @@ fn serve() -> io::Result<()> {
             Command::Load { label, bytes } => match load(&label, bytes, scratch.path()) {
                 Ok(loaded) => {
                     creator = Some(loaded);
-                    ErrorCode::OK
+                    // The library is mapped: from here on the plugin runs sandboxed.
+                    match sandbox() {
+                        Ok(status) => {
+                            out.extend_from_slice(status.as_bytes());
+                            ErrorCode::OK
+                        }
+                        Err(message) => {
+                            out.extend_from_slice(format!("load_failed: {message}").as_bytes());
+                            ErrorCode::INIT
+                        }
+                    }
                 }
                 Err(message) => {
                     out.extend_from_slice(message.as_bytes());
@@ -176,6 +186,14 @@ fn serve() -> io::Result<()> {
             code: code.0,
             body: std::mem::take(&mut out),
         })?;
+    }
+}
+
+/// Enters the sandbox the host asked for, if it asked.
+fn sandbox() -> Result<String, String> {
+    match std::env::var_os(super::sandbox::ENV) {
+        Some(text) => super::sandbox::enter(&super::sandbox::from_env(&text.to_string_lossy())),
+        None => Ok("not sandboxed (the policy says sandbox = false)".to_owned()),
     }
 }
 

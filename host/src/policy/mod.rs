@@ -67,6 +67,36 @@ pub const DEFAULT_LIMITS: WorkerLimits = WorkerLimits {
     open_files: Some(256),
 };
 
+/// The sandbox of an isolated plugin's worker (Linux): a filesystem view limited by Landlock to
+/// `read` (read-only; nothing writable), and a seccomp filter that refuses creating sockets and
+/// processes, tracing, mounting and loading kernel code — each allowance explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Whether the worker sandboxes itself (`sandbox`, default true).
+    pub enabled: bool,
+    /// Refuse the plugin (`load_failed`) unless the sandbox is fully enforced
+    /// (`sandbox_required`, default false: the load report says what the kernel lacks).
+    pub required: bool,
+    /// Paths the plugin may read beneath (`allow_read`).
+    pub read: Vec<PathBuf>,
+    /// Whether it may create sockets (`allow_network`).
+    pub network: bool,
+    /// Whether it may create processes (`allow_processes`).
+    pub processes: bool,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            required: false,
+            read: Vec::new(),
+            network: false,
+            processes: false,
+        }
+    }
+}
+
 /// The restarts when the policy sets none: 3 within a minute, the first after 10 ms.
 pub const DEFAULT_RESTART: RestartPolicy = RestartPolicy {
     budget: 3,
@@ -157,6 +187,8 @@ pub struct PluginPolicy {
     pub restart: RestartPolicy,
     /// The resource limits of its worker process (isolated plugins).
     pub limits: WorkerLimits,
+    /// The sandbox of its worker process (isolated plugins).
+    pub sandbox: Sandbox,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -194,6 +226,7 @@ impl Default for Policy {
                 isolation: Isolation::InProcess,
                 restart: DEFAULT_RESTART,
                 limits: DEFAULT_LIMITS,
+                sandbox: Sandbox::default(),
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),

@@ -9,7 +9,8 @@ use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
 use super::{
-    HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, SecretSource, WorkerLimits,
+    HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox, SecretSource,
+    WorkerLimits,
 };
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
@@ -72,6 +73,11 @@ struct RawDefaults {
     memory_limit_mb: Option<u64>,
     cpu_limit_s: Option<u64>,
     open_files_limit: Option<u64>,
+    sandbox: Option<bool>,
+    sandbox_required: Option<bool>,
+    allow_network: Option<bool>,
+    allow_processes: Option<bool>,
+    allow_read: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +107,11 @@ struct RawPluginPolicy {
     memory_limit_mb: Option<u64>,
     cpu_limit_s: Option<u64>,
     open_files_limit: Option<u64>,
+    sandbox: Option<bool>,
+    sandbox_required: Option<bool>,
+    allow_network: Option<bool>,
+    allow_processes: Option<bool>,
+    allow_read: Option<Vec<PathBuf>>,
 }
 
 impl Policy {
@@ -163,6 +174,14 @@ impl Policy {
             raw.defaults.memory_limit_mb,
             raw.defaults.cpu_limit_s,
             raw.defaults.open_files_limit,
+        );
+        policy.defaults.sandbox = sandbox(
+            &policy.defaults.sandbox,
+            raw.defaults.sandbox,
+            raw.defaults.sandbox_required,
+            raw.defaults.allow_network,
+            raw.defaults.allow_processes,
+            raw.defaults.allow_read,
         );
         policy.defaults.restart = restart(
             policy.defaults.restart,
@@ -237,6 +256,14 @@ impl Policy {
                         entry.dispatch_backoff_max_ms,
                     ),
                     isolation: entry.isolation.unwrap_or(policy.defaults.isolation),
+                    sandbox: sandbox(
+                        &policy.defaults.sandbox,
+                        entry.sandbox,
+                        entry.sandbox_required,
+                        entry.allow_network,
+                        entry.allow_processes,
+                        entry.allow_read,
+                    ),
                     limits: limits(
                         policy.defaults.limits,
                         entry.memory_limit_mb,
@@ -286,5 +313,23 @@ fn limits(
         memory_mb: or(memory_mb, base.memory_mb),
         cpu_s: or(cpu_s, base.cpu_s),
         open_files: or(open_files, base.open_files),
+    }
+}
+
+/// `base` with what a policy file sets instead.
+fn sandbox(
+    base: &Sandbox,
+    enabled: Option<bool>,
+    required: Option<bool>,
+    network: Option<bool>,
+    processes: Option<bool>,
+    read: Option<Vec<PathBuf>>,
+) -> Sandbox {
+    Sandbox {
+        enabled: enabled.unwrap_or(base.enabled),
+        required: required.unwrap_or(base.required),
+        read: read.unwrap_or_else(|| base.read.clone()),
+        network: network.unwrap_or(base.network),
+        processes: processes.unwrap_or(base.processes),
     }
 }

@@ -143,6 +143,69 @@ fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
     serving_again(&host, "hostile");
 }
 
+/// What the hostile plugin got when it read a file, opened a socket and started a process.
+fn escapes(host: &Host) -> Vec<Value> {
+    [
+        ("open_file", json!("/etc/hostname")),
+        ("socket", Value::Null),
+        ("spawn", Value::Null),
+    ]
+    .into_iter()
+    .map(|(action, input)| ok(host, "hostile", action, &input))
+    .collect()
+}
+
+#[test]
+fn the_sandbox_refuses_files_sockets_and_processes_unless_the_policy_allows_them() {
+    // In-process, the same library reads, opens and spawns: what follows is the sandbox.
+    let (_dir, host) = load("[plugins.hostile]\n");
+    let free = escapes(&host);
+    assert!(free.iter().all(|e| e.get("denied").is_none()), "{free:?}");
+
+    let dir = TempPluginDir::with(&["hostile", "hello"]);
+    let data = dir.path().join("data");
+    let (host, report) = dir.load(&format!("[host]\ndata_dir = {data:?}\n{ISOLATED}"));
+    let detail = &report
+        .plugins
+        .iter()
+        .find(|p| p.id.as_deref() == Some("hostile"))
+        .expect("hostile")
+        .detail;
+    assert!(
+        detail.contains("in a worker process: Landlock fully enforced; seccomp on"),
+        "the load report says what is enforced: {detail}"
+    );
+    let denied = escapes(&host);
+    assert_eq!(
+        denied[0]["errno"],
+        json!(libc_eacces()),
+        "the file: {denied:?}"
+    );
+    assert_eq!(
+        denied[1]["errno"],
+        json!(1),
+        "the socket (EPERM): {denied:?}"
+    );
+    assert!(denied[2].get("denied").is_some(), "the process: {denied:?}");
+    // Refused, it still serves, and what it asks of the host still works.
+    assert_eq!(ok(&host, "hostile", "kv_set", &json!(7)), Value::Null);
+    assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(1));
+
+    // Each allowance is explicit (reading beneath `/` includes running `/bin/true`).
+    let (_dir, host) = load(
+        "[plugins.hostile]\nisolation = \"process\"\nallow_read = [\"/\"]\n\
+         allow_network = true\nallow_processes = true\n",
+    );
+    let allowed = escapes(&host);
+    assert!(allowed[0].get("read").is_some(), "{allowed:?}");
+    assert_eq!(allowed[1], json!({"opened": true}));
+    assert!(allowed[2].get("spawned").is_some(), "{allowed:?}");
+}
+
+fn libc_eacces() -> i32 {
+    13
+}
+
 #[test]
 fn unbounded_allocation_ends_at_the_workers_memory_limit() {
     let (_dir, host) = load(
