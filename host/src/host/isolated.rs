@@ -56,6 +56,7 @@ impl HostShared {
             label: file.path.display().to_string(),
             bytes,
             call_timeout: policy.call_timeout,
+            grace: policy.shutdown_deadline,
             spare: Mutex::new(None),
             limits: policy.limits,
             sandbox: policy.sandbox.clone(),

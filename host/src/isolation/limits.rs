@@ -2,6 +2,7 @@
 //! policy (`memory_limit_mb`, `cpu_limit_s`, `open_files_limit`): an isolated plugin that
 //! allocates without bound, burns CPU outside any call or leaks descriptors ends its own worker.
 //! The host hands them over in the worker's environment; the worker applies them first thing.
+//! Here too: the signal that asks a hung worker to stop before it is killed.
 
 use std::io;
 
@@ -63,6 +64,19 @@ pub(crate) fn apply(text: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Asks the worker `pid` to stop (SIGTERM); it is killed (SIGKILL) if it has not by the
+/// deadline.
+pub(crate) fn terminate(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: `kill` takes plain integers and touches no memory of this process; `pid` is a
+    // child of this process that has not been waited for (so its id cannot have been reused).
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
 }
 
 #[cfg(target_env = "gnu")]

@@ -37,8 +37,10 @@ pub(crate) struct WorkerSpec {
     pub(crate) label: String,
     /// The checked bytes: what every worker of this library loads.
     pub(crate) bytes: Vec<u8>,
-    /// How long one call may take before the worker is killed.
+    /// How long one call may take before the worker is stopped.
     pub(crate) call_timeout: Duration,
+    /// How long a stopped worker has between SIGTERM and SIGKILL.
+    pub(crate) grace: Duration,
     /// A worker started to validate the config, kept for the `create` that follows.
     pub(crate) spare: Mutex<Option<Worker>>,
     /// The resource limits each worker puts on itself.
@@ -57,6 +59,8 @@ pub(crate) struct Worker {
     token: Mutex<Option<ContextToken>>,
     dead: AtomicBool,
     call_timeout: Duration,
+    /// How long a hung worker has to exit after SIGTERM before SIGKILL.
+    grace: Duration,
     /// Its resource limits, for messages.
     limits: String,
 }
@@ -119,6 +123,7 @@ impl Worker {
         let channel = Channel::new(stream).map_err(|e| (None, e.to_string()))?;
         let worker = Worker {
             limits: super::limits::describe(&spec.limits),
+            grace: spec.grace,
             child: Mutex::new(child),
             channel: Mutex::new(channel),
             token: Mutex::new(None),
@@ -322,11 +327,15 @@ impl Worker {
         WORKER_FAILURE
     }
 
-    /// Kills the worker (a call overran its timeout).
+    /// Stops the worker (a call overran its timeout): SIGTERM, then SIGKILL if it has not
+    /// exited within its grace period (the plugin's shutdown deadline).
     fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
         let mut child = self.child.lock();
-        let _ = child.kill();
+        super::limits::terminate(child.id());
+        if !wait_for_exit(&mut child, self.grace) {
+            let _ = child.kill();
+        }
         let _ = child.wait();
     }
 }

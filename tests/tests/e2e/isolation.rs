@@ -74,6 +74,12 @@ fn an_isolated_plugin_runs_in_its_own_process_and_answers_like_an_in_process_one
 #[test]
 fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_restart() {
     let (_dir, host) = load(ISOLATED);
+    // What it wrote through the host survives every crash; what it held in memory does not.
+    assert_eq!(
+        ok(&host, "hostile", "kv_set", &json!({"kept": true})),
+        Value::Null
+    );
+    assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(1));
     for (action, signal) in [
         ("segfault", "SIGSEGV"),
         ("abort", "SIGABRT"),
@@ -105,6 +111,34 @@ fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_resta
         .count();
     assert_eq!(restarts, 3);
     assert_eq!(host.plugin("hostile").expect("loaded").stats.faults, 3);
+    assert_eq!(
+        ok(&host, "hostile", "kv_get", &Value::Null),
+        json!({"kept": true})
+    );
+    // One ping since the last restart (the one that found it serving again), not the pings of
+    // the instances before it.
+    assert_eq!(ok(&host, "hostile", "count", &Value::Null), json!(1));
+}
+
+#[test]
+fn a_restart_waits_its_backoff_and_the_backoff_doubles_within_the_window() {
+    let (_dir, host) = load(
+        "[plugins.hostile]\nisolation = \"process\"\nrestart_backoff_ms = 150\n\
+         quarantine_faults = 0\n",
+    );
+    let mut waited = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = host
+            .call("hostile", "abort", &Value::Null)
+            .expect_err("died");
+        assert_eq!(err.code, CallErrorCode::WorkerFailure);
+        serving_again(&host, "hostile");
+        waited.push(started.elapsed());
+    }
+    // The first restart after at least the backoff, the second after at least twice it.
+    assert!(waited[0] >= Duration::from_millis(150), "{waited:?}");
+    assert!(waited[1] >= Duration::from_millis(300), "{waited:?}");
 }
 
 #[test]
