@@ -90,7 +90,24 @@ pub fn worker_main() -> ExitCode {
     }
 }
 
+/// Ends this worker when the host that started it is gone — also while the plugin is stuck in
+/// a call and nobody reads the channel: the host's death makes this process an orphan, whose
+/// parent is then another process.
+fn follow_the_host() -> io::Result<()> {
+    let host = std::os::unix::process::parent_id();
+    std::thread::Builder::new()
+        .name("airlock-worker-host-watch".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != host {
+                std::process::exit(3);
+            }
+        })
+        .map(drop)
+}
+
 fn serve() -> io::Result<()> {
+    follow_the_host()?;
     // The limits first: nothing of the plugin runs without them.
     if let Some(limits) = std::env::var_os(super::limits::ENV) {
         super::limits::apply(&limits.to_string_lossy())?;

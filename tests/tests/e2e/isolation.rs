@@ -326,3 +326,56 @@ fn an_isolated_plugin_leaves_what_the_same_plugin_in_process_leaves() {
          {in_process_audit:?}"
     );
 }
+
+#[test]
+fn a_worker_does_not_outlive_its_host_killed_mid_call() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempPluginDir::with(&["hostile"]);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[host]\nworker = {:?}\n[plugins.hostile]\nisolation = \"process\"\ncall_timeout_ms = 60000\n",
+            airlock_tests::worker()
+        ),
+    )
+    .expect("policy written");
+    let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg("run")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    let mut stdin = host.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(host.stdout.take().expect("stdout"));
+    writeln!(stdin, "/call hostile pid").expect("written");
+    let worker: u32 = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).expect("read") > 0,
+            "the host ended"
+        );
+        if let Some(pid) = line.trim().strip_prefix("ok ") {
+            break pid.parse().expect("a pid");
+        }
+    };
+    // The plugin is stuck in a call; the host is killed under it.
+    writeln!(stdin, "/call hostile spin").expect("written");
+    std::thread::sleep(Duration::from_millis(200));
+    let proc = std::path::PathBuf::from(format!("/proc/{worker}"));
+    assert!(proc.exists(), "the worker runs");
+    host.kill().expect("kill -9");
+    let _ = host.wait();
+    let started = Instant::now();
+    while proc.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the worker {worker} outlived its host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
