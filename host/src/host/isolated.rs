@@ -98,10 +98,10 @@ impl HostShared {
             }
             let made = restarts.len() as u32;
             let backoff = policy.backoff * 2u32.saturating_pow(made.min(10));
-            let since = plugin
-                .died_at
-                .lock()
-                .map_or(backoff, |t| now.duration_since(t));
+            // The call that met the death records when; the supervisor may see the dead worker
+            // first, and then the backoff counts from now.
+            let died = *plugin.died_at.lock().get_or_insert(now);
+            let since = now.duration_since(died);
             (made, since >= backoff)
         };
         let id = plugin.id().to_string();
@@ -130,6 +130,7 @@ impl HostShared {
             return;
         }
         plugin.restarts.0.lock().push_back(now);
+        *plugin.died_at.lock() = None;
         self.teardown(plugin, PluginState::Disabled);
         let config = plugin.settings.lock().config.clone();
         let generation = match self.start_instance(plugin, &config, None) {
