@@ -76,6 +76,17 @@ impl HostShared {
     /// quarantines those that spent their budget. Run by the supervisor on every tick.
     pub(crate) fn restart_dead_workers(&self) {
         for plugin in self.table().iter() {
+            // A worker that ended between calls is a fault like one that ended in a call.
+            let unseen = plugin
+                .running
+                .with(|r| r.and_then(|r| r.instance.worker_ended_unseen()));
+            if let Some(how) = unseen {
+                *plugin.died_at.lock() = Some(Instant::now());
+                self.fault(
+                    plugin,
+                    &format!("its worker process died between calls: {how}"),
+                );
+            }
             let died = plugin
                 .running
                 .with(|r| r.is_some_and(|r| r.instance.worker_died()));

@@ -131,4 +131,13 @@ impl Instance {
     pub(crate) fn worker_died(&self) -> bool {
         matches!(self, Self::Worker(w) if w.is_dead())
     }
+
+    /// How its worker ended, if it ended while no call was talking to it (see
+    /// [`process::Worker::ended_unseen`]).
+    pub(crate) fn worker_ended_unseen(&self) -> Option<String> {
+        match self {
+            Self::Worker(w) => w.ended_unseen(),
+            Self::Module(_) => None,
+        }
+    }
 }

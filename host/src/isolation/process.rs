@@ -202,6 +202,22 @@ impl Worker {
         self.dead.load(Ordering::SeqCst)
     }
 
+    /// Whether the worker has ended while no call was talking to it (killed from outside, or
+    /// dead in its own thread); if so it is marked dead, and this says how it ended. A worker
+    /// a call is talking to is left to that call.
+    pub(crate) fn ended_unseen(&self) -> Option<String> {
+        if self.is_dead() {
+            return None;
+        }
+        let _idle = self.channel.try_lock()?;
+        let status = self.child.try_lock()?.try_wait().ok().flatten()?;
+        self.dead.store(true, Ordering::SeqCst);
+        Some(match status.signal() {
+            Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
+            None => format!("exited with {status}"),
+        })
+    }
+
     /// Sends `command` and serves the plugin's requests until the worker answers it; the
     /// answer or the failure's message is left in `out`.
     fn exchange(

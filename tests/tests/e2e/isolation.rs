@@ -142,6 +142,37 @@ fn a_restart_waits_its_backoff_and_the_backoff_doubles_within_the_window() {
 }
 
 #[test]
+fn a_worker_killed_between_calls_is_restarted_without_waiting_for_a_call() {
+    let (_dir, host) = load(ISOLATED);
+    let pid = ok(&host, "hostile", "pid", &Value::Null);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    // No call is made: the supervisor notices and restarts it.
+    let started = Instant::now();
+    loop {
+        let info = host.plugin("hostile").expect("loaded");
+        if info.generation >= 2 && info.state == PluginState::Running && info.context_open {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not restarted: {:?}",
+            host.plugin("hostile")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(
+        ok(&host, "hostile", "pid", &Value::Null),
+        pid,
+        "a new worker"
+    );
+    assert_eq!(host.plugin("hostile").expect("loaded").stats.faults, 1);
+}
+
+#[test]
 fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
     let (_dir, host) = load(
         "[plugins.hostile]\nisolation = \"process\"\nrestart_budget = 1\nrestart_backoff_ms = 5\n",
