@@ -2,7 +2,8 @@
 //! policy (`memory_limit_mb`, `cpu_limit_s`, `open_files_limit`): an isolated plugin that
 //! allocates without bound, burns CPU outside any call or leaks descriptors ends its own worker.
 //! The host hands them over in the worker's environment; the worker applies them first thing.
-//! Here too: the signal that asks a hung worker to stop before it is killed.
+//! Here too: the signal that asks a hung worker to stop before it is killed, and how a worker
+//! ended.
 
 use std::io;
 
@@ -76,6 +77,29 @@ pub(crate) fn terminate(pid: u32) {
     // child of this process that has not been waited for (so its id cannot have been reused).
     unsafe {
         libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// How a worker ended: `killed by signal 11 (SIGSEGV)`, `exited with exit status: 2`.
+pub(crate) fn ended(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
+        None => format!("exited with {status}"),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "signal",
     }
 }
 

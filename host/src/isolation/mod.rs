@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use airlock_abi::abi::{ErrorCode, HostContext, InvocationKind, PluginError};
 
+use std::path::{Path, PathBuf};
+
 use crate::loader;
 
 mod limits;
@@ -140,4 +142,25 @@ impl Instance {
             Self::Module(_) => None,
         }
     }
+}
+
+/// Where the worker executable is: `configured` if set, else `airlock-worker` beside this
+/// program or one directory up (where cargo puts a workspace's binaries for its tests).
+pub(crate) fn find_worker(configured: Option<&Path>) -> PathBuf {
+    if let Some(path) = configured {
+        return path.to_owned();
+    }
+    let name = format!("airlock-worker{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok();
+    let dir = exe.as_deref().and_then(Path::parent);
+    let candidates = [
+        dir.map(|d| d.join(&name)),
+        dir.and_then(Path::parent).map(|d| d.join(&name)),
+    ];
+    candidates
+        .iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(name))
 }

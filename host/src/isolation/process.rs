@@ -9,8 +9,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -212,10 +211,7 @@ impl Worker {
         let _idle = self.channel.try_lock()?;
         let status = self.child.try_lock()?.try_wait().ok().flatten()?;
         self.dead.store(true, Ordering::SeqCst);
-        Some(match status.signal() {
-            Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
-            None => format!("exited with {status}"),
-        })
+        Some(super::limits::ended(status))
     }
 
     /// Sends `command` and serves the plugin's requests until the worker answers it; the
@@ -326,10 +322,7 @@ impl Worker {
             child.wait().ok()
         };
         let how = match ended {
-            Some(status) => match status.signal() {
-                Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
-                None => format!("exited with {status}"),
-            },
+            Some(status) => super::limits::ended(status),
             None => format!("the channel broke ({error})"),
         };
         out.clear();
@@ -395,39 +388,4 @@ fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
             _ => return false,
         }
     }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => "signal",
-    }
-}
-
-/// Where the worker executable is: `configured` if set, else `airlock-worker` beside this
-/// program or one directory up (where cargo puts a workspace's binaries for its tests).
-pub(crate) fn find_worker(configured: Option<&Path>) -> PathBuf {
-    if let Some(path) = configured {
-        return path.to_owned();
-    }
-    let name = format!("airlock-worker{}", std::env::consts::EXE_SUFFIX);
-    let exe = std::env::current_exe().ok();
-    let dir = exe.as_deref().and_then(Path::parent);
-    let candidates = [
-        dir.map(|d| d.join(&name)),
-        dir.and_then(Path::parent).map(|d| d.join(&name)),
-    ];
-    candidates
-        .iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(name))
 }
