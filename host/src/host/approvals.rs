@@ -103,7 +103,8 @@ impl HostShared {
         let caller = crate::caller::current();
         let id = loaded.id().as_str();
         let (permission, rule) = decide(&loaded.policy.permissions, target, &caller);
-        let rule = rule.map_or_else(String::new, |n| format!("[plugins.{id}] permissions[{n}]"));
+        // Named only in a refusal or a question, never on the allowed path.
+        let rule = || rule.map_or_else(String::new, |n| format!("[plugins.{id}] permissions[{n}]"));
         let generation = loaded.generation.load(Ordering::SeqCst);
         let audit = |outcome, detail: &str| {
             self.audit
@@ -120,13 +121,14 @@ impl HostShared {
         };
         match permission {
             Permission::Allow => Ok(()),
-            Permission::Deny => deny(format!("the policy denies it ({rule})")),
+            Permission::Deny => deny(format!("the policy denies it ({})", rule())),
             Permission::Ask if approved => Ok(()),
             Permission::Ask => {
                 let Some(approver) = &self.approvals.approver else {
                     return deny(format!(
-                        "the policy says ask ({rule}) and this host has no approver \
-                         (HostBuilder::approver)"
+                        "the policy says ask ({}) and this host has no approver \
+                         (HostBuilder::approver)",
+                        rule()
                     ));
                 };
                 let (name, hook) = match target {
@@ -148,7 +150,7 @@ impl HostShared {
                     Ok(Approval::Allow) => {
                         audit(
                             AuditOutcome::Approved,
-                            &format!("approved at once ({rule})"),
+                            &format!("approved at once ({})", rule()),
                         );
                         Ok(())
                     }
@@ -162,7 +164,7 @@ impl HostShared {
                         ),
                         pending: None,
                     }),
-                    Ok(Approval::Later) => self.defer(request, &rule, audit),
+                    Ok(Approval::Later) => self.defer(request, &rule(), audit),
                 }
             }
         }

@@ -77,10 +77,12 @@ impl HostShared {
     /// quarantines those that spent their budget. Run by the supervisor on every tick.
     pub(crate) fn restart_dead_workers(&self) {
         for plugin in self.table().iter() {
-            // A worker that ended between calls is a fault like one that ended in a call.
-            let unseen = plugin
-                .running
-                .with(|r| r.and_then(|r| r.instance.worker_ended_unseen()));
+            // One read of the running instance: a worker that ended between calls (a fault like
+            // one that ended in a call), and whether its worker is dead at all.
+            let (unseen, died) = plugin.running.with(|r| match r {
+                Some(r) => (r.instance.worker_ended_unseen(), r.instance.worker_died()),
+                None => (None, false),
+            });
             if let Some(how) = unseen {
                 *plugin.died_at.lock() = Some(Instant::now());
                 self.fault(
@@ -88,9 +90,6 @@ impl HostShared {
                     &format!("its worker process died between calls: {how}"),
                 );
             }
-            let died = plugin
-                .running
-                .with(|r| r.is_some_and(|r| r.instance.worker_died()));
             if died && plugin.state.get() == PluginState::Running {
                 self.restart_worker(plugin);
             }

@@ -36,9 +36,7 @@ impl Creator {
         match self {
             Self::Module(creator) => creator.validate_config(config),
             Self::Worker(spec) => {
-                let worker = spec
-                    .worker()
-                    .map_err(|(_, message)| PluginError::new(process::WORKER_FAILURE, message))?;
+                let worker = started(spec)?;
                 let mut out = Vec::new();
                 let code = worker.validate(config, &mut out);
                 // Kept for the `create` that follows a validation.
@@ -57,9 +55,7 @@ impl Creator {
         match self {
             Self::Module(creator) => creator.create(context).map(Instance::Module),
             Self::Worker(spec) => {
-                let worker = spec
-                    .worker()
-                    .map_err(|(_, message)| PluginError::new(process::WORKER_FAILURE, message))?;
+                let worker = started(spec)?;
                 let mut out = Vec::new();
                 match worker.create(context.token, &mut out) {
                     ErrorCode::OK => Ok(Instance::Worker(worker)),
@@ -79,6 +75,12 @@ impl Creator {
             Self::Worker(_) => None,
         }
     }
+}
+
+/// A worker for `spec`, or why none could be started, as the plugin error creation reports.
+fn started(spec: &process::WorkerSpec) -> Result<process::Worker, PluginError> {
+    spec.worker()
+        .map_err(|(_, message)| PluginError::new(process::WORKER_FAILURE, message))
 }
 
 /// A live instance: in this process, or in a worker.
