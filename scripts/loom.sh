@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model-checks the concurrent core with loom: the hazard pointers (nested reads, emptied cells,
-# record hand-off, retiring while reading, waiting for the readers of a value still in use) and
-# the watchdog's record protocol. The host is built with `--cfg loom` into its own target
+# record hand-off, retiring while reading, waiting for the readers of a value still in use), the
+# watchdog's record protocol, and the turns of a worker's shared-memory channel. The host is built with `--cfg loom` into its own target
 # directory, so the normal build is untouched. Extra arguments go to the test harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."

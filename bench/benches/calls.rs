@@ -120,6 +120,8 @@ fn calls(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     #[cfg(feature = "wasm")]
     wasm::bench(&mut g);
+    // Counted before pinning: once pinned, this process sees one processor.
+    let all_cpus = format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1);
     for (name, same_core) in [("process_same_core", true), ("process_two_cores", false)] {
         // Pinned: this process (every thread) and the child (it inherits the mask) on CPU 0.
         if same_core {
@@ -146,7 +148,7 @@ fn calls(c: &mut Criterion) {
         drop(stdin);
         let _ = child.wait();
         if same_core {
-            pin_process(&format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1));
+            pin_process(&all_cpus);
         }
     }
     // The same plugin in a worker process, in the same run as the JSON-line peer.

@@ -7,6 +7,8 @@
 
 use std::io;
 
+use rustix::process::{Pid, Resource, Rlimit, Signal};
+
 use crate::policy::WorkerLimits;
 
 /// The environment variable the limits travel in.
@@ -57,10 +59,10 @@ pub(crate) fn apply(text: &str) -> io::Result<()> {
         let (name, value) = entry.split_once('=').ok_or_else(bad)?;
         let value: u64 = value.parse().map_err(|_| bad())?;
         match name {
-            "memory" => set(libc::RLIMIT_AS, value, value)?,
+            "memory" => set(Resource::As, value, value)?,
             // SIGXCPU at the soft limit, SIGKILL a second later.
-            "cpu" => set(libc::RLIMIT_CPU, value, value.saturating_add(1))?,
-            "files" => set(libc::RLIMIT_NOFILE, value, value)?,
+            "cpu" => set(Resource::Cpu, value, value.saturating_add(1))?,
+            "files" => set(Resource::Nofile, value, value)?,
             _ => return Err(bad()),
         }
     }
@@ -70,13 +72,10 @@ pub(crate) fn apply(text: &str) -> io::Result<()> {
 /// Asks the worker `pid` to stop (SIGTERM); it is killed (SIGKILL) if it has not by the
 /// deadline.
 pub(crate) fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: `kill` takes plain integers and touches no memory of this process; `pid` is a
-    // child of this process that has not been waited for (so its id cannot have been reused).
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
+    // `pid` is a child of this process that has not been waited for, so its id cannot have
+    // been reused; a worker already gone is nothing to stop.
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, Signal::TERM);
     }
 }
 
@@ -103,24 +102,12 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-#[cfg(target_env = "gnu")]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
-type Resource = libc::c_int;
-
 fn set(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+    let limit = Rlimit {
+        current: Some(soft),
+        maximum: Some(hard),
     };
-    // SAFETY: `setrlimit` only reads the `rlimit` passed by reference, which lives for the
-    // whole call; it has no other memory-safety precondition.
-    let rc = unsafe { libc::setrlimit(resource, &limit) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::process::setrlimit(resource, limit)?)
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use crate::loader;
 mod limits;
 pub(crate) mod process;
 mod sandbox;
+mod shm;
+mod turns;
 mod wire;
 mod worker;
 
@@ -58,7 +60,7 @@ impl Creator {
                 let worker = started(spec)?;
                 let mut out = Vec::new();
                 match worker.create(context.token, &mut out) {
-                    ErrorCode::OK => Ok(Instance::Worker(worker)),
+                    ErrorCode::OK => Ok(Instance::Worker(Box::new(worker))),
                     code => Err(PluginError::new(code, String::from_utf8_lossy(&out))),
                 }
             }
@@ -87,8 +89,8 @@ fn started(spec: &process::WorkerSpec) -> Result<process::Worker, PluginError> {
 pub(crate) enum Instance {
     /// In this process.
     Module(loader::Instance),
-    /// In a worker process.
-    Worker(process::Worker),
+    /// In a worker process (boxed: the in-process variant stays small on the call path).
+    Worker(Box<process::Worker>),
 }
 
 impl std::fmt::Debug for Instance {

@@ -91,25 +91,27 @@ impl WorkerSpec {
 impl Worker {
     /// Starts a worker and has it load the library (stage 4, in the worker).
     pub(crate) fn start(spec: &WorkerSpec) -> Result<Worker, (Option<String>, String)> {
-        let started = || -> io::Result<(Child, UnixStream)> {
+        let started = || -> io::Result<(Child, Channel)> {
             let (host_end, worker_end) = UnixStream::pair()?;
-            let worker_end = OwnedFd::from(worker_end);
-            let stdout = worker_end.try_clone()?;
             let mut command = Command::new(&spec.program);
             // The worker gets nothing of the host's environment but its limits and sandbox.
             command.env_clear();
             if let Some(sandbox) = super::sandbox::to_env(&spec.sandbox) {
                 command.env(super::sandbox::ENV, sandbox);
             }
+            // The channel is the worker's standard input; what the plugin prints goes where
+            // the host's own output goes, as it would in-process.
             let child = command
-                .stdin(Stdio::from(worker_end))
-                .stdout(Stdio::from(stdout))
+                .stdin(Stdio::from(OwnedFd::from(worker_end)))
+                .stdout(Stdio::inherit())
                 .stderr(Stdio::inherit())
                 .env(super::limits::ENV, super::limits::to_env(&spec.limits))
                 .spawn()?;
-            Ok((child, host_end))
+            let mut channel = Channel::new(host_end)?;
+            channel.open()?;
+            Ok((child, channel))
         };
-        let (child, stream) = started().map_err(|e| {
+        let (child, channel) = started().map_err(|e| {
             (
                 None,
                 format!(
@@ -119,7 +121,6 @@ impl Worker {
                 ),
             )
         })?;
-        let channel = Channel::new(stream).map_err(|e| (None, e.to_string()))?;
         let worker = Worker {
             limits: super::limits::describe(&spec.limits),
             grace: spec.grace,
@@ -229,19 +230,12 @@ impl Worker {
             );
             return WORKER_GONE;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
         let mut channel = self.channel.lock();
+        channel.set_deadline(timeout.map(|t| Instant::now() + t));
         if let Err(e) = channel.send(command) {
             return self.failed(out, &e);
         }
         loop {
-            let remaining = deadline.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1))
-            });
-            if let Err(e) = channel.socket().set_read_timeout(remaining) {
-                return self.failed(out, &e);
-            }
             let message = match channel.receive() {
                 Ok(message) => message,
                 Err(e)

@@ -1,14 +1,35 @@
-//! The channel between a host and a worker process: length-prefixed binary frames over a Unix
-//! socket, one message each way at a time. The host sends commands (load, validate, create,
-//! call, destroy) and answers the plugin's requests; the worker sends the plugin's requests
-//! (log, config, a service request) and, last, the command's answer. Nothing in a frame is
-//! trusted: a frame larger than [`MAX_FRAME`] or cut short is a broken channel.
+//! The channel between a host and a worker process: binary frames, one message each way at a
+//! time. The host sends commands (load, validate, create, call, destroy) and answers the
+//! plugin's requests; the worker sends the plugin's requests (log, config, a service request)
+//! and, last, the command's answer. A message travels through the memory both processes share
+//! ([`super::turns`]) when it fits, else over the Unix socket the worker was started with, which
+//! also carries the wake-ups of a side that sleeps. Nothing in a frame is trusted: a frame
+//! larger than [`MAX_FRAME`] or cut short is a broken channel.
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::shm::{self, Region};
+use super::turns::{Bell, Side};
 
 /// The largest frame either side accepts (a library, or a call's payload).
 pub(crate) const MAX_FRAME: usize = 256 << 20;
+
+/// The byte that wakes a side sleeping on the socket.
+const WAKE: u8 = 0xB7;
+
+/// How long a side waiting for its turn spins before it sleeps: about what a sleep and a
+/// wake-up cost, so a quick answer is met at once. No spinning on one processor, where the
+/// spinner would only keep the other side from running.
+fn spin() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| match std::thread::available_parallelism() {
+        Ok(n) if n.get() > 1 => Duration::from_micros(20),
+        _ => Duration::ZERO,
+    })
+}
 
 /// From the host to the worker.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +97,7 @@ impl<'b> Frame<'b> {
         self.0.extend_from_slice(b);
         self
     }
-    fn finish(self) -> io::Result<&'b [u8]> {
+    fn finish(self) -> io::Result<()> {
         let len = self.0.len() - 4;
         if len > MAX_FRAME {
             return Err(io::Error::new(
@@ -85,7 +106,7 @@ impl<'b> Frame<'b> {
             ));
         }
         self.0[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(self.0)
+        Ok(())
     }
 }
 
@@ -124,24 +145,108 @@ fn broken(what: &str) -> io::Error {
 pub(crate) struct Channel {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
+    /// The shared memory and this end's side, once opened (else the socket carries all).
+    shared: Option<(Region, Side)>,
+    /// When the message being waited for is overdue.
+    deadline: Option<Instant>,
     out: Vec<u8>,
     frame: Vec<u8>,
 }
 
+/// The socket as the bell of a side that sleeps.
+struct SocketBell<'c> {
+    writer: &'c UnixStream,
+    reader: &'c mut BufReader<UnixStream>,
+}
+
+impl Bell for SocketBell<'_> {
+    fn ring(&mut self) -> io::Result<()> {
+        self.writer.write_all(&[WAKE])
+    }
+
+    fn sleep(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        arm(self.writer, deadline)?;
+        let mut byte = [0u8; 1];
+        self.reader.read_exact(&mut byte)?;
+        if byte[0] == WAKE {
+            Ok(())
+        } else {
+            Err(broken(
+                "the channel's socket carried something else than a wake-up",
+            ))
+        }
+    }
+}
+
+/// Sets the socket's read timeout to what is left before `deadline` (at least 1 ms).
+fn arm(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    socket.set_read_timeout(deadline.map(|d| {
+        d.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    }))
+}
+
 impl Channel {
-    /// The channel over `stream`.
+    /// The channel over `stream`, before it is opened.
     pub(crate) fn new(stream: UnixStream) -> io::Result<Self> {
         Ok(Self {
             reader: BufReader::with_capacity(64 << 10, stream.try_clone()?),
             writer: stream,
+            shared: None,
+            deadline: None,
             out: Vec::new(),
             frame: Vec::new(),
         })
     }
 
-    /// The socket, to set timeouts on.
-    pub(crate) fn socket(&self) -> &UnixStream {
-        &self.writer
+    /// Opens the channel (host side, first): shares memory with the worker if this system
+    /// can, else tells it the socket carries everything.
+    pub(crate) fn open(&mut self) -> io::Result<()> {
+        match Region::create() {
+            Ok((region, memfd)) => {
+                shm::offer(&self.writer, Some(&memfd))?;
+                self.shared = Some((region, Side::Host));
+            }
+            Err(_) => shm::offer(&self.writer, None)?,
+        }
+        Ok(())
+    }
+
+    /// Accepts what the host opened (worker side, first).
+    pub(crate) fn accept(&mut self) -> io::Result<()> {
+        self.shared = shm::accept(&self.writer)?.map(|region| (region, Side::Worker));
+        Ok(())
+    }
+
+    /// Whether messages travel through shared memory.
+    #[cfg(test)]
+    fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// When a message waited for from now on is overdue (`None`: never).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Sends the frame built in `out`: through the shared buffer if it fits, else the socket.
+    fn transmit(&mut self) -> io::Result<()> {
+        let Some((region, side)) = &self.shared else {
+            return self.writer.write_all(&self.out);
+        };
+        let turns = region.turns();
+        // The shared buffer holds the frame without its length prefix.
+        let fits = turns.put(&self.out[4..]);
+        let mut bell = SocketBell {
+            writer: &self.writer,
+            reader: &mut self.reader,
+        };
+        turns.hand_over(*side, &mut bell)?;
+        if fits {
+            Ok(())
+        } else {
+            self.writer.write_all(&self.out)
+        }
     }
 
     /// Sends a command or a reply (host side).
@@ -174,7 +279,8 @@ impl Channel {
                 .bytes(capability.as_bytes())
                 .bytes(body),
         };
-        self.writer.write_all(frame.finish()?)
+        frame.finish()?;
+        self.transmit()
     }
 
     /// Sends what the worker says (worker side).
@@ -194,22 +300,41 @@ impl Channel {
                 .bytes(operation)
                 .bytes(payload),
         };
-        self.writer.write_all(frame.finish()?)
+        frame.finish()?;
+        self.transmit()
     }
 
-    /// Reads the next frame into the channel's buffer; its tag and fields.
+    /// Waits for the next frame and reads it into the channel's buffer; its tag and fields.
     fn read_frame(&mut self) -> io::Result<(u8, Fields<'_>)> {
-        let mut head = [0u8; 5];
-        self.reader.read_exact(&mut head)?;
-        let [a, b, c, d, tag] = head;
-        let len = u32::from_le_bytes([a, b, c, d]) as usize;
-        if len == 0 || len > MAX_FRAME {
-            return Err(broken("a frame's length is out of bounds"));
+        let in_memory = match &self.shared {
+            Some((region, side)) => {
+                let turns = region.turns();
+                let mut bell = SocketBell {
+                    writer: &self.writer,
+                    reader: &mut self.reader,
+                };
+                turns.wait(*side, spin(), &mut bell, self.deadline)?;
+                turns.take(&mut self.frame)?
+            }
+            None => false,
+        };
+        if !in_memory {
+            arm(&self.writer, self.deadline)?;
+            let mut head = [0u8; 4];
+            self.reader.read_exact(&mut head)?;
+            let len = u32::from_le_bytes(head) as usize;
+            if len > MAX_FRAME {
+                return Err(broken("a frame's length is out of bounds"));
+            }
+            self.frame.clear();
+            self.frame.resize(len, 0);
+            self.reader.read_exact(&mut self.frame)?;
         }
-        self.frame.clear();
-        self.frame.resize(len - 1, 0);
-        self.reader.read_exact(&mut self.frame)?;
-        Ok((tag, Fields(&self.frame)))
+        let (&tag, fields) = self
+            .frame
+            .split_first()
+            .ok_or_else(|| broken("a frame is empty"))?;
+        Ok((tag, Fields(fields)))
     }
 
     /// Reads what the worker says (host side).
@@ -271,14 +396,25 @@ impl Channel {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_message_crosses_both_ways_intact() {
+    /// A host end and a worker end, opened: sharing memory, or over the socket alone.
+    fn pair(shared: bool) -> (Channel, Channel) {
         let (a, b) = UnixStream::pair().expect("pair");
         let (mut host, mut worker) = (Channel::new(a).expect("a"), Channel::new(b).expect("b"));
-        let commands = [
+        if shared {
+            host.open().expect("opened");
+        } else {
+            shm::offer(&host.writer, None).expect("offered");
+        }
+        worker.accept().expect("accepted");
+        assert_eq!(worker.is_shared(), shared && cfg!(target_os = "linux"));
+        (host, worker)
+    }
+
+    fn commands(big: &[u8]) -> Vec<ToWorker<'_>> {
+        vec![
             ToWorker::Load {
                 label: "lib.so",
-                bytes: b"\x7fELF",
+                bytes: big,
             },
             ToWorker::Validate { config: b"{}" },
             ToWorker::Create {
@@ -291,22 +427,20 @@ mod tests {
                 name: "greet",
                 payload: b"null",
             },
-            ToWorker::Destroy,
             ToWorker::Reply {
                 code: 2,
                 capability: "kv",
                 body: b"denied",
             },
-        ];
-        for command in &commands {
-            host.send(command).expect("sent");
-            let same = worker.command(|c| c == *command).expect("read");
-            assert!(same, "{command:?}");
-        }
-        let answers = [
+            ToWorker::Destroy,
+        ]
+    }
+
+    fn answers() -> Vec<FromWorker> {
+        vec![
             FromWorker::Done {
                 code: 0,
-                body: b"ok".to_vec(),
+                body: vec![0x5A; shm::CAPACITY + 1],
             },
             FromWorker::Log {
                 level: 3,
@@ -318,11 +452,65 @@ mod tests {
                 operation: b"get".to_vec(),
                 payload: b"{}".to_vec(),
             },
-        ];
-        for answer in answers {
-            worker.answer(&answer).expect("sent");
+            FromWorker::Done {
+                code: 0,
+                body: b"ok".to_vec(),
+            },
+            FromWorker::Done {
+                code: 7,
+                body: Vec::new(),
+            },
+        ]
+    }
+
+    /// Every message crosses intact, in turns, with the worker in its own thread (so that
+    /// each side also sleeps and is woken), one of each direction's larger than the buffer.
+    fn round_trips(shared: bool) {
+        let (mut host, mut worker) = pair(shared);
+        let big = vec![0xC3; shm::CAPACITY + 1];
+        let serving = std::thread::spawn(move || {
+            let big = vec![0xC3; shm::CAPACITY + 1];
+            for (command, answer) in commands(&big).iter().zip(answers()) {
+                let same = worker.command(|c| c == *command).expect("read");
+                assert!(same, "{command:?}");
+                // Late enough that the host has stopped spinning.
+                std::thread::sleep(Duration::from_millis(2));
+                worker.answer(&answer).expect("sent");
+            }
+        });
+        for (command, answer) in commands(&big).iter().zip(answers()) {
+            host.set_deadline(Some(Instant::now() + Duration::from_secs(10)));
+            host.send(command).expect("sent");
             assert_eq!(host.receive().expect("read"), answer);
+            std::thread::sleep(Duration::from_millis(1));
         }
+        serving.join().expect("worker side");
+    }
+
+    #[test]
+    fn every_message_crosses_both_ways_intact_through_shared_memory() {
+        round_trips(true);
+    }
+
+    #[test]
+    fn every_message_crosses_both_ways_intact_over_the_socket_alone() {
+        round_trips(false);
+    }
+
+    #[test]
+    fn a_worker_that_never_answers_times_out_and_one_that_dies_breaks_the_channel() {
+        let (mut host, worker) = pair(true);
+        host.set_deadline(Some(Instant::now() + Duration::from_millis(30)));
+        host.send(&ToWorker::Destroy).expect("sent");
+        let err = host.receive().expect_err("no answer");
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        drop(worker);
+        host.set_deadline(None);
+        let err = host.receive().expect_err("gone");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

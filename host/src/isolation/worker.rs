@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use abi_stable::prefix_type::WithMetadata;
@@ -24,6 +25,10 @@ use crate::loader;
 
 /// The channel to the host, shared by the command loop and the forwarding vtable.
 static CHANNEL: OnceLock<Mutex<Channel>> = OnceLock::new();
+
+/// Whether a command is being served: the plugin's requests travel only then (it is the
+/// worker's turn on the channel). Changed with the channel locked.
+static SERVING: AtomicBool = AtomicBool::new(false);
 
 /// A command, owned (read with the channel locked, run with it free: the plugin's requests
 /// need it while a command runs).
@@ -113,7 +118,9 @@ fn serve() -> io::Result<()> {
         super::limits::apply(&limits.to_string_lossy())?;
     }
     let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
-    if CHANNEL.set(Mutex::new(Channel::new(socket)?)).is_err() {
+    let mut channel = Channel::new(socket)?;
+    channel.accept()?;
+    if CHANNEL.set(Mutex::new(channel)).is_err() {
         return Err(io::Error::other("the worker serves one host"));
     }
     let channel = CHANNEL
@@ -124,7 +131,13 @@ fn serve() -> io::Result<()> {
     let mut out = Vec::new();
     let scratch = tempfile::tempdir()?;
     loop {
-        let command = match channel.lock().command(Command::owned) {
+        let read = {
+            let mut channel = channel.lock();
+            let read = channel.command(Command::owned);
+            SERVING.store(read.is_ok(), Ordering::Relaxed);
+            read
+        };
+        let command = match read {
             Ok(command) => command,
             // The host is gone: nothing left to serve.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -188,10 +201,7 @@ fn serve() -> io::Result<()> {
                     }
                     _ => ErrorCode::OK,
                 };
-                channel.lock().answer(&FromWorker::Done {
-                    code: code.0,
-                    body: std::mem::take(&mut out),
-                })?;
+                done(channel, code, &mut out)?;
                 return Ok(());
             }
             Command::Stray => {
@@ -199,11 +209,18 @@ fn serve() -> io::Result<()> {
                 ErrorCode::HANDLER
             }
         };
-        channel.lock().answer(&FromWorker::Done {
-            code: code.0,
-            body: std::mem::take(&mut out),
-        })?;
+        done(channel, code, &mut out)?;
     }
+}
+
+/// Answers the command being served; the plugin's requests are refused until the next one.
+fn done(channel: &Mutex<Channel>, code: ErrorCode, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut channel = channel.lock();
+    SERVING.store(false, Ordering::Relaxed);
+    channel.answer(&FromWorker::Done {
+        code: code.0,
+        body: std::mem::take(out),
+    })
 }
 
 /// Enters the sandbox the host asked for, if it asked.
@@ -249,10 +266,24 @@ fn forward(request: &FromWorker) -> Result<Vec<u8>, HostError> {
         capability: RString::new(),
         message: RString::from(message),
     };
+    let between_calls = || HostError {
+        code: HostErrorCode::UNSUPPORTED,
+        capability: RString::new(),
+        message: RString::from(
+            "the plugin runs in a worker process, where its context serves the call in \
+             progress only: a request made between calls is refused",
+        ),
+    };
+    if !SERVING.load(Ordering::Relaxed) {
+        return Err(between_calls());
+    }
     let channel = CHANNEL
         .get()
         .ok_or_else(|| failed("the worker has no channel".to_owned()))?;
     let mut channel = channel.lock();
+    if !SERVING.load(Ordering::Relaxed) {
+        return Err(between_calls());
+    }
     channel
         .answer(request)
         .map_err(|e| failed(format!("the channel to the host broke: {e}")))?;

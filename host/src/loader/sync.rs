@@ -1,14 +1,19 @@
-//! The atomics, fences and locks the concurrent core ([`super::hazard`] and the watchdog's
-//! records) is written against: the standard library's in a normal build, loom's under
-//! `--cfg loom`, so that `scripts/loom.sh` model-checks the very code the host runs.
+//! The atomics, fences and locks the concurrent core ([`super::hazard`], the watchdog's
+//! records, the turns of a worker's shared channel) is written against: the standard library's
+//! in a normal build, loom's under `--cfg loom`, so that `scripts/loom.sh` model-checks the very
+//! code the host runs.
 //!
 //! Only what the core needs is here. Everything else in the host uses `std` and `parking_lot`
 //! directly: it is not model-checked, and it is not compiled into a loom model.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
 
 pub(crate) use std::sync::atomic::Ordering;
 

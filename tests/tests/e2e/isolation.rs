@@ -72,6 +72,31 @@ fn an_isolated_plugin_runs_in_its_own_process_and_answers_like_an_in_process_one
 }
 
 #[test]
+fn what_the_plugin_prints_or_asks_between_calls_leaves_its_channel_whole() {
+    let (_dir, host) = load(ISOLATED);
+    // Its standard output is not the channel: printing, then an answer slow enough that the
+    // host sleeps on the channel's socket, breaks nothing.
+    assert_eq!(
+        ok(&host, "hostile", "print", &Value::Null),
+        json!("printed")
+    );
+    assert_eq!(ok(&host, "hostile", "nap", &json!(20)), json!(20));
+    // A request from the plugin's own thread after its call returned is refused at once
+    // (the channel is the host's to speak on), not slipped into the next call.
+    ok(&host, "hostile", "config_later", &json!(50));
+    std::thread::sleep(Duration::from_millis(300));
+    let said = ok(&host, "hostile", "config_later_result", &Value::Null);
+    let said = said.as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("refused") && said.contains("between calls"),
+        "{said}"
+    );
+    assert_eq!(ok(&host, "hostile", "nap", &json!(20)), json!(20));
+    assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(1));
+    assert_eq!(host.plugin("hostile").expect("loaded").stats.faults, 0);
+}
+
+#[test]
 fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_restart() {
     let (_dir, host) = load(ISOLATED);
     // What it wrote through the host survives every crash; what it held in memory does not.
