@@ -207,6 +207,9 @@ impl HostBuilder {
     /// [`Error::Lock`] if the lock file cannot be read.
     pub fn check_options(&self) -> Result<PipelineOptions, Error> {
         let mut options = self.options.clone();
+        if let Some(worker) = &self.worker {
+            options.policy.host_mut().worker = Some(worker.clone());
+        }
         let lock_path = self
             .lock_file
             .clone()

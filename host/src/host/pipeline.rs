@@ -243,13 +243,50 @@ pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 ///
 /// [`Error::PluginDir`] if a directory cannot be read.
 pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
-    let plugins = check(options)?
-        .iter()
-        .map(|r| match r {
-            Ok(c) => ok_report(&c.file, "passed stages 1-3 (not loaded)".to_owned()),
-            Err(refusal) => PluginReport::refused(refusal, None),
-        })
-        .collect();
+    // What this system's workers can enforce, once per distinct sandbox.
+    let mut probes: Vec<(crate::policy::Sandbox, Result<String, String>)> = Vec::new();
+    let program = crate::isolation::find_worker(options.policy.host().worker.as_deref());
+    let mut plugins = Vec::new();
+    for checked in check(options)? {
+        let c = match checked {
+            Ok(c) => c,
+            Err(refusal) => {
+                plugins.push(PluginReport::refused(&refusal, None));
+                continue;
+            }
+        };
+        let policy = options.policy.for_plugin(&c.file.manifest.id);
+        if policy.isolation != crate::policy::Isolation::Process {
+            plugins.push(ok_report(
+                &c.file,
+                "passed stages 1-3 (not loaded)".to_owned(),
+            ));
+            continue;
+        }
+        let index = match probes.iter().position(|(s, _)| *s == policy.sandbox) {
+            Some(index) => index,
+            None => {
+                let probed = crate::isolation::probe(&program, &policy.sandbox);
+                probes.push((policy.sandbox.clone(), probed));
+                probes.len() - 1
+            }
+        };
+        plugins.push(match &probes[index].1 {
+            Ok(status) => ok_report(
+                &c.file,
+                format!("passed stages 1-3 (not loaded); its worker here: {status}"),
+            ),
+            Err(message) => {
+                let refusal = Refusal::new(
+                    &c.file.path,
+                    RefusalReason::LoadFailed,
+                    format!("in its worker process: {message}"),
+                )
+                .with_id(&c.file.manifest.id);
+                PluginReport::refused(&refusal, None)
+            }
+        });
+    }
     Ok(LoadReport { plugins })
 }
 

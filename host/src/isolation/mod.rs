@@ -148,6 +148,45 @@ impl Instance {
     }
 }
 
+/// The environment variable that has the worker only sandbox itself and say how it went.
+const PROBE_ENV: &str = "AIRLOCK_WORKER_PROBE";
+
+/// What the worker at `program` can enforce of `sandbox` on this system: a worker is started,
+/// sandboxes itself as it would before creating a plugin, says what the kernel enforced, and
+/// exits (`airlock check`). `Err` if it cannot start, or if the policy requires the whole
+/// sandbox and the kernel cannot enforce it.
+pub(crate) fn probe(program: &Path, sandbox: &crate::policy::Sandbox) -> Result<String, String> {
+    let mut command = std::process::Command::new(program);
+    command.env_clear().env(PROBE_ENV, "1");
+    if let Some(settings) = self::sandbox::to_env(sandbox) {
+        command.env(self::sandbox::ENV, settings);
+    }
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| cannot_start(program, &e))?;
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match (output.status.success(), said.is_empty()) {
+        (true, _) => Ok(said),
+        (false, false) => Err(said),
+        (false, true) => Err(format!(
+            "the worker {} {}: {}",
+            program.display(),
+            limits::ended(output.status),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
+/// Why the worker at `program` could not be started, and what to do.
+fn cannot_start(program: &Path, error: &std::io::Error) -> String {
+    format!(
+        "cannot start the worker {}: {error} (build it with `cargo build -p airlock-worker`, \
+         or set [host] worker in the policy)",
+        program.display()
+    )
+}
+
 /// Where the worker executable is: `configured` if set, else `airlock-worker` beside this
 /// program or one directory up (where cargo puts a workspace's binaries for its tests).
 pub(crate) fn find_worker(configured: Option<&Path>) -> PathBuf {

@@ -111,16 +111,8 @@ impl Worker {
             channel.open()?;
             Ok((child, channel))
         };
-        let (child, channel) = started().map_err(|e| {
-            (
-                None,
-                format!(
-                    "cannot start the worker {}: {e} (build it with `cargo build -p airlock-worker`, \
-                     or set [host] worker in the policy)",
-                    spec.program.display()
-                ),
-            )
-        })?;
+        let (child, channel) =
+            started().map_err(|e| (None, super::cannot_start(&spec.program, &e)))?;
         let worker = Worker {
             limits: super::limits::describe(&spec.limits),
             grace: spec.grace,

@@ -86,6 +86,15 @@ impl Command {
 /// The worker executable's whole program: serves the host on standard input until it is told
 /// to destroy the instance or the host goes away.
 pub fn worker_main() -> ExitCode {
+    if std::env::var_os(super::PROBE_ENV).is_some() {
+        // `airlock check`: sandbox this process as for a plugin, say what held, and exit.
+        let (said, code) = match sandbox() {
+            Ok(status) => (status, ExitCode::SUCCESS),
+            Err(message) => (message, ExitCode::from(1)),
+        };
+        println!("{said}");
+        return code;
+    }
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -210,3 +210,52 @@ fn the_console_routes_plain_lines_through_the_hooks_and_contains_a_crash() {
         );
     }
 }
+
+#[test]
+fn check_says_what_an_isolated_plugins_sandbox_holds_here_and_refuses_without_a_worker() {
+    let dir = TempPluginDir::with(&["hostile", "hello"]);
+    let policy = dir.path().join("policy.toml");
+    let check = |worker: &Path, plugin: &str| {
+        let text = format!("[host]\nworker = {worker:?}\n[plugins.hostile]\n{plugin}");
+        std::fs::write(&policy, text).expect("write");
+        let policy = policy.to_str().expect("utf-8");
+        run(airlock(
+            &["check", "--format", "json", "--policy", policy],
+            dir.path(),
+        ))
+    };
+    let worker = airlock_tests::worker();
+    // The sandbox the policy asks for, required: a worker probes it on this kernel (which has
+    // Landlock and seccomp: the isolation tests observe both refusing).
+    let (out, stdout) = check(
+        &worker,
+        "isolation = \"process\"\nsandbox_required = true\nallow_network = true\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "its worker here: Landlock fully enforced; seccomp on (sockets allowed, processes refused)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"passed stages 1-3 (not loaded)\""),
+        "{stdout}"
+    );
+    let (out, stdout) = check(&worker, "isolation = \"process\"\nsandbox = false\n");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("its worker here: not sandboxed"),
+        "{stdout}"
+    );
+    // No worker where the policy says: the isolated plugin is refused, with what to do.
+    let (out, stdout) = check(
+        Path::new("/nonexistent/airlock-worker"),
+        "isolation = \"process\"\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("load_failed") && stdout.contains("cannot start the worker"),
+        "{stdout}"
+    );
+}
