@@ -6,11 +6,20 @@
 //! recovery are exactly what redb already does and tests. Each plugin's keys live in a table
 //! named after its id, and a key is only ever a key inside that table: no bytes in a key can
 //! reach another plugin's namespace.
+//!
+//! Every write gives the keys it sets a version, from a counter per namespace kept in the same
+//! transaction: versions are never reused (a key deleted and set again gets a new one), so a
+//! compare-and-set on a version read earlier cannot be fooled by a value that went and came
+//! back. A value stored before versions existed reads as version 1.
 
 use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::PluginId;
-use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+use airlock_abi::wire::{Expected, KvEntry, Swapped};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+    WriteTransaction,
+};
 
 use crate::error::Error;
 
@@ -18,6 +27,13 @@ use crate::error::Error;
 pub const MAX_KEY_LEN: usize = 1024;
 /// The largest value accepted (its JSON encoding), in bytes.
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
+/// The most writes one batch makes.
+pub const MAX_BATCH: usize = 1000;
+/// The most entries one listing (or keys) answers.
+pub const MAX_LIST: usize = 10_000;
+
+/// The last version given in each namespace, by plugin id.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("kv-counter");
 
 /// Why a kv operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +55,101 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 pub struct KvStore {
     db: Database,
     path: PathBuf,
+}
+
+/// The names of one namespace's tables: values, and their versions.
+struct Names {
+    values: String,
+    versions: String,
+}
+
+impl Names {
+    fn of(plugin: &PluginId) -> Self {
+        Self {
+            values: format!("kv/{plugin}"),
+            versions: format!("kv-version/{plugin}"),
+        }
+    }
+
+    fn values(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.values)
+    }
+
+    fn versions(&self) -> TableDefinition<'_, &'static str, u64> {
+        TableDefinition::new(&self.versions)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(KvError::TooLarge(format!(
+            "the key is {} bytes; at most {MAX_KEY_LEN} are allowed",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(KvError::TooLarge(format!(
+            "the value is {} bytes; at most {MAX_VALUE_LEN} are allowed",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The next version of `plugin`'s namespace (taken: no other write gets it).
+fn next_version(txn: &WriteTransaction, plugin: &PluginId) -> Result<u64, KvError> {
+    let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+    let last = counters
+        .get(plugin.as_str())
+        .map_err(storage)?
+        .map_or(1, |v| v.value());
+    let next = last + 1;
+    counters.insert(plugin.as_str(), next).map_err(storage)?;
+    Ok(next)
+}
+
+/// Applies `writes` in `txn` with `version` for every key set.
+fn apply(
+    txn: &WriteTransaction,
+    names: &Names,
+    version: u64,
+    writes: &[(&str, Option<&[u8]>)],
+) -> Result<(), KvError> {
+    let mut values = txn.open_table(names.values()).map_err(storage)?;
+    let mut versions = txn.open_table(names.versions()).map_err(storage)?;
+    for &(key, value) in writes {
+        match value {
+            Some(value) => {
+                values.insert(key, value).map_err(storage)?;
+                versions.insert(key, version).map_err(storage)?;
+            }
+            None => {
+                values.remove(key).map_err(storage)?;
+                versions.remove(key).map_err(storage)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one entry (its value and version) in a read or write transaction's tables.
+fn read_entry(
+    values: &impl ReadableTable<&'static str, &'static [u8]>,
+    versions: Option<&impl ReadableTable<&'static str, u64>>,
+    key: &str,
+) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+    let Some(value) = values.get(key).map_err(storage)? else {
+        return Ok(None);
+    };
+    let version = match versions {
+        Some(versions) => versions.get(key).map_err(storage)?.map_or(1, |v| v.value()),
+        None => 1,
+    };
+    Ok(Some((value.value().to_vec(), version)))
 }
 
 impl KvStore {
@@ -63,18 +174,8 @@ impl KvStore {
         &self.path
     }
 
-    fn table_name(plugin: &PluginId) -> String {
-        format!("kv/{plugin}")
-    }
-
-    fn check_key(key: &str) -> Result<(), KvError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(KvError::TooLarge(format!(
-                "the key is {} bytes; at most {MAX_KEY_LEN} are allowed",
-                key.len()
-            )));
-        }
-        Ok(())
+    fn read(&self) -> Result<ReadTransaction, KvError> {
+        self.db.begin_read().map_err(storage)
     }
 
     /// The value of `key` in `plugin`'s namespace.
@@ -83,40 +184,34 @@ impl KvStore {
     ///
     /// [`KvError`].
     pub fn get(&self, plugin: &PluginId, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Self::check_key(key)?;
-        let name = Self::table_name(plugin);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = match txn.open_table(def) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage(e)),
-        };
-        let value = table.get(key).map_err(storage)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        Ok(self.entry(plugin, key)?.map(|(value, _)| value))
     }
 
-    /// Sets `key` in `plugin`'s namespace; durable when this returns.
+    /// The value of `key` in `plugin`'s namespace and its version.
     ///
     /// # Errors
     ///
     /// [`KvError`].
-    pub fn set(&self, plugin: &PluginId, key: &str, value: &[u8]) -> Result<(), KvError> {
-        Self::check_key(key)?;
-        if value.len() > MAX_VALUE_LEN {
-            return Err(KvError::TooLarge(format!(
-                "the value is {} bytes; at most {MAX_VALUE_LEN} are allowed",
-                value.len()
-            )));
-        }
-        let name = Self::table_name(plugin);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(def).map_err(storage)?;
-            table.insert(key, value).map_err(storage)?;
-        }
-        txn.commit().map_err(storage)
+    pub fn entry(&self, plugin: &PluginId, key: &str) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+        check_key(key)?;
+        let names = Names::of(plugin);
+        let txn = self.read()?;
+        let values = match txn.open_table(names.values()) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let versions = txn.open_table(names.versions()).ok();
+        read_entry(&values, versions.as_ref(), key)
+    }
+
+    /// Sets `key` in `plugin`'s namespace; durable when this returns. Its new version.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`].
+    pub fn set(&self, plugin: &PluginId, key: &str, value: &[u8]) -> Result<u64, KvError> {
+        self.write(plugin, &[(key, Some(value))])
     }
 
     /// Removes `key` from `plugin`'s namespace; true if it was set.
@@ -125,44 +220,157 @@ impl KvStore {
     ///
     /// [`KvError`].
     pub fn delete(&self, plugin: &PluginId, key: &str) -> Result<bool, KvError> {
-        Self::check_key(key)?;
-        let name = Self::table_name(plugin);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        check_key(key)?;
+        let names = Names::of(plugin);
         let txn = self.db.begin_write().map_err(storage)?;
         let existed = {
-            let mut table = txn.open_table(def).map_err(storage)?;
-            let removed = table.remove(key).map_err(storage)?;
+            let mut values = txn.open_table(names.values()).map_err(storage)?;
+            let mut versions = txn.open_table(names.versions()).map_err(storage)?;
+            versions.remove(key).map_err(storage)?;
+            let removed = values.remove(key).map_err(storage)?;
             removed.is_some()
         };
         txn.commit().map_err(storage)?;
         Ok(existed)
     }
 
-    /// The keys of `plugin`'s namespace starting with `prefix`, sorted (at most 10,000).
+    /// Makes `writes` (a value to set, or `None` to remove the key) in one transaction: all of
+    /// them are durable when this returns, or none was made. The version the keys set share.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::TooLarge`] for more than [`MAX_BATCH`] writes or a key or value over its
+    /// limit (checked before anything is written); [`KvError::Storage`].
+    pub fn write(
+        &self,
+        plugin: &PluginId,
+        writes: &[(&str, Option<&[u8]>)],
+    ) -> Result<u64, KvError> {
+        if writes.len() > MAX_BATCH {
+            return Err(KvError::TooLarge(format!(
+                "{} writes in one batch; at most {MAX_BATCH} are allowed",
+                writes.len()
+            )));
+        }
+        for &(key, value) in writes {
+            check_key(key)?;
+            value.map(check_value).transpose()?;
+        }
+        let names = Names::of(plugin);
+        let txn = self.db.begin_write().map_err(storage)?;
+        let version = next_version(&txn, plugin)?;
+        apply(&txn, &names, version, writes)?;
+        txn.commit().map_err(storage)?;
+        Ok(version)
+    }
+
+    /// Sets `key` to `value` only if it holds what is `expected`, in one transaction; durable
+    /// when this returns. Whether it wrote, and the key's version now (0: not set).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`].
+    pub fn compare_and_set(
+        &self,
+        plugin: &PluginId,
+        key: &str,
+        expected: &Expected,
+        value: &[u8],
+    ) -> Result<Swapped, KvError> {
+        check_key(key)?;
+        check_value(value)?;
+        let names = Names::of(plugin);
+        let txn = self.db.begin_write().map_err(storage)?;
+        let found = {
+            let values = txn.open_table(names.values()).map_err(storage)?;
+            let versions = txn.open_table(names.versions()).map_err(storage)?;
+            read_entry(&values, Some(&versions), key)?
+        };
+        let holds = match (expected, &found) {
+            (Expected::Absent | Expected::Version(0), None) => true,
+            (Expected::Version(v), Some((_, version))) => v == version,
+            (Expected::Value(want), Some((bytes, _))) => {
+                serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|have| have == *want)
+            }
+            _ => false,
+        };
+        if !holds {
+            // Dropped, not committed: nothing was written.
+            return Ok(Swapped {
+                written: false,
+                version: found.map_or(0, |(_, version)| version),
+            });
+        }
+        let version = next_version(&txn, plugin)?;
+        apply(&txn, &names, version, &[(key, Some(value))])?;
+        txn.commit().map_err(storage)?;
+        Ok(Swapped {
+            written: true,
+            version,
+        })
+    }
+
+    /// The entries of `plugin`'s namespace whose keys start with `prefix`, sorted by key, with
+    /// their values (at most [`MAX_LIST`]).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`].
+    pub fn list(&self, plugin: &PluginId, prefix: &str) -> Result<Vec<KvEntry<Vec<u8>>>, KvError> {
+        self.scan(plugin, prefix, true)
+    }
+
+    /// The keys of `plugin`'s namespace starting with `prefix`, sorted (at most [`MAX_LIST`]).
     ///
     /// # Errors
     ///
     /// [`KvError`].
     pub fn keys(&self, plugin: &PluginId, prefix: &str) -> Result<Vec<String>, KvError> {
-        Self::check_key(prefix)?;
-        let name = Self::table_name(plugin);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = match txn.open_table(def) {
+        Ok(self
+            .scan(plugin, prefix, false)?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    fn scan(
+        &self,
+        plugin: &PluginId,
+        prefix: &str,
+        with_values: bool,
+    ) -> Result<Vec<KvEntry<Vec<u8>>>, KvError> {
+        check_key(prefix)?;
+        let names = Names::of(plugin);
+        let txn = self.read()?;
+        let values = match txn.open_table(names.values()) {
             Ok(table) => table,
             Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(storage(e)),
         };
-        let mut keys = Vec::new();
-        for item in table.range(prefix..).map_err(storage)? {
-            let (key, _) = item.map_err(storage)?;
+        let versions = txn.open_table(names.versions()).ok();
+        let mut entries = Vec::new();
+        for item in values.range(prefix..).map_err(storage)? {
+            let (key, value) = item.map_err(storage)?;
             let key = key.value();
-            if !key.starts_with(prefix) || keys.len() >= 10_000 {
+            if !key.starts_with(prefix) || entries.len() >= MAX_LIST {
                 break;
             }
-            keys.push(key.to_owned());
+            let (value, version) = if with_values {
+                let version = match &versions {
+                    Some(v) => v.get(key).map_err(storage)?.map_or(1, |v| v.value()),
+                    None => 1,
+                };
+                (value.value().to_vec(), version)
+            } else {
+                (Vec::new(), 0)
+            };
+            entries.push(KvEntry {
+                key: key.to_owned(),
+                value,
+                version,
+            });
         }
-        Ok(keys)
+        Ok(entries)
     }
 }
 
@@ -195,5 +403,100 @@ mod tests {
         assert!(kv.delete(&a, "x\0y").expect("delete"));
         assert!(!kv.delete(&a, "x\0y").expect("delete"));
         assert_eq!(kv.keys(&a, "..").expect("keys"), vec!["../b/x".to_owned()]);
+    }
+
+    #[test]
+    fn versions_are_never_reused_and_compare_and_set_writes_only_over_what_it_expects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = KvStore::open(&dir.path().join("kv.redb")).expect("opens");
+        let a = id("a");
+        let v1 = kv.set(&a, "k", b"1").expect("set");
+        assert_eq!(kv.entry(&a, "k").expect("entry"), Some((b"1".to_vec(), v1)));
+        // Deleted and set again to the same value: a new version, so the old one no longer
+        // matches.
+        assert!(kv.delete(&a, "k").expect("delete"));
+        let v2 = kv.set(&a, "k", b"1").expect("set");
+        assert!(v2 > v1);
+        let stale = kv
+            .compare_and_set(&a, "k", &Expected::Version(v1), b"2")
+            .expect("cas");
+        assert_eq!(
+            stale,
+            Swapped {
+                written: false,
+                version: v2
+            }
+        );
+        assert_eq!(kv.get(&a, "k").expect("get"), Some(b"1".to_vec()));
+        let won = kv
+            .compare_and_set(&a, "k", &Expected::Version(v2), b"2")
+            .expect("cas");
+        assert!(won.written && won.version > v2);
+        // By value (compared as JSON) and by absence.
+        let by_value = Expected::Value(serde_json::json!(2));
+        assert!(
+            kv.compare_and_set(&a, "k", &by_value, b"3")
+                .expect("cas")
+                .written
+        );
+        assert!(
+            !kv.compare_and_set(&a, "k", &by_value, b"4")
+                .expect("cas")
+                .written
+        );
+        assert!(
+            !kv.compare_and_set(&a, "k", &Expected::Absent, b"5")
+                .expect("cas")
+                .written
+        );
+        let fresh = kv
+            .compare_and_set(&a, "new", &Expected::Absent, b"5")
+            .expect("cas");
+        assert!(fresh.written);
+        assert_eq!(
+            kv.compare_and_set(&a, "gone", &Expected::Version(7), b"5")
+                .expect("cas"),
+            Swapped {
+                written: false,
+                version: 0
+            }
+        );
+        // Another namespace's versions are its own.
+        assert_eq!(kv.entry(&id("b"), "k").expect("entry"), None);
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing_and_a_listing_has_values_and_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = KvStore::open(&dir.path().join("kv.redb")).expect("opens");
+        let a = id("a");
+        kv.set(&a, "p/old", b"0").expect("set");
+        let version = kv
+            .write(
+                &a,
+                &[
+                    ("p/1", Some(b"1")),
+                    ("p/2", Some(b"2")),
+                    ("p/old", None),
+                    ("q", Some(b"9")),
+                ],
+            )
+            .expect("written");
+        let listed = kv.list(&a, "p/").expect("list");
+        let as_tuples: Vec<_> = listed
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_slice(), e.version))
+            .collect();
+        assert_eq!(
+            as_tuples,
+            vec![("p/1", &b"1"[..], version), ("p/2", &b"2"[..], version)]
+        );
+        // One write over its limit: nothing of the batch is written.
+        let big = vec![b'1'; MAX_VALUE_LEN + 1];
+        let refused = kv.write(&a, &[("p/3", Some(b"3")), ("p/4", Some(&big))]);
+        assert!(matches!(refused, Err(KvError::TooLarge(_))));
+        let too_many: Vec<(&str, Option<&[u8]>)> = vec![("x", None); MAX_BATCH + 1];
+        assert!(matches!(kv.write(&a, &too_many), Err(KvError::TooLarge(_))));
+        assert_eq!(kv.keys(&a, "p/").expect("keys"), vec!["p/1", "p/2"]);
     }
 }

@@ -45,9 +45,11 @@ pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
     Level, Plugin, Reply, Snapshot,
 };
-pub use services::{Events, Kv, Plugins, Secrets, Timers};
+pub use services::{Events, Kv, KvBatch, Plugins, Secrets, Timers};
 pub use version::ABI_VERSION;
-pub use wire::{CallErrorCode, CallerInfo, ConfigReport, Principal, Request};
+pub use wire::{
+    CallErrorCode, CallerInfo, ConfigReport, Expected, KvEntry, Principal, Request, Swapped,
+};
 
 /// The boundary itself, for hosts and the tools that check libraries: the root module and the
 /// host vtable, tokens, invocations, error values, the manifest block and build provenance.

@@ -30,6 +30,14 @@ pub enum Request {
     KvDelete,
     /// `kv keys` ([`Prefix`]): capability `kv`.
     KvKeys,
+    /// `kv entry` ([`Key`]): a value with its version; capability `kv`.
+    KvEntry,
+    /// `kv list` ([`Prefix`]): the entries under a prefix; capability `kv`.
+    KvList,
+    /// `kv compare_and_set` ([`CompareAndSet`]): capability `kv`.
+    KvCompareAndSet,
+    /// `kv write` ([`Writes`]): several writes, all or none; capability `kv`.
+    KvWrite,
     /// `events publish` ([`Publish`]): capability `events.publish:<topic>`.
     EventsPublish,
     /// `events subscribe` ([`Pattern`]): capability `events.subscribe:<pattern>`.
@@ -54,11 +62,15 @@ pub enum Request {
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
         Self::KvKeys,
+        Self::KvEntry,
+        Self::KvList,
+        Self::KvCompareAndSet,
+        Self::KvWrite,
         Self::EventsPublish,
         Self::EventsSubscribe,
         Self::EventsUnsubscribe,
@@ -73,7 +85,14 @@ impl Request {
     /// The service name on the wire.
     pub const fn service(self) -> &'static str {
         match self {
-            Self::KvGet | Self::KvSet | Self::KvDelete | Self::KvKeys => "kv",
+            Self::KvGet
+            | Self::KvSet
+            | Self::KvDelete
+            | Self::KvKeys
+            | Self::KvEntry
+            | Self::KvList
+            | Self::KvCompareAndSet
+            | Self::KvWrite => "kv",
             Self::EventsPublish | Self::EventsSubscribe | Self::EventsUnsubscribe => "events",
             Self::TimersEvery | Self::TimersCancel => "timers",
             Self::SecretsGet => "secrets",
@@ -90,6 +109,10 @@ impl Request {
             Self::KvSet => "set",
             Self::KvDelete => "delete",
             Self::KvKeys => "keys",
+            Self::KvEntry => "entry",
+            Self::KvList => "list",
+            Self::KvCompareAndSet => "compare_and_set",
+            Self::KvWrite => "write",
             Self::EventsPublish => "publish",
             Self::EventsSubscribe => "subscribe",
             Self::EventsUnsubscribe => "unsubscribe",
@@ -276,6 +299,83 @@ pub struct KeyValue {
 pub struct Prefix {
     /// The prefix (empty for every key).
     pub prefix: String,
+}
+
+/// A stored value and its version: what `kv entry` answers (or `null`), and each item of
+/// `kv list`'s answer (with its key). A version is never reused within a plugin's namespace: a
+/// key deleted and written again has a new one, so a version read earlier matches only the
+/// very write it was read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvEntry<T = serde_json::Value> {
+    /// The key (empty in `kv entry`'s answer, which is for the key asked).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The value.
+    pub value: T,
+    /// Its version.
+    pub version: u64,
+}
+
+/// What a compare-and-set expects to find before it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// The key is not set.
+    Absent,
+    /// The key holds the value of this version.
+    Version(u64),
+    /// The key holds this value (compared as JSON values).
+    Value(serde_json::Value),
+}
+
+/// `kv compare_and_set`: writes `value` to `key` only if it holds what is `expected`.
+/// Answer: a [`Swapped`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareAndSet {
+    /// The key.
+    pub key: String,
+    /// What the key must hold for the write to happen.
+    pub expected: Expected,
+    /// The new value.
+    pub value: serde_json::Value,
+}
+
+/// How a compare-and-set went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Swapped {
+    /// Whether the value was written (durable when this is answered).
+    pub written: bool,
+    /// The key's version now: the new one if written, else the one found (0: not set).
+    pub version: u64,
+}
+
+/// One write of a [`Writes`] batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Write {
+    /// Sets a key.
+    Set {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: serde_json::Value,
+    },
+    /// Removes a key (nothing if it is not set).
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// `kv write`: writes made together, all or none. Answer: the version they share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Writes {
+    /// The writes, in order (a later write to the same key wins).
+    pub writes: Vec<Write>,
 }
 
 /// `events publish`: a topic and a payload. Answer: the number of subscriptions it went to.

@@ -17,10 +17,10 @@ use crate::audit::AuditOutcome;
 use crate::context::ContextEntry;
 use crate::decide::covers;
 use crate::error::CallErrorCode;
-use crate::kv::KvError;
 use crate::registry::{Caller, Failure, Registered, Route};
 use airlock_abi::wire::CallerInfo;
 
+mod kv;
 mod vtable;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -159,7 +159,14 @@ fn built_in(
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
     match request {
-        Request::KvGet | Request::KvSet | Request::KvDelete | Request::KvKeys => {
+        Request::KvGet
+        | Request::KvSet
+        | Request::KvDelete
+        | Request::KvKeys
+        | Request::KvEntry
+        | Request::KvList
+        | Request::KvCompareAndSet
+        | Request::KvWrite => {
             require(entry, host, CapabilityKind::Kv, None)?;
             let kv = host.kv().ok_or_else(|| {
                 host_error(
@@ -168,34 +175,7 @@ fn built_in(
                     "this host has no data directory, so no key/value store",
                 )
             })?;
-            let plugin = &entry.plugin;
-            let kv_error = |e: KvError| match e {
-                KvError::TooLarge(m) => bad_request(m),
-                KvError::Storage(m) => host_error(HostErrorCode::INTERNAL, "", &m),
-            };
-            match request {
-                Request::KvGet => {
-                    let req: wire::Key = body(payload)?;
-                    match kv.get(plugin, &req.key).map_err(kv_error)? {
-                        Some(bytes) => Ok(bytes),
-                        None => Ok(b"null".to_vec()),
-                    }
-                }
-                Request::KvSet => {
-                    let req: wire::KeyValue = body(payload)?;
-                    kv.set(plugin, &req.key, &json(&req.value)?)
-                        .map_err(kv_error)?;
-                    Ok(b"null".to_vec())
-                }
-                Request::KvDelete => {
-                    let req: wire::Key = body(payload)?;
-                    json(&kv.delete(plugin, &req.key).map_err(kv_error)?)
-                }
-                _ => {
-                    let req: wire::Prefix = body(payload)?;
-                    json(&kv.keys(plugin, &req.prefix).map_err(kv_error)?)
-                }
-            }
+            kv::serve(kv, &entry.plugin, request, payload)
         }
         Request::EventsPublish => {
             let req: wire::Publish = body(payload)?;

@@ -149,6 +149,76 @@ fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
 }
 
 #[test]
+fn kill_9_during_batched_kv_writes_leaves_each_batch_whole_or_absent() {
+    let dir = TempPluginDir::with(&["probe"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[host]\ndata_dir = \"kv\"\n[plugins.probe]\ngrants = [\"kv\"]\n",
+    )
+    .expect("policy");
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("kill -9 batch test seed: {seed}");
+    let mut rng = Rng(seed);
+    let probe = PluginId::new("probe").expect("id");
+    let batch = |prefix: &str, round: u64| {
+        format!(
+            "/call probe kv_batch {}",
+            json!({"prefix": prefix, "n": 25, "value": round})
+        )
+    };
+    // The normal run kills 3 times; scripts/reliability.sh sets AIRLOCK_KILL_ROUNDS=100.
+    let rounds: u64 = std::env::var("AIRLOCK_KILL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .map_or(3, |r: u64| r.min(100));
+    let (mut acked, mut whole, mut absent) = (Vec::new(), 0, 0);
+    for round in 0..rounds {
+        let mut console = Console::start(dir.path(), &policy);
+        let acks = 1 + rng.below(5);
+        for i in 0..acks {
+            console.send(&batch(&format!("r{round}-b{i}/"), round));
+            assert!(
+                console.answer().starts_with("ok "),
+                "round {round}, batch {i}"
+            );
+            acked.push(format!("r{round}-b{i}/"));
+        }
+        let pending: Vec<String> = (acks..acks + 5)
+            .map(|i| format!("r{round}-b{i}/"))
+            .collect();
+        for prefix in &pending {
+            console.send(&batch(prefix, round));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(5000)));
+        console.child.kill().expect("kill -9");
+        console.child.wait().expect("reaped");
+
+        let store = KvStore::open(&data.path().join("kv").join("kv.redb"))
+            .expect("the store opens after kill -9");
+        for prefix in &acked {
+            let keys = store.keys(&probe, prefix).expect("readable");
+            assert_eq!(keys.len(), 25, "acknowledged batch {prefix} (seed {seed})");
+        }
+        for prefix in &pending {
+            match store.keys(&probe, prefix).expect("readable").len() {
+                25 => whole += 1,
+                0 => absent += 1,
+                n => panic!("batch {prefix} is partial: {n} of 25 keys (seed {seed})"),
+            }
+        }
+    }
+    eprintln!(
+        "kill -9 batches: {rounds} kills, {} acknowledged batches whole, {whole} in flight whole, \
+         {absent} in flight absent, 0 partial",
+        acked.len()
+    );
+}
+
+#[test]
 fn a_kv_counter_survives_a_restart_of_the_host() {
     let dir = TempPluginDir::with(&["kv-counter"]);
     let data = tempfile::tempdir().expect("tempdir");
