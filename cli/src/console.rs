@@ -40,6 +40,7 @@ commands:
   /reload PLUGIN                load the plugin's library again now (a new generation)
   /audit [N]                    the last N audit records (default 10)
   /dispatch KIND [JSON]         send a request to the plugin that claims KIND
+  /run-job PLUGIN JOB           run a plugin's timer job (interval or cron) once, now
   /approvals                    the calls waiting for approval (the policy says ask)
   /approve ID                   run a call waiting for approval, and show its answer
   /refuse ID                    drop a call waiting for approval
@@ -117,6 +118,13 @@ impl<'h> Console<'h> {
             },
             "audit" => self.audit(rest.trim()),
             "dispatch" => self.dispatch(rest.trim()),
+            "run-job" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [plugin, job] => match self.host.run_job(plugin, job) {
+                    Ok(run) => format!("{plugin}: job {job} ran by hand (run {run})"),
+                    Err(e) => format!("error: {e}"),
+                },
+                _ => "usage: /run-job PLUGIN JOB".to_owned(),
+            },
             "approvals" => self.approvals(),
             "approve" | "refuse" => self.settle(name, rest.trim()),
             other => self.action_command(other, rest.trim()),

@@ -260,6 +260,14 @@ pub enum Error {
         /// Its state.
         state: String,
     },
+    /// A timer job could not be run by hand ([`crate::Host::run_job`]).
+    #[error("plugin {plugin:?}: {reason}")]
+    Job {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: crate::timers::RunJobError,
+    },
     /// The plugin's `validate_config` rejected a config.
     #[error("plugin {plugin:?} rejected the config: {}", errors.join("; "))]
     ConfigRejected {

@@ -93,5 +93,5 @@ pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};
 pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use supervisor::WATCHDOG_TICK;
-pub use timers::MAX_JOBS_PER_PLUGIN;
+pub use timers::{RunJobError, MAX_JOBS_PER_PLUGIN};
 pub use watch::{Watcher, DEFAULT_DEBOUNCE};

@@ -262,15 +262,17 @@ impl Tested {
     /// Runs the timer job `name` once, now; false if the plugin has no such job.
     pub fn fire_timer(&self, name: &str) -> bool {
         let token = self.token();
-        self.host.shared.timers.fire(token, name)
+        self.host.shared.timers.run_now(token, name).is_ok()
     }
 
-    /// Runs every timer job of the plugin once; how many ran.
+    /// Runs every timer job (interval and cron) of the plugin once; how many ran.
     pub fn run_timers(&self) -> usize {
-        self.timers()
-            .keys()
-            .filter(|name| self.fire_timer(name))
-            .count()
+        let names: Vec<String> = self
+            .timers()
+            .into_keys()
+            .chain(self.cron_jobs().into_keys())
+            .collect();
+        names.iter().filter(|name| self.fire_timer(name)).count()
     }
 
     /// Asks the plugin for its health.
@@ -344,6 +346,16 @@ impl Tested {
             .shared
             .timers
             .jobs(self.token())
+            .into_iter()
+            .collect()
+    }
+
+    /// The plugin's cron jobs and their expressions.
+    pub fn cron_jobs(&self) -> BTreeMap<String, String> {
+        self.host
+            .shared
+            .timers
+            .cron_jobs(self.token())
             .into_iter()
             .collect()
     }

@@ -180,7 +180,11 @@ pub fn invoke<P: Plugin>(
             Ok(RVec::new())
         }
         InvocationKind::TIMER => {
-            instance.plugin.on_timer(invocation.name.as_str());
+            let run = crate::plugin::JobRun::from_invocation(
+                invocation.name.as_str(),
+                invocation.payload.as_slice(),
+            );
+            instance.plugin.on_job(&run);
             Ok(RVec::new())
         }
         InvocationKind::CONFIG_CHANGED => {

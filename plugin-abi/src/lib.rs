@@ -43,7 +43,7 @@ pub mod wire;
 pub use export::Builtin;
 pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
-    Level, Plugin, Reply, Snapshot,
+    JobRun, Level, Plugin, Reply, Snapshot,
 };
 pub use services::{Events, Kv, KvBatch, Plugins, Secrets, Timers};
 pub use version::ABI_VERSION;

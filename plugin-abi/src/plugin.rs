@@ -9,7 +9,37 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ffi::{ErrorCode, HostContext, HostError, HostErrorCode, LogLevel};
-use crate::wire::{CallErrorCode, ConfigReport, Request};
+use crate::wire::{CallErrorCode, ConfigReport, Request, RunInfo};
+
+/// One run of a timer job, as [`Plugin::on_job`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    /// The job's name.
+    pub name: String,
+    /// The run's id: every run the host starts has its own.
+    pub run: u64,
+    /// When the run was due (UTC): the cron match, the interval's end, or the manual trigger.
+    pub scheduled: std::time::SystemTime,
+    /// Whether the host program or the operator started it by hand.
+    pub manual: bool,
+}
+
+impl JobRun {
+    /// The run described by a `TIMER` invocation (no description: run 0, due now).
+    pub fn from_invocation(name: &str, payload: &[u8]) -> Self {
+        let info: Option<RunInfo> = serde_json::from_slice(payload).ok();
+        let scheduled = info.map_or_else(std::time::SystemTime::now, |i| {
+            let ms = u64::try_from(i.scheduled_ms).unwrap_or(0);
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+        });
+        Self {
+            name: name.to_owned(),
+            run: info.map_or(0, |i| i.run),
+            scheduled,
+            manual: info.is_some_and(|i| i.manual),
+        }
+    }
+}
 
 /// A plugin: created by the host with a [`Context`], serving actions until torn down.
 ///
@@ -62,9 +92,15 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         let _ = (topic, payload);
     }
 
-    /// A run of the interval job `name` started with `ctx.timers().every(..)`.
+    /// A run of the job `name` started with `ctx.timers().every(..)` or `.cron(..)`.
     fn on_timer(&self, name: &str) {
         let _ = name;
+    }
+
+    /// A run of a timer job, with its run id and the time it was due; by default it calls
+    /// [`Plugin::on_timer`] with the job's name.
+    fn on_job(&self, run: &JobRun) {
+        self.on_timer(&run.name);
     }
 
     /// State to hand to the next generation when the plugin is reloaded: versioned bytes the

@@ -48,6 +48,8 @@ pub enum Request {
     TimersEvery,
     /// `timers cancel` ([`Name`]): capability `timers`.
     TimersCancel,
+    /// `timers cron` ([`CronJob`]): capability `timers`.
+    TimersCron,
     /// `secrets get` ([`Name`]): capability `secrets:<name>`.
     SecretsGet,
     /// `plugins call` ([`Call`]): capability `plugins.call:<id>`.
@@ -62,7 +64,7 @@ pub enum Request {
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -76,6 +78,7 @@ impl Request {
         Self::EventsUnsubscribe,
         Self::TimersEvery,
         Self::TimersCancel,
+        Self::TimersCron,
         Self::SecretsGet,
         Self::PluginsCall,
         Self::Handover,
@@ -94,7 +97,7 @@ impl Request {
             | Self::KvCompareAndSet
             | Self::KvWrite => "kv",
             Self::EventsPublish | Self::EventsSubscribe | Self::EventsUnsubscribe => "events",
-            Self::TimersEvery | Self::TimersCancel => "timers",
+            Self::TimersEvery | Self::TimersCancel | Self::TimersCron => "timers",
             Self::SecretsGet => "secrets",
             Self::PluginsCall => "plugins",
             Self::Handover => "reload",
@@ -118,6 +121,7 @@ impl Request {
             Self::EventsUnsubscribe => "unsubscribe",
             Self::TimersEvery => "every",
             Self::TimersCancel => "cancel",
+            Self::TimersCron => "cron",
             Self::PluginsCall => "call",
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
@@ -406,6 +410,31 @@ pub struct Every {
     pub name: String,
     /// The gap between runs, in milliseconds (at least 1).
     pub interval_ms: u64,
+}
+
+/// `timers cron`: run the job `name` when the 5-field cron `expression` matches, in UTC
+/// (minute, hour, day of month, month, day of week). Answer: `null`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronJob {
+    /// The job's name, passed back to `Plugin::on_job`.
+    pub name: String,
+    /// The schedule, e.g. `*/15 * * * *`.
+    pub expression: String,
+}
+
+/// What the host says of one run of a timer job (the payload of a `TIMER` invocation; the
+/// job's name is the invocation's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's id: every run a host starts has its own, increasing.
+    pub run: u64,
+    /// When the run was due, in milliseconds since the Unix epoch (UTC): the cron match, the
+    /// end of the interval, or the moment of a manual trigger.
+    pub scheduled_ms: i64,
+    /// Whether the host program (or the operator) started it by hand.
+    #[serde(default)]
+    pub manual: bool,
 }
 
 /// `timers cancel`, `secrets get`: a name. Answer: `true` if a job was cancelled; the secret.

@@ -66,6 +66,36 @@ impl Host {
         Ok(removed.iter().map(ToString::to_string).collect())
     }
 
+    /// Runs the timer job `job` of `plugin` once, now, on this thread: a run by hand, with its
+    /// own run id (returned) and `manual` set. Refused while a run of the job is going — runs
+    /// of a job never overlap — and once the plugin is torn down (its jobs are gone).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`], [`Error::NotRunning`], or [`Error::Job`] (no such job, or a
+    /// run of it is going).
+    pub fn run_job(&self, plugin: &str, job: &str) -> Result<u64, Error> {
+        let loaded = self
+            .shared
+            .find(plugin)
+            .ok_or_else(|| Error::UnknownPlugin(plugin.to_owned()))?;
+        let state = loaded.state.get();
+        if state != PluginState::Running {
+            return Err(Error::NotRunning {
+                plugin: plugin.to_owned(),
+                state: state.to_string(),
+            });
+        }
+        let token = loaded.settings.lock().last_token;
+        self.shared
+            .timers
+            .run_now(token, job)
+            .map_err(|reason| Error::Job {
+                plugin: plugin.to_owned(),
+                reason,
+            })
+    }
+
     /// Disables a plugin: tears it down within its deadline and revokes its context.
     ///
     /// # Errors

@@ -27,6 +27,7 @@ mod vtable;
 pub use vtable::host_vtable;
 
 use crate::services::{HostServices, Observed};
+use crate::timers::{parse_cron, Schedule};
 pub(crate) use vtable::host_context;
 
 fn bad_request(message: impl Into<String>) -> HostError {
@@ -214,12 +215,20 @@ fn built_in(
             check_name("job name", &req.name)?;
             require(entry, host, CapabilityKind::Timers, None)?;
             refuse_when_closing(entry)?;
+            let every = Schedule::Every(Duration::from_millis(req.interval_ms.max(1)));
             host.timers()
-                .every(
-                    token,
-                    &req.name,
-                    Duration::from_millis(req.interval_ms.max(1)),
-                )
+                .schedule(token, &req.name, every)
+                .map_err(bad_request)?;
+            Ok(b"null".to_vec())
+        }
+        Request::TimersCron => {
+            let req: wire::CronJob = body(payload)?;
+            check_name("job name", &req.name)?;
+            require(entry, host, CapabilityKind::Timers, None)?;
+            refuse_when_closing(entry)?;
+            let cron = parse_cron(&req.expression).map_err(bad_request)?;
+            host.timers()
+                .schedule(token, &req.name, Schedule::Cron(Box::new(cron)))
                 .map_err(bad_request)?;
             Ok(b"null".to_vec())
         }

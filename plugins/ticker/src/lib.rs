@@ -1,13 +1,18 @@
-//! `ticker`: a host-run interval job that publishes `demo.tick` with a running count. The host
-//! owns the job and cancels it at teardown. Config: `interval_ms` (default 1000), and
-//! `trace_file`, a file each tick appends a line to (tests use it to prove no tick runs after
-//! teardown).
+//! `ticker`: a host-run interval job that publishes `demo.tick` with a running count, and, if
+//! its config has a `cron` expression, a cron job `digest` that publishes `demo.digest` with its
+//! run id and the time it was due. The host owns the jobs and cancels them at teardown. Config:
+//! `interval_ms` (default 1000); `cron` (5 fields, UTC; none by default); `digest_ms`, how long
+//! a digest run takes (default 0: tests use it to see runs never overlap); and `trace_file`, a
+//! file each run appends a line to (tests use it to prove no run happens after teardown).
+//! Actions: `ticks` (how many ticks), `runs` (every run seen: job, run id, due time, by hand),
+//! and `schedule_again` (tries to schedule a job under a name in use: the host refuses).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
 
-use airlock_abi::{ActionError, Actions, ConfigReport, Context, InitError, Plugin};
+use airlock_abi::{ActionError, Actions, ConfigReport, Context, InitError, JobRun, Plugin};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +22,10 @@ struct Config {
     interval_ms: u64,
     #[serde(default)]
     trace_file: Option<String>,
+    #[serde(default)]
+    cron: Option<String>,
+    #[serde(default)]
+    digest_ms: u64,
 }
 
 fn default_interval() -> u64 {
@@ -28,6 +37,8 @@ pub struct Ticker {
     ctx: Context,
     ticks: AtomicU64,
     trace_file: Option<String>,
+    digest_ms: u64,
+    runs: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Plugin for Ticker {
@@ -35,10 +46,15 @@ impl Plugin for Ticker {
         let config: Config = ctx.config()?;
         ctx.timers()
             .every("tick", Duration::from_millis(config.interval_ms))?;
+        if let Some(cron) = &config.cron {
+            ctx.timers().cron("digest", cron)?;
+        }
         Ok(Self {
             ctx,
             ticks: AtomicU64::new(0),
             trace_file: config.trace_file,
+            digest_ms: config.digest_ms,
+            runs: Mutex::new(Vec::new()),
         })
     }
 
@@ -58,33 +74,61 @@ impl Plugin for Ticker {
     }
 
     fn actions(actions: &mut Actions<Self>) {
-        actions.add("ticks", |this: &Self, (): ()| {
-            Ok::<_, ActionError>(this.ticks.load(Ordering::SeqCst))
-        });
+        actions
+            .add("ticks", |this: &Self, (): ()| {
+                Ok::<_, ActionError>(this.ticks.load(Ordering::SeqCst))
+            })
+            .add("runs", |this: &Self, (): ()| {
+                let runs = this.runs.lock().map(|r| r.clone()).unwrap_or_default();
+                Ok::<_, ActionError>(runs)
+            })
+            .add("schedule_again", |this: &Self, name: String| {
+                Ok::<_, ActionError>(match this.ctx.timers().cron(&name, "0 0 1 1 *") {
+                    Ok(()) => "scheduled".to_owned(),
+                    Err(e) => format!("refused: {e}"),
+                })
+            });
     }
 
     /// The host cancels the job anyway (before this runs); cancelling it here says so to any
     /// reader.
     fn teardown(self) {
         let _ = self.ctx.timers().cancel("tick");
+        let _ = self.ctx.timers().cancel("digest");
     }
 
-    fn on_timer(&self, _name: &str) {
-        let n = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
+    fn on_job(&self, run: &JobRun) {
+        let due_ms = run
+            .scheduled
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let seen = serde_json::json!({
+            "job": run.name, "run": run.run, "scheduled_ms": due_ms, "manual": run.manual,
+        });
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.push(seen.clone());
+        }
+        let (topic, payload, line) = if run.name == "digest" {
+            std::thread::sleep(Duration::from_millis(self.digest_ms));
+            ("demo.digest", seen, format!("digest {}", run.run))
+        } else {
+            let n = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
+            (
+                "demo.tick",
+                serde_json::json!({ "n": n }),
+                format!("tick {n}"),
+            )
+        };
         if let Some(path) = &self.trace_file {
             if let Ok(mut file) = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
             {
-                let _ = writeln!(file, "tick {n}");
+                let _ = writeln!(file, "{line}");
             }
         }
-        if let Err(e) = self
-            .ctx
-            .events()
-            .publish("demo.tick", &serde_json::json!({ "n": n }))
-        {
+        if let Err(e) = self.ctx.events().publish(topic, &payload) {
             self.ctx.warn(&format!("cannot publish: {e}"));
         }
     }
@@ -132,5 +176,24 @@ mod tests {
             .config(json!({"interval_ms": 0}))
             .create::<Ticker>();
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn the_cron_job_publishes_its_run_and_runs_in_the_harness_by_hand() {
+        let ticker = TestHost::new()
+            .config(json!({"interval_ms": 1000, "cron": "0 9 * * MON-FRI"}))
+            .create::<Ticker>()
+            .expect("created");
+        assert_eq!(ticker.cron_jobs().len(), 1);
+        assert!(ticker.fire_timer("digest"));
+        assert!(!ticker.fire_timer("nightly"));
+        let digests: Vec<_> = ticker
+            .published()
+            .into_iter()
+            .filter(|(topic, _)| topic == "demo.digest")
+            .collect();
+        assert_eq!(digests.len(), 1, "{digests:?}");
+        assert_eq!(digests[0].1["manual"], json!(true));
+        assert!(digests[0].1["run"].as_u64().is_some_and(|run| run > 0));
     }
 }

@@ -16,6 +16,7 @@ mod hostile_corpus;
 mod hostile_files;
 mod hostile_plugins;
 mod isolation;
+mod jobs;
 mod kv;
 mod membrane;
 mod permissions;
