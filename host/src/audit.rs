@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// The version of the audit record layout: 2 added `caller` to denials.
-pub const AUDIT_SCHEMA: u32 = 3;
+/// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
+/// approval outcomes and `restarted`; 4 `http` and `http_refused`.
+pub const AUDIT_SCHEMA: u32 = 4;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -54,6 +55,12 @@ pub enum AuditOutcome {
     ApprovalRefused,
     /// An isolated plugin's worker died and was restarted within the policy's budget.
     Restarted,
+    /// An outbound HTTP request the host made for a plugin (or tried to: the connection
+    /// failed, the time ran out, the body was over its limit): method, host, status, size.
+    Http,
+    /// An outbound HTTP request the policy refused although a grant covers the host: its
+    /// scheme, an address the name resolves to, or too many redirects.
+    HttpRefused,
 }
 
 impl AuditOutcome {
@@ -66,6 +73,8 @@ impl AuditOutcome {
                 | Self::ApprovalPending
                 | Self::Approved
                 | Self::ApprovalRefused
+                | Self::Http
+                | Self::HttpRefused
         )
     }
 }

@@ -49,6 +49,10 @@ pub(crate) trait HostServices: Send + Sync {
     fn registry(&self) -> &Registry;
     /// A secret's value from the policy or the environment, or why it is not available.
     fn secret(&self, name: &str) -> Result<String, String>;
+    /// The policy's outbound HTTP rules for `plugin`.
+    fn http_policy(&self, plugin: &airlock_abi::manifest::PluginId) -> crate::policy::HttpPolicy;
+    /// The addresses the embedding program pinned for a host name, if it did.
+    fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>>;
     /// Calls `action` of `plugin` with JSON bytes: the answer's bytes, or its domain error.
     fn call_plugin(
         &self,

@@ -256,6 +256,12 @@ impl HostErrorCode {
     pub const INTERNAL: Self = Self(5);
     /// A service of the embedding program answered with its own error (the message is its).
     pub const SERVICE_FAILED: Self = Self(6);
+    /// The host's policy refused the request although the capability covers it: a scheme, an
+    /// address or a limit (the message says which). One audit record was written.
+    pub const REFUSED: Self = Self(7);
+    /// The host tried and the outside world failed: a connection, a timeout, a response over
+    /// its size limit (the message says which).
+    pub const UNREACHABLE: Self = Self(8);
     /// The first of the codes for a failed call to another plugin, one per
     /// [`CallErrorCode`]: see [`HostErrorCode::call_failed`].
     pub const CALL_FAILED: Self = Self(100);

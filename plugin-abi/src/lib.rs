@@ -45,7 +45,9 @@ pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
     JobRun, Level, Plugin, Reply, Snapshot,
 };
-pub use services::{Events, Kv, KvBatch, Plugins, Secrets, Timers};
+pub use services::{
+    Events, Http, HttpRequest, HttpResponse, Kv, KvBatch, Plugins, Secrets, Timers,
+};
 pub use version::ABI_VERSION;
 pub use wire::{
     CallErrorCode, CallerInfo, ConfigReport, Expected, KvEntry, Principal, Request, Swapped,

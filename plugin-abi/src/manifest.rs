@@ -89,11 +89,14 @@ pub enum CapabilityKind {
     /// Calling operations of a service the embedding program offers; the scope is
     /// `<service>.<operation>` (a glob: `editor.*`).
     Service,
+    /// Outbound HTTP to the hosts matching the scope (a glob: `api.example.com`,
+    /// `*.example.com`); the operator's policy also decides schemes, addresses and limits.
+    HttpOutbound,
 }
 
 impl CapabilityKind {
     /// Every kind, in a stable order (tests iterate over it).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Kv,
         Self::EventsPublish,
         Self::EventsSubscribe,
@@ -102,6 +105,7 @@ impl CapabilityKind {
         Self::PluginsCall,
         Self::HostControl,
         Self::Service,
+        Self::HttpOutbound,
     ];
 
     /// The name used in manifests and policies.
@@ -115,6 +119,7 @@ impl CapabilityKind {
             Self::PluginsCall => "plugins.call",
             Self::HostControl => "host.control",
             Self::Service => "service",
+            Self::HttpOutbound => "http.outbound",
         }
     }
 
@@ -133,6 +138,7 @@ impl CapabilityKind {
                 | Self::Secrets
                 | Self::PluginsCall
                 | Self::Service
+                | Self::HttpOutbound
         )
     }
 

@@ -182,6 +182,12 @@ pub enum ContextError {
     Decode(String),
     /// A service of the embedding program answered with its own error.
     Service(String),
+    /// The host's policy refused the request although the capability covers it (a scheme, a
+    /// private address, a limit); an audit record was written.
+    Refused(String),
+    /// The host tried and the outside world failed (a connection, a timeout, an answer over its
+    /// size limit).
+    Unreachable(String),
     /// A call to another plugin failed in the host or in that plugin.
     Call {
         /// What went wrong (`not_found`, `bad_input`, `panicked`, …).
@@ -203,6 +209,8 @@ impl fmt::Display for ContextError {
             Self::Host(m) => write!(f, "host error: {m}"),
             Self::Decode(m) => write!(f, "could not decode the host's answer: {m}"),
             Self::Service(m) => write!(f, "the service failed: {m}"),
+            Self::Refused(m) => write!(f, "refused by the host's policy: {m}"),
+            Self::Unreachable(m) => write!(f, "unreachable: {m}"),
             Self::Call { code, message } => write!(f, "the call failed ({code}): {message}"),
         }
     }
@@ -221,6 +229,8 @@ impl From<HostError> for ContextError {
             HostErrorCode::UNSUPPORTED => Self::Unsupported(message),
             HostErrorCode::BAD_REQUEST => Self::BadRequest(message),
             HostErrorCode::SERVICE_FAILED => Self::Service(message),
+            HostErrorCode::REFUSED => Self::Refused(message),
+            HostErrorCode::UNREACHABLE => Self::Unreachable(message),
             code => match code.call_error() {
                 Some(code) => Self::Call { code, message },
                 None => Self::Host(message),

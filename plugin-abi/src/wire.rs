@@ -54,6 +54,9 @@ pub enum Request {
     SecretsGet,
     /// `plugins call` ([`Call`]): capability `plugins.call:<id>`.
     PluginsCall,
+    /// `http request` ([`HttpHead`] and the body, [`frame`]d): capability
+    /// `http.outbound:<host>`.
+    HttpRequest,
     /// `reload handover` (no body): the state the previous generation handed over; no
     /// capability.
     Handover,
@@ -64,7 +67,7 @@ pub enum Request {
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -81,6 +84,7 @@ impl Request {
         Self::TimersCron,
         Self::SecretsGet,
         Self::PluginsCall,
+        Self::HttpRequest,
         Self::Handover,
         Self::ContextCaller,
     ];
@@ -100,6 +104,7 @@ impl Request {
             Self::TimersEvery | Self::TimersCancel | Self::TimersCron => "timers",
             Self::SecretsGet => "secrets",
             Self::PluginsCall => "plugins",
+            Self::HttpRequest => "http",
             Self::Handover => "reload",
             Self::ContextCaller => "context",
         }
@@ -123,6 +128,7 @@ impl Request {
             Self::TimersCancel => "cancel",
             Self::TimersCron => "cron",
             Self::PluginsCall => "call",
+            Self::HttpRequest => "request",
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
         }
@@ -410,6 +416,64 @@ pub struct Every {
     pub name: String,
     /// The gap between runs, in milliseconds (at least 1).
     pub interval_ms: u64,
+}
+
+/// A JSON head and a body of bytes in one payload: the head's length (4 bytes, little-endian),
+/// the head, then the body as it is (`http request` and its answer: bodies are bytes, and are
+/// not encoded).
+///
+/// # Errors
+///
+/// The head cannot be encoded.
+pub fn frame(head: &impl Serialize, body: &[u8]) -> serde_json::Result<Vec<u8>> {
+    let head = serde_json::to_vec(head)?;
+    let len = u32::try_from(head.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(4 + head.len() + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The head and the body of a [`frame`]d payload.
+///
+/// # Errors
+///
+/// The payload is cut short or its head is not JSON of type `T`.
+pub fn unframe<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), String> {
+    let (len, rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or("the payload has no head")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > rest.len() {
+        return Err("the payload's head is cut short".to_owned());
+    }
+    let (head, body) = rest.split_at(len);
+    let head = serde_json::from_slice(head).map_err(|e| format!("the payload's head: {e}"))?;
+    Ok((head, body))
+}
+
+/// `http request`: what to send (the body follows in the frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHead {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// An absolute `https://` (or, where the policy allows, `http://`) URL.
+    pub url: String,
+    /// Header names and values, in order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// The answer to `http request` (the body follows in the frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAnswer {
+    /// The status code of the last response (after the redirects the host followed).
+    pub status: u16,
+    /// Its headers, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 /// `timers cron`: run the job `name` when the 5-field cron `expression` matches, in UTC

@@ -71,6 +71,19 @@ impl HostBuilder {
         self
     }
 
+    /// Pins `name` to `addresses` for plugins' outbound HTTP, instead of the system's
+    /// resolver (as `[host] resolve` does in a policy file). The addresses are checked like
+    /// resolved ones: a pinned private address is still refused unless the policy allows it.
+    #[must_use]
+    pub fn resolve(mut self, name: &str, addresses: &[std::net::IpAddr]) -> Self {
+        self.options
+            .policy
+            .host_mut()
+            .resolve
+            .insert(name.to_ascii_lowercase(), addresses.to_vec());
+        self
+    }
+
     /// Registers the approver that the policy's `ask` permissions consult
     /// ([`crate::permission`]): it sees who calls which action or hook with what input, and
     /// answers [`Approval::Allow`], [`Approval::Deny`] or [`Approval::Later`] — then the call

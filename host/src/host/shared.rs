@@ -259,6 +259,14 @@ impl crate::services::HostServices for HostShared {
         self.options.policy.secret(name)
     }
 
+    fn http_policy(&self, plugin: &PluginId) -> crate::policy::HttpPolicy {
+        self.options.policy.for_plugin(plugin).http.clone()
+    }
+
+    fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>> {
+        self.options.policy.host().resolve.get(name).cloned()
+    }
+
     fn observe(&self, plugin: &PluginId, what: Observed) {
         if let Some(observer) = &self.observer {
             observer.seen.lock().push((plugin.clone(), what));

@@ -20,6 +20,7 @@ use crate::error::CallErrorCode;
 use crate::registry::{Caller, Failure, Registered, Route};
 use airlock_abi::wire::CallerInfo;
 
+mod http;
 mod kv;
 mod vtable;
 
@@ -282,6 +283,29 @@ fn built_in(
                     &e.message,
                 )),
             }
+        }
+        Request::HttpRequest => {
+            let (head, body) = wire::unframe::<wire::HttpHead>(payload).map_err(bad_request)?;
+            let policy = host.http_policy(&entry.plugin);
+            let granted = |h: &str| require(entry, host, CapabilityKind::HttpOutbound, Some(h));
+            let pinned = |name: &str| host.pinned(name);
+            let audit = |h: &str, outcome, detail: &str| {
+                host.audit().record(
+                    entry.plugin.as_str(),
+                    entry.generation,
+                    &format!("http.outbound:{h}"),
+                    outcome,
+                    detail,
+                );
+            };
+            let outbound = http::Outbound {
+                policy: &policy,
+                granted: &granted,
+                pinned: &pinned,
+                audit: &audit,
+            };
+            let (answer, body) = outbound.send(&head, body)?;
+            wire::frame(&answer, &body).map_err(|e| bad_request(e.to_string()))
         }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
         Request::ContextCaller => json(&crate::caller::current()),

@@ -12,7 +12,10 @@ use crate::error::Error;
 use crate::permission::PermissionRule;
 use crate::retry::{RetryPolicy, DEFAULT_RETRY};
 
+mod http;
 mod parse;
+
+pub use http::{HttpPolicy, IpRange};
 
 /// Where a plugin's code runs, from the policy's `isolation`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -149,6 +152,9 @@ pub struct HostSettings {
     /// The worker executable isolated plugins run in (default: `airlock-worker` beside the
     /// host program).
     pub worker: Option<PathBuf>,
+    /// Host names pinned to addresses for plugins' outbound HTTP (`HostBuilder::resolve`),
+    /// used instead of the system's resolver; the addresses are still checked.
+    pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
 /// What the operator decided for one plugin id.
@@ -189,6 +195,8 @@ pub struct PluginPolicy {
     pub limits: WorkerLimits,
     /// The sandbox of its worker process (isolated plugins).
     pub sandbox: Sandbox,
+    /// Its outbound HTTP beyond the `http.outbound` grants: schemes, addresses, limits.
+    pub http: HttpPolicy,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -227,6 +235,7 @@ impl Default for Policy {
                 restart: DEFAULT_RESTART,
                 limits: DEFAULT_LIMITS,
                 sandbox: Sandbox::default(),
+                http: HttpPolicy::default(),
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),

@@ -12,6 +12,7 @@ use super::{
     HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox, SecretSource,
     WorkerLimits,
 };
+use super::{HttpPolicy, IpRange};
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
 
@@ -36,6 +37,8 @@ struct RawHost {
     lock: Option<PathBuf>,
     max_retained: Option<usize>,
     worker: Option<PathBuf>,
+    #[serde(default)]
+    resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,41 @@ struct RawDefaults {
     allow_network: Option<bool>,
     allow_processes: Option<bool>,
     allow_read: Option<Vec<PathBuf>>,
+    http: Option<RawHttp>,
+}
+
+/// `[defaults.http]`, `[plugins.<id>.http]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    allow_http: Option<Vec<String>>,
+    allow_private: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_redirects: Option<u32>,
+}
+
+/// `base` with what `raw` sets instead; `at` names the table for messages.
+fn http(base: &HttpPolicy, raw: Option<RawHttp>, at: &str) -> Result<HttpPolicy, String> {
+    let Some(raw) = raw else {
+        return Ok(base.clone());
+    };
+    let allow_private = match raw.allow_private {
+        Some(ranges) => ranges
+            .iter()
+            .map(|r| IpRange::parse(r).map_err(|e| format!("{at} allow_private: {e}")))
+            .collect::<Result<_, _>>()?,
+        None => base.allow_private.clone(),
+    };
+    Ok(HttpPolicy {
+        allow_http: raw.allow_http.unwrap_or_else(|| base.allow_http.clone()),
+        allow_private,
+        timeout: raw
+            .timeout_ms
+            .map_or(base.timeout, |ms| Duration::from_millis(ms.max(1))),
+        max_body: raw.max_body_bytes.unwrap_or(base.max_body),
+        max_redirects: raw.max_redirects.unwrap_or(base.max_redirects),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +150,7 @@ struct RawPluginPolicy {
     allow_network: Option<bool>,
     allow_processes: Option<bool>,
     allow_read: Option<Vec<PathBuf>>,
+    http: Option<RawHttp>,
 }
 
 impl Policy {
@@ -133,6 +172,12 @@ impl Policy {
                 lock: raw.host.lock,
                 max_retained: raw.host.max_retained,
                 worker: raw.host.worker,
+                resolve: raw
+                    .host
+                    .resolve
+                    .into_iter()
+                    .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
+                    .collect(),
             },
             ..Self::default()
         };
@@ -183,6 +228,7 @@ impl Policy {
             raw.defaults.allow_processes,
             raw.defaults.allow_read,
         );
+        policy.defaults.http = http(&policy.defaults.http, raw.defaults.http, "[defaults.http]")?;
         policy.defaults.restart = restart(
             policy.defaults.restart,
             raw.defaults.restart_budget,
@@ -276,6 +322,11 @@ impl Policy {
                         entry.restart_window_ms,
                         entry.restart_backoff_ms,
                     ),
+                    http: http(
+                        &policy.defaults.http,
+                        entry.http,
+                        &format!("[plugins.{id}.http]"),
+                    )?,
                 },
             );
         }

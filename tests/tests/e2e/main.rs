@@ -15,6 +15,7 @@ mod hooks;
 mod hostile_corpus;
 mod hostile_files;
 mod hostile_plugins;
+mod http;
 mod isolation;
 mod jobs;
 mod kv;

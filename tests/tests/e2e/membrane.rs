@@ -23,6 +23,7 @@ fn grant_for(kind: CapabilityKind) -> Option<&'static str> {
         CapabilityKind::PluginsCall => Some("plugins.call:*"),
         CapabilityKind::HostControl => None,
         CapabilityKind::Service => Some("service:probe.*"),
+        CapabilityKind::HttpOutbound => Some("http.outbound:probe.invalid"),
         _ => panic!("no membrane row for {kind:?}: add one"),
     }
 }
@@ -52,7 +53,8 @@ fn probe_host(dir: &TempPluginDir, data: &std::path::Path, grant: bool) -> Host 
         String::new()
     };
     let policy = format!(
-        "[host]\ndata_dir = {data:?}\naudit_log = {audit:?}\n\n[secrets]\nprobe_secret = \"hunter2\"\n\n\
+        "[host]\ndata_dir = {data:?}\naudit_log = {audit:?}\n\
+         resolve = {{ \"probe.invalid\" = [\"192.0.2.1\"] }}\n\n[secrets]\nprobe_secret = \"hunter2\"\n\n\
          [plugins.probe]\ngrants = [{grants}]\n\n[plugins.probe-bare]\ngrants = [{grants}]\n",
         data = data.join("kv"),
         audit = data.join("audit.jsonl"),

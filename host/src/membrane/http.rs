@@ -1,0 +1,308 @@
+//! The `http` service: outbound HTTP made by the host for a plugin. Each hop (the request, then
+//! every redirect) is checked before anything is sent: the host against the plugin's
+//! `http.outbound` grants, the scheme (`https`, or `http` where the policy allows it for that
+//! host), and every address the name resolves to (no loopback, private, link-local, multicast or other
+//! special-purpose address unless the policy allows its range). The client then connects to
+//! the addresses checked — its resolver is this module's, so there is no second lookup a
+//! rebinding name could answer differently. Time and body size are capped; every call, made
+//! or refused, leaves one audit record with the method, host, status and size, never headers
+//! or bodies.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use airlock_abi::abi::{HostError, HostErrorCode};
+use airlock_abi::wire::{HttpAnswer, HttpHead};
+
+use super::host_error;
+use crate::audit::AuditOutcome;
+use crate::decide::glob_match;
+use crate::policy::HttpPolicy;
+
+/// What one plugin's call needs from the host.
+pub(crate) struct Outbound<'a> {
+    /// The plugin's rules.
+    pub(crate) policy: &'a HttpPolicy,
+    /// Checks a host against the plugin's grants (and writes the denial's audit record).
+    pub(crate) granted: &'a dyn Fn(&str) -> Result<(), HostError>,
+    /// Addresses the embedding program pinned for a name (`HostBuilder::resolve`).
+    pub(crate) pinned: &'a dyn Fn(&str) -> Option<Vec<IpAddr>>,
+    /// Writes an audit record.
+    pub(crate) audit: &'a dyn Fn(&str, AuditOutcome, &str),
+}
+
+/// Why a special-purpose address is refused, if it is one.
+fn special(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some("private")
+            } else if v4.is_link_local() {
+                Some("link-local")
+            } else if v4.is_multicast() {
+                Some("multicast")
+            } else if v4.is_unspecified() || v4.is_broadcast() || a == 0 || a >= 240 {
+                Some("reserved")
+            } else if v4.is_documentation() || (a == 198 && (18..20).contains(&b)) {
+                Some("documentation or benchmarking")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return special(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("reserved")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
+                Some("documentation or benchmarking")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn refused(message: String) -> HostError {
+    host_error(HostErrorCode::REFUSED, "", &message)
+}
+
+fn unreachable(message: String) -> HostError {
+    host_error(HostErrorCode::UNREACHABLE, "", &message)
+}
+
+impl Outbound<'_> {
+    /// Makes the request, following redirects; the last response's head and body.
+    pub(crate) fn send(
+        &self,
+        head: &HttpHead,
+        body: &[u8],
+    ) -> Result<(HttpAnswer, Vec<u8>), HostError> {
+        let deadline = Instant::now() + self.policy.timeout;
+        let mut url = url::Url::parse(&head.url).map_err(|e| {
+            host_error(
+                HostErrorCode::BAD_REQUEST,
+                "",
+                &format!("{:?} is not a URL: {e}", head.url),
+            )
+        })?;
+        let (mut method, mut body) = (head.method.to_ascii_uppercase(), body);
+        let mut hops = 0;
+        loop {
+            let (host, addresses) = self.check(&method, &url)?;
+            let (answer, response) = self.hop(
+                &method,
+                &url,
+                &host,
+                &addresses,
+                &head.headers,
+                body,
+                deadline,
+            )?;
+            let (status, headers) = (answer.status, &answer.headers);
+            let location = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.clone());
+            match location {
+                Some(location) if (300..400).contains(&status) && status != 304 => {
+                    if hops >= self.policy.max_redirects {
+                        let message = format!(
+                            "{method} {host}: more than {} redirects",
+                            self.policy.max_redirects
+                        );
+                        (self.audit)(&host, AuditOutcome::HttpRefused, &message);
+                        return Err(refused(message));
+                    }
+                    hops += 1;
+                    url = url.join(&location).map_err(|e| {
+                        unreachable(format!("{host} redirected to {location:?}: {e}"))
+                    })?;
+                    if status == 303 {
+                        (method, body) = ("GET".to_owned(), &[]);
+                    }
+                }
+                _ => return Ok((answer, response)),
+            }
+        }
+    }
+
+    /// Checks one hop before it is made: the scheme, the grant, and every address of the
+    /// host. The host and the addresses to connect to.
+    fn check(&self, method: &str, url: &url::Url) -> Result<(String, Vec<IpAddr>), HostError> {
+        let host = url
+            .host_str()
+            .map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .ok_or_else(|| refused(format!("{url} names no host")))?;
+        // The grant first: a host the plugin may not reach is a capability violation.
+        (self.granted)(&host)?;
+        let plain_allowed = || self.policy.allow_http.iter().any(|g| glob_match(g, &host));
+        match url.scheme() {
+            "https" => {}
+            "http" if plain_allowed() => {}
+            scheme => {
+                let message = format!(
+                    "{method} {host}: scheme {scheme:?} refused (https only, unless the policy's \
+                     http.allow_http names the host)"
+                );
+                (self.audit)(&host, AuditOutcome::HttpRefused, &message);
+                return Err(refused(message));
+            }
+        }
+        let addresses = match host.parse::<IpAddr>() {
+            Ok(address) => vec![address],
+            Err(_) => match (self.pinned)(&host) {
+                Some(addresses) => addresses,
+                None => (host.as_str(), 0)
+                    .to_socket_addrs()
+                    .map_err(|e| {
+                        let message = format!("{method} {host}: the name does not resolve: {e}");
+                        (self.audit)(&host, AuditOutcome::Http, &message);
+                        unreachable(message)
+                    })?
+                    .map(|a| a.ip())
+                    .collect(),
+            },
+        };
+        for address in &addresses {
+            if let Some(kind) = special(*address) {
+                if !self
+                    .policy
+                    .allow_private
+                    .iter()
+                    .any(|r| r.contains(*address))
+                {
+                    let message = format!(
+                        "{method} {host}: it resolves to {address}, a {kind} address (refused \
+                         unless the policy's http.allow_private names its range)"
+                    );
+                    (self.audit)(&host, AuditOutcome::HttpRefused, &message);
+                    return Err(refused(message));
+                }
+            }
+        }
+        if addresses.is_empty() {
+            return Err(unreachable(format!("{host} has no address")));
+        }
+        Ok((host, addresses))
+    }
+
+    /// Makes one request to the addresses checked; its status, headers and body.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one hop's whole state, used once"
+    )]
+    fn hop(
+        &self,
+        method: &str,
+        url: &url::Url,
+        host: &str,
+        addresses: &[IpAddr],
+        headers: &[(String, String)],
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<(HttpAnswer, Vec<u8>), HostError> {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let pinned: Vec<SocketAddr> = addresses
+            .iter()
+            .map(|a| SocketAddr::new(*a, port))
+            .collect();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(remaining.max(Duration::from_millis(1)))
+            .resolver(move |_: &str| Ok(pinned.clone()))
+            .build();
+        let mut request = agent.request(method, url.as_str());
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let failed = |what: String| {
+            let message = format!("{method} {host}: {what}");
+            (self.audit)(host, AuditOutcome::Http, &message);
+            unreachable(message)
+        };
+        let response = match request.send_bytes(body) {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(ureq::Error::Transport(e)) => return Err(failed(e.to_string())),
+        };
+        let status = response.status();
+        let headers: Vec<(String, String)> = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.header(&name)?.to_owned();
+                Some((name, value))
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        let limit = self.policy.max_body;
+        if let Err(e) = response
+            .into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+        {
+            return Err(failed(format!("reading the body failed: {e}")));
+        }
+        if bytes.len() as u64 > limit {
+            return Err(failed(format!(
+                "{status}, the body is over the limit of {limit} bytes"
+            )));
+        }
+        (self.audit)(
+            host,
+            AuditOutcome::Http,
+            &format!("{method} {host} -> {status}, {} bytes", bytes.len()),
+        );
+        Ok((HttpAnswer { status, headers }, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_purpose_addresses_are_named_and_public_ones_pass() {
+        for (address, kind) in [
+            ("127.0.0.1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("172.16.0.1", "private"),
+            ("192.168.1.1", "private"),
+            ("100.64.0.1", "private"),
+            ("169.254.169.254", "link-local"),
+            ("224.0.0.1", "multicast"),
+            ("0.0.0.0", "reserved"),
+            ("255.255.255.255", "reserved"),
+            ("::1", "loopback"),
+            ("fd00::1", "private"),
+            ("fe80::1", "link-local"),
+            ("ff02::1", "multicast"),
+            ("::ffff:10.0.0.1", "private"),
+        ] {
+            let address: IpAddr = address.parse().expect("address");
+            assert_eq!(special(address), Some(kind), "{address}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert_eq!(special(public.parse().expect("address")), None, "{public}");
+        }
+    }
+}
