@@ -49,6 +49,8 @@ pub(crate) trait HostServices: Send + Sync {
     fn registry(&self) -> &Registry;
     /// A secret's value from the policy or the environment, or why it is not available.
     fn secret(&self, name: &str) -> Result<String, String>;
+    /// The credential `name` (a secret usable, not readable), if the policy has one.
+    fn credential(&self, name: &str) -> Option<crate::policy::Credential>;
     /// The policy's outbound HTTP rules for `plugin`.
     fn http_policy(&self, plugin: &airlock_abi::manifest::PluginId) -> crate::policy::HttpPolicy;
     /// The addresses the embedding program pinned for a host name, if it did.

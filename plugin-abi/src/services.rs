@@ -120,6 +120,7 @@ impl HttpRequest {
                 method: method.to_owned(),
                 url: url.to_owned(),
                 headers: Vec::new(),
+                credential: None,
             },
             body: Vec::new(),
         }
@@ -129,6 +130,16 @@ impl HttpRequest {
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.head.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Has the host attach the credential `name` (capability `secrets:<name>`): a secret the
+    /// operator made usable, not readable — the host sends it as the header the operator chose,
+    /// to the hosts the operator named (not on a redirect elsewhere), and the plugin never
+    /// sees it.
+    #[must_use]
+    pub fn credential(mut self, name: &str) -> Self {
+        self.head.credential = Some(name.to_owned());
         self
     }
 

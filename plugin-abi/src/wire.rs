@@ -464,6 +464,10 @@ pub struct HttpHead {
     /// Header names and values, in order.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// A credential the host attaches for the plugin (capability `secrets:<name>`), to the
+    /// hosts the operator named for it; the plugin never sees its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// The answer to `http request` (the body follows in the frame).

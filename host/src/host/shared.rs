@@ -259,6 +259,10 @@ impl crate::services::HostServices for HostShared {
         self.options.policy.secret(name)
     }
 
+    fn credential(&self, name: &str) -> Option<crate::policy::Credential> {
+        self.options.policy.credential(name).cloned()
+    }
+
     fn http_policy(&self, plugin: &PluginId) -> crate::policy::HttpPolicy {
         self.options.policy.for_plugin(plugin).http.clone()
     }

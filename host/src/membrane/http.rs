@@ -15,10 +15,15 @@ use std::time::{Duration, Instant};
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::wire::{HttpAnswer, HttpHead};
 
-use super::host_error;
+use airlock_abi::manifest::CapabilityKind;
+use airlock_abi::wire;
+
+use super::{bad_request, host_error, require};
 use crate::audit::AuditOutcome;
+use crate::context::ContextEntry;
 use crate::decide::glob_match;
 use crate::policy::HttpPolicy;
+use crate::services::HostServices;
 
 /// What one plugin's call needs from the host.
 pub(crate) struct Outbound<'a> {
@@ -30,6 +35,20 @@ pub(crate) struct Outbound<'a> {
     pub(crate) pinned: &'a dyn Fn(&str) -> Option<Vec<IpAddr>>,
     /// Writes an audit record.
     pub(crate) audit: &'a dyn Fn(&str, AuditOutcome, &str),
+    /// The credential to attach, if the plugin asked for one.
+    pub(crate) credential: Option<&'a Attached>,
+}
+
+/// A credential the host attaches to the hops whose host it may be sent to.
+pub(crate) struct Attached {
+    /// Its name in the policy.
+    pub(crate) name: String,
+    /// The header it is sent as.
+    pub(crate) header: String,
+    /// Its value: never in a message, a record or an answer.
+    pub(crate) value: String,
+    /// The hosts (globs) it may be sent to.
+    pub(crate) hosts: Vec<String>,
 }
 
 /// Why a special-purpose address is refused, if it is one.
@@ -104,15 +123,24 @@ impl Outbound<'_> {
         let mut hops = 0;
         loop {
             let (host, addresses) = self.check(&method, &url)?;
-            let (answer, response) = self.hop(
-                &method,
-                &url,
-                &host,
-                &addresses,
-                &head.headers,
-                body,
-                deadline,
-            )?;
+            let attach = self
+                .credential
+                .filter(|c| c.hosts.iter().any(|g| glob_match(g, &host)));
+            if let (Some(c), None, 0) = (self.credential, attach, hops) {
+                let message = format!(
+                    "{method} {host}: credential {:?} may not be sent to this host",
+                    c.name
+                );
+                (self.audit)(&host, AuditOutcome::HttpRefused, &message);
+                return Err(refused(message));
+            }
+            let mut headers = head.headers.clone();
+            if let Some(c) = attach {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&c.header));
+                headers.push((c.header.clone(), c.value.clone()));
+            }
+            let (answer, response) =
+                self.hop(&method, &url, &host, &addresses, &headers, body, deadline)?;
             let (status, headers) = (answer.status, &answer.headers);
             let location = headers
                 .iter()
@@ -274,6 +302,57 @@ impl Outbound<'_> {
         );
         Ok((HttpAnswer { status, headers }, bytes))
     }
+}
+
+/// Serves one `http request` of the plugin behind `entry`.
+pub(super) fn serve(
+    entry: &ContextEntry,
+    host: &dyn HostServices,
+    payload: &[u8],
+) -> Result<Vec<u8>, HostError> {
+    let (head, body) = wire::unframe::<wire::HttpHead>(payload).map_err(bad_request)?;
+    let policy = host.http_policy(&entry.plugin);
+    let credential = match &head.credential {
+        Some(name) => {
+            require(entry, host, CapabilityKind::Secrets, Some(name))?;
+            let credential = host.credential(name).ok_or_else(|| {
+                bad_request(format!(
+                    "no credential {name:?}: the policy's [secrets] entry needs a header \
+                             and hosts to be one"
+                ))
+            })?;
+            let value = credential.source.read().map_err(|why| {
+                bad_request(format!("credential {name:?} is not available: {why}"))
+            })?;
+            Some(Attached {
+                name: name.clone(),
+                header: credential.header,
+                value,
+                hosts: credential.hosts,
+            })
+        }
+        None => None,
+    };
+    let granted = |h: &str| require(entry, host, CapabilityKind::HttpOutbound, Some(h));
+    let pinned = |name: &str| host.pinned(name);
+    let audit = |h: &str, outcome, detail: &str| {
+        host.audit().record(
+            entry.plugin.as_str(),
+            entry.generation,
+            &format!("http.outbound:{h}"),
+            outcome,
+            detail,
+        );
+    };
+    let outbound = Outbound {
+        policy: &policy,
+        granted: &granted,
+        pinned: &pinned,
+        audit: &audit,
+        credential: credential.as_ref(),
+    };
+    let (answer, body) = outbound.send(&head, body)?;
+    wire::frame(&answer, &body).map_err(|e| bad_request(e.to_string()))
 }
 
 #[cfg(test)]

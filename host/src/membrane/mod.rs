@@ -242,6 +242,26 @@ fn built_in(
             let req: wire::Name = body(payload)?;
             check_name("secret name", &req.name)?;
             require(entry, host, CapabilityKind::Secrets, Some(&req.name))?;
+            if host.credential(&req.name).is_some() {
+                let capability = format!("secrets:{}", req.name);
+                let message = format!(
+                    "secret {:?} is a credential: usable in outbound HTTP requests, never \
+                     readable",
+                    req.name
+                );
+                host.audit().record(
+                    entry.plugin.as_str(),
+                    entry.generation,
+                    &capability,
+                    AuditOutcome::Denied,
+                    &message,
+                );
+                return Err(host_error(
+                    HostErrorCode::CAPABILITY_VIOLATION,
+                    &capability,
+                    &message,
+                ));
+            }
             let value = host.secret(&req.name).map_err(|why| {
                 bad_request(format!("secret {:?} is not available: {why}", req.name))
             })?;
@@ -284,29 +304,7 @@ fn built_in(
                 )),
             }
         }
-        Request::HttpRequest => {
-            let (head, body) = wire::unframe::<wire::HttpHead>(payload).map_err(bad_request)?;
-            let policy = host.http_policy(&entry.plugin);
-            let granted = |h: &str| require(entry, host, CapabilityKind::HttpOutbound, Some(h));
-            let pinned = |name: &str| host.pinned(name);
-            let audit = |h: &str, outcome, detail: &str| {
-                host.audit().record(
-                    entry.plugin.as_str(),
-                    entry.generation,
-                    &format!("http.outbound:{h}"),
-                    outcome,
-                    detail,
-                );
-            };
-            let outbound = http::Outbound {
-                policy: &policy,
-                granted: &granted,
-                pinned: &pinned,
-                audit: &audit,
-            };
-            let (answer, body) = outbound.send(&head, body)?;
-            wire::frame(&answer, &body).map_err(|e| bad_request(e.to_string()))
-        }
+        Request::HttpRequest => http::serve(entry, host, payload),
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
         Request::ContextCaller => json(&crate::caller::current()),
         // A request this host does not serve yet (the enum grows with the protocol).

@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 /// Outbound HTTP rules for one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpPolicy {
@@ -84,6 +86,44 @@ impl std::fmt::Display for IpRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.base, self.prefix)
     }
+}
+
+/// `[defaults.http]`, `[plugins.<id>.http]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    allow_http: Option<Vec<String>>,
+    allow_private: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_redirects: Option<u32>,
+}
+
+/// `base` with what `raw` sets instead; `at` names the table for messages.
+pub(super) fn http(
+    base: &HttpPolicy,
+    raw: Option<RawHttp>,
+    at: &str,
+) -> Result<HttpPolicy, String> {
+    let Some(raw) = raw else {
+        return Ok(base.clone());
+    };
+    let allow_private = match raw.allow_private {
+        Some(ranges) => ranges
+            .iter()
+            .map(|r| IpRange::parse(r).map_err(|e| format!("{at} allow_private: {e}")))
+            .collect::<Result<_, _>>()?,
+        None => base.allow_private.clone(),
+    };
+    Ok(HttpPolicy {
+        allow_http: raw.allow_http.unwrap_or_else(|| base.allow_http.clone()),
+        allow_private,
+        timeout: raw
+            .timeout_ms
+            .map_or(base.timeout, |ms| Duration::from_millis(ms.max(1))),
+        max_body: raw.max_body_bytes.unwrap_or(base.max_body),
+        max_redirects: raw.max_redirects.unwrap_or(base.max_redirects),
+    })
 }
 
 #[cfg(test)]

@@ -129,6 +129,35 @@ pub enum SecretSource {
     Env(String),
 }
 
+/// A secret the plugin may use but never read: the host attaches it to the plugin's outbound
+/// HTTP requests as a header, only to the hosts named (`[secrets] name = { value | env,
+/// header, hosts }`). Its `Debug` never shows a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Where its value comes from.
+    pub source: SecretSource,
+    /// The header it is sent as (`Authorization`).
+    pub header: String,
+    /// The hosts (globs) it may be sent to.
+    pub hosts: Vec<String>,
+}
+
+impl SecretSource {
+    /// The value.
+    ///
+    /// # Errors
+    ///
+    /// Its environment variable is unset (the message names the variable, not a value).
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Self::Value(v) => Ok(v.clone()),
+            Self::Env(var) => {
+                std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -208,6 +237,7 @@ pub struct Policy {
     defaults: PluginPolicy,
     plugins: BTreeMap<PluginId, PluginPolicy>,
     secrets: BTreeMap<String, SecretSource>,
+    credentials: BTreeMap<String, Credential>,
     health_interval: Duration,
 }
 
@@ -217,6 +247,7 @@ impl Default for Policy {
             source: None,
             host: HostSettings::default(),
             secrets: BTreeMap::new(),
+            credentials: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
                 blake3: None,
@@ -318,6 +349,11 @@ impl Policy {
         self.secrets.insert(name.to_owned(), source);
     }
 
+    /// Provides a credential (for programs that build their policy in code).
+    pub fn set_credential(&mut self, name: &str, credential: Credential) {
+        self.credentials.insert(name.to_owned(), credential);
+    }
+
     /// The value of the secret `name`.
     ///
     /// # Errors
@@ -326,12 +362,14 @@ impl Policy {
     /// message never contains a value.
     pub fn secret(&self, name: &str) -> Result<String, String> {
         match self.secrets.get(name) {
-            Some(SecretSource::Value(v)) => Ok(v.clone()),
-            Some(SecretSource::Env(var)) => {
-                std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
-            }
+            Some(source) => source.read(),
             None => Err("the policy's [secrets] table does not provide it".to_owned()),
         }
+    }
+
+    /// The credential `name`, if the policy has one by that name.
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.get(name)
     }
 }
 

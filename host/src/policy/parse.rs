@@ -8,11 +8,11 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
+use super::http::{http, RawHttp};
 use super::{
-    HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox, SecretSource,
-    WorkerLimits,
+    Credential, HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox,
+    SecretSource, WorkerLimits,
 };
-use super::{HttpPolicy, IpRange};
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
 
@@ -45,7 +45,19 @@ struct RawHost {
 #[serde(untagged)]
 enum RawSecret {
     Value(String),
+    // Before `Env`, which would take a credential's `env` and ignore the rest.
+    Credential(RawCredential),
     Env { env: String },
+}
+
+/// A secret usable, not readable: sent as `header` to `hosts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    value: Option<String>,
+    env: Option<String>,
+    header: String,
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for RawSecret {
@@ -53,6 +65,11 @@ impl std::fmt::Debug for RawSecret {
         match self {
             Self::Value(_) => f.write_str("Value(<redacted>)"),
             Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+            Self::Credential(c) => f
+                .debug_struct("Credential")
+                .field("env", &c.env)
+                .field("header", &c.header)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -82,40 +99,6 @@ struct RawDefaults {
     allow_processes: Option<bool>,
     allow_read: Option<Vec<PathBuf>>,
     http: Option<RawHttp>,
-}
-
-/// `[defaults.http]`, `[plugins.<id>.http]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    allow_http: Option<Vec<String>>,
-    allow_private: Option<Vec<String>>,
-    timeout_ms: Option<u64>,
-    max_body_bytes: Option<u64>,
-    max_redirects: Option<u32>,
-}
-
-/// `base` with what `raw` sets instead; `at` names the table for messages.
-fn http(base: &HttpPolicy, raw: Option<RawHttp>, at: &str) -> Result<HttpPolicy, String> {
-    let Some(raw) = raw else {
-        return Ok(base.clone());
-    };
-    let allow_private = match raw.allow_private {
-        Some(ranges) => ranges
-            .iter()
-            .map(|r| IpRange::parse(r).map_err(|e| format!("{at} allow_private: {e}")))
-            .collect::<Result<_, _>>()?,
-        None => base.allow_private.clone(),
-    };
-    Ok(HttpPolicy {
-        allow_http: raw.allow_http.unwrap_or_else(|| base.allow_http.clone()),
-        allow_private,
-        timeout: raw
-            .timeout_ms
-            .map_or(base.timeout, |ms| Duration::from_millis(ms.max(1))),
-        max_body: raw.max_body_bytes.unwrap_or(base.max_body),
-        max_redirects: raw.max_redirects.unwrap_or(base.max_redirects),
-    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +168,24 @@ impl Policy {
             let source = match secret {
                 RawSecret::Value(v) => SecretSource::Value(v),
                 RawSecret::Env { env } => SecretSource::Env(env),
+                RawSecret::Credential(c) => {
+                    let source = match (c.value, c.env) {
+                        (Some(v), None) => SecretSource::Value(v),
+                        (None, Some(env)) => SecretSource::Env(env),
+                        _ => {
+                            return Err(format!(
+                                "[secrets] {name}: a credential takes one of value or env"
+                            ))
+                        }
+                    };
+                    let credential = Credential {
+                        source,
+                        header: c.header,
+                        hosts: c.hosts,
+                    };
+                    policy.credentials.insert(name, credential);
+                    continue;
+                }
             };
             policy.secrets.insert(name, source);
         }

@@ -44,6 +44,17 @@ fn server() -> u16 {
                 "/to-ungranted" => redirect(format!("http://elsewhere.example:{port}/hello")),
                 "/to-private" => redirect(format!("http://internal.test:{port}/hello")),
                 "/loop" => redirect("/loop".to_owned()),
+                "/auth" => {
+                    let authorized = request.headers().iter().any(|h| {
+                        h.field.equiv("Authorization") && h.value.as_str() == "Bearer s3cret"
+                    });
+                    tiny_http::Response::from_string(if authorized {
+                        "authorized"
+                    } else {
+                        "anonymous"
+                    })
+                }
+                "/to-api-auth" => redirect(format!("http://api.test:{port}/auth")),
                 _ => tiny_http::Response::from_string("no such page").with_status_code(404),
             };
             let _ = request.respond(answer);
@@ -256,4 +267,65 @@ fn redirects_are_checked_hop_by_hop_and_the_limits_hold() {
             Http,        // the time out
         ]
     );
+}
+
+#[test]
+fn a_credential_is_used_for_the_plugin_never_read_by_it_and_never_sent_elsewhere() {
+    let port = server();
+    let dir = TempPluginDir::with(&["probe"]);
+    let policy = format!(
+        "[host]\nresolve = {{ \"api.test\" = [\"127.0.0.1\"] }}\n\
+         [secrets]\napi_token = {{ value = \"Bearer s3cret\", header = \"Authorization\", \
+         hosts = [\"127.0.0.1\"] }}\n\
+         [plugins.probe]\ngrants = [\"http.outbound:127.0.0.1\", \"http.outbound:*.test\", \
+         \"secrets:api_token\"]\n[plugins.probe.http]\n{LOCAL}\n"
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    let auth = |path: &str, credential: Option<&str>| {
+        fetch(
+            &host,
+            json!({"url": format!("http://127.0.0.1:{port}{path}"), "credential": credential}),
+        )
+    };
+    // Attached by the host: the server sees it.
+    assert_eq!(auth("/auth", Some("api_token"))["body"], "authorized");
+    assert_eq!(auth("/auth", None)["body"], "anonymous");
+    // Not on a redirect to a host it is not for.
+    assert_eq!(auth("/to-api-auth", Some("api_token"))["body"], "anonymous");
+    // Not to a host it is not for, asked directly.
+    let elsewhere = fetch(
+        &host,
+        json!({"url": format!("http://api.test:{port}/auth"), "credential": "api_token"}),
+    );
+    assert!(
+        elsewhere["refused"]
+            .as_str()
+            .is_some_and(|m| m.contains("credential \"api_token\" may not be sent")),
+        "{elsewhere}"
+    );
+    // Reading it is a denial, with its record.
+    let read = host
+        .call("probe", "secret", &json!("api_token"))
+        .expect("called");
+    assert_eq!(
+        read,
+        ActionOutcome::Ok(
+            json!({"outcome": "capability_violation", "capability": "secrets:api_token"})
+        )
+    );
+    let records = format!("{:?}", host.audit_tail(usize::MAX));
+    assert!(records.contains("is a credential: usable in outbound HTTP requests, never readable"));
+    assert!(
+        !records.contains("s3cret"),
+        "the credential reached the audit log"
+    );
+    // Without the grant, it cannot even be used.
+    let (ungranted, report) = dir.load(&policy.replace(", \"secrets:api_token\"", ""));
+    assert!(report.all_ok(), "{report:#?}");
+    let used = fetch(
+        &ungranted,
+        json!({"url": format!("http://127.0.0.1:{port}/auth"), "credential": "api_token"}),
+    );
+    assert_eq!(used["denied"], "secrets:api_token", "{used}");
 }
