@@ -5,6 +5,7 @@
 //! live here: they are uses of the library, not parts of it.
 
 mod console;
+mod listen;
 mod scaffold;
 mod validate;
 
@@ -84,6 +85,10 @@ enum Command {
         /// With --watch: how long a changed library must be quiet before it is reloaded.
         #[arg(long, default_value_t = 300)]
         debounce_ms: u64,
+        /// Serve the plugins' HTTP routes at this address (`127.0.0.1:8080`), under
+        /// /plugins/<id>/...; with AIRLOCK_LISTEN_TOKEN set, requests need it as a bearer token.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Create a plugin crate that builds and loads at once.
     New {
@@ -166,9 +171,11 @@ fn run(command: Command) -> Result<ExitCode> {
             lock,
             watch,
             debounce_ms,
+            listen,
         } => run_console(
             builder(dirs, policy.as_deref(), lock)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
+            listen.as_deref(),
         ),
         Command::New { name, path, abi } => {
             let parent = path.unwrap_or_else(|| PathBuf::from("."));
@@ -339,9 +346,17 @@ fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
     })
 }
 
-fn run_console(builder: HostBuilder, watch: Option<std::time::Duration>) -> Result<ExitCode> {
+fn run_console(
+    builder: HostBuilder,
+    watch: Option<std::time::Duration>,
+    listen: Option<&str>,
+) -> Result<ExitCode> {
     // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
-    let host = builder.approver(|_| airlock::Approval::Later).build()?;
+    let token = std::env::var(listen::TOKEN_ENV).ok();
+    let host = builder
+        .approver(|_| airlock::Approval::Later)
+        .http_auth(listen::token_auth(token))
+        .build()?;
     let report = host.load()?;
     eprint!("{}", report.to_table());
     let _watcher = match watch {
@@ -355,7 +370,28 @@ fn run_console(builder: HostBuilder, watch: Option<std::time::Duration>) -> Resu
         }
         None => None,
     };
-    Console::new(&host).run(io::stdin().lock(), io::stdout())?;
+    let listener = match listen {
+        Some(addr) => {
+            let listener = listen::Listener::bind(addr)?;
+            if let Some(at) = listener.addr() {
+                eprintln!("serving the plugins' routes on http://{at}/plugins/<id>/...");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        if let Some(listener) = &listener {
+            let host = &host;
+            scope.spawn(move || listener.serve(host, airlock::DEFAULT_MAX_REQUEST_BODY));
+        }
+        let ran = Console::new(&host).run(io::stdin().lock(), io::stdout());
+        if let Some(listener) = &listener {
+            listener.stop();
+        }
+        ran?;
+        Ok(())
+    })?;
     for record in host.shutdown() {
         eprintln!(
             "{}: {:?} in {:.2} ms",

@@ -36,6 +36,7 @@ mod export;
 mod ffi;
 pub mod manifest;
 mod plugin;
+pub mod route;
 mod services;
 mod version;
 pub mod wire;
@@ -45,6 +46,7 @@ pub use plugin::{
     ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
     JobRun, Level, Plugin, Reply, Snapshot,
 };
+pub use route::{Incoming, Outgoing};
 pub use services::{
     Events, Http, HttpRequest, HttpResponse, Kv, KvBatch, Plugins, Secrets, Timers,
 };

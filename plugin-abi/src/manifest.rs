@@ -282,6 +282,65 @@ pub struct ClaimDecl {
     pub action: String,
 }
 
+/// An HTTP route the plugin serves under its own prefix (`/plugins/<id><path>`): requests the
+/// embedding program receives and hands to `host.handle_http(..)` (or `airlock run --listen`)
+/// after its authentication. A route with an `action` is served by it (registered with
+/// `Actions::add_route`); one without is declared and not handled yet (`501`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDecl {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// The path under the plugin's prefix, starting with `/` (`/webhook`).
+    pub path: String,
+    /// The declared action that serves it, if any.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// What it is for, shown in listings.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The methods a route may declare.
+pub const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn check_routes(routes: &[RouteDecl], actions: &[ActionDecl]) -> Result<(), ManifestError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for route in routes {
+        let name = format!("route {} {}", route.method, route.path);
+        if !ROUTE_METHODS.contains(&route.method.as_str()) {
+            return Err(ManifestError(format!(
+                "{name}: the method must be one of {}",
+                ROUTE_METHODS.join(", ")
+            )));
+        }
+        let path_ok = route.path.starts_with('/')
+            && route.path.len() <= 256
+            && !route.path.split('/').any(|s| s == ".." || s == ".")
+            && route
+                .path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+        if !path_ok {
+            return Err(ManifestError(format!(
+                "{name}: the path must start with / and hold at most 256 of a-z A-Z 0-9 / - _ . ~, \
+                 with no . or .. segment"
+            )));
+        }
+        if !seen.insert((route.method.as_str(), route.path.as_str())) {
+            return Err(ManifestError(format!("{name} is declared twice")));
+        }
+        if let Some(action) = &route.action {
+            if !actions.iter().any(|a| &a.name == action) {
+                return Err(ManifestError(format!(
+                    "{name} names action {action:?}, which the manifest does not declare"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `plugin.json` as written, before validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +367,9 @@ pub struct RawManifest {
     /// See [`Manifest::claims`].
     #[serde(default)]
     pub claims: Vec<ClaimDecl>,
+    /// See [`Manifest::routes`].
+    #[serde(default)]
+    pub routes: Vec<RouteDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -348,6 +410,8 @@ pub struct Manifest {
     pub concurrency: Concurrency,
     /// Kinds of request the plugin claims to be the one handler of.
     pub claims: Vec<ClaimDecl>,
+    /// HTTP routes it serves under its prefix.
+    pub routes: Vec<RouteDecl>,
 }
 
 /// Why a manifest is invalid.
@@ -378,6 +442,7 @@ impl TryFrom<RawManifest> for Manifest {
             ("hooks", raw.hooks.len()),
             ("actions", raw.actions.len()),
             ("claims", raw.claims.len()),
+            ("routes", raw.routes.len()),
         ] {
             if n > MAX_DECLARATIONS {
                 return Err(err(format!(
@@ -423,6 +488,7 @@ impl TryFrom<RawManifest> for Manifest {
                 claim.kind, claim.action
             )));
         }
+        check_routes(&raw.routes, &raw.actions)?;
         Ok(Self {
             id,
             version,
@@ -432,6 +498,7 @@ impl TryFrom<RawManifest> for Manifest {
             actions: raw.actions,
             concurrency: raw.concurrency,
             claims: raw.claims,
+            routes: raw.routes,
         })
     }
 }

@@ -40,6 +40,9 @@ pub struct HostBuilder {
     pub(super) approvals: Approvals,
     /// The worker executable for isolated plugins, if set here.
     pub(super) worker: Option<PathBuf>,
+    /// The embedding program's authentication of inbound HTTP, and the body limit.
+    pub(super) http_auth: Option<super::routes::AuthHook>,
+    pub(super) max_request_body: usize,
 }
 
 impl Default for HostBuilder {
@@ -60,6 +63,8 @@ impl HostBuilder {
             registry: Registry::default(),
             approvals: Approvals::default(),
             worker: None,
+            http_auth: None,
+            max_request_body: super::routes::DEFAULT_MAX_REQUEST_BODY,
         }
     }
 
@@ -81,6 +86,29 @@ impl HostBuilder {
             .host_mut()
             .resolve
             .insert(name.to_ascii_lowercase(), addresses.to_vec());
+        self
+    }
+
+    /// Authenticates the requests [`Host::handle_http`] serves, before any route is looked up:
+    /// the principal the route's action runs on behalf of (`None`: the host program itself), or
+    /// why the request is refused (`401`). Without it, every request is served as the host
+    /// program's.
+    #[must_use]
+    pub fn http_auth(
+        mut self,
+        auth: impl Fn(&super::HttpIn) -> Result<Option<airlock_abi::wire::Principal>, String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.http_auth = Some(super::routes::AuthHook(Box::new(auth)));
+        self
+    }
+
+    /// The largest request body [`Host::handle_http`] accepts (`413` above it; default 1 MiB).
+    #[must_use]
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
         self
     }
 
@@ -295,6 +323,8 @@ impl HostBuilder {
             observer,
             registry,
             approvals: self.approvals,
+            http_auth: self.http_auth,
+            max_request_body: self.max_request_body,
         });
         Ok(Host { shared })
     }

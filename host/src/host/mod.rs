@@ -17,6 +17,7 @@ mod operate;
 mod pipeline;
 mod plugin;
 mod reload;
+mod routes;
 mod shared;
 
 pub use crate::membrane::MAX_CALL_DEPTH;
@@ -36,6 +37,7 @@ pub use on_behalf::OnBehalf;
 pub use pipeline::{check, check_report, pin, Checked, PipelineOptions};
 pub(crate) use plugin::Invoked;
 pub(crate) use plugin::LoadedPlugin;
+pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
 pub(crate) use shared::HostShared;
 
 use std::sync::Arc;

@@ -53,6 +53,9 @@ pub(crate) struct HostShared {
     pub(crate) registry: Registry,
     /// The embedding program's approver, and the calls waiting for it.
     pub(crate) approvals: super::approvals::Approvals,
+    /// The embedding program's authentication of inbound HTTP, and the body limit.
+    pub(crate) http_auth: Option<super::routes::AuthHook>,
+    pub(crate) max_request_body: usize,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).

@@ -22,6 +22,7 @@ mod kv;
 mod membrane;
 mod permissions;
 mod pipeline;
+mod routes;
 mod scaffold;
 mod services;
 mod soundness;

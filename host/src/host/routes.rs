@@ -1,0 +1,175 @@
+//! Inbound HTTP for plugins: the routes they declare in `plugin.json`, served under
+//! `/plugins/<id><path>`, for requests the embedding program received on its own server (any
+//! framework: it hands [`HttpIn`] over and sends [`HttpOut`] back) or that `airlock run
+//! --listen` received. The program's authentication hook runs first; then the body's size is
+//! checked, the route looked up (`404` for none, `501` for one declared with no action) and
+//! its action called through the membrane like any call, on behalf of the principal the hook
+//! named. Every request gets an id, which the plugin sees and the response carries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use airlock_abi::route::{ResponseHead, RouteHead};
+use airlock_abi::wire::{self, Principal};
+
+use super::Host;
+use crate::error::CallErrorCode;
+
+/// A request the embedding program received, for a plugin's route.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpIn {
+    /// The method (`POST`).
+    pub method: String,
+    /// The whole path (`/plugins/courier/webhook`).
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// The headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The answer to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOut {
+    /// The status code.
+    pub status: u16,
+    /// The headers, in order (`x-request-id` among them).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The embedding program's authentication of inbound requests: the principal the plugin's
+/// action runs on behalf of (`None`: the host program itself), or why the request is refused
+/// (`401`).
+pub type HttpAuth = Box<dyn Fn(&HttpIn) -> Result<Option<Principal>, String> + Send + Sync>;
+
+/// The hook as the host holds it.
+pub(crate) struct AuthHook(pub(crate) HttpAuth);
+
+impl std::fmt::Debug for AuthHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHook")
+    }
+}
+
+/// The largest request body a route accepts unless the program says otherwise.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
+
+fn next_request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let boot = *BOOT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    format!("{boot:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl HttpOut {
+    fn text(status: u16, request_id: &str, message: &str) -> Self {
+        Self {
+            status,
+            headers: vec![
+                (
+                    "content-type".to_owned(),
+                    "text/plain; charset=utf-8".to_owned(),
+                ),
+                ("x-request-id".to_owned(), request_id.to_owned()),
+            ],
+            body: format!("{message}\n").into_bytes(),
+        }
+    }
+}
+
+impl Host {
+    /// Serves a request for a plugin's route: `/plugins/<id><path>`. Never fails: every outcome
+    /// is a response — `401` (the authentication hook refused), `413` (body over the limit),
+    /// `404` (no such plugin or route), `501` (declared, no action), `503` (the plugin is not
+    /// running or quarantined), `504` (its call timed out), `403` (a permission rule refused
+    /// the principal), `500` (its action failed), or the action's own response.
+    pub fn handle_http(&self, request: &HttpIn) -> HttpOut {
+        let request_id = next_request_id();
+        let principal = match &self.shared.http_auth {
+            Some(AuthHook(auth)) => match auth(request) {
+                Ok(principal) => principal,
+                Err(why) => return HttpOut::text(401, &request_id, &why),
+            },
+            None => None,
+        };
+        let limit = self.shared.max_request_body;
+        if request.body.len() > limit {
+            let message = format!("the body is over the limit of {limit} bytes");
+            return HttpOut::text(413, &request_id, &message);
+        }
+        let not_found = || HttpOut::text(404, &request_id, "no such route");
+        let Some(rest) = request.path.strip_prefix("/plugins/") else {
+            return not_found();
+        };
+        let (id, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let Some(plugin) = self.shared.find(id) else {
+            return not_found();
+        };
+        let route = plugin
+            .file
+            .manifest
+            .routes
+            .iter()
+            .find(|r| r.method.eq_ignore_ascii_case(&request.method) && r.path == path);
+        let Some(route) = route else {
+            return not_found();
+        };
+        let Some(action) = &route.action else {
+            let message = format!(
+                "{} {path} is declared by {id} and not handled yet",
+                route.method
+            );
+            return HttpOut::text(501, &request_id, &message);
+        };
+        let head = RouteHead {
+            method: route.method.clone(),
+            path: path.to_owned(),
+            query: request.query.clone(),
+            headers: request.headers.clone(),
+            request_id: request_id.clone(),
+        };
+        let Ok(input) = wire::frame(&head, &request.body) else {
+            return HttpOut::text(500, &request_id, "the request could not be encoded");
+        };
+        let answered = match &principal {
+            Some(principal) => self.as_principal(principal).call_bytes(id, action, &input),
+            None => self.call_bytes(id, action, &input),
+        };
+        match answered {
+            Ok(Ok(bytes)) => match wire::unframe::<ResponseHead>(&bytes) {
+                Ok((head, body)) => {
+                    let mut headers = head.headers;
+                    headers.push(("x-request-id".to_owned(), request_id));
+                    HttpOut {
+                        status: head.status,
+                        headers,
+                        body: body.to_vec(),
+                    }
+                }
+                Err(e) => HttpOut::text(500, &request_id, &format!("the route's answer: {e}")),
+            },
+            Ok(Err(message)) => HttpOut::text(500, &request_id, &message),
+            Err(e) => {
+                let status = match e.code {
+                    CallErrorCode::Timeout => 504,
+                    CallErrorCode::Quarantined | CallErrorCode::Revoked => 503,
+                    CallErrorCode::PermissionDenied | CallErrorCode::PendingApproval => 403,
+                    CallErrorCode::BadInput | CallErrorCode::HandlerError => 400,
+                    CallErrorCode::NotFound => 404,
+                    _ => 500,
+                };
+                HttpOut::text(status, &request_id, &format!("{}: {}", e.code, e.message))
+            }
+        }
+    }
+}

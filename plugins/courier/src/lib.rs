@@ -1,0 +1,99 @@
+//! `courier`: talks to the world only through the host. `fetch` GETs a URL with `ctx.http()` —
+//! the operator's `http.outbound` grants, schemes, address ranges and limits decide what it
+//! may reach, and every call is audited. Its routes answer webhooks the host receives:
+//! `POST /plugins/courier/webhook` keeps the JSON body in the plugin's kv under the request's
+//! id, `GET /plugins/courier/status` says how many it kept and who asks, and
+//! `DELETE /plugins/courier/webhook` is declared without an action (`501`).
+
+use airlock_abi::{ActionError, Actions, Context, Incoming, InitError, Outgoing, Plugin};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fetch {
+    url: String,
+}
+
+/// The plugin.
+pub struct Courier {
+    ctx: Context,
+}
+
+impl Courier {
+    fn webhook(&self, request: Incoming) -> Result<Outgoing, ActionError> {
+        let event: Value = request.json()?;
+        let key = format!("webhook/{}", request.head.request_id);
+        self.ctx.kv().set(&key, &event)?;
+        Outgoing::json(&json!({
+            "stored": key,
+            "event": request.header("x-event"),
+            "query": request.head.query,
+        }))
+        .map(|response| response.with_status(202))
+    }
+
+    fn status(&self, _request: Incoming) -> Result<Outgoing, ActionError> {
+        let kept = self.ctx.kv().keys("webhook/")?.len();
+        let caller = self.ctx.caller()?.to_string();
+        Outgoing::json(&json!({ "webhooks": kept, "caller": caller }))
+    }
+}
+
+impl Plugin for Courier {
+    fn create(ctx: Context) -> Result<Self, InitError> {
+        Ok(Self { ctx })
+    }
+
+    fn actions(actions: &mut Actions<Self>) {
+        actions
+            .add("fetch", |this: &Self, input: Fetch| {
+                let response = this.ctx.http().get(&input.url)?;
+                Ok::<_, ActionError>(json!({
+                    "status": response.status,
+                    "text": response.text(),
+                }))
+            })
+            .add_route("webhook", Self::webhook)
+            .add_route("status", Self::status);
+    }
+}
+
+airlock_abi::export_plugin!(Courier);
+
+#[cfg(test)]
+mod tests {
+    use airlock::testing::TestHost;
+    use airlock_abi::route::RouteHead;
+    use airlock_abi::wire;
+    use serde_json::{json, Value};
+
+    use super::Courier;
+
+    #[test]
+    fn a_webhook_is_kept_under_its_request_id() {
+        let courier = TestHost::new()
+            .grants(&["kv"])
+            .create::<Courier>()
+            .expect("created");
+        let head = RouteHead {
+            method: "POST".to_owned(),
+            path: "/webhook".to_owned(),
+            query: "source=test".to_owned(),
+            headers: vec![("X-Event".to_owned(), "push".to_owned())],
+            request_id: "r-1".to_owned(),
+        };
+        let input = wire::frame(&head, br#"{"ref": "main"}"#).expect("framed");
+        let answer = courier
+            .call_bytes("webhook", &input)
+            .expect("served")
+            .expect("answered");
+        let (head, body) =
+            wire::unframe::<airlock_abi::route::ResponseHead>(&answer).expect("a response");
+        assert_eq!(head.status, 202);
+        let body: Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(body["stored"], "webhook/r-1");
+        assert_eq!(body["event"], "push");
+        assert_eq!(courier.kv()["webhook/r-1"], json!({"ref": "main"}));
+    }
+}

@@ -1,0 +1,180 @@
+//! Inbound HTTP for plugins: routes declared in `plugin.json`, dispatched by the library
+//! (`host.handle_http`) after the program's authentication hook, and served by `airlock run
+//! --listen` to a real HTTP client — `401`, `404`, `501`, `413`, and the route's own answer
+//! with the request id the plugin saw.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use airlock::{Host, HttpIn};
+use airlock_abi::wire::Principal;
+use airlock_tests::TempPluginDir;
+use serde_json::{json, Value};
+
+fn courier(builder: airlock::HostBuilder, dir: &TempPluginDir, data: &std::path::Path) -> Host {
+    let policy = format!("[host]\ndata_dir = {data:?}\n[plugins.courier]\ngrants = [\"kv\"]\n");
+    let host = builder
+        .plugin_dir(dir.path())
+        .policy(airlock::Policy::parse(&policy, false).expect("policy"))
+        .max_request_body(256)
+        .build()
+        .expect("host");
+    assert!(host.load().expect("load").all_ok());
+    host
+}
+
+fn request(method: &str, path: &str, token: Option<&str>, body: &[u8]) -> HttpIn {
+    let mut headers = vec![("X-Event".to_owned(), "push".to_owned())];
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    HttpIn {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: "source=test".to_owned(),
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_library_dispatches_routes_after_the_programs_authentication() {
+    let dir = TempPluginDir::with(&["courier"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = courier(
+        Host::builder().http_auth(|request: &HttpIn| {
+            let bearer = header(&request.headers, "authorization");
+            match bearer.and_then(|v| v.strip_prefix("Bearer ")) {
+                Some("ada-token") => Ok(Some(Principal::new("ada", &["ops"]))),
+                _ => Err("who are you?".to_owned()),
+            }
+        }),
+        &dir,
+        data.path(),
+    );
+    let event = br#"{"ref": "main"}"#;
+    // The hook refuses before anything is looked up.
+    let refused = host.handle_http(&request("POST", "/plugins/courier/webhook", None, event));
+    assert_eq!(refused.status, 401);
+    assert!(String::from_utf8_lossy(&refused.body).contains("who are you?"));
+    let token = Some("ada-token");
+    let kept = host.handle_http(&request("POST", "/plugins/courier/webhook", token, event));
+    assert_eq!(kept.status, 202, "{}", String::from_utf8_lossy(&kept.body));
+    let id = header(&kept.headers, "x-request-id")
+        .expect("a request id")
+        .to_owned();
+    let answer: Value = serde_json::from_slice(&kept.body).expect("json");
+    assert_eq!(
+        answer,
+        json!({"stored": format!("webhook/{id}"), "event": "push", "query": "source=test"})
+    );
+    // Another request, another id; the action ran on behalf of the principal.
+    let status = host.handle_http(&request("GET", "/plugins/courier/status", token, b""));
+    assert_eq!(status.status, 200);
+    assert_ne!(header(&status.headers, "x-request-id"), Some(id.as_str()));
+    let status: Value = serde_json::from_slice(&status.body).expect("json");
+    assert_eq!(status["webhooks"], 1);
+    assert_eq!(status["caller"], "the host program on behalf of ada");
+    // Unknown plugin, unknown path, method not declared, declared but not handled, too big.
+    for (method, path, expected) in [
+        ("GET", "/plugins/nobody/status", 404),
+        ("GET", "/plugins/courier/nothing", 404),
+        ("PUT", "/plugins/courier/webhook", 404),
+        ("GET", "/elsewhere", 404),
+        ("DELETE", "/plugins/courier/webhook", 501),
+    ] {
+        let answer = host.handle_http(&request(method, path, token, b""));
+        assert_eq!(answer.status, expected, "{method} {path}");
+    }
+    let big = host.handle_http(&request(
+        "POST",
+        "/plugins/courier/webhook",
+        token,
+        &[b' '; 300],
+    ));
+    assert_eq!(big.status, 413);
+    // A body the route cannot read is the plugin's answer to give: its action fails.
+    let bad = host.handle_http(&request(
+        "POST",
+        "/plugins/courier/webhook",
+        token,
+        b"not json",
+    ));
+    assert_eq!(bad.status, 500, "{}", String::from_utf8_lossy(&bad.body));
+}
+
+#[test]
+fn airlock_run_listen_serves_the_routes_to_a_real_client() {
+    let dir = TempPluginDir::with(&["courier"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[host]\ndata_dir = \"kv\"\n[plugins.courier]\ngrants = [\"kv\"]\n",
+    )
+    .expect("policy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .args(["run", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(&policy)
+        .arg(dir.path())
+        .env("AIRLOCK_LISTEN_TOKEN", "s3cret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the host starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let base = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("a line") > 0,
+            "no address printed"
+        );
+        if let Some(rest) = line.trim().strip_prefix("serving the plugins' routes on ") {
+            break rest.trim_end_matches("/plugins/<id>/...").to_owned();
+        }
+    };
+    let agent = ureq::AgentBuilder::new().build();
+    let url = format!("{base}/plugins/courier/webhook?via=cli");
+    match agent.post(&url).send_string("{\"n\": 1}") {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("expected 401 without the token: {other:?}"),
+    }
+    let response = agent
+        .post(&url)
+        .set("Authorization", "Bearer s3cret")
+        .set("X-Event", "ping")
+        .send_string("{\"n\": 1}")
+        .expect("served");
+    assert_eq!(response.status(), 202);
+    let id = response.header("x-request-id").expect("an id").to_owned();
+    let body: Value = serde_json::from_str(&response.into_string().expect("text")).expect("json");
+    assert_eq!(body["stored"], format!("webhook/{id}"));
+    assert_eq!(body["query"], "via=cli");
+    match agent
+        .delete(&url)
+        .set("Authorization", "Bearer s3cret")
+        .call()
+    {
+        Err(ureq::Error::Status(501, _)) => {}
+        other => panic!("expected 501: {other:?}"),
+    }
+    match agent
+        .get(&format!("{base}/plugins/courier/nope"))
+        .set("Authorization", "Bearer s3cret")
+        .call()
+    {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => panic!("expected 404: {other:?}"),
+    }
+    drop(child.stdin.take());
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+}
