@@ -10,7 +10,7 @@ case "$(uname -s)" in
   *) prefix=lib ext=so ;;
 esac
 
-examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy)
+examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy courier)
 packages=(-p airlock-cli -p airlock-worker)
 for name in "${examples[@]}"; do packages+=(-p "airlock-example-$name"); done
 cargo build --release "${packages[@]}"
@@ -23,6 +23,19 @@ for name in "${examples[@]}"; do
   cp "target/release/${prefix}airlock_example_${name//-/_}.$ext" "$dir/"
 done
 
+# A small web server on 127.0.0.1 for courier to fetch from (the policy allows that host).
+web_port="${DEMO_WEB_PORT:-8766}"
+listen="${DEMO_LISTEN:-127.0.0.1:8765}"
+if command -v python3 >/dev/null; then
+  python3 -m http.server "$web_port" --bind 127.0.0.1 --directory scripts/demo/www \
+    >/dev/null 2>&1 &
+  web=$!
+  trap 'kill "$web" 2>/dev/null || true' EXIT
+  echo "demo web server: http://127.0.0.1:$web_port/hello.txt"
+else
+  echo "python3 not found: no demo web server (courier's fetch will be unreachable)"
+fi
+
 echo "plugins in $dir; policy in scripts/demo/airlock.toml; data and audit log in target/demo-data"
 mkdir -p target/demo-data
-exec target/release/airlock run "$dir" --policy scripts/demo/airlock.toml "$@"
+target/release/airlock run "$dir" --policy scripts/demo/airlock.toml --listen "$listen" "$@"

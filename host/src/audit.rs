@@ -194,15 +194,28 @@ impl AuditLog {
             detail: detail.to_owned(),
             caller: outcome.names_caller().then(crate::caller::current),
         };
-        tracing::warn!(
-            target: "airlock::audit",
-            plugin,
-            generation,
-            capability,
-            outcome = ?outcome,
-            seq = record.seq,
-            "{detail}"
-        );
+        if outcome == AuditOutcome::Http {
+            // A call made as allowed: recorded, not a warning.
+            tracing::info!(
+                target: "airlock::audit",
+                plugin,
+                generation,
+                capability,
+                outcome = ?outcome,
+                seq = record.seq,
+                "{detail}"
+            );
+        } else {
+            tracing::warn!(
+                target: "airlock::audit",
+                plugin,
+                generation,
+                capability,
+                outcome = ?outcome,
+                seq = record.seq,
+                "{detail}"
+            );
+        }
         {
             let mut ring = self.ring.lock();
             if ring.len() == AUDIT_RING {
