@@ -57,6 +57,8 @@ pub enum Request {
     /// `http request` ([`HttpHead`] and the body, [`frame`]d): capability
     /// `http.outbound:<host>`.
     HttpRequest,
+    /// `log write` ([`LogLine`]): a log line with fields; no capability.
+    LogWrite,
     /// `reload handover` (no body): the state the previous generation handed over; no
     /// capability.
     Handover,
@@ -67,7 +69,7 @@ pub enum Request {
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -85,6 +87,7 @@ impl Request {
         Self::SecretsGet,
         Self::PluginsCall,
         Self::HttpRequest,
+        Self::LogWrite,
         Self::Handover,
         Self::ContextCaller,
     ];
@@ -105,6 +108,7 @@ impl Request {
             Self::SecretsGet => "secrets",
             Self::PluginsCall => "plugins",
             Self::HttpRequest => "http",
+            Self::LogWrite => "log",
             Self::Handover => "reload",
             Self::ContextCaller => "context",
         }
@@ -129,6 +133,7 @@ impl Request {
             Self::TimersCron => "cron",
             Self::PluginsCall => "call",
             Self::HttpRequest => "request",
+            Self::LogWrite => "write",
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
         }
@@ -478,6 +483,23 @@ pub struct HttpAnswer {
     pub status: u16,
     /// Its headers, in order.
     pub headers: Vec<(String, String)>,
+}
+
+/// The most fields one log line carries.
+pub const MAX_LOG_FIELDS: usize = 16;
+
+/// `log write`: a log line with structured fields, which the host emits as one `tracing` event
+/// with those fields on the plugin's span. Answer: `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    /// The level (a `LogLevel`'s value: 1 error … 5 trace).
+    pub level: u8,
+    /// The message.
+    pub message: String,
+    /// The fields, in order: names of `a-z A-Z 0-9 _ .` (at most 64 characters, not
+    /// `message`), at most [`MAX_LOG_FIELDS`] of them.
+    pub fields: Vec<(String, serde_json::Value)>,
 }
 
 /// `timers cron`: run the job `name` when the 5-field cron `expression` matches, in UTC

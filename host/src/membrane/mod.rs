@@ -22,6 +22,7 @@ use airlock_abi::wire::CallerInfo;
 
 mod http;
 mod kv;
+mod log;
 mod vtable;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -305,6 +306,26 @@ fn built_in(
             }
         }
         Request::HttpRequest => http::serve(entry, host, payload),
+        Request::LogWrite => {
+            let line = log::parse(payload)?;
+            if entry.observed {
+                let fields: Vec<String> = line
+                    .fields
+                    .iter()
+                    .map(|(n, v)| format!(" {n}={v}"))
+                    .collect();
+                host.observe(
+                    &entry.plugin,
+                    Observed::Log {
+                        level: airlock_abi::abi::LogLevel(line.level),
+                        message: format!("{}{}", line.message, fields.concat()),
+                    },
+                );
+            }
+            let _span = entry.span.enter();
+            log::emit(&line);
+            Ok(b"null".to_vec())
+        }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
         Request::ContextCaller => json(&crate::caller::current()),
         // A request this host does not serve yet (the enum grows with the protocol).

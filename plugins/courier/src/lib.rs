@@ -25,6 +25,14 @@ impl Courier {
         let event: Value = request.json()?;
         let key = format!("webhook/{}", request.head.request_id);
         self.ctx.kv().set(&key, &event)?;
+        self.ctx.info_with(
+            "webhook received",
+            &[
+                ("request_id", request.head.request_id.clone().into()),
+                ("event", request.header("x-event").unwrap_or("").into()),
+                ("bytes", request.body.len().into()),
+            ],
+        );
         Outgoing::json(&json!({
             "stored": key,
             "event": request.header("x-event"),

@@ -178,3 +178,46 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
     let status = child.wait().expect("exits");
     assert!(status.success(), "{status}");
 }
+
+/// Captures what a subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_plugins_log_fields_reach_a_json_subscriber_as_json_fields() {
+    let dir = TempPluginDir::with(&["courier"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = courier(Host::builder(), &dir, data.path());
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let answer = tracing::subscriber::with_default(subscriber, || {
+        host.handle_http(&request("POST", "/plugins/courier/webhook", None, b"{}"))
+    });
+    assert_eq!(answer.status, 202);
+    let id = header(&answer.headers, "x-request-id").expect("id");
+    let out = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let line: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .find(|l| l["fields"]["message"] == "webhook received")
+        .unwrap_or_else(|| panic!("no log line: {out}"));
+    assert_eq!(
+        line["fields"],
+        json!({"message": "webhook received", "request_id": id, "event": "push", "bytes": 2})
+    );
+    assert_eq!(line["target"], "airlock::plugin");
+}
