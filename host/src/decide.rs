@@ -34,6 +34,17 @@ pub fn decide(
     let manifest = &file.manifest;
     let refuse =
         |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&manifest.id);
+    // The manifest's cron expressions, which the ABI crate cannot parse itself.
+    for job in &manifest.jobs {
+        if let Some(expression) = &job.cron {
+            crate::timers::parse_cron(expression).map_err(|e| {
+                refuse(
+                    RefusalReason::BadManifest,
+                    format!("job {:?}: {e}", job.name),
+                )
+            })?;
+        }
+    }
     let host_abi = semver::Version::parse(ABI_VERSION).map_err(|e| {
         refuse(
             RefusalReason::AbiIncompatible,

@@ -301,6 +301,22 @@ pub struct RouteDecl {
     pub description: String,
 }
 
+/// A timer job the host schedules for the plugin once it is created (capability `timers`):
+/// `Plugin::on_job` runs on a cron schedule (5 fields, UTC) or at an interval, as if the plugin
+/// had registered it in `create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDecl {
+    /// The job's name, unique within the plugin.
+    pub name: String,
+    /// A 5-field cron expression (minute, hour, day of month, month, day of week), in UTC.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Or: the gap between runs, in milliseconds.
+    #[serde(default)]
+    pub every_ms: Option<u64>,
+}
+
 /// The methods a route may declare.
 pub const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -370,6 +386,9 @@ pub struct RawManifest {
     /// See [`Manifest::routes`].
     #[serde(default)]
     pub routes: Vec<RouteDecl>,
+    /// See [`Manifest::jobs`].
+    #[serde(default)]
+    pub jobs: Vec<JobDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -412,6 +431,8 @@ pub struct Manifest {
     pub claims: Vec<ClaimDecl>,
     /// HTTP routes it serves under its prefix.
     pub routes: Vec<RouteDecl>,
+    /// Timer jobs the host schedules for it once it is created.
+    pub jobs: Vec<JobDecl>,
 }
 
 /// Why a manifest is invalid.
@@ -443,6 +464,7 @@ impl TryFrom<RawManifest> for Manifest {
             ("actions", raw.actions.len()),
             ("claims", raw.claims.len()),
             ("routes", raw.routes.len()),
+            ("jobs", raw.jobs.len()),
         ] {
             if n > MAX_DECLARATIONS {
                 return Err(err(format!(
@@ -489,6 +511,26 @@ impl TryFrom<RawManifest> for Manifest {
             )));
         }
         check_routes(&raw.routes, &raw.actions)?;
+        check_names("job", raw.jobs.iter().map(|j| j.name.as_str()))?;
+        if let Some(job) = raw
+            .jobs
+            .iter()
+            .find(|j| j.cron.is_some() == j.every_ms.is_some())
+        {
+            return Err(err(format!(
+                "job {:?} needs one of cron or every_ms",
+                job.name
+            )));
+        }
+        if !raw.jobs.is_empty()
+            && !capabilities
+                .iter()
+                .any(|c| c.capability.kind() == CapabilityKind::Timers)
+        {
+            return Err(err(
+                "jobs are declared, so the timers capability must be too".to_owned(),
+            ));
+        }
         Ok(Self {
             id,
             version,
@@ -499,6 +541,7 @@ impl TryFrom<RawManifest> for Manifest {
             concurrency: raw.concurrency,
             claims: raw.claims,
             routes: raw.routes,
+            jobs: raw.jobs,
         })
     }
 }
@@ -596,6 +639,49 @@ mod tests {
         assert_eq!(m.capabilities[1].capability.scope(), Some("ticks.*"));
         assert!(m.capabilities[1].required);
         assert_eq!(m.action_index("greet"), Some(0));
+    }
+
+    #[test]
+    fn routes_and_jobs_are_checked() {
+        let with = |extra: &str| {
+            Manifest::from_json(&format!(
+                r#"{{"id":"p","version":"1.0.0","capabilities":["timers"],
+                    "actions":[{{"name":"hook"}}]{extra}}}"#
+            ))
+        };
+        let ok = with(
+            r#","routes":[{"method":"POST","path":"/hook","action":"hook"},{"method":"GET","path":"/later"}],
+               "jobs":[{"name":"nightly","cron":"0 3 * * *"},{"name":"beat","every_ms":500}]"#,
+        )
+        .expect("valid");
+        assert_eq!(ok.routes.len(), 2);
+        assert_eq!(ok.jobs[1].every_ms, Some(500));
+        for (bad, says) in [
+            (r#","routes":[{"method":"TRACE","path":"/x"}]"#, "method"),
+            (r#","routes":[{"method":"GET","path":"x"}]"#, "path"),
+            (r#","routes":[{"method":"GET","path":"/a/../b"}]"#, "path"),
+            (
+                r#","routes":[{"method":"GET","path":"/x"},{"method":"GET","path":"/x"}]"#,
+                "twice",
+            ),
+            (
+                r#","routes":[{"method":"GET","path":"/x","action":"nope"}]"#,
+                "does not declare",
+            ),
+            (r#","jobs":[{"name":"j"}]"#, "one of cron or every_ms"),
+            (
+                r#","jobs":[{"name":"j","cron":"* * * * *","every_ms":5}]"#,
+                "one of cron",
+            ),
+        ] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.0.contains(says), "{bad}: {err}");
+        }
+        let no_timers = Manifest::from_json(
+            r#"{"id":"p","version":"1.0.0","jobs":[{"name":"j","every_ms":5}]}"#,
+        )
+        .expect_err("jobs without timers");
+        assert!(no_timers.0.contains("timers capability"), "{no_timers}");
     }
 
     #[test]

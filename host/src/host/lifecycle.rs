@@ -235,8 +235,43 @@ impl HostShared {
                 .running
                 .replace(Some(Arc::new(Running { instance, token }))),
         );
+        self.schedule_declared_jobs(plugin, token);
         plugin.state.set(PluginState::Running);
         Ok(())
+    }
+
+    /// Schedules the jobs the manifest declares, now that the instance exists (only with the
+    /// `timers` capability effective; a job the plugin already scheduled in `create` under the
+    /// same name is left as it made it).
+    fn schedule_declared_jobs(&self, plugin: &LoadedPlugin, token: ContextToken) {
+        let jobs = &plugin.file.manifest.jobs;
+        if jobs.is_empty() {
+            return;
+        }
+        let id = &plugin.file.manifest.id;
+        let grants = plugin.settings.lock().grants.clone();
+        if !crate::decide::covers(&grants, airlock_abi::manifest::CapabilityKind::Timers, None) {
+            tracing::warn!(plugin = %id, "its declared jobs are not scheduled: timers is not granted");
+            return;
+        }
+        for job in jobs {
+            let schedule = match (&job.cron, job.every_ms) {
+                (Some(cron), _) => match crate::timers::parse_cron(cron) {
+                    Ok(cron) => crate::timers::Schedule::Cron(Box::new(cron)),
+                    Err(e) => {
+                        tracing::warn!(plugin = %id, "job {}: {e}", job.name);
+                        continue;
+                    }
+                },
+                (None, Some(ms)) => {
+                    crate::timers::Schedule::Every(Duration::from_millis(ms.max(1)))
+                }
+                (None, None) => continue,
+            };
+            if let Err(e) = self.timers.schedule(token, &job.name, schedule) {
+                tracing::warn!(plugin = %id, "job {}: {e}", job.name);
+            }
+        }
     }
 
     /// Drops everything the host holds for a context, then revokes it, waiting up to

@@ -1,6 +1,8 @@
 //! `ticker`: a host-run interval job that publishes `demo.tick` with a running count, and, if
 //! its config has a `cron` expression, a cron job `digest` that publishes `demo.digest` with its
-//! run id and the time it was due. The host owns the jobs and cancels them at teardown. Config:
+//! run id and the time it was due; its manifest declares a cron job `hourly` (publishing
+//! `demo.hourly`), which the host schedules itself. The host owns the jobs and cancels them at
+//! teardown. Config:
 //! `interval_ms` (default 1000); `cron` (5 fields, UTC; none by default); `digest_ms`, how long
 //! a digest run takes (default 0: tests use it to see runs never overlap); and `trace_file`, a
 //! file each run appends a line to (tests use it to prove no run happens after teardown).
@@ -108,16 +110,19 @@ impl Plugin for Ticker {
         if let Ok(mut runs) = self.runs.lock() {
             runs.push(seen.clone());
         }
-        let (topic, payload, line) = if run.name == "digest" {
-            std::thread::sleep(Duration::from_millis(self.digest_ms));
-            ("demo.digest", seen, format!("digest {}", run.run))
-        } else {
+        let (topic, payload, line) = if run.name == "tick" {
             let n = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
             (
-                "demo.tick",
+                "demo.tick".to_owned(),
                 serde_json::json!({ "n": n }),
                 format!("tick {n}"),
             )
+        } else {
+            if run.name == "digest" {
+                std::thread::sleep(Duration::from_millis(self.digest_ms));
+            }
+            let line = format!("{} {}", run.name, run.run);
+            (format!("demo.{}", run.name), seen, line)
         };
         if let Some(path) = &self.trace_file {
             if let Ok(mut file) = std::fs::OpenOptions::new()
@@ -128,7 +133,7 @@ impl Plugin for Ticker {
                 let _ = writeln!(file, "{line}");
             }
         }
-        if let Err(e) = self.ctx.events().publish(topic, &payload) {
+        if let Err(e) = self.ctx.events().publish(&topic, &payload) {
             self.ctx.warn(&format!("cannot publish: {e}"));
         }
     }
@@ -184,7 +189,12 @@ mod tests {
             .config(json!({"interval_ms": 1000, "cron": "0 9 * * MON-FRI"}))
             .create::<Ticker>()
             .expect("created");
-        assert_eq!(ticker.cron_jobs().len(), 1);
+        let crons: Vec<String> = ticker.cron_jobs().into_keys().collect();
+        assert_eq!(
+            crons,
+            ["digest", "hourly"],
+            "registered in create, declared in plugin.json"
+        );
         assert!(ticker.fire_timer("digest"));
         assert!(!ticker.fire_timer("nightly"));
         let digests: Vec<_> = ticker

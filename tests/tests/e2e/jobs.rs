@@ -160,3 +160,18 @@ fn a_bad_cron_expression_is_refused_at_creation_and_no_job_runs_after_teardown()
         "a job ran after teardown"
     );
 }
+
+#[test]
+fn a_job_the_manifest_declares_is_scheduled_by_the_host() {
+    let (_dir, host, report) = load("interval_ms = 3600000");
+    assert!(report.all_ok(), "{report:#?}");
+    // Declared in plugin.json ("hourly", cron "0 * * * *"), not registered by the plugin.
+    let run = host
+        .run_job("ticker", "hourly")
+        .expect("scheduled by the host");
+    let hourly = runs(&host, "hourly");
+    assert_eq!(hourly.len(), 1, "{hourly:?}");
+    assert_eq!(hourly[0]["run"], json!(run));
+    // The interval job the plugin registered, and the one the manifest declared.
+    assert_eq!(host.plugin("ticker").expect("loaded").stats.timers, 2);
+}

@@ -221,3 +221,31 @@ fn a_plugins_log_fields_reach_a_json_subscriber_as_json_fields() {
     );
     assert_eq!(line["target"], "airlock::plugin");
 }
+
+#[test]
+fn a_route_past_its_call_timeout_answers_504() {
+    let dir = TempPluginDir::with(&["long-call"]);
+    let trace = dir.path().join("trace");
+    let (host, report) = dir.load(&format!(
+        "[plugins.long-call]\ncall_timeout_ms = 100\n[plugins.long-call.config]\ntrace = {trace:?}\n"
+    ));
+    assert!(report.all_ok(), "{report:#?}");
+    let fast = HttpIn {
+        method: "GET".to_owned(),
+        path: "/plugins/long-call/slow".to_owned(),
+        query: "0".to_owned(),
+        ..HttpIn::default()
+    };
+    assert_eq!(host.handle_http(&fast).status, 200);
+    let slow = HttpIn {
+        query: "400".to_owned(),
+        ..fast
+    };
+    let answer = host.handle_http(&slow);
+    assert_eq!(
+        answer.status,
+        504,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+}
