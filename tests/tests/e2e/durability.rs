@@ -72,21 +72,49 @@ impl Rng {
     }
 }
 
+/// The probe in a plugin directory, a policy granting it kv in a data directory of its own,
+/// and a seeded generator (the seed is printed so a failure can be replayed).
+struct KillSetup {
+    dir: TempPluginDir,
+    data: tempfile::TempDir,
+    policy: std::path::PathBuf,
+    seed: u64,
+    rng: Rng,
+}
+
+impl KillSetup {
+    fn new(what: &str) -> Self {
+        let dir = TempPluginDir::with(&["probe"]);
+        let data = tempfile::tempdir().expect("tempdir");
+        let policy = data.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            "[host]\ndata_dir = \"kv\"\n[plugins.probe]\ngrants = [\"kv\"]\n",
+        )
+        .expect("policy");
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        eprintln!("{what} seed: {seed}");
+        Self {
+            dir,
+            data,
+            policy,
+            seed,
+            rng: Rng(seed),
+        }
+    }
+}
+
 #[test]
 fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
-    let dir = TempPluginDir::with(&["probe"]);
-    let data = tempfile::tempdir().expect("tempdir");
-    let policy = data.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[host]\ndata_dir = \"kv\"\n[plugins.probe]\ngrants = [\"kv\"]\n",
-    )
-    .expect("policy");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("kill -9 test seed: {seed}");
-    let mut rng = Rng(seed);
+    let KillSetup {
+        dir,
+        data,
+        policy,
+        seed,
+        mut rng,
+    } = KillSetup::new("kill -9 test");
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let probe = PluginId::new("probe").expect("id");
     let mut checked_writes = 0;
@@ -150,19 +178,13 @@ fn acknowledged_kv_writes_survive_kill_9_at_random_points() {
 
 #[test]
 fn kill_9_during_batched_kv_writes_leaves_each_batch_whole_or_absent() {
-    let dir = TempPluginDir::with(&["probe"]);
-    let data = tempfile::tempdir().expect("tempdir");
-    let policy = data.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[host]\ndata_dir = \"kv\"\n[plugins.probe]\ngrants = [\"kv\"]\n",
-    )
-    .expect("policy");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("kill -9 batch test seed: {seed}");
-    let mut rng = Rng(seed);
+    let KillSetup {
+        dir,
+        data,
+        policy,
+        seed,
+        mut rng,
+    } = KillSetup::new("kill -9 batch test");
     let probe = PluginId::new("probe").expect("id");
     let batch = |prefix: &str, round: u64| {
         format!(

@@ -166,6 +166,15 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
         Err(ureq::Error::Status(501, _)) => {}
         other => panic!("expected 501: {other:?}"),
     }
+    let too_big = vec![b' '; airlock::DEFAULT_MAX_REQUEST_BODY + 1];
+    match agent
+        .post(&url)
+        .set("Authorization", "Bearer s3cret")
+        .send_bytes(&too_big)
+    {
+        Err(ureq::Error::Status(413, _)) => {}
+        other => panic!("expected 413: {other:?}"),
+    }
     match agent
         .get(&format!("{base}/plugins/courier/nope"))
         .set("Authorization", "Bearer s3cret")
