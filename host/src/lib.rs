@@ -24,6 +24,7 @@
 
 mod audit;
 mod caller;
+mod cancel;
 mod context;
 mod decide;
 mod delivery;
@@ -53,6 +54,8 @@ mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+
+pub use cancel::CancelToken;
 mod watch;
 
 pub use airlock_abi::wire::{CallerInfo, Principal};

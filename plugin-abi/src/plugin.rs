@@ -330,6 +330,22 @@ impl Context {
         .map(drop)
     }
 
+    /// Whether the call being served was cancelled — by its caller, because the plugin is being
+    /// torn down (disabled, reloaded, shut down), or because the call that made this one (a
+    /// plugin calling a plugin) was. Cheap enough to poll in a loop; a long action should, and
+    /// return early: its caller gets the outcome `cancelled`. A revoked context is cancelled.
+    pub fn cancelled(&self) -> bool {
+        match self.request(
+            Request::ContextCancelled.service(),
+            Request::ContextCancelled.operation(),
+            &[],
+        ) {
+            Ok(answer) => answer == b"true",
+            Err(ContextError::Revoked) => true,
+            Err(_) => false,
+        }
+    }
+
     /// [`Context::log_with`] at info level; a revoked context drops the line.
     pub fn info_with(&self, message: &str, fields: &[(&str, serde_json::Value)]) {
         let _ = self.log_with(Level::Info, message, fields);

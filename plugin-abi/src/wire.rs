@@ -65,11 +65,14 @@ pub enum Request {
     /// `context caller` (no body): who asked for the call the plugin is serving now
     /// ([`CallerInfo`]); no capability.
     ContextCaller,
+    /// `context cancelled` (no body): whether the call the plugin is serving was cancelled
+    /// (`true`/`false`); no capability.
+    ContextCancelled,
 }
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -90,6 +93,7 @@ impl Request {
         Self::LogWrite,
         Self::Handover,
         Self::ContextCaller,
+        Self::ContextCancelled,
     ];
 
     /// The service name on the wire.
@@ -110,7 +114,7 @@ impl Request {
             Self::HttpRequest => "http",
             Self::LogWrite => "log",
             Self::Handover => "reload",
-            Self::ContextCaller => "context",
+            Self::ContextCaller | Self::ContextCancelled => "context",
         }
     }
 
@@ -136,6 +140,7 @@ impl Request {
             Self::LogWrite => "write",
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
+            Self::ContextCancelled => "cancelled",
         }
     }
 
@@ -244,11 +249,14 @@ pub enum CallErrorCode {
     /// The isolated plugin's worker process died during the call (a crash, an abort, a
     /// broken channel); the host restarts it within the policy's budget.
     WorkerFailure = 12,
+    /// The call was cancelled (by its caller, or because the plugin is being torn down) and
+    /// the plugin stopped: an outcome of its own, not a fault.
+    Cancelled = 13,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -262,6 +270,7 @@ impl CallErrorCode {
         Self::PermissionDenied,
         Self::PendingApproval,
         Self::WorkerFailure,
+        Self::Cancelled,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -280,6 +289,7 @@ impl CallErrorCode {
             Self::PermissionDenied => "permission_denied",
             Self::PendingApproval => "pending_approval",
             Self::WorkerFailure => "worker_failure",
+            Self::Cancelled => "cancelled",
         }
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod approvals;
 mod builder;
 mod called;
+mod cancellable;
 mod dispatch;
 mod handle;
 mod hooks;

@@ -328,6 +328,11 @@ fn built_in(
         }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
         Request::ContextCaller => json(&crate::caller::current()),
+        Request::ContextCancelled => {
+            let cancelled =
+                crate::cancel::current() || entry.closing.load(std::sync::atomic::Ordering::SeqCst);
+            json(&cancelled)
+        }
         // A request this host does not serve yet (the enum grows with the protocol).
         _ => Err(host_error(
             HostErrorCode::UNSUPPORTED,

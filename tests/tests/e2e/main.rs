@@ -3,6 +3,7 @@
 
 mod builtin;
 mod calls;
+mod cancel;
 mod claims;
 mod cli;
 mod config;

@@ -1,0 +1,113 @@
+//! Cancellation: a caller cancels a running call (in-process and in a worker), the plugins it
+//! calls see it too, a token cancelled before the call makes no call, and a plugin being torn
+//! down sees its calls cancelled and stops, so its teardown is clean.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock::{ActionOutcome, CallErrorCode, CancelToken, Host, TeardownOutcome};
+use airlock_tests::TempPluginDir;
+use serde_json::{json, Value};
+
+fn load(dir: &TempPluginDir, extra: &str) -> Host {
+    let trace = dir.path().join("trace");
+    let policy = format!(
+        "[plugins.long-call]\nshutdown_deadline_ms = 2000\n{extra}\n\
+         [plugins.long-call.config]\ntrace = {trace:?}\n\
+         [plugins.probe]\ngrants = [\"plugins.call:long-call\"]\n"
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    host
+}
+
+/// Runs `call` on another thread, cancels `token` after 50 ms; how the call ended and how long
+/// it took (the plugin would work 10 s if it were not stopped).
+fn cancel_after_50ms(
+    host: &Arc<Host>,
+    token: &CancelToken,
+    call: impl FnOnce(&Host) -> Result<ActionOutcome, airlock::CallError> + Send + 'static,
+) -> (Result<ActionOutcome, airlock::CallError>, Duration) {
+    let started = Instant::now();
+    let caller = {
+        let host = host.clone();
+        std::thread::spawn(move || call(&host))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    token.cancel();
+    (caller.join().expect("caller"), started.elapsed())
+}
+
+#[test]
+fn a_caller_cancels_a_running_call_in_process_and_in_a_worker() {
+    for isolation in ["", "isolation = \"process\"\nsandbox = false"] {
+        let dir = TempPluginDir::with(&["long-call", "probe"]);
+        let host = Arc::new(load(&dir, isolation));
+        let token = CancelToken::new();
+        let watched = token.clone();
+        let (ended, took) = cancel_after_50ms(&host, &token, move |host| {
+            host.call_cancellable("long-call", "patient", &Value::Null, &watched)
+        });
+        let err = ended.expect_err("cancelled");
+        assert_eq!(err.code, CallErrorCode::Cancelled, "{isolation:?}: {err}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{isolation:?}: not stopped: {took:?}"
+        );
+        // Not a fault, and the plugin serves the next call.
+        let info = host.plugin("long-call").expect("loaded");
+        assert_eq!(info.stats.faults, 0, "{isolation:?}");
+        assert_eq!(
+            host.call("long-call", "patient", &json!(3))
+                .expect("served"),
+            ActionOutcome::Ok(json!(3))
+        );
+    }
+}
+
+#[test]
+fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_call() {
+    let dir = TempPluginDir::with(&["long-call", "probe"]);
+    let host = Arc::new(load(&dir, ""));
+    // probe -> long-call.patient (10 s unless cancelled), on the same thread.
+    let token = CancelToken::new();
+    let watched = token.clone();
+    let (ended, took) = cancel_after_50ms(&host, &token, move |host| {
+        let target = json!({"plugin": "long-call", "action": "patient"});
+        host.call_cancellable("probe", "call_plugin", &target, &watched)
+    });
+    assert_eq!(ended.expect_err("cancelled").code, CallErrorCode::Cancelled);
+    assert!(
+        took < Duration::from_secs(5),
+        "the inner call was not stopped: {took:?}"
+    );
+    let calls_before = host.plugin("long-call").expect("loaded").stats.calls;
+    let err = host
+        .call_cancellable("long-call", "patient", &json!(1), &token)
+        .expect_err("not made");
+    assert_eq!(err.code, CallErrorCode::Cancelled);
+    assert_eq!(
+        host.plugin("long-call").expect("loaded").stats.calls,
+        calls_before
+    );
+}
+
+#[test]
+fn a_plugin_torn_down_sees_its_calls_cancelled_and_its_teardown_is_clean() {
+    let dir = TempPluginDir::with(&["long-call", "probe"]);
+    let host = Arc::new(load(&dir, ""));
+    let caller = {
+        let host = host.clone();
+        std::thread::spawn(move || host.call("long-call", "patient", &Value::Null))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    // Without cancellation the call would run 10 s, past the 2 s deadline: abandoned.
+    let record = host.disable("long-call").expect("disabled");
+    assert_eq!(record.outcome, TeardownOutcome::Clean);
+    match caller.join().expect("caller") {
+        Ok(ActionOutcome::Ok(done)) => {
+            assert!(done.as_u64().is_some_and(|ms| ms < 10_000), "{done}");
+        }
+        other => panic!("the call should have stopped early: {other:?}"),
+    }
+}
