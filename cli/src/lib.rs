@@ -274,6 +274,24 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
         for c in &m.claims {
             println!("claim:        {} (handled by {})", c.kind, c.action);
         }
+        for r in &m.routes {
+            let handler = r.action.as_deref().map_or_else(
+                || "not handled: 501".to_owned(),
+                |a| format!("handled by {a}"),
+            );
+            println!(
+                "route:        {} /plugins/{}{} ({handler}) - {}",
+                r.method, m.id, r.path, r.description
+            );
+        }
+        for j in &m.jobs {
+            let when = match (&j.cron, j.every_ms) {
+                (Some(cron), _) => format!("cron {cron} (UTC)"),
+                (None, Some(ms)) => format!("every {ms} ms"),
+                (None, None) => String::new(),
+            };
+            println!("job:          {} - {when}", j.name);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

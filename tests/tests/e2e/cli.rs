@@ -259,3 +259,25 @@ fn check_says_what_an_isolated_plugins_sandbox_holds_here_and_refuses_without_a_
         "{stdout}"
     );
 }
+
+#[test]
+fn inspect_shows_routes_and_jobs() {
+    let dir = TempPluginDir::with(&["courier", "ticker"]);
+    let inspect = |name: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+        cmd.arg("inspect")
+            .arg(dir.path().join(TempPluginDir::lib_name(name)));
+        run(cmd).1
+    };
+    let courier = inspect("courier");
+    assert!(
+        courier.contains("route:        POST /plugins/courier/webhook (handled by webhook)")
+            && courier.contains("route:        DELETE /plugins/courier/webhook (not handled: 501)"),
+        "{courier}"
+    );
+    let ticker = inspect("ticker");
+    assert!(
+        ticker.contains("job:          hourly - cron 0 * * * * (UTC)"),
+        "{ticker}"
+    );
+}
