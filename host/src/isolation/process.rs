@@ -223,29 +223,41 @@ impl Worker {
             return WORKER_GONE;
         }
         let mut channel = self.channel.lock();
-        channel.set_deadline(timeout.map(|t| Instant::now() + t));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        channel.set_deadline(deadline);
+        let overran = |out: &mut Vec<u8>| {
+            self.kill();
+            out.clear();
+            out.extend_from_slice(
+                format!(
+                    "the call overran its {} ms timeout; its worker process was killed",
+                    timeout.unwrap_or_default().as_millis()
+                )
+                .as_bytes(),
+            );
+            WORKER_KILLED
+        };
+        let timed_out = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )
+        };
         if let Err(e) = channel.send(command) {
-            return self.failed(out, &e);
+            return if timed_out(&e) {
+                overran(out)
+            } else {
+                self.failed(out, &e)
+            };
         }
         loop {
+            // A plugin that keeps asking (logging in a loop) is stopped at the deadline too.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return overran(out);
+            }
             let message = match channel.receive() {
                 Ok(message) => message,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    self.kill();
-                    out.extend_from_slice(
-                        format!(
-                            "the call overran its {} ms timeout; its worker process was killed",
-                            timeout.unwrap_or_default().as_millis()
-                        )
-                        .as_bytes(),
-                    );
-                    return WORKER_KILLED;
-                }
+                Err(e) if timed_out(&e) => return overran(out),
                 Err(e) => return self.failed(out, &e),
             };
             let token = *self.token.lock();
@@ -277,7 +289,7 @@ impl Worker {
                     .map(|bytes| bytes.into_vec())
                 }),
             };
-            let sent = match &reply {
+            let mut sent = match &reply {
                 Ok(body) => channel.send(&ToWorker::Reply {
                     code: 0,
                     capability: "",
@@ -289,8 +301,23 @@ impl Worker {
                     body: e.message.as_bytes(),
                 }),
             };
-            if let Err(e) = sent {
-                return self.failed(out, &e);
+            // An answer too large for the channel is the plugin's error, not a dead worker.
+            if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::InvalidInput) {
+                let too_large = crate::membrane::host_error(
+                    airlock_abi::abi::HostErrorCode::INTERNAL,
+                    "",
+                    "the host's answer is larger than the worker's channel carries",
+                );
+                sent = channel.send(&ToWorker::Reply {
+                    code: too_large.code.0,
+                    capability: "",
+                    body: too_large.message.as_bytes(),
+                });
+            }
+            match sent {
+                Ok(()) => {}
+                Err(e) if timed_out(&e) => return overran(out),
+                Err(e) => return self.failed(out, &e),
             }
         }
     }

@@ -40,7 +40,7 @@ impl Side {
 /// The state word's bit that says who holds the buffer (a [`Side`]).
 const HOLDER: u32 = 1;
 /// The state word's bit that says the side waiting for the buffer sleeps on its bell.
-const WAITING: u32 = 2;
+pub(super) const WAITING: u32 = 2;
 /// The length that says the message was too large for the buffer and went over the socket.
 const ON_SOCKET: u32 = u32::MAX;
 
@@ -64,6 +64,12 @@ impl<'r> Turns<'r> {
     /// The turns kept in these words (all zero at first: the host holds the buffer).
     pub(crate) fn new(state: &'r AtomicU32, len: &'r AtomicU32, words: &'r [AtomicU64]) -> Self {
         Self { state, len, words }
+    }
+
+    /// The state word (tests play a misbehaving peer with it).
+    #[cfg(test)]
+    pub(crate) fn state_word(&self) -> &'r AtomicU32 {
+        self.state
     }
 
     /// The largest message the buffer holds.
@@ -130,8 +136,18 @@ impl<'r> Turns<'r> {
         loop {
             // Acquire: pairs with the other side's release in `hand_over`.
             let state = self.state.load(Ordering::Acquire);
+            if state & !(HOLDER | WAITING) != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the shared channel's state word holds an unknown bit",
+                ));
+            }
             if state & HOLDER == mine {
                 return Ok(());
+            }
+            // A peer that keeps changing the word cannot keep this side past its deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(io::ErrorKind::TimedOut.into());
             }
             if state & WAITING == 0
                 && self

@@ -157,10 +157,15 @@ pub(crate) struct Channel {
 struct SocketBell<'c> {
     writer: &'c UnixStream,
     reader: &'c mut BufReader<UnixStream>,
+    /// When the message being waited for (or sent) is overdue.
+    deadline: Option<Instant>,
 }
 
 impl Bell for SocketBell<'_> {
     fn ring(&mut self) -> io::Result<()> {
+        // A peer that asks to be woken and never reads fills the socket: the write is timed
+        // like a read, so the host is never held by it.
+        arm_writes(self.writer, self.deadline)?;
         self.writer.write_all(&[WAKE])
     }
 
@@ -178,12 +183,22 @@ impl Bell for SocketBell<'_> {
     }
 }
 
-/// Sets the socket's read timeout to what is left before `deadline` (at least 1 ms).
-fn arm(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
-    socket.set_read_timeout(deadline.map(|d| {
+/// What is left before `deadline` (at least 1 ms), as a socket timeout.
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| {
         d.saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
-    }))
+    })
+}
+
+/// Sets the socket's read timeout to what is left before `deadline`.
+fn arm(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    socket.set_read_timeout(left(deadline))
+}
+
+/// Sets the socket's write timeout to what is left before `deadline`.
+fn arm_writes(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    socket.set_write_timeout(left(deadline))
 }
 
 impl Channel {
@@ -232,6 +247,7 @@ impl Channel {
     /// Sends the frame built in `out`: through the shared buffer if it fits, else the socket.
     fn transmit(&mut self) -> io::Result<()> {
         let Some((region, side)) = &self.shared else {
+            arm_writes(&self.writer, self.deadline)?;
             return self.writer.write_all(&self.out);
         };
         let turns = region.turns();
@@ -240,11 +256,13 @@ impl Channel {
         let mut bell = SocketBell {
             writer: &self.writer,
             reader: &mut self.reader,
+            deadline: self.deadline,
         };
         turns.hand_over(*side, &mut bell)?;
         if fits {
             Ok(())
         } else {
+            arm_writes(&self.writer, self.deadline)?;
             self.writer.write_all(&self.out)
         }
     }
@@ -312,6 +330,7 @@ impl Channel {
                 let mut bell = SocketBell {
                     writer: &self.writer,
                     reader: &mut self.reader,
+                    deadline: self.deadline,
                 };
                 turns.wait(*side, spin(), &mut bell, self.deadline)?;
                 turns.take(&mut self.frame)?
@@ -511,6 +530,48 @@ mod tests {
         host.set_deadline(None);
         let err = host.receive().expect_err("gone");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_peer_that_asks_to_be_woken_and_never_reads_cannot_hold_the_host() {
+        let (mut host, worker) = pair(true);
+        if worker.shared.is_none() {
+            return; // No shared memory on this system: nothing to wake.
+        }
+        // On its own thread, so that a host held forever fails the test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Some((region, _)) = &worker.shared else {
+                return;
+            };
+            let turns = region.turns();
+            let state = turns.state_word();
+            host.set_deadline(Some(Instant::now() + Duration::from_millis(200)));
+            // Each time, the buffer is handed back to the host with the worker "asleep", so
+            // the host rings; the worker never reads the rings, and the socket fills.
+            let mut sent = Ok(());
+            for _ in 0..10_000_000 {
+                state.store(
+                    super::super::turns::WAITING,
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+                sent = host.send(&ToWorker::Destroy);
+                if sent.is_err() {
+                    break;
+                }
+            }
+            let _ = done.send(sent.map_err(|e| e.kind()));
+        });
+        let sent = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the host was held by a peer that never reads");
+        assert!(
+            matches!(
+                sent,
+                Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+            ),
+            "{sent:?}"
+        );
     }
 
     #[test]
