@@ -68,6 +68,34 @@ fn next_request_id() -> String {
     format!("{boot:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Headers the server frames the response with: a plugin does not set them.
+const FRAMING: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+];
+
+/// A route's headers as they may be sent: names that are HTTP tokens, values with no CR, LF
+/// or NUL, and none of the framing headers the server sets itself (a plugin cannot split a
+/// response or frame the next one).
+fn sanitized(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    let token = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    headers
+        .into_iter()
+        .filter(|(name, value)| {
+            token(name)
+                && !FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f))
+                && !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+        })
+        .collect()
+}
+
 impl HttpOut {
     fn text(status: u16, request_id: &str, message: &str) -> Self {
         Self {
@@ -147,8 +175,13 @@ impl Host {
         };
         match answered {
             Ok(Ok(bytes)) => match wire::unframe::<ResponseHead>(&bytes) {
+                Ok((head, _)) if !(100..=599).contains(&head.status) => HttpOut::text(
+                    500,
+                    &request_id,
+                    &format!("the route answered status {}", head.status),
+                ),
                 Ok((head, body)) => {
-                    let mut headers = head.headers;
+                    let mut headers = sanitized(head.headers);
                     headers.push(("x-request-id".to_owned(), request_id));
                     HttpOut {
                         status: head.status,
@@ -171,5 +204,29 @@ impl Host {
                 HttpOut::text(status, &request_id, &format!("{}: {}", e.code, e.message))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_cannot_split_or_frame_the_response() {
+        let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        let kept = sanitized(vec![
+            pair("x-ok", "fine"),
+            pair("x-split", "a\r\nSet-Cookie: stolen=1"),
+            pair("Content-Length", "1"),
+            pair("transfer-encoding", "chunked"),
+            pair("bad name", "v"),
+            pair("x-nul", "a\0b"),
+            pair("", "v"),
+            pair("Set-Cookie", "session=2"),
+        ]);
+        assert_eq!(
+            kept,
+            vec![pair("x-ok", "fine"), pair("Set-Cookie", "session=2")]
+        );
     }
 }

@@ -76,7 +76,32 @@ fn special(address: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return special(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                ))
+            };
+            // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d): the IPv4 address they
+            // reach is what counts.
+            if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
+                return special(embedded(s[6], s[7])).or(Some("reserved"));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return special(embedded(s[6], s[7]));
+            }
+            // 6to4 (2002:a.b.c.d::/48) reaches the IPv4 address in its prefix.
+            if s[0] == 0x2002 {
+                return special(embedded(s[1], s[2]));
+            }
+            // Local-use NAT64, Teredo and the old site-local range: refused outright.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) || (s[0] == 0x2001 && s[1] == 0) {
+                return Some("reserved");
+            }
+            if s[0] & 0xffc0 == 0xfec0 {
+                return Some("private");
+            }
+            let first = s[0];
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -111,6 +136,27 @@ impl Outbound<'_> {
         head: &HttpHead,
         body: &[u8],
     ) -> Result<(HttpAnswer, Vec<u8>), HostError> {
+        // The client sets these from the URL and the body; a plugin setting `Host` could reach
+        // a virtual host its grant does not name.
+        const SET_BY_THE_CLIENT: [&str; 5] = [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+        ];
+        if let Some((name, _)) = head.headers.iter().find(|(n, v)| {
+            SET_BY_THE_CLIENT.iter().any(|s| n.eq_ignore_ascii_case(s))
+                || v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+        }) {
+            return Err(host_error(
+                HostErrorCode::BAD_REQUEST,
+                "",
+                &format!(
+                    "header {name:?} is set by the host's client, or its value holds a line break"
+                ),
+            ));
+        }
         let deadline = Instant::now() + self.policy.timeout;
         let mut url = url::Url::parse(&head.url).map_err(|e| {
             host_error(
@@ -376,11 +422,24 @@ mod tests {
             ("fe80::1", "link-local"),
             ("ff02::1", "multicast"),
             ("::ffff:10.0.0.1", "private"),
+            ("64:ff9b::a00:1", "private"),
+            ("::a00:1", "private"),
+            ("2002:a00:1::1", "private"),
+            ("2002:7f00:1::", "loopback"),
+            ("64:ff9b:1::1", "reserved"),
+            ("2001:0:4136:e378::1", "reserved"),
+            ("fec0::1", "private"),
         ] {
             let address: IpAddr = address.parse().expect("address");
             assert_eq!(special(address), Some(kind), "{address}");
         }
-        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert_eq!(special(public.parse().expect("address")), None, "{public}");
         }
     }

@@ -116,6 +116,17 @@ fn an_allowed_call_carries_bytes_both_ways_and_is_audited_without_its_content() 
                "headers": [["X-Secret-Header", "do-not-log"]], "body": "payload-not-logged"}),
     );
     assert_eq!(echo["body"], "POST payload-not-logged");
+    // The client sets Host from the URL: a plugin naming another host there is refused.
+    let fronted = fetch(
+        &host,
+        json!({"url": format!("http://127.0.0.1:{port}/hello"), "headers": [["Host", "admin.test"]]}),
+    );
+    assert!(
+        fronted["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"Host\" is set by the host")),
+        "{fronted}"
+    );
     let missing = fetch(
         &host,
         json!({"url": format!("http://127.0.0.1:{port}/nope")}),
