@@ -390,7 +390,8 @@ fn run_console(
     };
     let listener = match listen {
         Some(addr) => {
-            let listener = listen::Listener::bind(addr)?;
+            let listener =
+                listen::Listener::bind(addr, std::env::var_os(listen::TOKEN_ENV).is_some())?;
             if let Some(at) = listener.addr() {
                 eprintln!("serving the plugins' routes on http://{at}/plugins/<id>/...");
             }

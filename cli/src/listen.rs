@@ -23,10 +23,18 @@ impl Listener {
     /// # Errors
     ///
     /// Why it cannot listen there.
-    pub fn bind(addr: &str) -> Result<Self, String> {
+    pub fn bind(addr: &str, token: bool) -> Result<Self, String> {
         let server =
             tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        Ok(Self { server })
+        let listener = Self { server };
+        // Without a token every request runs as the host program: only this machine may ask.
+        if !token && !listener.addr().is_some_and(|a| a.ip().is_loopback()) {
+            return Err(format!(
+                "set {TOKEN_ENV} to listen on {addr}: without a token only a loopback address \
+                 is served"
+            ));
+        }
+        Ok(listener)
     }
 
     /// Where it listens.
@@ -40,10 +48,18 @@ impl Listener {
             let url = request.url().to_owned();
             let (path, query) = url.split_once('?').unwrap_or((&url, ""));
             let mut body = Vec::new();
-            let _ = request
+            if let Err(e) = request
                 .as_reader()
                 .take(max_body as u64 + 1)
-                .read_to_end(&mut body);
+                .read_to_end(&mut body)
+            {
+                let response = tiny_http::Response::from_string(format!(
+                    "the request's body could not be read: {e}\n"
+                ))
+                .with_status_code(400);
+                let _ = request.respond(response);
+                continue;
+            }
             let input = HttpIn {
                 method: request.method().as_str().to_owned(),
                 path: path.to_owned(),
@@ -87,7 +103,15 @@ pub fn token_auth(
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
             .and_then(|(_, v)| v.strip_prefix("Bearer "));
-        if presented == Some(token.as_str()) {
+        // Compared in full whatever differs first, so the time taken tells nothing.
+        let same = presented.is_some_and(|p| {
+            p.len() == token.len()
+                && p.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if same {
             Ok(None)
         } else {
             Err(format!("a bearer token is needed ({TOKEN_ENV})"))

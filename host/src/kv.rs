@@ -31,6 +31,9 @@ pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 pub const MAX_BATCH: usize = 1000;
 /// The most entries one listing (or keys) answers.
 pub const MAX_LIST: usize = 10_000;
+/// The most bytes of keys and values one listing answers (it stops before the entry that
+/// would pass it).
+pub const MAX_LIST_BYTES: usize = 16 << 20;
 
 /// The last version given in each namespace, by plugin id.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("kv-counter");
@@ -348,11 +351,15 @@ impl KvStore {
             Err(e) => return Err(storage(e)),
         };
         let versions = txn.open_table(names.versions()).ok();
-        let mut entries = Vec::new();
+        let (mut entries, mut bytes) = (Vec::new(), 0usize);
         for item in values.range(prefix..).map_err(storage)? {
             let (key, value) = item.map_err(storage)?;
             let key = key.value();
             if !key.starts_with(prefix) || entries.len() >= MAX_LIST {
+                break;
+            }
+            bytes += key.len() + if with_values { value.value().len() } else { 0 };
+            if bytes > MAX_LIST_BYTES {
                 break;
             }
             let (value, version) = if with_values {

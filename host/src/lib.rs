@@ -78,7 +78,7 @@ pub use host::{
 };
 pub use host::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
 pub use isolation::worker_main;
-pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_VALUE_LEN};
+pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN};
 pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
 #[cfg(all(unix, feature = "test-support"))]
 pub use loader::bare_dlopen;

@@ -91,7 +91,8 @@ impl Job {
                 let ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
                 self.scheduled_ms = now.saturating_add(ms);
             }
-            Schedule::Cron(cron) => match next_after(cron, now) {
+            // After the slot just run even if the clock stepped back: a slot never runs twice.
+            Schedule::Cron(cron) => match next_after(cron, now.max(self.scheduled_ms)) {
                 Some(next) => {
                     let wait = u64::try_from(next.saturating_sub(now)).unwrap_or(0);
                     self.due = Some(Instant::now() + Duration::from_millis(wait));
@@ -172,7 +173,7 @@ impl TimerService {
     ///
     /// [`RunJobError`]: no such job, or a run of it is going.
     pub(crate) fn run_now(&self, token: ContextToken, name: &str) -> Result<u64, RunJobError> {
-        let (lock, cv) = &*self.state;
+        let (lock, _) = &*self.state;
         {
             let mut state = lock.lock();
             if !state
@@ -187,6 +188,16 @@ impl TimerService {
             }
             state.running.push((token, name.to_owned()));
         }
+        // The run is marked finished however delivery ends, a panic included.
+        struct Finished<'s>(&'s (Mutex<TimerState>, Condvar), ContextToken, &'s str);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                let (lock, cv) = self.0;
+                lock.lock().finished(self.1, self.2);
+                cv.notify_all();
+            }
+        }
+        let _finished = Finished(&self.state, token, name);
         let info = RunInfo {
             run: self.runs.fetch_add(1, Ordering::Relaxed) + 1,
             scheduled_ms: now_ms(),
@@ -196,8 +207,6 @@ impl TimerService {
             let payload = serde_json::to_vec(&info).unwrap_or_default();
             host.deliver(token, InvocationKind::TIMER, name, &payload);
         }
-        lock.lock().finished(token, name);
-        cv.notify_all();
         Ok(info.run)
     }
 

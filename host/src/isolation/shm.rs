@@ -16,8 +16,10 @@ use super::turns::Turns;
 /// The largest message that travels through the shared buffer (larger ones take the socket).
 pub(crate) const CAPACITY: usize = 1 << 20;
 
-/// The byte sent with the memfd (or alone, when the host has none to share).
+/// The byte sent with the memfd.
 const HELLO: u8 = 0xA1;
+/// The byte sent alone, when the host has no memory to share (the socket carries everything).
+const HELLO_SOCKET: u8 = 0xA2;
 
 /// Sends `region`'s memfd to the worker (or nothing to share).
 pub(crate) fn offer(socket: &UnixStream, memfd: Option<&OwnedFd>) -> io::Result<()> {
@@ -48,7 +50,7 @@ mod imp {
         SendAncillaryMessage, SendFlags,
     };
 
-    use super::{Turns, CAPACITY, HELLO};
+    use super::{Turns, CAPACITY, HELLO, HELLO_SOCKET};
 
     /// The state and length words, then padding to the next cache line.
     const HEADER: usize = 64;
@@ -143,9 +145,10 @@ mod imp {
                 return Err(io::Error::other("no room to send the channel's memfd"));
             }
         }
+        let hello = if memfd.is_some() { HELLO } else { HELLO_SOCKET };
         let sent = rustix::net::sendmsg(
             socket,
-            &[IoSlice::new(&[HELLO])],
+            &[IoSlice::new(&[hello])],
             &mut control,
             SendFlags::empty(),
         )?;
@@ -166,7 +169,7 @@ mod imp {
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
         )?;
-        if received.bytes != 1 || byte[0] != HELLO {
+        if received.bytes != 1 || ![HELLO, HELLO_SOCKET].contains(&byte[0]) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the host did not open the channel",
@@ -180,8 +183,21 @@ mod imp {
                 }
             }
         }
-        // Mapped, then the descriptor is closed: the plugin never sees it.
-        memfd.as_ref().map(Region::map).transpose()
+        match (byte[0] == HELLO, memfd) {
+            // Mapped, then the descriptor is closed: the plugin never sees it.
+            (true, Some(memfd)) => Region::map(&memfd).map(Some),
+            (false, None) => Ok(None),
+            // Announced and not received (a descriptor limit dropped it): the two sides would
+            // not agree on the channel.
+            (true, None) => Err(io::Error::other(
+                "the host shared memory for the channel and its descriptor did not arrive \
+                 (open_files_limit too low?)",
+            )),
+            (false, Some(_)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the host sent a descriptor it did not announce",
+            )),
+        }
     }
 }
 
@@ -191,7 +207,7 @@ mod imp {
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
 
-    use super::{Turns, HELLO};
+    use super::{Turns, HELLO_SOCKET};
 
     /// No shared memory here: never constructed.
     pub(crate) enum Region {}
@@ -207,13 +223,13 @@ mod imp {
     }
 
     pub(super) fn offer(mut socket: &UnixStream, _: Option<&OwnedFd>) -> io::Result<()> {
-        socket.write_all(&[HELLO])
+        socket.write_all(&[HELLO_SOCKET])
     }
 
     pub(super) fn accept(mut socket: &UnixStream) -> io::Result<Option<Region>> {
         let mut byte = [0u8; 1];
         socket.read_exact(&mut byte)?;
-        if byte[0] == HELLO {
+        if byte[0] == HELLO_SOCKET {
             Ok(None)
         } else {
             Err(io::Error::new(

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use abi_stable::prefix_type::WithMetadata;
@@ -29,6 +29,10 @@ static CHANNEL: OnceLock<Mutex<Channel>> = OnceLock::new();
 /// Whether a command is being served: the plugin's requests travel only then (it is the
 /// worker's turn on the channel). Changed with the channel locked.
 static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// The number of the command being served (a request checked against it under the lock
+/// belongs to the command it started in).
+static COMMAND: AtomicU64 = AtomicU64::new(0);
 
 /// A command, owned (read with the channel locked, run with it free: the plugin's requests
 /// need it while a command runs).
@@ -143,6 +147,7 @@ fn serve() -> io::Result<()> {
         let read = {
             let mut channel = channel.lock();
             let read = channel.command(Command::owned);
+            COMMAND.fetch_add(1, Ordering::Relaxed);
             SERVING.store(read.is_ok(), Ordering::Relaxed);
             read
         };
@@ -283,6 +288,7 @@ fn forward(request: &FromWorker) -> Result<Vec<u8>, HostError> {
              progress only: a request made between calls is refused",
         ),
     };
+    let command = COMMAND.load(Ordering::Relaxed);
     if !SERVING.load(Ordering::Relaxed) {
         return Err(between_calls());
     }
@@ -290,7 +296,9 @@ fn forward(request: &FromWorker) -> Result<Vec<u8>, HostError> {
         .get()
         .ok_or_else(|| failed("the worker has no channel".to_owned()))?;
     let mut channel = channel.lock();
-    if !SERVING.load(Ordering::Relaxed) {
+    // Still serving the command it started in: a request from between two calls does not
+    // slip into the next one.
+    if !SERVING.load(Ordering::Relaxed) || COMMAND.load(Ordering::Relaxed) != command {
         return Err(between_calls());
     }
     channel

@@ -204,7 +204,9 @@ impl Outbound<'_> {
                     }
                     hops += 1;
                     url = url.join(&location).map_err(|e| {
-                        unreachable(format!("{host} redirected to {location:?}: {e}"))
+                        let message = format!("{method} {host} redirected to {location:?}: {e}");
+                        (self.audit)(&host, AuditOutcome::Http, &message);
+                        unreachable(message)
                     })?;
                     if status == 303 {
                         (method, body) = ("GET".to_owned(), &[]);
@@ -274,7 +276,9 @@ impl Outbound<'_> {
             }
         }
         if addresses.is_empty() {
-            return Err(unreachable(format!("{host} has no address")));
+            let message = format!("{method} {host}: the name has no address");
+            (self.audit)(&host, AuditOutcome::Http, &message);
+            return Err(unreachable(message));
         }
         Ok((host, addresses))
     }

@@ -62,6 +62,14 @@ fn level_of(level: u8) -> Level {
 /// The call site for `level` and `names` (`message` first), made and registered the first
 /// time; `None` once [`MAX_SITES`] are made.
 fn site(level: u8, names: &[&str]) -> Option<&'static Metadata<'static>> {
+    // Keyed by the level tracing sees: levels past TRACE are TRACE, not sites of their own.
+    let level = match level_of(level) {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        _ => 5,
+    };
     let key = (level, names.iter().map(|n| (*n).to_owned()).collect());
     let mut sites = sites().lock();
     if let Some(metadata) = sites.get(&key) {

@@ -258,3 +258,21 @@ fn a_route_past_its_call_timeout_answers_504() {
         String::from_utf8_lossy(&answer.body)
     );
 }
+
+#[test]
+fn without_a_token_only_a_loopback_address_is_served() {
+    let dir = TempPluginDir::with(&["courier"]);
+    let out = airlock_tests::run_with_input(
+        {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+            cmd.args(["run", "--listen", "0.0.0.0:0"])
+                .arg(dir.path())
+                .env_remove("AIRLOCK_LISTEN_TOKEN");
+            cmd
+        },
+        "/quit\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("set AIRLOCK_LISTEN_TOKEN"), "{stderr}");
+}
