@@ -187,7 +187,17 @@ impl KvStore {
     ///
     /// [`KvError`].
     pub fn get(&self, plugin: &PluginId, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.entry(plugin, key)?.map(|(value, _)| value))
+        check_key(key)?;
+        let names = Names::of(plugin);
+        let txn = self.read()?;
+        // The value alone: its version is another table, read only when asked for.
+        let values = match txn.open_table(names.values()) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let value = values.get(key).map_err(storage)?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 
     /// The value of `key` in `plugin`'s namespace and its version.
