@@ -331,8 +331,8 @@ impl Context {
     }
 
     /// Whether the call being served was cancelled — by its caller, because the plugin is being
-    /// torn down (disabled, reloaded, shut down), or because the call that made this one (a
-    /// plugin calling a plugin) was. Cheap enough to poll in a loop; a long action should, and
+    /// torn down (disabled, reloaded, shut down), because the call that made this one (a
+    /// plugin calling a plugin) was, or because the watchdog reported it past its timeout. Cheap enough to poll in a loop; a long action should, and
     /// return early: its caller gets the outcome `cancelled`. A revoked context is cancelled.
     pub fn cancelled(&self) -> bool {
         match self.request(

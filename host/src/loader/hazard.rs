@@ -138,6 +138,17 @@ impl ThreadRecord {
         fence(Ordering::Acquire);
         (self.ends[depth].load(Ordering::Relaxed) == ends).then_some((address(published), ends))
     }
+
+    /// Whether a watchdog reported the innermost call this thread is in as overrunning its
+    /// timeout (the owning thread only: what `ctx.cancelled()` answers for a call past its
+    /// time). Reads the thread's own slots, which only it writes.
+    pub(crate) fn innermost_call_reported(&self) -> bool {
+        let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);
+        (0..depth)
+            .rev()
+            .find_map(|d| self.call_at(d).map(|(_, number)| (d, number)))
+            .is_some_and(|(d, number)| self.watch.was_reported(d, number))
+    }
 }
 
 /// The thread records and the values retired while still read: the process has one

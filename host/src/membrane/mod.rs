@@ -329,8 +329,12 @@ fn built_in(
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
         Request::ContextCaller => json(&crate::caller::current()),
         Request::ContextCancelled => {
-            let cancelled =
-                crate::cancel::current() || entry.closing.load(std::sync::atomic::Ordering::SeqCst);
+            // The caller's token (or an outer call's), the plugin being torn down, or the
+            // call reported past its timeout by the watchdog.
+            let cancelled = crate::cancel::current()
+                || entry.closing.load(std::sync::atomic::Ordering::SeqCst)
+                || crate::loader::hazard::this_thread()
+                    .is_some_and(|record| record.innermost_call_reported());
             json(&cancelled)
         }
         // A request this host does not serve yet (the enum grows with the protocol).

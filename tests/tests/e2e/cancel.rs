@@ -111,3 +111,22 @@ fn a_plugin_torn_down_sees_its_calls_cancelled_and_its_teardown_is_clean() {
         other => panic!("the call should have stopped early: {other:?}"),
     }
 }
+
+#[test]
+fn a_call_past_its_timeout_is_cancelled_for_the_plugin() {
+    let dir = TempPluginDir::with(&["long-call", "probe"]);
+    let host = load(&dir, "call_timeout_ms = 100");
+    let started = Instant::now();
+    // 10 s of work unless the plugin sees its call cancelled once the watchdog reports it.
+    let err = host
+        .call("long-call", "patient", &Value::Null)
+        .expect_err("timed out");
+    assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the plugin never saw its call cancelled: {:?}",
+        started.elapsed()
+    );
+    // Still a fault, as a call past its timeout always is.
+    assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 1);
+}
