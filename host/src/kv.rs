@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use airlock_abi::manifest::PluginId;
 use airlock_abi::wire::{Expected, KvEntry, Swapped};
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError,
-    WriteTransaction,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError, WriteTransaction,
 };
 
 use crate::error::Error;
@@ -139,6 +139,18 @@ fn apply(
     Ok(())
 }
 
+/// The namespace's values in a read transaction; `None` if nothing was ever written there.
+fn values_in(
+    txn: &ReadTransaction,
+    names: &Names,
+) -> Result<Option<ReadOnlyTable<&'static str, &'static [u8]>>, KvError> {
+    match txn.open_table(names.values()) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(storage(e)),
+    }
+}
+
 /// Reads one entry (its value and version) in a read or write transaction's tables.
 fn read_entry(
     values: &impl ReadableTable<&'static str, &'static [u8]>,
@@ -191,10 +203,8 @@ impl KvStore {
         let names = Names::of(plugin);
         let txn = self.read()?;
         // The value alone: its version is another table, read only when asked for.
-        let values = match txn.open_table(names.values()) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage(e)),
+        let Some(values) = values_in(&txn, &names)? else {
+            return Ok(None);
         };
         let value = values.get(key).map_err(storage)?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -209,10 +219,8 @@ impl KvStore {
         check_key(key)?;
         let names = Names::of(plugin);
         let txn = self.read()?;
-        let values = match txn.open_table(names.values()) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage(e)),
+        let Some(values) = values_in(&txn, &names)? else {
+            return Ok(None);
         };
         let versions = txn.open_table(names.versions()).ok();
         read_entry(&values, versions.as_ref(), key)
@@ -355,10 +363,8 @@ impl KvStore {
         check_key(prefix)?;
         let names = Names::of(plugin);
         let txn = self.read()?;
-        let values = match txn.open_table(names.values()) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(storage(e)),
+        let Some(values) = values_in(&txn, &names)? else {
+            return Ok(Vec::new());
         };
         let versions = txn.open_table(names.versions()).ok();
         let (mut entries, mut bytes) = (Vec::new(), 0usize);
