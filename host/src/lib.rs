@@ -89,9 +89,9 @@ pub use membrane::host_vtable;
 pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use policy::{
     Credential, HostSettings, HttpPolicy, IpRange, Isolation, PluginPolicy, Policy, RestartPolicy,
-    Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
-    DEFAULT_INIT_DEADLINE, DEFAULT_LIMITS, DEFAULT_QUARANTINE_FAULTS, DEFAULT_QUARANTINE_WINDOW,
-    DEFAULT_RESTART, DEFAULT_SHUTDOWN_DEADLINE,
+    Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_CANCEL_GRACE,
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_LIMITS, DEFAULT_QUARANTINE_FAULTS,
+    DEFAULT_QUARANTINE_WINDOW, DEFAULT_RESTART, DEFAULT_SHUTDOWN_DEADLINE,
 };
 pub use registry::{Caller, ServiceError};
 pub use report::{LoadReport, PluginReport, Status};

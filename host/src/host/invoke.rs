@@ -141,21 +141,22 @@ impl HostShared {
         // The watchdog times the call (and counts the fault) from its own thread, from the
         // call's mark in this thread's hazard slot: the call path never reads the clock.
         let code = running.instance.call(kind, index, name, payload, out);
-        let overran = call.is_some_and(CallMark::reported);
-        if code == ErrorCode::OK && !overran {
+        if code == ErrorCode::OK && !call.is_some_and(CallMark::reported) {
             return Called::Answered;
         }
-        self.ended_badly(plugin, name, code, overran, out)
+        self.ended_badly(plugin, name, code, call.filter(|c| c.reported()), out)
     }
 
-    /// A call that did not simply answer: a panic is a fault, an overrun discards the result.
+    /// A call that did not simply answer: a panic is a fault; a call reported past its timeout
+    /// (or told it is cancelled) discards its result and ends `cancelled` if it stopped within
+    /// its grace, `timeout` (counted as a fault by the watchdog) if not.
     #[cold]
     fn ended_badly(
         &self,
         plugin: &LoadedPlugin,
         name: &str,
         code: ErrorCode,
-        overran: bool,
+        overran: Option<CallMark>,
         out: &mut Vec<u8>,
     ) -> Called {
         match code {
@@ -171,17 +172,27 @@ impl HostShared {
             WORKER_GONE => Called::Failed(CallErrorCode::WorkerFailure),
             WORKER_KILLED => {
                 *plugin.died_at.lock() = Some(Instant::now());
-                if !overran {
+                if overran.is_none_or(CallMark::settle) {
                     self.fault(plugin, &format!("{name}: {}", message(out)));
                 }
                 Called::Failed(CallErrorCode::Timeout)
             }
-            _ if overran => refuse(
+            _ if overran.is_some_and(CallMark::settle) => refuse(
+                out,
+                CallErrorCode::Cancelled,
+                format_args!(
+                    "{name} was cancelled (by its caller, at its {} ms call timeout, or as its \
+                     plugin was torn down) and stopped; what it answered was discarded",
+                    plugin.policy.call_timeout.as_millis()
+                ),
+            ),
+            _ if overran.is_some() => refuse(
                 out,
                 CallErrorCode::Timeout,
                 format_args!(
-                    "{name} overran the {} ms call timeout; its result was discarded",
-                    plugin.policy.call_timeout.as_millis()
+                    "{name} overran the {} ms call timeout and its {} ms grace; its result was discarded",
+                    plugin.policy.call_timeout.as_millis(),
+                    plugin.policy.cancel_grace.as_millis()
                 ),
             ),
             ErrorCode::OK => Called::Answered,

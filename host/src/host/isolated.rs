@@ -56,7 +56,9 @@ impl HostShared {
             program: find_worker(self.options.policy.host().worker.as_deref()),
             label: file.path.display().to_string(),
             bytes,
-            call_timeout: policy.call_timeout,
+            // A call told it is cancelled at its timeout has its grace to stop before its
+            // worker is stopped.
+            call_timeout: policy.call_timeout.saturating_add(policy.cancel_grace),
             grace: policy.shutdown_deadline,
             spare: Mutex::new(None),
             limits: policy.limits,

@@ -171,15 +171,16 @@ impl HostShared {
         // A call is known by the address of the running instance it reads.
         let find = |key: usize| plugins.iter().find(|p| p.running.address() == key);
         watchdog::scan(
-            |key| find(key).map(|p| p.policy.call_timeout),
+            |key| find(key).map(|p| (p.policy.call_timeout, p.policy.cancel_grace)),
             |key, running| {
                 if let Some(plugin) = find(key) {
                     self.fault(
                         plugin,
                         &format!(
-                            "watchdog: a call has been running for {} ms, over its {} ms timeout (native code cannot be pre-empted; it keeps its thread)",
+                            "watchdog: a call has been running for {} ms, over its {} ms timeout and {} ms grace; it was told it is cancelled (native code cannot be pre-empted; it keeps its thread)",
                             running.as_millis(),
-                            plugin.policy.call_timeout.as_millis()
+                            plugin.policy.call_timeout.as_millis(),
+                            plugin.policy.cancel_grace.as_millis()
                         ),
                     );
                 }

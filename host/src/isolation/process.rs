@@ -36,7 +36,7 @@ pub(crate) struct WorkerSpec {
     pub(crate) label: String,
     /// The checked bytes: what every worker of this library loads.
     pub(crate) bytes: Vec<u8>,
-    /// How long one call may take before the worker is stopped.
+    /// How long one call may take before the worker is stopped (its timeout and grace).
     pub(crate) call_timeout: Duration,
     /// How long a stopped worker has between SIGTERM and SIGKILL.
     pub(crate) grace: Duration,

@@ -143,11 +143,25 @@ impl ThreadRecord {
     /// timeout (the owning thread only: what `ctx.cancelled()` answers for a call past its
     /// time). Reads the thread's own slots, which only it writes.
     pub(crate) fn innermost_call_reported(&self) -> bool {
+        self.innermost_call()
+            .is_some_and(|(d, number)| self.watch.was_reported(d, number))
+    }
+
+    /// Marks the innermost call this thread is in as reported (the owning thread only), as the
+    /// watchdog would at its timeout: the plugin was told its call is cancelled (it is being
+    /// torn down), so the call ends `cancelled` unless it runs on through its grace.
+    pub(crate) fn cancel_innermost_call(&self) {
+        if let Some((d, number)) = self.innermost_call() {
+            self.watch.report(d, number);
+        }
+    }
+
+    /// The slot and number of the innermost call this thread is in (the owning thread only).
+    fn innermost_call(&self) -> Option<(usize, u64)> {
         let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);
         (0..depth)
             .rev()
             .find_map(|d| self.call_at(d).map(|(_, number)| (d, number)))
-            .is_some_and(|(d, number)| self.watch.was_reported(d, number))
     }
 }
 
@@ -495,10 +509,17 @@ pub(crate) struct CallMark {
 }
 
 impl CallMark {
-    /// Whether a watchdog reported this very call as overrunning.
+    /// Whether a watchdog reported this very call as overrunning, or it was cancelled for the
+    /// plugin ([`ThreadRecord::cancel_innermost_call`]).
     #[inline(always)]
     pub(crate) fn reported(self) -> bool {
         self.record.watch.was_reported(self.depth, self.number)
+    }
+
+    /// Settles a reported call as it returns: true if it ends `cancelled` (the watchdog has not
+    /// counted it as a fault, and now never will), false if the watchdog got there first.
+    pub(crate) fn settle(self) -> bool {
+        self.record.watch.settle(self.depth, self.number)
     }
 }
 

@@ -6,7 +6,10 @@
 //! clock. The watchdog thread of each host scans the records, matches the addresses against its
 //! plugins' running instances, and times each call from the scan that first saw it, so a call
 //! is never reported early, and late by at most one scan interval. Native code cannot be
-//! pre-empted: an overrunning call is reported and counted as a fault, not stopped.
+//! pre-empted: a call past its timeout is reported — the plugin sees `ctx.cancelled()` turn
+//! true — and one still running after a grace is settled as a fault, not stopped. A call that
+//! returns within the grace settles itself as cancelled: whichever of the two settles a call
+//! first ([`CallSlot::settle`]) decides its outcome, once.
 //!
 //! A scan never pairs one call's number with another call's instance: it reads the end count,
 //! the pointer, fences, and reads the end count again, and a later call's publication is a
@@ -23,8 +26,12 @@ use super::sync::{AtomicU64, Ordering};
 /// What the watchdogs saw and reported of one thread's calls, per hazard slot.
 #[derive(Debug)]
 pub(crate) struct CallSlot {
-    /// Per slot: the number of the last call a watchdog reported there.
+    /// Per slot: the number of the last call a watchdog reported there (or its own thread
+    /// marked cancelled).
     reported: [AtomicU64; DEPTH],
+    /// Per slot: the number of the last call whose overrun was settled, by the watchdog (a
+    /// fault) or by the call returning (cancelled).
+    settled: [AtomicU64; DEPTH],
     /// Per slot: the call a watchdog saw there and when it first saw it.
     seen: parking_lot::Mutex<[(u64, Option<Instant>); DEPTH]>,
 }
@@ -33,6 +40,7 @@ impl Default for CallSlot {
     fn default() -> Self {
         Self {
             reported: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            settled: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             seen: parking_lot::Mutex::new([(0, None); DEPTH]),
         }
     }
@@ -42,6 +50,12 @@ impl CallSlot {
     /// Marks call `number` in slot `depth` reported; true the first time (for that call).
     pub(crate) fn report(&self, depth: usize, number: u64) -> bool {
         self.reported[depth].swap(number, Ordering::AcqRel) != number
+    }
+
+    /// Settles the overrun of call `number` in slot `depth`: true for the first to ask (the
+    /// watchdog counting a fault, or the call ending cancelled), false for the other.
+    pub(crate) fn settle(&self, depth: usize, number: u64) -> bool {
+        self.settled[depth].swap(number, Ordering::AcqRel) != number
     }
 
     /// Whether a watchdog reported call `number` in slot `depth` as overrunning.
@@ -69,12 +83,13 @@ impl CallSlot {
     }
 }
 
-/// Calls `report` once for every call in progress on a value at an address `deadline` knows
-/// (`None`: not one of the caller's plugins' running instances) that has run longer than the
-/// deadline, as far as the scans can tell.
+/// Reports every call in progress on a value at an address `deadline` knows (`None`: not one of
+/// the caller's plugins' running instances; otherwise its timeout and grace) that has run
+/// longer than its timeout, and calls `fault` once for each that has also run through its grace
+/// without settling itself, as far as the scans can tell.
 pub(crate) fn scan(
-    deadline: impl Fn(usize) -> Option<Duration>,
-    mut report: impl FnMut(usize, Duration),
+    deadline: impl Fn(usize) -> Option<(Duration, Duration)>,
+    mut fault: impl FnMut(usize, Duration),
 ) {
     let now = Instant::now();
     hazard::each_record(|record: &'static ThreadRecord| {
@@ -83,12 +98,15 @@ pub(crate) fn scan(
             let Some((address, number)) = record.call_at(depth) else {
                 continue;
             };
-            let Some(limit) = deadline(address) else {
+            let Some((limit, grace)) = deadline(address) else {
                 continue;
             };
             let running = now.duration_since(slot.first_seen(depth, number, now));
-            if running > limit && slot.report(depth, number) {
-                report(address, running);
+            if running > limit {
+                slot.report(depth, number);
+            }
+            if running > limit.saturating_add(grace) && slot.settle(depth, number) {
+                fault(address, running);
             }
         }
     });

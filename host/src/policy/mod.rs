@@ -113,6 +113,8 @@ pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long one call into a plugin may take before it counts as a fault (`timeout`).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call told it is cancelled at its timeout has to stop before it counts as a fault.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(100);
 /// Faults (panics, timeouts) within [`DEFAULT_QUARANTINE_WINDOW`] that quarantine a plugin.
 pub const DEFAULT_QUARANTINE_FAULTS: u32 = 5;
 /// The window in which faults are counted.
@@ -206,6 +208,9 @@ pub struct PluginPolicy {
     pub init_deadline: Duration,
     /// How long one call may take before it counts as a fault and answers `timeout`.
     pub call_timeout: Duration,
+    /// How long a call sees `ctx.cancelled()` true past its timeout before the watchdog counts
+    /// it as a fault: one that stops within it ends `cancelled`.
+    pub cancel_grace: Duration,
     /// Faults within `quarantine_window` that quarantine the plugin (0: never).
     pub quarantine_faults: u32,
     /// The window faults are counted in.
@@ -257,6 +262,7 @@ impl Default for Policy {
                 shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
                 init_deadline: DEFAULT_INIT_DEADLINE,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
+                cancel_grace: DEFAULT_CANCEL_GRACE,
                 quarantine_faults: DEFAULT_QUARANTINE_FAULTS,
                 quarantine_window: DEFAULT_QUARANTINE_WINDOW,
                 priority: 0,

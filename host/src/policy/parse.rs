@@ -80,6 +80,7 @@ struct RawDefaults {
     shutdown_deadline_ms: Option<u64>,
     init_deadline_ms: Option<u64>,
     call_timeout_ms: Option<u64>,
+    cancel_grace_ms: Option<u64>,
     quarantine_faults: Option<u32>,
     quarantine_window_ms: Option<u64>,
     health_interval_ms: Option<u64>,
@@ -113,6 +114,7 @@ struct RawPluginPolicy {
     shutdown_deadline_ms: Option<u64>,
     init_deadline_ms: Option<u64>,
     call_timeout_ms: Option<u64>,
+    cancel_grace_ms: Option<u64>,
     quarantine_faults: Option<u32>,
     quarantine_window_ms: Option<u64>,
     priority: Option<i32>,
@@ -197,6 +199,9 @@ impl Policy {
         }
         if let Some(ms) = raw.defaults.call_timeout_ms {
             policy.defaults.call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = raw.defaults.cancel_grace_ms {
+            policy.defaults.cancel_grace = Duration::from_millis(ms);
         }
         if let Some(n) = raw.defaults.quarantine_faults {
             policy.defaults.quarantine_faults = n;
@@ -289,6 +294,9 @@ impl Policy {
                     call_timeout: entry
                         .call_timeout_ms
                         .map_or(policy.defaults.call_timeout, Duration::from_millis),
+                    cancel_grace: entry
+                        .cancel_grace_ms
+                        .map_or(policy.defaults.cancel_grace, Duration::from_millis),
                     quarantine_faults: entry
                         .quarantine_faults
                         .unwrap_or(policy.defaults.quarantine_faults),

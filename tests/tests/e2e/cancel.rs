@@ -1,6 +1,8 @@
 //! Cancellation: a caller cancels a running call (in-process and in a worker), the plugins it
-//! calls see it too, a token cancelled before the call makes no call, and a plugin being torn
-//! down sees its calls cancelled and stops, so its teardown is clean.
+//! calls see it too, a token cancelled before the call makes no call, a plugin being disabled or
+//! reloaded sees its calls cancelled and stops, so its teardown is clean, and a call past its
+//! timeout is cancelled for the plugin. Each is seen by the plugin (its trace) and ends
+//! `cancelled`; a plugin that ignores it is still counted as a fault.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +10,13 @@ use std::time::{Duration, Instant};
 use airlock::{ActionOutcome, CallErrorCode, CancelToken, Host, TeardownOutcome};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
+
+/// Whether the plugin wrote that it saw its call cancelled.
+fn saw_cancelled(dir: &TempPluginDir) -> bool {
+    std::fs::read_to_string(dir.path().join("trace"))
+        .unwrap_or_default()
+        .contains("patient saw cancelled")
+}
 
 fn load(dir: &TempPluginDir, extra: &str) -> Host {
     let trace = dir.path().join("trace");
@@ -54,6 +63,7 @@ fn a_caller_cancels_a_running_call_in_process_and_in_a_worker() {
             took < Duration::from_secs(5),
             "{isolation:?}: not stopped: {took:?}"
         );
+        assert!(saw_cancelled(&dir), "{isolation:?}");
         // Not a fault, and the plugin serves the next call.
         let info = host.plugin("long-call").expect("loaded");
         assert_eq!(info.stats.faults, 0, "{isolation:?}");
@@ -81,6 +91,7 @@ fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_cal
         took < Duration::from_secs(5),
         "the inner call was not stopped: {took:?}"
     );
+    assert!(saw_cancelled(&dir), "the inner plugin saw it");
     let calls_before = host.plugin("long-call").expect("loaded").stats.calls;
     let err = host
         .call_cancellable("long-call", "patient", &json!(1), &token)
@@ -93,40 +104,74 @@ fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_cal
 }
 
 #[test]
-fn a_plugin_torn_down_sees_its_calls_cancelled_and_its_teardown_is_clean() {
-    let dir = TempPluginDir::with(&["long-call", "probe"]);
-    let host = Arc::new(load(&dir, ""));
-    let caller = {
-        let host = host.clone();
-        std::thread::spawn(move || host.call("long-call", "patient", &Value::Null))
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    // Without cancellation the call would run 10 s, past the 2 s deadline: abandoned.
-    let record = host.disable("long-call").expect("disabled");
-    assert_eq!(record.outcome, TeardownOutcome::Clean);
-    match caller.join().expect("caller") {
-        Ok(ActionOutcome::Ok(done)) => {
-            assert!(done.as_u64().is_some_and(|ms| ms < 10_000), "{done}");
+fn a_plugin_disabled_or_reloaded_sees_its_calls_cancelled_and_its_teardown_is_clean() {
+    for reload in [false, true] {
+        let dir = TempPluginDir::with(&["long-call", "probe"]);
+        let host = Arc::new(load(&dir, ""));
+        let started = Instant::now();
+        let caller = {
+            let host = host.clone();
+            std::thread::spawn(move || host.call("long-call", "patient", &Value::Null))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // Without cancellation the call would run 10 s, past the 2 s deadline: abandoned.
+        if reload {
+            let outcome = host.reload("long-call").expect("known");
+            assert!(
+                matches!(
+                    outcome,
+                    airlock::ReloadOutcome::Loaded { generation: 2, .. }
+                ),
+                "{outcome}"
+            );
+            // The old generation drained and was torn down well before its 2 s deadline.
+            assert!(started.elapsed() < Duration::from_millis(1500));
+            let trace = std::fs::read_to_string(dir.path().join("trace")).expect("trace");
+            assert!(trace.contains("teardown"), "{trace}");
+        } else {
+            let record = host.disable("long-call").expect("disabled");
+            assert_eq!(record.outcome, TeardownOutcome::Clean);
         }
-        other => panic!("the call should have stopped early: {other:?}"),
+        let err = caller.join().expect("caller").expect_err("cancelled");
+        assert_eq!(err.code, CallErrorCode::Cancelled, "reload {reload}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(saw_cancelled(&dir), "reload {reload}");
+        if reload {
+            // The new generation serves, and the cancelled call was no fault of the old one.
+            assert_eq!(
+                host.call("long-call", "patient", &json!(2))
+                    .expect("served"),
+                ActionOutcome::Ok(json!(2))
+            );
+            assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 0);
+        }
     }
 }
 
 #[test]
-fn a_call_past_its_timeout_is_cancelled_for_the_plugin() {
+fn a_call_past_its_timeout_is_cancelled_for_the_plugin_and_one_that_ignores_it_is_a_fault() {
     let dir = TempPluginDir::with(&["long-call", "probe"]);
-    let host = load(&dir, "call_timeout_ms = 100");
+    let host = load(&dir, "call_timeout_ms = 100\ncancel_grace_ms = 2000");
     let started = Instant::now();
     // 10 s of work unless the plugin sees its call cancelled once the watchdog reports it.
     let err = host
         .call("long-call", "patient", &Value::Null)
-        .expect_err("timed out");
-    assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
+        .expect_err("cancelled");
+    assert_eq!(err.code, CallErrorCode::Cancelled, "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(2),
         "the plugin never saw its call cancelled: {:?}",
         started.elapsed()
     );
-    // Still a fault, as a call past its timeout always is.
+    assert!(saw_cancelled(&dir));
+    // It stopped within its grace: not a fault.
+    assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 0);
+    // `work` never looks: past the timeout and the grace it is a fault, and ends `timeout`.
+    drop(host);
+    let host = load(&dir, "call_timeout_ms = 100\ncancel_grace_ms = 100");
+    let err = host
+        .call("long-call", "work", &json!({"ms": 600}))
+        .expect_err("timed out");
+    assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
     assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 1);
 }
