@@ -50,12 +50,14 @@ mod registry;
 mod report;
 mod retry;
 mod services;
+mod stream;
 mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
 
 pub use cancel::CancelToken;
+pub use stream::{Chunk, MAX_CHUNK, STREAM_BUFFER};
 mod watch;
 
 pub use airlock_abi::wire::{CallerInfo, Principal};

@@ -346,6 +346,44 @@ impl Context {
         }
     }
 
+    /// Emits a partial result of the call being served: a caller taking the call as a stream
+    /// (`host.call_stream(..)`, an MCP client's progress) receives it at once, in order; for a
+    /// caller that is not, it is discarded. When the caller is behind, this waits for it (the
+    /// stream's buffer is bounded). Hooks, events and timers are never streamed.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Call`] with [`CallErrorCode::Cancelled`] once the caller cancelled the
+    /// call or stopped taking the stream: stop and return; `BadRequest` for a chunk over the
+    /// host's limit (1 MiB); [`ContextError::Revoked`] after teardown.
+    pub fn emit<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), ContextError> {
+        let mut body = vec![crate::wire::CHUNK_JSON];
+        serde_json::to_writer(&mut body, value)
+            .map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        self.emit_body(&body)
+    }
+
+    /// [`Context::emit`] for a chunk of bytes (text being written, a file's parts).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::emit`].
+    pub fn emit_bytes(&self, bytes: &[u8]) -> Result<(), ContextError> {
+        let mut body = Vec::with_capacity(bytes.len() + 1);
+        body.push(crate::wire::CHUNK_BYTES);
+        body.extend_from_slice(bytes);
+        self.emit_body(&body)
+    }
+
+    fn emit_body(&self, body: &[u8]) -> Result<(), ContextError> {
+        self.request(
+            Request::StreamEmit.service(),
+            Request::StreamEmit.operation(),
+            body,
+        )
+        .map(drop)
+    }
+
     /// [`Context::log_with`] at info level; a revoked context drops the line.
     pub fn info_with(&self, message: &str, fields: &[(&str, serde_json::Value)]) {
         let _ = self.log_with(Level::Info, message, fields);

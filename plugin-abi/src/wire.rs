@@ -68,11 +68,20 @@ pub enum Request {
     /// `context cancelled` (no body): whether the call the plugin is serving was cancelled
     /// (`true`/`false`); no capability.
     ContextCancelled,
+    /// `stream emit` (a [`CHUNK_JSON`] or [`CHUNK_BYTES`] byte, then the chunk): a partial
+    /// result of the call being served, for a caller taking it as a stream (`true`; `false`
+    /// when the call is not streamed and the chunk was discarded); no capability.
+    StreamEmit,
 }
+
+/// The first byte of a [`Request::StreamEmit`] body whose chunk is JSON.
+pub const CHUNK_JSON: u8 = 0;
+/// The first byte of a [`Request::StreamEmit`] body whose chunk is bytes.
+pub const CHUNK_BYTES: u8 = 1;
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -94,6 +103,7 @@ impl Request {
         Self::Handover,
         Self::ContextCaller,
         Self::ContextCancelled,
+        Self::StreamEmit,
     ];
 
     /// The service name on the wire.
@@ -115,6 +125,7 @@ impl Request {
             Self::LogWrite => "log",
             Self::Handover => "reload",
             Self::ContextCaller | Self::ContextCancelled => "context",
+            Self::StreamEmit => "stream",
         }
     }
 
@@ -141,6 +152,7 @@ impl Request {
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
             Self::ContextCancelled => "cancelled",
+            Self::StreamEmit => "emit",
         }
     }
 

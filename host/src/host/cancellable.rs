@@ -1,9 +1,11 @@
-//! Calls the caller can cancel: [`Host::call_cancellable`].
+//! Calls the caller can cancel ([`Host::call_cancellable`]) and streamed calls
+//! ([`Host::call_stream`]), for the host program and on behalf of a principal.
 
-use super::Host;
+use super::{Host, OnBehalf};
 use crate::cancel::{self, CancelToken};
 use crate::error::{CallError, CallErrorCode};
 use crate::outcome::ActionOutcome;
+use crate::stream::{self, Chunk};
 
 impl Host {
     /// [`Host::call`] with a token the caller (any thread) can cancel while the call runs: the
@@ -14,6 +16,45 @@ impl Host {
     /// # Errors
     ///
     /// [`CallErrorCode::Cancelled`], or what [`Host::call`] returns.
+    pub fn call_cancellable(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+        token: &CancelToken,
+    ) -> Result<ActionOutcome, CallError> {
+        OnBehalf::new(self, None).call_cancellable(plugin, action, input, token)
+    }
+
+    /// [`Host::call_cancellable`] taking the call as a stream: each chunk the action emits
+    /// (`ctx.emit(..)`) is handed to `on_chunk` on this thread, in order, as it comes, and the
+    /// final answer is returned. The call runs on a thread of its own meanwhile; it may get at
+    /// most [`crate::STREAM_BUFFER`] chunks ahead of `on_chunk` and otherwise waits for it, so a
+    /// slow consumer slows the plugin and memory stays bounded however long the stream.
+    /// Cancelling `token` stops the stream (the plugin's `emit` answers `cancelled`); a panic in
+    /// `on_chunk` cancels the call, waits for it to stop and unwinds here.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call_cancellable`].
+    pub fn call_stream(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+        token: &CancelToken,
+        on_chunk: impl FnMut(Chunk),
+    ) -> Result<ActionOutcome, CallError> {
+        OnBehalf::new(self, None).call_stream(plugin, action, input, token, on_chunk)
+    }
+}
+
+impl OnBehalf<'_> {
+    /// [`Host::call_cancellable`], with the principal as the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call_cancellable`].
     pub fn call_cancellable(
         &self,
         plugin: &str,
@@ -38,5 +79,40 @@ impl Host {
             return Err(cancelled());
         }
         answered
+    }
+
+    /// [`Host::call_stream`], with the principal as the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::call_stream`].
+    pub fn call_stream(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+        token: &CancelToken,
+        on_chunk: impl FnMut(Chunk),
+    ) -> Result<ActionOutcome, CallError> {
+        let failed = |code, message: String| CallError {
+            code,
+            plugin: plugin.to_owned(),
+            action: action.to_owned(),
+            message,
+        };
+        let id = airlock_abi::manifest::PluginId::new(plugin)
+            .map_err(|e| failed(CallErrorCode::NotFound, e))?;
+        stream::streamed(
+            &id,
+            token,
+            || self.call_cancellable(plugin, action, input, token),
+            on_chunk,
+        )
+        .map_err(|e| {
+            failed(
+                CallErrorCode::HandlerError,
+                format!("no thread could be started for the streamed call: {e}"),
+            )
+        })?
     }
 }

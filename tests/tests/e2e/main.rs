@@ -27,4 +27,5 @@ mod routes;
 mod scaffold;
 mod services;
 mod soundness;
+mod stream;
 mod teardown;
