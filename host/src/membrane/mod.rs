@@ -366,7 +366,7 @@ fn stream_emit(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostErro
         return Err(bad_request("a stream chunk needs its kind byte"));
     };
     if chunk.len() > MAX_CHUNK {
-        return Err(bad_request(&format!(
+        return Err(bad_request(format!(
             "a stream chunk of {} bytes is over the {MAX_CHUNK}-byte limit",
             chunk.len()
         )));
@@ -374,10 +374,10 @@ fn stream_emit(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostErro
     let chunk = match tag {
         airlock_abi::wire::CHUNK_JSON => Chunk::Json(
             serde_json::from_slice(chunk)
-                .map_err(|e| bad_request(&format!("a stream chunk is not JSON: {e}")))?,
+                .map_err(|e| bad_request(format!("a stream chunk is not JSON: {e}")))?,
         ),
         airlock_abi::wire::CHUNK_BYTES => Chunk::Bytes(chunk.to_vec()),
-        other => return Err(bad_request(&format!("unknown stream chunk kind {other}"))),
+        other => return Err(bad_request(format!("unknown stream chunk kind {other}"))),
     };
     match stream::emit(&entry.plugin, chunk) {
         Emitted::Sent => Ok(b"true".to_vec()),
