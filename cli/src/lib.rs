@@ -266,7 +266,28 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
             );
         }
         for a in &m.actions {
-            println!("action:       {} - {}", a.name, a.description);
+            let hints: Vec<String> = a
+                .title
+                .iter()
+                .map(|t| format!("title {t:?}"))
+                .chain(a.read_only.then(|| "read-only".to_owned()))
+                .chain(a.destructive.then(|| "destructive".to_owned()))
+                .chain(a.idempotent.then(|| "idempotent".to_owned()))
+                .collect();
+            let hints = if hints.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", hints.join(", "))
+            };
+            println!("action:       {} - {}{hints}", a.name, a.description);
+            for (what, schema) in [("input: ", &a.input_schema), ("output:", &a.output_schema)] {
+                if let Some(schema) = schema {
+                    println!("  {what}     {schema}");
+                }
+            }
+        }
+        if let Some(schema) = &m.config_schema {
+            println!("config:       {schema}");
         }
         for h in &m.hooks {
             println!("hook:         {} - {}", h.name, h.description);

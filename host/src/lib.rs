@@ -49,6 +49,7 @@ mod policy;
 mod registry;
 mod report;
 mod retry;
+mod schema;
 mod services;
 mod stream;
 mod supervisor;

@@ -26,6 +26,10 @@
 //! hello.teardown().expect("a clean teardown");
 //! ```
 
+mod schemas;
+
+pub use schemas::{schemas, SchemaCheck};
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -257,6 +257,25 @@ pub struct ActionDecl {
     /// What the action does, shown in listings.
     #[serde(default)]
     pub description: String,
+    /// A short human title (an MCP client shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The JSON Schema its input must match: the host refuses an input that does not
+    /// (`bad_input`) before the plugin sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
+    /// The JSON Schema of its answer (published, not enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// A hint for callers: it changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// A hint for callers: it may destroy or overwrite something.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destructive: bool,
+    /// A hint for callers: calling it twice with the same input does no more than once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// One hook as the manifest declares it.
@@ -389,6 +408,9 @@ pub struct RawManifest {
     /// See [`Manifest::jobs`].
     #[serde(default)]
     pub jobs: Vec<JobDecl>,
+    /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -433,6 +455,9 @@ pub struct Manifest {
     pub routes: Vec<RouteDecl>,
     /// Timer jobs the host schedules for it once it is created.
     pub jobs: Vec<JobDecl>,
+    /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
 }
 
 /// Why a manifest is invalid.
@@ -511,6 +536,26 @@ impl TryFrom<RawManifest> for Manifest {
             )));
         }
         check_routes(&raw.routes, &raw.actions)?;
+        for (what, schema) in raw
+            .actions
+            .iter()
+            .flat_map(|a| {
+                [
+                    ("input_schema", &a.input_schema),
+                    ("output_schema", &a.output_schema),
+                ]
+                .map(|(kind, s)| (format!("action {:?}'s {kind}", a.name), s))
+            })
+            .chain([("config_schema".to_owned(), &raw.config_schema)])
+        {
+            if let Some(s) = schema {
+                if !(s.is_object() || s.is_boolean()) {
+                    return Err(err(format!(
+                        "{what} must be a JSON Schema: an object (or true/false)"
+                    )));
+                }
+            }
+        }
         check_names("job", raw.jobs.iter().map(|j| j.name.as_str()))?;
         if let Some(job) = raw
             .jobs
@@ -542,6 +587,7 @@ impl TryFrom<RawManifest> for Manifest {
             claims: raw.claims,
             routes: raw.routes,
             jobs: raw.jobs,
+            config_schema: raw.config_schema,
         })
     }
 }

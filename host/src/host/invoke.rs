@@ -76,6 +76,15 @@ impl HostShared {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
+        if let (InvocationKind::ACTION, Some(schemas)) = (kind, &plugin.schemas) {
+            if let Err(detail) = schemas.check_input(index as usize, payload) {
+                return refuse(
+                    out,
+                    CallErrorCode::BadInput,
+                    format_args!("{}.{name}: {detail}", plugin.id()),
+                );
+            }
+        }
         if plugin.state.is(PluginState::Quarantined) {
             let id = plugin.id();
             return refuse(

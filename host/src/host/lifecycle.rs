@@ -80,6 +80,9 @@ impl HostShared {
             }
         };
         file.release_bytes();
+        let schemas = crate::schema::Schemas::compile(&file.manifest).map_err(|detail| {
+            Refusal::new(&file.path, RefusalReason::BadManifest, detail).with_id(&file.manifest.id)
+        })?;
         let (config, revoked, generation) = match previous {
             Some(old) => {
                 let settings = old.settings.lock();
@@ -126,6 +129,7 @@ impl HostShared {
             health: Mutex::new(None),
             restarts: super::isolated::Restarts::default(),
             died_at: Mutex::new(None),
+            schemas,
         };
         let warnings = self.validate(&plugin, &config)?;
         for warning in &warnings {
@@ -146,6 +150,12 @@ impl HostShared {
         let refuse = |reason, detail: String| {
             Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
         };
+        // The manifest's schema first: a config that does not fit never reaches the plugin.
+        if let Some(schemas) = &plugin.schemas {
+            schemas
+                .check_config(config)
+                .map_err(|detail| refuse(RefusalReason::ConfigInvalid, detail))?;
+        }
         let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
         let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
             Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {

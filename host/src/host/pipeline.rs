@@ -198,6 +198,24 @@ pub(super) fn decide_checked(
     file: LibraryFile,
 ) -> Result<Checked, Refusal> {
     let decision = decide(&file, &options.policy, options.lock.as_ref())?;
+    // The manifest's schemas compile, and the policy's config fits its schema.
+    let refuse =
+        |reason, detail| Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id);
+    let schemas = crate::schema::Schemas::compile(&file.manifest)
+        .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
+    if let Some(schemas) = schemas {
+        schemas
+            .check_config(&decision.policy.config)
+            .map_err(|detail| {
+                refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!(
+                        "{detail}; fix [plugins.{}.config] in the policy",
+                        file.manifest.id
+                    ),
+                )
+            })?;
+    }
     Ok(Checked { file, decision })
 }
 

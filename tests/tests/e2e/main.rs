@@ -25,6 +25,7 @@ mod permissions;
 mod pipeline;
 mod routes;
 mod scaffold;
+mod schemas;
 mod services;
 mod soundness;
 mod stream;

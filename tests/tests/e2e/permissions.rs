@@ -341,7 +341,7 @@ fn the_console_holds_asked_calls_for_the_operator_to_approve_or_refuse() {
         "#2 refused",
         "error not_found: no call waits for approval #2",
         "no call waits for approval",
-        "claimer handled it (1 attempt): ok {\"attempt\":1,\"sent\":\"hi\"}",
+        "claimer handled it (1 attempt): ok {\"sent\":\"hi\",\"attempt\":1}",
     ];
     let mut lines = stdout.lines();
     for want in expect {

@@ -1,0 +1,46 @@
+//! `stream emit`: a chunk of the call a plugin is serving, handed to its caller when the call
+//! is taken as a stream ([`crate::stream`]).
+
+use crate::error::CallErrorCode;
+use airlock_abi::abi::HostErrorCode;
+
+use super::{bad_request, host_error};
+use crate::context::ContextEntry;
+use airlock_abi::abi::HostError;
+
+/// `stream emit`: a chunk of the call being served, to its caller if it takes a stream.
+pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+    use crate::stream::{self, Chunk, Emitted, MAX_CHUNK};
+    let Some((&tag, chunk)) = payload.split_first() else {
+        return Err(bad_request("a stream chunk needs its kind byte"));
+    };
+    if chunk.len() > MAX_CHUNK {
+        return Err(bad_request(format!(
+            "a stream chunk of {} bytes is over the {MAX_CHUNK}-byte limit",
+            chunk.len()
+        )));
+    }
+    let chunk = match tag {
+        airlock_abi::wire::CHUNK_JSON => Chunk::Json(
+            serde_json::from_slice(chunk)
+                .map_err(|e| bad_request(format!("a stream chunk is not JSON: {e}")))?,
+        ),
+        airlock_abi::wire::CHUNK_BYTES => Chunk::Bytes(chunk.to_vec()),
+        other => return Err(bad_request(format!("unknown stream chunk kind {other}"))),
+    };
+    match stream::emit(&entry.plugin, chunk) {
+        Emitted::Sent => Ok(b"true".to_vec()),
+        Emitted::Discarded => Ok(b"false".to_vec()),
+        Emitted::Cancelled => {
+            // The call ends `cancelled` once it stops.
+            if let Some(record) = crate::loader::hazard::this_thread() {
+                record.cancel_innermost_call();
+            }
+            Err(host_error(
+                HostErrorCode::call_failed(CallErrorCode::Cancelled),
+                "",
+                "the call was cancelled: its caller takes no more of its stream",
+            ))
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The JSON Schemas a manifest carries — each action's input and output, the plugin's config —
+//! compiled once per load ([`Schemas::compile`], in stage 3 and for the loaded plugin) and used
+//! to refuse an input or a config that does not fit before any plugin code sees it. The schemas
+//! may only refer within themselves: nothing is fetched.
+
+use airlock_abi::manifest::Manifest;
+use boon::{Compiler, SchemaIndex, ValidationError};
+
+/// A manifest's compiled schemas.
+pub(crate) struct Schemas {
+    compiled: boon::Schemas,
+    /// Per action, in manifest order: its input schema.
+    inputs: Vec<Option<SchemaIndex>>,
+    config: Option<SchemaIndex>,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas")
+            .field(
+                "inputs",
+                &self.inputs.iter().filter(|i| i.is_some()).count(),
+            )
+            .field("config", &self.config.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schemas {
+    /// Compiles every schema `manifest` declares; `None` if it declares none.
+    ///
+    /// # Errors
+    ///
+    /// Which schema is not a valid JSON Schema, and why.
+    pub(crate) fn compile(manifest: &Manifest) -> Result<Option<Self>, String> {
+        let declares = manifest.config_schema.is_some()
+            || manifest
+                .actions
+                .iter()
+                .any(|a| a.input_schema.is_some() || a.output_schema.is_some());
+        if !declares {
+            return Ok(None);
+        }
+        let mut compiler = Compiler::new();
+        let mut compiled = boon::Schemas::new();
+        let mut one = |name: String, schema: &serde_json::Value| {
+            let location = format!("urn:airlock:{name}");
+            let invalid =
+                |e: boon::CompileError| format!("{name} is not a valid JSON Schema: {e:#}");
+            compiler
+                .add_resource(&location, schema.clone())
+                .map_err(invalid)?;
+            compiler.compile(&location, &mut compiled).map_err(invalid)
+        };
+        let mut inputs = Vec::with_capacity(manifest.actions.len());
+        for action in &manifest.actions {
+            let name = &action.name;
+            inputs.push(
+                action
+                    .input_schema
+                    .as_ref()
+                    .map(|s| one(format!("action {name}'s input_schema"), s))
+                    .transpose()?,
+            );
+            if let Some(output) = &action.output_schema {
+                one(format!("action {name}'s output_schema"), output)?;
+            }
+        }
+        let config = manifest
+            .config_schema
+            .as_ref()
+            .map(|s| one("config_schema".to_owned(), s))
+            .transpose()?;
+        Ok(Some(Self {
+            compiled,
+            inputs,
+            config,
+        }))
+    }
+
+    /// Whether `input` (JSON bytes) fits the input schema of the action at `index` (any input
+    /// does when it has none).
+    ///
+    /// # Errors
+    ///
+    /// Where the input breaks the schema and which rule, in the schema's own terms.
+    pub(crate) fn check_input(&self, index: usize, input: &[u8]) -> Result<(), String> {
+        let Some(schema) = self.inputs.get(index).copied().flatten() else {
+            return Ok(());
+        };
+        let value: serde_json::Value =
+            airlock_abi::wire::parse(input).map_err(|e| format!("the input is not JSON: {e}"))?;
+        self.compiled
+            .validate(&value, schema)
+            .map_err(|e| describe("the input", &e))
+    }
+
+    /// Whether `config` fits the config schema (any config does when there is none).
+    ///
+    /// # Errors
+    ///
+    /// As [`Schemas::check_input`].
+    pub(crate) fn check_config(&self, config: &serde_json::Value) -> Result<(), String> {
+        let Some(schema) = self.config else {
+            return Ok(());
+        };
+        self.compiled
+            .validate(config, schema)
+            .map_err(|e| describe("the config", &e))
+    }
+}
+
+/// The first rule broken, where (a JSON pointer into the value) and the schema's keyword that
+/// says so (a JSON pointer into the schema), and how many more there are.
+fn describe(what: &str, error: &ValidationError<'_, '_>) -> String {
+    let mut leaves = Vec::new();
+    let mut stack = vec![error];
+    while let Some(e) = stack.pop() {
+        if e.causes.is_empty() {
+            leaves.push(e);
+        }
+        stack.extend(e.causes.iter().rev());
+    }
+    let first = leaves.first().copied().unwrap_or(error);
+    let at = first.instance_location.to_string();
+    let schema = first
+        .schema_url
+        .split_once('#')
+        .map_or("", |(_, pointer)| pointer);
+    let keyword = match first.kind.keyword_path() {
+        Some(path) => format!("{schema}/{path}"),
+        None => schema.to_owned(),
+    };
+    let more = match leaves.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    format!(
+        "{what} does not match its schema at {}: {} (schema #{keyword}){more}",
+        if at.is_empty() { "/" } else { &at },
+        first.kind
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(actions: &str, config: &str) -> Manifest {
+        Manifest::from_json(&format!(
+            r#"{{"id": "s", "version": "1.0.0", "actions": {actions}{config}}}"#
+        ))
+        .expect("manifest")
+    }
+
+    #[test]
+    fn an_input_that_breaks_the_schema_is_described_by_its_path_and_keyword() {
+        let m = manifest(
+            r#"[{"name": "count", "input_schema": {"type": "object",
+                "properties": {"words": {"type": "integer", "minimum": 1}},
+                "required": ["words"]}}, {"name": "free"}]"#,
+            r#", "config_schema": {"type": "object", "properties": {"n": {"type": "string"}}}"#,
+        );
+        let schemas = Schemas::compile(&m).expect("valid").expect("some");
+        assert_eq!(schemas.check_input(0, br#"{"words": 3}"#), Ok(()));
+        let err = schemas
+            .check_input(0, br#"{"words": "three"}"#)
+            .expect_err("a string");
+        assert!(err.contains("at /words"), "{err}");
+        assert!(err.contains("#/properties/words/type"), "{err}");
+        let err = schemas.check_input(0, b"{}").expect_err("missing");
+        assert!(err.contains("words"), "{err}");
+        assert!(err.contains("#/required"), "{err}");
+        // An action without a schema takes anything; so does a config that fits.
+        assert_eq!(schemas.check_input(1, b"[1, 2]"), Ok(()));
+        assert_eq!(schemas.check_config(&serde_json::json!({"n": "x"})), Ok(()));
+        assert!(schemas.check_config(&serde_json::json!({"n": 1})).is_err());
+    }
+
+    #[test]
+    fn a_manifest_without_schemas_compiles_to_nothing_and_a_bad_schema_is_named() {
+        assert!(Schemas::compile(&manifest(r#"[{"name": "a"}]"#, ""))
+            .expect("valid")
+            .is_none());
+        let err = Schemas::compile(&manifest(
+            r#"[{"name": "a", "output_schema": {"type": "integer", "minimum": "one"}}]"#,
+            "",
+        ))
+        .expect_err("invalid");
+        assert!(err.contains("action a's output_schema"), "{err}");
+        // Nothing is fetched: a reference outside the schema does not compile.
+        let err = Schemas::compile(&manifest(
+            r#"[{"name": "a", "input_schema": {"$ref": "https://example.com/s.json"}}]"#,
+            "",
+        ))
+        .expect_err("remote");
+        assert!(err.contains("input_schema"), "{err}");
+    }
+}
