@@ -6,6 +6,7 @@
 
 mod console;
 mod listen;
+mod mcp;
 mod scaffold;
 mod validate;
 
@@ -89,6 +90,25 @@ enum Command {
         /// /plugins/<id>/...; with AIRLOCK_LISTEN_TOKEN set, requests need it as a bearer token.
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Serve the plugins' actions as MCP tools over standard input and output (for an MCP
+    /// client to start: see the README), reloading rebuilt libraries.
+    Mcp {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Load only the libraries pinned in this lock file.
+        #[arg(long)]
+        lock: Option<PathBuf>,
+        /// Do not watch the plugin directories for rebuilt libraries.
+        #[arg(long)]
+        no_watch: bool,
+        /// How long a changed library must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
     },
     /// Create a plugin crate that builds and loads at once.
     New {
@@ -177,6 +197,20 @@ fn run(command: Command) -> Result<ExitCode> {
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
             listen.as_deref(),
         ),
+        Command::Mcp {
+            dirs,
+            policy,
+            lock,
+            no_watch,
+            debounce_ms,
+        } => {
+            let host = builder(dirs, policy.as_deref(), lock)?.build()?;
+            let report = host.load()?;
+            eprint!("{}", report.to_table());
+            let watch = (!no_watch).then(|| std::time::Duration::from_millis(debounce_ms));
+            mcp::serve(host, watch)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::New { name, path, abi } => {
             let parent = path.unwrap_or_else(|| PathBuf::from("."));
             let Some(abi) = crate::abi_path(abi.as_deref()) else {

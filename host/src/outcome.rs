@@ -73,6 +73,8 @@ pub struct PluginInfo {
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.
     pub hooks: Vec<HookDecl>,
+    /// Declared HTTP routes (their actions take a framed request, not JSON).
+    pub routes: Vec<airlock_abi::manifest::RouteDecl>,
     /// Effective grants now (declared ∩ granted, less what was revoked at run time).
     pub grants: Vec<String>,
     /// The token of its current context (revoked once it is not running).

@@ -168,6 +168,7 @@ impl Host {
             isolation: p.policy.isolation,
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
+            routes: m.routes.clone(),
             grants,
             context: token,
             context_open: entry.is_some(),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use airlock_abi::{ActionError, Actions, Context, InitError, Plugin};
+use airlock_abi::{ActionError, Actions, Context, ContextError, InitError, Plugin};
 use serde::{Deserialize, Serialize};
 
 /// The plugin's config.
@@ -88,7 +88,14 @@ impl Tally {
             })?;
             std::thread::sleep(self.delay);
         }
-        self.add_to_totals(&seen)?;
+        match self.add_to_totals(&seen) {
+            // The totals are optional (`kv` is not required): the count still answers.
+            Err(ContextError::CapabilityViolation { .. }) => {
+                self.ctx
+                    .warn("totals not kept: the kv capability is not granted");
+            }
+            other => other?,
+        }
         let mut top: Vec<Seen> = seen
             .iter()
             .map(|(word, count)| Seen {
@@ -105,7 +112,7 @@ impl Tally {
         })
     }
 
-    fn add_to_totals(&self, seen: &BTreeMap<String, u64>) -> Result<(), ActionError> {
+    fn add_to_totals(&self, seen: &BTreeMap<String, u64>) -> Result<(), ContextError> {
         if seen.is_empty() {
             return Ok(());
         }

@@ -20,6 +20,7 @@ mod http;
 mod isolation;
 mod jobs;
 mod kv;
+mod mcp;
 mod membrane;
 mod permissions;
 mod pipeline;

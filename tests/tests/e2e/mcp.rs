@@ -1,0 +1,253 @@
+//! `airlock mcp` driven by the official MCP SDK's client (`rmcp`): it lists the plugins'
+//! actions as tools with their schemas and hints, calls one and receives what it streams as
+//! progress, sees a capability denial as a tool error with its stable code, cancels a long
+//! call (the plugin sees it), and sees the tool list change when a plugin is hot-reloaded.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock_tests::{fixture_bytes, TempPluginDir};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest, Implementation,
+    ProgressNotificationParam, Request, ServerResult,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+
+/// The test's MCP client: records progress, and wakes the test when the tools change.
+struct Client {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    tools_changed: Arc<Notify>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("airlock-e2e", "1.0.0"),
+        )
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.push(params);
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.tools_changed.notify_one();
+    }
+}
+
+fn arguments(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+#[test]
+fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
+    let dir = TempPluginDir::with(&["tally", "long-call"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let trace = work.path().join("trace");
+    let policy = work.path().join("policy.toml");
+    // tally is not granted kv: its `totals` is a capability denial.
+    std::fs::write(
+        &policy,
+        format!("[plugins.long-call.config]\ntrace = {trace:?}\n"),
+    )
+    .expect("policy");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
+                c.arg("mcp")
+                    .arg(dir.path())
+                    .arg("--policy")
+                    .arg(&policy)
+                    .args(["--debounce-ms", "100"]);
+            });
+        let (transport, _stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("airlock mcp starts");
+        let progress = Arc::new(Mutex::new(Vec::new()));
+        let tools_changed = Arc::new(Notify::new());
+        let client = Client {
+            progress: progress.clone(),
+            tools_changed: tools_changed.clone(),
+        }
+        .serve(transport)
+        .await
+        .expect("initialized");
+
+        // The tools: each action with its schema and hints; route actions are not tools.
+        let tools = client.list_all_tools().await.expect("tools");
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        for want in [
+            "tally__count",
+            "tally__totals",
+            "tally__reset",
+            "long-call__patient",
+        ] {
+            assert!(names.contains(&want), "{want} in {names:?}");
+        }
+        assert!(!names.contains(&"long-call__slow_route"), "{names:?}");
+        let count = tools
+            .iter()
+            .find(|t| t.name == "tally__count")
+            .expect("count");
+        assert_eq!(count.input_schema["required"], json!(["text"]));
+        let hints = count.annotations.as_ref().expect("annotations");
+        assert_eq!(hints.title.as_deref(), Some("Count words"));
+        assert_eq!(hints.read_only_hint, Some(true));
+        let reset = tools
+            .iter()
+            .find(|t| t.name == "tally__reset")
+            .expect("reset");
+        assert_eq!(
+            reset.annotations.as_ref().and_then(|a| a.destructive_hint),
+            Some(true)
+        );
+        // An action whose input is not an object takes it under "input".
+        let patient = tools
+            .iter()
+            .find(|t| t.name == "long-call__patient")
+            .expect("patient");
+        assert_eq!(
+            patient.input_schema["properties"]["input"]["maximum"],
+            60000
+        );
+
+        // A call through the membrane, its chunks as progress, then its answer.
+        let text = "one two three two one two";
+        let handle = client
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(Request::new(
+                    CallToolRequestParams::new("tally__count")
+                        .with_arguments(arguments(json!({"text": text, "top": 1}))),
+                )),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .expect("sent");
+        let ServerResult::CallToolResult(counted) =
+            handle.await_response().await.expect("answered")
+        else {
+            panic!("not a tool result")
+        };
+        assert_ne!(counted.is_error, Some(true), "{counted:?}");
+        let answer = counted.structured_content.expect("structured");
+        assert_eq!(answer["words"], 6);
+        assert_eq!(answer["top"], json!([{"word": "two", "count": 3}]));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while progress.lock().expect("progress").len() < 6 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let messages: Vec<String> = progress
+            .lock()
+            .expect("progress")
+            .iter()
+            .filter_map(|p| p.message.clone())
+            .collect();
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert_eq!(messages[3], r#"{"word":"two","count":2}"#);
+
+        // A capability denial is a tool error with its stable code.
+        let denied = client
+            .call_tool(CallToolRequestParams::new("tally__totals"))
+            .await
+            .expect("answered");
+        assert_eq!(denied.is_error, Some(true));
+        assert_eq!(
+            denied.structured_content.as_ref().map(|s| &s["code"]),
+            Some(&json!("capability_violation")),
+            "{denied:?}"
+        );
+        // So is an input that does not fit the schema.
+        let bad = client
+            .call_tool(
+                CallToolRequestParams::new("tally__count")
+                    .with_arguments(arguments(json!({"text": 7}))),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(
+            bad.structured_content.as_ref().map(|s| &s["code"]),
+            Some(&json!("bad_input"))
+        );
+
+        // Cancelling a long call: the plugin sees it and stops.
+        let started = Instant::now();
+        let handle = client
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(Request::new(
+                    CallToolRequestParams::new("long-call__patient")
+                        .with_arguments(arguments(json!({"input": 60000}))),
+                )),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .expect("sent");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handle
+            .cancel(Some("the test".into()))
+            .await
+            .expect("cancelled");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let saw = || {
+            std::fs::read_to_string(&trace)
+                .unwrap_or_default()
+                .contains("patient saw cancelled")
+        };
+        while !saw() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(saw(), "the plugin never saw its call cancelled");
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        // A hot reload that changes the plugin's actions changes the tools.
+        let next = dir.path().join("next.tmp");
+        std::fs::write(&next, fixture_bytes("tally-next")).expect("write");
+        std::fs::rename(
+            &next,
+            dir.path()
+                .join(format!("tally.{}", airlock::library_suffix())),
+        )
+        .expect("replace");
+        tokio::time::timeout(Duration::from_secs(20), tools_changed.notified())
+            .await
+            .expect("told the tools changed");
+        let names: Vec<String> = client
+            .list_all_tools()
+            .await
+            .expect("tools")
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        assert!(names.contains(&"tally__summary".to_owned()), "{names:?}");
+        assert!(!names.contains(&"tally__reset".to_owned()), "{names:?}");
+        let summary = client
+            .call_tool(
+                CallToolRequestParams::new("tally__summary")
+                    .with_arguments(arguments(json!({"text": "a b c d"}))),
+            )
+            .await
+            .expect("answered");
+        assert_ne!(summary.is_error, Some(true), "{summary:?}");
+
+        client.cancel().await.expect("closed");
+    });
+}
