@@ -1,9 +1,12 @@
 //! The demo host's line console: list, call and operate plugins (`/help` lists the commands).
 //! Kept in the library (not in `main.rs`) so that it is tested like the rest.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-use airlock::{ActionOutcome, GuardVerdict, HookFailure, HookMode, Host};
+use airlock::{ActionOutcome, CancelToken, Chunk, GuardVerdict, HookFailure, HookMode, Host};
 
 /// The console's hook points: every plain line goes through `input.transform` (an intercept
 /// chain), the reply through `reply.transform` (a chain) and then `reply.guard` (a guard).
@@ -26,12 +29,20 @@ pub enum ConsoleOutcome {
 #[derive(Debug)]
 pub struct Console<'h> {
     host: &'h Host,
+    /// The calls running in the background (`/stream`), by number, with their tokens.
+    running: Mutex<BTreeMap<u64, CancelToken>>,
+    /// The number of the last call started in the background.
+    started: AtomicU64,
 }
 
 const HELP: &str = "\
 commands:
   /plugins                      list loaded plugins: state, generation, grants, counters
-  /call PLUGIN ACTION [JSON]    call an action (JSON input defaults to null)
+  /call PLUGIN ACTION [JSON]    call an action (JSON input defaults to null); what it
+                                streams is printed as it arrives (`> ...`)
+  /stream PLUGIN ACTION [JSON]  start a call in the background as #N: its stream printed
+                                as it arrives (`#N > ...`), then its answer
+  /cancel [N]                   cancel background call #N (default: the last one started)
   /publish TOPIC [JSON]         publish an event as the host
   /revoke PLUGIN CAPABILITY     revoke a capability (or every grant of a kind) at run time
   /disable PLUGIN               tear a plugin down and revoke its context
@@ -56,7 +67,11 @@ impl<'h> Console<'h> {
         host.define_hook(INPUT_TRANSFORM, HookMode::Intercept);
         host.define_hook(REPLY_TRANSFORM, HookMode::Chain);
         host.define_hook(REPLY_GUARD, HookMode::Guard);
-        Self { host }
+        Self {
+            host,
+            running: Mutex::new(BTreeMap::new()),
+            started: AtomicU64::new(0),
+        }
     }
 
     /// Reads lines from `input` until `/quit` or end of input, answering on `output`.
@@ -64,28 +79,104 @@ impl<'h> Console<'h> {
     /// # Errors
     ///
     /// I/O errors of `input` or `output`.
-    pub fn run(&mut self, input: impl BufRead, mut output: impl Write) -> io::Result<()> {
-        writeln!(
-            output,
-            "airlock console: {} plugin(s) loaded; /help for commands",
-            self.host.plugins().len()
-        )?;
-        for line in input.lines() {
-            let line = line?;
-            let (outcome, text) = self.line(&line);
+    /// Calls started with `/stream` run on threads of their own meanwhile; their lines go to
+    /// `output` as they come. At the end the console cancels those still running and waits for
+    /// them.
+    pub fn run(&self, input: impl BufRead, output: impl Write + Send) -> io::Result<()> {
+        let output = Mutex::new(output);
+        let say = |text: &str| -> io::Result<()> {
+            let mut output = output
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if !text.is_empty() {
                 writeln!(output, "{text}")?;
             }
-            output.flush()?;
-            if outcome == ConsoleOutcome::Quit {
-                break;
+            output.flush()
+        };
+        say(&format!(
+            "airlock console: {} plugin(s) loaded; /help for commands",
+            self.host.plugins().len()
+        ))?;
+        std::thread::scope(|scope| {
+            let ran = (|| {
+                for line in input.lines() {
+                    let line = line?;
+                    if let Some(args) = line.trim().strip_prefix("/stream") {
+                        let started = self.start(args.trim(), scope, &say);
+                        say(&started)?;
+                        continue;
+                    }
+                    let (outcome, text) = self.line(&line);
+                    say(&text)?;
+                    if outcome == ConsoleOutcome::Quit {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            for token in self.running_calls().values() {
+                token.cancel();
             }
+            ran
+        })
+    }
+
+    fn running_calls(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CancelToken>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `/stream PLUGIN ACTION [JSON]`: starts the call on a thread of `scope`, printing what it
+    /// streams and its answer through `say`; answers what to print now.
+    fn start<'s, 'e>(
+        &'s self,
+        args: &str,
+        scope: &'s std::thread::Scope<'s, 'e>,
+        say: &'s (dyn Fn(&str) -> io::Result<()> + Sync),
+    ) -> String {
+        let (plugin, action, input) = match call_args(args) {
+            Ok(call) => call,
+            Err(usage) => return usage.replace("/call", "/stream"),
+        };
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let token = CancelToken::new();
+        self.running_calls().insert(number, token.clone());
+        let (host, running) = (self.host, &self.running);
+        let started = format!("#{number} started: {plugin}.{action} (/cancel {number} to stop it)");
+        scope.spawn(move || {
+            let answered = host.call_stream(&plugin, &action, &input, &token, |chunk| {
+                let _ = say(&format!("#{number} > {}", chunk_text(&chunk)));
+            });
+            running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&number);
+            let _ = say(&format!("#{number} {}", render(answered)));
+        });
+        started
+    }
+
+    /// `/cancel [N]`.
+    fn cancel(&self, args: &str) -> String {
+        let running = self.running_calls();
+        let number = if args.is_empty() {
+            running.keys().next_back().copied()
+        } else {
+            args.trim_start_matches('#').parse().ok()
+        };
+        match number.and_then(|n| running.get(&n).map(|token| (n, token))) {
+            Some((n, token)) => {
+                token.cancel();
+                format!("#{n} cancelling")
+            }
+            None if args.is_empty() => "no call is running in the background".to_owned(),
+            None => format!("no background call {args} is running"),
         }
-        Ok(())
     }
 
     /// Handles one line and returns what to print.
-    pub fn line(&mut self, line: &str) -> (ConsoleOutcome, String) {
+    pub fn line(&self, line: &str) -> (ConsoleOutcome, String) {
         let line = line.trim();
         if line.is_empty() {
             return (ConsoleOutcome::Continue, String::new());
@@ -127,6 +218,7 @@ impl<'h> Console<'h> {
             },
             "approvals" => self.approvals(),
             "approve" | "refuse" => self.settle(name, rest.trim()),
+            "cancel" => self.cancel(rest.trim()),
             other => self.action_command(other, rest.trim()),
         };
         (ConsoleOutcome::Continue, text)
@@ -400,17 +492,39 @@ impl<'h> Console<'h> {
         }
     }
 
+    /// `/call PLUGIN ACTION [JSON]`: what the action streams, a line each, then its answer.
     fn call(&self, args: &str) -> String {
-        let mut parts = args.splitn(3, char::is_whitespace);
-        let (Some(plugin), Some(action)) = (parts.next().filter(|s| !s.is_empty()), parts.next())
-        else {
-            return "usage: /call PLUGIN ACTION [JSON]".to_owned();
+        let (plugin, action, input) = match call_args(args) {
+            Ok(call) => call,
+            Err(usage) => return usage,
         };
-        let input = match parse_json(parts.next().unwrap_or_default()) {
-            Ok(value) => value,
-            Err(e) => return e,
-        };
-        render(self.host.call(plugin, action, &input))
+        let mut lines = Vec::new();
+        let answered =
+            self.host
+                .call_stream(&plugin, &action, &input, &CancelToken::new(), |chunk| {
+                    lines.push(format!("> {}", chunk_text(&chunk)))
+                });
+        lines.push(render(answered));
+        lines.join("\n")
+    }
+}
+
+/// `PLUGIN ACTION [JSON]`.
+fn call_args(args: &str) -> Result<(String, String, serde_json::Value), String> {
+    let mut parts = args.splitn(3, char::is_whitespace);
+    let (Some(plugin), Some(action)) = (parts.next().filter(|s| !s.is_empty()), parts.next())
+    else {
+        return Err("usage: /call PLUGIN ACTION [JSON]".to_owned());
+    };
+    let input = parse_json(parts.next().unwrap_or_default())?;
+    Ok((plugin.to_owned(), action.to_owned(), input))
+}
+
+/// A chunk as one line: JSON as it is, bytes as text.
+fn chunk_text(chunk: &Chunk) -> String {
+    match chunk {
+        Chunk::Json(value) => value.to_string(),
+        Chunk::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 

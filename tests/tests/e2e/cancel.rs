@@ -30,9 +30,22 @@ fn load(dir: &TempPluginDir, extra: &str) -> Host {
     host
 }
 
-/// Runs `call` on another thread, cancels `token` after 50 ms; how the call ended and how long
-/// it took (the plugin would work 10 s if it were not stopped).
-fn cancel_after_50ms(
+/// Waits until `patient` has started working (its trace says so).
+fn wait_until_patient_started(dir: &TempPluginDir) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(dir.path().join("trace"))
+        .unwrap_or_default()
+        .contains("patient started")
+    {
+        assert!(Instant::now() < deadline, "patient never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `call` on another thread, cancels `token` once the plugin is at work; how the call
+/// ended and how long it took (the plugin would work 10 s if it were not stopped).
+fn cancel_once_started(
+    dir: &TempPluginDir,
     host: &Arc<Host>,
     token: &CancelToken,
     call: impl FnOnce(&Host) -> Result<ActionOutcome, airlock::CallError> + Send + 'static,
@@ -42,7 +55,7 @@ fn cancel_after_50ms(
         let host = host.clone();
         std::thread::spawn(move || call(&host))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until_patient_started(dir);
     token.cancel();
     (caller.join().expect("caller"), started.elapsed())
 }
@@ -54,7 +67,7 @@ fn a_caller_cancels_a_running_call_in_process_and_in_a_worker() {
         let host = Arc::new(load(&dir, isolation));
         let token = CancelToken::new();
         let watched = token.clone();
-        let (ended, took) = cancel_after_50ms(&host, &token, move |host| {
+        let (ended, took) = cancel_once_started(&dir, &host, &token, move |host| {
             host.call_cancellable("long-call", "patient", &Value::Null, &watched)
         });
         let err = ended.expect_err("cancelled");
@@ -82,7 +95,7 @@ fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_cal
     // probe -> long-call.patient (10 s unless cancelled), on the same thread.
     let token = CancelToken::new();
     let watched = token.clone();
-    let (ended, took) = cancel_after_50ms(&host, &token, move |host| {
+    let (ended, took) = cancel_once_started(&dir, &host, &token, move |host| {
         let target = json!({"plugin": "long-call", "action": "patient"});
         host.call_cancellable("probe", "call_plugin", &target, &watched)
     });
@@ -113,7 +126,7 @@ fn a_plugin_disabled_or_reloaded_sees_its_calls_cancelled_and_its_teardown_is_cl
             let host = host.clone();
             std::thread::spawn(move || host.call("long-call", "patient", &Value::Null))
         };
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until_patient_started(&dir);
         // Without cancellation the call would run 10 s, past the 2 s deadline: abandoned.
         if reload {
             let outcome = host.reload("long-call").expect("known");

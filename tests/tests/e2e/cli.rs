@@ -180,6 +180,54 @@ fn run_serves_the_console_over_stdin() {
 }
 
 #[test]
+fn the_console_prints_a_stream_as_it_arrives_and_cancels_a_background_call() {
+    let dir = TempPluginDir::with(&["tally", "long-call"]);
+    let policy = dir.path().join("policy.toml");
+    let trace = dir.path().join("trace");
+    std::fs::write(
+        &policy,
+        format!("[plugins.long-call.config]\ntrace = {trace:?}\n"),
+    )
+    .expect("policy");
+    let mut cmd = airlock(&["run", "--policy"], &policy);
+    cmd.arg(dir.path());
+    let out = airlock_tests::run_with_input(
+        cmd,
+        // The 300 ms call gives the background one time to start before it is cancelled.
+        "/stream long-call patient 60000\n/call tally count {\"text\": \"to be or not to be\"}\n\
+         /call long-call patient 300\n/cancel 1\n/cancel 7\n/quit\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "#1 started: long-call.patient (/cancel 1 to stop it)",
+        "> {\"word\":\"to\",\"count\":1}",
+        "> {\"word\":\"be\",\"count\":2}",
+        "ok {\"words\":6,",
+        "ok 300",
+        "#1 cancelling",
+        "no background call 7 is running",
+        "#1 error cancelled:",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .contains("patient saw cancelled"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_console_routes_plain_lines_through_the_hooks_and_contains_a_crash() {
     let dir = TempPluginDir::with(&["shout", "guard", "crashy", "commands"]);
     let policy = dir.path().join("policy.toml");
