@@ -156,12 +156,12 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         while progress.lock().expect("progress").len() < 6 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let messages: Vec<String> = progress
-            .lock()
-            .expect("progress")
-            .iter()
-            .filter_map(|p| p.message.clone())
-            .collect();
+        // The client may handle notifications out of order; their numbers say the server's.
+        let mut received = progress.lock().expect("progress").clone();
+        received.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+        let numbers: Vec<f64> = received.iter().map(|p| p.progress).collect();
+        assert_eq!(numbers, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let messages: Vec<String> = received.iter().filter_map(|p| p.message.clone()).collect();
         assert_eq!(messages.len(), 6, "{messages:?}");
         assert_eq!(messages[3], r#"{"word":"two","count":2}"#);
 
@@ -201,21 +201,27 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
             )
             .await
             .expect("sent");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let traced = |what: &str| {
+            std::fs::read_to_string(&trace)
+                .unwrap_or_default()
+                .contains(what)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !traced("patient started") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         handle
             .cancel(Some("the test".into()))
             .await
             .expect("cancelled");
         let deadline = Instant::now() + Duration::from_secs(5);
-        let saw = || {
-            std::fs::read_to_string(&trace)
-                .unwrap_or_default()
-                .contains("patient saw cancelled")
-        };
-        while !saw() && Instant::now() < deadline {
+        while !traced("patient saw cancelled") && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(saw(), "the plugin never saw its call cancelled");
+        assert!(
+            traced("patient saw cancelled"),
+            "the plugin never saw its call cancelled"
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
 
         // A hot reload that changes the plugin's actions changes the tools.
