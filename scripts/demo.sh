@@ -10,7 +10,7 @@ case "$(uname -s)" in
   *) prefix=lib ext=so ;;
 esac
 
-examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy courier)
+examples=(hello counter kv-counter ticker listener snoop shout guard commands crashy courier tally)
 packages=(-p airlock-cli -p airlock-worker)
 for name in "${examples[@]}"; do packages+=(-p "airlock-example-$name"); done
 cargo build --release "${packages[@]}"
