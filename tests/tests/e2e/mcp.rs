@@ -59,10 +59,15 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
     let work = tempfile::tempdir().expect("tempdir");
     let trace = work.path().join("trace");
     let policy = work.path().join("policy.toml");
-    // tally is not granted kv: its `totals` is a capability denial.
+    // tally is not granted kv: its `totals` is a capability denial. Its `reset` is denied to
+    // MCP clients by a permission naming their role.
     std::fs::write(
         &policy,
-        format!("[plugins.long-call.config]\ntrace = {trace:?}\n"),
+        format!(
+            "[plugins.long-call.config]\ntrace = {trace:?}\n\
+             [[plugins.tally.permissions]]\nactions = [\"reset\"]\ncallers = [\"role:mcp\"]\n\
+             decision = \"deny\"\n"
+        ),
     )
     .expect("policy");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -176,6 +181,14 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
             Some(&json!("capability_violation")),
             "{denied:?}"
         );
+        // So is a permission the policy denies to the client (it calls as `mcp:<its name>`,
+        // role `mcp`).
+        let refused = client
+            .call_tool(CallToolRequestParams::new("tally__reset"))
+            .await
+            .expect("answered");
+        let refused = refused.structured_content.expect("structured");
+        assert_eq!(refused["code"], "permission_denied", "{refused}");
         // So is an input that does not fit the schema.
         let bad = client
             .call_tool(
