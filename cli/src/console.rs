@@ -106,6 +106,14 @@ impl<'h> Console<'h> {
                         say(&started)?;
                         continue;
                     }
+                    if let Some(args) = line.trim().strip_prefix("/call ") {
+                        // What the action streams is printed as it arrives.
+                        let answer = self.call(args.trim(), &mut |chunk| {
+                            let _ = say(&chunk);
+                        });
+                        say(&answer)?;
+                        continue;
+                    }
                     let (outcome, text) = self.line(&line);
                     say(&text)?;
                     if outcome == ConsoleOutcome::Quit {
@@ -191,7 +199,15 @@ impl<'h> Console<'h> {
             "quit" | "exit" => return (ConsoleOutcome::Quit, "bye".to_owned()),
             "help" => HELP.to_owned(),
             "plugins" => self.plugins(),
-            "call" => self.call(rest.trim()),
+            "call" => {
+                let mut streamed = 0u64;
+                let answer = self.call(rest.trim(), &mut |_| streamed += 1);
+                if streamed > 0 {
+                    format!("({streamed} chunks streamed)\n{answer}")
+                } else {
+                    answer
+                }
+            }
             "publish" => self.publish(rest.trim()),
             "revoke" => self.revoke(rest.trim()),
             "disable" => match self.host.disable(rest.trim()) {
@@ -492,20 +508,19 @@ impl<'h> Console<'h> {
         }
     }
 
-    /// `/call PLUGIN ACTION [JSON]`: what the action streams, a line each, then its answer.
-    fn call(&self, args: &str) -> String {
+    /// `/call PLUGIN ACTION [JSON]`: hands what the action streams to `on_chunk` (a line each,
+    /// as it arrives); answers the answer.
+    fn call(&self, args: &str, on_chunk: &mut dyn FnMut(String)) -> String {
         let (plugin, action, input) = match call_args(args) {
             Ok(call) => call,
             Err(usage) => return usage,
         };
-        let mut lines = Vec::new();
         let answered =
             self.host
                 .call_stream(&plugin, &action, &input, &CancelToken::new(), |chunk| {
-                    lines.push(format!("> {}", chunk_text(&chunk)))
+                    on_chunk(format!("> {}", chunk_text(&chunk)));
                 });
-        lines.push(render(answered));
-        lines.join("\n")
+        render(answered)
     }
 }
 

@@ -204,11 +204,13 @@ fn run(command: Command) -> Result<ExitCode> {
             no_watch,
             debounce_ms,
         } => {
+            // Before any plugin code runs: nothing but the protocol reaches standard output.
+            let protocol = mcp::protocol_output()?;
             let host = builder(dirs, policy.as_deref(), lock)?.build()?;
             let report = host.load()?;
             eprint!("{}", report.to_table());
             let watch = (!no_watch).then(|| std::time::Duration::from_millis(debounce_ms));
-            mcp::serve(host, watch)?;
+            mcp::serve(host, protocol, watch)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::New { name, path, abi } => {
@@ -466,6 +468,12 @@ fn run_console(
         ran?;
         Ok(())
     })?;
+    shut_down(&host);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tears every plugin down and says how each teardown went (on standard error).
+fn shut_down(host: &Host) {
     for record in host.shutdown() {
         eprintln!(
             "{}: {:?} in {:.2} ms",
@@ -474,5 +482,4 @@ fn run_console(
             record.elapsed.as_secs_f64() * 1e3
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

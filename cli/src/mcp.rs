@@ -5,10 +5,12 @@
 //! notifications, the client's cancellation cancels the call, a `CallError` is a tool error
 //! carrying its stable code, and a hot reload tells the client the tool list changed.
 //!
-//! A tool is `<plugin>__<action>`. An action whose input schema is an object takes the
-//! tool's arguments as its input; any other takes them under `input`. Actions that serve HTTP
-//! routes are not tools. Standard output carries the protocol alone: the process's own
-//! standard output (a plugin that prints, a worker) is sent to standard error.
+//! A tool is `<plugin>__<action>` (a name two actions would share, or one over 128
+//! characters, is not offered). An action whose input schema is an object takes the tool's
+//! arguments as its input; any other takes them under `input`. Actions that serve HTTP routes
+//! are not tools. Standard output carries the protocol alone: [`protocol_output`] sets it aside
+//! before any plugin is loaded, and the process's standard output (a plugin that prints, a
+//! worker) goes to standard error.
 
 use std::fs::File;
 use std::sync::{Arc, Mutex};
@@ -50,13 +52,23 @@ fn tool_name(plugin: &str, action: &str) -> String {
     format!("{plugin}__{action}")
 }
 
-/// Whether an input schema describes an object (so the tool's arguments are the input).
+/// Whether an input schema describes an object (so the tool's arguments are the input):
+/// `"type": "object"` (or a list of types that is just that).
 fn takes_object(schema: Option<&Value>) -> bool {
-    schema.and_then(|s| s.get("type")).and_then(Value::as_str) == Some("object")
+    match schema.and_then(|s| s.get("type")) {
+        Some(Value::String(t)) => t == "object",
+        Some(Value::Array(types)) => types.len() == 1 && types[0] == "object",
+        _ => false,
+    }
 }
 
-/// The actions of running plugins that are tools (not route handlers), with their plugin.
-fn actions(host: &Host) -> Vec<(PluginInfo, ActionDecl)> {
+/// The longest tool name MCP allows.
+const MAX_TOOL_NAME: usize = 128;
+
+/// The actions of running plugins that are tools (not route handlers), with their tool name
+/// and plugin. A name two actions would share (`a` + `b__c`, `a__b` + `c`) or one too long is
+/// left out, with a warning: a call must never reach another action than the one it names.
+fn actions(host: &Host, warn: bool) -> Vec<(String, PluginInfo, ActionDecl)> {
     let mut tools = Vec::new();
     for plugin in host.plugins() {
         if plugin.state != PluginState::Running {
@@ -68,27 +80,55 @@ fn actions(host: &Host) -> Vec<(PluginInfo, ActionDecl)> {
                 .iter()
                 .any(|r| r.action.as_deref() == Some(&action.name));
             if !routed {
-                tools.push((plugin.clone(), action.clone()));
+                let name = tool_name(&plugin.id, &action.name);
+                tools.push((name, plugin.clone(), action.clone()));
             }
         }
     }
+    let mut names: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (name, ..) in &tools {
+        *names.entry(name.clone()).or_default() += 1;
+    }
+    tools.retain(|(name, plugin, action)| {
+        let offered = names.get(name) == Some(&1) && name.len() <= MAX_TOOL_NAME;
+        if !offered && warn {
+            tracing::warn!(
+                "{}.{} is not offered as a tool: its name {name:?} is shared or too long",
+                plugin.id,
+                action.name
+            );
+        }
+        offered
+    });
     tools
 }
 
-fn tool(plugin: &PluginInfo, action: &ActionDecl) -> Tool {
+fn tool(name: &str, plugin: &PluginInfo, action: &ActionDecl) -> Tool {
     let schema = match &action.input_schema {
         Some(Value::Object(schema)) if takes_object(action.input_schema.as_ref()) => schema.clone(),
         other => {
-            let input = other.clone().unwrap_or_else(|| json!({}));
-            let object = json!({
-                "type": "object",
-                "properties": { "input": input },
-                "description": format!("The input of {}.{}, under \"input\"", plugin.id, action.name),
-            });
-            match object {
-                Value::Object(object) => object,
-                _ => JsonObject::new(),
+            // The input under "input"; the definitions its references name stay at the root.
+            let mut input = match other.clone() {
+                Some(Value::Object(input)) => input,
+                Some(other) => [("allOf".to_owned(), json!([other]))].into_iter().collect(),
+                None => JsonObject::new(),
+            };
+            let mut wrapper = JsonObject::new();
+            for key in ["$schema", "$defs", "definitions"] {
+                if let Some(value) = input.remove(key) {
+                    wrapper.insert(key.to_owned(), value);
+                }
             }
+            wrapper.insert("type".to_owned(), json!("object"));
+            wrapper.insert("properties".to_owned(), json!({ "input": input }));
+            wrapper.insert(
+                "description".to_owned(),
+                json!(format!(
+                    "The input of {}.{}, under \"input\"",
+                    plugin.id, action.name
+                )),
+            );
+            wrapper
         }
     };
     let description = if action.description.is_empty() {
@@ -101,20 +141,15 @@ fn tool(plugin: &PluginInfo, action: &ActionDecl) -> Tool {
         .destructive(action.destructive)
         .idempotent(action.idempotent);
     annotations.title = action.title.clone();
-    Tool::new(
-        tool_name(&plugin.id, &action.name),
-        description,
-        Arc::new(schema),
-    )
-    .with_annotations(annotations)
+    Tool::new(name.to_owned(), description, Arc::new(schema)).with_annotations(annotations)
 }
 
 impl Server {
     fn target(&self, name: &str) -> Option<Target> {
-        actions(&self.host)
+        actions(&self.host, false)
             .into_iter()
-            .find(|(p, a)| tool_name(&p.id, &a.name) == name)
-            .map(|(plugin, action)| Target {
+            .find(|(tool, ..)| tool == name)
+            .map(|(_, plugin, action)| Target {
                 wrapped: !takes_object(action.input_schema.as_ref()),
                 plugin: plugin.id,
                 action: action.name,
@@ -182,9 +217,9 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.remember_client(&context);
-        let tools = actions(&self.host)
+        let tools = actions(&self.host, true)
             .iter()
-            .map(|(plugin, action)| tool(plugin, action))
+            .map(|(name, plugin, action)| tool(name, plugin, action))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -222,7 +257,10 @@ impl ServerHandler for Server {
                 if streamed {
                     // The plugin waits while the client is behind (a bounded buffer).
                     on_behalf.call_stream(plugin, action, &input, &token, |chunk| {
-                        let _ = chunks.blocking_send(chunk_text(&chunk));
+                        // The request was cancelled and nobody takes progress any more.
+                        if chunks.blocking_send(chunk_text(&chunk)).is_err() {
+                            token.cancel();
+                        }
                     })
                 } else {
                     on_behalf.call_cancellable(plugin, action, &input, &token)
@@ -242,6 +280,8 @@ impl ServerHandler for Server {
                     // The client cancelled: the plugin sees `ctx.cancelled()`; its answer is
                     // not sent (the client no longer waits for it).
                     token.cancel();
+                    // Nothing waits for progress now: a chunk still being handed over is dropped.
+                    drop(taken);
                     let _ = call.await;
                     return Ok(CallToolResult::error(vec![ContentBlock::text("cancelled")]).into());
                 }
@@ -280,18 +320,33 @@ impl Server {
     }
 }
 
-/// Serves `host`'s plugins over MCP on standard input and output until the client closes its
-/// end; with `watch`, rebuilt libraries are reloaded and the client told the tools changed.
+/// Sets the process's standard output aside for the protocol, before any plugin is loaded:
+/// answers a descriptor for it (closed on exec, so no worker inherits it) and makes standard
+/// output a copy of standard error, where whatever else is printed goes.
 ///
 /// # Errors
 ///
-/// Standard output cannot be set aside for the protocol, the runtime cannot start, the
-/// directories cannot be watched, or the client's handshake fails.
-pub fn serve(host: Host, watch: Option<Duration>) -> Result<(), Box<dyn std::error::Error>> {
-    // The protocol gets the real standard output; anything else written there goes to
-    // standard error instead.
-    let protocol = File::from(rustix::io::dup(std::io::stdout())?);
+/// The descriptors cannot be duplicated.
+pub fn protocol_output() -> std::io::Result<File> {
+    let protocol = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)?;
     rustix::stdio::dup2_stdout(std::io::stderr())?;
+    Ok(File::from(protocol))
+}
+
+/// Serves `host`'s plugins over MCP, reading standard input and writing `protocol` (from
+/// [`protocol_output`]), until the client closes its end. The client is told when the tools
+/// change: with `watch`, rebuilt libraries are reloaded at once; a plugin disabled, quarantined
+/// or back is seen within half a second.
+///
+/// # Errors
+///
+/// The runtime cannot start, the directories cannot be watched, or the client's handshake
+/// fails.
+pub fn serve(
+    host: Host,
+    protocol: File,
+    watch: Option<Duration>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let host = Arc::new(host);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -315,22 +370,33 @@ pub fn serve(host: Host, watch: Option<Duration>) -> Result<(), Box<dyn std::err
             None => None,
         };
         let peer = running.peer().clone();
+        let watched = host.clone();
         tokio::spawn(async move {
-            while changes.recv().await.is_some() {
-                let _ = peer.notify_tool_list_changed().await;
+            // The tool names offered; a reload, or a look every half second, that finds them
+            // changed tells the client.
+            let names = |host: &Host| -> Vec<String> {
+                actions(host, false)
+                    .into_iter()
+                    .map(|(name, ..)| name)
+                    .collect()
+            };
+            let mut offered = names(&watched);
+            loop {
+                tokio::select! {
+                    changed = changes.recv() => if changed.is_none() { break },
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                let now = names(&watched);
+                if now != offered {
+                    offered = now;
+                    let _ = peer.notify_tool_list_changed().await;
+                }
             }
         });
         running.waiting().await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    for record in host.shutdown() {
-        eprintln!(
-            "{}: {:?} in {:.2} ms",
-            record.id,
-            record.outcome,
-            record.elapsed.as_secs_f64() * 1e3
-        );
-    }
+    crate::shut_down(&host);
     served
 }

@@ -42,6 +42,8 @@ impl Schemas {
             return Ok(None);
         }
         let mut compiler = Compiler::new();
+        // Nothing outside the manifest: no file, no network (a `$ref` elsewhere is an error).
+        compiler.use_loader(Box::new(NothingOutside));
         let mut compiled = boon::Schemas::new();
         let mut one = |name: String, schema: &serde_json::Value| {
             let location = format!("urn:airlock:{name}");
@@ -107,6 +109,15 @@ impl Schemas {
         self.compiled
             .validate(config, schema)
             .map_err(|e| describe("the config", &e))
+    }
+}
+
+/// The loader of a manifest's schemas: refuses every resource outside them.
+struct NothingOutside;
+
+impl boon::UrlLoader for NothingOutside {
+    fn load(&self, url: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        Err(format!("{url} is outside the manifest; a schema may refer only within itself").into())
     }
 }
 
@@ -195,5 +206,18 @@ mod tests {
         ))
         .expect_err("remote");
         assert!(err.contains("input_schema"), "{err}");
+        // Nor is a file read.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside.json");
+        std::fs::write(&outside, r#"{"type": "integer", "maximum": 3}"#).expect("write");
+        let err = Schemas::compile(&manifest(
+            &format!(
+                r#"[{{"name": "a", "input_schema": {{"$ref": "file://{}"}}}}]"#,
+                outside.display()
+            ),
+            "",
+        ))
+        .expect_err("a file");
+        assert!(err.contains("outside the manifest"), "{err}");
     }
 }

@@ -4,10 +4,12 @@
 //! The call runs on a thread of its own; the caller's thread takes the chunks from a bounded
 //! queue of [`STREAM_BUFFER`] and hands each to the caller's function. A plugin that emits
 //! faster than the caller takes waits in `emit` for room: a slow consumer slows the producer,
-//! and memory holds at most the queue's chunks, whatever the stream's length. The sink is the
-//! call thread's, for the streamed plugin's own call only: the plugins it calls, hooks and
-//! events see no stream, and what they emit is discarded. A cancelled token, or a caller that
-//! stopped taking, makes `emit` answer `cancelled`.
+//! and memory holds at most the queue's chunks (as the bytes the plugin sent: JSON is parsed
+//! on the caller's side), whatever the stream's length. The sink is the call thread's, for the
+//! streamed plugin's own call only: the plugins it calls, hooks, events and the plugin's own
+//! helper threads see no stream, and what they emit is discarded. A cancelled token, a caller
+//! that stopped taking, or the call being cancelled for any other reason (its timeout, its
+//! plugin torn down) makes `emit` answer `cancelled`, also while it waits for room.
 
 use std::cell::RefCell;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -32,10 +34,28 @@ pub enum Chunk {
     Bytes(Vec<u8>),
 }
 
+/// A chunk in the queue: what the plugin sent, checked.
+enum Raw {
+    Json(Vec<u8>),
+    Bytes(Vec<u8>),
+}
+
+impl Raw {
+    fn into_chunk(self) -> Chunk {
+        match self {
+            // Checked as JSON when it was emitted.
+            Self::Json(bytes) => {
+                Chunk::Json(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+            }
+            Self::Bytes(bytes) => Chunk::Bytes(bytes),
+        }
+    }
+}
+
 /// The stream of the call a thread is running, if it is streamed.
 struct Sink {
     plugin: PluginId,
-    chunks: SyncSender<Chunk>,
+    chunks: SyncSender<Raw>,
     token: CancelToken,
 }
 
@@ -71,9 +91,22 @@ pub(crate) enum Emitted {
     Cancelled,
 }
 
-/// Emits `chunk` from `plugin`'s call on this thread: waits for room in the caller's queue,
-/// checking the caller's token while it waits.
-pub(crate) fn emit(plugin: &PluginId, chunk: Chunk) -> Emitted {
+/// Whether a chunk's bytes are JSON, without building the value.
+pub(crate) fn is_json(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Emits a chunk (JSON bytes already checked, or bytes) from `plugin`'s call on this thread:
+/// waits for room in the caller's queue, checking the caller's token and `cancelled` (the
+/// call's other reasons to stop) while it waits.
+pub(crate) fn emit(
+    plugin: &PluginId,
+    json: bool,
+    bytes: Vec<u8>,
+    cancelled: impl Fn() -> bool,
+) -> Emitted {
     let sink = SINKS
         .try_with(|s| {
             s.borrow().last().and_then(|top| {
@@ -87,9 +120,14 @@ pub(crate) fn emit(plugin: &PluginId, chunk: Chunk) -> Emitted {
     let Some((chunks, token)) = sink else {
         return Emitted::Discarded;
     };
-    let mut chunk = chunk;
+    let mut chunk = if json {
+        Raw::Json(bytes)
+    } else {
+        Raw::Bytes(bytes)
+    };
+    let mut pause = Duration::from_micros(20);
     loop {
-        if token.is_cancelled() {
+        if token.is_cancelled() || cancelled() {
             return Emitted::Cancelled;
         }
         match chunks.try_send(chunk) {
@@ -97,8 +135,9 @@ pub(crate) fn emit(plugin: &PluginId, chunk: Chunk) -> Emitted {
             Err(TrySendError::Disconnected(_)) => return Emitted::Cancelled,
             Err(TrySendError::Full(back)) => {
                 chunk = back;
-                // The caller is behind: wait for it (a cancelled token is seen within 1 ms).
-                std::thread::sleep(Duration::from_micros(200));
+                // The caller is behind: wait for it, looking again at most every 2 ms.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(2));
             }
         }
     }
@@ -117,7 +156,7 @@ pub(crate) fn streamed<R: Send>(
     call: impl FnOnce() -> R + Send,
     mut on_chunk: impl FnMut(Chunk),
 ) -> std::io::Result<R> {
-    let (chunks, taken): (SyncSender<Chunk>, Receiver<Chunk>) = sync_channel(STREAM_BUFFER);
+    let (chunks, taken): (SyncSender<Raw>, Receiver<Raw>) = sync_channel(STREAM_BUFFER);
     let sink = Sink {
         plugin: plugin.clone(),
         chunks,
@@ -133,7 +172,7 @@ pub(crate) fn streamed<R: Send>(
             })?;
         let taking = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             match taken.recv_timeout(Duration::from_millis(20)) {
-                Ok(chunk) => on_chunk(chunk),
+                Ok(chunk) => on_chunk(chunk.into_chunk()),
                 Err(RecvTimeoutError::Timeout) if token.is_cancelled() => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -170,18 +209,18 @@ mod tests {
             || {
                 for i in 0..100 {
                     assert!(matches!(
-                        emit(&id("a"), Chunk::Json(i.into())),
+                        emit(&id("a"), true, i.to_string().into_bytes(), || false),
                         Emitted::Sent
                     ));
                 }
                 // Another plugin, and a call the streamed one makes, emit nowhere.
                 assert!(matches!(
-                    emit(&id("b"), Chunk::Bytes(vec![1])),
+                    emit(&id("b"), false, vec![1], || false),
                     Emitted::Discarded
                 ));
                 let hidden = hide();
                 assert!(matches!(
-                    emit(&id("a"), Chunk::Bytes(vec![2])),
+                    emit(&id("a"), false, vec![2], || false),
                     Emitted::Discarded
                 ));
                 drop(hidden);
@@ -195,7 +234,7 @@ mod tests {
         assert_eq!(got, expected);
         // Outside a streamed call nothing is streamed.
         assert!(matches!(
-            emit(&id("a"), Chunk::Json(0.into())),
+            emit(&id("a"), true, b"0".to_vec(), || false),
             Emitted::Discarded
         ));
     }
@@ -210,7 +249,7 @@ mod tests {
             || {
                 let mut sent = 0;
                 loop {
-                    match emit(&id("a"), Chunk::Bytes(vec![0; 10])) {
+                    match emit(&id("a"), false, vec![0; 10], || false) {
                         Emitted::Sent => sent += 1,
                         Emitted::Cancelled => return sent,
                         Emitted::Discarded => unreachable!("streamed"),

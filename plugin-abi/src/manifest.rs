@@ -366,9 +366,15 @@ fn check_routes(routes: &[RouteDecl], actions: &[ActionDecl]) -> Result<(), Mani
             return Err(ManifestError(format!("{name} is declared twice")));
         }
         if let Some(action) = &route.action {
-            if !actions.iter().any(|a| &a.name == action) {
+            let Some(declared) = actions.iter().find(|a| &a.name == action) else {
                 return Err(ManifestError(format!(
                     "{name} names action {action:?}, which the manifest does not declare"
+                )));
+            };
+            if declared.input_schema.is_some() {
+                return Err(ManifestError(format!(
+                    "{name}: action {action:?} serves a route, so it takes a request, not JSON: \
+                     it cannot have an input_schema"
                 )));
             }
         }
@@ -723,6 +729,23 @@ mod tests {
             let err = with(bad).expect_err(bad);
             assert!(err.0.contains(says), "{bad}: {err}");
         }
+        let schema_on_route = Manifest::from_json(
+            r#"{"id":"p","version":"1.0.0","actions":[{"name":"hook","input_schema":{"type":"object"}}],
+                "routes":[{"method":"POST","path":"/hook","action":"hook"}]}"#,
+        )
+        .expect_err("a route action takes a request");
+        assert!(
+            schema_on_route.0.contains("input_schema"),
+            "{schema_on_route}"
+        );
+        let not_a_schema = Manifest::from_json(
+            r#"{"id":"p","version":"1.0.0","actions":[{"name":"a","input_schema":"integer"}]}"#,
+        )
+        .expect_err("a schema is an object");
+        assert!(
+            not_a_schema.0.contains("must be a JSON Schema"),
+            "{not_a_schema}"
+        );
         let no_timers = Manifest::from_json(
             r#"{"id":"p","version":"1.0.0","jobs":[{"name":"j","every_ms":5}]}"#,
         )

@@ -32,7 +32,9 @@ impl Host {
     /// most [`crate::STREAM_BUFFER`] chunks ahead of `on_chunk` and otherwise waits for it, so a
     /// slow consumer slows the plugin and memory stays bounded however long the stream.
     /// Cancelling `token` stops the stream (the plugin's `emit` answers `cancelled`); a panic in
-    /// `on_chunk` cancels the call, waits for it to stop and unwinds here.
+    /// `on_chunk` cancels the call, waits for it to stop and unwinds here. Asked for from inside
+    /// a call into a plugin (a service handler), the call is made on this thread, unstreamed
+    /// (its chunks are discarded).
     ///
     /// # Errors
     ///
@@ -102,6 +104,12 @@ impl OnBehalf<'_> {
         };
         let id = airlock_abi::manifest::PluginId::new(plugin)
             .map_err(|e| failed(CallErrorCode::NotFound, e))?;
+        // From inside a call into a plugin (a service handler of the program), the call is made
+        // here, unstreamed: on another thread it would lose this thread's cycle guards.
+        if crate::loader::hazard::this_thread().is_some_and(|r| r.in_call()) {
+            tracing::debug!(%plugin, action, "a stream asked for from inside a call: made unstreamed");
+            return self.call_cancellable(plugin, action, input, token);
+        }
         stream::streamed(
             &id,
             token,

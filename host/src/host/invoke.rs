@@ -322,6 +322,19 @@ impl HostShared {
             .get(index as usize)
             .map_or("", |a| a.name.as_str());
         if !loaded.policy.permissions.is_empty() {
+            // An input that does not fit is refused before it can wait for an approval (the
+            // invoke path checks it again; only plugins with rules pay twice).
+            if let Some(Err(detail)) = loaded
+                .schemas
+                .as_ref()
+                .map(|s| s.check_input(index as usize, input))
+            {
+                return refuse(
+                    out,
+                    CallErrorCode::BadInput,
+                    format_args!("{}.{name}: {detail}", loaded.id()),
+                );
+            }
             if let Err(refused) = self.permit(loaded, Target::Action(name), input) {
                 return match refused.pending {
                     Some(id) => pending(out, id, &refused.message),

@@ -194,7 +194,9 @@ impl Host {
             Ok(Err(message)) => HttpOut::text(500, &request_id, &message),
             Err(e) => {
                 let status = match e.code {
-                    CallErrorCode::Timeout => 504,
+                    // Cancelled: at its timeout (a route has no caller to cancel it), or as
+                    // its plugin was torn down.
+                    CallErrorCode::Timeout | CallErrorCode::Cancelled => 504,
                     CallErrorCode::Quarantined | CallErrorCode::Revoked => 503,
                     CallErrorCode::PermissionDenied | CallErrorCode::PendingApproval => 403,
                     CallErrorCode::BadInput | CallErrorCode::HandlerError => 400,

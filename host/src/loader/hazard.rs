@@ -156,6 +156,11 @@ impl ThreadRecord {
         }
     }
 
+    /// Whether this thread is inside a call into a plugin (the owning thread only).
+    pub(crate) fn in_call(&self) -> bool {
+        self.innermost_call().is_some()
+    }
+
     /// The slot and number of the innermost call this thread is in (the owning thread only).
     fn innermost_call(&self) -> Option<(usize, u64)> {
         let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);

@@ -10,7 +10,7 @@ use airlock_abi::abi::HostError;
 
 /// `stream emit`: a chunk of the call being served, to its caller if it takes a stream.
 pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostError> {
-    use crate::stream::{self, Chunk, Emitted, MAX_CHUNK};
+    use crate::stream::{self, Emitted, MAX_CHUNK};
     let Some((&tag, chunk)) = payload.split_first() else {
         return Err(bad_request("a stream chunk needs its kind byte"));
     };
@@ -20,15 +20,18 @@ pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, Hos
             chunk.len()
         )));
     }
-    let chunk = match tag {
-        airlock_abi::wire::CHUNK_JSON => Chunk::Json(
-            serde_json::from_slice(chunk)
-                .map_err(|e| bad_request(format!("a stream chunk is not JSON: {e}")))?,
-        ),
-        airlock_abi::wire::CHUNK_BYTES => Chunk::Bytes(chunk.to_vec()),
+    let json = match tag {
+        airlock_abi::wire::CHUNK_JSON => {
+            stream::is_json(chunk)
+                .map_err(|e| bad_request(format!("a stream chunk is not JSON: {e}")))?;
+            true
+        }
+        airlock_abi::wire::CHUNK_BYTES => false,
         other => return Err(bad_request(format!("unknown stream chunk kind {other}"))),
     };
-    match stream::emit(&entry.plugin, chunk) {
+    // While it waits for room, the call may be cancelled for other reasons than its caller's.
+    let cancelled = || super::cancelled::cancelled(entry);
+    match stream::emit(&entry.plugin, json, chunk.to_vec(), cancelled) {
         Emitted::Sent => Ok(b"true".to_vec()),
         Emitted::Discarded => Ok(b"false".to_vec()),
         Emitted::Cancelled => {
@@ -39,7 +42,7 @@ pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, Hos
             Err(host_error(
                 HostErrorCode::call_failed(CallErrorCode::Cancelled),
                 "",
-                "the call was cancelled: its caller takes no more of its stream",
+                "the call was cancelled (by its caller, at its timeout, or as its plugin is torn down)",
             ))
         }
     }

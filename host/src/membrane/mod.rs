@@ -20,6 +20,7 @@ use crate::error::CallErrorCode;
 use crate::registry::{Caller, Failure, Registered, Route};
 use airlock_abi::wire::CallerInfo;
 
+mod cancelled;
 mod emit;
 mod http;
 mod kv;
@@ -333,18 +334,7 @@ fn built_in(
         Request::ContextCancelled => {
             // The caller's token (or an outer call's), the plugin being torn down, or the
             // call reported past its timeout by the watchdog.
-            // A call told it is cancelled ends `cancelled` once it stops (within its grace).
-            let record = crate::loader::hazard::this_thread();
-            let reported = record.is_some_and(|record| record.innermost_call_reported());
-            let cancelled = reported
-                || crate::cancel::current()
-                || entry.closing.load(std::sync::atomic::Ordering::SeqCst);
-            if cancelled && !reported {
-                if let Some(record) = record {
-                    record.cancel_innermost_call();
-                }
-            }
-            json(&cancelled)
+            json(&cancelled::cancelled(entry))
         }
         Request::StreamEmit => emit::serve(entry, payload),
         // A request this host does not serve yet (the enum grows with the protocol).

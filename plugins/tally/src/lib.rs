@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use airlock_abi::wire::CallErrorCode;
 use airlock_abi::{ActionError, Actions, Context, ContextError, InitError, Plugin};
 use serde::{Deserialize, Serialize};
 
@@ -81,11 +82,19 @@ impl Tally {
             let count = seen.entry(word.clone()).or_default();
             *count += 1;
             words += 1;
-            // The caller sees each word as it is counted; it may have gone (cancelled).
-            self.ctx.emit(&Seen {
+            // The caller sees each word as it is counted; it may have gone (cancelled). Any
+            // other failure (a host without streams) only loses the chunk.
+            let seen = Seen {
                 word,
                 count: *count,
-            })?;
+            };
+            if let Err(ContextError::Call {
+                code: CallErrorCode::Cancelled,
+                ..
+            }) = self.ctx.emit(&seen)
+            {
+                break;
+            }
             std::thread::sleep(self.delay);
         }
         match self.add_to_totals(&seen) {

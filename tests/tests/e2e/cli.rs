@@ -193,9 +193,9 @@ fn the_console_prints_a_stream_as_it_arrives_and_cancels_a_background_call() {
     cmd.arg(dir.path());
     let out = airlock_tests::run_with_input(
         cmd,
-        // The 300 ms call gives the background one time to start before it is cancelled.
+        // The 1 s call gives the background one time to start before it is cancelled.
         "/stream long-call patient 60000\n/call tally count {\"text\": \"to be or not to be\"}\n\
-         /call long-call patient 300\n/cancel 1\n/cancel 7\n/quit\n",
+         /call long-call patient 1000\n/cancel 1\n/cancel 7\n/quit\n",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -209,7 +209,7 @@ fn the_console_prints_a_stream_as_it_arrives_and_cancels_a_background_call() {
         "> {\"word\":\"to\",\"count\":1}",
         "> {\"word\":\"be\",\"count\":2}",
         "ok {\"words\":6,",
-        "ok 300",
+        "ok 1000",
         "#1 cancelling",
         "no background call 7 is running",
         "#1 error cancelled:",
@@ -224,6 +224,53 @@ fn the_console_prints_a_stream_as_it_arrives_and_cancels_a_background_call() {
             .unwrap_or_default()
             .contains("patient saw cancelled"),
         "{stdout}"
+    );
+}
+
+/// Output that remembers when each line was written.
+#[derive(Clone, Default)]
+struct TimedLines(std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>);
+
+impl std::io::Write for TimedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push((std::time::Instant::now(), text));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_console_prints_each_chunk_when_it_arrives_not_with_the_answer() {
+    let dir = TempPluginDir::with(&["tally"]);
+    let (host, report) = dir.load("[plugins.tally.config]\ndelay_ms = 150\n");
+    assert!(report.all_ok(), "{report:#?}");
+    let output = TimedLines::default();
+    airlock_cli::Console::new(&host)
+        .run(
+            "/call tally count {\"text\": \"one two three\"}\n/quit\n".as_bytes(),
+            output.clone(),
+        )
+        .expect("ran");
+    let lines = output.0.lock().expect("lines").clone();
+    let when = |prefix: &str| {
+        lines
+            .iter()
+            .find(|(_, line)| line.starts_with(prefix))
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:?}"))
+    };
+    // The first word is printed as it is counted, two 150 ms pauses before the answer.
+    let first = when("> {\"word\":\"one\"");
+    let answer = when("ok {");
+    assert!(
+        answer.duration_since(first) >= std::time::Duration::from_millis(250),
+        "printed together: {lines:?}"
     );
 }
 

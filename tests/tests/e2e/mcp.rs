@@ -237,6 +237,41 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         );
         assert!(started.elapsed() < Duration::from_secs(10));
 
+        // Cancelling a call that streams faster than progress is written: the plugin's stream
+        // stops, and the server goes on serving.
+        let handle = client
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(Request::new(
+                    CallToolRequestParams::new("long-call__chunks")
+                        .with_arguments(arguments(json!({"input": {"count": 10_000_000}}))),
+                )),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .expect("sent");
+        let before = progress.lock().expect("progress").len();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while progress.lock().expect("progress").len() < before + 50 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        handle
+            .cancel(Some("the test".into()))
+            .await
+            .expect("cancelled");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !traced("chunks stopped after") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(traced("chunks stopped after"), "the stream never stopped");
+        let again = client
+            .call_tool(
+                CallToolRequestParams::new("tally__count")
+                    .with_arguments(arguments(json!({"text": "still here"}))),
+            )
+            .await
+            .expect("answered");
+        assert_ne!(again.is_error, Some(true), "{again:?}");
+
         // A hot reload that changes the plugin's actions changes the tools.
         let next = dir.path().join("next.tmp");
         std::fs::write(&next, fixture_bytes("tally-next")).expect("write");

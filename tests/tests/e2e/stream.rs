@@ -139,3 +139,32 @@ fn cancelling_stops_the_stream_and_the_call_ends_cancelled() {
         assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 0);
     }
 }
+
+#[test]
+fn a_plugin_waiting_on_a_stalled_consumer_is_stopped_at_its_timeout() {
+    let dir = TempPluginDir::with(&["long-call"]);
+    let host = load(&dir, "call_timeout_ms = 200\ncancel_grace_ms = 3000");
+    let mut taken = 0u64;
+    // The consumer stalls on the first chunk past the call's timeout; nobody cancels the token.
+    let err = host
+        .call_stream(
+            "long-call",
+            "chunks",
+            &json!({"count": 1000}),
+            &CancelToken::new(),
+            |_| {
+                taken += 1;
+                if taken == 1 {
+                    std::thread::sleep(Duration::from_millis(1000));
+                }
+            },
+        )
+        .expect_err("cancelled at its timeout");
+    assert_eq!(err.code, CallErrorCode::Cancelled, "{err}");
+    // The plugin waiting in emit was told, and stopped: it did not emit the rest once the
+    // consumer came back.
+    let trace = std::fs::read_to_string(dir.path().join("trace")).expect("trace");
+    assert!(trace.contains("chunks stopped after"), "{trace}");
+    assert!(taken < 1000, "{taken}");
+    assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 0);
+}
