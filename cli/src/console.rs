@@ -263,7 +263,7 @@ impl<'h> Console<'h> {
                 };
                 let hooks: Vec<_> = p.hooks.iter().map(|h| h.name.as_str()).collect();
                 format!(
-                    "{} {} [{}, generation {}, {:?}, {}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
+                    "{} {} [{}, generation {}, {:?}, {}, {}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
                     p.id,
                     p.version,
                     p.state,
@@ -273,6 +273,7 @@ impl<'h> Console<'h> {
                         airlock::Isolation::Process => "in a worker process",
                         airlock::Isolation::InProcess => "in-process",
                     },
+                    p.signature,
                     if actions.is_empty() {
                         "-".to_owned()
                     } else {

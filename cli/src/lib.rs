@@ -5,6 +5,7 @@
 //! live here: they are uses of the library, not parts of it.
 
 mod console;
+mod distribute;
 mod listen;
 mod mcp;
 mod scaffold;
@@ -47,6 +48,9 @@ enum Command {
     Inspect {
         /// The library file.
         file: PathBuf,
+        /// Verify its signature against this policy's [trust] keys.
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -109,6 +113,71 @@ enum Command {
         /// How long a changed library must be quiet before it is reloaded.
         #[arg(long, default_value_t = 300)]
         debounce_ms: u64,
+    },
+    /// Make a publisher's key pair (minisign's formats): NAME.key and NAME.pub.
+    Keygen {
+        /// The key's name (also its name in operators' [trust]).
+        name: String,
+        /// Where to write the two files (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Sign a built library: FILE.minisig beside it.
+    Sign {
+        /// The library file.
+        file: PathBuf,
+        /// The secret key (from `airlock keygen` or `minisign -G`); AIRLOCK_KEY_PASSWORD opens
+        /// an encrypted one.
+        #[arg(long)]
+        key: PathBuf,
+        /// The signature's trusted comment (default: a timestamp and the file's name).
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Check libraries as a host would and put them into a plugin directory, with their
+    /// signatures.
+    Install {
+        /// The library files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The plugin directory.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Pin each installed file in this lock file (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+        /// Replace an installed file that holds the same plugin id.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove an installed plugin (its library, its signature and its lock entry).
+    Remove {
+        /// The plugin's id.
+        id: String,
+        /// The plugin directory.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The operator's policy file (for its [host] lock).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file to unpin it from (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
+    /// The installed plugins: id, version, publisher, hash and the checks' verdict.
+    List {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Check against this lock file.
+        #[arg(long)]
+        lock: Option<PathBuf>,
     },
     /// Create a plugin crate that builds and loads at once.
     New {
@@ -177,7 +246,39 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Inspect { file, format } => inspect(&file, format),
+        Command::Inspect {
+            file,
+            policy,
+            format,
+        } => inspect(&file, policy.as_deref(), format),
+        Command::Keygen { name, dir } => {
+            distribute::keygen(&name, &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
+        Command::Sign { file, key, comment } => distribute::sign(&file, &key, comment.as_deref()),
+        Command::Install {
+            files,
+            dir,
+            policy,
+            lock,
+            replace,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock.or_else(|| policy.host().lock.clone());
+            distribute::install(&files, &dir, &policy, lock.as_deref(), replace)
+        }
+        Command::Remove {
+            id,
+            dir,
+            policy,
+            lock,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock.or_else(|| policy.host().lock.clone());
+            distribute::remove(&id, &dir, lock.as_deref())
+        }
+        Command::List { dirs, policy, lock } => {
+            distribute::list(&builder(dirs, policy.as_deref(), lock)?.check_options()?)
+        }
         Command::Check {
             dirs,
             policy,
@@ -229,6 +330,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 "then: airlock run {}",
                 dir.join("target").join("debug").display()
             );
+            println!("to release it signed: airlock keygen NAME, then airlock sign LIBRARY --key NAME.key (see its README.md)");
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file, format } => {
@@ -251,8 +353,16 @@ fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
-fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
-    let library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
+/// The policy file's policy, or the default one.
+fn read_policy(path: Option<&Path>) -> Result<Policy> {
+    Ok(match path {
+        Some(path) => Policy::from_file(path)?,
+        None => Policy::default(),
+    })
+}
+
+fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Result<ExitCode> {
+    let mut library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
         Ok(library) => library,
         Err(refusal) => {
             if format == Format::Json {
@@ -266,6 +376,8 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Without a policy no key is trusted: a signature shows its key id, unverified.
+    library.examine_signature(read_policy(policy)?.trust());
     let m = &library.manifest;
     if format == Format::Json {
         let out = serde_json::json!({
@@ -277,6 +389,7 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
             "rustc": library.block.rustc,
             "target": library.block.target,
             "panic": library.block.panic,
+            "signature": library.signature,
             "manifest": m,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -290,6 +403,7 @@ fn inspect(file: &Path, format: Format) -> Result<ExitCode> {
         println!("target:       {}", library.block.target);
         println!("panic:        {}", library.block.panic);
         println!("concurrency:  {:?}", m.concurrency);
+        println!("signature:    {}", library.signature);
         for c in &m.capabilities {
             println!(
                 "capability:   {}{}{}",

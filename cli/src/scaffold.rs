@@ -90,6 +90,7 @@ pub fn new_plugin(name: &str, parent: &Path, abi: &Path) -> Result<PathBuf, Scaf
                 .replace("__NAME__", name),
         ),
         (".gitignore", "/target\n".to_owned()),
+        ("README.md", README.replace("__NAME__", name)),
     ];
     for (file, text) in files {
         let path = dir.join(file);
@@ -106,6 +107,34 @@ pub fn new_plugin(name: &str, parent: &Path, abi: &Path) -> Result<PathBuf, Scaf
     }
     Ok(dir)
 }
+
+const README: &str = r#"# __NAME__
+
+An Airlock plugin.
+
+```sh
+cargo build && cargo test                 # the test runs on Airlock's real runtime, in-process
+airlock validate target/debug/lib__NAME__.so
+airlock run target/debug --watch          # edit, `cargo build`: the new build is served
+```
+
+## Releasing it
+
+Operators can require a publisher's signature (minisign's format) before a library loads.
+Make a key pair once (keep `you.key` secret; `AIRLOCK_KEY_PASSWORD` encrypts it), and sign
+every build you hand out:
+
+```sh
+airlock keygen you                        # you.key, you.pub, and the [trust] line to give operators
+cargo build --release
+airlock sign target/release/lib__NAME__.so --key you.key   # writes lib__NAME__.so.minisig beside it
+```
+
+Ship the library with its `.minisig`. Operators install both with
+`airlock install lib__NAME__.so --dir PLUGINS --policy POLICY`. The `minisign` tool makes and
+checks the same files (`minisign -Sm lib__NAME__.so -s you.key`, `minisign -Vm lib__NAME__.so
+-p you.pub`).
+"#;
 
 const CARGO_TOML: &str = r#"[package]
 name = "__NAME__"

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
-/// approval outcomes and `restarted`; 4 `http` and `http_refused`.
-pub const AUDIT_SCHEMA: u32 = 4;
+/// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
+/// (a watched directory following installs and removals).
+pub const AUDIT_SCHEMA: u32 = 5;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -44,6 +45,10 @@ pub enum AuditOutcome {
     Dropped,
     /// A new build of the plugin was refused; the old generation keeps serving.
     ReloadRefused,
+    /// A library was loaded while the host ran: a new plugin, or a new build of one (a reload).
+    Loaded,
+    /// A plugin's library was removed from its directory: the plugin was torn down.
+    Removed,
     /// The policy's per-action permissions refused a caller an action or hook (a `deny` rule,
     /// an `ask` the approver refused, or an `ask` with no approver).
     PermissionDenied,

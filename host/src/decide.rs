@@ -138,6 +138,10 @@ pub fn decide(
         )
         .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
     }
+    if file_checks {
+        check_signature(file, &entry.signature, policy)
+            .map_err(|(reason, detail)| refuse(reason, detail))?;
+    }
     let grants = effective_grants(&manifest.capabilities, &entry.grants);
     if let Some(missing) = manifest
         .capabilities
@@ -212,6 +216,57 @@ pub fn effective_grants(
 /// scope (`*` matches any run of characters).
 pub fn grant_covers(grant: &Capability, wanted: &Capability) -> bool {
     covers(std::slice::from_ref(grant), wanted.kind(), wanted.scope())
+}
+
+/// Whether what stage 2 found of `file`'s signature will do for `rule`: a signature that does not
+/// verify never does; with a signature required, neither does none or one by a key the policy
+/// does not trust; with `signed_by`, only those publishers' do.
+fn check_signature(
+    file: &LibraryFile,
+    rule: &crate::policy::SignaturePolicy,
+    policy: &Policy,
+) -> Result<(), (RefusalReason, String)> {
+    use crate::signature::{signature_path, SignatureStatus};
+    let source = policy
+        .source()
+        .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+    let line = format!("{} signature = \"required\" in {source}", rule.source);
+    match &file.signature {
+        SignatureStatus::Invalid { key_id, why } => Err((
+            RefusalReason::BadSignature,
+            format!(
+                "{why}{}; sign this build again (`airlock sign`) or remove the signature",
+                key_id
+                    .as_ref()
+                    .map(|id| format!(" (key {id})"))
+                    .unwrap_or_default()
+            ),
+        )),
+        SignatureStatus::Unsigned if rule.required => Err((
+            RefusalReason::Unsigned,
+            format!(
+                "no signature beside it (expected {}); {line}",
+                signature_path(&file.path).display()
+            ),
+        )),
+        SignatureStatus::Untrusted { key_id } if rule.required => Err((
+            RefusalReason::UntrustedSigner,
+            format!(
+                "signed by key {key_id}, which [trust] in {source} does not name; {line}; if you \
+                 trust its publisher, add its public key under [trust]"
+            ),
+        )),
+        SignatureStatus::Verified {
+            publisher, key_id, ..
+        } if !rule.signed_by.is_empty() && !rule.signed_by.contains(publisher) => Err((
+            RefusalReason::UntrustedSigner,
+            format!(
+                "signed by {publisher} (key {key_id}), but {} signed_by = {:?} in {source}",
+                rule.source, rule.signed_by
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

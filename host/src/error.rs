@@ -39,6 +39,13 @@ pub enum RefusalReason {
     Disabled,
     /// Stage 3: the file's hash (BLAKE3, or SHA-256 for older pins) differs from the operator's pin.
     HashMismatch,
+    /// Stage 3: the policy requires a signature and there is none beside the library.
+    Unsigned,
+    /// Stage 3: the signature beside the library does not verify (the library or the signature
+    /// was changed, or it signs another file), or cannot be read.
+    BadSignature,
+    /// Stage 3: signed by a key the policy does not trust, or not by the publisher it names.
+    UntrustedSigner,
     /// Stage 3: a capability the manifest marks required is not granted.
     NotGranted,
     /// Stage 3: the manifest claims a kind of request another plugin already holds.
@@ -59,7 +66,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in pipeline order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 22] = [
         Self::UnsafePermissions,
         Self::NotALibrary,
         Self::TooLarge,
@@ -71,6 +78,9 @@ impl RefusalReason {
         Self::DuplicateId,
         Self::Disabled,
         Self::HashMismatch,
+        Self::Unsigned,
+        Self::BadSignature,
+        Self::UntrustedSigner,
         Self::NotGranted,
         Self::ClaimConflict,
         Self::ConfigInvalid,
@@ -95,6 +105,9 @@ impl RefusalReason {
             Self::DuplicateId => "duplicate_id",
             Self::Disabled => "disabled",
             Self::HashMismatch => "hash_mismatch",
+            Self::Unsigned => "unsigned",
+            Self::BadSignature => "bad_signature",
+            Self::UntrustedSigner => "untrusted_signer",
             Self::NotGranted => "not_granted",
             Self::ClaimConflict => "claim_conflict",
             Self::ConfigInvalid => "config_invalid",

@@ -51,6 +51,7 @@ mod report;
 mod retry;
 mod schema;
 mod services;
+mod signature;
 mod stream;
 mod supervisor;
 #[cfg(feature = "testing")]
@@ -58,6 +59,7 @@ pub mod testing;
 mod timers;
 
 pub use cancel::CancelToken;
+pub use signature::{public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX};
 pub use stream::{Chunk, MAX_CHUNK, STREAM_BUFFER};
 mod watch;
 
@@ -70,8 +72,8 @@ pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
 pub use host::{
-    check, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval, ApprovalId,
-    ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
+    check, check_file, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval,
+    ApprovalId, ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
     PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
     TeardownRecord, MAX_CALL_DEPTH, MAX_PENDING_APPROVALS,
 };

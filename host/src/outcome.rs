@@ -73,6 +73,8 @@ pub struct PluginInfo {
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.
     pub hooks: Vec<HookDecl>,
+    /// What its library's signature said (`Verified` names the publisher).
+    pub signature: crate::signature::SignatureStatus,
     /// Declared HTTP routes (their actions take a framed request, not JSON).
     pub routes: Vec<airlock_abi::manifest::RouteDecl>,
     /// Effective grants now (declared ∩ granted, less what was revoked at run time).
@@ -193,6 +195,14 @@ pub enum ReloadOutcome {
         /// The generation still serving, if any.
         serving: Option<u64>,
     },
+    /// The plugin's library was removed from its directory: the plugin was torn down (its
+    /// library stays mapped, as always) and its id is free again.
+    Removed {
+        /// The plugin.
+        id: String,
+        /// How its teardown went (`None`: it was not running).
+        teardown: Option<TeardownOutcome>,
+    },
 }
 
 impl std::fmt::Display for ReloadOutcome {
@@ -208,6 +218,12 @@ impl std::fmt::Display for ReloadOutcome {
                 elapsed.as_secs_f64() * 1e3
             ),
             Self::Unchanged { id } => write!(f, "{id}: unchanged, not reloaded"),
+            Self::Removed { id, teardown } => match teardown {
+                Some(outcome) => {
+                    write!(f, "{id}: its library was removed; torn down ({outcome:?})")
+                }
+                None => write!(f, "{id}: its library was removed"),
+            },
             Self::Refused { refusal, serving } => {
                 let id = refusal
                     .id

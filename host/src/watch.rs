@@ -19,9 +19,11 @@ use crate::discover::library_suffix;
 use crate::error::Error;
 use crate::outcome::ReloadOutcome;
 
-/// What the watcher asks of the runtime: reload the library at `path` if its bytes changed.
+/// What the watcher asks of the runtime: reload the library at `path` if its bytes changed,
+/// or tear down the plugin whose library was removed.
 pub(crate) trait Reload: Send + Sync {
     fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome;
+    fn remove_file(&self, path: &Path) -> Option<ReloadOutcome>;
 }
 
 /// The debounce used when none is given: long enough for a linker to finish writing.
@@ -76,8 +78,14 @@ impl Watcher {
                     (debounce / 4).clamp(Duration::from_millis(5), Duration::from_millis(50));
                 while !flag.load(Ordering::Acquire) {
                     match rx.recv_timeout(tick) {
+                        // A library, or its signature (which decides whether it loads).
                         Ok(path) if is_library(&path) => {
                             pending.insert(path, Instant::now());
+                        }
+                        Ok(path) if signed_library(&path).is_some() => {
+                            if let Some(library) = signed_library(&path) {
+                                pending.insert(library, Instant::now());
+                            }
                         }
                         Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
@@ -90,15 +98,21 @@ impl Watcher {
                         .collect();
                     for path in quiet {
                         pending.remove(&path);
-                        if !path.is_file() {
-                            continue;
-                        }
                         let Some(host) = host.upgrade() else {
                             return;
                         };
-                        let outcome = host.reload_file(&path, false);
+                        // Gone (removed, or renamed away): its plugin is torn down.
+                        let outcome = if path.is_file() {
+                            Some(host.reload_file(&path, false))
+                        } else if std::fs::symlink_metadata(&path).is_err() {
+                            host.remove_file(&path)
+                        } else {
+                            None
+                        };
                         drop(host);
-                        if !matches!(outcome, ReloadOutcome::Unchanged { .. }) {
+                        if let Some(outcome) =
+                            outcome.filter(|o| !matches!(o, ReloadOutcome::Unchanged { .. }))
+                        {
                             on_reload(&outcome);
                         }
                     }
@@ -128,10 +142,18 @@ fn changes_content(kind: &EventKind) -> bool {
         kind,
         EventKind::Create(_)
             | EventKind::Modify(_)
+            | EventKind::Remove(_)
             | EventKind::Access(AccessKind::Close(AccessMode::Write))
     )
 }
 
 fn is_library(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == library_suffix())
+}
+
+/// The library a signature file (`libfoo.so.minisig`) is beside.
+fn signed_library(path: &Path) -> Option<std::path::PathBuf> {
+    (path.extension()? == crate::signature::SIGNATURE_SUFFIX)
+        .then(|| path.with_extension(""))
+        .filter(|library| is_library(library))
 }

@@ -169,6 +169,7 @@ impl Host {
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
             routes: m.routes.clone(),
+            signature: p.file.signature.clone(),
             grants,
             context: token,
             context_open: entry.is_some(),
@@ -307,8 +308,10 @@ impl Host {
         self.shared.reload_file(path, false)
     }
 
-    /// Watches the plugin directories and reloads a library when it changes: after `debounce`
-    /// of quiet, once the file is whole, and only if its bytes changed. `on_reload` is told
+    /// Watches the plugin directories and follows them: a library that changes is reloaded (a
+    /// new one loaded) after `debounce` of quiet, once the file is whole, and only if its bytes
+    /// changed; a signature written beside a library counts as a change of it; a library that
+    /// is removed has its plugin torn down ([`ReloadOutcome::Removed`]). `on_reload` is told
     /// every outcome. Watching stops when the returned [`Watcher`] is dropped.
     ///
     /// # Errors

@@ -35,7 +35,7 @@ pub use hooks::{
     HookError, HookFailure, HookMode, Swallowed,
 };
 pub use on_behalf::OnBehalf;
-pub use pipeline::{check, check_report, pin, Checked, PipelineOptions};
+pub use pipeline::{check, check_file, check_report, pin, Checked, PipelineOptions};
 pub(crate) use plugin::Invoked;
 pub(crate) use plugin::LoadedPlugin;
 pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};

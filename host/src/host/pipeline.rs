@@ -93,8 +93,7 @@ pub(super) fn read_all(
     purpose: ReadFor,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        let mut file =
-            candidate.and_then(|c| read_library(&c.file, &c.open, options.max_library_size))?;
+        let mut file = candidate.and_then(|c| read_one(options, &c))?;
         if options.pins_sha256(&file.manifest.id) {
             let _ = file.sha256();
         }
@@ -106,6 +105,27 @@ pub(super) fn read_all(
         }
         Ok(file)
     })
+}
+
+/// Stages 2 and 3 for one file wherever it is (an install's source, not a plugin directory:
+/// stage 1's rules are the destination's): nothing of it runs. Other plugins' ids and claims
+/// are not looked at.
+///
+/// # Errors
+///
+/// The refusal, with its reason code.
+pub fn check_file(options: &PipelineOptions, path: &Path) -> Result<Checked, Refusal> {
+    let mut file = read_library(path, path, options.max_library_size)?;
+    file.examine_signature(options.policy.trust());
+    decide_checked(options, file)
+}
+
+/// Stage 2 for one file: reads it, and checks the publisher's signature beside it on the bytes
+/// read, with the keys the policy trusts (stage 3 decides what the finding means).
+pub(super) fn read_one(options: &PipelineOptions, c: &Candidate) -> Result<LibraryFile, Refusal> {
+    let mut file = read_library(&c.file, &c.open, options.max_library_size)?;
+    file.examine_signature(options.policy.trust());
+    Ok(file)
 }
 
 /// What another plugin already holds: its id, from which file, and the kinds of request it
@@ -351,6 +371,11 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
 }
 
 pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
+    // Who signed it, when it is signed.
+    let detail = match &file.signature {
+        crate::signature::SignatureStatus::Unsigned => detail,
+        signed => format!("{detail}; {signed}"),
+    };
     PluginReport {
         file: file.path.clone(),
         id: Some(file.manifest.id.to_string()),

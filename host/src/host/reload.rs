@@ -13,7 +13,6 @@ use crate::discover::discover_one;
 #[cfg(feature = "testing")]
 use crate::error::Error;
 use crate::error::Refusal;
-use crate::library_file::read_library;
 use crate::loader::{self};
 
 use super::pipeline::{decide_checked, refuse_taken, same_path};
@@ -31,8 +30,7 @@ impl HostShared {
         let _admin = self.admin();
         let table = self.table();
         // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
-        let read = discover_one(path)
-            .and_then(|c| read_library(&c.file, &c.open, self.options.max_library_size));
+        let read = discover_one(path).and_then(|c| super::pipeline::read_one(&self.options, &c));
         let file = match read {
             Ok(file) => file,
             Err(mut refusal) => {
@@ -137,7 +135,55 @@ impl HostShared {
             elapsed: started.elapsed(),
         };
         tracing::info!("{outcome}");
+        self.audit.record(
+            id.as_str(),
+            generation,
+            "",
+            AuditOutcome::Loaded,
+            &outcome.to_string(),
+        );
         outcome
+    }
+
+    /// The plugin loaded from `path`, now that the file is gone: torn down within its deadline
+    /// (its library stays mapped, as every retired one does) and taken out of the table, so its
+    /// id is free for another file. `None` if no plugin came from there.
+    pub(crate) fn remove_file(&self, path: &Path) -> Option<ReloadOutcome> {
+        let _admin = self.admin();
+        let same = |loaded: &Path| {
+            loaded == path
+                || (loaded.file_name() == path.file_name()
+                    && matches!(
+                        (
+                            loaded.parent().map(std::fs::canonicalize),
+                            path.parent().map(std::fs::canonicalize)
+                        ),
+                        (Some(Ok(a)), Some(Ok(b))) if a == b
+                    ))
+        };
+        let plugin = self
+            .table()
+            .iter()
+            .find(|p| !p.file.is_builtin() && same(&p.file.path))
+            .cloned()?;
+        let generation = plugin.generation.load(Ordering::SeqCst);
+        let teardown = self
+            .teardown(&plugin, PluginState::Stopped)
+            .map(|record| record.outcome);
+        self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &plugin)));
+        let outcome = ReloadOutcome::Removed {
+            id: plugin.id().to_string(),
+            teardown,
+        };
+        tracing::info!("{outcome}");
+        self.audit.record(
+            plugin.id().as_str(),
+            generation,
+            "",
+            AuditOutcome::Removed,
+            &outcome.to_string(),
+        );
+        Some(outcome)
     }
 
     /// Creates `id` again with the state its running instance hands over, as a reload does,

@@ -236,6 +236,10 @@ impl crate::watch::Reload for HostShared {
     fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
         HostShared::reload_file(self, path, force)
     }
+
+    fn remove_file(&self, path: &Path) -> Option<ReloadOutcome> {
+        HostShared::remove_file(self, path)
+    }
 }
 
 impl crate::services::HostServices for HostShared {

@@ -57,6 +57,8 @@ pub struct LibraryFile {
     pub manifest: Manifest,
     /// A library file, or a plugin compiled into the host program.
     pub(crate) origin: Origin,
+    /// What stage 2 found of its publisher's signature, checked on the bytes it read.
+    pub signature: crate::signature::SignatureStatus,
 }
 
 /// How many sealed copies stage 2 holds open right now (each is a file descriptor until its
@@ -111,6 +113,13 @@ impl std::fmt::Debug for Origin {
 }
 
 impl LibraryFile {
+    /// Checks the publisher's signature beside the file on the bytes read, with the keys
+    /// `trust` holds (name → minisign public key), and keeps what it found in
+    /// [`LibraryFile::signature`]. Stage 2 does this for every file a host reads.
+    pub fn examine_signature(&mut self, trust: &std::collections::BTreeMap<String, String>) {
+        self.signature = crate::signature::examine(&self.path, &self.bytes, trust);
+    }
+
     /// A built-in plugin of type `P` as the rest of the pipeline sees a file: its manifest
     /// checked like a library's, with this host's own provenance, and no bytes or hash.
     ///
@@ -141,6 +150,7 @@ impl LibraryFile {
             },
             manifest,
             origin: Origin::Builtin(builtin_module::<P>()),
+            signature: crate::signature::SignatureStatus::Unsigned,
         })
     }
 
@@ -264,6 +274,7 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         block,
         manifest,
         origin: Origin::File,
+        signature: crate::signature::SignatureStatus::Unsigned,
     })
 }
 

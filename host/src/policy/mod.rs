@@ -14,8 +14,10 @@ use crate::retry::{RetryPolicy, DEFAULT_RETRY};
 
 mod http;
 mod parse;
+mod trust;
 
 pub use http::{HttpPolicy, IpRange};
+pub use trust::SignaturePolicy;
 
 /// Where a plugin's code runs, from the policy's `isolation`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -231,6 +233,8 @@ pub struct PluginPolicy {
     pub sandbox: Sandbox,
     /// Its outbound HTTP beyond the `http.outbound` grants: schemes, addresses, limits.
     pub http: HttpPolicy,
+    /// Whether its library must be signed, and by whom.
+    pub signature: SignaturePolicy,
 }
 
 /// The operator's policy for every plugin; plugins it does not name get the defaults (enabled,
@@ -243,6 +247,8 @@ pub struct Policy {
     plugins: BTreeMap<PluginId, PluginPolicy>,
     secrets: BTreeMap<String, SecretSource>,
     credentials: BTreeMap<String, Credential>,
+    /// The publishers' public keys the operator trusts (minisign's text form), by name.
+    trust: BTreeMap<String, String>,
     health_interval: Duration,
 }
 
@@ -253,6 +259,7 @@ impl Default for Policy {
             host: HostSettings::default(),
             secrets: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            trust: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
                 blake3: None,
@@ -273,6 +280,11 @@ impl Default for Policy {
                 limits: DEFAULT_LIMITS,
                 sandbox: Sandbox::default(),
                 http: HttpPolicy::default(),
+                signature: SignaturePolicy {
+                    required: false,
+                    signed_by: Vec::new(),
+                    source: "[defaults]".to_owned(),
+                },
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
@@ -338,6 +350,23 @@ impl Policy {
     /// How often the host polls each plugin's health.
     pub fn health_interval(&self) -> Duration {
         self.health_interval
+    }
+
+    /// The publishers' public keys the operator trusts (`[trust]`: name → minisign public key).
+    pub fn trust(&self) -> &BTreeMap<String, String> {
+        &self.trust
+    }
+
+    /// Trusts a publisher's key (for programs that build their policy in code).
+    ///
+    /// # Errors
+    ///
+    /// The key is not a minisign public key.
+    pub fn trust_key(&mut self, name: &str, public_key: &str) -> Result<(), String> {
+        crate::signature::public_key_id(public_key)?;
+        self.trust
+            .insert(name.to_owned(), public_key.trim().to_owned());
+        Ok(())
     }
 
     /// Host-wide settings.

@@ -9,6 +9,7 @@ use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
 use super::http::{http, RawHttp};
+use super::trust::{signature, trust, RawSignature};
 use super::{
     Credential, HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox,
     SecretSource, WorkerLimits,
@@ -27,6 +28,8 @@ struct RawPolicy {
     plugins: BTreeMap<String, RawPluginPolicy>,
     #[serde(default)]
     secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    trust: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +103,8 @@ struct RawDefaults {
     allow_processes: Option<bool>,
     allow_read: Option<Vec<PathBuf>>,
     http: Option<RawHttp>,
+    signature: Option<RawSignature>,
+    signed_by: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +141,8 @@ struct RawPluginPolicy {
     allow_processes: Option<bool>,
     allow_read: Option<Vec<PathBuf>>,
     http: Option<RawHttp>,
+    signature: Option<RawSignature>,
+    signed_by: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -235,6 +242,14 @@ impl Policy {
             raw.defaults.allow_read,
         );
         policy.defaults.http = http(&policy.defaults.http, raw.defaults.http, "[defaults.http]")?;
+        policy.trust = trust(raw.trust)?;
+        policy.defaults.signature = signature(
+            &policy,
+            &policy.defaults.signature,
+            raw.defaults.signature,
+            raw.defaults.signed_by,
+            "[defaults]",
+        )?;
         policy.defaults.restart = restart(
             policy.defaults.restart,
             raw.defaults.restart_budget,
@@ -335,6 +350,13 @@ impl Policy {
                         &policy.defaults.http,
                         entry.http,
                         &format!("[plugins.{id}.http]"),
+                    )?,
+                    signature: signature(
+                        &policy,
+                        &policy.defaults.signature,
+                        entry.signature,
+                        entry.signed_by,
+                        &format!("[plugins.{id}]"),
                     )?,
                 },
             );

@@ -8,6 +8,7 @@ mod claims;
 mod cli;
 mod config;
 mod contract_versions;
+mod distribution;
 mod durability;
 mod editor_example;
 mod embedder;

@@ -1,0 +1,403 @@
+//! Distributing plugins: the author's `airlock keygen` and `airlock sign` (minisign's format,
+//! with the reference `minisign` crate), and the operator's `airlock install`, `remove` and
+//! `list` over a plugin directory.
+//!
+//! An install checks the file as a host would (stages 2 and 3, its signature included: nothing
+//! of it runs), refuses an id another installed file has unless asked to replace it, and puts
+//! the library and its signature into the directory each by a rename of a file written and
+//! synced beside it — a host watching the directory never sees half a library. It updates the
+//! lock file in force, and says what the plugin asks for against what the policy grants.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use airlock::{
+    check, check_file, effective_grants, library_suffix, public_key_id, read_library,
+    signature_path, Lock, LockEntry, PipelineOptions, Policy, DEFAULT_MAX_LIBRARY_SIZE,
+};
+
+use crate::Result;
+
+/// The environment variable holding the password of an encrypted secret key.
+pub const PASSWORD_ENV: &str = "AIRLOCK_KEY_PASSWORD";
+
+/// `airlock keygen NAME [--dir DIR]`: `NAME.key` (the secret key, mode 0600; encrypted with
+/// `AIRLOCK_KEY_PASSWORD` when it is set) and `NAME.pub`, in minisign's formats.
+pub(crate) fn keygen(name: &str, dir: &Path) -> Result<ExitCode> {
+    let password = std::env::var(PASSWORD_ENV).ok();
+    let encrypted = password.is_some();
+    let pair = match password {
+        Some(password) => minisign::KeyPair::generate_encrypted_keypair(Some(password))?,
+        None => minisign::KeyPair::generate_unencrypted_keypair()?,
+    };
+    let secret = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    for path in [&secret, &public] {
+        if path.exists() {
+            eprintln!("{} exists; not overwriting a key", path.display());
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let secret_box = pair
+        .sk
+        .to_box(Some(&format!("airlock secret key {name}")))?;
+    write_new(&secret, secret_box.into_string().as_bytes(), 0o600)?;
+    let public_box = pair.pk.to_box()?;
+    write_new(&public, public_box.into_string().as_bytes(), 0o644)?;
+    let key = pair.pk.to_base64();
+    println!(
+        "secret key: {}{}",
+        secret.display(),
+        if encrypted {
+            " (encrypted)"
+        } else {
+            " (not encrypted: set AIRLOCK_KEY_PASSWORD to encrypt it)"
+        }
+    );
+    println!(
+        "public key: {} (key id {})",
+        public.display(),
+        public_key_id(&key)?
+    );
+    println!("operators trust it with, in their policy:");
+    println!("  [trust]");
+    println!("  {name} = \"{key}\"");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `airlock sign FILE --key KEY`: `FILE.minisig`, whose trusted comment names the file.
+pub(crate) fn sign(file: &Path, key: &Path, comment: Option<&str>) -> Result<ExitCode> {
+    let text = fs::read_to_string(key)
+        .map_err(|e| format!("cannot read the secret key {}: {e}", key.display()))?;
+    let key_box = minisign::SecretKeyBox::from_string(&text)
+        .map_err(|e| format!("{} is not a minisign secret key: {e}", key.display()))?;
+    let secret = match minisign::SecretKey::from_unencrypted_box(key_box.clone()) {
+        Ok(secret) => secret,
+        Err(_) => {
+            let Ok(password) = std::env::var(PASSWORD_ENV) else {
+                eprintln!(
+                    "{} is encrypted: set {PASSWORD_ENV} to its password",
+                    key.display()
+                );
+                return Ok(ExitCode::from(2));
+            };
+            key_box
+                .into_secret_key(Some(password))
+                .map_err(|e| format!("cannot open {}: {e}", key.display()))?
+        }
+    };
+    let bytes = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let trusted = comment.map_or_else(|| format!("timestamp:{now}\tfile:{name}"), str::to_owned);
+    let signature = minisign::sign(
+        None,
+        &secret,
+        std::io::Cursor::new(&bytes),
+        Some(&trusted),
+        Some("signature from an airlock publisher key"),
+    )?;
+    let path = signature_path(file);
+    write_atomically(&path, signature.into_string().as_bytes())?;
+    println!("signed {} -> {}", file.display(), path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A library in a plugin directory, read for its id.
+struct Installed {
+    path: PathBuf,
+    id: String,
+}
+
+/// The libraries in `dir`, by id (files that do not read as plugins are left out).
+fn installed(dir: &Path) -> Vec<Installed> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Installed> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == library_suffix()))
+        .filter_map(|path| {
+            let library = read_library(&path, &path, DEFAULT_MAX_LIBRARY_SIZE).ok()?;
+            Some(Installed {
+                id: library.manifest.id.to_string(),
+                path,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+/// `airlock install FILE... --dir DIR`: each file checked, placed atomically with its
+/// signature, pinned in the lock in force, and what it asks for told.
+pub(crate) fn install(
+    files: &[PathBuf],
+    dir: &Path,
+    policy: &Policy,
+    lock: Option<&Path>,
+    replace: bool,
+) -> Result<ExitCode> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let options = PipelineOptions {
+        dirs: vec![dir.to_owned()],
+        policy: policy.clone(),
+        max_library_size: DEFAULT_MAX_LIBRARY_SIZE,
+        // The file is checked to be pinned: the lock in force cannot name it yet.
+        lock: None,
+    };
+    let mut code = ExitCode::SUCCESS;
+    for file in files {
+        let checked = match check_file(&options, file) {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                println!("not installed: {refusal}");
+                code = ExitCode::from(1);
+                continue;
+            }
+        };
+        let manifest = &checked.file.manifest;
+        let id = manifest.id.to_string();
+        let Some(name) = file.file_name() else {
+            continue;
+        };
+        let target = dir.join(name);
+        // Another file with this id (or another plugin at this name) is replaced only if asked.
+        let clashes: Vec<Installed> = installed(dir)
+            .into_iter()
+            .filter(|i| (i.id == id) != (i.path == target))
+            .collect();
+        if !clashes.is_empty() && !replace {
+            for clash in &clashes {
+                println!(
+                    "not installed: {}: {} already holds plugin {}; remove it first, or install \
+                     with --replace",
+                    file.display(),
+                    clash.path.display(),
+                    clash.id
+                );
+            }
+            code = ExitCode::from(1);
+            continue;
+        }
+        for clash in &clashes {
+            remove_library(&clash.path)?;
+            println!("removed {} ({})", clash.path.display(), clash.id);
+        }
+        // The signature first (or the stale one away), then the library.
+        let signature = signature_path(file);
+        let target_signature = signature_path(&target);
+        if signature.is_file() {
+            write_atomically(&target_signature, &fs::read(&signature)?)?;
+        } else if target_signature.exists() {
+            fs::remove_file(&target_signature)?;
+        }
+        write_atomically(&target, &fs::read(file)?)?;
+        println!(
+            "installed {id} {} as {} ({}; blake3 {})",
+            manifest.version,
+            target.display(),
+            checked.file.signature,
+            checked.file.blake3
+        );
+        if let Some(lock) = lock {
+            pin(lock, &checked, &target)?;
+            println!("pinned in {}", lock.display());
+        }
+        print!("{}", grants_report(&checked, policy));
+    }
+    Ok(code)
+}
+
+/// What the plugin asks for against what the policy grants, with the lines to add.
+fn grants_report(checked: &airlock::Checked, policy: &Policy) -> String {
+    let manifest = &checked.file.manifest;
+    let granted = effective_grants(
+        &manifest.capabilities,
+        &policy.for_plugin(&manifest.id).grants,
+    );
+    let mut out = String::new();
+    let mut missing = Vec::new();
+    for declared in &manifest.capabilities {
+        let is_granted = granted.contains(&declared.capability);
+        out.push_str(&format!(
+            "  {:<28} {}{}{}\n",
+            declared.capability.to_string(),
+            if declared.required { "required, " } else { "" },
+            if is_granted { "granted" } else { "not granted" },
+            declared
+                .reason
+                .as_deref()
+                .map(|r| format!(" - {r}"))
+                .unwrap_or_default()
+        ));
+        if !is_granted {
+            missing.push(format!("{:?}", declared.capability.to_string()));
+        }
+    }
+    if manifest.capabilities.is_empty() {
+        out.push_str("  it asks for no capabilities\n");
+    }
+    let mut report = format!("{} asks for:\n{out}", manifest.id);
+    if !missing.is_empty() {
+        report.push_str(&format!(
+            "to grant what it asks for, add to the policy:\n  [plugins.{}]\n  grants = [{}]\n",
+            manifest.id,
+            policy
+                .for_plugin(&manifest.id)
+                .grants
+                .iter()
+                .map(|g| format!("{:?}", g.to_string()))
+                .chain(missing)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    report
+}
+
+/// Pins the installed file in the lock file (creating it), as `airlock lock` would.
+fn pin(lock: &Path, checked: &airlock::Checked, target: &Path) -> Result<()> {
+    let mut entries = if lock.exists() {
+        Lock::from_file(lock)?.entries().clone()
+    } else {
+        Default::default()
+    };
+    entries.insert(
+        checked.file.manifest.id.clone(),
+        LockEntry {
+            blake3: Some(checked.file.blake3.clone()),
+            sha256: None,
+            version: checked.file.manifest.version.to_string(),
+            file: target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+    );
+    Lock::new(lock, entries).write()?;
+    Ok(())
+}
+
+/// `airlock remove ID --dir DIR`: the library (and its signature, and its lock entry).
+pub(crate) fn remove(id: &str, dir: &Path, lock: Option<&Path>) -> Result<ExitCode> {
+    let found: Vec<Installed> = installed(dir).into_iter().filter(|i| i.id == id).collect();
+    if found.is_empty() {
+        println!("no plugin {id} is installed in {}", dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    for library in &found {
+        remove_library(&library.path)?;
+        println!("removed {} ({id})", library.path.display());
+    }
+    if let Some(lock) = lock.filter(|l| l.exists()) {
+        let mut entries = Lock::from_file(lock)?.entries().clone();
+        let before = entries.len();
+        entries.retain(|pinned, _| pinned.as_str() != id);
+        if entries.len() != before {
+            Lock::new(lock, entries).write()?;
+            println!("unpinned from {}", lock.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `airlock list DIR`: id, version, publisher, hash and the checks' verdict of each library.
+pub(crate) fn list(options: &PipelineOptions) -> Result<ExitCode> {
+    println!(
+        "{:<20} {:<10} {:<24} {:<16} CHECKS",
+        "PLUGIN", "VERSION", "PUBLISHER", "BLAKE3"
+    );
+    for checked in check(options)? {
+        match checked {
+            Ok(c) => {
+                let publisher = match &c.file.signature {
+                    airlock::SignatureStatus::Verified { publisher, .. } => publisher.clone(),
+                    airlock::SignatureStatus::Unsigned => "unsigned".to_owned(),
+                    airlock::SignatureStatus::Untrusted { key_id } => format!("untrusted {key_id}"),
+                    airlock::SignatureStatus::Invalid { .. } => "invalid".to_owned(),
+                };
+                println!(
+                    "{:<20} {:<10} {:<24} {:<16} ok",
+                    c.file.manifest.id,
+                    c.file.manifest.version,
+                    publisher,
+                    &c.file.blake3[..16]
+                );
+            }
+            Err(refusal) => println!(
+                "{:<20} {:<10} {:<24} {:<16} refused: {} ({})",
+                refusal
+                    .id
+                    .as_ref()
+                    .map_or_else(|| refusal.file.display().to_string(), ToString::to_string),
+                "-",
+                "-",
+                "-",
+                refusal.reason,
+                refusal.detail
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes a library and the signature beside it.
+fn remove_library(path: &Path) -> Result<()> {
+    let signature = signature_path(path);
+    if signature.exists() {
+        fs::remove_file(&signature)?;
+    }
+    fs::remove_file(path)?;
+    Ok(())
+}
+
+/// Writes `bytes` to a hidden file beside `path`, syncs it, and renames it over `path` (then
+/// syncs the directory): a reader sees the old file or the whole new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.part", std::process::id()));
+    {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        set_mode(&file, 0o755)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Creates `path` with `bytes` and `mode`, refusing to overwrite.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    set_mode(&file, mode)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_file: &fs::File, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
