@@ -385,3 +385,34 @@ fn install_replace_remove_and_list_and_a_watched_directory_follows_them() {
         });
     }
 }
+
+#[test]
+fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
+    let acme = Publisher::new();
+    let dir = TempPluginDir::with(&["tally"]);
+    let library = dir.path().join(TempPluginDir::lib_name("tally"));
+    acme.sign(&library);
+    let policy = format!(
+        "[trust]\nacme = \"{}\"\n[defaults]\nsignature = \"required\"\n",
+        acme.public()
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:?}");
+    // A new build over the old one, its signature not renewed: refused, the old one serves.
+    std::fs::write(&library, fixture_bytes("tally-next")).expect("write");
+    match host.reload_file(&library) {
+        airlock::ReloadOutcome::Refused { refusal, serving } => {
+            assert_eq!(refusal.reason, RefusalReason::BadSignature, "{refusal}");
+            assert_eq!(serving, Some(1));
+        }
+        other => panic!("not refused: {other}"),
+    }
+    assert_eq!(host.plugin("tally").expect("serving").version, "0.1.0");
+    // Signed, it is served.
+    acme.sign(&library);
+    assert!(matches!(
+        host.reload_file(&library),
+        airlock::ReloadOutcome::Loaded { generation: 2, .. }
+    ));
+    assert_eq!(host.plugin("tally").expect("serving").version, "0.2.0");
+}
