@@ -75,10 +75,11 @@ pub(crate) fn sign(file: &Path, key: &Path, comment: Option<&str>) -> Result<Exi
         .map_err(|e| format!("{} is not a minisign secret key: {e}", key.display()))?;
     let secret = match minisign::SecretKey::from_unencrypted_box(key_box.clone()) {
         Ok(secret) => secret,
-        Err(_) => {
+        Err(unencrypted) => {
             let Ok(password) = std::env::var(PASSWORD_ENV) else {
                 eprintln!(
-                    "{} is encrypted: set {PASSWORD_ENV} to its password",
+                    "cannot open {} ({unencrypted}); if it is encrypted, set {PASSWORD_ENV} to \
+                     its password",
                     key.display()
                 );
                 return Ok(ExitCode::from(2));
@@ -110,10 +111,11 @@ pub(crate) fn sign(file: &Path, key: &Path, comment: Option<&str>) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// A library in a plugin directory, read for its id.
+/// A library in a plugin directory, read for its id and claims.
 struct Installed {
     path: PathBuf,
     id: String,
+    claims: Vec<String>,
 }
 
 /// The libraries in `dir`, by id (files that do not read as plugins are left out).
@@ -128,6 +130,12 @@ fn installed(dir: &Path) -> Vec<Installed> {
             let library = read_library(&path, &path, DEFAULT_MAX_LIBRARY_SIZE).ok()?;
             Some(Installed {
                 id: library.manifest.id.to_string(),
+                claims: library
+                    .manifest
+                    .claims
+                    .iter()
+                    .map(|c| c.kind.clone())
+                    .collect(),
                 path,
             })
         })
@@ -170,10 +178,31 @@ pub(crate) fn install(
         };
         let target = dir.join(name);
         // Another file with this id (or another plugin at this name) is replaced only if asked.
-        let clashes: Vec<Installed> = installed(dir)
+        let (clashes, staying): (Vec<Installed>, Vec<Installed>) = installed(dir)
+            .into_iter()
+            .partition(|i| i.id == id || i.path == target);
+        let clashes: Vec<Installed> = clashes
             .into_iter()
             .filter(|i| (i.id == id) != (i.path == target))
             .collect();
+        // One handler per kind of request, as at load (`claim_conflict`).
+        if let Some((holder, kind)) = staying.iter().find_map(|i| {
+            manifest
+                .claims
+                .iter()
+                .find(|c| i.claims.contains(&c.kind))
+                .map(|c| (i, &c.kind))
+        }) {
+            println!(
+                "not installed: {}: plugin {id} claims {kind:?}, which {} ({}) already holds \
+                 (claim_conflict)",
+                file.display(),
+                holder.id,
+                holder.path.display()
+            );
+            code = ExitCode::from(1);
+            continue;
+        }
         if !clashes.is_empty() && !replace {
             for clash in &clashes {
                 println!(
@@ -190,16 +219,19 @@ pub(crate) fn install(
         for clash in &clashes {
             remove_library(&clash.path)?;
             println!("removed {} ({})", clash.path.display(), clash.id);
+            if let (Some(lock), false) = (lock, clash.id == id) {
+                unpin(lock, &clash.id)?;
+            }
         }
-        // The signature first (or the stale one away), then the library.
-        let signature = signature_path(file);
+        // Exactly what was checked: the signature first (or the stale one away), then the
+        // library.
         let target_signature = signature_path(&target);
-        if signature.is_file() {
-            write_atomically(&target_signature, &fs::read(&signature)?)?;
-        } else if target_signature.exists() {
-            fs::remove_file(&target_signature)?;
+        match checked.file.signature_text() {
+            Some(text) => write_atomically(&target_signature, text.as_bytes())?,
+            None if target_signature.exists() => fs::remove_file(&target_signature)?,
+            None => {}
         }
-        write_atomically(&target, &fs::read(file)?)?;
+        write_atomically(&target, checked.file.bytes())?;
         println!(
             "installed {id} {} as {} ({}; blake3 {})",
             manifest.version,
@@ -297,16 +329,25 @@ pub(crate) fn remove(id: &str, dir: &Path, lock: Option<&Path>) -> Result<ExitCo
         remove_library(&library.path)?;
         println!("removed {} ({id})", library.path.display());
     }
-    if let Some(lock) = lock.filter(|l| l.exists()) {
-        let mut entries = Lock::from_file(lock)?.entries().clone();
-        let before = entries.len();
-        entries.retain(|pinned, _| pinned.as_str() != id);
-        if entries.len() != before {
-            Lock::new(lock, entries).write()?;
-            println!("unpinned from {}", lock.display());
-        }
+    if let Some(lock) = lock {
+        unpin(lock, id)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes `id` out of the lock file, if it is there.
+fn unpin(lock: &Path, id: &str) -> Result<()> {
+    if !lock.exists() {
+        return Ok(());
+    }
+    let mut entries = Lock::from_file(lock)?.entries().clone();
+    let before = entries.len();
+    entries.retain(|pinned, _| pinned.as_str() != id);
+    if entries.len() != before {
+        Lock::new(lock, entries).write()?;
+        println!("unpinned {id} from {}", lock.display());
+    }
+    Ok(())
 }
 
 /// `airlock list DIR`: id, version, publisher, hash and the checks' verdict of each library.
@@ -362,7 +403,10 @@ fn remove_library(path: &Path) -> Result<()> {
 /// Writes `bytes` to a hidden file beside `path`, syncs it, and renames it over `path` (then
 /// syncs the directory): a reader sees the old file or the whole new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

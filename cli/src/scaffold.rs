@@ -90,7 +90,12 @@ pub fn new_plugin(name: &str, parent: &Path, abi: &Path) -> Result<PathBuf, Scaf
                 .replace("__NAME__", name),
         ),
         (".gitignore", "/target\n".to_owned()),
-        ("README.md", README.replace("__NAME__", name)),
+        (
+            "README.md",
+            README
+                .replace("__LIB__", &name.replace('-', "_"))
+                .replace("__NAME__", name),
+        ),
     ];
     for (file, text) in files {
         let path = dir.join(file);
@@ -114,7 +119,7 @@ An Airlock plugin.
 
 ```sh
 cargo build && cargo test                 # the test runs on Airlock's real runtime, in-process
-airlock validate target/debug/lib__NAME__.so
+airlock validate target/debug/lib__LIB__.so
 airlock run target/debug --watch          # edit, `cargo build`: the new build is served
 ```
 
@@ -127,12 +132,13 @@ every build you hand out:
 ```sh
 airlock keygen you                        # you.key, you.pub, and the [trust] line to give operators
 cargo build --release
-airlock sign target/release/lib__NAME__.so --key you.key   # writes lib__NAME__.so.minisig beside it
+airlock sign target/release/lib__LIB__.so --key you.key   # writes lib__LIB__.so.minisig beside it
 ```
 
-Ship the library with its `.minisig`. Operators install both with
-`airlock install lib__NAME__.so --dir PLUGINS --policy POLICY`. The `minisign` tool makes and
-checks the same files (`minisign -Sm lib__NAME__.so -s you.key`, `minisign -Vm lib__NAME__.so
+(`.so` on Linux; `.dylib` on macOS, `.dll` without the `lib` on Windows.) Ship the library
+with its `.minisig`. Operators install both with
+`airlock install lib__LIB__.so --dir PLUGINS --policy POLICY`. The `minisign` tool makes and
+checks the same files (`minisign -Sm lib__LIB__.so -s you.key`, `minisign -Vm lib__LIB__.so
 -p you.pub`).
 "#;
 

@@ -230,7 +230,18 @@ fn check_signature(
     let source = policy
         .source()
         .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
-    let line = format!("{} signature = \"required\" in {source}", rule.source);
+    let required = rule.required();
+    let line = if rule.required {
+        format!(
+            "{} signature = \"required\" in {source}",
+            rule.required_source
+        )
+    } else {
+        format!(
+            "{} signed_by = {:?} in {source}",
+            rule.signed_by_source, rule.signed_by
+        )
+    };
     match &file.signature {
         SignatureStatus::Invalid { key_id, why } => Err((
             RefusalReason::BadSignature,
@@ -242,14 +253,14 @@ fn check_signature(
                     .unwrap_or_default()
             ),
         )),
-        SignatureStatus::Unsigned if rule.required => Err((
+        SignatureStatus::Unsigned if required => Err((
             RefusalReason::Unsigned,
             format!(
                 "no signature beside it (expected {}); {line}",
                 signature_path(&file.path).display()
             ),
         )),
-        SignatureStatus::Untrusted { key_id } if rule.required => Err((
+        SignatureStatus::Untrusted { key_id } if required => Err((
             RefusalReason::UntrustedSigner,
             format!(
                 "signed by key {key_id}, which [trust] in {source} does not name; {line}; if you \
@@ -262,7 +273,7 @@ fn check_signature(
             RefusalReason::UntrustedSigner,
             format!(
                 "signed by {publisher} (key {key_id}), but {} signed_by = {:?} in {source}",
-                rule.source, rule.signed_by
+                rule.signed_by_source, rule.signed_by
             ),
         )),
         _ => Ok(()),

@@ -129,21 +129,42 @@ fn signature_key_id(text: &str) -> Result<String, String> {
 }
 
 /// Reads the signature beside `library` (if any) and checks it on `bytes` — the library as
-/// stage 2 read it — with the key `trust` (name → public key) has for its key id.
-pub(crate) fn examine(
+/// stage 2 read it — with the key `trust` (name → public key) has for its key id. Answers
+/// what it found, and the signature's text as it was read.
+pub(crate) fn examine_with_text(
     library: &Path,
+    bytes: &[u8],
+    trust: &BTreeMap<String, String>,
+) -> (SignatureStatus, Option<String>) {
+    match read_signature(&signature_path(library)) {
+        Ok(Some(text)) => (verify(library, &text, bytes, trust), Some(text)),
+        Ok(None) => (SignatureStatus::Unsigned, None),
+        Err(why) => (SignatureStatus::Invalid { key_id: None, why }, None),
+    }
+}
+
+/// [`examine_with_text`], what it found only.
+#[cfg(test)]
+fn examine(library: &Path, bytes: &[u8], trust: &BTreeMap<String, String>) -> SignatureStatus {
+    examine_with_text(library, bytes, trust).0
+}
+
+/// Checks the signature `text` (of the file beside `library`) on `bytes`.
+fn verify(
+    library: &Path,
+    text: &str,
     bytes: &[u8],
     trust: &BTreeMap<String, String>,
 ) -> SignatureStatus {
     let path = signature_path(library);
-    let text = match read_signature(&path) {
-        Ok(Some(text)) => text,
-        Ok(None) => return SignatureStatus::Unsigned,
-        Err(why) => return SignatureStatus::Invalid { key_id: None, why },
-    };
-    let key_id = match signature_key_id(&text) {
+    let key_id = match signature_key_id(text) {
         Ok(id) => id,
-        Err(why) => return SignatureStatus::Invalid { key_id: None, why },
+        Err(why) => {
+            return SignatureStatus::Invalid {
+                key_id: None,
+                why: format!("{}: {why}", path.display()),
+            }
+        }
     };
     let invalid = |why: String| SignatureStatus::Invalid {
         key_id: Some(key_id.clone()),
@@ -155,7 +176,7 @@ pub(crate) fn examine(
     else {
         return SignatureStatus::Untrusted { key_id };
     };
-    let signature = match minisign_verify::Signature::decode(&text) {
+    let signature = match minisign_verify::Signature::decode(text) {
         Ok(signature) => signature,
         Err(e) => return invalid(format!("{}: {e}", path.display())),
     };
@@ -177,22 +198,26 @@ pub(crate) fn examine(
     }
 }
 
-/// The signature file's text; `None` if there is none.
+/// The signature file's text; `None` if there is none. A link is followed (like a library's);
+/// anything but a regular file (a FIFO, a device) is refused without blocking on it.
 fn read_signature(path: &Path) -> Result<Option<String>, String> {
-    // Not a FIFO or a device to hang on, nor a link elsewhere.
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        Ok(meta) if !meta.file_type().is_file() => {
-            return Err(format!("{} is not a regular file", path.display()))
-        }
-        Ok(_) => {}
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
     }
-    let file = match std::fs::File::open(path) {
+    let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
     };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(format!("{} is not a regular file", path.display())),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
     let mut text = String::new();
     file.take(MAX_SIGNATURE_LEN + 1)
         .read_to_string(&mut text)
@@ -204,4 +229,82 @@ fn read_signature(path: &Path) -> Result<Option<String>, String> {
         ));
     }
     Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file, its signature and the public key, all made by the `minisign` command-line tool
+    /// (0.11), which this project did not write.
+    fn vector() -> (PathBuf, Vec<u8>, BTreeMap<String, String>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/minisign");
+        let data = dir.join("data.txt");
+        let bytes = std::fs::read(&data).expect("the vector's file");
+        let public = std::fs::read_to_string(dir.join("key.pub")).expect("the vector's key");
+        let key = public.lines().nth(1).expect("the key line").to_owned();
+        (
+            data,
+            bytes,
+            [("tool".to_owned(), key)].into_iter().collect(),
+        )
+    }
+
+    #[test]
+    fn a_signature_made_by_the_minisign_tool_verifies_and_a_changed_byte_does_not() {
+        let (data, bytes, trust) = vector();
+        let status = examine(&data, &bytes, &trust);
+        assert_eq!(status.publisher(), Some("tool"), "{status}");
+        // The key id as the tool prints it in the .pub file's comment.
+        let SignatureStatus::Verified {
+            key_id,
+            trusted_comment,
+            ..
+        } = status
+        else {
+            unreachable!()
+        };
+        assert_eq!(key_id, "482B203C45A56D6E");
+        assert_eq!(trusted_comment, "made by minisign 0.11");
+        let mut changed = bytes.clone();
+        changed[0] ^= 1;
+        assert!(matches!(
+            examine(&data, &changed, &trust),
+            SignatureStatus::Invalid {
+                key_id: Some(_),
+                ..
+            }
+        ));
+        // Without the key in [trust], the signer is only named.
+        assert_eq!(
+            examine(&data, &bytes, &BTreeMap::new()),
+            SignatureStatus::Untrusted {
+                key_id: "482B203C45A56D6E".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_signature_is_unsigned_and_a_fifo_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = dir.path().join("libx.so");
+        std::fs::write(&library, b"x").expect("write");
+        assert_eq!(
+            examine(&library, b"x", &BTreeMap::new()),
+            SignatureStatus::Unsigned
+        );
+        let fifo = signature_path(&library);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("a FIFO");
+        assert!(matches!(
+            examine(&library, b"x", &BTreeMap::new()),
+            SignatureStatus::Invalid { key_id: None, .. }
+        ));
+    }
 }

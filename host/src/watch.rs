@@ -91,11 +91,15 @@ impl Watcher {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                     let now = Instant::now();
-                    let quiet: Vec<PathBuf> = pending
+                    let mut quiet: Vec<PathBuf> = pending
                         .iter()
                         .filter(|(_, last)| now.duration_since(**last) >= debounce)
                         .map(|(p, _)| p.clone())
                         .collect();
+                    // Files that are there before files that are gone: a library renamed is
+                    // reloaded at its new name (its state handed over) before the old name is
+                    // seen gone.
+                    quiet.sort_by_key(|p| !p.is_file());
                     for path in quiet {
                         pending.remove(&path);
                         let Some(host) = host.upgrade() else {

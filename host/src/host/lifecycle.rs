@@ -71,7 +71,13 @@ impl HostShared {
                 (None, self.worker_creator(&mut file, &decision.policy)?)
             }
             Origin::File => {
-                let library = loader::load(&file, self.shadow.path(), self.options.lock.is_some())?;
+                // Bytes that were pinned or verified are never opened from a file another
+                // process could rewrite first.
+                let checked_bytes = self.options.lock.is_some()
+                    || decision.policy.signature.required()
+                    || decision.policy.blake3.is_some()
+                    || decision.policy.sha256.is_some();
+                let library = loader::load(&file, self.shadow.path(), checked_bytes)?;
                 let creator = Creator::Module(library.creator());
                 (Some(library), creator)
             }

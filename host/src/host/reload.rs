@@ -14,6 +14,7 @@ use crate::discover::discover_one;
 use crate::error::Error;
 use crate::error::Refusal;
 use crate::loader::{self};
+use crate::lock::Lock;
 
 use super::pipeline::{decide_checked, refuse_taken, same_path};
 use super::plugin::Invoked;
@@ -88,7 +89,24 @@ impl HostShared {
         if let Err(refusal) = refuse_taken(&file, &taken) {
             return refused(refusal);
         }
-        let checked = match decide_checked(&self.options, file) {
+        // The lock as it is now: `airlock install` pins what it puts in a watched directory.
+        let fresh;
+        let options = match self
+            .options
+            .lock
+            .as_ref()
+            .map(|l| Lock::from_file(l.path()))
+        {
+            Some(Ok(lock)) => {
+                fresh = super::pipeline::PipelineOptions {
+                    lock: Some(lock),
+                    ..self.options.clone()
+                };
+                &fresh
+            }
+            _ => &self.options,
+        };
+        let checked = match decide_checked(options, file) {
             Ok(checked) => checked,
             Err(refusal) => return refused(refusal),
         };
@@ -117,9 +135,21 @@ impl HostShared {
             Some(at) => table[at] = plugin.clone(),
             None => table.push(plugin.clone()),
         });
-        // The swap is done: new calls reach the new generation. Drain and retire the old one.
+        // The swap is done: new calls reach the new generation. Drain and retire the old one,
+        // and a plugin of another id this file held before (a library replaced by another).
         if let Some(old) = current {
             self.teardown(&old, PluginState::Stopped);
+        }
+        let displaced: Vec<_> = self
+            .table()
+            .iter()
+            .filter(|p| p.id() != &id && !p.file.is_builtin() && same_path(&p.file.path, path))
+            .cloned()
+            .collect();
+        for old in displaced {
+            self.teardown(&old, PluginState::Stopped);
+            self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &old)));
+            tracing::info!(plugin = %old.id(), "{}: another plugin's library took its place; torn down", path.display());
         }
         let retained = loader::retained().0;
         if let Some(max) = self.options.policy.host().max_retained {
@@ -161,29 +191,38 @@ impl HostShared {
                         (Some(Ok(a)), Some(Ok(b))) if a == b
                     ))
         };
-        let plugin = self
+        // Still gone, now that no reload can run.
+        if std::fs::symlink_metadata(path).is_ok() {
+            return None;
+        }
+        let gone: Vec<_> = self
             .table()
             .iter()
-            .find(|p| !p.file.is_builtin() && same(&p.file.path))
-            .cloned()?;
-        let generation = plugin.generation.load(Ordering::SeqCst);
-        let teardown = self
-            .teardown(&plugin, PluginState::Stopped)
-            .map(|record| record.outcome);
-        self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &plugin)));
-        let outcome = ReloadOutcome::Removed {
-            id: plugin.id().to_string(),
-            teardown,
-        };
-        tracing::info!("{outcome}");
-        self.audit.record(
-            plugin.id().as_str(),
-            generation,
-            "",
-            AuditOutcome::Removed,
-            &outcome.to_string(),
-        );
-        Some(outcome)
+            .filter(|p| !p.file.is_builtin() && same(&p.file.path))
+            .cloned()
+            .collect();
+        let mut outcome = None;
+        for plugin in gone {
+            let generation = plugin.generation.load(Ordering::SeqCst);
+            let teardown = self
+                .teardown(&plugin, PluginState::Stopped)
+                .map(|record| record.outcome);
+            self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &plugin)));
+            let removed = ReloadOutcome::Removed {
+                id: plugin.id().to_string(),
+                teardown,
+            };
+            tracing::info!("{removed}");
+            self.audit.record(
+                plugin.id().as_str(),
+                generation,
+                "",
+                AuditOutcome::Removed,
+                &removed.to_string(),
+            );
+            outcome = Some(removed);
+        }
+        outcome
     }
 
     /// Creates `id` again with the state its running instance hands over, as a reload does,

@@ -59,6 +59,8 @@ pub struct LibraryFile {
     pub(crate) origin: Origin,
     /// What stage 2 found of its publisher's signature, checked on the bytes it read.
     pub signature: crate::signature::SignatureStatus,
+    /// The signature's text, as read.
+    signature_text: Option<String>,
 }
 
 /// How many sealed copies stage 2 holds open right now (each is a file descriptor until its
@@ -117,7 +119,20 @@ impl LibraryFile {
     /// `trust` holds (name → minisign public key), and keeps what it found in
     /// [`LibraryFile::signature`]. Stage 2 does this for every file a host reads.
     pub fn examine_signature(&mut self, trust: &std::collections::BTreeMap<String, String>) {
-        self.signature = crate::signature::examine(&self.path, &self.bytes, trust);
+        let (status, text) = crate::signature::examine_with_text(&self.path, &self.bytes, trust);
+        self.signature = status;
+        self.signature_text = text;
+    }
+
+    /// The bytes stage 2 read and checked (empty once they were sealed or loaded): what an
+    /// install copies, so that it copies exactly what it checked.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The text of the signature beside the file, as it was read and checked.
+    pub fn signature_text(&self) -> Option<&str> {
+        self.signature_text.as_deref()
     }
 
     /// A built-in plugin of type `P` as the rest of the pipeline sees a file: its manifest
@@ -151,6 +166,7 @@ impl LibraryFile {
             manifest,
             origin: Origin::Builtin(builtin_module::<P>()),
             signature: crate::signature::SignatureStatus::Unsigned,
+            signature_text: None,
         })
     }
 
@@ -275,6 +291,7 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         manifest,
         origin: Origin::File,
         signature: crate::signature::SignatureStatus::Unsigned,
+        signature_text: None,
     })
 }
 

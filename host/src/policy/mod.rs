@@ -283,7 +283,8 @@ impl Default for Policy {
                 signature: SignaturePolicy {
                     required: false,
                     signed_by: Vec::new(),
-                    source: "[defaults]".to_owned(),
+                    required_source: "[defaults]".to_owned(),
+                    signed_by_source: "[defaults]".to_owned(),
                 },
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,

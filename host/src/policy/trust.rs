@@ -11,15 +11,25 @@ use super::Policy;
 /// ([`crate::signature`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignaturePolicy {
-    /// Refuse the library unless it carries a valid signature by a trusted key (`unsigned`,
-    /// `untrusted_signer`). A signature that does not verify is refused either way
-    /// (`bad_signature`).
+    /// `signature = "required"`: refuse the library unless it carries a valid signature by a
+    /// trusted key (`unsigned`, `untrusted_signer`). A signature that does not verify is
+    /// refused either way (`bad_signature`).
     pub required: bool,
-    /// If not empty, the names in `[trust]` whose signature is accepted (`untrusted_signer`
-    /// for another trusted key).
+    /// If not empty, the names in `[trust]` whose signature is accepted — and a signature is
+    /// then required (`untrusted_signer` for another key).
     pub signed_by: Vec<String>,
-    /// Where the policy says so (`[defaults]`, `[plugins.<id>]`), for messages.
-    pub source: String,
+    /// Where the policy sets `signature` (`[defaults]`, `[plugins.<id>]`), for messages.
+    pub required_source: String,
+    /// Where the policy sets `signed_by`, for messages.
+    pub signed_by_source: String,
+}
+
+impl SignaturePolicy {
+    /// Whether a valid signature by a trusted key is required: `signature = "required"`, or a
+    /// `signed_by` naming who must have signed.
+    pub fn required(&self) -> bool {
+        self.required || !self.signed_by.is_empty()
+    }
 }
 
 /// `signature = "required" | "optional"`.
@@ -39,29 +49,40 @@ pub(super) fn signature(
     signed_by: Option<Vec<String>>,
     table: &str,
 ) -> Result<SignaturePolicy, String> {
-    if required.is_none() && signed_by.is_none() {
-        return Ok(base.clone());
-    }
-    let signed_by = signed_by.unwrap_or_else(|| base.signed_by.clone());
-    if let Some(unknown) = signed_by.iter().find(|n| !policy.trust().contains_key(*n)) {
+    if let Some(unknown) = signed_by
+        .iter()
+        .flatten()
+        .find(|n| !policy.trust().contains_key(*n))
+    {
         return Err(format!(
             "{table} signed_by: {unknown:?} is not a key in [trust]"
         ));
     }
-    Ok(SignaturePolicy {
-        required: required.map_or(base.required, |r| matches!(r, RawSignature::Required)),
-        signed_by,
-        source: table.to_owned(),
-    })
+    let mut rule = base.clone();
+    if let Some(required) = required {
+        rule.required = matches!(required, RawSignature::Required);
+        rule.required_source = table.to_owned();
+    }
+    if let Some(signed_by) = signed_by {
+        rule.signed_by = signed_by;
+        rule.signed_by_source = table.to_owned();
+    }
+    Ok(rule)
 }
 
-/// `[trust]`: each key checked to be a minisign public key.
+/// `[trust]`: each key checked to be a minisign public key, and named once.
 pub(super) fn trust(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
     raw.into_iter()
         .map(|(name, key)| {
-            crate::signature::public_key_id(&key).map_err(|e| {
+            let id = crate::signature::public_key_id(&key).map_err(|e| {
                 format!("[trust] {name}: {e}; give the second line of its .pub file")
             })?;
+            if let Some(first) = ids.insert(id.clone(), name.clone()) {
+                return Err(format!(
+                    "[trust] {name}: key {id} is already trusted as {first}; name each key once"
+                ));
+            }
             Ok((name, key.trim().to_owned()))
         })
         .collect()
@@ -94,9 +115,10 @@ mod tests {
         let hello = &policy.for_plugin(&id("hello")).signature;
         assert!(hello.required, "inherited from [defaults]");
         assert_eq!(hello.signed_by, ["acme"]);
-        assert_eq!(hello.source, "[plugins.hello]");
-        assert!(!policy.for_plugin(&id("free")).signature.required);
-        assert!(policy.for_plugin(&id("other")).signature.required);
+        assert_eq!(hello.signed_by_source, "[plugins.hello]");
+        assert_eq!(hello.required_source, "[defaults]");
+        assert!(!policy.for_plugin(&id("free")).signature.required());
+        assert!(policy.for_plugin(&id("other")).signature.required());
         for (bad, says) in [
             ("[trust]\nacme = \"not a key\"\n", "[trust] acme"),
             (
@@ -104,6 +126,10 @@ mod tests {
                 "not a key in [trust]",
             ),
             ("[defaults]\nsignature = \"sometimes\"\n", "signature"),
+            (
+                &format!("[trust]\na = \"{KEY}\"\nb = \"{KEY}\"\n"),
+                "already trusted as a",
+            ),
         ] {
             let err = Policy::parse(bad, false).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");

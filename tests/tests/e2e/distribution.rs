@@ -173,6 +173,22 @@ fn the_host_reports_the_publisher_and_a_signed_by_rule_refuses_another_trusted_k
     let other = Publisher::new();
     let dir = TempPluginDir::with(&["hello"]);
     let hello = dir.path().join(TempPluginDir::lib_name("hello"));
+    // signed_by alone asks for a signature: an unsigned build does not do.
+    let (_host, report) = dir.load(&format!(
+        "[trust]\nacme = \"{}\"\n[plugins.hello]\nsigned_by = [\"acme\"]\n",
+        acme.public()
+    ));
+    assert_eq!(
+        report.plugins[0].reason,
+        Some(RefusalReason::Unsigned),
+        "{report:?}"
+    );
+    assert!(
+        report.plugins[0]
+            .detail
+            .contains("[plugins.hello] signed_by"),
+        "{report:?}"
+    );
     other.sign(&hello);
     let policy = format!(
         "[trust]\nacme = \"{}\"\nother = \"{}\"\n[plugins.hello]\nsignature = \"required\"\nsigned_by = [\"acme\"]\n",
@@ -209,6 +225,14 @@ fn airlock_sign_and_keygen_interoperate_with_the_reference_implementation() {
         stdout.contains("[trust]") && stdout.contains("publisher = \"RW"),
         "{stdout}"
     );
+    // The key id airlock prints is the one the reference implementation writes in the .pub.
+    let public_text = std::fs::read_to_string(work.path().join("publisher.pub")).expect("the .pub");
+    let id = public_text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("an id in the comment");
+    assert!(stdout.contains(&format!("key id {id}")), "{id}: {stdout}");
     let (out, stdout) = run({
         let mut cmd = airlock(&["sign"]);
         cmd.arg(&hello)
@@ -280,10 +304,15 @@ fn install_replace_remove_and_list_and_a_watched_directory_follows_them() {
     };
     let tally = build("tally", &TempPluginDir::lib_name("tally"));
     let next = build("tally-next", &TempPluginDir::lib_name("tally-next"));
-    // A host watching the (empty) directory.
+    // A host watching the (empty) directory, with a lock in force (empty: nothing pinned yet;
+    // each install pins what it installs, and the host reads the lock again as it reloads).
+    airlock::Lock::new(&lock, Default::default())
+        .write()
+        .expect("an empty lock");
     let host = airlock::Host::builder()
         .plugin_dir(&plugins)
         .policy(airlock::Policy::from_file(&policy).expect("policy"))
+        .lock_file(&lock)
         .build()
         .expect("host");
     host.load().expect("loaded");
@@ -415,4 +444,16 @@ fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
         airlock::ReloadOutcome::Loaded { generation: 2, .. }
     ));
     assert_eq!(host.plugin("tally").expect("serving").version, "0.2.0");
+    // Another plugin's signed library written in its place: tally is torn down, hello serves.
+    std::fs::write(&library, fixture_bytes("hello")).expect("write");
+    acme.sign(&library);
+    assert!(matches!(
+        host.reload_file(&library),
+        airlock::ReloadOutcome::Loaded { .. }
+    ));
+    assert!(host.plugin("hello").is_some());
+    assert!(
+        host.plugin("tally").is_none(),
+        "the displaced plugin still runs"
+    );
 }
