@@ -208,3 +208,26 @@ pub(super) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
         _ => CallErrorCode::HandlerError,
     }
 }
+
+/// An action's input that does not fit its schema: refused `bad_input` before the plugin
+/// sees it (off the hot path: only plugins whose manifest has schemas come here).
+#[cold]
+#[inline(never)]
+pub(super) fn misfit(
+    plugin: &LoadedPlugin,
+    index: u32,
+    name: &str,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Called> {
+    let detail = plugin
+        .schemas
+        .as_ref()?
+        .check_input(index as usize, payload)
+        .err()?;
+    Some(refuse(
+        out,
+        CallErrorCode::BadInput,
+        format_args!("{}.{name}: {detail}", plugin.id()),
+    ))
+}

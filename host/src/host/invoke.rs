@@ -76,13 +76,9 @@ impl HostShared {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        if let (InvocationKind::ACTION, Some(schemas)) = (kind, &plugin.schemas) {
-            if let Err(detail) = schemas.check_input(index as usize, payload) {
-                return refuse(
-                    out,
-                    CallErrorCode::BadInput,
-                    format_args!("{}.{name}: {detail}", plugin.id()),
-                );
+        if plugin.schemas.is_some() && kind == InvocationKind::ACTION {
+            if let Some(refused) = super::called::misfit(plugin, index, name, payload, out) {
+                return refused;
             }
         }
         if plugin.state.is(PluginState::Quarantined) {

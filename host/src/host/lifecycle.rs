@@ -135,7 +135,7 @@ impl HostShared {
             health: Mutex::new(None),
             restarts: super::isolated::Restarts::default(),
             died_at: Mutex::new(None),
-            schemas,
+            schemas: schemas.map(Box::new),
         };
         let warnings = self.validate(&plugin, &config)?;
         for warning in &warnings {

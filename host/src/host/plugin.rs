@@ -64,8 +64,9 @@ pub(crate) struct LoadedPlugin {
     pub(super) restarts: super::isolated::Restarts,
     /// When a call last found its worker dead.
     pub(super) died_at: Mutex<Option<Instant>>,
-    /// The manifest's schemas, compiled; `None` when it declares none.
-    pub(super) schemas: Option<crate::schema::Schemas>,
+    /// The manifest's schemas, compiled; `None` when it declares none (boxed: the call path
+    /// reads one word of it).
+    pub(super) schemas: Option<Box<crate::schema::Schemas>>,
 }
 
 /// What an operator sets on a plugin, changed together under one lock.
