@@ -23,7 +23,7 @@ use airlock::{
     check_report, pin, read_library, Host, HostBuilder, LoadReport, PipelineOptions, Policy,
     Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
 };
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,20 @@ enum Format {
     Json,
 }
 
+/// The plugins a command works on: directories, and the operator's policy and lock.
+#[derive(Args)]
+struct Plugins {
+    /// Plugin directories.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// The operator's policy file (TOML, or JSON if it ends in .json).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Load only the libraries pinned in this lock file.
+    #[arg(long)]
+    lock: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Show what a library file says about itself, without running any of it.
@@ -57,15 +71,8 @@ enum Command {
     },
     /// Report what would load and why not (stages 1-3; with --load, all stages then teardown).
     Check {
-        /// Plugin directories.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// The operator's policy file (TOML, or JSON if it ends in .json).
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Load only the libraries pinned in this lock file.
-        #[arg(long)]
-        lock: Option<PathBuf>,
+        #[command(flatten)]
+        plugins: Plugins,
         /// Also load and create each plugin, then tear it down.
         #[arg(long)]
         load: bool,
@@ -75,15 +82,8 @@ enum Command {
     },
     /// The demo host: load the plugins and read commands from standard input.
     Run {
-        /// Plugin directories.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// The operator's policy file.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Load only the libraries pinned in this lock file.
-        #[arg(long)]
-        lock: Option<PathBuf>,
+        #[command(flatten)]
+        plugins: Plugins,
         /// Watch the plugin directories and hot-reload a library when it is rebuilt.
         #[arg(long)]
         watch: bool,
@@ -98,15 +98,8 @@ enum Command {
     /// Serve the plugins' actions as MCP tools over standard input and output (for an MCP
     /// client to start: see the README), reloading rebuilt libraries.
     Mcp {
-        /// Plugin directories.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// The operator's policy file.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Load only the libraries pinned in this lock file.
-        #[arg(long)]
-        lock: Option<PathBuf>,
+        #[command(flatten)]
+        plugins: Plugins,
         /// Do not watch the plugin directories for rebuilt libraries.
         #[arg(long)]
         no_watch: bool,
@@ -169,15 +162,8 @@ enum Command {
     },
     /// The installed plugins: id, version, publisher, hash and the checks' verdict.
     List {
-        /// Plugin directories.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// The operator's policy file.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Check against this lock file.
-        #[arg(long)]
-        lock: Option<PathBuf>,
+        #[command(flatten)]
+        plugins: Plugins,
     },
     /// Create a plugin crate that builds and loads at once.
     New {
@@ -276,38 +262,30 @@ fn run(command: Command) -> Result<ExitCode> {
             let lock = lock.or_else(|| policy.host().lock.clone());
             distribute::remove(&id, &dir, lock.as_deref())
         }
-        Command::List { dirs, policy, lock } => {
-            distribute::list(&builder(dirs, policy.as_deref(), lock)?.check_options()?)
-        }
+        Command::List { plugins } => distribute::list(&builder(plugins)?.check_options()?),
         Command::Check {
-            dirs,
-            policy,
-            lock,
+            plugins,
             load,
             format,
-        } => check(builder(dirs, policy.as_deref(), lock)?, load, format),
+        } => check(builder(plugins)?, load, format),
         Command::Run {
-            dirs,
-            policy,
-            lock,
+            plugins,
             watch,
             debounce_ms,
             listen,
         } => run_console(
-            builder(dirs, policy.as_deref(), lock)?,
+            builder(plugins)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
             listen.as_deref(),
         ),
         Command::Mcp {
-            dirs,
-            policy,
-            lock,
+            plugins,
             no_watch,
             debounce_ms,
         } => {
             // Before any plugin code runs: nothing but the protocol reaches standard output.
             let protocol = mcp::protocol_output()?;
-            let host = builder(dirs, policy.as_deref(), lock)?.build()?;
+            let host = builder(plugins)?.build()?;
             let report = host.load()?;
             eprint!("{}", report.to_table());
             let watch = (!no_watch).then(|| std::time::Duration::from_millis(debounce_ms));
@@ -349,7 +327,14 @@ fn run(command: Command) -> Result<ExitCode> {
             dirs,
             policy,
             output,
-        } => write_lock(&builder(dirs, policy.as_deref(), None)?, &output),
+        } => write_lock(
+            &builder(Plugins {
+                dirs,
+                policy,
+                lock: None,
+            })?,
+            &output,
+        ),
     }
 }
 
@@ -467,11 +452,8 @@ fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn builder(
-    dirs: Vec<PathBuf>,
-    policy: Option<&Path>,
-    lock: Option<PathBuf>,
-) -> Result<HostBuilder> {
+fn builder(plugins: Plugins) -> Result<HostBuilder> {
+    let Plugins { dirs, policy, lock } = plugins;
     // Directories on the command line first, then those in AIRLOCK_PLUGIN_PATH.
     let mut builder = Host::builder();
     for dir in dirs {
@@ -479,7 +461,7 @@ fn builder(
     }
     builder = builder.plugin_dirs_from_env();
     if let Some(path) = policy {
-        builder = builder.policy(Policy::from_file(path)?);
+        builder = builder.policy(Policy::from_file(&path)?);
     }
     if let Some(lock) = lock {
         builder = builder.lock_file(lock);

@@ -46,6 +46,18 @@ impl ClientHandler for Client {
     }
 }
 
+/// Whether `done` holds within 10 s (looked at every 10 ms).
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 fn arguments(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
@@ -157,10 +169,7 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         let answer = counted.structured_content.expect("structured");
         assert_eq!(answer["words"], 6);
         assert_eq!(answer["top"], json!([{"word": "two", "count": 3}]));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while progress.lock().expect("progress").len() < 6 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(|| progress.lock().expect("progress").len() >= 6).await;
         // The client may handle notifications out of order; their numbers say the server's.
         let mut received = progress.lock().expect("progress").clone();
         received.sort_by(|a, b| a.progress.total_cmp(&b.progress));
@@ -219,18 +228,12 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
                 .unwrap_or_default()
                 .contains(what)
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !traced("patient started") && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(|| traced("patient started")).await;
         handle
             .cancel(Some("the test".into()))
             .await
             .expect("cancelled");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !traced("patient saw cancelled") && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(|| traced("patient saw cancelled")).await;
         assert!(
             traced("patient saw cancelled"),
             "the plugin never saw its call cancelled"
@@ -250,18 +253,12 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
             .await
             .expect("sent");
         let before = progress.lock().expect("progress").len();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while progress.lock().expect("progress").len() < before + 50 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(|| progress.lock().expect("progress").len() >= before + 50).await;
         handle
             .cancel(Some("the test".into()))
             .await
             .expect("cancelled");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !traced("chunks stopped after") && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(|| traced("chunks stopped after")).await;
         assert!(traced("chunks stopped after"), "the stream never stopped");
         let again = client
             .call_tool(
