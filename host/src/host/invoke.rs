@@ -169,13 +169,15 @@ impl HostShared {
                 self.fault(plugin, &format!("{name} panicked: {}", message(out)));
                 Called::Failed(CallErrorCode::Panicked)
             }
-            WORKER_FAILURE => {
+            // A worker that died after its call was reported overrunning (the watchdog kills
+            // it past the grace) overran: settled once, like one killed by the call itself.
+            WORKER_FAILURE if overran.is_none() => {
                 *plugin.died_at.lock() = Some(Instant::now());
                 self.fault(plugin, &format!("{name}: {}", message(out)));
                 Called::Failed(CallErrorCode::WorkerFailure)
             }
             WORKER_GONE => Called::Failed(CallErrorCode::WorkerFailure),
-            WORKER_KILLED => {
+            WORKER_KILLED | WORKER_FAILURE => {
                 *plugin.died_at.lock() = Some(Instant::now());
                 if overran.is_none_or(CallMark::settle) {
                     self.fault(plugin, &format!("{name}: {}", message(out)));

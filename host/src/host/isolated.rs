@@ -39,6 +39,7 @@ impl HostShared {
         &self,
         file: &mut LibraryFile,
         policy: &PluginPolicy,
+        sealed_only: bool,
     ) -> Result<Creator, Refusal> {
         let refuse = |reason, detail: String| {
             Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id)
@@ -56,14 +57,16 @@ impl HostShared {
             program: find_worker(self.options.policy.host().worker.as_deref()),
             label: file.path.display().to_string(),
             bytes,
+            sealed_only,
             // A call told it is cancelled at its timeout has its grace to stop before its
-            // worker is stopped.
+            // worker is killed.
             call_timeout: policy.call_timeout.saturating_add(policy.cancel_grace),
-            grace: policy.shutdown_deadline,
+            init_deadline: policy.init_deadline,
             spare: Mutex::new(None),
             limits: policy.limits,
             sandbox: policy.sandbox.clone(),
             sandboxed: Mutex::new(String::new()),
+            dumpable: self.options.policy.host().dumpable,
         });
         let worker = Worker::start(&spec).map_err(|(reason, detail)| {
             let reason = reason

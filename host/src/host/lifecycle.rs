@@ -65,18 +65,19 @@ impl HostShared {
     ) -> Result<LoadedPlugin, Refusal> {
         let Checked { mut file, decision } = checked;
         // The one branch on where the code comes from: a checked library, or the host itself.
+        // Bytes that were pinned or verified are never opened from a file another process
+        // could rewrite first, in this process or in a worker.
+        let checked_bytes = self.options.lock.is_some()
+            || decision.policy.signature.required()
+            || decision.policy.blake3.is_some()
+            || decision.policy.sha256.is_some();
         let (library, creator) = match file.origin {
             // Isolated: the host never maps the library; each worker loads the checked bytes.
-            Origin::File if decision.policy.isolation == Isolation::Process => {
-                (None, self.worker_creator(&mut file, &decision.policy)?)
-            }
+            Origin::File if decision.policy.isolation == Isolation::Process => (
+                None,
+                self.worker_creator(&mut file, &decision.policy, checked_bytes)?,
+            ),
             Origin::File => {
-                // Bytes that were pinned or verified are never opened from a file another
-                // process could rewrite first.
-                let checked_bytes = self.options.lock.is_some()
-                    || decision.policy.signature.required()
-                    || decision.policy.blake3.is_some()
-                    || decision.policy.sha256.is_some();
                 let library = loader::load(&file, self.shadow.path(), checked_bytes)?;
                 let creator = Creator::Module(library.creator());
                 (Some(library), creator)

@@ -174,6 +174,9 @@ impl HostShared {
             |key| find(key).map(|p| (p.policy.call_timeout, p.policy.cancel_grace)),
             |key, running| {
                 if let Some(plugin) = find(key) {
+                    // An isolated plugin's worker is killed from here: whatever host thread
+                    // talks to it is freed, whatever it waits on.
+                    plugin.running.with(|r| r.map(|r| r.instance.kill_worker()));
                     self.fault(
                         plugin,
                         &format!(

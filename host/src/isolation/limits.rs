@@ -2,10 +2,11 @@
 //! policy (`memory_limit_mb`, `cpu_limit_s`, `open_files_limit`): an isolated plugin that
 //! allocates without bound, burns CPU outside any call or leaks descriptors ends its own worker.
 //! The host hands them over in the worker's environment; the worker applies them first thing.
-//! Here too: the signal that asks a hung worker to stop before it is killed, and how a worker
-//! ended.
+//! Here too: how a worker is killed (through a pidfd, never by a process id that could have
+//! been reused), and how it ended.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
 
@@ -69,14 +70,16 @@ pub(crate) fn apply(text: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the worker `pid` to stop (SIGTERM); it is killed (SIGKILL) if it has not by the
-/// deadline.
-pub(crate) fn terminate(pid: u32) {
-    // `pid` is a child of this process that has not been waited for, so its id cannot have
-    // been reused; a worker already gone is nothing to stop.
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, Signal::TERM);
-    }
+/// A descriptor for the worker `pid`, a child of this process not yet waited for (so the id
+/// is still its own); `None` where the kernel has no pidfds.
+pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// SIGKILL to the worker behind `pidfd`: it reaches that process or, if it has ended, nothing.
+pub(crate) fn kill(pidfd: &OwnedFd) {
+    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
 }
 
 /// How a worker ended: `killed by signal 11 (SIGSEGV)`, `exited with exit status: 2`.

@@ -133,6 +133,14 @@ impl Instance {
         }
     }
 
+    /// Kills the instance's worker now, if it runs in one (the watchdog, for a call past its
+    /// timeout and grace): a host thread talking to it is freed by the channel closing.
+    pub(crate) fn kill_worker(&self) {
+        if let Self::Worker(worker) = self {
+            worker.kill_now();
+        }
+    }
+
     /// Whether this is an instance in a worker that has died.
     pub(crate) fn worker_died(&self) -> bool {
         matches!(self, Self::Worker(w) if w.is_dead())

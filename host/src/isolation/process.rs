@@ -27,6 +27,10 @@ pub(crate) const WORKER_KILLED: ErrorCode = ErrorCode(0x4149_0002);
 /// A call to a worker already dead, waiting for its restart (host-internal; not a new fault).
 pub(crate) const WORKER_GONE: ErrorCode = ErrorCode(0x4149_0003);
 
+/// The codes the host keeps for itself: a worker that answers one of them has answered a plugin
+/// error, not told the host how its worker fared.
+const RESERVED: std::ops::RangeInclusive<u32> = 0x4149_0000..=0x4149_ffff;
+
 /// How to start workers for one library.
 #[derive(Debug)]
 pub(crate) struct WorkerSpec {
@@ -36,10 +40,12 @@ pub(crate) struct WorkerSpec {
     pub(crate) label: String,
     /// The checked bytes: what every worker of this library loads.
     pub(crate) bytes: Vec<u8>,
-    /// How long one call may take before the worker is stopped (its timeout and grace).
+    /// The bytes were pinned or signed: a worker loads them from sealed memory or not at all.
+    pub(crate) sealed_only: bool,
+    /// How long one call may take before the worker is killed (its timeout and grace).
     pub(crate) call_timeout: Duration,
-    /// How long a stopped worker has between SIGTERM and SIGKILL.
-    pub(crate) grace: Duration,
+    /// How long `create` may take before the worker is killed (the init deadline).
+    pub(crate) init_deadline: Duration,
     /// A worker started to validate the config, kept for the `create` that follows.
     pub(crate) spare: Mutex<Option<Worker>>,
     /// The resource limits each worker puts on itself.
@@ -48,18 +54,22 @@ pub(crate) struct WorkerSpec {
     pub(crate) sandbox: crate::policy::Sandbox,
     /// What the last worker said of its sandbox.
     pub(crate) sandboxed: Mutex<String>,
+    /// Keep the host dumpable (the policy's `[host] dumpable`).
+    pub(crate) dumpable: bool,
 }
 
 /// One worker process and its channel.
 pub(crate) struct Worker {
     child: Mutex<Child>,
+    /// The process, as a descriptor: a signal sent through it reaches this worker even after
+    /// it was reaped (never a process that reused its id). `None` on a kernel without pidfds.
+    pidfd: Option<OwnedFd>,
     channel: Mutex<Channel>,
     /// The context the instance was created with (set by `create`).
     token: Mutex<Option<ContextToken>>,
     dead: AtomicBool,
     call_timeout: Duration,
-    /// How long a hung worker has to exit after SIGTERM before SIGKILL.
-    grace: Duration,
+    init_deadline: Duration,
     /// Its resource limits, for messages.
     limits: String,
 }
@@ -91,6 +101,9 @@ impl WorkerSpec {
 impl Worker {
     /// Starts a worker and has it load the library (stage 4, in the worker).
     pub(crate) fn start(spec: &WorkerSpec) -> Result<Worker, (Option<String>, String)> {
+        if !spec.dumpable {
+            protect_host_memory();
+        }
         let started = || -> io::Result<(Child, Channel)> {
             let (host_end, worker_end) = UnixStream::pair()?;
             let mut command = Command::new(&spec.program);
@@ -115,7 +128,9 @@ impl Worker {
             started().map_err(|e| (None, super::cannot_start(&spec.program, &e)))?;
         let worker = Worker {
             limits: super::limits::describe(&spec.limits),
-            grace: spec.grace,
+            init_deadline: spec.init_deadline,
+            // Opened before anything can reap the child, so it names this very process.
+            pidfd: super::limits::pidfd(child.id()),
             child: Mutex::new(child),
             channel: Mutex::new(channel),
             token: Mutex::new(None),
@@ -126,6 +141,7 @@ impl Worker {
         let load = ToWorker::Load {
             label: &spec.label,
             bytes: &spec.bytes,
+            sealed_only: spec.sealed_only,
         };
         match worker.exchange(&load, &mut out, Some(spec.call_timeout.max(LOAD_TIMEOUT))) {
             ErrorCode::OK => {
@@ -145,14 +161,15 @@ impl Worker {
         }
     }
 
-    /// Creates the instance in the worker with the context `token`.
+    /// Creates the instance in the worker with the context `token`, within the init deadline
+    /// (a worker still creating then is killed: no host thread is left serving it).
     pub(crate) fn create(&self, token: ContextToken, out: &mut Vec<u8>) -> ErrorCode {
         *self.token.lock() = Some(token);
         let create = ToWorker::Create {
             slot: token.slot,
             generation: token.generation,
         };
-        self.exchange(&create, out, None)
+        self.exchange(&create, out, Some(self.init_deadline))
     }
 
     /// Asks the plugin to validate a config.
@@ -183,10 +200,35 @@ impl Worker {
         let code = self.exchange(&ToWorker::Destroy, out, Some(self.call_timeout));
         let mut child = self.child.lock();
         if code != ErrorCode::OK || !wait_for_exit(&mut child, Duration::from_millis(500)) {
-            let _ = child.kill();
+            self.signal_kill(&mut child);
             let _ = child.wait();
         }
         code
+    }
+
+    /// Kills the worker now, without waiting for it (the watchdog, for a call past its timeout
+    /// and grace: any host thread talking to the worker sees its channel close).
+    pub(crate) fn kill_now(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        match &self.pidfd {
+            Some(pidfd) => super::limits::kill(pidfd),
+            // No pidfd: only with the child locked, where it cannot be reaped meanwhile.
+            None => {
+                if let Some(mut child) = self.child.try_lock() {
+                    let _ = child.kill();
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to the worker, through its pidfd if it has one.
+    fn signal_kill(&self, child: &mut Child) {
+        match &self.pidfd {
+            Some(pidfd) => super::limits::kill(pidfd),
+            None => {
+                let _ = child.kill();
+            }
+        }
     }
 
     /// Whether the worker has died (a call found it gone, or it was killed).
@@ -262,6 +304,18 @@ impl Worker {
             };
             let token = *self.token.lock();
             let reply = match message {
+                FromWorker::Done { code, body } if RESERVED.contains(&code) => {
+                    out.clear();
+                    out.extend_from_slice(
+                        format!(
+                            "the plugin answered {code:#x}, a code the host keeps for itself; \
+                             taken as the plugin's error ({})",
+                            String::from_utf8_lossy(&body)
+                        )
+                        .as_bytes(),
+                    );
+                    return ErrorCode::HANDLER;
+                }
                 FromWorker::Done { code, body } => {
                     *out = body;
                     return ErrorCode(code);
@@ -331,7 +385,7 @@ impl Worker {
         let ended = if wait_for_exit(&mut child, Duration::from_millis(200)) {
             child.try_wait().ok().flatten()
         } else {
-            let _ = child.kill();
+            self.signal_kill(&mut child);
             child.wait().ok()
         };
         let how = match ended {
@@ -349,27 +403,37 @@ impl Worker {
         WORKER_FAILURE
     }
 
-    /// Stops the worker (a call overran its timeout): SIGTERM, then SIGKILL if it has not
-    /// exited within its grace period (the plugin's shutdown deadline).
+    /// Kills the worker (a call overran its timeout and grace, or `create` its init
+    /// deadline): the plugin has had its time, so SIGKILL, which it cannot catch or delay.
     fn kill(&self) {
-        self.dead.store(true, Ordering::SeqCst);
-        let mut child = self.child.lock();
-        super::limits::terminate(child.id());
-        if !wait_for_exit(&mut child, self.grace) {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
+        self.kill_now();
+        let _ = self.child.lock().wait();
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let child = self.child.get_mut();
+        let mut child = self.child.lock();
         if !matches!(child.try_wait(), Ok(Some(_))) {
-            let _ = child.kill();
+            self.signal_kill(&mut child);
             let _ = child.wait();
         }
     }
+}
+
+/// Marks this process non-dumpable, once: its memory is then out of reach of every process
+/// without `CAP_SYS_PTRACE` in its user namespace — a worker drops every capability before any
+/// plugin code runs — whatever user it runs as and whether or not Landlock holds. (Landlock
+/// refuses a sandboxed worker the host's memory too: two rules, not one.)
+fn protect_host_memory() {
+    static PROTECTED: std::sync::Once = std::sync::Once::new();
+    PROTECTED.call_once(|| {
+        if let Err(e) =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        {
+            tracing::warn!("the host could not mark itself non-dumpable: {e}");
+        }
+    });
 }
 
 /// How long a worker may take to start and load its library.

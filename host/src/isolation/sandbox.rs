@@ -1,9 +1,11 @@
-//! The sandbox a worker puts itself in once the plugin's library is loaded and before the
-//! plugin is created (Linux): no new privileges; a filesystem view limited by Landlock to the
-//! paths the policy lets it read (nothing writable); and a seccomp filter that refuses creating
-//! sockets and processes, tracing other processes, mounting, and loading kernel code — unless
-//! the policy allows sockets or processes. What the kernel cannot enforce is said in the load
-//! report; with `sandbox_required`, it refuses the plugin instead.
+//! The sandbox a worker puts itself in before the plugin's library is opened (Linux), while it
+//! is still one thread: no capabilities and no new privileges; a filesystem view limited by
+//! Landlock to the paths the policy lets it read (nothing writable), with its network rules and
+//! scopes where the kernel has them; and a seccomp filter on every thread that refuses creating
+//! sockets and processes (unless the policy allows them), io_uring, reaching into other
+//! processes (ptrace, `process_vm_*`, pidfds, `process_madvise`, `kcmp`), mounting, and loading
+//! kernel code. What the kernel cannot enforce is said in the load report; with
+//! `sandbox_required`, it refuses the plugin instead.
 
 use crate::policy::Sandbox;
 
@@ -59,12 +61,31 @@ pub(crate) fn from_env(text: &str) -> Settings {
     settings
 }
 
-/// Sandboxes this process; says what is enforced (`Err` when `required` and something is not).
+/// Sandboxes this process before any plugin code runs; says what is enforced (`Err` when
+/// `required` and something is not, or when the process is not single-threaded). In order:
+/// the capabilities are dropped (no `CAP_SYS_PTRACE`: a worker running as root cannot reach
+/// the host's memory past its non-dumpable mark), Landlock's filesystem view (with read access
+/// to `library`, the copy about to be loaded, when it is a file), its network rules and scopes
+/// where the kernel has them, then the seccomp filter on every thread. Called while the worker
+/// is one thread, so that everything after it — the library's constructors and every thread
+/// they start — inherits all of it.
 #[cfg(target_os = "linux")]
-pub(crate) fn enter(settings: &Settings) -> Result<String, String> {
-    let landlock = landlock_view(&settings.read)?;
+pub(crate) fn enter(
+    settings: &Settings,
+    library: Option<&std::fs::File>,
+) -> Result<String, String> {
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
+    if threads != 1 {
+        return Err(format!(
+            "the worker has {threads} threads as it sandboxes itself (it must have one: Landlock \
+             binds only the thread that enters it)"
+        ));
+    }
+    let capabilities = drop_capabilities();
+    let landlock = landlock_view(&settings.read, library)?;
+    let scoped = landlock_scopes(settings);
     let filter = seccomp(settings)?;
-    let status = format!("{landlock}; {filter}");
+    let status = format!("{landlock}; {filter}; {scoped}; {capabilities}");
     let complete = landlock.starts_with("Landlock fully") && filter.starts_with("seccomp");
     if settings.required && !complete {
         return Err(format!(
@@ -75,7 +96,7 @@ pub(crate) fn enter(settings: &Settings) -> Result<String, String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn enter(settings: &Settings) -> Result<String, String> {
+pub(crate) fn enter(settings: &Settings, _: Option<&std::fs::File>) -> Result<String, String> {
     let status = "no sandbox on this system".to_owned();
     if settings.required {
         return Err(format!("the policy requires the sandbox: {status}"));
@@ -83,18 +104,43 @@ pub(crate) fn enter(settings: &Settings) -> Result<String, String> {
     Ok(status)
 }
 
-/// Landlock: every filesystem access right handled, read-only access beneath `read`.
+/// Drops every capability this process has (a worker started by root has them all): without
+/// `CAP_SYS_PTRACE` it cannot open a non-dumpable host's memory, whatever its user.
 #[cfg(target_os = "linux")]
-fn landlock_view(read: &[String]) -> Result<String, String> {
+fn drop_capabilities() -> String {
+    use rustix::thread::{set_capabilities, CapabilitySet, CapabilitySets};
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
+    match set_capabilities(None, none) {
+        Ok(()) => "no capabilities".to_owned(),
+        Err(e) => format!("capabilities kept ({e})"),
+    }
+}
+
+/// Landlock: every filesystem access right handled, read-only access beneath `read`, and read
+/// and execute access to `library` (a shadow copy; a sealed in-memory copy is an anonymous file
+/// no path rule governs).
+#[cfg(target_os = "linux")]
+fn landlock_view(read: &[String], library: Option<&std::fs::File>) -> Result<String, String> {
     use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
-        RulesetStatus, ABI,
+        path_beneath_rules, Access, AccessFs, PathBeneath, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, RulesetStatus, ABI,
     };
     let abi = ABI::V3;
     let restricted = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(read, AccessFs::from_read(abi))))
+        .and_then(|r| match library {
+            Some(file) => r.add_rule(PathBeneath::new(
+                file,
+                AccessFs::ReadFile | AccessFs::Execute,
+            )),
+            None => Ok(r),
+        })
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("Landlock could not be set up: {e}"))?;
     Ok(match restricted.ruleset {
@@ -106,14 +152,48 @@ fn landlock_view(read: &[String]) -> Result<String, String> {
     })
 }
 
-/// seccomp: `EPERM` for what creates sockets or processes (unless allowed) and for the escapes;
+/// Landlock's later layers, where the kernel has them: no TCP connect or bind unless the policy
+/// allows the network (a second lock beside the seccomp filter), and scopes — no signal to a
+/// process outside the sandbox (the host), no connection to an abstract Unix socket outside it.
+#[cfg(target_os = "linux")]
+fn landlock_scopes(settings: &Settings) -> String {
+    use landlock::{Access, AccessNet, Ruleset, RulesetAttr, RulesetStatus, Scope, ABI};
+    let enforced = |status: Result<landlock::RestrictionStatus, landlock::RulesetError>| matches!(status, Ok(s) if s.ruleset == RulesetStatus::FullyEnforced);
+    let network = settings.network
+        || enforced(
+            Ruleset::default()
+                .handle_access(AccessNet::from_all(ABI::V4))
+                .and_then(|r| r.create())
+                .and_then(|r| r.restrict_self()),
+        );
+    let scopes = enforced(
+        Ruleset::default()
+            .scope(Scope::from_all(ABI::V6))
+            .and_then(|r| r.create())
+            .and_then(|r| r.restrict_self()),
+    );
+    let net = match (settings.network, network) {
+        (true, _) => "TCP allowed",
+        (false, true) => "TCP refused",
+        (false, false) => "no Landlock TCP rules on this kernel",
+    };
+    let signals = if scopes {
+        "signals and abstract sockets scoped"
+    } else {
+        "no Landlock scopes on this kernel"
+    };
+    format!("{net}; {signals}")
+}
+
+/// seccomp: `EPERM` for what creates sockets or processes (unless allowed), for io_uring and for
+/// the escapes;
 /// `ENOSYS` for `clone3`, whose flags a filter cannot read, so that the C library falls back to
 /// `clone` — threads pass, processes do not.
 #[cfg(target_os = "linux")]
 fn seccomp(settings: &Settings) -> Result<String, String> {
     use seccompiler::{
-        apply_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-        SeccompFilter, SeccompRule,
+        apply_filter_all_threads, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
+        SeccompCondition, SeccompFilter, SeccompRule,
     };
     use std::collections::BTreeMap;
 
@@ -125,6 +205,18 @@ fn seccomp(settings: &Settings) -> Result<String, String> {
         libc::SYS_ptrace,
         libc::SYS_process_vm_readv,
         libc::SYS_process_vm_writev,
+        // Reaching into another process: its descriptors, its memory, comparing its objects.
+        libc::SYS_pidfd_open,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_process_madvise,
+        libc::SYS_kcmp,
+        // io_uring makes sockets and opens files past this filter (its operations are not
+        // system calls), and userfaultfd is an exploit's favourite tool.
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_by_handle_at,
         libc::SYS_mount,
         libc::SYS_umount2,
         libc::SYS_pivot_root,
@@ -180,11 +272,13 @@ fn seccomp(settings: &Settings) -> Result<String, String> {
         .try_into()
         .map_err(|e: seccompiler::BackendError| failed(&e))
     };
+    // On every thread (TSYNC): the worker has one now, but a filter that binds only its
+    // caller is not one to rely on.
     let denying = program(denied, libc::EPERM)?;
-    apply_filter(&denying).map_err(|e| failed(&e))?;
+    apply_filter_all_threads(&denying).map_err(|e| failed(&e))?;
     if !unavailable.is_empty() {
         let hiding = program(unavailable, libc::ENOSYS)?;
-        apply_filter(&hiding).map_err(|e| failed(&e))?;
+        apply_filter_all_threads(&hiding).map_err(|e| failed(&e))?;
     }
     Ok(format!(
         "seccomp on (sockets {}, processes {})",

@@ -4,7 +4,11 @@
 //! and, last, the command's answer. A message travels through the memory both processes share
 //! ([`super::turns`]) when it fits, else over the Unix socket the worker was started with, which
 //! also carries the wake-ups of a side that sleeps. Nothing in a frame is trusted: a frame
-//! larger than [`MAX_FRAME`] or cut short is a broken channel.
+//! larger than its kind allows ([`limit`]) or cut short is a broken channel, and a frame's
+//! buffer grows only as its bytes arrive, so an announced length costs nothing by itself.
+//! **No byte waits past the deadline**: every read and write on the socket is given what is
+//! left of it, so a peer that trickles a frame or drains one slowly is cut off at the deadline,
+//! however many bytes it moves.
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -14,8 +18,38 @@ use std::time::{Duration, Instant};
 use super::shm::{self, Region};
 use super::turns::{Bell, Side};
 
-/// The largest frame either side accepts (a library, or a call's payload).
+/// The largest frame either side accepts (a library, or a call's answer).
 pub(crate) const MAX_FRAME: usize = 256 << 20;
+
+/// The largest request a plugin sends the host (a kv value, an outbound body, an event).
+const MAX_REQUEST: usize = 32 << 20;
+
+/// The largest log line a plugin sends the host.
+const MAX_LOG: usize = 1 << 20;
+
+/// How far ahead of the bytes that arrived a frame's buffer grows.
+const GROWTH: usize = 1 << 20;
+
+/// A buffer larger than this is given back after its message, not kept for the channel's life.
+const KEPT: usize = 1 << 20;
+
+/// The largest frame of each kind the host accepts from a worker (`from_worker`), or a worker
+/// from its host: only a library and an answer may be large.
+fn limit(tag: u8, from_worker: bool) -> usize {
+    match (from_worker, tag) {
+        // Done: the command's answer.
+        (true, 1) => MAX_FRAME,
+        (true, 2) => MAX_LOG,
+        // Config: the tag alone.
+        (true, 3) => 1,
+        (true, 4) => MAX_REQUEST,
+        // Load, Validate, Call, Reply: the library, a config, a payload, an answer.
+        (false, 1 | 2 | 4 | 6) => MAX_FRAME,
+        // Create, Destroy.
+        (false, 3 | 5) => 64,
+        _ => 0,
+    }
+}
 
 /// The byte that wakes a side sleeping on the socket.
 const WAKE: u8 = 0xB7;
@@ -36,7 +70,12 @@ fn spin() -> Duration {
 pub(crate) enum ToWorker<'a> {
     /// The checked library's bytes: the worker runs stage 4 on them (`Done`: empty, or the
     /// refusal's reason code and detail).
-    Load { label: &'a str, bytes: &'a [u8] },
+    /// With `sealed_only` (the bytes were pinned or signed), never from a shadow file.
+    Load {
+        label: &'a str,
+        bytes: &'a [u8],
+        sealed_only: bool,
+    },
     /// `validate_config` (`Done`: the plugin's report).
     Validate { config: &'a [u8] },
     /// Creates the instance with this context token (`Done`: empty, or the error).
@@ -165,14 +204,12 @@ impl Bell for SocketBell<'_> {
     fn ring(&mut self) -> io::Result<()> {
         // A peer that asks to be woken and never reads fills the socket: the write is timed
         // like a read, so the host is never held by it.
-        arm_writes(self.writer, self.deadline)?;
-        self.writer.write_all(&[WAKE])
+        write_all_by(self.writer, &[WAKE], self.deadline)
     }
 
     fn sleep(&mut self, deadline: Option<Instant>) -> io::Result<()> {
-        arm(self.writer, deadline)?;
         let mut byte = [0u8; 1];
-        self.reader.read_exact(&mut byte)?;
+        read_exact_by(self.reader, &mut byte, deadline)?;
         if byte[0] == WAKE {
             Ok(())
         } else {
@@ -183,22 +220,54 @@ impl Bell for SocketBell<'_> {
     }
 }
 
-/// What is left before `deadline` (at least 1 ms), as a socket timeout.
-fn left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| {
-        d.saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    })
+/// What is left before `deadline`, as a socket timeout (`None`: no deadline); an error once
+/// it has passed.
+fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
+    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+        Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
+        left => Ok(left),
+    }
 }
 
-/// Sets the socket's read timeout to what is left before `deadline`.
-fn arm(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
-    socket.set_read_timeout(left(deadline))
+/// Fills `buf` from `reader`, each read given only what is left before `deadline`: a peer that
+/// sends a byte at a time cannot stretch the wait past it.
+fn read_exact_by(
+    reader: &mut BufReader<UnixStream>,
+    mut buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        // Bytes already buffered are read without waiting.
+        if reader.buffer().is_empty() {
+            reader.get_ref().set_read_timeout(left(deadline)?)?;
+        }
+        match reader.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
-/// Sets the socket's write timeout to what is left before `deadline`.
-fn arm_writes(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
-    socket.set_write_timeout(left(deadline))
+/// Writes all of `buf`, each write given only what is left before `deadline`: a peer that
+/// drains the socket slowly cannot stretch the wait past it.
+fn write_all_by(
+    mut writer: &UnixStream,
+    mut buf: &[u8],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        writer.set_write_timeout(left(deadline)?)?;
+        match writer.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Channel {
@@ -247,8 +316,7 @@ impl Channel {
     /// Sends the frame built in `out`: through the shared buffer if it fits, else the socket.
     fn transmit(&mut self) -> io::Result<()> {
         let Some((region, side)) = &self.shared else {
-            arm_writes(&self.writer, self.deadline)?;
-            return self.writer.write_all(&self.out);
+            return write_all_by(&self.writer, &self.out, self.deadline);
         };
         let turns = region.turns();
         // The shared buffer holds the frame without its length prefix.
@@ -262,15 +330,19 @@ impl Channel {
         if fits {
             Ok(())
         } else {
-            arm_writes(&self.writer, self.deadline)?;
-            self.writer.write_all(&self.out)
+            write_all_by(&self.writer, &self.out, self.deadline)
         }
     }
 
     /// Sends a command or a reply (host side).
     pub(crate) fn send(&mut self, message: &ToWorker<'_>) -> io::Result<()> {
         let frame = match *message {
-            ToWorker::Load { label, bytes } => Frame::new(&mut self.out, 1)
+            ToWorker::Load {
+                label,
+                bytes,
+                sealed_only,
+            } => Frame::new(&mut self.out, 1)
+                .u32(u32::from(sealed_only))
                 .bytes(label.as_bytes())
                 .bytes(bytes),
             ToWorker::Validate { config } => Frame::new(&mut self.out, 2).bytes(config),
@@ -298,7 +370,11 @@ impl Channel {
                 .bytes(body),
         };
         frame.finish()?;
-        self.transmit()
+        let sent = self.transmit();
+        if self.out.capacity() > KEPT {
+            self.out = Vec::new();
+        }
+        sent
     }
 
     /// Sends what the worker says (worker side).
@@ -319,11 +395,50 @@ impl Channel {
                 .bytes(payload),
         };
         frame.finish()?;
-        self.transmit()
+        let sent = self.transmit();
+        if self.out.capacity() > KEPT {
+            self.out = Vec::new();
+        }
+        sent
+    }
+
+    /// Reads a frame from the socket into the channel's buffer, which grows as the bytes arrive
+    /// (never more than [`GROWTH`] ahead of them), within the limit of its kind.
+    fn read_socket_frame(&mut self, from_worker: bool) -> io::Result<()> {
+        let mut head = [0u8; 5];
+        read_exact_by(&mut self.reader, &mut head, self.deadline)?;
+        let [a, b, c, d, tag] = head;
+        let len = u32::from_le_bytes([a, b, c, d]) as usize;
+        if len == 0 || len > limit(tag, from_worker) {
+            return Err(broken("a frame's length is out of bounds for its kind"));
+        }
+        if self.frame.capacity() > KEPT {
+            self.frame = Vec::new();
+        }
+        self.frame.clear();
+        self.frame.push(tag);
+        while self.frame.len() < len {
+            let start = self.frame.len();
+            self.frame.resize(len.min(start + GROWTH), 0);
+            read_exact_by(&mut self.reader, &mut self.frame[start..], self.deadline)?;
+        }
+        Ok(())
+    }
+
+    /// The frame's bytes from `at` on, as an owned buffer: a large one is handed over whole
+    /// (its head cut off in place) rather than copied.
+    fn tail(&mut self, at: usize) -> Vec<u8> {
+        if self.frame.capacity() > KEPT {
+            let mut frame = std::mem::take(&mut self.frame);
+            frame.drain(..at.min(frame.len()));
+            frame
+        } else {
+            self.frame.get(at..).unwrap_or_default().to_vec()
+        }
     }
 
     /// Waits for the next frame and reads it into the channel's buffer; its tag and fields.
-    fn read_frame(&mut self) -> io::Result<(u8, Fields<'_>)> {
+    fn read_frame(&mut self, from_worker: bool) -> io::Result<(u8, Fields<'_>)> {
         let in_memory = match &self.shared {
             Some((region, side)) => {
                 let turns = region.turns();
@@ -338,32 +453,30 @@ impl Channel {
             None => false,
         };
         if !in_memory {
-            arm(&self.writer, self.deadline)?;
-            let mut head = [0u8; 4];
-            self.reader.read_exact(&mut head)?;
-            let len = u32::from_le_bytes(head) as usize;
-            if len > MAX_FRAME {
-                return Err(broken("a frame's length is out of bounds"));
-            }
-            self.frame.clear();
-            self.frame.resize(len, 0);
-            self.reader.read_exact(&mut self.frame)?;
+            self.read_socket_frame(from_worker)?;
         }
         let (&tag, fields) = self
             .frame
             .split_first()
             .ok_or_else(|| broken("a frame is empty"))?;
+        if self.frame.len() > limit(tag, from_worker) {
+            return Err(broken("a frame's length is out of bounds for its kind"));
+        }
         Ok((tag, Fields(fields)))
     }
 
     /// Reads what the worker says (host side).
     pub(crate) fn receive(&mut self) -> io::Result<FromWorker> {
-        let (tag, mut f) = self.read_frame()?;
+        let (tag, mut f) = self.read_frame(true)?;
+        if tag == 1 {
+            // The answer, which may be large: its body is the frame's tail.
+            let code = f.u32()?;
+            let len = f.bytes()?.len();
+            let mut body = self.tail(9);
+            body.truncate(len);
+            return Ok(FromWorker::Done { code, body });
+        }
         Ok(match tag {
-            1 => FromWorker::Done {
-                code: f.u32()?,
-                body: f.bytes()?.to_vec(),
-            },
             2 => FromWorker::Log {
                 level: u8::try_from(f.u32()?).unwrap_or(u8::MAX),
                 message: f.bytes()?.to_vec(),
@@ -380,9 +493,10 @@ impl Channel {
 
     /// Reads a command or a reply and hands it to `f` (worker side; the frame is borrowed).
     pub(crate) fn command<T>(&mut self, f: impl FnOnce(ToWorker<'_>) -> T) -> io::Result<T> {
-        let (tag, mut fields) = self.read_frame()?;
+        let (tag, mut fields) = self.read_frame(false)?;
         let message = match tag {
             1 => ToWorker::Load {
+                sealed_only: fields.u32()? != 0,
                 label: fields.text()?,
                 bytes: fields.bytes()?,
             },
@@ -434,6 +548,7 @@ mod tests {
             ToWorker::Load {
                 label: "lib.so",
                 bytes: big,
+                sealed_only: true,
             },
             ToWorker::Validate { config: b"{}" },
             ToWorker::Create {

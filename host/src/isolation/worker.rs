@@ -40,6 +40,7 @@ enum Command {
     Load {
         label: String,
         bytes: Vec<u8>,
+        sealed_only: bool,
     },
     Validate {
         config: Vec<u8>,
@@ -60,9 +61,14 @@ enum Command {
 impl Command {
     fn owned(command: ToWorker<'_>) -> Self {
         match command {
-            ToWorker::Load { label, bytes } => Self::Load {
+            ToWorker::Load {
+                label,
+                bytes,
+                sealed_only,
+            } => Self::Load {
                 label: label.to_owned(),
                 bytes: bytes.to_vec(),
+                sealed_only,
             },
             ToWorker::Validate { config } => Self::Validate {
                 config: config.to_vec(),
@@ -91,8 +97,9 @@ impl Command {
 /// to destroy the instance or the host goes away.
 pub fn worker_main() -> ExitCode {
     if std::env::var_os(super::PROBE_ENV).is_some() {
-        // `airlock check`: sandbox this process as for a plugin, say what held, and exit.
-        let (said, code) = match sandbox() {
+        // `airlock check`: confine this process as for a plugin, say what held, and exit.
+        let confined = limits().and_then(|()| sandbox(None));
+        let (said, code) = match confined {
             Ok(status) => (status, ExitCode::SUCCESS),
             Err(message) => (message, ExitCode::from(1)),
         };
@@ -110,7 +117,8 @@ pub fn worker_main() -> ExitCode {
 
 /// Ends this worker when the host that started it is gone — also while the plugin is stuck in
 /// a call and nobody reads the channel: the host's death makes this process an orphan, whose
-/// parent is then another process.
+/// parent is then another process. Started once the worker is sandboxed, so that it is one
+/// thread as it enters the sandbox, and this thread is sandboxed too.
 fn follow_the_host() -> io::Result<()> {
     let host = std::os::unix::process::parent_id();
     std::thread::Builder::new()
@@ -124,12 +132,18 @@ fn follow_the_host() -> io::Result<()> {
         .map(drop)
 }
 
-fn serve() -> io::Result<()> {
-    follow_the_host()?;
-    // The limits first: nothing of the plugin runs without them.
-    if let Some(limits) = std::env::var_os(super::limits::ENV) {
-        super::limits::apply(&limits.to_string_lossy())?;
+/// Applies the resource limits the host asked for.
+fn limits() -> Result<(), String> {
+    match std::env::var_os(super::limits::ENV) {
+        Some(limits) => super::limits::apply(&limits.to_string_lossy())
+            .map_err(|e| format!("the worker's resource limits could not be set: {e}")),
+        None => Ok(()),
     }
+}
+
+fn serve() -> io::Result<()> {
+    // The limits first: nothing of the plugin runs without them.
+    limits().map_err(io::Error::other)?;
     let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
     let mut channel = Channel::new(socket)?;
     channel.accept()?;
@@ -142,6 +156,7 @@ fn serve() -> io::Result<()> {
     let mut creator: Option<loader::Creator> = None;
     let mut instance: Option<loader::Instance> = None;
     let mut out = Vec::new();
+    let mut loaded = false;
     let scratch = tempfile::tempdir()?;
     loop {
         let read = {
@@ -159,26 +174,31 @@ fn serve() -> io::Result<()> {
         };
         out.clear();
         let code = match command {
-            Command::Load { label, bytes } => match load(&label, bytes, scratch.path()) {
-                Ok(loaded) => {
-                    creator = Some(loaded);
-                    // The library is mapped: from here on the plugin runs sandboxed.
-                    match sandbox() {
-                        Ok(status) => {
-                            out.extend_from_slice(status.as_bytes());
-                            ErrorCode::OK
-                        }
-                        Err(message) => {
-                            out.extend_from_slice(format!("load_failed: {message}").as_bytes());
-                            ErrorCode::INIT
-                        }
+            Command::Load { .. } if loaded => {
+                out.extend_from_slice(b"load_failed: this worker has loaded its library already");
+                ErrorCode::INIT
+            }
+            Command::Load {
+                label,
+                bytes,
+                sealed_only,
+            } => {
+                loaded = true;
+                let result = load(&label, bytes, sealed_only, scratch.path());
+                // Sandboxed by now (or refused): the watch thread inherits the sandbox.
+                follow_the_host()?;
+                match result {
+                    Ok((library, status)) => {
+                        creator = Some(library);
+                        out.extend_from_slice(status.as_bytes());
+                        ErrorCode::OK
+                    }
+                    Err(message) => {
+                        out.extend_from_slice(message.as_bytes());
+                        ErrorCode::INIT
                     }
                 }
-                Err(message) => {
-                    out.extend_from_slice(message.as_bytes());
-                    ErrorCode::INIT
-                }
-            },
+            }
             Command::Validate { config } => match &creator {
                 Some(creator) => answer(creator.validate_config(&config), &mut out),
                 None => not_loaded(&mut out),
@@ -237,22 +257,34 @@ fn done(channel: &Mutex<Channel>, code: ErrorCode, out: &mut Vec<u8>) -> io::Res
     })
 }
 
-/// Enters the sandbox the host asked for, if it asked.
-fn sandbox() -> Result<String, String> {
+/// Enters the sandbox the host asked for, if it asked; `library` is the staged copy when it is
+/// a file the sandbox must let the dynamic linker read.
+fn sandbox(library: Option<&std::fs::File>) -> Result<String, String> {
     match std::env::var_os(super::sandbox::ENV) {
-        Some(text) => super::sandbox::enter(&super::sandbox::from_env(&text.to_string_lossy())),
+        Some(text) => {
+            super::sandbox::enter(&super::sandbox::from_env(&text.to_string_lossy()), library)
+        }
         None => Ok("not sandboxed (the policy says sandbox = false)".to_owned()),
     }
 }
 
-/// Stage 2 again on the bytes the host checked, then stage 4: a fresh sealed copy, `dlopen`,
-/// the layout checks. A refusal is answered as `<reason code>: <detail>`.
-fn load(label: &str, bytes: Vec<u8>, scratch: &Path) -> Result<loader::Creator, String> {
+/// Stage 2 again on the bytes the host checked, then stage 4 with the sandbox between the copy
+/// and `dlopen`: the sealed copy is made, the worker sandboxes itself, and only then does any
+/// byte of the library run (its constructors, abi_stable's checks). A refusal is answered as
+/// `<reason code>: <detail>`; on success, what the sandbox enforces.
+fn load(
+    label: &str,
+    bytes: Vec<u8>,
+    sealed_only: bool,
+    scratch: &Path,
+) -> Result<(loader::Creator, String), String> {
     let refused = |r: crate::error::Refusal| format!("{}: {}", r.reason.code(), r.detail);
     let file = crate::library_file::read_library_bytes(Path::new(label), bytes).map_err(refused)?;
-    let library = loader::load(&file, scratch, false).map_err(refused)?;
+    let staged = loader::stage(&file, scratch, sealed_only).map_err(refused)?;
+    let status = sandbox(staged.file()).map_err(|message| format!("load_failed: {message}"))?;
+    let library = loader::open_staged(&file, &staged).map_err(refused)?;
     // The library is retained (never unloaded) by the loader, as in a host.
-    Ok(library.creator())
+    Ok((library.creator(), status))
 }
 
 fn answer(result: Result<Vec<u8>, airlock_abi::abi::PluginError>, out: &mut Vec<u8>) -> ErrorCode {

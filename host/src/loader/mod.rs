@@ -68,7 +68,7 @@ impl std::fmt::Debug for LoadedLibrary {
 /// Copies `file`'s checked bytes to a fresh, sealed in-memory file (unless stage 2 already made
 /// it, [`seal`]; or, where the system has none, to a shadow path in `shadow_dir`), loads that
 /// copy and checks it. With `sealed_only`
-/// (a lock is in force), the shadow-file fallback is refused: another process of the same user
+/// (the bytes are pinned or signed), the shadow-file fallback is refused: another process of the same user
 /// can rewrite a shadow file between the copy and `dlopen`, so it cannot keep a pin's promise.
 ///
 /// # Errors
@@ -88,46 +88,138 @@ pub(crate) fn load(
     // dynamic linker cannot map the in-memory copy, as under a no-exec policy for memfds).
     let library = match open_in_memory(file) {
         InMemory::Loaded(Ok(library)) => library,
-        InMemory::Changed => {
+        InMemory::Changed => return Err(changed(file)),
+        InMemory::Loaded(Err(e)) if sealed_only => {
             return Err(refuse(
                 RefusalReason::LoadFailed,
-                "its in-memory copy changed between writing and sealing (another process of \
-                 this user wrote to it); refused rather than load bytes that were not checked"
-                    .to_owned(),
+                format!("the dynamic linker refused it: {e}"),
             ))
         }
-        InMemory::Unavailable(why) if sealed_only => {
-            return Err(refuse(
-                RefusalReason::LoadFailed,
-                format!(
-                    "a lock is in force and the library cannot be loaded from sealed memory \
-                     ({why}); a shadow file could be rewritten by another process of this user \
-                     before it is loaded, so it is not used"
-                ),
-            ))
-        }
+        InMemory::Unavailable(why) if sealed_only => return Err(no_sealed_memory(file, &why)),
         InMemory::Loaded(Err(_)) | InMemory::Unavailable(_) => {
-            let shadow = write_shadow(file, shadow_dir).map_err(|e| {
-                refuse(
-                    RefusalReason::LoadFailed,
-                    format!(
-                        "cannot write the shadow copy in {}: {e}",
-                        shadow_dir.display()
-                    ),
-                )
-            })?;
-            let opened = open(&shadow);
-            // The mapping keeps the inode alive; the name is no longer needed, and removing it
-            // now means nothing is left behind if the process is killed later.
-            let _ = fs::remove_file(&shadow);
-            opened.map_err(|e| {
-                refuse(
-                    RefusalReason::LoadFailed,
-                    format!("the dynamic linker refused it: {e}"),
-                )
-            })?
+            let shadow = Staged::shadow(file, shadow_dir)?;
+            open(&shadow.path).map_err(|e| linker_refused(file, &e))?
         }
     };
+    checked(file, library)
+}
+
+/// Where stage 4 opens a library from, made before anything of it runs: a sealed in-memory
+/// copy, or (where the system has none, and the bytes were not pinned or signed) a shadow file
+/// whose name is removed at once. Either is opened as `/proc/self/fd/<n>`. A worker stages the
+/// library, sandboxes itself, and only then opens it ([`open_staged`]): the library's
+/// constructors run inside the sandbox.
+pub(crate) struct Staged {
+    path: PathBuf,
+    /// The copy, kept open until the library is mapped.
+    copy: fs::File,
+    /// Whether the copy is a file on a file system (a shadow file), not sealed memory.
+    shadow: bool,
+}
+
+impl Staged {
+    /// The shadow file a sandbox must let the dynamic linker read and map; `None` for the
+    /// sealed copy, an anonymous file no path rule governs.
+    pub(crate) fn file(&self) -> Option<&fs::File> {
+        self.shadow.then_some(&self.copy)
+    }
+
+    fn new(copy: fs::File, shadow: bool) -> Self {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&copy);
+        Self {
+            path: PathBuf::from(fd_path(fd, SHADOW_SEQUENCE.fetch_add(1, Ordering::Relaxed))),
+            copy,
+            shadow,
+        }
+    }
+
+    fn shadow(file: &LibraryFile, dir: &Path) -> Result<Self, Refusal> {
+        let refuse = |e: std::io::Error| {
+            Refusal::new(
+                &file.path,
+                RefusalReason::LoadFailed,
+                format!("cannot write the shadow copy in {}: {e}", dir.display()),
+            )
+            .with_id(&file.manifest.id)
+        };
+        let path = write_shadow(file, dir).map_err(refuse)?;
+        let opened = fs::File::open(&path);
+        // The descriptor keeps the inode; without its name nothing is left behind if the
+        // process is killed, and nothing else can open it.
+        let _ = fs::remove_file(&path);
+        Ok(Self::new(opened.map_err(refuse)?, true))
+    }
+}
+
+/// Makes the copy stage 4 will open ([`Staged`]): a sealed in-memory copy of `file`'s checked
+/// bytes; a shadow file in `shadow_dir` only where the system has no executable sealed memory
+/// and `sealed_only` is false.
+///
+/// # Errors
+///
+/// `load_failed` if the copy changed before it was sealed, if no sealed copy can be made while
+/// `sealed_only`, or if the shadow file cannot be written.
+pub(crate) fn stage(
+    file: &LibraryFile,
+    shadow_dir: &Path,
+    sealed_only: bool,
+) -> Result<Staged, Refusal> {
+    match in_memory(file) {
+        Ok(memfd) => Ok(Staged::new(memfd, false)),
+        Err(SealError::Changed) => Err(changed(file)),
+        Err(SealError::Unavailable(why)) if sealed_only => Err(no_sealed_memory(file, &why)),
+        Err(SealError::Unavailable(_)) => Staged::shadow(file, shadow_dir),
+    }
+}
+
+/// Stage 4 on a staged copy: `dlopen` (the library's constructors run now), then the checks.
+///
+/// # Errors
+///
+/// As [`load`], for everything after the copy.
+pub(crate) fn open_staged(file: &LibraryFile, staged: &Staged) -> Result<LoadedLibrary, Refusal> {
+    let library = open(&staged.path).map_err(|e| linker_refused(file, &e))?;
+    checked(file, library)
+}
+
+fn changed(file: &LibraryFile) -> Refusal {
+    Refusal::new(
+        &file.path,
+        RefusalReason::LoadFailed,
+        "its in-memory copy changed between writing and sealing (another process of this user \
+         wrote to it); refused rather than load bytes that were not checked"
+            .to_owned(),
+    )
+    .with_id(&file.manifest.id)
+}
+
+fn no_sealed_memory(file: &LibraryFile, why: &str) -> Refusal {
+    Refusal::new(
+        &file.path,
+        RefusalReason::LoadFailed,
+        format!(
+            "its bytes are pinned or signed and cannot be loaded from sealed memory ({why}); a \
+             shadow file could be rewritten by another process of this user before it is \
+             loaded, so it is not used"
+        ),
+    )
+    .with_id(&file.manifest.id)
+}
+
+fn linker_refused(file: &LibraryFile, error: &libloading::Error) -> Refusal {
+    Refusal::new(
+        &file.path,
+        RefusalReason::LoadFailed,
+        format!("the dynamic linker refused it: {error}"),
+    )
+    .with_id(&file.manifest.id)
+}
+
+/// The checks of stage 4 on a library just opened: its header and root module (abi_stable's
+/// layout check), and the manifest block it reports against the file's.
+fn checked(file: &LibraryFile, library: libloading::Library) -> Result<LoadedLibrary, Refusal> {
+    let id = &file.manifest.id;
+    let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(id);
     RETAINED_COUNT.fetch_add(1, Ordering::Relaxed);
     RETAINED_BYTES.fetch_add(file.len(), Ordering::Relaxed);
     let library = ManuallyDrop::new(library);
@@ -478,6 +570,24 @@ fn loaded_part(file: &LibraryFile) -> &[u8] {
     &file.bytes[..loaded]
 }
 
+/// A sealed in-memory copy of the checked bytes, made now (a worker's stage 4).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn in_memory(file: &LibraryFile) -> Result<fs::File, SealError> {
+    sealed_copy(
+        &memfd_name(file),
+        loaded_part(file),
+        file.len() as u64,
+        |_| {},
+    )
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn in_memory(_: &LibraryFile) -> Result<fs::File, SealError> {
+    Err(SealError::Unavailable(
+        "this system has no sealed in-memory files".to_owned(),
+    ))
+}
+
 /// Loads the checked bytes from a sealed memfd: a new inode no one else can name, whose content
 /// cannot change after the seals (the bytes checked are the bytes loaded, whatever else runs
 /// as this user), and no file system work. The copy stage 2 made if there is one ([`seal`]),
@@ -552,13 +662,15 @@ fn sealed_copy(
     // SAFETY: `name` is a NUL-terminated string that outlives the call; memfd_create reads it
     // and returns a new descriptor or -1.
     let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_EXEC) };
-    if fd < 0 {
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
         // Kernels before 6.3 do not know MFD_EXEC (their memfds are executable anyway).
         // SAFETY: as above.
         fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     }
     if fd < 0 {
-        return Err(unavailable("memfd_create"));
+        // EACCES: the system refuses executable memfds (`vm.memfd_noexec = 2`); a copy made
+        // without MFD_EXEC could not be mapped executable either.
+        return Err(unavailable("memfd_create (executable)"));
     }
     // SAFETY: `fd` was just returned by memfd_create and is owned by nothing else.
     let memfd = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });

@@ -185,6 +185,13 @@ pub struct HostSettings {
     /// The worker executable isolated plugins run in (default: `airlock-worker` beside the
     /// host program).
     pub worker: Option<PathBuf>,
+    /// Keep the host process dumpable although it runs isolated plugins (`dumpable = true`).
+    /// By default a host marks itself non-dumpable before it starts its first worker: its
+    /// memory (`/proc/<pid>/mem`, ptrace) is then closed to every process without
+    /// `CAP_SYS_PTRACE` — which a sandboxed worker never has — even one of the same user and
+    /// even where Landlock is missing. The price: no core dumps of the host, and no debugger
+    /// attaching to it without that capability.
+    pub dumpable: bool,
     /// Host names pinned to addresses for plugins' outbound HTTP (`HostBuilder::resolve`),
     /// used instead of the system's resolver; the addresses are still checked.
     pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,

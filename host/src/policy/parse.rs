@@ -41,6 +41,8 @@ struct RawHost {
     max_retained: Option<usize>,
     worker: Option<PathBuf>,
     #[serde(default)]
+    dumpable: bool,
+    #[serde(default)]
     resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
@@ -164,6 +166,7 @@ impl Policy {
                 lock: raw.host.lock,
                 max_retained: raw.host.max_retained,
                 worker: raw.host.worker,
+                dumpable: raw.host.dumpable,
                 resolve: raw
                     .host
                     .resolve

@@ -26,6 +26,7 @@ mod membrane;
 mod permissions;
 mod pipeline;
 mod routes;
+mod sandbox;
 mod scaffold;
 mod schemas;
 mod services;

@@ -1,0 +1,59 @@
+//! The isolation boundary holds from a library's first instruction: a worker sandboxes itself
+//! before it opens the library, so what the library's constructor tries, what a thread that
+//! constructor starts tries later, and what a call tries are all refused — a socket, a
+//! process, a system file, the host's memory, io_uring, a pidfd of the host.
+
+use airlock::{ActionOutcome, Host};
+use airlock_tests::TempPluginDir;
+use serde_json::Value;
+
+/// What `escape` reports its attempts got, from its constructor, its thread or a call.
+fn attempts(host: &Host, from: &str) -> serde_json::Map<String, Value> {
+    match host.call("escape", from, &Value::Null) {
+        Ok(ActionOutcome::Ok(Value::Object(attempts))) => attempts,
+        other => panic!("escape.{from}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_library_is_sandboxed_from_its_first_instruction_in_its_constructor_threads_and_calls() {
+    // The control: in the host's process nothing stops the same library, so its attempts do
+    // show what they reach.
+    let dir = TempPluginDir::with(&["escape"]);
+    let (host, report) = dir.load("[plugins.escape]\n");
+    assert!(report.all_ok(), "{report:#?}");
+    let free = attempts(&host, "constructor");
+    for reached in ["socket", "file"] {
+        assert_eq!(free[reached], "allowed", "in-process, {reached}: {free:?}");
+    }
+    drop(host);
+
+    let (host, report) =
+        dir.load("[plugins.escape]\nisolation = \"process\"\nsandbox_required = true\n");
+    let loaded = &report.plugins[0];
+    if !report.all_ok() {
+        // A kernel that cannot enforce it all: the plugin is refused, never run unconfined.
+        assert!(
+            loaded.detail.contains("cannot enforce"),
+            "refused for another reason: {report:#?}"
+        );
+        return;
+    }
+    assert!(
+        loaded
+            .detail
+            .contains("Landlock fully enforced; seccomp on"),
+        "{}",
+        loaded.detail
+    );
+    for from in ["constructor", "thread", "call"] {
+        let got = attempts(&host, from);
+        assert_eq!(got.len(), 6, "{from}: {got:?}");
+        for (attempt, outcome) in &got {
+            assert!(
+                outcome.as_str().is_some_and(|o| o.starts_with("refused")),
+                "{from}, {attempt}: {outcome} (all: {got:?})"
+            );
+        }
+    }
+}
