@@ -304,22 +304,7 @@ impl Worker {
             };
             let token = *self.token.lock();
             let reply = match message {
-                FromWorker::Done { code, body } if RESERVED.contains(&code) => {
-                    out.clear();
-                    out.extend_from_slice(
-                        format!(
-                            "the plugin answered {code:#x}, a code the host keeps for itself; \
-                             taken as the plugin's error ({})",
-                            String::from_utf8_lossy(&body)
-                        )
-                        .as_bytes(),
-                    );
-                    return ErrorCode::HANDLER;
-                }
-                FromWorker::Done { code, body } => {
-                    *out = body;
-                    return ErrorCode(code);
-                }
+                FromWorker::Done { code, body } => return answered(code, body, out),
                 FromWorker::Log { level, message } => serve(token, |token, vt| {
                     let text = String::from_utf8_lossy(&message);
                     (vt.log())(token, LogLevel(level), RStr::from_str(&text)).map(|()| Vec::new())
@@ -421,6 +406,26 @@ impl Drop for Worker {
     }
 }
 
+/// What a worker's answer means for the host: the plugin's code and answer — unless the code is
+/// one the host keeps for itself (a worker cannot say its call found it dead, or was killed),
+/// which is the plugin's error.
+fn answered(code: u32, body: Vec<u8>, out: &mut Vec<u8>) -> ErrorCode {
+    if !RESERVED.contains(&code) {
+        *out = body;
+        return ErrorCode(code);
+    }
+    out.clear();
+    out.extend_from_slice(
+        format!(
+            "the plugin answered {code:#x}, a code the host keeps for itself; taken as the \
+             plugin's error ({})",
+            String::from_utf8_lossy(&body)
+        )
+        .as_bytes(),
+    );
+    ErrorCode::HANDLER
+}
+
 /// Marks this process non-dumpable, once: its memory is then out of reach of every process
 /// without `CAP_SYS_PTRACE` in its user namespace — a worker drops every capability before any
 /// plugin code runs — whatever user it runs as and whether or not Landlock holds. (Landlock
@@ -464,5 +469,32 @@ fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
             Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
             _ => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_cannot_answer_the_hosts_own_codes() {
+        let mut out = Vec::new();
+        for reserved in [
+            WORKER_FAILURE,
+            WORKER_KILLED,
+            WORKER_GONE,
+            ErrorCode(0x4149_ffff),
+        ] {
+            assert_eq!(
+                answered(reserved.0, b"gone".to_vec(), &mut out),
+                ErrorCode::HANDLER
+            );
+            assert!(String::from_utf8_lossy(&out).contains("keeps for itself"));
+        }
+        assert_eq!(
+            answered(ErrorCode::DOMAIN.0, b"no".to_vec(), &mut out),
+            ErrorCode::DOMAIN
+        );
+        assert_eq!(out, b"no");
     }
 }

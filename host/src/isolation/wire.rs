@@ -10,7 +10,7 @@
 //! left of it, so a peer that trickles a frame or drains one slowly is cut off at the deadline,
 //! however many bytes it moves.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -220,26 +220,45 @@ impl Bell for SocketBell<'_> {
     }
 }
 
-/// What is left before `deadline`, as a socket timeout (`None`: no deadline); an error once
-/// it has passed.
-fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
-    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-        Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
-        left => Ok(left),
+/// Waits until `socket` is ready for `ready` (reading or writing), or `deadline` passes (an
+/// error). The socket is never waited on in a blocking call: the kernel gives a blocking read or
+/// write its whole timeout again each time a few bytes move, so a peer that trickles or drains
+/// slowly would stretch it without end. Polling with what is left cannot be stretched.
+fn wait_ready(
+    socket: &UnixStream,
+    ready: rustix::event::PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    loop {
+        let left = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left.is_zero() => return Err(io::ErrorKind::TimedOut.into()),
+            Some(left) => Some(
+                rustix::event::Timespec::try_from(left)
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            ),
+            None => None,
+        };
+        let mut fds = [rustix::event::PollFd::new(socket, ready)];
+        match rustix::event::poll(&mut fds, left.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
-/// Fills `buf` from `reader`, each read given only what is left before `deadline`: a peer that
-/// sends a byte at a time cannot stretch the wait past it.
+/// Fills `buf` from `reader`, waiting for each byte no longer than `deadline`.
 fn read_exact_by(
     reader: &mut BufReader<UnixStream>,
     mut buf: &mut [u8],
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     while !buf.is_empty() {
-        // Bytes already buffered are read without waiting.
+        // Bytes already buffered are read without waiting; otherwise the read that follows a
+        // readable poll returns what arrived (or the end) at once.
         if reader.buffer().is_empty() {
-            reader.get_ref().set_read_timeout(left(deadline)?)?;
+            wait_ready(reader.get_ref(), rustix::event::PollFlags::IN, deadline)?;
         }
         match reader.read(buf) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -251,20 +270,19 @@ fn read_exact_by(
     Ok(())
 }
 
-/// Writes all of `buf`, each write given only what is left before `deadline`: a peer that
-/// drains the socket slowly cannot stretch the wait past it.
-fn write_all_by(
-    mut writer: &UnixStream,
-    mut buf: &[u8],
-    deadline: Option<Instant>,
-) -> io::Result<()> {
+/// Writes all of `buf` to `writer`, waiting for room no longer than `deadline`: each write
+/// takes what fits now and never blocks.
+fn write_all_by(writer: &UnixStream, mut buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
+    use rustix::net::SendFlags;
     while !buf.is_empty() {
-        writer.set_write_timeout(left(deadline)?)?;
-        match writer.write(buf) {
+        match rustix::net::send(writer, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(rustix::io::Errno::AGAIN) => {
+                wait_ready(writer, rustix::event::PollFlags::OUT, deadline)?;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -528,6 +546,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     /// A host end and a worker end, opened: sharing memory, or over the socket alone.
     fn pair(shared: bool) -> (Channel, Channel) {
@@ -705,5 +724,174 @@ mod tests {
         raw.write_all(&[1]).expect("written");
         let err = host.receive().expect_err("too long");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// The worker's end hands the host its turn with the frame on the socket (as for a frame
+    /// larger than the shared buffer), without writing the frame: the test writes it by hand.
+    fn frame_follows_on_the_socket(worker: &mut Channel) {
+        if let Some((region, side)) = &worker.shared {
+            let turns = region.turns();
+            assert!(!turns.put(&vec![0; shm::CAPACITY + 1]));
+            let mut bell = SocketBell {
+                writer: &worker.writer,
+                reader: &mut worker.reader,
+                deadline: None,
+            };
+            turns.hand_over(*side, &mut bell).expect("handed over");
+        }
+    }
+
+    /// A peer that trickles a frame — its header, then a byte every 10 ms — cannot hold the host
+    /// past its deadline, however long the frame: each read gets only what is left.
+    fn trickled(shared: bool) {
+        let (mut host, mut worker) = pair(shared);
+        let trickling = std::thread::spawn(move || {
+            // The host's turn first: the worker answers a command.
+            worker.command(|_| ()).expect("a command");
+            frame_follows_on_the_socket(&mut worker);
+            let mut raw = &worker.writer;
+            let _ = raw.write_all(&[0xE8, 0x03, 0, 0, 1]);
+            for _ in 0..500 {
+                if raw.write_all(&[0]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        host.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        host.send(&ToWorker::Destroy).expect("sent");
+        let started = Instant::now();
+        host.set_deadline(Some(started + Duration::from_millis(200)));
+        let err = host
+            .receive()
+            .expect_err("the frame never completes in time");
+        let held = started.elapsed();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+        // The frame would take 10 s to arrive; a generous bound, for a noisy machine.
+        assert!(held < Duration::from_secs(2), "held {held:?}");
+        drop(host);
+        trickling.join().expect("trickler");
+    }
+
+    #[test]
+    fn a_trickled_frame_is_cut_off_at_the_deadline_over_the_socket() {
+        trickled(false);
+    }
+
+    #[test]
+    fn a_trickled_frame_is_cut_off_at_the_deadline_after_a_shared_memory_hand_over() {
+        trickled(true);
+    }
+
+    /// A peer that drains a large frame slowly cannot hold the host's write past its deadline.
+    fn drained_slowly(shared: bool) {
+        let (mut host, worker) = pair(shared);
+        let draining = std::thread::spawn(move || {
+            let mut raw = &worker.writer;
+            let mut chunk = [0u8; 4096];
+            for _ in 0..1000 {
+                match raw.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let big = vec![0x11; 8 << 20];
+        let started = Instant::now();
+        host.set_deadline(Some(started + Duration::from_millis(200)));
+        let err = host
+            .send(&ToWorker::Reply {
+                code: 0,
+                capability: "",
+                body: &big,
+            })
+            .expect_err("the frame is not drained in time");
+        let held = started.elapsed();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+        // Drained at 400 KiB/s, 8 MiB would take 20 s.
+        assert!(held < Duration::from_secs(2), "held {held:?}");
+        drop(host);
+        draining.join().expect("drainer");
+    }
+
+    #[test]
+    fn a_slowly_drained_frame_is_cut_off_at_the_deadline_over_the_socket() {
+        drained_slowly(false);
+    }
+
+    #[test]
+    fn a_slowly_drained_frame_is_cut_off_at_the_deadline_with_shared_memory() {
+        drained_slowly(true);
+    }
+
+    #[test]
+    fn an_announced_frame_costs_nothing_until_its_bytes_arrive() {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let mut host = Channel::new(a).expect("a");
+        let mut raw = b;
+        // An answer of 256 MiB announced, 16 bytes sent.
+        raw.write_all(&(MAX_FRAME as u32).to_le_bytes())
+            .expect("header");
+        raw.write_all(&[1; 17]).expect("a few bytes");
+        host.set_deadline(Some(Instant::now() + Duration::from_millis(50)));
+        let err = host.receive().expect_err("incomplete");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+        assert!(
+            host.frame.capacity() <= GROWTH + 64,
+            "the host holds {} bytes for a frame of 17",
+            host.frame.capacity()
+        );
+    }
+
+    #[test]
+    fn each_kind_of_frame_has_its_own_limit() {
+        // A log line, a config read, a request: none may be as large as an answer.
+        for (tag, len) in [(2u8, MAX_LOG + 1), (3, 2), (4, MAX_REQUEST + 1), (9, 1)] {
+            let (a, b) = UnixStream::pair().expect("pair");
+            let mut host = Channel::new(a).expect("a");
+            let mut raw = b;
+            raw.write_all(&(len as u32).to_le_bytes()).expect("header");
+            raw.write_all(&[tag]).expect("tag");
+            host.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+            let err = host.receive().expect_err("over its limit");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "tag {tag}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_large_answer_is_handed_over_and_its_buffer_not_kept() {
+        let (mut host, mut worker) = pair(false);
+        let body = vec![0x42; 3 << 20];
+        let expected = body.clone();
+        let answering = std::thread::spawn(move || {
+            worker
+                .answer(&FromWorker::Done { code: 0, body })
+                .expect("sent");
+        });
+        host.set_deadline(Some(Instant::now() + Duration::from_secs(10)));
+        let FromWorker::Done { code, body } = host.receive().expect("read") else {
+            panic!("not an answer");
+        };
+        assert_eq!((code, body == expected), (0, true));
+        assert!(host.frame.capacity() <= KEPT, "{}", host.frame.capacity());
+        answering.join().expect("worker");
     }
 }

@@ -53,13 +53,15 @@ fn an_isolated_plugin_runs_in_its_own_process_and_answers_like_an_in_process_one
     assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(1));
     assert_eq!(ok(&host, "hostile", "ping", &Value::Null), json!(2));
     // Its requests come back through the host's membrane: kv, granted.
+    let before = host.plugin("hostile").expect("loaded").stats.host_calls;
     assert_eq!(
         ok(&host, "hostile", "kv_set", &json!({"n": 1})),
         Value::Null
     );
     let info = host.plugin("hostile").expect("loaded");
     assert_eq!(
-        info.stats.host_calls, 1,
+        info.stats.host_calls,
+        before + 1,
         "the kv request was served by the host"
     );
 
@@ -459,4 +461,39 @@ fn a_worker_does_not_outlive_its_host_killed_mid_call() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn an_isolated_create_that_never_returns_gets_its_worker_killed_at_the_init_deadline() {
+    let dir = TempPluginDir::with(&["hostile"]);
+    let pid_file = dir.path().join("stalled.pid");
+    let started = Instant::now();
+    let (_host, report) = dir.load(&format!(
+        "[plugins.hostile]\nisolation = \"process\"\nsandbox = false\ninit_deadline_ms = 300\n\
+         [plugins.hostile.config]\nstall_create = {pid_file:?}\n"
+    ));
+    let refused = &report.plugins[0];
+    assert!(
+        matches!(
+            refused.reason.map(|r| r.code()),
+            Some("init_timeout" | "init_failed")
+        ),
+        "{report:#?}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("create ran in its worker")
+        .trim()
+        .parse()
+        .expect("a process id");
+    // Killed (and reaped) at the deadline: the worker is gone, and with it the host thread that
+    // served it; nothing waits for it any more.
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    while proc.exists() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !proc.exists(),
+        "the stalled worker {pid} still runs after {:?}",
+        started.elapsed()
+    );
 }
