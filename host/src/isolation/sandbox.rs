@@ -38,6 +38,9 @@ pub(crate) struct Settings {
     pub(crate) network: bool,
     pub(crate) processes: bool,
     pub(crate) read: Vec<String>,
+    /// `landlock=0`: leave Landlock out, to see that the other rules hold on their own. The host
+    /// never writes it; a worker wrapper that a test (or a kernel without Landlock) stands for.
+    pub(crate) without_landlock: bool,
 }
 
 /// Reads [`to_env`]'s text.
@@ -48,6 +51,7 @@ pub(crate) fn from_env(text: &str) -> Settings {
             Some(("required", v)) => settings.required = v == "1",
             Some(("network", v)) => settings.network = v == "1",
             Some(("processes", v)) => settings.processes = v == "1",
+            Some(("landlock", v)) => settings.without_landlock = v == "0",
             Some(("read", v)) => {
                 settings.read = v
                     .split(':')
@@ -82,8 +86,15 @@ pub(crate) fn enter(
         ));
     }
     let capabilities = drop_capabilities();
-    let landlock = landlock_view(&settings.read, library)?;
-    let scoped = landlock_scopes(settings);
+    let (landlock, scoped) = if settings.without_landlock {
+        let off = "Landlock left out (landlock=0)".to_owned();
+        (off.clone(), off)
+    } else {
+        (
+            landlock_view(&settings.read, library)?,
+            landlock_scopes(settings),
+        )
+    };
     let filter = seccomp(settings)?;
     let status = format!("{landlock}; {filter}; {scoped}; {capabilities}");
     let complete = landlock.starts_with("Landlock fully") && filter.starts_with("seccomp");
@@ -236,6 +247,21 @@ fn seccomp(settings: &Settings) -> Result<String, String> {
     .into_iter()
     .map(|call| (call, Vec::new()))
     .collect();
+    // Signals only to itself: not to the host (nor its process group), whatever the kernel's
+    // Landlock scopes. `tkill` names a thread of any process; the C library uses `tgkill`.
+    let me = i64::from(std::process::id());
+    let not_me = |arg| -> Result<Vec<SeccompRule>, String> {
+        let other =
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, me as u64)
+                .and_then(|c| SeccompRule::new(vec![c]))
+                .map_err(|e| failed(&e))?;
+        Ok(vec![other])
+    };
+    denied.insert(libc::SYS_kill, not_me(0)?);
+    denied.insert(libc::SYS_tgkill, not_me(0)?);
+    denied.insert(libc::SYS_rt_sigqueueinfo, not_me(0)?);
+    denied.insert(libc::SYS_rt_tgsigqueueinfo, not_me(0)?);
+    denied.insert(libc::SYS_tkill, Vec::new());
     if !settings.network {
         denied.insert(libc::SYS_socket, Vec::new());
         denied.insert(libc::SYS_socketpair, Vec::new());
@@ -316,6 +342,7 @@ mod tests {
                 network: false,
                 processes: true,
                 read: vec!["/usr/share".to_owned(), "/etc/ssl".to_owned()],
+                without_landlock: false,
             }
         );
         let off = Sandbox {
