@@ -28,6 +28,7 @@ fn the_readme_policy_parses_and_means_what_it_says() {
     assert_eq!(hello.isolation, airlock::Isolation::InProcess);
     assert_eq!(hello.restart.budget, 3);
     assert!(policy.host().worker.is_some());
+    assert!(!policy.host().dumpable);
     assert!(policy.trust().contains_key("acme"));
     assert!(!hello.signature.required());
 }
