@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 
 use crate::loader;
 
+mod bounded;
+mod frame;
 mod limits;
 pub(crate) mod process;
+mod requests;
 mod sandbox;
 mod shm;
 mod turns;

@@ -14,10 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use abi_stable::std_types::{RResult, RSlice, RStr};
-use airlock_abi::abi::{ContextToken, ErrorCode, HostError, LogLevel};
+use airlock_abi::abi::{ContextToken, ErrorCode};
 use parking_lot::Mutex;
 
+use super::requests::{answered, serve};
 use super::wire::{Channel, FromWorker, ToWorker};
 
 /// A call whose worker died or broke the channel (host-internal: never a plugin's code).
@@ -26,10 +26,6 @@ pub(crate) const WORKER_FAILURE: ErrorCode = ErrorCode(0x4149_0001);
 pub(crate) const WORKER_KILLED: ErrorCode = ErrorCode(0x4149_0002);
 /// A call to a worker already dead, waiting for its restart (host-internal; not a new fault).
 pub(crate) const WORKER_GONE: ErrorCode = ErrorCode(0x4149_0003);
-
-/// The codes the host keeps for itself: a worker that answers one of them has answered a plugin
-/// error, not told the host how its worker fared.
-const RESERVED: std::ops::RangeInclusive<u32> = 0x4149_0000..=0x4149_ffff;
 
 /// How to start workers for one library.
 #[derive(Debug)]
@@ -102,7 +98,7 @@ impl Worker {
     /// Starts a worker and has it load the library (stage 4, in the worker).
     pub(crate) fn start(spec: &WorkerSpec) -> Result<Worker, (Option<String>, String)> {
         if !spec.dumpable {
-            protect_host_memory();
+            super::sandbox::protect_host_memory();
         }
         let started = || -> io::Result<(Child, Channel)> {
             let (host_end, worker_end) = UnixStream::pair()?;
@@ -305,28 +301,7 @@ impl Worker {
             let token = *self.token.lock();
             let reply = match message {
                 FromWorker::Done { code, body } => return answered(code, body, out),
-                FromWorker::Log { level, message } => serve(token, |token, vt| {
-                    let text = String::from_utf8_lossy(&message);
-                    (vt.log())(token, LogLevel(level), RStr::from_str(&text)).map(|()| Vec::new())
-                }),
-                FromWorker::Config => serve(token, |token, vt| {
-                    (vt.config())(token).map(|bytes| bytes.into_vec())
-                }),
-                FromWorker::Request {
-                    service,
-                    operation,
-                    payload,
-                } => serve(token, |token, vt| {
-                    let service = String::from_utf8_lossy(&service);
-                    let operation = String::from_utf8_lossy(&operation);
-                    (vt.request())(
-                        token,
-                        RStr::from_str(&service),
-                        RStr::from_str(&operation),
-                        RSlice::from_slice(&payload),
-                    )
-                    .map(|bytes| bytes.into_vec())
-                }),
+                request => serve(token, request),
             };
             let mut sent = match &reply {
                 Ok(body) => channel.send(&ToWorker::Reply {
@@ -406,59 +381,8 @@ impl Drop for Worker {
     }
 }
 
-/// What a worker's answer means for the host: the plugin's code and answer — unless the code is
-/// one the host keeps for itself (a worker cannot say its call found it dead, or was killed),
-/// which is the plugin's error.
-fn answered(code: u32, body: Vec<u8>, out: &mut Vec<u8>) -> ErrorCode {
-    if !RESERVED.contains(&code) {
-        *out = body;
-        return ErrorCode(code);
-    }
-    out.clear();
-    out.extend_from_slice(
-        format!(
-            "the plugin answered {code:#x}, a code the host keeps for itself; taken as the \
-             plugin's error ({})",
-            String::from_utf8_lossy(&body)
-        )
-        .as_bytes(),
-    );
-    ErrorCode::HANDLER
-}
-
-/// Marks this process non-dumpable, once: its memory is then out of reach of every process
-/// without `CAP_SYS_PTRACE` in its user namespace — a worker drops every capability before any
-/// plugin code runs — whatever user it runs as and whether or not Landlock holds. (Landlock
-/// refuses a sandboxed worker the host's memory too: two rules, not one.)
-fn protect_host_memory() {
-    static PROTECTED: std::sync::Once = std::sync::Once::new();
-    PROTECTED.call_once(|| {
-        if let Err(e) =
-            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        {
-            tracing::warn!("the host could not mark itself non-dumpable: {e}");
-        }
-    });
-}
-
 /// How long a worker may take to start and load its library.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves one request of the plugin with the host's own vtable functions.
-fn serve(
-    token: Option<ContextToken>,
-    f: impl FnOnce(ContextToken, airlock_abi::abi::HostVtableRef) -> RResult<Vec<u8>, HostError>,
-) -> Result<Vec<u8>, HostError> {
-    let Some(token) = token else {
-        return Err(crate::membrane::host_error(
-            airlock_abi::abi::HostErrorCode::REVOKED,
-            "",
-            "the plugin has no context yet",
-        ));
-    };
-    let context = crate::membrane::host_context(token);
-    f(token, context.vtable).into_result()
-}
 
 /// Waits up to `patience` for `child` to exit; whether it did.
 fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
@@ -469,32 +393,5 @@ fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
             Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
             _ => return false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_worker_cannot_answer_the_hosts_own_codes() {
-        let mut out = Vec::new();
-        for reserved in [
-            WORKER_FAILURE,
-            WORKER_KILLED,
-            WORKER_GONE,
-            ErrorCode(0x4149_ffff),
-        ] {
-            assert_eq!(
-                answered(reserved.0, b"gone".to_vec(), &mut out),
-                ErrorCode::HANDLER
-            );
-            assert!(String::from_utf8_lossy(&out).contains("keeps for itself"));
-        }
-        assert_eq!(
-            answered(ErrorCode::DOMAIN.0, b"no".to_vec(), &mut out),
-            ErrorCode::DOMAIN
-        );
-        assert_eq!(out, b"no");
     }
 }

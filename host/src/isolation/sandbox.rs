@@ -65,6 +65,21 @@ pub(crate) fn from_env(text: &str) -> Settings {
     settings
 }
 
+/// Marks this process non-dumpable, once: its memory is then out of reach of every process
+/// without `CAP_SYS_PTRACE` in its user namespace — a worker drops every capability before any
+/// plugin code runs — whatever user it runs as and whether or not Landlock holds. (Landlock
+/// refuses a sandboxed worker the host's memory too: two rules, not one.)
+pub(crate) fn protect_host_memory() {
+    static PROTECTED: std::sync::Once = std::sync::Once::new();
+    PROTECTED.call_once(|| {
+        if let Err(e) =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        {
+            tracing::warn!("the host could not mark itself non-dumpable: {e}");
+        }
+    });
+}
+
 /// Sandboxes this process before any plugin code runs; says what is enforced (`Err` when
 /// `required` and something is not, or when the process is not single-threaded). In order:
 /// the capabilities are dropped (no `CAP_SYS_PTRACE`: a worker running as root cannot reach

@@ -10,46 +10,21 @@
 //! left of it, so a peer that trickles a frame or drains one slowly is cut off at the deadline,
 //! however many bytes it moves.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::bounded::{read_exact_by, write_all_by};
+use super::frame::{broken, limit, Fields, Frame};
 use super::shm::{self, Region};
 use super::turns::{Bell, Side};
-
-/// The largest frame either side accepts (a library, or a call's answer).
-pub(crate) const MAX_FRAME: usize = 256 << 20;
-
-/// The largest request a plugin sends the host (a kv value, an outbound body, an event).
-const MAX_REQUEST: usize = 32 << 20;
-
-/// The largest log line a plugin sends the host.
-const MAX_LOG: usize = 1 << 20;
 
 /// How far ahead of the bytes that arrived a frame's buffer grows.
 const GROWTH: usize = 1 << 20;
 
 /// A buffer larger than this is given back after its message, not kept for the channel's life.
 const KEPT: usize = 1 << 20;
-
-/// The largest frame of each kind the host accepts from a worker (`from_worker`), or a worker
-/// from its host: only a library and an answer may be large.
-fn limit(tag: u8, from_worker: bool) -> usize {
-    match (from_worker, tag) {
-        // Done: the command's answer.
-        (true, 1) => MAX_FRAME,
-        (true, 2) => MAX_LOG,
-        // Config: the tag alone.
-        (true, 3) => 1,
-        (true, 4) => MAX_REQUEST,
-        // Load, Validate, Call, Reply: the library, a config, a payload, an answer.
-        (false, 1 | 2 | 4 | 6) => MAX_FRAME,
-        // Create, Destroy.
-        (false, 3 | 5) => 64,
-        _ => 0,
-    }
-}
 
 /// The byte that wakes a side sleeping on the socket.
 const WAKE: u8 = 0xB7;
@@ -115,71 +90,6 @@ pub(crate) enum FromWorker {
     },
 }
 
-/// Builds one frame in a reused buffer.
-struct Frame<'b>(&'b mut Vec<u8>);
-
-impl<'b> Frame<'b> {
-    fn new(buf: &'b mut Vec<u8>, tag: u8) -> Self {
-        buf.clear();
-        buf.extend_from_slice(&[0; 4]);
-        buf.push(tag);
-        Self(buf)
-    }
-    fn u32(self, n: u32) -> Self {
-        self.0.extend_from_slice(&n.to_le_bytes());
-        self
-    }
-    fn bytes(self, b: &[u8]) -> Self {
-        // Frames are bounded by MAX_FRAME, far below u32::MAX.
-        let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn finish(self) -> io::Result<()> {
-        let len = self.0.len() - 4;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a frame of {len} bytes is over the channel's limit of {MAX_FRAME}"),
-            ));
-        }
-        self.0[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(())
-    }
-}
-
-/// Reads the fields of a frame.
-struct Fields<'f>(&'f [u8]);
-
-impl<'f> Fields<'f> {
-    fn u32(&mut self) -> io::Result<u32> {
-        let (head, rest) = self.0.split_first_chunk::<4>().ok_or_else(cut)?;
-        self.0 = rest;
-        Ok(u32::from_le_bytes(*head))
-    }
-    fn bytes(&mut self) -> io::Result<&'f [u8]> {
-        let len = self.u32()? as usize;
-        if len > self.0.len() {
-            return Err(cut());
-        }
-        let (b, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(b)
-    }
-    fn text(&mut self) -> io::Result<&'f str> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| broken("a name is not UTF-8"))
-    }
-}
-
-fn cut() -> io::Error {
-    broken("a frame is cut short")
-}
-
-fn broken(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
-}
-
 /// One end of the channel.
 pub(crate) struct Channel {
     writer: UnixStream,
@@ -218,74 +128,6 @@ impl Bell for SocketBell<'_> {
             ))
         }
     }
-}
-
-/// Waits until `socket` is ready for `ready` (reading or writing), or `deadline` passes (an
-/// error). The socket is never waited on in a blocking call: the kernel gives a blocking read or
-/// write its whole timeout again each time a few bytes move, so a peer that trickles or drains
-/// slowly would stretch it without end. Polling with what is left cannot be stretched.
-fn wait_ready(
-    socket: &UnixStream,
-    ready: rustix::event::PollFlags,
-    deadline: Option<Instant>,
-) -> io::Result<()> {
-    loop {
-        let left = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-            Some(left) if left.is_zero() => return Err(io::ErrorKind::TimedOut.into()),
-            Some(left) => Some(
-                rustix::event::Timespec::try_from(left)
-                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
-            ),
-            None => None,
-        };
-        let mut fds = [rustix::event::PollFd::new(socket, ready)];
-        match rustix::event::poll(&mut fds, left.as_ref()) {
-            Ok(0) => {}
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Fills `buf` from `reader`, waiting for each byte no longer than `deadline`.
-fn read_exact_by(
-    reader: &mut BufReader<UnixStream>,
-    mut buf: &mut [u8],
-    deadline: Option<Instant>,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        // Bytes already buffered are read without waiting; otherwise the read that follows a
-        // readable poll returns what arrived (or the end) at once.
-        if reader.buffer().is_empty() {
-            wait_ready(reader.get_ref(), rustix::event::PollFlags::IN, deadline)?;
-        }
-        match reader.read(buf) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf = &mut buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `buf` to `writer`, waiting for room no longer than `deadline`: each write
-/// takes what fits now and never blocks.
-fn write_all_by(writer: &UnixStream, mut buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-    use rustix::net::SendFlags;
-    while !buf.is_empty() {
-        match rustix::net::send(writer, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::AGAIN) => {
-                wait_ready(writer, rustix::event::PollFlags::OUT, deadline)?;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 impl Channel {
@@ -545,8 +387,9 @@ impl Channel {
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame::{MAX_FRAME, MAX_LOG, MAX_REQUEST};
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     /// A host end and a worker end, opened: sharing memory, or over the socket alone.
     fn pair(shared: bool) -> (Channel, Channel) {
