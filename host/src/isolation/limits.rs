@@ -72,15 +72,26 @@ pub(crate) fn apply(text: &str) -> io::Result<()> {
 
 /// A descriptor for the worker `pid`, a child of this process not yet waited for (so the id
 /// is still its own); `None` where the kernel has no pidfds.
+#[cfg(target_os = "linux")]
 pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
     let pid = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
+/// No pidfds here: the worker is signalled through its `Child`, locked against being reaped.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pidfd(_: u32) -> Option<OwnedFd> {
+    None
+}
+
 /// SIGKILL to the worker behind `pidfd`: it reaches that process or, if it has ended, nothing.
+#[cfg(target_os = "linux")]
 pub(crate) fn kill(pidfd: &OwnedFd) {
     let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
 }
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn kill(_: &OwnedFd) {}
 
 /// How a worker ended: `killed by signal 11 (SIGSEGV)`, `exited with exit status: 2`.
 pub(crate) fn ended(status: std::process::ExitStatus) -> String {

@@ -69,6 +69,7 @@ pub(crate) fn from_env(text: &str) -> Settings {
 /// without `CAP_SYS_PTRACE` in its user namespace — a worker drops every capability before any
 /// plugin code runs — whatever user it runs as and whether or not Landlock holds. (Landlock
 /// refuses a sandboxed worker the host's memory too: two rules, not one.)
+#[cfg(target_os = "linux")]
 pub(crate) fn protect_host_memory() {
     static PROTECTED: std::sync::Once = std::sync::Once::new();
     PROTECTED.call_once(|| {
@@ -79,6 +80,10 @@ pub(crate) fn protect_host_memory() {
         }
     });
 }
+
+/// No dumpable mark elsewhere (no sandbox either: the load report says so).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn protect_host_memory() {}
 
 /// Sandboxes this process before any plugin code runs; says what is enforced (`Err` when
 /// `required` and something is not, or when the process is not single-threaded). In order:
