@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
@@ -11,11 +11,76 @@ use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
 use super::called::{answer, lookup, message, pending, plugin_error_code, refuse, Called};
+use super::gate::Shut;
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
 use crate::outcome::PluginState;
 use crate::permission::Target;
+
+/// The longest a service thread (the health poller, the event dispatcher, the timer thread)
+/// waits for a serial plugin's gate: a plugin busy for longer is skipped this time (a health
+/// poll keeps the last answer; an event or timer run to it fails `busy` and is logged), and
+/// the thread goes on to the other plugins.
+pub(crate) const SERVICE_WAIT: Duration = Duration::from_millis(50);
+
+/// The refusal of a call to a quarantined plugin.
+#[cold]
+fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    let id = plugin.id();
+    refuse(
+        out,
+        CallErrorCode::Quarantined,
+        format_args!(
+            "plugin {id} is quarantined after repeated faults; an operator must enable it again"
+        ),
+    )
+}
+
+/// The refusal of a call to a plugin with no running instance.
+#[cold]
+fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    refuse(
+        out,
+        CallErrorCode::Revoked,
+        format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
+    )
+}
+
+/// The refusal of a call that did not get through a serial plugin's gate.
+#[cold]
+fn shut_out(plugin: &LoadedPlugin, shut: Shut, out: &mut Vec<u8>) -> Called {
+    let id = plugin.id();
+    match shut {
+        Shut::Reentrant => refuse(
+            out,
+            CallErrorCode::Reentrant,
+            format_args!(
+                "plugin {id} is serial and this thread is already inside it (a call cycle); \
+                 refused instead of deadlocking"
+            ),
+        ),
+        Shut::Busy(waited) => refuse(
+            out,
+            CallErrorCode::Busy,
+            format_args!(
+                "plugin {id} is serial and another call stayed inside it for the {} ms this \
+                 call could wait; it did not run",
+                waited.as_millis()
+            ),
+        ),
+        Shut::Cycle => refuse(
+            out,
+            CallErrorCode::Busy,
+            format_args!(
+                "plugin {id} is serial and the call inside it waits for this thread (a wait \
+                 cycle across threads); refused instead of deadlocking"
+            ),
+        ),
+        Shut::Gone if plugin.state.is(PluginState::Quarantined) => quarantined(plugin, out),
+        Shut::Gone => not_running(plugin, out),
+    }
+}
 
 impl HostShared {
     /// Runs one invocation on the running instance of `plugin` (see
@@ -82,19 +147,27 @@ impl HostShared {
             }
         }
         if plugin.state.is(PluginState::Quarantined) {
-            let id = plugin.id();
-            return refuse(
-                out,
-                CallErrorCode::Quarantined,
-                format_args!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
-            );
+            return quarantined(plugin, out);
         }
+        // Taken before the call is marked: a call waiting for the gate is not yet running, and
+        // the watchdog does not time it as running.
+        let _serial = match &plugin.serial {
+            None => None,
+            Some(gate) => match gate.enter(
+                record,
+                || self.gate_deadline(record, plugin, kind),
+                || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
+            ) {
+                Ok(pass) => Some(pass),
+                Err(shut) => return shut_out(plugin, shut, out),
+            },
+        };
         plugin
             .running
             .with_call(record, |running, call| match running {
-                Some(running) if to.is_none_or(|to| to == running.token) => self.invoke_running(
-                    record, call, plugin, running, kind, index, name, payload, out,
-                ),
+                Some(running) if to.is_none_or(|to| to == running.token) => {
+                    self.invoke_running(call, plugin, running, kind, index, name, payload, out)
+                }
                 Some(_) => refuse(
                     out,
                     CallErrorCode::Revoked,
@@ -103,20 +176,16 @@ impl HostShared {
                         plugin.id()
                     ),
                 ),
-                None => refuse(
-                    out,
-                    CallErrorCode::Revoked,
-                    format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
-                ),
+                None => not_running(plugin, out),
             })
     }
 
-    /// [`HostShared::invoke_into`] on the instance that is running.
+    /// [`HostShared::invoke_into`] on the instance that is running (a serial plugin's gate
+    /// already taken).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn invoke_running(
         &self,
-        record: Option<&'static ThreadRecord>,
         call: Option<CallMark>,
         plugin: &LoadedPlugin,
         running: &Running,
@@ -126,23 +195,6 @@ impl HostShared {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        let _serial = match &plugin.serial {
-            None => None,
-            Some(gate) => match gate.enter(record) {
-                Some(pass) => Some(pass),
-                None => {
-                    return refuse(
-                        out,
-                        CallErrorCode::Reentrant,
-                        format_args!(
-                            "plugin {} is serial and this thread is already inside it (a call \
-                             cycle); refused instead of deadlocking",
-                            plugin.id()
-                        ),
-                    )
-                }
-            },
-        };
         // The watchdog times the call (and counts the fault) from its own thread, from the
         // call's mark in this thread's hazard slot: the call path never reads the clock.
         let code = running.instance.call(kind, index, name, payload, out);
@@ -150,6 +202,45 @@ impl HostShared {
             return Called::Answered;
         }
         self.ended_badly(plugin, name, code, call.filter(|c| c.reported()), out)
+    }
+
+    /// How long a call may wait for a serial plugin's gate (asked only when the gate is taken):
+    /// its own call timeout; no longer than what is left of the call this thread is nested in
+    /// (a wait past it would outlive its caller); and for a service thread's entry (a health
+    /// poll, an event, a timer run) no longer than [`SERVICE_WAIT`], so that one busy plugin
+    /// never holds up the others.
+    #[cold]
+    fn gate_deadline(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        plugin: &LoadedPlugin,
+        kind: InvocationKind,
+    ) -> Instant {
+        let now = Instant::now();
+        let mut bound = plugin.policy.call_timeout;
+        if [
+            InvocationKind::HEALTH,
+            InvocationKind::EVENT,
+            InvocationKind::TIMER,
+        ]
+        .contains(&kind)
+        {
+            bound = bound.min(SERVICE_WAIT);
+        }
+        let mut until = now + bound;
+        if let Some((address, from, limit)) = record.and_then(|r| r.innermost_call_timed(now)) {
+            // The outer call's timeout, as the watchdog saw it, or from this host's table.
+            let limit = limit.or_else(|| {
+                self.table()
+                    .iter()
+                    .find(|p| p.running.address() == address)
+                    .map(|p| p.policy.call_timeout)
+            });
+            if let Some(limit) = limit {
+                until = until.min(from + limit);
+            }
+        }
+        until
     }
 
     /// A call that did not simply answer: a panic is a fault; a call reported past its timeout

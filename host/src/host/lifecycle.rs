@@ -20,8 +20,9 @@ use crate::loader;
 use crate::loader::hazard::Guarded;
 use crate::policy::Isolation;
 
+use super::gate::SerialGate;
 use super::pipeline::Checked;
-use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, SerialGate, Settings};
+use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, Settings};
 use super::shared::HostShared;
 use crate::outcome::{PluginState, TeardownOutcome, TeardownRecord};
 use crate::services::HostServices;
@@ -109,7 +110,7 @@ impl HostShared {
         // (and a call cycle back into it is refused, not deadlocked).
         let serial = (file.manifest.concurrency == Concurrency::Serial
             || decision.policy.isolation == Isolation::Process)
-            .then(SerialGate::default);
+            .then(|| Arc::new(SerialGate::default()));
         let plugin = LoadedPlugin {
             creator,
             _library: library,

@@ -156,6 +156,22 @@ impl ThreadRecord {
         }
     }
 
+    /// The innermost call this thread is in (the owning thread only): the address of the value
+    /// it reads (its plugin's running instance), when it is timed from and its timeout if a
+    /// watchdog saw it already ([`CallSlot::timed_from`]). `None` when the thread is in no
+    /// timed call.
+    pub(crate) fn innermost_call_timed(
+        &self,
+        now: Instant,
+    ) -> Option<(usize, Instant, Option<Duration>)> {
+        let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);
+        (0..depth).rev().find_map(|d| {
+            let (address, number) = self.call_at(d)?;
+            let (from, limit) = self.watch.timed_from(d, number, now);
+            Some((address, from, limit))
+        })
+    }
+
     /// Whether this thread is inside a call into a plugin (the owning thread only).
     pub(crate) fn in_call(&self) -> bool {
         self.innermost_call().is_some()

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use super::hazard::{self, ThreadRecord, DEPTH};
 use super::sync::{AtomicU64, Ordering};
 
+/// A call a watchdog saw in a slot: its number, when it was first seen, its timeout.
+type Seen = (u64, Option<Instant>, Option<Duration>);
+
 /// What the watchdogs saw and reported of one thread's calls, per hazard slot.
 #[derive(Debug)]
 pub(crate) struct CallSlot {
@@ -32,8 +35,9 @@ pub(crate) struct CallSlot {
     /// Per slot: the number of the last call whose overrun was settled, by the watchdog (a
     /// fault) or by the call returning (cancelled).
     settled: [AtomicU64; DEPTH],
-    /// Per slot: the call a watchdog saw there and when it first saw it.
-    seen: parking_lot::Mutex<[(u64, Option<Instant>); DEPTH]>,
+    /// Per slot: the call a watchdog saw there, when it first saw it, and its timeout (unknown
+    /// when the call's own thread marked it first, see [`CallSlot::timed_from`]).
+    seen: parking_lot::Mutex<[Seen; DEPTH]>,
 }
 
 impl Default for CallSlot {
@@ -41,7 +45,7 @@ impl Default for CallSlot {
         Self {
             reported: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             settled: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            seen: parking_lot::Mutex::new([(0, None); DEPTH]),
+            seen: parking_lot::Mutex::new([(0, None, None); DEPTH]),
         }
     }
 }
@@ -67,17 +71,41 @@ impl CallSlot {
     /// Forgets what the watchdogs saw (the thread that owned the record has exited; the end
     /// counts, and so the call numbers, carry on).
     pub(crate) fn reset(&self) {
-        *self.seen.lock() = [(0, None); DEPTH];
+        *self.seen.lock() = [(0, None, None); DEPTH];
     }
 
-    /// When a watchdog first saw call `number` in slot `depth` (now, if this is the first time).
-    fn first_seen(&self, depth: usize, number: u64, now: Instant) -> Instant {
+    /// When a watchdog first saw call `number` in slot `depth` (now, if this is the first time),
+    /// remembering its timeout.
+    fn first_seen(&self, depth: usize, number: u64, now: Instant, limit: Duration) -> Instant {
         let mut seen = self.seen.lock();
         match &mut seen[depth] {
-            (seen, Some(at)) if *seen == number => *at,
+            (seen, Some(at), known) if *seen == number => {
+                *known = Some(limit);
+                *at
+            }
             other => {
-                *other = (number, Some(now));
+                *other = (number, Some(now), Some(limit));
                 now
+            }
+        }
+    }
+
+    /// When call `number` in slot `depth` is timed from, and its timeout if a watchdog saw it
+    /// already; for the call's own thread (a call nested in it waiting for a serial gate reads
+    /// what is left of it). A call no watchdog saw yet is timed from `now`, the instant the
+    /// next scan would have chosen within one interval: watchdog and thread agree on it.
+    pub(crate) fn timed_from(
+        &self,
+        depth: usize,
+        number: u64,
+        now: Instant,
+    ) -> (Instant, Option<Duration>) {
+        let mut seen = self.seen.lock();
+        match &mut seen[depth] {
+            (seen, Some(at), limit) if *seen == number => (*at, *limit),
+            other => {
+                *other = (number, Some(now), None);
+                (now, None)
             }
         }
     }
@@ -101,7 +129,7 @@ pub(crate) fn scan(
             let Some((limit, grace)) = deadline(address) else {
                 continue;
             };
-            let running = now.duration_since(slot.first_seen(depth, number, now));
+            let running = now.duration_since(slot.first_seen(depth, number, now, limit));
             if running > limit {
                 slot.report(depth, number);
             }
