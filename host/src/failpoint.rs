@@ -53,3 +53,7 @@ pub(crate) fn hit(name: &'static str) {
 /// A delivery (event or timer run) found the plugin whose running instance has the token it is
 /// addressed to, and is about to invoke it.
 pub(crate) const DELIVER_MATCHED: &str = "deliver:matched";
+
+/// The supervisor is about to restart an isolated plugin whose worker died, holding the admin
+/// lock.
+pub(crate) const RESTART_LOCKED: &str = "restart:locked";

@@ -224,11 +224,14 @@ impl crate::delivery::Deliver for HostShared {
 impl crate::supervisor::Supervised for HostShared {
     fn watchdog_scan(&self) {
         HostShared::watchdog_scan(self);
-        self.restart_dead_workers();
     }
 
     fn poll_all_health(&self) {
         HostShared::poll_all_health(self);
+    }
+
+    fn restart_dead_workers(&self) {
+        HostShared::restart_dead_workers(self);
     }
 }
 
