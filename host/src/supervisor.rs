@@ -57,6 +57,7 @@ impl Supervisor {
             h.restart_dead_workers()
         }));
         threads.extend(spawn("airlock-health", health_interval, |h| {
+            crate::delivery::serve_on_this_thread();
             h.poll_all_health()
         }));
         Self {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
+use crate::delivery::Delivered;
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
@@ -19,9 +20,11 @@ use crate::outcome::PluginState;
 use crate::permission::Target;
 
 /// The longest a service thread (the health poller, the event dispatcher, the timer thread)
-/// waits for a serial plugin's gate: a plugin busy for longer is skipped this time (a health
-/// poll keeps the last answer; an event or timer run to it fails `busy` and is logged), and
-/// the thread goes on to the other plugins.
+/// waits for a serial plugin's gate: a plugin busy for longer is passed over this time, and
+/// the thread goes on to the other plugins. A health poll is skipped (the last answer stays);
+/// a timer run is skipped like a cron match that comes while the job runs (the job runs at its
+/// next time); an event waits in the dispatcher and is tried again, in order, after the
+/// plugin's other events (`events.rs`).
 pub(crate) const SERVICE_WAIT: Duration = Duration::from_millis(50);
 
 /// The refusal of a call to a quarantined plugin.
@@ -155,7 +158,7 @@ impl HostShared {
             None => None,
             Some(gate) => match gate.enter(
                 record,
-                || self.gate_deadline(record, plugin, kind),
+                || self.gate_deadline(record, plugin),
                 || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
             ) {
                 Ok(pass) => Some(pass),
@@ -214,17 +217,10 @@ impl HostShared {
         &self,
         record: Option<&'static ThreadRecord>,
         plugin: &LoadedPlugin,
-        kind: InvocationKind,
     ) -> Instant {
         let now = Instant::now();
         let mut bound = plugin.policy.call_timeout;
-        if [
-            InvocationKind::HEALTH,
-            InvocationKind::EVENT,
-            InvocationKind::TIMER,
-        ]
-        .contains(&kind)
-        {
+        if crate::delivery::on_service_thread() {
             bound = bound.min(SERVICE_WAIT);
         }
         let mut until = now + bound;
@@ -449,13 +445,13 @@ impl HostShared {
         kind: InvocationKind,
         name: &str,
         payload: &[u8],
-    ) {
+    ) -> Delivered {
         let plugins = self.table();
         let Some(plugin) = plugins
             .iter()
             .find(|p| p.running.with(|r| r.is_some_and(|r| r.token == token)))
         else {
-            return;
+            return Delivered::Done;
         };
         crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
         let mut out = Vec::new();
@@ -472,6 +468,10 @@ impl HostShared {
             Called::Answered | Called::Domain | Called::Retryable | Called::Pending => true,
             // Torn down since it was found: it was for that instance, not for its successor.
             Called::Failed(CallErrorCode::Revoked) => false,
+            Called::Failed(CallErrorCode::Busy) if crate::delivery::on_service_thread() => {
+                tracing::debug!(plugin = %plugin.id(), name, "busy: delivery passed over");
+                return Delivered::Busy;
+            }
             Called::Failed(code) => {
                 let message = message(&out);
                 tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
@@ -486,5 +486,6 @@ impl HostShared {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        Delivered::Done
     }
 }

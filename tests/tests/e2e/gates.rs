@@ -158,3 +158,108 @@ fn callers_queued_for_a_serial_plugin_are_not_timed_as_its_run() {
         .iter()
         .any(|o| matches!(o, Ok(ActionOutcome::Ok(_)))));
 }
+
+/// The service threads (the health poller, the timer thread, the event dispatcher) each serve
+/// every plugin: one serial plugin stuck in a long call must not stop the others' timer runs
+/// and health polls.
+#[test]
+fn a_serial_plugin_stuck_in_a_call_does_not_stop_the_others_timers_or_health_polls() {
+    let dir = TempPluginDir::with(&["prover", "prover-parallel"]);
+    let mut policy = String::from("[defaults]\nhealth_interval_ms = 20\n");
+    for id in ["prover", "prover-parallel"] {
+        policy.push_str(&format!(
+            "[plugins.{id}]\ngrants = [\"timers\"]\ncall_timeout_ms = 30000\nshutdown_deadline_ms = 100\n\
+             [plugins.{id}.config]\ntick_ms = 10\n"
+        ));
+    }
+    let (host, report) = dir.load(&policy);
+    assert!(report.refused().next().is_none(), "{report:#?}");
+    let host = Arc::new(host);
+    let count = |plugin: &str, action: &str| match host.call(plugin, action, &json!(null)) {
+        Ok(ActionOutcome::Ok(n)) => n.as_u64().expect("a count"),
+        other => panic!("{plugin}.{action}: {other:?}"),
+    };
+    // prover is busy for 20 s; its own timer runs and health polls cannot enter meanwhile.
+    let holder = {
+        let host = host.clone();
+        std::thread::spawn(move || host.call("prover", "hold", &json!(20_000)))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let (ticks, polls) = (
+        count("prover-parallel", "ticks"),
+        count("prover-parallel", "polls"),
+    );
+    // The other plugin keeps being served: both counts move on long before prover is free.
+    let began = Instant::now();
+    loop {
+        let moved = count("prover-parallel", "ticks") > ticks + 5
+            && count("prover-parallel", "polls") > polls + 5;
+        if moved {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the service threads waited for the busy plugin: ticks {ticks} -> {}, polls {polls} -> {}",
+            count("prover-parallel", "ticks"),
+            count("prover-parallel", "polls")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let info = host.plugin("prover").expect("listed");
+    assert_eq!(info.state, PluginState::Running);
+    assert_eq!(info.stats.faults, 0);
+    // Not waited for: disabling abandons the instance the 20 s call still runs on.
+    host.disable("prover").expect("disable");
+    drop(holder);
+}
+
+/// An event for a serial plugin busy with a call waits for it without holding up the other
+/// plugins' events, and the busy plugin hears its events afterwards, in order.
+#[test]
+fn events_for_a_busy_serial_plugin_wait_for_it_and_do_not_hold_up_the_others() {
+    let dir = TempPluginDir::with(&["prover", "prover-parallel"]);
+    let mut policy = String::new();
+    for id in ["prover", "prover-parallel"] {
+        policy.push_str(&format!(
+            "[plugins.{id}]\ngrants = [\"events.subscribe:gate.*\"]\ncall_timeout_ms = 30000\n\
+             [plugins.{id}.config]\nsubscribe = \"gate.*\"\n"
+        ));
+    }
+    let (host, report) = dir.load(&policy);
+    assert!(report.refused().next().is_none(), "{report:#?}");
+    let host = Arc::new(host);
+    let heard = |plugin: &str| match host.call(plugin, "heard", &json!(null)) {
+        Ok(ActionOutcome::Ok(topics)) => topics,
+        other => panic!("{plugin}.heard: {other:?}"),
+    };
+    let holder = {
+        let host = host.clone();
+        std::thread::spawn(move || host.call("prover", "hold", &json!(6_000)))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let topics: Vec<String> = (1..=5).map(|n| format!("gate.{n}")).collect();
+    for topic in &topics {
+        assert_eq!(host.publish(topic, &json!(null)), 2);
+    }
+    // The other plugin hears them while prover is still busy.
+    let began = Instant::now();
+    while heard("prover-parallel") != json!(topics) {
+        assert!(
+            began.elapsed() < Duration::from_secs(4),
+            "the dispatcher waited for the busy plugin: {}",
+            heard("prover-parallel")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    holder.join().expect("holder").expect("hold");
+    // Once free, prover hears every event, in the order they were published.
+    let began = Instant::now();
+    while heard("prover") != json!(topics) {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "not delivered after the plugin was free: {}",
+            heard("prover")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
