@@ -109,3 +109,60 @@ fn a_slow_worker_restart_does_not_delay_the_watchdog() {
         "the watchdog waited for the restart: the call ran {took:?}"
     );
 }
+
+/// A plugin's helper thread that passed the `closing` check just before teardown set it, and
+/// subscribes after teardown removed the context's subscriptions, must not leave a
+/// subscription of the dead context behind (every publish would match it).
+#[test]
+fn a_subscription_added_as_teardown_removes_them_does_not_outlive_the_context() {
+    let dir = TempPluginDir::with(&["probe"]);
+    let (host, report) = dir.load("[plugins.probe]\ngrants = [\"events.subscribe:probe.*\"]\n");
+    assert!(report.all_ok(), "{report:#?}");
+    let host = Arc::new(host);
+    let released = Arc::new(AtomicBool::new(false));
+    {
+        let released = released.clone();
+        airlock::failpoint::arm("context:released", move || {
+            released.store(true, Ordering::SeqCst);
+        });
+    }
+    let disabling = Arc::new(std::sync::Mutex::new(None));
+    {
+        let (host, released, disabling) = (host.clone(), released.clone(), disabling.clone());
+        airlock::failpoint::arm("membrane:subscribe-checked", move || {
+            let mut disabling = disabling.lock().expect("lock");
+            if disabling.is_some() {
+                return;
+            }
+            // Teardown starts now, and removes the subscriptions before this one is added.
+            let host = host.clone();
+            *disabling = Some(std::thread::spawn(move || host.disable("probe")));
+            let began = Instant::now();
+            while !released.load(Ordering::SeqCst) {
+                assert!(began.elapsed() < Duration::from_secs(30), "never released");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+    }
+    let answer = host.call("probe", "subscribe_later", &json!("probe.*"));
+    assert_eq!(answer.expect("call"), ActionOutcome::Ok(json!(null)));
+    let began = Instant::now();
+    let disable = loop {
+        if let Some(disable) = disabling.lock().expect("lock").take() {
+            break disable;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no subscription tried"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    disable.join().expect("disable").expect("disabled");
+    airlock::failpoint::disarm("membrane:subscribe-checked");
+    airlock::failpoint::disarm("context:released");
+    assert_eq!(
+        host.publish("probe.after", &json!(null)),
+        0,
+        "a subscription of the torn-down context was left behind"
+    );
+}

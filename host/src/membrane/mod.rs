@@ -208,7 +208,11 @@ fn built_in(
             )?;
             if request == Request::EventsSubscribe {
                 refuse_when_closing(entry)?;
+                crate::failpoint::hit(crate::failpoint::SUBSCRIBE_CHECKED);
                 host.events().subscribe(token, &req.pattern);
+                undo_when_closing(entry, || {
+                    host.events().unsubscribe(token, &req.pattern);
+                })?;
                 Ok(b"null".to_vec())
             } else {
                 json(&host.events().unsubscribe(token, &req.pattern))
@@ -223,6 +227,9 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, every)
                 .map_err(bad_request)?;
+            undo_when_closing(entry, || {
+                host.timers().cancel(token, &req.name);
+            })?;
             Ok(b"null".to_vec())
         }
         Request::TimersCron => {
@@ -234,6 +241,9 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, Schedule::Cron(Box::new(cron)))
                 .map_err(bad_request)?;
+            undo_when_closing(entry, || {
+                host.timers().cancel(token, &req.name);
+            })?;
             Ok(b"null".to_vec())
         }
         Request::TimersCancel => {
@@ -387,6 +397,15 @@ pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -
         capability: RString::from(capability),
         message: RString::from(message),
     }
+}
+
+/// After a timer job or subscription was added: if teardown began meanwhile (the thread was
+/// pre-empted between [`refuse_when_closing`] and the insert), takes it away again and refuses.
+/// Teardown sets `closing` before it removes what the context holds, and both sides lock the
+/// same table, so either teardown's removal comes after the insert or this sees `closing`:
+/// nothing is left firing for a dead context.
+fn undo_when_closing(entry: &ContextEntry, undo: impl FnOnce()) -> Result<(), HostError> {
+    refuse_when_closing(entry).inspect_err(|_| undo())
 }
 
 fn refuse_when_closing(entry: &ContextEntry) -> Result<(), HostError> {
