@@ -21,6 +21,9 @@
 //!   not yet written (a thread between taking the lock and writing its index) hides a cycle
 //!   for a moment; the waiter looks again every [`SLICE`].
 //!
+//! How long a call may wait ([`HostShared::gate_deadline`], [`SERVICE_WAIT`]) and the refusals
+//! of a call shut out ([`shut_out`]) are here too.
+//!
 //! [`HostShared::invoke_into`]: super::shared::HostShared::invoke_into
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +32,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::error::CallErrorCode;
 use crate::loader::hazard::ThreadRecord;
+use crate::outcome::PluginState;
+
+use super::called::{not_running, quarantined, refuse, Called};
+use super::plugin::LoadedPlugin;
+use super::shared::HostShared;
 
 /// How long a waiter waits before it looks again for a wait cycle and whether the plugin is
 /// still there to call.
@@ -165,6 +174,83 @@ struct Registered(usize);
 impl Drop for Registered {
     fn drop(&mut self) {
         WAITING.lock().retain(|(waiter, _)| *waiter != self.0);
+    }
+}
+
+/// The longest a service thread (the health poller, the event dispatcher, the timer thread)
+/// waits for a serial plugin's gate: a plugin busy for longer is passed over this time, and
+/// the thread goes on to the other plugins. A health poll is skipped (the last answer stays);
+/// a timer run is skipped like a cron match that comes while the job runs (the job runs at its
+/// next time); an event waits in the dispatcher and is tried again, in order, after the
+/// plugin's other events (`events.rs`).
+pub(crate) const SERVICE_WAIT: Duration = Duration::from_millis(50);
+
+/// The refusal of a call that did not get through a serial plugin's gate.
+#[cold]
+pub(super) fn shut_out(plugin: &LoadedPlugin, shut: Shut, out: &mut Vec<u8>) -> Called {
+    let id = plugin.id();
+    match shut {
+        Shut::Reentrant => refuse(
+            out,
+            CallErrorCode::Reentrant,
+            format_args!(
+                "plugin {id} is serial and this thread is already inside it (a call cycle); \
+                 refused instead of deadlocking"
+            ),
+        ),
+        Shut::Busy(waited) => refuse(
+            out,
+            CallErrorCode::Busy,
+            format_args!(
+                "plugin {id} is serial and another call stayed inside it for the {} ms this \
+                 call could wait; it did not run",
+                waited.as_millis()
+            ),
+        ),
+        Shut::Cycle => refuse(
+            out,
+            CallErrorCode::Busy,
+            format_args!(
+                "plugin {id} is serial and the call inside it waits for this thread (a wait \
+                 cycle across threads); refused instead of deadlocking"
+            ),
+        ),
+        Shut::Gone if plugin.state.is(PluginState::Quarantined) => quarantined(plugin, out),
+        Shut::Gone => not_running(plugin, out),
+    }
+}
+
+impl HostShared {
+    /// How long a call may wait for a serial plugin's gate (asked only when the gate is taken):
+    /// its own call timeout; no longer than what is left of the call this thread is nested in
+    /// (a wait past it would outlive its caller); and for a service thread's entry (a health
+    /// poll, an event, a timer run) no longer than [`SERVICE_WAIT`], so that one busy plugin
+    /// never holds up the others.
+    #[cold]
+    pub(super) fn gate_deadline(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        plugin: &LoadedPlugin,
+    ) -> Instant {
+        let now = Instant::now();
+        let mut bound = plugin.policy.call_timeout;
+        if crate::delivery::on_service_thread() {
+            bound = bound.min(SERVICE_WAIT);
+        }
+        let mut until = now + bound;
+        if let Some((address, from, limit)) = record.and_then(|r| r.innermost_call_timed(now)) {
+            // The outer call's timeout, as the watchdog saw it, or from this host's table.
+            let limit = limit.or_else(|| {
+                self.table()
+                    .iter()
+                    .find(|p| p.running.address() == address)
+                    .map(|p| p.policy.call_timeout)
+            });
+            if let Some(limit) = limit {
+                until = until.min(from + limit);
+            }
+        }
+        until
     }
 }
 

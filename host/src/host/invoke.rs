@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
@@ -11,79 +11,14 @@ use crate::delivery::Delivered;
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
-use super::called::{answer, lookup, message, pending, plugin_error_code, refuse, Called};
-use super::gate::Shut;
+use super::called::{
+    answer, lookup, message, not_running, pending, plugin_error_code, quarantined, refuse, Called,
+};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
 use crate::outcome::PluginState;
 use crate::permission::Target;
-
-/// The longest a service thread (the health poller, the event dispatcher, the timer thread)
-/// waits for a serial plugin's gate: a plugin busy for longer is passed over this time, and
-/// the thread goes on to the other plugins. A health poll is skipped (the last answer stays);
-/// a timer run is skipped like a cron match that comes while the job runs (the job runs at its
-/// next time); an event waits in the dispatcher and is tried again, in order, after the
-/// plugin's other events (`events.rs`).
-pub(crate) const SERVICE_WAIT: Duration = Duration::from_millis(50);
-
-/// The refusal of a call to a quarantined plugin.
-#[cold]
-fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
-    let id = plugin.id();
-    refuse(
-        out,
-        CallErrorCode::Quarantined,
-        format_args!(
-            "plugin {id} is quarantined after repeated faults; an operator must enable it again"
-        ),
-    )
-}
-
-/// The refusal of a call to a plugin with no running instance.
-#[cold]
-fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
-    refuse(
-        out,
-        CallErrorCode::Revoked,
-        format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
-    )
-}
-
-/// The refusal of a call that did not get through a serial plugin's gate.
-#[cold]
-fn shut_out(plugin: &LoadedPlugin, shut: Shut, out: &mut Vec<u8>) -> Called {
-    let id = plugin.id();
-    match shut {
-        Shut::Reentrant => refuse(
-            out,
-            CallErrorCode::Reentrant,
-            format_args!(
-                "plugin {id} is serial and this thread is already inside it (a call cycle); \
-                 refused instead of deadlocking"
-            ),
-        ),
-        Shut::Busy(waited) => refuse(
-            out,
-            CallErrorCode::Busy,
-            format_args!(
-                "plugin {id} is serial and another call stayed inside it for the {} ms this \
-                 call could wait; it did not run",
-                waited.as_millis()
-            ),
-        ),
-        Shut::Cycle => refuse(
-            out,
-            CallErrorCode::Busy,
-            format_args!(
-                "plugin {id} is serial and the call inside it waits for this thread (a wait \
-                 cycle across threads); refused instead of deadlocking"
-            ),
-        ),
-        Shut::Gone if plugin.state.is(PluginState::Quarantined) => quarantined(plugin, out),
-        Shut::Gone => not_running(plugin, out),
-    }
-}
 
 impl HostShared {
     /// Runs one invocation on the running instance of `plugin` (see
@@ -162,7 +97,7 @@ impl HostShared {
                 || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
             ) {
                 Ok(pass) => Some(pass),
-                Err(shut) => return shut_out(plugin, shut, out),
+                Err(shut) => return super::gate::shut_out(plugin, shut, out),
             },
         };
         plugin
@@ -205,38 +140,6 @@ impl HostShared {
             return Called::Answered;
         }
         self.ended_badly(plugin, name, code, call.filter(|c| c.reported()), out)
-    }
-
-    /// How long a call may wait for a serial plugin's gate (asked only when the gate is taken):
-    /// its own call timeout; no longer than what is left of the call this thread is nested in
-    /// (a wait past it would outlive its caller); and for a service thread's entry (a health
-    /// poll, an event, a timer run) no longer than [`SERVICE_WAIT`], so that one busy plugin
-    /// never holds up the others.
-    #[cold]
-    fn gate_deadline(
-        &self,
-        record: Option<&'static ThreadRecord>,
-        plugin: &LoadedPlugin,
-    ) -> Instant {
-        let now = Instant::now();
-        let mut bound = plugin.policy.call_timeout;
-        if crate::delivery::on_service_thread() {
-            bound = bound.min(SERVICE_WAIT);
-        }
-        let mut until = now + bound;
-        if let Some((address, from, limit)) = record.and_then(|r| r.innermost_call_timed(now)) {
-            // The outer call's timeout, as the watchdog saw it, or from this host's table.
-            let limit = limit.or_else(|| {
-                self.table()
-                    .iter()
-                    .find(|p| p.running.address() == address)
-                    .map(|p| p.policy.call_timeout)
-            });
-            if let Some(limit) = limit {
-                until = until.min(from + limit);
-            }
-        }
-        until
     }
 
     /// A call that did not simply answer: a panic is a fault; a call reported past its timeout

@@ -210,9 +210,7 @@ fn built_in(
                 refuse_when_closing(entry)?;
                 crate::failpoint::hit(crate::failpoint::SUBSCRIBE_CHECKED);
                 host.events().subscribe(token, &req.pattern);
-                undo_when_closing(entry, || {
-                    host.events().unsubscribe(token, &req.pattern);
-                })?;
+                undo_when_closing(entry, || host.events().unsubscribe(token, &req.pattern))?;
                 Ok(b"null".to_vec())
             } else {
                 json(&host.events().unsubscribe(token, &req.pattern))
@@ -227,9 +225,7 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, every)
                 .map_err(bad_request)?;
-            undo_when_closing(entry, || {
-                host.timers().cancel(token, &req.name);
-            })?;
+            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
             Ok(b"null".to_vec())
         }
         Request::TimersCron => {
@@ -241,9 +237,7 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, Schedule::Cron(Box::new(cron)))
                 .map_err(bad_request)?;
-            undo_when_closing(entry, || {
-                host.timers().cancel(token, &req.name);
-            })?;
+            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
             Ok(b"null".to_vec())
         }
         Request::TimersCancel => {
@@ -399,13 +393,10 @@ pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -
     }
 }
 
-/// After a timer job or subscription was added: if teardown began meanwhile (the thread was
-/// pre-empted between [`refuse_when_closing`] and the insert), takes it away again and refuses.
-/// Teardown sets `closing` before it removes what the context holds, and both sides lock the
-/// same table, so either teardown's removal comes after the insert or this sees `closing`:
-/// nothing is left firing for a dead context.
-fn undo_when_closing(entry: &ContextEntry, undo: impl FnOnce()) -> Result<(), HostError> {
-    refuse_when_closing(entry).inspect_err(|_| undo())
+/// After an insert: if teardown began meanwhile (it sets `closing`, then removes under the
+/// insert's lock: its removal comes after the insert, or this sees it), undoes it and refuses.
+fn undo_when_closing<R>(entry: &ContextEntry, undo: impl FnOnce() -> R) -> Result<(), HostError> {
+    refuse_when_closing(entry).inspect_err(|_| drop(undo()))
 }
 
 fn refuse_when_closing(entry: &ContextEntry) -> Result<(), HostError> {
