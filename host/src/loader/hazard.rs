@@ -162,9 +162,10 @@ impl ThreadRecord {
         }
     }
 
-    /// The innermost call this thread is in (the owning thread only): the address of the value
-    /// it reads (its plugin's running instance), when it is timed from and its timeout if a
-    /// watchdog saw it already ([`CallSlot::timed_from`]). `None` when the thread is in no
+    /// The innermost timed call this thread is in (the owning thread only; an untimed call
+    /// nested deeper runs inside it, so its deadline bounds that one too): the address of the
+    /// value it reads (its plugin's running instance), when it is timed from and its timeout if
+    /// a watchdog saw it already ([`CallSlot::timed_from`]). `None` when the thread is in no
     /// timed call.
     pub(crate) fn innermost_call_timed(
         &self,
