@@ -223,9 +223,9 @@ pub(super) fn shut_out(plugin: &LoadedPlugin, shut: Shut, out: &mut Vec<u8>) -> 
 impl HostShared {
     /// How long a call may wait for a serial plugin's gate (asked only when the gate is taken):
     /// its own call timeout; no longer than what is left of the call this thread is nested in
-    /// (a wait past it would outlive its caller); and for a service thread's entry (a health
-    /// poll, an event, a timer run) no longer than [`SERVICE_WAIT`], so that one busy plugin
-    /// never holds up the others.
+    /// (a wait past it would outlive its caller); and for a service thread's own entry (a
+    /// health poll, an event, a timer run, not a call nested in one) no longer than
+    /// [`SERVICE_WAIT`], so that one busy plugin never holds up the others.
     #[cold]
     pub(super) fn gate_deadline(
         &self,
@@ -233,12 +233,15 @@ impl HostShared {
         plugin: &LoadedPlugin,
     ) -> Instant {
         let now = Instant::now();
+        let outer = record.and_then(|r| r.innermost_call_timed(now));
         let mut bound = plugin.policy.call_timeout;
-        if crate::delivery::on_service_thread() {
+        // A service thread's own entry; a call nested in the plugin it entered is that
+        // plugin's, bounded by what is left of it.
+        if outer.is_none() && crate::delivery::on_service_thread() {
             bound = bound.min(SERVICE_WAIT);
         }
         let mut until = now + bound;
-        if let Some((address, from, limit)) = record.and_then(|r| r.innermost_call_timed(now)) {
+        if let Some((address, from, limit)) = outer {
             // The outer call's timeout, as the watchdog saw it, or from this host's table.
             let limit = limit.or_else(|| {
                 self.table()
