@@ -230,8 +230,9 @@ fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU
             Ok(Delivery::Settled(done)) => settled.push(done),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                // Stopping: one last try for what was set aside.
+                // Stopping: one last try for what was set aside; what is still busy is dropped.
                 retry(&mut aside, &*host);
+                dropped.fetch_add(aside.len() as u64, Ordering::Relaxed);
                 return;
             }
         }
