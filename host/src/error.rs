@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use airlock_abi::manifest::PluginId;
 use serde::Serialize;
 
+/// The stable codes a call can fail with, the same for every caller. `busy` is the one a
+/// `serial` plugin's gate gives: the call waited for the call inside the plugin as long as it
+/// could (its own timeout, or what is left of the call it is nested in), or its wait would have
+/// closed a cycle with another thread's; it did not run, and it is not a fault.
 pub use airlock_abi::CallErrorCode;
 
 /// Why a library was refused. Each reason has a stable code, reported by

@@ -2,20 +2,32 @@
 //! (keyed by the subscriber's context token) and removes them at teardown, so a re-created or
 //! reloaded plugin never receives an event twice. Deliveries run on a dispatcher thread of the
 //! host; the queue is bounded, and an event that finds it full is dropped and counted.
+//!
+//! The dispatcher waits for a busy `serial` plugin only briefly, so that one busy (or stuck)
+//! plugin never holds up the others' events. An event it could not deliver is set aside and
+//! tried again, every [`RETRY`], after the plugin's earlier events and before its later ones:
+//! each plugin still hears its events in the order they were published. What is set aside is
+//! bounded by [`EVENT_QUEUE`] too; an event past that is dropped and counted. The test
+//! harness's `settle` answers once nothing is set aside either.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, InvocationKind};
 use parking_lot::Mutex;
 
 use crate::decide::glob_match;
-use crate::delivery::Deliver;
+use crate::delivery::{Deliver, Delivered};
 
 /// Deliveries waiting for the dispatcher before new ones are dropped.
 pub const EVENT_QUEUE: usize = 4096;
+
+/// How often the dispatcher tries again the events of plugins that were busy.
+const RETRY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 struct Subscription {
@@ -46,22 +58,26 @@ pub(crate) struct EventBus {
     subscriptions: Mutex<Vec<Subscription>>,
     queue: Mutex<Option<SyncSender<Delivery>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
 }
 
 impl EventBus {
     /// Starts the dispatcher thread, which delivers through `host`.
     pub(crate) fn start(host: Weak<dyn Deliver>) -> Self {
         let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
-        let dispatcher = std::thread::Builder::new()
-            .name("airlock-events".to_owned())
-            .spawn(move || dispatch(&rx, &host))
-            .ok();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dispatcher = {
+            let dropped = dropped.clone();
+            std::thread::Builder::new()
+                .name("airlock-events".to_owned())
+                .spawn(move || dispatch(&rx, &host, &dropped))
+                .ok()
+        };
         Self {
             subscriptions: Mutex::new(Vec::new()),
             queue: Mutex::new(Some(tx)),
             dispatcher: Mutex::new(dispatcher),
-            dropped: AtomicU64::new(0),
+            dropped,
         }
     }
 
@@ -175,22 +191,75 @@ impl EventBus {
     }
 }
 
-fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>) {
-    while let Ok(delivery) = rx.recv() {
-        match delivery {
-            Delivery::Event {
+/// An event the dispatcher could not deliver yet: for whom, the topic, the payload.
+type SetAside = (ContextToken, Arc<str>, Arc<[u8]>);
+
+fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU64) {
+    crate::delivery::serve_on_this_thread();
+    let mut aside: VecDeque<SetAside> = VecDeque::new();
+    let mut settled: Vec<SyncSender<()>> = Vec::new();
+    let mut tried = Instant::now();
+    loop {
+        let next = if aside.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(RETRY)
+        };
+        let Some(host) = host.upgrade() else {
+            return;
+        };
+        match next {
+            Ok(Delivery::Event {
                 token,
                 topic,
                 payload,
-            } => {
-                let Some(host) = host.upgrade() else {
-                    return;
-                };
-                host.deliver(token, InvocationKind::EVENT, &topic, &payload);
+            }) => {
+                // Behind the plugin's events set aside, if it has any: in order.
+                let behind = aside.iter().any(|(t, _, _)| *t == token);
+                if behind
+                    || host.deliver(token, InvocationKind::EVENT, &topic, &payload)
+                        == Delivered::Busy
+                {
+                    if aside.len() < EVENT_QUEUE {
+                        aside.push_back((token, topic, payload));
+                    } else {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
-            Delivery::Settled(done) => {
+            Ok(Delivery::Settled(done)) => settled.push(done),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // Stopping: one last try for what was set aside; what is still busy is dropped.
+                retry(&mut aside, &*host);
+                dropped.fetch_add(aside.len() as u64, Ordering::Relaxed);
+                return;
+            }
+        }
+        if !aside.is_empty() && tried.elapsed() >= RETRY {
+            retry(&mut aside, &*host);
+            tried = Instant::now();
+        }
+        if aside.is_empty() {
+            for done in settled.drain(..) {
                 let _ = done.send(());
             }
         }
     }
+}
+
+/// Tries the events set aside again, in order: the first of each plugin's that is still busy
+/// stays, and so do the ones behind it.
+fn retry(aside: &mut VecDeque<SetAside>, host: &dyn Deliver) {
+    let mut busy: Vec<ContextToken> = Vec::new();
+    aside.retain(|(token, topic, payload)| {
+        if busy.contains(token) {
+            return true;
+        }
+        let still = host.deliver(*token, InvocationKind::EVENT, topic, payload) == Delivered::Busy;
+        if still {
+            busy.push(*token);
+        }
+        still
+    });
 }

@@ -53,3 +53,15 @@ pub(crate) fn hit(name: &'static str) {
 /// A delivery (event or timer run) found the plugin whose running instance has the token it is
 /// addressed to, and is about to invoke it.
 pub(crate) const DELIVER_MATCHED: &str = "deliver:matched";
+
+/// The supervisor is about to restart an isolated plugin whose worker died, holding the admin
+/// lock.
+pub(crate) const RESTART_LOCKED: &str = "restart:locked";
+
+/// A plugin's subscription request passed the check that its context is not closing, and is
+/// about to subscribe.
+pub(crate) const SUBSCRIBE_CHECKED: &str = "membrane:subscribe-checked";
+
+/// Teardown removed the timer jobs and subscriptions of the context it closes, and is about to
+/// revoke the context (waiting for the host calls in flight).
+pub(crate) const CONTEXT_RELEASED: &str = "context:released";

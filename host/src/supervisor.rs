@@ -1,6 +1,8 @@
 //! The host's supervisor threads: the watchdog, which reports calls overrunning their timeout
-//! while they are still running (and counts each as a fault), and the health poller, which asks
-//! every running plugin for its health at the policy's interval.
+//! while they are still running (and counts each as a fault), the health poller, which asks
+//! every running plugin for its health at the policy's interval, and the restarter, which
+//! restarts isolated plugins whose worker died. A restart takes the admin lock and starts a
+//! process, so it has a thread of its own: a slow one never delays the watchdog's scans.
 
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -14,6 +16,8 @@ pub(crate) trait Supervised: Send + Sync {
     fn watchdog_scan(&self);
     /// Asks every running plugin for its health.
     fn poll_all_health(&self);
+    /// Restarts the isolated plugins whose worker died (within their budget).
+    fn restart_dead_workers(&self);
 }
 
 /// How often the watchdog scans the calls in progress.
@@ -49,7 +53,11 @@ impl Supervisor {
         threads.extend(spawn("airlock-watchdog", WATCHDOG_TICK, |h| {
             h.watchdog_scan()
         }));
+        threads.extend(spawn("airlock-restarts", WATCHDOG_TICK, |h| {
+            h.restart_dead_workers()
+        }));
         threads.extend(spawn("airlock-health", health_interval, |h| {
+            crate::delivery::serve_on_this_thread();
             h.poll_all_health()
         }));
         Self {

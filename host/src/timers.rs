@@ -5,7 +5,9 @@
 //! started by hand ([`TimerService::run_now`]) runs on the caller's thread and is refused while
 //! the same job runs, so no job ever overlaps itself. Every run has its own id. Cancelling a
 //! plugin's jobs waits for its runs to finish, so no job of a plugin runs after its teardown
-//! returns.
+//! returns. The timer thread waits for a busy `serial` plugin only briefly: a run that cannot
+//! start then is skipped like a cron match during a run (the job runs at its next time), so
+//! one busy plugin never holds up the others' jobs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
@@ -205,7 +207,7 @@ impl TimerService {
         };
         if let Some(host) = self.host.upgrade() {
             let payload = serde_json::to_vec(&info).unwrap_or_default();
-            host.deliver(token, InvocationKind::TIMER, name, &payload);
+            let _ = host.deliver(token, InvocationKind::TIMER, name, &payload);
         }
         Ok(info.run)
     }
@@ -335,6 +337,7 @@ impl TimerService {
 }
 
 fn run(state: &(Mutex<TimerState>, Condvar), runs: &AtomicU64, host: &Weak<dyn Deliver>) {
+    crate::delivery::serve_on_this_thread();
     let (lock, cv) = state;
     let mut guard = lock.lock();
     loop {
@@ -371,7 +374,8 @@ fn run(state: &(Mutex<TimerState>, Condvar), runs: &AtomicU64, host: &Weak<dyn D
                 manual: false,
             };
             let payload = serde_json::to_vec(&info).unwrap_or_default();
-            host.deliver(token, InvocationKind::TIMER, &name, &payload);
+            // Busy: this run is skipped; the job is planned for its next time below.
+            let _ = host.deliver(token, InvocationKind::TIMER, &name, &payload);
         }
         guard = lock.lock();
         guard.finished(token, &name);

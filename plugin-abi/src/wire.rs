@@ -264,11 +264,16 @@ pub enum CallErrorCode {
     /// The call was cancelled (by its caller, or because the plugin is being torn down) and
     /// the plugin stopped: an outcome of its own, not a fault.
     Cancelled = 13,
+    /// The plugin is `serial` and another call stayed inside it for as long as this one could
+    /// wait (its own call timeout, or what is left of the call it is nested in), or the wait
+    /// would close a cycle with another thread's (A → B on one thread while B → A on another):
+    /// the call did not run. Not a fault.
+    Busy = 14,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -283,6 +288,7 @@ impl CallErrorCode {
         Self::PendingApproval,
         Self::WorkerFailure,
         Self::Cancelled,
+        Self::Busy,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -302,6 +308,7 @@ impl CallErrorCode {
             Self::PendingApproval => "pending_approval",
             Self::WorkerFailure => "worker_failure",
             Self::Cancelled => "cancelled",
+            Self::Busy => "busy",
         }
     }
 }

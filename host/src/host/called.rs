@@ -231,3 +231,26 @@ pub(super) fn misfit(
         format_args!("{}.{name}: {detail}", plugin.id()),
     ))
 }
+
+/// The refusal of a call to a quarantined plugin.
+#[cold]
+pub(super) fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    let id = plugin.id();
+    refuse(
+        out,
+        CallErrorCode::Quarantined,
+        format_args!(
+            "plugin {id} is quarantined after repeated faults; an operator must enable it again"
+        ),
+    )
+}
+
+/// The refusal of a call to a plugin with no running instance.
+#[cold]
+pub(super) fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    refuse(
+        out,
+        CallErrorCode::Revoked,
+        format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
+    )
+}

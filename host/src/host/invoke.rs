@@ -7,10 +7,13 @@ use std::time::Instant;
 
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
+use crate::delivery::Delivered;
 use crate::error::{CallError, CallErrorCode};
 use crate::loader::hazard::{this_thread, CallMark, ThreadRecord};
 
-use super::called::{answer, lookup, message, pending, plugin_error_code, refuse, Called};
+use super::called::{
+    answer, lookup, message, not_running, pending, plugin_error_code, quarantined, refuse, Called,
+};
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
@@ -82,19 +85,27 @@ impl HostShared {
             }
         }
         if plugin.state.is(PluginState::Quarantined) {
-            let id = plugin.id();
-            return refuse(
-                out,
-                CallErrorCode::Quarantined,
-                format_args!("plugin {id} is quarantined after repeated faults; an operator must enable it again"),
-            );
+            return quarantined(plugin, out);
         }
+        // Taken before the call is marked: a call waiting for the gate is not yet running, and
+        // the watchdog does not time it as running.
+        let _serial = match &plugin.serial {
+            None => None,
+            Some(gate) => match gate.enter(
+                record,
+                || self.gate_deadline(record, plugin),
+                || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
+            ) {
+                Ok(pass) => Some(pass),
+                Err(shut) => return super::gate::shut_out(plugin, shut, out),
+            },
+        };
         plugin
             .running
             .with_call(record, |running, call| match running {
-                Some(running) if to.is_none_or(|to| to == running.token) => self.invoke_running(
-                    record, call, plugin, running, kind, index, name, payload, out,
-                ),
+                Some(running) if to.is_none_or(|to| to == running.token) => {
+                    self.invoke_running(call, plugin, running, kind, index, name, payload, out)
+                }
                 Some(_) => refuse(
                     out,
                     CallErrorCode::Revoked,
@@ -103,20 +114,16 @@ impl HostShared {
                         plugin.id()
                     ),
                 ),
-                None => refuse(
-                    out,
-                    CallErrorCode::Revoked,
-                    format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
-                ),
+                None => not_running(plugin, out),
             })
     }
 
-    /// [`HostShared::invoke_into`] on the instance that is running.
+    /// [`HostShared::invoke_into`] on the instance that is running (a serial plugin's gate
+    /// already taken).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn invoke_running(
         &self,
-        record: Option<&'static ThreadRecord>,
         call: Option<CallMark>,
         plugin: &LoadedPlugin,
         running: &Running,
@@ -126,23 +133,6 @@ impl HostShared {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        let _serial = match &plugin.serial {
-            None => None,
-            Some(gate) => match gate.enter(record) {
-                Some(pass) => Some(pass),
-                None => {
-                    return refuse(
-                        out,
-                        CallErrorCode::Reentrant,
-                        format_args!(
-                            "plugin {} is serial and this thread is already inside it (a call \
-                             cycle); refused instead of deadlocking",
-                            plugin.id()
-                        ),
-                    )
-                }
-            },
-        };
         // The watchdog times the call (and counts the fault) from its own thread, from the
         // call's mark in this thread's hazard slot: the call path never reads the clock.
         let code = running.instance.call(kind, index, name, payload, out);
@@ -360,13 +350,13 @@ impl HostShared {
         kind: InvocationKind,
         name: &str,
         payload: &[u8],
-    ) {
+    ) -> Delivered {
         let plugins = self.table();
         let Some(plugin) = plugins
             .iter()
             .find(|p| p.running.with(|r| r.is_some_and(|r| r.token == token)))
         else {
-            return;
+            return Delivered::Done;
         };
         crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
         let mut out = Vec::new();
@@ -383,6 +373,10 @@ impl HostShared {
             Called::Answered | Called::Domain | Called::Retryable | Called::Pending => true,
             // Torn down since it was found: it was for that instance, not for its successor.
             Called::Failed(CallErrorCode::Revoked) => false,
+            Called::Failed(CallErrorCode::Busy) if crate::delivery::on_service_thread() => {
+                tracing::debug!(plugin = %plugin.id(), name, "busy: delivery passed over");
+                return Delivered::Busy;
+            }
             Called::Failed(code) => {
                 let message = message(&out);
                 tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
@@ -397,5 +391,6 @@ impl HostShared {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        Delivered::Done
     }
 }

@@ -79,7 +79,8 @@ impl HostShared {
     }
 
     /// Restarts the isolated plugins whose worker died, each once its backoff has passed;
-    /// quarantines those that spent their budget. Run by the supervisor on every tick.
+    /// quarantines those that spent their budget. Run by the supervisor's restarter thread on
+    /// every tick (never on the watchdog's: a restart waits for the admin lock and a process).
     pub(crate) fn restart_dead_workers(&self) {
         for plugin in self.table().iter() {
             // One read of the running instance: a worker that ended between calls (a fault like
@@ -139,6 +140,7 @@ impl HostShared {
             return;
         }
         let admin = self.admin();
+        crate::failpoint::hit(crate::failpoint::RESTART_LOCKED);
         // Still the plugin in the table, still dead, still running: the admin lock makes the
         // restart the only change to it.
         let current = self.find(&id);

@@ -20,8 +20,9 @@ use crate::loader;
 use crate::loader::hazard::Guarded;
 use crate::policy::Isolation;
 
+use super::gate::SerialGate;
 use super::pipeline::Checked;
-use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, SerialGate, Settings};
+use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, Settings};
 use super::shared::HostShared;
 use crate::outcome::{PluginState, TeardownOutcome, TeardownRecord};
 use crate::services::HostServices;
@@ -110,7 +111,7 @@ impl HostShared {
         // (and a call cycle back into it is refused, not deadlocked).
         let serial = (file.manifest.concurrency == Concurrency::Serial
             || decision.policy.isolation == Isolation::Process)
-            .then(SerialGate::default);
+            .then(|| Arc::new(SerialGate::default()));
         let plugin = LoadedPlugin {
             creator,
             _library: library,
@@ -292,15 +293,23 @@ impl HostShared {
     }
 
     /// Drops everything the host holds for a context, then revokes it, waiting up to
-    /// `deadline` for a timer run or host call still in progress.
+    /// `deadline` for a timer run or host call still in progress. Once the host calls in
+    /// progress have ended, what the context holds is dropped again: a plugin thread that
+    /// passed the `closing` check before it was set adds its job or subscription after the
+    /// first removal (and takes it away again itself, seeing `closing` after the insert; this
+    /// second pass is the same rule from teardown's side).
     pub(super) fn release_context(&self, token: ContextToken, deadline: Duration) {
         let started = Instant::now();
+        let remaining = || deadline.saturating_sub(started.elapsed());
         if let Some(entry) = context::entry(token) {
             entry.closing.store(true, Ordering::SeqCst);
         }
         self.timers.cancel_all(token, deadline);
         self.events.remove_all(token);
-        context::revoke(token, deadline.saturating_sub(started.elapsed()));
+        crate::failpoint::hit(crate::failpoint::CONTEXT_RELEASED);
+        context::revoke(token, remaining());
+        self.timers.cancel_all(token, remaining());
+        self.events.remove_all(token);
     }
 
     /// Tears the running instance down (if any) within the plugin's deadline and revokes its

@@ -8,6 +8,7 @@ mod builder;
 mod called;
 mod cancellable;
 mod dispatch;
+mod gate;
 mod handle;
 mod hooks;
 mod invoke;

@@ -1,4 +1,5 @@
-//! A loaded plugin: its file, policy, grants, running instance, counters and serial gate.
+//! A loaded plugin: its file, policy, grants, running instance, counters and serial gate
+//! (`gate.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -54,7 +55,8 @@ pub(crate) struct LoadedPlugin {
     /// Where it is in its life, quarantine included: the one source of truth.
     pub(super) state: Lifecycle,
     pub(super) generation: AtomicU64,
-    pub(super) serial: Option<SerialGate>,
+    /// For a `serial` (or isolated) plugin: one call at a time, with waits that end.
+    pub(super) serial: Option<std::sync::Arc<super::gate::SerialGate>>,
     pub(super) load_time: Duration,
     pub(super) counters: Counters,
     /// When its recent faults happened, for the quarantine window.
@@ -138,49 +140,5 @@ impl Lifecycle {
 impl LoadedPlugin {
     pub(crate) fn id(&self) -> &PluginId {
         &self.file.manifest.id
-    }
-}
-
-/// Keeps a `serial` plugin to one call at a time, and knows which thread is inside, so that a
-/// call cycle back into the plugin (A → B → A) is refused instead of deadlocking the thread on
-/// its own lock.
-#[derive(Default)]
-pub(super) struct SerialGate {
-    pub(super) lock: Mutex<()>,
-    /// The record index + 1 of the thread inside; 0 when none.
-    pub(super) holder: std::sync::atomic::AtomicUsize,
-}
-
-/// A thread inside a serial plugin; leaving it lets the next call in.
-pub(super) struct SerialPass<'a> {
-    pub(super) gate: &'a SerialGate,
-    pub(super) _guard: parking_lot::MutexGuard<'a, ()>,
-}
-
-impl SerialGate {
-    /// Waits for the plugin to be free; `None` if this very thread is already inside it.
-    /// `record` is the calling thread's own.
-    #[inline]
-    pub(super) fn enter(
-        &self,
-        record: Option<&'static crate::loader::hazard::ThreadRecord>,
-    ) -> Option<SerialPass<'_>> {
-        // 0 when the thread has no record (its locals are being torn down): never a match.
-        let me = record.map_or(0, |r| r.index() + 1);
-        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
-            return None;
-        }
-        let guard = self.lock.lock();
-        self.holder.store(me, Ordering::Relaxed);
-        Some(SerialPass {
-            gate: self,
-            _guard: guard,
-        })
-    }
-}
-
-impl Drop for SerialPass<'_> {
-    fn drop(&mut self) {
-        self.gate.holder.store(0, Ordering::Relaxed);
     }
 }

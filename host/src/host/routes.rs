@@ -197,7 +197,9 @@ impl Host {
                     // Cancelled: at its timeout (a route has no caller to cancel it), or as
                     // its plugin was torn down.
                     CallErrorCode::Timeout | CallErrorCode::Cancelled => 504,
-                    CallErrorCode::Quarantined | CallErrorCode::Revoked => 503,
+                    CallErrorCode::Quarantined | CallErrorCode::Revoked | CallErrorCode::Busy => {
+                        503
+                    }
                     CallErrorCode::PermissionDenied | CallErrorCode::PendingApproval => 403,
                     CallErrorCode::BadInput | CallErrorCode::HandlerError => 400,
                     CallErrorCode::NotFound => 404,

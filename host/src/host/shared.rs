@@ -191,15 +191,22 @@ impl HostShared {
         );
     }
 
-    /// Polls the health of every running, non-quarantined plugin.
+    /// Polls the health of every running, non-quarantined plugin (on the health thread, a
+    /// service thread: a serial plugin busy for longer than a short wait is passed over).
     pub(crate) fn poll_all_health(&self) {
         let plugins = self.table();
         for plugin in plugins.iter() {
             if plugin.state.get() != PluginState::Running || !plugin.running.is_some() {
                 continue;
             }
-            if let Err(e) = self.poll_health(plugin) {
-                tracing::warn!(plugin = %plugin.id(), "health check failed: {e}");
+            match self.poll_health(plugin) {
+                Ok(_) => {}
+                // A serial plugin busy with a call: asked again next time (the last answer
+                // stays), and the others are not held up.
+                Err(e) if e.code == CallErrorCode::Busy => {
+                    tracing::debug!(plugin = %plugin.id(), "health check passed over: {e}");
+                }
+                Err(e) => tracing::warn!(plugin = %plugin.id(), "health check failed: {e}"),
             }
         }
     }
@@ -219,19 +226,28 @@ impl HostShared {
 }
 
 impl crate::delivery::Deliver for HostShared {
-    fn deliver(&self, token: ContextToken, kind: InvocationKind, name: &str, payload: &[u8]) {
-        HostShared::deliver(self, token, kind, name, payload);
+    fn deliver(
+        &self,
+        token: ContextToken,
+        kind: InvocationKind,
+        name: &str,
+        payload: &[u8],
+    ) -> crate::delivery::Delivered {
+        HostShared::deliver(self, token, kind, name, payload)
     }
 }
 
 impl crate::supervisor::Supervised for HostShared {
     fn watchdog_scan(&self) {
         HostShared::watchdog_scan(self);
-        self.restart_dead_workers();
     }
 
     fn poll_all_health(&self) {
         HostShared::poll_all_health(self);
+    }
+
+    fn restart_dead_workers(&self) {
+        HostShared::restart_dead_workers(self);
     }
 }
 

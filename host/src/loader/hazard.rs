@@ -65,6 +65,9 @@ pub(crate) struct ThreadRecord {
     ends: [AtomicU64; DEPTH],
     /// How many slots are in use; written by the owning thread only.
     depth: AtomicUsize,
+    /// How many calls this thread is in that nest deeper than its slots (untimed); written by
+    /// the owning thread only, on the slow path. Such a call is always the innermost one.
+    untimed: AtomicUsize,
     leased: AtomicBool,
     /// The record's position in the registry: unique among live threads.
     index: usize,
@@ -86,6 +89,7 @@ impl ThreadRecord {
             hazards: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             ends: std::array::from_fn(|_| AtomicU64::new(0)),
             depth: AtomicUsize::new(0),
+            untimed: AtomicUsize::new(0),
             leased: AtomicBool::new(true),
             index,
             watch: CallSlot::default(),
@@ -149,20 +153,43 @@ impl ThreadRecord {
 
     /// Marks the innermost call this thread is in as reported (the owning thread only), as the
     /// watchdog would at its timeout: the plugin was told its call is cancelled (it is being
-    /// torn down), so the call ends `cancelled` unless it runs on through its grace.
+    /// torn down), so the call ends `cancelled` unless it runs on through its grace. Nothing is
+    /// marked when the innermost call is untimed (nested deeper than the slots): the call in a
+    /// slot is an outer call, another plugin's.
     pub(crate) fn cancel_innermost_call(&self) {
         if let Some((d, number)) = self.innermost_call() {
             self.watch.report(d, number);
         }
     }
 
-    /// Whether this thread is inside a call into a plugin (the owning thread only).
-    pub(crate) fn in_call(&self) -> bool {
-        self.innermost_call().is_some()
+    /// The innermost timed call this thread is in (the owning thread only; an untimed call
+    /// nested deeper runs inside it, so its deadline bounds that one too): the address of the
+    /// value it reads (its plugin's running instance), when it is timed from and its timeout if
+    /// a watchdog saw it already ([`CallSlot::timed_from`]). `None` when the thread is in no
+    /// timed call.
+    pub(crate) fn innermost_call_timed(
+        &self,
+        now: Instant,
+    ) -> Option<(usize, Instant, Option<Duration>)> {
+        let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);
+        (0..depth).rev().find_map(|d| {
+            let (address, number) = self.call_at(d)?;
+            let (from, limit) = self.watch.timed_from(d, number, now);
+            Some((address, from, limit))
+        })
     }
 
-    /// The slot and number of the innermost call this thread is in (the owning thread only).
+    /// Whether this thread is inside a call into a plugin (the owning thread only).
+    pub(crate) fn in_call(&self) -> bool {
+        self.untimed.load(Ordering::Relaxed) > 0 || self.innermost_call().is_some()
+    }
+
+    /// The slot and number of the innermost call this thread is in (the owning thread only);
+    /// `None` if it is in none, or if the innermost one is untimed.
     fn innermost_call(&self) -> Option<(usize, u64)> {
+        if self.untimed.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
         let depth = self.depth.load(Ordering::Relaxed).min(DEPTH);
         (0..depth)
             .rev()
@@ -548,6 +575,25 @@ impl Drop for EndRead {
     }
 }
 
+/// Counts an untimed call (one on the slow path) in its thread's record until it ends,
+/// panicking or not.
+struct UntimedCall(&'static ThreadRecord);
+
+impl UntimedCall {
+    fn new(record: &'static ThreadRecord) -> Self {
+        let untimed = &record.untimed;
+        untimed.store(untimed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Self(record)
+    }
+}
+
+impl Drop for UntimedCall {
+    fn drop(&mut self) {
+        let untimed = &self.0.untimed;
+        untimed.store(untimed.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    }
+}
+
 /// Counts a read on the slow path until it ends, panicking or not.
 struct SlowRead<'a>(&'a AtomicUsize);
 
@@ -625,7 +671,9 @@ impl<T: Send + Sync + 'static> Guarded<T> {
         mark: usize,
         f: impl FnOnce(Option<&T>, Option<CallMark>) -> R,
     ) -> R {
-        // Declared first, dropped last: a slow-path reader's count and counted reference.
+        // Declared first, dropped last: a slow-path reader's count and counted reference, and
+        // its thread's count of untimed calls.
+        let mut untimed = None;
         let mut slow = None;
         let mut slow_value = None;
         let (value, call, _end) = match record.and_then(|r| self.publish(r, mark)) {
@@ -642,12 +690,13 @@ impl<T: Send + Sync + 'static> Guarded<T> {
                 self.slow.fetch_add(1, Ordering::SeqCst);
                 slow = Some(SlowRead(&self.slow));
                 slow_value = self.owner.lock().clone();
+                untimed = record.filter(|_| mark == CALL).map(UntimedCall::new);
                 (slow_value.as_deref(), None, None)
             }
         };
         let result = f(value, call);
         drop(_end);
-        drop((slow_value, slow));
+        drop((slow_value, slow, untimed));
         result
     }
 
@@ -1013,6 +1062,38 @@ mod tests {
     }
 
     #[test]
+    fn cancelling_an_untimed_call_does_not_mark_the_outer_plugins_call() {
+        fn fill(cells: &[Guarded<usize>], at_bottom: &dyn Fn()) {
+            match cells.split_first() {
+                None => at_bottom(),
+                Some((first, rest)) => first.with(|_| fill(rest, at_bottom)),
+            }
+        }
+        let outer = Guarded::new(Some(Arc::new(1)));
+        let inner = Guarded::new(Some(Arc::new(2)));
+        let reads: Vec<Guarded<usize>> = (0..DEPTH)
+            .map(|i| Guarded::new(Some(Arc::new(i))))
+            .collect();
+        let record = this_thread();
+        let reported = outer.with_call(record, |_, call| {
+            let call = call.expect("the outer call is timed");
+            // Every other slot in use: the inner call is untimed, and the innermost one.
+            fill(&reads[1..], &|| {
+                inner.with_call(record, |_, untimed| {
+                    assert!(untimed.is_none());
+                    let record = record.expect("record");
+                    assert!(record.in_call());
+                    assert!(!record.innermost_call_reported());
+                    record.cancel_innermost_call();
+                });
+            });
+            call.reported()
+        });
+        assert!(!reported, "the outer plugin's call was marked cancelled");
+        assert!(!record.expect("record").in_call());
+    }
+
+    #[test]
     fn a_record_handed_on_starts_clean() {
         let domain: &'static Domain = Box::leak(Box::new(Domain::new()));
         let record = domain.acquire();
@@ -1189,6 +1270,52 @@ mod loom_models {
             assert!(
                 !second_reported,
                 "a later call in the same slot picked up an earlier call's report"
+            );
+        });
+    }
+
+    #[test]
+    fn a_late_report_or_settling_never_touches_a_later_call() {
+        model(|| {
+            let domain = domain();
+            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+            let record = domain.acquire();
+            let first = record.ends[0].load(Ordering::Relaxed);
+            let owner = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || {
+                    // The first call returns, settling itself if it was reported.
+                    let first_settled = cell.with_call(Some(record), |_, call| {
+                        call.is_some_and(|call| call.reported() && call.settle())
+                    });
+                    // The second is told it is cancelled (its plugin is torn down) and stops:
+                    // it ends cancelled, whatever the watchdog does about the first.
+                    let second = cell.with_call(Some(record), |_, call| {
+                        record.cancel_innermost_call();
+                        call.map(|call| (call.reported(), call.settle()))
+                    });
+                    (first_settled, second)
+                })
+            };
+            // The watchdog acts on what a scan saw of the first call: past its timeout and
+            // grace, it reports and settles it.
+            let faulted = match record.call_at(0) {
+                Some(call) if call.1 == first => {
+                    crate::loader::watchdog::report(record, 0, call);
+                    crate::loader::watchdog::settle(record, 0, call)
+                }
+                _ => false,
+            };
+            let (first_settled, second) = owner.join().expect("owner");
+            let (reported, settled) = second.expect("the second call is timed");
+            assert!(
+                reported,
+                "a late report replaced a later call's cancellation"
+            );
+            assert!(settled, "a late settling decided a later call");
+            assert!(
+                !(faulted && first_settled),
+                "the first call was settled twice"
             );
         });
     }

@@ -15,69 +15,110 @@
 //! the pointer, fences, and reads the end count again, and a later call's publication is a
 //! release store made after the count moved ([`ThreadRecord::call_at`]). A report names the
 //! call it is about (its number, at its level), so an inner call can never pick up the report
-//! of the call around it, nor a later call the report of an earlier one. `scripts/loom.sh`
-//! model-checks this pairing with the hazard pointers' own models.
+//! of the call around it, nor a later call the report of an earlier one. A scan acts on what it
+//! saw a moment ago, so it checks the call is still in its slot with that number just before it
+//! reports or settles it ([`report`], [`settle`]), and the marks only move forward: a report or
+//! settling that still comes late (the call ended in between) never touches a later call's.
+//! `scripts/loom.sh` model-checks this pairing and the late report with the hazard pointers'
+//! own models.
 
 use std::time::{Duration, Instant};
 
 use super::hazard::{self, ThreadRecord, DEPTH};
 use super::sync::{AtomicU64, Ordering};
 
+/// A call a watchdog saw in a slot: its number, when it was first seen, its timeout.
+type Seen = (u64, Option<Instant>, Option<Duration>);
+
 /// What the watchdogs saw and reported of one thread's calls, per hazard slot.
+///
+/// `reported` and `settled` hold a call's number + 1 (0: none yet) and only move forward
+/// (`fetch_max`): a call's number is its slot's end count, which only grows, so a report or a
+/// settling that comes late — about a call that has ended since the scan saw it — never
+/// replaces the mark of a later call in the same slot.
 #[derive(Debug)]
 pub(crate) struct CallSlot {
-    /// Per slot: the number of the last call a watchdog reported there (or its own thread
+    /// Per slot: the number + 1 of the last call a watchdog reported there (or its own thread
     /// marked cancelled).
     reported: [AtomicU64; DEPTH],
-    /// Per slot: the number of the last call whose overrun was settled, by the watchdog (a
+    /// Per slot: the number + 1 of the last call whose overrun was settled, by the watchdog (a
     /// fault) or by the call returning (cancelled).
     settled: [AtomicU64; DEPTH],
-    /// Per slot: the call a watchdog saw there and when it first saw it.
-    seen: parking_lot::Mutex<[(u64, Option<Instant>); DEPTH]>,
+    /// Per slot: the call a watchdog saw there, when it first saw it, and its timeout (unknown
+    /// when the call's own thread marked it first, see [`CallSlot::timed_from`]).
+    seen: parking_lot::Mutex<[Seen; DEPTH]>,
 }
 
 impl Default for CallSlot {
     fn default() -> Self {
         Self {
-            reported: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            settled: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            seen: parking_lot::Mutex::new([(0, None); DEPTH]),
+            reported: std::array::from_fn(|_| AtomicU64::new(0)),
+            settled: std::array::from_fn(|_| AtomicU64::new(0)),
+            seen: parking_lot::Mutex::new([(0, None, None); DEPTH]),
         }
     }
 }
 
 impl CallSlot {
-    /// Marks call `number` in slot `depth` reported; true the first time (for that call).
+    /// Marks call `number` in slot `depth` reported; true the first time (for that call). A
+    /// report of a call older than the slot's last mark changes nothing.
     pub(crate) fn report(&self, depth: usize, number: u64) -> bool {
-        self.reported[depth].swap(number, Ordering::AcqRel) != number
+        let mark = number.wrapping_add(1);
+        self.reported[depth].fetch_max(mark, Ordering::AcqRel) < mark
     }
 
     /// Settles the overrun of call `number` in slot `depth`: true for the first to ask (the
-    /// watchdog counting a fault, or the call ending cancelled), false for the other.
+    /// watchdog counting a fault, or the call ending cancelled), false for the other, and false
+    /// for a call older than the last one settled there.
     pub(crate) fn settle(&self, depth: usize, number: u64) -> bool {
-        self.settled[depth].swap(number, Ordering::AcqRel) != number
+        let mark = number.wrapping_add(1);
+        self.settled[depth].fetch_max(mark, Ordering::AcqRel) < mark
     }
 
     /// Whether a watchdog reported call `number` in slot `depth` as overrunning.
     #[inline(always)]
     pub(crate) fn was_reported(&self, depth: usize, number: u64) -> bool {
-        self.reported[depth].load(Ordering::Acquire) == number
+        self.reported[depth].load(Ordering::Acquire) == number.wrapping_add(1)
     }
 
     /// Forgets what the watchdogs saw (the thread that owned the record has exited; the end
     /// counts, and so the call numbers, carry on).
     pub(crate) fn reset(&self) {
-        *self.seen.lock() = [(0, None); DEPTH];
+        *self.seen.lock() = [(0, None, None); DEPTH];
     }
 
-    /// When a watchdog first saw call `number` in slot `depth` (now, if this is the first time).
-    fn first_seen(&self, depth: usize, number: u64, now: Instant) -> Instant {
+    /// When a watchdog first saw call `number` in slot `depth` (now, if this is the first time),
+    /// remembering its timeout.
+    fn first_seen(&self, depth: usize, number: u64, now: Instant, limit: Duration) -> Instant {
         let mut seen = self.seen.lock();
         match &mut seen[depth] {
-            (seen, Some(at)) if *seen == number => *at,
+            (seen, Some(at), known) if *seen == number => {
+                *known = Some(limit);
+                *at
+            }
             other => {
-                *other = (number, Some(now));
+                *other = (number, Some(now), Some(limit));
                 now
+            }
+        }
+    }
+
+    /// When call `number` in slot `depth` is timed from, and its timeout if a watchdog saw it
+    /// already; for the call's own thread (a call nested in it waiting for a serial gate reads
+    /// what is left of it). A call no watchdog saw yet is timed from `now`, the instant the
+    /// next scan would have chosen within one interval: watchdog and thread agree on it.
+    pub(crate) fn timed_from(
+        &self,
+        depth: usize,
+        number: u64,
+        now: Instant,
+    ) -> (Instant, Option<Duration>) {
+        let mut seen = self.seen.lock();
+        match &mut seen[depth] {
+            (seen, Some(at), limit) if *seen == number => (*at, *limit),
+            other => {
+                *other = (number, Some(now), None);
+                (now, None)
             }
         }
     }
@@ -95,19 +136,31 @@ pub(crate) fn scan(
     hazard::each_record(|record: &'static ThreadRecord| {
         let slot = &record.watch;
         for depth in 0..DEPTH {
-            let Some((address, number)) = record.call_at(depth) else {
+            let Some(call) = record.call_at(depth) else {
                 continue;
             };
-            let Some((limit, grace)) = deadline(address) else {
+            let Some((limit, grace)) = deadline(call.0) else {
                 continue;
             };
-            let running = now.duration_since(slot.first_seen(depth, number, now));
+            let running = now.duration_since(slot.first_seen(depth, call.1, now, limit));
             if running > limit {
-                slot.report(depth, number);
+                report(record, depth, call);
             }
-            if running > limit.saturating_add(grace) && slot.settle(depth, number) {
-                fault(address, running);
+            if running > limit.saturating_add(grace) && settle(record, depth, call) {
+                fault(call.0, running);
             }
         }
     });
+}
+
+/// Reports `call` (address and number, as a scan saw it in slot `depth` of `record`) if it is
+/// still the call there: a call that ended since the scan saw it is not reported.
+pub(crate) fn report(record: &ThreadRecord, depth: usize, call: (usize, u64)) -> bool {
+    record.call_at(depth) == Some(call) && record.watch.report(depth, call.1)
+}
+
+/// Settles `call` as a fault if it is still the call in slot `depth` of `record` and nothing
+/// settled it yet; true if this did.
+pub(crate) fn settle(record: &ThreadRecord, depth: usize, call: (usize, u64)) -> bool {
+    record.call_at(depth) == Some(call) && record.watch.settle(depth, call.1)
 }

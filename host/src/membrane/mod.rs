@@ -208,7 +208,9 @@ fn built_in(
             )?;
             if request == Request::EventsSubscribe {
                 refuse_when_closing(entry)?;
+                crate::failpoint::hit(crate::failpoint::SUBSCRIBE_CHECKED);
                 host.events().subscribe(token, &req.pattern);
+                undo_when_closing(entry, || host.events().unsubscribe(token, &req.pattern))?;
                 Ok(b"null".to_vec())
             } else {
                 json(&host.events().unsubscribe(token, &req.pattern))
@@ -223,6 +225,7 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, every)
                 .map_err(bad_request)?;
+            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
             Ok(b"null".to_vec())
         }
         Request::TimersCron => {
@@ -234,6 +237,7 @@ fn built_in(
             host.timers()
                 .schedule(token, &req.name, Schedule::Cron(Box::new(cron)))
                 .map_err(bad_request)?;
+            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
             Ok(b"null".to_vec())
         }
         Request::TimersCancel => {
@@ -387,6 +391,12 @@ pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -
         capability: RString::from(capability),
         message: RString::from(message),
     }
+}
+
+/// After an insert: if teardown began meanwhile (it sets `closing`, then removes under the
+/// insert's lock: its removal comes after the insert, or this sees it), undoes it and refuses.
+fn undo_when_closing<R>(entry: &ContextEntry, undo: impl FnOnce() -> R) -> Result<(), HostError> {
+    refuse_when_closing(entry).inspect_err(|_| drop(undo()))
 }
 
 fn refuse_when_closing(entry: &ContextEntry) -> Result<(), HostError> {

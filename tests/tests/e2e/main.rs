@@ -13,6 +13,7 @@ mod durability;
 mod editor_example;
 mod embedder;
 mod faults;
+mod gates;
 mod hooks;
 mod hostile_corpus;
 mod hostile_files;
