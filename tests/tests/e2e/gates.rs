@@ -121,7 +121,7 @@ fn a_nested_call_waits_for_a_busy_serial_plugin_no_longer_than_its_outer_call_ha
         took < Duration::from_millis(3000),
         "waited {took:?}, past its outer call's timeout, for the busy plugin: {outcome:?}"
     );
-    holder
+    let _held = holder
         .recv_timeout(Duration::from_secs(30))
         .expect("the holder ends");
 }
