@@ -22,6 +22,11 @@
 //! # }
 //! ```
 
+// `unsafe` lives in two rooms, allowed by name: the loader (`dlopen`, the layout checks, the
+// hazard pointers and the atomics under them) and the memory shared with a worker
+// (`isolation::shm`). Anywhere else it does not compile.
+#![deny(unsafe_code)]
+
 mod audit;
 mod caller;
 mod cancel;
@@ -40,6 +45,7 @@ mod host;
 mod isolation;
 mod kv;
 mod library_file;
+#[allow(unsafe_code)]
 mod loader;
 mod lock;
 mod membrane;

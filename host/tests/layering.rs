@@ -148,3 +148,40 @@ fn no_host_source_file_is_long_without_a_reason() {
         "split these, or say at the top why not ({REASON} ...): {long:?}"
     );
 }
+
+/// `unsafe` is denied at both crates' roots and allowed only for the rooms named here, so a new
+/// room is a change to this list (and to ARCHITECTURE.md), not an attribute slipped in.
+#[test]
+fn unsafe_is_allowed_only_in_the_named_rooms() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rooms: BTreeSet<(String, String)> = [
+        ("host/src/lib.rs", "mod loader;"),
+        ("host/src/isolation/mod.rs", "mod shm;"),
+        ("plugin-abi/src/lib.rs", "mod export;"),
+    ]
+    .into_iter()
+    .map(|(file, module)| (file.to_owned(), module.to_owned()))
+    .collect();
+    let mut found = BTreeSet::new();
+    for krate in ["host/src", "plugin-abi/src"] {
+        let lib = std::fs::read_to_string(root.join(krate).join("lib.rs")).expect("lib.rs");
+        assert!(
+            lib.contains("#![deny(unsafe_code)]"),
+            "{krate}/lib.rs denies unsafe code"
+        );
+        let mut files = Vec::new();
+        sources(&root.join(krate), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            let mut lines = text.lines();
+            while let Some(line) = lines.next() {
+                if line.contains("allow(unsafe_code)") {
+                    let relative = file.strip_prefix(&root).expect("under the workspace");
+                    let next = lines.next().unwrap_or_default().trim().to_owned();
+                    found.insert((relative.display().to_string(), next));
+                }
+            }
+        }
+    }
+    assert_eq!(found, rooms, "the rooms where unsafe code is allowed");
+}

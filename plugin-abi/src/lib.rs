@@ -30,8 +30,13 @@
 //! // airlock_abi::export_plugin!(Hello);
 //! ```
 
+// The one room for `unsafe` is what `export_plugin!` expands to and the handle it turns back
+// into an instance (`export`); anywhere else it does not compile.
+#![deny(unsafe_code)]
+
 mod block;
 pub mod contract;
+#[allow(unsafe_code)]
 mod export;
 mod ffi;
 pub mod manifest;

@@ -19,6 +19,7 @@ mod limits;
 pub(crate) mod process;
 mod requests;
 mod sandbox;
+#[allow(unsafe_code)]
 mod shm;
 mod turns;
 mod wire;
