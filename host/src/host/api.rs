@@ -117,8 +117,8 @@ impl Host {
         Ok(report)
     }
 
-    /// Loads (stages 4 and 5) a library that [`check`] already passed, from the bytes it
-    /// checked: what is on disk now does not matter.
+    /// Loads (stages 4 and 5) a library that [`check`](crate::check) already passed, from the
+    /// bytes it checked: what is on disk now does not matter.
     ///
     /// # Errors
     ///

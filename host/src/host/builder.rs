@@ -113,7 +113,7 @@ impl HostBuilder {
     }
 
     /// Registers the approver that the policy's `ask` permissions consult
-    /// ([`crate::permission`]): it sees who calls which action or hook with what input, and
+    /// (the policy's `[[plugins.<id>.permissions]]`): it sees who calls which action or hook with what input, and
     /// answers [`Approval::Allow`], [`Approval::Deny`] or [`Approval::Later`] — then the call
     /// answers `pending_approval` with an id, and the program settles it with
     /// [`Host::approve`] or [`Host::refuse`]. It runs on the calling thread; a panic in it is

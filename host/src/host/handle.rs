@@ -25,7 +25,7 @@ pub enum Answered {
     Pending(ApprovalId),
 }
 
-/// A pre-resolved action of a plugin, from [`Host::action`]: calls pay no lookup by name.
+/// A pre-resolved action of a plugin, from [`Host::action`](crate::Host::action): calls pay no lookup by name.
 pub struct ActionHandle<'h> {
     pub(super) shared: &'h HostShared,
     pub(super) plugin: String,
@@ -50,7 +50,7 @@ impl ActionHandle<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Host::call`].
+    /// As [`Host::call`](crate::Host::call).
     pub fn call(&self, input: &serde_json::Value) -> Result<ActionOutcome, CallError> {
         json_call(&self.plugin, &self.action, input, |bytes, out| {
             self.call_raw(bytes, out)
@@ -62,7 +62,7 @@ impl ActionHandle<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Host::call_bytes`].
+    /// As [`Host::call_bytes`](crate::Host::call_bytes).
     pub fn call_bytes(&self, input: &[u8]) -> Result<Result<Vec<u8>, String>, CallError> {
         let mut out = Vec::new();
         let called = self.call_raw(input, &mut out)?;
@@ -76,7 +76,7 @@ impl ActionHandle<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Host::call_bytes`].
+    /// As [`Host::call_bytes`](crate::Host::call_bytes).
     #[inline]
     pub fn call_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Answered, Box<CallError>> {
         match self.call_raw(input, out) {

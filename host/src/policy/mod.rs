@@ -226,7 +226,7 @@ pub struct PluginPolicy {
     pub quarantine_window: Duration,
     /// Order in hooks: lower runs first; ties keep load order.
     pub priority: i32,
-    /// Which callers may invoke which of its actions and hooks ([`crate::permission`]).
+    /// Which callers may invoke which of its actions and hooks (`[[plugins.<id>.permissions]]`).
     pub permissions: Vec<PermissionRule>,
     /// How `host.dispatch` retries its retryable failures, when it holds a claim.
     pub retry: RetryPolicy,
