@@ -20,7 +20,7 @@ fn isolated_host() -> (tempfile::TempDir, Host) {
     let worker = std::env::var_os("AIRLOCK_BENCH_WORKER").expect("AIRLOCK_BENCH_WORKER (scripts/bench.sh)");
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, false).expect("policy"))
+        .policy(airlock::Policy::parse(policy, airlock::PolicyFormat::Toml).expect("policy"))
         .worker(worker)
         .build()
         .expect("host");
@@ -44,7 +44,7 @@ fn host() -> (tempfile::TempDir, Host) {
     let policy = "[plugins.bench-noop]\ngrants = [\"kv\", \"service:probe.ping\"]\n";
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, false).expect("policy"))
+        .policy(airlock::Policy::parse(policy, airlock::PolicyFormat::Toml).expect("policy"))
         .data_dir(dir.path().join("data"))
         .operation::<airlock_contract_probe::Ping>(|_, input| Ok(input.text))
         .build()

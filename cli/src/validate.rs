@@ -144,9 +144,11 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         manifest.id,
         grants.join(", ")
     );
-    let policy = Policy::parse(&policy, false).map_err(|message| Error::PolicyInvalid {
-        path: work.path().join("policy.toml"),
-        message,
+    let policy = Policy::parse(&policy, airlock::PolicyFormat::Toml).map_err(|message| {
+        Error::PolicyInvalid {
+            path: work.path().join("policy.toml"),
+            message,
+        }
     })?;
     let host = Host::builder()
         .plugin_dir(&plugins)

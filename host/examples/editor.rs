@@ -73,7 +73,7 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let (read_seen, asked_seen) = (seen.clone(), seen.clone());
     let host = Host::builder()
         .plugin_dir(dir)
-        .policy(Policy::parse(POLICY, false)?)
+        .policy(Policy::parse(POLICY, airlock::PolicyFormat::Toml)?)
         // The editor's service: the handlers see which plugin calls, on whose behalf.
         .operation::<ReadBuffer>(move |caller: &Caller, input: Buffer| {
             note(

@@ -13,8 +13,11 @@ fn main() -> ExitCode {
     let dir = std::env::args_os()
         .nth(1)
         .map_or_else(|| PathBuf::from("target/demo-plugins"), PathBuf::from);
-    let policy = Policy::parse("[plugins.hello.config]\ngreeting = \"Greetings\"\n", false)
-        .expect("the example policy is valid");
+    let policy = Policy::parse(
+        "[plugins.hello.config]\ngreeting = \"Greetings\"\n",
+        airlock::PolicyFormat::Toml,
+    )
+    .expect("the example policy is valid");
     let host = match Host::builder().plugin_dir(&dir).policy(policy).build() {
         Ok(host) => host,
         Err(e) => {

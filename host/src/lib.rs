@@ -99,8 +99,8 @@ pub use lock::{Lock, LockEntry};
 pub use membrane::host_vtable;
 pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use policy::{
-    Credential, HostSettings, HttpPolicy, IpRange, Isolation, PluginPolicy, Policy, RestartPolicy,
-    Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_CANCEL_GRACE,
+    Credential, HostSettings, HttpPolicy, IpRange, Isolation, PluginPolicy, Policy, PolicyFormat,
+    RestartPolicy, Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_CANCEL_GRACE,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_LIMITS, DEFAULT_QUARANTINE_FAULTS,
     DEFAULT_QUARANTINE_WINDOW, DEFAULT_RESTART, DEFAULT_SHUTDOWN_DEADLINE,
 };

@@ -19,7 +19,8 @@ fn the_readme_policy_parses_and_means_what_it_says() {
         .expect("with a TOML block");
     // The README elides a hash and a secret's value: put any well-formed value in their place.
     let toml = toml.replace("\"…\"", &format!("\"{}\"", "0".repeat(64)));
-    let policy = Policy::parse(&toml, false).expect("the README's policy parses");
+    let policy =
+        Policy::parse(&toml, airlock::PolicyFormat::Toml).expect("the README's policy parses");
     let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
     let decisions: Vec<_> = hello.permissions.iter().map(|r| r.decision).collect();
     assert_eq!(decisions, [Permission::Allow, Permission::Ask]);

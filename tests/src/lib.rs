@@ -241,7 +241,8 @@ impl TempPluginDir {
         policy: &str,
         customize: impl FnOnce(airlock::HostBuilder) -> airlock::HostBuilder,
     ) -> (Host, airlock::LoadReport) {
-        let policy = Policy::parse(policy, false).expect("test policy parses");
+        let policy =
+            Policy::parse(policy, airlock::PolicyFormat::Toml).expect("test policy parses");
         let host = customize(probe_services(Host::builder()).worker(worker()))
             .plugin_dir(self.path())
             .policy(policy)

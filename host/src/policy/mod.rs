@@ -14,6 +14,8 @@ use crate::retry::{RetryPolicy, DEFAULT_RETRY};
 
 mod http;
 mod parse;
+
+pub use parse::PolicyFormat;
 mod trust;
 
 pub use http::{HttpPolicy, IpRange};
@@ -312,11 +314,11 @@ impl Policy {
             path: path.to_owned(),
             source,
         })?;
-        let json = path.extension().is_some_and(|e| e == "json");
-        let mut policy = Self::parse(&text, json).map_err(|message| Error::PolicyInvalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        let mut policy =
+            Self::parse(&text, PolicyFormat::of(path)).map_err(|message| Error::PolicyInvalid {
+                path: path.to_owned(),
+                message,
+            })?;
         policy.source = Some(path.to_owned());
         // Relative paths in [host] are relative to the policy file's directory.
         let base = path.parent().unwrap_or_else(|| Path::new("."));
@@ -436,7 +438,7 @@ mod tests {
             [plugins.counter]
             enabled = false
             "#,
-            false,
+            PolicyFormat::Toml,
         )
         .expect("valid");
         let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
@@ -452,26 +454,32 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_with_a_location() {
-        let err = Policy::parse("[plugins.hello]\nenabeld = true\n", false).expect_err("refused");
+        let err = Policy::parse("[plugins.hello]\nenabeld = true\n", PolicyFormat::Toml)
+            .expect_err("refused");
         assert!(err.contains("enabeld"), "{err}");
         assert!(err.contains("line 2"), "{err}");
-        let err = Policy::parse("[plugin.hello]\n", false).expect_err("refused");
+        let err = Policy::parse("[plugin.hello]\n", PolicyFormat::Toml).expect_err("refused");
         assert!(err.contains("plugin"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = Policy::parse("[plugins.hello]\nsha256 = \"abc\"\n", false).expect_err("refused");
+        let err = Policy::parse("[plugins.hello]\nsha256 = \"abc\"\n", PolicyFormat::Toml)
+            .expect_err("refused");
         assert!(err.contains("sha256"), "{err}");
-        let err = Policy::parse("[plugins.hello]\nblake3 = \"abc\"\n", false).expect_err("refused");
+        let err = Policy::parse("[plugins.hello]\nblake3 = \"abc\"\n", PolicyFormat::Toml)
+            .expect_err("refused");
         assert!(
             err.contains("blake3") && err.contains("64 hex digits"),
             "{err}"
         );
-        let err = Policy::parse("[plugins.hello]\ngrants = [\"teleport\"]\n", false)
-            .expect_err("refused");
+        let err = Policy::parse(
+            "[plugins.hello]\ngrants = [\"teleport\"]\n",
+            PolicyFormat::Toml,
+        )
+        .expect_err("refused");
         assert!(err.contains("teleport"), "{err}");
-        let err = Policy::parse("[plugins.Hello]\n", false).expect_err("refused");
+        let err = Policy::parse("[plugins.Hello]\n", PolicyFormat::Toml).expect_err("refused");
         assert!(err.contains("lower-case"), "{err}");
     }
 
@@ -482,7 +490,7 @@ mod tests {
             "AB".repeat(32),
             "0c".repeat(32)
         );
-        let policy = Policy::parse(&text, false).expect("valid");
+        let policy = Policy::parse(&text, PolicyFormat::Toml).expect("valid");
         let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
         assert_eq!(hello.blake3.as_deref(), Some("ab".repeat(32).as_str()));
         assert_eq!(hello.sha256.as_deref(), Some("0c".repeat(32).as_str()));
@@ -492,7 +500,7 @@ mod tests {
     fn host_settings_and_secrets() {
         let policy = Policy::parse(
             "[host]\ndata_dir = \"data\"\naudit_log = \"audit.jsonl\"\n[secrets]\ntoken = \"s3cret\"\nfrom_env = { env = \"AIRLOCK_TEST_UNSET_VARIABLE\" }\n",
-            false,
+            PolicyFormat::Toml,
         )
         .expect("valid");
         assert_eq!(policy.host().data_dir.as_deref(), Some(Path::new("data")));
@@ -507,20 +515,26 @@ mod tests {
 
     #[test]
     fn reserved_capabilities_cannot_be_granted() {
-        let err = Policy::parse("[plugins.a]\ngrants = [\"host.control\"]\n", false)
-            .expect_err("refused");
+        let err = Policy::parse(
+            "[plugins.a]\ngrants = [\"host.control\"]\n",
+            PolicyFormat::Toml,
+        )
+        .expect_err("refused");
         assert!(err.contains("reserved"), "{err}");
     }
 
     #[test]
     fn json_policies_parse_too() {
-        let policy =
-            Policy::parse(r#"{"plugins":{"hello":{"enabled":false}}}"#, true).expect("valid");
+        let policy = Policy::parse(
+            r#"{"plugins":{"hello":{"enabled":false}}}"#,
+            PolicyFormat::Json,
+        )
+        .expect("valid");
         assert!(
             !policy
                 .for_plugin(&PluginId::new("hello").expect("id"))
                 .enabled
         );
-        assert!(Policy::parse(r#"{"plugins":{"hello":{"x":1}}}"#, true).is_err());
+        assert!(Policy::parse(r#"{"plugins":{"hello":{"x":1}}}"#, PolicyFormat::Json).is_err());
     }
 }

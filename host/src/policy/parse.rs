@@ -147,17 +147,38 @@ struct RawPluginPolicy {
     signed_by: Option<Vec<String>>,
 }
 
+/// The language a policy is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    /// TOML (`airlock.toml`), the usual one.
+    Toml,
+    /// JSON, for policies written by programs.
+    Json,
+}
+
+impl PolicyFormat {
+    /// The format a policy file's name says: JSON for `.json`, TOML otherwise.
+    pub fn of(path: &std::path::Path) -> Self {
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::Json
+        } else {
+            Self::Toml
+        }
+    }
+}
+
 impl Policy {
-    /// Parses policy text (TOML, or JSON when `json`).
+    /// Parses policy text written in `format`.
     ///
     /// # Errors
     ///
     /// A message naming the key and location of the first problem.
-    pub fn parse(text: &str, json: bool) -> Result<Self, String> {
-        let raw: RawPolicy = if json {
-            serde_json::from_str(text).map_err(|e| e.to_string())?
-        } else {
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
+    pub fn parse(text: &str, format: PolicyFormat) -> Result<Self, String> {
+        let raw: RawPolicy = match format {
+            PolicyFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
+            PolicyFormat::Toml => {
+                toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
+            }
         };
         let mut policy = Self {
             host: HostSettings {

@@ -108,7 +108,7 @@ mod tests {
                 "[trust]\nacme = \"{KEY}\"\n[defaults]\nsignature = \"required\"\n\
                  [plugins.hello]\nsigned_by = [\"acme\"]\n[plugins.free]\nsignature = \"optional\"\n"
             ),
-            false,
+            crate::PolicyFormat::Toml,
         )
         .expect("valid");
         let id = |s: &str| PluginId::new(s).expect("id");
@@ -131,7 +131,7 @@ mod tests {
                 "already trusted as a",
             ),
         ] {
-            let err = Policy::parse(bad, false).expect_err(bad);
+            let err = Policy::parse(bad, crate::PolicyFormat::Toml).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
         }
     }

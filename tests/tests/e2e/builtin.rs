@@ -74,7 +74,7 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
         .builtin::<Stamp>()
         .builtin::<Broken>()
         .plugin_dir(dir.path())
-        .policy(Policy::parse("", false).expect("policy"))
+        .policy(Policy::parse("", airlock::PolicyFormat::Toml).expect("policy"))
         .build()
         .expect("host");
     let report = host.load().expect("load");

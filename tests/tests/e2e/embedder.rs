@@ -219,7 +219,7 @@ fn a_service_handler_sees_the_plugin_and_on_whose_behalf_it_calls() {
     let dir = TempPluginDir::with(&["probe"]);
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(GRANTED, false).expect("policy"))
+        .policy(airlock::Policy::parse(GRANTED, airlock::PolicyFormat::Toml).expect("policy"))
         .operation::<Ping>(|caller, _| {
             Ok(serde_json::to_string(&json!({
                 "plugin": caller.plugin,

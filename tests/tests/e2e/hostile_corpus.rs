@@ -470,7 +470,7 @@ fn random_text_never_panics_the_manifest_and_policy_parsers() {
         }
         let text: String = text.into_iter().collect();
         let _ = airlock_abi::manifest::Manifest::from_json(&text);
-        let _ = airlock::Policy::parse(&text, false);
-        let _ = airlock::Policy::parse(&text, true);
+        let _ = airlock::Policy::parse(&text, airlock::PolicyFormat::Toml);
+        let _ = airlock::Policy::parse(&text, airlock::PolicyFormat::Json);
     }
 }

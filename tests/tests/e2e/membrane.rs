@@ -61,7 +61,7 @@ fn probe_host(dir: &TempPluginDir, data: &std::path::Path, grant: bool) -> Host 
     );
     let host = airlock_tests::probe_services(Host::builder())
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(&policy, false).expect("policy"))
+        .policy(airlock::Policy::parse(&policy, airlock::PolicyFormat::Toml).expect("policy"))
         .build()
         .expect("host");
     let report = host.load().expect("load");

@@ -304,7 +304,7 @@ fn a_bad_rule_is_refused_with_its_place_in_the_policy() {
         ("actions = [\"x\"]\ndecision = \"maybe\"", "maybe"),
     ] {
         let text = format!("[[plugins.p.permissions]]\n{rule}\n");
-        let err = airlock::Policy::parse(&text, false).expect_err(rule);
+        let err = airlock::Policy::parse(&text, airlock::PolicyFormat::Toml).expect_err(rule);
         assert!(err.contains(expect), "{rule}: {err}");
     }
 }

@@ -15,7 +15,7 @@ fn courier(builder: airlock::HostBuilder, dir: &TempPluginDir, data: &std::path:
     let policy = format!("[host]\ndata_dir = {data:?}\n[plugins.courier]\ngrants = [\"kv\"]\n");
     let host = builder
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(&policy, false).expect("policy"))
+        .policy(airlock::Policy::parse(&policy, airlock::PolicyFormat::Toml).expect("policy"))
         .max_request_body(256)
         .build()
         .expect("host");
