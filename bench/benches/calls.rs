@@ -183,10 +183,10 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
-    let (rss_before, retained_before) = (rss_kib(), host.retained_libraries().0);
+    let (rss_before, retained_before) = (rss_kib(), airlock::retained().0);
     g.bench_function("forced", |b| b.iter(|| host.reload("bench-noop").expect("known")));
     g.finish();
-    let generations = host.retained_libraries().0 - retained_before;
+    let generations = airlock::retained().0 - retained_before;
     let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
     let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");

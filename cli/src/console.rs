@@ -245,7 +245,7 @@ impl<'h> Console<'h> {
         if plugins.is_empty() {
             return "no plugins loaded".to_owned();
         }
-        let (retained, bytes) = self.host.retained_libraries();
+        let (retained, bytes) = airlock::retained();
         let footer = format!(
             "retained libraries in this process: {retained} ({:.1} MB; libraries are never unloaded)",
             bytes as f64 / 1e6
@@ -436,7 +436,7 @@ impl<'h> Console<'h> {
 
     fn audit(&self, args: &str) -> String {
         let n = args.parse().unwrap_or(10);
-        let records = self.host.audit_tail(n);
+        let records = self.host.audit().tail(n);
         if records.is_empty() {
             return "no audit records".to_owned();
         }
@@ -502,7 +502,7 @@ impl<'h> Console<'h> {
         if verb == "approve" {
             return render(self.host.approve(id));
         }
-        if self.host.refuse(id, "refused at the console") {
+        if self.host.refuse_approval(id, "refused at the console") {
             format!("{id} refused")
         } else {
             format!("no call waits for approval {id}")

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Err(e) => println!("remember was refused ({}): {}", e.code, e.message),
         Ok(other) => println!("remember: {other:?}"),
     }
-    for record in host.audit_tail(10) {
+    for record in host.audit().tail(10) {
         println!(
             "audit: {} {} {:?}: {}",
             record.plugin, record.capability, record.outcome, record.detail

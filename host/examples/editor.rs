@@ -183,7 +183,7 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         &format!("wordcount.count after the revocation: {}", shown(revoked)),
     )?;
 
-    for record in host.audit_tail(usize::MAX) {
+    for record in host.audit().tail(usize::MAX) {
         if matches!(
             record.outcome,
             AuditOutcome::Denied

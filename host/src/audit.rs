@@ -56,7 +56,7 @@ pub enum AuditOutcome {
     ApprovalPending,
     /// The approver allowed a call an `ask` rule covers (at once, or a pending one later).
     Approved,
-    /// A call pending approval was refused (`Host::refuse`).
+    /// A call pending approval was refused (`Host::refuse_approval`).
     ApprovalRefused,
     /// An isolated plugin's worker died and was restarted within the policy's budget.
     Restarted,

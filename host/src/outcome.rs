@@ -134,7 +134,7 @@ pub enum ActionOutcome {
     /// `error(message)`: the action refused, for a reason of its own domain.
     Error(String),
     /// `pending_approval(id)`: the policy says `ask` and the approver will decide later; the
-    /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse`] drops it.
+    /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse_approval`] drops it.
     #[serde(rename = "pending_approval")]
     PendingApproval(ApprovalId),
 }

@@ -367,7 +367,8 @@ impl Tested {
     /// The capabilities the plugin was denied, in order (one audit record each).
     pub fn denials(&self) -> Vec<String> {
         self.host
-            .audit_tail(usize::MAX)
+            .audit()
+            .tail(usize::MAX)
             .into_iter()
             .filter(|r| r.plugin == self.id && r.outcome == AuditOutcome::Denied)
             .map(|r| r.capability)

@@ -166,7 +166,8 @@ fn library(granted: bool) -> Run {
     });
     let denials = Box::new(move || {
         let _ = &keep;
-        host.audit_tail(usize::MAX)
+        host.audit()
+            .tail(usize::MAX)
             .iter()
             .filter(|r| r.plugin == "probe" && r.outcome == airlock::AuditOutcome::Denied)
             .count()

@@ -178,7 +178,8 @@ fn broken_builds_leave_the_old_generation_serving() {
     }
     assert_eq!(ok(&host, "version"), "2");
     let refused = host
-        .audit_tail(100)
+        .audit()
+        .tail(100)
         .iter()
         .filter(|r| r.outcome == airlock::AuditOutcome::ReloadRefused)
         .count();
@@ -210,8 +211,7 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
     install(dir.path(), "1");
     let host = load(&dir);
     let path = dir.path().join(lib_name());
-    let (fds_before, rss_before, retained_before) =
-        (open_fds(), rss_bytes(), host.retained_libraries());
+    let (fds_before, rss_before, retained_before) = (open_fds(), rss_bytes(), airlock::retained());
     let done = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
     let started = Instant::now();
@@ -271,7 +271,7 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
         1,
         "exactly one subscription receives"
     );
-    let (retained, retained_bytes) = host.retained_libraries();
+    let (retained, retained_bytes) = airlock::retained();
     let retained_added = retained - retained_before.0;
     let retained_bytes_added = (retained_bytes - retained_before.1) as u64;
     let rss_growth = rss_bytes().saturating_sub(rss_before);

@@ -10,13 +10,12 @@ use airlock_abi::abi::InvocationKind;
 use airlock_abi::{Health, HookReply};
 
 use super::hooks::{HookDispatch, HookMode};
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::AuditLog;
 use crate::context::{self};
 use crate::discover::discover;
 use crate::error::{CallError, CallErrorCode, Error, Refusal};
 use crate::library_file::LibraryFile;
 use crate::loader::hazard::Retaining;
-use crate::loader::{self};
 use crate::report::{LoadReport, PluginReport};
 use crate::watch::Watcher;
 
@@ -390,12 +389,7 @@ impl Host {
         self.shared.events.dropped()
     }
 
-    /// The last `n` audit records, oldest first.
-    pub fn audit_tail(&self, n: usize) -> Vec<AuditRecord> {
-        self.shared.audit.tail(n)
-    }
-
-    /// The audit log.
+    /// The audit log (its last records: `audit().tail(n)`).
     pub fn audit(&self) -> &AuditLog {
         &self.shared.audit
     }
@@ -411,10 +405,5 @@ impl Host {
             .rev()
             .filter_map(|p| self.shared.teardown(p, PluginState::Stopped))
             .collect()
-    }
-
-    /// How many libraries this process retains (loaded and never unloaded) and their bytes.
-    pub fn retained_libraries(&self) -> (usize, usize) {
-        loader::retained()
     }
 }

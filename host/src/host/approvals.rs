@@ -1,7 +1,7 @@
 //! Per-action permissions on the call path: the policy's rules ([`crate::permission`]) checked
 //! for the thread's current caller before an action or hook runs, the embedding program's
 //! approver for `ask`, and the calls waiting for its decision, which the host runs or refuses
-//! when it comes ([`Host::approve`], [`Host::refuse`]).
+//! when it comes ([`Host::approve`], [`Host::refuse_approval`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ pub enum Approval {
     /// Refuse it (`permission_denied`), for this reason.
     Deny(String),
     /// Decide later: the call answers `pending_approval` with the request's id, and
-    /// [`Host::approve`] or [`Host::refuse`] settles it. A hook cannot wait: a hook call the
+    /// [`Host::approve`] or [`Host::refuse_approval`] settles it. A hook cannot wait: a hook call the
     /// approver defers leaves that plugin out of the dispatch (`pending_approval`).
     Later,
 }
@@ -239,8 +239,8 @@ impl Host {
         envelope(&request.plugin, &request.name, called?, out)
     }
 
-    /// Refuses the call waiting as `id`; whether one was waiting.
-    pub fn refuse(&self, id: ApprovalId, reason: &str) -> bool {
+    /// Refuses the call waiting for approval as `id`; whether one was waiting.
+    pub fn refuse_approval(&self, id: ApprovalId, reason: &str) -> bool {
         let detail = format!("approval {id} refused: {reason}");
         self.settle(id, AuditOutcome::ApprovalRefused, &detail)
             .is_some()

@@ -116,7 +116,7 @@ impl HostBuilder {
     /// (the policy's `[[plugins.<id>.permissions]]`): it sees who calls which action or hook with what input, and
     /// answers [`Approval::Allow`], [`Approval::Deny`] or [`Approval::Later`] — then the call
     /// answers `pending_approval` with an id, and the program settles it with
-    /// [`Host::approve`] or [`Host::refuse`]. It runs on the calling thread; a panic in it is
+    /// [`Host::approve`] or [`Host::refuse_approval`]. It runs on the calling thread; a panic in it is
     /// a denial. Without an approver, `ask` is a denial.
     #[must_use]
     pub fn approver(

@@ -107,7 +107,8 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
         .expect_err("kv is not granted");
     assert_eq!(denied.code, CallErrorCode::CapabilityViolation);
     let denials: Vec<_> = host
-        .audit_tail(100)
+        .audit()
+        .tail(100)
         .into_iter()
         .filter(|r| r.plugin == "hello" && r.outcome == AuditOutcome::Denied)
         .collect();

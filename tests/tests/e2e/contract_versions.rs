@@ -43,7 +43,7 @@ fn still_serving(host: &Host) {
         assert_eq!(info.stats.faults, 0, "{id}: {:?}", info.stats);
         assert_eq!(info.stats.denials, 0, "{id}: {:?}", info.stats);
     }
-    let records = host.audit_tail(usize::MAX);
+    let records = host.audit().tail(usize::MAX);
     assert!(records.is_empty(), "{records:#?}");
 }
 

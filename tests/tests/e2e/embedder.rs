@@ -19,7 +19,8 @@ fn service(host: &Host, plugin: &str, which: &str) -> Value {
 }
 
 fn denials(host: &Host, plugin: &str) -> Vec<String> {
-    host.audit_tail(usize::MAX)
+    host.audit()
+        .tail(usize::MAX)
         .iter()
         .filter(|r| r.plugin == plugin && r.outcome == AuditOutcome::Denied)
         .map(|r| r.capability.clone())
@@ -85,7 +86,8 @@ fn a_declared_operation_the_operator_did_not_grant_is_denied() {
     };
     assert_eq!(answer["outcome"], "capability_violation", "{answer}");
     let callers: Vec<_> = host
-        .audit_tail(usize::MAX)
+        .audit()
+        .tail(usize::MAX)
         .into_iter()
         .filter(|r| r.outcome == AuditOutcome::Denied)
         .map(|r| r.caller)

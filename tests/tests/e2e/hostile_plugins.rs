@@ -73,7 +73,7 @@ fn a_flood_of_denied_calls_keeps_memory_bounded_and_every_record_accounted_for()
         airlock::ActionOutcome::Ok(FLOOD.into())
     );
     assert_eq!(
-        host.audit_tail(usize::MAX).len(),
+        host.audit().tail(usize::MAX).len(),
         airlock::AUDIT_RING,
         "the in-memory tail is bounded"
     );

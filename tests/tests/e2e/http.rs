@@ -85,7 +85,8 @@ fn fetch(host: &Host, input: Value) -> Value {
 
 /// The audit records of outbound HTTP since the host started: outcome and detail.
 fn http_records(host: &Host) -> Vec<(AuditOutcome, String, String)> {
-    host.audit_tail(usize::MAX)
+    host.audit()
+        .tail(usize::MAX)
         .into_iter()
         .filter(|r| r.capability.starts_with("http.outbound"))
         .map(|r| (r.outcome, r.capability, r.detail))
@@ -154,7 +155,7 @@ fn an_allowed_call_carries_bytes_both_ways_and_is_audited_without_its_content() 
         ]
     );
     assert!(records.iter().all(|(o, _, _)| *o == AuditOutcome::Http));
-    let all = format!("{:?}", host.audit_tail(usize::MAX));
+    let all = format!("{:?}", host.audit().tail(usize::MAX));
     assert!(!all.contains("do-not-log") && !all.contains("payload-not-logged"));
 }
 
@@ -325,7 +326,7 @@ fn a_credential_is_used_for_the_plugin_never_read_by_it_and_never_sent_elsewhere
             json!({"outcome": "capability_violation", "capability": "secrets:api_token"})
         )
     );
-    let records = format!("{:?}", host.audit_tail(usize::MAX));
+    let records = format!("{:?}", host.audit().tail(usize::MAX));
     assert!(records.contains("is a credential: usable in outbound HTTP requests, never readable"));
     assert!(
         !records.contains("s3cret"),

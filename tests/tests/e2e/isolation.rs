@@ -148,7 +148,8 @@ fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_resta
     }
     let crashes = rounds * kinds.len() as u64;
     let restarts = host
-        .audit_tail(usize::MAX)
+        .audit()
+        .tail(usize::MAX)
         .into_iter()
         .filter(|r| r.outcome == AuditOutcome::Restarted)
         .count() as u64;
@@ -385,7 +386,8 @@ fn probe_run(isolation: &str) -> (Vec<Value>, Vec<(String, AuditOutcome, String)
         answers.push(ok(&host, "probe", action, &input));
     }
     let audit = host
-        .audit_tail(usize::MAX)
+        .audit()
+        .tail(usize::MAX)
         .into_iter()
         .map(|r| (r.capability, r.outcome, r.plugin))
         .collect();

@@ -33,7 +33,8 @@ decision = "ask"
 "#;
 
 fn records(host: &Host, outcome: AuditOutcome) -> Vec<(String, Option<CallerInfo>)> {
-    host.audit_tail(usize::MAX)
+    host.audit()
+        .tail(usize::MAX)
         .into_iter()
         .filter(|r| r.outcome == outcome)
         .map(|r| (r.capability, r.caller))
@@ -208,8 +209,8 @@ fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it()
         ActionOutcome::Ok(json!({"host": {"principal": {"id": "bob", "roles": ["ops"]}}}))
     );
     // Refused: dropped, audited; settling it again finds nothing.
-    assert!(host.refuse(second, "not today"));
-    assert!(!host.refuse(second, "twice"));
+    assert!(host.refuse_approval(second, "not today"));
+    assert!(!host.refuse_approval(second, "twice"));
     let gone = host.approve(second).expect_err("settled already");
     assert_eq!(gone.code, CallErrorCode::NotFound);
     assert_eq!(host.pending_approvals().len(), 2);

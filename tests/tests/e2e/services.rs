@@ -110,7 +110,7 @@ fn a_disabled_plugin_refuses_calls_and_its_context_is_revoked() {
         host.call("hello", "greet", &Value::Null).expect("call"),
         ActionOutcome::Ok("Hello, world!".into())
     );
-    let kinds: Vec<_> = host.audit_tail(10).iter().map(|r| r.outcome).collect();
+    let kinds: Vec<_> = host.audit().tail(10).iter().map(|r| r.outcome).collect();
     assert_eq!(
         kinds,
         [
