@@ -73,7 +73,7 @@ pub use airlock_abi::wire::{CallerInfo, Principal};
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
 #[cfg(feature = "test-support")]
 pub use context::is_open;
-pub use decide::{covers, effective_grants, glob_match, grant_covers, Decision};
+pub use decide::effective_grants;
 pub use discover::library_suffix;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use events::EVENT_QUEUE;
