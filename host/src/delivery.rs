@@ -43,3 +43,21 @@ pub(crate) fn serve_on_this_thread() {
 pub(crate) fn on_service_thread() -> bool {
     SERVICE_THREAD.get()
 }
+
+thread_local! {
+    static RETRYING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as a service thread's second try of what a busy plugin could not take: its gate is
+/// tried without waiting, so plugins that stay busy cost the other plugins nothing each time.
+pub(crate) fn retrying<R>(f: impl FnOnce() -> R) -> R {
+    RETRYING.set(true);
+    let result = f();
+    RETRYING.set(false);
+    result
+}
+
+/// Whether the calling service thread is trying again ([`retrying`]).
+pub(crate) fn is_retrying() -> bool {
+    RETRYING.get()
+}

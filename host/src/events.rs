@@ -256,7 +256,9 @@ fn retry(aside: &mut VecDeque<SetAside>, host: &dyn Deliver) {
         if busy.contains(token) {
             return true;
         }
-        let still = host.deliver(*token, InvocationKind::EVENT, topic, payload) == Delivered::Busy;
+        let still = crate::delivery::retrying(|| {
+            host.deliver(*token, InvocationKind::EVENT, topic, payload)
+        }) == Delivered::Busy;
         if still {
             busy.push(*token);
         }

@@ -182,7 +182,8 @@ impl Drop for Registered {
 /// the thread goes on to the other plugins. A health poll is skipped (the last answer stays);
 /// a timer run is skipped like a cron match that comes while the job runs (the job runs at its
 /// next time); an event waits in the dispatcher and is tried again, in order, after the
-/// plugin's other events (`events.rs`).
+/// plugin's other events (`events.rs`) — without waiting at all, so that plugins that stay
+/// busy do not slow the dispatcher down for the others.
 pub(crate) const SERVICE_WAIT: Duration = Duration::from_millis(50);
 
 /// The refusal of a call that did not get through a serial plugin's gate.
@@ -238,9 +239,17 @@ impl HostShared {
         // A service thread's own entry; a call nested in the plugin it entered is that
         // plugin's, bounded by what is left of it.
         if outer.is_none() && crate::delivery::on_service_thread() {
-            bound = bound.min(SERVICE_WAIT);
+            // Trying again what a busy plugin could not take: no wait at all.
+            let wait = if crate::delivery::is_retrying() {
+                Duration::ZERO
+            } else {
+                SERVICE_WAIT
+            };
+            bound = bound.min(wait);
         }
-        let mut until = now + bound;
+        // A timeout too large to add is no bound short of the process's life.
+        let far = || now + Duration::from_secs(365 * 24 * 3600);
+        let mut until = now.checked_add(bound).unwrap_or_else(far);
         if let Some((address, from, limit)) = outer {
             // The outer call's timeout, as the watchdog saw it, or from this host's table.
             let limit = limit.or_else(|| {
@@ -249,8 +258,8 @@ impl HostShared {
                     .find(|p| p.running.address() == address)
                     .map(|p| p.policy.call_timeout)
             });
-            if let Some(limit) = limit {
-                until = until.min(from + limit);
+            if let Some(limit) = limit.and_then(|limit| from.checked_add(limit)) {
+                until = until.min(limit);
             }
         }
         until

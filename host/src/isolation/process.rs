@@ -110,15 +110,25 @@ impl Worker {
             }
             // The channel is the worker's standard input; what the plugin prints goes where
             // the host's own output goes, as it would in-process.
-            let child = command
+            let mut child = command
                 .stdin(Stdio::from(OwnedFd::from(worker_end)))
                 .stdout(Stdio::inherit())
                 .stderr(Stdio::inherit())
                 .env(super::limits::ENV, super::limits::to_env(&spec.limits))
                 .spawn()?;
-            let mut channel = Channel::new(host_end)?;
-            channel.open()?;
-            Ok((child, channel))
+            let opened = Channel::new(host_end).and_then(|mut channel| {
+                channel.open()?;
+                Ok(channel)
+            });
+            match opened {
+                Ok(channel) => Ok((child, channel)),
+                Err(e) => {
+                    // Never left running, nor unreaped.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(e)
+                }
+            }
         };
         let (child, channel) =
             started().map_err(|e| (None, super::cannot_start(&spec.program, &e)))?;

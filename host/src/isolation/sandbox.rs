@@ -105,6 +105,11 @@ pub(crate) fn enter(
              binds only the thread that enters it)"
         ));
     }
+    // Out of the host's session: no controlling terminal to type into, no signal from it.
+    let _ = rustix::process::setsid();
+    // Not dumpable: another worker of the same user cannot open this one's memory either.
+    let dumpable =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let capabilities = drop_capabilities();
     let (landlock, scoped) = if settings.without_landlock {
         let off = "Landlock left out (landlock=0)".to_owned();
@@ -117,7 +122,13 @@ pub(crate) fn enter(
     };
     let filter = seccomp(settings)?;
     let status = format!("{landlock}; {filter}; {scoped}; {capabilities}");
-    let complete = landlock.starts_with("Landlock fully") && filter.starts_with("seccomp");
+    // What `sandbox_required` requires: the filesystem view, the filter, no capabilities and
+    // not dumpable. The TCP rules and the scopes are reported; the filter refuses sockets and
+    // signals to other processes without them.
+    let complete = landlock.starts_with("Landlock fully")
+        && filter.starts_with("seccomp")
+        && capabilities == "no capabilities"
+        && dumpable.is_ok();
     if settings.required && !complete {
         return Err(format!(
             "the policy requires the sandbox and this kernel cannot enforce all of it ({status})"
@@ -267,21 +278,57 @@ fn seccomp(settings: &Settings) -> Result<String, String> {
     .into_iter()
     .map(|call| (call, Vec::new()))
     .collect();
-    // Signals only to itself: not to the host (nor its process group), whatever the kernel's
-    // Landlock scopes. `tkill` names a thread of any process; the C library uses `tgkill`.
-    let me = i64::from(std::process::id());
-    let not_me = |arg| -> Result<Vec<SeccompRule>, String> {
-        let other =
-            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, me as u64)
-                .and_then(|c| SeccompRule::new(vec![c]))
-                .map_err(|e| failed(&e))?;
-        Ok(vec![other])
+    // One condition on an argument's low 32 bits (what the kernel reads of an `int` or an
+    // `unsigned int`, whatever the caller puts above them).
+    let arg_is = |arg, op, value: u64| -> Result<SeccompRule, String> {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(|e| failed(&e))
     };
-    denied.insert(libc::SYS_kill, not_me(0)?);
-    denied.insert(libc::SYS_tgkill, not_me(0)?);
-    denied.insert(libc::SYS_rt_sigqueueinfo, not_me(0)?);
-    denied.insert(libc::SYS_rt_tgsigqueueinfo, not_me(0)?);
-    denied.insert(libc::SYS_tkill, Vec::new());
+    // The commands refused to `fcntl` and `ioctl`: Linux's values on x86_64 and aarch64 (the
+    // libc crate does not name them all).
+    const F_SETOWN: u32 = 8;
+    const F_SETSIG: u32 = 10;
+    const F_SETOWN_EX: u32 = 15;
+    const FIOSETOWN: u32 = 0x8901;
+    const SIOCSPGRP: u32 = 0x8902;
+    const TIOCSTI: u32 = 0x5412;
+    const TIOCLINUX: u32 = 0x541C;
+    // Signals to another process, however sent: a pidfd's, and a file's owner signalled when
+    // it is ready (SIGIO, or any signal `F_SETSIG` picks) — the channel's socket included.
+    denied.insert(libc::SYS_pidfd_send_signal, Vec::new());
+    denied.insert(
+        libc::SYS_fcntl,
+        [F_SETOWN, F_SETOWN_EX, F_SETSIG]
+            .into_iter()
+            .map(|cmd| arg_is(1, SeccompCmpOp::Eq, u64::from(cmd)))
+            .collect::<Result<_, _>>()?,
+    );
+    // The same through ioctl, and typing into a terminal (`TIOCSTI`, `TIOCLINUX`): the worker
+    // has left the host's session, and these are refused besides.
+    denied.insert(
+        libc::SYS_ioctl,
+        [FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX]
+            .into_iter()
+            .map(|cmd| arg_is(1, SeccompCmpOp::Eq, u64::from(cmd)))
+            .collect::<Result<_, _>>()?,
+    );
+    if !settings.processes {
+        // Signals only to itself: not to the host (nor its process group), whatever the
+        // kernel's Landlock scopes. `tkill` names a thread of any process; the C library uses
+        // `tgkill`. (A plugin allowed processes must signal its children, and they themselves:
+        // there Landlock's signal scope, where the kernel has it, keeps them from the host.)
+        let me = u64::from(std::process::id());
+        for call in [
+            libc::SYS_kill,
+            libc::SYS_tgkill,
+            libc::SYS_rt_sigqueueinfo,
+            libc::SYS_rt_tgsigqueueinfo,
+        ] {
+            denied.insert(call, vec![arg_is(0, SeccompCmpOp::Ne, me)?]);
+        }
+        denied.insert(libc::SYS_tkill, Vec::new());
+    }
     if !settings.network {
         denied.insert(libc::SYS_socket, Vec::new());
         denied.insert(libc::SYS_socketpair, Vec::new());

@@ -184,10 +184,7 @@ fn serve() -> io::Result<()> {
                 sealed_only,
             } => {
                 loaded = true;
-                let result = load(&label, bytes, sealed_only, scratch.path());
-                // Sandboxed by now (or refused): the watch thread inherits the sandbox.
-                follow_the_host()?;
-                match result {
+                match load(&label, bytes, sealed_only, scratch.path()) {
                     Ok((library, status)) => {
                         creator = Some(library);
                         out.extend_from_slice(status.as_bytes());
@@ -282,6 +279,9 @@ fn load(
     let file = crate::library_file::read_library_bytes(Path::new(label), bytes).map_err(refused)?;
     let staged = loader::stage(&file, scratch, sealed_only).map_err(refused)?;
     let status = sandbox(staged.file()).map_err(|message| format!("load_failed: {message}"))?;
+    // Sandboxed, so the watch thread is too; started before the library's constructors, so
+    // one that blocks cannot outlive a host that dies meanwhile.
+    follow_the_host().map_err(|e| format!("load_failed: the worker cannot watch its host: {e}"))?;
     let library = loader::open_staged(&file, &staged).map_err(refused)?;
     // The library is retained (never unloaded) by the loader, as in a host.
     Ok((library.creator(), status))
