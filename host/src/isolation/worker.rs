@@ -157,7 +157,6 @@ fn serve() -> io::Result<()> {
     let mut instance: Option<loader::Instance> = None;
     let mut out = Vec::new();
     let mut loaded = false;
-    let scratch = tempfile::tempdir()?;
     loop {
         let read = {
             let mut channel = channel.lock();
@@ -184,7 +183,7 @@ fn serve() -> io::Result<()> {
                 sealed_only,
             } => {
                 loaded = true;
-                match load(&label, bytes, sealed_only, scratch.path()) {
+                match load(&label, bytes, sealed_only) {
                     Ok((library, status)) => {
                         creator = Some(library);
                         out.extend_from_slice(status.as_bytes());
@@ -273,11 +272,15 @@ fn load(
     label: &str,
     bytes: Vec<u8>,
     sealed_only: bool,
-    scratch: &Path,
 ) -> Result<(loader::Creator, String), String> {
     let refused = |r: crate::error::Refusal| format!("{}: {}", r.reason.code(), r.detail);
     let file = crate::library_file::read_library_bytes(Path::new(label), bytes).map_err(refused)?;
-    let staged = loader::stage(&file, scratch, sealed_only).map_err(refused)?;
+    // A shadow file, if one is needed, is opened and its name removed by `stage`: its
+    // directory goes before the sandbox, which could not remove it.
+    let scratch = tempfile::tempdir()
+        .map_err(|e| format!("load_failed: the worker has no temporary directory: {e}"))?;
+    let staged = loader::stage(&file, scratch.path(), sealed_only).map_err(refused)?;
+    drop(scratch);
     let status = sandbox(staged.file()).map_err(|message| format!("load_failed: {message}"))?;
     // Sandboxed, so the watch thread is too; started before the library's constructors, so
     // one that blocks cannot outlive a host that dies meanwhile.
