@@ -9,11 +9,10 @@ use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
 use super::http::{http, RawHttp};
+use super::isolation::{limits, restart, sandbox};
 use super::trust::{signature, trust, RawSignature};
-use super::{
-    Credential, HostSettings, Isolation, PluginPolicy, Policy, RestartPolicy, Sandbox,
-    SecretSource, WorkerLimits,
-};
+use super::PolicyFormat;
+use super::{Credential, HostSettings, Isolation, PluginPolicy, Policy, SecretSource};
 use crate::library_file::parse_digest;
 use crate::permission::{PermissionRule, RawRule};
 
@@ -145,26 +144,6 @@ struct RawPluginPolicy {
     http: Option<RawHttp>,
     signature: Option<RawSignature>,
     signed_by: Option<Vec<String>>,
-}
-
-/// The language a policy is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyFormat {
-    /// TOML (`airlock.toml`), the usual one.
-    Toml,
-    /// JSON, for policies written by programs.
-    Json,
-}
-
-impl PolicyFormat {
-    /// The format a policy file's name says: JSON for `.json`, TOML otherwise.
-    pub fn of(path: &std::path::Path) -> Self {
-        if path.extension().is_some_and(|e| e == "json") {
-            Self::Json
-        } else {
-            Self::Toml
-        }
-    }
 }
 
 impl Policy {
@@ -386,56 +365,5 @@ impl Policy {
             );
         }
         Ok(policy)
-    }
-}
-
-/// `base` with what a policy file sets instead.
-fn restart(
-    base: RestartPolicy,
-    budget: Option<u32>,
-    window_ms: Option<u64>,
-    backoff_ms: Option<u64>,
-) -> RestartPolicy {
-    RestartPolicy {
-        budget: budget.unwrap_or(base.budget),
-        window: window_ms.map_or(base.window, Duration::from_millis),
-        backoff: backoff_ms.map_or(base.backoff, Duration::from_millis),
-    }
-}
-
-/// `base` with what a policy file sets instead (0 lifts a limit).
-fn limits(
-    base: WorkerLimits,
-    memory_mb: Option<u64>,
-    cpu_s: Option<u64>,
-    open_files: Option<u64>,
-) -> WorkerLimits {
-    let or = |set: Option<u64>, base: Option<u64>| match set {
-        Some(0) => None,
-        Some(n) => Some(n),
-        None => base,
-    };
-    WorkerLimits {
-        memory_mb: or(memory_mb, base.memory_mb),
-        cpu_s: or(cpu_s, base.cpu_s),
-        open_files: or(open_files, base.open_files),
-    }
-}
-
-/// `base` with what a policy file sets instead.
-fn sandbox(
-    base: &Sandbox,
-    enabled: Option<bool>,
-    required: Option<bool>,
-    network: Option<bool>,
-    processes: Option<bool>,
-    read: Option<Vec<PathBuf>>,
-) -> Sandbox {
-    Sandbox {
-        enabled: enabled.unwrap_or(base.enabled),
-        required: required.unwrap_or(base.required),
-        read: read.unwrap_or_else(|| base.read.clone()),
-        network: network.unwrap_or(base.network),
-        processes: processes.unwrap_or(base.processes),
     }
 }
