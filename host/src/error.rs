@@ -283,7 +283,7 @@ pub enum Error {
         /// The plugin.
         plugin: String,
         /// Why.
-        reason: crate::timers::RunJobError,
+        reason: RunJobError,
     },
     /// The plugin's `validate_config` rejected a config.
     #[error("plugin {plugin:?} rejected the config: {}", errors.join("; "))]
@@ -311,4 +311,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a job could not be run by hand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunJobError {
+    /// The plugin has no job of that name.
+    #[error("the plugin has no timer job named {0:?}")]
+    NoSuchJob(String),
+    /// A run of the job is still going; runs never overlap.
+    #[error("timer job {0:?} is running now; a run by hand would overlap it")]
+    AlreadyRunning(String),
 }

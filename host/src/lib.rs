@@ -27,86 +27,74 @@
 // (`isolation::shm`). Anywhere else it does not compile.
 #![deny(unsafe_code)]
 
-mod audit;
-mod caller;
-mod cancel;
-mod context;
-mod decide;
-mod delivery;
-mod discover;
+mod call;
 mod error;
-mod events;
 #[cfg(feature = "failpoints")]
 #[doc(hidden)]
 pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
-mod host;
 mod isolation;
-mod kv;
-mod library_file;
+mod library;
 #[allow(unsafe_code)]
 mod loader;
-mod lock;
 mod membrane;
-mod outcome;
-mod permission;
+mod pipeline;
 mod policy;
-mod registry;
-mod report;
-mod retry;
-mod schema;
+mod runtime;
 mod services;
-mod signature;
-mod stream;
-mod supervisor;
+#[allow(unsafe_code)]
+mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod timers;
 
-pub use cancel::CancelToken;
-pub use signature::{public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX};
-pub use stream::{Chunk, MAX_CHUNK, STREAM_BUFFER};
-mod watch;
+pub use call::cancel::CancelToken;
+pub use call::stream::{Chunk, MAX_CHUNK, STREAM_BUFFER};
+pub use library::signature::{public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX};
 
 pub use airlock_abi::wire::{CallerInfo, Principal};
-pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-#[cfg(feature = "test-support")]
-pub use context::is_open;
-pub use decide::effective_grants;
-pub use discover::library_suffix;
+pub use error::RunJobError;
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
-pub use events::EVENT_QUEUE;
-pub use host::{
-    check, check_file, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval,
-    ApprovalId, ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
-    PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
-    TeardownRecord, MAX_CALL_DEPTH, MAX_PENDING_APPROVALS,
-};
-pub use host::{
-    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
-    HookError, HookFailure, HookMode, Swallowed,
-};
-pub use host::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
 pub use isolation::worker_main;
-pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN};
-pub use library_file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+pub use library::discover::library_suffix;
+pub use library::file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
+pub use library::lock::{Lock, LockEntry};
 #[cfg(all(unix, feature = "test-support"))]
 pub use loader::bare_dlopen;
 pub use loader::retained;
-pub use lock::{Lock, LockEntry};
+#[cfg(feature = "test-support")]
+pub use membrane::context::is_open;
 #[cfg(feature = "test-support")]
 pub use membrane::host_vtable;
-pub use permission::{CallerPattern, Permission, PermissionRule, Target};
+pub use pipeline::decide::effective_grants;
+pub use pipeline::report::{LoadReport, PluginReport, Status};
+pub use policy::permission::{CallerPattern, Permission, PermissionRule, Target};
+pub use policy::retry::{RetryPolicy, DEFAULT_RETRY};
 pub use policy::{
     Credential, HostSettings, HttpPolicy, IpRange, Isolation, PluginPolicy, Policy, PolicyFormat,
     RestartPolicy, Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_CANCEL_GRACE,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_LIMITS, DEFAULT_QUARANTINE_FAULTS,
     DEFAULT_QUARANTINE_WINDOW, DEFAULT_RESTART, DEFAULT_SHUTDOWN_DEADLINE,
 };
-pub use registry::{Caller, ServiceError};
-pub use report::{LoadReport, PluginReport, Status};
-pub use retry::{RetryPolicy, DEFAULT_RETRY};
-pub use supervisor::WATCHDOG_TICK;
-pub use timers::{RunJobError, MAX_JOBS_PER_PLUGIN};
-pub use watch::{Watcher, DEFAULT_DEBOUNCE};
+pub use runtime::supervisor::WATCHDOG_TICK;
+pub use runtime::watch::{Watcher, DEFAULT_DEBOUNCE};
+pub use runtime::{
+    check, check_file, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval,
+    ApprovalId, ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
+    PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
+    TeardownRecord, MAX_CALL_DEPTH, MAX_PENDING_APPROVALS,
+};
+pub use runtime::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+    HookError, HookFailure, HookMode, Swallowed,
+};
+pub use runtime::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+pub use services::audit::{
+    AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA,
+};
+pub use services::events::EVENT_QUEUE;
+pub use services::kv::{
+    KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN,
+};
+pub use services::registry::{Caller, ServiceError};
+pub use services::timers::MAX_JOBS_PER_PLUGIN;

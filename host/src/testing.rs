@@ -39,11 +39,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::audit::AuditOutcome;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
-use crate::host::{ConfigApplied, Host, TeardownOutcome};
 use crate::policy::{Policy, SecretSource};
-use crate::registry::{Caller, Registry, ServiceError};
+use crate::runtime::{ConfigApplied, Host, TeardownOutcome};
+use crate::services::audit::AuditOutcome;
+use crate::services::registry::{Caller, Registry, ServiceError};
 use crate::services::Observed;
 
 /// Sets up one plugin on a real host for a test.
@@ -129,7 +129,7 @@ impl TestHost {
     /// The [`Refusal`] the host reports: `bad_manifest`, `not_granted`, `config_invalid`,
     /// `init_failed`, `init_panicked`, …
     pub fn create<P: Builtin>(self) -> Result<Tested, Refusal> {
-        let here = std::path::Path::new(crate::library_file::BUILTIN_PATH);
+        let here = std::path::Path::new(crate::library::file::BUILTIN_PATH);
         let refuse = |reason, detail: String| Refusal::new(here, reason, detail);
         let manifest = Manifest::from_json(P::MANIFEST)
             .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
@@ -401,7 +401,7 @@ impl Tested {
                 Capability::parse(denied).is_ok_and(|cap| {
                     !declared
                         .iter()
-                        .any(|d| crate::decide::grant_covers(d, &cap))
+                        .any(|d| crate::pipeline::decide::grant_covers(d, &cap))
                 })
             })
             .collect();

@@ -11,7 +11,7 @@
 //! `loom_models`). The bell is the channel's socket: the sleeper also wakes when the other
 //! process dies, and its timeout is the call's.
 //!
-//! Everything here is written against [`crate::loader::sync`], so `scripts/loom.sh` checks
+//! Everything here is written against [`crate::sync::primitives`], so `scripts/loom.sh` checks
 //! this very code. The words are copied in and out with atomic accesses: the other process may
 //! write them at any time (a worker is not trusted), and a message is parsed only from the
 //! copy.
@@ -19,7 +19,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::loader::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::primitives::{AtomicU32, AtomicU64, Ordering};
 
 /// One side of the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use airlock_abi::abi::{
 use parking_lot::Mutex;
 
 use super::wire::{Channel, FromWorker, ToWorker};
+use crate::library::file::read_library_bytes;
 use crate::loader;
 
 /// The channel to the host, shared by the command loop and the forwarding vtable.
@@ -98,8 +99,7 @@ impl Command {
 pub fn worker_main() -> ExitCode {
     if std::env::var_os(super::PROBE_ENV).is_some() {
         // `airlock check`: confine this process as for a plugin, say what held, and exit.
-        let confined = limits().and_then(|()| sandbox(None));
-        let (said, code) = match confined {
+        let (said, code) = match limits().and_then(|()| sandbox(None)) {
             Ok(status) => (status, ExitCode::SUCCESS),
             Err(message) => (message, ExitCode::from(1)),
         };
@@ -274,7 +274,7 @@ fn load(
     sealed_only: bool,
 ) -> Result<(loader::Creator, String), String> {
     let refused = |r: crate::error::Refusal| format!("{}: {}", r.reason.code(), r.detail);
-    let file = crate::library_file::read_library_bytes(Path::new(label), bytes).map_err(refused)?;
+    let file = read_library_bytes(Path::new(label), bytes).map_err(refused)?;
     // A shadow file, if one is needed, is opened and its name removed by `stage`: its
     // directory goes before the sandbox, which could not remove it.
     let scratch = tempfile::tempdir()

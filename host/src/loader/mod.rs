@@ -17,10 +17,6 @@
 //! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
 //! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
 
-pub(crate) mod hazard;
-pub(crate) mod sync;
-pub(crate) mod watchdog;
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::mem::ManuallyDrop;
@@ -37,8 +33,17 @@ use airlock_abi::abi::{
     PluginModuleRef, LIB_HEADER_SYMBOL,
 };
 
+#[cfg(unix)]
+#[path = "unix.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod os;
+
+use os::{copy_out, open};
+
 use crate::error::{Refusal, RefusalReason};
-use crate::library_file::LibraryFile;
+use crate::library::file::LibraryFile;
 
 static SHADOW_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 static RETAINED_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -518,7 +523,7 @@ enum InMemory {
 pub(crate) fn seal(file: &mut LibraryFile) {
     if file.bytes.is_empty()
         || file.sealed.is_some()
-        || crate::library_file::SealedCopy::open() >= sealed_budget()
+        || crate::library::file::SealedCopy::open() >= sealed_budget()
     {
         return;
     }
@@ -789,26 +794,6 @@ fn write_shadow(file: &LibraryFile, dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes the first `len` bytes of `from` to `out`, whatever `from`'s file position.
-#[cfg(unix)]
-fn copy_out(from: &fs::File, len: u64, out: &mut impl Write) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut offset = 0u64;
-    while offset < len {
-        let want = usize::try_from((len - offset).min(chunk.len() as u64)).unwrap_or(chunk.len());
-        from.read_exact_at(&mut chunk[..want], offset)?;
-        out.write_all(&chunk[..want])?;
-        offset += want as u64;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn copy_out(_: &fs::File, _: u64, _: &mut impl Write) -> std::io::Result<()> {
-    Err(std::io::Error::other("no sealed copies on this system"))
-}
-
 /// Opens `path` with `dlopen(RTLD_NOW | RTLD_LOCAL)` and never closes it, as a host without
 /// Airlock would load a plugin: the startup benchmark's baseline (feature `test-support`), with
 /// none of Airlock's checks and no copy. Never part of a product: it runs a library's
@@ -820,22 +805,6 @@ fn copy_out(_: &fs::File, _: u64, _: &mut impl Write) -> std::io::Result<()> {
 #[cfg(all(unix, feature = "test-support"))]
 pub fn bare_dlopen(path: &Path) -> Result<(), String> {
     open(path).map(std::mem::forget).map_err(|e| e.to_string())
-}
-
-#[cfg(unix)]
-fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
-    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    // SAFETY: opening runs the library's initializers. In `load` the file passed every check
-    // that can be made without running it (stages 1–3), and running its code is what loading
-    // means from there on; `bare_dlopen` (benchmarks only) opens a file unchecked on purpose.
-    // RTLD_NOW resolves every symbol now, so a missing one is refused here, not at first call.
-    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
-}
-
-#[cfg(windows)]
-fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
-    // SAFETY: as for unix; Windows resolves imports at load time.
-    unsafe { libloading::Library::new(path) }
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]

@@ -1,16 +1,16 @@
 //! `stream emit`: a chunk of the call a plugin is serving, handed to its caller when the call
-//! is taken as a stream ([`crate::stream`]).
+//! is taken as a stream ([`crate::call::stream`]).
 
 use crate::error::CallErrorCode;
 use airlock_abi::abi::HostErrorCode;
 
 use super::{bad_request, host_error};
-use crate::context::ContextEntry;
+use crate::membrane::context::ContextEntry;
 use airlock_abi::abi::HostError;
 
 /// `stream emit`: a chunk of the call being served, to its caller if it takes a stream.
 pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostError> {
-    use crate::stream::{self, Emitted, MAX_CHUNK};
+    use crate::call::stream::{self, Emitted, MAX_CHUNK};
     let Some((&tag, chunk)) = payload.split_first() else {
         return Err(bad_request("a stream chunk needs its kind byte"));
     };
@@ -36,7 +36,7 @@ pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, Hos
         Emitted::Discarded => Ok(b"false".to_vec()),
         Emitted::Cancelled => {
             // The call ends `cancelled` once it stops.
-            if let Some(record) = crate::loader::hazard::this_thread() {
+            if let Some(record) = crate::sync::hazard::this_thread() {
                 record.cancel_innermost_call();
             }
             Err(host_error(

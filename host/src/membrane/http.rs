@@ -19,11 +19,11 @@ use airlock_abi::manifest::CapabilityKind;
 use airlock_abi::wire;
 
 use super::{bad_request, host_error, require};
-use crate::audit::AuditOutcome;
-use crate::context::ContextEntry;
-use crate::decide::glob_match;
+use crate::membrane::context::ContextEntry;
 use crate::policy::HttpPolicy;
+use crate::services::audit::AuditOutcome;
 use crate::services::HostServices;
+use airlock_abi::manifest::glob_match;
 
 /// What one plugin's call needs from the host.
 pub(crate) struct Outbound<'a> {

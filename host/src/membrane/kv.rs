@@ -7,7 +7,7 @@ use airlock_abi::manifest::PluginId;
 use airlock_abi::wire::{self, Request};
 
 use super::{bad_request, body, host_error, json};
-use crate::kv::{KvError, KvStore};
+use crate::services::kv::{KvError, KvStore};
 
 fn kv_error(e: KvError) -> HostError {
     match e {

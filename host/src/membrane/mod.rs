@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use abi_stable::std_types::RString;
 use airlock_abi::abi::{ContextToken, HostError, HostErrorCode};
-use airlock_abi::manifest::CapabilityKind;
-use airlock_abi::wire::{self, Request};
+use airlock_abi::manifest::{covers, CapabilityKind};
+use airlock_abi::wire::{self, CallerInfo, Request};
 use serde::de::DeserializeOwned;
 
-use crate::audit::AuditOutcome;
-use crate::context::ContextEntry;
-use crate::decide::covers;
 use crate::error::CallErrorCode;
-use crate::registry::{Caller, Failure, Registered, Route};
-use airlock_abi::wire::CallerInfo;
+use crate::membrane::context::ContextEntry;
+use crate::services::audit::AuditOutcome;
+use crate::services::registry::{Caller, Failure, Registered, Route};
 
 mod cancelled;
+pub(crate) mod context;
 mod emit;
 mod http;
 mod kv;
@@ -30,8 +29,8 @@ mod vtable;
 #[cfg(any(test, feature = "test-support"))]
 pub use vtable::host_vtable;
 
+use crate::services::timers::{parse_cron, Schedule};
 use crate::services::{HostServices, Observed};
-use crate::timers::{parse_cron, Schedule};
 pub(crate) use vtable::host_context;
 
 fn bad_request(message: impl Into<String>) -> HostError {
@@ -81,7 +80,7 @@ fn require(
 }
 
 /// Serves a request for an operation of the embedding program's services
-/// ([`crate::registry`]): the capability `service:<service>.<operation>` must be granted (one
+/// ([`crate::services::registry`]): the capability `service:<service>.<operation>` must be granted (one
 /// audit record per miss), and the request's contract version must be the host's.
 fn operation_request(
     entry: &ContextEntry,
@@ -108,7 +107,7 @@ fn operation_request(
     let caller = Caller {
         plugin: entry.plugin.to_string(),
         generation: entry.generation,
-        on_behalf_of: crate::caller::current(),
+        on_behalf_of: crate::call::caller::current(),
     };
     registered
         .call(&caller, payload)
@@ -293,11 +292,11 @@ fn built_in(
                     ),
                 ));
             };
-            let _calling = crate::caller::push(CallerInfo::Plugin {
+            let _calling = crate::call::caller::push(CallerInfo::Plugin {
                 id: entry.plugin.to_string(),
                 generation: entry.generation,
             });
-            let _unstreamed = crate::stream::hide();
+            let _unstreamed = crate::call::stream::hide();
             match host.call_plugin(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
@@ -334,7 +333,7 @@ fn built_in(
             Ok(b"null".to_vec())
         }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
-        Request::ContextCaller => json(&crate::caller::current()),
+        Request::ContextCaller => json(&crate::call::caller::current()),
         Request::ContextCancelled => {
             // The caller's token (or an outer call's), the plugin being torn down, or the
             // call reported past its timeout by the watchdog.
@@ -422,7 +421,7 @@ fn check_name(what: &str, name: &str) -> Result<(), HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{is_open, open, revoke, DRAIN_DEADLINE};
+    use crate::membrane::context::{is_open, open, revoke, DRAIN_DEADLINE};
     use abi_stable::std_types::RStr;
     use airlock_abi::abi::LogLevel;
     use airlock_abi::manifest::PluginId;

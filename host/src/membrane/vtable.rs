@@ -12,9 +12,9 @@ use airlock_abi::abi::{
 };
 
 use super::{host_error, request};
-use crate::context::{with_entry, ContextEntry};
-use crate::loader::hazard::this_thread;
+use crate::membrane::context::{with_entry, ContextEntry};
 use crate::services::Observed;
+use crate::sync::hazard::this_thread;
 
 #[cold]
 fn revoked_error() -> HostError {

@@ -2,6 +2,9 @@
 //! capabilities granted to it, its config and its shutdown deadline. Written as TOML (or JSON);
 //! unknown keys are errors, reported with their location.
 
+pub(crate) mod permission;
+pub(crate) mod retry;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +12,8 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
-use crate::permission::PermissionRule;
-use crate::retry::{RetryPolicy, DEFAULT_RETRY};
+use crate::policy::permission::PermissionRule;
+use crate::policy::retry::{RetryPolicy, DEFAULT_RETRY};
 
 mod format;
 mod http;
@@ -287,7 +290,7 @@ impl Policy {
     ///
     /// The key is not a minisign public key.
     pub fn trust_key(&mut self, name: &str, public_key: &str) -> Result<(), String> {
-        crate::signature::public_key_id(public_key)?;
+        crate::library::signature::public_key_id(public_key)?;
         self.trust
             .insert(name.to_owned(), public_key.trim().to_owned());
         Ok(())

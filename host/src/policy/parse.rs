@@ -13,8 +13,8 @@ use super::isolation::{limits, restart, sandbox};
 use super::trust::{signature, trust, RawSignature};
 use super::PolicyFormat;
 use super::{Credential, HostSettings, Isolation, PluginPolicy, Policy, SecretSource};
-use crate::library_file::parse_digest;
-use crate::permission::{PermissionRule, RawRule};
+use crate::library::file::parse_digest;
+use crate::policy::permission::{PermissionRule, RawRule};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

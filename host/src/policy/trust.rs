@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::Policy;
 
 /// Whether a plugin's library must carry a publisher's signature, and whose
-/// ([`crate::signature`]).
+/// ([`crate::library::signature`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignaturePolicy {
     /// `signature = "required"`: refuse the library unless it carries a valid signature by a
@@ -75,7 +75,7 @@ pub(super) fn trust(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, St
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     raw.into_iter()
         .map(|(name, key)| {
-            let id = crate::signature::public_key_id(&key).map_err(|e| {
+            let id = crate::library::signature::public_key_id(&key).map_err(|e| {
                 format!("[trust] {name}: {e}; give the second line of its .pub file")
             })?;
             if let Some(first) = ids.insert(id.clone(), name.clone()) {
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn trusted_keys_and_signature_rules_are_read_and_checked() {
         assert_eq!(
-            crate::signature::public_key_id(KEY).as_deref(),
+            crate::library::signature::public_key_id(KEY).as_deref(),
             Ok("1122334455667788")
         );
         let policy = Policy::parse(

@@ -1,0 +1,342 @@
+//! Stage 3, decide: versions, build provenance and the operator's policy, all from what stage 2
+//! read out of the file. Still nothing of the plugin has run.
+
+use airlock_abi::abi::{check_compatible, BUILD_TARGET};
+use airlock_abi::manifest::covers;
+use airlock_abi::manifest::{Capability, DeclaredCapability};
+use airlock_abi::ABI_VERSION;
+
+use crate::error::{Refusal, RefusalReason};
+use crate::library::file::LibraryFile;
+use crate::library::lock::Lock;
+use crate::policy::{PluginPolicy, Policy};
+
+/// What stage 3 decided for a library it accepts.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The operator's entry for the plugin.
+    pub policy: PluginPolicy,
+    /// Effective grants: declared in the manifest ∩ granted by the policy.
+    pub grants: Vec<Capability>,
+}
+
+/// Checks one library against this host and the policy.
+///
+/// # Errors
+///
+/// A [`Refusal`] saying what was expected and what was found: `abi_incompatible`,
+/// `build_mismatch`, `disabled`, `hash_mismatch` or `not_granted`.
+pub fn decide(
+    file: &LibraryFile,
+    policy: &Policy,
+    lock: Option<&Lock>,
+) -> Result<Decision, Refusal> {
+    let manifest = &file.manifest;
+    let refuse =
+        |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&manifest.id);
+    // The manifest's cron expressions, which the ABI crate cannot parse itself.
+    for job in &manifest.jobs {
+        if let Some(expression) = &job.cron {
+            crate::services::timers::parse_cron(expression).map_err(|e| {
+                refuse(
+                    RefusalReason::BadManifest,
+                    format!("job {:?}: {e}", job.name),
+                )
+            })?;
+        }
+    }
+    let host_abi = semver::Version::parse(ABI_VERSION).map_err(|e| {
+        refuse(
+            RefusalReason::AbiIncompatible,
+            format!("this host's ABI version is invalid: {e}"),
+        )
+    })?;
+    let plugin_abi = semver::Version::parse(&file.block.abi_version).map_err(|_| {
+        refuse(
+            RefusalReason::AbiIncompatible,
+            format!(
+                "the plugin declares airlock-abi {:?}, which is not semver",
+                file.block.abi_version
+            ),
+        )
+    })?;
+    if let Err(why) = check_compatible(&host_abi, &plugin_abi) {
+        return Err(refuse(
+            RefusalReason::AbiIncompatible,
+            format!(
+                "built against airlock-abi {plugin_abi}; this host speaks {host_abi}: {why}; rebuild the plugin against airlock-abi {}.{}",
+                host_abi.major, host_abi.minor
+            ),
+        ));
+    }
+    if file.block.target != BUILD_TARGET {
+        return Err(refuse(
+            RefusalReason::BuildMismatch,
+            format!(
+                "built for target {}; this host is {BUILD_TARGET}",
+                file.block.target
+            ),
+        ));
+    }
+    if file.block.panic != "unwind" {
+        return Err(refuse(
+            RefusalReason::BuildMismatch,
+            format!(
+                "built with panic = {:?}; plugins must be built with panic = \"unwind\" so that a panic can be contained",
+                file.block.panic
+            ),
+        ));
+    }
+    let entry = policy.for_plugin(&manifest.id);
+    if !entry.enabled {
+        let source = policy
+            .source()
+            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+        return Err(refuse(
+            RefusalReason::Disabled,
+            format!(
+                "disabled by {source} ([plugins.{}] enabled = false)",
+                manifest.id
+            ),
+        ));
+    }
+    // A built-in plugin has no file, so nothing to hash or pin: it is part of the host binary.
+    let file_checks = !file.is_builtin();
+    if file_checks && (entry.blake3.is_some() || entry.sha256.is_some()) {
+        let source = policy
+            .source()
+            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+        check_pins(
+            file,
+            entry.blake3.as_deref(),
+            entry.sha256.as_deref(),
+            &format!("pinned in {source}"),
+            &format!(
+                "review the new build and update the pin under [plugins.{}] in {source}",
+                manifest.id
+            ),
+        )
+        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
+    }
+    if let Some(lock) = lock.filter(|_| file_checks) {
+        let Some(pin) = lock.get(&manifest.id) else {
+            return Err(refuse(
+                RefusalReason::HashMismatch,
+                format!(
+                    "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
+                    manifest.id,
+                    lock.path().display()
+                ),
+            ));
+        };
+        check_pins(
+            file,
+            pin.blake3.as_deref(),
+            pin.sha256.as_deref(),
+            &format!("pinned in {}", lock.path().display()),
+            "review the new build and run `airlock lock` again",
+        )
+        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
+    }
+    if file_checks {
+        check_signature(file, &entry.signature, policy)
+            .map_err(|(reason, detail)| refuse(reason, detail))?;
+    }
+    let grants = effective_grants(&manifest.capabilities, &entry.grants);
+    if let Some(missing) = manifest
+        .capabilities
+        .iter()
+        .find(|c| c.required && !grants.contains(&c.capability))
+    {
+        return Err(refuse(
+            RefusalReason::NotGranted,
+            format!(
+                "requires capability {} which is not granted; to allow it add \"{}\" to grants under [plugins.{}] in the policy",
+                missing.capability, missing.capability, manifest.id
+            ),
+        ));
+    }
+    Ok(Decision {
+        policy: entry.clone(),
+        grants,
+    })
+}
+
+/// Compares the file with the pins that are set; on a difference, the refusal's detail: which
+/// hash, expected (and where it is pinned) and found, and what to do. SHA-256 is computed only
+/// here, and only when a pin asks for it.
+fn check_pins(
+    file: &LibraryFile,
+    blake3: Option<&str>,
+    sha256: Option<&str>,
+    source: &str,
+    remedy: &str,
+) -> Result<(), String> {
+    let mismatch = |algorithm: &str, expected: &str, found: &str| {
+        format!("expected {algorithm} {expected} ({source}), found {found}; {remedy}")
+    };
+    if let Some(expected) = blake3.filter(|&pin| pin != file.blake3) {
+        return Err(mismatch("blake3", expected, &file.blake3));
+    }
+    if let Some(expected) = sha256 {
+        let found = file
+            .sha256()
+            .unwrap_or("nothing (the file's bytes were already released)");
+        if expected != found {
+            return Err(mismatch("sha256", expected, found));
+        }
+    }
+    Ok(())
+}
+
+/// Declared ∩ granted: a declared capability is effective when the policy grants it exactly,
+/// or grants a scope glob that covers the declared scope; and a grant narrower than a
+/// declaration (`service:editor.read` granted, `service:editor.*` declared) is effective as
+/// granted.
+pub fn effective_grants(
+    declared: &[DeclaredCapability],
+    granted: &[Capability],
+) -> Vec<Capability> {
+    let mut effective: Vec<Capability> = declared
+        .iter()
+        .map(|d| &d.capability)
+        .filter(|cap| granted.iter().any(|g| grant_covers(g, cap)))
+        .cloned()
+        .collect();
+    for grant in granted {
+        let narrower = declared.iter().any(|d| grant_covers(&d.capability, grant));
+        if narrower && !effective.iter().any(|e| grant_covers(e, grant)) {
+            effective.push(grant.clone());
+        }
+    }
+    effective
+}
+
+/// Whether `grant` covers `wanted`: same kind, and the grant's scope glob matches the wanted
+/// scope (`*` matches any run of characters).
+pub fn grant_covers(grant: &Capability, wanted: &Capability) -> bool {
+    covers(std::slice::from_ref(grant), wanted.kind(), wanted.scope())
+}
+
+/// Whether what stage 2 found of `file`'s signature will do for `rule`: a signature that does not
+/// verify never does; with a signature required, neither does none or one by a key the policy
+/// does not trust; with `signed_by`, only those publishers' do.
+fn check_signature(
+    file: &LibraryFile,
+    rule: &crate::policy::SignaturePolicy,
+    policy: &Policy,
+) -> Result<(), (RefusalReason, String)> {
+    use crate::library::signature::{signature_path, SignatureStatus};
+    let source = policy
+        .source()
+        .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+    let required = rule.required();
+    let line = if rule.required {
+        format!(
+            "{} signature = \"required\" in {source}",
+            rule.required_source
+        )
+    } else {
+        format!(
+            "{} signed_by = {:?} in {source}",
+            rule.signed_by_source, rule.signed_by
+        )
+    };
+    match &file.signature {
+        SignatureStatus::Invalid { key_id, why } => Err((
+            RefusalReason::BadSignature,
+            format!(
+                "{why}{}; sign this build again (`airlock sign`) or remove the signature",
+                key_id
+                    .as_ref()
+                    .map(|id| format!(" (key {id})"))
+                    .unwrap_or_default()
+            ),
+        )),
+        SignatureStatus::Unsigned if required => Err((
+            RefusalReason::Unsigned,
+            format!(
+                "no signature beside it (expected {}); {line}",
+                signature_path(&file.path).display()
+            ),
+        )),
+        SignatureStatus::Untrusted { key_id } if required => Err((
+            RefusalReason::UntrustedSigner,
+            format!(
+                "signed by key {key_id}, which [trust] in {source} does not name; {line}; if you \
+                 trust its publisher, add its public key under [trust]"
+            ),
+        )),
+        SignatureStatus::Verified {
+            publisher, key_id, ..
+        } if !rule.signed_by.is_empty() && !rule.signed_by.contains(publisher) => Err((
+            RefusalReason::UntrustedSigner,
+            format!(
+                "signed by {publisher} (key {key_id}), but {} signed_by = {:?} in {source}",
+                rule.signed_by_source, rule.signed_by
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_abi::manifest::glob_match;
+
+    fn cap(s: &str) -> Capability {
+        Capability::parse(s).expect("valid capability")
+    }
+
+    #[test]
+    fn glob_table() {
+        for (pattern, text, expected) in [
+            ("a", "a", true),
+            ("a", "b", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("demo.*", "demo.tick", true),
+            ("demo.*", "demo", false),
+            ("demo.*", "other.tick", false),
+            ("*.tick", "demo.tick", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), expected, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn effective_is_declared_intersect_granted() {
+        let declared: Vec<DeclaredCapability> = ["kv", "timers", "events.publish:demo.tick"]
+            .iter()
+            .map(|c| DeclaredCapability {
+                capability: cap(c),
+                required: false,
+                reason: None,
+            })
+            .collect();
+        let granted = vec![
+            cap("kv"),
+            cap("events.publish:demo.*"),
+            cap("secrets:token"),
+        ];
+        let effective = effective_grants(&declared, &granted);
+        assert_eq!(effective, vec![cap("kv"), cap("events.publish:demo.tick")]);
+    }
+
+    #[test]
+    fn a_grant_narrower_than_the_declaration_is_effective_as_granted() {
+        let declared = vec![DeclaredCapability {
+            capability: cap("service:editor.*"),
+            required: false,
+            reason: None,
+        }];
+        let granted = vec![cap("service:editor.read"), cap("service:other.read")];
+        assert_eq!(
+            effective_grants(&declared, &granted),
+            vec![cap("service:editor.read")]
+        );
+    }
+}

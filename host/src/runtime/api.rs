@@ -1,0 +1,409 @@
+//! The host program's side of [`Host`]: load, list, call, hooks, health, events, audit,
+//! shutdown.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use airlock_abi::abi::InvocationKind;
+use airlock_abi::{Health, HookReply};
+
+use super::hooks::{HookDispatch, HookMode};
+use crate::error::{CallError, CallErrorCode, Error, Refusal};
+use crate::library::discover::discover;
+use crate::library::file::LibraryFile;
+use crate::membrane::context::{self};
+use crate::pipeline::report::{LoadReport, PluginReport};
+use crate::runtime::watch::Watcher;
+use crate::services::audit::AuditLog;
+use crate::sync::hazard::Retaining;
+
+use airlock_abi::wire::Principal;
+
+use super::builder::HostBuilder;
+use super::called::{fail, not_loaded};
+use super::handle::ActionHandle;
+use super::on_behalf::OnBehalf;
+use super::plugin::{Invoked, LoadedPlugin};
+use super::Host;
+use crate::pipeline::{
+    decide_all, ok_report, parallel_map, read_all, refuse_taken, Checked, ReadFor,
+};
+use crate::runtime::outcome::{
+    ActionOutcome, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownRecord,
+};
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::new()
+    }
+
+    /// Runs the whole pipeline over the plugin directories and loads every library that passes.
+    /// One bad file never stops the others: each is reported, with its reason code.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PluginDir`] if a directory cannot be read.
+    pub fn load(&self) -> Result<LoadReport, Error> {
+        let shared = &*self.shared;
+        let _admin = shared.admin();
+        let mut report = LoadReport::default();
+        let taken = shared.taken(|_| true);
+        let options = &shared.options;
+        // Built-in plugins first (taken by the first `load`), then the libraries.
+        let mut files: Vec<Result<LibraryFile, Refusal>> =
+            std::mem::take(&mut *shared.builtins.lock());
+        files.extend(read_all(
+            options,
+            discover(&options.dirs)?,
+            ReadFor::Loading,
+        ));
+        let checked = decide_all(options, files, &taken);
+        // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
+        // in discovery order, so a plugin's `create` sees the plugins loaded before it.
+        let prepared = parallel_map(checked, |checked| match checked {
+            Err(refusal) => Err((refusal, None)),
+            Ok(checked) => {
+                let version = checked.file.manifest.version.to_string();
+                shared
+                    .prepare_timed(checked)
+                    .map_err(|refusal| (refusal, Some(version)))
+            }
+        });
+        for prepared in prepared {
+            let entry = match prepared {
+                Err((refusal, version)) => PluginReport::refused(&refusal, version),
+                Ok(prepared) => {
+                    let version = prepared.0.file.manifest.version.to_string();
+                    match shared.start_prepared(prepared) {
+                        Ok(plugin) => {
+                            let ms = plugin.load_time.as_secs_f64() * 1e3;
+                            let detail = if plugin.file.is_builtin() {
+                                format!(
+                                    "built into the host (no file: discovery, reading and hashing \
+                                     do not apply); created in {ms:.2} ms"
+                                )
+                            } else if let crate::isolation::Creator::Worker(spec) = &plugin.creator
+                            {
+                                format!(
+                                    "loaded in {ms:.2} ms, in a worker process: {}",
+                                    spec.sandboxed.lock()
+                                )
+                            } else {
+                                format!("loaded in {ms:.2} ms")
+                            };
+                            let entry = ok_report(&plugin.file, detail);
+                            let plugin = Arc::new(plugin);
+                            shared.update_table(|table| table.push(plugin));
+                            entry
+                        }
+                        Err(refusal) => PluginReport::refused(&refusal, Some(version)),
+                    }
+                }
+            };
+            match entry.reason {
+                Some(reason) => {
+                    tracing::warn!(file = %entry.file.display(), %reason, "{}", entry.detail)
+                }
+                None => {
+                    tracing::info!(file = %entry.file.display(), id = entry.id.as_deref(), "{}", entry.detail)
+                }
+            }
+            report.plugins.push(entry);
+        }
+        Ok(report)
+    }
+
+    /// Loads (stages 4 and 5) a library that [`check`](crate::check) already passed, from the
+    /// bytes it checked: what is on disk now does not matter.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded, or
+    /// `claim_conflict` if a loaded plugin holds a kind of request it claims.
+    pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
+        let shared = &*self.shared;
+        let _admin = shared.admin();
+        refuse_taken(&checked.file, &shared.taken(|_| true))?;
+        let plugin = Arc::new(shared.load_one(checked)?);
+        shared.update_table(|table| table.push(plugin));
+        Ok(())
+    }
+
+    /// The loaded plugins, in load order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.shared.table().iter().map(|p| self.info(p)).collect()
+    }
+
+    /// One loaded plugin by id.
+    pub fn plugin(&self, id: &str) -> Option<PluginInfo> {
+        self.shared.find(id).map(|p| self.info(&p))
+    }
+
+    pub(super) fn info(&self, p: &LoadedPlugin) -> PluginInfo {
+        let m = &p.file.manifest;
+        let (token, grants) = {
+            let settings = p.settings.lock();
+            (
+                settings.last_token,
+                settings.grants.iter().map(ToString::to_string).collect(),
+            )
+        };
+        let entry = context::entry(token);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PluginInfo {
+            id: m.id.to_string(),
+            version: m.version.to_string(),
+            description: m.description.clone(),
+            file: p.file.path.clone(),
+            blake3: p.file.blake3.clone(),
+            abi_version: p.file.block.abi_version.clone(),
+            rustc: p.file.block.rustc.clone(),
+            generation: p.generation.load(Ordering::SeqCst),
+            state: p.state.get(),
+            concurrency: m.concurrency,
+            isolation: p.policy.isolation,
+            actions: m.actions.clone(),
+            hooks: m.hooks.clone(),
+            routes: m.routes.clone(),
+            signature: p.file.signature.clone(),
+            grants,
+            context: token,
+            context_open: entry.is_some(),
+            load_time: p.load_time,
+            stats: PluginStats {
+                calls: p.counters.calls.get(),
+                host_calls: entry.as_ref().map_or(0, |e| e.calls.get()),
+                denials: entry.as_ref().map_or(0, |e| load(&e.denials)),
+                events: load(&p.counters.events),
+                timer_runs: load(&p.counters.timer_runs),
+                subscriptions: self.shared.events.count(token) as u64,
+                timers: self.shared.timers.count(token) as u64,
+                faults: load(&p.counters.faults),
+            },
+            health: p.health.lock().clone(),
+        }
+    }
+
+    /// Calls `action` of `plugin` with a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] for infrastructure failures; a domain error is
+    /// `Ok(ActionOutcome::Error)`.
+    pub fn call(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> Result<ActionOutcome, CallError> {
+        OnBehalf::new(self, None).call(plugin, action, input)
+    }
+
+    /// Resolves `action` of `plugin` once, for a hot path that should pay no lookup by name
+    /// per call.
+    ///
+    /// # Errors
+    ///
+    /// `not_found` if there is no such plugin or action.
+    pub fn action(&self, plugin: &str, action: &str) -> Result<ActionHandle<'_>, CallError> {
+        let resolved = self.shared.resolve(plugin, action)?;
+        Ok(ActionHandle {
+            shared: &self.shared,
+            plugin: plugin.to_owned(),
+            action: action.to_owned(),
+            resolved: Retaining::new(resolved),
+        })
+    }
+
+    /// Calls `action` of `plugin` with JSON bytes the caller encoded; returns the answer's
+    /// bytes, or the domain error's message. Empty bytes stand for `null` both ways: an action
+    /// returning `()` answers nothing (no allocation on either side); read answers with
+    /// [`airlock_abi::wire::parse`].
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] for infrastructure failures.
+    pub fn call_bytes(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError> {
+        OnBehalf::new(self, None).call_bytes(plugin, action, input)
+    }
+
+    /// This host calling on behalf of `principal` (a user id and roles, as this program defines
+    /// them): the plugins' handlers see it in `ctx.caller()`.
+    ///
+    /// ```no_run
+    /// # let host = airlock::Host::builder().build().unwrap();
+    /// use airlock::Principal;
+    /// let ada = Principal::new("ada", &["admin"]);
+    /// let answer = host.as_principal(&ada).call("notes", "delete", &serde_json::json!({"id": 7}));
+    /// ```
+    pub fn as_principal<'a>(&'a self, principal: &'a Principal) -> OnBehalf<'a> {
+        OnBehalf::new(self, Some(principal))
+    }
+
+    /// Asks a plugin for its health.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] if the plugin is not running or fails to answer.
+    pub fn health(&self, plugin: &str) -> Result<Health, CallError> {
+        let loaded = self
+            .shared
+            .find(plugin)
+            .ok_or_else(|| not_loaded(plugin, "health"))?;
+        self.shared.poll_health(&loaded)
+    }
+
+    /// Publishes an event from the host program itself (no capability needed); returns how
+    /// many subscriptions it was queued for.
+    pub fn publish(&self, topic: &str, payload: &serde_json::Value) -> usize {
+        self.shared.events.publish(topic, payload)
+    }
+}
+
+impl Host {
+    /// Defines (or redefines) a hook point and its dispatch mode.
+    pub fn define_hook(&self, hook: &str, mode: HookMode) {
+        self.shared.hook_modes.lock().insert(hook.to_owned(), mode);
+    }
+
+    /// Dispatches hooks: `host.hooks().chain::<String>("input.transform", line)`.
+    pub fn hooks(&self) -> HookDispatch<'_> {
+        HookDispatch {
+            shared: &self.shared,
+            principal: None,
+        }
+    }
+
+    /// Reloads a plugin from its library file now, even if the bytes did not change: a new
+    /// shadow copy, a new generation with fresh statics. The old generation keeps serving if
+    /// the new one is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPlugin`].
+    pub fn reload(&self, plugin: &str) -> Result<ReloadOutcome, Error> {
+        let path = {
+            let loaded = self.shared.admin().plugin(plugin)?;
+            if loaded.file.is_builtin() {
+                return Err(Error::Builtin {
+                    plugin: plugin.to_owned(),
+                });
+            }
+            loaded.file.path.clone()
+        };
+        Ok(self.shared.reload_file(&path, true))
+    }
+
+    /// Reloads (or newly loads) the plugin in `path` if its bytes changed; see [`Host::reload`].
+    pub fn reload_file(&self, path: &Path) -> ReloadOutcome {
+        self.shared.reload_file(path, false)
+    }
+
+    /// Watches the plugin directories and follows them: a library that changes is reloaded (a
+    /// new one loaded) after `debounce` of quiet, once the file is whole, and only if its bytes
+    /// changed; a signature written beside a library counts as a change of it; a library that
+    /// is removed has its plugin torn down ([`ReloadOutcome::Removed`]). `on_reload` is told
+    /// every outcome. Watching stops when the returned [`Watcher`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Watch`] if the directories cannot be watched.
+    pub fn watch(
+        &self,
+        debounce: Duration,
+        on_reload: impl Fn(&ReloadOutcome) + Send + 'static,
+    ) -> Result<Watcher, Error> {
+        Watcher::start(
+            Arc::downgrade(&self.shared) as Weak<dyn crate::runtime::watch::Reload>,
+            &self.shared.options.dirs,
+            debounce,
+            on_reload,
+        )
+    }
+
+    /// Runs one plugin's handler of `hook` directly, whatever the hook's mode (for conformance
+    /// checks like `airlock validate`).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]: `not_found` if the plugin does not declare the hook, or the failure.
+    pub fn probe_hook(
+        &self,
+        plugin: &str,
+        hook: &str,
+        input: &serde_json::Value,
+    ) -> Result<HookReply<serde_json::Value>, CallError> {
+        let loaded = self
+            .shared
+            .find(plugin)
+            .ok_or_else(|| not_loaded(plugin, hook))?;
+        let index = loaded
+            .file
+            .manifest
+            .hooks
+            .iter()
+            .position(|h| h.name == hook)
+            .ok_or_else(|| {
+                fail(
+                    plugin,
+                    hook,
+                    CallErrorCode::NotFound,
+                    format!("plugin {plugin:?} does not declare hook {hook:?}"),
+                )
+            })?;
+        let payload = serde_json::to_vec(input)
+            .map_err(|e| fail(plugin, hook, CallErrorCode::BadInput, e.to_string()))?;
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match self
+            .shared
+            .invoke(&loaded, InvocationKind::HOOK, index, hook, &payload)
+        {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes)
+                .map_err(|e| fail(plugin, hook, CallErrorCode::HandlerError, e.to_string())),
+            Err(Invoked::Domain(m)) => Err(fail(plugin, hook, CallErrorCode::HandlerError, m)),
+            Err(Invoked::Failed(code, m)) => Err(fail(plugin, hook, code, m)),
+        }
+    }
+
+    /// A raw `extern "C"` function of a loaded plugin's library (its manifest-block export,
+    /// which only returns a static slice), for benchmarks that compare Airlock's call path with
+    /// a bare call into the library. Not for anything else (feature `test-support`).
+    #[cfg(feature = "test-support")]
+    pub fn raw_entry(
+        &self,
+        plugin: &str,
+    ) -> Option<extern "C" fn() -> abi_stable::std_types::RSlice<'static, u8>> {
+        self.shared.find(plugin).and_then(|p| p.creator.raw_entry())
+    }
+
+    /// Events dropped because the delivery queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// The audit log (its last records: `audit().tail(n)`).
+    pub fn audit(&self) -> &AuditLog {
+        &self.shared.audit
+    }
+
+    /// Tears every running plugin down, in reverse load order, each within its deadline; a
+    /// plugin that overruns is revoked and abandoned, and shutdown continues. Every context is
+    /// revoked when this returns.
+    pub fn shutdown(&self) -> Vec<TeardownRecord> {
+        let _admin = self.shared.admin();
+        let plugins = self.shared.table();
+        plugins
+            .iter()
+            .rev()
+            .filter_map(|p| self.shared.teardown(p, PluginState::Stopped))
+            .collect()
+    }
+}

@@ -1,0 +1,256 @@
+//! How a call into a plugin ended, inside the runtime ([`Called`], with the answer or the
+//! message in the caller's buffer) and for callers ([`CallError`], the result envelope), and
+//! the lookups whose misses are `not_found`.
+
+use std::sync::Arc;
+
+use airlock_abi::abi::ErrorCode;
+
+use crate::error::{CallError, CallErrorCode};
+
+use super::plugin::{Invoked, LoadedPlugin};
+use crate::runtime::outcome::ActionOutcome;
+use crate::runtime::outcome::ApprovalId;
+
+pub(super) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
+    CallError {
+        code,
+        plugin: plugin.to_owned(),
+        action: action.to_owned(),
+        message,
+    }
+}
+
+/// How a call into a plugin ended. The answer (`Answered`) or the message (otherwise) is in
+/// the caller's buffer, so the one invoke path returns a value that fits in a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Called {
+    /// The plugin answered.
+    Answered,
+    /// The plugin's own domain error.
+    Domain,
+    /// The plugin's own domain error, which it says is worth retrying (`host.dispatch` does).
+    Retryable,
+    /// The call did not run: it waits for the approver's decision. The buffer holds the
+    /// approval's id, then the message ([`pending`]); the variant carries no value, so that
+    /// `Called` stays a byte on the hot path.
+    Pending,
+    /// An infrastructure failure.
+    Failed(CallErrorCode),
+}
+
+/// Puts `message` in `out` (for a failure the host itself saw) and answers `code`.
+#[cold]
+pub(super) fn refuse(
+    out: &mut Vec<u8>,
+    code: CallErrorCode,
+    message: std::fmt::Arguments<'_>,
+) -> Called {
+    out.clear();
+    let _ = std::io::Write::write_fmt(out, message);
+    Called::Failed(code)
+}
+
+/// Leaves the id of the approval a call waits for, then `message`, in `out`.
+#[cold]
+pub(super) fn pending(out: &mut Vec<u8>, id: ApprovalId, message: &str) -> Called {
+    out.clear();
+    out.extend_from_slice(&id.0.to_le_bytes());
+    out.extend_from_slice(message.as_bytes());
+    Called::Pending
+}
+
+/// The id and the message a call pending approval left in its buffer.
+pub(super) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
+    let (id, message) = out.split_at(out.len().min(8));
+    let id = id.try_into().map_or(0, u64::from_le_bytes);
+    (ApprovalId(id), message)
+}
+
+/// The message a failed call left in its buffer.
+pub(super) fn message(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+impl Invoked {
+    /// The owned form of how a call ended, for the paths that are not hot.
+    pub(super) fn from_called(called: Called, out: Vec<u8>) -> Result<Vec<u8>, Self> {
+        match called {
+            Called::Answered => Ok(out),
+            Called::Domain | Called::Retryable => Err(Invoked::Domain(message(&out))),
+            Called::Pending => Err(Invoked::Failed(
+                CallErrorCode::PendingApproval,
+                message(pending_parts(&out).1),
+            )),
+            Called::Failed(code) => Err(Invoked::Failed(code, message(&out))),
+        }
+    }
+}
+
+/// The public form of how an action call ended, with the answer or message taken from `out`.
+#[inline]
+pub(super) fn answer(
+    plugin: &str,
+    action: &str,
+    called: Called,
+    out: Vec<u8>,
+) -> Result<Result<Vec<u8>, String>, CallError> {
+    match called {
+        Called::Answered => Ok(Ok(out)),
+        Called::Domain | Called::Retryable => Ok(Err(message(&out))),
+        Called::Pending => Err(fail(
+            plugin,
+            action,
+            CallErrorCode::PendingApproval,
+            message(pending_parts(&out).1),
+        )),
+        Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
+    }
+}
+
+/// Encodes `input`, calls, and decodes the answer into the result envelope.
+pub(super) fn json_call(
+    plugin: &str,
+    action: &str,
+    input: &serde_json::Value,
+    call: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<Called, CallError>,
+) -> Result<ActionOutcome, CallError> {
+    let input = serde_json::to_vec(input)
+        .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
+    let mut out = Vec::new();
+    let called = call(&input, &mut out)?;
+    envelope(plugin, action, called, out)
+}
+
+/// The result envelope of a call that ended as `called`, with what it said in `out`.
+pub(super) fn envelope(
+    plugin: &str,
+    action: &str,
+    called: Called,
+    out: Vec<u8>,
+) -> Result<ActionOutcome, CallError> {
+    if called == Called::Pending {
+        return Ok(ActionOutcome::PendingApproval(pending_parts(&out).0));
+    }
+    match answer(plugin, action, called, out)? {
+        Ok(bytes) => airlock_abi::wire::parse(&bytes)
+            .map(ActionOutcome::Ok)
+            .map_err(|e| {
+                fail(
+                    plugin,
+                    action,
+                    CallErrorCode::HandlerError,
+                    format!("the plugin answered with invalid JSON: {e}"),
+                )
+            }),
+        Err(message) => Ok(ActionOutcome::Error(message)),
+    }
+}
+
+/// The plugin `plugin` in `plugins` (the newest with that id) and the index of `action` in its
+/// manifest; `not_found` otherwise.
+pub(super) fn lookup<'a>(
+    plugins: &'a [Arc<LoadedPlugin>],
+    plugin: &str,
+    action: &str,
+) -> Result<(&'a Arc<LoadedPlugin>, usize), CallError> {
+    let loaded = plugins
+        .iter()
+        .rev()
+        .find(|p| p.id().as_str() == plugin)
+        .ok_or_else(|| not_loaded(plugin, action))?;
+    let index = loaded
+        .file
+        .manifest
+        .action_index(action)
+        .ok_or_else(|| no_such_action(loaded, action))?;
+    Ok((loaded, index))
+}
+
+/// `not_found` for a plugin that is not loaded.
+pub(super) fn not_loaded(plugin: &str, what: &str) -> CallError {
+    fail(
+        plugin,
+        what,
+        CallErrorCode::NotFound,
+        format!("no plugin {plugin:?} is loaded"),
+    )
+}
+
+/// `not_found` for an action the plugin does not have, listing the ones it has.
+pub(super) fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
+    let plugin = loaded.id().as_str();
+    let known: Vec<_> = loaded
+        .file
+        .manifest
+        .actions
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    fail(
+        plugin,
+        action,
+        CallErrorCode::NotFound,
+        format!(
+            "plugin {plugin:?} has no action {action:?}; it has: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+pub(super) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
+    match code {
+        ErrorCode::BAD_INPUT => CallErrorCode::BadInput,
+        ErrorCode::NOT_FOUND => CallErrorCode::NotFound,
+        ErrorCode::PANICKED => CallErrorCode::Panicked,
+        ErrorCode::CAPABILITY_VIOLATION => CallErrorCode::CapabilityViolation,
+        ErrorCode::REVOKED => CallErrorCode::Revoked,
+        _ => CallErrorCode::HandlerError,
+    }
+}
+
+/// An action's input that does not fit its schema: refused `bad_input` before the plugin
+/// sees it (off the hot path: only plugins whose manifest has schemas come here).
+#[cold]
+#[inline(never)]
+pub(super) fn misfit(
+    plugin: &LoadedPlugin,
+    index: u32,
+    name: &str,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Called> {
+    let detail = plugin
+        .schemas
+        .as_ref()?
+        .check_input(index as usize, payload)
+        .err()?;
+    Some(refuse(
+        out,
+        CallErrorCode::BadInput,
+        format_args!("{}.{name}: {detail}", plugin.id()),
+    ))
+}
+
+/// The refusal of a call to a quarantined plugin.
+#[cold]
+pub(super) fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    let id = plugin.id();
+    refuse(
+        out,
+        CallErrorCode::Quarantined,
+        format_args!(
+            "plugin {id} is quarantined after repeated faults; an operator must enable it again"
+        ),
+    )
+}
+
+/// The refusal of a call to a plugin with no running instance.
+#[cold]
+pub(super) fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+    refuse(
+        out,
+        CallErrorCode::Revoked,
+        format_args!("plugin {} is {}", plugin.id(), plugin.state.get()),
+    )
+}

@@ -1,0 +1,404 @@
+//! Stages 4 and 5 (prepare, validate the config, create), and teardown within one deadline.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use airlock_abi::abi::{ContextToken, ErrorCode, PluginError};
+use airlock_abi::manifest::{Capability, Concurrency};
+use airlock_abi::ConfigReport;
+
+use parking_lot::Mutex;
+
+use crate::error::{Refusal, RefusalReason};
+use crate::isolation::Creator;
+use crate::library::file::Origin;
+use crate::loader;
+use crate::membrane::context::{self, ContextEntry};
+use crate::policy::Isolation;
+use crate::sync::hazard::Guarded;
+
+use super::gate::SerialGate;
+use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, Settings};
+use super::shared::HostShared;
+use crate::pipeline::Checked;
+use crate::runtime::outcome::{PluginState, TeardownOutcome, TeardownRecord};
+use crate::services::HostServices;
+
+impl HostShared {
+    /// Stage 4 and 5 for one checked library.
+    pub(super) fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
+        let prepared = self.prepare_timed(checked)?;
+        self.start_prepared(prepared)
+    }
+
+    /// Stage 4 for a first load, timed.
+    pub(super) fn prepare_timed(
+        &self,
+        checked: Checked,
+    ) -> Result<(LoadedPlugin, Duration), Refusal> {
+        let started = Instant::now();
+        let plugin = self.prepare(checked, None)?;
+        Ok((plugin, started.elapsed()))
+    }
+
+    /// Stage 5 for a plugin [`HostShared::prepare_timed`] prepared.
+    pub(super) fn start_prepared(
+        &self,
+        (mut plugin, prepare_time): (LoadedPlugin, Duration),
+    ) -> Result<LoadedPlugin, Refusal> {
+        let started = Instant::now();
+        let config = plugin.settings.lock().config.clone();
+        self.start_instance(&plugin, &config, None)?;
+        plugin.load_time = prepare_time + started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Stage 4 and the config check for one checked library: a plugin ready to be started.
+    /// `previous` is the generation it replaces on a reload: its config, revocations and
+    /// generation count carry over.
+    pub(super) fn prepare(
+        &self,
+        checked: Checked,
+        previous: Option<&LoadedPlugin>,
+    ) -> Result<LoadedPlugin, Refusal> {
+        let Checked { mut file, decision } = checked;
+        // The one branch on where the code comes from: a checked library, or the host itself.
+        // Bytes that were pinned or verified are never opened from a file another process
+        // could rewrite first, in this process or in a worker.
+        let checked_bytes = self.options.lock.is_some()
+            || decision.policy.signature.required()
+            || decision.policy.blake3.is_some()
+            || decision.policy.sha256.is_some();
+        let (library, creator) = match file.origin {
+            // Isolated: the host never maps the library; each worker loads the checked bytes.
+            Origin::File if decision.policy.isolation == Isolation::Process => (
+                None,
+                self.worker_creator(&mut file, &decision.policy, checked_bytes)?,
+            ),
+            Origin::File => {
+                let library = loader::load(&file, self.shadow.path(), checked_bytes)?;
+                let creator = Creator::Module(library.creator());
+                (Some(library), creator)
+            }
+            Origin::Builtin(module) => {
+                (None, Creator::Module(loader::Creator::from_module(module)))
+            }
+        };
+        file.release_bytes();
+        let schemas =
+            crate::pipeline::schema::Schemas::compile(&file.manifest).map_err(|detail| {
+                Refusal::new(&file.path, RefusalReason::BadManifest, detail)
+                    .with_id(&file.manifest.id)
+            })?;
+        let (config, revoked, generation) = match previous {
+            Some(old) => {
+                let settings = old.settings.lock();
+                (
+                    settings.config.clone(),
+                    settings.revoked.clone(),
+                    old.generation.load(Ordering::SeqCst),
+                )
+            }
+            None => (decision.policy.config.clone(), Vec::new(), 0),
+        };
+        let grants: Vec<Capability> = decision
+            .grants
+            .into_iter()
+            .filter(|g| !revoked.contains(g))
+            .collect();
+        // A worker serves one call at a time: an isolated plugin is entered like a serial one
+        // (and a call cycle back into it is refused, not deadlocked).
+        let serial = (file.manifest.concurrency == Concurrency::Serial
+            || decision.policy.isolation == Isolation::Process)
+            .then(|| Arc::new(SerialGate::default()));
+        let plugin = LoadedPlugin {
+            creator,
+            _library: library,
+            settings: Mutex::new(Settings {
+                grants,
+                revoked,
+                config: config.clone(),
+                last_token: ContextToken {
+                    slot: u32::MAX,
+                    generation: 0,
+                },
+                warnings: Vec::new(),
+            }),
+            policy: decision.policy,
+            file,
+            running: Guarded::default(),
+            state: Lifecycle::new(PluginState::Failed),
+            generation: AtomicU64::new(generation),
+            serial,
+            load_time: Duration::ZERO,
+            counters: Counters::default(),
+            recent_faults: Mutex::new(VecDeque::new()),
+            health: Mutex::new(None),
+            restarts: super::isolated::Restarts::default(),
+            died_at: Mutex::new(None),
+            schemas: schemas.map(Box::new),
+        };
+        let warnings = self.validate(&plugin, &config)?;
+        for warning in &warnings {
+            tracing::warn!(plugin = %plugin.id(), "config: {warning}");
+        }
+        plugin.settings.lock().warnings = warnings;
+        Ok(plugin)
+    }
+}
+
+impl HostShared {
+    /// Asks the plugin to validate `config`; returns its warnings.
+    pub(super) fn validate(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+    ) -> Result<Vec<String>, Refusal> {
+        let refuse = |reason, detail: String| {
+            Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
+        };
+        // The manifest's schema first: a config that does not fit never reaches the plugin.
+        if let Some(schemas) = &plugin.schemas {
+            schemas
+                .check_config(config)
+                .map_err(|detail| refuse(RefusalReason::ConfigInvalid, detail))?;
+        }
+        let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
+        let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
+            Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {
+                refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config answered malformed JSON: {e}"),
+                )
+            })?,
+            Err(e) if e.code == ErrorCode::UNSUPPORTED => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(refuse(
+                    RefusalReason::ConfigInvalid,
+                    format!("validate_config failed: {}", describe(&e)),
+                ))
+            }
+        };
+        if !report.is_ok() {
+            return Err(refuse(
+                RefusalReason::ConfigInvalid,
+                format!(
+                    "the plugin rejected its config: {}",
+                    report.errors.join("; ")
+                ),
+            ));
+        }
+        Ok(report.warnings)
+    }
+
+    /// Creates an instance with a fresh context (stage 5) and makes it the running one.
+    pub(super) fn start_instance(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &serde_json::Value,
+        handover: Option<Vec<u8>>,
+    ) -> Result<(), Refusal> {
+        let id = plugin.id().clone();
+        let refuse =
+            |reason, detail: String| Refusal::new(&plugin.file.path, reason, detail).with_id(&id);
+        let generation = plugin.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut entry = ContextEntry::new(
+            id.clone(),
+            generation,
+            serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
+            plugin.settings.lock().grants.clone(),
+            Some(self.me.clone() as Weak<dyn HostServices>),
+            handover,
+        );
+        entry.observed = self.observer.is_some();
+        let token = context::open(entry);
+        plugin.settings.lock().last_token = token;
+        let creator = plugin.creator.clone();
+        let deadline = plugin.policy.init_deadline;
+        let created = run_with_deadline(deadline, move || {
+            creator.create(crate::membrane::host_context(token))
+        });
+        let instance = match created {
+            Some(Ok(instance)) => instance,
+            Some(Err(e)) => {
+                self.release_context(token, plugin.policy.shutdown_deadline);
+                plugin.state.set(PluginState::Failed);
+                return Err(if e.code == ErrorCode::PANICKED {
+                    refuse(
+                        RefusalReason::InitPanicked,
+                        format!("create panicked: {}", e.message),
+                    )
+                } else {
+                    refuse(
+                        RefusalReason::InitFailed,
+                        format!("create failed: {}", e.message),
+                    )
+                });
+            }
+            None => {
+                self.release_context(token, plugin.policy.shutdown_deadline);
+                plugin.state.set(PluginState::Failed);
+                return Err(refuse(
+                    RefusalReason::InitTimeout,
+                    format!(
+                        "create did not return within {} ms; the plugin was abandoned and its context revoked",
+                        deadline.as_millis()
+                    ),
+                ));
+            }
+        };
+        drop(
+            plugin
+                .running
+                .replace(Some(Arc::new(Running { instance, token }))),
+        );
+        self.schedule_declared_jobs(plugin, token);
+        plugin.state.set(PluginState::Running);
+        Ok(())
+    }
+
+    /// Schedules the jobs the manifest declares, now that the instance exists (only with the
+    /// `timers` capability effective; a job the plugin already scheduled in `create` under the
+    /// same name is left as it made it).
+    fn schedule_declared_jobs(&self, plugin: &LoadedPlugin, token: ContextToken) {
+        let jobs = &plugin.file.manifest.jobs;
+        if jobs.is_empty() {
+            return;
+        }
+        let id = &plugin.file.manifest.id;
+        let grants = plugin.settings.lock().grants.clone();
+        if !airlock_abi::manifest::covers(
+            &grants,
+            airlock_abi::manifest::CapabilityKind::Timers,
+            None,
+        ) {
+            tracing::warn!(plugin = %id, "its declared jobs are not scheduled: timers is not granted");
+            return;
+        }
+        for job in jobs {
+            let schedule = match (&job.cron, job.every_ms) {
+                (Some(cron), _) => match crate::services::timers::parse_cron(cron) {
+                    Ok(cron) => crate::services::timers::Schedule::Cron(Box::new(cron)),
+                    Err(e) => {
+                        tracing::warn!(plugin = %id, "job {}: {e}", job.name);
+                        continue;
+                    }
+                },
+                (None, Some(ms)) => {
+                    crate::services::timers::Schedule::Every(Duration::from_millis(ms.max(1)))
+                }
+                (None, None) => continue,
+            };
+            if let Err(e) = self.timers.schedule(token, &job.name, schedule) {
+                tracing::warn!(plugin = %id, "job {}: {e}", job.name);
+            }
+        }
+    }
+
+    /// Drops everything the host holds for a context, then revokes it, waiting up to
+    /// `deadline` for a timer run or host call still in progress. Once the host calls in
+    /// progress have ended, what the context holds is dropped again: a plugin thread that
+    /// passed the `closing` check before it was set adds its job or subscription after the
+    /// first removal (and takes it away again itself, seeing `closing` after the insert; this
+    /// second pass is the same rule from teardown's side).
+    pub(super) fn release_context(&self, token: ContextToken, deadline: Duration) {
+        let started = Instant::now();
+        let remaining = || deadline.saturating_sub(started.elapsed());
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        self.timers.cancel_all(token, deadline);
+        self.events.remove_all(token);
+        crate::failpoint::hit(crate::failpoint::CONTEXT_RELEASED);
+        context::revoke(token, remaining());
+        self.timers.cancel_all(token, remaining());
+        self.events.remove_all(token);
+    }
+
+    /// Tears the running instance down (if any) within the plugin's deadline and revokes its
+    /// context; `after` is the state it is left in when teardown is clean. The instance is
+    /// destroyed only once no call is running on it; a call still running at the deadline
+    /// leaves it abandoned, never destroyed. Every wait shares the one deadline.
+    pub(super) fn teardown(
+        &self,
+        plugin: &LoadedPlugin,
+        after: PluginState,
+    ) -> Option<TeardownRecord> {
+        let retired = plugin.running.replace(None);
+        let token = retired.get()?.token;
+        let started = Instant::now();
+        let deadline = plugin.policy.shutdown_deadline;
+        let remaining = || deadline.saturating_sub(started.elapsed());
+        if let Some(entry) = context::entry(token) {
+            entry.closing.store(true, Ordering::SeqCst);
+        }
+        // No timer or event runs after this: cancel them and wait for one in progress.
+        let timers_done = self.timers.cancel_all(token, deadline);
+        self.events.remove_all(token);
+        // Wait for the calls in flight on this instance, whether they read it through the cell
+        // or hold a counted reference: `wait` hands it back only as the last reference.
+        let running = retired.wait(remaining()).ok().flatten();
+        let outcome = match running.map(Arc::try_unwrap) {
+            Some(Ok(owned)) if timers_done && !remaining().is_zero() => {
+                let instance = owned.instance;
+                match run_with_deadline(remaining(), move || instance.destroy()) {
+                    Some(Ok(())) => TeardownOutcome::Clean,
+                    Some(Err(e)) => TeardownOutcome::Failed(describe(&e)),
+                    None => TeardownOutcome::Abandoned,
+                }
+            }
+            // Still in use at the deadline, a timer run still going, or no time left to run
+            // `destroy`: it is not destroyed. Dropping our handle leaks the instance.
+            Some(Ok(_) | Err(_)) | None => TeardownOutcome::Abandoned,
+        };
+        self.release_context(token, remaining());
+        plugin.state.set(match outcome {
+            TeardownOutcome::Abandoned => PluginState::Abandoned,
+            _ => after,
+        });
+        let id = plugin.id().to_string();
+        match &outcome {
+            TeardownOutcome::Clean => tracing::info!(plugin = %id, "torn down"),
+            other => {
+                tracing::warn!(plugin = %id, outcome = ?other, "teardown did not finish cleanly")
+            }
+        }
+        Some(TeardownRecord {
+            id,
+            outcome,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+pub(super) fn describe(e: &PluginError) -> String {
+    if e.code == ErrorCode::PANICKED {
+        format!("panicked: {}", e.message)
+    } else {
+        e.message.to_string()
+    }
+}
+
+/// Runs `f` on its own thread and waits up to `deadline`. Native code cannot be pre-empted: on
+/// timeout the thread is left running (abandoned) and `None` is returned.
+pub(super) fn run_with_deadline<T: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("airlock-deadline".to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    match spawned {
+        Ok(_) => rx.recv_timeout(deadline).ok(),
+        Err(e) => {
+            tracing::error!("cannot spawn a thread to enforce a deadline: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! What the host reports: plugin states and info, action outcomes, teardown records, reload
+//! outcomes. Types only, below the runtime, so that the watcher and the CLI can name them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airlock_abi::abi::ContextToken;
+use airlock_abi::manifest::{ActionDecl, Concurrency, HookDecl};
+use airlock_abi::Health;
+
+use serde::Serialize;
+
+use crate::error::Refusal;
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Serving calls.
+    Running,
+    /// Disabled by the operator; its context is revoked. `enable` creates it again.
+    Disabled,
+    /// Torn down at shutdown; its context is revoked.
+    Stopped,
+    /// Teardown failed or overran its deadline; its context is revoked and it was abandoned.
+    Abandoned,
+    /// Creating it again (enable, config change) failed; see the log.
+    Failed,
+    /// Loaded but faulted too often: calls fail fast until an operator enables it again.
+    Quarantined,
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Self::Running => "running",
+            Self::Disabled => "disabled",
+            Self::Stopped => "stopped",
+            Self::Abandoned => "abandoned",
+            Self::Failed => "failed",
+            Self::Quarantined => "quarantined",
+        };
+        f.write_str(text)
+    }
+}
+
+/// What the host shows about a loaded plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// The plugin's id.
+    pub id: String,
+    /// The plugin's version.
+    pub version: String,
+    /// From the manifest.
+    pub description: String,
+    /// The library file it was loaded from.
+    pub file: PathBuf,
+    /// BLAKE3 of the bytes loaded, lower-case hex (empty for a built-in plugin).
+    pub blake3: String,
+    /// The airlock-abi version it was built against.
+    pub abi_version: String,
+    /// The compiler that built it.
+    pub rustc: String,
+    /// Increases by one each time an instance is created.
+    pub generation: u64,
+    /// Running, disabled, stopped…
+    pub state: PluginState,
+    /// Serial or parallel.
+    pub concurrency: Concurrency,
+    /// Where its code runs: in the host's process, or in a worker process of its own.
+    pub isolation: crate::policy::Isolation,
+    /// Declared actions.
+    pub actions: Vec<ActionDecl>,
+    /// Declared hooks.
+    pub hooks: Vec<HookDecl>,
+    /// What its library's signature said (`Verified` names the publisher).
+    pub signature: crate::library::signature::SignatureStatus,
+    /// Declared HTTP routes (their actions take a framed request, not JSON).
+    pub routes: Vec<airlock_abi::manifest::RouteDecl>,
+    /// Effective grants now (declared ∩ granted, less what was revoked at run time).
+    pub grants: Vec<String>,
+    /// The token of its current context (revoked once it is not running).
+    #[serde(skip)]
+    pub context: ContextToken,
+    /// Whether that context is open: false once the plugin is torn down, disabled or
+    /// abandoned, when every host call it makes answers `revoked`.
+    pub context_open: bool,
+    /// How long stages 2–5 took for it.
+    pub load_time: Duration,
+    /// Counters.
+    pub stats: PluginStats,
+    /// The last health the plugin reported (polled by the host).
+    pub health: Option<Health>,
+}
+
+/// Per-plugin counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PluginStats {
+    /// Actions called.
+    pub calls: u64,
+    /// Calls the plugin made into the host (current context).
+    pub host_calls: u64,
+    /// Capability violations (current context).
+    pub denials: u64,
+    /// Events delivered.
+    pub events: u64,
+    /// Timer runs.
+    pub timer_runs: u64,
+    /// Event subscriptions held.
+    pub subscriptions: u64,
+    /// Timer jobs scheduled.
+    pub timers: u64,
+    /// Faults: panics contained and calls that overran their timeout.
+    pub faults: u64,
+}
+
+/// The id of a call waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ApprovalId(pub u64);
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A domain result of an action: the result envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "data", rename_all = "lowercase")]
+pub enum ActionOutcome {
+    /// `ok(data)`.
+    Ok(serde_json::Value),
+    /// `error(message)`: the action refused, for a reason of its own domain.
+    Error(String),
+    /// `pending_approval(id)`: the policy says `ask` and the approver will decide later; the
+    /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse_approval`] drops it.
+    #[serde(rename = "pending_approval")]
+    PendingApproval(ApprovalId),
+}
+
+/// How one plugin's teardown ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum TeardownOutcome {
+    /// Returned within the deadline.
+    Clean,
+    /// Returned an error or panicked (contained).
+    Failed(String),
+    /// Overran its deadline: revoked and abandoned; its library stays mapped.
+    Abandoned,
+}
+
+/// One plugin's teardown.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeardownRecord {
+    /// The plugin.
+    pub id: String,
+    /// How it ended.
+    pub outcome: TeardownOutcome,
+    /// How long it took (up to the deadline).
+    pub elapsed: Duration,
+}
+
+/// How a config change was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigApplied {
+    /// True if the plugin took it live; false if it was re-created.
+    pub live: bool,
+    /// The plugin's warnings about the config.
+    pub warnings: Vec<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new generation is serving (or a new plugin was loaded).
+    Loaded {
+        /// The plugin.
+        id: String,
+        /// Its generation now.
+        generation: u64,
+        /// From reading the file to serving the new generation.
+        elapsed: Duration,
+    },
+    /// The file has the bytes already loaded; nothing was done.
+    Unchanged {
+        /// The plugin.
+        id: String,
+    },
+    /// The new build was refused before the swap; the old generation (if any) keeps serving.
+    Refused {
+        /// Why.
+        refusal: Refusal,
+        /// The generation still serving, if any.
+        serving: Option<u64>,
+    },
+    /// The plugin's library was removed from its directory: the plugin was torn down (its
+    /// library stays mapped, as always) and its id is free again.
+    Removed {
+        /// The plugin.
+        id: String,
+        /// How its teardown went (`None`: it was not running).
+        teardown: Option<TeardownOutcome>,
+    },
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Loaded {
+                id,
+                generation,
+                elapsed,
+            } => write!(
+                f,
+                "{id}: generation {generation} loaded in {:.1} ms",
+                elapsed.as_secs_f64() * 1e3
+            ),
+            Self::Unchanged { id } => write!(f, "{id}: unchanged, not reloaded"),
+            Self::Removed { id, teardown } => match teardown {
+                Some(outcome) => {
+                    write!(f, "{id}: its library was removed; torn down ({outcome:?})")
+                }
+                None => write!(f, "{id}: its library was removed"),
+            },
+            Self::Refused { refusal, serving } => {
+                let id = refusal
+                    .id
+                    .as_ref()
+                    .map_or_else(|| refusal.file.display().to_string(), ToString::to_string);
+                write!(
+                    f,
+                    "{id}: reload refused: {} ({})",
+                    refusal.reason, refusal.detail
+                )?;
+                match serving {
+                    Some(g) => write!(f, " — still serving generation {g}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! A loaded plugin: its file, policy, grants, running instance, counters and serial gate
+//! (`gate.rs`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use airlock_abi::abi::ContextToken;
+use airlock_abi::manifest::{Capability, PluginId};
+use airlock_abi::Health;
+
+use parking_lot::Mutex;
+
+use crate::error::CallErrorCode;
+use crate::isolation::{Creator, Instance};
+use crate::library::file::LibraryFile;
+use crate::loader::LoadedLibrary;
+use crate::membrane::context::ShardedCounter;
+use crate::policy::PluginPolicy;
+use crate::sync::hazard::Guarded;
+
+use crate::runtime::outcome::PluginState;
+
+/// A live instance and the context it was created with.
+pub(super) struct Running {
+    pub(super) instance: Instance,
+    pub(super) token: ContextToken,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) calls: ShardedCounter,
+    pub(super) events: AtomicU64,
+    pub(super) timer_runs: AtomicU64,
+    pub(super) faults: AtomicU64,
+}
+
+/// How an invocation ended when it did not return bytes.
+pub(crate) enum Invoked {
+    /// The plugin's own domain error.
+    Domain(String),
+    /// An infrastructure failure, with its code.
+    Failed(CallErrorCode, String),
+}
+
+pub(crate) struct LoadedPlugin {
+    pub(super) file: LibraryFile,
+    pub(super) policy: PluginPolicy,
+    /// The library the code came from; `None` for a built-in plugin.
+    pub(super) _library: Option<LoadedLibrary>,
+    pub(super) creator: Creator,
+    /// What the operator set: grants, revocations, config, the current context.
+    pub(super) settings: Mutex<Settings>,
+    pub(super) running: Guarded<Running>,
+    /// Where it is in its life, quarantine included: the one source of truth.
+    pub(super) state: Lifecycle,
+    pub(super) generation: AtomicU64,
+    /// For a `serial` (or isolated) plugin: one call at a time, with waits that end.
+    pub(super) serial: Option<std::sync::Arc<super::gate::SerialGate>>,
+    pub(super) load_time: Duration,
+    pub(super) counters: Counters,
+    /// When its recent faults happened, for the quarantine window.
+    pub(super) recent_faults: Mutex<VecDeque<Instant>>,
+    pub(super) health: Mutex<Option<Health>>,
+    /// When its worker was restarted (isolated plugins), for the restart budget.
+    pub(super) restarts: super::isolated::Restarts,
+    /// When a call last found its worker dead.
+    pub(super) died_at: Mutex<Option<Instant>>,
+    /// The manifest's schemas, compiled; `None` when it declares none (boxed: the call path
+    /// reads one word of it).
+    pub(super) schemas: Option<Box<crate::pipeline::schema::Schemas>>,
+}
+
+/// What an operator sets on a plugin, changed together under one lock.
+pub(super) struct Settings {
+    /// Effective grants: declared ∩ granted, less what was revoked.
+    pub(super) grants: Vec<Capability>,
+    /// Grants the operator revoked at run time; they stay revoked across reloads.
+    pub(super) revoked: Vec<Capability>,
+    pub(super) config: serde_json::Value,
+    /// The context of the instance created last (revoked once it is not running).
+    pub(super) last_token: ContextToken,
+    /// What the plugin said of its current config when it accepted it.
+    pub(super) warnings: Vec<String>,
+}
+
+/// A plugin's [`PluginState`] in one atomic: the call path reads it with one load, operators
+/// change it under the admin lock, and the fault path quarantines only a running plugin.
+pub(super) struct Lifecycle(AtomicU8);
+
+impl Lifecycle {
+    /// In declaration order: `state as u8` is a state's place here.
+    const ORDER: [PluginState; 6] = [
+        PluginState::Running,
+        PluginState::Disabled,
+        PluginState::Stopped,
+        PluginState::Abandoned,
+        PluginState::Failed,
+        PluginState::Quarantined,
+    ];
+
+    fn encode(state: PluginState) -> u8 {
+        state as u8
+    }
+
+    pub(super) fn new(state: PluginState) -> Self {
+        Self(AtomicU8::new(Self::encode(state)))
+    }
+
+    pub(super) fn get(&self) -> PluginState {
+        Self::ORDER
+            .get(usize::from(self.0.load(Ordering::Acquire)))
+            .copied()
+            .unwrap_or(PluginState::Failed)
+    }
+
+    /// Whether the state is `state`: one load and a compare, for the call path.
+    #[inline(always)]
+    pub(super) fn is(&self, state: PluginState) -> bool {
+        self.0.load(Ordering::Acquire) == Self::encode(state)
+    }
+
+    pub(super) fn set(&self, state: PluginState) {
+        self.0.store(Self::encode(state), Ordering::Release);
+    }
+
+    /// `from` → `to`, if it is `from`; true if it changed.
+    pub(super) fn change(&self, from: PluginState, to: PluginState) -> bool {
+        self.0
+            .compare_exchange(
+                Self::encode(from),
+                Self::encode(to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+impl LoadedPlugin {
+    pub(crate) fn id(&self) -> &PluginId {
+        &self.file.manifest.id
+    }
+}

@@ -1,0 +1,243 @@
+//! Hot reload: the same stages 1–5 as startup on a new build, then an atomic swap; a refusal
+//! leaves the old generation serving.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_abi::abi::InvocationKind;
+
+#[cfg(feature = "testing")]
+use crate::error::Error;
+use crate::error::Refusal;
+use crate::library::discover::discover_one;
+use crate::library::lock::Lock;
+use crate::loader::{self};
+use crate::services::audit::AuditOutcome;
+
+use super::plugin::Invoked;
+use super::shared::HostShared;
+use crate::pipeline::{decide_checked, refuse_taken, same_path};
+use crate::runtime::outcome::{PluginState, ReloadOutcome};
+
+impl HostShared {
+    /// Reloads the plugin built into `path` (or loads it, if no plugin has its id yet): stages
+    /// 2–5 on a new shadow copy, then an atomic swap. Calls in flight finish on the old
+    /// generation, which is then drained, torn down and revoked. If anything fails before the
+    /// swap, the old generation keeps serving. Unchanged bytes are skipped unless `force`.
+    pub(crate) fn reload_file(&self, path: &Path, force: bool) -> ReloadOutcome {
+        let started = Instant::now();
+        let _admin = self.admin();
+        let table = self.table();
+        // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
+        let read = discover_one(path).and_then(|c| crate::pipeline::read_one(&self.options, &c));
+        let file = match read {
+            Ok(file) => file,
+            Err(mut refusal) => {
+                // Not readable as a plugin: whatever was loaded from this path keeps serving.
+                let previous = table
+                    .iter()
+                    .find(|p| same_path(&p.file.path, path))
+                    .cloned();
+                let serving = previous.as_ref().and_then(|p| {
+                    refusal.id = Some(p.id().clone());
+                    p.running
+                        .is_some()
+                        .then(|| p.generation.load(Ordering::SeqCst))
+                });
+                let outcome = ReloadOutcome::Refused { refusal, serving };
+                tracing::warn!("{outcome}");
+                if let Some(p) = previous {
+                    self.audit.record(
+                        p.id().as_str(),
+                        serving.unwrap_or(0),
+                        "",
+                        AuditOutcome::ReloadRefused,
+                        &outcome.to_string(),
+                    );
+                }
+                return outcome;
+            }
+        };
+        let id = file.manifest.id.clone();
+        let current = self.find(id.as_str());
+        let serving = current
+            .as_ref()
+            .filter(|p| p.running.is_some())
+            .map(|p| p.generation.load(Ordering::SeqCst));
+        if let Some(old) = &current {
+            if same_path(&old.file.path, path) && old.file.blake3 == file.blake3 && !force {
+                return ReloadOutcome::Unchanged { id: id.to_string() };
+            }
+        }
+        let refused = |refusal: Refusal| {
+            let outcome = ReloadOutcome::Refused { refusal, serving };
+            tracing::warn!("{outcome}");
+            self.audit.record(
+                id.as_str(),
+                serving.unwrap_or(0),
+                "",
+                AuditOutcome::ReloadRefused,
+                &outcome.to_string(),
+            );
+            outcome
+        };
+        // The ids other files provide (files still there: a renamed library is the same
+        // plugin moving, not a second one) — the same duplicate rule as at startup.
+        let taken = self.taken(|p| !same_path(&p.file.path, path) && p.file.path.exists());
+        if let Err(refusal) = refuse_taken(&file, &taken) {
+            return refused(refusal);
+        }
+        // The lock as it is now: `airlock install` pins what it puts in a watched directory.
+        let fresh;
+        let options = match self
+            .options
+            .lock
+            .as_ref()
+            .map(|l| Lock::from_file(l.path()))
+        {
+            Some(Ok(lock)) => {
+                fresh = crate::pipeline::PipelineOptions {
+                    lock: Some(lock),
+                    ..self.options.clone()
+                };
+                &fresh
+            }
+            _ => &self.options,
+        };
+        let checked = match decide_checked(options, file) {
+            Ok(checked) => checked,
+            Err(refusal) => return refused(refusal),
+        };
+        let mut plugin = match self.prepare(checked, current.as_deref()) {
+            Ok(plugin) => plugin,
+            Err(refusal) => return refused(refusal),
+        };
+        let handover = current.as_deref().and_then(|old| {
+            match self.invoke(old, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+                Ok(bytes) if !bytes.is_empty() => Some(bytes),
+                Ok(_) => None,
+                Err(Invoked::Domain(m) | Invoked::Failed(_, m)) => {
+                    tracing::warn!(plugin = %id, "snapshot failed, the new generation starts fresh: {m}");
+                    None
+                }
+            }
+        });
+        let config = plugin.settings.lock().config.clone();
+        if let Err(refusal) = self.start_instance(&plugin, &config, handover) {
+            return refused(refusal);
+        }
+        plugin.load_time = started.elapsed();
+        let plugin = Arc::new(plugin);
+        let generation = plugin.generation.load(Ordering::SeqCst);
+        self.update_table(|table| match table.iter().position(|p| p.id() == &id) {
+            Some(at) => table[at] = plugin.clone(),
+            None => table.push(plugin.clone()),
+        });
+        // The swap is done: new calls reach the new generation. Drain and retire the old one,
+        // and a plugin of another id this file held before (a library replaced by another).
+        if let Some(old) = current {
+            self.teardown(&old, PluginState::Stopped);
+        }
+        let displaced: Vec<_> = self
+            .table()
+            .iter()
+            .filter(|p| p.id() != &id && !p.file.is_builtin() && same_path(&p.file.path, path))
+            .cloned()
+            .collect();
+        for old in displaced {
+            self.teardown(&old, PluginState::Stopped);
+            self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &old)));
+            tracing::info!(plugin = %old.id(), "{}: another plugin's library took its place; torn down", path.display());
+        }
+        let retained = loader::retained().0;
+        if let Some(max) = self.options.policy.host().max_retained {
+            if retained > max {
+                tracing::warn!(
+                    "{retained} libraries are retained in this process (over the {max} the policy expects); restart the host to release them"
+                );
+            }
+        }
+        let outcome = ReloadOutcome::Loaded {
+            id: id.to_string(),
+            generation,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!("{outcome}");
+        self.audit.record(
+            id.as_str(),
+            generation,
+            "",
+            AuditOutcome::Loaded,
+            &outcome.to_string(),
+        );
+        outcome
+    }
+
+    /// The plugin loaded from `path`, now that the file is gone: torn down within its deadline
+    /// (its library stays mapped, as every retired one does) and taken out of the table, so its
+    /// id is free for another file. `None` if no plugin came from there.
+    pub(crate) fn remove_file(&self, path: &Path) -> Option<ReloadOutcome> {
+        let _admin = self.admin();
+        let same = |loaded: &Path| {
+            loaded == path
+                || (loaded.file_name() == path.file_name()
+                    && matches!(
+                        (
+                            loaded.parent().map(std::fs::canonicalize),
+                            path.parent().map(std::fs::canonicalize)
+                        ),
+                        (Some(Ok(a)), Some(Ok(b))) if a == b
+                    ))
+        };
+        // Still gone, now that no reload can run.
+        if std::fs::symlink_metadata(path).is_ok() {
+            return None;
+        }
+        let gone: Vec<_> = self
+            .table()
+            .iter()
+            .filter(|p| !p.file.is_builtin() && same(&p.file.path))
+            .cloned()
+            .collect();
+        let mut outcome = None;
+        for plugin in gone {
+            let generation = plugin.generation.load(Ordering::SeqCst);
+            let teardown = self
+                .teardown(&plugin, PluginState::Stopped)
+                .map(|record| record.outcome);
+            self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &plugin)));
+            let removed = ReloadOutcome::Removed {
+                id: plugin.id().to_string(),
+                teardown,
+            };
+            tracing::info!("{removed}");
+            self.audit.record(
+                plugin.id().as_str(),
+                generation,
+                "",
+                AuditOutcome::Removed,
+                &removed.to_string(),
+            );
+            outcome = Some(removed);
+        }
+        outcome
+    }
+
+    /// Creates `id` again with the state its running instance hands over, as a reload does,
+    /// without a new build: the test harness's reload of a built-in plugin.
+    #[cfg(feature = "testing")]
+    pub(crate) fn restart(&self, id: &str) -> Result<u64, Error> {
+        let admin = self.admin();
+        let loaded = admin.plugin(id)?;
+        let handover = match self.invoke(&loaded, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+            Ok(bytes) if !bytes.is_empty() => Some(bytes),
+            _ => None,
+        };
+        self.teardown(&loaded, PluginState::Stopped);
+        let config = loaded.settings.lock().config.clone();
+        self.start_instance(&loaded, &config, handover)?;
+        Ok(loaded.generation.load(Ordering::SeqCst))
+    }
+}

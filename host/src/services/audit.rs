@@ -1,0 +1,412 @@
+//! The audit log: one JSON line per capability denial and per operator action, written to the
+//! file the policy names by a writer thread of its own, and emitted as a `tracing` event.
+//!
+//! Memory is bounded whatever a plugin does: records wait in a bounded queue, and when it is
+//! full they are dropped and counted; the writer then writes one `dropped` record with the
+//! count. The last records are also kept in a fixed-size ring for `/audit`.
+
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
+/// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
+/// (a watched directory following installs and removals).
+pub const AUDIT_SCHEMA: u32 = 5;
+/// Records waiting for the writer before new ones are dropped.
+pub const AUDIT_QUEUE: usize = 4096;
+/// Records kept in memory for `/audit`.
+pub const AUDIT_RING: usize = 512;
+
+/// What an audit record says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// A plugin used a capability it was not granted (or that was revoked).
+    Denied,
+    /// The operator revoked a capability at run time.
+    Revoked,
+    /// The operator disabled a plugin.
+    Disabled,
+    /// The operator enabled a plugin.
+    Enabled,
+    /// Records were dropped because the queue was full; `detail` has the count.
+    Dropped,
+    /// A new build of the plugin was refused; the old generation keeps serving.
+    ReloadRefused,
+    /// A library was loaded while the host ran: a new plugin, or a new build of one (a reload).
+    Loaded,
+    /// A plugin's library was removed from its directory: the plugin was torn down.
+    Removed,
+    /// The policy's per-action permissions refused a caller an action or hook (a `deny` rule,
+    /// an `ask` the approver refused, or an `ask` with no approver).
+    PermissionDenied,
+    /// An `ask` the approver will decide later: the call answered `pending_approval`.
+    ApprovalPending,
+    /// The approver allowed a call an `ask` rule covers (at once, or a pending one later).
+    Approved,
+    /// A call pending approval was refused (`Host::refuse_approval`).
+    ApprovalRefused,
+    /// An isolated plugin's worker died and was restarted within the policy's budget.
+    Restarted,
+    /// An outbound HTTP request the host made for a plugin (or tried to: the connection
+    /// failed, the time ran out, the body was over its limit): method, host, status, size.
+    Http,
+    /// An outbound HTTP request the policy refused although a grant covers the host: its
+    /// scheme, an address the name resolves to, or too many redirects.
+    HttpRefused,
+}
+
+impl AuditOutcome {
+    /// Whether a record of this outcome names the caller of the call concerned.
+    fn names_caller(self) -> bool {
+        matches!(
+            self,
+            Self::Denied
+                | Self::PermissionDenied
+                | Self::ApprovalPending
+                | Self::Approved
+                | Self::ApprovalRefused
+                | Self::Http
+                | Self::HttpRefused
+        )
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// [`AUDIT_SCHEMA`].
+    pub schema: u32,
+    /// Increases by one per record, across the host's life; gaps are dropped records.
+    pub seq: u64,
+    /// UTC, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The plugin concerned (empty for `dropped`).
+    pub plugin: String,
+    /// Its generation.
+    pub generation: u64,
+    /// The capability concerned.
+    pub capability: String,
+    /// What happened.
+    pub outcome: AuditOutcome,
+    /// Detail for people. Never holds a secret's value.
+    pub detail: String,
+    /// For a denial, or a permission decision: who asked for the call the plugin was serving
+    /// (the host program, with its principal, or another plugin). Absent from other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<airlock_abi::wire::CallerInfo>,
+}
+
+impl AuditRecord {
+    /// For a `dropped` record, how many records it stands for.
+    pub fn dropped_count(&self) -> Option<u64> {
+        if self.outcome != AuditOutcome::Dropped {
+            return None;
+        }
+        self.detail.split_whitespace().next()?.parse().ok()
+    }
+}
+
+/// The host's audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    seq: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    ring: Mutex<VecDeque<AuditRecord>>,
+    queue: Mutex<Option<SyncSender<AuditRecord>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: Option<PathBuf>,
+}
+
+impl AuditLog {
+    /// An audit log kept in memory (and in `tracing`) only.
+    pub fn in_memory() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            dropped: Arc::new(AtomicU64::new(0)),
+            ring: Mutex::new(VecDeque::with_capacity(AUDIT_RING)),
+            queue: Mutex::new(None),
+            writer: Mutex::new(None),
+            path: None,
+        }
+    }
+
+    /// An audit log appending JSON lines to `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AuditLog`] if the file cannot be opened for appending.
+    pub fn to_file(path: &Path) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::AuditLog {
+                path: path.to_owned(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::sync_channel(AUDIT_QUEUE);
+        let mut log = Self::in_memory();
+        log.path = Some(path.to_owned());
+        let dropped = log.dropped.clone();
+        let writer = std::thread::Builder::new()
+            .name("airlock-audit".to_owned())
+            .spawn(move || write_records(BufWriter::new(file), &rx, &dropped))
+            .map_err(|source| Error::AuditLog {
+                path: path.to_owned(),
+                source,
+            })?;
+        *log.queue.lock() = Some(tx);
+        *log.writer.lock() = Some(writer);
+        Ok(log)
+    }
+
+    /// The file records go to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Records an event. Never blocks: when the writer is behind, the record is dropped and
+    /// counted.
+    pub fn record(
+        &self,
+        plugin: &str,
+        generation: u64,
+        capability: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) {
+        let record = AuditRecord {
+            schema: AUDIT_SCHEMA,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            time: rfc3339_now(),
+            plugin: plugin.to_owned(),
+            generation,
+            capability: capability.to_owned(),
+            outcome,
+            detail: detail.to_owned(),
+            caller: outcome.names_caller().then(crate::call::caller::current),
+        };
+        if outcome == AuditOutcome::Http {
+            // A call made as allowed: recorded, not a warning.
+            tracing::info!(
+                target: "airlock::audit",
+                plugin,
+                generation,
+                capability,
+                outcome = ?outcome,
+                seq = record.seq,
+                "{detail}"
+            );
+        } else {
+            tracing::warn!(
+                target: "airlock::audit",
+                plugin,
+                generation,
+                capability,
+                outcome = ?outcome,
+                seq = record.seq,
+                "{detail}"
+            );
+        }
+        {
+            let mut ring = self.ring.lock();
+            if ring.len() == AUDIT_RING {
+                ring.pop_front();
+            }
+            ring.push_back(record.clone());
+        }
+        if let Some(queue) = self.queue.lock().as_ref() {
+            match queue.try_send(record) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The last `n` records, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<AuditRecord> {
+        let ring = self.ring.lock();
+        ring.iter()
+            .skip(ring.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+
+    /// How many records were recorded in all.
+    pub fn count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after it has written what is queued, and flushes the file.
+    pub fn close(&self) {
+        drop(self.queue.lock().take());
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn write_records(
+    mut out: BufWriter<std::fs::File>,
+    rx: &Receiver<AuditRecord>,
+    dropped: &AtomicU64,
+) {
+    let mut dropped_seq = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut last_seq = first.seq;
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        for record in &batch {
+            last_seq = last_seq.max(record.seq);
+            write_line(&mut out, record);
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            dropped_seq += 1;
+            write_line(
+                &mut out,
+                &AuditRecord {
+                    schema: AUDIT_SCHEMA,
+                    seq: last_seq,
+                    time: rfc3339_now(),
+                    plugin: String::new(),
+                    generation: 0,
+                    capability: String::new(),
+                    outcome: AuditOutcome::Dropped,
+                    detail: format!(
+                        "{lost} audit records dropped (queue full); dropped-report {dropped_seq}"
+                    ),
+                    caller: None,
+                },
+            );
+        }
+        let _ = out.flush();
+        let _ = out.get_ref().sync_data();
+    }
+    let lost = dropped.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        write_line(
+            &mut out,
+            &AuditRecord {
+                schema: AUDIT_SCHEMA,
+                seq: 0,
+                time: rfc3339_now(),
+                plugin: String::new(),
+                generation: 0,
+                capability: String::new(),
+                outcome: AuditOutcome::Dropped,
+                detail: format!("{lost} audit records dropped (queue full)"),
+                caller: None,
+            },
+        );
+    }
+    let _ = out.flush();
+    let _ = out.get_ref().sync_data();
+}
+
+fn write_line(out: &mut impl Write, record: &AuditRecord) {
+    if let Ok(line) = serde_json::to_string(record) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The current UTC time as RFC 3339 with milliseconds.
+fn rfc3339_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
+    }
+
+    #[test]
+    fn a_flood_is_bounded_and_the_drop_is_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::to_file(&path).expect("opens");
+        let flood = 100_000u64;
+        for i in 0..flood {
+            log.record(
+                "snoop",
+                1,
+                "kv",
+                AuditOutcome::Denied,
+                &format!("attempt {i}"),
+            );
+        }
+        assert_eq!(log.tail(usize::MAX).len(), AUDIT_RING);
+        log.close();
+        let text = std::fs::read_to_string(&path).expect("written");
+        let records: Vec<AuditRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is a record"))
+            .collect();
+        let denied = records
+            .iter()
+            .filter(|r| r.outcome == AuditOutcome::Denied)
+            .count() as u64;
+        let dropped: u64 = records.iter().filter_map(AuditRecord::dropped_count).sum();
+        assert_eq!(
+            denied + dropped,
+            flood,
+            "every record is written or counted as dropped"
+        );
+    }
+}

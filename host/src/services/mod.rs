@@ -1,0 +1,72 @@
+//! What the membrane serves a plugin's requests with: the host's services, reached through one
+//! narrow trait that the runtime implements. A context holds a `Weak` of it; nothing below the
+//! runtime names the runtime.
+
+pub(crate) mod audit;
+pub(crate) mod delivery;
+pub(crate) mod events;
+pub(crate) mod kv;
+pub(crate) mod registry;
+pub(crate) mod timers;
+
+use crate::error::CallError;
+use crate::services::audit::AuditLog;
+use crate::services::events::EventBus;
+use crate::services::kv::KvStore;
+use crate::services::registry::Registry;
+use crate::services::timers::TimerService;
+
+/// What a plugin did that the authors' test harness shows its test (logs, publications).
+#[derive(Debug, Clone)]
+#[cfg_attr(
+    not(feature = "testing"),
+    expect(
+        dead_code,
+        reason = "used by the authors' test harness (feature `testing`)"
+    )
+)]
+pub(crate) enum Observed {
+    /// A log line, at any level.
+    Log {
+        level: airlock_abi::abi::LogLevel,
+        message: String,
+    },
+    /// An event the plugin published.
+    Published {
+        topic: String,
+        payload: serde_json::Value,
+    },
+}
+
+/// The services behind the membrane, and the one way back into the runtime a plugin has:
+/// calling another plugin.
+pub(crate) trait HostServices: Send + Sync {
+    /// Records what a plugin did, for a host that observes its plugins (the test harness);
+    /// only called for contexts opened with `observed`.
+    fn observe(&self, plugin: &airlock_abi::manifest::PluginId, what: Observed);
+    /// Where denials and operator actions are recorded.
+    fn audit(&self) -> &AuditLog;
+    /// The durable key/value store, if the host has a data directory.
+    fn kv(&self) -> Option<&KvStore>;
+    /// The event bus.
+    fn events(&self) -> &EventBus;
+    /// The timer service.
+    fn timers(&self) -> &TimerService;
+    /// The embedding program's services.
+    fn registry(&self) -> &Registry;
+    /// A secret's value from the policy or the environment, or why it is not available.
+    fn secret(&self, name: &str) -> Result<String, String>;
+    /// The credential `name` (a secret usable, not readable), if the policy has one.
+    fn credential(&self, name: &str) -> Option<crate::policy::Credential>;
+    /// The policy's outbound HTTP rules for `plugin`.
+    fn http_policy(&self, plugin: &airlock_abi::manifest::PluginId) -> crate::policy::HttpPolicy;
+    /// The addresses the embedding program pinned for a host name, if it did.
+    fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>>;
+    /// Calls `action` of `plugin` with JSON bytes: the answer's bytes, or its domain error.
+    fn call_plugin(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, CallError>;
+}
