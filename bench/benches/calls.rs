@@ -13,14 +13,14 @@ use serde_json::{json, Value};
 /// The benchmark plugin alone, run in a worker process (`AIRLOCK_BENCH_WORKER`).
 fn isolated_host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
+    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::pipeline::library_suffix())))
         .expect("copy");
     // Every restart is the first of its window, so each waits the first backoff (10 ms).
     let policy = "[plugins.bench-noop]\nisolation = \"process\"\nrestart_budget = 1000\nrestart_window_ms = 1\nquarantine_faults = 0\n";
     let worker = std::env::var_os("AIRLOCK_BENCH_WORKER").expect("AIRLOCK_BENCH_WORKER (scripts/bench.sh)");
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"))
         .worker(worker)
         .build()
         .expect("host");
@@ -37,14 +37,14 @@ fn median_ms(n: usize, mut f: impl FnMut() -> Duration) -> f64 {
 
 fn host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
+    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::pipeline::library_suffix())))
         .expect("copy");
     airlock_bench::serial_copy(dir.path());
     // The plugin reaches a service of this program and the built-in kv (measured from inside).
     let policy = "[plugins.bench-noop]\ngrants = [\"kv\", \"service:probe.ping\"]\n";
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"))
         .data_dir(dir.path().join("data"))
         .operation::<airlock_contract_probe::Ping>(|_, input| Ok(input.text))
         .build()
@@ -71,25 +71,25 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("call");
     g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
-    g.bench_function("handle_noop", |b| b.iter(|| noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("handle_noop", |b| b.iter(|| noop.call().bytes(black_box(b"null")).expect("ok")));
     let mut out = Vec::new();
     g.bench_function("handle_noop_into", |b| {
         b.iter(|| noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call().bytes(black_box(b"null")).expect("ok")));
     g.bench_function("serial_noop_into", |b| {
         b.iter(|| serial_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
     g.bench_function("by_name_noop", |b| {
-        b.iter(|| host.call_bytes("bench-noop", "noop", black_box(b"null")).expect("ok"))
+        b.iter(|| host.call("bench-noop", "noop").bytes(black_box(b"null")).expect("ok"))
     });
     g.finish();
 
     let mut g = c.benchmark_group("json");
-    g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
-    g.bench_function("json_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("action", |b| b.iter(|| json_action.call().json(black_box(&payload)).expect("ok")));
+    g.bench_function("json_bytes", |b| b.iter(|| json_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call().bytes(black_box(&payload_bytes)).expect("ok")));
     // One copy of the payload into a fresh buffer of the caller's: what the answer costs at least.
     g.bench_function("one_copy", |b| b.iter(|| black_box(&payload_bytes).to_vec()));
     g.bench_function("bare_serde", |b| {
@@ -109,7 +109,7 @@ fn calls(c: &mut Criterion) {
     // The no-op action, and as the control the raw call, which shares nothing: what this
     // machine gives a second thread for pure compute bounds what any call path can get.
     in_threads(&mut g, "", || {
-        let _ = noop.call_bytes(b"null").expect("ok");
+        let _ = noop.call().bytes(b"null").expect("ok");
     });
     in_threads(&mut g, "raw_", || {
         black_box(black_box(raw)().len());
@@ -159,11 +159,11 @@ fn calls(c: &mut Criterion) {
     g.bench_function("isolated_noop", |b| {
         b.iter(|| isolated_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call(black_box(&payload)).expect("ok")));
+    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call().json(black_box(&payload)).expect("ok")));
     g.finish();
     // A worker started to its first answer (enable after disable), and a crashed worker to its
     // first answer after the supervisor restarted it.
-    let answers = |host: &Host| matches!(host.call("bench-noop", "noop", &Value::Null), Ok(airlock::ActionOutcome::Ok(_)));
+    let answers = |host: &Host| matches!(host.call("bench-noop", "noop").json(&Value::Null), Ok(airlock::Reply::Ok(_)));
     let isolated_start_ms = median_ms(21, || {
         isolated.disable("bench-noop").expect("disabled");
         let started = Instant::now();
@@ -173,7 +173,7 @@ fn calls(c: &mut Criterion) {
     });
     let isolated_restart_ms = median_ms(21, || {
         let started = Instant::now();
-        let _ = isolated.call("bench-noop", "abort", &Value::Null);
+        let _ = isolated.call("bench-noop", "abort").json(&Value::Null);
         while !answers(&isolated) {
             assert!(started.elapsed() < Duration::from_secs(10), "the worker was not restarted");
             std::thread::sleep(Duration::from_micros(200));
@@ -183,15 +183,15 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
-    let (rss_before, retained_before) = (rss_kib(), airlock::retained().0);
+    let (rss_before, retained_before) = (rss_kib(), airlock::plugins::retained().0);
     g.bench_function("forced", |b| b.iter(|| host.reload("bench-noop").expect("known")));
     g.finish();
-    let generations = airlock::retained().0 - retained_before;
+    let generations = airlock::plugins::retained().0 - retained_before;
     let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
-    let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");
+    let callbacks = host.call("bench-noop", "callbacks").json(&json!(2_000_000)).expect("call");
     let mut figures = match callbacks {
-        airlock::ActionOutcome::Ok(v) => v,
+        airlock::Reply::Ok(v) => v,
         other => json!({"error": format!("{other:?}")}),
     };
     figures["reload_generations"] = json!(generations);

@@ -38,7 +38,7 @@ fn bare_once(n: usize) -> f64 {
     assert_eq!(files.len(), n);
     let started = Instant::now();
     for file in &files {
-        airlock::bare_dlopen(file).expect("dlopen");
+        airlock::test_support::bare_dlopen(file).expect("dlopen");
     }
     started.elapsed().as_secs_f64() * 1e3
 }

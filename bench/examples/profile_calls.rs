@@ -5,7 +5,7 @@ use airlock::Host;
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::library_suffix())))
+    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::pipeline::library_suffix())))
         .expect("copy");
     let host = Host::builder().plugin_dir(dir.path()).build().expect("host");
     assert!(host.load().expect("load").all_ok());
@@ -13,11 +13,11 @@ fn main() {
     match std::env::args().nth(1).as_deref().unwrap_or("handle") {
         "name" => {
             for _ in 0..n {
-                let _ = host.call_bytes("bench-noop", "noop", b"null").expect("ok");
+                let _ = host.call("bench-noop", "noop").bytes(b"null").expect("ok");
             }
         }
         "callbacks" => {
-            let out = host.call("bench-noop", "callbacks", &serde_json::json!(n)).expect("call");
+            let out = host.call("bench-noop", "callbacks").json(&serde_json::json!(n)).expect("call");
             println!("{out:?}");
         }
         _ => {

@@ -13,7 +13,7 @@ fn main() {
     let options = builder.check_options().expect("options");
     let host = builder.build().expect("host");
     let started = Instant::now();
-    let checked = airlock::check(&options).expect("check");
+    let checked = airlock::pipeline::check(&options).expect("check");
     let checked_at = started.elapsed();
     for c in checked {
         host.load_checked(c.expect("passes")).expect("loads");

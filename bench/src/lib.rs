@@ -30,7 +30,7 @@ pub fn copies(dir: &Path, n: usize) {
         let mut copy = bytes.clone();
         let id = format!("bench-n{i:03}");
         copy[at + 7..at + 7 + id.len()].copy_from_slice(id.as_bytes());
-        let path = dir.join(format!("{id}.{}", airlock::library_suffix()));
+        let path = dir.join(format!("{id}.{}", airlock::pipeline::library_suffix()));
         std::fs::write(&path, copy).expect("write a copy");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
@@ -54,7 +54,7 @@ pub fn serial_copy(dir: &Path) {
         let at = bytes.windows(from.len()).position(|w| w == from).expect("the manifest field");
         bytes[at..at + to.len()].copy_from_slice(to);
     }
-    let path = dir.join(format!("bench-serl.{}", airlock::library_suffix()));
+    let path = dir.join(format!("bench-serl.{}", airlock::pipeline::library_suffix()));
     std::fs::write(&path, bytes).expect("write the serial copy");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

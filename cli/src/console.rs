@@ -6,7 +6,8 @@ use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use airlock::{ActionOutcome, CancelToken, Chunk, GuardVerdict, HookFailure, HookMode, Host};
+use airlock::hooks::{GuardVerdict, HookFailure, HookMode};
+use airlock::{CancelToken, Chunk, Host, Reply};
 
 /// The console's hook points: every plain line goes through `input.transform` (an intercept
 /// chain), the reply through `reply.transform` (a chain) and then `reply.guard` (a guard).
@@ -153,9 +154,13 @@ impl<'h> Console<'h> {
         let (host, running) = (self.host, &self.running);
         let started = format!("#{number} started: {plugin}.{action} (/cancel {number} to stop it)");
         scope.spawn(move || {
-            let answered = host.call_stream(&plugin, &action, &input, &token, |chunk| {
-                let _ = say(&format!("#{number} > {}", chunk_text(&chunk)));
-            });
+            let answered = host
+                .call(&plugin, &action)
+                .cancel_on(&token)
+                .on_chunk(|chunk| {
+                    let _ = say(&format!("#{number} > {}", chunk_text(&chunk)));
+                })
+                .json(&input);
             running
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -245,7 +250,7 @@ impl<'h> Console<'h> {
         if plugins.is_empty() {
             return "no plugins loaded".to_owned();
         }
-        let (retained, bytes) = airlock::retained();
+        let (retained, bytes) = airlock::plugins::retained();
         let footer = format!(
             "retained libraries in this process: {retained} ({:.1} MB; libraries are never unloaded)",
             bytes as f64 / 1e6
@@ -270,8 +275,8 @@ impl<'h> Console<'h> {
                     p.generation,
                     p.concurrency,
                     match p.isolation {
-                        airlock::Isolation::Process => "in a worker process",
-                        airlock::Isolation::InProcess => "in-process",
+                        airlock::policy::Isolation::Process => "in a worker process",
+                        airlock::policy::Isolation::InProcess => "in-process",
                     },
                     p.signature,
                     if actions.is_empty() {
@@ -374,7 +379,7 @@ impl<'h> Console<'h> {
             serde_json::from_str(args)
                 .unwrap_or_else(|_| serde_json::Value::String(args.to_owned()))
         };
-        render(self.host.call(&plugin.id, name, &input))
+        render(self.host.call(&plugin.id, name).json(&input))
     }
 
     fn publish(&self, args: &str) -> String {
@@ -461,13 +466,13 @@ impl<'h> Console<'h> {
             Ok(input) => input,
             Err(e) => return e,
         };
-        match self.host.dispatch(kind, &input) {
+        match self.host.dispatch(kind).json(&input) {
             Ok(done) => format!(
                 "{} handled it ({} attempt{}): {}",
                 done.holder,
                 done.attempts,
                 if done.attempts == 1 { "" } else { "s" },
-                render(Ok(done.outcome))
+                render(Ok(done.reply))
             ),
             Err(e) => render(Err(e)),
         }
@@ -498,7 +503,7 @@ impl<'h> Console<'h> {
         let Ok(id) = id.trim_start_matches('#').parse::<u64>() else {
             return format!("usage: /{verb} ID (a number from /approvals)");
         };
-        let id = airlock::ApprovalId(id);
+        let id = airlock::approvals::ApprovalId(id);
         if verb == "approve" {
             return render(self.host.approve(id));
         }
@@ -516,11 +521,14 @@ impl<'h> Console<'h> {
             Ok(call) => call,
             Err(usage) => return usage,
         };
-        let answered =
-            self.host
-                .call_stream(&plugin, &action, &input, &CancelToken::new(), |chunk| {
-                    on_chunk(format!("> {}", chunk_text(&chunk)));
-                });
+        let answered = self
+            .host
+            .call(&plugin, &action)
+            .cancel_on(&CancelToken::new())
+            .on_chunk(|chunk| {
+                on_chunk(format!("> {}", chunk_text(&chunk)));
+            })
+            .json(&input);
         render(answered)
     }
 }
@@ -553,11 +561,11 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("error bad_input: the input is not JSON: {e}"))
 }
 
-fn render(result: Result<ActionOutcome, airlock::CallError>) -> String {
+fn render(result: Result<Reply, airlock::CallError>) -> String {
     match result {
-        Ok(ActionOutcome::Ok(value)) => format!("ok {value}"),
-        Ok(ActionOutcome::Error(message)) => format!("error {message}"),
-        Ok(ActionOutcome::PendingApproval(id)) => format!("pending_approval {id}"),
+        Ok(Reply::Ok(value)) => format!("ok {value}"),
+        Ok(Reply::Error(message)) => format!("error {message}"),
+        Ok(Reply::PendingApproval(id)) => format!("pending_approval {id}"),
         Err(e) => format!("error {}: {}", e.code, e.message),
     }
 }

@@ -13,10 +13,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use airlock::{
+use airlock::pipeline::{
     check, check_file, effective_grants, library_suffix, public_key_id, read_library,
-    signature_path, Lock, LockEntry, PipelineOptions, Policy, DEFAULT_MAX_LIBRARY_SIZE,
+    signature_path, Lock, LockEntry, PipelineOptions, DEFAULT_MAX_LIBRARY_SIZE,
 };
+use airlock::Policy;
 
 use crate::Result;
 
@@ -249,7 +250,7 @@ pub(crate) fn install(
 }
 
 /// What the plugin asks for against what the policy grants, with the lines to add.
-fn grants_report(checked: &airlock::Checked, policy: &Policy) -> String {
+fn grants_report(checked: &airlock::pipeline::Checked, policy: &Policy) -> String {
     let manifest = &checked.file.manifest;
     let granted = effective_grants(
         &manifest.capabilities,
@@ -296,7 +297,7 @@ fn grants_report(checked: &airlock::Checked, policy: &Policy) -> String {
 }
 
 /// Pins the installed file in the lock file (creating it), as `airlock lock` would.
-fn pin(lock: &Path, checked: &airlock::Checked, target: &Path) -> Result<()> {
+fn pin(lock: &Path, checked: &airlock::pipeline::Checked, target: &Path) -> Result<()> {
     let mut entries = if lock.exists() {
         Lock::from_file(lock)?.entries().clone()
     } else {
@@ -360,10 +361,14 @@ pub(crate) fn list(options: &PipelineOptions) -> Result<ExitCode> {
         match checked {
             Ok(c) => {
                 let publisher = match &c.file.signature {
-                    airlock::SignatureStatus::Verified { publisher, .. } => publisher.clone(),
-                    airlock::SignatureStatus::Unsigned => "unsigned".to_owned(),
-                    airlock::SignatureStatus::Untrusted { key_id } => format!("untrusted {key_id}"),
-                    airlock::SignatureStatus::Invalid { .. } => "invalid".to_owned(),
+                    airlock::pipeline::SignatureStatus::Verified { publisher, .. } => {
+                        publisher.clone()
+                    }
+                    airlock::pipeline::SignatureStatus::Unsigned => "unsigned".to_owned(),
+                    airlock::pipeline::SignatureStatus::Untrusted { key_id } => {
+                        format!("untrusted {key_id}")
+                    }
+                    airlock::pipeline::SignatureStatus::Invalid { .. } => "invalid".to_owned(),
                 };
                 println!(
                     "{:<20} {:<10} {:<24} {:<16} ok",

@@ -19,10 +19,11 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use airlock::{
-    check_report, pin, read_library, Host, HostBuilder, LoadReport, PipelineOptions, Policy,
-    Status, TeardownOutcome, DEFAULT_MAX_LIBRARY_SIZE,
+use airlock::pipeline::{
+    check_report, pin, read_library, PipelineOptions, Status, DEFAULT_MAX_LIBRARY_SIZE,
 };
+use airlock::plugins::TeardownOutcome;
+use airlock::{Host, HostBuilder, LoadReport, Policy};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -525,7 +526,7 @@ fn run_console(
     // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
     let token = std::env::var(listen::TOKEN_ENV).ok();
     let host = builder
-        .approver(|_| airlock::Approval::Later)
+        .approver(|_| airlock::approvals::Approval::Later)
         .http_auth(listen::token_auth(token))
         .build()?;
     let report = host.load()?;
@@ -555,7 +556,7 @@ fn run_console(
     std::thread::scope(|scope| -> Result<()> {
         if let Some(listener) = &listener {
             let host = &host;
-            scope.spawn(move || listener.serve(host, airlock::DEFAULT_MAX_REQUEST_BODY));
+            scope.spawn(move || listener.serve(host, airlock::http::DEFAULT_MAX_REQUEST_BODY));
         }
         let ran = Console::new(&host).run(io::stdin().lock(), io::stdout());
         if let Some(listener) = &listener {

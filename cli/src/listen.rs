@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use airlock::{Host, HttpIn};
+use airlock::http::HttpIn;
+use airlock::Host;
 
 /// The variable whose value requests must carry as a bearer token.
 pub const TOKEN_ENV: &str = "AIRLOCK_LISTEN_TOKEN";

@@ -16,9 +16,8 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlock::{
-    ActionOutcome, CallError, CancelToken, Chunk, Host, PluginInfo, PluginState, ReloadOutcome,
-};
+use airlock::plugins::{PluginState, ReloadOutcome};
+use airlock::{CallError, CancelToken, Chunk, Host, PluginInfo, Reply};
 use airlock_abi::manifest::ActionDecl;
 use airlock_abi::wire::Principal;
 use rmcp::model::{
@@ -177,19 +176,17 @@ fn chunk_text(chunk: &Chunk) -> String {
 }
 
 /// How a call ended, as a tool result.
-fn result(answered: Result<ActionOutcome, CallError>) -> CallToolResult {
+fn result(answered: Result<Reply, CallError>) -> CallToolResult {
     match answered {
-        Ok(ActionOutcome::Ok(Value::Object(object))) => {
-            CallToolResult::structured(Value::Object(object))
-        }
-        Ok(ActionOutcome::Ok(value)) => {
+        Ok(Reply::Ok(Value::Object(object))) => CallToolResult::structured(Value::Object(object)),
+        Ok(Reply::Ok(value)) => {
             CallToolResult::success(vec![ContentBlock::text(value.to_string())])
         }
-        Ok(ActionOutcome::Error(error)) => CallToolResult::structured_error(json!({
+        Ok(Reply::Error(error)) => CallToolResult::structured_error(json!({
             "code": "error",
             "message": error,
         })),
-        Ok(ActionOutcome::PendingApproval(id)) => CallToolResult::structured_error(json!({
+        Ok(Reply::PendingApproval(id)) => CallToolResult::structured_error(json!({
             "code": "pending_approval",
             "message": format!("the operator must approve this call first (approval #{id})"),
         })),
@@ -252,18 +249,22 @@ impl ServerHandler for Server {
             let (host, principal, token) = (self.host.clone(), self.principal(), token.clone());
             let streamed = progress.is_some();
             tokio::task::spawn_blocking(move || {
-                let on_behalf = host.as_principal(&principal);
                 let (plugin, action) = (&target.plugin, &target.action);
+                let call = host
+                    .call(plugin, action)
+                    .as_principal(&principal)
+                    .cancel_on(&token);
                 if streamed {
                     // The plugin waits while the client is behind (a bounded buffer).
-                    on_behalf.call_stream(plugin, action, &input, &token, |chunk| {
+                    call.on_chunk(|chunk| {
                         // The request was cancelled and nobody takes progress any more.
                         if chunks.blocking_send(chunk_text(&chunk)).is_err() {
                             token.cancel();
                         }
                     })
+                    .json(&input)
                 } else {
-                    on_behalf.call_cancellable(plugin, action, &input, &token)
+                    call.json(&input)
                 }
             })
         };

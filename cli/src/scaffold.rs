@@ -222,6 +222,7 @@ airlock_abi::export_plugin!(__TYPE__);
 #[cfg(test)]
 mod tests {
     use airlock::testing::TestHost;
+    use airlock::Reply;
     use airlock_abi::HookReply;
     use serde_json::json;
 
@@ -232,7 +233,7 @@ mod tests {
         // The plugin runs on the real runtime: the policy, the membrane and the audit log are
         // the ones a host uses.
         let plugin = TestHost::new().create::<__TYPE__>().expect("created");
-        assert_eq!(plugin.call::<_, String>("greet", &json!({"name": "Ada"})), Ok(Ok("Hello, Ada!".to_owned())));
+        assert_eq!(plugin.call::<_, String>("greet", &json!({"name": "Ada"})), Ok(Reply::Ok("Hello, Ada!".to_owned())));
         assert_eq!(
             plugin.hook::<_, String>("reply.transform", &"hi"),
             Ok(HookReply::Continue("hi (__NAME__)".to_owned()))

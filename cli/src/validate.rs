@@ -12,10 +12,9 @@ use airlock_abi::HookReply;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use airlock::{
-    read_library, ActionOutcome, CallError, CallErrorCode, Error, Host, Policy, TeardownOutcome,
-    DEFAULT_MAX_LIBRARY_SIZE,
-};
+use airlock::pipeline::{read_library, DEFAULT_MAX_LIBRARY_SIZE};
+use airlock::plugins::TeardownOutcome;
+use airlock::{CallError, CallErrorCode, Error, Host, Policy, Reply};
 
 /// One check and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,11 +72,11 @@ impl ValidationReport {
 
 /// Codes that are a clean answer to a bad input; anything else (a panic, a timeout, a handler
 /// error) fails the check.
-fn clean(result: &Result<ActionOutcome, CallError>) -> (bool, String) {
+fn clean(result: &Result<Reply, CallError>) -> (bool, String) {
     match result {
-        Ok(ActionOutcome::Ok(v)) => (true, format!("ok {v}")),
-        Ok(ActionOutcome::Error(m)) => (true, format!("error {m}")),
-        Ok(ActionOutcome::PendingApproval(id)) => (true, format!("pending_approval {id}")),
+        Ok(Reply::Ok(v)) => (true, format!("ok {v}")),
+        Ok(Reply::Error(m)) => (true, format!("error {m}")),
+        Ok(Reply::PendingApproval(id)) => (true, format!("pending_approval {id}")),
         Err(e) => {
             let clean = matches!(
                 e.code,
@@ -144,12 +143,13 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         manifest.id,
         grants.join(", ")
     );
-    let policy = Policy::parse(&policy, airlock::PolicyFormat::Toml).map_err(|message| {
-        Error::PolicyInvalid {
-            path: work.path().join("policy.toml"),
-            message,
-        }
-    })?;
+    let policy =
+        Policy::parse(&policy, airlock::policy::PolicyFormat::Toml).map_err(|message| {
+            Error::PolicyInvalid {
+                path: work.path().join("policy.toml"),
+                message,
+            }
+        })?;
     let host = Host::builder()
         .plugin_dir(&plugins)
         .policy(policy)
@@ -174,7 +174,7 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
                 json!({"airlock-validate": [1, "\u{0}", null]}),
             ),
         ] {
-            let (passed, detail) = clean(&host.call(id, &action.name, &input));
+            let (passed, detail) = clean(&host.call(id, &action.name).json(&input));
             report.push(
                 format!("action {} with {label}", action.name),
                 passed,

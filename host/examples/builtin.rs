@@ -7,7 +7,8 @@
 
 use std::process::ExitCode;
 
-use airlock::{ActionOutcome, HookMode, Host};
+use airlock::hooks::HookMode;
+use airlock::{Host, Reply};
 use airlock_abi::{ActionError, Actions, Builtin, Context, HookReply, Hooks, InitError, Plugin};
 
 /// Stamps text, and tries to remember it in the kv store (which the policy does not grant).
@@ -77,8 +78,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match host.call("stamp", "stamp", &serde_json::json!("a letter")) {
-        Ok(ActionOutcome::Ok(value)) => println!("stamp answered {value}"),
+    match host
+        .call("stamp", "stamp")
+        .json(&serde_json::json!("a letter"))
+    {
+        Ok(Reply::Ok(value)) => println!("stamp answered {value}"),
         other => println!("stamp failed: {other:?}"),
     }
     host.define_hook("reply.transform", HookMode::Chain);
@@ -90,7 +94,10 @@ fn main() -> ExitCode {
         Err(e) => println!("the hook failed: {e}"),
     }
     // The manifest declares kv, but no policy grants it: denied, and audited.
-    match host.call("stamp", "remember", &serde_json::json!("a letter")) {
+    match host
+        .call("stamp", "remember")
+        .json(&serde_json::json!("a letter"))
+    {
         Err(e) => println!("remember was refused ({}): {}", e.code, e.message),
         Ok(other) => println!("remember: {other:?}"),
     }

@@ -4,7 +4,7 @@
 //! at a time, what the membrane does with the editor's service:
 //!
 //! 1. `wordfreq` claims `stats.buffer` like `wordcount`: refused at load (`claim_conflict`);
-//! 2. `wordcount` reads a buffer (granted); `host.dispatch("stats.buffer", ..)` reaches it;
+//! 2. `wordcount` reads a buffer (granted); `host.dispatch("stats.buffer").json(..)` reaches it;
 //! 3. `formatter` declared `editor.replace` but was granted only `editor.read`: its `apply`
 //!    fails on the write (`capability_violation`, one audit record naming who asked); and the
 //!    policy lets only editors call `apply` at all (`permission_denied` for anyone else);
@@ -20,9 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use airlock::{
-    ActionOutcome, Approval, AuditOutcome, Caller, Host, Policy, Principal, ServiceError,
-};
+use airlock::approvals::Approval;
+use airlock::services::{AuditOutcome, Caller, ServiceError};
+use airlock::{Host, Policy, Principal, Reply};
 use airlock_contract_editor::{Buffer, ReadBuffer, Replace, ReplaceBuffer};
 use serde_json::json;
 
@@ -73,7 +73,7 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let (read_seen, asked_seen) = (seen.clone(), seen.clone());
     let host = Host::builder()
         .plugin_dir(dir)
-        .policy(Policy::parse(POLICY, airlock::PolicyFormat::Toml)?)
+        .policy(Policy::parse(POLICY, airlock::policy::PolicyFormat::Toml)?)
         // The editor's service: the handlers see which plugin calls, on whose behalf.
         .operation::<ReadBuffer>(move |caller: &Caller, input: Buffer| {
             note(
@@ -124,13 +124,16 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let bob = Principal::new("bob", &[]);
 
     // 2. A granted read, by name and through the claim.
-    let words = host.as_principal(&ada).call("wordcount", "count", &notes)?;
+    let words = host
+        .call("wordcount", "count")
+        .as_principal(&ada)
+        .json(&notes)?;
     say(
         out,
         &seen,
         &format!("wordcount.count for ada: {}", show(&words)),
     )?;
-    let dispatched = host.dispatch("stats.buffer", &notes)?;
+    let dispatched = host.dispatch("stats.buffer").json(&notes)?;
     say(
         out,
         &seen,
@@ -138,18 +141,24 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             "dispatch stats.buffer reached {} after {} attempt(s): {}",
             dispatched.holder,
             dispatched.attempts,
-            show(&dispatched.outcome)
+            show(&dispatched.reply)
         ),
     )?;
 
     // 3. Declared, not granted: denied, and audited once.
-    let applied = host.as_principal(&ada).call("formatter", "apply", &notes);
+    let applied = host
+        .call("formatter", "apply")
+        .as_principal(&ada)
+        .json(&notes);
     say(
         out,
         &seen,
         &format!("formatter.apply for ada: {}", shown(applied)),
     )?;
-    let applied = host.as_principal(&bob).call("formatter", "apply", &notes);
+    let applied = host
+        .call("formatter", "apply")
+        .as_principal(&bob)
+        .json(&notes);
     say(
         out,
         &seen,
@@ -157,26 +166,35 @@ pub fn run(dir: &Path, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     )?;
 
     // 4. Allowed at once for an editor; pending for bob, then approved.
-    let shouted = host.as_principal(&ada).call("formatter", "shout", &notes)?;
+    let shouted = host
+        .call("formatter", "shout")
+        .as_principal(&ada)
+        .json(&notes)?;
     say(
         out,
         &seen,
         &format!("formatter.shout for ada: {}", show(&shouted)),
     )?;
-    let pending = host.as_principal(&bob).call("formatter", "shout", &notes)?;
+    let pending = host
+        .call("formatter", "shout")
+        .as_principal(&bob)
+        .json(&notes)?;
     say(
         out,
         &seen,
         &format!("formatter.shout for bob: {}", show(&pending)),
     )?;
-    if let ActionOutcome::PendingApproval(id) = pending {
+    if let Reply::PendingApproval(id) = pending {
         let approved = host.approve(id)?;
         say(out, &seen, &format!("approved {id}: {}", show(&approved)))?;
     }
 
     // 5. Revoked at run time.
     host.revoke_capability("wordcount", "service:editor.read")?;
-    let revoked = host.as_principal(&ada).call("wordcount", "count", &notes);
+    let revoked = host
+        .call("wordcount", "count")
+        .as_principal(&ada)
+        .json(&notes);
     say(
         out,
         &seen,
@@ -225,15 +243,15 @@ fn say(out: &mut dyn Write, seen: &Mutex<Vec<String>>, line: &str) -> std::io::R
     writeln!(out, "{line}")
 }
 
-fn show(outcome: &ActionOutcome) -> String {
+fn show(outcome: &Reply) -> String {
     match outcome {
-        ActionOutcome::Ok(value) => format!("ok {value}"),
-        ActionOutcome::Error(message) => format!("error {message}"),
-        ActionOutcome::PendingApproval(id) => format!("pending_approval {id}"),
+        Reply::Ok(value) => format!("ok {value}"),
+        Reply::Error(message) => format!("error {message}"),
+        Reply::PendingApproval(id) => format!("pending_approval {id}"),
     }
 }
 
-fn shown(result: Result<ActionOutcome, airlock::CallError>) -> String {
+fn shown(result: Result<Reply, airlock::CallError>) -> String {
     match result {
         Ok(outcome) => show(&outcome),
         Err(e) => format!("{}: {}", e.code, e.message),

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airlock::{ActionOutcome, Host, Policy};
+use airlock::{Host, Policy, Reply};
 
 fn main() -> ExitCode {
     let dir = std::env::args_os()
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         .map_or_else(|| PathBuf::from("target/demo-plugins"), PathBuf::from);
     let policy = Policy::parse(
         "[plugins.hello.config]\ngreeting = \"Greetings\"\n",
-        airlock::PolicyFormat::Toml,
+        airlock::policy::PolicyFormat::Toml,
     )
     .expect("the example policy is valid");
     let host = match Host::builder().plugin_dir(&dir).policy(policy).build() {
@@ -46,10 +46,13 @@ fn main() -> ExitCode {
             plugin.id, plugin.version, plugin.load_time
         );
     }
-    match host.call("hello", "greet", &serde_json::json!({ "name": "embedder" })) {
-        Ok(ActionOutcome::Ok(value)) => println!("hello answered {value}"),
-        Ok(ActionOutcome::Error(message)) => println!("hello refused: {message}"),
-        Ok(ActionOutcome::PendingApproval(id)) => println!("the call waits for approval {id}"),
+    match host
+        .call("hello", "greet")
+        .json(&serde_json::json!({ "name": "embedder" }))
+    {
+        Ok(Reply::Ok(value)) => println!("hello answered {value}"),
+        Ok(Reply::Error(message)) => println!("hello refused: {message}"),
+        Ok(Reply::PendingApproval(id)) => println!("the call waits for approval {id}"),
         Err(e) => println!("the call failed ({}): {}", e.code, e.message),
     }
     for record in host.shutdown() {

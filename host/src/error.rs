@@ -178,7 +178,7 @@ impl Refusal {
     }
 }
 
-/// An infrastructure failure of a call (a domain error is an `Ok(ActionOutcome::Error)`).
+/// An infrastructure failure of a call (a domain error is an `Ok(Reply::Error)`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{plugin}/{action}: {code}: {message}")]
 pub struct CallError {

@@ -1,100 +1,142 @@
-//! Airlock: loads native plugins (`.so`, `.dylib`, `.dll`) into a host program after checking
-//! them, and hands each one a revocable, capability-checked context.
-//!
-//! Every library goes through the pipeline before any of its code runs: discover (stage 1),
-//! read without running (2), decide (3); then load a fresh shadow copy (4) and create the
-//! instance (5). A refusal carries a stable [`RefusalReason`]; one bad library never stops the
-//! others.
+//! Airlock: loads native plugins (shared libraries) into a host program after checking them,
+//! and hands each one a revocable, capability-checked context.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let host = airlock::Host::builder()
-//!     .plugin_dir("plugins")
-//!     .build()?;
+//! use airlock::{Host, Reply};
+//!
+//! let host = Host::builder().plugin_dir("plugins").build()?;
 //! let report = host.load()?;
 //! for refused in report.refused() {
 //!     eprintln!("{}: {:?} {}", refused.file.display(), refused.reason, refused.detail);
 //! }
-//! let answer = host.call("hello", "greet", &serde_json::json!({"name": "Ada"}))?;
-//! println!("{answer:?}");
+//! match host.call("hello", "greet").json(&serde_json::json!({"name": "Ada"}))? {
+//!     Reply::Ok(answer) => println!("{answer}"),
+//!     other => eprintln!("{other:?}"),
+//! }
 //! host.shutdown();
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Core concepts
+//!
+//! - **[`Host`]**, made by a [`HostBuilder`]: the plugin directories, the operator's
+//!   [`Policy`], the embedding program's services. [`Host::load`] runs every library through
+//!   the pipeline before any of its code runs — discover (stage 1), read without running (2),
+//!   decide (3) — then loads a fresh copy (4) and creates the instance (5). The
+//!   [`LoadReport`] says what loaded and why each refusal happened (a stable
+//!   [`RefusalReason`]); one bad library never stops the others.
+//! - **[`Call`]**: the one way to call a plugin, from [`Host::call`] (by name),
+//!   [`ActionHandle::call`] (resolved once, for hot paths; [`ActionHandle::call_into`] is the
+//!   cheapest call there is) or [`Host::dispatch`] (whoever claims a kind of request). It
+//!   carries on whose behalf it runs ([`Principal`]), which [`CancelToken`] stops it, where
+//!   its [`Chunk`]s go, and ends in `.json(..)` or `.bytes(..)` with a [`Reply`] — the
+//!   action's answer, its own error, or a wait for approval — or a [`CallError`] saying, with
+//!   a [`CallErrorCode`], why the call itself failed.
+//! - **The membrane**: a plugin reaches the host only through its context, checked on every
+//!   request against the capabilities it declared and the policy granted, every denial
+//!   audited ([`services::AuditLog`]). The context closes at teardown, at reload, or when the
+//!   operator revokes a capability or disables the plugin ([`Host::revoke_capability`],
+//!   [`Host::disable`]).
+//! - **Operating**: [`Host::plugins`] ([`PluginInfo`]), reloads and the directory watcher
+//!   ([`Host::reload`], [`Host::watch`]), config changes, approvals, hooks
+//!   ([`Host::hooks`]), inbound HTTP ([`Host::handle_http`]).
+//!
+//! The rest is in topic modules: [`call`], [`hooks`], [`http`], [`approvals`], [`plugins`],
+//! [`pipeline`], [`policy`], [`services`].
 
-// `unsafe` lives in two rooms, allowed by name: the loader (`dlopen`, the layout checks, the
-// hazard pointers and the atomics under them) and the memory shared with a worker
-// (`isolation::shm`). Anywhere else it does not compile.
+// `unsafe` lives in three rooms, allowed by name: the loader (`dlopen`, the layout checks),
+// the concurrent core (`sync`: the hazard pointers and the atomics under them) and the memory
+// shared with a worker (`isolation::shm`). Anywhere else it does not compile.
 #![deny(unsafe_code)]
 
-mod call;
+mod api;
 mod error;
 #[cfg(feature = "failpoints")]
 #[doc(hidden)]
 pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
+mod frame;
 mod isolation;
 mod library;
 #[allow(unsafe_code)]
 mod loader;
 mod membrane;
-mod pipeline;
-mod policy;
+pub mod pipeline;
+pub mod policy;
 mod runtime;
-mod services;
+pub mod services;
 #[allow(unsafe_code)]
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use call::cancel::CancelToken;
-pub use call::stream::{Chunk, MAX_CHUNK, STREAM_BUFFER};
-pub use library::signature::{public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX};
-
-pub use airlock_abi::wire::{CallerInfo, Principal};
-pub use error::RunJobError;
+pub use api::{ActionHandle, Answered, Call, Host, HostBuilder};
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
-pub use isolation::worker_main;
-pub use library::discover::library_suffix;
-pub use library::file::{read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
-pub use library::lock::{Lock, LockEntry};
-#[cfg(all(unix, feature = "test-support"))]
-pub use loader::bare_dlopen;
-pub use loader::retained;
+pub use frame::cancel::CancelToken;
+pub use frame::stream::Chunk;
+pub use pipeline::report::LoadReport;
+pub use policy::Policy;
+pub use runtime::outcome::{PluginInfo, Reply};
+
+pub use airlock_abi::wire::Principal;
+
+/// Calls: what a [`Call`] is addressed to, how a dispatched request ended, and the limits of
+/// nesting and streaming.
+pub mod call {
+    pub use crate::api::{Action, Claim, Dispatched};
+    pub use crate::frame::stream::{MAX_CHUNK, STREAM_BUFFER};
+    pub use crate::membrane::MAX_CALL_DEPTH;
+    pub use airlock_abi::wire::CallerInfo;
+}
+
+/// Hooks: named extension points the host program defines ([`crate::Host::define_hook`]),
+/// each with a dispatch mode, and what each mode answers.
+pub mod hooks {
+    pub use crate::api::{
+        ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+        HookError, HookFailure, HookMode, Swallowed,
+    };
+}
+
+/// Inbound HTTP for plugins' routes ([`crate::Host::handle_http`]).
+pub mod http {
+    pub use crate::api::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+}
+
+/// Calls waiting for the approver's decision ([`crate::HostBuilder::approver`]).
+pub mod approvals {
+    pub use crate::runtime::approvals::{Approval, ApprovalRequest, MAX_PENDING_APPROVALS};
+    pub use crate::runtime::outcome::ApprovalId;
+}
+
+/// Loaded plugins at run time: their states and counters, reloads and the directory watcher,
+/// teardowns, config changes, timer jobs run by hand, and the libraries kept mapped.
+pub mod plugins {
+    pub use crate::error::RunJobError;
+    pub use crate::loader::retained;
+    pub use crate::runtime::outcome::{
+        ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome, TeardownRecord,
+    };
+    pub use crate::runtime::supervisor::WATCHDOG_TICK;
+    pub use crate::runtime::watch::{Watcher, DEFAULT_DEBOUNCE};
+    pub use crate::services::events::EVENT_QUEUE;
+    pub use crate::services::timers::MAX_JOBS_PER_PLUGIN;
+}
+
+/// The program of `airlock-worker`, the executable an isolated plugin runs in.
+pub mod worker {
+    pub use crate::isolation::worker_main as main;
+}
+
+/// What only the project's own tests and benchmarks use.
 #[cfg(feature = "test-support")]
-pub use membrane::context::is_open;
-#[cfg(feature = "test-support")]
-pub use membrane::host_vtable;
-pub use pipeline::decide::effective_grants;
-pub use pipeline::report::{LoadReport, PluginReport, Status};
-pub use policy::permission::{CallerPattern, Permission, PermissionRule, Target};
-pub use policy::retry::{RetryPolicy, DEFAULT_RETRY};
-pub use policy::{
-    Credential, HostSettings, HttpPolicy, IpRange, Isolation, PluginPolicy, Policy, PolicyFormat,
-    RestartPolicy, Sandbox, SecretSource, WorkerLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_CANCEL_GRACE,
-    DEFAULT_HEALTH_INTERVAL, DEFAULT_INIT_DEADLINE, DEFAULT_LIMITS, DEFAULT_QUARANTINE_FAULTS,
-    DEFAULT_QUARANTINE_WINDOW, DEFAULT_RESTART, DEFAULT_SHUTDOWN_DEADLINE,
-};
-pub use runtime::supervisor::WATCHDOG_TICK;
-pub use runtime::watch::{Watcher, DEFAULT_DEBOUNCE};
-pub use runtime::{
-    check, check_file, check_report, pin, ActionHandle, ActionOutcome, Answered, Approval,
-    ApprovalId, ApprovalRequest, Checked, ConfigApplied, Dispatched, Host, HostBuilder, OnBehalf,
-    PipelineOptions, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
-    TeardownRecord, MAX_CALL_DEPTH, MAX_PENDING_APPROVALS,
-};
-pub use runtime::{
-    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
-    HookError, HookFailure, HookMode, Swallowed,
-};
-pub use runtime::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
-pub use services::audit::{
-    AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA,
-};
-pub use services::events::EVENT_QUEUE;
-pub use services::kv::{
-    KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN,
-};
-pub use services::registry::{Caller, ServiceError};
-pub use services::timers::MAX_JOBS_PER_PLUGIN;
+#[doc(hidden)]
+pub mod test_support {
+    #[cfg(unix)]
+    pub use crate::loader::bare_dlopen;
+    pub use crate::membrane::context::is_open;
+    pub use crate::membrane::host_vtable;
+}

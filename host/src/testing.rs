@@ -39,9 +39,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::Host;
 use crate::error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 use crate::policy::{Policy, SecretSource};
-use crate::runtime::{ConfigApplied, Host, TeardownOutcome};
+use crate::runtime::outcome::{ConfigApplied, Reply, TeardownOutcome};
 use crate::services::audit::AuditOutcome;
 use crate::services::registry::{Caller, Registry, ServiceError};
 use crate::services::Observed;
@@ -200,8 +201,7 @@ impl Tested {
         &self.host
     }
 
-    /// Calls an action: `Ok(Ok(output))`, the action's domain error `Ok(Err(message))`, or
-    /// the call's failure.
+    /// Calls an action: its [`Reply`] with the answer decoded as an `O`, or the call's failure.
     ///
     /// # Errors
     ///
@@ -211,27 +211,24 @@ impl Tested {
         &self,
         action: &str,
         input: &I,
-    ) -> Result<Result<O, String>, CallError> {
+    ) -> Result<Reply<O>, CallError> {
         let input = serde_json::to_vec(input).map_err(|e| self.error(action, &e))?;
-        match self.host.call_bytes(&self.id, action, &input)? {
-            Ok(bytes) => airlock_abi::wire::parse(&bytes)
-                .map(Ok)
+        match self.host.call(&self.id, action).bytes(&input)? {
+            Reply::Ok(bytes) => airlock_abi::wire::parse(&bytes)
+                .map(Reply::Ok)
                 .map_err(|e| self.error(action, &e)),
-            Err(message) => Ok(Err(message)),
+            Reply::Error(message) => Ok(Reply::Error(message)),
+            Reply::PendingApproval(id) => Ok(Reply::PendingApproval(id)),
         }
     }
 
-    /// Calls an action with bytes, as `call_bytes` on a host does.
+    /// Calls an action with bytes, as `.bytes(..)` on a host's call does.
     ///
     /// # Errors
     ///
     /// As [`Tested::call`].
-    pub fn call_bytes(
-        &self,
-        action: &str,
-        input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
-        self.host.call_bytes(&self.id, action, input)
+    pub fn call_bytes(&self, action: &str, input: &[u8]) -> Result<Reply<Vec<u8>>, CallError> {
+        self.host.call(&self.id, action).bytes(input)
     }
 
     /// Runs the plugin's handler of `hook` with `input`.

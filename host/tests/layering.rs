@@ -19,14 +19,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("failpoint", &[]),
     ("sync", &[]),
-    ("call", &[]),
+    ("frame", &[]),
     ("library", &["error"]),
     ("policy", &["error", "library"]),
     ("loader", &["error", "library"]),
-    ("services", &["error", "call", "policy"]),
+    ("services", &["error", "frame", "policy"]),
     (
         "membrane",
-        &["error", "failpoint", "sync", "call", "policy", "services"],
+        &["error", "failpoint", "sync", "frame", "policy", "services"],
     ),
     (
         "isolation",
@@ -49,7 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "error",
             "failpoint",
             "sync",
-            "call",
+            "frame",
             "library",
             "policy",
             "loader",
@@ -60,9 +60,24 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "api",
+        &[
+            "error",
+            "sync",
+            "frame",
+            "library",
+            "policy",
+            "services",
+            "membrane",
+            "isolation",
+            "pipeline",
+            "runtime",
+        ],
+    ),
+    (
         "testing",
         &[
-            "error", "library", "policy", "services", "pipeline", "runtime",
+            "error", "library", "policy", "services", "pipeline", "runtime", "api",
         ],
     ),
 ];

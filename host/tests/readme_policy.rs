@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use airlock::{Permission, Policy};
+use airlock::policy::Permission;
+use airlock::Policy;
 use airlock_abi::manifest::PluginId;
 
 #[test]
@@ -19,14 +20,14 @@ fn the_readme_policy_parses_and_means_what_it_says() {
         .expect("with a TOML block");
     // The README elides a hash and a secret's value: put any well-formed value in their place.
     let toml = toml.replace("\"…\"", &format!("\"{}\"", "0".repeat(64)));
-    let policy =
-        Policy::parse(&toml, airlock::PolicyFormat::Toml).expect("the README's policy parses");
+    let policy = Policy::parse(&toml, airlock::policy::PolicyFormat::Toml)
+        .expect("the README's policy parses");
     let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
     let decisions: Vec<_> = hello.permissions.iter().map(|r| r.decision).collect();
     assert_eq!(decisions, [Permission::Allow, Permission::Ask]);
     assert_eq!(hello.retry.retries, 3);
     assert_eq!(hello.retry.max_backoff, Duration::from_secs(5));
-    assert_eq!(hello.isolation, airlock::Isolation::InProcess);
+    assert_eq!(hello.isolation, airlock::policy::Isolation::InProcess);
     assert_eq!(hello.restart.budget, 3);
     assert!(policy.host().worker.is_some());
     assert!(!policy.host().dumpable);

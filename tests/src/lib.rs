@@ -76,7 +76,10 @@ pub fn versioned_build(variant: &str) -> PathBuf {
             ),
         ] {
             let libs = cargo_build(&["-p", "airlock-fixture-versioned"], &env);
-            let copy = dir.join(format!("versioned-{name}.{}", airlock::library_suffix()));
+            let copy = dir.join(format!(
+                "versioned-{name}.{}",
+                airlock::pipeline::library_suffix()
+            ));
             fs::copy(&libs["versioned"], &copy).expect("copy the variant");
             builds.insert(name.to_owned(), copy);
         }
@@ -112,7 +115,7 @@ fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, PathBuf>
         .spawn()
         .expect("cannot run cargo to build the plugin fixtures");
     let stdout = child.stdout.take().expect("piped stdout");
-    let suffix = format!(".{}", airlock::library_suffix());
+    let suffix = format!(".{}", airlock::pipeline::library_suffix());
     let mut libs = BTreeMap::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("cargo output is UTF-8");
@@ -208,7 +211,10 @@ impl TempPluginDir {
 
     /// Copies a fixture in under its own file name, `<name>.so`.
     pub fn add(&self, name: &str) -> PathBuf {
-        self.add_as(name, &format!("{name}.{}", airlock::library_suffix()))
+        self.add_as(
+            name,
+            &format!("{name}.{}", airlock::pipeline::library_suffix()),
+        )
     }
 
     /// Copies a fixture in under `file_name`.
@@ -226,7 +232,7 @@ impl TempPluginDir {
 
     /// The file name `stem.<library suffix>`.
     pub fn lib_name(stem: &str) -> String {
-        format!("{stem}.{}", airlock::library_suffix())
+        format!("{stem}.{}", airlock::pipeline::library_suffix())
     }
 
     /// A host over this directory with `policy` (TOML), loaded.
@@ -242,7 +248,7 @@ impl TempPluginDir {
         customize: impl FnOnce(airlock::HostBuilder) -> airlock::HostBuilder,
     ) -> (Host, airlock::LoadReport) {
         let policy =
-            Policy::parse(policy, airlock::PolicyFormat::Toml).expect("test policy parses");
+            Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("test policy parses");
         let host = customize(probe_services(Host::builder()).worker(worker()))
             .plugin_dir(self.path())
             .policy(policy)
@@ -281,9 +287,9 @@ pub fn probe_services(builder: airlock::HostBuilder) -> airlock::HostBuilder {
 ///
 /// Never.
 pub fn probe_ping(
-    caller: &airlock::Caller,
+    caller: &airlock::services::Caller,
     input: airlock_contract_probe::PingInput,
-) -> Result<String, airlock::ServiceError> {
+) -> Result<String, airlock::services::ServiceError> {
     Ok(format!(
         "pong to {} (generation {}): {}",
         caller.plugin, caller.generation, input.text
@@ -295,11 +301,14 @@ pub fn probe_ping(
 /// # Errors
 ///
 /// Always, unless it panics.
-pub fn probe_fail(_: &airlock::Caller, how: String) -> Result<(), airlock::ServiceError> {
+pub fn probe_fail(
+    _: &airlock::services::Caller,
+    how: String,
+) -> Result<(), airlock::services::ServiceError> {
     if how == "panic" {
         panic!("the probe service was asked to panic");
     }
-    Err(airlock::ServiceError::new(
+    Err(airlock::services::ServiceError::new(
         "the probe service was asked to fail",
     ))
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::ActionOutcome;
+use airlock::Reply;
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -41,7 +41,10 @@ fn an_event_for_a_torn_down_instance_never_reaches_its_successor() {
     // The new instance's own subscription hears what is published after it subscribed.
     assert_eq!(host.publish("demo.after", &json!(2)), 1);
     let heard = loop {
-        let ActionOutcome::Ok(heard) = host.call("listener", "heard", &json!(null)).expect("call")
+        let Reply::Ok(heard) = host
+            .call("listener", "heard")
+            .json(&json!(null))
+            .expect("call")
         else {
             panic!("heard failed");
         };
@@ -87,7 +90,7 @@ fn a_slow_worker_restart_does_not_delay_the_watchdog() {
         });
     }
     // The worker dies; its restart stops at the point, holding the admin lock.
-    let _ = host.call("hostile", "abort", &json!(null));
+    let _ = host.call("hostile", "abort").json(&json!(null));
     let began = Instant::now();
     while !restarting.load(Ordering::SeqCst) {
         assert!(
@@ -98,7 +101,7 @@ fn a_slow_worker_restart_does_not_delay_the_watchdog() {
     }
     // Works until cancelled (at most 30 s): the watchdog reports it at its 100 ms timeout.
     let began = Instant::now();
-    let outcome = host.call("long-call", "patient", &json!(30_000));
+    let outcome = host.call("long-call", "patient").json(&json!(30_000));
     let took = began.elapsed();
     release.store(true, Ordering::SeqCst);
     airlock::failpoint::disarm("restart:locked");
@@ -144,8 +147,10 @@ fn a_subscription_added_as_teardown_removes_them_does_not_outlive_the_context() 
             }
         });
     }
-    let answer = host.call("probe", "subscribe_later", &json!("probe.*"));
-    assert_eq!(answer.expect("call"), ActionOutcome::Ok(json!(null)));
+    let answer = host
+        .call("probe", "subscribe_later")
+        .json(&json!("probe.*"));
+    assert_eq!(answer.expect("call"), Reply::Ok(json!(null)));
     let began = Instant::now();
     let disable = loop {
         if let Some(disable) = disabling.lock().expect("lock").take() {

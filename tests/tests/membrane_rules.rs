@@ -4,7 +4,7 @@
 //! not. (A test binary of its own: it links the probe's type, which exports a library symbol.)
 
 use airlock::testing::TestHost;
-use airlock::ActionOutcome;
+use airlock::Reply;
 use airlock_fixture_probe::probe::Probe;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
@@ -31,7 +31,7 @@ const ALL_GRANTS: [&str; 7] = [
 ];
 
 /// What a call came to, whoever ran it: the answer, the domain error, or the failure code.
-type Outcome = Result<Result<Value, String>, String>;
+type Outcome = Result<Reply, String>;
 
 /// A run: how to call the probe's actions, and how many denials it has been audited for.
 type Run = (Box<dyn Fn(&str, &Value) -> Outcome>, Box<dyn Fn() -> usize>);
@@ -65,12 +65,12 @@ fn rules() -> Vec<Rule> {
                 granted,
                 action: "use",
                 input: json!({ "capability": capability }),
-                holds: Box::new(move |o| matches!(o, Ok(Ok(v)) if v["outcome"] == expected)),
+                holds: Box::new(move |o| matches!(o, Ok(Reply::Ok(v)) if v["outcome"] == expected)),
             });
         }
     }
     let error_containing = |needle: &'static str| -> Box<dyn Fn(&Outcome) -> bool> {
-        Box::new(move |o| matches!(o, Ok(Err(m)) if m.contains(needle)))
+        Box::new(move |o| matches!(o, Ok(Reply::Error(m)) if m.contains(needle)))
     };
     rules.push(Rule {
         name: "a kv key over 1 KiB is refused".into(),
@@ -84,7 +84,7 @@ fn rules() -> Vec<Rule> {
         granted: true,
         action: "kv_set",
         input: json!({ "key": "k".repeat(1024), "value": 1 }),
-        holds: Box::new(|o| matches!(o, Ok(Ok(Value::Null)))),
+        holds: Box::new(|o| matches!(o, Ok(Reply::Ok(Value::Null)))),
     });
     rules.push(Rule {
         name: "an empty topic is refused before the capability check".into(),
@@ -92,7 +92,7 @@ fn rules() -> Vec<Rule> {
         action: "publish_to",
         input: json!(""),
         holds: Box::new(|o| {
-            matches!(o, Ok(Ok(v)) if v["outcome"] == "error" && v["detail"].as_str().is_some_and(|d| d.contains("topic")))
+            matches!(o, Ok(Reply::Ok(v)) if v["outcome"] == "error" && v["detail"].as_str().is_some_and(|d| d.contains("topic")))
         }),
     });
     rules.push(Rule {
@@ -100,7 +100,9 @@ fn rules() -> Vec<Rule> {
         granted: true,
         action: "publish_to",
         input: json!("other.topic"),
-        holds: Box::new(|o| matches!(o, Ok(Ok(v)) if v["outcome"] == "capability_violation")),
+        holds: Box::new(
+            |o| matches!(o, Ok(Reply::Ok(v)) if v["outcome"] == "capability_violation"),
+        ),
     });
     rules.push(Rule {
         name: "a plugin cannot call itself".into(),
@@ -108,7 +110,7 @@ fn rules() -> Vec<Rule> {
         action: "call_plugin",
         input: json!({ "plugin": "probe", "action": "use" }),
         holds: Box::new(|o| {
-            matches!(o, Ok(Ok(v)) if v["detail"].as_str().is_some_and(|d| d.contains("itself")))
+            matches!(o, Ok(Reply::Ok(v)) if v["detail"].as_str().is_some_and(|d| d.contains("itself")))
         }),
     });
     rules.push(Rule {
@@ -116,7 +118,7 @@ fn rules() -> Vec<Rule> {
         granted: true,
         action: "call_plugin",
         input: json!({ "plugin": "nobody", "action": "x" }),
-        holds: Box::new(|o| matches!(o, Ok(Ok(v)) if v["detail"] == "not_found")),
+        holds: Box::new(|o| matches!(o, Ok(Reply::Ok(v)) if v["detail"] == "not_found")),
     });
     rules.push(Rule {
         // The `timers granted` rule above already scheduled one job.
@@ -124,7 +126,7 @@ fn rules() -> Vec<Rule> {
         granted: true,
         action: "many_timers",
         input: json!(70),
-        holds: Box::new(|o| matches!(o, Ok(Ok(v)) if v == &json!(63))),
+        holds: Box::new(|o| matches!(o, Ok(Reply::Ok(v)) if v == &json!(63))),
     });
     rules.push(Rule {
         name: "an input that does not decode is bad_input".into(),
@@ -157,11 +159,9 @@ fn library(granted: bool) -> Run {
     let (h, k) = (host.clone(), keep.clone());
     let call = Box::new(move |action: &str, input: &Value| {
         let _ = &k;
-        match h.call("probe", action, input) {
-            Ok(ActionOutcome::Ok(v)) => Ok(Ok(v)),
-            Ok(ActionOutcome::Error(m)) => Ok(Err(m)),
-            Ok(pending @ ActionOutcome::PendingApproval(_)) => panic!("no rule asks: {pending:?}"),
-            Err(e) => Err(e.code.code().to_owned()),
+        match h.call("probe", action).json(input) {
+            Ok(pending @ Reply::PendingApproval(_)) => panic!("no rule asks: {pending:?}"),
+            answered => answered.map_err(|e| e.code.code().to_owned()),
         }
     });
     let denials = Box::new(move || {
@@ -169,7 +169,7 @@ fn library(granted: bool) -> Run {
         host.audit()
             .tail(usize::MAX)
             .iter()
-            .filter(|r| r.plugin == "probe" && r.outcome == airlock::AuditOutcome::Denied)
+            .filter(|r| r.plugin == "probe" && r.outcome == airlock::services::AuditOutcome::Denied)
             .count()
     });
     (call, denials)

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use airlock::{ActionOutcome, CallErrorCode, Host, ReloadOutcome};
+use airlock::plugins::ReloadOutcome;
+use airlock::{CallErrorCode, Host, Reply};
 use airlock_tests::{set_mode, versioned_build, TempPluginDir};
 use serde_json::{json, Value};
 
@@ -68,8 +69,8 @@ fn operations_racing_calls_never_crash_deadlock_or_fail_uncleanly() {
                         } else {
                             ("versioned", "count")
                         };
-                        match host.call(plugin, action, &Value::Null) {
-                            Ok(ActionOutcome::Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
+                        match host.call(plugin, action).json(&Value::Null) {
+                            Ok(Reply::Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
                             Err(e) if e.code == CallErrorCode::Revoked => {
                                 clean.fetch_add(1, Ordering::Relaxed)
                             }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, Host, ReloadOutcome};
+use airlock::plugins::ReloadOutcome;
+use airlock::{Host, Reply};
 use airlock_tests::{set_mode, versioned_build, TempPluginDir};
 use serde_json::Value;
 
@@ -26,10 +27,11 @@ fn install(dir: &Path, variant: &str) {
 
 fn ok(host: &Host, action: &str) -> Value {
     match host
-        .call("versioned", action, &Value::Null)
+        .call("versioned", action)
+        .json(&Value::Null)
         .expect("the call succeeds")
     {
-        ActionOutcome::Ok(v) => v,
+        Reply::Ok(v) => v,
         other => panic!("{other:?}"),
     }
 }
@@ -181,7 +183,7 @@ fn broken_builds_leave_the_old_generation_serving() {
         .audit()
         .tail(100)
         .iter()
-        .filter(|r| r.outcome == airlock::AuditOutcome::ReloadRefused)
+        .filter(|r| r.outcome == airlock::services::AuditOutcome::ReloadRefused)
         .count();
     assert_eq!(refused, 3, "each refused reload is in the audit log");
 }
@@ -211,7 +213,8 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
     install(dir.path(), "1");
     let host = load(&dir);
     let path = dir.path().join(lib_name());
-    let (fds_before, rss_before, retained_before) = (open_fds(), rss_bytes(), airlock::retained());
+    let (fds_before, rss_before, retained_before) =
+        (open_fds(), rss_bytes(), airlock::plugins::retained());
     let done = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
     let started = Instant::now();
@@ -224,12 +227,12 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
             s.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     let answer = if by_handle {
-                        handle.call(&Value::Null)
+                        handle.call().json(&Value::Null)
                     } else {
-                        host.call("versioned", "version", &Value::Null)
+                        host.call("versioned", "version").json(&Value::Null)
                     };
                     match answer {
-                        Ok(ActionOutcome::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
+                        Ok(Reply::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
                         other => panic!("a call failed during the swaps: {other:?}"),
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
@@ -256,8 +259,8 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
     // The handle now serves the last build installed.
     let last = if swaps.is_multiple_of(2) { "1" } else { "2" };
     assert_eq!(
-        handle.call(&Value::Null).expect("call"),
-        ActionOutcome::Ok(last.into())
+        handle.call().json(&Value::Null).expect("call"),
+        Reply::Ok(last.into())
     );
     let info = host.plugin("versioned").expect("loaded");
     assert_eq!(info.generation, swaps + 1);
@@ -271,7 +274,7 @@ fn two_threads_keep_calling_through_two_hundred_swaps() {
         1,
         "exactly one subscription receives"
     );
-    let (retained, retained_bytes) = airlock::retained();
+    let (retained, retained_bytes) = airlock::plugins::retained();
     let retained_added = retained - retained_before.0;
     let retained_bytes_added = (retained_bytes - retained_before.1) as u64;
     let rss_growth = rss_bytes().saturating_sub(rss_before);
@@ -411,8 +414,8 @@ fn an_isolated_plugin_reloads_under_calls_from_two_threads_with_no_failed_call()
             let (done, calls, host) = (&done, &calls, &host);
             s.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    match host.call("versioned", "version", &Value::Null) {
-                        Ok(ActionOutcome::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
+                    match host.call("versioned", "version").json(&Value::Null) {
+                        Ok(Reply::Ok(v)) => assert!(v == "1" || v == "2", "{v}"),
                         other => panic!("a call failed during the swaps: {other:?}"),
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
@@ -431,7 +434,7 @@ fn an_isolated_plugin_reloads_under_calls_from_two_threads_with_no_failed_call()
     assert!(calls.load(Ordering::Relaxed) > 0);
     let info = host.plugin("versioned").expect("loaded");
     assert_eq!(info.generation, 11);
-    assert_eq!(info.isolation, airlock::Isolation::Process);
+    assert_eq!(info.isolation, airlock::policy::Isolation::Process);
     // The state was handed from worker to worker across every swap.
     assert_eq!(ok(&host, "count"), 2);
     assert_eq!(ok(&host, "version"), "1");

@@ -4,5 +4,5 @@
 //! asks of the host goes back over it. It takes no arguments and reads nothing else.
 
 fn main() -> std::process::ExitCode {
-    airlock::worker_main()
+    airlock::worker::main()
 }

@@ -1,6 +1,7 @@
-//! Stage 4, load: one of the host's two rooms for `unsafe` (the other is [`hazard`], the
-//! synchronization primitives calls read instances through). Here: the sealed copy, `dlopen`,
-//! the layout checks, and the module's call table ([`call_table`]).
+//! Stage 4, load: one of the host's three rooms for `unsafe` (the others are the concurrent
+//! core, `crate::sync`, and the memory shared with a worker, `isolation::shm`). Here: the
+//! sealed copy, `dlopen` (its per-OS part in `unix.rs` and `windows.rs`), the layout checks,
+//! and the module's call table ([`call_table`]).
 //!
 //! A library that passed stages 1–3 is copied to a fresh shadow path (a new name *and* a new
 //! inode, or the dynamic linker would hand back a library it already has), opened with
@@ -14,8 +15,8 @@
 //! crashes the host. A loaded library is retained for the life of the process and counted in
 //! [`retained`].
 //!
-//! Longer than 400 lines: this is the host's one room for `unsafe` (with the hazard pointers
-//! beside it), kept whole so that every unsafe block sits next to the checks it relies on.
+//! Longer than 400 lines: this is the loader's room for `unsafe`, kept whole so that every
+//! unsafe block sits next to the checks it relies on.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

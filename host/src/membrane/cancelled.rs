@@ -10,7 +10,7 @@ pub(crate) fn cancelled(entry: &ContextEntry) -> bool {
     let record = crate::sync::hazard::this_thread();
     let reported = record.is_some_and(|record| record.innermost_call_reported());
     let cancelled = reported
-        || crate::call::cancel::current()
+        || crate::frame::cancel::current()
         || entry.closing.load(std::sync::atomic::Ordering::SeqCst);
     if cancelled && !reported {
         if let Some(record) = record {

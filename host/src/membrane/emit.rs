@@ -1,5 +1,5 @@
 //! `stream emit`: a chunk of the call a plugin is serving, handed to its caller when the call
-//! is taken as a stream ([`crate::call::stream`]).
+//! is taken as a stream ([`crate::frame::stream`]).
 
 use crate::error::CallErrorCode;
 use airlock_abi::abi::HostErrorCode;
@@ -10,7 +10,7 @@ use airlock_abi::abi::HostError;
 
 /// `stream emit`: a chunk of the call being served, to its caller if it takes a stream.
 pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostError> {
-    use crate::call::stream::{self, Emitted, MAX_CHUNK};
+    use crate::frame::stream::{self, Emitted, MAX_CHUNK};
     let Some((&tag, chunk)) = payload.split_first() else {
         return Err(bad_request("a stream chunk needs its kind byte"));
     };

@@ -3,7 +3,6 @@
 //! `CapabilityViolation` and exactly one audit record; a hit is served, inside `catch_unwind`.
 //! The services are reached through [`HostServices`], never the runtime itself.
 
-use std::cell::Cell;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use airlock_abi::wire::{self, CallerInfo, Request};
 use serde::de::DeserializeOwned;
 
 use crate::error::CallErrorCode;
+use crate::frame::{Frame, Stream};
 use crate::membrane::context::ContextEntry;
 use crate::services::audit::AuditOutcome;
 use crate::services::registry::{Caller, Failure, Registered, Route};
@@ -107,7 +107,7 @@ fn operation_request(
     let caller = Caller {
         plugin: entry.plugin.to_string(),
         generation: entry.generation,
-        on_behalf_of: crate::call::caller::current(),
+        on_behalf_of: crate::frame::caller::current(),
     };
     registered
         .call(&caller, payload)
@@ -281,7 +281,7 @@ fn built_in(
                 return Err(bad_request("a plugin cannot call itself through the host"));
             }
             let input = json(&req.input)?;
-            let Some(_depth) = CallDepth::enter() else {
+            if crate::frame::plugin_calls() >= MAX_CALL_DEPTH {
                 return Err(host_error(
                     HostErrorCode::call_failed(CallErrorCode::TooDeep),
                     "",
@@ -291,12 +291,17 @@ fn built_in(
                         entry.plugin, req.plugin
                     ),
                 ));
-            };
-            let _calling = crate::call::caller::push(CallerInfo::Plugin {
-                id: entry.plugin.to_string(),
-                generation: entry.generation,
+            }
+            // The called plugin's caller is this one; it emits into no stream of this call.
+            let _frame = crate::frame::enter(Frame {
+                caller: Some(CallerInfo::Plugin {
+                    id: entry.plugin.to_string(),
+                    generation: entry.generation,
+                }),
+                stream: Stream::Hidden,
+                plugin_call: true,
+                ..Frame::default()
             });
-            let _unstreamed = crate::call::stream::hide();
             match host.call_plugin(&req.plugin, &req.action, &input) {
                 Ok(Ok(bytes)) => {
                     let data: serde_json::Value =
@@ -333,7 +338,7 @@ fn built_in(
             Ok(b"null".to_vec())
         }
         Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
-        Request::ContextCaller => json(&crate::call::caller::current()),
+        Request::ContextCaller => json(&crate::frame::caller::current()),
         Request::ContextCancelled => {
             // The caller's token (or an outer call's), the plugin being torn down, or the
             // call reported past its timeout by the watchdog.
@@ -357,32 +362,6 @@ fn built_in(
 /// `too_deep`: a cycle through parallel plugins would otherwise recurse until the stack
 /// overflows and the host dies.
 pub const MAX_CALL_DEPTH: u32 = 8;
-
-thread_local! {
-    /// How many plugin-to-plugin calls are in progress on this thread.
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-}
-
-/// One plugin-to-plugin call in progress on this thread, until dropped.
-struct CallDepth;
-
-impl CallDepth {
-    /// `None` when [`MAX_CALL_DEPTH`] calls are already in progress on this thread.
-    fn enter() -> Option<Self> {
-        let depth = DEPTH.with(Cell::get);
-        if depth >= MAX_CALL_DEPTH {
-            return None;
-        }
-        DEPTH.with(|d| d.set(depth + 1));
-        Some(Self)
-    }
-}
-
-impl Drop for CallDepth {
-    fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
-    }
-}
 
 pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
     HostError {

@@ -5,6 +5,17 @@ pub(crate) mod decide;
 pub(crate) mod report;
 pub(crate) mod schema;
 
+pub use crate::library::discover::library_suffix;
+pub use crate::library::file::{
+    read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE,
+};
+pub use crate::library::lock::{Lock, LockEntry};
+pub use crate::library::signature::{
+    public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX,
+};
+pub use decide::effective_grants;
+pub use report::{LoadReport, PluginReport, Status};
+
 use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::PluginId;
@@ -13,11 +24,8 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Refusal, RefusalReason};
 use crate::library::discover::{discover, Candidate};
-use crate::library::file::{read_library, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE};
-use crate::library::lock::Lock;
 use crate::loader;
 use crate::pipeline::decide::{decide, Decision};
-use crate::pipeline::report::{LoadReport, PluginReport, Status};
 use crate::policy::Policy;
 
 /// Options shared by checking and loading.

@@ -12,8 +12,6 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
-use crate::policy::permission::PermissionRule;
-use crate::policy::retry::{RetryPolicy, DEFAULT_RETRY};
 
 mod format;
 mod http;
@@ -26,6 +24,8 @@ pub use http::{HttpPolicy, IpRange};
 pub use isolation::{
     Isolation, RestartPolicy, Sandbox, WorkerLimits, DEFAULT_LIMITS, DEFAULT_RESTART,
 };
+pub use permission::{CallerPattern, Permission, PermissionRule, Target};
+pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use trust::SignaturePolicy;
 
 /// The shutdown deadline used when the policy sets none.

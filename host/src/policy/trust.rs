@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::Policy;
 
 /// Whether a plugin's library must carry a publisher's signature, and whose
-/// ([`crate::library::signature`]).
+/// ([`crate::pipeline::SignatureStatus`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignaturePolicy {
     /// `signature = "required"`: refuse the library unless it carries a valid signature by a
@@ -108,7 +108,7 @@ mod tests {
                 "[trust]\nacme = \"{KEY}\"\n[defaults]\nsignature = \"required\"\n\
                  [plugins.hello]\nsigned_by = [\"acme\"]\n[plugins.free]\nsignature = \"optional\"\n"
             ),
-            crate::PolicyFormat::Toml,
+            crate::policy::PolicyFormat::Toml,
         )
         .expect("valid");
         let id = |s: &str| PluginId::new(s).expect("id");
@@ -131,7 +131,7 @@ mod tests {
                 "already trusted as a",
             ),
         ] {
-            let err = Policy::parse(bad, crate::PolicyFormat::Toml).expect_err(bad);
+            let err = Policy::parse(bad, crate::policy::PolicyFormat::Toml).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
         }
     }

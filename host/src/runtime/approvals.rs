@@ -1,22 +1,19 @@
 //! Per-action permissions on the call path: the policy's rules ([`crate::policy::permission`]) checked
 //! for the thread's current caller before an action or hook runs, the embedding program's
 //! approver for `ask`, and the calls waiting for its decision, which the host runs or refuses
-//! when it comes ([`Host::approve`], [`Host::refuse_approval`]).
+//! when it comes ([`Host::approve`](crate::Host::approve), [`Host::refuse_approval`](crate::Host::refuse_approval)).
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlock_abi::wire::CallerInfo;
 use parking_lot::Mutex;
 
-use super::called::{envelope, fail};
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
-use super::Host;
-use crate::error::{CallError, CallErrorCode};
+use crate::error::CallErrorCode;
 use crate::policy::permission::{decide, Permission, Target};
-use crate::runtime::outcome::{ActionOutcome, ApprovalId};
+use crate::runtime::outcome::ApprovalId;
 use crate::services::audit::AuditOutcome;
 
 /// How many calls may wait for approval at once; an `ask` beyond it is refused.
@@ -50,7 +47,7 @@ pub enum Approval {
     /// Refuse it (`permission_denied`), for this reason.
     Deny(String),
     /// Decide later: the call answers `pending_approval` with the request's id, and
-    /// [`Host::approve`] or [`Host::refuse_approval`] settles it. A hook cannot wait: a hook call the
+    /// [`Host::approve`](crate::Host::approve) or [`Host::refuse_approval`](crate::Host::refuse_approval) settles it. A hook cannot wait: a hook call the
     /// approver defers leaves that plugin out of the dispatch (`pending_approval`).
     Later,
 }
@@ -63,7 +60,7 @@ pub(crate) type Approver = dyn Fn(&ApprovalRequest) -> Approval + Send + Sync;
 pub(crate) struct Approvals {
     pub(crate) approver: Option<Box<Approver>>,
     next: AtomicU64,
-    pending: Mutex<BTreeMap<ApprovalId, ApprovalRequest>>,
+    pub(crate) pending: Mutex<BTreeMap<ApprovalId, ApprovalRequest>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -76,22 +73,17 @@ impl std::fmt::Debug for Approvals {
 }
 
 /// Why a call was not let through.
-pub(super) struct Refused {
-    pub(super) code: CallErrorCode,
-    pub(super) message: String,
-    pub(super) pending: Option<ApprovalId>,
-}
-
-thread_local! {
-    /// Set while [`Host::approve`] runs the call it approved: the `ask` it meets is answered.
-    static APPROVED: Cell<bool> = const { Cell::new(false) };
+pub(crate) struct Refused {
+    pub(crate) code: CallErrorCode,
+    pub(crate) message: String,
+    pub(crate) pending: Option<ApprovalId>,
 }
 
 impl HostShared {
     /// Checks the policy's permissions of `loaded` for `target`, called by this thread's
     /// current caller with `input`. Only reached for a plugin whose policy has rules.
     #[cold]
-    pub(super) fn permit(
+    pub(crate) fn permit(
         &self,
         loaded: &LoadedPlugin,
         target: Target<'_>,
@@ -99,8 +91,8 @@ impl HostShared {
     ) -> Result<(), Refused> {
         // An approval given for this call answers its `ask`, and no other: taken whatever the
         // rule now says, so it can never reach a call this one makes.
-        let approved = APPROVED.replace(false);
-        let caller = crate::call::caller::current();
+        let approved = crate::frame::take_approval();
+        let caller = crate::frame::caller::current();
         let id = loaded.id().as_str();
         let (permission, rule) = decide(&loaded.policy.permissions, target, &caller);
         // Named only in a refusal or a question, never on the allowed path.
@@ -201,70 +193,5 @@ impl HostShared {
             message: format!("the call waits for approval {id}"),
             pending: Some(id),
         })
-    }
-}
-
-impl Host {
-    /// The calls waiting for approval, oldest first.
-    pub fn pending_approvals(&self) -> Vec<ApprovalRequest> {
-        let pending = self.shared.approvals.pending.lock();
-        pending.values().cloned().collect()
-    }
-
-    /// Approves the call waiting as `id` and runs it now, for the caller it was made by, on the
-    /// plugin's current generation; its answer is the call's.
-    ///
-    /// # Errors
-    ///
-    /// `not_found` if no call waits as `id` (already settled, or never asked); otherwise as
-    /// [`Host::call`] (the permissions are checked again, so a rule changed to `deny` since
-    /// holds).
-    pub fn approve(&self, id: ApprovalId) -> Result<ActionOutcome, CallError> {
-        let Some((request, _calling)) =
-            self.settle(id, AuditOutcome::Approved, &format!("approval {id} given"))
-        else {
-            return Err(fail(
-                "",
-                "",
-                CallErrorCode::NotFound,
-                format!("no call waits for approval {id}"),
-            ));
-        };
-        APPROVED.set(true);
-        let mut out = Vec::new();
-        let called =
-            self.shared
-                .call_into(&request.plugin, &request.name, &request.input, &mut out);
-        APPROVED.set(false);
-        envelope(&request.plugin, &request.name, called?, out)
-    }
-
-    /// Refuses the call waiting for approval as `id`; whether one was waiting.
-    pub fn refuse_approval(&self, id: ApprovalId, reason: &str) -> bool {
-        let detail = format!("approval {id} refused: {reason}");
-        self.settle(id, AuditOutcome::ApprovalRefused, &detail)
-            .is_some()
-    }
-
-    /// Takes the call waiting as `id` and records how it was settled, with its caller made
-    /// this thread's until the guard returned is dropped.
-    fn settle(
-        &self,
-        id: ApprovalId,
-        outcome: AuditOutcome,
-        detail: &str,
-    ) -> Option<(ApprovalRequest, crate::call::caller::Calling)> {
-        let request = self.shared.approvals.pending.lock().remove(&id)?;
-        let calling = crate::call::caller::push(request.caller.clone());
-        let target = Target::Action(&request.name).to_string();
-        let audit = &self.shared.audit;
-        audit.record(
-            &request.plugin,
-            request.generation,
-            &target,
-            outcome,
-            detail,
-        );
-        Some((request, calling))
     }
 }

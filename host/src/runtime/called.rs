@@ -9,10 +9,10 @@ use airlock_abi::abi::ErrorCode;
 use crate::error::{CallError, CallErrorCode};
 
 use super::plugin::{Invoked, LoadedPlugin};
-use crate::runtime::outcome::ActionOutcome;
 use crate::runtime::outcome::ApprovalId;
+use crate::runtime::outcome::Reply;
 
-pub(super) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
+pub(crate) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
     CallError {
         code,
         plugin: plugin.to_owned(),
@@ -41,7 +41,7 @@ pub(crate) enum Called {
 
 /// Puts `message` in `out` (for a failure the host itself saw) and answers `code`.
 #[cold]
-pub(super) fn refuse(
+pub(crate) fn refuse(
     out: &mut Vec<u8>,
     code: CallErrorCode,
     message: std::fmt::Arguments<'_>,
@@ -53,7 +53,7 @@ pub(super) fn refuse(
 
 /// Leaves the id of the approval a call waits for, then `message`, in `out`.
 #[cold]
-pub(super) fn pending(out: &mut Vec<u8>, id: ApprovalId, message: &str) -> Called {
+pub(crate) fn pending(out: &mut Vec<u8>, id: ApprovalId, message: &str) -> Called {
     out.clear();
     out.extend_from_slice(&id.0.to_le_bytes());
     out.extend_from_slice(message.as_bytes());
@@ -61,20 +61,20 @@ pub(super) fn pending(out: &mut Vec<u8>, id: ApprovalId, message: &str) -> Calle
 }
 
 /// The id and the message a call pending approval left in its buffer.
-pub(super) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
+pub(crate) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
     let (id, message) = out.split_at(out.len().min(8));
     let id = id.try_into().map_or(0, u64::from_le_bytes);
     (ApprovalId(id), message)
 }
 
 /// The message a failed call left in its buffer.
-pub(super) fn message(out: &[u8]) -> String {
+pub(crate) fn message(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
 impl Invoked {
     /// The owned form of how a call ended, for the paths that are not hot.
-    pub(super) fn from_called(called: Called, out: Vec<u8>) -> Result<Vec<u8>, Self> {
+    pub(crate) fn from_called(called: Called, out: Vec<u8>) -> Result<Vec<u8>, Self> {
         match called {
             Called::Answered => Ok(out),
             Called::Domain | Called::Retryable => Err(Invoked::Domain(message(&out))),
@@ -89,7 +89,7 @@ impl Invoked {
 
 /// The public form of how an action call ended, with the answer or message taken from `out`.
 #[inline]
-pub(super) fn answer(
+pub(crate) fn answer(
     plugin: &str,
     action: &str,
     called: Called,
@@ -108,33 +108,31 @@ pub(super) fn answer(
     }
 }
 
-/// Encodes `input`, calls, and decodes the answer into the result envelope.
-pub(super) fn json_call(
-    plugin: &str,
-    action: &str,
-    input: &serde_json::Value,
-    call: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<Called, CallError>,
-) -> Result<ActionOutcome, CallError> {
-    let input = serde_json::to_vec(input)
-        .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
-    let mut out = Vec::new();
-    let called = call(&input, &mut out)?;
-    envelope(plugin, action, called, out)
-}
-
-/// The result envelope of a call that ended as `called`, with what it said in `out`.
-pub(super) fn envelope(
+/// The reply of a call that ended as `called`, with the bytes it answered in `out`.
+pub(crate) fn reply_bytes(
     plugin: &str,
     action: &str,
     called: Called,
     out: Vec<u8>,
-) -> Result<ActionOutcome, CallError> {
-    if called == Called::Pending {
-        return Ok(ActionOutcome::PendingApproval(pending_parts(&out).0));
+) -> Result<Reply<Vec<u8>>, CallError> {
+    match called {
+        Called::Answered => Ok(Reply::Ok(out)),
+        Called::Domain | Called::Retryable => Ok(Reply::Error(message(&out))),
+        Called::Pending => Ok(Reply::PendingApproval(pending_parts(&out).0)),
+        Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
     }
-    match answer(plugin, action, called, out)? {
-        Ok(bytes) => airlock_abi::wire::parse(&bytes)
-            .map(ActionOutcome::Ok)
+}
+
+/// The reply of a call that ended as `called`, with the JSON it answered in `out` decoded.
+pub(crate) fn envelope(
+    plugin: &str,
+    action: &str,
+    called: Called,
+    out: Vec<u8>,
+) -> Result<Reply, CallError> {
+    match reply_bytes(plugin, action, called, out)? {
+        Reply::Ok(bytes) => airlock_abi::wire::parse(&bytes)
+            .map(Reply::Ok)
             .map_err(|e| {
                 fail(
                     plugin,
@@ -143,13 +141,14 @@ pub(super) fn envelope(
                     format!("the plugin answered with invalid JSON: {e}"),
                 )
             }),
-        Err(message) => Ok(ActionOutcome::Error(message)),
+        Reply::Error(message) => Ok(Reply::Error(message)),
+        Reply::PendingApproval(id) => Ok(Reply::PendingApproval(id)),
     }
 }
 
 /// The plugin `plugin` in `plugins` (the newest with that id) and the index of `action` in its
 /// manifest; `not_found` otherwise.
-pub(super) fn lookup<'a>(
+pub(crate) fn lookup<'a>(
     plugins: &'a [Arc<LoadedPlugin>],
     plugin: &str,
     action: &str,
@@ -168,7 +167,7 @@ pub(super) fn lookup<'a>(
 }
 
 /// `not_found` for a plugin that is not loaded.
-pub(super) fn not_loaded(plugin: &str, what: &str) -> CallError {
+pub(crate) fn not_loaded(plugin: &str, what: &str) -> CallError {
     fail(
         plugin,
         what,
@@ -178,7 +177,7 @@ pub(super) fn not_loaded(plugin: &str, what: &str) -> CallError {
 }
 
 /// `not_found` for an action the plugin does not have, listing the ones it has.
-pub(super) fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
+pub(crate) fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
     let plugin = loaded.id().as_str();
     let known: Vec<_> = loaded
         .file
@@ -198,7 +197,7 @@ pub(super) fn no_such_action(loaded: &LoadedPlugin, action: &str) -> CallError {
     )
 }
 
-pub(super) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
+pub(crate) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
     match code {
         ErrorCode::BAD_INPUT => CallErrorCode::BadInput,
         ErrorCode::NOT_FOUND => CallErrorCode::NotFound,
@@ -213,7 +212,7 @@ pub(super) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
 /// sees it (off the hot path: only plugins whose manifest has schemas come here).
 #[cold]
 #[inline(never)]
-pub(super) fn misfit(
+pub(crate) fn misfit(
     plugin: &LoadedPlugin,
     index: u32,
     name: &str,
@@ -234,7 +233,7 @@ pub(super) fn misfit(
 
 /// The refusal of a call to a quarantined plugin.
 #[cold]
-pub(super) fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+pub(crate) fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
     let id = plugin.id();
     refuse(
         out,
@@ -247,7 +246,7 @@ pub(super) fn quarantined(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
 
 /// The refusal of a call to a plugin with no running instance.
 #[cold]
-pub(super) fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
+pub(crate) fn not_running(plugin: &LoadedPlugin, out: &mut Vec<u8>) -> Called {
     refuse(
         out,
         CallErrorCode::Revoked,

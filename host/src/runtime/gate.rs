@@ -49,7 +49,7 @@ static WAITING: Mutex<Vec<(usize, Arc<SerialGate>)>> = parking_lot::const_mutex(
 
 /// One call at a time into a plugin, and which thread it is.
 #[derive(Debug, Default)]
-pub(super) struct SerialGate {
+pub(crate) struct SerialGate {
     lock: Mutex<()>,
     /// The record index + 1 of the thread inside; 0 when none (or not yet written). Written
     /// only by the thread that holds `lock`.

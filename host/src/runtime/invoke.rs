@@ -242,7 +242,7 @@ impl HostShared {
     }
 
     /// Whether `loaded` has been replaced in the table by a newer generation (a reload).
-    pub(super) fn replaced(&self, loaded: &LoadedPlugin) -> bool {
+    pub(crate) fn replaced(&self, loaded: &LoadedPlugin) -> bool {
         self.find(loaded.id().as_str())
             .is_some_and(|current| !std::ptr::eq(Arc::as_ptr(&current), loaded))
     }

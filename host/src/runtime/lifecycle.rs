@@ -29,13 +29,13 @@ use crate::services::HostServices;
 
 impl HostShared {
     /// Stage 4 and 5 for one checked library.
-    pub(super) fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
+    pub(crate) fn load_one(&self, checked: Checked) -> Result<LoadedPlugin, Refusal> {
         let prepared = self.prepare_timed(checked)?;
         self.start_prepared(prepared)
     }
 
     /// Stage 4 for a first load, timed.
-    pub(super) fn prepare_timed(
+    pub(crate) fn prepare_timed(
         &self,
         checked: Checked,
     ) -> Result<(LoadedPlugin, Duration), Refusal> {
@@ -45,7 +45,7 @@ impl HostShared {
     }
 
     /// Stage 5 for a plugin [`HostShared::prepare_timed`] prepared.
-    pub(super) fn start_prepared(
+    pub(crate) fn start_prepared(
         &self,
         (mut plugin, prepare_time): (LoadedPlugin, Duration),
     ) -> Result<LoadedPlugin, Refusal> {
@@ -59,7 +59,7 @@ impl HostShared {
     /// Stage 4 and the config check for one checked library: a plugin ready to be started.
     /// `previous` is the generation it replaces on a reload: its config, revocations and
     /// generation count carry over.
-    pub(super) fn prepare(
+    pub(crate) fn prepare(
         &self,
         checked: Checked,
         previous: Option<&LoadedPlugin>,
@@ -152,7 +152,7 @@ impl HostShared {
 
 impl HostShared {
     /// Asks the plugin to validate `config`; returns its warnings.
-    pub(super) fn validate(
+    pub(crate) fn validate(
         &self,
         plugin: &LoadedPlugin,
         config: &serde_json::Value,
@@ -195,7 +195,7 @@ impl HostShared {
     }
 
     /// Creates an instance with a fresh context (stage 5) and makes it the running one.
-    pub(super) fn start_instance(
+    pub(crate) fn start_instance(
         &self,
         plugin: &LoadedPlugin,
         config: &serde_json::Value,
@@ -304,7 +304,7 @@ impl HostShared {
     /// passed the `closing` check before it was set adds its job or subscription after the
     /// first removal (and takes it away again itself, seeing `closing` after the insert; this
     /// second pass is the same rule from teardown's side).
-    pub(super) fn release_context(&self, token: ContextToken, deadline: Duration) {
+    pub(crate) fn release_context(&self, token: ContextToken, deadline: Duration) {
         let started = Instant::now();
         let remaining = || deadline.saturating_sub(started.elapsed());
         if let Some(entry) = context::entry(token) {
@@ -322,7 +322,7 @@ impl HostShared {
     /// context; `after` is the state it is left in when teardown is clean. The instance is
     /// destroyed only once no call is running on it; a call still running at the deadline
     /// leaves it abandoned, never destroyed. Every wait shares the one deadline.
-    pub(super) fn teardown(
+    pub(crate) fn teardown(
         &self,
         plugin: &LoadedPlugin,
         after: PluginState,
@@ -374,7 +374,7 @@ impl HostShared {
     }
 }
 
-pub(super) fn describe(e: &PluginError) -> String {
+pub(crate) fn describe(e: &PluginError) -> String {
     if e.code == ErrorCode::PANICKED {
         format!("panicked: {}", e.message)
     } else {
@@ -384,7 +384,7 @@ pub(super) fn describe(e: &PluginError) -> String {
 
 /// Runs `f` on its own thread and waits up to `deadline`. Native code cannot be pre-empted: on
 /// timeout the thread is left running (abandoned) and `None` is returned.
-pub(super) fn run_with_deadline<T: Send + 'static>(
+pub(crate) fn run_with_deadline<T: Send + 'static>(
     deadline: Duration,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {

@@ -125,18 +125,30 @@ impl std::fmt::Display for ApprovalId {
     }
 }
 
-/// A domain result of an action: the result envelope.
+/// How an action answered: the result envelope (`{"status": "ok", "data": ..}`). `T` is the
+/// answer's form: a JSON value ([`crate::Call::json`]) or the bytes the plugin wrote
+/// ([`crate::Call::bytes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", content = "data", rename_all = "lowercase")]
-pub enum ActionOutcome {
+pub enum Reply<T = serde_json::Value> {
     /// `ok(data)`.
-    Ok(serde_json::Value),
+    Ok(T),
     /// `error(message)`: the action refused, for a reason of its own domain.
     Error(String),
     /// `pending_approval(id)`: the policy says `ask` and the approver will decide later; the
     /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse_approval`] drops it.
     #[serde(rename = "pending_approval")]
     PendingApproval(ApprovalId),
+}
+
+impl<T> Reply<T> {
+    /// The answer, if the action answered (`None` for its error or a wait for approval).
+    pub fn ok(self) -> Option<T> {
+        match self {
+            Self::Ok(answer) => Some(answer),
+            Self::Error(_) | Self::PendingApproval(_) => None,
+        }
+    }
 }
 
 /// How one plugin's teardown ended.

@@ -22,17 +22,17 @@ use crate::sync::hazard::Guarded;
 use crate::runtime::outcome::PluginState;
 
 /// A live instance and the context it was created with.
-pub(super) struct Running {
-    pub(super) instance: Instance,
-    pub(super) token: ContextToken,
+pub(crate) struct Running {
+    pub(crate) instance: Instance,
+    pub(crate) token: ContextToken,
 }
 
 #[derive(Default)]
-pub(super) struct Counters {
-    pub(super) calls: ShardedCounter,
-    pub(super) events: AtomicU64,
-    pub(super) timer_runs: AtomicU64,
-    pub(super) faults: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) calls: ShardedCounter,
+    pub(crate) events: AtomicU64,
+    pub(crate) timer_runs: AtomicU64,
+    pub(crate) faults: AtomicU64,
 }
 
 /// How an invocation ended when it did not return bytes.
@@ -44,49 +44,49 @@ pub(crate) enum Invoked {
 }
 
 pub(crate) struct LoadedPlugin {
-    pub(super) file: LibraryFile,
-    pub(super) policy: PluginPolicy,
+    pub(crate) file: LibraryFile,
+    pub(crate) policy: PluginPolicy,
     /// The library the code came from; `None` for a built-in plugin.
-    pub(super) _library: Option<LoadedLibrary>,
-    pub(super) creator: Creator,
+    pub(crate) _library: Option<LoadedLibrary>,
+    pub(crate) creator: Creator,
     /// What the operator set: grants, revocations, config, the current context.
-    pub(super) settings: Mutex<Settings>,
-    pub(super) running: Guarded<Running>,
+    pub(crate) settings: Mutex<Settings>,
+    pub(crate) running: Guarded<Running>,
     /// Where it is in its life, quarantine included: the one source of truth.
-    pub(super) state: Lifecycle,
-    pub(super) generation: AtomicU64,
+    pub(crate) state: Lifecycle,
+    pub(crate) generation: AtomicU64,
     /// For a `serial` (or isolated) plugin: one call at a time, with waits that end.
-    pub(super) serial: Option<std::sync::Arc<super::gate::SerialGate>>,
-    pub(super) load_time: Duration,
-    pub(super) counters: Counters,
+    pub(crate) serial: Option<std::sync::Arc<super::gate::SerialGate>>,
+    pub(crate) load_time: Duration,
+    pub(crate) counters: Counters,
     /// When its recent faults happened, for the quarantine window.
-    pub(super) recent_faults: Mutex<VecDeque<Instant>>,
-    pub(super) health: Mutex<Option<Health>>,
+    pub(crate) recent_faults: Mutex<VecDeque<Instant>>,
+    pub(crate) health: Mutex<Option<Health>>,
     /// When its worker was restarted (isolated plugins), for the restart budget.
-    pub(super) restarts: super::isolated::Restarts,
+    pub(crate) restarts: super::isolated::Restarts,
     /// When a call last found its worker dead.
-    pub(super) died_at: Mutex<Option<Instant>>,
+    pub(crate) died_at: Mutex<Option<Instant>>,
     /// The manifest's schemas, compiled; `None` when it declares none (boxed: the call path
     /// reads one word of it).
-    pub(super) schemas: Option<Box<crate::pipeline::schema::Schemas>>,
+    pub(crate) schemas: Option<Box<crate::pipeline::schema::Schemas>>,
 }
 
 /// What an operator sets on a plugin, changed together under one lock.
-pub(super) struct Settings {
+pub(crate) struct Settings {
     /// Effective grants: declared ∩ granted, less what was revoked.
-    pub(super) grants: Vec<Capability>,
+    pub(crate) grants: Vec<Capability>,
     /// Grants the operator revoked at run time; they stay revoked across reloads.
-    pub(super) revoked: Vec<Capability>,
-    pub(super) config: serde_json::Value,
+    pub(crate) revoked: Vec<Capability>,
+    pub(crate) config: serde_json::Value,
     /// The context of the instance created last (revoked once it is not running).
-    pub(super) last_token: ContextToken,
+    pub(crate) last_token: ContextToken,
     /// What the plugin said of its current config when it accepted it.
-    pub(super) warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// A plugin's [`PluginState`] in one atomic: the call path reads it with one load, operators
 /// change it under the admin lock, and the fault path quarantines only a running plugin.
-pub(super) struct Lifecycle(AtomicU8);
+pub(crate) struct Lifecycle(AtomicU8);
 
 impl Lifecycle {
     /// In declaration order: `state as u8` is a state's place here.
@@ -103,11 +103,11 @@ impl Lifecycle {
         state as u8
     }
 
-    pub(super) fn new(state: PluginState) -> Self {
+    pub(crate) fn new(state: PluginState) -> Self {
         Self(AtomicU8::new(Self::encode(state)))
     }
 
-    pub(super) fn get(&self) -> PluginState {
+    pub(crate) fn get(&self) -> PluginState {
         Self::ORDER
             .get(usize::from(self.0.load(Ordering::Acquire)))
             .copied()
@@ -116,16 +116,16 @@ impl Lifecycle {
 
     /// Whether the state is `state`: one load and a compare, for the call path.
     #[inline(always)]
-    pub(super) fn is(&self, state: PluginState) -> bool {
+    pub(crate) fn is(&self, state: PluginState) -> bool {
         self.0.load(Ordering::Acquire) == Self::encode(state)
     }
 
-    pub(super) fn set(&self, state: PluginState) {
+    pub(crate) fn set(&self, state: PluginState) {
         self.0.store(Self::encode(state), Ordering::Release);
     }
 
     /// `from` → `to`, if it is `from`; true if it changed.
-    pub(super) fn change(&self, from: PluginState, to: PluginState) -> bool {
+    pub(crate) fn change(&self, from: PluginState, to: PluginState) -> bool {
         self.0
             .compare_exchange(
                 Self::encode(from),

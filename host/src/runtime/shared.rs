@@ -10,7 +10,6 @@ use airlock_abi::Health;
 
 use parking_lot::Mutex;
 
-use super::hooks::HookMode;
 use crate::error::{CallError, CallErrorCode, Error, Refusal};
 use crate::library::file::LibraryFile;
 use crate::runtime::supervisor::Supervisor;
@@ -33,19 +32,18 @@ pub(crate) struct HostShared {
     pub(crate) options: PipelineOptions,
     /// Plugins compiled into the host program (`HostBuilder::builtin`).
     /// Taken by the first `load`.
-    pub(super) builtins: Mutex<Vec<Result<LibraryFile, Refusal>>>,
-    pub(super) shadow: tempfile::TempDir,
+    pub(crate) builtins: Mutex<Vec<Result<LibraryFile, Refusal>>>,
+    pub(crate) shadow: tempfile::TempDir,
     /// The plugin table, read by every call by name without a reference count.
-    pub(super) plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
+    pub(crate) plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
     /// Serializes whatever changes the plugin table or a plugin's instance.
-    pub(super) admin: Mutex<()>,
+    pub(crate) admin: Mutex<()>,
     pub(crate) audit: AuditLog,
     pub(crate) kv: Option<KvStore>,
     pub(crate) events: EventBus,
     pub(crate) timers: TimerService,
-    pub(super) supervisor: Supervisor,
-    pub(super) hook_modes: Mutex<std::collections::BTreeMap<String, HookMode>>,
-    pub(super) me: Weak<HostShared>,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) me: Weak<HostShared>,
     /// Set for the authors' test harness: what plugins do is recorded, timers run only when
     /// fired, and calls to plugins that are not loaded get the answers given.
     pub(crate) observer: Option<Observer>,
@@ -53,9 +51,6 @@ pub(crate) struct HostShared {
     pub(crate) registry: Registry,
     /// The embedding program's approver, and the calls waiting for it.
     pub(crate) approvals: super::approvals::Approvals,
-    /// The embedding program's authentication of inbound HTTP, and the body limit.
-    pub(crate) http_auth: Option<super::routes::AuthHook>,
-    pub(crate) max_request_body: usize,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -72,7 +67,7 @@ impl HostShared {
     /// for them. `Host` does it when dropped, on the embedder's thread, before it lets the
     /// runtime go: no thread of the host ever holds the last reference to it, so none has to
     /// join itself.
-    pub(super) fn stop_threads(&self) {
+    pub(crate) fn stop_threads(&self) {
         self.supervisor.stop();
         self.events.stop();
         self.timers.stop();
@@ -81,14 +76,14 @@ impl HostShared {
 }
 
 /// The admin lock, held: whatever changes the plugin table or a plugin's instance holds one.
-pub(super) struct Admin<'a> {
+pub(crate) struct Admin<'a> {
     pub(super) shared: &'a HostShared,
     pub(super) _guard: parking_lot::MutexGuard<'a, ()>,
 }
 
 impl Admin<'_> {
     /// The plugin with this id, as the table holds it under the lock.
-    pub(super) fn plugin(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
+    pub(crate) fn plugin(&self, id: &str) -> Result<Arc<LoadedPlugin>, Error> {
         self.shared
             .find(id)
             .ok_or_else(|| Error::UnknownPlugin(id.to_owned()))
@@ -97,12 +92,12 @@ impl Admin<'_> {
 
 impl HostShared {
     /// The plugin table as it is now (a counted reference: for administrative paths).
-    pub(super) fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
+    pub(crate) fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
         self.plugins.load_full().unwrap_or_default()
     }
 
     /// Changes the plugin table; calls by name in progress finish with the table they read.
-    pub(super) fn update_table(&self, change: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) {
+    pub(crate) fn update_table(&self, change: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) {
         drop(self.plugins.update(|current| {
             let mut next = current.map(|t| Vec::clone(t)).unwrap_or_default();
             change(&mut next);
@@ -110,7 +105,7 @@ impl HostShared {
         }));
     }
 
-    pub(super) fn find(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
+    pub(crate) fn find(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
         self.table()
             .iter()
             .rev()
@@ -120,7 +115,7 @@ impl HostShared {
 
     /// What the loaded plugins `keep` selects hold (ids, files, claims): what the duplicate-id
     /// and claim rules check a new file against.
-    pub(super) fn taken(&self, keep: impl Fn(&LoadedPlugin) -> bool) -> Vec<Taken> {
+    pub(crate) fn taken(&self, keep: impl Fn(&LoadedPlugin) -> bool) -> Vec<Taken> {
         self.table()
             .iter()
             .filter(|p| keep(p))
@@ -131,7 +126,7 @@ impl HostShared {
     /// Takes the admin lock. Operator actions reach a plugin only through the guard
     /// ([`Admin::plugin`]): lock, then look up, so an action never works on a generation that a
     /// reload retired while it waited for the lock.
-    pub(super) fn admin(&self) -> Admin<'_> {
+    pub(crate) fn admin(&self) -> Admin<'_> {
         Admin {
             shared: self,
             _guard: self.admin.lock(),
@@ -140,11 +135,6 @@ impl HostShared {
 }
 
 impl HostShared {
-    /// The mode a hook was defined with.
-    pub(crate) fn hook_mode(&self, hook: &str) -> Option<HookMode> {
-        self.hook_modes.lock().get(hook).copied()
-    }
-
     /// The running plugins that declare `hook`, with the hook's index in their manifest, in
     /// ascending priority and then load order. Quarantined plugins are included: dispatch
     /// reports them as failures.

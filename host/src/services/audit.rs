@@ -197,7 +197,7 @@ impl AuditLog {
             capability: capability.to_owned(),
             outcome,
             detail: detail.to_owned(),
-            caller: outcome.names_caller().then(crate::call::caller::current),
+            caller: outcome.names_caller().then(crate::frame::caller::current),
         };
         if outcome == AuditOutcome::Http {
             // A call made as allowed: recorded, not a warning.

@@ -9,10 +9,12 @@ pub(crate) mod kv;
 pub(crate) mod registry;
 pub(crate) mod timers;
 
+pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
+pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN};
+pub use registry::{Caller, ServiceError};
+
 use crate::error::CallError;
-use crate::services::audit::AuditLog;
 use crate::services::events::EventBus;
-use crate::services::kv::KvStore;
 use crate::services::registry::Registry;
 use crate::services::timers::TimerService;
 

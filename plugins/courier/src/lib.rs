@@ -95,6 +95,7 @@ mod tests {
         let answer = courier
             .call_bytes("webhook", &input)
             .expect("served")
+            .ok()
             .expect("answered");
         let (head, body) =
             wire::unframe::<airlock_abi::route::ResponseHead>(&answer).expect("a response");

@@ -106,6 +106,7 @@ airlock_abi::export_plugin!(Hello);
 #[cfg(test)]
 mod tests {
     use airlock::testing::TestHost;
+    use airlock::Reply;
     use serde_json::json;
 
     use super::Hello;
@@ -118,11 +119,11 @@ mod tests {
             .expect("created");
         assert_eq!(
             hello.call::<_, String>("greet", &json!({"name": "Ada"})),
-            Ok(Ok("Hi, Ada!".to_owned()))
+            Ok(Reply::Ok("Hi, Ada!".to_owned()))
         );
         assert_eq!(
             hello.call::<_, String>("fail", &()),
-            Ok(Err("hello refuses, as asked".to_owned()))
+            Ok(Reply::Error("hello refuses, as asked".to_owned()))
         );
         let applied = hello
             .set_config(json!({"greeting": "Yo"}))
@@ -130,7 +131,7 @@ mod tests {
         assert!(applied.live, "hello takes a new greeting live");
         assert_eq!(
             hello.call::<_, String>("greet", &()),
-            Ok(Ok("Yo, world!".to_owned()))
+            Ok(Reply::Ok("Yo, world!".to_owned()))
         );
         assert!(hello.set_config(json!({"greeting": " "})).is_err());
         hello.teardown().expect("a clean teardown");

@@ -56,6 +56,7 @@ airlock_abi::export_plugin!(KvCounter);
 #[cfg(test)]
 mod tests {
     use airlock::testing::TestHost;
+    use airlock::Reply;
     use serde_json::json;
 
     use super::KvCounter;
@@ -65,9 +66,9 @@ mod tests {
         let counter = TestHost::new().create::<KvCounter>().expect("created");
         assert_eq!(
             counter.call::<_, u64>("increment", &json!({"by": 2})),
-            Ok(Ok(2))
+            Ok(Reply::Ok(2))
         );
-        assert_eq!(counter.call::<_, u64>("increment", &()), Ok(Ok(3)));
+        assert_eq!(counter.call::<_, u64>("increment", &()), Ok(Reply::Ok(3)));
         assert_eq!(counter.kv()["count"], 3);
         counter.teardown().expect("a clean teardown");
 

@@ -184,26 +184,24 @@ mod tests {
         let mut chunks = Vec::new();
         let answer = tally
             .host()
-            .call_stream(
-                "tally",
-                "count",
-                &json!({"text": "the cat and the hat", "top": 1}),
-                &airlock::CancelToken::new(),
-                |chunk| chunks.push(chunk),
-            )
+            .call("tally", "count")
+            .cancel_on(&airlock::CancelToken::new())
+            .on_chunk(|chunk| chunks.push(chunk))
+            .json(&json!({"text": "the cat and the hat", "top": 1}))
             .expect("called");
         assert_eq!(chunks.len(), 5);
         assert_eq!(
             chunks[3],
             airlock::Chunk::Json(json!({"word": "the", "count": 2}))
         );
-        let airlock::ActionOutcome::Ok(answer) = answer else {
+        let airlock::Reply::Ok(answer) = answer else {
             panic!("{answer:?}")
         };
         assert_eq!(answer["top"], json!([{"word": "the", "count": 2}]));
         let totals: Totals = tally
             .call("totals", &())
             .expect("called")
+            .ok()
             .expect("answered");
         assert_eq!(totals["the"], 2);
     }
@@ -216,7 +214,8 @@ mod tests {
             .expect("created");
         let err = tally
             .host()
-            .call("tally", "count", &json!({"text": 42}))
+            .call("tally", "count")
+            .json(&json!({"text": 42}))
             .expect_err("refused");
         assert_eq!(err.code, airlock::CallErrorCode::BadInput);
         assert!(err.message.contains("at /text"), "{err}");

@@ -3,9 +3,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use airlock::{
-    ActionOutcome, AuditOutcome, CallErrorCode, Error, HookMode, Host, Policy, TeardownOutcome,
-};
+use airlock::hooks::HookMode;
+use airlock::plugins::TeardownOutcome;
+use airlock::services::AuditOutcome;
+use airlock::{CallErrorCode, Error, Host, Policy, Reply};
 use airlock_abi::{ActionError, Actions, Builtin, Context, HookReply, Hooks, InitError, Plugin};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
@@ -74,7 +75,7 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
         .builtin::<Stamp>()
         .builtin::<Broken>()
         .plugin_dir(dir.path())
-        .policy(Policy::parse("", airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(Policy::parse("", airlock::policy::PolicyFormat::Toml).expect("policy"))
         .build()
         .expect("host");
     let report = host.load().expect("load");
@@ -90,9 +91,10 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
 
     // Actions and hooks.
     assert_eq!(
-        host.call("hello", "stamp", &json!("a letter"))
+        host.call("hello", "stamp")
+            .json(&json!("a letter"))
             .expect("call"),
-        ActionOutcome::Ok(json!("[stamped] a letter"))
+        Reply::Ok(json!("[stamped] a letter"))
     );
     host.define_hook("reply.transform", HookMode::Chain);
     let chained = host
@@ -103,7 +105,8 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
 
     // An ungranted capability: denied, with exactly one audit record.
     let denied = host
-        .call("hello", "remember", &json!("a letter"))
+        .call("hello", "remember")
+        .json(&json!("a letter"))
         .expect_err("kv is not granted");
     assert_eq!(denied.code, CallErrorCode::CapabilityViolation);
     let denials: Vec<_> = host
@@ -123,5 +126,8 @@ fn a_builtin_plugin_goes_through_the_same_membrane_hooks_audit_and_shutdown() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].outcome, TeardownOutcome::Clean);
     assert_eq!(TEARDOWNS.load(Ordering::SeqCst), 1, "its teardown ran once");
-    assert!(!airlock::is_open(info.context), "its context is revoked");
+    assert!(
+        !airlock::test_support::is_open(info.context),
+        "its context is revoked"
+    );
 }

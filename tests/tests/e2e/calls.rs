@@ -1,7 +1,7 @@
 //! Calling actions: config from the policy, the result envelope, the error codes, and parallel
 //! calls from several threads.
 
-use airlock::{ActionOutcome, Answered, CallErrorCode};
+use airlock::{Answered, CallErrorCode, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -10,11 +10,15 @@ fn hello_greets_with_the_greeting_from_its_config() {
     let dir = TempPluginDir::with(&["hello"]);
     let (host, _) = dir.load("[plugins.hello.config]\ngreeting = \"Hi\"\n");
     let answer = host
-        .call("hello", "greet", &json!({"name": "Ada"}))
+        .call("hello", "greet")
+        .json(&json!({"name": "Ada"}))
         .expect("call");
-    assert_eq!(answer, ActionOutcome::Ok("Hi, Ada!".into()));
-    let config = host.call("hello", "config", &json!(null)).expect("call");
-    assert_eq!(config, ActionOutcome::Ok(json!({"greeting": "Hi"})));
+    assert_eq!(answer, Reply::Ok("Hi, Ada!".into()));
+    let config = host
+        .call("hello", "config")
+        .json(&json!(null))
+        .expect("call");
+    assert_eq!(config, Reply::Ok(json!({"greeting": "Hi"})));
 }
 
 #[test]
@@ -32,11 +36,14 @@ fn domain_errors_are_envelopes_and_infrastructure_errors_have_codes() {
     let dir = TempPluginDir::with(&["hello"]);
     let (host, _) = dir.load("");
     assert_eq!(
-        host.call("hello", "fail", &json!(null)).expect("call"),
-        ActionOutcome::Error("hello refuses, as asked".to_owned())
+        host.call("hello", "fail").json(&json!(null)).expect("call"),
+        Reply::Error("hello refuses, as asked".to_owned())
     );
     let code = |plugin: &str, action: &str, input: serde_json::Value| {
-        host.call(plugin, action, &input).expect_err("fails").code
+        host.call(plugin, action)
+            .json(&input)
+            .expect_err("fails")
+            .code
     };
     assert_eq!(
         code("nobody", "greet", json!(null)),
@@ -51,7 +58,8 @@ fn domain_errors_are_envelopes_and_infrastructure_errors_have_codes() {
         CallErrorCode::BadInput
     );
     let raw = host
-        .call_bytes("hello", "greet", b"{not json")
+        .call("hello", "greet")
+        .bytes(b"{not json")
         .expect_err("fails");
     assert_eq!(raw.code, CallErrorCode::BadInput);
 }
@@ -64,15 +72,18 @@ fn a_parallel_plugin_serves_two_threads_without_losing_updates() {
         for _ in 0..2 {
             s.spawn(|| {
                 for _ in 0..500 {
-                    host.call("counter", "increment", &json!({"by": 2}))
+                    host.call("counter", "increment")
+                        .json(&json!({"by": 2}))
                         .expect("call");
                 }
             });
         }
     });
     assert_eq!(
-        host.call("counter", "get", &json!(null)).expect("call"),
-        ActionOutcome::Ok(2000.into())
+        host.call("counter", "get")
+            .json(&json!(null))
+            .expect("call"),
+        Reply::Ok(2000.into())
     );
     assert_eq!(
         host.health("counter").expect("health"),
@@ -86,12 +97,12 @@ fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
     let (host, _) = dir.load("");
     let echo = host.action("probe", "echo_into").expect("resolved");
     assert_eq!(
-        echo.call_bytes(b"abc").expect("call"),
-        Ok(b"echo:abc".to_vec())
+        echo.call().bytes(b"abc").expect("call"),
+        Reply::Ok(b"echo:abc".to_vec())
     );
     assert_eq!(
-        host.call_bytes("probe", "echo_vec", b"abc").expect("call"),
-        Ok(b"vec:abc".to_vec())
+        host.call("probe", "echo_vec").bytes(b"abc").expect("call"),
+        Reply::Ok(b"vec:abc".to_vec())
     );
 
     // `call_into` leaves the answer in the caller's buffer, replacing what was there.
@@ -118,8 +129,8 @@ fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
     );
     assert_eq!(out, b"asked to fail");
     assert_eq!(
-        echo.call_bytes(b"fail").expect("call"),
-        Err("asked to fail".to_owned())
+        echo.call().bytes(b"fail").expect("call"),
+        Reply::Error("asked to fail".to_owned())
     );
     // And the buffer is usable again after it.
     assert_eq!(

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, CallErrorCode, CancelToken, Host, TeardownOutcome};
+use airlock::plugins::TeardownOutcome;
+use airlock::{CallErrorCode, CancelToken, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -48,8 +49,8 @@ fn cancel_once_started(
     dir: &TempPluginDir,
     host: &Arc<Host>,
     token: &CancelToken,
-    call: impl FnOnce(&Host) -> Result<ActionOutcome, airlock::CallError> + Send + 'static,
-) -> (Result<ActionOutcome, airlock::CallError>, Duration) {
+    call: impl FnOnce(&Host) -> Result<Reply, airlock::CallError> + Send + 'static,
+) -> (Result<Reply, airlock::CallError>, Duration) {
     let started = Instant::now();
     let caller = {
         let host = host.clone();
@@ -68,7 +69,9 @@ fn a_caller_cancels_a_running_call_in_process_and_in_a_worker() {
         let token = CancelToken::new();
         let watched = token.clone();
         let (ended, took) = cancel_once_started(&dir, &host, &token, move |host| {
-            host.call_cancellable("long-call", "patient", &Value::Null, &watched)
+            host.call("long-call", "patient")
+                .cancel_on(&watched)
+                .json(&Value::Null)
         });
         let err = ended.expect_err("cancelled");
         assert_eq!(err.code, CallErrorCode::Cancelled, "{isolation:?}: {err}");
@@ -81,9 +84,10 @@ fn a_caller_cancels_a_running_call_in_process_and_in_a_worker() {
         let info = host.plugin("long-call").expect("loaded");
         assert_eq!(info.stats.faults, 0, "{isolation:?}");
         assert_eq!(
-            host.call("long-call", "patient", &json!(3))
+            host.call("long-call", "patient")
+                .json(&json!(3))
                 .expect("served"),
-            ActionOutcome::Ok(json!(3))
+            Reply::Ok(json!(3))
         );
     }
 }
@@ -97,7 +101,9 @@ fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_cal
     let watched = token.clone();
     let (ended, took) = cancel_once_started(&dir, &host, &token, move |host| {
         let target = json!({"plugin": "long-call", "action": "patient"});
-        host.call_cancellable("probe", "call_plugin", &target, &watched)
+        host.call("probe", "call_plugin")
+            .cancel_on(&watched)
+            .json(&target)
     });
     assert_eq!(ended.expect_err("cancelled").code, CallErrorCode::Cancelled);
     assert!(
@@ -107,7 +113,9 @@ fn a_cancelled_call_cancels_the_calls_it_made_and_a_cancelled_token_makes_no_cal
     assert!(saw_cancelled(&dir), "the inner plugin saw it");
     let calls_before = host.plugin("long-call").expect("loaded").stats.calls;
     let err = host
-        .call_cancellable("long-call", "patient", &json!(1), &token)
+        .call("long-call", "patient")
+        .cancel_on(&token)
+        .json(&json!(1))
         .expect_err("not made");
     assert_eq!(err.code, CallErrorCode::Cancelled);
     assert_eq!(
@@ -124,7 +132,7 @@ fn a_plugin_disabled_or_reloaded_sees_its_calls_cancelled_and_its_teardown_is_cl
         let started = Instant::now();
         let caller = {
             let host = host.clone();
-            std::thread::spawn(move || host.call("long-call", "patient", &Value::Null))
+            std::thread::spawn(move || host.call("long-call", "patient").json(&Value::Null))
         };
         wait_until_patient_started(&dir);
         // Without cancellation the call would run 10 s, past the 2 s deadline: abandoned.
@@ -133,7 +141,7 @@ fn a_plugin_disabled_or_reloaded_sees_its_calls_cancelled_and_its_teardown_is_cl
             assert!(
                 matches!(
                     outcome,
-                    airlock::ReloadOutcome::Loaded { generation: 2, .. }
+                    airlock::plugins::ReloadOutcome::Loaded { generation: 2, .. }
                 ),
                 "{outcome}"
             );
@@ -151,9 +159,10 @@ fn a_plugin_disabled_or_reloaded_sees_its_calls_cancelled_and_its_teardown_is_cl
         if reload {
             // The new generation serves, and the cancelled call was no fault of the old one.
             assert_eq!(
-                host.call("long-call", "patient", &json!(2))
+                host.call("long-call", "patient")
+                    .json(&json!(2))
                     .expect("served"),
-                ActionOutcome::Ok(json!(2))
+                Reply::Ok(json!(2))
             );
             assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 0);
         }
@@ -167,7 +176,8 @@ fn a_call_past_its_timeout_is_cancelled_for_the_plugin_and_one_that_ignores_it_i
     let started = Instant::now();
     // 10 s of work unless the plugin sees its call cancelled once the watchdog reports it.
     let err = host
-        .call("long-call", "patient", &Value::Null)
+        .call("long-call", "patient")
+        .json(&Value::Null)
         .expect_err("cancelled");
     assert_eq!(err.code, CallErrorCode::Cancelled, "{err}");
     assert!(
@@ -182,7 +192,8 @@ fn a_call_past_its_timeout_is_cancelled_for_the_plugin_and_one_that_ignores_it_i
     drop(host);
     let host = load(&dir, "call_timeout_ms = 100\ncancel_grace_ms = 100");
     let err = host
-        .call("long-call", "work", &json!({"ms": 600}))
+        .call("long-call", "work")
+        .json(&json!({"ms": 600}))
         .expect_err("timed out");
     assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
     assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 1);

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, CallErrorCode, Principal, ReloadOutcome};
+use airlock::plugins::ReloadOutcome;
+use airlock::{CallErrorCode, Principal, Reply};
 use airlock_tests::{reason_of, TempPluginDir};
 use serde_json::{json, Value};
 
 fn attempts(host: &airlock::Host) -> Value {
-    match host.call("claimer", "attempts", &Value::Null) {
-        Ok(ActionOutcome::Ok(n)) => n,
+    match host.call("claimer", "attempts").json(&Value::Null) {
+        Ok(Reply::Ok(n)) => n,
         other => panic!("attempts: {other:?}"),
     }
 }
@@ -44,8 +45,8 @@ fn a_second_plugin_claiming_the_same_kind_is_refused_naming_the_holder() {
     );
 
     // `airlock check` sees the same conflict, before anything runs.
-    let options = airlock::PipelineOptions::new(vec![dir.path().to_owned()]);
-    let checked = airlock::check(&options).expect("readable");
+    let options = airlock::pipeline::PipelineOptions::new(vec![dir.path().to_owned()]);
+    let checked = airlock::pipeline::check(&options).expect("readable");
     let reasons: Vec<_> = checked
         .iter()
         .filter_map(|c| c.as_ref().err().map(|r| r.reason.code()))
@@ -54,18 +55,20 @@ fn a_second_plugin_claiming_the_same_kind_is_refused_naming_the_holder() {
 
     // Dispatch reaches the holder, whatever else is in the directory.
     let sent = host
-        .dispatch("notify.email", &json!({"to": "ada@example.com"}))
+        .dispatch("notify.email")
+        .json(&json!({"to": "ada@example.com"}))
         .expect("dispatched");
     assert_eq!(
         (sent.holder.as_str(), sent.action.as_str()),
         ("claimer", "send")
     );
     assert_eq!(
-        sent.outcome,
-        ActionOutcome::Ok(json!({"sent": {"to": "ada@example.com"}, "attempt": 1}))
+        sent.reply,
+        Reply::Ok(json!({"sent": {"to": "ada@example.com"}, "attempt": 1}))
     );
     let none = host
-        .dispatch("notify.sms", &Value::Null)
+        .dispatch("notify.sms")
+        .json(&Value::Null)
         .expect_err("nobody claims it");
     assert_eq!(none.code, CallErrorCode::NotFound);
     assert!(none.message.contains("notify.sms"), "{none}");
@@ -85,7 +88,8 @@ fn a_new_build_that_claims_a_held_kind_is_refused_and_the_old_one_keeps_serving(
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        host.dispatch("notify.email", &json!("x"))
+        host.dispatch("notify.email")
+            .json(&json!("x"))
             .expect("the holder still serves")
             .holder,
         "claimer"
@@ -104,14 +108,15 @@ fn retryable_failures_are_retried_with_backoff_within_the_policys_bounds() {
     // delay's ceiling (40 ms, then min(80, 60) ms).
     let started = Instant::now();
     let sent = host
+        .dispatch("notify.email")
         .as_principal(&Principal::new("ada", &[]))
-        .dispatch("notify.email", &json!("hello"))
+        .json(&json!("hello"))
         .expect("dispatched");
     let waited = started.elapsed();
     assert_eq!(sent.attempts, 3);
     assert_eq!(
-        sent.outcome,
-        ActionOutcome::Ok(json!({"sent": "hello", "attempt": 3}))
+        sent.reply,
+        Reply::Ok(json!({"sent": "hello", "attempt": 3}))
     );
     assert!(
         waited >= Duration::from_millis(20 + 30),
@@ -120,11 +125,12 @@ fn retryable_failures_are_retried_with_backoff_within_the_policys_bounds() {
 
     // A domain error that is not retryable is answered at once.
     let sent = host
-        .dispatch("notify.email", &json!({"permanent": true}))
+        .dispatch("notify.email")
+        .json(&json!({"permanent": true}))
         .expect("dispatched");
     assert_eq!(
-        (sent.attempts, sent.outcome),
-        (1, ActionOutcome::Error("no such mailbox".into()))
+        (sent.attempts, sent.reply),
+        (1, Reply::Error("no such mailbox".into()))
     );
     assert_eq!(attempts(&host), json!(4));
 }
@@ -137,17 +143,17 @@ fn retries_stop_at_the_policys_limit_and_a_plain_call_is_never_retried() {
     let (host, report) = dir.load(policy);
     assert!(report.all_ok(), "{report:#?}");
     let sent = host
-        .dispatch("notify.email", &json!("hello"))
+        .dispatch("notify.email")
+        .json(&json!("hello"))
         .expect("dispatched");
     assert_eq!(sent.attempts, 3, "the first try and two retries");
-    assert_eq!(
-        sent.outcome,
-        ActionOutcome::Error("smtp busy (attempt 3)".into())
-    );
+    assert_eq!(sent.reply, Reply::Error("smtp busy (attempt 3)".into()));
     // Called directly, a retryable answer is the envelope's error, once.
     assert_eq!(
-        host.call("claimer", "send", &json!("x")).expect("answers"),
-        ActionOutcome::Error("smtp busy (attempt 4)".into())
+        host.call("claimer", "send")
+            .json(&json!("x"))
+            .expect("answers"),
+        Reply::Error("smtp busy (attempt 4)".into())
     );
     assert_eq!(attempts(&host), json!(4));
 }

@@ -1,7 +1,7 @@
 //! Config: validated by the plugin before creation and before a change; applied live when the
 //! plugin takes it, otherwise the plugin is re-created with it.
 
-use airlock::{ActionOutcome, Error};
+use airlock::{Error, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -33,13 +33,16 @@ fn a_live_change_keeps_the_instance_and_a_restart_change_recreates_it() {
     assert!(applied.live);
     assert_eq!(host.plugin("hello").expect("loaded").generation, 1);
     assert_eq!(
-        host.call("hello", "greet", &json!({"name": "Ada"}))
+        host.call("hello", "greet")
+            .json(&json!({"name": "Ada"}))
             .expect("call"),
-        ActionOutcome::Ok("Yo, Ada!".into())
+        Reply::Ok("Yo, Ada!".into())
     );
     assert_eq!(
-        host.call("hello", "config", &json!(null)).expect("call"),
-        ActionOutcome::Ok(json!({"greeting": "Yo"})),
+        host.call("hello", "config")
+            .json(&json!(null))
+            .expect("call"),
+        Reply::Ok(json!({"greeting": "Yo"})),
         "ctx.config() returns the new config"
     );
 
@@ -67,9 +70,10 @@ fn a_live_change_keeps_the_instance_and_a_restart_change_recreates_it() {
         other => panic!("a blank greeting was accepted: {other:?}"),
     }
     assert_eq!(
-        host.call("hello", "greet", &json!({"name": "Ada"}))
+        host.call("hello", "greet")
+            .json(&json!({"name": "Ada"}))
             .expect("call"),
-        ActionOutcome::Ok("Yo, Ada!".into()),
+        Reply::Ok("Yo, Ada!".into()),
         "a rejected config leaves the old one in force"
     );
 }

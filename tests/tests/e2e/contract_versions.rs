@@ -5,7 +5,8 @@
 //! panics, no denial is recorded (a mismatch is not a capability miss), and the host goes on
 //! serving the plugins built against its own version.
 
-use airlock::{ActionOutcome, Host, PluginState};
+use airlock::plugins::PluginState;
+use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -22,8 +23,8 @@ fn host() -> (TempPluginDir, Host) {
 
 /// What `probe-next` got back from the mismatched call `which`.
 fn mismatched(host: &Host, which: &str) -> Value {
-    match host.call("probe-next", "call", &json!(which)) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    match host.call("probe-next", "call").json(&json!(which)) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("probe-next did not report: {other:?}"),
     }
 }
@@ -31,8 +32,8 @@ fn mismatched(host: &Host, which: &str) -> Value {
 /// The host still serves a well-formed call, both plugins run without a fault or a denial, and
 /// the audit log has nothing about the mismatch.
 fn still_serving(host: &Host) {
-    let answer = match host.call("probe", "service", &json!("ping")) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    let answer = match host.call("probe", "service").json(&json!("ping")) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("the probe was not served: {other:?}"),
     };
     assert_eq!(answer["outcome"], "allowed", "{answer}");

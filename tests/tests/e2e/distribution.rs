@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use airlock::{signature_path, RefusalReason};
+use airlock::pipeline::signature_path;
+use airlock::RefusalReason;
 use airlock_tests::{fixture_bytes, TempPluginDir};
 use serde_json::Value;
 
@@ -306,7 +307,7 @@ fn install_replace_remove_and_list_and_a_watched_directory_follows_them() {
     let next = build("tally-next", &TempPluginDir::lib_name("tally-next"));
     // A host watching the (empty) directory, with a lock in force (empty: nothing pinned yet;
     // each install pins what it installs, and the host reads the lock again as it reloads).
-    airlock::Lock::new(&lock, Default::default())
+    airlock::pipeline::Lock::new(&lock, Default::default())
         .write()
         .expect("an empty lock");
     let host = airlock::Host::builder()
@@ -430,7 +431,7 @@ fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
     // A new build over the old one, its signature not renewed: refused, the old one serves.
     std::fs::write(&library, fixture_bytes("tally-next")).expect("write");
     match host.reload_file(&library) {
-        airlock::ReloadOutcome::Refused { refusal, serving } => {
+        airlock::plugins::ReloadOutcome::Refused { refusal, serving } => {
             assert_eq!(refusal.reason, RefusalReason::BadSignature, "{refusal}");
             assert_eq!(serving, Some(1));
         }
@@ -441,7 +442,7 @@ fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
     acme.sign(&library);
     assert!(matches!(
         host.reload_file(&library),
-        airlock::ReloadOutcome::Loaded { generation: 2, .. }
+        airlock::plugins::ReloadOutcome::Loaded { generation: 2, .. }
     ));
     assert_eq!(host.plugin("tally").expect("serving").version, "0.2.0");
     // Another plugin's signed library written in its place: tally is torn down, hello serves.
@@ -449,7 +450,7 @@ fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
     acme.sign(&library);
     assert!(matches!(
         host.reload_file(&library),
-        airlock::ReloadOutcome::Loaded { .. }
+        airlock::plugins::ReloadOutcome::Loaded { .. }
     ));
     assert!(host.plugin("hello").is_some());
     assert!(

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use airlock::{ActionOutcome, KvStore};
+use airlock::services::KvStore;
+use airlock::Reply;
 use airlock_abi::manifest::PluginId;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
@@ -251,12 +252,14 @@ fn a_kv_counter_survives_a_restart_of_the_host() {
     for expected in [2u64, 4, 6] {
         let (host, report) = dir.load(&policy);
         assert!(report.all_ok(), "{report:#?}");
-        host.call("kv-counter", "increment", &Value::Null)
+        host.call("kv-counter", "increment")
+            .json(&Value::Null)
             .expect("call");
         let after = host
-            .call("kv-counter", "increment", &Value::Null)
+            .call("kv-counter", "increment")
+            .json(&Value::Null)
             .expect("call");
-        assert_eq!(after, ActionOutcome::Ok(expected.into()));
+        assert_eq!(after, Reply::Ok(expected.into()));
     }
 }
 
@@ -312,10 +315,10 @@ fn lock_pins_what_it_finds_and_a_host_with_the_lock_refuses_anything_else() {
         .cloned();
     assert_eq!(unpinned.expect("listed")["reason"], "hash_mismatch");
 
-    let hello = airlock::read_library(
+    let hello = airlock::pipeline::read_library(
         &dir.path().join(TempPluginDir::lib_name("hello")),
         &dir.path().join(TempPluginDir::lib_name("hello")),
-        airlock::DEFAULT_MAX_LIBRARY_SIZE,
+        airlock::pipeline::DEFAULT_MAX_LIBRARY_SIZE,
     )
     .expect("readable");
     std::fs::write(&lock, text.replace(&hello.blake3, &"0".repeat(64))).expect("tamper");

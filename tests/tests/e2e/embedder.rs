@@ -2,7 +2,8 @@
 //! service of the test interface crate (`airlock-contract-probe`), and the `probe` fixture,
 //! built against the same crate, calls it.
 
-use airlock::{AuditOutcome, Host};
+use airlock::services::AuditOutcome;
+use airlock::Host;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -10,10 +11,11 @@ const GRANTED: &str = "[plugins.probe]\ngrants = [\"service:probe.*\"]\n";
 
 fn service(host: &Host, plugin: &str, which: &str) -> Value {
     match host
-        .call(plugin, "service", &json!(which))
+        .call(plugin, "service")
+        .json(&json!(which))
         .expect("the probe answers")
     {
-        airlock::ActionOutcome::Ok(v) => v,
+        airlock::Reply::Ok(v) => v,
         other => panic!("probe failed: {other:?}"),
     }
 }
@@ -78,10 +80,11 @@ fn a_declared_operation_the_operator_did_not_grant_is_denied() {
     // The denial's record names who asked for the call the plugin was serving.
     let ada = airlock::Principal::new("ada", &["editor"]);
     let answer = match host
+        .call("probe", "service")
         .as_principal(&ada)
-        .call("probe", "service", &json!("ping"))
+        .json(&json!("ping"))
     {
-        Ok(airlock::ActionOutcome::Ok(v)) => v,
+        Ok(airlock::Reply::Ok(v)) => v,
         other => panic!("{other:?}"),
     };
     assert_eq!(answer["outcome"], "capability_violation", "{answer}");
@@ -95,8 +98,8 @@ fn a_declared_operation_the_operator_did_not_grant_is_denied() {
     assert_eq!(
         callers,
         [
-            Some(airlock::CallerInfo::Host { principal: None }),
-            Some(airlock::CallerInfo::Host {
+            Some(airlock::call::CallerInfo::Host { principal: None }),
+            Some(airlock::call::CallerInfo::Host {
                 principal: Some(ada)
             })
         ]
@@ -179,23 +182,23 @@ fn a_handler_sees_who_called_it_the_host_for_a_principal_or_another_plugin() {
     let (host, report) =
         dir.load("[plugins.probe]\ngrants = [\"plugins.call:*\", \"service:probe.*\"]\n");
     assert!(report.all_ok(), "{report:#?}");
-    let whoami = |outcome: Result<airlock::ActionOutcome, airlock::CallError>| match outcome
-        .expect("call")
+    let whoami = |outcome: Result<airlock::Reply, airlock::CallError>| match outcome.expect("call")
     {
-        airlock::ActionOutcome::Ok(v) => v,
+        airlock::Reply::Ok(v) => v,
         other => panic!("{other:?}"),
     };
     // The host program, on behalf of no one.
     assert_eq!(
-        whoami(host.call("probe", "whoami", &Value::Null)),
+        whoami(host.call("probe", "whoami").json(&Value::Null)),
         json!({"host": {"principal": null}})
     );
     // The host program on behalf of a principal it names.
     let ada = airlock::Principal::new("ada", &["admin"]);
     assert_eq!(
         whoami(
-            host.as_principal(&ada)
-                .call("probe", "whoami", &Value::Null)
+            host.call("probe", "whoami")
+                .as_principal(&ada)
+                .json(&Value::Null)
         ),
         json!({"host": {"principal": {"id": "ada", "roles": ["admin"]}}})
     );
@@ -203,14 +206,15 @@ fn a_handler_sees_who_called_it_the_host_for_a_principal_or_another_plugin() {
     // sees the probe and its generation.
     assert_eq!(
         whoami(
-            host.as_principal(&ada)
-                .call("probe", "whoami_of", &json!("probe-bare"))
+            host.call("probe", "whoami_of")
+                .as_principal(&ada)
+                .json(&json!("probe-bare"))
         ),
         json!({"plugin": {"id": "probe", "generation": 1}})
     );
     // Outside any call (a plain host call again), the host.
     assert_eq!(
-        whoami(host.call("probe-bare", "whoami", &Value::Null)),
+        whoami(host.call("probe-bare", "whoami").json(&Value::Null)),
         json!({"host": {"principal": null}})
     );
 }
@@ -221,7 +225,9 @@ fn a_service_handler_sees_the_plugin_and_on_whose_behalf_it_calls() {
     let dir = TempPluginDir::with(&["probe"]);
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(GRANTED, airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(
+            airlock::Policy::parse(GRANTED, airlock::policy::PolicyFormat::Toml).expect("policy"),
+        )
         .operation::<Ping>(|caller, _| {
             Ok(serde_json::to_string(&json!({
                 "plugin": caller.plugin,
@@ -235,10 +241,11 @@ fn a_service_handler_sees_the_plugin_and_on_whose_behalf_it_calls() {
     assert!(host.load().expect("load").all_ok());
     let ada = airlock::Principal::new("ada", &[]);
     let answer = match host
+        .call("probe", "service")
         .as_principal(&ada)
-        .call("probe", "service", &json!("ping"))
+        .json(&json!("ping"))
     {
-        Ok(airlock::ActionOutcome::Ok(v)) => v,
+        Ok(airlock::Reply::Ok(v)) => v,
         other => panic!("{other:?}"),
     };
     let seen: Value = serde_json::from_str(answer["answer"].as_str().unwrap_or_default())

@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, CallErrorCode, Host, PluginState, TeardownOutcome};
+use airlock::plugins::{PluginState, TeardownOutcome};
+use airlock::{CallErrorCode, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -14,7 +15,10 @@ const POLICY: &str = "[plugins.hook-a]\ncall_timeout_ms = 100\nquarantine_faults
      [plugins.hook-b]\nquarantine_faults = 2\n[plugins.hook-b.config]\ntag = \"b\"\n";
 
 fn code(host: &Host, plugin: &str, action: &str, input: Value) -> CallErrorCode {
-    host.call(plugin, action, &input).expect_err("fails").code
+    host.call(plugin, action)
+        .json(&input)
+        .expect_err("fails")
+        .code
 }
 
 /// Each code, and the call that reaches it, in the order the CLI test replays them.
@@ -151,9 +155,10 @@ fn quarantine_fails_fast_shows_in_the_listing_and_enable_recovers() {
         PluginState::Running
     );
     assert_eq!(
-        host.call("hook-b", "sleep", &json!({"ms": 1}))
+        host.call("hook-b", "sleep")
+            .json(&json!({"ms": 1}))
             .expect("call"),
-        ActionOutcome::Ok(1.into())
+        Reply::Ok(1.into())
     );
 }
 
@@ -189,7 +194,7 @@ fn a_panic_at_every_entry_point_is_contained_and_counted() {
                     CallErrorCode::Panicked
                 ),
                 "hook" => {
-                    host.define_hook("t.chain", airlock::HookMode::Chain);
+                    host.define_hook("t.chain", airlock::hooks::HookMode::Chain);
                     let out = host
                         .hooks()
                         .chain("t.chain", "x".to_owned())
@@ -234,8 +239,10 @@ fn a_panic_at_every_entry_point_is_contained_and_counted() {
         // The host and its other plugin keep working.
         if entry != "teardown" {
             assert_eq!(
-                host.call("hello", "greet", &Value::Null).expect("call"),
-                ActionOutcome::Ok("Hello, world!".into()),
+                host.call("hello", "greet")
+                    .json(&Value::Null)
+                    .expect("call"),
+                Reply::Ok("Hello, world!".into()),
                 "{entry}"
             );
         }
@@ -255,7 +262,7 @@ fn the_watchdog_reports_an_overrunning_call_while_it_runs() {
     let dir = TempPluginDir::with(&["hook-a"]);
     let (host, _) = dir.load("[plugins.hook-a]\ncall_timeout_ms = 50\nquarantine_faults = 0\n[plugins.hook-a.config]\ntag = \"a\"\n");
     std::thread::scope(|s| {
-        let call = s.spawn(|| host.call("hook-a", "sleep", &json!({"ms": 1500})));
+        let call = s.spawn(|| host.call("hook-a", "sleep").json(&json!({"ms": 1500})));
         wait_for(|| host.plugin("hook-a").expect("listed").stats.faults >= 1);
         assert!(
             !call.is_finished(),
@@ -292,20 +299,20 @@ fn a_serial_plugin_is_never_entered_twice_and_the_parallel_control_is() {
             for _ in 0..2 {
                 s.spawn(|| {
                     for _ in 0..40 {
-                        handle.call(&Value::Null).expect("call");
+                        handle.call().json(&Value::Null).expect("call");
                     }
                 });
             }
         });
     }
-    let overlaps = |p: &str| host.call(p, "overlaps", &Value::Null).expect("call");
+    let overlaps = |p: &str| host.call(p, "overlaps").json(&Value::Null).expect("call");
     assert_eq!(
         overlaps("prover"),
-        ActionOutcome::Ok(0.into()),
+        Reply::Ok(0.into()),
         "a serial plugin was entered twice"
     );
     match overlaps("prover-parallel") {
-        ActionOutcome::Ok(n) => assert!(
+        Reply::Ok(n) => assert!(
             n.as_u64().is_some_and(|n| n > 0),
             "the control saw no overlap"
         ),
@@ -319,11 +326,11 @@ fn a_pre_resolved_handle_calls_without_lookup_and_in_bytes() {
     let (host, _) = dir.load("");
     let increment = host.action("counter", "increment").expect("resolved");
     for _ in 0..3 {
-        increment.call(&Value::Null).expect("call");
+        increment.call().json(&Value::Null).expect("call");
     }
     assert_eq!(
-        increment.call_bytes(br#"{"by": 10}"#).expect("call"),
-        Ok(b"13".to_vec())
+        increment.call().bytes(br#"{"by": 10}"#).expect("call"),
+        Reply::Ok(b"13".to_vec())
     );
     assert_eq!(
         host.action("counter", "nope").expect_err("unknown").code,

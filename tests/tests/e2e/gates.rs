@@ -5,7 +5,8 @@
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, CallError, CallErrorCode, Host, PluginState};
+use airlock::plugins::PluginState;
+use airlock::{CallError, CallErrorCode, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -30,12 +31,12 @@ fn bounce_on_thread(
     host: &Arc<Host>,
     from: &str,
     input: serde_json::Value,
-) -> mpsc::Receiver<(Result<ActionOutcome, CallError>, Duration)> {
+) -> mpsc::Receiver<(Result<Reply, CallError>, Duration)> {
     let (tx, rx) = mpsc::channel();
     let (host, from) = (host.clone(), from.to_owned());
     std::thread::spawn(move || {
         let began = Instant::now();
-        let outcome = host.call(&from, "bounce", &input);
+        let outcome = host.call(&from, "bounce").json(&input);
         let _ = tx.send((outcome, began.elapsed()));
     });
     rx
@@ -43,9 +44,9 @@ fn bounce_on_thread(
 
 /// Whether a call ended the way a call that lost a wait ends: `busy` (its own, or the nested
 /// call's, as the plugin's error), or cancelled or timed out at its timeout.
-fn lost_its_wait(outcome: &Result<ActionOutcome, CallError>) -> bool {
+fn lost_its_wait(outcome: &Result<Reply, CallError>) -> bool {
     match outcome {
-        Ok(ActionOutcome::Error(message)) => message.contains("busy"),
+        Ok(Reply::Error(message)) => message.contains("busy"),
         Err(e) => matches!(
             e.code,
             CallErrorCode::Busy | CallErrorCode::Cancelled | CallErrorCode::Timeout
@@ -79,7 +80,7 @@ fn two_serial_plugins_calling_each_other_from_two_threads_do_not_deadlock() {
     );
     for (outcome, took) in [&one, &two] {
         assert!(
-            lost_its_wait(outcome) || *outcome == Ok(ActionOutcome::Ok(json!(1))),
+            lost_its_wait(outcome) || *outcome == Ok(Reply::Ok(json!(1))),
             "{outcome:?}"
         );
         assert!(
@@ -91,9 +92,10 @@ fn two_serial_plugins_calling_each_other_from_two_threads_do_not_deadlock() {
     host.set_config("relay-d", json!({ "id": "relay-d" }))
         .expect("set_config");
     assert_eq!(
-        host.call("relay-a", "bounce", &json!({ "to": "relay-d", "times": 1 }))
+        host.call("relay-a", "bounce")
+            .json(&json!({ "to": "relay-d", "times": 1 }))
             .expect("call"),
-        ActionOutcome::Ok(json!(1))
+        Reply::Ok(json!(1))
     );
     host.disable("relay-a").expect("disable");
     assert_eq!(
@@ -114,7 +116,9 @@ fn a_nested_call_waits_for_a_busy_serial_plugin_no_longer_than_its_outer_call_ha
     std::thread::sleep(Duration::from_millis(100));
     // relay-a's call (300 ms timeout) calls relay-d: its wait ends with what is left of it.
     let began = Instant::now();
-    let outcome = host.call("relay-a", "bounce", &json!({ "to": "relay-d", "times": 1 }));
+    let outcome = host
+        .call("relay-a", "bounce")
+        .json(&json!({ "to": "relay-d", "times": 1 }));
     let took = began.elapsed();
     assert!(lost_its_wait(&outcome), "{outcome:?}");
     assert!(
@@ -137,7 +141,7 @@ fn callers_queued_for_a_serial_plugin_are_not_timed_as_its_run() {
     // `busy` (their own wait bound), but none is a fault: the plugin never overran.
     let outcomes: Vec<_> = std::thread::scope(|s| {
         let callers: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| host.call("prover", "hold", &json!(150))))
+            .map(|_| s.spawn(|| host.call("prover", "hold").json(&json!(150))))
             .collect();
         callers
             .into_iter()
@@ -146,7 +150,7 @@ fn callers_queued_for_a_serial_plugin_are_not_timed_as_its_run() {
     });
     for outcome in &outcomes {
         match outcome {
-            Ok(ActionOutcome::Ok(_)) => {}
+            Ok(Reply::Ok(_)) => {}
             Err(e) if e.code == CallErrorCode::Busy => {}
             other => panic!("{other:?} in {outcomes:?}"),
         }
@@ -154,9 +158,7 @@ fn callers_queued_for_a_serial_plugin_are_not_timed_as_its_run() {
     let info = host.plugin("prover").expect("listed");
     assert_eq!(info.stats.faults, 0, "{outcomes:?}");
     assert_eq!(info.state, PluginState::Running);
-    assert!(outcomes
-        .iter()
-        .any(|o| matches!(o, Ok(ActionOutcome::Ok(_)))));
+    assert!(outcomes.iter().any(|o| matches!(o, Ok(Reply::Ok(_)))));
 }
 
 /// The service threads (the health poller, the timer thread, the event dispatcher) each serve
@@ -175,14 +177,14 @@ fn a_serial_plugin_stuck_in_a_call_does_not_stop_the_others_timers_or_health_pol
     let (host, report) = dir.load(&policy);
     assert!(report.refused().next().is_none(), "{report:#?}");
     let host = Arc::new(host);
-    let count = |plugin: &str, action: &str| match host.call(plugin, action, &json!(null)) {
-        Ok(ActionOutcome::Ok(n)) => n.as_u64().expect("a count"),
+    let count = |plugin: &str, action: &str| match host.call(plugin, action).json(&json!(null)) {
+        Ok(Reply::Ok(n)) => n.as_u64().expect("a count"),
         other => panic!("{plugin}.{action}: {other:?}"),
     };
     // prover is busy for 20 s; its own timer runs and health polls cannot enter meanwhile.
     let holder = {
         let host = host.clone();
-        std::thread::spawn(move || host.call("prover", "hold", &json!(20_000)))
+        std::thread::spawn(move || host.call("prover", "hold").json(&json!(20_000)))
     };
     std::thread::sleep(Duration::from_millis(200));
     let (ticks, polls) = (
@@ -228,13 +230,13 @@ fn events_for_a_busy_serial_plugin_wait_for_it_and_do_not_hold_up_the_others() {
     let (host, report) = dir.load(&policy);
     assert!(report.refused().next().is_none(), "{report:#?}");
     let host = Arc::new(host);
-    let heard = |plugin: &str| match host.call(plugin, "heard", &json!(null)) {
-        Ok(ActionOutcome::Ok(topics)) => topics,
+    let heard = |plugin: &str| match host.call(plugin, "heard").json(&json!(null)) {
+        Ok(Reply::Ok(topics)) => topics,
         other => panic!("{plugin}.heard: {other:?}"),
     };
     let holder = {
         let host = host.clone();
-        std::thread::spawn(move || host.call("prover", "hold", &json!(6_000)))
+        std::thread::spawn(move || host.call("prover", "hold").json(&json!(6_000)))
     };
     std::thread::sleep(Duration::from_millis(200));
     let topics: Vec<String> = (1..=5).map(|n| format!("gate.{n}")).collect();

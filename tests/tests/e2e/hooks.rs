@@ -1,7 +1,8 @@
 //! Every hook mode: order (load order, then the policy's priority), short-circuits, and what a
 //! failing plugin does to each mode (skipped and reported; a guard fails closed).
 
-use airlock::{CallErrorCode, GuardVerdict, HookError, HookMode, Host};
+use airlock::hooks::{GuardVerdict, HookError, HookMode};
+use airlock::{CallErrorCode, Host};
 use airlock_tests::TempPluginDir;
 
 /// hook-a, hook-b and hook-c, with the behaviour of each in `behave` (TOML table bodies).
@@ -208,7 +209,7 @@ fn undefined_hooks_and_wrong_modes_are_errors() {
 fn disabled_and_quarantined_plugins_leave_the_hook() {
     let (_dir, host) = hookers("", "", "", "[plugins.hook-b]\nquarantine_faults = 1\n");
     host.disable("hook-a").expect("disable");
-    let _ = host.call("hook-b", "boom", &serde_json::Value::Null);
+    let _ = host.call("hook-b", "boom").json(&serde_json::Value::Null);
     let out = host
         .hooks()
         .chain("t.chain", "x".to_owned())

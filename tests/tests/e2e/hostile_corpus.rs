@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use airlock::{check_report, PipelineOptions, RefusalReason, Status};
+use airlock::pipeline::{check_report, PipelineOptions, Status};
+use airlock::RefusalReason;
 use airlock_tests::synthetic::{self, block, manifest};
 use airlock_tests::{fixture_bytes, set_mode, TempPluginDir};
 use object::Architecture;
@@ -345,9 +346,10 @@ fn every_hostile_file_is_refused_with_its_reason_and_the_host_keeps_serving() {
         .all(|p| p.reason.is_some_and(|r| r.before_load())));
     assert_eq!(host.plugins().len(), 1);
     assert_eq!(
-        host.call("hello", "greet", &serde_json::Value::Null)
+        host.call("hello", "greet")
+            .json(&serde_json::Value::Null)
             .expect("hello serves"),
-        airlock::ActionOutcome::Ok("Hello, world!".into())
+        airlock::Reply::Ok("Hello, world!".into())
     );
     let total = cases.len() + fs_cases.len();
     eprintln!("hostile files: {total} cases, {right} refused with the expected reason (or passed as expected), 0 crashes");
@@ -357,8 +359,8 @@ fn every_hostile_file_is_refused_with_its_reason_and_the_host_keeps_serving() {
 #[test]
 fn the_bytes_loaded_are_the_bytes_checked_even_if_the_file_is_replaced_in_between() {
     let dir = TempPluginDir::with(&["hello"]);
-    let checked =
-        airlock::check(&PipelineOptions::new(vec![dir.path().to_owned()])).expect("checked");
+    let checked = airlock::pipeline::check(&PipelineOptions::new(vec![dir.path().to_owned()]))
+        .expect("checked");
     let checked_hash = checked[0]
         .as_ref()
         .expect("hello passes")
@@ -377,9 +379,10 @@ fn the_bytes_loaded_are_the_bytes_checked_even_if_the_file_is_replaced_in_betwee
     let info = host.plugin("hello").expect("the checked plugin loaded");
     assert_eq!(info.blake3, checked_hash);
     assert_eq!(
-        host.call("hello", "greet", &serde_json::Value::Null)
+        host.call("hello", "greet")
+            .json(&serde_json::Value::Null)
             .expect("call"),
-        airlock::ActionOutcome::Ok("Hello, world!".into()),
+        airlock::Reply::Ok("Hello, world!".into()),
         "the checked bytes were loaded, not the file now on disk"
     );
 }
@@ -436,10 +439,11 @@ fn mutated_libraries_never_panic_the_reader() {
                 }
             }
         }
-        let outcome = match airlock::read_library_bytes(std::path::Path::new("mutant.so"), bytes) {
-            Ok(_) => "read",
-            Err(refusal) => refusal.reason.code(),
-        };
+        let outcome =
+            match airlock::pipeline::read_library_bytes(std::path::Path::new("mutant.so"), bytes) {
+                Ok(_) => "read",
+                Err(refusal) => refusal.reason.code(),
+            };
         *outcomes.entry(outcome).or_default() += 1;
     }
     eprintln!("{MUTANTS} mutated libraries read without a panic: {outcomes:?}");
@@ -470,7 +474,7 @@ fn random_text_never_panics_the_manifest_and_policy_parsers() {
         }
         let text: String = text.into_iter().collect();
         let _ = airlock_abi::manifest::Manifest::from_json(&text);
-        let _ = airlock::Policy::parse(&text, airlock::PolicyFormat::Toml);
-        let _ = airlock::Policy::parse(&text, airlock::PolicyFormat::Json);
+        let _ = airlock::Policy::parse(&text, airlock::policy::PolicyFormat::Toml);
+        let _ = airlock::Policy::parse(&text, airlock::policy::PolicyFormat::Json);
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use airlock::{AuditOutcome, AuditRecord, CallErrorCode};
+use airlock::services::{AuditOutcome, AuditRecord};
+use airlock::CallErrorCode;
 use airlock_tests::{fixture, TempPluginDir};
 use serde_json::{json, Value};
 
@@ -14,7 +15,8 @@ fn a_non_string_panic_payload_is_contained_too() {
         "[plugins.panicker]\ngrants = [\"events.subscribe:panic.*\", \"timers\"]\n[plugins.panicker.config]\npanic_in = \"action\"\npayload = \"int\"\n",
     );
     let err = host
-        .call("panicker", "ping", &Value::Null)
+        .call("panicker", "ping")
+        .json(&Value::Null)
         .expect_err("panics");
     assert_eq!(err.code, CallErrorCode::Panicked);
     assert!(
@@ -68,13 +70,14 @@ fn a_flood_of_denied_calls_keeps_memory_bounded_and_every_record_accounted_for()
     ));
     const FLOOD: u64 = 50_000;
     assert_eq!(
-        host.call("probe-bare", "flood", &json!(FLOOD))
+        host.call("probe-bare", "flood")
+            .json(&json!(FLOOD))
             .expect("call"),
-        airlock::ActionOutcome::Ok(FLOOD.into())
+        airlock::Reply::Ok(FLOOD.into())
     );
     assert_eq!(
         host.audit().tail(usize::MAX).len(),
-        airlock::AUDIT_RING,
+        airlock::services::AUDIT_RING,
         "the in-memory tail is bounded"
     );
     drop(host);

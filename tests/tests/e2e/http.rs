@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use airlock::{ActionOutcome, AuditOutcome, Host};
+use airlock::services::AuditOutcome;
+use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -77,8 +78,8 @@ fn load(http: &str) -> (TempPluginDir, Host) {
 }
 
 fn fetch(host: &Host, input: Value) -> Value {
-    match host.call("probe", "http", &input) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    match host.call("probe", "http").json(&input) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("probe.http: {other:?}"),
     }
 }
@@ -318,13 +319,12 @@ fn a_credential_is_used_for_the_plugin_never_read_by_it_and_never_sent_elsewhere
     );
     // Reading it is a denial, with its record.
     let read = host
-        .call("probe", "secret", &json!("api_token"))
+        .call("probe", "secret")
+        .json(&json!("api_token"))
         .expect("called");
     assert_eq!(
         read,
-        ActionOutcome::Ok(
-            json!({"outcome": "capability_violation", "capability": "secrets:api_token"})
-        )
+        Reply::Ok(json!({"outcome": "capability_violation", "capability": "secrets:api_token"}))
     );
     let records = format!("{:?}", host.audit().tail(usize::MAX));
     assert!(records.contains("is a credential: usable in outbound HTTP requests, never readable"));

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, AuditOutcome, CallErrorCode, Host, PluginState};
+use airlock::plugins::PluginState;
+use airlock::services::AuditOutcome;
+use airlock::{CallErrorCode, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -14,8 +16,8 @@ const ISOLATED: &str = "[plugins.hostile]\nisolation = \"process\"\ngrants = [\"
                         restart_backoff_ms = 5\n";
 
 fn ok(host: &Host, plugin: &str, action: &str, input: &Value) -> Value {
-    match host.call(plugin, action, input) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    match host.call(plugin, action).json(input) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("{plugin}.{action}: {other:?}"),
     }
 }
@@ -24,7 +26,7 @@ fn ok(host: &Host, plugin: &str, action: &str, input: &Value) -> Value {
 fn serving_again(host: &Host, plugin: &str) -> Duration {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
-        if let Ok(ActionOutcome::Ok(_)) = host.call(plugin, "ping", &Value::Null) {
+        if let Ok(Reply::Ok(_)) = host.call(plugin, "ping").json(&Value::Null) {
             return started.elapsed();
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -124,7 +126,8 @@ fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_resta
             assert_eq!(ok(&host, "hostile", "kv_set", &written), Value::Null);
             let before = host.plugin("hostile").expect("loaded").generation;
             let err = host
-                .call("hostile", action, &Value::Null)
+                .call("hostile", action)
+                .json(&Value::Null)
                 .expect_err("the worker died");
             assert_eq!(err.code, CallErrorCode::WorkerFailure, "{action}: {err}");
             assert!(
@@ -154,7 +157,7 @@ fn crashes_end_the_worker_not_the_host_and_the_plugin_serves_again_after_a_resta
         .filter(|r| r.outcome == AuditOutcome::Restarted)
         .count() as u64;
     // Each crash restarted once (the in-memory tail keeps the last AUDIT_RING records).
-    assert_eq!(restarts, crashes.min(airlock::AUDIT_RING as u64));
+    assert_eq!(restarts, crashes.min(airlock::services::AUDIT_RING as u64));
     assert_eq!(
         host.plugin("hostile").expect("loaded").stats.faults,
         crashes
@@ -179,7 +182,8 @@ fn a_restart_waits_its_backoff_and_the_backoff_doubles_within_the_window() {
     for _ in 0..2 {
         let started = Instant::now();
         let err = host
-            .call("hostile", "abort", &Value::Null)
+            .call("hostile", "abort")
+            .json(&Value::Null)
             .expect_err("died");
         assert_eq!(err.code, CallErrorCode::WorkerFailure);
         serving_again(&host, "hostile");
@@ -227,12 +231,14 @@ fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
         "[plugins.hostile]\nisolation = \"process\"\nrestart_budget = 1\nrestart_backoff_ms = 5\n",
     );
     let err = host
-        .call("hostile", "abort", &Value::Null)
+        .call("hostile", "abort")
+        .json(&Value::Null)
         .expect_err("died");
     assert_eq!(err.code, CallErrorCode::WorkerFailure);
     serving_again(&host, "hostile");
     let err = host
-        .call("hostile", "abort", &Value::Null)
+        .call("hostile", "abort")
+        .json(&Value::Null)
         .expect_err("died");
     assert_eq!(err.code, CallErrorCode::WorkerFailure);
     let started = Instant::now();
@@ -245,7 +251,8 @@ fn a_plugin_whose_worker_keeps_dying_is_quarantined_once_the_budget_is_spent() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let err = host
-        .call("hostile", "ping", &Value::Null)
+        .call("hostile", "ping")
+        .json(&Value::Null)
         .expect_err("quarantined");
     assert_eq!(err.code, CallErrorCode::Quarantined);
     assert_eq!(
@@ -326,7 +333,8 @@ fn unbounded_allocation_ends_at_the_workers_memory_limit() {
         "[plugins.hostile]\nisolation = \"process\"\nmemory_limit_mb = 256\nrestart_backoff_ms = 5\n",
     );
     let err = host
-        .call("hostile", "alloc", &Value::Null)
+        .call("hostile", "alloc")
+        .json(&Value::Null)
         .expect_err("the worker died");
     assert_eq!(err.code, CallErrorCode::WorkerFailure, "{err}");
     assert!(
@@ -350,7 +358,8 @@ fn a_hung_call_gets_its_worker_killed_at_the_timeout() {
     for (action, faults) in [("spin", 1), ("chatter", 2)] {
         let started = Instant::now();
         let err = host
-            .call("hostile", action, &Value::Null)
+            .call("hostile", action)
+            .json(&Value::Null)
             .expect_err("timed out");
         assert_eq!(err.code, CallErrorCode::Timeout, "{action}: {err}");
         assert!(err.message.contains("killed"), "{action}: {err}");

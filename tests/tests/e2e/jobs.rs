@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use airlock::{ActionOutcome, Error, Host, RunJobError};
+use airlock::plugins::RunJobError;
+use airlock::{Error, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
 fn ok(host: &Host, action: &str, input: &Value) -> Value {
-    match host.call("ticker", action, input) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    match host.call("ticker", action).json(input) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("ticker.{action}: {other:?}"),
     }
 }

@@ -4,13 +4,13 @@
 
 use std::sync::{Arc, Barrier};
 
-use airlock::{ActionOutcome, Host};
+use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
 fn ok(host: &Host, action: &str, input: &Value) -> Value {
-    match host.call("probe", action, input) {
-        Ok(ActionOutcome::Ok(v)) => v,
+    match host.call("probe", action).json(input) {
+        Ok(Reply::Ok(v)) => v,
         other => panic!("probe.{action}: {other:?}"),
     }
 }
@@ -95,20 +95,18 @@ fn a_batch_is_written_whole_or_not_at_all_and_listed_with_its_version() {
         assert_eq!(entry["version"], version, "{entry}");
     }
     // A key over the limit in a batch: refused, and nothing of it written.
-    let long_key = "k".repeat(airlock::MAX_KEY_LEN + 1);
-    let refused = host.call(
-        "probe",
-        "kv_batch",
-        &json!({"prefix": "c/", "n": 3, "value": 1, "delete": [long_key]}),
-    );
+    let long_key = "k".repeat(airlock::services::MAX_KEY_LEN + 1);
+    let refused = host
+        .call("probe", "kv_batch")
+        .json(&json!({"prefix": "c/", "n": 3, "value": 1, "delete": [long_key]}));
     assert!(
-        matches!(&refused, Ok(ActionOutcome::Error(m)) if m.contains("at most")),
+        matches!(&refused, Ok(Reply::Error(m)) if m.contains("at most")),
         "{refused:?}"
     );
     assert_eq!(ok(&host, "kv_list", &json!({"prefix": "c/"})), json!([]));
     drop(host);
     // Read back from the file.
-    let store = airlock::KvStore::open(&data.path().join("kv.redb")).expect("opens");
+    let store = airlock::services::KvStore::open(&data.path().join("kv.redb")).expect("opens");
     let probe = airlock_abi::manifest::PluginId::new("probe").expect("id");
     assert_eq!(store.keys(&probe, "b/").expect("keys").len(), 50);
     assert_eq!(store.get(&probe, "b/old").expect("get"), None);

@@ -275,7 +275,7 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         std::fs::rename(
             &next,
             dir.path()
-                .join(format!("tally.{}", airlock::library_suffix())),
+                .join(format!("tally.{}", airlock::pipeline::library_suffix())),
         )
         .expect("replace");
         tokio::time::timeout(Duration::from_secs(20), tools_changed.notified())

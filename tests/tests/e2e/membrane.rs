@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use airlock::{ActionOutcome, AuditOutcome, AuditRecord, Host};
+use airlock::services::{AuditOutcome, AuditRecord};
+use airlock::{Host, Reply};
 use airlock_abi::manifest::CapabilityKind;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
@@ -61,7 +62,9 @@ fn probe_host(dir: &TempPluginDir, data: &std::path::Path, grant: bool) -> Host 
     );
     let host = airlock_tests::probe_services(Host::builder())
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(&policy, airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(
+            airlock::Policy::parse(&policy, airlock::policy::PolicyFormat::Toml).expect("policy"),
+        )
         .build()
         .expect("host");
     let report = host.load().expect("load");
@@ -71,10 +74,11 @@ fn probe_host(dir: &TempPluginDir, data: &std::path::Path, grant: bool) -> Host 
 
 fn use_capability(host: &Host, plugin: &str, kind: CapabilityKind) -> Value {
     match host
-        .call(plugin, "use", &json!({ "capability": kind.name() }))
+        .call(plugin, "use")
+        .json(&json!({ "capability": kind.name() }))
         .expect("the probe answers")
     {
-        ActionOutcome::Ok(v) => v,
+        Reply::Ok(v) => v,
         other => panic!("probe failed: {other:?}"),
     }
 }
@@ -144,7 +148,7 @@ fn every_service_in_every_grant_state() {
                     "{state:?} {kind:?}: exactly one audit line, got {denied:?}"
                 );
                 assert_eq!(denied[0].plugin, plugin);
-                assert_eq!(denied[0].schema, airlock::AUDIT_SCHEMA);
+                assert_eq!(denied[0].schema, airlock::services::AUDIT_SCHEMA);
             }
         }
         if state == GrantState::Revoked {
@@ -247,26 +251,33 @@ fn keys_never_escape_the_namespace() {
         "kv-counter/count",
     ] {
         let set = host
-            .call("probe", "kv_set", &json!({ "key": key, "value": 99 }))
+            .call("probe", "kv_set")
+            .json(&json!({ "key": key, "value": 99 }))
             .expect("call");
-        assert_eq!(set, ActionOutcome::Ok(Value::Null), "{key:?}");
+        assert_eq!(set, Reply::Ok(Value::Null), "{key:?}");
     }
     assert_eq!(
-        host.call("kv-counter", "get", &Value::Null).expect("call"),
-        ActionOutcome::Ok(0.into())
+        host.call("kv-counter", "get")
+            .json(&Value::Null)
+            .expect("call"),
+        Reply::Ok(0.into())
     );
-    let long = "k".repeat(airlock::MAX_KEY_LEN + 1);
+    let long = "k".repeat(airlock::services::MAX_KEY_LEN + 1);
     match host
-        .call("probe", "kv_set", &json!({ "key": long, "value": 1 }))
+        .call("probe", "kv_set")
+        .json(&json!({ "key": long, "value": 1 }))
         .expect("call")
     {
-        ActionOutcome::Error(e) => assert!(e.contains("at most"), "{e}"),
+        Reply::Error(e) => assert!(e.contains("at most"), "{e}"),
         other => panic!("an over-long key was accepted: {other:?}"),
     }
-    let keys = host.call("probe", "kv_keys", &json!({})).expect("call");
+    let keys = host
+        .call("probe", "kv_keys")
+        .json(&json!({}))
+        .expect("call");
     assert_eq!(
         keys,
-        ActionOutcome::Ok(json!([
+        Reply::Ok(json!([
             "../kv-counter/count",
             "/count",
             "count\0",
@@ -275,14 +286,16 @@ fn keys_never_escape_the_namespace() {
         ]))
     );
     assert_eq!(
-        host.call("kv-counter", "increment", &Value::Null)
+        host.call("kv-counter", "increment")
+            .json(&Value::Null)
             .expect("call"),
-        ActionOutcome::Ok(1.into())
+        Reply::Ok(1.into())
     );
     assert_eq!(
-        host.call("probe", "kv_get", &json!({ "key": "count" }))
+        host.call("probe", "kv_get")
+            .json(&json!({ "key": "count" }))
             .expect("call"),
-        ActionOutcome::Ok(Value::Null),
+        Reply::Ok(Value::Null),
         "probe must not see kv-counter's key"
     );
 }

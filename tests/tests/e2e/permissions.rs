@@ -5,10 +5,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use airlock::{
-    ActionOutcome, Approval, ApprovalRequest, AuditOutcome, CallErrorCode, CallerInfo, HookMode,
-    Host, Principal,
-};
+use airlock::approvals::{Approval, ApprovalRequest};
+use airlock::call::CallerInfo;
+use airlock::hooks::HookMode;
+use airlock::services::AuditOutcome;
+use airlock::{CallErrorCode, Host, Principal, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
@@ -72,17 +73,18 @@ fn allow_and_deny_rules_decide_by_caller_and_each_denial_is_audited_once() {
 
     // Allowed: an admin.
     let answer = host
+        .call("probe-bare", "whoami")
         .as_principal(&ada)
-        .call("probe-bare", "whoami", &Value::Null);
+        .json(&Value::Null);
     assert_eq!(
         answer.expect("allowed"),
-        ActionOutcome::Ok(json!({"host": {"principal": {"id": "ada", "roles": ["admin"]}}}))
+        Reply::Ok(json!({"host": {"principal": {"id": "ada", "roles": ["admin"]}}}))
     );
     // Denied: another plugin. The probe's call fails with permission_denied, and one audit
     // record names the calling plugin.
-    let answer = host.call("probe", "whoami_of", &json!("probe-bare"));
+    let answer = host.call("probe", "whoami_of").json(&json!("probe-bare"));
     match answer.expect("the probe answers") {
-        ActionOutcome::Error(message) => {
+        Reply::Error(message) => {
             assert!(message.contains("permission_denied"), "{message}");
             assert!(
                 message.contains("permissions[1]"),
@@ -104,12 +106,12 @@ fn allow_and_deny_rules_decide_by_caller_and_each_denial_is_audited_once() {
     assert!(asked.lock().expect("lock").is_empty(), "no rule said ask");
     // Actions no rule covers stay open to everyone, the probe included.
     assert!(matches!(
-        host.call("probe", "whoami_of", &json!("probe")),
-        Ok(ActionOutcome::Error(_))
+        host.call("probe", "whoami_of").json(&json!("probe")),
+        Ok(Reply::Error(_))
     ));
     assert_eq!(
-        host.call_bytes("probe-bare", "echo_vec", b"x"),
-        Ok(Ok(b"vec:x".to_vec()))
+        host.call("probe-bare", "echo_vec").bytes(b"x"),
+        Ok(Reply::Ok(b"vec:x".to_vec()))
     );
 }
 
@@ -122,20 +124,23 @@ fn ask_consults_the_approver_which_may_allow_or_deny_at_once() {
     let bob = Principal::new("bob", &[]);
     let eve = Principal::new("eve", &[]);
     assert_eq!(
-        host.as_principal(&bob)
-            .call("probe-bare", "whoami", &Value::Null)
+        host.call("probe-bare", "whoami")
+            .as_principal(&bob)
+            .json(&Value::Null)
             .expect("approved"),
-        ActionOutcome::Ok(json!({"host": {"principal": {"id": "bob", "roles": []}}}))
+        Reply::Ok(json!({"host": {"principal": {"id": "bob", "roles": []}}}))
     );
     let refused = host
+        .call("probe-bare", "whoami")
         .as_principal(&eve)
-        .call("probe-bare", "whoami", &Value::Null)
+        .json(&Value::Null)
         .expect_err("refused");
     assert_eq!(refused.code, CallErrorCode::PermissionDenied);
     assert!(refused.message.contains("only bob, today"), "{refused}");
     // The host program on behalf of no one is asked too (the last rule covers anyone).
     let refused = host
-        .call("probe-bare", "whoami", &Value::Null)
+        .call("probe-bare", "whoami")
+        .json(&Value::Null)
         .expect_err("refused");
     assert_eq!(refused.code, CallErrorCode::PermissionDenied);
 
@@ -161,26 +166,31 @@ fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it()
     let (_dir, host, _asked) = host_with(|_| Approval::Later);
     let bob = Principal::new("bob", &["ops"]);
     let first = host
+        .call("probe-bare", "whoami")
         .as_principal(&bob)
-        .call("probe-bare", "whoami", &Value::Null)
+        .json(&Value::Null)
         .expect("pending, not failed");
-    let ActionOutcome::PendingApproval(first) = first else {
+    let Reply::PendingApproval(first) = first else {
         panic!("expected pending_approval, got {first:?}");
     };
     assert_eq!(
-        serde_json::to_value(ActionOutcome::PendingApproval(first)).expect("json"),
+        serde_json::to_value(Reply::<serde_json::Value>::PendingApproval(first)).expect("json"),
         json!({"status": "pending_approval", "data": first.0})
     );
-    let second = match host.call("probe-bare", "whoami", &Value::Null) {
-        Ok(ActionOutcome::PendingApproval(id)) => id,
+    let second = match host.call("probe-bare", "whoami").json(&Value::Null) {
+        Ok(Reply::PendingApproval(id)) => id,
         other => panic!("expected pending_approval, got {other:?}"),
     };
     assert_ne!(first, second);
-    // The byte-level call reports the same state with its code.
-    let bytes = host
-        .call_bytes("probe-bare", "whoami", b"null")
-        .expect_err("pending");
-    assert_eq!(bytes.code, CallErrorCode::PendingApproval);
+    // The byte-level call answers the same state, with its own id.
+    let third = host
+        .call("probe-bare", "whoami")
+        .bytes(b"null")
+        .expect("pending, not failed");
+    assert!(
+        matches!(third, Reply::PendingApproval(id) if id != first && id != second),
+        "{third:?}"
+    );
 
     // So does a pre-resolved handle answering into the caller's buffer, with the id.
     let handle = host.action("probe-bare", "whoami").expect("resolved");
@@ -206,7 +216,7 @@ fn an_approval_given_later_runs_the_call_for_its_caller_and_a_refusal_drops_it()
     // Approved after the call returned: it runs now, and still sees bob as its caller.
     assert_eq!(
         host.approve(first).expect("runs"),
-        ActionOutcome::Ok(json!({"host": {"principal": {"id": "bob", "roles": ["ops"]}}}))
+        Reply::Ok(json!({"host": {"principal": {"id": "bob", "roles": ["ops"]}}}))
     );
     // Refused: dropped, audited; settling it again finds nothing.
     assert!(host.refuse_approval(second, "not today"));
@@ -233,7 +243,8 @@ fn ask_without_an_approver_is_a_denial() {
         dir.load("[[plugins.probe-bare.permissions]]\nactions = [\"*\"]\ndecision = \"ask\"\n");
     assert!(report.all_ok(), "{report:#?}");
     let err = host
-        .call("probe-bare", "whoami", &Value::Null)
+        .call("probe-bare", "whoami")
+        .json(&Value::Null)
         .expect_err("denied");
     assert_eq!(err.code, CallErrorCode::PermissionDenied);
     assert!(err.message.contains("no approver"), "{err}");
@@ -262,16 +273,16 @@ fn hooks_follow_the_same_rules_and_a_deferred_hook_leaves_the_plugin_out() {
 
     let admin = Principal::new("root", &[]);
     let out = host
-        .as_principal(&admin)
         .hooks()
+        .as_principal(&admin)
         .chain("t.chain", "x".to_owned())
         .expect("dispatched");
     assert_eq!((out.value.as_str(), out.failures.len()), ("xab", 0));
 
     let guest = Principal::new("guest-1", &[]);
     let out = host
-        .as_principal(&guest)
         .hooks()
+        .as_principal(&guest)
         .chain("t.chain", "x".to_owned())
         .expect("dispatched");
     assert_eq!(out.value, "x", "both plugins left out");
@@ -305,7 +316,8 @@ fn a_bad_rule_is_refused_with_its_place_in_the_policy() {
         ("actions = [\"x\"]\ndecision = \"maybe\"", "maybe"),
     ] {
         let text = format!("[[plugins.p.permissions]]\n{rule}\n");
-        let err = airlock::Policy::parse(&text, airlock::PolicyFormat::Toml).expect_err(rule);
+        let err =
+            airlock::Policy::parse(&text, airlock::policy::PolicyFormat::Toml).expect_err(rule);
         assert!(err.contains(expect), "{rule}: {err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The pipeline over the real fixtures: every refusal has its exact reason code, the examples
 //! load, and one bad library never stops the others.
 
-use airlock::Status;
+use airlock::pipeline::Status;
 use airlock_tests::{reason_of, TempPluginDir};
 
 const EXPECTED: &[(&str, Option<&str>)] = &[
@@ -45,22 +45,19 @@ fn a_panicking_init_leaves_the_host_and_the_other_plugins_running() {
         refused[0].detail
     );
     let answer = host
-        .call(
-            "hello",
-            "greet",
-            &serde_json::json!({"name": "after the panic"}),
-        )
+        .call("hello", "greet")
+        .json(&serde_json::json!({"name": "after the panic"}))
         .expect("hello still serves");
-    assert_eq!(
-        answer,
-        airlock::ActionOutcome::Ok("Hello, after the panic!".into())
-    );
+    assert_eq!(answer, airlock::Reply::Ok("Hello, after the panic!".into()));
 }
 
 #[test]
 fn refusals_name_what_was_expected_and_found() {
     let dir = TempPluginDir::with(&["wrong-abi", "build-mismatch"]);
-    let report = airlock::check_report(&airlock::PipelineOptions::new(vec![dir.path().to_owned()]))
+    let report =
+        airlock::pipeline::check_report(&airlock::pipeline::PipelineOptions::new(vec![dir
+            .path()
+            .to_owned()]))
         .expect("checked");
     let detail = |id: &str| {
         report
@@ -83,7 +80,10 @@ fn refusals_name_what_was_expected_and_found() {
 #[test]
 fn check_without_load_passes_good_files_and_runs_nothing() {
     let dir = TempPluginDir::with(&["hello", "panics-in-init"]);
-    let report = airlock::check_report(&airlock::PipelineOptions::new(vec![dir.path().to_owned()]))
+    let report =
+        airlock::pipeline::check_report(&airlock::pipeline::PipelineOptions::new(vec![dir
+            .path()
+            .to_owned()]))
         .expect("checked");
     // panics-in-init only fails when it runs: stages 1–3 pass it.
     assert!(
@@ -187,11 +187,12 @@ fn each_load_is_a_fresh_copy_with_fresh_statics() {
     let (second, _) = dir.load("");
     for host in [&first, &second] {
         let created = host
-            .call("counter", "created", &serde_json::Value::Null)
+            .call("counter", "created")
+            .json(&serde_json::Value::Null)
             .expect("call");
-        assert_eq!(created, airlock::ActionOutcome::Ok(1.into()));
+        assert_eq!(created, airlock::Reply::Ok(1.into()));
     }
-    assert!(airlock::retained().0 >= 2);
+    assert!(airlock::plugins::retained().0 >= 2);
 }
 
 #[cfg(target_os = "linux")]

@@ -6,7 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use airlock::{Host, HttpIn};
+use airlock::http::HttpIn;
+use airlock::Host;
 use airlock_abi::wire::Principal;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
@@ -15,7 +16,9 @@ fn courier(builder: airlock::HostBuilder, dir: &TempPluginDir, data: &std::path:
     let policy = format!("[host]\ndata_dir = {data:?}\n[plugins.courier]\ngrants = [\"kv\"]\n");
     let host = builder
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(&policy, airlock::PolicyFormat::Toml).expect("policy"))
+        .policy(
+            airlock::Policy::parse(&policy, airlock::policy::PolicyFormat::Toml).expect("policy"),
+        )
         .max_request_body(256)
         .build()
         .expect("host");
@@ -166,7 +169,7 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
         Err(ureq::Error::Status(501, _)) => {}
         other => panic!("expected 501: {other:?}"),
     }
-    let too_big = vec![b' '; airlock::DEFAULT_MAX_REQUEST_BODY + 1];
+    let too_big = vec![b' '; airlock::http::DEFAULT_MAX_REQUEST_BODY + 1];
     match agent
         .post(&url)
         .set("Authorization", "Bearer s3cret")

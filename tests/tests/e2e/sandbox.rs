@@ -4,14 +4,14 @@
 //! process, a system file, the host's memory, io_uring, a pidfd of the host, a signal to it
 //! (by `kill`, through a pipe it owns, through a pidfd).
 
-use airlock::{ActionOutcome, Host};
+use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::Value;
 
 /// What `escape` reports its attempts got, from its constructor, its thread or a call.
 fn attempts(host: &Host, from: &str) -> serde_json::Map<String, Value> {
-    match host.call("escape", from, &Value::Null) {
-        Ok(ActionOutcome::Ok(Value::Object(attempts))) => attempts,
+    match host.call("escape", from).json(&Value::Null) {
+        Ok(Reply::Ok(Value::Object(attempts))) => attempts,
         other => panic!("escape.{from}: {other:?}"),
     }
 }

@@ -62,14 +62,16 @@ fn an_input_that_does_not_fit_is_refused_before_the_plugin_runs() {
     // `patient` would work 70 s (10 s, its call timeout): its schema allows at most 60000.
     let started = Instant::now();
     let err = host
-        .call("long-call", "patient", &json!(70_000))
+        .call("long-call", "patient")
+        .json(&json!(70_000))
         .expect_err("refused");
     assert_eq!(err.code, CallErrorCode::BadInput, "{err}");
     assert!(started.elapsed() < Duration::from_secs(2), "the plugin ran");
     assert!(err.message.contains("#/maximum"), "{err}");
     // The schema's own path into the input, and its keyword.
     let err = host
-        .call("tally", "count", &json!({"text": "a b", "top": "two"}))
+        .call("tally", "count")
+        .json(&json!({"text": "a b", "top": "two"}))
         .expect_err("refused");
     assert_eq!(err.code, CallErrorCode::BadInput);
     assert!(
@@ -77,16 +79,18 @@ fn an_input_that_does_not_fit_is_refused_before_the_plugin_runs() {
         "{err}"
     );
     let err = host
-        .call("tally", "count", &json!({"text": "a", "colour": "red"}))
+        .call("tally", "count")
+        .json(&json!({"text": "a", "colour": "red"}))
         .expect_err("refused");
     assert!(err.message.contains("additionalProperties"), "{err}");
     // Not a fault, and a fitting input is served.
     assert_eq!(host.plugin("tally").expect("loaded").stats.faults, 0);
     let answer = host
-        .call("tally", "count", &json!({"text": "a b a"}))
+        .call("tally", "count")
+        .json(&json!({"text": "a b a"}))
         .expect("served");
     assert!(
-        matches!(answer, airlock::ActionOutcome::Ok(ref a) if a["words"] == 3),
+        matches!(answer, airlock::Reply::Ok(ref a) if a["words"] == 3),
         "{answer:?}"
     );
 }

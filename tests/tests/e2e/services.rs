@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::{ActionOutcome, Host};
+use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::Value;
 
@@ -12,10 +12,11 @@ const EVENTS_POLICY: &str = "[plugins.ticker]\ngrants = [\"timers\", \"events.pu
 
 fn heard(host: &Host) -> u64 {
     match host
-        .call("listener", "heard", &Value::Null)
+        .call("listener", "heard")
+        .json(&Value::Null)
         .expect("listener answers")
     {
-        ActionOutcome::Ok(v) => v["count"].as_u64().expect("count"),
+        Reply::Ok(v) => v["count"].as_u64().expect("count"),
         other => panic!("{other:?}"),
     }
 }
@@ -100,22 +101,25 @@ fn a_disabled_plugin_refuses_calls_and_its_context_is_revoked() {
     let (host, _) = dir.load("");
     let token = host.plugin("hello").expect("loaded").context;
     host.disable("hello").expect("disable");
-    assert!(!airlock::is_open(token));
+    assert!(!airlock::test_support::is_open(token));
     let err = host
-        .call("hello", "greet", &Value::Null)
+        .call("hello", "greet")
+        .json(&Value::Null)
         .expect_err("disabled");
     assert_eq!(err.code, airlock::CallErrorCode::Revoked);
     host.enable("hello").expect("enable");
     assert_eq!(
-        host.call("hello", "greet", &Value::Null).expect("call"),
-        ActionOutcome::Ok("Hello, world!".into())
+        host.call("hello", "greet")
+            .json(&Value::Null)
+            .expect("call"),
+        Reply::Ok("Hello, world!".into())
     );
     let kinds: Vec<_> = host.audit().tail(10).iter().map(|r| r.outcome).collect();
     assert_eq!(
         kinds,
         [
-            airlock::AuditOutcome::Disabled,
-            airlock::AuditOutcome::Enabled
+            airlock::services::AuditOutcome::Disabled,
+            airlock::services::AuditOutcome::Enabled
         ]
     );
 }

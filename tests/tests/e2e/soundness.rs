@@ -9,7 +9,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use airlock::{ActionOutcome, CallError, Host, TeardownOutcome};
+use airlock::plugins::TeardownOutcome;
+use airlock::{CallError, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -47,10 +48,11 @@ impl LongCall {
     }
 
     /// Starts `work` for `ms` on a thread of its own and returns once it is running.
-    fn work(&self, ms: u64) -> JoinHandle<Result<ActionOutcome, CallError>> {
+    fn work(&self, ms: u64) -> JoinHandle<Result<Reply, CallError>> {
         let host = self.host.clone();
         let before = self.lines().len();
-        let call = std::thread::spawn(move || host.call("long-call", "work", &json!({ "ms": ms })));
+        let call =
+            std::thread::spawn(move || host.call("long-call", "work").json(&json!({ "ms": ms })));
         while !self.lines()[before..]
             .iter()
             .any(|l| l.starts_with("step "))
@@ -135,7 +137,7 @@ fn retiring_an_instance_waits_for_a_call_that_calls_back_into_the_host() {
         assert_eq!(first.last().map(String::as_str), Some("teardown"), "{name}");
         assert_eq!(
             call.join().expect("call thread").expect("call"),
-            ActionOutcome::Ok(json!(300)),
+            Reply::Ok(json!(300)),
             "{name}"
         );
     }
@@ -179,10 +181,11 @@ fn a_capability_revoked_while_disabled_stays_revoked_across_reload_and_enable() 
     let use_kv = || {
         plugin
             .host
-            .call("long-call", "kv_use", &json!(null))
+            .call("long-call", "kv_use")
+            .json(&json!(null))
             .expect("call")
     };
-    assert_eq!(use_kv(), ActionOutcome::Ok(json!("allowed")));
+    assert_eq!(use_kv(), Reply::Ok(json!("allowed")));
     plugin.host.disable("long-call").expect("disable");
     let removed = plugin
         .host
@@ -190,11 +193,11 @@ fn a_capability_revoked_while_disabled_stays_revoked_across_reload_and_enable() 
         .expect("revoke");
     assert_eq!(removed, ["kv"], "the revocation names what it removed");
     plugin.host.enable("long-call").expect("enable");
-    assert_ne!(use_kv(), ActionOutcome::Ok(json!("allowed")), "enable");
+    assert_ne!(use_kv(), Reply::Ok(json!("allowed")), "enable");
     plugin.host.reload("long-call").expect("reload");
     let after = use_kv();
     assert!(
-        matches!(&after, ActionOutcome::Ok(v) if v.as_str().is_some_and(|s| s.contains("kv"))),
+        matches!(&after, Reply::Ok(v) if v.as_str().is_some_and(|s| s.contains("kv"))),
         "the reloaded generation got kv back: {after:?}"
     );
 }
@@ -245,9 +248,10 @@ fn a_revocation_racing_a_reload_reaches_the_generation_that_serves() {
     assert_eq!(removed, ["kv"]);
     let after = plugin
         .host
-        .call("long-call", "kv_use", &json!(null))
+        .call("long-call", "kv_use")
+        .json(&json!(null))
         .expect("call");
-    assert_ne!(after, ActionOutcome::Ok(json!("allowed")));
+    assert_ne!(after, Reply::Ok(json!("allowed")));
 }
 
 /// The three relays, each told its own id.
@@ -265,12 +269,12 @@ fn relays() -> (Arc<Host>, TempPluginDir) {
 }
 
 /// Bounces from `from` to `to` `times` times, on a thread, failing the test if it hangs.
-fn bounce(host: &Arc<Host>, from: &str, to: &str, times: u32) -> ActionOutcome {
+fn bounce(host: &Arc<Host>, from: &str, to: &str, times: u32) -> Reply {
     let (tx, rx) = mpsc::channel();
     let (host, from, to) = (host.clone(), from.to_owned(), to.to_owned());
     std::thread::spawn(move || {
         let input = json!({ "to": to, "times": times });
-        let _ = tx.send(host.call(&from, "bounce", &input));
+        let _ = tx.send(host.call(&from, "bounce").json(&input));
     });
     rx.recv_timeout(Duration::from_secs(30))
         .expect("the call cycle hung (deadlocked)")
@@ -283,33 +287,27 @@ fn a_call_cycle_back_into_a_serial_plugin_is_refused_not_deadlocked() {
     // relay-a (serial) -> relay-b -> relay-a: the thread is already inside relay-a.
     let answer = bounce(&host, "relay-a", "relay-b", 3);
     assert!(
-        matches!(&answer, ActionOutcome::Error(m) if m.contains("reentrant")),
+        matches!(&answer, Reply::Error(m) if m.contains("reentrant")),
         "{answer:?}"
     );
     // relay-a is not stuck: it still answers.
-    assert_eq!(
-        bounce(&host, "relay-a", "relay-b", 1),
-        ActionOutcome::Ok(json!(1))
-    );
+    assert_eq!(bounce(&host, "relay-a", "relay-b", 1), Reply::Ok(json!(1)));
 }
 
 #[test]
 fn a_call_cycle_through_parallel_plugins_is_cut_at_the_depth_bound() {
     let (host, _dir) = relays();
-    assert_eq!(
-        bounce(&host, "relay-b", "relay-c", 3),
-        ActionOutcome::Ok(json!(3))
-    );
+    assert_eq!(bounce(&host, "relay-b", "relay-c", 3), Reply::Ok(json!(3)));
     // An endless cycle: without the bound it recurses until the stack overflows.
     let answer = bounce(&host, "relay-b", "relay-c", 100_000);
     assert!(
-        matches!(&answer, ActionOutcome::Error(m) if m.contains("too_deep")),
+        matches!(&answer, Reply::Error(m) if m.contains("too_deep")),
         "{answer:?}"
     );
-    let limit = airlock::MAX_CALL_DEPTH;
+    let limit = airlock::call::MAX_CALL_DEPTH;
     assert_eq!(
         bounce(&host, "relay-b", "relay-c", limit),
-        ActionOutcome::Ok(json!(limit)),
+        Reply::Ok(json!(limit)),
         "{limit} nested calls are allowed"
     );
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use airlock::{ActionOutcome, CallErrorCode, CancelToken, Chunk, Host};
+use airlock::{CallErrorCode, CancelToken, Chunk, Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
 
@@ -45,26 +45,23 @@ fn a_slow_consumer_of_100000_chunks_slows_the_plugin_and_the_hosts_memory_stays_
     let mut peak = before;
     let mut next = 0;
     let answer = host
-        .call_stream(
-            "long-call",
-            "chunks",
-            &json!({"count": COUNT, "size": SIZE}),
-            &CancelToken::new(),
-            |chunk| {
-                assert_eq!(number(&chunk), next, "in order");
-                next += 1;
-                // Slow: a pause at the start, then 1 ms every thousand chunks.
-                if next == 1 {
-                    std::thread::sleep(Duration::from_millis(300));
-                } else if next % 1000 == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                    peak = peak.max(resident());
-                }
-            },
-        )
+        .call("long-call", "chunks")
+        .cancel_on(&CancelToken::new())
+        .on_chunk(|chunk| {
+            assert_eq!(number(&chunk), next, "in order");
+            next += 1;
+            // Slow: a pause at the start, then 1 ms every thousand chunks.
+            if next == 1 {
+                std::thread::sleep(Duration::from_millis(300));
+            } else if next % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+                peak = peak.max(resident());
+            }
+        })
+        .json(&json!({"count": COUNT, "size": SIZE}))
         .expect("streamed");
     assert_eq!(next, COUNT);
-    let ActionOutcome::Ok(answer) = answer else {
+    let Reply::Ok(answer) = answer else {
         panic!("{answer:?}")
     };
     assert_eq!(answer["emitted"], COUNT);
@@ -87,21 +84,19 @@ fn chunks_from_a_worker_arrive_in_order_and_an_unstreamed_call_discards_them() {
         let host = load(&dir, isolation);
         let mut got = Vec::new();
         let answer = host
-            .call_stream(
-                "long-call",
-                "chunks",
-                &json!({"count": 1000}),
-                &CancelToken::new(),
-                |chunk| got.push(number(&chunk)),
-            )
+            .call("long-call", "chunks")
+            .cancel_on(&CancelToken::new())
+            .on_chunk(|chunk| got.push(number(&chunk)))
+            .json(&json!({"count": 1000}))
             .expect("streamed");
-        assert!(matches!(answer, ActionOutcome::Ok(ref a) if a["emitted"] == 1000));
+        assert!(matches!(answer, Reply::Ok(ref a) if a["emitted"] == 1000));
         assert_eq!(got, (0..1000).collect::<Vec<_>>(), "{isolation:?}");
         // The same action called plainly: its chunks go nowhere, its answer comes back.
         let plain = host
-            .call("long-call", "chunks", &json!({"count": 10}))
+            .call("long-call", "chunks")
+            .json(&json!({"count": 10}))
             .expect("called");
-        assert!(matches!(plain, ActionOutcome::Ok(ref a) if a["emitted"] == 10));
+        assert!(matches!(plain, Reply::Ok(ref a) if a["emitted"] == 10));
     }
 }
 
@@ -113,18 +108,15 @@ fn cancelling_stops_the_stream_and_the_call_ends_cancelled() {
         let token = CancelToken::new();
         let mut taken = 0u64;
         let err = host
-            .call_stream(
-                "long-call",
-                "chunks",
-                &json!({"count": 1_000_000, "size": 64}),
-                &token,
-                |_| {
-                    taken += 1;
-                    if taken == 10 {
-                        token.cancel();
-                    }
-                },
-            )
+            .call("long-call", "chunks")
+            .cancel_on(&token)
+            .on_chunk(|_| {
+                taken += 1;
+                if taken == 10 {
+                    token.cancel();
+                }
+            })
+            .json(&json!({"count": 1_000_000, "size": 64}))
             .expect_err("cancelled");
         assert_eq!(err.code, CallErrorCode::Cancelled, "{isolation:?}: {err}");
         assert!(
@@ -147,18 +139,15 @@ fn a_plugin_waiting_on_a_stalled_consumer_is_stopped_at_its_timeout() {
     let mut taken = 0u64;
     // The consumer stalls on the first chunk past the call's timeout; nobody cancels the token.
     let err = host
-        .call_stream(
-            "long-call",
-            "chunks",
-            &json!({"count": 1000}),
-            &CancelToken::new(),
-            |_| {
-                taken += 1;
-                if taken == 1 {
-                    std::thread::sleep(Duration::from_millis(1000));
-                }
-            },
-        )
+        .call("long-call", "chunks")
+        .cancel_on(&CancelToken::new())
+        .on_chunk(|_| {
+            taken += 1;
+            if taken == 1 {
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        })
+        .json(&json!({"count": 1000}))
         .expect_err("cancelled at its timeout");
     assert_eq!(err.code, CallErrorCode::Cancelled, "{err}");
     // The plugin waiting in emit was told, and stopped: it did not emit the rest once the

@@ -2,13 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::{CallErrorCode, PluginState, TeardownOutcome};
+use airlock::plugins::{PluginState, TeardownOutcome};
+use airlock::CallErrorCode;
 use airlock_abi::abi::{ContextToken, HostErrorCode};
 use airlock_tests::TempPluginDir;
 
 /// Reads a plugin's config through the host vtable, with its token, the way the plugin does.
 fn config_of(token: ContextToken) -> Result<Vec<u8>, HostErrorCode> {
-    (airlock::host_vtable().config())(token)
+    (airlock::test_support::host_vtable().config())(token)
         .into_result()
         .map(|bytes| bytes.into_vec())
         .map_err(|e| e.code)
@@ -36,17 +37,18 @@ fn contexts_are_revoked_after_teardown() {
     let dir = TempPluginDir::with(&["hello"]);
     let (host, _) = dir.load("[plugins.hello.config]\ngreeting = \"Hey\"\n");
     let token = host.plugin("hello").expect("loaded").context;
-    assert!(airlock::is_open(token));
+    assert!(airlock::test_support::is_open(token));
     assert_eq!(config_of(token).expect("open"), br#"{"greeting":"Hey"}"#);
     host.shutdown();
-    assert!(!airlock::is_open(token));
+    assert!(!airlock::test_support::is_open(token));
     assert_eq!(config_of(token), Err(HostErrorCode::REVOKED));
     assert_eq!(
         host.plugin("hello").expect("listed").state,
         PluginState::Stopped
     );
     let err = host
-        .call("hello", "greet", &serde_json::Value::Null)
+        .call("hello", "greet")
+        .json(&serde_json::Value::Null)
         .expect_err("torn down");
     assert_eq!(err.code, CallErrorCode::Revoked);
 }
@@ -71,7 +73,7 @@ fn a_plugin_overrunning_its_deadline_is_abandoned_and_shutdown_continues() {
     assert_eq!(records[1].id, "hello");
     assert_eq!(records[1].outcome, TeardownOutcome::Clean);
     assert!(
-        !airlock::is_open(slow_token),
+        !airlock::test_support::is_open(slow_token),
         "an abandoned plugin's context is revoked"
     );
     assert_eq!(

@@ -28,8 +28,9 @@ airlock_abi::export_plugin!(Wordcount);
 
 #[cfg(test)]
 mod tests {
+    use airlock::services::ServiceError;
     use airlock::testing::TestHost;
-    use airlock::ServiceError;
+    use airlock::Reply;
     use airlock_contract_editor::ReadBuffer;
     use serde_json::json;
 
@@ -38,13 +39,14 @@ mod tests {
     #[test]
     fn counts_the_words_the_editor_service_answers_and_needs_its_grant() {
         // A fake editor: one buffer.
-        let fake = |_: &airlock::Caller, input: airlock_contract_editor::Buffer| match input
-            .buffer
-            .as_str()
-        {
-            "notes" => Ok("three short words".to_owned()),
-            other => Err(ServiceError::new(format!("no buffer {other:?}"))),
-        };
+        let fake =
+            |_: &airlock::services::Caller, input: airlock_contract_editor::Buffer| match input
+                .buffer
+                .as_str()
+            {
+                "notes" => Ok("three short words".to_owned()),
+                other => Err(ServiceError::new(format!("no buffer {other:?}"))),
+            };
         let plugin = TestHost::new()
             .grants(&["service:editor.read"])
             .operation::<ReadBuffer>(fake)
@@ -52,13 +54,13 @@ mod tests {
             .expect("created");
         assert_eq!(
             plugin.call::<_, usize>("count", &json!({"buffer": "notes"})),
-            Ok(Ok(3))
+            Ok(Reply::Ok(3))
         );
         let missing = plugin
             .call::<_, usize>("count", &json!({"buffer": "todo"}))
             .expect("answers");
         assert!(
-            missing.as_ref().is_err_and(|e| e.contains("no buffer")),
+            matches!(&missing, Reply::Error(e) if e.contains("no buffer")),
             "{missing:?}"
         );
         plugin.teardown().expect("clean");

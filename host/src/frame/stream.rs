@@ -1,5 +1,5 @@
 //! Streamed calls: an action emits chunks (`ctx.emit(..)`) before its final answer, and the
-//! caller receives them in order as they come ([`crate::Host::call_stream`]).
+//! caller receives them in order as they come (`host.call(..).on_chunk(..)`).
 //!
 //! The call runs on a thread of its own; the caller's thread takes the chunks from a bounded
 //! queue of [`STREAM_BUFFER`] and hands each to the caller's function. A plugin that emits
@@ -11,13 +11,13 @@
 //! that stopped taking, or the call being cancelled for any other reason (its timeout, its
 //! plugin torn down) makes `emit` answer `cancelled`, also while it waits for room.
 
-use std::cell::RefCell;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 use airlock_abi::manifest::PluginId;
 
-use crate::call::cancel::CancelToken;
+use super::cancel::CancelToken;
+use super::{Frame, Stream};
 
 /// How many chunks a streamed call may emit ahead of its caller.
 pub const STREAM_BUFFER: usize = 16;
@@ -53,32 +53,10 @@ impl Raw {
 }
 
 /// The stream of the call a thread is running, if it is streamed.
-struct Sink {
+pub(crate) struct Sink {
     plugin: PluginId,
     chunks: SyncSender<Raw>,
     token: CancelToken,
-}
-
-thread_local! {
-    /// `Some` for a streamed call; `None` above it for a plugin-to-plugin call it makes.
-    static SINKS: RefCell<Vec<Option<Sink>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Pops the sink (or the mark that hides it) pushed with this guard.
-#[must_use = "the sink is popped when this is dropped"]
-pub(crate) struct Streaming(());
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        let _ = SINKS.try_with(|s| s.borrow_mut().pop());
-    }
-}
-
-/// Hides the stream from a call made from inside the streamed one (a plugin calling another):
-/// that call emits nowhere.
-pub(crate) fn hide() -> Streaming {
-    let _ = SINKS.try_with(|s| s.borrow_mut().push(None));
-    Streaming(())
 }
 
 /// What `emit` does with a chunk.
@@ -107,16 +85,17 @@ pub(crate) fn emit(
     bytes: Vec<u8>,
     cancelled: impl Fn() -> bool,
 ) -> Emitted {
-    let sink = SINKS
-        .try_with(|s| {
-            s.borrow().last().and_then(|top| {
-                top.as_ref()
-                    .filter(|sink| sink.plugin == *plugin)
-                    .map(|sink| (sink.chunks.clone(), sink.token.clone()))
-            })
-        })
-        .ok()
-        .flatten();
+    let sink = super::read(|frames| {
+        let innermost = frames.iter().rev().find_map(|f| match &f.stream {
+            Stream::Inherit => None,
+            Stream::Hidden => Some(None),
+            Stream::To(sink) => Some(Some(sink)),
+        });
+        innermost
+            .flatten()
+            .filter(|sink| sink.plugin == *plugin)
+            .map(|sink| (sink.chunks.clone(), sink.token.clone()))
+    });
     let Some((chunks, token)) = sink else {
         return Emitted::Discarded;
     };
@@ -143,15 +122,17 @@ pub(crate) fn emit(
     }
 }
 
-/// Runs `call` on a thread of its own as a streamed call of `plugin`, handing each chunk it
-/// emits to `on_chunk` on this thread, in order, as it comes; answers what `call` answered. A
-/// panic in `on_chunk` cancels the call, waits for it, and goes on unwinding here.
+/// Runs `call` on a thread of its own as a streamed call of `plugin`, in `frame` with the
+/// stream added, handing each chunk it emits to `on_chunk` on this thread, in order, as it
+/// comes; answers what `call` answered. A panic in `on_chunk` cancels the call, waits for it,
+/// and goes on unwinding here.
 ///
 /// # Errors
 ///
 /// No thread could be started for the call (it was not made).
 pub(crate) fn streamed<R: Send>(
     plugin: &PluginId,
+    mut frame: Frame,
     token: &CancelToken,
     call: impl FnOnce() -> R + Send,
     mut on_chunk: impl FnMut(Chunk),
@@ -166,8 +147,8 @@ pub(crate) fn streamed<R: Send>(
         let running = std::thread::Builder::new()
             .name(format!("airlock-stream-{plugin}"))
             .spawn_scoped(scope, move || {
-                let _ = SINKS.try_with(|s| s.borrow_mut().push(Some(sink)));
-                let _streaming = Streaming(());
+                frame.stream = Stream::To(sink);
+                let _streaming = super::enter(frame);
                 call()
             })?;
         let taking = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
@@ -205,6 +186,7 @@ mod tests {
         let mut got = Vec::new();
         let answer = streamed(
             &id("a"),
+            Frame::default(),
             &token,
             || {
                 for i in 0..100 {
@@ -218,7 +200,10 @@ mod tests {
                     emit(&id("b"), false, vec![1], || false),
                     Emitted::Discarded
                 ));
-                let hidden = hide();
+                let hidden = super::super::enter(Frame {
+                    stream: Stream::Hidden,
+                    ..Frame::default()
+                });
                 assert!(matches!(
                     emit(&id("a"), false, vec![2], || false),
                     Emitted::Discarded
@@ -245,6 +230,7 @@ mod tests {
         let mut taken = 0;
         let outcome = streamed(
             &id("a"),
+            Frame::default(),
             &token,
             || {
                 let mut sent = 0;

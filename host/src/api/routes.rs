@@ -13,6 +13,7 @@ use airlock_abi::wire::{self, Principal};
 
 use super::Host;
 use crate::error::CallErrorCode;
+use crate::runtime::outcome::Reply;
 
 /// A request the embedding program received, for a plugin's route.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -45,12 +46,27 @@ pub struct HttpOut {
 /// (`401`).
 pub type HttpAuth = Box<dyn Fn(&HttpIn) -> Result<Option<Principal>, String> + Send + Sync>;
 
-/// The hook as the host holds it.
-pub(crate) struct AuthHook(pub(crate) HttpAuth);
+/// What the host holds for inbound HTTP: the program's authentication, and the body limit.
+pub(super) struct Inbound {
+    pub(super) auth: Option<HttpAuth>,
+    pub(super) max_body: usize,
+}
 
-impl std::fmt::Debug for AuthHook {
+impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuthHook")
+        f.debug_struct("Inbound")
+            .field("auth", &self.auth.is_some())
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            max_body: DEFAULT_MAX_REQUEST_BODY,
+        }
     }
 }
 
@@ -120,14 +136,14 @@ impl Host {
     /// the principal), `500` (its action failed), or the action's own response.
     pub fn handle_http(&self, request: &HttpIn) -> HttpOut {
         let request_id = next_request_id();
-        let principal = match &self.shared.http_auth {
-            Some(AuthHook(auth)) => match auth(request) {
+        let principal = match &self.inbound.auth {
+            Some(auth) => match auth(request) {
                 Ok(principal) => principal,
                 Err(why) => return HttpOut::text(401, &request_id, &why),
             },
             None => None,
         };
-        let limit = self.shared.max_request_body;
+        let limit = self.inbound.max_body;
         if request.body.len() > limit {
             let message = format!("the body is over the limit of {limit} bytes");
             return HttpOut::text(413, &request_id, &message);
@@ -169,12 +185,12 @@ impl Host {
         let Ok(input) = wire::frame(&head, &request.body) else {
             return HttpOut::text(500, &request_id, "the request could not be encoded");
         };
-        let answered = match &principal {
-            Some(principal) => self.as_principal(principal).call_bytes(id, action, &input),
-            None => self.call_bytes(id, action, &input),
-        };
-        match answered {
-            Ok(Ok(bytes)) => match wire::unframe::<ResponseHead>(&bytes) {
+        let mut call = self.call(id, action);
+        if let Some(principal) = &principal {
+            call = call.as_principal(principal);
+        }
+        match call.bytes(&input) {
+            Ok(Reply::Ok(bytes)) => match wire::unframe::<ResponseHead>(&bytes) {
                 Ok((head, _)) if !(100..=599).contains(&head.status) => HttpOut::text(
                     500,
                     &request_id,
@@ -191,7 +207,15 @@ impl Host {
                 }
                 Err(e) => HttpOut::text(500, &request_id, &format!("the route's answer: {e}")),
             },
-            Ok(Err(message)) => HttpOut::text(500, &request_id, &message),
+            Ok(Reply::Error(message)) => HttpOut::text(500, &request_id, &message),
+            Ok(Reply::PendingApproval(id)) => HttpOut::text(
+                403,
+                &request_id,
+                &format!(
+                    "{}: waits for approval {id}",
+                    CallErrorCode::PendingApproval
+                ),
+            ),
             Err(e) => {
                 let status = match e.code {
                     // Cancelled: at its timeout (a route has no caller to cancel it), or as

@@ -20,126 +20,25 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{HostShared, Invoked, LoadedPlugin};
+mod outcome;
+
+pub use outcome::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookError,
+    HookFailure, HookMode, Swallowed,
+};
+
+use airlock_abi::wire::{CallerInfo, Principal};
+
+use super::Host;
 use crate::error::CallErrorCode;
 use crate::policy::permission::Target;
-
-/// How a hook combines its participants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookMode {
-    /// Each plugin transforms the previous one's output.
-    Chain,
-    /// A chain in which a plugin may swallow the input: the rest do not run.
-    Intercept,
-    /// Any plugin may block; the first block short-circuits and says who and why.
-    Guard,
-    /// Each plugin returns the subset of a list it accepts; the result is the intersection.
-    Filter,
-    /// Every plugin's result, in order.
-    Collect,
-}
-
-/// A plugin that failed in a hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HookFailure {
-    /// The plugin.
-    pub plugin: String,
-    /// The failure code (`panicked`, `quarantined`, `handler_error`…).
-    pub code: CallErrorCode,
-    /// What went wrong.
-    pub reason: String,
-}
-
-/// Who swallowed the input of an intercept hook, and their reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Swallowed {
-    /// The plugin.
-    pub plugin: String,
-    /// Its reply.
-    pub reply: String,
-}
-
-/// The result of a `chain` or `intercept` hook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChainOutcome<T> {
-    /// The value after every plugin that ran.
-    pub value: T,
-    /// Set when an intercept plugin swallowed the input.
-    pub swallowed: Option<Swallowed>,
-    /// Plugins skipped because they failed.
-    pub failures: Vec<HookFailure>,
-}
-
-/// A guard's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum GuardVerdict {
-    /// Every plugin allowed it.
-    Allowed,
-    /// A plugin blocked it (or failed, and the guard failed closed).
-    Blocked {
-        /// Who.
-        plugin: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The result of a `guard` hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GuardOutcome {
-    /// Allowed or blocked.
-    pub verdict: GuardVerdict,
-    /// Plugins that failed (a failure blocks).
-    pub failures: Vec<HookFailure>,
-}
-
-/// The result of a `filter` hook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FilterOutcome<T> {
-    /// The items every participant kept, in their original order.
-    pub items: Vec<T>,
-    /// Plugins skipped because they failed.
-    pub failures: Vec<HookFailure>,
-}
-
-/// The result of a `collect` hook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CollectOutcome<U> {
-    /// Each plugin's result, in order.
-    pub results: Vec<(String, U)>,
-    /// Plugins skipped because they failed.
-    pub failures: Vec<HookFailure>,
-}
-
-/// Why a hook could not be dispatched at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HookError {
-    /// The host program never defined this hook.
-    #[error("hook {0:?} is not defined; define it with Host::define_hook")]
-    Undefined(String),
-    /// The hook was defined with another mode.
-    #[error("hook {hook:?} is defined as {defined:?}, not {used:?}")]
-    WrongMode {
-        /// The hook.
-        hook: String,
-        /// Its mode.
-        defined: HookMode,
-        /// The mode it was dispatched with.
-        used: HookMode,
-    },
-    /// The value could not be encoded as JSON.
-    #[error("the hook's value does not serialize: {0}")]
-    Encode(String),
-}
+use crate::runtime::{Invoked, LoadedPlugin};
 
 /// Dispatches hooks over a host's plugins; from [`crate::Host::hooks`].
 pub struct HookDispatch<'h> {
-    pub(crate) shared: &'h HostShared,
-    /// Whom the host dispatches for ([`crate::OnBehalf::hooks`]).
-    pub(crate) principal: Option<&'h airlock_abi::wire::Principal>,
+    host: &'h Host,
+    /// Whom the host dispatches for ([`HookDispatch::as_principal`]).
+    principal: Option<&'h Principal>,
 }
 
 impl std::fmt::Debug for HookDispatch<'_> {
@@ -158,20 +57,37 @@ fn failure(plugin: &LoadedPlugin, code: CallErrorCode, reason: impl Into<String>
     }
 }
 
-impl HookDispatch<'_> {
+impl<'h> HookDispatch<'h> {
+    pub(super) fn new(host: &'h Host) -> Self {
+        Self {
+            host,
+            principal: None,
+        }
+    }
+
+    /// Dispatches on behalf of `principal`: what the plugins' hook handlers see in
+    /// `ctx.caller()` and what the policy's permissions for hooks are checked against.
+    pub fn as_principal(mut self, principal: &'h Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
     fn prepare(&self, hook: &str, used: HookMode) -> Result<Participants, HookError> {
-        match self.shared.hook_mode(hook) {
+        let defined = self.host.hooks.lock().get(hook).copied();
+        match defined {
             None => Err(HookError::Undefined(hook.to_owned())),
             Some(defined) if defined != used => Err(HookError::WrongMode {
                 hook: hook.to_owned(),
                 defined,
                 used,
             }),
-            Some(_) => Ok(self.shared.hook_participants(hook)),
+            Some(_) => Ok(self.host.shared.hook_participants(hook)),
         }
     }
 
-    fn call(
+    /// Runs one plugin's handler of `hook` (its `index` in the manifest) on behalf of this
+    /// dispatch's principal, through the plugin's permissions.
+    pub(super) fn run_one(
         &self,
         plugin: &LoadedPlugin,
         index: u32,
@@ -181,16 +97,18 @@ impl HookDispatch<'_> {
         let payload = serde_json::to_vec(input)
             .map_err(|e| failure(plugin, CallErrorCode::BadInput, e.to_string()))?;
         let _calling = self.principal.map(|p| {
-            crate::call::caller::push(airlock_abi::wire::CallerInfo::Host {
+            crate::frame::caller::push(CallerInfo::Host {
                 principal: Some(p.clone()),
             })
         });
         if !plugin.policy.permissions.is_empty() {
-            self.shared
+            self.host
+                .shared
                 .permit(plugin, Target::Hook(hook), &payload)
                 .map_err(|refused| failure(plugin, refused.code, refused.message))?;
         }
         match self
+            .host
             .shared
             .invoke(plugin, InvocationKind::HOOK, index, hook, &payload)
         {
@@ -223,7 +141,7 @@ impl HookDispatch<'_> {
         let mut failures = Vec::new();
         for (plugin, index) in participants {
             let input = Self::encode(&value)?;
-            match self.call(&plugin, index, hook, &input) {
+            match self.run_one(&plugin, index, hook, &input) {
                 Ok(HookReply::Continue(next)) => match serde_json::from_value::<T>(next) {
                     Ok(next) => value = next,
                     Err(e) => failures.push(failure(
@@ -299,7 +217,7 @@ impl HookDispatch<'_> {
                 },
                 failures,
             };
-            match self.call(&plugin, index, hook, &input) {
+            match self.run_one(&plugin, index, hook, &input) {
                 Ok(HookReply::Continue(_)) => {}
                 Ok(HookReply::Block(reason)) => return Ok(blocked(reason, Vec::new())),
                 Ok(HookReply::Swallow(_)) => {
@@ -340,7 +258,7 @@ impl HookDispatch<'_> {
         let mut keep = vec![true; items.len()];
         let mut failures = Vec::new();
         for (plugin, index) in participants {
-            match self.call(&plugin, index, hook, &input) {
+            match self.run_one(&plugin, index, hook, &input) {
                 Ok(HookReply::Continue(kept)) => match serde_json::from_value::<Vec<T>>(kept) {
                     Ok(kept) => {
                         for (flag, item) in keep.iter_mut().zip(&items) {
@@ -384,7 +302,7 @@ impl HookDispatch<'_> {
         let mut results = Vec::new();
         let mut failures = Vec::new();
         for (plugin, index) in participants {
-            match self.call(&plugin, index, hook, &input) {
+            match self.run_one(&plugin, index, hook, &input) {
                 Ok(HookReply::Continue(v)) => match serde_json::from_value::<U>(v) {
                     Ok(v) => results.push((plugin.id().to_string(), v)),
                     Err(e) => failures.push(failure(

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use airlock_abi::abi::InvocationKind;
 use airlock_abi::{Health, HookReply};
 
 use super::hooks::{HookDispatch, HookMode};
@@ -19,20 +18,17 @@ use crate::runtime::watch::Watcher;
 use crate::services::audit::AuditLog;
 use crate::sync::hazard::Retaining;
 
-use airlock_abi::wire::Principal;
-
 use super::builder::HostBuilder;
-use super::called::{fail, not_loaded};
 use super::handle::ActionHandle;
-use super::on_behalf::OnBehalf;
-use super::plugin::{Invoked, LoadedPlugin};
 use super::Host;
 use crate::pipeline::{
     decide_all, ok_report, parallel_map, read_all, refuse_taken, Checked, ReadFor,
 };
+use crate::runtime::called::{fail, not_loaded};
 use crate::runtime::outcome::{
-    ActionOutcome, PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownRecord,
+    PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownRecord,
 };
+use crate::runtime::LoadedPlugin;
 
 impl Host {
     /// Starts building a host.
@@ -116,7 +112,7 @@ impl Host {
         Ok(report)
     }
 
-    /// Loads (stages 4 and 5) a library that [`check`](crate::check) already passed, from the
+    /// Loads (stages 4 and 5) a library that [`check`](crate::pipeline::check) already passed, from the
     /// bytes it checked: what is on disk now does not matter.
     ///
     /// # Errors
@@ -187,21 +183,6 @@ impl Host {
         }
     }
 
-    /// Calls `action` of `plugin` with a JSON value.
-    ///
-    /// # Errors
-    ///
-    /// A [`CallError`] for infrastructure failures; a domain error is
-    /// `Ok(ActionOutcome::Error)`.
-    pub fn call(
-        &self,
-        plugin: &str,
-        action: &str,
-        input: &serde_json::Value,
-    ) -> Result<ActionOutcome, CallError> {
-        OnBehalf::new(self, None).call(plugin, action, input)
-    }
-
     /// Resolves `action` of `plugin` once, for a hot path that should pay no lookup by name
     /// per call.
     ///
@@ -216,36 +197,6 @@ impl Host {
             action: action.to_owned(),
             resolved: Retaining::new(resolved),
         })
-    }
-
-    /// Calls `action` of `plugin` with JSON bytes the caller encoded; returns the answer's
-    /// bytes, or the domain error's message. Empty bytes stand for `null` both ways: an action
-    /// returning `()` answers nothing (no allocation on either side); read answers with
-    /// [`airlock_abi::wire::parse`].
-    ///
-    /// # Errors
-    ///
-    /// A [`CallError`] for infrastructure failures.
-    pub fn call_bytes(
-        &self,
-        plugin: &str,
-        action: &str,
-        input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
-        OnBehalf::new(self, None).call_bytes(plugin, action, input)
-    }
-
-    /// This host calling on behalf of `principal` (a user id and roles, as this program defines
-    /// them): the plugins' handlers see it in `ctx.caller()`.
-    ///
-    /// ```no_run
-    /// # let host = airlock::Host::builder().build().unwrap();
-    /// use airlock::Principal;
-    /// let ada = Principal::new("ada", &["admin"]);
-    /// let answer = host.as_principal(&ada).call("notes", "delete", &serde_json::json!({"id": 7}));
-    /// ```
-    pub fn as_principal<'a>(&'a self, principal: &'a Principal) -> OnBehalf<'a> {
-        OnBehalf::new(self, Some(principal))
     }
 
     /// Asks a plugin for its health.
@@ -271,15 +222,12 @@ impl Host {
 impl Host {
     /// Defines (or redefines) a hook point and its dispatch mode.
     pub fn define_hook(&self, hook: &str, mode: HookMode) {
-        self.shared.hook_modes.lock().insert(hook.to_owned(), mode);
+        self.hooks.lock().insert(hook.to_owned(), mode);
     }
 
     /// Dispatches hooks: `host.hooks().chain::<String>("input.transform", line)`.
     pub fn hooks(&self) -> HookDispatch<'_> {
-        HookDispatch {
-            shared: &self.shared,
-            principal: None,
-        }
+        HookDispatch::new(self)
     }
 
     /// Reloads a plugin from its library file now, even if the bytes did not change: a new
@@ -330,7 +278,7 @@ impl Host {
     }
 
     /// Runs one plugin's handler of `hook` directly, whatever the hook's mode (for conformance
-    /// checks like `airlock validate`).
+    /// checks like `airlock validate`), through the plugin's permissions as a dispatch would.
     ///
     /// # Errors
     ///
@@ -359,18 +307,10 @@ impl Host {
                     format!("plugin {plugin:?} does not declare hook {hook:?}"),
                 )
             })?;
-        let payload = serde_json::to_vec(input)
-            .map_err(|e| fail(plugin, hook, CallErrorCode::BadInput, e.to_string()))?;
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match self
-            .shared
-            .invoke(&loaded, InvocationKind::HOOK, index, hook, &payload)
-        {
-            Ok(bytes) => airlock_abi::wire::parse(&bytes)
-                .map_err(|e| fail(plugin, hook, CallErrorCode::HandlerError, e.to_string())),
-            Err(Invoked::Domain(m)) => Err(fail(plugin, hook, CallErrorCode::HandlerError, m)),
-            Err(Invoked::Failed(code, m)) => Err(fail(plugin, hook, code, m)),
-        }
+        HookDispatch::new(self)
+            .run_one(&loaded, index, hook, input)
+            .map_err(|f| fail(plugin, hook, f.code, f.reason))
     }
 
     /// A raw `extern "C"` function of a loaded plugin's library (its manifest-block export,

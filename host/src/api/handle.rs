@@ -6,11 +6,10 @@ use crate::error::{CallError, CallErrorCode};
 use crate::sync::hazard::this_thread;
 use crate::sync::hazard::Retaining;
 
-use super::called::{answer, fail, json_call, message, pending_parts, Called};
-use super::plugin::LoadedPlugin;
-use super::shared::HostShared;
-use crate::runtime::outcome::ActionOutcome;
+use super::call::Call;
+use crate::runtime::called::{fail, message, pending_parts, Called};
 use crate::runtime::outcome::ApprovalId;
+use crate::runtime::{HostShared, LoadedPlugin};
 
 /// How an action called with [`ActionHandle::call_into`] answered; what it said is in the
 /// caller's buffer.
@@ -25,7 +24,8 @@ pub enum Answered {
     Pending(ApprovalId),
 }
 
-/// A pre-resolved action of a plugin, from [`Host::action`](crate::Host::action): calls pay no lookup by name.
+/// A pre-resolved action of a plugin, from [`Host::action`](crate::Host::action): calls pay no
+/// lookup by name.
 pub struct ActionHandle<'h> {
     pub(super) shared: &'h HostShared,
     pub(super) plugin: String,
@@ -46,27 +46,9 @@ impl std::fmt::Debug for ActionHandle<'_> {
 }
 
 impl ActionHandle<'_> {
-    /// Calls the action with a JSON value.
-    ///
-    /// # Errors
-    ///
-    /// As [`Host::call`](crate::Host::call).
-    pub fn call(&self, input: &serde_json::Value) -> Result<ActionOutcome, CallError> {
-        json_call(&self.plugin, &self.action, input, |bytes, out| {
-            self.call_raw(bytes, out)
-        })
-    }
-
-    /// Calls the action with JSON bytes the caller encoded. After a reload the handle follows
-    /// the new generation (resolving the action once more).
-    ///
-    /// # Errors
-    ///
-    /// As [`Host::call_bytes`](crate::Host::call_bytes).
-    pub fn call_bytes(&self, input: &[u8]) -> Result<Result<Vec<u8>, String>, CallError> {
-        let mut out = Vec::new();
-        let called = self.call_raw(input, &mut out)?;
-        answer(&self.plugin, &self.action, called, out)
+    /// Starts a call of the action; see [`Call`] for what it can carry.
+    pub fn call(&self) -> Call<'_> {
+        Call::handle(self)
     }
 
     /// Calls the action with bytes, leaving the answer in `out` (cleared first, its capacity
@@ -76,9 +58,10 @@ impl ActionHandle<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Host::call_bytes`](crate::Host::call_bytes).
+    /// As [`Call::bytes`](crate::Call::bytes).
     #[inline]
     pub fn call_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Answered, Box<CallError>> {
+        let _host = crate::frame::caller::host_call();
         match self.call_raw(input, out) {
             Ok(Called::Answered) => Ok(Answered::Ok),
             Ok(Called::Domain | Called::Retryable) => Ok(Answered::Error),
@@ -100,8 +83,7 @@ impl ActionHandle<'_> {
 
     /// Calls the resolved action; `Err` only if the plugin is not loaded.
     #[inline(always)]
-    fn call_raw(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Called, CallError> {
-        let _host = crate::call::caller::host_call();
+    pub(super) fn call_raw(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Called, CallError> {
         let record = this_thread();
         let mut attempts = 0;
         loop {

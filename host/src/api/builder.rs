@@ -17,11 +17,11 @@ use crate::services::registry::{Caller, Registry, ServiceError};
 use crate::services::timers::TimerService;
 use crate::sync::hazard::Guarded;
 
-use super::approvals::{Approval, ApprovalRequest, Approvals};
-use super::shared::{HostShared, Observer};
 use super::Host;
 use crate::pipeline::PipelineOptions;
+use crate::runtime::approvals::{Approval, ApprovalRequest, Approvals};
 use crate::runtime::supervisor::Supervised;
+use crate::runtime::{HostShared, Observer};
 use crate::services::delivery::Deliver;
 
 /// Builds a [`Host`].
@@ -41,8 +41,7 @@ pub struct HostBuilder {
     /// The worker executable for isolated plugins, if set here.
     pub(super) worker: Option<PathBuf>,
     /// The embedding program's authentication of inbound HTTP, and the body limit.
-    pub(super) http_auth: Option<super::routes::AuthHook>,
-    pub(super) max_request_body: usize,
+    inbound: super::routes::Inbound,
 }
 
 impl Default for HostBuilder {
@@ -63,8 +62,7 @@ impl HostBuilder {
             registry: Registry::default(),
             approvals: Approvals::default(),
             worker: None,
-            http_auth: None,
-            max_request_body: super::routes::DEFAULT_MAX_REQUEST_BODY,
+            inbound: super::routes::Inbound::default(),
         }
     }
 
@@ -101,14 +99,14 @@ impl HostBuilder {
             + Sync
             + 'static,
     ) -> Self {
-        self.http_auth = Some(super::routes::AuthHook(Box::new(auth)));
+        self.inbound.auth = Some(Box::new(auth));
         self
     }
 
     /// The largest request body [`Host::handle_http`] accepts (`413` above it; default 1 MiB).
     #[must_use]
     pub fn max_request_body(mut self, bytes: usize) -> Self {
-        self.max_request_body = bytes;
+        self.inbound.max_body = bytes;
         self
     }
 
@@ -318,14 +316,15 @@ impl HostBuilder {
                 TimerService::start(me.clone() as Weak<dyn Deliver>)
             },
             supervisor: Supervisor::start(&(me.clone() as Weak<dyn Supervised>), health_interval),
-            hook_modes: Mutex::new(std::collections::BTreeMap::new()),
             me: me.clone(),
             observer,
             registry,
             approvals: self.approvals,
-            http_auth: self.http_auth,
-            max_request_body: self.max_request_body,
         });
-        Ok(Host { shared })
+        Ok(Host {
+            shared,
+            hooks: Mutex::new(std::collections::BTreeMap::new()),
+            inbound: self.inbound,
+        })
     }
 }

@@ -1,9 +1,8 @@
 //! Cancelling calls: a [`CancelToken`] the caller holds, and the token of the call a thread is
 //! serving, which the plugin polls with `ctx.cancelled()`. A call made with a token
-//! ([`crate::Host::call_cancellable`]) pushes it for its duration; a plugin calling another on
-//! the same thread passes it on, since the inner call sees the same thread's token.
+//! (`host.call(..).cancel_on(&token)`) carries it in its frame; a plugin calling another on
+//! the same thread passes it on, since the inner call sees every outer frame's token.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,37 +28,26 @@ impl CancelToken {
     }
 }
 
-thread_local! {
-    static TOKENS: RefCell<Vec<CancelToken>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The token of the calls this thread makes while this lives.
-#[must_use = "the token is popped when this is dropped"]
-pub(crate) struct Watching(());
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        let _ = TOKENS.try_with(|t| t.borrow_mut().pop());
-    }
-}
-
-/// Makes `token` the token of the calls this thread makes until the guard is dropped.
-pub(crate) fn push(token: CancelToken) -> Watching {
-    let _ = TOKENS.try_with(|t| t.borrow_mut().push(token));
-    Watching(())
-}
-
 /// Whether a token of the calls this thread is inside was cancelled (an outer call's
 /// cancellation reaches the calls it made).
 pub(crate) fn current() -> bool {
-    TOKENS
-        .try_with(|t| t.borrow().iter().any(CancelToken::is_cancelled))
-        .unwrap_or(false)
+    super::read(|frames| {
+        frames
+            .iter()
+            .any(|f| f.cancel.as_ref().is_some_and(CancelToken::is_cancelled))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn push(token: CancelToken) -> crate::frame::Entered {
+        crate::frame::enter(crate::frame::Frame {
+            cancel: Some(token),
+            ..crate::frame::Frame::default()
+        })
+    }
 
     #[test]
     fn an_outer_cancellation_reaches_the_inner_calls_and_ends_with_them() {

@@ -1,49 +1,28 @@
-//! Who asked for the call a thread is serving: a per-thread stack of [`CallerInfo`], pushed
-//! where a call is asked for on someone's behalf (a host program naming a principal, a plugin
-//! calling another) and read when a plugin asks `ctx.caller()`. Calls nest (a plugin calling a
-//! plugin), and each sees the caller of its own call.
-
-use std::cell::RefCell;
+//! Who asked for the call a thread is serving: the [`CallerInfo`] of the innermost frame that
+//! names one, pushed where a call is asked for on someone's behalf (a host program naming a
+//! principal, a plugin calling another) and read when a plugin asks `ctx.caller()`. Calls nest
+//! (a plugin calling a plugin), and each sees the caller of its own call.
 
 use airlock_abi::wire::CallerInfo;
 
-thread_local! {
-    static CALLERS: RefCell<Vec<CallerInfo>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The caller of the calls made while this lives; the one before it again once dropped.
-#[must_use = "the caller is popped when this is dropped"]
-pub(crate) struct Calling(());
-
-impl Drop for Calling {
-    fn drop(&mut self) {
-        let _ = CALLERS.try_with(|c| c.borrow_mut().pop());
-    }
-}
+use super::{enter, in_call, read, Entered, Frame};
 
 /// Makes `caller` the caller of the calls this thread makes until the guard is dropped.
-pub(crate) fn push(caller: CallerInfo) -> Calling {
-    let _ = CALLERS.try_with(|c| c.borrow_mut().push(caller));
-    Calling(())
+pub(crate) fn push(caller: CallerInfo) -> Entered {
+    enter(Frame::caller(caller))
 }
 
 /// For a call the host program makes without naming anyone: nothing to do on a thread serving
 /// no call (the host is the caller there), and the host marked as the caller when the call is
 /// made from inside another (a service handler of the program calling a plugin).
 #[inline]
-pub(crate) fn host_call() -> Option<Calling> {
-    let nested = CALLERS
-        .try_with(|c| !c.borrow().is_empty())
-        .unwrap_or(false);
-    nested.then(|| push(CallerInfo::Host { principal: None }))
+pub(crate) fn host_call() -> Option<Entered> {
+    in_call().then(|| push(CallerInfo::Host { principal: None }))
 }
 
 /// The caller of the call this thread is serving; the host, on behalf of no one, outside any.
 pub(crate) fn current() -> CallerInfo {
-    CALLERS
-        .try_with(|c| c.borrow().last().cloned())
-        .ok()
-        .flatten()
+    read(|frames| frames.iter().rev().find_map(|f| f.caller.clone()))
         .unwrap_or(CallerInfo::Host { principal: None })
 }
 

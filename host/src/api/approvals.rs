@@ -1,0 +1,80 @@
+//! The host program's side of calls waiting for approval: listing them, and approving or
+//! refusing one ([`Host::approve`], [`Host::refuse_approval`]).
+
+use std::cell::Cell;
+
+use super::Host;
+use crate::error::{CallError, CallErrorCode};
+use crate::frame::{self, Frame};
+use crate::policy::permission::Target;
+use crate::runtime::approvals::ApprovalRequest;
+use crate::runtime::called::{envelope, fail};
+use crate::runtime::outcome::{ApprovalId, Reply};
+use crate::services::audit::AuditOutcome;
+
+impl Host {
+    /// The calls waiting for approval, oldest first.
+    pub fn pending_approvals(&self) -> Vec<ApprovalRequest> {
+        let pending = self.shared.approvals.pending.lock();
+        pending.values().cloned().collect()
+    }
+
+    /// Approves the call waiting as `id` and runs it now, for the caller it was made by, on the
+    /// plugin's current generation; its answer is the call's.
+    ///
+    /// # Errors
+    ///
+    /// `not_found` if no call waits as `id` (already settled, or never asked); otherwise as
+    /// [`Host::call`] (the permissions are checked again, so a rule changed to `deny` since
+    /// holds).
+    pub fn approve(&self, id: ApprovalId) -> Result<Reply, CallError> {
+        let Some((request, _calling)) =
+            self.settle(id, AuditOutcome::Approved, &format!("approval {id} given"))
+        else {
+            return Err(fail(
+                "",
+                "",
+                CallErrorCode::NotFound,
+                format!("no call waits for approval {id}"),
+            ));
+        };
+        let _approved = frame::enter(Frame {
+            approved: Cell::new(true),
+            ..Frame::default()
+        });
+        let mut out = Vec::new();
+        let called =
+            self.shared
+                .call_into(&request.plugin, &request.name, &request.input, &mut out);
+        envelope(&request.plugin, &request.name, called?, out)
+    }
+
+    /// Refuses the call waiting for approval as `id`; whether one was waiting.
+    pub fn refuse_approval(&self, id: ApprovalId, reason: &str) -> bool {
+        let detail = format!("approval {id} refused: {reason}");
+        self.settle(id, AuditOutcome::ApprovalRefused, &detail)
+            .is_some()
+    }
+
+    /// Takes the call waiting as `id` and records how it was settled, with its caller made
+    /// this thread's until the guard returned is dropped.
+    fn settle(
+        &self,
+        id: ApprovalId,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> Option<(ApprovalRequest, frame::Entered)> {
+        let request = self.shared.approvals.pending.lock().remove(&id)?;
+        let calling = crate::frame::caller::push(request.caller.clone());
+        let target = Target::Action(&request.name).to_string();
+        let audit = &self.shared.audit;
+        audit.record(
+            &request.plugin,
+            request.generation,
+            &target,
+            outcome,
+            detail,
+        );
+        Some((request, calling))
+    }
+}

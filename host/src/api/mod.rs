@@ -1,0 +1,59 @@
+//! The embedding API: build a [`Host`] from plugin directories and a policy, load what can be
+//! loaded (reporting every refusal), call actions ([`Call`]), dispatch hooks, serve plugins'
+//! HTTP routes, operate the plugins at run time (revoke a capability, disable, enable, change
+//! config, approve calls), and shut down in reverse load order. Everything here reaches the
+//! plugins through the runtime below it.
+
+mod approvals;
+mod builder;
+mod call;
+mod dispatch;
+mod handle;
+mod hooks;
+mod host;
+mod operate;
+mod routes;
+
+pub use builder::HostBuilder;
+pub use call::{Action, Call, Claim, Dispatched};
+pub use handle::{ActionHandle, Answered};
+pub use hooks::{
+    ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
+    HookError, HookFailure, HookMode, Swallowed,
+};
+pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::runtime::HostShared;
+
+/// A host: loads plugins, serves calls into them, operates them, and tears them down.
+///
+/// All methods take `&self`; a host can be shared between threads. Dropping it shuts it down
+/// (as [`Host::shutdown`]) if that has not been done.
+pub struct Host {
+    pub(crate) shared: Arc<HostShared>,
+    /// The hooks the program defined, with their modes.
+    hooks: Mutex<BTreeMap<String, HookMode>>,
+    /// Inbound HTTP: the program's authentication, and the body limit.
+    inbound: routes::Inbound,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("dirs", &self.shared.options.dirs)
+            .field("plugins", &self.shared.table().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+        self.shared.stop_threads();
+    }
+}
