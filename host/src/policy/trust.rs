@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::Policy;
 
-/// Whether a plugin's library must carry a publisher's signature, and whose
-/// ([`crate::pipeline::SignatureStatus`]).
+/// Whether a plugin's library must carry a publisher's signature, and whose (what stage 3
+/// decides on, with the signature's status as stage 2 read it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignaturePolicy {
     /// `signature = "required"`: refuse the library unless it carries a valid signature by a
