@@ -23,7 +23,7 @@ fn main() {
         _ => {
             let noop = host.action("bench-noop", "noop").expect("resolved");
             for _ in 0..n {
-                let _ = noop.call_bytes(std::hint::black_box(b"null")).expect("ok");
+                let _ = noop.call().bytes(std::hint::black_box(b"null")).expect("ok");
             }
         }
     }
