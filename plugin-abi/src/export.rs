@@ -12,13 +12,15 @@ use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 
 use crate::block::ManifestBlock;
+use crate::context::Context;
 use crate::ffi::{
     CallTable, ContextToken, ErrorCode, HostContext, HostError, HostVtable, HostVtableRef,
     InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError, PluginModule,
     PluginModuleRef,
 };
 use crate::manifest::Manifest;
-use crate::plugin::{Actions, ConfigChange, Context, Handler, Hooks, Plugin};
+use crate::plugin::{ConfigChange, Plugin};
+use crate::registry::{Actions, Handler, Hooks};
 
 /// A plugin instance as the plugin side keeps it: the author's value and its action handlers,
 /// indexed like the manifest's `actions` list.
