@@ -398,6 +398,6 @@ pub fn serve(
         Ok::<(), Box<dyn std::error::Error>>(())
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    crate::shut_down(&host);
+    crate::commands::shut_down(&host);
     served
 }

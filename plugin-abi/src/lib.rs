@@ -35,26 +35,27 @@
 #![deny(unsafe_code)]
 
 mod block;
+mod context;
 pub mod contract;
+mod error;
 #[allow(unsafe_code)]
 mod export;
 mod ffi;
 pub mod manifest;
 mod plugin;
+mod registry;
 pub mod route;
-mod services;
 mod version;
 pub mod wire;
 
+pub use context::{
+    Context, Events, Http, HttpRequest, HttpResponse, Kv, KvBatch, Level, Plugins, Secrets, Timers,
+};
+pub use error::{ActionError, ContextError, InitError};
 pub use export::Builtin;
-pub use plugin::{
-    ActionError, Actions, ConfigChange, Context, ContextError, Health, HookReply, Hooks, InitError,
-    JobRun, Level, Plugin, Reply, Snapshot,
-};
+pub use plugin::{ConfigChange, Health, JobRun, Plugin, Snapshot};
+pub use registry::{Actions, HookReply, Hooks, Reply};
 pub use route::{Incoming, Outgoing};
-pub use services::{
-    Events, Http, HttpRequest, HttpResponse, Kv, KvBatch, Plugins, Secrets, Timers,
-};
 pub use version::ABI_VERSION;
 pub use wire::{
     CallErrorCode, CallerInfo, ConfigReport, Expected, KvEntry, Principal, Request, Swapped,

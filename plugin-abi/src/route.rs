@@ -5,7 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::{ActionError, Actions};
+use crate::error::ActionError;
+use crate::registry::Actions;
 use crate::wire;
 
 /// The head of a request for a route (the body follows in the frame).

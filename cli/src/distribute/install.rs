@@ -1,6 +1,4 @@
-//! Distributing plugins: the author's `airlock keygen` and `airlock sign` (minisign's format,
-//! with the reference `minisign` crate), and the operator's `airlock install`, `remove` and
-//! `list` over a plugin directory.
+//! The operator's side: `airlock install`, `remove` and `list` over a plugin directory.
 //!
 //! An install checks the file as a host would (stages 2 and 3, its signature included: nothing
 //! of it runs), refuses an id another installed file has unless asked to replace it, and puts
@@ -9,108 +7,17 @@
 //! lock file in force, and says what the plugin asks for against what the policy grants.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airlock::pipeline::{
-    check, check_file, effective_grants, library_suffix, public_key_id, read_library,
-    signature_path, Lock, LockEntry, PipelineOptions, DEFAULT_MAX_LIBRARY_SIZE,
+    check, check_file, effective_grants, library_suffix, read_library, signature_path, Lock,
+    LockEntry, PipelineOptions, DEFAULT_MAX_LIBRARY_SIZE,
 };
 use airlock::Policy;
 
+use super::write_atomically;
 use crate::Result;
-
-/// The environment variable holding the password of an encrypted secret key.
-pub const PASSWORD_ENV: &str = "AIRLOCK_KEY_PASSWORD";
-
-/// `airlock keygen NAME [--dir DIR]`: `NAME.key` (the secret key, mode 0600; encrypted with
-/// `AIRLOCK_KEY_PASSWORD` when it is set) and `NAME.pub`, in minisign's formats.
-pub(crate) fn keygen(name: &str, dir: &Path) -> Result<ExitCode> {
-    let password = std::env::var(PASSWORD_ENV).ok();
-    let encrypted = password.is_some();
-    let pair = match password {
-        Some(password) => minisign::KeyPair::generate_encrypted_keypair(Some(password))?,
-        None => minisign::KeyPair::generate_unencrypted_keypair()?,
-    };
-    let secret = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    for path in [&secret, &public] {
-        if path.exists() {
-            eprintln!("{} exists; not overwriting a key", path.display());
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let secret_box = pair
-        .sk
-        .to_box(Some(&format!("airlock secret key {name}")))?;
-    write_new(&secret, secret_box.into_string().as_bytes(), 0o600)?;
-    let public_box = pair.pk.to_box()?;
-    write_new(&public, public_box.into_string().as_bytes(), 0o644)?;
-    let key = pair.pk.to_base64();
-    println!(
-        "secret key: {}{}",
-        secret.display(),
-        if encrypted {
-            " (encrypted)"
-        } else {
-            " (not encrypted: set AIRLOCK_KEY_PASSWORD to encrypt it)"
-        }
-    );
-    println!(
-        "public key: {} (key id {})",
-        public.display(),
-        public_key_id(&key)?
-    );
-    println!("operators trust it with, in their policy:");
-    println!("  [trust]");
-    println!("  {name} = \"{key}\"");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `airlock sign FILE --key KEY`: `FILE.minisig`, whose trusted comment names the file.
-pub(crate) fn sign(file: &Path, key: &Path, comment: Option<&str>) -> Result<ExitCode> {
-    let text = fs::read_to_string(key)
-        .map_err(|e| format!("cannot read the secret key {}: {e}", key.display()))?;
-    let key_box = minisign::SecretKeyBox::from_string(&text)
-        .map_err(|e| format!("{} is not a minisign secret key: {e}", key.display()))?;
-    let secret = match minisign::SecretKey::from_unencrypted_box(key_box.clone()) {
-        Ok(secret) => secret,
-        Err(unencrypted) => {
-            let Ok(password) = std::env::var(PASSWORD_ENV) else {
-                eprintln!(
-                    "cannot open {} ({unencrypted}); if it is encrypted, set {PASSWORD_ENV} to \
-                     its password",
-                    key.display()
-                );
-                return Ok(ExitCode::from(2));
-            };
-            key_box
-                .into_secret_key(Some(password))
-                .map_err(|e| format!("cannot open {}: {e}", key.display()))?
-        }
-    };
-    let bytes = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let trusted = comment.map_or_else(|| format!("timestamp:{now}\tfile:{name}"), str::to_owned);
-    let signature = minisign::sign(
-        None,
-        &secret,
-        std::io::Cursor::new(&bytes),
-        Some(&trusted),
-        Some("signature from an airlock publisher key"),
-    )?;
-    let path = signature_path(file);
-    write_atomically(&path, signature.into_string().as_bytes())?;
-    println!("signed {} -> {}", file.display(), path.display());
-    Ok(ExitCode::SUCCESS)
-}
 
 /// A library in a plugin directory, read for its id and claims.
 struct Installed {
@@ -402,51 +309,5 @@ fn remove_library(path: &Path) -> Result<()> {
         fs::remove_file(&signature)?;
     }
     fs::remove_file(path)?;
-    Ok(())
-}
-
-/// Writes `bytes` to a hidden file beside `path`, syncs it, and renames it over `path` (then
-/// syncs the directory): a reader sees the old file or the whole new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}.part", std::process::id()));
-    {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        set_mode(&file, 0o755)?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// Creates `path` with `bytes` and `mode`, refusing to overwrite.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    set_mode(&file, mode)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_file: &fs::File, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }

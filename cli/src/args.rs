@@ -1,0 +1,180 @@
+//! The command line as clap parses it: one variant of [`Command`] per subcommand, with its
+//! flags and their help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Load native plugins after checking them, and give each a revocable context"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+/// The plugins a command works on: directories, and the operator's policy and lock.
+#[derive(Args)]
+pub(crate) struct Plugins {
+    /// Plugin directories.
+    #[arg(required = true)]
+    pub(crate) dirs: Vec<PathBuf>,
+    /// The operator's policy file (TOML, or JSON if it ends in .json).
+    #[arg(long)]
+    pub(crate) policy: Option<PathBuf>,
+    /// Load only the libraries pinned in this lock file.
+    #[arg(long)]
+    pub(crate) lock: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Show what a library file says about itself, without running any of it.
+    Inspect {
+        /// The library file.
+        file: PathBuf,
+        /// Verify its signature against this policy's [trust] keys.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Report what would load and why not (stages 1-3; with --load, all stages then teardown).
+    Check {
+        #[command(flatten)]
+        plugins: Plugins,
+        /// Also load and create each plugin, then tear it down.
+        #[arg(long)]
+        load: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The demo host: load the plugins and read commands from standard input.
+    Run {
+        #[command(flatten)]
+        plugins: Plugins,
+        /// Watch the plugin directories and hot-reload a library when it is rebuilt.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: how long a changed library must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
+        /// Serve the plugins' HTTP routes at this address (`127.0.0.1:8080`), under
+        /// /plugins/<id>/...; with AIRLOCK_LISTEN_TOKEN set, requests need it as a bearer token.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Serve the plugins' actions as MCP tools over standard input and output (for an MCP
+    /// client to start: see the README), reloading rebuilt libraries.
+    Mcp {
+        #[command(flatten)]
+        plugins: Plugins,
+        /// Do not watch the plugin directories for rebuilt libraries.
+        #[arg(long)]
+        no_watch: bool,
+        /// How long a changed library must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
+    },
+    /// Make a publisher's key pair (minisign's formats): NAME.key and NAME.pub.
+    Keygen {
+        /// The key's name (also its name in operators' [trust]).
+        name: String,
+        /// Where to write the two files (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Sign a built library: FILE.minisig beside it.
+    Sign {
+        /// The library file.
+        file: PathBuf,
+        /// The secret key (from `airlock keygen` or `minisign -G`); AIRLOCK_KEY_PASSWORD opens
+        /// an encrypted one.
+        #[arg(long)]
+        key: PathBuf,
+        /// The signature's trusted comment (default: a timestamp and the file's name).
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Check libraries as a host would and put them into a plugin directory, with their
+    /// signatures.
+    Install {
+        /// The library files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The plugin directory.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Pin each installed file in this lock file (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+        /// Replace an installed file that holds the same plugin id.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove an installed plugin (its library, its signature and its lock entry).
+    Remove {
+        /// The plugin's id.
+        id: String,
+        /// The plugin directory.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The operator's policy file (for its [host] lock).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file to unpin it from (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
+    /// The installed plugins: id, version, publisher, hash and the checks' verdict.
+    List {
+        #[command(flatten)]
+        plugins: Plugins,
+    },
+    /// Create a plugin crate that builds and loads at once.
+    New {
+        /// The plugin's name, which is also its id (a-z, 0-9, '-', '_').
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The airlock-abi crate to depend on (default: AIRLOCK_ABI_PATH, else the Airlock
+        /// checkout this command was built from).
+        #[arg(long)]
+        abi: Option<PathBuf>,
+    },
+    /// Run the conformance checks against one built plugin library.
+    Validate {
+        /// The library file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Pin the BLAKE3 of every library that passes the checks into a lock file.
+    Lock {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file to write.
+        #[arg(long, short, default_value = "airlock.lock")]
+        output: PathBuf,
+    },
+}

@@ -1,0 +1,258 @@
+//! What each command does: [`run`] hands it to the module that does it, and the commands that
+//! are a few lines over a host — `check`, `lock` and `run` (the demo console) — are here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use airlock::pipeline::{check_report, pin, PipelineOptions, Status};
+use airlock::plugins::TeardownOutcome;
+use airlock::{Host, HostBuilder, LoadReport, Policy};
+
+use crate::args::{Command, Format, Plugins};
+use crate::{distribute, inspect, listen, mcp, Console, Result};
+
+/// Runs one command: its exit code, or the error that stopped it.
+pub(crate) fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Inspect {
+            file,
+            policy,
+            format,
+        } => inspect::inspect(&file, policy.as_deref(), format),
+        Command::Keygen { name, dir } => {
+            distribute::keygen(&name, &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
+        Command::Sign { file, key, comment } => distribute::sign(&file, &key, comment.as_deref()),
+        Command::Install {
+            files,
+            dir,
+            policy,
+            lock,
+            replace,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock.or_else(|| policy.host().lock.clone());
+            distribute::install(&files, &dir, &policy, lock.as_deref(), replace)
+        }
+        Command::Remove {
+            id,
+            dir,
+            policy,
+            lock,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock.or_else(|| policy.host().lock.clone());
+            distribute::remove(&id, &dir, lock.as_deref())
+        }
+        Command::List { plugins } => distribute::list(&builder(plugins)?.check_options()?),
+        Command::Check {
+            plugins,
+            load,
+            format,
+        } => check(builder(plugins)?, load, format),
+        Command::Run {
+            plugins,
+            watch,
+            debounce_ms,
+            listen,
+        } => run_console(
+            builder(plugins)?,
+            watch.then(|| std::time::Duration::from_millis(debounce_ms)),
+            listen.as_deref(),
+        ),
+        Command::Mcp {
+            plugins,
+            no_watch,
+            debounce_ms,
+        } => {
+            // Before any plugin code runs: nothing but the protocol reaches standard output.
+            let protocol = mcp::protocol_output()?;
+            let host = builder(plugins)?.build()?;
+            let report = host.load()?;
+            eprint!("{}", report.to_table());
+            let watch = (!no_watch).then(|| std::time::Duration::from_millis(debounce_ms));
+            mcp::serve(host, protocol, watch)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name, path, abi } => {
+            let parent = path.unwrap_or_else(|| PathBuf::from("."));
+            let Some(abi) = crate::abi_path(abi.as_deref()) else {
+                eprintln!(
+                    "airlock new: cannot find the airlock-abi crate (it is not published yet): \
+                     pass --abi PATH to an Airlock checkout's plugin-abi, or set AIRLOCK_ABI_PATH"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let dir = crate::new_plugin(&name, &parent, &abi)?;
+            println!("created {}", dir.display());
+            println!("next: cd {} && cargo build && cargo test", dir.display());
+            println!(
+                "then: airlock run {}",
+                dir.join("target").join("debug").display()
+            );
+            println!("to release it signed: airlock keygen NAME, then airlock sign LIBRARY --key NAME.key (see its README.md)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file, format } => {
+            let report = crate::validate(&file)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", report.to_text()),
+            }
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Lock {
+            dirs,
+            policy,
+            output,
+        } => write_lock(
+            &builder(Plugins {
+                dirs,
+                policy,
+                lock: None,
+            })?,
+            &output,
+        ),
+    }
+}
+
+/// The policy file's policy, or the default one.
+pub(crate) fn read_policy(path: Option<&Path>) -> Result<Policy> {
+    Ok(match path {
+        Some(path) => Policy::from_file(path)?,
+        None => Policy::default(),
+    })
+}
+
+fn builder(plugins: Plugins) -> Result<HostBuilder> {
+    let Plugins { dirs, policy, lock } = plugins;
+    // Directories on the command line first, then those in AIRLOCK_PLUGIN_PATH.
+    let mut builder = Host::builder();
+    for dir in dirs {
+        builder = builder.plugin_dir(dir);
+    }
+    builder = builder.plugin_dirs_from_env();
+    if let Some(path) = policy {
+        builder = builder.policy(Policy::from_file(&path)?);
+    }
+    if let Some(lock) = lock {
+        builder = builder.lock_file(lock);
+    }
+    Ok(builder)
+}
+
+fn write_lock(builder: &HostBuilder, output: &Path) -> Result<ExitCode> {
+    let (lock, report) = pin(builder.options(), output)?;
+    lock.write()?;
+    print!("{}", report.to_table());
+    println!(
+        "wrote {} pin(s) to {}",
+        lock.entries().len(),
+        output.display()
+    );
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
+    let report: LoadReport = if load {
+        let host = builder.build()?;
+        let mut report = host.load()?;
+        for record in host.shutdown() {
+            if let TeardownOutcome::Clean = record.outcome {
+                continue;
+            }
+            if let Some(entry) = report
+                .plugins
+                .iter_mut()
+                .find(|p| p.id.as_deref() == Some(&record.id) && p.status == Status::Ok)
+            {
+                entry.detail = format!("{}; teardown: {:?}", entry.detail, record.outcome);
+            }
+        }
+        report
+    } else {
+        let options: PipelineOptions = builder.check_options()?;
+        check_report(&options)?
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
+        Format::Table => print!("{}", report.to_table()),
+    }
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_console(
+    builder: HostBuilder,
+    watch: Option<std::time::Duration>,
+    listen: Option<&str>,
+) -> Result<ExitCode> {
+    // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
+    let token = std::env::var(listen::TOKEN_ENV).ok();
+    let host = builder
+        .approver(|_| airlock::approvals::Approval::Later)
+        .http_auth(listen::token_auth(token))
+        .build()?;
+    let report = host.load()?;
+    eprint!("{}", report.to_table());
+    let _watcher = match watch {
+        Some(debounce) => {
+            let watcher = host.watch(debounce, |outcome| println!("{outcome}"))?;
+            eprintln!(
+                "watching the plugin directories (debounce {} ms)",
+                debounce.as_millis()
+            );
+            Some(watcher)
+        }
+        None => None,
+    };
+    let listener = match listen {
+        Some(addr) => {
+            let listener =
+                listen::Listener::bind(addr, std::env::var_os(listen::TOKEN_ENV).is_some())?;
+            if let Some(at) = listener.addr() {
+                eprintln!("serving the plugins' routes on http://{at}/plugins/<id>/...");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        if let Some(listener) = &listener {
+            let host = &host;
+            scope.spawn(move || listener.serve(host, airlock::http::DEFAULT_MAX_REQUEST_BODY));
+        }
+        let ran = Console::new(&host).run(io::stdin().lock(), io::stdout());
+        if let Some(listener) = &listener {
+            listener.stop();
+        }
+        ran?;
+        Ok(())
+    })?;
+    shut_down(&host);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tears every plugin down and says how each teardown went (on standard error).
+pub(crate) fn shut_down(host: &Host) {
+    for record in host.shutdown() {
+        eprintln!(
+            "{}: {:?} in {:.2} ms",
+            record.id,
+            record.outcome,
+            record.elapsed.as_secs_f64() * 1e3
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! `airlock inspect`: what a library file says about itself (its manifest block, its
+//! signature), read without running any of it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use airlock::pipeline::{read_library, DEFAULT_MAX_LIBRARY_SIZE};
+
+use crate::args::Format;
+use crate::commands::read_policy;
+use crate::Result;
+
+pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Result<ExitCode> {
+    let mut library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
+        Ok(library) => library,
+        Err(refusal) => {
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": file, "status": "refused", "reason": refusal.reason, "detail": refusal.detail})
+                );
+            } else {
+                println!("{refusal}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // Without a policy no key is trusted: a signature shows its key id, unverified.
+    library.examine_signature(read_policy(policy)?.trust());
+    let m = &library.manifest;
+    if format == Format::Json {
+        let out = serde_json::json!({
+            "file": file,
+            "status": "ok",
+            "blake3": library.blake3,
+            "size": library.len(),
+            "abi_version": library.block.abi_version,
+            "rustc": library.block.rustc,
+            "target": library.block.target,
+            "panic": library.block.panic,
+            "signature": library.signature,
+            "manifest": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("file:         {}", file.display());
+        println!("plugin:       {} {}", m.id, m.version);
+        println!("description:  {}", m.description);
+        println!("blake3:       {}", library.blake3);
+        println!("airlock-abi:  {}", library.block.abi_version);
+        println!("rustc:        {}", library.block.rustc);
+        println!("target:       {}", library.block.target);
+        println!("panic:        {}", library.block.panic);
+        println!("concurrency:  {:?}", m.concurrency);
+        println!("signature:    {}", library.signature);
+        for c in &m.capabilities {
+            println!(
+                "capability:   {}{}{}",
+                c.capability,
+                if c.required { " (required)" } else { "" },
+                c.reason
+                    .as_deref()
+                    .map(|r| format!(" - {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        for a in &m.actions {
+            let hints: Vec<String> = a
+                .title
+                .iter()
+                .map(|t| format!("title {t:?}"))
+                .chain(a.read_only.then(|| "read-only".to_owned()))
+                .chain(a.destructive.then(|| "destructive".to_owned()))
+                .chain(a.idempotent.then(|| "idempotent".to_owned()))
+                .collect();
+            let hints = if hints.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", hints.join(", "))
+            };
+            println!("action:       {} - {}{hints}", a.name, a.description);
+            for (what, schema) in [("input: ", &a.input_schema), ("output:", &a.output_schema)] {
+                if let Some(schema) = schema {
+                    println!("  {what}     {schema}");
+                }
+            }
+        }
+        if let Some(schema) = &m.config_schema {
+            println!("config:       {schema}");
+        }
+        for h in &m.hooks {
+            println!("hook:         {} - {}", h.name, h.description);
+        }
+        for c in &m.claims {
+            println!("claim:        {} (handled by {})", c.kind, c.action);
+        }
+        for r in &m.routes {
+            let handler = r.action.as_deref().map_or_else(
+                || "not handled: 501".to_owned(),
+                |a| format!("handled by {a}"),
+            );
+            println!(
+                "route:        {} /plugins/{}{} ({handler}) - {}",
+                r.method, m.id, r.path, r.description
+            );
+        }
+        for j in &m.jobs {
+            let when = match (&j.cron, j.every_ms) {
+                (Some(cron), _) => format!("cron {cron} (UTC)"),
+                (None, Some(ms)) => format!("every {ms} ms"),
+                (None, None) => String::new(),
+            };
+            println!("job:          {} - {when}", j.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,231 @@
+//! The payloads of host service requests ([`crate::abi::HostVtable::request`]): one service name, one
+//! operation name and a JSON body each. Shared by the plugin-side wrappers and the host, so the
+//! two cannot drift apart.
+
+mod call;
+mod payloads;
+
+pub use self::call::{CallErrorCode, CallerInfo, Principal};
+pub use self::payloads::{
+    Call, CompareAndSet, ConfigReport, CronJob, Every, Expected, HttpAnswer, HttpHead, Key,
+    KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish, RunInfo, Swapped, Write, Writes,
+    MAX_LOG_FIELDS,
+};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Parses the JSON of an answer or an input: empty bytes are `null` (an action that returns
+/// `()` answers nothing, and a caller may send nothing to an action that takes `()`).
+///
+/// # Errors
+///
+/// The bytes are not JSON of type `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes })
+}
+
+/// Every request a plugin makes of the host through [`crate::abi::HostVtable::request`]. Its
+/// service and operation names are spelled here and nowhere else: the plugin-side wrappers, the
+/// host's membrane match on this type, and a name that is not one of
+/// these is answered `UNSUPPORTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Request {
+    /// `kv get` ([`Key`]): capability `kv`.
+    KvGet,
+    /// `kv set` ([`KeyValue`]): capability `kv`.
+    KvSet,
+    /// `kv delete` ([`Key`]): capability `kv`.
+    KvDelete,
+    /// `kv keys` ([`Prefix`]): capability `kv`.
+    KvKeys,
+    /// `kv entry` ([`Key`]): a value with its version; capability `kv`.
+    KvEntry,
+    /// `kv list` ([`Prefix`]): the entries under a prefix; capability `kv`.
+    KvList,
+    /// `kv compare_and_set` ([`CompareAndSet`]): capability `kv`.
+    KvCompareAndSet,
+    /// `kv write` ([`Writes`]): several writes, all or none; capability `kv`.
+    KvWrite,
+    /// `events publish` ([`Publish`]): capability `events.publish:<topic>`.
+    EventsPublish,
+    /// `events subscribe` ([`Pattern`]): capability `events.subscribe:<pattern>`.
+    EventsSubscribe,
+    /// `events unsubscribe` ([`Pattern`]): capability `events.subscribe:<pattern>`.
+    EventsUnsubscribe,
+    /// `timers every` ([`Every`]): capability `timers`.
+    TimersEvery,
+    /// `timers cancel` ([`Name`]): capability `timers`.
+    TimersCancel,
+    /// `timers cron` ([`CronJob`]): capability `timers`.
+    TimersCron,
+    /// `secrets get` ([`Name`]): capability `secrets:<name>`.
+    SecretsGet,
+    /// `plugins call` ([`Call`]): capability `plugins.call:<id>`.
+    PluginsCall,
+    /// `http request` ([`HttpHead`] and the body, [`frame`]d): capability
+    /// `http.outbound:<host>`.
+    HttpRequest,
+    /// `log write` ([`LogLine`]): a log line with fields; no capability.
+    LogWrite,
+    /// `reload handover` (no body): the state the previous generation handed over; no
+    /// capability.
+    Handover,
+    /// `context caller` (no body): who asked for the call the plugin is serving now
+    /// ([`CallerInfo`]); no capability.
+    ContextCaller,
+    /// `context cancelled` (no body): whether the call the plugin is serving was cancelled
+    /// (`true`/`false`); no capability.
+    ContextCancelled,
+    /// `stream emit` (a [`CHUNK_JSON`] or [`CHUNK_BYTES`] byte, then the chunk): a partial
+    /// result of the call being served, for a caller taking it as a stream (`true`; `false`
+    /// when the call is not streamed and the chunk was discarded); no capability.
+    StreamEmit,
+}
+
+/// The first byte of a [`Request::StreamEmit`] body whose chunk is JSON.
+pub const CHUNK_JSON: u8 = 0;
+/// The first byte of a [`Request::StreamEmit`] body whose chunk is bytes.
+pub const CHUNK_BYTES: u8 = 1;
+
+impl Request {
+    /// Every request, for tables and tests.
+    pub const ALL: [Self; 22] = [
+        Self::KvGet,
+        Self::KvSet,
+        Self::KvDelete,
+        Self::KvKeys,
+        Self::KvEntry,
+        Self::KvList,
+        Self::KvCompareAndSet,
+        Self::KvWrite,
+        Self::EventsPublish,
+        Self::EventsSubscribe,
+        Self::EventsUnsubscribe,
+        Self::TimersEvery,
+        Self::TimersCancel,
+        Self::TimersCron,
+        Self::SecretsGet,
+        Self::PluginsCall,
+        Self::HttpRequest,
+        Self::LogWrite,
+        Self::Handover,
+        Self::ContextCaller,
+        Self::ContextCancelled,
+        Self::StreamEmit,
+    ];
+
+    /// The service name on the wire.
+    pub const fn service(self) -> &'static str {
+        match self {
+            Self::KvGet
+            | Self::KvSet
+            | Self::KvDelete
+            | Self::KvKeys
+            | Self::KvEntry
+            | Self::KvList
+            | Self::KvCompareAndSet
+            | Self::KvWrite => "kv",
+            Self::EventsPublish | Self::EventsSubscribe | Self::EventsUnsubscribe => "events",
+            Self::TimersEvery | Self::TimersCancel | Self::TimersCron => "timers",
+            Self::SecretsGet => "secrets",
+            Self::PluginsCall => "plugins",
+            Self::HttpRequest => "http",
+            Self::LogWrite => "log",
+            Self::Handover => "reload",
+            Self::ContextCaller | Self::ContextCancelled => "context",
+            Self::StreamEmit => "stream",
+        }
+    }
+
+    /// The operation name on the wire.
+    pub const fn operation(self) -> &'static str {
+        match self {
+            Self::KvGet | Self::SecretsGet => "get",
+            Self::KvSet => "set",
+            Self::KvDelete => "delete",
+            Self::KvKeys => "keys",
+            Self::KvEntry => "entry",
+            Self::KvList => "list",
+            Self::KvCompareAndSet => "compare_and_set",
+            Self::KvWrite => "write",
+            Self::EventsPublish => "publish",
+            Self::EventsSubscribe => "subscribe",
+            Self::EventsUnsubscribe => "unsubscribe",
+            Self::TimersEvery => "every",
+            Self::TimersCancel => "cancel",
+            Self::TimersCron => "cron",
+            Self::PluginsCall => "call",
+            Self::HttpRequest => "request",
+            Self::LogWrite => "write",
+            Self::Handover => "handover",
+            Self::ContextCaller => "caller",
+            Self::ContextCancelled => "cancelled",
+            Self::StreamEmit => "emit",
+        }
+    }
+
+    /// The request with these names, if there is one.
+    pub fn parse(service: &str, operation: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.service() == service && r.operation() == operation)
+    }
+}
+
+/// A JSON head and a body of bytes in one payload: the head's length (4 bytes, little-endian),
+/// the head, then the body as it is (`http request` and its answer: bodies are bytes, and are
+/// not encoded).
+///
+/// # Errors
+///
+/// The head cannot be encoded.
+pub fn frame(head: &impl Serialize, body: &[u8]) -> serde_json::Result<Vec<u8>> {
+    let head = serde_json::to_vec(head)?;
+    let len = u32::try_from(head.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(4 + head.len() + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The head and the body of a [`frame`]d payload.
+///
+/// # Errors
+///
+/// The payload is cut short or its head is not JSON of type `T`.
+pub fn unframe<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), String> {
+    let (len, rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or("the payload has no head")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > rest.len() {
+        return Err("the payload's head is cut short".to_owned());
+    }
+    let (head, body) = rest.split_at(len);
+    let head = serde_json::from_slice(head).map_err(|e| format!("the payload's head: {e}"))?;
+    Ok((head, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_has_its_own_names_and_parses_back() {
+        let mut seen = std::collections::BTreeSet::new();
+        for request in Request::ALL {
+            assert!(
+                seen.insert((request.service(), request.operation())),
+                "{request:?} shares its names"
+            );
+            assert_eq!(
+                Request::parse(request.service(), request.operation()),
+                Some(request)
+            );
+        }
+        assert_eq!(Request::parse("kv", "drop"), None);
+    }
+}
