@@ -29,7 +29,7 @@ impl Plugins<'_> {
     ) -> Result<Result<O, String>, ContextError> {
         let input =
             serde_json::to_value(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
-        let envelope: serde_json::Value = self.ctx.call_service(
+        let envelope: wire::Envelope<O> = self.ctx.call_service(
             Request::PluginsCall,
             &wire::Call {
                 plugin: plugin.to_owned(),
@@ -37,14 +37,6 @@ impl Plugins<'_> {
                 input,
             },
         )?;
-        match envelope["status"].as_str() {
-            Some("ok") => serde_json::from_value(envelope["data"].clone())
-                .map(Ok)
-                .map_err(|e| ContextError::Decode(e.to_string())),
-            _ => Ok(Err(envelope["data"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned())),
-        }
+        Ok(envelope.into())
     }
 }

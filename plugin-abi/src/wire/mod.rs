@@ -7,9 +7,9 @@ mod payloads;
 
 pub use self::call::{CallErrorCode, CallerInfo, Principal};
 pub use self::payloads::{
-    Call, CompareAndSet, ConfigReport, CronJob, Every, Expected, HttpAnswer, HttpHead, Key,
-    KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish, RunInfo, Swapped, Write, Writes,
-    MAX_LOG_FIELDS,
+    Call, CompareAndSet, ConfigReport, CronJob, Envelope, Every, Expected, HttpAnswer, HttpHead,
+    Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish, RunInfo, Swapped, Write,
+    Writes, MAX_LOG_FIELDS,
 };
 
 use serde::de::DeserializeOwned;
@@ -212,6 +212,23 @@ pub fn unframe<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_reads_and_writes_the_result_envelopes_json() {
+        let ok = serde_json::json!({"status": "ok", "data": {"n": 3}});
+        let answer: Envelope<serde_json::Value> = serde_json::from_value(ok.clone()).expect("ok");
+        assert_eq!(answer, Envelope::Ok(serde_json::json!({"n": 3})));
+        assert_eq!(serde_json::to_value(&answer).expect("json"), ok);
+        let error: Envelope<u32> =
+            serde_json::from_value(serde_json::json!({"status": "error", "data": "no"}))
+                .expect("error");
+        assert_eq!(Result::from(error), Err::<u32, _>("no".to_owned()));
+        assert!(
+            serde_json::from_value::<Envelope<u32>>(serde_json::json!({"status": "maybe"}))
+                .is_err(),
+            "an unknown status is not read as either"
+        );
+    }
 
     #[test]
     fn every_request_has_its_own_names_and_parses_back() {

@@ -214,8 +214,7 @@ pub struct Name {
     pub name: String,
 }
 
-/// `plugins call`: an action of another plugin. Answer: the result envelope
-/// `{"status": "ok", "data": ...}` or `{"status": "error", "data": message}`.
+/// `plugins call`: an action of another plugin. Answer: its [`Envelope`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Call {
@@ -225,6 +224,26 @@ pub struct Call {
     pub action: String,
     /// The input.
     pub input: serde_json::Value,
+}
+
+/// How another plugin's action answered a plugin's call (`plugins call`), as both sides read
+/// and write it: `{"status": "ok", "data": ..}` or `{"status": "error", "data": message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "data", rename_all = "lowercase")]
+pub enum Envelope<T> {
+    /// The action's answer.
+    Ok(T),
+    /// The action's own error message.
+    Error(String),
+}
+
+impl<T> From<Envelope<T>> for Result<T, String> {
+    fn from(envelope: Envelope<T>) -> Self {
+        match envelope {
+            Envelope::Ok(answer) => Ok(answer),
+            Envelope::Error(message) => Err(message),
+        }
+    }
 }
 
 /// A plugin's verdict on a config, from `Plugin::validate_config`.
