@@ -54,7 +54,7 @@ impl<P: 'static> Actions<P> {
 
     /// Registers `handler` for the action `name` as bytes in, bytes out: no JSON on either
     /// side, for payloads that are not JSON or a plugin that parses them itself. Callers use
-    /// `call_bytes`; the host's JSON `call` works only if the answer is JSON.
+    /// `host.call(..).bytes(..)`; `.json(..)` works only if the answer is JSON.
     pub fn add_bytes<F>(&mut self, name: &str, handler: F) -> &mut Self
     where
         F: Fn(&P, &[u8]) -> Result<Vec<u8>, ActionError> + Send + Sync + 'static,
@@ -70,7 +70,8 @@ impl<P: 'static> Actions<P> {
 
     /// Registers `handler` for the action `name` as bytes in, bytes out, writing its answer
     /// straight into the host's buffer ([`Reply`]): no JSON, and no allocation or copy of the
-    /// plugin's own. The fastest kind of action; callers use `call_bytes`.
+    /// plugin's own. The fastest kind of action; callers use `host.call(..).bytes(..)` or an
+    /// action handle's `call_into`.
     ///
     /// ```
     /// # use airlock_abi::{ActionError, Actions, Reply};

@@ -247,7 +247,8 @@ impl HostShared {
             .is_some_and(|current| !std::ptr::eq(Arc::as_ptr(&current), loaded))
     }
 
-    /// Calls an action with JSON bytes; see [`Host::call_bytes`].
+    /// Calls an action by name with JSON bytes (`host.call(..).bytes(..)`, and plugins calling
+    /// plugins).
     pub(crate) fn call_bytes(
         &self,
         plugin: &str,

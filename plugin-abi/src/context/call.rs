@@ -40,7 +40,7 @@ impl Context {
     }
 
     /// Emits a partial result of the call being served: a caller taking the call as a stream
-    /// (`host.call_stream(..)`, an MCP client's progress) receives it at once, in order; for a
+    /// (`host.call(..).on_chunk(..)`, an MCP client's progress) receives it at once, in order; for a
     /// caller that is not, it is discarded. When the caller is behind, this waits for it (the
     /// stream's buffer is bounded). Hooks, events and timers are never streamed.
     ///
