@@ -133,7 +133,9 @@ impl<'h, To> Call<'h, To> {
     /// Lets `token` cancel the call from any thread while it runs: the plugin sees
     /// `ctx.cancelled()` turn true, and so do the plugins it calls. A call whose token was
     /// cancelled before it returned ends [`CallErrorCode::Cancelled`] — its own outcome, not a
-    /// fault — whatever the plugin answered; a call with a token already cancelled is not made.
+    /// fault — whatever the plugin answered, unless it ran on past its timeout and grace (then
+    /// it is a fault and ends [`CallErrorCode::Timeout`]); a call with a token already
+    /// cancelled is not made.
     pub fn cancel_on(mut self, token: &'h CancelToken) -> Self {
         self.how.cancel = Some(token);
         self
@@ -213,10 +215,12 @@ impl How<'_> {
                 call()
             }
         };
-        if was_cancelled() {
-            return cancelled();
+        match answered {
+            // A call that ran on past its timeout and grace is a fault, whoever cancelled it.
+            Err(e) if e.code == CallErrorCode::Timeout => Err(e),
+            _ if was_cancelled() => cancelled(),
+            answered => answered,
         }
-        answered
     }
 }
 

@@ -198,3 +198,27 @@ fn a_call_past_its_timeout_is_cancelled_for_the_plugin_and_one_that_ignores_it_i
     assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
     assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 1);
 }
+
+#[test]
+fn a_call_its_caller_cancelled_that_runs_on_past_its_timeout_and_grace_ends_timeout() {
+    // The caller's cancellation does not hide a fault: `work` never looks, so past the timeout
+    // and the grace the watchdog counts it, and the caller is told `timeout`, not `cancelled`.
+    let dir = TempPluginDir::with(&["long-call", "probe"]);
+    let host = load(&dir, "call_timeout_ms = 100\ncancel_grace_ms = 100");
+    let token = CancelToken::new();
+    let canceller = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            token.cancel();
+        })
+    };
+    let err = host
+        .call("long-call", "work")
+        .cancel_on(&token)
+        .json(&json!({"ms": 600}))
+        .expect_err("timed out");
+    canceller.join().expect("canceller");
+    assert_eq!(err.code, CallErrorCode::Timeout, "{err}");
+    assert_eq!(host.plugin("long-call").expect("loaded").stats.faults, 1);
+}
