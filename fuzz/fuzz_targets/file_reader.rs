@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = airlock::read_library_bytes(std::path::Path::new("fuzz.so"), data.to_vec());
+    let _ = airlock::pipeline::read_library_bytes(std::path::Path::new("fuzz.so"), data.to_vec());
 });

@@ -44,7 +44,7 @@
 //!   ([`Host::hooks`]), inbound HTTP ([`Host::handle_http`]).
 //!
 //! The rest is in topic modules: [`call`], [`hooks`], [`http`], [`approvals`], [`plugins`],
-//! [`pipeline`], [`policy`], [`services`].
+//! [`pipeline`], [`policy`], [`services`], [`worker`], and `testing` (feature `testing`).
 
 // `unsafe` lives in three rooms, allowed by name: the loader (`dlopen`, the layout checks),
 // the concurrent core (`sync`: the hazard pointers and the atomics under them) and the memory

@@ -1,5 +1,5 @@
-//! The host program's side of [`Host`]: load, list, call, hooks, health, events, audit,
-//! shutdown.
+//! The host program's side of [`Host`]: load, list, resolve actions, hooks, health, events,
+//! reload and watch, audit, shutdown.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -236,7 +236,7 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownPlugin`].
+    /// [`Error::UnknownPlugin`]; [`Error::Builtin`] for a plugin compiled into the program.
     pub fn reload(&self, plugin: &str) -> Result<ReloadOutcome, Error> {
         let path = {
             let loaded = self.shared.admin().plugin(plugin)?;

@@ -1,5 +1,5 @@
-//! The operator's side of [`Host`]: revoke a capability, disable, enable, change config,
-//! reload, watch. Each takes the admin lock, then looks the plugin up.
+//! The operator's side of [`Host`]: revoke a capability, run a job by hand, disable, enable,
+//! change config. Each takes the admin lock, then looks the plugin up.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -133,7 +133,8 @@ impl Host {
     /// is a response — `401` (the authentication hook refused), `413` (body over the limit),
     /// `404` (no such plugin or route), `501` (declared, no action), `503` (the plugin is not
     /// running or quarantined), `504` (its call timed out), `403` (a permission rule refused
-    /// the principal), `500` (its action failed), or the action's own response.
+    /// the principal or the call waits for approval), `400` (the input did not fit, or the
+    /// handler failed), `500` (its action answered an error), or the action's own response.
     pub fn handle_http(&self, request: &HttpIn) -> HttpOut {
         let request_id = next_request_id();
         let principal = match &self.inbound.auth {

@@ -47,8 +47,10 @@ pub enum Approval {
     /// Refuse it (`permission_denied`), for this reason.
     Deny(String),
     /// Decide later: the call answers `pending_approval` with the request's id, and
-    /// [`Host::approve`](crate::Host::approve) or [`Host::refuse_approval`](crate::Host::refuse_approval) settles it. A hook cannot wait: a hook call the
-    /// approver defers leaves that plugin out of the dispatch (`pending_approval`).
+    /// [`Host::approve`](crate::Host::approve) or
+    /// [`Host::refuse_approval`](crate::Host::refuse_approval) settles it. A hook cannot wait:
+    /// a hook call the approver defers counts as that plugin failing (`pending_approval`),
+    /// skipped by most modes, and blocking in a guard hook.
     Later,
 }
 
@@ -152,7 +154,7 @@ impl HostShared {
                         code: CallErrorCode::PendingApproval,
                         message: format!(
                             "{target} of {id} waits for approval, and a hook does not wait: \
-                             the plugin is left out of this dispatch"
+                             the plugin fails in this dispatch"
                         ),
                         pending: None,
                     }),

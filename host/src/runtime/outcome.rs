@@ -1,5 +1,6 @@
-//! What the host reports: plugin states and info, action outcomes, teardown records, reload
-//! outcomes. Types only, below the runtime, so that the watcher and the CLI can name them.
+//! What the host reports: plugin states and info, how an action answered ([`Reply`]), teardown
+//! records, reload outcomes. Types only, public as `airlock::{Reply, PluginInfo}` and in
+//! `airlock::plugins`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -148,7 +148,7 @@ impl TimerService {
         service
     }
 
-    /// A timer service whose jobs run only when [`TimerService::fire`] runs them (the authors'
+    /// A timer service whose jobs run only when [`TimerService::run_now`] runs them (the authors'
     /// test harness: deterministic timers).
     pub(crate) fn manual(host: Weak<dyn Deliver>) -> Self {
         Self {

@@ -136,7 +136,7 @@ impl Context {
         Events { ctx: self }
     }
 
-    /// Interval jobs run by the host (capability `timers`).
+    /// Interval and cron jobs run by the host (capability `timers`).
     pub fn timers(&self) -> Timers<'_> {
         Timers { ctx: self }
     }

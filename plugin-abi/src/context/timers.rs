@@ -7,7 +7,7 @@ use super::Context;
 use crate::error::ContextError;
 use crate::wire::{self, Request};
 
-/// Interval jobs.
+/// Interval and cron jobs.
 #[derive(Debug, Clone, Copy)]
 pub struct Timers<'c> {
     pub(super) ctx: &'c Context,

@@ -56,8 +56,8 @@ pub struct HookDecl {
 }
 
 /// A kind of request the plugin claims to be the one handler of (`"notify.email"`): the host
-/// refuses a second plugin claiming the same kind (`claim_conflict`), and `host.dispatch(kind,
-/// ..)` reaches the holder's `action`.
+/// refuses a second plugin claiming the same kind (`claim_conflict`), and
+/// `host.dispatch(kind).json(..)` reaches the holder's `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimDecl {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum CallerInfo {
     /// The host program, on behalf of `principal` when it named one
-    /// (`host.as_principal(..).call(..)`).
+    /// (`host.call(..).as_principal(..)`).
     Host {
         /// The user (or other party) the host program called for.
         principal: Option<Principal>,

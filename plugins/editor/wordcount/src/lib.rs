@@ -1,6 +1,6 @@
 //! `wordcount`: counts the words of an editor buffer, read through the editor's own service
 //! (`service:editor.read`, from the interface crate `airlock-contract-editor`). It claims
-//! `stats.buffer`, so `host.dispatch("stats.buffer", ..)` reaches it — and no second plugin may
+//! `stats.buffer`, so `host.dispatch("stats.buffer").json(..)` reaches it — and no second plugin may
 //! claim that kind while it is loaded.
 
 use airlock_abi::{ActionError, Actions, Context, InitError, Plugin};
