@@ -112,12 +112,11 @@ impl Host {
                 plugin: plugin.to_owned(),
                 state: loaded.state.get().to_string(),
             })?;
-        self.shared.audit.record(
+        self.shared.audit.plugin_event(
             plugin,
             generation,
-            "",
             AuditOutcome::Disabled,
-            &format!("the operator disabled {plugin}"),
+            format_args!("the operator disabled {plugin}"),
         );
         Ok(record)
     }
@@ -145,12 +144,11 @@ impl Host {
                 self.shared.teardown(&loaded, PluginState::Disabled);
             }
             let generation = loaded.generation.load(Ordering::SeqCst);
-            self.shared.audit.record(
+            self.shared.audit.plugin_event(
                 plugin,
                 generation,
-                "",
                 AuditOutcome::Enabled,
-                &format!("the operator lifted the quarantine of {plugin}"),
+                format_args!("the operator lifted the quarantine of {plugin}"),
             );
         }
         let state = loaded.state.get();
@@ -167,12 +165,11 @@ impl Host {
         let config = loaded.settings.lock().config.clone();
         self.shared.start_instance(&loaded, &config, None)?;
         let generation = loaded.generation.load(Ordering::SeqCst);
-        self.shared.audit.record(
+        self.shared.audit.plugin_event(
             plugin,
             generation,
-            "",
             AuditOutcome::Enabled,
-            &format!("the operator enabled {plugin}"),
+            format_args!("the operator enabled {plugin}"),
         );
         Ok(())
     }

@@ -49,12 +49,11 @@ impl HostShared {
                 let outcome = ReloadOutcome::Refused { refusal, serving };
                 tracing::warn!("{outcome}");
                 if let Some(p) = previous {
-                    self.audit.record(
+                    self.audit.plugin_event(
                         p.id().as_str(),
                         serving.unwrap_or(0),
-                        "",
                         AuditOutcome::ReloadRefused,
-                        &outcome.to_string(),
+                        &outcome,
                     );
                 }
                 return outcome;
@@ -74,12 +73,11 @@ impl HostShared {
         let refused = |refusal: Refusal| {
             let outcome = ReloadOutcome::Refused { refusal, serving };
             tracing::warn!("{outcome}");
-            self.audit.record(
+            self.audit.plugin_event(
                 id.as_str(),
                 serving.unwrap_or(0),
-                "",
                 AuditOutcome::ReloadRefused,
-                &outcome.to_string(),
+                &outcome,
             );
             outcome
         };
@@ -165,13 +163,8 @@ impl HostShared {
             elapsed: started.elapsed(),
         };
         tracing::info!("{outcome}");
-        self.audit.record(
-            id.as_str(),
-            generation,
-            "",
-            AuditOutcome::Loaded,
-            &outcome.to_string(),
-        );
+        self.audit
+            .plugin_event(id.as_str(), generation, AuditOutcome::Loaded, &outcome);
         outcome
     }
 
@@ -213,12 +206,11 @@ impl HostShared {
                 teardown,
             };
             tracing::info!("{removed}");
-            self.audit.record(
+            self.audit.plugin_event(
                 plugin.id().as_str(),
                 generation,
-                "",
                 AuditOutcome::Removed,
-                &removed.to_string(),
+                &removed,
             );
             outcome = Some(removed);
         }

@@ -238,6 +238,18 @@ impl AuditLog {
         }
     }
 
+    /// Records what happened to a plugin as a whole, not to one of its capabilities: the
+    /// operator's actions on it, a reload, a restart, a removal.
+    pub(crate) fn plugin_event(
+        &self,
+        plugin: &str,
+        generation: u64,
+        outcome: AuditOutcome,
+        detail: impl std::fmt::Display,
+    ) {
+        self.record(plugin, generation, "", outcome, &detail.to_string());
+    }
+
     /// The last `n` records, oldest first.
     pub fn tail(&self, n: usize) -> Vec<AuditRecord> {
         let ring = self.ring.lock();
