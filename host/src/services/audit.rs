@@ -199,27 +199,27 @@ impl AuditLog {
             detail: detail.to_owned(),
             caller: outcome.names_caller().then(crate::call::caller::current),
         };
+        // One event with the record's fields, at a level fixed where it is written (as
+        // `tracing` wants).
+        macro_rules! trace_at {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "airlock::audit",
+                    $level,
+                    plugin,
+                    generation,
+                    capability,
+                    outcome = ?outcome,
+                    seq = record.seq,
+                    "{detail}"
+                )
+            };
+        }
         if outcome == AuditOutcome::Http {
             // A call made as allowed: recorded, not a warning.
-            tracing::info!(
-                target: "airlock::audit",
-                plugin,
-                generation,
-                capability,
-                outcome = ?outcome,
-                seq = record.seq,
-                "{detail}"
-            );
+            trace_at!(tracing::Level::INFO);
         } else {
-            tracing::warn!(
-                target: "airlock::audit",
-                plugin,
-                generation,
-                capability,
-                outcome = ?outcome,
-                seq = record.seq,
-                "{detail}"
-            );
+            trace_at!(tracing::Level::WARN);
         }
         {
             let mut ring = self.ring.lock();
