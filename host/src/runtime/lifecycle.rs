@@ -64,7 +64,11 @@ impl HostShared {
         checked: Checked,
         previous: Option<&LoadedPlugin>,
     ) -> Result<LoadedPlugin, Refusal> {
-        let Checked { mut file, decision } = checked;
+        let Checked {
+            mut file,
+            decision,
+            schemas,
+        } = checked;
         // The one branch on where the code comes from: a checked library, or the host itself.
         // Bytes that were pinned or verified are never opened from a file another process
         // could rewrite first, in this process or in a worker.
@@ -88,11 +92,6 @@ impl HostShared {
             }
         };
         file.release_bytes();
-        let schemas =
-            crate::pipeline::schema::Schemas::compile(&file.manifest).map_err(|detail| {
-                Refusal::new(&file.path, RefusalReason::BadManifest, detail)
-                    .with_id(&file.manifest.id)
-            })?;
         let (config, revoked, generation) = match previous {
             Some(old) => {
                 let settings = old.settings.lock();
@@ -139,7 +138,7 @@ impl HostShared {
             health: Mutex::new(None),
             restarts: super::isolated::Restarts::default(),
             died_at: Mutex::new(None),
-            schemas: schemas.map(Box::new),
+            schemas,
         };
         let warnings = self.validate(&plugin, &config)?;
         for warning in &warnings {
