@@ -13,6 +13,7 @@ use crate::services::audit::AuditOutcome;
 
 use super::Host;
 use crate::runtime::outcome::{ConfigApplied, PluginState, TeardownRecord};
+use crate::runtime::LoadedPlugin;
 
 impl Host {
     /// Revokes capabilities of a running plugin: `spec` is a capability (`kv`,
@@ -104,7 +105,6 @@ impl Host {
     pub fn disable(&self, plugin: &str) -> Result<TeardownRecord, Error> {
         let admin = self.shared.admin();
         let loaded = admin.plugin(plugin)?;
-        let generation = loaded.generation.load(Ordering::SeqCst);
         let record = self
             .shared
             .teardown(&loaded, PluginState::Disabled)
@@ -112,13 +112,7 @@ impl Host {
                 plugin: plugin.to_owned(),
                 state: loaded.state.get().to_string(),
             })?;
-        self.shared.audit.record(
-            plugin,
-            generation,
-            "",
-            AuditOutcome::Disabled,
-            &format!("the operator disabled {plugin}"),
-        );
+        self.record_operator(&loaded, AuditOutcome::Disabled, "disabled");
         Ok(record)
     }
 
@@ -144,14 +138,7 @@ impl Host {
             {
                 self.shared.teardown(&loaded, PluginState::Disabled);
             }
-            let generation = loaded.generation.load(Ordering::SeqCst);
-            self.shared.audit.record(
-                plugin,
-                generation,
-                "",
-                AuditOutcome::Enabled,
-                &format!("the operator lifted the quarantine of {plugin}"),
-            );
+            self.record_operator(&loaded, AuditOutcome::Enabled, "lifted the quarantine of");
         }
         let state = loaded.state.get();
         match state {
@@ -166,15 +153,21 @@ impl Host {
         }
         let config = loaded.settings.lock().config.clone();
         self.shared.start_instance(&loaded, &config, None)?;
+        self.record_operator(&loaded, AuditOutcome::Enabled, "enabled");
+        Ok(())
+    }
+
+    /// Records what the operator `did` to a plugin ("the operator disabled hello"), with the
+    /// generation it has now (a teardown keeps it; only a new instance moves it on).
+    fn record_operator(&self, loaded: &LoadedPlugin, outcome: AuditOutcome, did: &str) {
+        let plugin = loaded.id().as_str();
         let generation = loaded.generation.load(Ordering::SeqCst);
-        self.shared.audit.record(
+        self.shared.audit.plugin_event(
             plugin,
             generation,
-            "",
-            AuditOutcome::Enabled,
-            &format!("the operator enabled {plugin}"),
+            outcome,
+            format_args!("the operator {did} {plugin}"),
         );
-        Ok(())
     }
 
     /// Changes a plugin's config: the plugin validates it first; then it is applied live if the

@@ -19,6 +19,8 @@ mod limits;
 pub(crate) mod process;
 mod requests;
 mod sandbox;
+#[cfg(target_os = "linux")]
+mod seccomp;
 #[allow(unsafe_code)]
 mod shm;
 mod turns;

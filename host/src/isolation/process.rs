@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use airlock_abi::abi::{ContextToken, ErrorCode};
+use airlock_abi::abi::{ContextToken, ErrorCode, HostError};
 use parking_lot::Mutex;
 
 use super::requests::{answered, serve};
@@ -273,77 +273,56 @@ impl Worker {
         let mut channel = self.channel.lock();
         let deadline = timeout.map(|t| Instant::now() + t);
         channel.set_deadline(deadline);
-        let overran = |out: &mut Vec<u8>| {
-            self.kill();
-            out.clear();
-            out.extend_from_slice(
-                format!(
-                    "the call overran its {} ms timeout; its worker process was killed",
-                    timeout.unwrap_or_default().as_millis()
-                )
-                .as_bytes(),
-            );
-            WORKER_KILLED
-        };
-        let timed_out = |e: &io::Error| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            )
-        };
         if let Err(e) = channel.send(command) {
-            return if timed_out(&e) {
-                overran(out)
-            } else {
-                self.failed(out, &e)
-            };
+            return self.broke(out, &e, timeout);
         }
         loop {
             // A plugin that keeps asking (logging in a loop) is stopped at the deadline too.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return overran(out);
+                return self.overran(out, timeout);
             }
             let message = match channel.receive() {
                 Ok(message) => message,
-                Err(e) if timed_out(&e) => return overran(out),
-                Err(e) => return self.failed(out, &e),
+                Err(e) => return self.broke(out, &e, timeout),
             };
             let token = *self.token.lock();
             let reply = match message {
                 FromWorker::Done { code, body } => return answered(code, body, out),
                 request => serve(token, request),
             };
-            let mut sent = match &reply {
-                Ok(body) => channel.send(&ToWorker::Reply {
-                    code: 0,
-                    capability: "",
-                    body,
-                }),
-                Err(e) => channel.send(&ToWorker::Reply {
-                    code: e.code.0,
-                    capability: e.capability.as_str(),
-                    body: e.message.as_bytes(),
-                }),
-            };
-            // An answer too large for the channel is the plugin's error, not a dead worker.
-            if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::InvalidInput) {
-                let too_large = crate::membrane::host_error(
-                    airlock_abi::abi::HostErrorCode::INTERNAL,
-                    "",
-                    "the host's answer is larger than the worker's channel carries",
-                );
-                sent = channel.send(&ToWorker::Reply {
-                    code: too_large.code.0,
-                    capability: "",
-                    body: too_large.message.as_bytes(),
-                });
-            }
-            match sent {
-                Ok(()) => {}
-                Err(e) if timed_out(&e) => return overran(out),
-                Err(e) => return self.failed(out, &e),
+            if let Err(e) = send_reply(&mut channel, &reply) {
+                return self.broke(out, &e, timeout);
             }
         }
+    }
+
+    /// The channel failed while a command was going: the deadline passed (the worker is killed)
+    /// or the worker broke it.
+    #[cold]
+    fn broke(&self, out: &mut Vec<u8>, error: &io::Error, timeout: Option<Duration>) -> ErrorCode {
+        if matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            self.overran(out, timeout)
+        } else {
+            self.failed(out, error)
+        }
+    }
+
+    /// The command overran its `timeout`: the worker is killed, and `out` says so.
+    #[cold]
+    fn overran(&self, out: &mut Vec<u8>, timeout: Option<Duration>) -> ErrorCode {
+        self.kill();
+        out.clear();
+        out.extend_from_slice(
+            format!(
+                "the call overran its {} ms timeout; its worker process was killed",
+                timeout.unwrap_or_default().as_millis()
+            )
+            .as_bytes(),
+        );
+        WORKER_KILLED
     }
 
     /// The worker broke the channel: it is dead (killed now if it is not), and `out` says how
@@ -388,6 +367,38 @@ impl Drop for Worker {
             self.signal_kill(&mut child);
             let _ = child.wait();
         }
+    }
+}
+
+/// Sends the host's answer to one of the plugin's requests. An answer too large for the channel
+/// is the plugin's error, not a dead worker: that error is sent instead.
+fn send_reply(channel: &mut Channel, reply: &Result<Vec<u8>, HostError>) -> io::Result<()> {
+    let sent = match reply {
+        Ok(body) => channel.send(&ToWorker::Reply {
+            code: 0,
+            capability: "",
+            body,
+        }),
+        Err(e) => channel.send(&ToWorker::Reply {
+            code: e.code.0,
+            capability: e.capability.as_str(),
+            body: e.message.as_bytes(),
+        }),
+    };
+    match sent {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            let too_large = crate::membrane::host_error(
+                airlock_abi::abi::HostErrorCode::INTERNAL,
+                "",
+                "the host's answer is larger than the worker's channel carries",
+            );
+            channel.send(&ToWorker::Reply {
+                code: too_large.code.0,
+                capability: "",
+                body: too_large.message.as_bytes(),
+            })
+        }
+        sent => sent,
     }
 }
 

@@ -121,6 +121,32 @@ fn special(address: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// The plugin's headers leave alone what the client sets, and hold no line break.
+fn check_headers(head: &HttpHead) -> Result<(), HostError> {
+    // The client sets these from the URL and the body; a plugin setting `Host` could reach
+    // a virtual host its grant does not name.
+    const SET_BY_THE_CLIENT: [&str; 5] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+    ];
+    match head.headers.iter().find(|(n, v)| {
+        SET_BY_THE_CLIENT.iter().any(|s| n.eq_ignore_ascii_case(s))
+            || v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+    }) {
+        Some((name, _)) => Err(host_error(
+            HostErrorCode::BAD_REQUEST,
+            "",
+            &format!(
+                "header {name:?} is set by the host's client, or its value holds a line break"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn refused(message: String) -> HostError {
     host_error(HostErrorCode::REFUSED, "", &message)
 }
@@ -136,27 +162,7 @@ impl Outbound<'_> {
         head: &HttpHead,
         body: &[u8],
     ) -> Result<(HttpAnswer, Vec<u8>), HostError> {
-        // The client sets these from the URL and the body; a plugin setting `Host` could reach
-        // a virtual host its grant does not name.
-        const SET_BY_THE_CLIENT: [&str; 5] = [
-            "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "upgrade",
-        ];
-        if let Some((name, _)) = head.headers.iter().find(|(n, v)| {
-            SET_BY_THE_CLIENT.iter().any(|s| n.eq_ignore_ascii_case(s))
-                || v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
-        }) {
-            return Err(host_error(
-                HostErrorCode::BAD_REQUEST,
-                "",
-                &format!(
-                    "header {name:?} is set by the host's client, or its value holds a line break"
-                ),
-            ));
-        }
+        check_headers(head)?;
         let deadline = Instant::now() + self.policy.timeout;
         let mut url = url::Url::parse(&head.url).map_err(|e| {
             host_error(

@@ -31,28 +31,67 @@ pub fn decide(
     policy: &Policy,
     lock: Option<&Lock>,
 ) -> Result<Decision, Refusal> {
-    let manifest = &file.manifest;
-    let refuse =
-        |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(&manifest.id);
-    // The manifest's cron expressions, which the ABI crate cannot parse itself.
-    for job in &manifest.jobs {
+    let refuse = |(reason, detail): Refused| {
+        Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id)
+    };
+    check_jobs(file).map_err(refuse)?;
+    check_abi(file).map_err(refuse)?;
+    check_build(file).map_err(refuse)?;
+    let entry = policy.for_plugin(&file.manifest.id);
+    check_enabled(file, entry, policy).map_err(refuse)?;
+    // A built-in plugin has no file, so nothing to hash, pin or sign: it is part of the host
+    // binary.
+    if !file.is_builtin() {
+        check_policy_pins(file, entry, policy).map_err(refuse)?;
+        if let Some(lock) = lock {
+            check_lock_pin(file, lock).map_err(refuse)?;
+        }
+        check_signature(file, &entry.signature, policy).map_err(refuse)?;
+    }
+    let grants = effective_grants(&file.manifest.capabilities, &entry.grants);
+    check_required_granted(file, &grants).map_err(refuse)?;
+    Ok(Decision {
+        policy: entry.clone(),
+        grants,
+    })
+}
+
+/// Why a check refuses a library: the reason and its detail, which [`decide`] makes a
+/// [`Refusal`] naming the file and the plugin.
+type Refused = (RefusalReason, String);
+
+/// Where the policy was read from, for messages.
+fn policy_source(policy: &Policy) -> String {
+    policy
+        .source()
+        .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string())
+}
+
+/// The manifest's cron expressions, which the ABI crate cannot parse itself.
+fn check_jobs(file: &LibraryFile) -> Result<(), Refused> {
+    for job in &file.manifest.jobs {
         if let Some(expression) = &job.cron {
             crate::services::timers::parse_cron(expression).map_err(|e| {
-                refuse(
+                (
                     RefusalReason::BadManifest,
                     format!("job {:?}: {e}", job.name),
                 )
             })?;
         }
     }
+    Ok(())
+}
+
+/// The ABI version the plugin was built against, compatible with this host's.
+fn check_abi(file: &LibraryFile) -> Result<(), Refused> {
     let host_abi = semver::Version::parse(ABI_VERSION).map_err(|e| {
-        refuse(
+        (
             RefusalReason::AbiIncompatible,
             format!("this host's ABI version is invalid: {e}"),
         )
     })?;
     let plugin_abi = semver::Version::parse(&file.block.abi_version).map_err(|_| {
-        refuse(
+        (
             RefusalReason::AbiIncompatible,
             format!(
                 "the plugin declares airlock-abi {:?}, which is not semver",
@@ -60,17 +99,22 @@ pub fn decide(
             ),
         )
     })?;
-    if let Err(why) = check_compatible(&host_abi, &plugin_abi) {
-        return Err(refuse(
+    check_compatible(&host_abi, &plugin_abi).map_err(|why| {
+        (
             RefusalReason::AbiIncompatible,
             format!(
                 "built against airlock-abi {plugin_abi}; this host speaks {host_abi}: {why}; rebuild the plugin against airlock-abi {}.{}",
                 host_abi.major, host_abi.minor
             ),
-        ));
-    }
+        )
+    })
+}
+
+/// The build's provenance: this host's target, and panics that unwind (so they can be
+/// contained).
+fn check_build(file: &LibraryFile) -> Result<(), Refused> {
     if file.block.target != BUILD_TARGET {
-        return Err(refuse(
+        return Err((
             RefusalReason::BuildMismatch,
             format!(
                 "built for target {}; this host is {BUILD_TARGET}",
@@ -79,7 +123,7 @@ pub fn decide(
         ));
     }
     if file.block.panic != "unwind" {
-        return Err(refuse(
+        return Err((
             RefusalReason::BuildMismatch,
             format!(
                 "built with panic = {:?}; plugins must be built with panic = \"unwind\" so that a panic can be contained",
@@ -87,79 +131,86 @@ pub fn decide(
             ),
         ));
     }
-    let entry = policy.for_plugin(&manifest.id);
-    if !entry.enabled {
-        let source = policy
-            .source()
-            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
-        return Err(refuse(
-            RefusalReason::Disabled,
+    Ok(())
+}
+
+/// The policy's `enabled` for the plugin.
+fn check_enabled(file: &LibraryFile, entry: &PluginPolicy, policy: &Policy) -> Result<(), Refused> {
+    if entry.enabled {
+        return Ok(());
+    }
+    Err((
+        RefusalReason::Disabled,
+        format!(
+            "disabled by {} ([plugins.{}] enabled = false)",
+            policy_source(policy),
+            file.manifest.id
+        ),
+    ))
+}
+
+/// The hashes the policy pins for the plugin, if it pins any.
+fn check_policy_pins(
+    file: &LibraryFile,
+    entry: &PluginPolicy,
+    policy: &Policy,
+) -> Result<(), Refused> {
+    if entry.blake3.is_none() && entry.sha256.is_none() {
+        return Ok(());
+    }
+    let source = policy_source(policy);
+    check_pins(
+        file,
+        entry.blake3.as_deref(),
+        entry.sha256.as_deref(),
+        &format!("pinned in {source}"),
+        &format!(
+            "review the new build and update the pin under [plugins.{}] in {source}",
+            file.manifest.id
+        ),
+    )
+    .map_err(|detail| (RefusalReason::HashMismatch, detail))
+}
+
+/// The hashes the lock file pins for the plugin, which it must name.
+fn check_lock_pin(file: &LibraryFile, lock: &Lock) -> Result<(), Refused> {
+    let Some(pin) = lock.get(&file.manifest.id) else {
+        return Err((
+            RefusalReason::HashMismatch,
             format!(
-                "disabled by {source} ([plugins.{}] enabled = false)",
-                manifest.id
+                "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
+                file.manifest.id,
+                lock.path().display()
             ),
         ));
-    }
-    // A built-in plugin has no file, so nothing to hash or pin: it is part of the host binary.
-    let file_checks = !file.is_builtin();
-    if file_checks && (entry.blake3.is_some() || entry.sha256.is_some()) {
-        let source = policy
-            .source()
-            .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
-        check_pins(
-            file,
-            entry.blake3.as_deref(),
-            entry.sha256.as_deref(),
-            &format!("pinned in {source}"),
-            &format!(
-                "review the new build and update the pin under [plugins.{}] in {source}",
-                manifest.id
-            ),
-        )
-        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
-    }
-    if let Some(lock) = lock.filter(|_| file_checks) {
-        let Some(pin) = lock.get(&manifest.id) else {
-            return Err(refuse(
-                RefusalReason::HashMismatch,
-                format!(
-                    "{} is not pinned in the lock file {}; review it and run `airlock lock` again",
-                    manifest.id,
-                    lock.path().display()
-                ),
-            ));
-        };
-        check_pins(
-            file,
-            pin.blake3.as_deref(),
-            pin.sha256.as_deref(),
-            &format!("pinned in {}", lock.path().display()),
-            "review the new build and run `airlock lock` again",
-        )
-        .map_err(|detail| refuse(RefusalReason::HashMismatch, detail))?;
-    }
-    if file_checks {
-        check_signature(file, &entry.signature, policy)
-            .map_err(|(reason, detail)| refuse(reason, detail))?;
-    }
-    let grants = effective_grants(&manifest.capabilities, &entry.grants);
-    if let Some(missing) = manifest
+    };
+    check_pins(
+        file,
+        pin.blake3.as_deref(),
+        pin.sha256.as_deref(),
+        &format!("pinned in {}", lock.path().display()),
+        "review the new build and run `airlock lock` again",
+    )
+    .map_err(|detail| (RefusalReason::HashMismatch, detail))
+}
+
+/// Every capability the manifest requires among the effective grants.
+fn check_required_granted(file: &LibraryFile, grants: &[Capability]) -> Result<(), Refused> {
+    let manifest = &file.manifest;
+    match manifest
         .capabilities
         .iter()
         .find(|c| c.required && !grants.contains(&c.capability))
     {
-        return Err(refuse(
+        Some(missing) => Err((
             RefusalReason::NotGranted,
             format!(
                 "requires capability {} which is not granted; to allow it add \"{}\" to grants under [plugins.{}] in the policy",
                 missing.capability, missing.capability, manifest.id
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(Decision {
-        policy: entry.clone(),
-        grants,
-    })
 }
 
 /// Compares the file with the pins that are set; on a difference, the refusal's detail: which
@@ -225,11 +276,9 @@ fn check_signature(
     file: &LibraryFile,
     rule: &crate::policy::SignaturePolicy,
     policy: &Policy,
-) -> Result<(), (RefusalReason, String)> {
+) -> Result<(), Refused> {
     use crate::library::signature::{signature_path, SignatureStatus};
-    let source = policy
-        .source()
-        .map_or_else(|| "the policy".to_owned(), |p| p.display().to_string());
+    let source = policy_source(policy);
     let required = rule.required();
     let line = if rule.required {
         format!(

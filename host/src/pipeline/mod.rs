@@ -26,6 +26,7 @@ use crate::error::{Error, Refusal, RefusalReason};
 use crate::library::discover::{discover, Candidate};
 use crate::loader;
 use crate::pipeline::decide::{decide, Decision};
+use crate::pipeline::schema::Schemas;
 use crate::policy::Policy;
 
 /// Options shared by checking and loading.
@@ -70,6 +71,9 @@ pub struct Checked {
     pub file: LibraryFile,
     /// What stage 3 decided.
     pub decision: Decision,
+    /// The manifest's schemas, compiled by stage 3 (which checks the config against them) and
+    /// carried to the loaded plugin: compiled once per load.
+    pub(crate) schemas: Option<Box<Schemas>>,
 }
 
 /// Runs stages 1–3 over every directory: nothing of any plugin runs. One entry per file, in
@@ -233,9 +237,9 @@ pub(super) fn decide_checked(
     // The manifest's schemas compile, and the policy's config fits its schema.
     let refuse =
         |reason, detail| Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id);
-    let schemas = crate::pipeline::schema::Schemas::compile(&file.manifest)
+    let schemas = Schemas::compile(&file.manifest)
         .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
-    if let Some(schemas) = schemas {
+    if let Some(schemas) = &schemas {
         schemas
             .check_config(&decision.policy.config)
             .map_err(|detail| {
@@ -248,7 +252,11 @@ pub(super) fn decide_checked(
                 )
             })?;
     }
-    Ok(Checked { file, decision })
+    Ok(Checked {
+        file,
+        decision,
+        schemas: schemas.map(Box::new),
+    })
 }
 
 /// Whether two paths name the same file (as written, or once resolved).

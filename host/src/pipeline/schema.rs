@@ -1,7 +1,8 @@
 //! The JSON Schemas a manifest carries — each action's input and output, the plugin's config —
-//! compiled once per load ([`Schemas::compile`], in stage 3 and for the loaded plugin) and used
-//! to refuse an input or a config that does not fit before any plugin code sees it. The schemas
-//! may only refer within themselves: nothing is fetched.
+//! compiled once per load, in stage 3 ([`Schemas::compile`], which only the pipeline can call),
+//! carried with the checked library to the loaded plugin, and used to refuse an input or a
+//! config that does not fit before any plugin code sees it. The schemas may only refer within
+//! themselves: nothing is fetched.
 
 use airlock_abi::manifest::Manifest;
 use boon::{Compiler, SchemaIndex, ValidationError};
@@ -32,7 +33,7 @@ impl Schemas {
     /// # Errors
     ///
     /// Which schema is not a valid JSON Schema, and why.
-    pub(crate) fn compile(manifest: &Manifest) -> Result<Option<Self>, String> {
+    pub(super) fn compile(manifest: &Manifest) -> Result<Option<Self>, String> {
         let declares = manifest.config_schema.is_some()
             || manifest
                 .actions

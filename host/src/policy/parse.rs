@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::http::{http, RawHttp};
 use super::isolation::{limits, restart, sandbox};
-use super::trust::{signature, trust, RawSignature};
+use super::trust::{signature, trust, RawSignature, SignaturePolicy};
 use super::PolicyFormat;
 use super::{Credential, HostSettings, Isolation, PluginPolicy, Policy, SecretSource};
 use crate::library::file::parse_digest;
@@ -78,72 +78,118 @@ impl std::fmt::Debug for RawSecret {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    shutdown_deadline_ms: Option<u64>,
-    init_deadline_ms: Option<u64>,
-    call_timeout_ms: Option<u64>,
-    cancel_grace_ms: Option<u64>,
-    quarantine_faults: Option<u32>,
-    quarantine_window_ms: Option<u64>,
-    health_interval_ms: Option<u64>,
-    dispatch_retries: Option<u32>,
-    dispatch_backoff_ms: Option<u64>,
-    dispatch_backoff_max_ms: Option<u64>,
-    isolation: Option<Isolation>,
-    restart_budget: Option<u32>,
-    restart_window_ms: Option<u64>,
-    restart_backoff_ms: Option<u64>,
-    memory_limit_mb: Option<u64>,
-    cpu_limit_s: Option<u64>,
-    open_files_limit: Option<u64>,
-    sandbox: Option<bool>,
-    sandbox_required: Option<bool>,
-    allow_network: Option<bool>,
-    allow_processes: Option<bool>,
-    allow_read: Option<Vec<PathBuf>>,
-    http: Option<RawHttp>,
-    signature: Option<RawSignature>,
-    signed_by: Option<Vec<String>>,
+/// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
+/// each of those tables with the settings among its own fields — the deadlines after its first
+/// fields, the rest after the others, the order serde's messages name them in — and a
+/// `settings` method that moves them out. (Not `#[serde(flatten)]`: a flattened table's errors
+/// lose the key and location they point at.)
+macro_rules! tables_with_settings {
+    (
+        deadlines $deadlines:tt
+        rest $rest:tt
+        $(
+            $(#[$meta:meta])*
+            struct $table:ident {
+                $($(#[$first_meta:meta])* $first:ident: $first_ty:ty,)*
+                ..deadlines,
+                $($(#[$other_meta:meta])* $other:ident: $other_ty:ty,)*
+                ..rest,
+            }
+        )*
+    ) => {
+        tables_with_settings!(@settings $deadlines $rest);
+        $(
+            tables_with_settings!(@table $deadlines $rest $(#[$meta])* $table
+                { $($(#[$first_meta])* $first: $first_ty,)* }
+                { $($(#[$other_meta])* $other: $other_ty,)* });
+        )*
+    };
+    (@settings { $($deadline:ident: $deadline_ty:ty,)* } { $($setting:ident: $setting_ty:ty,)* }) => {
+        /// The settings `[defaults]` and `[plugins.<id>]` both take, moved out of either table.
+        struct RawSettings {
+            $($deadline: $deadline_ty,)*
+            $($setting: $setting_ty,)*
+        }
+    };
+    (
+        @table { $($deadline:ident: $deadline_ty:ty,)* } { $($setting:ident: $setting_ty:ty,)* }
+        $(#[$meta:meta])* $table:ident
+        { $($(#[$first_meta:meta])* $first:ident: $first_ty:ty,)* }
+        { $($(#[$other_meta:meta])* $other:ident: $other_ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        struct $table {
+            $($(#[$first_meta])* $first: $first_ty,)*
+            $($deadline: $deadline_ty,)*
+            $($(#[$other_meta])* $other: $other_ty,)*
+            $($setting: $setting_ty,)*
+        }
+
+        impl $table {
+            /// The settings it shares with the other table, moved out of it.
+            fn settings(&mut self) -> RawSettings {
+                RawSettings {
+                    $($deadline: self.$deadline.take(),)*
+                    $($setting: self.$setting.take(),)*
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPluginPolicy {
-    enabled: Option<bool>,
-    blake3: Option<String>,
-    sha256: Option<String>,
-    #[serde(default)]
-    grants: Vec<String>,
-    config: Option<serde_json::Value>,
-    shutdown_deadline_ms: Option<u64>,
-    init_deadline_ms: Option<u64>,
-    call_timeout_ms: Option<u64>,
-    cancel_grace_ms: Option<u64>,
-    quarantine_faults: Option<u32>,
-    quarantine_window_ms: Option<u64>,
-    priority: Option<i32>,
-    #[serde(default)]
-    permissions: Vec<RawRule>,
-    dispatch_retries: Option<u32>,
-    dispatch_backoff_ms: Option<u64>,
-    dispatch_backoff_max_ms: Option<u64>,
-    isolation: Option<Isolation>,
-    restart_budget: Option<u32>,
-    restart_window_ms: Option<u64>,
-    restart_backoff_ms: Option<u64>,
-    memory_limit_mb: Option<u64>,
-    cpu_limit_s: Option<u64>,
-    open_files_limit: Option<u64>,
-    sandbox: Option<bool>,
-    sandbox_required: Option<bool>,
-    allow_network: Option<bool>,
-    allow_processes: Option<bool>,
-    allow_read: Option<Vec<PathBuf>>,
-    http: Option<RawHttp>,
-    signature: Option<RawSignature>,
-    signed_by: Option<Vec<String>>,
+tables_with_settings! {
+    deadlines {
+        shutdown_deadline_ms: Option<u64>,
+        init_deadline_ms: Option<u64>,
+        call_timeout_ms: Option<u64>,
+        cancel_grace_ms: Option<u64>,
+        quarantine_faults: Option<u32>,
+        quarantine_window_ms: Option<u64>,
+    }
+    rest {
+        dispatch_retries: Option<u32>,
+        dispatch_backoff_ms: Option<u64>,
+        dispatch_backoff_max_ms: Option<u64>,
+        isolation: Option<Isolation>,
+        restart_budget: Option<u32>,
+        restart_window_ms: Option<u64>,
+        restart_backoff_ms: Option<u64>,
+        memory_limit_mb: Option<u64>,
+        cpu_limit_s: Option<u64>,
+        open_files_limit: Option<u64>,
+        sandbox: Option<bool>,
+        sandbox_required: Option<bool>,
+        allow_network: Option<bool>,
+        allow_processes: Option<bool>,
+        allow_read: Option<Vec<PathBuf>>,
+        http: Option<RawHttp>,
+        signature: Option<RawSignature>,
+        signed_by: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawDefaults {
+        ..deadlines,
+        health_interval_ms: Option<u64>,
+        ..rest,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawPluginPolicy {
+        enabled: Option<bool>,
+        blake3: Option<String>,
+        sha256: Option<String>,
+        #[serde(default)]
+        grants: Vec<String>,
+        config: Option<serde_json::Value>,
+        ..deadlines,
+        priority: Option<i32>,
+        #[serde(default)]
+        permissions: Vec<RawRule>,
+        ..rest,
+    }
 }
 
 impl Policy {
@@ -160,23 +206,23 @@ impl Policy {
             }
         };
         let mut policy = Self {
-            host: HostSettings {
-                data_dir: raw.host.data_dir,
-                audit_log: raw.host.audit_log,
-                lock: raw.host.lock,
-                max_retained: raw.host.max_retained,
-                worker: raw.host.worker,
-                dumpable: raw.host.dumpable,
-                resolve: raw
-                    .host
-                    .resolve
-                    .into_iter()
-                    .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
-                    .collect(),
-            },
+            host: host_settings(raw.host),
             ..Self::default()
         };
-        for (name, secret) in raw.secrets {
+        policy.read_secrets(raw.secrets)?;
+        policy.read_defaults(raw.defaults, raw.trust)?;
+        for (id, entry) in raw.plugins {
+            let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
+            let plugin = policy.plugin_policy(&id, entry)?;
+            policy.plugins.insert(plugin_id, plugin);
+        }
+        Ok(policy)
+    }
+
+    /// `[secrets]`: each a value or an environment variable to read it from, or a credential
+    /// (usable, not readable).
+    fn read_secrets(&mut self, raw: BTreeMap<String, RawSecret>) -> Result<(), String> {
+        for (name, secret) in raw {
             let source = match secret {
                 RawSecret::Value(v) => SecretSource::Value(v),
                 RawSecret::Env { env } => SecretSource::Env(env),
@@ -195,175 +241,167 @@ impl Policy {
                         header: c.header,
                         hosts: c.hosts,
                     };
-                    policy.credentials.insert(name, credential);
+                    self.credentials.insert(name, credential);
                     continue;
                 }
             };
-            policy.secrets.insert(name, source);
+            self.secrets.insert(name, source);
         }
-        if let Some(ms) = raw.defaults.shutdown_deadline_ms {
-            policy.defaults.shutdown_deadline = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.init_deadline_ms {
-            policy.defaults.init_deadline = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.call_timeout_ms {
-            policy.defaults.call_timeout = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.cancel_grace_ms {
-            policy.defaults.cancel_grace = Duration::from_millis(ms);
-        }
-        if let Some(n) = raw.defaults.quarantine_faults {
-            policy.defaults.quarantine_faults = n;
-        }
-        if let Some(ms) = raw.defaults.quarantine_window_ms {
-            policy.defaults.quarantine_window = Duration::from_millis(ms);
-        }
-        if let Some(ms) = raw.defaults.health_interval_ms {
-            policy.health_interval = Duration::from_millis(ms.max(1));
-        }
-        policy.defaults.retry = policy.defaults.retry.with(
-            raw.defaults.dispatch_retries,
-            raw.defaults.dispatch_backoff_ms,
-            raw.defaults.dispatch_backoff_max_ms,
-        );
-        if let Some(isolation) = raw.defaults.isolation {
-            policy.defaults.isolation = isolation;
-        }
-        policy.defaults.limits = limits(
-            policy.defaults.limits,
-            raw.defaults.memory_limit_mb,
-            raw.defaults.cpu_limit_s,
-            raw.defaults.open_files_limit,
-        );
-        policy.defaults.sandbox = sandbox(
-            &policy.defaults.sandbox,
-            raw.defaults.sandbox,
-            raw.defaults.sandbox_required,
-            raw.defaults.allow_network,
-            raw.defaults.allow_processes,
-            raw.defaults.allow_read,
-        );
-        policy.defaults.http = http(&policy.defaults.http, raw.defaults.http, "[defaults.http]")?;
-        policy.trust = trust(raw.trust)?;
-        policy.defaults.signature = signature(
-            &policy,
-            &policy.defaults.signature,
-            raw.defaults.signature,
-            raw.defaults.signed_by,
-            "[defaults]",
-        )?;
-        policy.defaults.restart = restart(
-            policy.defaults.restart,
-            raw.defaults.restart_budget,
-            raw.defaults.restart_window_ms,
-            raw.defaults.restart_backoff_ms,
-        );
-        for (id, entry) in raw.plugins {
-            let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
-            let pin = |key: &str, value: Option<String>| match value {
-                Some(pin) => parse_digest(&pin).map(Some).ok_or_else(|| {
-                    format!("[plugins.{id}] {key}: expected 64 hex digits, found {pin:?}")
-                }),
-                None => Ok(None),
-            };
-            let blake3 = pin("blake3", entry.blake3)?;
-            let sha256 = pin("sha256", entry.sha256)?;
-            let grants = entry
-                .grants
-                .iter()
-                .map(|g| {
-                    let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
-                    if cap.kind().is_reserved() {
-                        return Err(format!(
-                            "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
-                        ));
-                    }
-                    Ok(cap)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let permissions = entry
-                .permissions
-                .into_iter()
-                .enumerate()
-                .map(|(n, rule)| {
-                    PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let config = match entry.config {
-                None => policy.defaults.config.clone(),
-                Some(value @ serde_json::Value::Object(_)) => value,
-                Some(_) => return Err(format!("[plugins.{id}] config: expected a table")),
-            };
-            policy.plugins.insert(
-                plugin_id,
-                PluginPolicy {
-                    enabled: entry.enabled.unwrap_or(true),
-                    blake3,
-                    sha256,
-                    grants,
-                    config,
-                    shutdown_deadline: entry
-                        .shutdown_deadline_ms
-                        .map_or(policy.defaults.shutdown_deadline, Duration::from_millis),
-                    init_deadline: entry
-                        .init_deadline_ms
-                        .map_or(policy.defaults.init_deadline, Duration::from_millis),
-                    call_timeout: entry
-                        .call_timeout_ms
-                        .map_or(policy.defaults.call_timeout, Duration::from_millis),
-                    cancel_grace: entry
-                        .cancel_grace_ms
-                        .map_or(policy.defaults.cancel_grace, Duration::from_millis),
-                    quarantine_faults: entry
-                        .quarantine_faults
-                        .unwrap_or(policy.defaults.quarantine_faults),
-                    quarantine_window: entry
-                        .quarantine_window_ms
-                        .map_or(policy.defaults.quarantine_window, Duration::from_millis),
-                    priority: entry.priority.unwrap_or(0),
-                    permissions,
-                    retry: policy.defaults.retry.with(
-                        entry.dispatch_retries,
-                        entry.dispatch_backoff_ms,
-                        entry.dispatch_backoff_max_ms,
-                    ),
-                    isolation: entry.isolation.unwrap_or(policy.defaults.isolation),
-                    sandbox: sandbox(
-                        &policy.defaults.sandbox,
-                        entry.sandbox,
-                        entry.sandbox_required,
-                        entry.allow_network,
-                        entry.allow_processes,
-                        entry.allow_read,
-                    ),
-                    limits: limits(
-                        policy.defaults.limits,
-                        entry.memory_limit_mb,
-                        entry.cpu_limit_s,
-                        entry.open_files_limit,
-                    ),
-                    restart: restart(
-                        policy.defaults.restart,
-                        entry.restart_budget,
-                        entry.restart_window_ms,
-                        entry.restart_backoff_ms,
-                    ),
-                    http: http(
-                        &policy.defaults.http,
-                        entry.http,
-                        &format!("[plugins.{id}.http]"),
-                    )?,
-                    signature: signature(
-                        &policy,
-                        &policy.defaults.signature,
-                        entry.signature,
-                        entry.signed_by,
-                        &format!("[plugins.{id}]"),
-                    )?,
-                },
-            );
-        }
-        Ok(policy)
+        Ok(())
     }
+
+    /// `[defaults]` over the built-in defaults, and `[trust]` (read between them, as the
+    /// defaults' signature rule names its keys).
+    fn read_defaults(
+        &mut self,
+        mut raw: RawDefaults,
+        trusted: BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if let Some(ms) = raw.health_interval_ms {
+            self.health_interval = Duration::from_millis(ms.max(1));
+        }
+        let mut settings = raw.settings();
+        self.defaults = settings.over(&self.defaults, "defaults")?;
+        self.trust = trust(trusted)?;
+        let signature = settings.signature(self, &self.defaults.signature, "defaults")?;
+        self.defaults.signature = signature;
+        Ok(())
+    }
+
+    /// `[plugins.<id>]`: the plugin's own settings, and the shared ones over `[defaults]`.
+    fn plugin_policy(&self, id: &str, mut entry: RawPluginPolicy) -> Result<PluginPolicy, String> {
+        let mut settings = entry.settings();
+        let blake3 = pin(id, "blake3", entry.blake3)?;
+        let sha256 = pin(id, "sha256", entry.sha256)?;
+        let grants = grants(id, &entry.grants)?;
+        let permissions = entry
+            .permissions
+            .into_iter()
+            .enumerate()
+            .map(|(n, rule)| {
+                PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = match entry.config {
+            None => self.defaults.config.clone(),
+            Some(value @ serde_json::Value::Object(_)) => value,
+            Some(_) => return Err(format!("[plugins.{id}] config: expected a table")),
+        };
+        let table = format!("plugins.{id}");
+        let shared = settings.over(&self.defaults, &table)?;
+        Ok(PluginPolicy {
+            enabled: entry.enabled.unwrap_or(true),
+            blake3,
+            sha256,
+            grants,
+            config,
+            priority: entry.priority.unwrap_or(0),
+            permissions,
+            signature: settings.signature(self, &self.defaults.signature, &table)?,
+            ..shared
+        })
+    }
+}
+
+impl RawSettings {
+    /// `base` with these settings over it, all but the signature rule (`signature`);
+    /// `table` (`defaults`, `plugins.<id>`) names where they are written, for messages.
+    fn over(&mut self, base: &PluginPolicy, table: &str) -> Result<PluginPolicy, String> {
+        let millis = |ms: Option<u64>, base| ms.map_or(base, Duration::from_millis);
+        Ok(PluginPolicy {
+            shutdown_deadline: millis(self.shutdown_deadline_ms, base.shutdown_deadline),
+            init_deadline: millis(self.init_deadline_ms, base.init_deadline),
+            call_timeout: millis(self.call_timeout_ms, base.call_timeout),
+            cancel_grace: millis(self.cancel_grace_ms, base.cancel_grace),
+            quarantine_faults: self.quarantine_faults.unwrap_or(base.quarantine_faults),
+            quarantine_window: millis(self.quarantine_window_ms, base.quarantine_window),
+            retry: base.retry.with(
+                self.dispatch_retries,
+                self.dispatch_backoff_ms,
+                self.dispatch_backoff_max_ms,
+            ),
+            isolation: self.isolation.unwrap_or(base.isolation),
+            sandbox: sandbox(
+                &base.sandbox,
+                self.sandbox,
+                self.sandbox_required,
+                self.allow_network,
+                self.allow_processes,
+                self.allow_read.take(),
+            ),
+            limits: limits(
+                base.limits,
+                self.memory_limit_mb,
+                self.cpu_limit_s,
+                self.open_files_limit,
+            ),
+            restart: restart(
+                base.restart,
+                self.restart_budget,
+                self.restart_window_ms,
+                self.restart_backoff_ms,
+            ),
+            http: http(&base.http, self.http.take(), &format!("[{table}.http]"))?,
+            ..base.clone()
+        })
+    }
+
+    /// `base` with this table's signature rule over it: read after `[trust]`, whose keys
+    /// `signed_by` names.
+    fn signature(
+        self,
+        policy: &Policy,
+        base: &SignaturePolicy,
+        table: &str,
+    ) -> Result<SignaturePolicy, String> {
+        signature(
+            policy,
+            base,
+            self.signature,
+            self.signed_by,
+            &format!("[{table}]"),
+        )
+    }
+}
+
+/// `[host]`, with the names it pins to addresses in lower case.
+fn host_settings(raw: RawHost) -> HostSettings {
+    HostSettings {
+        data_dir: raw.data_dir,
+        audit_log: raw.audit_log,
+        lock: raw.lock,
+        max_retained: raw.max_retained,
+        worker: raw.worker,
+        dumpable: raw.dumpable,
+        resolve: raw
+            .resolve
+            .into_iter()
+            .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
+            .collect(),
+    }
+}
+
+/// A plugin's `blake3` or `sha256` pin, checked to be a digest.
+fn pin(id: &str, key: &str, value: Option<String>) -> Result<Option<String>, String> {
+    match value {
+        Some(pin) => parse_digest(&pin)
+            .map(Some)
+            .ok_or_else(|| format!("[plugins.{id}] {key}: expected 64 hex digits, found {pin:?}")),
+        None => Ok(None),
+    }
+}
+
+/// A plugin's `grants`, each a capability a library may be granted.
+fn grants(id: &str, raw: &[String]) -> Result<Vec<Capability>, String> {
+    raw.iter()
+        .map(|g| {
+            let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
+            if cap.kind().is_reserved() {
+                return Err(format!(
+                    "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
+                ));
+            }
+            Ok(cap)
+        })
+        .collect()
 }

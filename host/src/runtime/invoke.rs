@@ -8,7 +8,7 @@ use std::time::Instant;
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 
 use crate::error::{CallError, CallErrorCode};
-use crate::services::delivery::Delivered;
+use crate::services::delivery::{Deliver, Delivered};
 use crate::sync::hazard::{this_thread, CallMark, ThreadRecord};
 
 use super::called::{
@@ -342,10 +342,10 @@ impl HostShared {
             out,
         )
     }
+}
 
-    /// Delivers an event or timer run to the plugin whose current context is `token`; does
-    /// nothing if that plugin is no longer running under that token.
-    pub(crate) fn deliver(
+impl Deliver for HostShared {
+    fn deliver(
         &self,
         token: ContextToken,
         kind: InvocationKind,

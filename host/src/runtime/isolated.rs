@@ -159,12 +159,11 @@ impl HostShared {
             }
         };
         drop(admin);
-        self.audit.record(
+        self.audit.plugin_event(
             &id,
             generation,
-            "",
             AuditOutcome::Restarted,
-            &format!(
+            format_args!(
                 "its worker died; restarted as generation {generation} (restart {} of {} within {} ms)",
                 made + 1,
                 policy.budget,

@@ -14,10 +14,10 @@ use parking_lot::Mutex;
 
 use crate::error::{Refusal, RefusalReason};
 use crate::isolation::Creator;
-use crate::library::file::Origin;
-use crate::loader;
+use crate::library::file::{LibraryFile, Origin};
+use crate::loader::{self, LoadedLibrary};
 use crate::membrane::context::{self, ContextEntry};
-use crate::policy::Isolation;
+use crate::policy::{Isolation, PluginPolicy};
 use crate::sync::hazard::Guarded;
 
 use super::gate::SerialGate;
@@ -64,35 +64,13 @@ impl HostShared {
         checked: Checked,
         previous: Option<&LoadedPlugin>,
     ) -> Result<LoadedPlugin, Refusal> {
-        let Checked { mut file, decision } = checked;
-        // The one branch on where the code comes from: a checked library, or the host itself.
-        // Bytes that were pinned or verified are never opened from a file another process
-        // could rewrite first, in this process or in a worker.
-        let checked_bytes = self.options.lock.is_some()
-            || decision.policy.signature.required()
-            || decision.policy.blake3.is_some()
-            || decision.policy.sha256.is_some();
-        let (library, creator) = match file.origin {
-            // Isolated: the host never maps the library; each worker loads the checked bytes.
-            Origin::File if decision.policy.isolation == Isolation::Process => (
-                None,
-                self.worker_creator(&mut file, &decision.policy, checked_bytes)?,
-            ),
-            Origin::File => {
-                let library = loader::load(&file, self.shadow.path(), checked_bytes)?;
-                let creator = Creator::Module(library.creator());
-                (Some(library), creator)
-            }
-            Origin::Builtin(module) => {
-                (None, Creator::Module(loader::Creator::from_module(module)))
-            }
-        };
+        let Checked {
+            mut file,
+            decision,
+            schemas,
+        } = checked;
+        let (library, creator) = self.load_code(&mut file, &decision.policy)?;
         file.release_bytes();
-        let schemas =
-            crate::pipeline::schema::Schemas::compile(&file.manifest).map_err(|detail| {
-                Refusal::new(&file.path, RefusalReason::BadManifest, detail)
-                    .with_id(&file.manifest.id)
-            })?;
         let (config, revoked, generation) = match previous {
             Some(old) => {
                 let settings = old.settings.lock();
@@ -139,7 +117,7 @@ impl HostShared {
             health: Mutex::new(None),
             restarts: super::isolated::Restarts::default(),
             died_at: Mutex::new(None),
-            schemas: schemas.map(Box::new),
+            schemas,
         };
         let warnings = self.validate(&plugin, &config)?;
         for warning in &warnings {
@@ -151,6 +129,36 @@ impl HostShared {
 }
 
 impl HostShared {
+    /// Stage 4: what creates the plugin's instances — the library loaded into this process, a
+    /// worker process that loads the checked bytes, or the host itself for a built-in — and
+    /// the library when this process maps it. The one branch on where the code comes from.
+    fn load_code(
+        &self,
+        file: &mut LibraryFile,
+        policy: &PluginPolicy,
+    ) -> Result<(Option<LoadedLibrary>, Creator), Refusal> {
+        // Bytes that were pinned or verified are never opened from a file another process
+        // could rewrite first, in this process or in a worker.
+        let checked_bytes = self.options.lock.is_some()
+            || policy.signature.required()
+            || policy.blake3.is_some()
+            || policy.sha256.is_some();
+        Ok(match file.origin {
+            // Isolated: the host never maps the library; each worker loads the checked bytes.
+            Origin::File if policy.isolation == Isolation::Process => {
+                (None, self.worker_creator(file, policy, checked_bytes)?)
+            }
+            Origin::File => {
+                let library = loader::load(file, self.shadow.path(), checked_bytes)?;
+                let creator = Creator::Module(library.creator());
+                (Some(library), creator)
+            }
+            Origin::Builtin(module) => {
+                (None, Creator::Module(loader::Creator::from_module(module)))
+            }
+        })
+    }
+
     /// Asks the plugin to validate `config`; returns its warnings.
     pub(crate) fn validate(
         &self,

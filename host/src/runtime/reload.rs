@@ -1,24 +1,27 @@
 //! Hot reload: the same stages 1–5 as startup on a new build, then an atomic swap; a refusal
 //! leaves the old generation serving.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use airlock_abi::abi::InvocationKind;
+use airlock_abi::manifest::PluginId;
 
 #[cfg(feature = "testing")]
 use crate::error::Error;
 use crate::error::Refusal;
 use crate::library::discover::discover_one;
+use crate::library::file::LibraryFile;
 use crate::library::lock::Lock;
 use crate::loader::{self};
 use crate::services::audit::AuditOutcome;
 
-use super::plugin::Invoked;
+use super::plugin::{Invoked, LoadedPlugin};
 use super::shared::HostShared;
-use crate::pipeline::{decide_checked, refuse_taken, same_path};
+use crate::pipeline::{decide_checked, refuse_taken, same_path, PipelineOptions};
 use crate::runtime::outcome::{PluginState, ReloadOutcome};
 
 impl HostShared {
@@ -36,114 +39,110 @@ impl HostShared {
             Ok(file) => file,
             Err(mut refusal) => {
                 // Not readable as a plugin: whatever was loaded from this path keeps serving.
-                let previous = table
-                    .iter()
-                    .find(|p| same_path(&p.file.path, path))
-                    .cloned();
-                let serving = previous.as_ref().and_then(|p| {
-                    refusal.id = Some(p.id().clone());
-                    p.running
-                        .is_some()
-                        .then(|| p.generation.load(Ordering::SeqCst))
-                });
-                let outcome = ReloadOutcome::Refused { refusal, serving };
-                tracing::warn!("{outcome}");
+                let previous = table.iter().find(|p| same_path(&p.file.path, path));
                 if let Some(p) = previous {
-                    self.audit.record(
-                        p.id().as_str(),
-                        serving.unwrap_or(0),
-                        "",
-                        AuditOutcome::ReloadRefused,
-                        &outcome.to_string(),
-                    );
+                    refusal.id = Some(p.id().clone());
                 }
-                return outcome;
+                let serving = previous.and_then(|p| serving(p));
+                return self.reload_refused(previous.map(|p| p.id()), serving, refusal);
             }
         };
         let id = file.manifest.id.clone();
         let current = self.find(id.as_str());
-        let serving = current
-            .as_ref()
-            .filter(|p| p.running.is_some())
-            .map(|p| p.generation.load(Ordering::SeqCst));
+        let serving = current.as_deref().and_then(serving);
         if let Some(old) = &current {
             if same_path(&old.file.path, path) && old.file.blake3 == file.blake3 && !force {
                 return ReloadOutcome::Unchanged { id: id.to_string() };
             }
         }
-        let refused = |refusal: Refusal| {
-            let outcome = ReloadOutcome::Refused { refusal, serving };
-            tracing::warn!("{outcome}");
-            self.audit.record(
-                id.as_str(),
-                serving.unwrap_or(0),
-                "",
-                AuditOutcome::ReloadRefused,
-                &outcome.to_string(),
-            );
-            outcome
+        let plugin = match self.new_generation(path, file, current.as_deref()) {
+            Ok(mut plugin) => {
+                plugin.load_time = started.elapsed();
+                Arc::new(plugin)
+            }
+            Err(refusal) => return self.reload_refused(Some(&id), serving, refusal),
         };
+        let generation = plugin.generation.load(Ordering::SeqCst);
+        self.swap_in(&plugin, current, path);
+        self.warn_if_many_retained();
+        let outcome = ReloadOutcome::Loaded {
+            id: id.to_string(),
+            generation,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!("{outcome}");
+        self.audit
+            .plugin_event(id.as_str(), generation, AuditOutcome::Loaded, &outcome);
+        outcome
+    }
+
+    /// Stages 3–5 on a new build of the plugin `current` is the running generation of (if any):
+    /// its id checked free, decided under the lock as it is now, prepared and started with the
+    /// state the old generation hands over. Nothing is swapped yet.
+    fn new_generation(
+        &self,
+        path: &Path,
+        file: LibraryFile,
+        current: Option<&LoadedPlugin>,
+    ) -> Result<LoadedPlugin, Refusal> {
         // The ids other files provide (files still there: a renamed library is the same
         // plugin moving, not a second one) — the same duplicate rule as at startup.
         let taken = self.taken(|p| !same_path(&p.file.path, path) && p.file.path.exists());
-        if let Err(refusal) = refuse_taken(&file, &taken) {
-            return refused(refusal);
-        }
-        // The lock as it is now: `airlock install` pins what it puts in a watched directory.
-        let fresh;
-        let options = match self
+        refuse_taken(&file, &taken)?;
+        let checked = decide_checked(&self.options_now(), file)?;
+        let plugin = self.prepare(checked, current)?;
+        let handover = current.and_then(|old| self.handover(old));
+        let config = plugin.settings.lock().config.clone();
+        self.start_instance(&plugin, &config, handover)?;
+        Ok(plugin)
+    }
+
+    /// The pipeline's options with the lock file as it is now: `airlock install` pins what it
+    /// puts in a watched directory.
+    fn options_now(&self) -> Cow<'_, PipelineOptions> {
+        match self
             .options
             .lock
             .as_ref()
             .map(|l| Lock::from_file(l.path()))
         {
-            Some(Ok(lock)) => {
-                fresh = crate::pipeline::PipelineOptions {
-                    lock: Some(lock),
-                    ..self.options.clone()
-                };
-                &fresh
-            }
-            _ => &self.options,
-        };
-        let checked = match decide_checked(options, file) {
-            Ok(checked) => checked,
-            Err(refusal) => return refused(refusal),
-        };
-        let mut plugin = match self.prepare(checked, current.as_deref()) {
-            Ok(plugin) => plugin,
-            Err(refusal) => return refused(refusal),
-        };
-        let handover = current.as_deref().and_then(|old| {
-            match self.invoke(old, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
-                Ok(bytes) if !bytes.is_empty() => Some(bytes),
-                Ok(_) => None,
-                Err(Invoked::Domain(m) | Invoked::Failed(_, m)) => {
-                    tracing::warn!(plugin = %id, "snapshot failed, the new generation starts fresh: {m}");
-                    None
-                }
-            }
-        });
-        let config = plugin.settings.lock().config.clone();
-        if let Err(refusal) = self.start_instance(&plugin, &config, handover) {
-            return refused(refusal);
+            Some(Ok(lock)) => Cow::Owned(PipelineOptions {
+                lock: Some(lock),
+                ..self.options.clone()
+            }),
+            _ => Cow::Borrowed(&self.options),
         }
-        plugin.load_time = started.elapsed();
-        let plugin = Arc::new(plugin);
-        let generation = plugin.generation.load(Ordering::SeqCst);
-        self.update_table(|table| match table.iter().position(|p| p.id() == &id) {
+    }
+
+    /// The state the running generation `old` hands over to its successor (none if it has
+    /// none, or its snapshot fails: the new generation then starts fresh).
+    fn handover(&self, old: &LoadedPlugin) -> Option<Vec<u8>> {
+        match self.invoke(old, InvocationKind::SNAPSHOT, 0, "snapshot", &[]) {
+            Ok(bytes) if !bytes.is_empty() => Some(bytes),
+            Ok(_) => None,
+            Err(Invoked::Domain(m) | Invoked::Failed(_, m)) => {
+                tracing::warn!(plugin = %old.id(), "snapshot failed, the new generation starts fresh: {m}");
+                None
+            }
+        }
+    }
+
+    /// Swaps `plugin` into the table (new calls reach it from now on), then drains and retires
+    /// the generation it replaces, `current`, and a plugin of another id this file held before
+    /// (a library replaced by another).
+    fn swap_in(&self, plugin: &Arc<LoadedPlugin>, current: Option<Arc<LoadedPlugin>>, path: &Path) {
+        let id = plugin.id();
+        self.update_table(|table| match table.iter().position(|p| p.id() == id) {
             Some(at) => table[at] = plugin.clone(),
             None => table.push(plugin.clone()),
         });
-        // The swap is done: new calls reach the new generation. Drain and retire the old one,
-        // and a plugin of another id this file held before (a library replaced by another).
         if let Some(old) = current {
             self.teardown(&old, PluginState::Stopped);
         }
         let displaced: Vec<_> = self
             .table()
             .iter()
-            .filter(|p| p.id() != &id && !p.file.is_builtin() && same_path(&p.file.path, path))
+            .filter(|p| p.id() != id && !p.file.is_builtin() && same_path(&p.file.path, path))
             .cloned()
             .collect();
         for old in displaced {
@@ -151,6 +150,10 @@ impl HostShared {
             self.update_table(|table| table.retain(|p| !Arc::ptr_eq(p, &old)));
             tracing::info!(plugin = %old.id(), "{}: another plugin's library took its place; torn down", path.display());
         }
+    }
+
+    /// Warns when more libraries are retained in this process than the policy expects.
+    fn warn_if_many_retained(&self) {
         let retained = loader::retained().0;
         if let Some(max) = self.options.policy.host().max_retained {
             if retained > max {
@@ -159,19 +162,26 @@ impl HostShared {
                 );
             }
         }
-        let outcome = ReloadOutcome::Loaded {
-            id: id.to_string(),
-            generation,
-            elapsed: started.elapsed(),
-        };
-        tracing::info!("{outcome}");
-        self.audit.record(
-            id.as_str(),
-            generation,
-            "",
-            AuditOutcome::Loaded,
-            &outcome.to_string(),
-        );
+    }
+
+    /// A new build refused, logged and (when the file names a plugin) recorded: the generation
+    /// `serving` keeps serving.
+    fn reload_refused(
+        &self,
+        plugin: Option<&PluginId>,
+        serving: Option<u64>,
+        refusal: Refusal,
+    ) -> ReloadOutcome {
+        let outcome = ReloadOutcome::Refused { refusal, serving };
+        tracing::warn!("{outcome}");
+        if let Some(id) = plugin {
+            self.audit.plugin_event(
+                id.as_str(),
+                serving.unwrap_or(0),
+                AuditOutcome::ReloadRefused,
+                &outcome,
+            );
+        }
         outcome
     }
 
@@ -213,12 +223,11 @@ impl HostShared {
                 teardown,
             };
             tracing::info!("{removed}");
-            self.audit.record(
+            self.audit.plugin_event(
                 plugin.id().as_str(),
                 generation,
-                "",
                 AuditOutcome::Removed,
-                &removed.to_string(),
+                &removed,
             );
             outcome = Some(removed);
         }
@@ -240,4 +249,12 @@ impl HostShared {
         self.start_instance(&loaded, &config, handover)?;
         Ok(loaded.generation.load(Ordering::SeqCst))
     }
+}
+
+/// The generation of `plugin` that is serving, if one is.
+fn serving(plugin: &LoadedPlugin) -> Option<u64> {
+    plugin
+        .running
+        .is_some()
+        .then(|| plugin.generation.load(Ordering::SeqCst))
 }

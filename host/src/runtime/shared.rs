@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
-use airlock_abi::abi::{ContextToken, InvocationKind};
+use airlock_abi::abi::InvocationKind;
 use airlock_abi::manifest::PluginId;
 use airlock_abi::Health;
 
@@ -212,18 +212,6 @@ impl HostShared {
         };
         *loaded.health.lock() = Some(health.clone());
         Ok(health)
-    }
-}
-
-impl crate::services::delivery::Deliver for HostShared {
-    fn deliver(
-        &self,
-        token: ContextToken,
-        kind: InvocationKind,
-        name: &str,
-        payload: &[u8],
-    ) -> crate::services::delivery::Delivered {
-        HostShared::deliver(self, token, kind, name, payload)
     }
 }
 

@@ -199,27 +199,27 @@ impl AuditLog {
             detail: detail.to_owned(),
             caller: outcome.names_caller().then(crate::frame::caller::current),
         };
+        // One event with the record's fields, at a level fixed where it is written (as
+        // `tracing` wants).
+        macro_rules! trace_at {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "airlock::audit",
+                    $level,
+                    plugin,
+                    generation,
+                    capability,
+                    outcome = ?outcome,
+                    seq = record.seq,
+                    "{detail}"
+                )
+            };
+        }
         if outcome == AuditOutcome::Http {
             // A call made as allowed: recorded, not a warning.
-            tracing::info!(
-                target: "airlock::audit",
-                plugin,
-                generation,
-                capability,
-                outcome = ?outcome,
-                seq = record.seq,
-                "{detail}"
-            );
+            trace_at!(tracing::Level::INFO);
         } else {
-            tracing::warn!(
-                target: "airlock::audit",
-                plugin,
-                generation,
-                capability,
-                outcome = ?outcome,
-                seq = record.seq,
-                "{detail}"
-            );
+            trace_at!(tracing::Level::WARN);
         }
         {
             let mut ring = self.ring.lock();
@@ -236,6 +236,18 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Records what happened to a plugin as a whole, not to one of its capabilities: the
+    /// operator's actions on it, a reload, a restart, a removal.
+    pub(crate) fn plugin_event(
+        &self,
+        plugin: &str,
+        generation: u64,
+        outcome: AuditOutcome,
+        detail: impl std::fmt::Display,
+    ) {
+        self.record(plugin, generation, "", outcome, &detail.to_string());
     }
 
     /// The last `n` records, oldest first.

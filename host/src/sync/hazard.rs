@@ -871,6 +871,15 @@ mod tests {
         }
     }
 
+    /// Asserts that `record` is inside no read: depth 0, every slot clear.
+    fn assert_clean(record: &ThreadRecord) {
+        assert_eq!(record.depth.load(Ordering::Relaxed), 0);
+        assert!(record
+            .hazards
+            .iter()
+            .all(|h| h.load(Ordering::Relaxed).is_null()));
+    }
+
     /// Blocks a reader thread inside `cell.with` until released.
     struct Reader {
         entered: Arc<AtomicBool>,
@@ -1056,11 +1065,7 @@ mod tests {
             .collect();
         assert_eq!(nest(&cells), (0..DEPTH * 2).sum::<usize>());
         let record = this_thread().expect("record");
-        assert_eq!(record.depth.load(Ordering::Relaxed), 0);
-        assert!(record
-            .hazards
-            .iter()
-            .all(|h| h.load(Ordering::Relaxed).is_null()));
+        assert_clean(record);
     }
 
     #[test]
@@ -1105,11 +1110,7 @@ mod tests {
         domain.release(record);
         let next = domain.acquire();
         assert!(ptr::eq(next, record), "the free record is reused");
-        assert_eq!(next.depth.load(Ordering::Relaxed), 0);
-        assert!(next
-            .hazards
-            .iter()
-            .all(|h| h.load(Ordering::Relaxed).is_null()));
+        assert_clean(next);
     }
 
     /// Runs in a child process (see below): makes membarrier fail after the process relies on
@@ -1207,6 +1208,24 @@ mod loom_models {
         })
     }
 
+    /// A cell of a fresh domain holding a live probe, and a record of that domain to read it
+    /// through.
+    fn probed_cell() -> (Arc<Guarded<Probe>>, &'static ThreadRecord) {
+        let domain = domain();
+        let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
+        (cell, domain.acquire())
+    }
+
+    /// A checking reader racing the writer's teardown of a probed cell; returns the reader's
+    /// record once both are done.
+    fn a_reader_racing_teardown() -> &'static ThreadRecord {
+        let (cell, record) = probed_cell();
+        let reader = checking_reader(&cell, record);
+        retire_and_destroy(&cell);
+        reader.join().expect("reader");
+        record
+    }
+
     /// The writer's side of teardown: retire, wait for the readers, destroy.
     fn retire_and_destroy(cell: &Guarded<Probe>) {
         if let Ok(Some(value)) = cell.replace(None).wait(Duration::MAX) {
@@ -1279,9 +1298,7 @@ mod loom_models {
     #[test]
     fn a_late_report_or_settling_never_touches_a_later_call() {
         model(|| {
-            let domain = domain();
-            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
-            let record = domain.acquire();
+            let (cell, record) = probed_cell();
             let first = record.ends[0].load(Ordering::Relaxed);
             let owner = {
                 let cell = cell.clone();
@@ -1325,12 +1342,7 @@ mod loom_models {
     #[test]
     fn retiring_while_reading() {
         model(|| {
-            let domain = domain();
-            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
-            let record = domain.acquire();
-            let reader = checking_reader(&cell, record);
-            retire_and_destroy(&cell);
-            reader.join().expect("reader");
+            a_reader_racing_teardown();
         });
     }
 
@@ -1360,12 +1372,7 @@ mod loom_models {
     #[test]
     fn a_read_of_an_emptied_cell_leaves_no_hazard() {
         model(|| {
-            let domain = domain();
-            let cell = Arc::new(Guarded::new_in(domain, Some(Probe::new())));
-            let record = domain.acquire();
-            let reader = checking_reader(&cell, record);
-            retire_and_destroy(&cell);
-            reader.join().expect("reader");
+            let record = a_reader_racing_teardown();
             for (depth, hazard) in record.hazards.iter().enumerate() {
                 assert!(
                     hazard.load(Ordering::SeqCst).is_null(),

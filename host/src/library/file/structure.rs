@@ -13,23 +13,35 @@ pub(super) type Stage2Error = (RefusalReason, String);
 /// the last loadable segment ends.
 pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64), Stage2Error> {
     let format = detect_format(bytes)?;
-    if let Some(end) = claimed_header_extent(bytes) {
-        if end > bytes.len() as u64 {
-            return Err((
-                RefusalReason::Truncated,
-                format!(
-                    "the headers describe {end} bytes but the file has {}; it was cut short (a partial copy or an interrupted build)",
-                    bytes.len()
-                ),
-            ));
-        }
-    }
+    check_headers_inside(bytes)?;
     let obj = object::File::parse(bytes).map_err(|e| {
         (
             RefusalReason::NotALibrary,
             format!("the {format} file is malformed: {e}"),
         )
     })?;
+    check_kind_and_architecture(&obj, format)?;
+    let loadable_end = check_segments_inside(&obj, bytes.len())?;
+    let (data, block) = manifest_block(&obj, format, bytes.len())?;
+    Ok((data[..block.len].to_vec(), block, loadable_end))
+}
+
+/// The headers' tables lie inside the file: a file cut short is `truncated`, not malformed.
+fn check_headers_inside(bytes: &[u8]) -> Result<(), Stage2Error> {
+    match claimed_header_extent(bytes) {
+        Some(end) if end > bytes.len() as u64 => Err((
+            RefusalReason::Truncated,
+            format!(
+                "the headers describe {end} bytes but the file has {}; it was cut short (a partial copy or an interrupted build)",
+                bytes.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A shared library, built for this host's architecture and pointer width.
+fn check_kind_and_architecture(obj: &object::File<'_>, format: &str) -> Result<(), Stage2Error> {
     if obj.kind() != object::ObjectKind::Dynamic {
         return Err((
             RefusalReason::NotALibrary,
@@ -51,21 +63,35 @@ pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64)
             ),
         ));
     }
+    Ok(())
+}
+
+/// Every loadable segment inside the file (of `len` bytes); returns where the last one ends.
+fn check_segments_inside(obj: &object::File<'_>, len: usize) -> Result<u64, Stage2Error> {
     let mut loadable_end = 0;
     for segment in obj.segments() {
         let (offset, size) = segment.file_range();
         loadable_end = loadable_end.max(offset.saturating_add(size));
-        if offset.saturating_add(size) > bytes.len() as u64 {
+        if offset.saturating_add(size) > len as u64 {
             return Err((
                 RefusalReason::Truncated,
                 format!(
-                    "a loadable segment spans bytes {offset}..{} but the file has {}; loading it would crash the process",
+                    "a loadable segment spans bytes {offset}..{} but the file has {len}; loading it would crash the process",
                     offset.saturating_add(size),
-                    bytes.len()
                 ),
             ));
         }
     }
+    Ok(loadable_end)
+}
+
+/// The one manifest section, inside the file (of `len` bytes), and the block it holds: its
+/// bytes from the section's start, and the block parsed.
+fn manifest_block<'data>(
+    obj: &object::File<'data>,
+    format: &str,
+    len: usize,
+) -> Result<(&'data [u8], ManifestBlock), Stage2Error> {
     let section_name = if format == "Mach-O" {
         BLOCK_SECTION_MACHO
     } else {
@@ -93,13 +119,10 @@ pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64)
         }
     };
     if let Some((offset, size)) = section.file_range() {
-        if offset.saturating_add(size) > bytes.len() as u64 {
+        if offset.saturating_add(size) > len as u64 {
             return Err((
                 RefusalReason::Truncated,
-                format!(
-                    "the manifest section lies past the end of the file ({} bytes)",
-                    bytes.len()
-                ),
+                format!("the manifest section lies past the end of the file ({len} bytes)"),
             ));
         }
     }
@@ -117,7 +140,7 @@ pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64)
     }
     let block = ManifestBlock::parse(data)
         .map_err(|e| (RefusalReason::BadManifest, format!("manifest block: {e}")))?;
-    Ok((data[..block.len].to_vec(), block, loadable_end))
+    Ok((data, block))
 }
 
 fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {

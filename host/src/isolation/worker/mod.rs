@@ -1,8 +1,11 @@
 //! The worker process's side: the loop the `airlock-worker` executable runs. It reads commands
 //! from the host on its standard input (one end of a Unix socket pair), runs stage 4 on the
 //! library bytes the host checked, creates the instance and serves its entry points. The
-//! context it gives the plugin forwards every host function over the channel, where the host
-//! serves it with the plugin's real token: the worker holds no authority of its own.
+//! context it gives the plugin (`forward.rs`) forwards every host function over the channel,
+//! where the host serves it with the plugin's real token: the worker holds no authority of its
+//! own.
+
+mod forward;
 
 use std::io;
 use std::os::fd::AsFd;
@@ -12,17 +15,13 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use abi_stable::prefix_type::WithMetadata;
-use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
-use airlock_abi::abi::{
-    ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable, HostVtableRef,
-    InvocationKind, LogLevel,
-};
+use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 use parking_lot::Mutex;
 
 use super::wire::{Channel, FromWorker, ToWorker};
 use crate::library::file::read_library_bytes;
 use crate::loader;
+use forward::forwarding_context;
 
 /// The channel to the host, shared by the command loop and the forwarding vtable.
 static CHANNEL: OnceLock<Mutex<Channel>> = OnceLock::new();
@@ -141,39 +140,70 @@ fn limits() -> Result<(), String> {
     }
 }
 
+/// Serves the host: once connected, runs each command it sends until it is told to destroy the
+/// instance or it goes away.
 fn serve() -> io::Result<()> {
     // The limits first: nothing of the plugin runs without them.
     limits().map_err(io::Error::other)?;
+    let channel = connect()?;
+    let mut plugin = Hosted::default();
+    let mut out = Vec::new();
+    while let Some(command) = next_command(channel)? {
+        out.clear();
+        let last = matches!(command, Command::Destroy);
+        let code = plugin.run(command, &mut out);
+        done(channel, code, &mut out)?;
+        if last {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The channel to the host on standard input, accepted and made the one the forwarding
+/// vtable uses.
+fn connect() -> io::Result<&'static Mutex<Channel>> {
     let socket = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
     let mut channel = Channel::new(socket)?;
     channel.accept()?;
     if CHANNEL.set(Mutex::new(channel)).is_err() {
         return Err(io::Error::other("the worker serves one host"));
     }
-    let channel = CHANNEL
+    CHANNEL
         .get()
-        .ok_or_else(|| io::Error::other("the channel was not set"))?;
-    let mut creator: Option<loader::Creator> = None;
-    let mut instance: Option<loader::Instance> = None;
-    let mut out = Vec::new();
-    let mut loaded = false;
-    loop {
-        let read = {
-            let mut channel = channel.lock();
-            let read = channel.command(Command::owned);
-            COMMAND.fetch_add(1, Ordering::Relaxed);
-            SERVING.store(read.is_ok(), Ordering::Relaxed);
-            read
-        };
-        let command = match read {
-            Ok(command) => command,
-            // The host is gone: nothing left to serve.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        out.clear();
-        let code = match command {
-            Command::Load { .. } if loaded => {
+        .ok_or_else(|| io::Error::other("the channel was not set"))
+}
+
+/// The host's next command, which is then the one served (`None`: the host is gone, nothing
+/// is left to serve).
+fn next_command(channel: &Mutex<Channel>) -> io::Result<Option<Command>> {
+    let read = {
+        let mut channel = channel.lock();
+        let read = channel.command(Command::owned);
+        COMMAND.fetch_add(1, Ordering::Relaxed);
+        SERVING.store(read.is_ok(), Ordering::Relaxed);
+        read
+    };
+    match read {
+        Ok(command) => Ok(Some(command)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the worker runs for the host: its library, loaded once, and the instance it created.
+#[derive(Default)]
+struct Hosted {
+    creator: Option<loader::Creator>,
+    instance: Option<loader::Instance>,
+    loaded: bool,
+}
+
+impl Hosted {
+    /// Runs one command; its answer is the code returned and what it wrote to `out`.
+    fn run(&mut self, command: Command, out: &mut Vec<u8>) -> ErrorCode {
+        match command {
+            Command::Load { .. } if self.loaded => {
                 out.extend_from_slice(b"load_failed: this worker has loaded its library already");
                 ErrorCode::INIT
             }
@@ -182,10 +212,10 @@ fn serve() -> io::Result<()> {
                 bytes,
                 sealed_only,
             } => {
-                loaded = true;
+                self.loaded = true;
                 match load(&label, bytes, sealed_only) {
                     Ok((library, status)) => {
-                        creator = Some(library);
+                        self.creator = Some(library);
                         out.extend_from_slice(status.as_bytes());
                         ErrorCode::OK
                     }
@@ -195,14 +225,14 @@ fn serve() -> io::Result<()> {
                     }
                 }
             }
-            Command::Validate { config } => match &creator {
-                Some(creator) => answer(creator.validate_config(&config), &mut out),
-                None => not_loaded(&mut out),
+            Command::Validate { config } => match &self.creator {
+                Some(creator) => answer(creator.validate_config(&config), out),
+                None => not_loaded(out),
             },
-            Command::Create { token } => match &creator {
+            Command::Create { token } => match &self.creator {
                 Some(creator) => match creator.create(forwarding_context(token)) {
                     Ok(created) => {
-                        instance = Some(created);
+                        self.instance = Some(created);
                         ErrorCode::OK
                     }
                     Err(e) => {
@@ -210,36 +240,29 @@ fn serve() -> io::Result<()> {
                         e.code
                     }
                 },
-                None => not_loaded(&mut out),
+                None => not_loaded(out),
             },
             Command::Call {
                 kind,
                 index,
                 name,
                 payload,
-            } => match &instance {
-                Some(instance) => {
-                    instance.call(InvocationKind(kind), index, &name, &payload, &mut out)
-                }
-                None => not_loaded(&mut out),
+            } => match &self.instance {
+                Some(instance) => instance.call(InvocationKind(kind), index, &name, &payload, out),
+                None => not_loaded(out),
             },
-            Command::Destroy => {
-                let code = match instance.take().map(loader::Instance::destroy) {
-                    Some(Err(e)) => {
-                        out.extend_from_slice(e.message.as_bytes());
-                        e.code
-                    }
-                    _ => ErrorCode::OK,
-                };
-                done(channel, code, &mut out)?;
-                return Ok(());
-            }
+            Command::Destroy => match self.instance.take().map(loader::Instance::destroy) {
+                Some(Err(e)) => {
+                    out.extend_from_slice(e.message.as_bytes());
+                    e.code
+                }
+                _ => ErrorCode::OK,
+            },
             Command::Stray => {
                 out.extend_from_slice(b"a reply arrived with no request waiting for it");
                 ErrorCode::HANDLER
             }
-        };
-        done(channel, code, &mut out)?;
+        }
     }
 }
 
@@ -306,115 +329,4 @@ fn answer(result: Result<Vec<u8>, airlock_abi::abi::PluginError>, out: &mut Vec<
 fn not_loaded(out: &mut Vec<u8>) -> ErrorCode {
     out.extend_from_slice(b"the worker has no library or instance for this command");
     ErrorCode::HANDLER
-}
-
-/// Sends the plugin's request and waits for the host's reply.
-fn forward(request: &FromWorker) -> Result<Vec<u8>, HostError> {
-    let failed = |message: String| HostError {
-        code: HostErrorCode::INTERNAL,
-        capability: RString::new(),
-        message: RString::from(message),
-    };
-    let between_calls = || HostError {
-        code: HostErrorCode::UNSUPPORTED,
-        capability: RString::new(),
-        message: RString::from(
-            "the plugin runs in a worker process, where its context serves the call in \
-             progress only: a request made between calls is refused",
-        ),
-    };
-    let command = COMMAND.load(Ordering::Relaxed);
-    if !SERVING.load(Ordering::Relaxed) {
-        return Err(between_calls());
-    }
-    let channel = CHANNEL
-        .get()
-        .ok_or_else(|| failed("the worker has no channel".to_owned()))?;
-    let mut channel = channel.lock();
-    // Still serving the command it started in: a request from between two calls does not
-    // slip into the next one.
-    if !SERVING.load(Ordering::Relaxed) || COMMAND.load(Ordering::Relaxed) != command {
-        return Err(between_calls());
-    }
-    channel
-        .answer(request)
-        .map_err(|e| failed(format!("the channel to the host broke: {e}")))?;
-    let reply = channel
-        .command(|command| match command {
-            ToWorker::Reply { code: 0, body, .. } => Ok(body.to_vec()),
-            ToWorker::Reply {
-                code,
-                capability,
-                body,
-            } => Err(HostError {
-                code: HostErrorCode(code),
-                capability: RString::from(capability),
-                message: RString::from(String::from_utf8_lossy(body).into_owned()),
-            }),
-            _ => Err(failed(
-                "the host sent a command while a reply was due".to_owned(),
-            )),
-        })
-        .map_err(|e| failed(format!("the channel to the host broke: {e}")))?;
-    reply
-}
-
-/// Runs a forwarding function with panics contained: nothing unwinds into the plugin.
-fn contained<T>(f: impl FnOnce() -> Result<T, HostError>) -> RResult<T, HostError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(result) => result.into(),
-        Err(_) => RResult::RErr(HostError {
-            code: HostErrorCode::INTERNAL,
-            capability: RString::new(),
-            message: RString::from("the worker panicked while forwarding a request"),
-        }),
-    }
-}
-
-extern "C" fn forward_log(
-    _: ContextToken,
-    level: LogLevel,
-    message: RStr<'_>,
-) -> RResult<(), HostError> {
-    contained(|| {
-        forward(&FromWorker::Log {
-            level: level.0,
-            message: message.as_rslice().as_slice().to_vec(),
-        })
-        .map(drop)
-    })
-}
-
-extern "C" fn forward_config(_: ContextToken) -> RResult<RVec<u8>, HostError> {
-    contained(|| forward(&FromWorker::Config).map(RVec::from))
-}
-
-extern "C" fn forward_request(
-    _: ContextToken,
-    service: RStr<'_>,
-    operation: RStr<'_>,
-    payload: RSlice<'_, u8>,
-) -> RResult<RVec<u8>, HostError> {
-    contained(|| {
-        forward(&FromWorker::Request {
-            service: service.as_rslice().as_slice().to_vec(),
-            operation: operation.as_rslice().as_slice().to_vec(),
-            payload: payload.as_slice().to_vec(),
-        })
-        .map(RVec::from)
-    })
-}
-
-const FORWARDING: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
-    log: forward_log,
-    config: forward_config,
-    request: forward_request,
-});
-
-/// The context the worker gives the plugin: its token, and functions that forward to the host.
-fn forwarding_context(token: ContextToken) -> HostContext {
-    HostContext {
-        token,
-        vtable: HostVtableRef(FORWARDING.static_as_prefix()),
-    }
 }
