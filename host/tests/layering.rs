@@ -4,7 +4,8 @@
 //!
 //! A layer is a folder or file directly under `src/`. Test modules at the end of a file
 //! (`#[cfg(test)]`) are left out: a test may reach anything, and tests beside their code are
-//! welcome.
+//! welcome. Here too: `unsafe` only in the rooms named, and no function longer than a screen
+//! or two.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
