@@ -53,9 +53,13 @@ for estimates in pathlib.Path(criterion).glob("*/*/new/estimates.json"):
     group, name = estimates.parts[-4], estimates.parts[-3]
     if group in ("call", "threads"):
         row[f"{group}/{name}"] = json.load(open(estimates))["median"]["point_estimate"]
-for key, value in json.load(open(callbacks)).items():
-    if key.endswith("_ns") and isinstance(value, (int, float)):
-        row[f"callbacks/{key}"] = value
+def figures(prefix, values):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            figures(f"{prefix}{key}/", value)
+        elif key.endswith("_ns") and isinstance(value, (int, float)):
+            row[f"{prefix}{key}"] = value
+figures("callbacks/", json.load(open(callbacks)))
 with open(out, "a") as f:
     f.write(json.dumps(row) + "\n")
 PY

@@ -58,6 +58,10 @@ out.append(f"| capability-checked host callback from inside a plugin (self-timed
 out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']:.1f} ns | |")
 out.append(f"| a service operation of the embedding program called from inside a plugin (`ctx.service`, a small JSON request and answer; self-timed) | {cb['service_ns']:.1f} ns | |")
 out.append(f"| the built-in kv `get` of a small value, called the same way | {cb['kv_ns']:.1f} ns | |")
+two = cb.get("two_threads", {})
+if "checked_ns" in two:
+    out.append(f"| capability-checked host callback, two threads calling back at once (each thread's own time per callback) | {two['checked_ns']:.1f} ns | |")
+    out.append(f"| the built-in kv `get`, two threads at once (each thread's own time) | {two['kv_ns']:.1f} ns | |")
 out.append(f"| the same callback on a context whose host functions do nothing (same loop): the floor of the frozen `log` slot | {cb['signature_ns']:.1f} ns | |")
 out.append(f"| isolated plugin: worker started to its first answer (`enable` after `disable`; median of 21) | {cb['isolated_start_ms']:.1f} ms | |")
 out.append(f"| isolated plugin: crashed worker (`abort`) to its first answer after the restart (median of 21) | {cb['isolated_restart_ms']:.1f} ms | |")
