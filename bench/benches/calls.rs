@@ -189,11 +189,8 @@ fn calls(c: &mut Criterion) {
     let generations = airlock::retained().0 - retained_before;
     let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
-    let callbacks = host.call("bench-noop", "callbacks", &json!(2_000_000)).expect("call");
-    let mut figures = match callbacks {
-        airlock::ActionOutcome::Ok(v) => v,
-        other => json!({"error": format!("{other:?}")}),
-    };
+    let mut figures = callbacks(&host);
+    figures["two_threads"] = callbacks_in_two_threads(&host);
     figures["reload_generations"] = json!(generations);
     figures["isolated_start_ms"] = json!(isolated_start_ms);
     figures["isolated_restart_ms"] = json!(isolated_restart_ms);
@@ -204,6 +201,36 @@ fn calls(c: &mut Criterion) {
         serde_json::to_vec(&figures).expect("json"),
     )
     .expect("write the callback figures");
+}
+
+/// How many callbacks of the cheapest kind the `callbacks` action makes (and a twentieth as many
+/// JSON requests of each service).
+const CALLBACKS: u64 = 2_000_000;
+
+/// The `callbacks` action's figures (nanoseconds per callback, self-timed inside the plugin).
+fn callbacks(host: &Host) -> Value {
+    match host.call("bench-noop", "callbacks", &json!(CALLBACKS)).expect("call") {
+        airlock::ActionOutcome::Ok(v) => v,
+        other => json!({"error": format!("{other:?}")}),
+    }
+}
+
+/// The `callbacks` action called on two threads at once: each figure is the mean of the two
+/// threads' own times per callback while the other thread calls back too (equal to the
+/// one-thread figure when callbacks scale; a shared cache line written per callback shows here).
+fn callbacks_in_two_threads(host: &Host) -> Value {
+    let both: Vec<Value> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2).map(|_| s.spawn(|| callbacks(host))).collect();
+        threads.into_iter().map(|t| t.join().expect("a callbacks thread")).collect()
+    });
+    let mut mean = serde_json::Map::new();
+    for key in ["checked_ns", "raw_ns", "signature_ns", "service_ns", "kv_ns"] {
+        let values: Vec<f64> = both.iter().filter_map(|f| f[key].as_f64()).collect();
+        if values.len() == both.len() {
+            mean.insert(key.to_owned(), json!(values.iter().sum::<f64>() / values.len() as f64));
+        }
+    }
+    Value::Object(mean)
 }
 
 /// Benchmarks `work` on 1 and on 2 threads at once, as the time per call of the aggregate
