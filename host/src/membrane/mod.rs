@@ -164,7 +164,8 @@ fn operation_request(
 
 /// Serves one request of the plugin behind `token`: the router. Every operation is a row of the
 /// one registry, the built-in ones and the program's; a request for none of them is
-/// `unsupported`.
+/// `unsupported`. The context holds the host's services for as long as it is open, so reaching
+/// them writes nothing another thread reads.
 pub(crate) fn request(
     token: ContextToken,
     entry: &ContextEntry,
@@ -174,10 +175,8 @@ pub(crate) fn request(
 ) -> Result<Vec<u8>, HostError> {
     let host = entry
         .host
-        .as_ref()
-        .and_then(std::sync::Weak::upgrade)
+        .as_deref()
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
-    let host = &*host;
     let requester = Requesting { token, entry, host };
     match host.registry().route(service, operation) {
         Some(Route::BuiltIn(row)) => row.serve(&requester, payload),
