@@ -71,12 +71,12 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("call");
     g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
-    g.bench_function("handle_noop", |b| b.iter(|| noop.call().bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("handle_noop", |b| b.iter(|| noop.call_bytes(black_box(b"null")).expect("ok")));
     let mut out = Vec::new();
     g.bench_function("handle_noop_into", |b| {
         b.iter(|| noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call().bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call_bytes(black_box(b"null")).expect("ok")));
     g.bench_function("serial_noop_into", |b| {
         b.iter(|| serial_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
@@ -86,10 +86,10 @@ fn calls(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("json");
-    g.bench_function("action", |b| b.iter(|| json_action.call().json(black_box(&payload)).expect("ok")));
-    g.bench_function("json_bytes", |b| b.iter(|| json_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
+    g.bench_function("json_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call_bytes(black_box(&payload_bytes)).expect("ok")));
     // One copy of the payload into a fresh buffer of the caller's: what the answer costs at least.
     g.bench_function("one_copy", |b| b.iter(|| black_box(&payload_bytes).to_vec()));
     g.bench_function("bare_serde", |b| {
@@ -109,7 +109,7 @@ fn calls(c: &mut Criterion) {
     // The no-op action, and as the control the raw call, which shares nothing: what this
     // machine gives a second thread for pure compute bounds what any call path can get.
     in_threads(&mut g, "", || {
-        let _ = noop.call().bytes(b"null").expect("ok");
+        let _ = noop.call_bytes(b"null").expect("ok");
     });
     in_threads(&mut g, "raw_", || {
         black_box(black_box(raw)().len());
@@ -159,7 +159,7 @@ fn calls(c: &mut Criterion) {
     g.bench_function("isolated_noop", |b| {
         b.iter(|| isolated_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call().json(black_box(&payload)).expect("ok")));
+    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call(black_box(&payload)).expect("ok")));
     g.finish();
     // A worker started to its first answer (enable after disable), and a crashed worker to its
     // first answer after the supervisor restarted it.
@@ -189,11 +189,8 @@ fn calls(c: &mut Criterion) {
     let generations = airlock::plugins::retained().0 - retained_before;
     let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
-    let callbacks = host.call("bench-noop", "callbacks").json(&json!(2_000_000)).expect("call");
-    let mut figures = match callbacks {
-        airlock::Reply::Ok(v) => v,
-        other => json!({"error": format!("{other:?}")}),
-    };
+    let mut figures = callbacks(&host);
+    figures["two_threads"] = callbacks_in_two_threads(&host);
     figures["reload_generations"] = json!(generations);
     figures["isolated_start_ms"] = json!(isolated_start_ms);
     figures["isolated_restart_ms"] = json!(isolated_restart_ms);
@@ -204,6 +201,39 @@ fn calls(c: &mut Criterion) {
         serde_json::to_vec(&figures).expect("json"),
     )
     .expect("write the callback figures");
+}
+
+/// How many callbacks of the cheapest kind the `callbacks` action makes (and a twentieth as many
+/// JSON requests of each service): 2 million, or `AIRLOCK_BENCH_CALLBACKS` (more averages out a
+/// noisy machine).
+fn callbacks_count() -> u64 {
+    std::env::var("AIRLOCK_BENCH_CALLBACKS").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000_000)
+}
+
+/// The `callbacks` action's figures (nanoseconds per callback, self-timed inside the plugin).
+fn callbacks(host: &Host) -> Value {
+    match host.call("bench-noop", "callbacks").json(&json!(callbacks_count())).expect("call") {
+        airlock::Reply::Ok(v) => v,
+        other => json!({"error": format!("{other:?}")}),
+    }
+}
+
+/// The `callbacks` action called on two threads at once: each figure is the mean of the two
+/// threads' own times per callback while the other thread calls back too (equal to the
+/// one-thread figure when callbacks scale; a shared cache line written per callback shows here).
+fn callbacks_in_two_threads(host: &Host) -> Value {
+    let both: Vec<Value> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2).map(|_| s.spawn(|| callbacks(host))).collect();
+        threads.into_iter().map(|t| t.join().expect("a callbacks thread")).collect()
+    });
+    let mut mean = serde_json::Map::new();
+    for key in ["checked_ns", "raw_ns", "signature_ns", "service_ns", "kv_ns"] {
+        let values: Vec<f64> = both.iter().filter_map(|f| f[key].as_f64()).collect();
+        if values.len() == both.len() {
+            mean.insert(key.to_owned(), json!(values.iter().sum::<f64>() / values.len() as f64));
+        }
+    }
+    Value::Object(mean)
 }
 
 /// Benchmarks `work` on 1 and on 2 threads at once, as the time per call of the aggregate

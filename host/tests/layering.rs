@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-
 /// Every layer of the host, bottom first, with the layers it may name. A layer may name only
 /// layers listed before it, so the table cannot hold a cycle.
 const LAYERS: &[(&str, &[&str])] = &[
@@ -253,12 +252,6 @@ fn unsafe_is_allowed_only_in_the_named_rooms() {
 /// Past this many lines, a function is split along its steps.
 const MAX_FUNCTION_LINES: usize = 100;
 
-/// TEMPORARY: functions still over [`MAX_FUNCTION_LINES`] because they are being rewritten, as
-/// (file under `src/`, function). The membrane's router (`built_in`, one long `match`) is being
-/// made a table of typed rows; remove its entry, and then this list, when that lands — the test
-/// fails while an entry is no longer needed.
-const LONG_UNTIL_REWRITTEN: &[(&str, &str)] = &[("membrane/mod.rs", "built_in")];
-
 /// The code with its comments, strings and character literals blanked out (newlines kept), so
 /// the braces left are the code's own.
 fn blank_literals(code: &str) -> Vec<char> {
@@ -419,28 +412,14 @@ fn no_function_is_long() {
     sources(&src, &mut files);
     files.sort();
     let mut long = Vec::new();
-    let mut still_exempt = BTreeSet::new();
     for file in &files {
         let relative = file.strip_prefix(&src).expect("under src");
         let relative = relative.to_string_lossy().replace('\\', "/");
         for (name, line, lines) in functions(&code(file)) {
-            if lines <= MAX_FUNCTION_LINES {
-                continue;
-            }
-            if LONG_UNTIL_REWRITTEN.contains(&(relative.as_str(), name.as_str())) {
-                still_exempt.insert((relative.clone(), name));
-            } else {
+            if lines > MAX_FUNCTION_LINES {
                 long.push(format!("{relative}:{line} {name} ({lines} lines)"));
             }
         }
     }
     assert!(long.is_empty(), "split these along their steps: {long:#?}");
-    let no_longer_needed: Vec<_> = LONG_UNTIL_REWRITTEN
-        .iter()
-        .filter(|(file, name)| !still_exempt.contains(&((*file).to_owned(), (*name).to_owned())))
-        .collect();
-    assert!(
-        no_longer_needed.is_empty(),
-        "within the limit now: take these out of LONG_UNTIL_REWRITTEN: {no_longer_needed:?}"
-    );
 }

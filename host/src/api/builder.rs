@@ -269,6 +269,7 @@ impl HostBuilder {
         if let Some(worker) = self.worker.take() {
             self.options.policy.host_mut().worker = Some(worker);
         }
+        crate::membrane::register_built_ins(&mut self.registry);
         if let Some(e) = self.registry.invalid() {
             return Err(Error::Service(e.to_owned()));
         }

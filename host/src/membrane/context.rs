@@ -5,13 +5,16 @@
 //! The table lives in the host binary, which is never unloaded, so a plugin can never hold a
 //! pointer that dangles: it holds a token, and a stale token is answered with `Revoked`.
 //! Looking a token up publishes the entry in a hazard slot of the calling thread (a plain store;
-//! see `sync::hazard`), so a host callback writes no cache line another thread reads.
+//! see `sync::hazard`), and the entry holds the host's services for as long as it is in the
+//! table (no reference count moves per request), so the membrane's part of a host callback
+//! (the lookup, the grant check, the route to a service) writes no cache line another thread
+//! reads. What a service does may (a kv write, a publication to subscribers).
 //! Revoking (the whole context, or one capability) is a store followed by a wait for the calls
 //! that were in flight before it; calls that start later are not waited for, so a stream of
 //! them cannot starve the wait.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use airlock_abi::abi::ContextToken;
@@ -69,15 +72,17 @@ impl ShardedCounter {
 }
 
 /// What the host knows about one open context.
-#[derive(Debug)]
 pub(crate) struct ContextEntry {
     pub plugin: PluginId,
     pub generation: u64,
     pub config: ArcSwap<Vec<u8>>,
     pub grants: ArcSwap<Vec<Capability>>,
     pub span: tracing::Span,
-    /// The services behind the membrane; `None` for a context no host serves (tests).
-    pub host: Option<Weak<dyn HostServices>>,
+    /// The services behind the membrane; `None` for a context no host serves (tests). Held,
+    /// not counted per request: the runtime revokes every context it opened before it lets
+    /// itself go (teardown, shutdown), and a revoked entry is dropped once no call reads it,
+    /// by the revocation or, past its deadline, by the last request leaving it.
+    pub host: Option<Arc<dyn HostServices>>,
     /// Set when teardown starts: no new timers or subscriptions.
     pub closing: AtomicBool,
     /// Host calls served, and capability violations.
@@ -98,7 +103,7 @@ impl ContextEntry {
         generation: u64,
         config: Vec<u8>,
         grants: Vec<Capability>,
-        host: Option<Weak<dyn HostServices>>,
+        host: Option<Arc<dyn HostServices>>,
         handover: Option<Vec<u8>>,
     ) -> Self {
         let span = tracing::info_span!("plugin", id = %plugin, generation);
@@ -117,6 +122,25 @@ impl ContextEntry {
             revoked: AtomicBool::new(false),
             token_generation: 0,
         }
+    }
+}
+
+impl ContextEntry {
+    /// Whether the context has been revoked (its token answers `Revoked` from then on).
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for ContextEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextEntry")
+            .field("plugin", &self.plugin)
+            .field("generation", &self.generation)
+            .field("served", &self.host.is_some())
+            .field("closing", &self.closing)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,15 +1,21 @@
 //! `stream emit`: a chunk of the call a plugin is serving, handed to its caller when the call
 //! is taken as a stream ([`crate::frame::stream`]).
 
-use crate::error::CallErrorCode;
-use airlock_abi::abi::HostErrorCode;
+use airlock_abi::abi::{HostError, HostErrorCode};
+use airlock_abi::wire::Request;
 
+use super::row::{raw, Grant};
 use super::{bad_request, host_error};
-use crate::membrane::context::ContextEntry;
-use airlock_abi::abi::HostError;
+use crate::error::CallErrorCode;
+use crate::services::registry::{BuiltIn, Requester};
+
+/// One row per operation: its payload is a kind byte and the chunk; no capability.
+pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
+    vec![raw(Request::StreamEmit, Grant::Free, serve)]
+}
 
 /// `stream emit`: a chunk of the call being served, to its caller if it takes a stream.
-pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+fn serve(r: &dyn Requester, payload: &[u8]) -> Result<Vec<u8>, HostError> {
     use crate::frame::stream::{self, Emitted, MAX_CHUNK};
     let Some((&tag, chunk)) = payload.split_first() else {
         return Err(bad_request("a stream chunk needs its kind byte"));
@@ -30,8 +36,8 @@ pub(super) fn serve(entry: &ContextEntry, payload: &[u8]) -> Result<Vec<u8>, Hos
         other => return Err(bad_request(format!("unknown stream chunk kind {other}"))),
     };
     // While it waits for room, the call may be cancelled for other reasons than its caller's.
-    let cancelled = || super::cancelled::cancelled(entry);
-    match stream::emit(&entry.plugin, json, chunk.to_vec(), cancelled) {
+    let cancelled = || super::cancelled::cancelled(r);
+    match stream::emit(r.plugin(), json, chunk.to_vec(), cancelled) {
         Emitted::Sent => Ok(b"true".to_vec()),
         Emitted::Discarded => Ok(b"false".to_vec()),
         Emitted::Cancelled => {

@@ -16,14 +16,24 @@ use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::wire::{HttpAnswer, HttpHead};
 
 use airlock_abi::manifest::CapabilityKind;
-use airlock_abi::wire;
+use airlock_abi::wire::{self, Request};
 
-use super::{bad_request, host_error, require};
-use crate::membrane::context::ContextEntry;
+use super::row::{raw, Grant};
+use super::{bad_request, host_error};
 use crate::policy::HttpPolicy;
 use crate::services::audit::AuditOutcome;
-use crate::services::HostServices;
+use crate::services::registry::{BuiltIn, Requester};
 use airlock_abi::manifest::glob_match;
+
+/// One row per operation: its payloads are frames (a JSON head, then the body as it is), and
+/// its grant is checked for each hop's host.
+pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
+    vec![raw(
+        Request::HttpRequest,
+        Grant::ByHandler(CapabilityKind::HttpOutbound),
+        serve,
+    )]
+}
 
 /// What one plugin's call needs from the host.
 pub(crate) struct Outbound<'a> {
@@ -360,17 +370,14 @@ impl Outbound<'_> {
     }
 }
 
-/// Serves one `http request` of the plugin behind `entry`.
-pub(super) fn serve(
-    entry: &ContextEntry,
-    host: &dyn HostServices,
-    payload: &[u8],
-) -> Result<Vec<u8>, HostError> {
+/// Serves one `http request` of the plugin `r`.
+fn serve(r: &dyn Requester, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+    let host = r.host();
     let (head, body) = wire::unframe::<wire::HttpHead>(payload).map_err(bad_request)?;
-    let policy = host.http_policy(&entry.plugin);
+    let policy = host.http_policy(r.plugin());
     let credential = match &head.credential {
         Some(name) => {
-            require(entry, host, CapabilityKind::Secrets, Some(name))?;
+            r.require(CapabilityKind::Secrets, Some(name))?;
             let credential = host.credential(name).ok_or_else(|| {
                 bad_request(format!(
                     "no credential {name:?}: the policy's [secrets] entry needs a header \
@@ -389,12 +396,12 @@ pub(super) fn serve(
         }
         None => None,
     };
-    let granted = |h: &str| require(entry, host, CapabilityKind::HttpOutbound, Some(h));
+    let granted = |h: &str| r.require(CapabilityKind::HttpOutbound, Some(h));
     let pinned = |name: &str| host.pinned(name);
     let audit = |h: &str, outcome, detail: &str| {
         host.audit().record(
-            entry.plugin.as_str(),
-            entry.generation,
+            r.plugin().as_str(),
+            r.generation(),
             &format!("http.outbound:{h}"),
             outcome,
             detail,

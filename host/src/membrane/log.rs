@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use airlock_abi::abi::{HostError, LogLevel};
-use airlock_abi::wire::{LogLine, MAX_LOG_FIELDS};
+use airlock_abi::wire::{LogLine, Request, MAX_LOG_FIELDS};
 use parking_lot::Mutex;
 use serde_json::Value as Json;
 use tracing::callsite::{Callsite, Identifier};
@@ -22,6 +22,37 @@ use tracing::subscriber::Interest;
 use tracing::{Level, Metadata};
 
 use super::bad_request;
+use super::row::{row, Grant};
+use crate::services::registry::{BuiltIn, Requester};
+use crate::services::Observed;
+
+/// One row per operation: a log line needs no capability.
+pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
+    vec![row(Request::LogWrite, Grant::Free, write)]
+}
+
+/// `log write`: the line, shown to the test harness when it observes the plugin, and emitted
+/// in the plugin's span.
+fn write(r: &dyn Requester, line: LogLine) -> Result<(), HostError> {
+    let line = check(line)?;
+    if r.observed() {
+        let fields: Vec<String> = line
+            .fields
+            .iter()
+            .map(|(n, v)| format!(" {n}={v}"))
+            .collect();
+        r.host().observe(
+            r.plugin(),
+            Observed::Log {
+                level: LogLevel(line.level),
+                message: format!("{}{}", line.message, fields.concat()),
+            },
+        );
+    }
+    let _span = r.span().enter();
+    emit(&line);
+    Ok(())
+}
 
 /// The most call sites made for plugins' field sets.
 pub(crate) const MAX_SITES: usize = 256;
@@ -150,8 +181,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Checks a `log write` request's line.
-pub(super) fn parse(payload: &[u8]) -> Result<LogLine, HostError> {
-    let line: LogLine = super::body(payload)?;
+fn check(line: LogLine) -> Result<LogLine, HostError> {
     if line.fields.len() > MAX_LOG_FIELDS {
         return Err(bad_request(format!(
             "{} fields in one log line; at most {MAX_LOG_FIELDS} are allowed",
@@ -167,7 +197,7 @@ pub(super) fn parse(payload: &[u8]) -> Result<LogLine, HostError> {
 }
 
 /// Emits `line` as one `tracing` event in the current span.
-pub(super) fn emit(line: &LogLine) {
+fn emit(line: &LogLine) {
     let mut names: Vec<&str> = vec!["message"];
     names.extend(line.fields.iter().map(|(n, _)| n.as_str()));
     names[1..].sort_unstable();
@@ -210,8 +240,14 @@ pub(super) fn emit(line: &LogLine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membrane::row::Input;
     use std::io::Write;
     use std::sync::Arc;
+
+    /// A `log write` payload, read and checked as the router and the row do.
+    fn parse(payload: &[u8]) -> Result<LogLine, HostError> {
+        check(LogLine::decode(payload)?)
+    }
 
     /// Captures what a subscriber writes.
     #[derive(Clone, Default)]

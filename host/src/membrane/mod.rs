@@ -2,100 +2,144 @@
 //! service request against the plugin's effective grants before any work is done. A miss is a
 //! `CapabilityViolation` and exactly one audit record; a hit is served, inside `catch_unwind`.
 //! The services are reached through [`HostServices`], never the runtime itself.
-
-use std::sync::Weak;
-use std::time::Duration;
+//!
+//! Every request is a row of the one registry ([`crate::services::registry`]): the built-in
+//! operations are rows defined here, one file per service, each beside its handler
+//! ([`row`]); the embedding program's operations are rows it registers. The router looks the
+//! request up and hands it to the row.
 
 use abi_stable::std_types::RString;
 use airlock_abi::abi::{ContextToken, HostError, HostErrorCode};
-use airlock_abi::manifest::{covers, CapabilityKind};
-use airlock_abi::wire::{self, CallerInfo, Request};
-use serde::de::DeserializeOwned;
+use airlock_abi::manifest::{covers, CapabilityKind, PluginId};
 
-use crate::error::CallErrorCode;
-use crate::frame::{Frame, Stream};
 use crate::membrane::context::ContextEntry;
 use crate::services::audit::AuditOutcome;
-use crate::services::registry::{Caller, Failure, Registered, Route};
+use crate::services::registry::{Caller, Failure, Registered, Registry, Requester, Route};
 
 mod cancelled;
 pub(crate) mod context;
 mod emit;
+mod events;
 mod http;
 mod kv;
 mod log;
+mod own;
+mod plugins;
+mod row;
+mod secrets;
+mod timers;
 mod vtable;
 
+pub use plugins::MAX_CALL_DEPTH;
 #[cfg(any(test, feature = "test-support"))]
 pub use vtable::host_vtable;
 
-use crate::services::timers::{parse_cron, Schedule};
-use crate::services::{HostServices, Observed};
+use crate::services::HostServices;
 pub(crate) use vtable::host_context;
+
+/// Registers every built-in operation, one row per request of the protocol.
+pub(crate) fn register_built_ins(registry: &mut Registry) {
+    let rows = [
+        kv::rows(),
+        events::rows(),
+        timers::rows(),
+        secrets::rows(),
+        plugins::rows(),
+        http::rows(),
+        log::rows(),
+        own::rows(),
+        emit::rows(),
+    ];
+    for row in rows.into_iter().flatten() {
+        registry.built_in(row);
+    }
+}
 
 fn bad_request(message: impl Into<String>) -> HostError {
     host_error(HostErrorCode::BAD_REQUEST, "", &message.into())
 }
 
-fn body<T: DeserializeOwned>(payload: &[u8]) -> Result<T, HostError> {
-    serde_json::from_slice(payload).map_err(|e| bad_request(format!("malformed request: {e}")))
+/// The plugin behind a request, while the request is served: what a row's handler is given.
+struct Requesting<'a> {
+    token: ContextToken,
+    entry: &'a ContextEntry,
+    host: &'a dyn HostServices,
 }
 
-fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, HostError> {
-    serde_json::to_vec(value).map_err(|e| host_error(HostErrorCode::INTERNAL, "", &e.to_string()))
-}
-
-/// Checks that `entry` may use `kind` (with `scope`), writing one audit record if not.
-fn require(
-    entry: &ContextEntry,
-    host: &dyn HostServices,
-    kind: CapabilityKind,
-    scope: Option<&str>,
-) -> Result<(), HostError> {
-    if covers(&entry.grants.load(), kind, scope) {
-        return Ok(());
+impl Requester for Requesting<'_> {
+    fn token(&self) -> ContextToken {
+        self.token
     }
-    let capability = match scope {
-        Some(scope) => format!("{}:{scope}", kind.name()),
-        None => kind.name().to_owned(),
-    };
-    entry
-        .denials
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    host.audit().record(
-        entry.plugin.as_str(),
-        entry.generation,
-        &capability,
-        AuditOutcome::Denied,
-        &format!("{} used {capability} without a grant", entry.plugin),
-    );
-    Err(host_error(
-        HostErrorCode::CAPABILITY_VIOLATION,
-        &capability,
-        &format!(
-            "capability {capability} was not granted to {}",
-            entry.plugin
-        ),
-    ))
+
+    fn plugin(&self) -> &PluginId {
+        &self.entry.plugin
+    }
+
+    fn generation(&self) -> u64 {
+        self.entry.generation
+    }
+
+    fn host(&self) -> &dyn HostServices {
+        self.host
+    }
+
+    fn require(&self, kind: CapabilityKind, scope: Option<&str>) -> Result<(), HostError> {
+        let entry = self.entry;
+        if covers(&entry.grants.load(), kind, scope) {
+            return Ok(());
+        }
+        let capability = match scope {
+            Some(scope) => format!("{}:{scope}", kind.name()),
+            None => kind.name().to_owned(),
+        };
+        entry
+            .denials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.host.audit().record(
+            entry.plugin.as_str(),
+            entry.generation,
+            &capability,
+            AuditOutcome::Denied,
+            &format!("{} used {capability} without a grant", entry.plugin),
+        );
+        Err(host_error(
+            HostErrorCode::CAPABILITY_VIOLATION,
+            &capability,
+            &format!(
+                "capability {capability} was not granted to {}",
+                entry.plugin
+            ),
+        ))
+    }
+
+    fn closing(&self) -> bool {
+        self.entry.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn observed(&self) -> bool {
+        self.entry.observed
+    }
+
+    fn span(&self) -> &tracing::Span {
+        &self.entry.span
+    }
+
+    fn take_handover(&self) -> Option<Vec<u8>> {
+        self.entry.handover.lock().take()
+    }
 }
 
 /// Serves a request for an operation of the embedding program's services
 /// ([`crate::services::registry`]): the capability `service:<service>.<operation>` must be granted (one
 /// audit record per miss), and the request's contract version must be the host's.
 fn operation_request(
-    entry: &ContextEntry,
-    host: &dyn HostServices,
+    requester: &Requesting<'_>,
     service: &str,
     (name, version, registered): (&str, u32, &Registered),
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
     let unsupported = |message: String| host_error(HostErrorCode::UNSUPPORTED, "", &message);
-    require(
-        entry,
-        host,
-        CapabilityKind::Service,
-        Some(&format!("{service}.{name}")),
-    )?;
+    requester.require(CapabilityKind::Service, Some(&format!("{service}.{name}")))?;
     if version != registered.version {
         return Err(unsupported(format!(
             "{service}.{name}: the plugin was built against version {version} of the operation's \
@@ -105,8 +149,8 @@ fn operation_request(
         )));
     }
     let caller = Caller {
-        plugin: entry.plugin.to_string(),
-        generation: entry.generation,
+        plugin: requester.entry.plugin.to_string(),
+        generation: requester.entry.generation,
         on_behalf_of: crate::frame::caller::current(),
     };
     registered
@@ -118,250 +162,36 @@ fn operation_request(
         })
 }
 
-/// Serves one request of the plugin behind `token`: the router. Every service is in the one
-/// registry, the built-in ones first; a request for none of them is `unsupported`.
+/// Serves one request of the plugin behind `token`: the router. Every operation is a row of the
+/// one registry, the built-in ones and the program's; a request for none of them is
+/// `unsupported`. The context holds the host's services for as long as it is open, so reaching
+/// them writes nothing another thread reads.
 pub(crate) fn request(
     token: ContextToken,
     entry: &ContextEntry,
-    service_name: &str,
+    service: &str,
     operation: &str,
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
     let host = entry
         .host
-        .as_ref()
-        .and_then(Weak::upgrade)
+        .as_deref()
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
-    let host = &*host;
-    match host.registry().route(service_name, operation) {
-        Some(Route::BuiltIn(request)) => built_in(token, entry, host, request, payload),
+    let requester = Requesting { token, entry, host };
+    match host.registry().route(service, operation) {
+        Some(Route::BuiltIn(row)) => row.serve(&requester, payload),
         Some(Route::Offered {
             name,
             version,
             registered,
-        }) => operation_request(
-            entry,
-            host,
-            service_name,
-            (name, version, registered),
-            payload,
-        ),
+        }) => operation_request(&requester, service, (name, version, registered), payload),
         None => Err(host_error(
             HostErrorCode::UNSUPPORTED,
             "",
-            &format!("the host offers no operation {operation:?} on service {service_name:?}"),
+            &format!("the host offers no operation {operation:?} on service {service:?}"),
         )),
     }
 }
-
-/// Serves a request for one of the host's built-in services.
-fn built_in(
-    token: ContextToken,
-    entry: &ContextEntry,
-    host: &dyn HostServices,
-    request: Request,
-    payload: &[u8],
-) -> Result<Vec<u8>, HostError> {
-    match request {
-        Request::KvGet
-        | Request::KvSet
-        | Request::KvDelete
-        | Request::KvKeys
-        | Request::KvEntry
-        | Request::KvList
-        | Request::KvCompareAndSet
-        | Request::KvWrite => {
-            require(entry, host, CapabilityKind::Kv, None)?;
-            let kv = host.kv().ok_or_else(|| {
-                host_error(
-                    HostErrorCode::UNSUPPORTED,
-                    "",
-                    "this host has no data directory, so no key/value store",
-                )
-            })?;
-            kv::serve(kv, &entry.plugin, request, payload)
-        }
-        Request::EventsPublish => {
-            let req: wire::Publish = body(payload)?;
-            check_name("topic", &req.topic)?;
-            require(entry, host, CapabilityKind::EventsPublish, Some(&req.topic))?;
-            if entry.observed {
-                host.observe(
-                    &entry.plugin,
-                    Observed::Published {
-                        topic: req.topic.clone(),
-                        payload: req.payload.clone(),
-                    },
-                );
-            }
-            json(&host.events().publish(&req.topic, &req.payload))
-        }
-        Request::EventsSubscribe | Request::EventsUnsubscribe => {
-            let req: wire::Pattern = body(payload)?;
-            check_name("pattern", &req.pattern)?;
-            require(
-                entry,
-                host,
-                CapabilityKind::EventsSubscribe,
-                Some(&req.pattern),
-            )?;
-            if request == Request::EventsSubscribe {
-                refuse_when_closing(entry)?;
-                crate::failpoint::hit(crate::failpoint::SUBSCRIBE_CHECKED);
-                host.events().subscribe(token, &req.pattern);
-                undo_when_closing(entry, || host.events().unsubscribe(token, &req.pattern))?;
-                Ok(b"null".to_vec())
-            } else {
-                json(&host.events().unsubscribe(token, &req.pattern))
-            }
-        }
-        Request::TimersEvery => {
-            let req: wire::Every = body(payload)?;
-            check_name("job name", &req.name)?;
-            require(entry, host, CapabilityKind::Timers, None)?;
-            refuse_when_closing(entry)?;
-            let every = Schedule::Every(Duration::from_millis(req.interval_ms.max(1)));
-            host.timers()
-                .schedule(token, &req.name, every)
-                .map_err(bad_request)?;
-            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
-            Ok(b"null".to_vec())
-        }
-        Request::TimersCron => {
-            let req: wire::CronJob = body(payload)?;
-            check_name("job name", &req.name)?;
-            require(entry, host, CapabilityKind::Timers, None)?;
-            refuse_when_closing(entry)?;
-            let cron = parse_cron(&req.expression).map_err(bad_request)?;
-            host.timers()
-                .schedule(token, &req.name, Schedule::Cron(Box::new(cron)))
-                .map_err(bad_request)?;
-            undo_when_closing(entry, || host.timers().cancel(token, &req.name))?;
-            Ok(b"null".to_vec())
-        }
-        Request::TimersCancel => {
-            let req: wire::Name = body(payload)?;
-            require(entry, host, CapabilityKind::Timers, None)?;
-            json(&host.timers().cancel(token, &req.name))
-        }
-        Request::SecretsGet => {
-            let req: wire::Name = body(payload)?;
-            check_name("secret name", &req.name)?;
-            require(entry, host, CapabilityKind::Secrets, Some(&req.name))?;
-            if host.credential(&req.name).is_some() {
-                let capability = format!("secrets:{}", req.name);
-                let message = format!(
-                    "secret {:?} is a credential: usable in outbound HTTP requests, never \
-                     readable",
-                    req.name
-                );
-                host.audit().record(
-                    entry.plugin.as_str(),
-                    entry.generation,
-                    &capability,
-                    AuditOutcome::Denied,
-                    &message,
-                );
-                return Err(host_error(
-                    HostErrorCode::CAPABILITY_VIOLATION,
-                    &capability,
-                    &message,
-                ));
-            }
-            let value = host.secret(&req.name).map_err(|why| {
-                bad_request(format!("secret {:?} is not available: {why}", req.name))
-            })?;
-            json(&value)
-        }
-        Request::PluginsCall => {
-            let req: wire::Call = body(payload)?;
-            check_name("plugin id", &req.plugin)?;
-            require(entry, host, CapabilityKind::PluginsCall, Some(&req.plugin))?;
-            if req.plugin == entry.plugin.as_str() {
-                return Err(bad_request("a plugin cannot call itself through the host"));
-            }
-            let input = json(&req.input)?;
-            if crate::frame::plugin_calls() >= MAX_CALL_DEPTH {
-                return Err(host_error(
-                    HostErrorCode::call_failed(CallErrorCode::TooDeep),
-                    "",
-                    &format!(
-                        "plugin calls nest more than {MAX_CALL_DEPTH} deep on this thread (a call \
-                         cycle?); {} -> {} was refused",
-                        entry.plugin, req.plugin
-                    ),
-                ));
-            }
-            // The called plugin's caller is this one; it emits into no stream of this call.
-            let _frame = crate::frame::enter(Frame {
-                caller: Some(CallerInfo::Plugin {
-                    id: entry.plugin.to_string(),
-                    generation: entry.generation,
-                }),
-                stream: Stream::Hidden,
-                plugin_call: true,
-                ..Frame::default()
-            });
-            match host.call_plugin(&req.plugin, &req.action, &input) {
-                Ok(Ok(bytes)) => {
-                    let data: serde_json::Value =
-                        airlock_abi::wire::parse(&bytes).unwrap_or(serde_json::Value::Null);
-                    json(&serde_json::json!({"status": "ok", "data": data}))
-                }
-                Ok(Err(message)) => json(&serde_json::json!({"status": "error", "data": message})),
-                Err(e) => Err(host_error(
-                    HostErrorCode::call_failed(e.code),
-                    "",
-                    &e.message,
-                )),
-            }
-        }
-        Request::HttpRequest => http::serve(entry, host, payload),
-        Request::LogWrite => {
-            let line = log::parse(payload)?;
-            if entry.observed {
-                let fields: Vec<String> = line
-                    .fields
-                    .iter()
-                    .map(|(n, v)| format!(" {n}={v}"))
-                    .collect();
-                host.observe(
-                    &entry.plugin,
-                    Observed::Log {
-                        level: airlock_abi::abi::LogLevel(line.level),
-                        message: format!("{}{}", line.message, fields.concat()),
-                    },
-                );
-            }
-            let _span = entry.span.enter();
-            log::emit(&line);
-            Ok(b"null".to_vec())
-        }
-        Request::Handover => Ok(entry.handover.lock().take().unwrap_or_default()),
-        Request::ContextCaller => json(&crate::frame::caller::current()),
-        Request::ContextCancelled => {
-            // The caller's token (or an outer call's), the plugin being torn down, or the
-            // call reported past its timeout by the watchdog.
-            json(&cancelled::cancelled(entry))
-        }
-        Request::StreamEmit => emit::serve(entry, payload),
-        // A request this host does not serve yet (the enum grows with the protocol).
-        _ => Err(host_error(
-            HostErrorCode::UNSUPPORTED,
-            "",
-            &format!(
-                "the host offers no operation {:?} on service {:?}",
-                request.operation(),
-                request.service()
-            ),
-        )),
-    }
-}
-
-/// How deeply plugin-to-plugin calls may nest on one thread. Deeper calls are refused with
-/// `too_deep`: a cycle through parallel plugins would otherwise recurse until the stack
-/// overflows and the host dies.
-pub const MAX_CALL_DEPTH: u32 = 8;
 
 pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -> HostError {
     HostError {
@@ -373,26 +203,20 @@ pub(crate) fn host_error(code: HostErrorCode, capability: &str, message: &str) -
 
 /// After an insert: if teardown began meanwhile (it sets `closing`, then removes under the
 /// insert's lock: its removal comes after the insert, or this sees it), undoes it and refuses.
-fn undo_when_closing<R>(entry: &ContextEntry, undo: impl FnOnce() -> R) -> Result<(), HostError> {
-    refuse_when_closing(entry).inspect_err(|_| drop(undo()))
+fn undo_when_closing<R>(
+    requester: &dyn Requester,
+    undo: impl FnOnce() -> R,
+) -> Result<(), HostError> {
+    refuse_when_closing(requester).inspect_err(|_| drop(undo()))
 }
 
-fn refuse_when_closing(entry: &ContextEntry) -> Result<(), HostError> {
-    if entry.closing.load(std::sync::atomic::Ordering::SeqCst) {
+fn refuse_when_closing(requester: &dyn Requester) -> Result<(), HostError> {
+    if requester.closing() {
         return Err(host_error(
             HostErrorCode::REVOKED,
             "",
             "the plugin is being torn down: no new timers or subscriptions",
         ));
-    }
-    Ok(())
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), HostError> {
-    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-        return Err(bad_request(format!(
-            "the {what} must be 1 to 256 printable characters"
-        )));
     }
     Ok(())
 }

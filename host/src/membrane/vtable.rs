@@ -3,7 +3,6 @@
 //! requests to the membrane.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Weak;
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
@@ -121,22 +120,39 @@ extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {
     })
 }
 
+/// A request whose names are checked text, routed.
+fn checked_request(
+    token: ContextToken,
+    entry: &ContextEntry,
+    service: &RStr<'_>,
+    operation: &RStr<'_>,
+    payload: &[u8],
+) -> Result<Vec<u8>, HostError> {
+    let service = text("service name", service)?;
+    let operation = text("operation name", operation)?;
+    request(token, entry, service, operation, payload)
+}
+
 extern "C" fn host_request(
     token: ContextToken,
     service: RStr<'_>,
     operation: RStr<'_>,
     payload: RSlice<'_, u8>,
 ) -> RResult<RVec<u8>, HostError> {
-    serve(token, |entry| {
-        request(
-            token,
-            entry,
-            text("service name", &service)?,
-            text("operation name", &operation)?,
-            payload.as_slice(),
-        )
-        .map(RVec::from)
-    })
+    let mut revoked_inside = false;
+    let answer = serve(token, |entry| {
+        let answer = checked_request(token, entry, &service, &operation, payload.as_slice());
+        revoked_inside = entry.is_revoked();
+        answer.map(RVec::from)
+    });
+    if revoked_inside {
+        // The context was revoked while this request was inside it (a request can wait, on
+        // another plugin or a network peer, past its plugin's teardown deadline): the entry,
+        // and the host's services it holds, go now that no call reads it, not at some later
+        // reclaim.
+        crate::sync::hazard::reclaim();
+    }
+    answer
 }
 
 const VTABLE: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
@@ -160,7 +176,7 @@ pub(crate) fn host_context(token: ContextToken) -> HostContext {
 
 /// Shows the test harness what the plugin did (contexts opened `observed` only).
 fn observe(entry: &ContextEntry, what: Observed) {
-    if let Some(host) = entry.host.as_ref().and_then(Weak::upgrade) {
+    if let Some(host) = entry.host.as_deref() {
         host.observe(&entry.plugin, what);
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use airlock_abi::abi::ErrorCode;
+use airlock_abi::wire::Envelope;
 
 use crate::error::{CallError, CallErrorCode};
 
@@ -87,17 +88,18 @@ impl Invoked {
     }
 }
 
-/// The public form of how an action call ended, with the answer or message taken from `out`.
+/// How an action answered another plugin, with the answer or message taken from `out`: the
+/// envelope it is sent in; a call that waits for approval or failed is the call's error.
 #[inline]
-pub(crate) fn answer(
+pub(super) fn answer(
     plugin: &str,
     action: &str,
     called: Called,
     out: Vec<u8>,
-) -> Result<Result<Vec<u8>, String>, CallError> {
+) -> Result<Envelope<Vec<u8>>, CallError> {
     match called {
-        Called::Answered => Ok(Ok(out)),
-        Called::Domain | Called::Retryable => Ok(Err(message(&out))),
+        Called::Answered => Ok(Envelope::Ok(out)),
+        Called::Domain | Called::Retryable => Ok(Envelope::Error(message(&out))),
         Called::Pending => Err(fail(
             plugin,
             action,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
+use airlock_abi::wire::Envelope;
 
 use crate::error::{CallError, CallErrorCode};
 use crate::services::delivery::{Deliver, Delivered};
@@ -254,7 +255,7 @@ impl HostShared {
         plugin: &str,
         action: &str,
         input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
+    ) -> Result<Envelope<Vec<u8>>, CallError> {
         let mut out = Vec::new();
         let called = self.call_into(plugin, action, input, &mut out)?;
         answer(plugin, action, called, out)

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, ErrorCode, PluginError};
@@ -218,7 +218,7 @@ impl HostShared {
             generation,
             serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
             plugin.settings.lock().grants.clone(),
-            Some(self.me.clone() as Weak<dyn HostServices>),
+            self.me.upgrade().map(|me| me as Arc<dyn HostServices>),
             handover,
         );
         entry.observed = self.observer.is_some();

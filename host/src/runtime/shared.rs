@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use airlock_abi::abi::InvocationKind;
 use airlock_abi::manifest::PluginId;
+use airlock_abi::wire::Envelope;
 use airlock_abi::Health;
 
 use parking_lot::Mutex;
@@ -287,7 +288,7 @@ impl crate::services::HostServices for HostShared {
         plugin: &str,
         action: &str,
         input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError> {
+    ) -> Result<Envelope<Vec<u8>>, CallError> {
         if let Some(observer) = &self.observer {
             let answer = observer
                 .answers
@@ -296,8 +297,8 @@ impl crate::services::HostServices for HostShared {
                 .filter(|_| self.find(plugin).is_none());
             if let Some((_, _, answer)) = answer {
                 return Ok(match answer {
-                    Ok(value) => Ok(serde_json::to_vec(value).unwrap_or_default()),
-                    Err(message) => Err(message.clone()),
+                    Ok(value) => Envelope::Ok(serde_json::to_vec(value).unwrap_or_default()),
+                    Err(message) => Envelope::Error(message.clone()),
                 });
             }
         }

@@ -1,6 +1,6 @@
 //! What the membrane serves a plugin's requests with: the host's services, reached through one
-//! narrow trait that the runtime implements. A context holds a `Weak` of it; nothing below the
-//! runtime names the runtime.
+//! narrow trait that the runtime implements. An open context holds it (the runtime revokes
+//! every context before it lets itself go); nothing below the runtime names the runtime.
 
 pub(crate) mod audit;
 pub(crate) mod delivery;
@@ -70,5 +70,5 @@ pub(crate) trait HostServices: Send + Sync {
         plugin: &str,
         action: &str,
         input: &[u8],
-    ) -> Result<Result<Vec<u8>, String>, CallError>;
+    ) -> Result<airlock_abi::wire::Envelope<Vec<u8>>, CallError>;
 }

@@ -1,16 +1,23 @@
 //! Every service a plugin can reach, by service and operation name: the one table the
-//! membrane's router looks a request up in. The host's built-in services (kv, events, timers,
-//! secrets, plugin calls, the context's own requests) are registered first, when the registry
-//! is made; the services the embedding program offers (`HostBuilder::operation`) after them,
-//! each operation with its contract's version and a handler that receives the caller. The
-//! membrane checks the capability and the version, and contains panics, around either.
+//! membrane's router looks a request up in. Each operation is one row. The host's built-in
+//! services (kv, events, timers, secrets, plugin calls, HTTP, logging, the context's own
+//! requests) are rows the membrane defines ([`BuiltIn`]: a wire request, the capability it
+//! declares, its typed handler), one per [`Request`]; their service names are the protocol's and
+//! no program may use them. The services the embedding program offers
+//! (`HostBuilder::operation`) are rows too, each with its contract's version and a handler that
+//! receives the caller; the membrane checks their capability and version. Panics are contained
+//! around either.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use airlock_abi::abi::{ContextToken, HostError};
 use airlock_abi::contract::{parse_wire_name, valid_name, Operation, Service};
+use airlock_abi::manifest::{CapabilityKind, PluginId};
 use airlock_abi::wire::Request;
+
+use crate::services::HostServices;
 
 /// Who is calling a service operation: the plugin and the generation of its instance, and on
 /// whose behalf it is serving the call it is in.
@@ -77,10 +84,48 @@ impl Registered {
     }
 }
 
+/// The plugin a request comes from, as a built-in operation sees it: its context, which the
+/// membrane (the layer above this one) keeps and implements this for.
+pub(crate) trait Requester {
+    /// The token of its context: what its subscriptions and timer jobs are keyed by.
+    fn token(&self) -> ContextToken;
+    /// Its id.
+    fn plugin(&self) -> &PluginId;
+    /// The generation of its instance.
+    fn generation(&self) -> u64;
+    /// The host's services.
+    fn host(&self) -> &dyn HostServices;
+    /// Checks that it may use `kind` (with `scope`); a miss is a `CapabilityViolation` and
+    /// writes exactly one audit record.
+    fn require(&self, kind: CapabilityKind, scope: Option<&str>) -> Result<(), HostError>;
+    /// Whether its teardown has begun: no new timers or subscriptions.
+    fn closing(&self) -> bool;
+    /// Whether the host records what it does ([`HostServices::observe`]: the authors' test
+    /// harness).
+    fn observed(&self) -> bool;
+    /// Its `tracing` span, which its log lines are emitted in.
+    fn span(&self) -> &tracing::Span;
+    /// The state its previous generation handed over, taken once.
+    fn take_handover(&self) -> Option<Vec<u8>>;
+}
+
+/// One operation of the host's own services, defined by the membrane: the request it serves
+/// (its service and operation names on the wire), the capability it declares, and the steps
+/// that serve it.
+pub(crate) trait BuiltIn: Send + Sync {
+    /// The request it serves.
+    fn request(&self) -> Request;
+    /// The kind of capability it needs (its scope may come from the input), or `None`.
+    fn capability(&self) -> Option<CapabilityKind>;
+    /// Serves one request of `requester`: the capability checked, the input decoded, the
+    /// handler called, its answer encoded.
+    fn serve(&self, requester: &dyn Requester, payload: &[u8]) -> Result<Vec<u8>, HostError>;
+}
+
 /// Where the router sends a request.
 pub(crate) enum Route<'r> {
-    /// One of the host's own services.
-    BuiltIn(Request),
+    /// An operation of one of the host's own services.
+    BuiltIn(&'r dyn BuiltIn),
     /// An operation the embedding program offers.
     Offered {
         /// The operation's name.
@@ -94,48 +139,62 @@ pub(crate) enum Route<'r> {
 
 /// What a service's operation is, in the registry.
 enum Entry {
-    BuiltIn(Request),
+    BuiltIn(Box<dyn BuiltIn>),
     Offered(Registered),
 }
 
-/// Every service, by service and operation name: the built-in ones first, then the embedding
+/// Every service, by service and operation name: the built-in ones and the embedding
 /// program's.
+#[derive(Default)]
 pub(crate) struct Registry {
     services: HashMap<String, HashMap<String, Entry>>,
     /// The first invalid registration, reported when the host is built.
     invalid: Option<String>,
 }
 
-impl Default for Registry {
-    /// A registry of the built-in services.
-    fn default() -> Self {
-        let mut services: HashMap<String, HashMap<String, Entry>> = HashMap::new();
-        for request in Request::ALL {
-            services
-                .entry(request.service().to_owned())
-                .or_default()
-                .insert(request.operation().to_owned(), Entry::BuiltIn(request));
-        }
-        Self {
-            services,
-            invalid: None,
-        }
-    }
+/// Whether `service` is the name of one of the host's own services (the protocol's names).
+fn is_built_in(service: &str) -> bool {
+    Request::ALL.iter().any(|r| r.service() == service)
 }
 
 impl fmt::Debug for Registry {
+    /// Each service's operations: a built-in one with the capability it needs, the program's
+    /// with its contract's version.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let operation = |(name, entry): (&String, &Entry)| match entry {
+            Entry::BuiltIn(row) => match row.capability() {
+                Some(kind) => format!("{name} ({})", kind.name()),
+                None => name.clone(),
+            },
+            Entry::Offered(registered) => format!("{name}@{}", registered.version),
+        };
         f.debug_map()
             .entries(
                 self.services
                     .iter()
-                    .map(|(s, ops)| (s, ops.keys().collect::<Vec<_>>())),
+                    .map(|(s, ops)| (s, ops.iter().map(operation).collect::<Vec<_>>())),
             )
             .finish()
     }
 }
 
 impl Registry {
+    /// Registers a built-in operation under its request's names.
+    ///
+    /// # Panics
+    ///
+    /// If an operation is registered for that request already: the membrane's rows are one
+    /// per request, and a second would be a mistake in the host's own code.
+    pub(crate) fn built_in(&mut self, row: Box<dyn BuiltIn>) {
+        let request = row.request();
+        let operations = self
+            .services
+            .entry(request.service().to_owned())
+            .or_default();
+        let previous = operations.insert(request.operation().to_owned(), Entry::BuiltIn(row));
+        assert!(previous.is_none(), "{request:?} has two rows");
+    }
+
     /// Registers `handler` for operation `O`; an invalid registration (a bad name, a built-in
     /// service's name, an operation registered already) is kept for [`Registry::invalid`].
     pub(crate) fn add<O: Operation>(
@@ -164,9 +223,7 @@ impl Registry {
                  digits, '_' or '-'"
             ));
         }
-        let built_in =
-            |ops: &HashMap<String, Entry>| ops.values().any(|e| matches!(e, Entry::BuiltIn(_)));
-        if self.services.get(service).is_some_and(built_in) {
+        if is_built_in(service) {
             return Err(format!(
                 "service {service:?} is one of the host's built-in services; pick another name"
             ));
@@ -207,8 +264,8 @@ impl Registry {
     /// operation name, or an operation of the program's by its wire name (`name@version`).
     pub(crate) fn route<'r>(&'r self, service: &str, operation: &'r str) -> Option<Route<'r>> {
         let operations = self.services.get(service)?;
-        if let Some(Entry::BuiltIn(request)) = operations.get(operation) {
-            return Some(Route::BuiltIn(*request));
+        if let Some(Entry::BuiltIn(row)) = operations.get(operation) {
+            return Some(Route::BuiltIn(row.as_ref()));
         }
         let (name, version) = parse_wire_name(operation).unwrap_or((operation, 0));
         match operations.get(name)? {
@@ -229,6 +286,13 @@ mod tests {
     airlock_abi::service! {
         service Kv = "kv" {
             operation Steal = "steal" (version 1): () => ();
+            operation Get = "get" (version 1): String => String;
+        }
+    }
+
+    airlock_abi::service! {
+        service Log = "log" {
+            operation Write = "write" (version 1): String => ();
         }
     }
 
@@ -238,20 +302,77 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_table_routes_the_built_in_services_and_the_programs() {
+    /// A registry as a host has it: the built-in rows, then the program's operations.
+    fn host_registry() -> Registry {
         let mut registry = Registry::default();
-        registry.add::<Read>(|_, path| Ok(format!("the text of {path}")));
-        assert!(registry.invalid().is_none());
+        crate::membrane::register_built_ins(&mut registry);
+        registry
+    }
+
+    #[test]
+    fn every_wire_request_is_a_built_in_row() {
+        let registry = host_registry();
         for request in Request::ALL {
-            assert!(
-                matches!(
-                    registry.route(request.service(), request.operation()),
-                    Some(Route::BuiltIn(r)) if r == request
-                ),
-                "{request:?} is registered first"
+            let Some(Route::BuiltIn(row)) = registry.route(request.service(), request.operation())
+            else {
+                panic!("{request:?} has no built-in row");
+            };
+            assert_eq!(
+                row.request(),
+                request,
+                "{request:?} is served by its own row"
             );
         }
+        let rows = registry
+            .services
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|e| matches!(e, Entry::BuiltIn(_)))
+            .count();
+        assert_eq!(
+            rows,
+            Request::ALL.len(),
+            "one row per request, and no other"
+        );
+    }
+
+    #[test]
+    fn every_built_in_row_declares_the_capability_its_request_needs() {
+        use CapabilityKind as K;
+        let registry = host_registry();
+        for request in Request::ALL {
+            let expected = match request {
+                Request::KvGet
+                | Request::KvSet
+                | Request::KvDelete
+                | Request::KvKeys
+                | Request::KvEntry
+                | Request::KvList
+                | Request::KvCompareAndSet
+                | Request::KvWrite => Some(K::Kv),
+                Request::EventsPublish => Some(K::EventsPublish),
+                Request::EventsSubscribe | Request::EventsUnsubscribe => Some(K::EventsSubscribe),
+                Request::TimersEvery | Request::TimersCancel | Request::TimersCron => {
+                    Some(K::Timers)
+                }
+                Request::SecretsGet => Some(K::Secrets),
+                Request::PluginsCall => Some(K::PluginsCall),
+                Request::HttpRequest => Some(K::HttpOutbound),
+                _ => None,
+            };
+            let Some(Route::BuiltIn(row)) = registry.route(request.service(), request.operation())
+            else {
+                panic!("{request:?} has no built-in row");
+            };
+            assert_eq!(row.capability(), expected, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn one_table_routes_the_built_in_services_and_the_programs() {
+        let mut registry = host_registry();
+        registry.add::<Read>(|_, path| Ok(format!("the text of {path}")));
+        assert!(registry.invalid().is_none());
         let Some(Route::Offered {
             name,
             version,
@@ -266,15 +387,33 @@ mod tests {
             registry.route("kv", "get@1").is_none(),
             "built-ins have no versions"
         );
+        assert!(registry.route("kv", "drop").is_none());
         assert!(registry.route("nothing", "get").is_none());
     }
 
     #[test]
     fn the_built_in_services_cannot_be_extended_or_shadowed() {
-        let mut registry = Registry::default();
-        registry.add::<Steal>(|_, ()| Ok(()));
-        let invalid = registry.invalid().expect("refused");
-        assert!(invalid.contains("built-in"), "{invalid}");
-        assert!(registry.route("kv", "steal@1").is_none());
+        // With the built-in rows registered, and without them (the authors' test harness
+        // collects the program's operations first): the names are the protocol's either way.
+        for mut registry in [host_registry(), Registry::default()] {
+            registry.add::<Steal>(|_, ()| Ok(()));
+            let invalid = registry.invalid().expect("refused");
+            assert!(invalid.contains("built-in"), "{invalid}");
+            assert!(registry.route("kv", "steal@1").is_none());
+        }
+        for attempt in [
+            (|r: &mut Registry| r.add::<Get>(|_, key| Ok(key))) as fn(&mut Registry),
+            |r| r.add::<Write>(|_, _| Ok(())),
+        ] {
+            let mut registry = host_registry();
+            attempt(&mut registry);
+            let invalid = registry.invalid().expect("refused");
+            assert!(invalid.contains("built-in"), "{invalid}");
+        }
+        let registry = host_registry();
+        assert!(
+            matches!(registry.route("kv", "get"), Some(Route::BuiltIn(row)) if row.request() == Request::KvGet),
+            "the built-in row is still the one served"
+        );
     }
 }
