@@ -144,7 +144,7 @@ impl<'h, To> Call<'h, To> {
     /// Takes the call as a stream: each chunk the action emits (`ctx.emit(..)`) is handed to
     /// `on_chunk` on this thread, in order, as it comes, and the final reply is returned. The
     /// call runs on a thread of its own meanwhile; it may get at most
-    /// [`crate::frame::STREAM_BUFFER`] chunks ahead of `on_chunk` and otherwise waits for it, so a slow
+    /// [`crate::call::STREAM_BUFFER`] chunks ahead of `on_chunk` and otherwise waits for it, so a slow
     /// consumer slows the plugin and memory stays bounded however long the stream. A panic in
     /// `on_chunk` cancels the call, waits for it to stop and unwinds here. Asked for from inside
     /// a call into a plugin (a service handler), the call is made on this thread, unstreamed
