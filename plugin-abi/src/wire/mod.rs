@@ -26,9 +26,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
 }
 
 /// Every request a plugin makes of the host through [`crate::abi::HostVtable::request`]. Its
-/// service and operation names are spelled here and nowhere else: the plugin-side wrappers, the
-/// host's membrane match on this type, and a name that is not one of
-/// these is answered `UNSUPPORTED`.
+/// service and operation names are spelled here and nowhere else: the plugin-side wrappers
+/// name it, the host registers one typed row per request in its registry, and a name that is
+/// not one of these (nor an operation the embedding program offers) is answered `UNSUPPORTED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Request {
