@@ -71,12 +71,12 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("call");
     g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
-    g.bench_function("handle_noop", |b| b.iter(|| noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("handle_noop", |b| b.iter(|| noop.call().bytes(black_box(b"null")).expect("ok")));
     let mut out = Vec::new();
     g.bench_function("handle_noop_into", |b| {
         b.iter(|| noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call_bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call().bytes(black_box(b"null")).expect("ok")));
     g.bench_function("serial_noop_into", |b| {
         b.iter(|| serial_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
@@ -86,10 +86,10 @@ fn calls(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("json");
-    g.bench_function("action", |b| b.iter(|| json_action.call(black_box(&payload)).expect("ok")));
-    g.bench_function("json_bytes", |b| b.iter(|| json_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call_bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call_bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("action", |b| b.iter(|| json_action.call().json(black_box(&payload)).expect("ok")));
+    g.bench_function("json_bytes", |b| b.iter(|| json_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call().bytes(black_box(&payload_bytes)).expect("ok")));
     // One copy of the payload into a fresh buffer of the caller's: what the answer costs at least.
     g.bench_function("one_copy", |b| b.iter(|| black_box(&payload_bytes).to_vec()));
     g.bench_function("bare_serde", |b| {
@@ -109,7 +109,7 @@ fn calls(c: &mut Criterion) {
     // The no-op action, and as the control the raw call, which shares nothing: what this
     // machine gives a second thread for pure compute bounds what any call path can get.
     in_threads(&mut g, "", || {
-        let _ = noop.call_bytes(b"null").expect("ok");
+        let _ = noop.call().bytes(b"null").expect("ok");
     });
     in_threads(&mut g, "raw_", || {
         black_box(black_box(raw)().len());
@@ -159,7 +159,7 @@ fn calls(c: &mut Criterion) {
     g.bench_function("isolated_noop", |b| {
         b.iter(|| isolated_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call(black_box(&payload)).expect("ok")));
+    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call().json(black_box(&payload)).expect("ok")));
     g.finish();
     // A worker started to its first answer (enable after disable), and a crashed worker to its
     // first answer after the supervisor restarted it.
