@@ -185,9 +185,9 @@ impl How<'_> {
         };
         // From inside a call into a plugin, a stream is not started: on another thread the
         // call would lose this thread's cycle guards.
-        let nested = crate::sync::hazard::this_thread().is_some_and(|r| r.in_call());
+        let nested = || crate::sync::hazard::this_thread().is_some_and(|r| r.in_call());
         let answered = match self.on_chunk {
-            Some(on_chunk) if !nested => {
+            Some(on_chunk) if !nested() => {
                 let id = PluginId::new(plugin)
                     .map_err(|e| fail(plugin, action, CallErrorCode::NotFound, e))?;
                 let token = self.cancel.cloned().unwrap_or_default();
