@@ -41,10 +41,30 @@ mod os;
 #[path = "windows.rs"]
 mod os;
 
-use os::{copy_out, open};
+use os::copy_out;
 
 use crate::error::{Refusal, RefusalReason};
 use crate::library::file::LibraryFile;
+
+/// Opens `path` with `dlopen(RTLD_NOW | RTLD_LOCAL)` and never closes it.
+#[cfg(unix)]
+fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: opening runs the library's initializers. In `load` the file passed every check
+    // that can be made without running it (stages 1–3), and running its code is what loading
+    // means from there on; `bare_dlopen` (benchmarks only) opens a file unchecked on purpose.
+    // RTLD_NOW resolves every symbol now, so a missing one is refused here, not at first call.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
+}
+
+/// Opens `path` with `LoadLibrary` and never closes it.
+#[cfg(windows)]
+fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: opening runs the library's initializers; the file passed every check that can be
+    // made without running it (stages 1–3), and running its code is what loading means from
+    // here on. Windows resolves imports at load time, so a missing one is refused here.
+    unsafe { libloading::Library::new(path) }
+}
 
 static SHADOW_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 static RETAINED_COUNT: AtomicUsize = AtomicUsize::new(0);

@@ -30,6 +30,9 @@ mod secrets;
 mod timers;
 mod vtable;
 
+#[cfg(test)]
+mod table_tests;
+
 pub use plugins::MAX_CALL_DEPTH;
 #[cfg(any(test, feature = "test-support"))]
 pub use vtable::host_vtable;
