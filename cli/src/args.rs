@@ -22,6 +22,20 @@ pub(crate) enum Format {
     Json,
 }
 
+/// What one client can make `--listen` hold.
+#[derive(Args)]
+pub(crate) struct ListenLimits {
+    /// With --listen: connections open at once (one more is closed as it is accepted).
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_connections: usize,
+    /// With --listen: how long a connection may sit idle, and a request's head take.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) idle_timeout_ms: u64,
+    /// With --listen: how long a request's body may take.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) body_timeout_ms: u64,
+}
+
 /// The plugins a command works on: directories, and the operator's policy and lock.
 #[derive(Args)]
 pub(crate) struct Plugins {
@@ -74,6 +88,8 @@ pub(crate) enum Command {
         /// /plugins/<id>/...; with AIRLOCK_LISTEN_TOKEN set, requests need it as a bearer token.
         #[arg(long)]
         listen: Option<String>,
+        #[command(flatten)]
+        limits: ListenLimits,
     },
     /// Serve the plugins' actions as MCP tools over standard input and output (for an MCP
     /// client to start: see the README), reloading rebuilt libraries.

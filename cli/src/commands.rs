@@ -56,10 +56,11 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             watch,
             debounce_ms,
             listen,
+            limits,
         } => run_console(
             builder(plugins)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
-            listen.as_deref(),
+            listen.as_deref().map(|addr| (addr, listen_limits(&limits))),
         ),
         Command::Mcp {
             plugins,
@@ -194,17 +195,34 @@ fn check(builder: HostBuilder, load: bool, format: Format) -> Result<ExitCode> {
     })
 }
 
+/// The listener's limits from the command line.
+fn listen_limits(flags: &crate::args::ListenLimits) -> listen::Limits {
+    let ms = std::time::Duration::from_millis;
+    listen::Limits {
+        max_connections: flags.max_connections.max(1),
+        header_timeout: ms(flags.idle_timeout_ms).min(listen::Limits::default().header_timeout),
+        body_timeout: ms(flags.body_timeout_ms),
+        idle_timeout: ms(flags.idle_timeout_ms),
+        ..listen::Limits::default()
+    }
+}
+
 fn run_console(
     builder: HostBuilder,
     watch: Option<std::time::Duration>,
-    listen: Option<&str>,
+    listen: Option<(&str, listen::Limits)>,
 ) -> Result<ExitCode> {
+    // Read before anything loads: a token that is set but unusable stops the start.
+    let token = match listen {
+        Some(_) => listen::read_token()?,
+        None => None,
+    };
     // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
-    let token = std::env::var(listen::TOKEN_ENV).ok();
     let host = builder
         .approver(|_| airlock::approvals::Approval::Later)
-        .http_auth(listen::token_auth(token))
+        .http_auth(listen::token_auth(token.clone()))
         .build()?;
+    let host = airlock::nonblocking::AsyncHost::from(host);
     let report = host.load()?;
     eprint!("{}", report.to_table());
     let _watcher = match watch {
@@ -219,24 +237,29 @@ fn run_console(
         None => None,
     };
     let listener = match listen {
-        Some(addr) => {
-            let listener =
-                listen::Listener::bind(addr, std::env::var_os(listen::TOKEN_ENV).is_some())?;
-            if let Some(at) = listener.addr() {
-                eprintln!("serving the plugins' routes on http://{at}/plugins/<id>/...");
-            }
+        Some((addr, limits)) => {
+            let listener = listen::Listener::bind(addr, token, limits)?;
+            eprintln!(
+                "serving the plugins' routes on http://{}/plugins/<id>/...",
+                listener.addr()
+            );
             Some(listener)
         }
         None => None,
     };
     std::thread::scope(|scope| -> Result<()> {
-        if let Some(listener) = &listener {
-            let host = &host;
-            scope.spawn(move || listener.serve(host, airlock::http::DEFAULT_MAX_REQUEST_BODY));
-        }
+        let serving = listener.as_ref().map(|listener| {
+            let host = host.clone();
+            scope.spawn(move || listener.serve(host))
+        });
         let ran = Console::new(&host).run(io::stdin().lock(), io::stdout());
         if let Some(listener) = &listener {
             listener.stop();
+        }
+        if let Some(serving) = serving {
+            if let Ok(Err(why)) = serving.join() {
+                eprintln!("the listener stopped: {why}");
+            }
         }
         ran?;
         Ok(())

@@ -106,6 +106,14 @@ pub mod http {
     pub use crate::api::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
 }
 
+/// The async embedding API (feature `tokio`): an [`AsyncHost`](nonblocking::AsyncHost) whose
+/// calls, dispatches and inbound requests are futures, run on tokio's blocking pool and
+/// cancelled when dropped.
+#[cfg(feature = "tokio")]
+pub mod nonblocking {
+    pub use crate::api::{Abandoned, AsyncCall, AsyncHost, CallFuture, CallStream, Claimed, Named};
+}
+
 /// Calls waiting for the approver's decision ([`crate::HostBuilder::approver`]).
 pub mod approvals {
     pub use crate::runtime::approvals::{Approval, ApprovalRequest, MAX_PENDING_APPROVALS};

@@ -240,14 +240,20 @@ impl<'h> Call<'h, Action<'h>> {
     /// loaded, a panic, a timeout, a capability or permission refused, cancelled…); the
     /// action's own error is `Ok(Reply::Error(..))`.
     pub fn json<T: Serialize + ?Sized>(self, input: &T) -> Result<Reply, CallError> {
-        let Self { to, how } = self;
-        let (plugin, action) = to.names();
+        let (plugin, action) = self.to.names();
         let input = serde_json::to_vec(input)
             .map_err(|e| fail(plugin, action, CallErrorCode::BadInput, e.to_string()))?;
+        self.json_encoded(&input)
+    }
+
+    /// [`Call::json`] with the input encoded already.
+    pub(super) fn json_encoded(self, input: &[u8]) -> Result<Reply, CallError> {
+        let Self { to, how } = self;
+        let (plugin, action) = to.names();
         let shared = how.shared;
         how.run(plugin, action, || {
             let mut out = Vec::new();
-            let called = to.call_into(shared, &input, &mut out)?;
+            let called = to.call_into(shared, input, &mut out)?;
             envelope(plugin, action, called, out)
         })
     }
@@ -305,6 +311,11 @@ impl<'h> Call<'h, Claim<'h>> {
         let input = serde_json::to_vec(input)
             .map_err(|e| fail("", self.to.kind, CallErrorCode::BadInput, e.to_string()))?;
         self.retried(&input, envelope)
+    }
+
+    /// [`Call::json`] on a dispatch with the input encoded already.
+    pub(super) fn json_encoded(self, input: &[u8]) -> Result<Dispatched, CallError> {
+        self.retried(input, envelope)
     }
 
     /// [`Call::json`] with JSON bytes the caller encoded, answering the handler's bytes.

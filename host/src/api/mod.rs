@@ -11,6 +11,8 @@ mod dispatch;
 mod handle;
 mod hooks;
 mod host;
+#[cfg(feature = "tokio")]
+mod nonblocking;
 mod operate;
 mod routes;
 
@@ -21,6 +23,8 @@ pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
     HookError, HookFailure, HookMode, Swallowed,
 };
+#[cfg(feature = "tokio")]
+pub use nonblocking::{Abandoned, AsyncCall, AsyncHost, CallFuture, CallStream, Claimed, Named};
 pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
 
 use std::collections::BTreeMap;

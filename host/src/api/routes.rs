@@ -13,6 +13,7 @@ use airlock_abi::wire::{self, Principal};
 
 use super::Host;
 use crate::error::CallErrorCode;
+use crate::frame::cancel::CancelToken;
 use crate::runtime::outcome::Reply;
 
 /// A request the embedding program received, for a plugin's route.
@@ -113,7 +114,7 @@ fn sanitized(headers: Vec<(String, String)>) -> Vec<(String, String)> {
 }
 
 impl HttpOut {
-    fn text(status: u16, request_id: &str, message: &str) -> Self {
+    pub(super) fn text(status: u16, request_id: &str, message: &str) -> Self {
         Self {
             status,
             headers: vec![
@@ -136,6 +137,11 @@ impl Host {
     /// the principal or the call waits for approval), `400` (the input did not fit, or the
     /// handler failed), `500` (its action answered an error), or the action's own response.
     pub fn handle_http(&self, request: &HttpIn) -> HttpOut {
+        self.serve_http(request, None)
+    }
+
+    /// [`Host::handle_http`], with a token that cancels the route's call.
+    pub(super) fn serve_http(&self, request: &HttpIn, cancel: Option<&CancelToken>) -> HttpOut {
         let request_id = next_request_id();
         let principal = match &self.inbound.auth {
             Some(auth) => match auth(request) {
@@ -187,6 +193,9 @@ impl Host {
             return HttpOut::text(500, &request_id, "the request could not be encoded");
         };
         let mut call = self.call(id, action);
+        if let Some(token) = cancel {
+            call = call.cancel_on(token);
+        }
         if let Some(principal) = &principal {
             call = call.as_principal(principal);
         }
