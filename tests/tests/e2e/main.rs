@@ -22,6 +22,7 @@ mod http;
 mod isolation;
 mod jobs;
 mod kv;
+mod listen;
 mod mcp;
 mod membrane;
 mod permissions;
