@@ -25,6 +25,7 @@ mod kv;
 mod listen;
 mod mcp;
 mod membrane;
+mod nonblocking;
 mod permissions;
 mod pipeline;
 mod routes;
