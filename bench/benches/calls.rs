@@ -13,14 +13,23 @@ use serde_json::{json, Value};
 /// The benchmark plugin alone, run in a worker process (`AIRLOCK_BENCH_WORKER`).
 fn isolated_host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::pipeline::library_suffix())))
-        .expect("copy");
+    std::fs::copy(
+        airlock_bench::plugin(),
+        dir.path().join(format!(
+            "bench-noop.{}",
+            airlock::pipeline::library_suffix()
+        )),
+    )
+    .expect("copy");
     // Every restart is the first of its window, so each waits the first backoff (10 ms).
     let policy = "[plugins.bench-noop]\nisolation = \"process\"\nrestart_budget = 1000\nrestart_window_ms = 1\nquarantine_faults = 0\n";
-    let worker = std::env::var_os("AIRLOCK_BENCH_WORKER").expect("AIRLOCK_BENCH_WORKER (scripts/bench.sh)");
+    let worker =
+        std::env::var_os("AIRLOCK_BENCH_WORKER").expect("AIRLOCK_BENCH_WORKER (scripts/bench.sh)");
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"))
+        .policy(
+            airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"),
+        )
         .worker(worker)
         .build()
         .expect("host");
@@ -37,14 +46,22 @@ fn median_ms(n: usize, mut f: impl FnMut() -> Duration) -> f64 {
 
 fn host() -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(airlock_bench::plugin(), dir.path().join(format!("bench-noop.{}", airlock::pipeline::library_suffix())))
-        .expect("copy");
+    std::fs::copy(
+        airlock_bench::plugin(),
+        dir.path().join(format!(
+            "bench-noop.{}",
+            airlock::pipeline::library_suffix()
+        )),
+    )
+    .expect("copy");
     airlock_bench::serial_copy(dir.path());
     // The plugin reaches a service of this program and the built-in kv (measured from inside).
     let policy = "[plugins.bench-noop]\ngrants = [\"kv\", \"service:probe.ping\"]\n";
     let host = Host::builder()
         .plugin_dir(dir.path())
-        .policy(airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"))
+        .policy(
+            airlock::Policy::parse(policy, airlock::policy::PolicyFormat::Toml).expect("policy"),
+        )
         .data_dir(dir.path().join("data"))
         .operation::<airlock_contract_probe::Ping>(|_, input| Ok(input.text))
         .build()
@@ -71,27 +88,64 @@ fn calls(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("call");
     g.bench_function("raw", |b| b.iter(|| black_box(raw()).len()));
-    g.bench_function("handle_noop", |b| b.iter(|| noop.call().bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("handle_noop", |b| {
+        b.iter(|| noop.call().bytes(black_box(b"null")).expect("ok"))
+    });
     let mut out = Vec::new();
     g.bench_function("handle_noop_into", |b| {
         b.iter(|| noop.call_into(black_box(b"null"), &mut out).expect("ok"))
     });
-    g.bench_function("serial_noop", |b| b.iter(|| serial_noop.call().bytes(black_box(b"null")).expect("ok")));
+    g.bench_function("serial_noop", |b| {
+        b.iter(|| serial_noop.call().bytes(black_box(b"null")).expect("ok"))
+    });
     g.bench_function("serial_noop_into", |b| {
-        b.iter(|| serial_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
+        b.iter(|| {
+            serial_noop
+                .call_into(black_box(b"null"), &mut out)
+                .expect("ok")
+        })
     });
     g.bench_function("by_name_noop", |b| {
-        b.iter(|| host.call("bench-noop", "noop").bytes(black_box(b"null")).expect("ok"))
+        b.iter(|| {
+            host.call("bench-noop", "noop")
+                .bytes(black_box(b"null"))
+                .expect("ok")
+        })
     });
     g.finish();
 
     let mut g = c.benchmark_group("json");
-    g.bench_function("action", |b| b.iter(|| json_action.call().json(black_box(&payload)).expect("ok")));
-    g.bench_function("json_bytes", |b| b.iter(|| json_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("raw_bytes", |b| b.iter(|| bytes_action.call().bytes(black_box(&payload_bytes)).expect("ok")));
-    g.bench_function("bytes_into", |b| b.iter(|| bytes_into.call().bytes(black_box(&payload_bytes)).expect("ok")));
+    g.bench_function("action", |b| {
+        b.iter(|| json_action.call().json(black_box(&payload)).expect("ok"))
+    });
+    g.bench_function("json_bytes", |b| {
+        b.iter(|| {
+            json_action
+                .call()
+                .bytes(black_box(&payload_bytes))
+                .expect("ok")
+        })
+    });
+    g.bench_function("raw_bytes", |b| {
+        b.iter(|| {
+            bytes_action
+                .call()
+                .bytes(black_box(&payload_bytes))
+                .expect("ok")
+        })
+    });
+    g.bench_function("bytes_into", |b| {
+        b.iter(|| {
+            bytes_into
+                .call()
+                .bytes(black_box(&payload_bytes))
+                .expect("ok")
+        })
+    });
     // One copy of the payload into a fresh buffer of the caller's: what the answer costs at least.
-    g.bench_function("one_copy", |b| b.iter(|| black_box(&payload_bytes).to_vec()));
+    g.bench_function("one_copy", |b| {
+        b.iter(|| black_box(&payload_bytes).to_vec())
+    });
     g.bench_function("bare_serde", |b| {
         b.iter(|| {
             let bytes = serde_json::to_vec(black_box(&payload)).expect("json");
@@ -121,7 +175,10 @@ fn calls(c: &mut Criterion) {
     #[cfg(feature = "wasm")]
     wasm::bench(&mut g);
     // Counted before pinning: once pinned, this process sees one processor.
-    let all_cpus = format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1);
+    let all_cpus = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    );
     for (name, same_core) in [("process_same_core", true), ("process_two_cores", false)] {
         // Pinned: this process (every thread) and the child (it inherits the mask) on CPU 0.
         if same_core {
@@ -157,13 +214,24 @@ fn calls(c: &mut Criterion) {
     let isolated_json = isolated.action("bench-noop", "json").expect("resolved");
     let mut out = Vec::new();
     g.bench_function("isolated_noop", |b| {
-        b.iter(|| isolated_noop.call_into(black_box(b"null"), &mut out).expect("ok"))
+        b.iter(|| {
+            isolated_noop
+                .call_into(black_box(b"null"), &mut out)
+                .expect("ok")
+        })
     });
-    g.bench_function("isolated_json", |b| b.iter(|| isolated_json.call().json(black_box(&payload)).expect("ok")));
+    g.bench_function("isolated_json", |b| {
+        b.iter(|| isolated_json.call().json(black_box(&payload)).expect("ok"))
+    });
     g.finish();
     // A worker started to its first answer (enable after disable), and a crashed worker to its
     // first answer after the supervisor restarted it.
-    let answers = |host: &Host| matches!(host.call("bench-noop", "noop").json(&Value::Null), Ok(airlock::Reply::Ok(_)));
+    let answers = |host: &Host| {
+        matches!(
+            host.call("bench-noop", "noop").json(&Value::Null),
+            Ok(airlock::Reply::Ok(_))
+        )
+    };
     let isolated_start_ms = median_ms(21, || {
         isolated.disable("bench-noop").expect("disabled");
         let started = Instant::now();
@@ -175,7 +243,10 @@ fn calls(c: &mut Criterion) {
         let started = Instant::now();
         let _ = isolated.call("bench-noop", "abort").json(&Value::Null);
         while !answers(&isolated) {
-            assert!(started.elapsed() < Duration::from_secs(10), "the worker was not restarted");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the worker was not restarted"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         started.elapsed()
@@ -184,10 +255,13 @@ fn calls(c: &mut Criterion) {
     let mut g = c.benchmark_group("reload");
     g.sample_size(30);
     let (rss_before, retained_before) = (rss_kib(), airlock::plugins::retained().0);
-    g.bench_function("forced", |b| b.iter(|| host.reload("bench-noop").expect("known")));
+    g.bench_function("forced", |b| {
+        b.iter(|| host.reload("bench-noop").expect("known"))
+    });
     g.finish();
     let generations = airlock::plugins::retained().0 - retained_before;
-    let rss_per_generation_kib = rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
+    let rss_per_generation_kib =
+        rss_kib().saturating_sub(rss_before) as f64 / generations.max(1) as f64;
 
     let mut figures = callbacks(&host);
     figures["two_threads"] = callbacks_in_two_threads(&host);
@@ -195,9 +269,11 @@ fn calls(c: &mut Criterion) {
     figures["isolated_start_ms"] = json!(isolated_start_ms);
     figures["isolated_restart_ms"] = json!(isolated_restart_ms);
     figures["rss_per_generation_kib"] = json!(rss_per_generation_kib);
-    figures["library_kib"] = json!(std::fs::metadata(airlock_bench::plugin()).map_or(0, |m| m.len() / 1024));
+    figures["library_kib"] =
+        json!(std::fs::metadata(airlock_bench::plugin()).map_or(0, |m| m.len() / 1024));
     std::fs::write(
-        std::env::var("AIRLOCK_BENCH_OUT").unwrap_or_else(|_| "target/bench-callbacks.json".to_owned()),
+        std::env::var("AIRLOCK_BENCH_OUT")
+            .unwrap_or_else(|_| "target/bench-callbacks.json".to_owned()),
         serde_json::to_vec(&figures).expect("json"),
     )
     .expect("write the callback figures");
@@ -207,12 +283,19 @@ fn calls(c: &mut Criterion) {
 /// JSON requests of each service): 2 million, or `AIRLOCK_BENCH_CALLBACKS` (more averages out a
 /// noisy machine).
 fn callbacks_count() -> u64 {
-    std::env::var("AIRLOCK_BENCH_CALLBACKS").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000_000)
+    std::env::var("AIRLOCK_BENCH_CALLBACKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000)
 }
 
 /// The `callbacks` action's figures (nanoseconds per callback, self-timed inside the plugin).
 fn callbacks(host: &Host) -> Value {
-    match host.call("bench-noop", "callbacks").json(&json!(callbacks_count())).expect("call") {
+    match host
+        .call("bench-noop", "callbacks")
+        .json(&json!(callbacks_count()))
+        .expect("call")
+    {
         airlock::Reply::Ok(v) => v,
         other => json!({"error": format!("{other:?}")}),
     }
@@ -224,13 +307,25 @@ fn callbacks(host: &Host) -> Value {
 fn callbacks_in_two_threads(host: &Host) -> Value {
     let both: Vec<Value> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..2).map(|_| s.spawn(|| callbacks(host))).collect();
-        threads.into_iter().map(|t| t.join().expect("a callbacks thread")).collect()
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a callbacks thread"))
+            .collect()
     });
     let mut mean = serde_json::Map::new();
-    for key in ["checked_ns", "raw_ns", "signature_ns", "service_ns", "kv_ns"] {
+    for key in [
+        "checked_ns",
+        "raw_ns",
+        "signature_ns",
+        "service_ns",
+        "kv_ns",
+    ] {
         let values: Vec<f64> = both.iter().filter_map(|f| f[key].as_f64()).collect();
         if values.len() == both.len() {
-            mean.insert(key.to_owned(), json!(values.iter().sum::<f64>() / values.len() as f64));
+            mean.insert(
+                key.to_owned(),
+                json!(values.iter().sum::<f64>() / values.len() as f64),
+            );
         }
     }
     Value::Object(mean)
@@ -289,8 +384,12 @@ mod wasm {
         let module = Module::new(&engine, r#"(module (func (export "noop")))"#).expect("module");
         let mut store = Store::new(&engine, ());
         let instance = Instance::new(&mut store, &module, &[]).expect("instance");
-        let noop = instance.get_typed_func::<(), ()>(&mut store, "noop").expect("noop");
-        g.bench_function("wasmtime_noop", |b| b.iter(|| noop.call(&mut store, ()).expect("call")));
+        let noop = instance
+            .get_typed_func::<(), ()>(&mut store, "noop")
+            .expect("noop");
+        g.bench_function("wasmtime_noop", |b| {
+            b.iter(|| noop.call(&mut store, ()).expect("call"))
+        });
     }
 }
 

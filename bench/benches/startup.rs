@@ -17,7 +17,10 @@ const RUNS: usize = 5;
 fn airlock_once(n: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     airlock_bench::copies(dir.path(), n);
-    let host = Host::builder().plugin_dir(dir.path()).build().expect("host");
+    let host = Host::builder()
+        .plugin_dir(dir.path())
+        .build()
+        .expect("host");
     let started = Instant::now();
     let report = host.load().expect("load");
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
@@ -46,9 +49,19 @@ fn bare_once(n: usize) -> f64 {
 /// Runs this benchmark as a child with `mode` (`--once` or `--bare`) for `n` plugins.
 fn child(mode: &str, n: usize) -> f64 {
     let exe = std::env::current_exe().expect("own path");
-    let out = Command::new(exe).args([mode, &n.to_string()]).output().expect("child");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("milliseconds")
+    let out = Command::new(exe)
+        .args([mode, &n.to_string()])
+        .output()
+        .expect("child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("milliseconds")
 }
 
 /// Median, min and max.
@@ -59,7 +72,10 @@ fn spread(mut times: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    for (mode, run) in [("--once", airlock_once as fn(usize) -> f64), ("--bare", bare_once)] {
+    for (mode, run) in [
+        ("--once", airlock_once as fn(usize) -> f64),
+        ("--bare", bare_once),
+    ] {
         if let Some(at) = args.iter().position(|a| a == mode) {
             let n = args.get(at + 1).and_then(|n| n.parse().ok()).expect("N");
             println!("{}", run(n));
@@ -92,6 +108,7 @@ fn main() {
             "ratio": median / bare_median,
         }));
     }
-    let out = std::env::var("AIRLOCK_BENCH_STARTUP_OUT").unwrap_or_else(|_| "target/bench-startup.json".to_owned());
+    let out = std::env::var("AIRLOCK_BENCH_STARTUP_OUT")
+        .unwrap_or_else(|_| "target/bench-startup.json".to_owned());
     std::fs::write(out, serde_json::to_vec_pretty(&rows).expect("json")).expect("write");
 }

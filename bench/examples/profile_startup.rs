@@ -6,7 +6,10 @@ use std::time::Instant;
 use airlock::Host;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
     let dir = tempfile::tempdir().expect("temp dir");
     airlock_bench::copies(dir.path(), n);
     let builder = Host::builder().plugin_dir(dir.path());

@@ -25,7 +25,10 @@ pub fn copies(dir: &Path, n: usize) {
     use std::os::unix::fs::PermissionsExt;
     let bytes = std::fs::read(plugin()).expect("the benchmark plugin");
     let needle = br#""id": "bench-noop""#;
-    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the id in the manifest");
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the id in the manifest");
     for i in 0..n {
         let mut copy = bytes.clone();
         let id = format!("bench-n{i:03}");
@@ -49,12 +52,21 @@ pub fn serial_copy(dir: &Path) {
     // Same lengths, so the manifest block keeps its size: JSON allows the padding.
     for (from, to) in [
         (&br#""id": "bench-noop""#[..], &br#""id": "bench-serl""#[..]),
-        (br#""concurrency": "parallel""#, br#""concurrency": "serial"  "#),
+        (
+            br#""concurrency": "parallel""#,
+            br#""concurrency": "serial"  "#,
+        ),
     ] {
-        let at = bytes.windows(from.len()).position(|w| w == from).expect("the manifest field");
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the manifest field");
         bytes[at..at + to.len()].copy_from_slice(to);
     }
-    let path = dir.join(format!("bench-serl.{}", airlock::pipeline::library_suffix()));
+    let path = dir.join(format!(
+        "bench-serl.{}",
+        airlock::pipeline::library_suffix()
+    ));
     std::fs::write(&path, bytes).expect("write the serial copy");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

@@ -8,7 +8,8 @@ fn main() {
     let mut out = std::io::stdout().lock();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { return };
-        let mut value: serde_json::Value = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+        let mut value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
         if let Some(map) = value.as_object_mut() {
             map.insert("seen".to_owned(), serde_json::Value::Bool(true));
         }

@@ -310,7 +310,7 @@ impl<'h> Call<'h, Claim<'h>> {
     pub fn json<T: Serialize + ?Sized>(self, input: &T) -> Result<Dispatched, CallError> {
         let input = serde_json::to_vec(input)
             .map_err(|e| fail("", self.to.kind, CallErrorCode::BadInput, e.to_string()))?;
-        self.retried(&input, envelope)
+        self.json_encoded(&input)
     }
 
     /// [`Call::json`] on a dispatch with the input encoded already.
