@@ -85,7 +85,11 @@ pub struct Checked {
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
     Ok(decide_all(
         options,
-        read_all(options, discover(&options.dirs)?, ReadFor::Checking),
+        read_all(
+            options,
+            discover(&options.dirs, options.policy.host().trusted())?,
+            ReadFor::Checking,
+        ),
         &[],
     ))
 }
