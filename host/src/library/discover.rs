@@ -22,6 +22,26 @@ pub fn library_suffix() -> &'static str {
     std::env::consts::DLL_EXTENSION
 }
 
+/// Stage 1's rule for a directory libraries are loaded from, as a host running as this
+/// process's user with these trusted owners and groups (the policy's `[host] trusted_owners`
+/// and `trusted_groups`, as ids) would apply it: for a program that puts libraries there (an
+/// install), so it refuses a directory the host would refuse every library in.
+///
+/// # Errors
+///
+/// What is wrong with the directory, its mode and owner, and what to do about it.
+pub fn check_plugin_dir(
+    dir: &Path,
+    trusted_owners: &[u32],
+    trusted_groups: &[u32],
+) -> Result<(), String> {
+    let trusted = Trusted {
+        owners: trusted_owners,
+        groups: trusted_groups,
+    };
+    permissions::check(dir, Role::Directory, trusted)
+}
+
 /// Lists the candidates of every directory, sorted by file name within each directory so that
 /// load order (and which of two files with the same id wins) is deterministic.
 ///

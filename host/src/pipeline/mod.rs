@@ -5,7 +5,7 @@ pub(crate) mod decide;
 pub(crate) mod report;
 pub(crate) mod schema;
 
-pub use crate::library::discover::library_suffix;
+pub use crate::library::discover::{check_plugin_dir, library_suffix};
 pub use crate::library::file::{
     read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE,
 };
