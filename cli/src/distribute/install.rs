@@ -61,14 +61,7 @@ pub(crate) fn install(
     lock: Option<&Path>,
     replace: bool,
 ) -> Result<ExitCode> {
-    create_plugin_dir(dir)?;
-    // Stage 1's rule for the directory: a host would refuse every library put into it.
-    let host = policy.host();
-    check_plugin_dir(dir, &host.trusted_owners, &host.trusted_groups).map_err(|detail| {
-        format!(
-            "not installed: a host would refuse every library in it (unsafe_permissions): {detail}"
-        )
-    })?;
+    prepare_plugin_dir(dir, policy)?;
     let options = PipelineOptions {
         dirs: vec![dir.to_owned()],
         policy: policy.clone(),
@@ -164,15 +157,24 @@ pub(crate) fn install(
 }
 
 /// Creates the plugin directory if it is missing, writable by its owner only (whatever the
-/// umask allows the group): stage 1 refuses a directory others may write.
-fn create_plugin_dir(dir: &Path) -> Result<()> {
+/// umask allows the group), and holds it to stage 1's rule: a host would refuse every library
+/// in a directory others may write.
+fn prepare_plugin_dir(dir: &Path, policy: &Policy) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
     builder
         .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()).into())
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let host = policy.host();
+    check_plugin_dir(dir, &host.trusted_owners, &host.trusted_groups).map_err(|detail| {
+        format!(
+            "not installed: a host would refuse every library in it (unsafe_permissions): \
+             {detail}"
+        )
+        .into()
+    })
 }
 
 /// What the plugin asks for against what the policy grants, with the lines to add.
