@@ -22,6 +22,9 @@ chmod 755 "$dir"
 for name in "${examples[@]}"; do
   cp "target/release/${prefix}airlock_example_${name//-/_}.$ext" "$dir/"
 done
+# The host refuses a library its group may write (unsafe_permissions), as cargo leaves one under
+# umask 002.
+chmod go-w "$dir"/*."$ext"
 
 # A small web server on 127.0.0.1 for courier to fetch from (the policy allows that host).
 web_port="${DEMO_WEB_PORT:-8766}"

@@ -91,6 +91,20 @@ fn clean(result: &Result<Reply, CallError>) -> (bool, String) {
     }
 }
 
+/// Makes the private copy's directory and file writable by their owner only, whatever the
+/// umask and the build's mode: stage 1 refuses a library its group may write.
+fn owner_only(dir: &Path, file: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, file);
+    Ok(())
+}
+
 /// Runs the conformance checks on the library at `file`.
 ///
 /// # Errors
@@ -128,6 +142,7 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         .map_or_else(|| "plugin".into(), ToOwned::to_owned);
     std::fs::create_dir_all(&plugins)
         .and_then(|()| std::fs::copy(file, plugins.join(&name)).map(|_| ()))
+        .and_then(|()| owner_only(&plugins, &plugins.join(&name)))
         .map_err(|source| Error::DataDir {
             path: plugins.clone(),
             source,

@@ -19,8 +19,9 @@ pub use airlock_abi::CallErrorCode;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RefusalReason {
-    /// Stage 1: the file or its directory is writable by other users, or a symlink leaves the
-    /// plugin directory.
+    /// Stage 1: the file or its directory is writable by every user, writable by a group the
+    /// policy does not trust, or owned by a user other than the host's, root or a trusted
+    /// owner (Unix); or a symlink leaves the plugin directory.
     UnsafePermissions,
     /// Stage 2: not a shared library for this platform (or not a regular file).
     NotALibrary,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airlock::pipeline::{
-    check, check_file, effective_grants, library_suffix, read_library, signature_path, Lock,
-    LockEntry, PipelineOptions, DEFAULT_MAX_LIBRARY_SIZE,
+    check, check_file, check_plugin_dir, effective_grants, library_suffix, read_library,
+    signature_path, Lock, LockEntry, PipelineOptions, DEFAULT_MAX_LIBRARY_SIZE,
 };
 use airlock::Policy;
 
@@ -61,7 +61,7 @@ pub(crate) fn install(
     lock: Option<&Path>,
     replace: bool,
 ) -> Result<ExitCode> {
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    prepare_plugin_dir(dir, policy)?;
     let options = PipelineOptions {
         dirs: vec![dir.to_owned()],
         policy: policy.clone(),
@@ -154,6 +154,27 @@ pub(crate) fn install(
         print!("{}", grants_report(&checked, policy));
     }
     Ok(code)
+}
+
+/// Creates the plugin directory if it is missing, writable by its owner only (whatever the
+/// umask allows the group), and holds it to stage 1's rule: a host would refuse every library
+/// in a directory others may write.
+fn prepare_plugin_dir(dir: &Path, policy: &Policy) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let host = policy.host();
+    check_plugin_dir(dir, &host.trusted_owners, &host.trusted_groups).map_err(|detail| {
+        format!(
+            "not installed: a host would refuse every library in it (unsafe_permissions): \
+             {detail}"
+        )
+        .into()
+    })
 }
 
 /// What the plugin asks for against what the policy grants, with the lines to add.

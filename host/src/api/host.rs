@@ -53,7 +53,7 @@ impl Host {
             std::mem::take(&mut *shared.builtins.lock());
         files.extend(read_all(
             options,
-            discover(&options.dirs)?,
+            discover(&options.dirs, options.policy.host().trusted())?,
             ReadFor::Loading,
         ));
         let checked = decide_all(options, files, &taken);

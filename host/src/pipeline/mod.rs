@@ -5,7 +5,7 @@ pub(crate) mod decide;
 pub(crate) mod report;
 pub(crate) mod schema;
 
-pub use crate::library::discover::library_suffix;
+pub use crate::library::discover::{check_plugin_dir, library_suffix};
 pub use crate::library::file::{
     read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE,
 };
@@ -85,7 +85,11 @@ pub struct Checked {
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
     Ok(decide_all(
         options,
-        read_all(options, discover(&options.dirs)?, ReadFor::Checking),
+        read_all(
+            options,
+            discover(&options.dirs, options.policy.host().trusted())?,
+            ReadFor::Checking,
+        ),
         &[],
     ))
 }

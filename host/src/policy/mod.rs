@@ -14,8 +14,10 @@ use airlock_abi::manifest::{Capability, PluginId};
 use crate::error::Error;
 
 mod format;
+mod host;
 mod http;
 mod isolation;
+mod json;
 mod parse;
 mod trust;
 
@@ -112,8 +114,16 @@ pub struct HostSettings {
     /// attaching to it without that capability.
     pub dumpable: bool,
     /// Host names pinned to addresses for plugins' outbound HTTP (`HostBuilder::resolve`),
-    /// used instead of the system's resolver; the addresses are still checked.
+    /// used instead of the system's resolver; the addresses are still checked. The names are
+    /// in lower case (DNS names do not depend on case); look one up with
+    /// [`HostSettings::pinned`].
     pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// Users besides the host's own and root who may own a library or the directory holding
+    /// it (`trusted_owners`: names from `/etc/passwd`, or uids), as uids. Unix only.
+    pub trusted_owners: Vec<u32>,
+    /// Groups that may write a library or the directory holding it (`trusted_groups`: names
+    /// from `/etc/group`, or gids), as gids. Writable by every user is never trusted. Unix only.
+    pub trusted_groups: Vec<u32>,
 }
 
 /// What the operator decided for one plugin id.

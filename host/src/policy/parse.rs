@@ -8,6 +8,7 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
+use super::host::{pinned_names, trusted_groups, trusted_owners, RawAccount};
 use super::http::{http, RawHttp};
 use super::isolation::{limits, restart, sandbox};
 use super::trust::{signature, trust, RawSignature, SignaturePolicy};
@@ -43,6 +44,10 @@ struct RawHost {
     dumpable: bool,
     #[serde(default)]
     resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
+    #[serde(default)]
+    trusted_owners: Vec<RawAccount>,
+    #[serde(default)]
+    trusted_groups: Vec<RawAccount>,
 }
 
 #[derive(Deserialize)]
@@ -200,13 +205,16 @@ impl Policy {
     /// A message naming the key and location of the first problem.
     pub fn parse(text: &str, format: PolicyFormat) -> Result<Self, String> {
         let raw: RawPolicy = match format {
-            PolicyFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
+            PolicyFormat::Json => {
+                super::json::refuse_duplicate_keys(text)?;
+                serde_json::from_str(text).map_err(|e| e.to_string())?
+            }
             PolicyFormat::Toml => {
                 toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?
             }
         };
         let mut policy = Self {
-            host: host_settings(raw.host),
+            host: host_settings(raw.host)?,
             ..Self::default()
         };
         policy.read_secrets(raw.secrets)?;
@@ -364,21 +372,20 @@ impl RawSettings {
     }
 }
 
-/// `[host]`, with the names it pins to addresses in lower case.
-fn host_settings(raw: RawHost) -> HostSettings {
-    HostSettings {
+/// `[host]`, with the names it pins to addresses in lower case and the accounts it trusts as
+/// ids.
+fn host_settings(raw: RawHost) -> Result<HostSettings, String> {
+    Ok(HostSettings {
         data_dir: raw.data_dir,
         audit_log: raw.audit_log,
         lock: raw.lock,
         max_retained: raw.max_retained,
         worker: raw.worker,
         dumpable: raw.dumpable,
-        resolve: raw
-            .resolve
-            .into_iter()
-            .map(|(name, addresses)| (name.to_ascii_lowercase(), addresses))
-            .collect(),
-    }
+        resolve: pinned_names(raw.resolve)?,
+        trusted_owners: trusted_owners(&raw.trusted_owners)?,
+        trusted_groups: trusted_groups(&raw.trusted_groups)?,
+    })
 }
 
 /// A plugin's `blake3` or `sha256` pin, checked to be a digest.

@@ -34,7 +34,9 @@ impl HostShared {
         let _admin = self.admin();
         let table = self.table();
         // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
-        let read = discover_one(path).and_then(|c| crate::pipeline::read_one(&self.options, &c));
+        let trusted = self.options.policy.host().trusted();
+        let read =
+            discover_one(path, trusted).and_then(|c| crate::pipeline::read_one(&self.options, &c));
         let file = match read {
             Ok(file) => file,
             Err(mut refusal) => {

@@ -274,7 +274,7 @@ impl crate::services::HostServices for HostShared {
     }
 
     fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>> {
-        self.options.policy.host().resolve.get(name).cloned()
+        self.options.policy.host().pinned(name).map(<[_]>::to_vec)
     }
 
     fn observe(&self, plugin: &PluginId, what: Observed) {

@@ -35,4 +35,5 @@ mod schemas;
 mod services;
 mod soundness;
 mod stream;
+mod strict_modes;
 mod teardown;

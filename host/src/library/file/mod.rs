@@ -235,7 +235,7 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
             "not a regular file (a directory, FIFO or device has the library suffix)".to_owned(),
         ));
     }
-    if crate::library::discover::writable_by_others(open) {
+    if crate::library::permissions::writable_by_others(&meta) {
         return Err(refuse(
             RefusalReason::UnsafePermissions,
             "the library is writable by other users, who could change it; remove their write permission (chmod o-w)"
