@@ -21,7 +21,10 @@ pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
     HookError, HookFailure, HookMode, Swallowed,
 };
-pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+pub use routes::{
+    HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_ROUTE_CONCURRENCY, REMEMBERED,
+    REPLAY_WINDOW, TIMESTAMP_WINDOW,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
