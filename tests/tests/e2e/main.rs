@@ -26,6 +26,7 @@ mod mcp;
 mod membrane;
 mod permissions;
 mod pipeline;
+mod public_routes;
 mod routes;
 mod sandbox;
 mod scaffold;
