@@ -83,7 +83,11 @@ fn a_github_signed_webhook_is_served_once_without_the_programs_authentication() 
     assert_eq!(seen["caller"], "the host program", "no principal: {seen}");
     let before = calls(&host);
     // The body changed on the way: the signature no longer fits, and the plugin is not called.
-    let tampered = delivery("72d3162e-2", br#"{"action":"closed","number":7}"#, &signature);
+    let tampered = delivery(
+        "72d3162e-2",
+        br#"{"action":"closed","number":7}"#,
+        &signature,
+    );
     assert_eq!(tampered.status, 401, "{}", text(&tampered.body));
     assert!(text(&tampered.body).contains("does not match"));
     let unsigned = delivery("72d3162e-3", body, "sha256=");
@@ -94,10 +98,18 @@ fn a_github_signed_webhook_is_served_once_without_the_programs_authentication() 
     assert!(text(&replayed.body).contains("replayed"));
     let renamed = delivery("72d3162e-4", body, &signature);
     assert_eq!(renamed.status, 409, "{}", text(&renamed.body));
-    assert_eq!(calls(&host), before, "no refused request reached the plugin");
+    assert_eq!(
+        calls(&host),
+        before,
+        "no refused request reached the plugin"
+    );
     // A new delivery is served; a route that is not public still meets the program's hook.
     let other = br#"{"action":"opened","number":8}"#;
-    let next = delivery("72d3162e-5", other, &format!("sha256={}", hmac_hex(GITHUB_SECRET, other)));
+    let next = delivery(
+        "72d3162e-5",
+        other,
+        &format!("sha256={}", hmac_hex(GITHUB_SECRET, other)),
+    );
     assert_eq!(next.status, 200, "{}", text(&next.body));
     let private = host.handle_http(&post("/plugins/courier/webhook", &[], b"{}"));
     assert_eq!(private.status, 401);
@@ -200,7 +212,10 @@ fn one_plugins_slow_routes_do_not_starve_another_plugins_routes() {
                 break (answer, started.elapsed());
             }
             assert_eq!(answer.status, 200, "{}", text(&answer.body));
-            assert!(Instant::now() < deadline, "the slow requests never filled the limit");
+            assert!(
+                Instant::now() < deadline,
+                "the slow requests never filled the limit"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         let (answer, took) = busy;
@@ -219,5 +234,9 @@ fn one_plugins_slow_routes_do_not_starve_another_plugins_routes() {
         }
     });
     // The places were given back.
-    assert_eq!(host.handle_http(&get("/plugins/long-call/slow", "0")).status, 200);
+    assert_eq!(
+        host.handle_http(&get("/plugins/long-call/slow", "0"))
+            .status,
+        200
+    );
 }

@@ -10,7 +10,9 @@ use airlock::http::HttpIn;
 use airlock::Host;
 use airlock_abi::wire::Principal;
 use airlock_tests::TempPluginDir;
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 fn courier(builder: airlock::HostBuilder, dir: &TempPluginDir, data: &std::path::Path) -> Host {
     let policy = format!("[host]\ndata_dir = {data:?}\n[plugins.courier]\ngrants = [\"kv\"]\n");
@@ -148,8 +150,16 @@ fn a_route_sees_its_parameters_and_query_and_none_of_the_edges_credentials() {
             body: Vec::new(),
         })
     };
-    let answer = get("/plugins/courier/items/a%20b%C3%A9", "q=two+words&tag=x&q=again");
-    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    let answer = get(
+        "/plugins/courier/items/a%20b%C3%A9",
+        "q=two+words&tag=x&q=again",
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     let seen: Value = serde_json::from_slice(&answer.body).expect("json");
     assert_eq!(seen["params"], json!([["id", "a b\u{e9}"]]));
     assert_eq!(seen["id"], "a b\u{e9}");
@@ -173,7 +183,10 @@ fn a_route_sees_its_parameters_and_query_and_none_of_the_edges_credentials() {
     // An exact segment wins over {id}; the wildcard takes the rest of the path.
     let latest: Value =
         serde_json::from_slice(&get("/plugins/courier/items/latest", "").body).expect("json");
-    assert_eq!((latest["path"].as_str(), &latest["params"]), (Some("/items/latest"), &json!([])));
+    assert_eq!(
+        (latest["path"].as_str(), &latest["params"]),
+        (Some("/items/latest"), &json!([]))
+    );
     let file: Value =
         serde_json::from_slice(&get("/plugins/courier/files/docs/2024/q1.pdf", "").body)
             .expect("json");
@@ -188,7 +201,12 @@ fn a_route_sees_its_parameters_and_query_and_none_of_the_edges_credentials() {
         ("/plugins/courier/items/1/2", 404),
     ] {
         let answer = get(path, "");
-        assert_eq!(answer.status, status, "{path}: {}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
     }
 }
 
@@ -199,7 +217,8 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
     let policy = data.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "[host]\ndata_dir = \"kv\"\n[plugins.courier]\ngrants = [\"kv\"]\n",
+        "[host]\ndata_dir = \"kv\"\n[secrets]\ngithub_hook = \"gh-s3cret\"\n\
+         [plugins.courier]\ngrants = [\"kv\", \"secrets:github_hook\"]\n",
     )
     .expect("policy");
     let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
@@ -264,6 +283,33 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
     {
         Err(ureq::Error::Status(404, _)) => {}
         other => panic!("expected 404: {other:?}"),
+    }
+    // GitHub carries no bearer token: its signature opens the public route instead.
+    let event = br#"{"zen":"Approachable is better than simple."}"#;
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"gh-s3cret").expect("any key");
+    mac.update(event);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let github = agent
+        .post(&format!("{base}/plugins/courier/github"))
+        .set("X-GitHub-Delivery", "d-listen-1")
+        .set("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .send_bytes(event)
+        .expect("a signed webhook is served without the token");
+    let seen: Value = serde_json::from_str(&github.into_string().expect("text")).expect("json");
+    assert_eq!(seen["body"], String::from_utf8_lossy(event).as_ref());
+    match agent
+        .post(&format!("{base}/plugins/courier/github"))
+        .set("X-GitHub-Delivery", "d-listen-2")
+        .set("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .send_bytes(b"{}")
+    {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("expected 401 for a body its signature does not fit: {other:?}"),
     }
     drop(child.stdin.take());
     let status = child.wait().expect("exits");
