@@ -164,14 +164,21 @@ fn hex(bytes: &[u8]) -> String {
 /// The signatures and delivery ids accepted lately, per plugin.
 #[derive(Debug, Default)]
 pub(super) struct Replays {
-    seen: Mutex<(VecDeque<(Instant, String)>, HashSet<String>)>,
+    seen: Mutex<Seen>,
+}
+
+/// Keys in the order they were accepted, with when, and the same keys to look up.
+#[derive(Debug, Default)]
+struct Seen {
+    order: VecDeque<(Instant, String)>,
+    keys: HashSet<String>,
 }
 
 impl Replays {
     /// Remembers `keys` of `plugin`'s route, or says which was accepted before.
     pub(super) fn admit(&self, plugin: &str, keys: &[String], now: Instant) -> Result<(), Refused> {
         let mut seen = self.seen.lock();
-        let (order, set) = &mut *seen;
+        let Seen { order, keys: set } = &mut *seen;
         while order
             .front()
             .is_some_and(|(at, _)| now.saturating_duration_since(*at) > REPLAY_WINDOW)
@@ -316,6 +323,6 @@ mod tests {
                 .admit("c", &[format!("k{n}")], later)
                 .expect("new keys");
         }
-        assert!(replays.seen.lock().0.len() <= REMEMBERED);
+        assert!(replays.seen.lock().order.len() <= REMEMBERED);
     }
 }
