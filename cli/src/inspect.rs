@@ -95,10 +95,17 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
             println!("claim:        {} (handled by {})", c.kind, c.action);
         }
         for r in &m.routes {
-            let handler = r.action.as_deref().map_or_else(
+            let mut handler = r.action.as_deref().map_or_else(
                 || "not handled: 501".to_owned(),
                 |a| format!("handled by {a}"),
             );
+            if let airlock_abi::manifest::RouteAuth::Public(public) = &r.auth {
+                handler.push_str(&format!(
+                    "; public: {} signature with the secret {}",
+                    public.scheme.name(),
+                    public.secret
+                ));
+            }
             println!(
                 "route:        {} /plugins/{}{} ({handler}) - {}",
                 r.method, m.id, r.path, r.description

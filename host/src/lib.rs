@@ -103,7 +103,10 @@ pub mod hooks {
 
 /// Inbound HTTP for plugins' routes ([`crate::Host::handle_http`]).
 pub mod http {
-    pub use crate::api::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+    pub use crate::api::{
+        HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_ROUTE_CONCURRENCY,
+        REMEMBERED, REPLAY_WINDOW, TIMESTAMP_WINDOW,
+    };
 }
 
 /// The async embedding API (feature `tokio`): an [`AsyncHost`](nonblocking::AsyncHost) whose

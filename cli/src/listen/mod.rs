@@ -4,8 +4,9 @@
 //! closed at once), the time to send the head, the head's size (`431`), the time and size of
 //! the body (`408`, `413` — a declared length over the limit is refused before a byte of the
 //! body is read), and the time a connection may sit idle. Who may ask is decided from the head
-//! before the body is read ([`guard`]): the bearer token of `AIRLOCK_LISTEN_TOKEN`, or, without
-//! one (loopback only), a request addressed to this listener from no other site.
+//! before the body is read ([`guard`]): the bearer token of `AIRLOCK_LISTEN_TOKEN` (a public
+//! route's signature, checked by the host once the body is read, stands in for it), or,
+//! without one (loopback only), a request addressed to this listener from no other site.
 
 mod guard;
 mod idle;
@@ -205,7 +206,10 @@ impl Served {
     /// Answers one request: refused from its head, or its body read within the limits and
     /// handed to the host.
     async fn answer(&self, request: Request<Incoming>) -> Answer {
-        if let Some((status, why)) = self.guard.refuses(request.headers()) {
+        let public = self
+            .host
+            .is_public_route(request.method().as_str(), request.uri().path());
+        if let Some((status, why)) = self.guard.refuses(request.headers(), public) {
             return text(status, &why, true);
         }
         let limit = self.limits.max_body;

@@ -110,6 +110,16 @@ impl HostBuilder {
         self
     }
 
+    /// How many route requests of one plugin [`Host::handle_http`] serves at once (default
+    /// 32; at least 1): over it a request is answered `503` with `retry-after: 1` at once,
+    /// without calling the plugin, so one plugin's slow route cannot take a concurrent
+    /// server's threads from the others' routes.
+    #[must_use]
+    pub fn max_route_concurrency(mut self, requests: usize) -> Self {
+        self.inbound.max_concurrency = requests.max(1);
+        self
+    }
+
     /// Registers the approver that the policy's `ask` permissions consult
     /// (the policy's `[[plugins.<id>.permissions]]`): it sees who calls which action or hook with what input, and
     /// answers [`Approval::Allow`], [`Approval::Deny`] or [`Approval::Later`] — then the call

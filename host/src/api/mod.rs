@@ -25,7 +25,10 @@ pub use hooks::{
 };
 #[cfg(feature = "tokio")]
 pub use nonblocking::{Abandoned, AsyncCall, AsyncHost, CallFuture, CallStream, Claimed, Named};
-pub use routes::{HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY};
+pub use routes::{
+    HttpAuth, HttpIn, HttpOut, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_ROUTE_CONCURRENCY, REMEMBERED,
+    REPLAY_WINDOW, TIMESTAMP_WINDOW,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::routes::RouteAuth;
+
 /// Whether the host may call a plugin from several threads at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,14 +71,17 @@ pub struct ClaimDecl {
 
 /// An HTTP route the plugin serves under its own prefix (`/plugins/<id><path>`): requests the
 /// embedding program receives and hands to `host.handle_http(..)` (or `airlock run --listen`)
-/// after its authentication. A route with an `action` is served by it (registered with
+/// after its authentication — or, for a route with `auth` public, after checking the request's
+/// signature instead. A route with an `action` is served by it (registered with
 /// `Actions::add_route`); one without is declared and not handled yet (`501`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteDecl {
     /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: String,
-    /// The path under the plugin's prefix, starting with `/` (`/webhook`).
+    /// The path under the plugin's prefix, starting with `/` (`/webhook`): exact segments,
+    /// parameters (`/items/{id}`) and a trailing wildcard (`/files/{*rest}`); see
+    /// [`RoutePattern`](super::RoutePattern).
     pub path: String,
     /// The declared action that serves it, if any.
     #[serde(default)]
@@ -84,6 +89,9 @@ pub struct RouteDecl {
     /// What it is for, shown in listings.
     #[serde(default)]
     pub description: String,
+    /// Who may call it: the program's authentication (default), or a signed public route.
+    #[serde(default, skip_serializing_if = "RouteAuth::is_host")]
+    pub auth: RouteAuth,
 }
 
 /// A timer job the host schedules for the plugin once it is created (capability `timers`):

@@ -4,6 +4,7 @@
 mod capability;
 mod declarations;
 mod id;
+mod routes;
 mod validate;
 
 pub use self::capability::{covers, glob_match, Capability, CapabilityKind, DeclaredCapability};
@@ -11,6 +12,9 @@ pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
 pub use self::id::{PluginId, MAX_ID_LEN};
+pub use self::routes::{
+    is_header_name, PublicRoute, RouteAuth, RoutePattern, Segment, SignatureScheme, MAX_ROUTE_PATH,
+};
 pub use self::validate::MAX_DECLARATIONS;
 
 use std::fmt;
@@ -170,7 +174,10 @@ mod tests {
         for (bad, says) in [
             (r#","routes":[{"method":"TRACE","path":"/x"}]"#, "method"),
             (r#","routes":[{"method":"GET","path":"x"}]"#, "path"),
-            (r#","routes":[{"method":"GET","path":"/a/../b"}]"#, "path"),
+            (
+                r#","routes":[{"method":"GET","path":"/a/../b"}]"#,
+                "not . or ..",
+            ),
             (
                 r#","routes":[{"method":"GET","path":"/x"},{"method":"GET","path":"/x"}]"#,
                 "twice",

@@ -2,8 +2,9 @@
 //! must keep, checked once.
 
 use super::{
-    ActionDecl, Capability, CapabilityKind, DeclaredCapability, Manifest, ManifestError, PluginId,
-    RawCapability, RawManifest, RouteDecl, ROUTE_METHODS,
+    covers, is_header_name, ActionDecl, Capability, CapabilityKind, DeclaredCapability, Manifest,
+    ManifestError, PluginId, PublicRoute, RawCapability, RawManifest, RouteAuth, RouteDecl,
+    RoutePattern, SignatureScheme, ROUTE_METHODS,
 };
 
 /// The most hooks, actions or capabilities one manifest may declare.
@@ -69,7 +70,7 @@ impl TryFrom<RawManifest> for Manifest {
                 claim.kind, claim.action
             )));
         }
-        check_routes(&raw.routes, &raw.actions)?;
+        check_routes(&raw.routes, &raw.actions, &capabilities)?;
         for (what, schema) in raw
             .actions
             .iter()
@@ -146,8 +147,12 @@ fn check_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(
     Ok(())
 }
 
-fn check_routes(routes: &[RouteDecl], actions: &[ActionDecl]) -> Result<(), ManifestError> {
-    let mut seen = std::collections::BTreeSet::new();
+fn check_routes(
+    routes: &[RouteDecl],
+    actions: &[ActionDecl],
+    capabilities: &[DeclaredCapability],
+) -> Result<(), ManifestError> {
+    let mut seen: Vec<(&str, String, &str)> = Vec::new();
     for route in routes {
         let name = format!("route {} {}", route.method, route.path);
         if !ROUTE_METHODS.contains(&route.method.as_str()) {
@@ -156,22 +161,25 @@ fn check_routes(routes: &[RouteDecl], actions: &[ActionDecl]) -> Result<(), Mani
                 ROUTE_METHODS.join(", ")
             )));
         }
-        let path_ok = route.path.starts_with('/')
-            && route.path.len() <= 256
-            && !route.path.split('/').any(|s| s == ".." || s == ".")
-            && route
-                .path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
-        if !path_ok {
-            return Err(ManifestError(format!(
-                "{name}: the path must start with / and hold at most 256 of a-z A-Z 0-9 / - _ . ~, \
-                 with no . or .. segment"
-            )));
+        let pattern =
+            RoutePattern::parse(&route.path).map_err(|e| ManifestError(format!("{name}: {e}")))?;
+        let shape = pattern.shape();
+        if let Some((_, _, other)) = seen
+            .iter()
+            .find(|(method, s, _)| *method == route.method && *s == shape)
+        {
+            let message = if *other == route.path {
+                format!("{name} is declared twice")
+            } else {
+                format!(
+                    "{name} is declared twice: it has the same shape as {} {other}, so both \
+                     would match the same requests",
+                    route.method
+                )
+            };
+            return Err(ManifestError(message));
         }
-        if !seen.insert((route.method.as_str(), route.path.as_str())) {
-            return Err(ManifestError(format!("{name} is declared twice")));
-        }
+        seen.push((&route.method, shape, &route.path));
         if let Some(action) = &route.action {
             let Some(declared) = actions.iter().find(|a| &a.name == action) else {
                 return Err(ManifestError(format!(
@@ -185,6 +193,148 @@ fn check_routes(routes: &[RouteDecl], actions: &[ActionDecl]) -> Result<(), Mani
                 )));
             }
         }
+        if let RouteAuth::Public(public) = &route.auth {
+            check_public(&name, public, capabilities)?;
+        }
     }
     Ok(())
+}
+
+/// A public route names a secret the plugin declares (`secrets:<name>`), and the headers its
+/// scheme needs.
+fn check_public(
+    name: &str,
+    public: &PublicRoute,
+    capabilities: &[DeclaredCapability],
+) -> Result<(), ManifestError> {
+    let err = |msg: String| Err(ManifestError(format!("{name}: {msg}")));
+    check_names("secret", std::iter::once(public.secret.as_str()))
+        .map_err(|e| ManifestError(format!("{name}: {e}")))?;
+    let declared: Vec<Capability> = capabilities.iter().map(|c| c.capability.clone()).collect();
+    if !covers(&declared, CapabilityKind::Secrets, Some(&public.secret)) {
+        return err(format!(
+            "a public route checks signatures with the secret {:?}, so the capability \
+             secrets:{} must be declared (and the operator must grant it)",
+            public.secret, public.secret
+        ));
+    }
+    let headers = [&public.header, &public.timestamp_header];
+    match public.scheme {
+        SignatureScheme::Generic => {
+            let Some(header) = &public.header else {
+                return err(
+                    "the generic scheme needs the header that carries the signature".to_owned(),
+                );
+            };
+            if let Some(bad) = [Some(header), public.timestamp_header.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|h| !is_header_name(h))
+            {
+                return err(format!("{bad:?} is not a header name"));
+            }
+        }
+        scheme if headers.iter().any(|h| h.is_some()) => {
+            return err(format!(
+                "the {} scheme has its own headers: header and timestamp_header are for generic",
+                scheme.name()
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{Manifest, RouteAuth, SignatureScheme};
+
+    fn with_routes(capabilities: &str, routes: &str) -> Result<Manifest, String> {
+        Manifest::from_json(&format!(
+            r#"{{"id":"p","version":"1.0.0","capabilities":[{capabilities}],
+                "actions":[{{"name":"a"}}],"routes":[{routes}]}}"#
+        ))
+        .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn routes_with_parameters_are_checked_by_shape() {
+        let ok = with_routes(
+            "",
+            r#"{"method":"GET","path":"/items/{id}","action":"a"},
+               {"method":"GET","path":"/items/special","action":"a"},
+               {"method":"POST","path":"/items/{key}","action":"a"},
+               {"method":"GET","path":"/files/{*rest}","action":"a"}"#,
+        )
+        .expect("valid");
+        assert_eq!(ok.routes.len(), 4);
+        let same = with_routes(
+            "",
+            r#"{"method":"GET","path":"/items/{id}"},{"method":"GET","path":"/items/{key}"}"#,
+        )
+        .expect_err("one shape twice");
+        assert!(same.contains("same shape as GET /items/{id}"), "{same}");
+        let late = with_routes("", r#"{"method":"GET","path":"/{*rest}/x"}"#).expect_err("late");
+        assert!(late.contains("last segment"), "{late}");
+    }
+
+    #[test]
+    fn a_public_route_names_a_declared_secret_and_its_schemes_headers() {
+        let ok = with_routes(
+            r#""secrets:hook""#,
+            r#"{"method":"POST","path":"/gh","action":"a",
+                "auth":{"public":{"scheme":"github","secret":"hook"}}},
+               {"method":"POST","path":"/any","action":"a",
+                "auth":{"public":{"scheme":"generic","secret":"hook","header":"X-Signature",
+                                  "timestamp_header":"X-Timestamp"}}},
+               {"method":"GET","path":"/private","action":"a","auth":"host"}"#,
+        )
+        .expect("valid");
+        let RouteAuth::Public(public) = &ok.routes[0].auth else {
+            panic!("public: {:?}", ok.routes[0].auth);
+        };
+        assert_eq!(public.scheme, SignatureScheme::Github);
+        assert!(ok.routes[2].auth.is_host());
+        for (capabilities, auth, says) in [
+            (
+                "",
+                r#"{"scheme":"github","secret":"hook"}"#,
+                "secrets:hook must be declared",
+            ),
+            (
+                r#""secrets:other""#,
+                r#"{"scheme":"slack","secret":"hook"}"#,
+                "secrets:hook",
+            ),
+            (
+                r#""secrets:hook""#,
+                r#"{"scheme":"generic","secret":"hook"}"#,
+                "needs the header",
+            ),
+            (
+                r#""secrets:hook""#,
+                r#"{"scheme":"generic","secret":"hook","header":"X Sig"}"#,
+                "not a header name",
+            ),
+            (
+                r#""secrets:hook""#,
+                r#"{"scheme":"github","secret":"hook","header":"X-Sig"}"#,
+                "has its own headers",
+            ),
+            (
+                r#""secrets:*""#,
+                r#"{"scheme":"github","secret":"a b"}"#,
+                "secret name",
+            ),
+            (
+                r#""secrets:hook""#,
+                r#"{"scheme":"stripe","secret":"hook"}"#,
+                "unknown variant",
+            ),
+        ] {
+            let routes = format!(r#"{{"method":"POST","path":"/x","auth":{{"public":{auth}}}}}"#);
+            let err = with_routes(capabilities, &routes).expect_err(auth);
+            assert!(err.contains(says), "{auth}: {err}");
+        }
+    }
 }

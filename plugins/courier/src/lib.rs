@@ -3,7 +3,12 @@
 //! may reach, and every call is audited. Its routes answer webhooks the host receives:
 //! `POST /plugins/courier/webhook` keeps the JSON body in the plugin's kv under the request's
 //! id, `GET /plugins/courier/status` says how many it kept and who asks, and
-//! `DELETE /plugins/courier/webhook` is declared without an action (`501`).
+//! `DELETE /plugins/courier/webhook` is declared without an action (`501`). `echo` serves the
+//! rest with what the request showed it: `GET /items/{id}`, `GET /items/latest` (an exact
+//! segment wins over a parameter), `GET /files/{*rest}`, and two public routes the host serves
+//! without the program's authentication, only with a valid signature — `POST /github` (GitHub's
+//! `X-Hub-Signature-256`, with the operator's secret `github_hook`) and `POST /slack` (Slack's
+//! `X-Slack-Signature`, with `slack_hook`).
 
 use airlock_abi::{ActionError, Actions, Context, Incoming, InitError, Outgoing, Plugin};
 use serde::Deserialize;
@@ -41,6 +46,24 @@ impl Courier {
         .map(|response| response.with_status(202))
     }
 
+    fn echo(&self, request: Incoming) -> Result<Outgoing, ActionError> {
+        let caller = self.ctx.caller()?.to_string();
+        Outgoing::json(&json!({
+            "method": request.head.method,
+            "path": request.head.path,
+            "params": request.head.params,
+            "id": request.param("id"),
+            "query": request.query_params(),
+            "q": request.query_param("q"),
+            "headers": request.head.headers,
+            "body": String::from_utf8_lossy(&request.body),
+            "request_id": request.head.request_id,
+            "caller": caller,
+        }))
+        // The host's id is the only one: this is dropped.
+        .map(|response| response.header("X-Request-Id", "chosen-by-courier"))
+    }
+
     fn status(&self, _request: Incoming) -> Result<Outgoing, ActionError> {
         let kept = self.ctx.kv().keys("webhook/")?.len();
         let caller = self.ctx.caller()?.to_string();
@@ -63,7 +86,8 @@ impl Plugin for Courier {
                 }))
             })
             .add_route("webhook", Self::webhook)
-            .add_route("status", Self::status);
+            .add_route("status", Self::status)
+            .add_route("echo", Self::echo);
     }
 }
 
@@ -90,6 +114,7 @@ mod tests {
             query: "source=test".to_owned(),
             headers: vec![("X-Event".to_owned(), "push".to_owned())],
             request_id: "r-1".to_owned(),
+            params: Vec::new(),
         };
         let input = wire::frame(&head, br#"{"ref": "main"}"#).expect("framed");
         let answer = courier

@@ -367,7 +367,11 @@ fn inspect_shows_routes_and_jobs() {
     let courier = inspect("courier");
     assert!(
         courier.contains("route:        POST /plugins/courier/webhook (handled by webhook)")
-            && courier.contains("route:        DELETE /plugins/courier/webhook (not handled: 501)"),
+            && courier.contains("route:        DELETE /plugins/courier/webhook (not handled: 501)")
+            && courier.contains(
+                "route:        POST /plugins/courier/github (handled by echo; public: github \
+                 signature with the secret github_hook)"
+            ),
         "{courier}"
     );
     let ticker = inspect("ticker");

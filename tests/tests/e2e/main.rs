@@ -28,6 +28,7 @@ mod membrane;
 mod nonblocking;
 mod permissions;
 mod pipeline;
+mod public_routes;
 mod routes;
 mod sandbox;
 mod scaffold;

@@ -10,7 +10,9 @@ use airlock::http::HttpIn;
 use airlock::Host;
 use airlock_abi::wire::Principal;
 use airlock_tests::TempPluginDir;
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 fn courier(builder: airlock::HostBuilder, dir: &TempPluginDir, data: &std::path::Path) -> Host {
     let policy = format!("[host]\ndata_dir = {data:?}\n[plugins.courier]\ngrants = [\"kv\"]\n");
@@ -114,13 +116,109 @@ fn the_library_dispatches_routes_after_the_programs_authentication() {
 }
 
 #[test]
+fn a_route_sees_its_parameters_and_query_and_none_of_the_edges_credentials() {
+    let dir = TempPluginDir::with(&["courier"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = courier(
+        Host::builder().http_auth(|request: &HttpIn| {
+            match header(&request.headers, "authorization") {
+                Some("Bearer ada-token") => Ok(Some(Principal::new("ada", &["ops"]))),
+                _ => Err("who are you?".to_owned()),
+            }
+        }),
+        &dir,
+        data.path(),
+    );
+    let get = |path: &str, query: &str| {
+        let headers = [
+            ("Authorization", "Bearer ada-token"),
+            ("Proxy-Authorization", "Basic cHJveHk6cHc="),
+            ("Cookie", "session=ada"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "this connection's only"),
+            ("X-Request-Id", "chosen-by-the-client"),
+            ("X-Event", "lookup"),
+        ];
+        host.handle_http(&HttpIn {
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: Vec::new(),
+        })
+    };
+    let answer = get(
+        "/plugins/courier/items/a%20b%C3%A9",
+        "q=two+words&tag=x&q=again",
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let seen: Value = serde_json::from_slice(&answer.body).expect("json");
+    assert_eq!(seen["params"], json!([["id", "a b\u{e9}"]]));
+    assert_eq!(seen["id"], "a b\u{e9}");
+    assert_eq!(seen["path"], "/items/a%20b%C3%A9");
+    assert_eq!(
+        seen["query"],
+        json!([["q", "two words"], ["tag", "x"], ["q", "again"]])
+    );
+    assert_eq!(seen["q"], "two words");
+    assert_eq!(seen["caller"], "the host program on behalf of ada");
+    // The hook saw the token; the plugin sees no credential, hop-by-hop header or client id.
+    assert_eq!(seen["headers"], json!([["X-Event", "lookup"]]));
+    // One x-request-id, the host's: not the client's, not the one the plugin set.
+    let ids: Vec<&str> = answer
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(ids, [seen["request_id"].as_str().expect("an id")]);
+    // An exact segment wins over {id}; the wildcard takes the rest of the path.
+    let latest: Value =
+        serde_json::from_slice(&get("/plugins/courier/items/latest", "").body).expect("json");
+    assert_eq!(
+        (latest["path"].as_str(), &latest["params"]),
+        (Some("/items/latest"), &json!([]))
+    );
+    let file: Value =
+        serde_json::from_slice(&get("/plugins/courier/files/docs/2024/q1.pdf", "").body)
+            .expect("json");
+    assert_eq!(file["params"], json!([["rest", "docs/2024/q1.pdf"]]));
+    for (path, status) in [
+        ("/plugins/courier/items/a%2Fb", 400),
+        ("/plugins/courier/items/%00", 400),
+        ("/plugins/courier/items/%FF", 400),
+        ("/plugins/courier/files/docs/../../etc/passwd", 400),
+        ("/plugins/courier/files/%2e%2e/etc", 400),
+        ("/plugins/courier/files", 404),
+        ("/plugins/courier/items/1/2", 404),
+    ] {
+        let answer = get(path, "");
+        assert_eq!(
+            answer.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+}
+
+#[test]
 fn airlock_run_listen_serves_the_routes_to_a_real_client() {
     let dir = TempPluginDir::with(&["courier"]);
     let data = tempfile::tempdir().expect("tempdir");
     let policy = data.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "[host]\ndata_dir = \"kv\"\n[plugins.courier]\ngrants = [\"kv\"]\n",
+        "[host]\ndata_dir = \"kv\"\n[secrets]\ngithub_hook = \"gh-s3cret\"\n\
+         [plugins.courier]\ngrants = [\"kv\", \"secrets:github_hook\"]\n",
     )
     .expect("policy");
     let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
@@ -185,6 +283,33 @@ fn airlock_run_listen_serves_the_routes_to_a_real_client() {
     {
         Err(ureq::Error::Status(404, _)) => {}
         other => panic!("expected 404: {other:?}"),
+    }
+    // GitHub carries no bearer token: its signature opens the public route instead.
+    let event = br#"{"zen":"Approachable is better than simple."}"#;
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"gh-s3cret").expect("any key");
+    mac.update(event);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let github = agent
+        .post(&format!("{base}/plugins/courier/github"))
+        .set("X-GitHub-Delivery", "d-listen-1")
+        .set("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .send_bytes(event)
+        .expect("a signed webhook is served without the token");
+    let seen: Value = serde_json::from_str(&github.into_string().expect("text")).expect("json");
+    assert_eq!(seen["body"], String::from_utf8_lossy(event).as_ref());
+    match agent
+        .post(&format!("{base}/plugins/courier/github"))
+        .set("X-GitHub-Delivery", "d-listen-2")
+        .set("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .send_bytes(b"{}")
+    {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("expected 401 for a body its signature does not fit: {other:?}"),
     }
     drop(child.stdin.take());
     let status = child.wait().expect("exits");
