@@ -209,15 +209,19 @@ impl Served {
         let public = self
             .host
             .is_public_route(request.method().as_str(), request.uri().path());
-        if let Some((status, why)) = self.guard.refuses(request.headers(), public) {
-            return text(status, &why, true);
-        }
-        let limit = self.limits.max_body;
         let declared = request
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        // A client that waits for `100 Continue` sends no body to read away.
+        let sent = declared.filter(|_| !request.headers().contains_key(hyper::header::EXPECT));
+        if let Some((status, why)) = self.guard.refuses(request.headers(), public) {
+            self.linger(request.into_body(), sent, 0).await;
+            return text(status, &why, true);
+        }
+        let limit = self.limits.max_body;
         if declared.is_some_and(|n| n > limit as u64) {
+            self.linger(request.into_body(), sent, limit).await;
             let why = format!("the body is over the limit of {limit} bytes");
             return text(413, &why, true);
         }
@@ -269,6 +273,31 @@ impl Served {
             }
         }
         answer
+    }
+}
+
+/// How much of a refused request's body is read away, beyond what it was allowed, so that a
+/// client that sends its body without waiting reads the answer instead of a reset connection.
+const LINGER: u64 = 1 << 20;
+
+impl Served {
+    /// Reads away the body of a request about to be refused, if it is declared at most
+    /// [`LINGER`] bytes over `allowed` (a larger one is not read at all), within the body's
+    /// time limit.
+    async fn linger(&self, mut body: Incoming, declared: Option<u64>, allowed: usize) {
+        let Some(declared) = declared.filter(|n| n.saturating_sub(allowed as u64) <= LINGER) else {
+            return;
+        };
+        let drain = async {
+            let mut read = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read >= declared {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.limits.body_timeout, drain).await;
     }
 }
 

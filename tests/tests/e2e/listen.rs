@@ -221,9 +221,22 @@ fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     assert!(started.elapsed() < Duration::from_secs(10));
     // And before the token is looked at, nothing else is: no token, 401, body unread.
     let status = served.status_of(
-        "POST /plugins/courier/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+        "POST /plugins/courier/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
     );
     assert_eq!(status, Some(401));
+    // A client that sends a body just over the limit without waiting reads its answer, not a
+    // reset connection.
+    let mut stream = served.connect();
+    let over = airlock::http::DEFAULT_MAX_REQUEST_BODY + 1;
+    let head = format!(
+        "POST /plugins/courier/webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\
+         Content-Length: {over}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("sent");
+    stream
+        .write_all(&vec![b' '; over])
+        .expect("the body is read away");
+    assert_eq!(status_line(&mut stream), Some(413));
 }
 
 #[test]
