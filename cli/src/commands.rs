@@ -223,6 +223,8 @@ fn run_console(
             let listener =
                 listen::Listener::bind(addr, std::env::var_os(listen::TOKEN_ENV).is_some())?;
             if let Some(at) = listener.addr() {
+                // Plugins' outbound HTTP must not come back in through it.
+                host.serving_on(at);
                 eprintln!("serving the plugins' routes on http://{at}/plugins/<id>/...");
             }
             Some(listener)

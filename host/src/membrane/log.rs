@@ -23,6 +23,7 @@ use tracing::{Level, Metadata};
 
 use super::bad_request;
 use super::row::{row, Grant};
+use crate::services::printable::printable;
 use crate::services::registry::{BuiltIn, Requester};
 use crate::services::Observed;
 
@@ -155,7 +156,7 @@ impl Recorded {
                 (None, Some(i), _) => Self::I64(i),
                 (_, _, f) => Self::F64(f.unwrap_or(f64::NAN)),
             },
-            Json::String(s) => Self::Text(s.clone()),
+            Json::String(s) => Self::Text(printable(s).into_owned()),
             other => Self::Text(other.to_string()),
         }
     }
@@ -196,21 +197,23 @@ fn check(line: LogLine) -> Result<LogLine, HostError> {
     Ok(line)
 }
 
-/// Emits `line` as one `tracing` event in the current span.
+/// Emits `line` as one `tracing` event in the current span: its message and text fields
+/// escaped ([`printable`]), so that it is one line in the operator's log.
 fn emit(line: &LogLine) {
     let mut names: Vec<&str> = vec!["message"];
     names.extend(line.fields.iter().map(|(n, _)| n.as_str()));
     names[1..].sort_unstable();
     names.dedup();
+    let message = printable(&line.message);
     let Some(metadata) = site(line.level, &names) else {
         let fields: serde_json::Map<String, Json> = line.fields.iter().cloned().collect();
         let fields = Json::Object(fields).to_string();
         match level_of(line.level) {
-            Level::ERROR => tracing::error!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::WARN => tracing::warn!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::INFO => tracing::info!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::DEBUG => tracing::debug!(target: "airlock::plugin", fields, "{}", line.message),
-            _ => tracing::trace!(target: "airlock::plugin", fields, "{}", line.message),
+            Level::ERROR => tracing::error!(target: "airlock::plugin", fields, "{message}"),
+            Level::WARN => tracing::warn!(target: "airlock::plugin", fields, "{message}"),
+            Level::INFO => tracing::info!(target: "airlock::plugin", fields, "{message}"),
+            Level::DEBUG => tracing::debug!(target: "airlock::plugin", fields, "{message}"),
+            _ => tracing::trace!(target: "airlock::plugin", fields, "{message}"),
         }
         return;
     };
@@ -219,7 +222,7 @@ fn emit(line: &LogLine) {
     }
     let set = metadata.fields();
     let fields: Vec<Field> = names.iter().filter_map(|n| set.field(n)).collect();
-    let message = Recorded::Text(line.message.clone());
+    let message = Recorded::Text(message.into_owned());
     // A later field of the same name wins, as in a JSON object.
     let values: Vec<Recorded> = fields[1..]
         .iter()
