@@ -311,6 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn a_plugin_cannot_forge_a_line_of_the_operators_log() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            emit(&LogLine {
+                level: 3,
+                message: "a\nFORGED line\r\n2026-01-01T00:00:00Z  WARN airlock: forged".to_owned(),
+                fields: vec![("note".to_owned(), Json::from("b\nFORGED field"))],
+            });
+        });
+        let out = String::from_utf8(captured.0.lock().clone()).expect("utf-8");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("a\\nFORGED line\\r\\n2026"), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("FORGED")), "{out}");
+    }
+
+    #[test]
     fn bad_names_and_too_many_fields_are_refused() {
         for bad in [
             r#"{"level":3,"message":"m","fields":[["message",1]]}"#,

@@ -357,7 +357,9 @@ mod tests {
                 }
                 Request::SecretsGet => Some(K::Secrets),
                 Request::PluginsCall => Some(K::PluginsCall),
-                Request::HttpRequest => Some(K::HttpOutbound),
+                Request::HttpRequest | Request::HttpStreamOpen | Request::HttpStreamNext => {
+                    Some(K::HttpOutbound)
+                }
                 _ => None,
             };
             let Some(Route::BuiltIn(row)) = registry.route(request.service(), request.operation())
