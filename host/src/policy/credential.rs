@@ -1,8 +1,10 @@
 //! Credentials: secrets a plugin may use but never read. The host attaches one to a plugin's
 //! outbound request as a header, and only where the operator said it may go: a host glob and a
-//! port each, over https (plain http only where the entry allows it).
+//! port each, over https (plain http only where the entry allows it). Read from `[secrets]`
+//! strictly: an entry that is not a readable secret nor a whole credential is an error.
 
 use airlock_abi::manifest::glob_match;
+use serde::Deserialize;
 
 use super::SecretSource;
 
@@ -50,7 +52,11 @@ impl CredentialHost {
                     "" => (address, None),
                     _ => (
                         address,
-                        Some(after.strip_prefix(':').ok_or_else(|| wrong("after ] comes :port"))?),
+                        Some(
+                            after
+                                .strip_prefix(':')
+                                .ok_or_else(|| wrong("after ] comes :port"))?,
+                        ),
                     ),
                 }
             }
@@ -62,7 +68,11 @@ impl CredentialHost {
                 None => (text, None),
             },
         };
-        if glob.is_empty() || glob.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        if glob.is_empty()
+            || glob
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
             return Err(wrong("the host is empty or holds a space or a /"));
         }
         let port = port
@@ -111,6 +121,99 @@ impl Credential {
     }
 }
 
+/// A `[secrets]` entry as written: a string, or a table read key by key ([`read_secret`]), so
+/// that a credential written wrong is an error rather than a plain secret the plugin can read.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct RawSecret(serde_json::Value);
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawSecret(<redacted>)")
+    }
+}
+
+/// What a secret is, read from its entry.
+pub(super) enum Secret {
+    Readable(SecretSource),
+    Credential(Credential),
+}
+
+/// Reads one `[secrets]` entry: `"value"`, `{ value }` or `{ env }` (readable), or a credential
+/// (`{ value | env, header, hosts, allow_http }`). Any other key, or a credential missing its
+/// header or its hosts, is an error that says what the entry needs.
+pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> {
+    use serde_json::Value;
+    const SHAPE: &str = "a secret is a string, { value = .. } or { env = .. }; a credential adds \
+                         header = \"..\" and hosts = [\"host[:port]\", ..] (and allow_http = true \
+                         to be sent over plain http)";
+    let table = match raw.0 {
+        Value::String(value) => return Ok(Secret::Readable(SecretSource::Value(value))),
+        Value::Object(table) => table,
+        _ => return Err(format!("[secrets] {name}: {SHAPE}")),
+    };
+    const KEYS: [&str; 5] = ["value", "env", "header", "hosts", "allow_http"];
+    if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(format!("[secrets] {name}: unknown key {key:?}; {SHAPE}"));
+    }
+    let text = |key: &str| match table.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("[secrets] {name}: {key} must be a string")),
+    };
+    let source = match (text("value")?, text("env")?) {
+        (Some(value), None) => SecretSource::Value(value),
+        (None, Some(env)) => SecretSource::Env(env),
+        _ => {
+            return Err(format!(
+                "[secrets] {name}: takes exactly one of value or env"
+            ))
+        }
+    };
+    let header = text("header")?;
+    let hosts = table.get("hosts");
+    if header.is_none() && hosts.is_none() && !table.contains_key("allow_http") {
+        return Ok(Secret::Readable(source));
+    }
+    let (Some(header), Some(hosts)) = (header, hosts) else {
+        return Err(format!(
+            "[secrets] {name}: a credential needs both header (the header it is sent as) and \
+             hosts (where it may be sent: [\"host[:port]\", ..])"
+        ));
+    };
+    let hosts = match hosts {
+        Value::Array(hosts) if !hosts.is_empty() => hosts
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .ok_or_else(|| "an entry is not a string".to_owned())
+                    .and_then(CredentialHost::parse)
+                    .map_err(|e| format!("[secrets] {name}: hosts: {e}"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(format!(
+                "[secrets] {name}: hosts must be a non-empty list of \"host[:port]\""
+            ))
+        }
+    };
+    let allow_http = match table.get("allow_http") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(format!(
+                "[secrets] {name}: allow_http must be true or false"
+            ))
+        }
+    };
+    Ok(Secret::Credential(Credential {
+        source,
+        header,
+        hosts,
+        allow_http,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,8 +234,14 @@ mod tests {
     fn a_credential_goes_to_its_scheme_host_and_port_only() {
         let strict = credential(&["api.example.com", "*.corp.test:8443"], false);
         assert!(strict.may_be_sent("https", "api.example.com", 443));
-        assert!(!strict.may_be_sent("https", "api.example.com", 8443), "another port");
-        assert!(!strict.may_be_sent("http", "api.example.com", 80), "plain http");
+        assert!(
+            !strict.may_be_sent("https", "api.example.com", 8443),
+            "another port"
+        );
+        assert!(
+            !strict.may_be_sent("http", "api.example.com", 80),
+            "plain http"
+        );
         assert!(!strict.may_be_sent("http", "api.example.com", 443));
         assert!(strict.may_be_sent("https", "a.corp.test", 8443));
         assert!(!strict.may_be_sent("https", "a.corp.test", 443));
@@ -150,7 +259,17 @@ mod tests {
 
     #[test]
     fn entries_that_are_not_a_host_and_a_port_are_refused() {
-        for bad in ["", "api.test:", "api.test:0", "api.test:99999", "a b", "::1", "[::1", "[::1]x", "x/y"] {
+        for bad in [
+            "",
+            "api.test:",
+            "api.test:0",
+            "api.test:99999",
+            "a b",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "x/y",
+        ] {
             assert!(CredentialHost::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -200,7 +319,10 @@ mod tests {
                 r#"api = { value = "v", header = "A", hosts = ["a.test:x"] }"#,
                 "the port must be 1 to 65535",
             ),
-            (r#"api = { value = "v", env = "V" }"#, "exactly one of value or env"),
+            (
+                r#"api = { value = "v", env = "V" }"#,
+                "exactly one of value or env",
+            ),
             ("api = 3", "a credential adds header"),
         ] {
             let err = parse(entry).expect_err(entry);
@@ -215,6 +337,9 @@ mod tests {
         assert_eq!(policy.secret("plain").as_deref(), Ok("p"));
         let api = policy.credential("api").expect("a credential");
         assert!(api.allow_http && api.may_be_sent("http", "a.test", 8443));
-        assert!(policy.secret("api").is_err(), "a credential is not readable");
+        assert!(
+            policy.secret("api").is_err(),
+            "a credential is not readable"
+        );
     }
 }

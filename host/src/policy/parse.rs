@@ -8,13 +8,12 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
+use super::credential::{read_secret, RawSecret, Secret};
 use super::http::{http, RawHttp};
 use super::isolation::{limits, restart, sandbox};
 use super::trust::{signature, trust, RawSignature, SignaturePolicy};
 use super::PolicyFormat;
-use super::{
-    Credential, CredentialHost, HostSettings, Isolation, PluginPolicy, Policy, SecretSource,
-};
+use super::{HostSettings, Isolation, PluginPolicy, Policy};
 use crate::library::file::parse_digest;
 use crate::policy::permission::{PermissionRule, RawRule};
 
@@ -45,91 +44,6 @@ struct RawHost {
     dumpable: bool,
     #[serde(default)]
     resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
-}
-
-/// A `[secrets]` entry as written: a string, or a table read key by key ([`read_secret`]), so
-/// that a credential written wrong is an error rather than a plain secret the plugin can read.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct RawSecret(serde_json::Value);
-
-impl std::fmt::Debug for RawSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RawSecret(<redacted>)")
-    }
-}
-
-/// What a secret is, read from its entry.
-enum Secret {
-    Readable(SecretSource),
-    Credential(Credential),
-}
-
-/// Reads one `[secrets]` entry: `"value"`, `{ value }` or `{ env }` (readable), or a credential
-/// (`{ value | env, header, hosts, allow_http }`). Any other key, or a credential missing its
-/// header or its hosts, is an error that says what the entry needs.
-fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> {
-    use serde_json::Value;
-    const SHAPE: &str = "a secret is a string, { value = .. } or { env = .. }; a credential adds \
-                         header = \"..\" and hosts = [\"host[:port]\", ..] (and allow_http = true \
-                         to be sent over plain http)";
-    let table = match raw.0 {
-        Value::String(value) => return Ok(Secret::Readable(SecretSource::Value(value))),
-        Value::Object(table) => table,
-        _ => return Err(format!("[secrets] {name}: {SHAPE}")),
-    };
-    const KEYS: [&str; 5] = ["value", "env", "header", "hosts", "allow_http"];
-    if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(format!("[secrets] {name}: unknown key {key:?}; {SHAPE}"));
-    }
-    let text = |key: &str| match table.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("[secrets] {name}: {key} must be a string")),
-    };
-    let source = match (text("value")?, text("env")?) {
-        (Some(value), None) => SecretSource::Value(value),
-        (None, Some(env)) => SecretSource::Env(env),
-        _ => return Err(format!("[secrets] {name}: takes exactly one of value or env")),
-    };
-    let header = text("header")?;
-    let hosts = table.get("hosts");
-    if header.is_none() && hosts.is_none() && !table.contains_key("allow_http") {
-        return Ok(Secret::Readable(source));
-    }
-    let (Some(header), Some(hosts)) = (header, hosts) else {
-        return Err(format!(
-            "[secrets] {name}: a credential needs both header (the header it is sent as) and \
-             hosts (where it may be sent: [\"host[:port]\", ..])"
-        ));
-    };
-    let hosts = match hosts {
-        Value::Array(hosts) if !hosts.is_empty() => hosts
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .ok_or_else(|| "an entry is not a string".to_owned())
-                    .and_then(CredentialHost::parse)
-                    .map_err(|e| format!("[secrets] {name}: hosts: {e}"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(format!(
-                "[secrets] {name}: hosts must be a non-empty list of \"host[:port]\""
-            ))
-        }
-    };
-    let allow_http = match table.get("allow_http") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(format!("[secrets] {name}: allow_http must be true or false")),
-    };
-    Ok(Secret::Credential(Credential {
-        source,
-        header,
-        hosts,
-        allow_http,
-    }))
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and

@@ -160,3 +160,23 @@ impl HttpResponse {
         decode(&self.body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_method_that_is_not_a_token_is_refused_before_it_is_sent() {
+        let smuggled = HttpRequest::new(
+            "GET /x HTTP/1.1\r\nHost: admin.internal\r\n\r\nGET",
+            "https://a.test/",
+        );
+        match smuggled.payload() {
+            Err(ContextError::BadRequest(m)) => assert!(m.contains("is not a token"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(HttpRequest::new("PATCH", "https://a.test/")
+            .payload()
+            .is_ok());
+    }
+}

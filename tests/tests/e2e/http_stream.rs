@@ -126,7 +126,9 @@ fn a_body_of_over_100_mb_is_relayed_chunk_by_chunk_and_the_hosts_memory_stays_fl
         .collect();
     assert_eq!(
         records,
-        [format!("GET 127.0.0.1 -> 200, streamed {total} bytes, to its end")]
+        [format!(
+            "GET 127.0.0.1 -> 200, streamed {total} bytes, to its end"
+        )]
     );
 }
 
@@ -170,5 +172,7 @@ fn a_server_quiet_past_the_idle_time_ends_the_stream_with_an_error() {
         .into_iter()
         .find(|r| r.detail.contains("streamed"))
         .expect("a record");
-    assert!(ended.detail.contains("streamed 3000 bytes, ended: the server sent nothing"));
+    assert!(ended
+        .detail
+        .contains("streamed 3000 bytes, ended: the server sent nothing"));
 }

@@ -49,7 +49,11 @@ fn server() -> (SocketAddr, Arc<AtomicUsize>) {
                      Content-Length: 0\r\nConnection: close\r\n\r\n"
                 ),
                 None => {
-                    let body = if authorized { "authorized" } else { "anonymous" };
+                    let body = if authorized {
+                        "authorized"
+                    } else {
+                        "anonymous"
+                    };
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
@@ -102,7 +106,11 @@ fn a_method_that_smuggles_a_second_request_is_refused_and_nothing_is_sent() {
             let refused = raw(&host, json!({"method": method, "url": url}));
             assert!(refused["error"].is_string(), "{method:?}: {refused}");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 0, "the server saw a request");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "the server saw a request"
+        );
         // The same request with a method that is a token is made: the server was there.
         let plain = raw(&host, json!({"method": "GET", "url": url}));
         assert_eq!(plain["body"], "anonymous", "{plain}");
@@ -152,15 +160,27 @@ fn a_credential_is_not_sent_to_another_port_of_its_host_after_a_redirect() {
         "{plain}"
     );
     let records = format!("{:?}", host.audit().tail(usize::MAX));
-    assert!(!records.contains("s3cret"), "the credential reached the audit log");
+    assert!(
+        !records.contains("s3cret"),
+        "the credential reached the audit log"
+    );
 }
 
 #[test]
 fn the_addresses_the_host_serves_on_are_refused_even_where_loopback_is_allowed() {
     let ((serving, accepted), (elsewhere, _)) = (server(), server());
     let (_dir, host) = load("", "");
-    let get = |at: SocketAddr| raw(&host, json!({"method": "GET", "url": format!("http://{at}/auth")}));
-    assert_eq!(get(serving)["body"], "anonymous", "reachable before it is registered");
+    let get = |at: SocketAddr| {
+        raw(
+            &host,
+            json!({"method": "GET", "url": format!("http://{at}/auth")}),
+        )
+    };
+    assert_eq!(
+        get(serving)["body"],
+        "anonymous",
+        "reachable before it is registered"
+    );
     host.serving_on(serving);
     let refused = get(serving);
     assert!(
@@ -169,7 +189,11 @@ fn the_addresses_the_host_serves_on_are_refused_even_where_loopback_is_allowed()
             .is_some_and(|e| e.contains("is where the host program serves")),
         "{refused}"
     );
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the refused hop was not made");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the refused hop was not made"
+    );
     assert_eq!(get(elsewhere)["body"], "anonymous", "another port passes");
     // A wildcard listener stands for every local address on its port.
     let (wild, _) = server();
@@ -209,8 +233,9 @@ fn a_plugins_log_line_is_one_line_in_the_operators_log() {
             .with_writer(move || writer.clone())
             .finish();
         let said = tracing::subscriber::with_default(subscriber, || {
-            host.call("hostile", "say")
-                .json(&json!("a\nFORGED line\r\n\u{1b}[2K WARN airlock::audit: forged"))
+            host.call("hostile", "say").json(&json!(
+                "a\nFORGED line\r\n\u{1b}[2K WARN airlock::audit: forged"
+            ))
         });
         assert!(matches!(said, Ok(Reply::Ok(_))), "{said:?}");
         let out = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
@@ -218,7 +243,9 @@ fn a_plugins_log_line_is_one_line_in_the_operators_log() {
         // Two log lines (a plain one and one with a field), each one line.
         assert_eq!(lines.len(), 2, "{isolation:?}: {out}");
         assert!(
-            lines.iter().all(|l| l.contains("airlock::plugin") && l.contains("a\\nFORGED")),
+            lines
+                .iter()
+                .all(|l| l.contains("airlock::plugin") && l.contains("a\\nFORGED")),
             "{out}"
         );
         assert!(!out.contains('\u{1b}'), "{out}");

@@ -172,15 +172,12 @@ fn is_local(address: IpAddr) -> bool {
 }
 
 /// The address the host program serves on that a hop to `address:port` would reach, if any.
-pub(super) fn serving_at(
-    serving: &[SocketAddr],
-    address: IpAddr,
-    port: u16,
-) -> Option<SocketAddr> {
+pub(super) fn serving_at(serving: &[SocketAddr], address: IpAddr, port: u16) -> Option<SocketAddr> {
     let address = address.to_canonical();
     serving.iter().copied().find(|at| {
         at.port() == port
-            && (at.ip().to_canonical() == address || (at.ip().is_unspecified() && is_local(address)))
+            && (at.ip().to_canonical() == address
+                || (at.ip().is_unspecified() && is_local(address)))
     })
 }
 
@@ -332,7 +329,10 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let exact: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
         assert_eq!(serving_at(&[exact], ip("127.0.0.1"), 8080), Some(exact));
-        assert_eq!(serving_at(&[exact], ip("::ffff:127.0.0.1"), 8080), Some(exact));
+        assert_eq!(
+            serving_at(&[exact], ip("::ffff:127.0.0.1"), 8080),
+            Some(exact)
+        );
         assert_eq!(serving_at(&[exact], ip("127.0.0.1"), 8081), None);
         assert_eq!(serving_at(&[exact], ip("127.0.0.2"), 8080), None);
         let any: SocketAddr = "0.0.0.0:9090".parse().expect("addr");

@@ -189,7 +189,10 @@ impl Outbound<'_> {
                 method: &method,
                 url: &url,
                 host: &host,
-                to: addresses.iter().map(|a| SocketAddr::new(*a, port)).collect(),
+                to: addresses
+                    .iter()
+                    .map(|a| SocketAddr::new(*a, port))
+                    .collect(),
                 headers,
                 body,
                 deadline,

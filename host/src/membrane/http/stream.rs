@@ -123,8 +123,13 @@ impl HttpStreams {
 
 /// The requesting plugin's context entry.
 fn entry_of(r: &dyn Requester) -> Result<Arc<ContextEntry>, HostError> {
-    context::entry(r.token())
-        .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the plugin's context is revoked"))
+    context::entry(r.token()).ok_or_else(|| {
+        host_error(
+            HostErrorCode::REVOKED,
+            "",
+            "the plugin's context is revoked",
+        )
+    })
 }
 
 /// Makes one hop of a stream: the request is sent and its head read on a thread of its own,
@@ -188,7 +193,11 @@ fn start(
     let answer = match head_rx.recv_timeout(remaining) {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => return Err(failed(e)),
-        Err(_) => return Err(failed("no response within the time limit (timeout_ms)".into())),
+        Err(_) => {
+            return Err(failed(
+                "no response within the time limit (timeout_ms)".into(),
+            ))
+        }
     };
     if redirect_to(&answer).is_some() {
         let status = answer.status;
@@ -227,9 +236,10 @@ fn pump(mut body: impl Read, tx: &SyncSender<Piece>, idle: Duration) {
 /// `http stream_open`: the hops, then the stream, kept in the plugin's context.
 fn open(r: &dyn Requester, payload: &[u8]) -> Result<Vec<u8>, HostError> {
     let entry = entry_of(r)?;
-    let services = entry.host.clone().ok_or_else(|| {
-        host_error(HostErrorCode::REVOKED, "", "the host has shut down")
-    })?;
+    let services = entry
+        .host
+        .clone()
+        .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let streams = &entry.http_streams;
     if let Some(full) = streams.full() {
         return Err(full);
@@ -257,7 +267,9 @@ fn open(r: &dyn Requester, payload: &[u8]) -> Result<Vec<u8>, HostError> {
         if open.len() >= MAX_STREAMS {
             drop(open);
             drop(stream);
-            return Err(streams.full().unwrap_or_else(|| refused("too many streams".into())));
+            return Err(streams
+                .full()
+                .unwrap_or_else(|| refused("too many streams".into())));
         }
         open.insert(id, Arc::new(Mutex::new(stream)));
     }
