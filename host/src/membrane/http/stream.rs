@@ -308,7 +308,8 @@ fn next(r: &dyn Requester, id: HttpStreamId) -> Result<Bytes, HostError> {
                 streams.remove(id.stream);
                 return Err(unreachable(message));
             }
-            Err(RecvTimeoutError::Timeout) if !r.closing() => {}
+            // A revocation waits for the calls in flight: this one ends within a slice.
+            Err(RecvTimeoutError::Timeout) if !r.closing() && !entry.is_revoked() => {}
             Err(RecvTimeoutError::Timeout) => {
                 streams.remove(id.stream);
                 return Err(host_error(
