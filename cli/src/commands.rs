@@ -239,6 +239,8 @@ fn run_console(
     let listener = match listen {
         Some((addr, limits)) => {
             let listener = listen::Listener::bind(addr, token, limits)?;
+            // Plugins' outbound HTTP must not come back in through it.
+            host.serving_on(listener.addr());
             eprintln!(
                 "serving the plugins' routes on http://{}/plugins/<id>/...",
                 listener.addr()

@@ -331,6 +331,7 @@ impl HostBuilder {
             observer,
             registry,
             approvals: self.approvals,
+            serving: parking_lot::RwLock::default(),
         });
         Ok(Host {
             shared,

@@ -329,6 +329,19 @@ impl Host {
         self.shared.events.dropped()
     }
 
+    /// Registers an address the program serves on (the `--listen` server of `airlock run`, an
+    /// embedder's own HTTP front door): from now on a plugin's outbound HTTP never connects to
+    /// it, even where the policy's `http.allow_private` allows the address — a plugin granted
+    /// loopback would otherwise call the routes of other plugins, or the program's own, through
+    /// it. An unspecified address (`0.0.0.0`, `::`) stands for every address of this machine
+    /// (loopback included) on its port. The hop is refused with an audit record.
+    pub fn serving_on(&self, addr: std::net::SocketAddr) {
+        let mut serving = self.shared.serving.write();
+        if !serving.contains(&addr) {
+            serving.push(addr);
+        }
+    }
+
     /// The audit log (its last records: `audit().tail(n)`).
     pub fn audit(&self) -> &AuditLog {
         &self.shared.audit

@@ -90,6 +90,9 @@ pub(crate) struct ContextEntry {
     pub denials: AtomicU64,
     /// State handed over by the previous generation, taken once by the new instance.
     pub handover: Mutex<Option<Vec<u8>>>,
+    /// The plugin's open outbound HTTP streams: closed, each with its audit record, when the
+    /// entry is dropped (its context revoked and no call reading it).
+    pub(crate) http_streams: super::http::HttpStreams,
     /// Whether the host records what the plugin does ([`HostServices::observe`]): the
     /// authors' test harness; false otherwise, and then it costs one load per log line.
     pub observed: bool,
@@ -118,6 +121,7 @@ impl ContextEntry {
             calls: ShardedCounter::default(),
             denials: AtomicU64::new(0),
             handover: Mutex::new(handover),
+            http_streams: super::http::HttpStreams::default(),
             observed: false,
             revoked: AtomicBool::new(false),
             token_generation: 0,

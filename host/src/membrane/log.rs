@@ -23,6 +23,7 @@ use tracing::{Level, Metadata};
 
 use super::bad_request;
 use super::row::{row, Grant};
+use crate::services::printable::printable;
 use crate::services::registry::{BuiltIn, Requester};
 use crate::services::Observed;
 
@@ -155,7 +156,7 @@ impl Recorded {
                 (None, Some(i), _) => Self::I64(i),
                 (_, _, f) => Self::F64(f.unwrap_or(f64::NAN)),
             },
-            Json::String(s) => Self::Text(s.clone()),
+            Json::String(s) => Self::Text(printable(s).into_owned()),
             other => Self::Text(other.to_string()),
         }
     }
@@ -196,21 +197,23 @@ fn check(line: LogLine) -> Result<LogLine, HostError> {
     Ok(line)
 }
 
-/// Emits `line` as one `tracing` event in the current span.
+/// Emits `line` as one `tracing` event in the current span: its message and text fields
+/// escaped ([`printable`]), so that it is one line in the operator's log.
 fn emit(line: &LogLine) {
     let mut names: Vec<&str> = vec!["message"];
     names.extend(line.fields.iter().map(|(n, _)| n.as_str()));
     names[1..].sort_unstable();
     names.dedup();
+    let message = printable(&line.message);
     let Some(metadata) = site(line.level, &names) else {
         let fields: serde_json::Map<String, Json> = line.fields.iter().cloned().collect();
         let fields = Json::Object(fields).to_string();
         match level_of(line.level) {
-            Level::ERROR => tracing::error!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::WARN => tracing::warn!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::INFO => tracing::info!(target: "airlock::plugin", fields, "{}", line.message),
-            Level::DEBUG => tracing::debug!(target: "airlock::plugin", fields, "{}", line.message),
-            _ => tracing::trace!(target: "airlock::plugin", fields, "{}", line.message),
+            Level::ERROR => tracing::error!(target: "airlock::plugin", fields, "{message}"),
+            Level::WARN => tracing::warn!(target: "airlock::plugin", fields, "{message}"),
+            Level::INFO => tracing::info!(target: "airlock::plugin", fields, "{message}"),
+            Level::DEBUG => tracing::debug!(target: "airlock::plugin", fields, "{message}"),
+            _ => tracing::trace!(target: "airlock::plugin", fields, "{message}"),
         }
         return;
     };
@@ -219,7 +222,7 @@ fn emit(line: &LogLine) {
     }
     let set = metadata.fields();
     let fields: Vec<Field> = names.iter().filter_map(|n| set.field(n)).collect();
-    let message = Recorded::Text(line.message.clone());
+    let message = Recorded::Text(message.into_owned());
     // A later field of the same name wins, as in a JSON object.
     let values: Vec<Recorded> = fields[1..]
         .iter()
@@ -305,6 +308,27 @@ mod tests {
         assert_eq!(lines[0]["target"], "airlock::plugin");
         assert_eq!(lines[0]["level"], "INFO");
         assert_eq!(lines[0]["span"]["plugin"], "shop");
+    }
+
+    #[test]
+    fn a_plugin_cannot_forge_a_line_of_the_operators_log() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            emit(&LogLine {
+                level: 3,
+                message: "a\nFORGED line\r\n2026-01-01T00:00:00Z  WARN airlock: forged".to_owned(),
+                fields: vec![("note".to_owned(), Json::from("b\nFORGED field"))],
+            });
+        });
+        let out = String::from_utf8(captured.0.lock().clone()).expect("utf-8");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("a\\nFORGED line\\r\\n2026"), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("FORGED")), "{out}");
     }
 
     #[test]

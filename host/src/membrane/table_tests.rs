@@ -74,7 +74,9 @@ fn every_built_in_row_declares_the_capability_its_request_needs() {
             Request::TimersEvery | Request::TimersCancel | Request::TimersCron => Some(K::Timers),
             Request::SecretsGet => Some(K::Secrets),
             Request::PluginsCall => Some(K::PluginsCall),
-            Request::HttpRequest => Some(K::HttpOutbound),
+            Request::HttpRequest | Request::HttpStreamOpen | Request::HttpStreamNext => {
+                Some(K::HttpOutbound)
+            }
             _ => None,
         };
         let Some(Route::BuiltIn(row)) = registry.route(request.service(), request.operation())

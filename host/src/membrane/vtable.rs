@@ -103,6 +103,8 @@ extern "C" fn host_log(
         }
         let _span = entry.span.enter();
         let message = String::from_utf8_lossy(message.as_rslice().as_slice());
+        // One line in the operator's log, whatever the plugin wrote.
+        let message = crate::services::printable::printable(&message);
         match level {
             LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
             LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),

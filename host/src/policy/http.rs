@@ -20,9 +20,12 @@ pub struct HttpPolicy {
     pub max_body: u64,
     /// The most redirects followed (each re-checked).
     pub max_redirects: u32,
+    /// How long a streamed response ([`Http::stream`](airlock_abi::Http::stream)) may send
+    /// nothing before it is ended (30 s unless set). Its whole body has no limit.
+    pub stream_idle: Duration,
 }
 
-/// The default limits: 30 s, 5 MiB, 5 redirects.
+/// The default limits: 30 s, 5 MiB, 5 redirects; a stream idle for 30 s is ended.
 impl Default for HttpPolicy {
     fn default() -> Self {
         Self {
@@ -31,6 +34,7 @@ impl Default for HttpPolicy {
             timeout: Duration::from_secs(30),
             max_body: 5 << 20,
             max_redirects: 5,
+            stream_idle: Duration::from_secs(30),
         }
     }
 }
@@ -97,6 +101,7 @@ pub(super) struct RawHttp {
     timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     max_redirects: Option<u32>,
+    stream_idle_ms: Option<u64>,
 }
 
 /// `base` with what `raw` sets instead; `at` names the table for messages.
@@ -123,6 +128,9 @@ pub(super) fn http(
             .map_or(base.timeout, |ms| Duration::from_millis(ms.max(1))),
         max_body: raw.max_body_bytes.unwrap_or(base.max_body),
         max_redirects: raw.max_redirects.unwrap_or(base.max_redirects),
+        stream_idle: raw
+            .stream_idle_ms
+            .map_or(base.stream_idle, |ms| Duration::from_millis(ms.max(1))),
     })
 }
 

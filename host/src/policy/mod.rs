@@ -13,6 +13,7 @@ use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
 
+mod credential;
 mod format;
 mod host;
 mod http;
@@ -21,6 +22,7 @@ mod json;
 mod parse;
 mod trust;
 
+pub use credential::{Credential, CredentialHost};
 pub use format::PolicyFormat;
 pub use http::{HttpPolicy, IpRange};
 pub use isolation::{
@@ -52,19 +54,6 @@ pub enum SecretSource {
     Value(String),
     /// Read from this environment variable when the plugin asks.
     Env(String),
-}
-
-/// A secret the plugin may use but never read: the host attaches it to the plugin's outbound
-/// HTTP requests as a header, only to the hosts named (`[secrets] name = { value | env,
-/// header, hosts }`). Its `Debug` never shows a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
-    /// Where its value comes from.
-    pub source: SecretSource,
-    /// The header it is sent as (`Authorization`).
-    pub header: String,
-    /// The hosts (globs) it may be sent to.
-    pub hosts: Vec<String>,
 }
 
 impl SecretSource {

@@ -8,12 +8,13 @@ use std::time::Duration;
 use airlock_abi::manifest::{Capability, PluginId};
 use serde::Deserialize;
 
+use super::credential::{read_secret, RawSecret, Secret};
 use super::host::{pinned_names, trusted_groups, trusted_owners, RawAccount};
 use super::http::{http, RawHttp};
 use super::isolation::{limits, restart, sandbox};
 use super::trust::{signature, trust, RawSignature, SignaturePolicy};
 use super::PolicyFormat;
-use super::{Credential, HostSettings, Isolation, PluginPolicy, Policy, SecretSource};
+use super::{HostSettings, Isolation, PluginPolicy, Policy};
 use crate::library::file::parse_digest;
 use crate::policy::permission::{PermissionRule, RawRule};
 
@@ -48,39 +49,6 @@ struct RawHost {
     trusted_owners: Vec<RawAccount>,
     #[serde(default)]
     trusted_groups: Vec<RawAccount>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSecret {
-    Value(String),
-    // Before `Env`, which would take a credential's `env` and ignore the rest.
-    Credential(RawCredential),
-    Env { env: String },
-}
-
-/// A secret usable, not readable: sent as `header` to `hosts`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredential {
-    value: Option<String>,
-    env: Option<String>,
-    header: String,
-    hosts: Vec<String>,
-}
-
-impl std::fmt::Debug for RawSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Value(_) => f.write_str("Value(<redacted>)"),
-            Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
-            Self::Credential(c) => f
-                .debug_struct("Credential")
-                .field("env", &c.env)
-                .field("header", &c.header)
-                .finish_non_exhaustive(),
-        }
-    }
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
@@ -231,29 +199,13 @@ impl Policy {
     /// (usable, not readable).
     fn read_secrets(&mut self, raw: BTreeMap<String, RawSecret>) -> Result<(), String> {
         for (name, secret) in raw {
-            let source = match secret {
-                RawSecret::Value(v) => SecretSource::Value(v),
-                RawSecret::Env { env } => SecretSource::Env(env),
-                RawSecret::Credential(c) => {
-                    let source = match (c.value, c.env) {
-                        (Some(v), None) => SecretSource::Value(v),
-                        (None, Some(env)) => SecretSource::Env(env),
-                        _ => {
-                            return Err(format!(
-                                "[secrets] {name}: a credential takes one of value or env"
-                            ))
-                        }
-                    };
-                    let credential = Credential {
-                        source,
-                        header: c.header,
-                        hosts: c.hosts,
-                    };
+            match read_secret(&name, secret)? {
+                Secret::Readable(source) => self.secrets.insert(name, source),
+                Secret::Credential(credential) => {
                     self.credentials.insert(name, credential);
                     continue;
                 }
             };
-            self.secrets.insert(name, source);
         }
         Ok(())
     }

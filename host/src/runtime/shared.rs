@@ -52,6 +52,9 @@ pub(crate) struct HostShared {
     pub(crate) registry: Registry,
     /// The embedding program's approver, and the calls waiting for it.
     pub(crate) approvals: super::approvals::Approvals,
+    /// The addresses the embedding program serves on (`Host::serving_on`): a plugin's outbound
+    /// HTTP never reaches them.
+    pub(crate) serving: parking_lot::RwLock<Vec<std::net::SocketAddr>>,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -275,6 +278,10 @@ impl crate::services::HostServices for HostShared {
 
     fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>> {
         self.options.policy.host().pinned(name).map(<[_]>::to_vec)
+    }
+
+    fn serving(&self) -> Vec<std::net::SocketAddr> {
+        self.serving.read().clone()
     }
 
     fn observe(&self, plugin: &PluginId, what: Observed) {

@@ -200,7 +200,12 @@ impl AuditLog {
             caller: outcome.names_caller().then(crate::frame::caller::current),
         };
         // One event with the record's fields, at a level fixed where it is written (as
-        // `tracing` wants).
+        // `tracing` wants); a plugin's text in them is escaped, so it stays one line. (The
+        // file's records are JSON, one line each already.)
+        let (shown_capability, shown_detail) = (
+            super::printable::printable(capability),
+            super::printable::printable(detail),
+        );
         macro_rules! trace_at {
             ($level:expr) => {
                 tracing::event!(
@@ -208,10 +213,10 @@ impl AuditLog {
                     $level,
                     plugin,
                     generation,
-                    capability,
+                    capability = %shown_capability,
                     outcome = ?outcome,
                     seq = record.seq,
-                    "{detail}"
+                    "{shown_detail}"
                 )
             };
         }

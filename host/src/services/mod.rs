@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod kv;
+pub(crate) mod printable;
 pub(crate) mod registry;
 pub(crate) mod timers;
 
@@ -64,6 +65,8 @@ pub(crate) trait HostServices: Send + Sync {
     fn http_policy(&self, plugin: &airlock_abi::manifest::PluginId) -> crate::policy::HttpPolicy;
     /// The addresses the embedding program pinned for a host name, if it did.
     fn pinned(&self, name: &str) -> Option<Vec<std::net::IpAddr>>;
+    /// The addresses the host program serves on, which a plugin's outbound HTTP may not reach.
+    fn serving(&self) -> Vec<std::net::SocketAddr>;
     /// Calls `action` of `plugin` with JSON bytes: the answer's bytes, or its domain error.
     fn call_plugin(
         &self,

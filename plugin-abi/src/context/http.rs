@@ -12,7 +12,9 @@ use crate::wire::{self, Request};
 /// `http.outbound` grants, its scheme (https unless the policy allows http for that host) and
 /// every address it resolves to (no loopback, private, link-local or multicast address unless
 /// the policy allows the range), connects to the address it checked, follows redirects
-/// checking each hop, and caps time and body size. Every call leaves an audit record.
+/// checking each hop, and caps time and body size. Every call leaves an audit record. A body
+/// too long to hold, or one that arrives over time (server-sent events, NDJSON), is read as it
+/// arrives with [`Http::stream`].
 #[derive(Debug, Clone, Copy)]
 pub struct Http<'c> {
     pub(super) ctx: &'c Context,
@@ -35,10 +37,10 @@ impl Http<'_> {
     /// [`ContextError::CapabilityViolation`] for a host no grant covers;
     /// [`ContextError::Refused`] for a scheme, an address or a redirect the policy refuses;
     /// [`ContextError::Unreachable`] when the connection fails, the time runs out or the body
-    /// is over its limit; `BadRequest` for a URL that does not parse.
+    /// is over its limit; `BadRequest` for a URL that does not parse or a method that is not
+    /// an HTTP token.
     pub fn send(&self, request: &HttpRequest) -> Result<HttpResponse, ContextError> {
-        let payload = wire::frame(&request.head, &request.body)
-            .map_err(|e| ContextError::BadRequest(e.to_string()))?;
+        let payload = request.payload()?;
         let answer = self.ctx.request(
             Request::HttpRequest.service(),
             Request::HttpRequest.operation(),
@@ -54,7 +56,7 @@ impl Http<'_> {
     }
 }
 
-/// An HTTP request for [`Http::send`].
+/// An HTTP request for [`Http::send`] or [`Http::stream`].
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     head: wire::HttpHead,
@@ -62,7 +64,9 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
-    /// `method url`, no headers, no body.
+    /// `method url`, no headers, no body. The method must be an HTTP token (`GET`, `POST`,
+    /// `PROPFIND`: letters, digits and ``!#$%&'*+-.^_`|~``); one that is not is refused when
+    /// the request is sent.
     pub fn new(method: &str, url: &str) -> Self {
         Self {
             head: wire::HttpHead {
@@ -97,6 +101,18 @@ impl HttpRequest {
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
+    }
+
+    /// The payload of `http request` and `http stream_open`, once the method is checked.
+    pub(super) fn payload(&self) -> Result<Vec<u8>, ContextError> {
+        if !wire::is_http_token(&self.head.method) {
+            return Err(ContextError::BadRequest(format!(
+                "the HTTP method {:?} is not a token: use letters, digits and !#$%&'*+-.^_`|~ \
+                 only (GET, POST, PROPFIND), with no space or line break",
+                self.head.method
+            )));
+        }
+        wire::frame(&self.head, &self.body).map_err(|e| ContextError::BadRequest(e.to_string()))
     }
 
     /// Sets a JSON body and its content type.
@@ -142,5 +158,25 @@ impl HttpResponse {
     /// `Decode` if it is not JSON of type `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ContextError> {
         decode(&self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_method_that_is_not_a_token_is_refused_before_it_is_sent() {
+        let smuggled = HttpRequest::new(
+            "GET /x HTTP/1.1\r\nHost: admin.internal\r\n\r\nGET",
+            "https://a.test/",
+        );
+        match smuggled.payload() {
+            Err(ContextError::BadRequest(m)) => assert!(m.contains("is not a token"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(HttpRequest::new("PATCH", "https://a.test/")
+            .payload()
+            .is_ok());
     }
 }

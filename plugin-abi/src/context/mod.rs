@@ -7,6 +7,7 @@
 mod call;
 mod events;
 mod http;
+mod http_stream;
 mod kv;
 mod log;
 mod plugins;
@@ -15,6 +16,7 @@ mod timers;
 
 pub use self::events::Events;
 pub use self::http::{Http, HttpRequest, HttpResponse};
+pub use self::http_stream::HttpStream;
 pub use self::kv::{Kv, KvBatch};
 pub use self::log::Level;
 pub use self::plugins::Plugins;

@@ -8,8 +8,8 @@ mod payloads;
 pub use self::call::{CallErrorCode, CallerInfo, Principal};
 pub use self::payloads::{
     Call, CompareAndSet, ConfigReport, CronJob, Envelope, Every, Expected, HttpAnswer, HttpHead,
-    Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish, RunInfo, Swapped, Write,
-    Writes, MAX_LOG_FIELDS,
+    HttpStreamHead, HttpStreamId, Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish,
+    RunInfo, Swapped, Write, Writes, MAX_HTTP_CHUNK, MAX_LOG_FIELDS,
 };
 
 use serde::de::DeserializeOwned;
@@ -67,6 +67,18 @@ pub enum Request {
     /// `http request` ([`HttpHead`] and the body, [`frame`]d): capability
     /// `http.outbound:<host>`.
     HttpRequest,
+    /// `http stream_open` ([`HttpHead`] and the body, [`frame`]d, as `http request`): the
+    /// request made and its redirects followed as `http request` does, and the last response's
+    /// body left to read in chunks; answers an [`HttpStreamHead`]. Capability
+    /// `http.outbound:<host>`.
+    HttpStreamOpen,
+    /// `http stream_next` ([`HttpStreamId`]): the next chunk of an open stream's body, as it
+    /// arrived (at most [`MAX_HTTP_CHUNK`] bytes); empty at its end. Capability
+    /// `http.outbound:<host>` (a grant revoked meanwhile ends the stream).
+    HttpStreamNext,
+    /// `http stream_close` ([`HttpStreamId`]): closes an open stream before its end (`true`
+    /// if it was open); no capability.
+    HttpStreamClose,
     /// `log write` ([`LogLine`]): a log line with fields; no capability.
     LogWrite,
     /// `reload handover` (no body): the state the previous generation handed over; no
@@ -91,7 +103,7 @@ pub const CHUNK_BYTES: u8 = 1;
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 25] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -109,6 +121,9 @@ impl Request {
         Self::SecretsGet,
         Self::PluginsCall,
         Self::HttpRequest,
+        Self::HttpStreamOpen,
+        Self::HttpStreamNext,
+        Self::HttpStreamClose,
         Self::LogWrite,
         Self::Handover,
         Self::ContextCaller,
@@ -131,7 +146,10 @@ impl Request {
             Self::TimersEvery | Self::TimersCancel | Self::TimersCron => "timers",
             Self::SecretsGet => "secrets",
             Self::PluginsCall => "plugins",
-            Self::HttpRequest => "http",
+            Self::HttpRequest
+            | Self::HttpStreamOpen
+            | Self::HttpStreamNext
+            | Self::HttpStreamClose => "http",
             Self::LogWrite => "log",
             Self::Handover => "reload",
             Self::ContextCaller | Self::ContextCancelled => "context",
@@ -158,6 +176,9 @@ impl Request {
             Self::TimersCron => "cron",
             Self::PluginsCall => "call",
             Self::HttpRequest => "request",
+            Self::HttpStreamOpen => "stream_open",
+            Self::HttpStreamNext => "stream_next",
+            Self::HttpStreamClose => "stream_close",
             Self::LogWrite => "write",
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
@@ -172,6 +193,33 @@ impl Request {
             .into_iter()
             .find(|r| r.service() == service && r.operation() == operation)
     }
+}
+
+/// Whether `method` is an HTTP method token (RFC 9110: one or more of `!#$%&'*+-.^_`|~`,
+/// digits and letters). Anything else — a space, a line break — would let the method write
+/// a second request, or another host, into the request line; both sides refuse it.
+pub fn is_http_token(method: &str) -> bool {
+    !method.is_empty()
+        && method.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
 }
 
 /// A JSON head and a body of bytes in one payload: the head's length (4 bytes, little-endian),
@@ -244,5 +292,23 @@ mod tests {
             );
         }
         assert_eq!(Request::parse("kv", "drop"), None);
+    }
+
+    #[test]
+    fn only_http_tokens_are_methods() {
+        for good in ["GET", "POST", "PROPFIND", "M-SEARCH", "x~y!"] {
+            assert!(is_http_token(good), "{good}");
+        }
+        for bad in [
+            "",
+            "GET /x HTTP/1.1\r\nHost: admin.internal\r\n\r\nGET",
+            "GET ",
+            "GE\nT",
+            "G\u{e9}T",
+            "GET\0",
+            "(GET)",
+        ] {
+            assert!(!is_http_token(bad), "{bad:?}");
+        }
     }
 }

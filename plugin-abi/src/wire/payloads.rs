@@ -164,6 +164,31 @@ pub struct HttpAnswer {
     pub headers: Vec<(String, String)>,
 }
 
+/// The largest chunk `http stream_next` answers: the body of a stream arrives in pieces of at
+/// most this many bytes, however much the server sends at once.
+pub const MAX_HTTP_CHUNK: usize = 64 << 10;
+
+/// The answer to `http stream_open`: the last response's head, and the stream its body is read
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStreamHead {
+    /// The stream, for `http stream_next` and `http stream_close`.
+    pub stream: u64,
+    /// The status code of the last response (after the redirects the host followed).
+    pub status: u16,
+    /// Its headers, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// `http stream_next`, `http stream_close`: an open stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStreamId {
+    /// What `http stream_open` answered.
+    pub stream: u64,
+}
+
 /// The most fields one log line carries.
 pub const MAX_LOG_FIELDS: usize = 16;
 

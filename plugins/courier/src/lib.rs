@@ -1,6 +1,7 @@
 //! `courier`: talks to the world only through the host. `fetch` GETs a URL with `ctx.http()` —
 //! the operator's `http.outbound` grants, schemes, address ranges and limits decide what it
-//! may reach, and every call is audited. Its routes answer webhooks the host receives:
+//! may reach, and every call is audited. `relay` streams a URL's body (server-sent events,
+//! NDJSON, a large file) to its own caller chunk by chunk as it arrives, holding none of it. Its routes answer webhooks the host receives:
 //! `POST /plugins/courier/webhook` keeps the JSON body in the plugin's kv under the request's
 //! id, `GET /plugins/courier/status` says how many it kept and who asks, and
 //! `DELETE /plugins/courier/webhook` is declared without an action (`501`). `echo` serves the
@@ -10,7 +11,9 @@
 //! `X-Hub-Signature-256`, with the operator's secret `github_hook`) and `POST /slack` (Slack's
 //! `X-Slack-Signature`, with `slack_hook`).
 
-use airlock_abi::{ActionError, Actions, Context, Incoming, InitError, Outgoing, Plugin};
+use airlock_abi::{
+    ActionError, Actions, Context, HttpRequest, Incoming, InitError, Outgoing, Plugin,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,6 +21,14 @@ use serde_json::{json, Value};
 #[serde(deny_unknown_fields)]
 struct Fetch {
     url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Relay {
+    url: String,
+    #[serde(default)]
+    credential: Option<String>,
 }
 
 /// The plugin.
@@ -64,6 +75,35 @@ impl Courier {
         .map(|response| response.header("X-Request-Id", "chosen-by-courier"))
     }
 
+    /// Streams `input.url`'s body to the caller with `ctx.emit_bytes`, chunk by chunk; answers
+    /// the status, how many chunks and bytes it relayed, and the error that ended it, if one did.
+    fn relay(&self, input: Relay) -> Result<Value, ActionError> {
+        let mut request = HttpRequest::new("GET", &input.url);
+        if let Some(name) = &input.credential {
+            request = request.credential(name);
+        }
+        let stream = match self.ctx.http().stream(&request) {
+            Ok(stream) => stream,
+            Err(e) => return Ok(json!({ "error": e.to_string() })),
+        };
+        let (status, mut chunks, mut bytes) = (stream.status, 0u64, 0u64);
+        for chunk in stream {
+            match chunk {
+                Ok(chunk) => {
+                    self.ctx.emit_bytes(&chunk)?;
+                    chunks += 1;
+                    bytes += chunk.len() as u64;
+                }
+                Err(e) => {
+                    return Ok(json!({
+                        "status": status, "chunks": chunks, "bytes": bytes, "error": e.to_string()
+                    }))
+                }
+            }
+        }
+        Ok(json!({ "status": status, "chunks": chunks, "bytes": bytes }))
+    }
+
     fn status(&self, _request: Incoming) -> Result<Outgoing, ActionError> {
         let kept = self.ctx.kv().keys("webhook/")?.len();
         let caller = self.ctx.caller()?.to_string();
@@ -85,6 +125,7 @@ impl Plugin for Courier {
                     "text": response.text(),
                 }))
             })
+            .add("relay", Self::relay)
             .add_route("webhook", Self::webhook)
             .add_route("status", Self::status)
             .add_route("echo", Self::echo);

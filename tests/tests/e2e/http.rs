@@ -289,7 +289,7 @@ fn a_credential_is_used_for_the_plugin_never_read_by_it_and_never_sent_elsewhere
     let policy = format!(
         "[host]\nresolve = {{ \"api.test\" = [\"127.0.0.1\"] }}\n\
          [secrets]\napi_token = {{ value = \"Bearer s3cret\", header = \"Authorization\", \
-         hosts = [\"127.0.0.1\"] }}\n\
+         hosts = [\"127.0.0.1:{port}\"], allow_http = true }}\n\
          [plugins.probe]\ngrants = [\"http.outbound:127.0.0.1\", \"http.outbound:*.test\", \
          \"secrets:api_token\"]\n[plugins.probe.http]\n{LOCAL}\n"
     );
