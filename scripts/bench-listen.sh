@@ -14,19 +14,26 @@ cargo build --release --quiet -p airlock-cli -p airlock-fixture-long-call --targ
 dir="$(mktemp -d)"
 trap 'kill $airlock_pid $peer_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 chmod 700 "$dir"
-cp target/bench-plugins/release/libairlock_fixture_long_call.so "$dir/"
+mkdir -m 700 "$dir/plugins"
+cp target/bench-plugins/release/libairlock_fixture_long_call.so "$dir/plugins/"
+printf '[plugins.long-call.config]\ntrace = "%s/trace"\n' "$dir" > "$dir/policy.toml"
 # Standard input stays open (the console waits on it) until the script ends.
-sleep infinity | target/bench-plugins/release/airlock run --listen 127.0.0.1:18080 "$dir" 2>"$dir/airlock.log" &
+sleep infinity | target/bench-plugins/release/airlock run --listen 127.0.0.1:18080 \
+  --policy "$dir/policy.toml" "$dir/plugins" 2>"$dir/airlock.log" &
 airlock_pid=$!
 bench/target/release/hello_hyper 127.0.0.1:18081 &
 peer_pid=$!
-for _ in $(seq 50); do
-  curl -sf http://127.0.0.1:18080/plugins/long-call/slow?0 >/dev/null && curl -sf http://127.0.0.1:18081/ >/dev/null && break
+ready=
+for _ in $(seq 100); do
+  if curl -sf http://127.0.0.1:18080/plugins/long-call/slow?0 >/dev/null && curl -sf http://127.0.0.1:18081/ >/dev/null; then
+    ready=1; break
+  fi
   sleep 0.2
 done
+[ -n "$ready" ] || { echo "the route did not answer:"; cat "$dir/airlock.log"; exit 1; }
 
 run() { # url -> "requests/s p99-ms"
-  wrk -t2 -c64 -d"${secs}s" --latency "$1" | awk '
+  wrk -t2 -c64 -d"${secs}s" --latency "$1" | tee -a "$dir/wrk.log" | awk '
     /Requests\/sec/ {rps=$2}
     /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; p99=v}
     END {print rps, p99}'
@@ -39,3 +46,4 @@ for i in 1 2 3; do
   ratio=$(python3 -c "print(f'{$a_rps/$h_rps:.2f}')")
   echo "| $i | $a_rps | $a_p99 | $h_rps | $h_p99 | $ratio |"
 done
+if grep -q "Non-2xx" "$dir/wrk.log"; then echo "some answers were not 2xx:"; grep -B3 "Non-2xx" "$dir/wrk.log"; exit 1; fi
