@@ -17,9 +17,11 @@ chmod 700 "$dir"
 mkdir -m 700 "$dir/plugins"
 cp target/bench-plugins/release/libairlock_fixture_long_call.so "$dir/plugins/"
 printf '[plugins.long-call.config]\ntrace = "%s/trace"\n' "$dir" > "$dir/policy.toml"
-# Standard input stays open (the console waits on it) until the script ends.
-sleep infinity | target/bench-plugins/release/airlock run --listen 127.0.0.1:18080 \
-  --policy "$dir/policy.toml" "$dir/plugins" 2>"$dir/airlock.log" &
+# The console reads a pipe this script holds open: it ends when the script does.
+mkfifo "$dir/console"
+target/bench-plugins/release/airlock run --listen 127.0.0.1:18080 \
+  --policy "$dir/policy.toml" "$dir/plugins" <"$dir/console" >/dev/null 2>"$dir/airlock.log" &
+exec 3>"$dir/console"
 airlock_pid=$!
 bench/target/release/hello_hyper 127.0.0.1:18081 &
 peer_pid=$!
