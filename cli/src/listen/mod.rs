@@ -133,7 +133,7 @@ impl Listener {
             limits: self.limits.clone(),
         });
         let mut stop = self.stop.subscribe();
-        runtime.block_on(async move {
+        let served = runtime.block_on(async move {
             let socket = tokio::net::TcpListener::from_std(socket)
                 .map_err(|e| format!("the listening socket: {e}"))?;
             let open = Arc::new(Semaphore::new(served.limits.max_connections));
@@ -158,7 +158,11 @@ impl Listener {
                     drop(permit);
                 });
             }
-        })
+        });
+        // A route call still running ends on its own by its timeout; stopping does not wait
+        // for it longer than this.
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        served
     }
 
     /// Ends [`Listener::serve`] (connections being answered are dropped with it).
