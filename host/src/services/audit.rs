@@ -22,8 +22,8 @@ use crate::error::Error;
 
 /// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
-/// (a watched directory following installs and removals).
-pub const AUDIT_SCHEMA: u32 = 5;
+/// (a watched directory following installs and removals); 6 `route_refused`.
+pub const AUDIT_SCHEMA: u32 = 6;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -66,6 +66,9 @@ pub enum AuditOutcome {
     /// An outbound HTTP request the policy refused although a grant covers the host: its
     /// scheme, an address the name resolves to, or too many redirects.
     HttpRefused,
+    /// A request to a plugin's public route refused before the plugin ran: the operator did not
+    /// grant the route's secret, or the signature was missing, wrong, stale or replayed.
+    RouteRefused,
 }
 
 impl AuditOutcome {

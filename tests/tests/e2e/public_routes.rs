@@ -103,6 +103,27 @@ fn a_github_signed_webhook_is_served_once_without_the_programs_authentication() 
         before,
         "no refused request reached the plugin"
     );
+    // Each refusal left an audit record for the operator: forged and replayed deliveries.
+    let refused: Vec<_> = host
+        .audit()
+        .tail(50)
+        .into_iter()
+        .filter(|r| r.outcome == airlock::services::AuditOutcome::RouteRefused)
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert!(refused
+        .iter()
+        .all(|r| r.plugin == "courier" && r.capability == "route:POST /github"));
+    assert!(
+        refused[0].detail.starts_with("401 "),
+        "{}",
+        refused[0].detail
+    );
+    assert!(
+        refused[3].detail.starts_with("409 "),
+        "{}",
+        refused[3].detail
+    );
     // A new delivery is served; a route that is not public still meets the program's hook.
     let other = br#"{"action":"opened","number":8}"#;
     let next = delivery(

@@ -29,6 +29,7 @@ use crate::error::{CallError, CallErrorCode};
 use crate::frame::cancel::CancelToken;
 use crate::runtime::outcome::Reply;
 use crate::runtime::LoadedPlugin;
+use crate::services::audit::AuditOutcome;
 
 /// A request the embedding program received, for a plugin's route.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -207,6 +208,13 @@ impl Host {
         };
         if let Some(public) = found.public() {
             if let Err(refusal) = self.check_signature(&found.plugin, public, request) {
+                self.shared.audit.record(
+                    found.plugin.id().as_str(),
+                    found.plugin.generation.load(Ordering::Relaxed),
+                    &format!("route:{} {}", found.route().method, found.route().path),
+                    AuditOutcome::RouteRefused,
+                    &format!("{} {}: {}", refusal.0, request_id, refusal.1),
+                );
                 return refuse(refusal);
             }
         }
