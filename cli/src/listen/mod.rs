@@ -210,9 +210,11 @@ impl Served {
     /// Answers one request: refused from its head, or its body read within the limits and
     /// handed to the host.
     async fn answer(&self, request: Request<Incoming>) -> Answer {
-        let public = self
-            .host
-            .is_public_route(request.method().as_str(), request.uri().path());
+        // Only a token is waived for a public route: without one, nothing needs to know.
+        let public = matches!(self.guard, Guard::Token(_))
+            && self
+                .host
+                .is_public_route(request.method().as_str(), request.uri().path());
         let declared = request
             .headers()
             .get(CONTENT_LENGTH)
