@@ -110,7 +110,7 @@ pub mod http {
 }
 
 /// The async embedding API (feature `tokio`): an [`AsyncHost`](nonblocking::AsyncHost) whose
-/// calls, dispatches and inbound requests are futures, run on tokio's blocking pool and
+/// calls, dispatches and inbound requests are futures, run on the host's call threads and
 /// cancelled when dropped.
 #[cfg(feature = "tokio")]
 pub mod nonblocking {

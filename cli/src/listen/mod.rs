@@ -1,6 +1,6 @@
 //! `airlock run --listen ADDR`: serves the plugins' declared routes (`/plugins/<id><path>`)
-//! over HTTP/1.1 with hyper, each request handed to [`AsyncHost::handle_http`] on tokio's
-//! blocking pool. What a client can make it hold is bounded: connections (over the cap one is
+//! over HTTP/1.1 with hyper, each request handed to [`AsyncHost::handle_http`] (its plugin
+//! call runs on the host's call threads, never on the server's). What a client can make it hold is bounded: connections (over the cap one is
 //! closed at once), the time to send the head, the head's size (`431`), the time and size of
 //! the body (`408`, `413` — a declared length over the limit is refused before a byte of the
 //! body is read), and the time a connection may sit idle. Who may ask is decided from the head
@@ -118,7 +118,6 @@ impl Listener {
     pub fn serve(&self, host: AsyncHost) -> Result<(), String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .max_blocking_threads(self.limits.max_connections + 16)
             .thread_name("airlock-listen")
             .enable_all()
             .build()

@@ -7,6 +7,8 @@
 mod approvals;
 mod builder;
 mod call;
+#[cfg(feature = "tokio")]
+mod call_pool;
 mod dispatch;
 mod handle;
 mod hooks;

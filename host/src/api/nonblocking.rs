@@ -1,8 +1,8 @@
 //! The async embedding API (feature `tokio`): [`AsyncHost`] wraps a [`Host`] for programs that
 //! run on tokio. A call, a dispatch and an inbound HTTP request are futures; a streamed call is
-//! a [`futures_core::Stream`] of its chunks. Each runs the blocking plugin call on tokio's
-//! blocking pool (`spawn_blocking`), never on the runtime's worker threads, so a slow plugin
-//! holds one blocking thread and no task. Dropping a future (or a stream) before it is done
+//! a [`futures_core::Stream`] of its chunks. Each runs the blocking plugin call on the host's
+//! call threads (`call_pool`), never on the runtime's worker threads, so a slow plugin holds
+//! one call thread and no task. Dropping a future (or a stream) before it is done
 //! cancels its call: the plugin sees `ctx.cancelled()`, and so do the plugins it calls.
 
 use std::future::Future;
@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use airlock_abi::wire::Principal;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::call::Dispatched;
 use super::routes::{HttpIn, HttpOut};
@@ -187,7 +186,7 @@ impl AsyncCall<Claimed> {
     }
 }
 
-/// A call running on tokio's blocking pool: its output when awaited; dropped before that, the
+/// A call running on a call thread: its output when awaited; dropped before that, the
 /// call is cancelled (it then ends on its own thread, at the latest at its timeout).
 #[derive(Debug)]
 #[must_use = "a dropped call future cancels its call"]
@@ -199,16 +198,24 @@ pub struct CallFuture<R> {
 
 #[derive(Debug)]
 enum State<R> {
-    Running(JoinHandle<R>),
+    Running(tokio::sync::oneshot::Receiver<std::thread::Result<R>>),
     Ready(Option<R>),
 }
 
-/// Runs `call` on the blocking pool with a token the future cancels when dropped.
+/// Runs `call` on a call thread with a token the future cancels when dropped.
 fn spawn<R: Send + 'static>(call: impl FnOnce(CancelToken) -> R + Send + 'static) -> CallFuture<R> {
     let token = CancelToken::new();
     let theirs = token.clone();
     CallFuture {
-        state: State::Running(tokio::task::spawn_blocking(move || call(theirs))),
+        state: State::Running({
+            let (done, running) = tokio::sync::oneshot::channel();
+            super::call_pool::run(Box::new(move || {
+                let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    move || call(theirs),
+                )));
+            }));
+            running
+        }),
         token: Some(token),
     }
 }
@@ -232,11 +239,10 @@ impl<R: Abandoned> Future for CallFuture<R> {
             State::Ready(output) => output.take(),
             State::Running(task) => match Pin::new(task).poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(output)) => Some(output),
+                Poll::Ready(Ok(Ok(output))) => Some(output),
                 // The call's panics are contained; one here is the program's own
                 // (`on_chunk`, an authentication hook): it goes on in the awaiting task.
-                Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Only a runtime shutting down cancels a blocking task.
+                Poll::Ready(Ok(Err(panic))) => std::panic::resume_unwind(panic),
                 Poll::Ready(Err(_)) => Some(R::abandoned()),
             },
         };
