@@ -46,9 +46,9 @@
 //! The rest is in topic modules: [`call`], [`hooks`], [`http`], [`approvals`], [`plugins`],
 //! [`pipeline`], [`policy`], [`services`], [`worker`], and `testing` (feature `testing`).
 
-// `unsafe` lives in three rooms, allowed by name: the loader (`dlopen`, the layout checks),
-// the concurrent core (`sync`: the hazard pointers and the atomics under them) and the memory
-// shared with a worker (`isolation::shm`). Anywhere else it does not compile.
+// `unsafe` lives in two rooms, allowed by name: the loader (`dlopen`, the layout checks) and
+// the concurrent core (`sync`: the hazard pointers, the memory shared with a worker and the
+// atomics under them). Anywhere else it does not compile.
 #![deny(unsafe_code)]
 
 mod api;

@@ -219,7 +219,6 @@ fn unsafe_is_allowed_only_in_the_named_rooms() {
     let rooms: BTreeSet<(String, String)> = [
         ("host/src/lib.rs", "mod loader;"),
         ("host/src/lib.rs", "mod sync;"),
-        ("host/src/isolation/mod.rs", "mod shm;"),
         ("plugin-abi/src/lib.rs", "mod export;"),
     ]
     .into_iter()

@@ -21,9 +21,6 @@ mod requests;
 mod sandbox;
 #[cfg(target_os = "linux")]
 mod seccomp;
-#[allow(unsafe_code)]
-mod shm;
-mod turns;
 mod wire;
 mod worker;
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::bounded::{read_exact_by, write_all_by};
 use super::frame::{broken, limit, Fields, Frame};
-use super::shm::{self, Region};
-use super::turns::{Bell, Side};
+use crate::sync::shm::{self, Region};
+use crate::sync::turns::{Bell, Side};
 
 /// How far ahead of the bytes that arrived a frame's buffer grows.
 const GROWTH: usize = 1 << 20;
@@ -529,7 +529,7 @@ mod tests {
             let mut sent = Ok(());
             for _ in 0..10_000_000 {
                 state.store(
-                    super::super::turns::WAITING,
+                    crate::sync::turns::WAITING,
                     std::sync::atomic::Ordering::SeqCst,
                 );
                 sent = host.send(&ToWorker::Destroy);

@@ -1,5 +1,5 @@
-//! Stage 4, load: one of the host's three rooms for `unsafe` (the others are the concurrent
-//! core, `sync`, and the memory shared with a worker, `isolation::shm`). Here: the
+//! Stage 4, load: one of the host's two rooms for `unsafe` (the other is the concurrent core,
+//! `sync`, with the memory shared with a worker). Here: the
 //! sealed copy, `dlopen` (its per-OS part in `unix.rs` and `windows.rs`), the layout checks,
 //! and the module's call table ([`call_table`]).
 //!

@@ -40,7 +40,7 @@ impl Side {
 /// The state word's bit that says who holds the buffer (a [`Side`]).
 const HOLDER: u32 = 1;
 /// The state word's bit that says the side waiting for the buffer sleeps on its bell.
-pub(super) const WAITING: u32 = 2;
+pub(crate) const WAITING: u32 = 2;
 /// The length that says the message was too large for the buffer and went over the socket.
 const ON_SOCKET: u32 = u32::MAX;
 

@@ -1,6 +1,6 @@
 //! The memory a host shares with one of its workers: a sealed memfd of fixed size that both map,
-//! holding the [`Turns`] of their channel. One of the host's rooms for `unsafe` (mapping the
-//! memfd and viewing it as atomics), with the loader and the hazard pointers.
+//! holding the [`Turns`] of their channel: mapping the memfd and viewing it as atomics is the
+//! concurrent core's work, beside the hazard pointers.
 //!
 //! The host creates the memfd, seals its size (a worker cannot shrink it under the host's
 //! mapping, which would fault the host), and sends it over the channel's socket with the first
