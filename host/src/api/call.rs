@@ -248,14 +248,7 @@ impl<'h> Call<'h, Action<'h>> {
 
     /// [`Call::json`] with the input encoded already.
     pub(super) fn json_encoded(self, input: &[u8]) -> Result<Reply, CallError> {
-        let Self { to, how } = self;
-        let (plugin, action) = to.names();
-        let shared = how.shared;
-        how.run(plugin, action, || {
-            let mut out = Vec::new();
-            let called = to.call_into(shared, input, &mut out)?;
-            envelope(plugin, action, called, out)
-        })
+        self.made(input, envelope)
     }
 
     /// Makes the call with JSON bytes the caller encoded, and answers the action's bytes
@@ -267,13 +260,19 @@ impl<'h> Call<'h, Action<'h>> {
     /// As [`Call::json`].
     #[inline]
     pub fn bytes(self, input: &[u8]) -> Result<Reply<Vec<u8>>, CallError> {
+        self.made(input, reply_bytes)
+    }
+
+    /// Makes the call with `input`, its answer read by `read`.
+    #[inline]
+    fn made<T: Send>(self, input: &[u8], read: ReadReply<T>) -> Result<Reply<T>, CallError> {
         let Self { to, how } = self;
         let (plugin, action) = to.names();
         let shared = how.shared;
         how.run(plugin, action, || {
             let mut out = Vec::new();
             let called = to.call_into(shared, input, &mut out)?;
-            reply_bytes(plugin, action, called, out)
+            read(plugin, action, called, out)
         })
     }
 }
