@@ -3,6 +3,7 @@
 
 mod capability;
 mod declarations;
+mod events;
 mod id;
 mod routes;
 mod validate;
@@ -11,6 +12,7 @@ pub use self::capability::{covers, glob_match, Capability, CapabilityKind, Decla
 pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
+pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
 pub use self::id::{PluginId, MAX_ID_LEN};
 pub use self::routes::{
     is_header_name, PublicRoute, RouteAuth, RoutePattern, Segment, SignatureScheme, MAX_ROUTE_PATH,
@@ -56,6 +58,9 @@ pub struct RawManifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// See [`Manifest::events`].
+    #[serde(default)]
+    pub events: Vec<EventDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -103,6 +108,10 @@ pub struct Manifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// The topics it declares it publishes, each with its payload's schema (none: it declares
+    /// none, and publishes whatever its grants cover unchecked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventDecl>,
 }
 
 /// Why a manifest is invalid.

@@ -25,6 +25,7 @@ impl TryFrom<RawManifest> for Manifest {
             ("claims", raw.claims.len()),
             ("routes", raw.routes.len()),
             ("jobs", raw.jobs.len()),
+            ("events", raw.events.len()),
         ] {
             if n > MAX_DECLARATIONS {
                 return Err(err(format!(
@@ -111,6 +112,7 @@ impl TryFrom<RawManifest> for Manifest {
                 "jobs are declared, so the timers capability must be too".to_owned(),
             ));
         }
+        super::events::check_events(&raw.events, &capabilities)?;
         Ok(Self {
             id,
             version,
@@ -123,6 +125,7 @@ impl TryFrom<RawManifest> for Manifest {
             routes: raw.routes,
             jobs: raw.jobs,
             config_schema: raw.config_schema,
+            events: raw.events,
         })
     }
 }
