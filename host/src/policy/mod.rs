@@ -4,6 +4,7 @@
 
 pub(crate) mod permission;
 pub(crate) mod retry;
+pub(crate) mod routines;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use isolation::{
 };
 pub use permission::{CallerPattern, Permission, PermissionRule, Target};
 pub use retry::{RetryPolicy, DEFAULT_RETRY};
+pub use routines::{Routine, MAX_ROUTINES};
 pub use trust::SignaturePolicy;
 
 /// The shutdown deadline used when the policy sets none.
@@ -175,6 +177,8 @@ pub struct Policy {
     /// The publishers' public keys the operator trusts (minisign's text form), by name.
     trust: BTreeMap<String, String>,
     health_interval: Duration,
+    /// `[[routines]]`: events that call actions.
+    routines: Vec<Routine>,
 }
 
 impl Default for Policy {
@@ -214,6 +218,7 @@ impl Default for Policy {
             },
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
+            routines: Vec::new(),
         }
     }
 }
@@ -293,6 +298,16 @@ impl Policy {
         self.trust
             .insert(name.to_owned(), public_key.trim().to_owned());
         Ok(())
+    }
+
+    /// The routines (`[[routines]]`): which published events call which actions.
+    pub fn routines(&self) -> &[Routine] {
+        &self.routines
+    }
+
+    /// Adds a routine (for programs that build their policy in code).
+    pub fn add_routine(&mut self, routine: Routine) {
+        self.routines.push(routine);
     }
 
     /// Host-wide settings.

@@ -31,6 +31,8 @@ struct RawPolicy {
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     trust: BTreeMap<String, String>,
+    #[serde(default)]
+    routines: Vec<super::routines::RawRoutine>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +194,7 @@ impl Policy {
             let plugin = policy.plugin_policy(&id, entry)?;
             policy.plugins.insert(plugin_id, plugin);
         }
+        policy.routines = super::routines::routines(raw.routines)?;
         Ok(policy)
     }
 
