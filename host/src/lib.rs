@@ -137,6 +137,18 @@ pub mod plugins {
     pub use crate::services::timers::MAX_JOBS_PER_PLUGIN;
 }
 
+/// Events declared and routed: the catalog of topics ([`crate::Host::event_catalog`]) and the
+/// runs of the policy's routines ([`crate::Host::routine_runs`], [`crate::policy::Routine`]).
+pub mod events {
+    pub use crate::services::catalog::{
+        DeclaredTopic, EventCatalog, SeenTopic, HOST_PUBLISHER, MAX_PUBLISHERS_PER_TOPIC,
+        MAX_SEEN_TOPICS,
+    };
+    pub use crate::services::routines::{
+        RoutineOutcome, RoutineRun, ROUTINE_QUEUE, ROUTINE_RUNS_KEPT,
+    };
+}
+
 /// The program of `airlock-worker`, the executable an isolated plugin runs in.
 pub mod worker {
     pub use crate::isolation::worker_main as main;

@@ -14,6 +14,7 @@ use crate::services::audit::AuditLog;
 use crate::services::events::EventBus;
 use crate::services::kv::KvStore;
 use crate::services::registry::{Caller, Registry, ServiceError};
+use crate::services::routines::RunRoutine;
 use crate::services::timers::TimerService;
 use crate::sync::hazard::Guarded;
 
@@ -308,6 +309,7 @@ impl HostBuilder {
             None => AuditLog::in_memory(),
         };
         let health_interval = options.policy.health_interval();
+        let routines = options.policy.routines().to_vec();
         let builtins = self.builtins;
         let observer = self.observer;
         let registry = self.registry;
@@ -320,7 +322,11 @@ impl HostBuilder {
             admin: Mutex::new(()),
             audit,
             kv,
-            events: EventBus::start(me.clone() as Weak<dyn Deliver>),
+            events: EventBus::start(
+                me.clone() as Weak<dyn Deliver>,
+                me.clone() as Weak<dyn RunRoutine>,
+                routines,
+            ),
             timers: if manual_timers {
                 TimerService::manual(me.clone() as Weak<dyn Deliver>)
             } else {

@@ -4,10 +4,11 @@
 
 use airlock_abi::abi::HostError;
 use airlock_abi::manifest::CapabilityKind;
-use airlock_abi::wire::{self, Request};
+use airlock_abi::wire::{self, CallerInfo, Request};
 
 use super::row::{row, Grant};
 use super::{refuse_when_closing, undo_when_closing};
+use crate::services::audit::AuditOutcome;
 use crate::services::registry::{BuiltIn, Requester};
 use crate::services::Observed;
 
@@ -33,8 +34,20 @@ pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
     ]
 }
 
-/// `events publish`: the number of subscriptions the event went to.
+/// `events publish`: the number of subscriptions the event went to. A payload that does not
+/// fit the schema the plugin's manifest declares for the topic is refused (`bad_request`, with
+/// the schema's message; audited `event_refused`), and nothing is delivered or routed.
 fn publish(r: &dyn Requester, req: wire::Publish) -> Result<usize, HostError> {
+    let (plugin, generation) = (r.plugin(), r.generation());
+    if let Err(message) = r
+        .host()
+        .check_event(plugin, generation, &req.topic, &req.payload)
+    {
+        let capability = format!("events.publish:{}", req.topic);
+        let refused = AuditOutcome::EventRefused;
+        (r.host().audit()).record(plugin.as_str(), generation, &capability, refused, &message);
+        return Err(super::bad_request(message));
+    }
     if r.observed() {
         r.host().observe(
             r.plugin(),
@@ -44,7 +57,11 @@ fn publish(r: &dyn Requester, req: wire::Publish) -> Result<usize, HostError> {
             },
         );
     }
-    Ok(r.host().events().publish(&req.topic, &req.payload))
+    let from = CallerInfo::Plugin {
+        id: plugin.to_string(),
+        generation,
+    };
+    Ok(r.host().events().publish(&from, &req.topic, &req.payload))
 }
 
 fn subscribe(r: &dyn Requester, req: wire::Pattern) -> Result<(), HostError> {

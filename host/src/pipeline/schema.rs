@@ -1,4 +1,5 @@
-//! The JSON Schemas a manifest carries — each action's input and output, the plugin's config —
+//! The JSON Schemas a manifest carries — each action's input and output, the plugin's config,
+//! the payload of each topic it declares —
 //! compiled once per load, in stage 3 ([`Schemas::compile`], which only the pipeline can call),
 //! carried with the checked library to the loaded plugin, and used to refuse an input or a
 //! config that does not fit before any plugin code sees it. The schemas may only refer within
@@ -13,6 +14,8 @@ pub(crate) struct Schemas {
     /// Per action, in manifest order: its input schema.
     inputs: Vec<Option<SchemaIndex>>,
     config: Option<SchemaIndex>,
+    /// Per declared topic with a schema: the topic and its payload's schema.
+    events: Vec<(String, SchemaIndex)>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -23,6 +26,7 @@ impl std::fmt::Debug for Schemas {
                 &self.inputs.iter().filter(|i| i.is_some()).count(),
             )
             .field("config", &self.config.is_some())
+            .field("events", &self.events.len())
             .finish_non_exhaustive()
     }
 }
@@ -38,7 +42,8 @@ impl Schemas {
             || manifest
                 .actions
                 .iter()
-                .any(|a| a.input_schema.is_some() || a.output_schema.is_some());
+                .any(|a| a.input_schema.is_some() || a.output_schema.is_some())
+            || manifest.events.iter().any(|e| e.schema.is_some());
         if !declares {
             return Ok(None);
         }
@@ -74,10 +79,21 @@ impl Schemas {
             .as_ref()
             .map(|s| one("config_schema".to_owned(), s))
             .transpose()?;
+        let mut events = Vec::new();
+        for event in &manifest.events {
+            if let Some(schema) = &event.schema {
+                let topic = &event.topic;
+                events.push((
+                    topic.clone(),
+                    one(format!("event {topic}'s schema"), schema)?,
+                ));
+            }
+        }
         Ok(Some(Self {
             compiled,
             inputs,
             config,
+            events,
         }))
     }
 
@@ -110,6 +126,27 @@ impl Schemas {
         self.compiled
             .validate(config, schema)
             .map_err(|e| describe("the config", &e))
+    }
+}
+
+impl Schemas {
+    /// Whether `payload` fits the schema of `topic`, when the manifest declares one (any
+    /// payload does on a topic declared without one, or not declared).
+    ///
+    /// # Errors
+    ///
+    /// As [`Schemas::check_input`], naming the topic.
+    pub(crate) fn check_event(
+        &self,
+        topic: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        let Some((_, schema)) = self.events.iter().find(|(t, _)| t == topic) else {
+            return Ok(());
+        };
+        self.compiled
+            .validate(payload, *schema)
+            .map_err(|e| describe(&format!("the payload of {topic}"), &e))
     }
 }
 
@@ -187,6 +224,44 @@ mod tests {
         assert_eq!(schemas.check_input(1, b"[1, 2]"), Ok(()));
         assert_eq!(schemas.check_config(&serde_json::json!({"n": "x"})), Ok(()));
         assert!(schemas.check_config(&serde_json::json!({"n": 1})).is_err());
+    }
+
+    #[test]
+    fn an_event_payload_is_checked_against_its_topic_schema() {
+        let m = Manifest::from_json(
+            r#"{"id": "s", "version": "1.0.0", "capabilities": ["events.publish:orders.*"],
+                "events": [{"topic": "orders.created", "schema": {"type": "object",
+                    "properties": {"total": {"type": "number"}}, "required": ["total"]}},
+                    {"topic": "orders.noted"}]}"#,
+        )
+        .expect("manifest");
+        let schemas = Schemas::compile(&m).expect("valid").expect("some");
+        let ok = serde_json::json!({"total": 3.5});
+        assert_eq!(schemas.check_event("orders.created", &ok), Ok(()));
+        let err = schemas
+            .check_event("orders.created", &serde_json::json!({"total": "lots"}))
+            .expect_err("a string");
+        assert!(
+            err.starts_with("the payload of orders.created does not match"),
+            "{err}"
+        );
+        assert!(err.contains("at /total"), "{err}");
+        // Declared without a schema, or not declared: anything goes.
+        assert_eq!(
+            schemas.check_event("orders.noted", &serde_json::json!(1)),
+            Ok(())
+        );
+        assert_eq!(
+            schemas.check_event("orders.other", &serde_json::json!(1)),
+            Ok(())
+        );
+        let bad = Manifest::from_json(
+            r#"{"id": "s", "version": "1.0.0", "capabilities": ["events.publish:*"],
+                "events": [{"topic": "t", "schema": {"type": 12}}]}"#,
+        )
+        .expect("manifest");
+        let err = Schemas::compile(&bad).expect_err("invalid");
+        assert!(err.contains("event t's schema"), "{err}");
     }
 
     #[test]

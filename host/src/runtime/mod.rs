@@ -11,6 +11,7 @@ mod lifecycle;
 pub(crate) mod outcome;
 mod plugin;
 mod reload;
+mod routines;
 mod shared;
 pub(crate) mod supervisor;
 pub(crate) mod watch;

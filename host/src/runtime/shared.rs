@@ -260,6 +260,16 @@ impl crate::services::HostServices for HostShared {
         &self.timers
     }
 
+    fn check_event(
+        &self,
+        plugin: &PluginId,
+        generation: u64,
+        topic: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        HostShared::check_event(self, plugin, generation, topic, payload)
+    }
+
     fn registry(&self) -> &Registry {
         &self.registry
     }

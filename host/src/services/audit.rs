@@ -22,8 +22,9 @@ use crate::error::Error;
 
 /// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
-/// (a watched directory following installs and removals); 6 `route_refused`.
-pub const AUDIT_SCHEMA: u32 = 6;
+/// (a watched directory following installs and removals); 6 `route_refused`; 7 `routine` (one
+/// per routine run, the publisher as `caller`) and `event_refused`.
+pub const AUDIT_SCHEMA: u32 = 7;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -69,6 +70,13 @@ pub enum AuditOutcome {
     /// A request to a plugin's public route refused before the plugin ran: the operator did not
     /// grant the route's secret, or the signature was missing, wrong, stale or replayed.
     RouteRefused,
+    /// A routine ran (`capability` is `routine:<name>`, `plugin` its target, `caller` the
+    /// event's publisher): `detail` says the topic and how it ended — answered, the action's
+    /// error, or why it could not run (not running, denied by a permission rule, …).
+    Routine,
+    /// A plugin's publication refused because its payload does not fit the schema its manifest
+    /// declares for the topic (`capability` is `events.publish:<topic>`); nothing was delivered.
+    EventRefused,
 }
 
 impl AuditOutcome {
@@ -83,6 +91,7 @@ impl AuditOutcome {
                 | Self::ApprovalRefused
                 | Self::Http
                 | Self::HttpRefused
+                | Self::Routine
         )
     }
 }
@@ -223,8 +232,9 @@ impl AuditLog {
                 )
             };
         }
-        if outcome == AuditOutcome::Http {
-            // A call made as allowed: recorded, not a warning.
+        if matches!(outcome, AuditOutcome::Http | AuditOutcome::Routine) {
+            // A call made as allowed: recorded, not a warning (a routine that failed is also
+            // warned of by its runner).
             trace_at!(tracing::Level::INFO);
         } else {
             trace_at!(tracing::Level::WARN);

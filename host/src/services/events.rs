@@ -9,6 +9,9 @@
 //! each plugin still hears its events in the order they were published. What is set aside is
 //! bounded by [`EVENT_QUEUE`] too; an event past that is dropped and counted. The test
 //! harness's `settle` answers once nothing is set aside either.
+//!
+//! Every publication is also counted in the catalog of topics seen ([`SeenTopics`], bounded)
+//! and offered to the policy's routines ([`Routines`]), which run on a thread of their own.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +21,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, InvocationKind};
+use airlock_abi::wire::CallerInfo;
 use parking_lot::Mutex;
 
+use crate::policy::Routine;
+use crate::services::catalog::SeenTopics;
 use crate::services::delivery::{Deliver, Delivered};
+use crate::services::routines::{Routines, RunRoutine};
 use airlock_abi::manifest::glob_match;
 
 /// Deliveries waiting for the dispatcher before new ones are dropped.
@@ -59,11 +66,18 @@ pub(crate) struct EventBus {
     queue: Mutex<Option<SyncSender<Delivery>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
+    seen: SeenTopics,
+    routines: Routines,
 }
 
 impl EventBus {
-    /// Starts the dispatcher thread, which delivers through `host`.
-    pub(crate) fn start(host: Weak<dyn Deliver>) -> Self {
+    /// Starts the dispatcher thread, which delivers through `host`, and the thread running
+    /// `routines` through `runner`.
+    pub(crate) fn start(
+        host: Weak<dyn Deliver>,
+        runner: Weak<dyn RunRoutine>,
+        routines: Vec<Routine>,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let dispatcher = {
@@ -78,6 +92,8 @@ impl EventBus {
             queue: Mutex::new(Some(tx)),
             dispatcher: Mutex::new(dispatcher),
             dropped,
+            seen: SeenTopics::default(),
+            routines: Routines::start(runner, routines),
         }
     }
 
@@ -117,8 +133,18 @@ impl EventBus {
             .count()
     }
 
-    /// Queues `payload` for every subscription matching `topic`; returns how many were queued.
-    pub(crate) fn publish(&self, topic: &str, payload: &serde_json::Value) -> usize {
+    /// Counts a publication of `from` on `topic` in the catalog, queues a run of every routine
+    /// it matches, and queues `payload` for every subscription matching `topic`; returns how
+    /// many subscriptions it was queued for.
+    pub(crate) fn publish(
+        &self,
+        from: &CallerInfo,
+        topic: &str,
+        value: &serde_json::Value,
+    ) -> usize {
+        self.seen.record(from, topic);
+        let payload: Arc<[u8]> = Arc::from(serde_json::to_vec(value).unwrap_or_default());
+        self.routines.offer(from, topic, value, &payload);
         let targets: Vec<ContextToken> = self
             .subscriptions
             .lock()
@@ -130,7 +156,6 @@ impl EventBus {
             return 0;
         }
         let topic: Arc<str> = Arc::from(topic);
-        let payload: Arc<[u8]> = Arc::from(serde_json::to_vec(payload).unwrap_or_default());
         let queue = self.queue.lock();
         let Some(queue) = queue.as_ref() else {
             return 0;
@@ -181,8 +206,19 @@ impl EventBus {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Stops the dispatcher after the queued deliveries.
+    /// The topics published so far.
+    pub(crate) fn seen(&self) -> &SeenTopics {
+        &self.seen
+    }
+
+    /// The policy's routines and their queue.
+    pub(crate) fn routines(&self) -> &Routines {
+        &self.routines
+    }
+
+    /// Stops the dispatcher after the queued deliveries, and the routine thread.
     pub(crate) fn stop(&self) {
+        self.routines.stop();
         drop(self.queue.lock().take());
         let handle = self.dispatcher.lock().take();
         if let Some(handle) = handle {

@@ -3,11 +3,13 @@
 //! every context before it lets itself go); nothing below the runtime names the runtime.
 
 pub(crate) mod audit;
+pub(crate) mod catalog;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod kv;
 pub(crate) mod printable;
 pub(crate) mod registry;
+pub(crate) mod routines;
 pub(crate) mod timers;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
@@ -53,6 +55,15 @@ pub(crate) trait HostServices: Send + Sync {
     fn kv(&self) -> Option<&KvStore>;
     /// The event bus.
     fn events(&self) -> &EventBus;
+    /// Whether `payload` fits the schema `plugin` (its instance of `generation`) declares for
+    /// `topic`: the schema's message if not.
+    fn check_event(
+        &self,
+        plugin: &airlock_abi::manifest::PluginId,
+        generation: u64,
+        topic: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String>;
     /// The timer service.
     fn timers(&self) -> &TimerService;
     /// The embedding program's services.

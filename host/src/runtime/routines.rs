@@ -1,0 +1,166 @@
+//! The runtime's side of events declared and routed: a plugin's publication checked against
+//! the schema its manifest declares for the topic, the event catalog (declared and seen
+//! topics), and the policy's routines run ([`RunRoutine`]) — each a call of the target's action
+//! with the event's payload, on behalf of the publisher, through the one call path (the
+//! target's permission rules, quarantine, timeouts, faults), retried like a dispatch on a
+//! retryable answer, audited once per run and kept in [`crate::Host::routine_runs`].
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+
+use airlock_abi::manifest::PluginId;
+use airlock_abi::wire::CallerInfo;
+
+use super::called::{message, Called};
+use super::shared::HostShared;
+use crate::policy::retry::{backoff, unit};
+use crate::policy::Routine;
+use crate::services::audit::AuditOutcome;
+use crate::services::catalog::{publisher_name, DeclaredTopic, EventCatalog};
+use crate::services::routines::{RoutineJob, RoutineOutcome, RoutineRun, RunRoutine};
+
+impl HostShared {
+    /// Whether `payload` fits the schema that `plugin` (the instance of `generation`, or the
+    /// running one) declares for `topic`; a topic it declares no schema for takes anything.
+    ///
+    /// # Errors
+    ///
+    /// The schema's message: where the payload breaks it and which rule.
+    pub(crate) fn check_event(
+        &self,
+        plugin: &PluginId,
+        generation: u64,
+        topic: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        let table = self.table();
+        let mine = table.iter().filter(|p| p.id() == plugin);
+        let Some(loaded) = mine
+            .clone()
+            .find(|p| p.generation.load(Ordering::SeqCst) == generation)
+            .or_else(|| mine.last())
+        else {
+            return Ok(());
+        };
+        match &loaded.schemas {
+            Some(schemas) => schemas.check_event(topic, payload),
+            None => Ok(()),
+        }
+    }
+
+    /// The topics the loaded plugins declare, and those published so far.
+    pub(crate) fn event_catalog(&self) -> EventCatalog {
+        let declared = self
+            .table()
+            .iter()
+            .flat_map(|p| {
+                p.file.manifest.events.iter().map(|e| DeclaredTopic {
+                    topic: e.topic.clone(),
+                    plugin: p.id().to_string(),
+                    description: e.description.clone(),
+                    schema: e.schema.clone(),
+                })
+            })
+            .collect();
+        let seen = self.events.seen();
+        EventCatalog {
+            declared,
+            seen: seen.list(),
+            unrecorded: seen.unrecorded(),
+        }
+    }
+
+    /// Calls the routine's target once, and again on a retryable answer as `routine` (or the
+    /// target's dispatch retries) says: attempts, outcome, detail.
+    fn call_target(&self, routine: &Routine, job: &RoutineJob) -> (u32, RoutineOutcome, String) {
+        let plugin = routine.plugin.as_str();
+        let Some(retry) = self
+            .find(plugin)
+            .filter(|p| p.running.is_some())
+            .map(|p| routine.retry.unwrap_or(p.policy.retry))
+        else {
+            let why = format!("{plugin} is not running");
+            return (0, RoutineOutcome::NotRunning, why);
+        };
+        let seed = std::collections::hash_map::RandomState::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut out = Vec::new();
+            let called = match self.call_into(plugin, &routine.action, &job.payload, &mut out) {
+                Ok(called) => called,
+                Err(e) => return (attempts, RoutineOutcome::Failed(e.code), e.message),
+            };
+            match called {
+                Called::Retryable if attempts <= retry.retries => {
+                    let mut hasher = seed.build_hasher();
+                    hasher.write_u32(attempts);
+                    std::thread::sleep(backoff(&retry, attempts - 1, unit(hasher.finish())));
+                }
+                Called::Answered => return (attempts, RoutineOutcome::Ok, String::new()),
+                Called::Domain | Called::Retryable => {
+                    return (attempts, RoutineOutcome::Error, message(&out))
+                }
+                Called::Pending => {
+                    let code = crate::error::CallErrorCode::PendingApproval;
+                    let (id, detail) = super::called::pending_parts(&out);
+                    let detail = format!("{} (approval {})", message(detail), id.0);
+                    return (attempts, RoutineOutcome::Failed(code), detail);
+                }
+                Called::Failed(code) => {
+                    return (attempts, RoutineOutcome::Failed(code), message(&out))
+                }
+            }
+        }
+    }
+}
+
+impl RunRoutine for HostShared {
+    fn run_routine(&self, routine: &Routine, job: &RoutineJob) {
+        // The target's `ctx.caller()`, its permission rules and the audit record see the
+        // publisher.
+        let _caller = crate::frame::caller::push(job.from.clone());
+        let (attempts, outcome, detail) = self.call_target(routine, job);
+        let plugin = routine.plugin.as_str();
+        let generation = self
+            .find(plugin)
+            .map_or(0, |p| p.generation.load(Ordering::SeqCst));
+        let publisher = match &job.from {
+            CallerInfo::Plugin { id, .. } => format!("plugin {id}"),
+            CallerInfo::Host { .. } => publisher_name(&job.from).to_owned(),
+        };
+        let ended = match &outcome {
+            RoutineOutcome::Ok => "answered".to_owned(),
+            RoutineOutcome::Error => format!("the action's error: {detail}"),
+            RoutineOutcome::NotRunning => detail.clone(),
+            RoutineOutcome::Failed(code) => format!("{code}: {detail}"),
+        };
+        let said = format!(
+            "{} published by {publisher} called {plugin}.{}: {ended} ({attempts} attempt{})",
+            job.topic,
+            routine.action,
+            if attempts == 1 { "" } else { "s" }
+        );
+        if outcome != RoutineOutcome::Ok {
+            tracing::warn!(routine = %routine.name, "{said}");
+        }
+        let capability = format!("routine:{}", routine.name);
+        (self.audit).record(
+            plugin,
+            generation,
+            &capability,
+            AuditOutcome::Routine,
+            &said,
+        );
+        self.events.routines().record(RoutineRun {
+            routine: routine.name.clone(),
+            topic: job.topic.to_string(),
+            publisher: job.from.clone(),
+            plugin: plugin.to_owned(),
+            action: routine.action.clone(),
+            attempts,
+            outcome,
+            detail,
+        });
+    }
+}

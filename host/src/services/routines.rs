@@ -1,0 +1,202 @@
+//! The routines' queue: the event bus offers every publication to the policy's routines
+//! ([`crate::policy::Routine`]); each one it matches is queued here and run on a thread of its
+//! own, through [`RunRoutine`] — which the runtime implements, so this layer never names it. The
+//! publisher's thread only matches and queues: the queue is bounded by [`ROUTINE_QUEUE`], and a
+//! run that finds it full is dropped and counted, so a slow target never stalls a publisher
+//! or the bus. Runs happen one at a time, in the order their events were published.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use airlock_abi::wire::CallerInfo;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::CallErrorCode;
+use crate::policy::Routine;
+
+/// Routine runs waiting for the routine thread before new ones are dropped.
+pub const ROUTINE_QUEUE: usize = 1024;
+/// The last routine runs kept in memory ([`crate::Host::routine_runs`]).
+pub const ROUTINE_RUNS_KEPT: usize = 256;
+
+/// How a routine run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutineOutcome {
+    /// The target answered.
+    Ok,
+    /// The target answered with its own error (after the retries, if it was retryable).
+    Error,
+    /// The target was not running (not loaded, disabled, quarantined or torn down).
+    NotRunning,
+    /// The call did not run or failed for a reason not the action's own: a permission rule
+    /// denied it (`permission_denied`), it waits for approval, it panicked, timed out…
+    Failed(CallErrorCode),
+}
+
+/// One routine run: which event started it, whom it called, how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutineRun {
+    /// The routine's name.
+    pub routine: String,
+    /// The topic of the event.
+    pub topic: String,
+    /// Who published it: the caller the target saw.
+    pub publisher: CallerInfo,
+    /// The target plugin.
+    pub plugin: String,
+    /// Its action.
+    pub action: String,
+    /// How many times it was called (0 if it could not be).
+    pub attempts: u32,
+    /// How it ended.
+    pub outcome: RoutineOutcome,
+    /// For people: the error's message, or why it could not run.
+    pub detail: String,
+}
+
+/// One routine to run: for which event.
+#[derive(Debug, Clone)]
+pub(crate) struct RoutineJob {
+    /// Who published the event: the caller the target sees.
+    pub(crate) from: CallerInfo,
+    /// The topic it was published on.
+    pub(crate) topic: Arc<str>,
+    /// Its payload, as JSON bytes: the target's input.
+    pub(crate) payload: Arc<[u8]>,
+}
+
+/// Runs one routine for one event: what the runtime does for the routine thread.
+pub(crate) trait RunRoutine: Send + Sync {
+    /// Calls the routine's target for `job`, and records how it went.
+    fn run_routine(&self, routine: &Routine, job: &RoutineJob);
+}
+
+/// The policy's routines, and the thread running them.
+#[derive(Debug)]
+pub(crate) struct Routines {
+    list: Arc<[Routine]>,
+    queue: Mutex<Option<SyncSender<(usize, RoutineJob)>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stopping: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    runs: Mutex<VecDeque<RoutineRun>>,
+}
+
+impl Routines {
+    /// Starts the routine thread (none when the policy has no routines).
+    pub(crate) fn start(runner: Weak<dyn RunRoutine>, list: Vec<Routine>) -> Self {
+        let list: Arc<[Routine]> = list.into();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (queue, thread) = if list.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::sync_channel(ROUTINE_QUEUE);
+            let (list, stopping, dropped) = (list.clone(), stopping.clone(), dropped.clone());
+            let thread = std::thread::Builder::new()
+                .name("airlock-routines".to_owned())
+                .spawn(move || run(&rx, &runner, &list, &stopping, &dropped))
+                .ok();
+            (Some(tx), thread)
+        };
+        Self {
+            list,
+            queue: Mutex::new(queue),
+            thread: Mutex::new(thread),
+            stopping,
+            dropped,
+            runs: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Keeps a record of a run (the last [`ROUTINE_RUNS_KEPT`]).
+    pub(crate) fn record(&self, run: RoutineRun) {
+        let mut runs = self.runs.lock();
+        if runs.len() == ROUTINE_RUNS_KEPT {
+            runs.pop_front();
+        }
+        runs.push_back(run);
+    }
+
+    /// The last runs, oldest first.
+    pub(crate) fn runs(&self) -> Vec<RoutineRun> {
+        self.runs.lock().iter().cloned().collect()
+    }
+
+    /// Queues a run of every routine `topic` and `payload` match; returns how many were queued.
+    pub(crate) fn offer(
+        &self,
+        from: &CallerInfo,
+        topic: &str,
+        payload: &serde_json::Value,
+        bytes: &Arc<[u8]>,
+    ) -> usize {
+        if self.list.is_empty() {
+            return 0;
+        }
+        let queue = self.queue.lock();
+        let Some(queue) = queue.as_ref() else {
+            return 0;
+        };
+        let mut queued = 0;
+        let topic: Arc<str> = Arc::from(topic);
+        for (index, routine) in self.list.iter().enumerate() {
+            if !routine.matches(&topic, payload) {
+                continue;
+            }
+            let job = RoutineJob {
+                from: from.clone(),
+                topic: topic.clone(),
+                payload: bytes.clone(),
+            };
+            if queue.try_send((index, job)).is_ok() {
+                queued += 1;
+            } else {
+                tracing::warn!(routine = %routine.name, %topic, "routine queue full: run dropped");
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        queued
+    }
+
+    /// Runs dropped because the queue was full, or because the host stopped first.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stops the routine thread: the runs still queued are dropped and counted.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        drop(self.queue.lock().take());
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(
+    rx: &Receiver<(usize, RoutineJob)>,
+    runner: &Weak<dyn RunRoutine>,
+    list: &[Routine],
+    stopping: &AtomicBool,
+    dropped: &AtomicU64,
+) {
+    for (index, job) in rx {
+        let Some(runner) = runner
+            .upgrade()
+            .filter(|_| !stopping.load(Ordering::SeqCst))
+        else {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if let Some(routine) = list.get(index) {
+            runner.run_routine(routine, &job);
+        }
+    }
+}
