@@ -119,6 +119,17 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
             };
             println!("job:          {} - {when}", j.name);
         }
+        print_events(m);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The topics the manifest declares it publishes, each with its payload's schema.
+fn print_events(m: &airlock_abi::manifest::Manifest) {
+    for e in &m.events {
+        println!("event:        {} - {}", e.topic, e.description);
+        if let Some(schema) = &e.schema {
+            println!("  payload:    {schema}");
+        }
+    }
 }

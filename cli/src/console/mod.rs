@@ -3,6 +3,7 @@
 
 mod calls;
 mod converse;
+mod events;
 mod operate;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,7 @@ commands:
                                 as it arrives (`#N > ...`), then its answer
   /cancel [N]                   cancel background call #N (default: the last one started)
   /publish TOPIC [JSON]         publish an event as the host
+  /events                       topics declared and seen, and the last routine runs
   /revoke PLUGIN CAPABILITY     revoke a capability (or every grant of a kind) at run time
   /disable PLUGIN               tear a plugin down and revoke its context
   /enable PLUGIN                create a disabled plugin again
@@ -161,6 +163,7 @@ impl<'h> Console<'h> {
                 }
             }
             "publish" => self.publish(rest.trim()),
+            "events" => self.events(),
             "revoke" => self.revoke(rest.trim()),
             "disable" => match self.host.disable(rest.trim()) {
                 Ok(record) => format!("{}: disabled ({:?})", record.id, record.outcome),

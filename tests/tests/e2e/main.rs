@@ -32,6 +32,7 @@ mod permissions;
 mod pipeline;
 mod public_routes;
 mod routes;
+mod routines;
 mod sandbox;
 mod scaffold;
 mod schemas;
