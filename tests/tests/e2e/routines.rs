@@ -320,6 +320,16 @@ fn the_catalog_lists_declared_and_seen_topics() {
             ("orders.created", vec!["orders", "host"], 2)
         ]
     );
+    // The console shows the same catalog.
+    let (_, shown) = airlock_cli::Console::new(&host).line("/events");
+    assert!(
+        shown.contains("declared orders.created by orders - An order was placed (schema {")
+            && shown.contains(
+                "declared orders.cancelled by orders - An order was cancelled (no schema)"
+            )
+            && shown.contains("seen orders.created from orders, host: 2 time(s)"),
+        "{shown}"
+    );
 }
 
 #[test]
