@@ -34,11 +34,11 @@ impl HostShared {
         payload: &serde_json::Value,
     ) -> Result<(), String> {
         let table = self.table();
-        let mine = table.iter().filter(|p| p.id() == plugin);
+        let mut mine = table.iter().filter(|p| p.id() == plugin);
         let Some(loaded) = mine
             .clone()
             .find(|p| p.generation.load(Ordering::SeqCst) == generation)
-            .or_else(|| mine.last())
+            .or_else(|| mine.next_back())
         else {
             return Ok(());
         };
