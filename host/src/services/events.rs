@@ -143,7 +143,13 @@ impl EventBus {
         value: &serde_json::Value,
     ) -> usize {
         self.seen.record(from, topic);
-        let payload: Arc<[u8]> = Arc::from(serde_json::to_vec(value).unwrap_or_default());
+        // Encoded once, and only if a routine or a subscription takes it.
+        let encoded: std::cell::OnceCell<Arc<[u8]>> = std::cell::OnceCell::new();
+        let payload = || -> Arc<[u8]> {
+            encoded
+                .get_or_init(|| Arc::from(serde_json::to_vec(value).unwrap_or_default()))
+                .clone()
+        };
         self.routines.offer(from, topic, value, &payload);
         let targets: Vec<ContextToken> = self
             .subscriptions
@@ -156,6 +162,7 @@ impl EventBus {
             return 0;
         }
         let topic: Arc<str> = Arc::from(topic);
+        let payload = payload();
         let queue = self.queue.lock();
         let Some(queue) = queue.as_ref() else {
             return 0;

@@ -134,7 +134,7 @@ impl Routines {
         from: &CallerInfo,
         topic: &str,
         payload: &serde_json::Value,
-        bytes: &Arc<[u8]>,
+        bytes: &dyn Fn() -> Arc<[u8]>,
     ) -> usize {
         if self.list.is_empty() {
             return 0;
@@ -152,7 +152,7 @@ impl Routines {
             let job = RoutineJob {
                 from: from.clone(),
                 topic: topic.clone(),
-                payload: bytes.clone(),
+                payload: bytes(),
             };
             if queue.try_send((index, job)).is_ok() {
                 queued += 1;
@@ -198,5 +198,64 @@ fn run(
         if let Some(routine) = list.get(index) {
             runner.run_routine(routine, &job);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+    use super::*;
+    use crate::policy::Routine;
+
+    /// A runner that reports each run it starts and waits until it is let go.
+    struct Held {
+        started: SyncSender<()>,
+        release: Mutex<Receiver<()>>,
+    }
+
+    impl RunRoutine for Held {
+        fn run_routine(&self, _: &Routine, _: &RoutineJob) {
+            let _ = self.started.send(());
+            let _ = self.release.lock().recv();
+        }
+    }
+
+    #[test]
+    fn a_slow_target_fills_the_bounded_queue_and_what_does_not_fit_is_dropped_and_counted() {
+        let (started, runs) = sync_channel(ROUTINE_QUEUE * 2);
+        let (release, released) = sync_channel(ROUTINE_QUEUE * 2);
+        let runner: Arc<dyn RunRoutine> = Arc::new(Held {
+            started,
+            release: Mutex::new(released),
+        });
+        let routine = Routine {
+            name: "r".to_owned(),
+            topic: "t.*".to_owned(),
+            matches: vec![("/n".to_owned(), serde_json::json!(1))],
+            plugin: airlock_abi::manifest::PluginId::new("p").expect("id"),
+            action: "a".to_owned(),
+            retry: None,
+        };
+        let routines = Routines::start(Arc::downgrade(&runner), vec![routine]);
+        let from = CallerInfo::Host { principal: None };
+        let bytes = || Arc::<[u8]>::from(&b"{}"[..]);
+        let one = serde_json::json!({"n": 1});
+        assert_eq!(routines.offer(&from, "other", &one, &bytes), 0, "topic");
+        let two = serde_json::json!({"n": 2});
+        assert_eq!(routines.offer(&from, "t.x", &two, &bytes), 0, "payload");
+        // The first run holds the thread; then the queue fills, and the rest is dropped.
+        assert_eq!(routines.offer(&from, "t.x", &one, &bytes), 1);
+        runs.recv().expect("the first run started");
+        let queued: usize = (0..ROUTINE_QUEUE + 5)
+            .map(|_| routines.offer(&from, "t.x", &one, &bytes))
+            .sum();
+        assert_eq!((queued, routines.dropped()), (ROUTINE_QUEUE, 5));
+        // Stopping drops what is still queued, and counts it.
+        for _ in 0..=ROUTINE_QUEUE {
+            let _ = release.send(());
+        }
+        routines.stop();
+        assert!(routines.dropped() >= 5);
     }
 }
