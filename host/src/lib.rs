@@ -145,7 +145,7 @@ pub mod events {
         MAX_SEEN_TOPICS,
     };
     pub use crate::services::routines::{
-        RoutineOutcome, RoutineRun, ROUTINE_QUEUE, ROUTINE_RUNS_KEPT,
+        RoutineOutcome, RoutineRun, MAX_ROUTINE_DEPTH, ROUTINE_QUEUE, ROUTINE_RUNS_KEPT,
     };
 }
 

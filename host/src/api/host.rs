@@ -236,8 +236,9 @@ impl Host {
         self.shared.events.routines().runs()
     }
 
-    /// Routine runs dropped because their queue was full ([`crate::events::ROUTINE_QUEUE`]) or
-    /// the host stopped first.
+    /// Routine runs dropped because their queue was full ([`crate::events::ROUTINE_QUEUE`]),
+    /// because routines started each other too deep ([`crate::events::MAX_ROUTINE_DEPTH`]), or
+    /// because the host stopped first.
     pub fn routine_runs_dropped(&self) -> u64 {
         self.shared.events.routines().dropped()
     }

@@ -4,6 +4,12 @@
 //! publisher's thread only matches and queues: the queue is bounded by [`ROUTINE_QUEUE`], and a
 //! run that finds it full is dropped and counted, so a slow target never stalls a publisher
 //! or the bus. Runs happen one at a time, in the order their events were published.
+//!
+//! A routine's target may publish in turn, and start routines again: an event published while
+//! a run is in progress on the routine thread starts runs one level deeper, and a run deeper
+//! than [`MAX_ROUTINE_DEPTH`] is not queued (dropped, counted and warned of), so routines that
+//! feed each other cannot run forever. (A target that publishes from a thread of its own
+//! starts again at the first level: the host cannot tell.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +26,9 @@ use crate::policy::Routine;
 
 /// Routine runs waiting for the routine thread before new ones are dropped.
 pub const ROUTINE_QUEUE: usize = 1024;
+/// How deep routines may start each other: a run started by an event its target published
+/// while running is one level deeper than that run.
+pub const MAX_ROUTINE_DEPTH: u32 = 8;
 /// The last routine runs kept in memory ([`crate::Host::routine_runs`]).
 pub const ROUTINE_RUNS_KEPT: usize = 256;
 
@@ -68,6 +77,13 @@ pub(crate) struct RoutineJob {
     pub(crate) topic: Arc<str>,
     /// Its payload, as JSON bytes: the target's input.
     pub(crate) payload: Arc<[u8]>,
+    /// 1 for an event published outside any run; one more for each run it came from.
+    pub(crate) depth: u32,
+}
+
+thread_local! {
+    /// The depth of the run in progress on this thread (0: none).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Runs one routine for one event: what the runtime does for the routine thread.
@@ -145,6 +161,7 @@ impl Routines {
         };
         let mut queued = 0;
         let topic: Arc<str> = Arc::from(topic);
+        let depth = DEPTH.get() + 1;
         for (index, routine) in self.list.iter().enumerate() {
             if !routine.matches(&topic, payload) {
                 continue;
@@ -153,8 +170,15 @@ impl Routines {
                 from: from.clone(),
                 topic: topic.clone(),
                 payload: bytes(),
+                depth,
             };
-            if queue.try_send((index, job)).is_ok() {
+            if depth > MAX_ROUTINE_DEPTH {
+                tracing::warn!(
+                    routine = %routine.name, %topic,
+                    "routine not run: started by routines {MAX_ROUTINE_DEPTH} deep (a loop?)"
+                );
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            } else if queue.try_send((index, job)).is_ok() {
                 queued += 1;
             } else {
                 tracing::warn!(routine = %routine.name, %topic, "routine queue full: run dropped");
@@ -164,7 +188,8 @@ impl Routines {
         queued
     }
 
-    /// Runs dropped because the queue was full, or because the host stopped first.
+    /// Runs dropped because the queue was full, because routines started each other more than
+    /// [`MAX_ROUTINE_DEPTH`] deep, or because the host stopped first.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -196,7 +221,9 @@ fn run(
             continue;
         };
         if let Some(routine) = list.get(index) {
+            DEPTH.set(job.depth);
             runner.run_routine(routine, &job);
+            DEPTH.set(0);
         }
     }
 }

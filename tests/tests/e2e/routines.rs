@@ -361,3 +361,32 @@ fn inspect_lists_the_declared_topics_of_a_library_never_loaded() {
         json!(["id", "total"])
     );
 }
+
+#[test]
+fn routines_that_start_each_other_stop_at_the_depth_limit() {
+    // Each run has `orders` publish the payload's inner event, which runs the routine again.
+    let (_dir, host) = load(
+        r#"
+[[routines]]
+name = "again"
+topic = "orders.loop"
+plugin = "orders"
+action = "publish"
+"#,
+    );
+    let depth = airlock::events::MAX_ROUTINE_DEPTH as usize;
+    let mut event = json!({"topic": "orders.loop", "payload": {"end": true}});
+    for _ in 0..depth + 3 {
+        event = json!({"topic": "orders.loop", "payload": event});
+    }
+    host.publish("orders.loop", &event["payload"]);
+    wait_until("the run past the limit", || {
+        host.routine_runs_dropped() == 1
+    });
+    let runs = host.routine_runs();
+    assert_eq!(runs.len(), depth, "{runs:?}");
+    assert!(runs.iter().all(|r| r.outcome == RoutineOutcome::Ok));
+    // The first was started by the host, the others by orders' publications.
+    assert_eq!(runs[0].publisher, CallerInfo::Host { principal: None });
+    assert!(matches!(&runs[1].publisher, CallerInfo::Plugin { id, .. } if id == "orders"));
+}
