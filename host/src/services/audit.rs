@@ -22,8 +22,9 @@ use crate::error::Error;
 
 /// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
-/// (a watched directory following installs and removals); 6 `route_refused`.
-pub const AUDIT_SCHEMA: u32 = 6;
+/// (a watched directory following installs and removals); 6 `route_refused`; 7
+/// `shutdown_requested`.
+pub const AUDIT_SCHEMA: u32 = 7;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -69,6 +70,9 @@ pub enum AuditOutcome {
     /// A request to a plugin's public route refused before the plugin ran: the operator did not
     /// grant the route's secret, or the signature was missing, wrong, stale or replayed.
     RouteRefused,
+    /// A plugin asked the host program to shut down (capability `host.control`); `detail` is
+    /// its reason. The program decides what to do.
+    ShutdownRequested,
 }
 
 impl AuditOutcome {
