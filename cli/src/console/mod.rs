@@ -3,7 +3,10 @@
 
 mod calls;
 mod converse;
+mod input;
 mod operate;
+
+pub(crate) use input::EndableInput;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
