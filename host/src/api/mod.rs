@@ -37,7 +37,6 @@ pub use routes::{
 
 use std::sync::Arc;
 
-
 use crate::runtime::HostShared;
 
 /// A host: loads plugins, serves calls into them, operates them, and tears them down.

@@ -113,15 +113,14 @@ impl Peers for HostPeers {
 
     fn dispatch(&self, _: Asker<'_>, kind: &str, input: &[u8]) -> Result<Dispatched, CallError> {
         let shared = self.shared.upgrade().ok_or_else(|| gone(kind))?;
-        let (holder, action, retry) =
-            super::dispatch::holder(&shared, kind).ok_or_else(|| {
-                fail(
-                    "",
-                    kind,
-                    CallErrorCode::NotFound,
-                    format!("no loaded plugin claims {kind:?}"),
-                )
-            })?;
+        let (holder, action, retry) = super::dispatch::holder(&shared, kind).ok_or_else(|| {
+            fail(
+                "",
+                kind,
+                CallErrorCode::NotFound,
+                format!("no loaded plugin claims {kind:?}"),
+            )
+        })?;
         let seed = std::collections::hash_map::RandomState::new();
         let mut attempts = 0;
         let reply = loop {

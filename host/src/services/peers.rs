@@ -36,7 +36,8 @@ pub(crate) trait Peers: Send + Sync {
     /// The id of the plugin that holds `kind`, if one does.
     fn holder(&self, kind: &str) -> Option<String>;
     /// The holder of `kind` called with `input` (JSON bytes), with its policy's retries.
-    fn dispatch(&self, asker: Asker<'_>, kind: &str, input: &[u8]) -> Result<Dispatched, CallError>;
+    fn dispatch(&self, asker: Asker<'_>, kind: &str, input: &[u8])
+        -> Result<Dispatched, CallError>;
     /// The hook point `hook` run with `input` in the mode the program defined it with, the
     /// asker's own handler skipped.
     fn run_hook(

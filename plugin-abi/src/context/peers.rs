@@ -40,7 +40,11 @@ impl Peers<'_> {
     /// on a host older than the request.
     pub fn list(&self) -> Result<Vec<wire::PeerInfo>, ContextError> {
         let request = Request::PluginsList;
-        super::decode(&self.ctx.request(request.service(), request.operation(), &[])?)
+        super::decode(
+            &self
+                .ctx
+                .request(request.service(), request.operation(), &[])?,
+        )
     }
 
     /// Sends `input` to the plugin that claims `kind`, as the host program's `dispatch` does:

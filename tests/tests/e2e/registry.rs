@@ -80,13 +80,23 @@ fn a_plugin_lists_every_peer_with_its_actions_claims_hooks_and_state() {
     let list = me.actions.iter().find(|a| a.name == "list").expect("list");
     assert_eq!(list.title.as_deref(), Some("List the peers"));
     assert!(list.read_only && !list.destructive);
-    let dispatch = me.actions.iter().find(|a| a.name == "dispatch").expect("dispatch");
+    let dispatch = me
+        .actions
+        .iter()
+        .find(|a| a.name == "dispatch")
+        .expect("dispatch");
     assert_eq!(
         dispatch.input_schema,
         Some(json!({"type": "object", "required": ["kind"]}))
     );
-    assert!(me.actions.iter().any(|a| a.name == "shutdown" && a.destructive));
-    assert!(me.hooks.iter().any(|h| h.name == "t.chain" && h.description == "appends O"));
+    assert!(me
+        .actions
+        .iter()
+        .any(|a| a.name == "shutdown" && a.destructive));
+    assert!(me
+        .hooks
+        .iter()
+        .any(|h| h.name == "t.chain" && h.description == "appends O"));
 
     let peer = find("orchestrator-peer");
     assert_eq!(peer.version, "0.2.0");
@@ -141,12 +151,19 @@ fn each_request_without_its_grant_is_a_capability_violation_audited_once() {
                 "{plugin}.{action}: {message}"
             );
             let after = denials(&host, capability);
-            assert_eq!(after.len(), before + 1, "{plugin}.{action}: one audit record");
+            assert_eq!(
+                after.len(),
+                before + 1,
+                "{plugin}.{action}: one audit record"
+            );
             let record = after.last().expect("record");
             assert_eq!(record.plugin, plugin);
         }
     }
-    assert!(rx.try_recv().is_err(), "no shutdown request reached the program");
+    assert!(
+        rx.try_recv().is_err(),
+        "no shutdown request reached the program"
+    );
     assert_eq!(host.shutdown_requested(), None);
 }
 
@@ -250,9 +267,8 @@ fn a_dispatch_from_a_plugin_retries_as_the_holders_policy_says() {
 
 #[test]
 fn a_dispatch_cycle_between_two_plugins_is_refused_too_deep() {
-    let policy = format!(
-        "{ORCHESTRATOR_GRANTS}[plugins.orchestrator-peer]\ngrants = [\"dispatch:*\"]\n"
-    );
+    let policy =
+        format!("{ORCHESTRATOR_GRANTS}[plugins.orchestrator-peer]\ngrants = [\"dispatch:*\"]\n");
     let (_dir, host) = load(&["orchestrator", "orchestrator-peer"], &policy);
     // orchestrator -> orchestra.b (peer) -> orchestra.a (orchestrator) -> ... until the bound.
     let message = error(call(
@@ -310,7 +326,10 @@ fn a_plugin_runs_a_hook_in_its_mode_and_its_own_handler_is_skipped() {
     let (_dir, host) = hook_host("", false);
     // The orchestrator implements t.chain (appending O) but does not run itself.
     let out = ok(run_hook(&host, "t.chain", json!("x")));
-    assert_eq!(out, json!({"mode": "chain", "value": "xab", "failures": []}));
+    assert_eq!(
+        out,
+        json!({"mode": "chain", "value": "xab", "failures": []})
+    );
     // The host program's own run includes it.
     let mine = host.hooks().chain("t.chain", "x".to_owned()).expect("ran");
     assert_eq!(mine.value, "xabO");
@@ -337,9 +356,15 @@ fn every_hook_mode_answers_its_typed_outcome() {
         true,
     );
     let out = ok(run_hook(&host, "t.guard", json!("x")));
-    assert_eq!(out["blocked"], json!({"plugin": "hook-b", "reason": "b blocks"}));
+    assert_eq!(
+        out["blocked"],
+        json!({"plugin": "hook-b", "reason": "b blocks"})
+    );
     let out = ok(run_hook(&host, "t.filter", json!(["x", "y", "z"])));
-    assert_eq!(out, json!({"mode": "filter", "items": ["x", "z"], "failures": []}));
+    assert_eq!(
+        out,
+        json!({"mode": "filter", "items": ["x", "z"], "failures": []})
+    );
     let out = ok(run_hook(&host, "t.intercept", json!("x")));
     assert_eq!(
         out["swallowed"],
@@ -398,7 +423,11 @@ fn a_granted_shutdown_request_reaches_the_program_and_the_plugin_keeps_running()
         .find(|r| r.outcome == AuditOutcome::ShutdownRequested)
         .expect("audited");
     assert_eq!(
-        (record.plugin.as_str(), record.capability.as_str(), record.detail.as_str()),
+        (
+            record.plugin.as_str(),
+            record.capability.as_str(),
+            record.detail.as_str()
+        ),
         ("orchestrator", "host.control", "maintenance window")
     );
 
