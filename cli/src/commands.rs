@@ -10,6 +10,7 @@ use airlock::plugins::TeardownOutcome;
 use airlock::{Host, HostBuilder, LoadReport, Policy};
 
 use crate::args::{Command, Format, Plugins};
+use crate::console::EndableInput;
 use crate::{distribute, inspect, listen, mcp, Console, Result};
 
 /// Runs one command: its exit code, or the error that stopped it.
@@ -217,8 +218,12 @@ fn run_console(
         Some(_) => listen::read_token()?,
         None => None,
     };
+    // A plugin's request that the host shut down (`host.control`) ends the console's input,
+    // so the console quits as on `/quit`.
+    let (input, end_input) = EndableInput::spawn(io::BufReader::new(io::stdin()))?;
     // A call the policy says to ask about waits for the operator: `/approvals`, `/approve ID`.
     let host = builder
+        .on_shutdown_request(move |_| end_input.end())
         .approver(|_| airlock::approvals::Approval::Later)
         .http_auth(listen::token_auth(token.clone()))
         .build()?;
@@ -254,7 +259,7 @@ fn run_console(
             let host = host.clone();
             scope.spawn(move || listener.serve(host))
         });
-        let ran = Console::new(&host).run(io::stdin().lock(), io::stdout());
+        let ran = Console::new(&host).run(input, io::stdout());
         if let Some(listener) = &listener {
             listener.stop();
         }
@@ -266,6 +271,9 @@ fn run_console(
         ran?;
         Ok(())
     })?;
+    if let Some(request) = host.shutdown_requested() {
+        eprintln!("shutting down: {request}");
+    }
     shut_down(&host);
     Ok(ExitCode::SUCCESS)
 }

@@ -101,6 +101,12 @@ pub mod hooks {
     };
 }
 
+/// Requests plugins make of the host program itself: a request that it shut down
+/// ([`crate::HostBuilder::on_shutdown_request`], [`crate::Host::shutdown_requested`]).
+pub mod control {
+    pub use crate::api::ShutdownRequest;
+}
+
 /// Inbound HTTP for plugins' routes ([`crate::Host::handle_http`]).
 pub mod http {
     pub use crate::api::{

@@ -49,8 +49,8 @@ mod version;
 pub mod wire;
 
 pub use context::{
-    Context, Events, Http, HttpRequest, HttpResponse, HttpStream, Kv, KvBatch, Level, Plugins,
-    Secrets, Timers,
+    Context, Dispatched, Events, Http, HttpRequest, HttpResponse, HttpStream, Kv, KvBatch, Level,
+    Peers, Plugins, Secrets, Timers,
 };
 pub use error::{ActionError, ContextError, InitError};
 pub use export::Builtin;

@@ -9,7 +9,7 @@ use airlock_fixture_probe::probe::Probe;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
-const CAPABILITIES: [&str; 7] = [
+const CAPABILITIES: [&str; 11] = [
     "kv",
     "events.publish",
     "events.subscribe",
@@ -17,10 +17,14 @@ const CAPABILITIES: [&str; 7] = [
     "secrets",
     "plugins.call",
     "service",
+    "plugins.list",
+    "dispatch",
+    "hooks.run",
+    "host.control",
 ];
 
 /// Every grant the probe declares.
-const ALL_GRANTS: [&str; 7] = [
+const ALL_GRANTS: [&str; 11] = [
     "kv",
     "events.publish:probe.*",
     "events.subscribe:probe.*",
@@ -28,6 +32,10 @@ const ALL_GRANTS: [&str; 7] = [
     "secrets:probe_secret",
     "plugins.call:*",
     "service:probe.*",
+    "plugins.list",
+    "dispatch:probe.*",
+    "hooks.run:probe.*",
+    "host.control",
 ];
 
 /// What a call came to, whoever ran it: the answer, the domain error, or the failure code.

@@ -4,7 +4,10 @@
 mod calls;
 mod converse;
 mod events;
+mod input;
 mod operate;
+
+pub(crate) use input::EndableInput;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};

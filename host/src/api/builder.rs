@@ -43,6 +43,8 @@ pub struct HostBuilder {
     pub(super) worker: Option<PathBuf>,
     /// The embedding program's authentication of inbound HTTP, and the body limit.
     inbound: super::routes::Inbound,
+    /// The program's handler of plugins' shutdown requests.
+    pub(super) on_shutdown: super::control::OnShutdown,
 }
 
 impl Default for HostBuilder {
@@ -64,6 +66,7 @@ impl HostBuilder {
             approvals: Approvals::default(),
             worker: None,
             inbound: super::routes::Inbound::default(),
+            on_shutdown: super::control::OnShutdown::default(),
         }
     }
 
@@ -338,11 +341,15 @@ impl HostBuilder {
             registry,
             approvals: self.approvals,
             serving: parking_lot::RwLock::default(),
+            peers: std::sync::OnceLock::new(),
         });
-        Ok(Host {
+        let host = Host {
             shared,
-            hooks: Mutex::new(std::collections::BTreeMap::new()),
+            hooks: Arc::default(),
+            shutdowns: Arc::new(super::control::Shutdowns::new(self.on_shutdown)),
             inbound: self.inbound,
-        })
+        };
+        super::peers::HostPeers::install(&host);
+        Ok(host)
     }
 }

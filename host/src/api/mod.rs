@@ -9,6 +9,7 @@ mod builder;
 mod call;
 #[cfg(feature = "tokio")]
 mod call_pool;
+mod control;
 mod dispatch;
 mod handle;
 mod hooks;
@@ -16,10 +17,12 @@ mod host;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod operate;
+mod peers;
 mod routes;
 
 pub use builder::HostBuilder;
 pub use call::{Action, Call, Claim, Dispatched};
+pub use control::ShutdownRequest;
 pub use handle::{ActionHandle, Answered};
 pub use hooks::{
     ChainOutcome, CollectOutcome, FilterOutcome, GuardOutcome, GuardVerdict, HookDispatch,
@@ -32,10 +35,7 @@ pub use routes::{
     REPLAY_WINDOW, TIMESTAMP_WINDOW,
 };
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use crate::runtime::HostShared;
 
@@ -45,8 +45,11 @@ use crate::runtime::HostShared;
 /// (as [`Host::shutdown`]) if that has not been done.
 pub struct Host {
     pub(crate) shared: Arc<HostShared>,
-    /// The hooks the program defined, with their modes.
-    hooks: Mutex<BTreeMap<String, HookMode>>,
+    /// The hooks the program defined, with their modes (shared with what plugins run hooks
+    /// through).
+    hooks: Arc<hooks::Defined>,
+    /// Plugins' requests that the program shut down.
+    shutdowns: Arc<control::Shutdowns>,
     /// Inbound HTTP: the program's authentication, and the body limit.
     inbound: routes::Inbound,
 }

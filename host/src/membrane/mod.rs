@@ -25,6 +25,7 @@ mod kv;
 mod log;
 mod own;
 mod plugins;
+mod registry;
 mod row;
 mod secrets;
 mod timers;
@@ -52,6 +53,7 @@ pub(crate) fn register_built_ins(registry: &mut Registry) {
         log::rows(),
         own::rows(),
         emit::rows(),
+        registry::rows(),
     ];
     for row in rows.into_iter().flatten() {
         registry.built_in(row);

@@ -74,6 +74,10 @@ fn every_built_in_row_declares_the_capability_its_request_needs() {
             Request::TimersEvery | Request::TimersCancel | Request::TimersCron => Some(K::Timers),
             Request::SecretsGet => Some(K::Secrets),
             Request::PluginsCall => Some(K::PluginsCall),
+            Request::PluginsList => Some(K::PluginsList),
+            Request::PluginsDispatch => Some(K::Dispatch),
+            Request::HooksRun => Some(K::HooksRun),
+            Request::HostShutdown => Some(K::HostControl),
             Request::HttpRequest | Request::HttpStreamOpen | Request::HttpStreamNext => {
                 Some(K::HttpOutbound)
             }

@@ -445,13 +445,14 @@ mod tests {
     }
 
     #[test]
-    fn reserved_capabilities_cannot_be_granted() {
-        let err = Policy::parse(
+    fn host_control_is_granted_by_name_like_any_capability() {
+        let policy = Policy::parse(
             "[plugins.a]\ngrants = [\"host.control\"]\n",
             PolicyFormat::Toml,
         )
-        .expect_err("refused");
-        assert!(err.contains("reserved"), "{err}");
+        .expect("host.control may be granted");
+        let a = policy.for_plugin(&PluginId::new("a").expect("id"));
+        assert_eq!(a.grants[0].to_string(), "host.control");
     }
 
     #[test]

@@ -353,17 +353,9 @@ fn pin(id: &str, key: &str, value: Option<String>) -> Result<Option<String>, Str
     }
 }
 
-/// A plugin's `grants`, each a capability a library may be granted.
+/// A plugin's `grants`, each a capability.
 fn grants(id: &str, raw: &[String]) -> Result<Vec<Capability>, String> {
     raw.iter()
-        .map(|g| {
-            let cap = Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}"))?;
-            if cap.kind().is_reserved() {
-                return Err(format!(
-                    "[plugins.{id}] grants: {cap} is reserved to the host's own code and cannot be granted to a plugin library"
-                ));
-            }
-            Ok(cap)
-        })
+        .map(|g| Capability::parse(g).map_err(|e| format!("[plugins.{id}] grants: {e}")))
         .collect()
 }

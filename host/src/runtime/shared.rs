@@ -55,6 +55,8 @@ pub(crate) struct HostShared {
     /// The addresses the embedding program serves on (`Host::serving_on`): a plugin's outbound
     /// HTTP never reaches them.
     pub(crate) serving: parking_lot::RwLock<Vec<std::net::SocketAddr>>,
+    /// The host as a whole, as plugins reach it: set by the embedding API once it is built.
+    pub(crate) peers: std::sync::OnceLock<Box<dyn crate::services::peers::Peers>>,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -320,6 +322,10 @@ impl crate::services::HostServices for HostShared {
             }
         }
         self.call_bytes(plugin, action, input)
+    }
+
+    fn peers(&self) -> Option<&dyn crate::services::peers::Peers> {
+        self.peers.get().map(|p| &**p)
     }
 }
 

@@ -23,7 +23,8 @@ use crate::error::Error;
 /// The version of the audit record layout: 2 added `caller` to denials; 3 the permission and
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
 /// (a watched directory following installs and removals); 6 `route_refused`; 7 `routine` (one
-/// per routine run, the publisher as `caller`) and `event_refused`.
+/// per routine run, the publisher as `caller`), `event_refused`
+/// and `shutdown_requested`.
 pub const AUDIT_SCHEMA: u32 = 7;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
@@ -77,6 +78,9 @@ pub enum AuditOutcome {
     /// A plugin's publication refused because its payload does not fit the schema its manifest
     /// declares for the topic (`capability` is `events.publish:<topic>`); nothing was delivered.
     EventRefused,
+    /// A plugin asked the host program to shut down (capability `host.control`); `detail` is
+    /// its reason. The program decides what to do.
+    ShutdownRequested,
 }
 
 impl AuditOutcome {

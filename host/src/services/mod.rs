@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod kv;
+pub(crate) mod peers;
 pub(crate) mod printable;
 pub(crate) mod registry;
 pub(crate) mod routines;
@@ -85,4 +86,7 @@ pub(crate) trait HostServices: Send + Sync {
         action: &str,
         input: &[u8],
     ) -> Result<airlock_abi::wire::Envelope<Vec<u8>>, CallError>;
+    /// The host as a whole (the plugins listed, dispatched to, run through hooks; the
+    /// program asked to shut down), once the host is built.
+    fn peers(&self) -> Option<&dyn peers::Peers>;
 }

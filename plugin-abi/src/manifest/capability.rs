@@ -22,8 +22,9 @@ pub enum CapabilityKind {
     Secrets,
     /// Calling actions of the plugin named by the scope.
     PluginsCall,
-    /// Operating the host itself (revoking, disabling, reading the audit log). Reserved to the
-    /// host program's own code: never granted to a library.
+    /// Asking the host program to shut down (`ctx.request_shutdown(..)`): a request the
+    /// program decides on. Like every capability, effective only when the operator's policy
+    /// grants it by name.
     HostControl,
     /// Calling operations of a service the embedding program offers; the scope is
     /// `<service>.<operation>` (a glob: `editor.*`).
@@ -31,11 +32,17 @@ pub enum CapabilityKind {
     /// Outbound HTTP to the hosts matching the scope (a glob: `api.example.com`,
     /// `*.example.com`); the operator's policy also decides schemes, addresses and limits.
     HttpOutbound,
+    /// Listing the plugins the host runs, with their actions, claims and hooks.
+    PluginsList,
+    /// Dispatching to the plugin that holds the claimed kind named by the scope (a glob).
+    Dispatch,
+    /// Running the hook point named by the scope (a glob).
+    HooksRun,
 }
 
 impl CapabilityKind {
     /// Every kind, in a stable order (tests iterate over it).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::Kv,
         Self::EventsPublish,
         Self::EventsSubscribe,
@@ -45,6 +52,9 @@ impl CapabilityKind {
         Self::HostControl,
         Self::Service,
         Self::HttpOutbound,
+        Self::PluginsList,
+        Self::Dispatch,
+        Self::HooksRun,
     ];
 
     /// The name used in manifests and policies.
@@ -59,13 +69,10 @@ impl CapabilityKind {
             Self::HostControl => "host.control",
             Self::Service => "service",
             Self::HttpOutbound => "http.outbound",
+            Self::PluginsList => "plugins.list",
+            Self::Dispatch => "dispatch",
+            Self::HooksRun => "hooks.run",
         }
-    }
-
-    /// Whether the capability is reserved to the host's own code: a library may not declare
-    /// it and a policy may not grant it.
-    pub const fn is_reserved(self) -> bool {
-        matches!(self, Self::HostControl)
     }
 
     /// Whether the capability must carry a `:scope`.
@@ -78,6 +85,8 @@ impl CapabilityKind {
                 | Self::PluginsCall
                 | Self::Service
                 | Self::HttpOutbound
+                | Self::Dispatch
+                | Self::HooksRun
         )
     }
 

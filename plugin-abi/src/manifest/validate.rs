@@ -44,11 +44,6 @@ impl TryFrom<RawManifest> for Manifest {
                 } => (name, required, reason),
             };
             let capability = Capability::parse(&name).map_err(err)?;
-            if capability.kind().is_reserved() {
-                return Err(err(format!(
-                    "capability {capability} is reserved to the host's own code; a plugin cannot declare it"
-                )));
-            }
             if capabilities.iter().any(|c| c.capability == capability) {
                 return Err(err(format!("capability {capability} is declared twice")));
             }

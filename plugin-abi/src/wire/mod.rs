@@ -4,12 +4,17 @@
 
 mod call;
 mod payloads;
+mod registry;
 
 pub use self::call::{CallErrorCode, CallerInfo, Principal};
 pub use self::payloads::{
     Call, CompareAndSet, ConfigReport, CronJob, Envelope, Every, Expected, HttpAnswer, HttpHead,
     HttpStreamHead, HttpStreamId, Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish,
     RunInfo, Swapped, Write, Writes, MAX_HTTP_CHUNK, MAX_LOG_FIELDS,
+};
+pub use self::registry::{
+    Dispatch, Dispatched, HookBlocked, HookRun, HookRunFailure, HookRunOutcome, HookSwallowed,
+    PeerAction, PeerClaim, PeerHook, PeerInfo, Shutdown,
 };
 
 use serde::de::DeserializeOwned;
@@ -94,6 +99,18 @@ pub enum Request {
     /// result of the call being served, for a caller taking it as a stream (`true`; `false`
     /// when the call is not streamed and the chunk was discarded); no capability.
     StreamEmit,
+    /// `plugins list` (no body): the plugins the host runs, each a [`PeerInfo`]; capability
+    /// `plugins.list`.
+    PluginsList,
+    /// `plugins dispatch` ([`Dispatch`]): the holder of a claimed kind called, with its
+    /// policy's retries; answers [`Dispatched`]. Capability `dispatch:<kind>`.
+    PluginsDispatch,
+    /// `hooks run` ([`HookRun`]): a hook point run with the mode the host program defined it
+    /// with; answers a [`HookRunOutcome`]. Capability `hooks.run:<name>`.
+    HooksRun,
+    /// `host shutdown` ([`Shutdown`]): a request that the host program shut down, handed to
+    /// the program (`null`). Capability `host.control`.
+    HostShutdown,
 }
 
 /// The first byte of a [`Request::StreamEmit`] body whose chunk is JSON.
@@ -103,7 +120,7 @@ pub const CHUNK_BYTES: u8 = 1;
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 29] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -129,6 +146,10 @@ impl Request {
         Self::ContextCaller,
         Self::ContextCancelled,
         Self::StreamEmit,
+        Self::PluginsList,
+        Self::PluginsDispatch,
+        Self::HooksRun,
+        Self::HostShutdown,
     ];
 
     /// The service name on the wire.
@@ -145,7 +166,9 @@ impl Request {
             Self::EventsPublish | Self::EventsSubscribe | Self::EventsUnsubscribe => "events",
             Self::TimersEvery | Self::TimersCancel | Self::TimersCron => "timers",
             Self::SecretsGet => "secrets",
-            Self::PluginsCall => "plugins",
+            Self::PluginsCall | Self::PluginsList | Self::PluginsDispatch => "plugins",
+            Self::HooksRun => "hooks",
+            Self::HostShutdown => "host",
             Self::HttpRequest
             | Self::HttpStreamOpen
             | Self::HttpStreamNext
@@ -184,6 +207,10 @@ impl Request {
             Self::ContextCaller => "caller",
             Self::ContextCancelled => "cancelled",
             Self::StreamEmit => "emit",
+            Self::PluginsList => "list",
+            Self::PluginsDispatch => "dispatch",
+            Self::HooksRun => "run",
+            Self::HostShutdown => "shutdown",
         }
     }
 

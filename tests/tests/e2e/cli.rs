@@ -380,3 +380,50 @@ fn inspect_shows_routes_and_jobs() {
         "{ticker}"
     );
 }
+
+#[test]
+fn run_exits_cleanly_when_a_plugin_asks_the_host_to_shut_down() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir = TempPluginDir::with(&["orchestrator"]);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[plugins.orchestrator]\ngrants = [\"host.control\"]\n",
+    )
+    .expect("policy");
+    let mut cmd = airlock(&["run", "--policy"], &policy);
+    cmd.arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the CLI runs");
+    // Standard input stays open: only the plugin's request can end the console.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"/call orchestrator shutdown {\"reason\": \"the batch is done\"}\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("airlock run did not exit after the shutdown request");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    drop(stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "shutting down: plugin orchestrator (generation 1) asked the host to shut down: \
+             the batch is done"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("orchestrator: "), "torn down: {stderr}");
+}

@@ -196,8 +196,8 @@ fn corpus() -> Vec<Case> {
             BadManifest,
         ),
         with_json(
-            "capability-reserved",
-            r#"{"id": "cap", "version": "0.1.0", "capabilities": ["host.control"]}"#,
+            "capability-scope-on-unscoped",
+            r#"{"id": "cap", "version": "0.1.0", "capabilities": ["host.control:now"]}"#,
             BadManifest,
         ),
         with_json(

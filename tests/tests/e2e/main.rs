@@ -31,6 +31,7 @@ mod outbound;
 mod permissions;
 mod pipeline;
 mod public_routes;
+mod registry;
 mod routes;
 mod routines;
 mod sandbox;

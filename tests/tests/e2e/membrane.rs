@@ -12,8 +12,8 @@ use airlock_abi::manifest::CapabilityKind;
 use airlock_tests::TempPluginDir;
 use serde_json::{json, Value};
 
-/// What the probe declares and the policy grants for each service; `None` for capabilities
-/// reserved to the host, which no library can hold.
+/// What the probe declares and the policy grants for each service; `None` for a capability
+/// reserved to the host, which no library could hold (none is today).
 fn grant_for(kind: CapabilityKind) -> Option<&'static str> {
     match kind {
         CapabilityKind::Kv => Some("kv"),
@@ -22,9 +22,12 @@ fn grant_for(kind: CapabilityKind) -> Option<&'static str> {
         CapabilityKind::Timers => Some("timers"),
         CapabilityKind::Secrets => Some("secrets:probe_secret"),
         CapabilityKind::PluginsCall => Some("plugins.call:*"),
-        CapabilityKind::HostControl => None,
+        CapabilityKind::HostControl => Some("host.control"),
         CapabilityKind::Service => Some("service:probe.*"),
         CapabilityKind::HttpOutbound => Some("http.outbound:probe.invalid"),
+        CapabilityKind::PluginsList => Some("plugins.list"),
+        CapabilityKind::Dispatch => Some("dispatch:probe.*"),
+        CapabilityKind::HooksRun => Some("hooks.run:probe.*"),
         _ => panic!("no membrane row for {kind:?}: add one"),
     }
 }

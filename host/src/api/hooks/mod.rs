@@ -12,10 +12,12 @@
 //! | `filter` | skipped and reported; its opinion is not intersected |
 //! | `collect` | skipped and reported; nothing is collected from it |
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use airlock_abi::abi::InvocationKind;
 use airlock_abi::HookReply;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -32,13 +34,19 @@ use airlock_abi::wire::{CallerInfo, Principal};
 use super::Host;
 use crate::error::CallErrorCode;
 use crate::policy::permission::Target;
-use crate::runtime::{Invoked, LoadedPlugin};
+use crate::runtime::{HostShared, Invoked, LoadedPlugin};
+
+/// The hooks the program defined, with their modes.
+pub(super) type Defined = Mutex<BTreeMap<String, HookMode>>;
 
 /// Dispatches hooks over a host's plugins; from [`crate::Host::hooks`].
 pub struct HookDispatch<'h> {
-    host: &'h Host,
+    shared: &'h HostShared,
+    defined: &'h Defined,
     /// Whom the host dispatches for ([`HookDispatch::as_principal`]).
     principal: Option<&'h Principal>,
+    /// A plugin that does not take part: the one that asked for the run (`hooks run`).
+    skip: Option<&'h str>,
 }
 
 impl std::fmt::Debug for HookDispatch<'_> {
@@ -59,10 +67,28 @@ fn failure(plugin: &LoadedPlugin, code: CallErrorCode, reason: impl Into<String>
 
 impl<'h> HookDispatch<'h> {
     pub(super) fn new(host: &'h Host) -> Self {
+        Self::over(&host.shared, &host.hooks)
+    }
+
+    /// A dispatch over `shared`'s plugins of the hooks in `defined`.
+    pub(super) fn over(shared: &'h HostShared, defined: &'h Defined) -> Self {
         Self {
-            host,
+            shared,
+            defined,
             principal: None,
+            skip: None,
         }
+    }
+
+    /// Leaves `plugin` out: a plugin running a hook it implements does not call itself.
+    pub(super) fn skipping(mut self, plugin: &'h str) -> Self {
+        self.skip = Some(plugin);
+        self
+    }
+
+    /// The mode `hook` was defined with, if it was.
+    pub(super) fn mode(&self, hook: &str) -> Option<HookMode> {
+        self.defined.lock().get(hook).copied()
     }
 
     /// Dispatches on behalf of `principal`: what the plugins' hook handlers see in
@@ -73,15 +99,20 @@ impl<'h> HookDispatch<'h> {
     }
 
     fn prepare(&self, hook: &str, used: HookMode) -> Result<Participants, HookError> {
-        let defined = self.host.hooks.lock().get(hook).copied();
-        match defined {
+        match self.mode(hook) {
             None => Err(HookError::Undefined(hook.to_owned())),
             Some(defined) if defined != used => Err(HookError::WrongMode {
                 hook: hook.to_owned(),
                 defined,
                 used,
             }),
-            Some(_) => Ok(self.host.shared.hook_participants(hook)),
+            Some(_) => {
+                let mut participants = self.shared.hook_participants(hook);
+                if let Some(skip) = self.skip {
+                    participants.retain(|(p, _)| p.id().as_str() != skip);
+                }
+                Ok(participants)
+            }
         }
     }
 
@@ -102,13 +133,11 @@ impl<'h> HookDispatch<'h> {
             })
         });
         if !plugin.policy.permissions.is_empty() {
-            self.host
-                .shared
+            self.shared
                 .permit(plugin, Target::Hook(hook), &payload)
                 .map_err(|refused| failure(plugin, refused.code, refused.message))?;
         }
         match self
-            .host
             .shared
             .invoke(plugin, InvocationKind::HOOK, index, hook, &payload)
         {
