@@ -16,6 +16,7 @@ mod host;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod operate;
+mod resources;
 mod routes;
 
 pub use builder::HostBuilder;

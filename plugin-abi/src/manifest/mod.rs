@@ -4,6 +4,7 @@
 mod capability;
 mod declarations;
 mod id;
+mod resources;
 mod routes;
 mod validate;
 
@@ -12,6 +13,10 @@ pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
 pub use self::id::{PluginId, MAX_ID_LEN};
+pub use self::resources::{
+    check_resource_path, ResourceDecl, DEFAULT_MEDIA_TYPE, MAX_MEDIA_TYPE, MAX_RESOURCES,
+    MAX_RESOURCE_BYTES, MAX_RESOURCE_PATH,
+};
 pub use self::routes::{
     is_header_name, PublicRoute, RouteAuth, RoutePattern, Segment, SignatureScheme, MAX_ROUTE_PATH,
 };
@@ -56,6 +61,9 @@ pub struct RawManifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// See [`Manifest::resources`].
+    #[serde(default)]
+    pub resources: Vec<ResourceDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -103,6 +111,10 @@ pub struct Manifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// Files of the plugin crate embedded in its library, which the host program can read
+    /// (none when the key is absent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceDecl>,
 }
 
 /// Why a manifest is invalid.
