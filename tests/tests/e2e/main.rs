@@ -31,6 +31,7 @@ mod outbound;
 mod permissions;
 mod pipeline;
 mod public_routes;
+mod resources;
 mod routes;
 mod sandbox;
 mod scaffold;

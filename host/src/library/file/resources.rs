@@ -104,12 +104,6 @@ pub(crate) fn check_block(
                 entry.path
             ));
         }
-        if !manifest.resources.iter().any(|d| d.path == entry.path) {
-            return Err(format!(
-                "the library embeds resource {:?}, which plugin.json does not declare: {REBUILD}",
-                entry.path
-            ));
-        }
     }
     let mut resources = Vec::with_capacity(manifest.resources.len());
     for decl in &manifest.resources {
@@ -132,6 +126,16 @@ pub(crate) fn check_block(
             blake3: crate::library::file::hex(&entry.blake3),
             bytes: Arc::from(&bytes[entry.range.clone()]),
         });
+    }
+    if let Some(extra) = parsed
+        .entries
+        .iter()
+        .find(|e| !manifest.resources.iter().any(|d| d.path == e.path))
+    {
+        return Err(format!(
+            "the library embeds resource {:?}, which plugin.json does not declare: {REBUILD}",
+            extra.path
+        ));
     }
     Ok(resources)
 }
