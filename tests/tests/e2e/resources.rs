@@ -291,3 +291,56 @@ fn a_plugin_without_resources_reads_as_before() {
         read_library_bytes(Path::new("skills.so"), fixture_bytes("skills")).expect("valid");
     assert!(skills.block.resources_blake3.is_some(), "a version 2 block");
 }
+
+#[test]
+fn a_malformed_resource_section_is_bad_manifest_not_a_crash() {
+    use airlock_abi::abi::ResourceBlock;
+    let json = r#"{"id":"r","version":"0.1.0","resources":[{"path":"a.md"}]}"#;
+    let good = ResourceBlock::encode(&[(
+        "a.md",
+        "application/octet-stream",
+        *blake3::hash(b"a").as_bytes(),
+        b"a",
+    )])
+    .expect("encodes");
+    let with = |section: Vec<u8>| {
+        let mut manifest = block(json);
+        manifest.resources_blake3 = Some(blake3::hash(&section).to_hex().to_string());
+        synthetic::library(&[(".airlock", manifest.encode()), (".airres", section)])
+    };
+    let ok = read_library_bytes(Path::new("r.so"), with(good.clone())).expect("valid");
+    assert_eq!(*ok.resources()[0].bytes, *b"a");
+    let mut cases = vec![
+        b"not a resource block".to_vec(),
+        good[..good.len() - 1].to_vec(),
+    ];
+    let mut lying = good.clone();
+    lying[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(lying);
+    let mut many = good.clone();
+    many[10..12].copy_from_slice(&u16::MAX.to_le_bytes());
+    cases.push(many);
+    for section in cases {
+        let refusal = refusal_of(with(section));
+        assert_eq!(refusal.reason, RefusalReason::BadManifest);
+        assert!(
+            refusal.detail.starts_with("resource block:"),
+            "{}",
+            refusal.detail
+        );
+    }
+    // Two resource sections.
+    let mut manifest = block(json);
+    manifest.resources_blake3 = Some(blake3::hash(&good).to_hex().to_string());
+    let two = synthetic::library(&[
+        (".airlock", manifest.encode()),
+        (".airres", good.clone()),
+        (".airres", good),
+    ]);
+    let refusal = refusal_of(two);
+    assert!(
+        refusal.detail.contains("more than one"),
+        "{}",
+        refusal.detail
+    );
+}
