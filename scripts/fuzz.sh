@@ -12,10 +12,10 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
 # Seeds: real plugin libraries (a few, to keep the corpus small), and real manifests/policies.
-cargo build --quiet -p airlock-example-hello -p airlock-example-counter -p airlock-example-ticker \
+cargo build --quiet -p airlock-example-hello -p airlock-example-counter -p airlock-example-ticker -p airlock-fixture-skills \
   --config 'profile.dev.debug=false' --config 'profile.dev.strip="debuginfo"' --target-dir target/fuzz-seeds
 mkdir -p fuzz/corpus/file_reader fuzz/corpus/manifest fuzz/corpus/policy
-cp target/fuzz-seeds/debug/libairlock_example_*.so fuzz/corpus/file_reader/ 2>/dev/null || true
+cp target/fuzz-seeds/debug/libairlock_example_*.so target/fuzz-seeds/debug/libairlock_fixture_skills.so fuzz/corpus/file_reader/ 2>/dev/null || true
 cp plugins/*/plugin.json plugins/fixtures/*/plugin.json fuzz/corpus/manifest/ 2>/dev/null || true
 cp scripts/demo/airlock.toml fuzz/corpus/policy/demo.toml
 

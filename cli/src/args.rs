@@ -62,6 +62,9 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Print this resource's bytes (a path its plugin.json declares) instead.
+        #[arg(long, value_name = "PATH")]
+        resource: Option<String>,
     },
     /// Report what would load and why not (stages 1-3; with --load, all stages then teardown).
     Check {

@@ -20,6 +20,13 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             file,
             policy,
             format,
+            resource: Some(path),
+        } => inspect::print_resource(&file, policy.as_deref(), format, &path),
+        Command::Inspect {
+            file,
+            policy,
+            format,
+            resource: None,
         } => inspect::inspect(&file, policy.as_deref(), format),
         Command::Keygen { name, dir } => {
             distribute::keygen(&name, &dir.unwrap_or_else(|| PathBuf::from(".")))

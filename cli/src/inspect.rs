@@ -40,6 +40,7 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
             "panic": library.block.panic,
             "signature": library.signature,
             "manifest": m,
+            "resources": resources_json(&library),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -111,6 +112,7 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
                 r.method, m.id, r.path, r.description
             );
         }
+        print_resources(&library);
         for j in &m.jobs {
             let when = match (&j.cron, j.every_ms) {
                 (Some(cron), _) => format!("cron {cron} (UTC)"),
@@ -132,4 +134,60 @@ fn print_events(m: &airlock_abi::manifest::Manifest) {
             println!("  payload:    {schema}");
         }
     }
+}
+
+/// The resources the library ships, as checked from the file: path, size, media type, BLAKE3.
+fn resources_json(library: &airlock::pipeline::LibraryFile) -> serde_json::Value {
+    let list = library.resources().iter().map(|r| {
+        serde_json::json!({"path": r.path, "size": r.len(), "media_type": r.media_type,
+            "blake3": r.blake3, "description": r.description})
+    });
+    serde_json::Value::Array(list.collect())
+}
+
+fn print_resources(library: &airlock::pipeline::LibraryFile) {
+    for r in library.resources() {
+        let about = if r.description.is_empty() {
+            String::new()
+        } else {
+            format!(" - {}", r.description)
+        };
+        println!(
+            "resource:     {} ({} bytes, {}) blake3 {}{about}",
+            r.path,
+            r.len(),
+            r.media_type,
+            r.blake3
+        );
+    }
+}
+
+/// `airlock inspect FILE --resource PATH`: the bytes of one resource, as stage 2 checked them,
+/// on stdout (a refusal or an unknown path on stderr, exit code 1). Nothing of the library runs.
+pub(crate) fn print_resource(
+    file: &Path,
+    policy: Option<&Path>,
+    format: Format,
+    path: &str,
+) -> Result<ExitCode> {
+    use std::io::Write;
+    let library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
+        Ok(library) => library,
+        Err(_) => return inspect(file, policy, format),
+    };
+    let Some(resource) = library.resources().iter().find(|r| r.path == path) else {
+        let declared: Vec<&str> = library
+            .resources()
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect();
+        eprintln!(
+            "{}: plugin {} ships no resource {path:?}; it ships {declared:?}",
+            file.display(),
+            library.manifest.id
+        );
+        return Ok(ExitCode::from(1));
+    };
+    std::io::stdout().write_all(&resource.bytes)?;
+    Ok(ExitCode::SUCCESS)
 }

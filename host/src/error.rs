@@ -312,6 +312,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The plugin declares no resource at this path ([`crate::Host::resource`]).
+    #[error(
+        "plugin {plugin:?} declares no resource {path:?} (see its plugin.json's \"resources\")"
+    )]
+    NoSuchResource {
+        /// The plugin.
+        plugin: String,
+        /// The path asked for.
+        path: String,
+    },
 }
 
 /// Why a job could not be run by hand.

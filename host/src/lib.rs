@@ -130,9 +130,11 @@ pub mod approvals {
 }
 
 /// Loaded plugins at run time: their states and counters, reloads and the directory watcher,
-/// teardowns, config changes, timer jobs run by hand, and the libraries kept mapped.
+/// teardowns, config changes, timer jobs run by hand, the libraries kept mapped, and the
+/// resources a plugin ships inside its library.
 pub mod plugins {
     pub use crate::error::RunJobError;
+    pub use crate::library::file::Resource;
     pub use crate::loader::retained;
     pub use crate::runtime::outcome::{
         ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome, TeardownRecord,

@@ -6,13 +6,19 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic            b"AIRLOCK\x01"
-//! 8       2     header version   1
+//! 8       2     header version   1, or 2 for a plugin that ships resources
 //! 10      2     reserved         0
 //! 12      4     total length     of the whole block, header included
 //! 16      ...   five fields, each a u32 length then that many bytes of UTF-8:
 //!               airlock-abi version, rustc version, target triple, panic strategy,
 //!               the author's plugin.json
+//!               version 2 only: a sixth field, the BLAKE3 (64 lower-case hex digits) of
+//!               the library's resource block (`resource_block.rs`)
 //! ```
+//!
+//! Version 2 is written only by `export_plugin!(Plugin, resources)`, so a plugin without
+//! resources keeps the layout every host reads; a host that knows only version 1 refuses a
+//! plugin with resources with a message naming the version, rather than misreading it.
 //!
 //! The same bytes are reported by the loaded library through the root module, so the host can
 //! check that what it read from the file is what it loaded.
@@ -21,8 +27,10 @@ use std::fmt;
 
 /// The first eight bytes of every manifest block.
 pub const BLOCK_MAGIC: [u8; 8] = *b"AIRLOCK\x01";
-/// The version of the block layout described in this module.
+/// The version of the block layout described in this module (of a plugin without resources).
 pub const BLOCK_HEADER_VERSION: u16 = 1;
+/// The version of a block that also vouches for a resource block (its sixth field).
+pub const BLOCK_HEADER_VERSION_RESOURCES: u16 = 2;
 /// The section the block is placed in on ELF and PE targets (PE names have at most 8 bytes).
 pub const BLOCK_SECTION: &str = ".airlock";
 /// The section the block is placed in on Mach-O targets (segment `__DATA`).
@@ -33,24 +41,29 @@ pub const MAX_BLOCK_LEN: usize = 1 << 20;
 const HEADER_LEN: usize = 16;
 const FIELD_COUNT: usize = 5;
 
-/// The length of a block holding these five fields.
+/// The length of a block holding these five fields (or six, with the resource digest).
 ///
 /// Used by `export_plugin!` to size the static array at compile time.
 #[doc(hidden)]
-pub const fn block_len(fields: [&[u8]; FIELD_COUNT]) -> usize {
+pub const fn block_len(fields: &[&[u8]]) -> usize {
     let mut len = HEADER_LEN;
     let mut i = 0;
-    while i < FIELD_COUNT {
+    while i < fields.len() {
         len += 4 + fields[i].len();
         i += 1;
     }
     len
 }
 
-/// Builds a block at compile time. `N` must equal `block_len(fields)`.
+/// Builds a block at compile time. `N` must equal `block_len(fields)`; five fields make a
+/// version 1 block, six (the last one the resource block's digest) a version 2 block.
 #[doc(hidden)]
-pub const fn build_block<const N: usize>(fields: [&[u8]; FIELD_COUNT]) -> [u8; N] {
+pub const fn build_block<const N: usize>(fields: &[&[u8]]) -> [u8; N] {
     assert!(N == block_len(fields), "manifest block length mismatch");
+    assert!(
+        fields.len() == FIELD_COUNT || fields.len() == FIELD_COUNT + 1,
+        "a manifest block has five fields, or six with resources"
+    );
     assert!(
         N <= MAX_BLOCK_LEN,
         "plugin.json is too large for the manifest block"
@@ -61,7 +74,12 @@ pub const fn build_block<const N: usize>(fields: [&[u8]; FIELD_COUNT]) -> [u8; N
         out[pos] = BLOCK_MAGIC[pos];
         pos += 1;
     }
-    let version = BLOCK_HEADER_VERSION.to_le_bytes();
+    let version = if fields.len() == FIELD_COUNT {
+        BLOCK_HEADER_VERSION
+    } else {
+        BLOCK_HEADER_VERSION_RESOURCES
+    }
+    .to_le_bytes();
     out[8] = version[0];
     out[9] = version[1];
     let total = (N as u32).to_le_bytes();
@@ -71,7 +89,7 @@ pub const fn build_block<const N: usize>(fields: [&[u8]; FIELD_COUNT]) -> [u8; N
     out[15] = total[3];
     pos = HEADER_LEN;
     let mut i = 0;
-    while i < FIELD_COUNT {
+    while i < fields.len() {
         let field = fields[i];
         let len = (field.len() as u32).to_le_bytes();
         out[pos] = len[0];
@@ -103,6 +121,9 @@ pub struct ManifestBlock {
     pub panic: String,
     /// The author's plugin.json, verbatim.
     pub manifest_json: String,
+    /// The BLAKE3 of the library's resource block (lower-case hex), in a version 2 block: the
+    /// manifest block vouches for the resources. `None` for a plugin without resources.
+    pub resources_blake3: Option<String>,
     /// The length of the block in bytes.
     pub len: usize,
 }
@@ -130,6 +151,8 @@ pub enum BlockError {
     TrailingBytes(usize),
     /// A second block follows the first one.
     Duplicated,
+    /// A version 2 block's resource digest is not 64 lower-case hex digits.
+    BadResourceDigest,
 }
 
 impl fmt::Display for BlockError {
@@ -138,7 +161,7 @@ impl fmt::Display for BlockError {
             Self::BadMagic => write!(f, "the section does not start with the airlock magic"),
             Self::UnsupportedHeaderVersion(v) => write!(
                 f,
-                "manifest header version {v} is not supported (this host reads version {BLOCK_HEADER_VERSION})"
+                "manifest header version {v} is not supported (this host reads versions {BLOCK_HEADER_VERSION} and {BLOCK_HEADER_VERSION_RESOURCES})"
             ),
             Self::LengthOutOfBounds {
                 field,
@@ -153,6 +176,10 @@ impl fmt::Display for BlockError {
                 write!(f, "the block's fields leave {n} unexplained bytes inside its length")
             }
             Self::Duplicated => write!(f, "the section holds more than one manifest block"),
+            Self::BadResourceDigest => write!(
+                f,
+                "the resource digest is not 64 lower-case hex digits (a BLAKE3)"
+            ),
         }
     }
 }
@@ -166,22 +193,28 @@ const FIELD_NAMES: [&str; FIELD_COUNT] = [
     "panic strategy",
     "plugin.json",
 ];
+const DIGEST_FIELD: &str = "resource digest";
 
 impl ManifestBlock {
     /// Encodes the block (the runtime twin of what `export_plugin!` builds at compile time; for
     /// tools and tests that write libraries).
     pub fn encode(&self) -> Vec<u8> {
-        let fields = [
+        let mut fields = vec![
             self.abi_version.as_bytes(),
             self.rustc.as_bytes(),
             self.target.as_bytes(),
             self.panic.as_bytes(),
             self.manifest_json.as_bytes(),
         ];
-        let total = block_len(fields);
+        let mut version = BLOCK_HEADER_VERSION;
+        if let Some(digest) = &self.resources_blake3 {
+            fields.push(digest.as_bytes());
+            version = BLOCK_HEADER_VERSION_RESOURCES;
+        }
+        let total = block_len(&fields);
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&BLOCK_MAGIC);
-        out.extend_from_slice(&BLOCK_HEADER_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_le_bytes());
         for field in fields {
@@ -202,9 +235,11 @@ impl ManifestBlock {
             return Err(BlockError::BadMagic);
         }
         let header_version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if header_version != BLOCK_HEADER_VERSION {
-            return Err(BlockError::UnsupportedHeaderVersion(header_version));
-        }
+        let field_count = match header_version {
+            BLOCK_HEADER_VERSION => FIELD_COUNT,
+            BLOCK_HEADER_VERSION_RESOURCES => FIELD_COUNT + 1,
+            other => return Err(BlockError::UnsupportedHeaderVersion(other)),
+        };
         let total = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
         if total > bytes.len() || !(HEADER_LEN..=MAX_BLOCK_LEN).contains(&total) {
             return Err(BlockError::LengthOutOfBounds {
@@ -215,8 +250,9 @@ impl ManifestBlock {
         }
         let block = &bytes[..total];
         let mut pos = HEADER_LEN;
-        let mut fields: [String; FIELD_COUNT] = Default::default();
-        for (slot, name) in fields.iter_mut().zip(FIELD_NAMES) {
+        let mut fields: [String; FIELD_COUNT + 1] = Default::default();
+        let names = FIELD_NAMES.iter().chain([&DIGEST_FIELD]);
+        for (slot, &name) in fields.iter_mut().zip(names).take(field_count) {
             let available = block.len() - pos;
             if available < 4 {
                 return Err(BlockError::LengthOutOfBounds {
@@ -249,13 +285,24 @@ impl ManifestBlock {
         if rest.windows(BLOCK_MAGIC.len()).any(|w| w == BLOCK_MAGIC) {
             return Err(BlockError::Duplicated);
         }
-        let [abi_version, rustc, target, panic, manifest_json] = fields;
+        let [abi_version, rustc, target, panic, manifest_json, digest] = fields;
+        let resources_blake3 = (field_count > FIELD_COUNT).then_some(digest);
+        if let Some(digest) = &resources_blake3 {
+            if digest.len() != 64
+                || !digest
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(BlockError::BadResourceDigest);
+            }
+        }
         Ok(Self {
             abi_version,
             rustc,
             target,
             panic,
             manifest_json,
+            resources_blake3,
             len: total,
         })
     }
@@ -274,8 +321,8 @@ mod tests {
     ];
 
     fn sample() -> Vec<u8> {
-        const N: usize = block_len(FIELDS);
-        build_block::<N>(FIELDS).to_vec()
+        const N: usize = block_len(&FIELDS);
+        build_block::<N>(&FIELDS).to_vec()
     }
 
     #[test]
@@ -347,10 +394,48 @@ mod tests {
     #[test]
     fn unknown_header_version_is_refused() {
         let mut bytes = sample();
-        bytes[8] = 2;
+        bytes[8] = 3;
         assert_eq!(
             ManifestBlock::parse(&bytes),
-            Err(BlockError::UnsupportedHeaderVersion(2))
+            Err(BlockError::UnsupportedHeaderVersion(3))
         );
+    }
+
+    #[test]
+    fn a_block_with_resources_is_version_2_and_carries_the_digest() {
+        const DIGEST: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        const SIX: [&[u8]; 6] = [
+            FIELDS[0], FIELDS[1], FIELDS[2], FIELDS[3], FIELDS[4], DIGEST,
+        ];
+        const N: usize = block_len(&SIX);
+        let bytes = build_block::<N>(&SIX);
+        assert_eq!(bytes[8], 2, "version 2");
+        let block = ManifestBlock::parse(&bytes).expect("parses");
+        assert_eq!(
+            block.resources_blake3.as_deref().map(str::as_bytes),
+            Some(DIGEST)
+        );
+        assert_eq!(
+            block.encode(),
+            bytes.to_vec(),
+            "the runtime encoding agrees"
+        );
+        assert_eq!(
+            ManifestBlock::parse(&sample())
+                .expect("v1")
+                .resources_blake3,
+            None
+        );
+        for cut in 0..bytes.len() {
+            assert!(ManifestBlock::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // A version 1 block relabelled 2 lacks the sixth field.
+        let mut relabelled = sample();
+        relabelled[8] = 2;
+        assert!(ManifestBlock::parse(&relabelled).is_err());
+        let mut not_hex = bytes.to_vec();
+        let last = not_hex.len() - 1;
+        not_hex[last] = b'G';
+        assert!(ManifestBlock::parse(&not_hex).is_err());
     }
 }

@@ -44,6 +44,7 @@ mod ffi;
 pub mod manifest;
 mod plugin;
 mod registry;
+mod resource_block;
 pub mod route;
 mod version;
 pub mod wire;
@@ -67,13 +68,18 @@ pub use wire::{
 /// Plugin authors never need it; `docs/abi-evolution.md` says how it may change.
 pub mod abi {
     pub use crate::block::{
-        BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_MAGIC, BLOCK_SECTION,
-        BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
+        BlockError, ManifestBlock, BLOCK_HEADER_VERSION, BLOCK_HEADER_VERSION_RESOURCES,
+        BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO, MAX_BLOCK_LEN,
     };
     pub use crate::ffi::{
         CallTable, ContextToken, ErrorCode, HostContext, HostError, HostErrorCode, HostVtable,
         HostVtableRef, InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError,
         PluginModule, PluginModuleRef, LIB_HEADER_SYMBOL,
+    };
+    pub use crate::resource_block::{
+        ResourceBlock, ResourceBlockError, ResourceEntry, ResourceInput, MAX_RESOURCE_BLOCK_LEN,
+        RESOURCE_BLOB_FILE, RESOURCE_DIGEST_FILE, RESOURCE_HEADER_VERSION, RESOURCE_MAGIC,
+        RESOURCE_SECTION, RESOURCE_SECTION_MACHO,
     };
     pub use crate::version::{check_compatible, Incompatibility};
 

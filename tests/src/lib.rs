@@ -360,6 +360,7 @@ pub mod synthetic {
             target: BUILD_TARGET.to_owned(),
             panic: "unwind".to_owned(),
             manifest_json: json.to_owned(),
+            resources_blake3: None,
             len: 0,
         }
     }

@@ -36,6 +36,12 @@ use crate::plugin::Plugin;
 pub trait Builtin: Plugin {
     /// The plugin's `plugin.json`, as JSON text.
     const MANIFEST: &'static str;
+    /// The resources its manifest declares, as a resource block (what
+    /// `airlock_build::embed_resources` writes into `OUT_DIR` for a crate with a
+    /// `plugin.json`: `include_bytes!(concat!(env!("OUT_DIR"), "/airlock-resources.bin"))`);
+    /// empty, the default, for none. The host checks it against the manifest when the plugin is
+    /// registered, as it checks a library's. `export_plugin!(Plugin, resources)` sets it.
+    const RESOURCE_BLOCK: &'static [u8] = &[];
 }
 
 /// The module's `create` for a built-in plugin type `P`.

@@ -13,8 +13,37 @@
 /// version, target and panic strategy) in a section the host reads without running the library,
 /// and generates every exported function. Each one catches panics: a panic comes back to the
 /// host as an error value, never as an unwind across `extern "C"`.
+///
+/// A plugin that ships files inside its library (`"resources"` in `plugin.json`) calls
+/// `airlock_build::embed_resources()` from its `build.rs` and writes
+///
+/// ```text
+/// airlock_abi::export_plugin!(MyPlugin, resources);
+/// ```
+///
+/// which also places the resource block the build script wrote (an index of paths, media
+/// types, lengths and BLAKE3 hashes, then the bytes) in a section of its own, read by the host
+/// from the file like the manifest block. A library whose `plugin.json` declares resources but
+/// which embeds none is refused.
 #[macro_export]
 macro_rules! export_plugin {
+    ($plugin:ty, resources $(,)?) => {
+        $crate::export_plugin!(
+            @build $plugin,
+            abi_version: $crate::ABI_VERSION,
+            target: $crate::abi::BUILD_TARGET,
+            rustc: $crate::abi::BUILD_RUSTC,
+            shape: current,
+            resources: (
+                include_bytes!(concat!(
+                    env!("OUT_DIR", "export_plugin!(.., resources) needs a build.rs that calls airlock_build::embed_resources()"),
+                    "/airlock-resources.blake3"
+                )),
+                include_bytes!(concat!(env!("OUT_DIR"), "/airlock-resources.bin"))
+            )
+        );
+        $crate::export_plugin!(@resources);
+    };
     ($plugin:ty $(,)?) => {
         $crate::export_plugin!(
             @build $plugin,
@@ -31,6 +60,11 @@ macro_rules! export_plugin {
     // airlock-abi's `fixture-shapes` feature) `v0`
     // (one field fewer than the host's) or `broken` (a first field of another type).
     (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr, shape: $shape:ident) => {
+        $crate::export_plugin!(@build $plugin, abi_version: $abi, target: $target, rustc: $rustc, shape: $shape, resources: (b"", b""));
+    };
+    // Not public API: `resources` is the resource block's digest (empty: none, a version 1
+    // manifest block; else a version 2 block that vouches for it) and the block itself.
+    (@build $plugin:ty, abi_version: $abi:expr, target: $target:expr, rustc: $rustc:expr, shape: $shape:ident, resources: ($digest:expr, $resources:expr)) => {
         const _: () = {
             use $crate::__private as __airlock;
             use __airlock::abi_stable::std_types::{RResult, RSlice, RVec};
@@ -38,13 +72,12 @@ macro_rules! export_plugin {
 
             const JSON: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/plugin.json"));
             const PANIC: &[u8] = if cfg!(panic = "unwind") { b"unwind" } else { b"abort" };
-            const FIELDS: [&[u8]; 5] = [
-                ($abi).as_bytes(),
-                ($rustc).as_bytes(),
-                ($target).as_bytes(),
-                PANIC,
-                JSON,
-            ];
+            const DIGEST: &[u8] = $digest;
+            const FIELDS: &[&[u8]] = if DIGEST.is_empty() {
+                &[($abi).as_bytes(), ($rustc).as_bytes(), ($target).as_bytes(), PANIC, JSON]
+            } else {
+                &[($abi).as_bytes(), ($rustc).as_bytes(), ($target).as_bytes(), PANIC, JSON, DIGEST]
+            };
             const LEN: usize = __airlock::block_len(FIELDS);
 
             #[used]
@@ -81,9 +114,24 @@ macro_rules! export_plugin {
             impl $crate::Builtin for $plugin {
                 const MANIFEST: &'static str =
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/plugin.json"));
+                const RESOURCE_BLOCK: &'static [u8] = $resources;
             }
 
             $crate::export_plugin!(@root $shape);
+        };
+    };
+    // Not public API: the resource block `airlock_build::embed_resources` wrote into OUT_DIR.
+    (@resources) => {
+        const _: () = {
+            const LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/airlock-resources.bin")).len();
+
+            #[used]
+            #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__airres"))]
+            #[cfg_attr(not(target_vendor = "apple"), unsafe(link_section = ".airres"))]
+            static RESOURCES: [u8; LEN] = *include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/airlock-resources.bin"
+            ));
         };
     };
     (@root current) => {

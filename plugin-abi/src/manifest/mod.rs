@@ -5,6 +5,7 @@ mod capability;
 mod declarations;
 mod events;
 mod id;
+mod resources;
 mod routes;
 mod validate;
 
@@ -14,6 +15,10 @@ pub use self::declarations::{
 };
 pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
 pub use self::id::{PluginId, MAX_ID_LEN};
+pub use self::resources::{
+    check_resource_path, ResourceDecl, DEFAULT_MEDIA_TYPE, MAX_MEDIA_TYPE, MAX_RESOURCES,
+    MAX_RESOURCE_BYTES, MAX_RESOURCE_PATH,
+};
 pub use self::routes::{
     is_header_name, PublicRoute, RouteAuth, RoutePattern, Segment, SignatureScheme, MAX_ROUTE_PATH,
 };
@@ -61,6 +66,9 @@ pub struct RawManifest {
     /// See [`Manifest::events`].
     #[serde(default)]
     pub events: Vec<EventDecl>,
+    /// See [`Manifest::resources`].
+    #[serde(default)]
+    pub resources: Vec<ResourceDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -112,6 +120,10 @@ pub struct Manifest {
     /// none, and publishes whatever its grants cover unchecked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventDecl>,
+    /// Files of the plugin crate embedded in its library, which the host program can read
+    /// (none when the key is absent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceDecl>,
 }
 
 /// Why a manifest is invalid.

@@ -108,6 +108,7 @@ impl TryFrom<RawManifest> for Manifest {
             ));
         }
         super::events::check_events(&raw.events, &capabilities)?;
+        super::resources::check_resources(&raw.resources)?;
         Ok(Self {
             id,
             version,
@@ -121,6 +122,7 @@ impl TryFrom<RawManifest> for Manifest {
             jobs: raw.jobs,
             config_schema: raw.config_schema,
             events: raw.events,
+            resources: raw.resources,
         })
     }
 }

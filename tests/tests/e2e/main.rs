@@ -32,6 +32,7 @@ mod permissions;
 mod pipeline;
 mod public_routes;
 mod registry;
+mod resources;
 mod routes;
 mod routines;
 mod sandbox;

@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Refusal, RefusalReason};
 
+mod resources;
 mod structure;
 
+pub use resources::Resource;
 use structure::check_object;
 
 /// What reports show as the "file" of a built-in plugin, followed by its id.
@@ -61,6 +63,9 @@ pub struct LibraryFile {
     pub signature: crate::library::signature::SignatureStatus,
     /// The signature's text, as read.
     signature_text: Option<String>,
+    /// The files it ships inside the library, checked in stage 2 and kept: the host program
+    /// reads them from here, never from the file again.
+    resources: Vec<Resource>,
 }
 
 /// How many sealed copies stage 2 holds open right now (each is a file descriptor until its
@@ -147,6 +152,9 @@ impl LibraryFile {
         let manifest = Manifest::from_json(P::MANIFEST)
             .map_err(|e| Refusal::new(&path, RefusalReason::BadManifest, e.to_string()))?;
         let path = PathBuf::from(format!("{BUILTIN_PATH}{}", manifest.id));
+        let block = (!P::RESOURCE_BLOCK.is_empty()).then_some(P::RESOURCE_BLOCK);
+        let resources = resources::check_block(&manifest, block)
+            .map_err(|e| Refusal::new(&path, RefusalReason::BadManifest, e))?;
         Ok(Self {
             path,
             bytes: Vec::new(),
@@ -162,13 +170,22 @@ impl LibraryFile {
                 target: BUILD_TARGET.to_owned(),
                 panic: BUILD_PANIC.to_owned(),
                 manifest_json: P::MANIFEST.to_owned(),
+                resources_blake3: None,
                 len: 0,
             },
             manifest,
             origin: Origin::Builtin(builtin_module::<P>()),
             signature: crate::library::signature::SignatureStatus::Unsigned,
             signature_text: None,
+            resources,
         })
+    }
+
+    /// The files the plugin ships inside its library, in the order `plugin.json` declares
+    /// them, as checked in stage 2 (a built-in plugin's come from
+    /// [`Builtin::RESOURCE_BLOCK`]).
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
     }
 
     /// Whether the plugin is compiled into the host program rather than loaded from a file.
@@ -274,10 +291,12 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
 /// As [`read_library`], for everything after reading.
 pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
-    let (block_bytes, block, loadable_end) =
+    let (block_bytes, block, loadable_end, section) =
         check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
     let manifest = Manifest::from_json(&block.manifest_json)
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
+    let resources = resources::check_file(&manifest, &block, section)
+        .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
     let blake3 = blake3::hash(&bytes).to_hex().to_string();
     Ok(LibraryFile {
         path: file.to_owned(),
@@ -293,6 +312,7 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         origin: Origin::File,
         signature: crate::library::signature::SignatureStatus::Unsigned,
         signature_text: None,
+        resources,
     })
 }
 

@@ -2,16 +2,22 @@
 //! shared library for this platform and architecture, whole (every loadable segment inside the
 //! file), with exactly one manifest block.
 
-use airlock_abi::abi::{ManifestBlock, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO};
+use airlock_abi::abi::{
+    ManifestBlock, BLOCK_MAGIC, BLOCK_SECTION, BLOCK_SECTION_MACHO, RESOURCE_SECTION,
+    RESOURCE_SECTION_MACHO,
+};
 use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::error::RefusalReason;
 
 pub(super) type Stage2Error = (RefusalReason, String);
 
-/// Checks the object structure; returns the manifest block's bytes, the parsed block and where
-/// the last loadable segment ends.
-pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64), Stage2Error> {
+/// What the structural checks found: the manifest block's bytes, the parsed block, where the
+/// last loadable segment ends, and the resource section's contents if there is one.
+pub(super) type Structure<'a> = (Vec<u8>, ManifestBlock, u64, Option<&'a [u8]>);
+
+/// Checks the object structure; returns what it found ([`Structure`]).
+pub(super) fn check_object(bytes: &[u8]) -> Result<Structure<'_>, Stage2Error> {
     let format = detect_format(bytes)?;
     check_headers_inside(bytes)?;
     let obj = object::File::parse(bytes).map_err(|e| {
@@ -23,7 +29,44 @@ pub(super) fn check_object(bytes: &[u8]) -> Result<(Vec<u8>, ManifestBlock, u64)
     check_kind_and_architecture(&obj, format)?;
     let loadable_end = check_segments_inside(&obj, bytes.len())?;
     let (data, block) = manifest_block(&obj, format, bytes.len())?;
-    Ok((data[..block.len].to_vec(), block, loadable_end))
+    let resources = resource_section(&obj, format, bytes.len())?;
+    Ok((data[..block.len].to_vec(), block, loadable_end, resources))
+}
+
+/// The resource section's contents (inside the file of `len` bytes), if the library has one;
+/// more than one is refused.
+fn resource_section<'data>(
+    obj: &object::File<'data>,
+    format: &str,
+    len: usize,
+) -> Result<Option<&'data [u8]>, Stage2Error> {
+    let name = if format == "Mach-O" {
+        RESOURCE_SECTION_MACHO
+    } else {
+        RESOURCE_SECTION
+    };
+    let mut found = obj.sections().filter(|s| s.name() == Ok(name));
+    let Some(section) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() {
+        return Err((
+            RefusalReason::BadManifest,
+            format!("more than one {name} section; a plugin has at most one resource block"),
+        ));
+    }
+    let inside = section
+        .file_range()
+        .is_some_and(|(offset, size)| offset.saturating_add(size) <= len as u64);
+    let data = section.data().ok().filter(|_| inside).ok_or_else(|| {
+        (
+            RefusalReason::Truncated,
+            format!(
+                "the {name} section lies past the end of the file ({len} bytes) or cannot be read"
+            ),
+        )
+    })?;
+    Ok(Some(data))
 }
 
 /// The headers' tables lie inside the file: a file cut short is `truncated`, not malformed.
