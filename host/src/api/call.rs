@@ -5,8 +5,6 @@
 //! make it. Everything it sets travels in one frame pushed on the calling thread (or on the
 //! thread a streamed call runs on).
 
-use std::hash::{BuildHasher, Hasher};
-
 use airlock_abi::manifest::PluginId;
 use airlock_abi::wire::{CallerInfo, Principal};
 use serde::Serialize;
@@ -17,7 +15,6 @@ use crate::error::{CallError, CallErrorCode};
 use crate::frame::cancel::CancelToken;
 use crate::frame::stream::{self, Chunk};
 use crate::frame::{self, Frame};
-use crate::policy::retry::{backoff, unit};
 use crate::runtime::called::{envelope, fail, reply_bytes, Called};
 use crate::runtime::outcome::Reply;
 use crate::runtime::HostShared;
@@ -346,20 +343,9 @@ impl<'h> Call<'h, Claim<'h>> {
         let shared = how.shared;
         let (plugin, name) = (holder.as_str(), action.as_str());
         let (attempts, reply) = how.run(plugin, name, || {
-            let seed = std::collections::hash_map::RandomState::new();
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let mut out = Vec::new();
-                let called = shared.call_into(plugin, name, input, &mut out)?;
-                if called == Called::Retryable && attempts <= retry.retries {
-                    let mut hasher = seed.build_hasher();
-                    hasher.write_u32(attempts);
-                    std::thread::sleep(backoff(&retry, attempts - 1, unit(hasher.finish())));
-                    continue;
-                }
-                return Ok((attempts, read(plugin, name, called, out)?));
-            }
+            let mut out = Vec::new();
+            let (attempts, called) = shared.call_retried(plugin, name, input, &retry, &mut out)?;
+            Ok((attempts, read(plugin, name, called, out)?))
         })?;
         Ok(Dispatched {
             holder,

@@ -6,7 +6,6 @@
 //! Each runs on the thread of the plugin's request, inside the frame the membrane pushed for
 //! it: the plugins called see the asking plugin as their caller.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Weak};
 
 use airlock_abi::wire::{
@@ -19,8 +18,7 @@ use super::control::{ShutdownRequest, Shutdowns};
 use super::hooks::{Defined, GuardVerdict, HookDispatch, HookError, HookFailure, HookMode};
 use super::Host;
 use crate::error::{CallError, CallErrorCode};
-use crate::policy::retry::{backoff, unit};
-use crate::runtime::called::{fail, reply_bytes, Called};
+use crate::runtime::called::{fail, reply_bytes};
 use crate::runtime::outcome::Reply;
 use crate::runtime::{HostShared, LoadedPlugin};
 use crate::services::audit::AuditOutcome;
@@ -121,20 +119,9 @@ impl Peers for HostPeers {
                 format!("no loaded plugin claims {kind:?}"),
             )
         })?;
-        let seed = std::collections::hash_map::RandomState::new();
-        let mut attempts = 0;
-        let reply = loop {
-            attempts += 1;
-            let mut out = Vec::new();
-            let called = shared.call_into(&holder, &action, input, &mut out)?;
-            if called == Called::Retryable && attempts <= retry.retries {
-                let mut hasher = seed.build_hasher();
-                hasher.write_u32(attempts);
-                std::thread::sleep(backoff(&retry, attempts - 1, unit(hasher.finish())));
-                continue;
-            }
-            break reply_bytes(&holder, &action, called, out)?;
-        };
+        let mut out = Vec::new();
+        let (attempts, called) = shared.call_retried(&holder, &action, input, &retry, &mut out)?;
+        let reply = reply_bytes(&holder, &action, called, out)?;
         let reply = match reply {
             Reply::Ok(bytes) => Envelope::Ok(airlock_abi::wire::parse(&bytes).map_err(|e| {
                 fail(

@@ -41,15 +41,37 @@ fn call(
         return Err(bad_request("a plugin cannot call itself through the host"));
     }
     let input = json(&req.input)?;
+    let called = as_plugin_call(r, &req.plugin, || {
+        r.host().call_plugin(&req.plugin, &req.action, &input)
+    })?;
+    match called {
+        Ok(wire::Envelope::Ok(bytes)) => Ok(wire::Envelope::Ok(
+            wire::parse(&bytes).unwrap_or(serde_json::Value::Null),
+        )),
+        Ok(wire::Envelope::Error(message)) => Ok(wire::Envelope::Error(message)),
+        Err(e) => Err(host_error(
+            HostErrorCode::call_failed(e.code),
+            "",
+            &e.message,
+        )),
+    }
+}
+
+/// Runs `call` as a call made by the requesting plugin (to `what`, for the message): refused
+/// `too_deep` past [`MAX_CALL_DEPTH`], else in a frame whose caller is the plugin.
+pub(super) fn as_plugin_call<R>(
+    r: &dyn Requester,
+    what: &str,
+    call: impl FnOnce() -> R,
+) -> Result<R, HostError> {
     if frame::plugin_calls() >= MAX_CALL_DEPTH {
         return Err(host_error(
             HostErrorCode::call_failed(CallErrorCode::TooDeep),
             "",
             &format!(
                 "plugin calls nest more than {MAX_CALL_DEPTH} deep on this thread (a call \
-                 cycle?); {} -> {} was refused",
-                r.plugin(),
-                req.plugin
+                 cycle?); {} -> {what} was refused",
+                r.plugin()
             ),
         ));
     }
@@ -62,15 +84,5 @@ fn call(
         plugin_call: true,
         ..Frame::default()
     });
-    match r.host().call_plugin(&req.plugin, &req.action, &input) {
-        Ok(wire::Envelope::Ok(bytes)) => Ok(wire::Envelope::Ok(
-            wire::parse(&bytes).unwrap_or(serde_json::Value::Null),
-        )),
-        Ok(wire::Envelope::Error(message)) => Ok(wire::Envelope::Error(message)),
-        Err(e) => Err(host_error(
-            HostErrorCode::call_failed(e.code),
-            "",
-            &e.message,
-        )),
-    }
+    Ok(call())
 }

@@ -6,13 +6,12 @@
 
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::manifest::CapabilityKind;
-use airlock_abi::wire::{self, CallerInfo, Request};
+use airlock_abi::wire::{self, Request};
 
-use super::plugins::MAX_CALL_DEPTH;
+use super::plugins::as_plugin_call;
 use super::row::{json, row, Grant, NoBody};
 use super::{bad_request, host_error};
 use crate::error::CallErrorCode;
-use crate::frame::{self, Frame, Stream};
 use crate::services::peers::{Asker, HookRunError, Peers};
 use crate::services::registry::{BuiltIn, Requester};
 
@@ -74,36 +73,6 @@ fn asker(r: &dyn Requester) -> Asker<'_> {
 /// `plugins list`: every plugin of the host's table, whatever its state.
 fn list(r: &dyn Requester, _: NoBody) -> Result<Vec<wire::PeerInfo>, HostError> {
     Ok(peers(r)?.list())
-}
-
-/// Runs `call` as a call made by the requesting plugin (to `what`, for the message): refused
-/// `too_deep` past [`MAX_CALL_DEPTH`], else in a frame whose caller is the plugin.
-fn as_plugin_call<R>(
-    r: &dyn Requester,
-    what: &str,
-    call: impl FnOnce() -> R,
-) -> Result<R, HostError> {
-    if frame::plugin_calls() >= MAX_CALL_DEPTH {
-        return Err(host_error(
-            HostErrorCode::call_failed(CallErrorCode::TooDeep),
-            "",
-            &format!(
-                "plugin calls nest more than {MAX_CALL_DEPTH} deep on this thread (a call \
-                 cycle?); {} -> {what} was refused",
-                r.plugin()
-            ),
-        ));
-    }
-    let _frame = frame::enter(Frame {
-        caller: Some(CallerInfo::Plugin {
-            id: r.plugin().to_string(),
-            generation: r.generation(),
-        }),
-        stream: Stream::Hidden,
-        plugin_call: true,
-        ..Frame::default()
-    });
-    Ok(call())
 }
 
 /// `plugins dispatch`: the holder's answer with how many attempts it took; a failure other than

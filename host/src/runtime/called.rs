@@ -2,6 +2,7 @@
 //! message in the caller's buffer) and for callers ([`CallError`], the result envelope), and
 //! the lookups whose misses are `not_found`.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use airlock_abi::abi::ErrorCode;
@@ -10,6 +11,8 @@ use airlock_abi::wire::Envelope;
 use crate::error::{CallError, CallErrorCode};
 
 use super::plugin::{Invoked, LoadedPlugin};
+use super::shared::HostShared;
+use crate::policy::retry::{backoff, unit, RetryPolicy};
 use crate::runtime::outcome::ApprovalId;
 use crate::runtime::outcome::Reply;
 
@@ -71,6 +74,34 @@ pub(crate) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
 /// The message a failed call left in its buffer.
 pub(crate) fn message(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
+}
+
+impl HostShared {
+    /// [`HostShared::call_into`] again on a retryable answer, as `retry` says (with jittered
+    /// backoff): what the last attempt said, in `out`, and how many attempts it took. Dispatches
+    /// (the program's and a plugin's) and routines retry through this one loop.
+    pub(crate) fn call_retried(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &[u8],
+        retry: &RetryPolicy,
+        out: &mut Vec<u8>,
+    ) -> Result<(u32, Called), CallError> {
+        let seed = std::collections::hash_map::RandomState::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            out.clear();
+            let called = self.call_into(plugin, action, input, out)?;
+            if called != Called::Retryable || attempts > retry.retries {
+                return Ok((attempts, called));
+            }
+            let mut hasher = seed.build_hasher();
+            hasher.write_u32(attempts);
+            std::thread::sleep(backoff(retry, attempts - 1, unit(hasher.finish())));
+        }
+    }
 }
 
 impl Invoked {

@@ -5,7 +5,6 @@
 //! target's permission rules, quarantine, timeouts, faults), retried like a dispatch on a
 //! retryable answer, audited once per run and kept in [`crate::Host::routine_runs`].
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering;
 
 use airlock_abi::manifest::PluginId;
@@ -13,7 +12,6 @@ use airlock_abi::wire::CallerInfo;
 
 use super::called::{message, Called};
 use super::shared::HostShared;
-use crate::policy::retry::{backoff, unit};
 use crate::policy::Routine;
 use crate::services::audit::AuditOutcome;
 use crate::services::catalog::{publisher_name, DeclaredTopic, EventCatalog};
@@ -82,35 +80,22 @@ impl HostShared {
             let why = format!("{plugin} is not running");
             return (0, RoutineOutcome::NotRunning, why);
         };
-        let seed = std::collections::hash_map::RandomState::new();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let mut out = Vec::new();
-            let called = match self.call_into(plugin, &routine.action, &job.payload, &mut out) {
-                Ok(called) => called,
-                Err(e) => return (attempts, RoutineOutcome::Failed(e.code), e.message),
+        let mut out = Vec::new();
+        let (attempts, called) =
+            match self.call_retried(plugin, &routine.action, &job.payload, &retry, &mut out) {
+                Ok(done) => done,
+                Err(e) => return (1, RoutineOutcome::Failed(e.code), e.message),
             };
-            match called {
-                Called::Retryable if attempts <= retry.retries => {
-                    let mut hasher = seed.build_hasher();
-                    hasher.write_u32(attempts);
-                    std::thread::sleep(backoff(&retry, attempts - 1, unit(hasher.finish())));
-                }
-                Called::Answered => return (attempts, RoutineOutcome::Ok, String::new()),
-                Called::Domain | Called::Retryable => {
-                    return (attempts, RoutineOutcome::Error, message(&out))
-                }
-                Called::Pending => {
-                    let code = crate::error::CallErrorCode::PendingApproval;
-                    let (id, detail) = super::called::pending_parts(&out);
-                    let detail = format!("{} (approval {})", message(detail), id.0);
-                    return (attempts, RoutineOutcome::Failed(code), detail);
-                }
-                Called::Failed(code) => {
-                    return (attempts, RoutineOutcome::Failed(code), message(&out))
-                }
+        match called {
+            Called::Answered => (attempts, RoutineOutcome::Ok, String::new()),
+            Called::Domain | Called::Retryable => (attempts, RoutineOutcome::Error, message(&out)),
+            Called::Pending => {
+                let code = crate::error::CallErrorCode::PendingApproval;
+                let (id, detail) = super::called::pending_parts(&out);
+                let detail = format!("{} (approval {})", message(detail), id.0);
+                (attempts, RoutineOutcome::Failed(code), detail)
             }
+            Called::Failed(code) => (attempts, RoutineOutcome::Failed(code), message(&out)),
         }
     }
 }
