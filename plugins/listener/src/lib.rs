@@ -1,6 +1,7 @@
 //! `listener`: subscribes to `demo.*` at creation; the host delivers each event on its own
 //! threads and removes the subscription at teardown, so a re-created listener never hears an
-//! event twice.
+//! event twice. Its `digest` action is the target of the demo policy's routine: the host calls
+//! it for each digest run by hand, on behalf of ticker, which published the event.
 
 use std::sync::Mutex;
 
@@ -12,10 +13,16 @@ struct Heard {
     count: u64,
     last_topic: Option<String>,
     last_payload: Option<serde_json::Value>,
+    /// What the policy's routine handed to `digest`: how often, the last payload, and who the
+    /// call was made for (the event's publisher).
+    routed: u64,
+    routed_last: Option<serde_json::Value>,
+    routed_for: Option<String>,
 }
 
 /// The plugin.
 pub struct Listener {
+    ctx: Context,
     heard: Mutex<Heard>,
 }
 
@@ -23,18 +30,31 @@ impl Plugin for Listener {
     fn create(ctx: Context) -> Result<Self, InitError> {
         ctx.events().subscribe("demo.*")?;
         Ok(Self {
+            ctx,
             heard: Mutex::new(Heard::default()),
         })
     }
 
     fn actions(actions: &mut Actions<Self>) {
-        actions.add("heard", |this: &Self, (): ()| {
-            let heard = this
-                .heard
-                .lock()
-                .map_err(|_| ActionError::new("poisoned"))?;
-            Ok::<_, ActionError>(heard.clone())
-        });
+        actions
+            .add("heard", |this: &Self, (): ()| {
+                let heard = this
+                    .heard
+                    .lock()
+                    .map_err(|_| ActionError::new("poisoned"))?;
+                Ok::<_, ActionError>(heard.clone())
+            })
+            .add("digest", |this: &Self, run: serde_json::Value| {
+                let caller = this.ctx.caller()?;
+                let mut heard = this
+                    .heard
+                    .lock()
+                    .map_err(|_| ActionError::new("poisoned"))?;
+                heard.routed += 1;
+                heard.routed_last = Some(run);
+                heard.routed_for = Some(caller.to_string());
+                Ok::<_, ActionError>(heard.routed)
+            });
     }
 
     fn on_event(&self, topic: &str, payload: &serde_json::Value) {
