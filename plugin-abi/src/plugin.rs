@@ -78,6 +78,17 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         None
     }
 
+    /// Called once every plugin of the load is created, in dependency order (the plugins this
+    /// one depends on first): the place to call peers, which `create` may not see yet. Also
+    /// called on the new instance after a reload, a re-enable or a config restart. It runs
+    /// within the init deadline; a panic or an overrun is contained and counted as a fault.
+    fn started(&self) {}
+
+    /// Called at shutdown on every running plugin before any is torn down (dependents first):
+    /// peers still answer here, and no longer in [`Plugin::teardown`]. It runs within the
+    /// shutdown deadline; a panic or an overrun is contained and counted as a fault.
+    fn stopping(&self) {}
+
     /// Releases what the plugin holds. Runs once, before the context is revoked, within the
     /// shutdown deadline the operator set. Stop every thread the plugin started here.
     fn teardown(self) {}

@@ -3,6 +3,7 @@
 
 mod capability;
 mod declarations;
+mod dependencies;
 mod id;
 mod routes;
 mod validate;
@@ -11,6 +12,7 @@ pub use self::capability::{covers, glob_match, Capability, CapabilityKind, Decla
 pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
+pub use self::dependencies::{Dependency, RawDependency, MAX_DEPENDENCIES};
 pub use self::id::{PluginId, MAX_ID_LEN};
 pub use self::routes::{
     is_header_name, PublicRoute, RouteAuth, RoutePattern, Segment, SignatureScheme, MAX_ROUTE_PATH,
@@ -56,6 +58,10 @@ pub struct RawManifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// See [`Manifest::dependencies`]: plugin id → a semver range, or
+    /// `{"version": range, "optional": true}`.
+    #[serde(default)]
+    pub depends_on: std::collections::BTreeMap<String, RawDependency>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -103,6 +109,10 @@ pub struct Manifest {
     /// The JSON Schema the plugin's config must match (checked in stage 3, before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// The plugins it needs beside it (`depends_on`), in id order: created before it, torn down
+    /// after it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
 }
 
 /// Why a manifest is invalid.

@@ -111,6 +111,7 @@ impl TryFrom<RawManifest> for Manifest {
                 "jobs are declared, so the timers capability must be too".to_owned(),
             ));
         }
+        let dependencies = super::dependencies::parse(&id, raw.depends_on)?;
         Ok(Self {
             id,
             version,
@@ -123,6 +124,7 @@ impl TryFrom<RawManifest> for Manifest {
             routes: raw.routes,
             jobs: raw.jobs,
             config_schema: raw.config_schema,
+            dependencies,
         })
     }
 }
