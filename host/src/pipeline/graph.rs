@@ -201,7 +201,7 @@ fn standing<'a>(
 }
 
 /// Every node on a cycle, with one cycle through it (`a, b, c, a`).
-fn cycles(alive: &[Option<&Node>]) -> Vec<(usize, Vec<PluginId>)> {
+pub(crate) fn cycles(alive: &[Option<&Node>]) -> Vec<(usize, Vec<PluginId>)> {
     let index = |id: &PluginId| alive.iter().position(|n| n.is_some_and(|n| &n.id == id));
     let next = |i: usize| -> Vec<usize> {
         alive[i]
