@@ -119,6 +119,16 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
             };
             println!("job:          {} - {when}", j.name);
         }
+        print_dependencies(m);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plugins this one depends on, with their ranges (`airlock check` shows what satisfies
+/// each, over the whole set).
+fn print_dependencies(m: &airlock_abi::manifest::Manifest) {
+    for d in &m.dependencies {
+        let optional = if d.optional { " (optional)" } else { "" };
+        println!("depends on:   {} {}{optional}", d.id, d.range);
+    }
 }
