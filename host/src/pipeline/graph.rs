@@ -288,7 +288,8 @@ pub(crate) fn refuse_unmet(results: &mut [Result<Checked, Refusal>], loaded: &[N
         .collect();
     for (i, reason, detail) in settle(&candidates, &refused, loaded) {
         if let Ok(checked) = &results[i] {
-            let refusal = Refusal::new(&checked.file.path, reason, detail).with_id(&checked.file.manifest.id);
+            let refusal =
+                Refusal::new(&checked.file.path, reason, detail).with_id(&checked.file.manifest.id);
             results[i] = Err(refusal);
         }
     }
@@ -458,7 +459,11 @@ mod tests {
                 .find(|(at, _, _)| *at == i)
                 .map(|(_, r, d)| (*r, d.clone()))
         };
-        for (i, cycle) in [(0, "a -> b -> c -> a"), (1, "b -> c -> a -> b"), (2, "c -> a -> b -> c")] {
+        for (i, cycle) in [
+            (0, "a -> b -> c -> a"),
+            (1, "b -> c -> a -> b"),
+            (2, "c -> a -> b -> c"),
+        ] {
             let (reason, text) = detail(i).expect("on the cycle");
             assert_eq!(reason, RefusalReason::DependencyCycle);
             assert!(text.contains(cycle), "{text}");
@@ -480,10 +485,16 @@ mod tests {
             None,
             Some(node("signed", "1.0.0", &[("bad", "^1", false)])),
         ];
-        let refused = [(PluginId::new("bad").expect("id"), RefusalReason::HashMismatch)];
+        let refused = [(
+            PluginId::new("bad").expect("id"),
+            RefusalReason::HashMismatch,
+        )];
         let out = settle(&candidates, &refused, &loaded);
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out[0].2.contains("store is disabled"), "{out:?}");
-        assert!(out[1].2.contains("bad was refused (hash_mismatch)"), "{out:?}");
+        assert!(
+            out[1].2.contains("bad was refused (hash_mismatch)"),
+            "{out:?}"
+        );
     }
 }

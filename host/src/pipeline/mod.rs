@@ -86,15 +86,9 @@ pub struct Checked {
 ///
 /// [`Error::PluginDir`] if a directory cannot be read.
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
-    let mut results = decide_all(
-        options,
-        read_all(
-            options,
-            discover(&options.dirs, options.policy.host().trusted())?,
-            ReadFor::Checking,
-        ),
-        &[],
-    );
+    let found = discover(&options.dirs, options.policy.host().trusted())?;
+    let read = read_all(options, found, ReadFor::Checking);
+    let mut results = decide_all(options, read, &[]);
     graph::refuse_unmet(&mut results, &[]);
     Ok(results)
 }

@@ -60,8 +60,16 @@ impl std::fmt::Display for DependencyReport {
         let optional = if self.optional { " (optional)" } else { "" };
         let mark = if self.satisfied { "" } else { " [unmet]" };
         match &self.found {
-            Some(found) => write!(f, "needs {} {}{optional}: {found}{mark}", self.id, self.range),
-            None => write!(f, "needs {} {}{optional}: not found{mark}", self.id, self.range),
+            Some(found) => write!(
+                f,
+                "needs {} {}{optional}: {found}{mark}",
+                self.id, self.range
+            ),
+            None => write!(
+                f,
+                "needs {} {}{optional}: not found{mark}",
+                self.id, self.range
+            ),
         }
     }
 }

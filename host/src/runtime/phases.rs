@@ -86,7 +86,9 @@ impl HostShared {
             Some(Err(Invoked::Failed(CallErrorCode::Panicked, message))) => {
                 format!("{what} panicked: {message}")
             }
-            Some(Err(Invoked::Failed(code, message))) => format!("{what} failed ({code}): {message}"),
+            Some(Err(Invoked::Failed(code, message))) => {
+                format!("{what} failed ({code}): {message}")
+            }
             Some(Err(Invoked::Domain(message))) => format!("{what} failed: {message}"),
             None => {
                 let problem = format!(
@@ -206,7 +208,13 @@ impl HostShared {
     ///
     /// [`Error::DependencyNotRunning`] naming the first that is not.
     pub(crate) fn dependencies_running(&self, plugin: &LoadedPlugin) -> Result<(), Error> {
-        for dep in plugin.file.manifest.dependencies.iter().filter(|d| !d.optional) {
+        for dep in plugin
+            .file
+            .manifest
+            .dependencies
+            .iter()
+            .filter(|d| !d.optional)
+        {
             let state = match self.find(dep.id.as_str()) {
                 Some(found) if is_up(&found) => continue,
                 Some(found) => found.state.get().to_string(),

@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn bad_entries_are_refused_with_what_is_wrong() {
         for (bad, says) in [
-            (r#"{"b":"not a range"}"#, "depends_on b: \"not a range\" is not a semver range"),
+            (
+                r#"{"b":"not a range"}"#,
+                "depends_on b: \"not a range\" is not a semver range",
+            ),
             (r#"{"c":"^1"}"#, "cannot depend on itself"),
             (r#"{"B C":"^1"}"#, "depends_on names \"B C\""),
             (r#"{"b":{"optional":true}}"#, "did not match any variant"),

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use airlock::plugins::{ReloadOutcome, TeardownOutcome};
 use airlock::pipeline::PluginReport;
 use airlock::plugins::PluginState;
+use airlock::plugins::{ReloadOutcome, TeardownOutcome};
 use airlock::{Error, Host, LoadReport, RefusalReason, Reply};
 use airlock_abi::{ActionError, Actions, Builtin, Context, InitError, Plugin};
 use airlock_tests::{fixture_bytes, TempPluginDir};
@@ -77,26 +77,59 @@ fn plugins_are_created_in_dependency_order_and_see_started_and_stopping_whatever
     let (host, report) = dir.load(&policy(data.path(), ""));
     assert!(report.all_ok(), "{report:#?}");
     let order: Vec<_> = report.plugins.iter().filter_map(|p| p.id.clone()).collect();
-    assert_eq!(order, ["dep-base", "dep-mid", "dep-top"], "created in dependency order");
+    assert_eq!(
+        order,
+        ["dep-base", "dep-mid", "dep-top"],
+        "created in dependency order"
+    );
     // Each `create` could call the plugins it depends on, and nothing created after it.
     assert_eq!(report_of(&host, "dep-base")["created"], json!([]));
     assert_eq!(report_of(&host, "dep-mid")["created"], json!(["dep-base"]));
-    assert_eq!(report_of(&host, "dep-top")["created"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-top")["created"],
+        json!(["dep-base", "dep-mid"])
+    );
     // `started` came once all were created: every plugin saw both others.
-    assert_eq!(report_of(&host, "dep-base")["started"], json!(["dep-mid", "dep-top"]));
-    assert_eq!(report_of(&host, "dep-top")["started"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-base")["started"],
+        json!(["dep-mid", "dep-top"])
+    );
+    assert_eq!(
+        report_of(&host, "dep-top")["started"],
+        json!(["dep-base", "dep-mid"])
+    );
     // The report shows what satisfies each dependency; a missing optional one is fine.
     let top = entry(&report, "dep-top");
-    let mid = top.dependencies.iter().find(|d| d.id == "dep-mid").expect("listed");
+    let mid = top
+        .dependencies
+        .iter()
+        .find(|d| d.id == "dep-mid")
+        .expect("listed");
     assert!(mid.satisfied && mid.range == "^1.0", "{mid:?}");
-    assert!(mid.found.as_deref().is_some_and(|f| f.starts_with("1.2.0 (") && f.contains(MID)));
-    let extra = top.dependencies.iter().find(|d| d.id == "dep-extra").expect("listed");
-    assert!(extra.optional && extra.satisfied && extra.found.is_none(), "{extra:?}");
+    assert!(mid
+        .found
+        .as_deref()
+        .is_some_and(|f| f.starts_with("1.2.0 (") && f.contains(MID)));
+    let extra = top
+        .dependencies
+        .iter()
+        .find(|d| d.id == "dep-extra")
+        .expect("listed");
+    assert!(
+        extra.optional && extra.satisfied && extra.found.is_none(),
+        "{extra:?}"
+    );
 
     let records = host.shutdown();
     let torn: Vec<_> = records.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(torn, ["dep-top", "dep-mid", "dep-base"], "reverse dependency order");
-    assert!(records.iter().all(|r| r.outcome == TeardownOutcome::Clean && r.stopping.is_none()));
+    assert_eq!(
+        torn,
+        ["dep-top", "dep-mid", "dep-base"],
+        "reverse dependency order"
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.outcome == TeardownOutcome::Clean && r.stopping.is_none()));
     drop(host);
     // `stopping` ran on every plugin before any was torn down: each could still call both
     // others (what it saw is in kv, read by a host started afterwards).
@@ -123,12 +156,21 @@ fn isolated_plugins_take_part_in_the_order_and_both_phases() {
     let (host, report) = dir.load(&policy);
     assert!(report.all_ok(), "{report:#?}");
     assert_eq!(report_of(&host, "dep-mid")["created"], json!(["dep-base"]));
-    assert_eq!(report_of(&host, "dep-mid")["started"], json!(["dep-base", "dep-top"]));
-    assert_eq!(report_of(&host, "dep-top")["created"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-mid")["started"],
+        json!(["dep-base", "dep-top"])
+    );
+    assert_eq!(
+        report_of(&host, "dep-top")["created"],
+        json!(["dep-base", "dep-mid"])
+    );
     host.shutdown();
     drop(host);
     let (again, _) = dir.load(&policy);
-    assert_eq!(report_of(&again, "dep-mid")["stopping"], json!(["dep-base", "dep-top"]));
+    assert_eq!(
+        report_of(&again, "dep-mid")["stopping"],
+        json!(["dep-base", "dep-top"])
+    );
 }
 
 #[test]
@@ -161,8 +203,15 @@ fn a_dependency_outside_the_range_is_refused_with_both_versions_named() {
         "{mid}"
     );
     let top = refused(&report, "dep-top", RefusalReason::MissingDependency);
-    assert!(top.contains("dep-mid was refused (dependency_version)"), "{top}");
-    assert_eq!(entry(&report, "dep-base").reason, None, "the base itself loads");
+    assert!(
+        top.contains("dep-mid was refused (dependency_version)"),
+        "{top}"
+    );
+    assert_eq!(
+        entry(&report, "dep-base").reason,
+        None,
+        "the base itself loads"
+    );
     assert_eq!(host.plugins().len(), 1);
 }
 
@@ -216,7 +265,12 @@ fn airlock_check_shows_each_dependency_with_its_range_and_what_satisfies_it() {
     assert_eq!(dep["id"], "dep-base");
     assert_eq!(dep["range"], "^1.4");
     assert_eq!(dep["satisfied"], true);
-    assert!(dep["found"].as_str().is_some_and(|f| f.starts_with("1.4.0 (")), "{dep}");
+    assert!(
+        dep["found"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("1.4.0 (")),
+        "{dep}"
+    );
     let table = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
         .arg("check")
         .arg(dir.path())
@@ -224,7 +278,10 @@ fn airlock_check_shows_each_dependency_with_its_range_and_what_satisfies_it() {
         .expect("the CLI runs");
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("needs dep-base ^1.4: 1.4.0 ("), "{text}");
-    assert!(text.contains("needs dep-extra ^1 (optional): not found"), "{text}");
+    assert!(
+        text.contains("needs dep-extra ^1 (optional): not found"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -255,7 +312,10 @@ fn a_reload_breaking_a_dependents_range_is_refused_and_the_old_build_keeps_servi
         ReloadOutcome::Loaded { generation, .. } => assert_eq!(generation, 2),
         other => panic!("{other}"),
     }
-    assert_eq!(report_of(&host, "dep-base")["started"], json!(["dep-mid", "dep-top"]));
+    assert_eq!(
+        report_of(&host, "dep-base")["started"],
+        json!(["dep-mid", "dep-top"])
+    );
 }
 
 #[test]
@@ -268,11 +328,23 @@ fn disabling_a_dependency_takes_its_dependents_with_it_and_enable_needs_it_runni
     let with: Vec<_> = record.dependents.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(with, ["dep-top", "dep-mid"], "dependents first");
     for id in ["dep-base", "dep-mid", "dep-top"] {
-        assert_eq!(host.plugin(id).expect("listed").state, PluginState::Disabled, "{id}");
+        assert_eq!(
+            host.plugin(id).expect("listed").state,
+            PluginState::Disabled,
+            "{id}"
+        );
     }
     match host.enable("dep-top") {
-        Err(Error::DependencyNotRunning { dependency, range, state, .. }) => {
-            assert_eq!((dependency.as_str(), range.as_str(), state.as_str()), ("dep-mid", "^1.0", "disabled"));
+        Err(Error::DependencyNotRunning {
+            dependency,
+            range,
+            state,
+            ..
+        }) => {
+            assert_eq!(
+                (dependency.as_str(), range.as_str(), state.as_str()),
+                ("dep-mid", "^1.0", "disabled")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -280,15 +352,25 @@ fn disabling_a_dependency_takes_its_dependents_with_it_and_enable_needs_it_runni
     match host.reload("dep-top").expect("reload") {
         ReloadOutcome::Refused { refusal, .. } => {
             assert_eq!(refusal.reason, RefusalReason::MissingDependency);
-            assert!(refusal.detail.contains("but dep-mid is disabled"), "{refusal}");
+            assert!(
+                refusal.detail.contains("but dep-mid is disabled"),
+                "{refusal}"
+            );
         }
         other => panic!("{other}"),
     }
     host.enable("dep-base").expect("enable the base");
-    assert_eq!(host.plugin("dep-mid").expect("listed").state, PluginState::Disabled, "not enabled with it");
+    assert_eq!(
+        host.plugin("dep-mid").expect("listed").state,
+        PluginState::Disabled,
+        "not enabled with it"
+    );
     host.enable("dep-mid").expect("enable the middle");
     host.enable("dep-top").expect("enable the top");
-    assert_eq!(report_of(&host, "dep-top")["started"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-top")["started"],
+        json!(["dep-base", "dep-mid"])
+    );
 }
 
 #[test]
@@ -304,20 +386,36 @@ fn a_panicking_started_and_an_overrunning_stopping_are_contained_and_reported() 
     let (host, report) = dir.load(&policy);
     assert!(report.all_ok(), "{report:#?}");
     let base = entry(&report, "dep-base");
-    assert!(base.detail.contains("started panicked: dep-base panics in started"), "{base:?}");
+    assert!(
+        base.detail
+            .contains("started panicked: dep-base panics in started"),
+        "{base:?}"
+    );
     assert_eq!(host.plugin("dep-base").expect("listed").stats.faults, 1);
-    assert_eq!(host.plugin("dep-base").expect("listed").state, PluginState::Running);
+    assert_eq!(
+        host.plugin("dep-base").expect("listed").state,
+        PluginState::Running
+    );
     // The peers' `started` ran all the same.
-    assert_eq!(report_of(&host, "dep-top")["started"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-top")["started"],
+        json!(["dep-base", "dep-mid"])
+    );
     let records = host.shutdown();
     let top = records.iter().find(|r| r.id == "dep-top").expect("dep-top");
     assert!(
-        top.stopping.as_deref().is_some_and(|s| s.contains("stopping did not return within 300 ms")),
+        top.stopping
+            .as_deref()
+            .is_some_and(|s| s.contains("stopping did not return within 300 ms")),
         "{top:?}"
     );
     for id in ["dep-mid", "dep-base"] {
         let r = records.iter().find(|r| r.id == id).expect("torn down");
-        assert_eq!((r.outcome.clone(), r.stopping.clone()), (TeardownOutcome::Clean, None), "{id}");
+        assert_eq!(
+            (r.outcome.clone(), r.stopping.clone()),
+            (TeardownOutcome::Clean, None),
+            "{id}"
+        );
     }
 }
 
@@ -335,7 +433,9 @@ impl Plugin for BuiltinBase {
     }
 
     fn actions(actions: &mut Actions<Self>) {
-        actions.add("ping", |_: &Self, _: Value| Ok::<_, ActionError>("dep-base"));
+        actions.add("ping", |_: &Self, _: Value| {
+            Ok::<_, ActionError>("dep-base")
+        });
     }
 }
 
@@ -366,9 +466,15 @@ fn plugins_depend_on_built_ins_and_built_ins_on_each_other() {
         builder.builtin::<BuiltinBase>().builtin::<BuiltinFirst>()
     });
     assert!(report.all_ok(), "{report:#?}");
-    assert_eq!(*CREATED.lock().expect("lock"), ["builtin-first", "dep-base"]);
+    assert_eq!(
+        *CREATED.lock().expect("lock"),
+        ["builtin-first", "dep-base"]
+    );
     assert_eq!(report_of(&host, "dep-mid")["created"], json!(["dep-base"]));
-    assert_eq!(report_of(&host, "dep-top")["created"], json!(["dep-base", "dep-mid"]));
+    assert_eq!(
+        report_of(&host, "dep-top")["created"],
+        json!(["dep-base", "dep-mid"])
+    );
     let torn: Vec<_> = host.shutdown().into_iter().map(|r| r.id).collect();
     assert_eq!(torn, ["dep-top", "dep-mid", "dep-base", "builtin-first"]);
 }
