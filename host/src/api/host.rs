@@ -118,6 +118,11 @@ impl Host {
                     tracing::info!(file = %entry.file.display(), id = entry.id.as_deref(), "{}", entry.detail)
                 }
             }
+            // What satisfied its dependencies, for a plugin that loaded (a refusal says why).
+            let dependencies = match entry.reason {
+                None => dependencies,
+                Some(_) => Vec::new(),
+            };
             report.plugins.push(PluginReport {
                 dependencies,
                 ..entry
