@@ -62,14 +62,7 @@ impl InvocationKind {
     /// checks with abi_stable's layout checker before it uses the table. A plugin without a
     /// call table answers [`ErrorCode::UNSUPPORTED`], and the host calls `invoke`.
     pub const CALL_TABLE: Self = Self(9);
-    /// Every plugin of the load has been created (or, after a reload, re-enable or config
-    /// restart, this new instance is the one serving): peers can be called now. The answer is
-    /// empty; a plugin built before this kind answers [`ErrorCode::UNSUPPORTED`], which the
-    /// host takes as nothing to do.
-    pub const STARTED: Self = Self(10);
-    /// The host is shutting down and every plugin is still running: the last moment to talk to
-    /// peers. Teardown follows. Answered like [`InvocationKind::STARTED`].
-    pub const STOPPING: Self = Self(11);
+    // 10 and 11, `STARTED` and `STOPPING`, are beside the `Plugin` methods they call (plugin.rs).
 }
 
 /// The fast way into an instance, found once per library through [`InvocationKind::CALL_TABLE`]:

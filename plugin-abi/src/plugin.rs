@@ -94,6 +94,18 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     fn teardown(self) {}
 }
 
+/// The lifecycle phases among plugins: new invocation kinds, each calling one [`Plugin`] method.
+impl crate::ffi::InvocationKind {
+    /// Every plugin of the load has been created (or, after a reload, re-enable or config
+    /// restart, this new instance is the one serving): [`Plugin::started`]. The answer is empty;
+    /// a plugin built before this kind answers [`crate::abi::ErrorCode::UNSUPPORTED`], which the
+    /// host takes as nothing to do.
+    pub const STARTED: Self = Self(10);
+    /// The host is shutting down and every plugin is still running: [`Plugin::stopping`], the
+    /// last moment to talk to peers; teardown follows. Answered like `STARTED`.
+    pub const STOPPING: Self = Self(11);
+}
+
 /// One run of a timer job, as [`Plugin::on_job`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRun {
