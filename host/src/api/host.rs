@@ -35,7 +35,9 @@ impl Host {
     }
 
     /// Runs the whole pipeline over the plugin directories and loads every library that passes.
-    /// One bad file never stops the others: each is reported, with its reason code.
+    /// One bad file never stops the others: each is reported, with its reason code. Plugins are
+    /// created in dependency order (`depends_on`; otherwise discovery order), and once all are,
+    /// each is told `started`, in the same order.
     ///
     /// # Errors
     ///
@@ -143,8 +145,10 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded, or
-    /// `claim_conflict` if a loaded plugin holds a kind of request it claims.
+    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded,
+    /// `claim_conflict` if a loaded plugin holds a kind of request it claims, or
+    /// `missing_dependency`, `dependency_version` or `dependency_cycle` against the loaded
+    /// plugins.
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
         let _admin = shared.admin();

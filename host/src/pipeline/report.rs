@@ -88,7 +88,8 @@ impl PluginReport {
     }
 }
 
-/// The outcome for every file the pipeline looked at, in discovery order.
+/// The outcome for every file the pipeline looked at, in discovery order (for a load, in the
+/// order plugins were created: each after the plugins it depends on).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LoadReport {
     /// One entry per file.
