@@ -122,6 +122,7 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
             println!("job:          {} - {when}", j.name);
         }
         print_events(m);
+        print_dependencies(m);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,4 +191,13 @@ pub(crate) fn print_resource(
     };
     std::io::stdout().write_all(&resource.bytes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plugins this one depends on, with their ranges (`airlock check` shows what satisfies
+/// each, over the whole set).
+fn print_dependencies(m: &airlock_abi::manifest::Manifest) {
+    for d in &m.dependencies {
+        let optional = if d.optional { " (optional)" } else { "" };
+        println!("depends on:   {} {}{optional}", d.id, d.range);
+    }
 }

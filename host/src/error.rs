@@ -67,11 +67,19 @@ pub enum RefusalReason {
     InitPanicked,
     /// Stage 5: the plugin's `create` overran its deadline.
     InitTimeout,
+    /// Stage 3, over the whole set: a plugin it depends on (`depends_on`, not optional) is not
+    /// there, or was refused itself (the detail names it and its reason).
+    MissingDependency,
+    /// Stage 3, over the whole set: a plugin it depends on is there at a version outside its
+    /// range; or, on a reload, the new build falls outside the range a loaded dependent needs.
+    DependencyVersion,
+    /// Stage 3, over the whole set: it is on a cycle of dependencies (the detail names it).
+    DependencyCycle,
 }
 
 impl RefusalReason {
     /// Every reason, in pipeline order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 25] = [
         Self::UnsafePermissions,
         Self::NotALibrary,
         Self::TooLarge,
@@ -94,6 +102,9 @@ impl RefusalReason {
         Self::InitFailed,
         Self::InitPanicked,
         Self::InitTimeout,
+        Self::MissingDependency,
+        Self::DependencyVersion,
+        Self::DependencyCycle,
     ];
 
     /// The stable code, e.g. `not_a_library`.
@@ -121,6 +132,9 @@ impl RefusalReason {
             Self::InitFailed => "init_failed",
             Self::InitPanicked => "init_panicked",
             Self::InitTimeout => "init_timeout",
+            Self::MissingDependency => "missing_dependency",
+            Self::DependencyVersion => "dependency_version",
+            Self::DependencyCycle => "dependency_cycle",
         }
     }
 
@@ -276,6 +290,20 @@ pub enum Error {
         /// The plugin.
         plugin: String,
         /// Its state.
+        state: String,
+    },
+    /// A plugin cannot be enabled: a plugin it depends on (not optionally) is not running.
+    #[error(
+        "plugin {plugin:?} depends on {dependency:?} ({range}), which is {state}: enable {dependency} first"
+    )]
+    DependencyNotRunning {
+        /// The plugin to enable.
+        plugin: String,
+        /// The plugin it depends on.
+        dependency: String,
+        /// The range it needs.
+        range: String,
+        /// What the dependency is instead of running (`disabled`, `not loaded`…).
         state: String,
     },
     /// A timer job could not be run by hand ([`crate::Host::run_job`]).

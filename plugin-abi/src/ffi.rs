@@ -62,6 +62,7 @@ impl InvocationKind {
     /// checks with abi_stable's layout checker before it uses the table. A plugin without a
     /// call table answers [`ErrorCode::UNSUPPORTED`], and the host calls `invoke`.
     pub const CALL_TABLE: Self = Self(9);
+    // 10 and 11, `STARTED` and `STOPPING`, are beside the `Plugin` methods they call (plugin.rs).
 }
 
 /// The fast way into an instance, found once per library through [`InvocationKind::CALL_TABLE`]:

@@ -78,9 +78,32 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         None
     }
 
+    /// Called once every plugin of the load is created, in dependency order (the plugins this
+    /// one depends on first): the place to call peers, which `create` may not see yet. Also
+    /// called on the new instance after a reload, a re-enable or a config restart. It runs
+    /// within the init deadline; a panic or an overrun is contained and counted as a fault.
+    fn started(&self) {}
+
+    /// Called at shutdown on every running plugin before any is torn down (dependents first):
+    /// peers still answer here, and no longer in [`Plugin::teardown`]. It runs within the
+    /// shutdown deadline; a panic or an overrun is contained and counted as a fault.
+    fn stopping(&self) {}
+
     /// Releases what the plugin holds. Runs once, before the context is revoked, within the
     /// shutdown deadline the operator set. Stop every thread the plugin started here.
     fn teardown(self) {}
+}
+
+/// The lifecycle phases among plugins: new invocation kinds, each calling one [`Plugin`] method.
+impl crate::ffi::InvocationKind {
+    /// Every plugin of the load has been created (or, after a reload, re-enable or config
+    /// restart, this new instance is the one serving): [`Plugin::started`]. The answer is empty;
+    /// a plugin built before this kind answers [`crate::abi::ErrorCode::UNSUPPORTED`], which the
+    /// host takes as nothing to do.
+    pub const STARTED: Self = Self(10);
+    /// The host is shutting down and every plugin is still running: [`Plugin::stopping`], the
+    /// last moment to talk to peers; teardown follows. Answered like `STARTED`.
+    pub const STOPPING: Self = Self(11);
 }
 
 /// One run of a timer job, as [`Plugin::on_job`] sees it.

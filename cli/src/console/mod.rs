@@ -169,7 +169,16 @@ impl<'h> Console<'h> {
             "events" => self.events(),
             "revoke" => self.revoke(rest.trim()),
             "disable" => match self.host.disable(rest.trim()) {
-                Ok(record) => format!("{}: disabled ({:?})", record.id, record.outcome),
+                Ok(record) => {
+                    let mut text = format!("{}: disabled ({:?})", record.id, record.outcome);
+                    for dependent in &record.dependents {
+                        text.push_str(&format!(
+                            "\n{}: disabled with it, as it depends on {} ({:?})",
+                            dependent.id, record.id, dependent.outcome
+                        ));
+                    }
+                    text
+                }
                 Err(e) => format!("error: {e}"),
             },
             "enable" => match self.host.enable(rest.trim()) {

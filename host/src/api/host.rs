@@ -22,12 +22,10 @@ use super::builder::HostBuilder;
 use super::handle::ActionHandle;
 use super::Host;
 use crate::pipeline::{
-    decide_all, ok_report, parallel_map, read_all, refuse_taken, Checked, ReadFor,
+    decide_all, graph, ok_report, parallel_map, read_all, refuse_taken, Checked, ReadFor,
 };
 use crate::runtime::called::{fail, not_loaded};
-use crate::runtime::outcome::{
-    PluginInfo, PluginState, PluginStats, ReloadOutcome, TeardownRecord,
-};
+use crate::runtime::outcome::{PluginInfo, PluginStats, ReloadOutcome, TeardownRecord};
 use crate::runtime::LoadedPlugin;
 
 impl Host {
@@ -37,7 +35,9 @@ impl Host {
     }
 
     /// Runs the whole pipeline over the plugin directories and loads every library that passes.
-    /// One bad file never stops the others: each is reported, with its reason code.
+    /// One bad file never stops the others: each is reported, with its reason code. Plugins are
+    /// created in dependency order (`depends_on`; otherwise discovery order), and once all are,
+    /// each is told `started`, in the same order.
     ///
     /// # Errors
     ///
@@ -56,9 +56,15 @@ impl Host {
             discover(&options.dirs, options.policy.host().trusted())?,
             ReadFor::Loading,
         ));
-        let checked = decide_all(options, files, &taken);
+        let mut checked = decide_all(options, files, &taken);
+        // The set's dependencies, with the plugins already loaded; then dependency order.
+        let loaded = shared.dependency_nodes(|_| true);
+        graph::refuse_unmet(&mut checked, &loaded);
+        let checked = graph::in_dependency_order(checked);
+        let mut graphs = graph::describe_all(&checked, &loaded).into_iter();
         // Stage 4 (shadow copy, dlopen, layout check) spread over the cores; stage 5 (create)
-        // in discovery order, so a plugin's `create` sees the plugins loaded before it.
+        // in dependency order (otherwise discovery order), so a plugin's `create` sees the
+        // plugins it depends on, and those loaded before it.
         let prepared = parallel_map(checked, |checked| match checked {
             Err(refusal) => Err((refusal, None)),
             Ok(checked) => {
@@ -68,12 +74,18 @@ impl Host {
                     .map_err(|refusal| (refusal, Some(version)))
             }
         });
+        let mut created = Vec::new();
         for prepared in prepared {
+            let dependencies = graphs.next().unwrap_or_default();
             let entry = match prepared {
                 Err((refusal, version)) => PluginReport::refused(&refusal, version),
                 Ok(prepared) => {
                     let version = prepared.0.file.manifest.version.to_string();
-                    match shared.start_prepared(prepared) {
+                    // A dependency refused at stage 4 or 5 refuses its dependents too.
+                    let started = shared
+                        .dependencies_created(&prepared.0, &report)
+                        .and_then(|()| shared.start_prepared(prepared));
+                    match started {
                         Ok(plugin) => {
                             let ms = plugin.load_time.as_secs_f64() * 1e3;
                             let detail = if plugin.file.is_builtin() {
@@ -92,6 +104,7 @@ impl Host {
                             };
                             let entry = ok_report(&plugin.file, detail);
                             let plugin = Arc::new(plugin);
+                            created.push((report.plugins.len(), Arc::clone(&plugin)));
                             shared.update_table(|table| table.push(plugin));
                             entry
                         }
@@ -107,7 +120,22 @@ impl Host {
                     tracing::info!(file = %entry.file.display(), id = entry.id.as_deref(), "{}", entry.detail)
                 }
             }
-            report.plugins.push(entry);
+            // What satisfied its dependencies, for a plugin that loaded (a refusal says why).
+            let dependencies = match entry.reason {
+                None => dependencies,
+                Some(_) => Vec::new(),
+            };
+            report.plugins.push(PluginReport {
+                dependencies,
+                ..entry
+            });
+        }
+        // Every plugin of the load is created: `started`, in dependency order.
+        let plugins: Vec<_> = created.iter().map(|(_, p)| Arc::clone(p)).collect();
+        for ((at, _), problem) in created.iter().zip(shared.started_all(&plugins)) {
+            if let (Some(problem), Some(entry)) = (problem, report.plugins.get_mut(*at)) {
+                entry.detail.push_str(&format!("; {problem}"));
+            }
         }
         Ok(report)
     }
@@ -117,14 +145,18 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded, or
-    /// `claim_conflict` if a loaded plugin holds a kind of request it claims.
+    /// The [`Refusal`] of stage 4 or 5, `duplicate_id` if a plugin with its id is loaded,
+    /// `claim_conflict` if a loaded plugin holds a kind of request it claims, or
+    /// `missing_dependency`, `dependency_version` or `dependency_cycle` against the loaded
+    /// plugins.
     pub fn load_checked(&self, checked: Checked) -> Result<(), Refusal> {
         let shared = &*self.shared;
         let _admin = shared.admin();
         refuse_taken(&checked.file, &shared.taken(|_| true))?;
+        shared.check_replacement(&checked.file)?;
         let plugin = Arc::new(shared.load_one(checked)?);
-        shared.update_table(|table| table.push(plugin));
+        shared.update_table(|table| table.push(Arc::clone(&plugin)));
+        shared.started_all(&[plugin]);
         Ok(())
     }
 
@@ -372,16 +404,12 @@ impl Host {
         &self.shared.audit
     }
 
-    /// Tears every running plugin down, in reverse load order, each within its deadline; a
-    /// plugin that overruns is revoked and abandoned, and shutdown continues. Every context is
-    /// revoked when this returns.
+    /// Tells every running plugin it is `stopping` (dependents first, while every plugin still
+    /// runs), then tears every running plugin down in reverse dependency order (otherwise
+    /// reverse load order), each within its deadline; a plugin that overruns is revoked and
+    /// abandoned, and shutdown continues. Every context is revoked when this returns.
     pub fn shutdown(&self) -> Vec<TeardownRecord> {
         let _admin = self.shared.admin();
-        let plugins = self.shared.table();
-        plugins
-            .iter()
-            .rev()
-            .filter_map(|p| self.shared.teardown(p, PluginState::Stopped))
-            .collect()
+        self.shared.shut_down()
     }
 }

@@ -97,7 +97,11 @@ impl Host {
             })
     }
 
-    /// Disables a plugin: tears it down within its deadline and revokes its context.
+    /// Disables a plugin: tears it down within its deadline and revokes its context. The
+    /// running plugins that depend on it (not optionally), directly or through others, are
+    /// disabled first, dependents first; the record lists them in
+    /// [`TeardownRecord::dependents`]. Enabling it again does not enable them: each is enabled
+    /// by name, once what it needs runs.
     ///
     /// # Errors
     ///
@@ -105,7 +109,24 @@ impl Host {
     pub fn disable(&self, plugin: &str) -> Result<TeardownRecord, Error> {
         let admin = self.shared.admin();
         let loaded = admin.plugin(plugin)?;
-        let record = self
+        if !loaded.running.is_some() {
+            return Err(Error::NotRunning {
+                plugin: plugin.to_owned(),
+                state: loaded.state.get().to_string(),
+            });
+        }
+        let mut dependents = Vec::new();
+        for dependent in self.shared.running_dependents(loaded.id()) {
+            if let Some(record) = self.shared.teardown(&dependent, PluginState::Disabled) {
+                self.record_operator(
+                    &dependent,
+                    AuditOutcome::Disabled,
+                    &format!("disabled {plugin}, which it depends on, and so"),
+                );
+                dependents.push(record);
+            }
+        }
+        let mut record = self
             .shared
             .teardown(&loaded, PluginState::Disabled)
             .ok_or_else(|| Error::NotRunning {
@@ -113,15 +134,18 @@ impl Host {
                 state: loaded.state.get().to_string(),
             })?;
         self.record_operator(&loaded, AuditOutcome::Disabled, "disabled");
+        record.dependents = dependents;
         Ok(record)
     }
 
-    /// Enables a disabled (or failed) plugin: creates a new instance with a fresh context.
+    /// Enables a disabled (or failed) plugin: creates a new instance with a fresh context, then
+    /// runs its `started` phase. The plugins that depend on it stay as they are.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownPlugin`]; [`Error::NotRunning`] if it was abandoned (its old instance
-    /// may still be executing); [`Error::Refused`] if creation fails.
+    /// may still be executing); [`Error::DependencyNotRunning`] if a plugin it depends on (not
+    /// optionally) is not running; [`Error::Refused`] if creation fails.
     pub fn enable(&self, plugin: &str) -> Result<(), Error> {
         let admin = self.shared.admin();
         let loaded = admin.plugin(plugin)?;
@@ -151,9 +175,11 @@ impl Host {
             }
             PluginState::Disabled | PluginState::Failed => {}
         }
+        self.shared.dependencies_running(&loaded)?;
         let config = loaded.settings.lock().config.clone();
         self.shared.start_instance(&loaded, &config, None)?;
         self.record_operator(&loaded, AuditOutcome::Enabled, "enabled");
+        self.shared.started_all(&[loaded]);
         Ok(())
     }
 
@@ -215,6 +241,7 @@ impl Host {
             self.shared.teardown(&loaded, PluginState::Disabled);
         }
         self.shared.start_instance(&loaded, &config, None)?;
+        self.shared.started_all(&[loaded]);
         Ok(ConfigApplied {
             live: false,
             warnings,

@@ -2,6 +2,7 @@
 //! discovery found, refuse duplicate ids, decide.
 
 pub(crate) mod decide;
+pub(crate) mod graph;
 pub(crate) mod report;
 pub(crate) mod schema;
 
@@ -14,7 +15,7 @@ pub use crate::library::signature::{
     public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX,
 };
 pub use decide::effective_grants;
-pub use report::{LoadReport, PluginReport, Status};
+pub use report::{DependencyReport, LoadReport, PluginReport, Status};
 
 use std::path::{Path, PathBuf};
 
@@ -77,21 +78,19 @@ pub struct Checked {
 }
 
 /// Runs stages 1–3 over every directory: nothing of any plugin runs. One entry per file, in
-/// discovery order; a later file whose id an earlier one already has is refused (`duplicate_id`).
+/// discovery order; a later file whose id an earlier one already has is refused (`duplicate_id`),
+/// and the set's dependencies are checked (`missing_dependency`, `dependency_version`,
+/// `dependency_cycle`).
 ///
 /// # Errors
 ///
 /// [`Error::PluginDir`] if a directory cannot be read.
 pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>, Error> {
-    Ok(decide_all(
-        options,
-        read_all(
-            options,
-            discover(&options.dirs, options.policy.host().trusted())?,
-            ReadFor::Checking,
-        ),
-        &[],
-    ))
+    let found = discover(&options.dirs, options.policy.host().trusted())?;
+    let read = read_all(options, found, ReadFor::Checking);
+    let mut results = decide_all(options, read, &[]);
+    graph::refuse_unmet(&mut results, &[]);
+    Ok(results)
 }
 
 /// What stage 2 reads a file for.
@@ -309,7 +308,10 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
     let mut probes: Vec<(crate::policy::Sandbox, Result<String, String>)> = Vec::new();
     let program = crate::isolation::find_worker(options.policy.host().worker.as_deref());
     let mut plugins = Vec::new();
-    for checked in check(options)? {
+    let checked = check(options)?;
+    let mut graph = graph::describe_all(&checked, &[]).into_iter();
+    for checked in checked {
+        let dependencies = graph.next().unwrap_or_default();
         let c = match checked {
             Ok(c) => c,
             Err(refusal) => {
@@ -319,10 +321,9 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
         };
         let policy = options.policy.for_plugin(&c.file.manifest.id);
         if policy.isolation != crate::policy::Isolation::Process {
-            plugins.push(ok_report(
-                &c.file,
-                "passed stages 1-3 (not loaded)".to_owned(),
-            ));
+            let mut report = ok_report(&c.file, "passed stages 1-3 (not loaded)".to_owned());
+            report.dependencies = dependencies;
+            plugins.push(report);
             continue;
         }
         let index = match probes.iter().position(|(s, _)| *s == policy.sandbox) {
@@ -334,10 +335,13 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
             }
         };
         plugins.push(match &probes[index].1 {
-            Ok(status) => ok_report(
-                &c.file,
-                format!("passed stages 1-3 (not loaded); its worker here: {status}"),
-            ),
+            Ok(status) => PluginReport {
+                dependencies,
+                ..ok_report(
+                    &c.file,
+                    format!("passed stages 1-3 (not loaded); its worker here: {status}"),
+                )
+            },
             Err(message) => {
                 let refusal = Refusal::new(
                     &c.file.path,
@@ -407,5 +411,6 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         status: Status::Ok,
         reason: None,
         detail,
+        dependencies: Vec::new(),
     }
 }

@@ -33,6 +33,45 @@ pub struct PluginReport {
     pub reason: Option<RefusalReason>,
     /// What was expected and found, or a summary for files that passed.
     pub detail: String,
+    /// The plugins it depends on (`depends_on`), each with what satisfies it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<DependencyReport>,
+}
+
+/// One dependency of a plugin in a report: its range, and what the set holds for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DependencyReport {
+    /// The plugin depended on.
+    pub id: String,
+    /// The semver range it must be in.
+    pub range: String,
+    /// Whether the plugin does without it.
+    pub optional: bool,
+    /// What was found under that id: `1.4.0 (file)`, with its state if it is not running, or
+    /// `refused (reason)`; `None` when nothing was.
+    pub found: Option<String>,
+    /// Whether the dependency is met (an optional one that is missing is).
+    pub satisfied: bool,
+}
+
+impl std::fmt::Display for DependencyReport {
+    /// `needs b ^1.4: 1.4.0 (b.so)`, `needs m ^1 (optional): not found`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let optional = if self.optional { " (optional)" } else { "" };
+        let mark = if self.satisfied { "" } else { " [unmet]" };
+        match &self.found {
+            Some(found) => write!(
+                f,
+                "needs {} {}{optional}: {found}{mark}",
+                self.id, self.range
+            ),
+            None => write!(
+                f,
+                "needs {} {}{optional}: not found{mark}",
+                self.id, self.range
+            ),
+        }
+    }
 }
 
 impl PluginReport {
@@ -44,11 +83,13 @@ impl PluginReport {
             status: Status::Refused,
             reason: Some(refusal.reason),
             detail: refusal.detail.clone(),
+            dependencies: Vec::new(),
         }
     }
 }
 
-/// The outcome for every file the pipeline looked at, in discovery order.
+/// The outcome for every file the pipeline looked at, in discovery order (for a load, in the
+/// order plugins were created: each after the plugins it depends on).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LoadReport {
     /// One entry per file.
@@ -108,6 +149,9 @@ impl LoadReport {
                 name(p),
                 p.detail
             );
+            for dependency in &p.dependencies {
+                let _ = writeln!(out, "{:<width$}    {dependency}", "");
+            }
         }
         let refused = self.refused().count();
         let _ = writeln!(

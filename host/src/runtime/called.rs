@@ -237,6 +237,9 @@ pub(crate) fn plugin_error_code(code: ErrorCode) -> CallErrorCode {
         ErrorCode::PANICKED => CallErrorCode::Panicked,
         ErrorCode::CAPABILITY_VIOLATION => CallErrorCode::CapabilityViolation,
         ErrorCode::REVOKED => CallErrorCode::Revoked,
+        // A kind of invocation the plugin does not know (it was built before the kind was):
+        // it serves nothing by that name.
+        ErrorCode::UNSUPPORTED => CallErrorCode::NotFound,
         _ => CallErrorCode::HandlerError,
     }
 }

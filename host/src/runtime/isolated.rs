@@ -158,6 +158,7 @@ impl HostShared {
                 return;
             }
         };
+        self.started_all(&[Arc::clone(plugin)]);
         drop(admin);
         self.audit.plugin_event(
             &id,

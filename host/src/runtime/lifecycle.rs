@@ -378,6 +378,8 @@ impl HostShared {
             id,
             outcome,
             elapsed: started.elapsed(),
+            stopping: None,
+            dependents: Vec::new(),
         })
     }
 }

@@ -9,6 +9,7 @@ mod invoke;
 mod isolated;
 mod lifecycle;
 pub(crate) mod outcome;
+mod phases;
 mod plugin;
 mod reload;
 mod routines;

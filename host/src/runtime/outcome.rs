@@ -173,6 +173,14 @@ pub struct TeardownRecord {
     pub outcome: TeardownOutcome,
     /// How long it took (up to the deadline).
     pub elapsed: Duration,
+    /// What went wrong in its `stopping` phase at shutdown (an error, a panic or an overrun of
+    /// the shutdown deadline), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<String>,
+    /// The plugins that depend on it (not optionally) and were disabled with it, dependents
+    /// first ([`crate::Host::disable`]); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<TeardownRecord>,
 }
 
 /// How a config change was applied.

@@ -66,6 +66,7 @@ impl HostShared {
         };
         let generation = plugin.generation.load(Ordering::SeqCst);
         self.swap_in(&plugin, current, path);
+        self.started_all(&[Arc::clone(&plugin)]);
         self.warn_if_many_retained();
         let outcome = ReloadOutcome::Loaded {
             id: id.to_string(),
@@ -92,6 +93,7 @@ impl HostShared {
         let taken = self.taken(|p| !same_path(&p.file.path, path) && p.file.path.exists());
         refuse_taken(&file, &taken)?;
         let checked = decide_checked(&self.options_now(), file)?;
+        self.check_replacement(&checked.file)?;
         let plugin = self.prepare(checked, current)?;
         let handover = current.and_then(|old| self.handover(old));
         let config = plugin.settings.lock().config.clone();
@@ -249,6 +251,7 @@ impl HostShared {
         self.teardown(&loaded, PluginState::Stopped);
         let config = loaded.settings.lock().config.clone();
         self.start_instance(&loaded, &config, handover)?;
+        self.started_all(&[Arc::clone(&loaded)]);
         Ok(loaded.generation.load(Ordering::SeqCst))
     }
 }

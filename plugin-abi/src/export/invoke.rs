@@ -1,6 +1,7 @@
 //! Serving invocations: an action or a hook by its index in the manifest, and the plugin's
-//! other entry points (health, snapshot, events, timer runs, config changes); and the
-//! module-level ones, which need no instance (a config check, the call table).
+//! other entry points (health, snapshot, events, timer runs, config changes, the started and
+//! stopping phases); and the module-level ones, which need no instance (a config check, the
+//! call table).
 
 use abi_stable::std_types::RVec;
 use abi_stable::type_layout::TypeLayout;
@@ -77,6 +78,14 @@ pub fn invoke<P: Plugin>(
             let config = parse_json(invocation.payload.as_slice())?;
             let applied = instance.plugin.config_changed(&config) == ConfigChange::Applied;
             to_json(&applied)
+        }
+        InvocationKind::STARTED => {
+            instance.plugin.started();
+            Ok(RVec::new())
+        }
+        InvocationKind::STOPPING => {
+            instance.plugin.stopping();
+            Ok(RVec::new())
         }
         other => Err(PluginError::new(
             ErrorCode::UNSUPPORTED,

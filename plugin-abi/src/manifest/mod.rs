@@ -4,6 +4,7 @@
 mod capability;
 mod declarations;
 mod events;
+mod dependencies;
 mod id;
 mod resources;
 mod routes;
@@ -14,6 +15,7 @@ pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
 pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
+pub use self::dependencies::{Dependency, RawDependency, MAX_DEPENDENCIES};
 pub use self::id::{PluginId, MAX_ID_LEN};
 pub use self::resources::{
     check_resource_path, ResourceDecl, DEFAULT_MEDIA_TYPE, MAX_MEDIA_TYPE, MAX_RESOURCES,
@@ -69,6 +71,10 @@ pub struct RawManifest {
     /// See [`Manifest::resources`].
     #[serde(default)]
     pub resources: Vec<ResourceDecl>,
+    /// See [`Manifest::dependencies`]: plugin id → a semver range, or
+    /// `{"version": range, "optional": true}`.
+    #[serde(default)]
+    pub depends_on: std::collections::BTreeMap<String, RawDependency>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -124,6 +130,10 @@ pub struct Manifest {
     /// (none when the key is absent).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceDecl>,
+    /// The plugins it needs beside it (`depends_on`), in id order: created before it, torn down
+    /// after it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
 }
 
 /// Why a manifest is invalid.

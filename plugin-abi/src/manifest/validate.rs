@@ -109,6 +109,7 @@ impl TryFrom<RawManifest> for Manifest {
         }
         super::events::check_events(&raw.events, &capabilities)?;
         super::resources::check_resources(&raw.resources)?;
+        let dependencies = super::dependencies::parse(&id, raw.depends_on)?;
         Ok(Self {
             id,
             version,
@@ -123,6 +124,7 @@ impl TryFrom<RawManifest> for Manifest {
             config_schema: raw.config_schema,
             events: raw.events,
             resources: raw.resources,
+            dependencies,
         })
     }
 }

@@ -8,6 +8,7 @@ mod claims;
 mod cli;
 mod config;
 mod contract_versions;
+mod dependencies;
 mod distribution;
 mod durability;
 mod editor_example;
