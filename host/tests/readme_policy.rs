@@ -34,7 +34,10 @@ fn the_readme_policy_parses_and_means_what_it_says() {
     assert!(policy.trust().contains_key("acme"));
     assert!(!hello.signature.required());
     let routine = &policy.routines()[0];
-    assert_eq!((routine.plugin.as_str(), routine.action.as_str()), ("hello", "greet"));
+    assert_eq!(
+        (routine.plugin.as_str(), routine.action.as_str()),
+        ("hello", "greet")
+    );
     assert!(routine.matches("users.signed-up", &serde_json::json!({"plan": "pro"})));
     assert!(!routine.matches("users.signed-up", &serde_json::json!({"plan": "free"})));
 }

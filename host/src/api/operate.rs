@@ -115,17 +115,8 @@ impl Host {
                 state: loaded.state.get().to_string(),
             });
         }
-        let mut dependents = Vec::new();
-        for dependent in self.shared.running_dependents(loaded.id()) {
-            if let Some(record) = self.shared.teardown(&dependent, PluginState::Disabled) {
-                self.record_operator(
-                    &dependent,
-                    AuditOutcome::Disabled,
-                    &format!("disabled {plugin}, which it depends on, and so"),
-                );
-                dependents.push(record);
-            }
-        }
+        let why = format!("the operator disabled {plugin}");
+        let dependents = self.shared.disable_dependents(&loaded, &why);
         let mut record = self
             .shared
             .teardown(&loaded, PluginState::Disabled)

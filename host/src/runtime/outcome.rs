@@ -223,6 +223,9 @@ pub enum ReloadOutcome {
         id: String,
         /// How its teardown went (`None`: it was not running).
         teardown: Option<TeardownOutcome>,
+        /// The running plugins that depend on it (not optionally), disabled before it,
+        /// dependents first.
+        dependents: Vec<String>,
     },
 }
 
@@ -239,12 +242,24 @@ impl std::fmt::Display for ReloadOutcome {
                 elapsed.as_secs_f64() * 1e3
             ),
             Self::Unchanged { id } => write!(f, "{id}: unchanged, not reloaded"),
-            Self::Removed { id, teardown } => match teardown {
-                Some(outcome) => {
-                    write!(f, "{id}: its library was removed; torn down ({outcome:?})")
+            Self::Removed {
+                id,
+                teardown,
+                dependents,
+            } => {
+                write!(f, "{id}: its library was removed")?;
+                if let Some(outcome) = teardown {
+                    write!(f, "; torn down ({outcome:?})")?;
                 }
-                None => write!(f, "{id}: its library was removed"),
-            },
+                if !dependents.is_empty() {
+                    write!(
+                        f,
+                        "; disabled with it, as they need it: {}",
+                        dependents.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
             Self::Refused { refusal, serving } => {
                 let id = refusal
                     .id

@@ -164,6 +164,36 @@ impl HostShared {
         ordered
     }
 
+    /// Disables the running plugins that need `plugin` (not optionally), dependents first,
+    /// each audited as disabled because `why` (what happens to `plugin`): what disabling it or
+    /// removing its library takes down with it.
+    pub(crate) fn disable_dependents(
+        &self,
+        plugin: &LoadedPlugin,
+        why: &str,
+    ) -> Vec<TeardownRecord> {
+        let mut records = Vec::new();
+        for dependent in self.running_dependents(plugin.id()) {
+            let generation = dependent
+                .generation
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if let Some(record) = self.teardown(&dependent, PluginState::Disabled) {
+                self.audit.plugin_event(
+                    dependent.id().as_str(),
+                    generation,
+                    crate::services::audit::AuditOutcome::Disabled,
+                    format_args!(
+                        "{} disabled: it needs {}, and {why}",
+                        dependent.id(),
+                        plugin.id()
+                    ),
+                );
+                records.push(record);
+            }
+        }
+        records
+    }
+
     /// Before `plugin` is created at startup: every plugin it needs was created before it (a
     /// dependency refused at stage 4 or 5 refuses it too, saying why). `report` holds this
     /// load's outcomes so far.

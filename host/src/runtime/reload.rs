@@ -218,6 +218,11 @@ impl HostShared {
         let mut outcome = None;
         for plugin in gone {
             let generation = plugin.generation.load(Ordering::SeqCst);
+            let dependents = self
+                .disable_dependents(&plugin, "its library was removed")
+                .into_iter()
+                .map(|record| record.id)
+                .collect();
             let teardown = self
                 .teardown(&plugin, PluginState::Stopped)
                 .map(|record| record.outcome);
@@ -225,6 +230,7 @@ impl HostShared {
             let removed = ReloadOutcome::Removed {
                 id: plugin.id().to_string(),
                 teardown,
+                dependents,
             };
             tracing::info!("{removed}");
             self.audit.plugin_event(

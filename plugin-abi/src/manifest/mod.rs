@@ -3,8 +3,8 @@
 
 mod capability;
 mod declarations;
-mod events;
 mod dependencies;
+mod events;
 mod id;
 mod resources;
 mod routes;
@@ -14,8 +14,8 @@ pub use self::capability::{covers, glob_match, Capability, CapabilityKind, Decla
 pub use self::declarations::{
     ActionDecl, ClaimDecl, Concurrency, HookDecl, JobDecl, RouteDecl, ROUTE_METHODS,
 };
-pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
 pub use self::dependencies::{Dependency, RawDependency, MAX_DEPENDENCIES};
+pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
 pub use self::id::{PluginId, MAX_ID_LEN};
 pub use self::resources::{
     check_resource_path, ResourceDecl, DEFAULT_MEDIA_TYPE, MAX_MEDIA_TYPE, MAX_RESOURCES,

@@ -1,7 +1,10 @@
 //! `listener`: subscribes to `demo.*` at creation; the host delivers each event on its own
 //! threads and removes the subscription at teardown, so a re-created listener never hears an
-//! event twice. Its `digest` action is the target of the demo policy's routine: the host calls
-//! it for each digest run by hand, on behalf of ticker, which published the event.
+//! event twice. It depends on `ticker` (`depends_on` in its manifest, optionally: it loads
+//! without it): the host creates ticker first, tells listener `started` once both are up, and
+//! tears listener down first. Its
+//! `digest` action is the target of the demo policy's routine: the host calls it for each
+//! digest run by hand, on behalf of ticker, which published the event.
 
 use std::sync::Mutex;
 
@@ -55,6 +58,11 @@ impl Plugin for Listener {
                 heard.routed_for = Some(caller.to_string());
                 Ok::<_, ActionError>(heard.routed)
             });
+    }
+
+    fn started(&self) {
+        self.ctx
+            .info("started: every plugin is up, ticker (which listener depends on) created first");
     }
 
     fn on_event(&self, topic: &str, payload: &serde_json::Value) {

@@ -374,6 +374,44 @@ fn disabling_a_dependency_takes_its_dependents_with_it_and_enable_needs_it_runni
 }
 
 #[test]
+fn removing_a_dependencys_library_disables_its_dependents_and_says_so() {
+    let dir = chain();
+    let data = tempfile::tempdir().expect("data dir");
+    let (host, report) = dir.load(&policy(data.path(), ""));
+    assert!(report.all_ok(), "{report:#?}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _watcher = host
+        .watch(std::time::Duration::from_millis(50), move |outcome| {
+            let _ = tx.send(outcome.to_string());
+        })
+        .expect("watching");
+    std::fs::remove_file(dir.path().join(lib(BASE))).expect("remove the base's library");
+    let said = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the watcher saw the removal");
+    assert!(
+        said.contains("dep-base: its library was removed")
+            && said.contains("disabled with it, as they need it: dep-top, dep-mid"),
+        "{said}"
+    );
+    for id in ["dep-mid", "dep-top"] {
+        assert_eq!(
+            host.plugin(id).expect("listed").state,
+            PluginState::Disabled,
+            "{id}"
+        );
+    }
+    assert!(host.plugin("dep-base").is_none(), "out of the table");
+    let audited = host
+        .audit()
+        .tail(1000)
+        .into_iter()
+        .filter(|r| r.plugin == "dep-mid" && r.detail.contains("its library was removed"))
+        .count();
+    assert_eq!(audited, 1, "one record says why dep-mid went");
+}
+
+#[test]
 fn a_panicking_started_and_an_overrunning_stopping_are_contained_and_reported() {
     let dir = chain();
     let data = tempfile::tempdir().expect("data dir");
