@@ -77,11 +77,16 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
         } => {
             // Before any plugin code runs: nothing but the protocol reaches standard output.
             let protocol = mcp::protocol_output()?;
-            let host = builder(plugins)?.build()?;
+            // A plugin's request that the host shut down (`host.control`) ends the server.
+            let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+            let ask = asked.clone();
+            let host = builder(plugins)?
+                .on_shutdown_request(move |_| ask.notify_one())
+                .build()?;
             let report = host.load()?;
             eprint!("{}", report.to_table());
             let watch = (!no_watch).then(|| std::time::Duration::from_millis(debounce_ms));
-            mcp::serve(host, protocol, watch)?;
+            mcp::serve(host, protocol, watch, asked)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::New { name, path, abi } => {

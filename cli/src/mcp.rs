@@ -335,7 +335,8 @@ pub fn protocol_output() -> std::io::Result<File> {
 }
 
 /// Serves `host`'s plugins over MCP, reading standard input and writing `protocol` (from
-/// [`protocol_output`]), until the client closes its end. The client is told when the tools
+/// [`protocol_output`]), until the client closes its end or a plugin asks the host to shut down
+/// (`shutdown` is notified: the program's handler of that request). The client is told when the tools
 /// change: with `watch`, rebuilt libraries are reloaded at once; a plugin disabled, quarantined
 /// or back is seen within half a second.
 ///
@@ -347,6 +348,7 @@ pub fn serve(
     host: Host,
     protocol: File,
     watch: Option<Duration>,
+    shutdown: Arc<tokio::sync::Notify>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let host = Arc::new(host);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -370,6 +372,12 @@ pub fn serve(
             })?),
             None => None,
         };
+        // A plugin's shutdown request ends the service as the client's leaving would.
+        let service = running.cancellation_token();
+        tokio::spawn(async move {
+            shutdown.notified().await;
+            service.cancel();
+        });
         let peer = running.peer().clone();
         let watched = host.clone();
         tokio::spawn(async move {
@@ -398,6 +406,9 @@ pub fn serve(
         Ok::<(), Box<dyn std::error::Error>>(())
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(request) = host.shutdown_requested() {
+        eprintln!("shutting down: {request}");
+    }
     crate::commands::shut_down(&host);
     served
 }

@@ -302,3 +302,77 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         client.cancel().await.expect("closed");
     });
 }
+
+#[test]
+fn a_plugins_shutdown_request_ends_the_mcp_server_cleanly() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = TempPluginDir::with(&["orchestrator"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[plugins.orchestrator]\ngrants = [\"host.control\"]\n",
+    )
+    .expect("policy");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
+                c.arg("mcp")
+                    .arg(dir.path())
+                    .arg("--policy")
+                    .arg(&policy)
+                    .arg("--no-watch");
+            });
+        let (transport, stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("airlock mcp starts");
+        let mut stderr = stderr.expect("its standard error");
+        let client = Client {
+            progress: Arc::new(Mutex::new(Vec::new())),
+            tools_changed: Arc::new(Notify::new()),
+        }
+        .serve(transport)
+        .await
+        .expect("initialized");
+        // The client keeps its end open: only the plugin's request can end the server. Its
+        // answer may or may not arrive before the server goes.
+        let answer = client
+            .call_tool(
+                CallToolRequestParams::new("orchestrator__shutdown")
+                    .with_arguments(arguments(json!({"input": {"reason": "the batch is done"}}))),
+            )
+            .await;
+        // Its standard error, up to its end (the server exits) or a minute.
+        let mut bytes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut ended = false;
+        while !ended && tokio::time::Instant::now() < deadline {
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, stderr.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) => ended = true,
+                Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
+                Err(_) => break,
+            }
+        }
+        let said = String::from_utf8_lossy(&bytes);
+        assert!(
+            ended,
+            "the server did not exit after the request ({answer:?}): {said}"
+        );
+        assert!(
+            said.contains(
+                "shutting down: plugin orchestrator (generation 1) asked the host to shut down: \
+                 the batch is done"
+            ) && said.contains("orchestrator: Clean"),
+            "{said}"
+        );
+        drop(client);
+    });
+}
