@@ -137,6 +137,7 @@ impl Host {
                 entry.detail.push_str(&format!("; {problem}"));
             }
         }
+        shared.warn_of_routines_without_target();
         Ok(report)
     }
 

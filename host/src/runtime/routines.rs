@@ -68,6 +68,40 @@ impl HostShared {
         }
     }
 
+    /// Warns of each routine of the policy whose target is not there to call once a load is
+    /// done: no plugin with its id, or one that declares no such action. Its runs will be
+    /// recorded (and audited) as failed; the warning says so before the first event.
+    pub(crate) fn warn_of_routines_without_target(&self) {
+        let table = self.table();
+        for routine in self.options.policy.routines() {
+            let target = table.iter().find(|p| p.id() == &routine.plugin);
+            let missing = match target {
+                None => format!("no plugin {} is loaded", routine.plugin),
+                Some(p) if p.file.manifest.action_index(&routine.action).is_none() => format!(
+                    "plugin {} declares no action {:?} (it has {:?})",
+                    routine.plugin,
+                    routine.action,
+                    p.file
+                        .manifest
+                        .actions
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                ),
+                Some(_) => continue,
+            };
+            tracing::warn!(
+                routine = %routine.name,
+                "routine {:?} ({} -> {}.{}): {missing}; its runs will fail until it is there \
+                 (fix [[routines]] in the policy, or load the plugin)",
+                routine.name,
+                routine.topic,
+                routine.plugin,
+                routine.action
+            );
+        }
+    }
+
     /// Calls the routine's target once, and again on a retryable answer as `routine` (or the
     /// target's dispatch retries) says: attempts, outcome, detail.
     fn call_target(&self, routine: &Routine, job: &RoutineJob) -> (u32, RoutineOutcome, String) {

@@ -391,3 +391,40 @@ action = "publish"
     assert_eq!(runs[0].publisher, CallerInfo::Host { principal: None });
     assert!(matches!(&runs[1].publisher, CallerInfo::Plugin { id, .. } if id == "orders"));
 }
+
+#[test]
+fn a_load_warns_of_each_routine_whose_target_is_not_there() {
+    let dir = TempPluginDir::with(&["orders", "fulfil"]);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "{GRANTS}{SHIP_PAID}\n[[routines]]\nname = \"to-nobody\"\ntopic = \"orders.*\"\n\
+             plugin = \"absent\"\naction = \"ship\"\n\n[[routines]]\nname = \"no-such-action\"\n\
+             topic = \"orders.*\"\nplugin = \"fulfil\"\naction = \"fly\"\n"
+        ),
+    )
+    .expect("policy");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .args(["check", "--load", "--policy"])
+        .arg(&policy)
+        .arg(dir.path())
+        .output()
+        .expect("airlock check runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "routine \"to-nobody\" (orders.* -> absent.ship): no plugin absent is loaded"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routine \"no-such-action\" (orders.* -> fulfil.fly): plugin fulfil declares no action \"fly\""),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("\"ship-paid\""),
+        "its target is there: {stderr}"
+    );
+}
