@@ -80,13 +80,15 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Called once every plugin of the load is created, in dependency order (the plugins this
     /// one depends on first): the place to call peers, which `create` may not see yet. Also
-    /// called on the new instance after a reload, a re-enable or a config restart. It runs
-    /// within the init deadline; a panic or an overrun is contained and counted as a fault.
+    /// called on the new instance after a reload, a re-enable or a config restart. It is a call
+    /// like an action's: a panic is contained and counted as a fault, and past the call timeout
+    /// it is told it is cancelled (`ctx.cancelled()`); the host waits for it at most the init
+    /// deadline, then goes on.
     fn started(&self) {}
 
     /// Called at shutdown on every running plugin before any is torn down (dependents first):
-    /// peers still answer here, and no longer in [`Plugin::teardown`]. It runs within the
-    /// shutdown deadline; a panic or an overrun is contained and counted as a fault.
+    /// peers still answer here, and no longer in [`Plugin::teardown`]. It is a call, like
+    /// `started`; the host waits for it at most the shutdown deadline, then goes on.
     fn stopping(&self) {}
 
     /// Releases what the plugin holds. Runs once, before the context is revoked, within the

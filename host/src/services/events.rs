@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 use crate::policy::Routine;
 use crate::services::catalog::SeenTopics;
 use crate::services::delivery::{Deliver, Delivered};
-use crate::services::routines::{Routines, RunRoutine};
+use crate::services::routines::{at_depth, Routines, RunRoutine};
 use airlock_abi::manifest::glob_match;
 
 /// Deliveries waiting for the dispatcher before new ones are dropped.
@@ -47,6 +47,9 @@ enum Delivery {
         token: ContextToken,
         topic: Arc<str>,
         payload: Arc<[u8]>,
+        /// The routine depth it was published at: what a subscriber publishes while handling
+        /// it is one routine level deeper, as if published by the routine's target itself.
+        depth: u32,
     },
     /// Answered once everything queued before it has been delivered.
     #[cfg_attr(
@@ -168,11 +171,13 @@ impl EventBus {
             return 0;
         };
         let mut queued = 0;
+        let depth = crate::services::routines::depth();
         for token in targets {
             let delivery = Delivery::Event {
                 token,
                 topic: topic.clone(),
                 payload: payload.clone(),
+                depth,
             };
             if queue.try_send(delivery).is_ok() {
                 queued += 1;
@@ -234,8 +239,9 @@ impl EventBus {
     }
 }
 
-/// An event the dispatcher could not deliver yet: for whom, the topic, the payload.
-type SetAside = (ContextToken, Arc<str>, Arc<[u8]>);
+/// An event the dispatcher could not deliver yet: for whom, the topic, the payload, the
+/// routine depth it was published at.
+type SetAside = (ContextToken, Arc<str>, Arc<[u8]>, u32);
 
 fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU64) {
     crate::services::delivery::serve_on_this_thread();
@@ -256,15 +262,17 @@ fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU
                 token,
                 topic,
                 payload,
+                depth,
             }) => {
                 // Behind the plugin's events set aside, if it has any: in order.
-                let behind = aside.iter().any(|(t, _, _)| *t == token);
+                let behind = aside.iter().any(|(t, ..)| *t == token);
                 if behind
-                    || host.deliver(token, InvocationKind::EVENT, &topic, &payload)
-                        == Delivered::Busy
+                    || at_depth(depth, || {
+                        host.deliver(token, InvocationKind::EVENT, &topic, &payload)
+                    }) == Delivered::Busy
                 {
                     if aside.len() < EVENT_QUEUE {
-                        aside.push_back((token, topic, payload));
+                        aside.push_back((token, topic, payload, depth));
                     } else {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -295,12 +303,14 @@ fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU
 /// stays, and so do the ones behind it.
 fn retry(aside: &mut VecDeque<SetAside>, host: &dyn Deliver) {
     let mut busy: Vec<ContextToken> = Vec::new();
-    aside.retain(|(token, topic, payload)| {
+    aside.retain(|(token, topic, payload, depth)| {
         if busy.contains(token) {
             return true;
         }
         let still = crate::services::delivery::retrying(|| {
-            host.deliver(*token, InvocationKind::EVENT, topic, payload)
+            at_depth(*depth, || {
+                host.deliver(*token, InvocationKind::EVENT, topic, payload)
+            })
         }) == Delivered::Busy;
         if still {
             busy.push(*token);

@@ -6,10 +6,12 @@
 //! or the bus. Runs happen one at a time, in the order their events were published.
 //!
 //! A routine's target may publish in turn, and start routines again: an event published while
-//! a run is in progress on the routine thread starts runs one level deeper, and a run deeper
-//! than [`MAX_ROUTINE_DEPTH`] is not queued (dropped, counted and warned of), so routines that
-//! feed each other cannot run forever. (A target that publishes from a thread of its own
-//! starts again at the first level: the host cannot tell.)
+//! a run is in progress on the routine thread starts runs one level deeper — and so does one a
+//! subscriber publishes while the dispatcher delivers it an event published at some depth —,
+//! and a run deeper than [`MAX_ROUTINE_DEPTH`] is not queued (dropped, counted and warned of),
+//! so routines that feed each other, directly or through subscribers, cannot run forever. (A
+//! target that publishes from a thread of its own starts again at the first level: the host
+//! cannot tell.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -205,6 +207,19 @@ impl Routines {
     }
 }
 
+/// The routine depth of what this thread is doing (0: nothing a routine started).
+pub(crate) fn depth() -> u32 {
+    DEPTH.get()
+}
+
+/// `f` at routine depth `depth`: what it publishes starts routines one level deeper.
+pub(crate) fn at_depth<R>(depth: u32, f: impl FnOnce() -> R) -> R {
+    let outer = DEPTH.replace(depth);
+    let result = f();
+    DEPTH.set(outer);
+    result
+}
+
 fn run(
     rx: &Receiver<(usize, RoutineJob)>,
     runner: &Weak<dyn RunRoutine>,
@@ -221,9 +236,7 @@ fn run(
             continue;
         };
         if let Some(routine) = list.get(index) {
-            DEPTH.set(job.depth);
-            runner.run_routine(routine, &job);
-            DEPTH.set(0);
+            at_depth(job.depth, || runner.run_routine(routine, &job));
         }
     }
 }

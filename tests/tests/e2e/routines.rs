@@ -21,7 +21,7 @@ const GRANTS: &str = r#"
 grants = ["events.publish:orders.*"]
 
 [plugins.fulfil]
-grants = ["events.subscribe:orders.*"]
+grants = ["events.subscribe:orders.*", "events.publish:orders.ping"]
 "#;
 
 /// A routine shipping paid orders, whoever publishes them.
@@ -390,6 +390,35 @@ action = "publish"
     // The first was started by the host, the others by orders' publications.
     assert_eq!(runs[0].publisher, CallerInfo::Host { principal: None });
     assert!(matches!(&runs[1].publisher, CallerInfo::Plugin { id, .. } if id == "orders"));
+}
+
+#[test]
+fn routines_fed_through_a_subscriber_stop_at_the_depth_limit_too() {
+    // The routine has `orders` publish `orders.pong`; fulfil, subscribed, answers each pong
+    // with `orders.ping` from the dispatcher's thread, which runs the routine again.
+    let (_dir, host) = load(
+        r#"
+[[routines]]
+name = "ping"
+topic = "orders.ping"
+plugin = "orders"
+action = "publish"
+"#,
+    );
+    let depth = airlock::events::MAX_ROUTINE_DEPTH as usize;
+    host.publish(
+        "orders.ping",
+        &json!({"topic": "orders.pong", "payload": {"n": 1}}),
+    );
+    wait_until("the run past the limit", || {
+        host.routine_runs_dropped() == 1 && host.routine_runs().len() == depth
+    });
+    // Nothing follows: the loop ended.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(host.routine_runs().len(), depth);
+    assert_eq!(host.routine_runs_dropped(), 1);
+    let runs = host.routine_runs();
+    assert!(matches!(&runs[1].publisher, CallerInfo::Plugin { id, .. } if id == "fulfil"));
 }
 
 #[test]
