@@ -35,7 +35,8 @@ pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
 }
 
 /// `events publish`: the number of subscriptions the event went to. A payload that does not
-/// fit the schema the plugin's manifest declares for the topic is refused (`bad_request`, with
+/// fit a schema declared for the topic — by the publishing plugin's manifest or another
+/// loaded plugin's — is refused (`bad_request`, with
 /// the schema's message; audited `event_refused`), and nothing is delivered or routed.
 fn publish(r: &dyn Requester, req: wire::Publish) -> Result<usize, HostError> {
     let (plugin, generation) = (r.plugin(), r.generation());

@@ -18,12 +18,15 @@ use crate::services::catalog::{publisher_name, DeclaredTopic, EventCatalog};
 use crate::services::routines::{RoutineJob, RoutineOutcome, RoutineRun, RunRoutine};
 
 impl HostShared {
-    /// Whether `payload` fits the schema that `plugin` (the instance of `generation`, or the
-    /// running one) declares for `topic`; a topic it declares no schema for takes anything.
+    /// Whether `payload` fits every schema declared for `topic`: the one `plugin` (the
+    /// instance of `generation`, or the running one) declares, and those of every other loaded
+    /// plugin that declares the topic — a declaration binds whoever publishes on it. A topic
+    /// no one declares a schema for takes anything.
     ///
     /// # Errors
     ///
-    /// The schema's message: where the payload breaks it and which rule.
+    /// The schema's message: where the payload breaks it and which rule (and, for another
+    /// plugin's schema, whose it is).
     pub(crate) fn check_event(
         &self,
         plugin: &PluginId,
@@ -33,17 +36,24 @@ impl HostShared {
     ) -> Result<(), String> {
         let table = self.table();
         let mut mine = table.iter().filter(|p| p.id() == plugin);
-        let Some(loaded) = mine
+        let own = mine
             .clone()
             .find(|p| p.generation.load(Ordering::SeqCst) == generation)
-            .or_else(|| mine.next_back())
-        else {
-            return Ok(());
-        };
-        match &loaded.schemas {
-            Some(schemas) => schemas.check_event(topic, payload),
-            None => Ok(()),
+            .or_else(|| mine.next_back());
+        if let Some(schemas) = own.and_then(|p| p.schemas.as_ref()) {
+            schemas.check_event(topic, payload)?;
         }
+        for other in table.iter().filter(|p| p.id() != plugin) {
+            if let Some(schemas) = &other.schemas {
+                schemas.check_event(topic, payload).map_err(|message| {
+                    format!(
+                        "{message} (the schema plugin {} declares for it)",
+                        other.id()
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The topics the loaded plugins declare, and those published so far.

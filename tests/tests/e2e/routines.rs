@@ -21,7 +21,7 @@ const GRANTS: &str = r#"
 grants = ["events.publish:orders.*"]
 
 [plugins.fulfil]
-grants = ["events.subscribe:orders.*", "events.publish:orders.ping"]
+grants = ["events.subscribe:orders.*", "events.publish:orders.*"]
 "#;
 
 /// A routine shipping paid orders, whoever publishes them.
@@ -244,10 +244,25 @@ action = "ship"
                 .contains("the payload of orders.created does not match its schema at /total"),
         "{message}"
     );
+    // The declaration binds every publisher of the topic: fulfil, whose grant covers it,
+    // cannot publish what orders' schema refuses either.
+    let forged = call(
+        &host,
+        "fulfil",
+        "publish",
+        &json!({"topic": "orders.created", "payload": {"id": "9", "total": "free"}}),
+    );
+    let message = forged["refused"].as_str().expect("refused");
+    assert!(
+        message.contains("does not match its schema at /total")
+            && message.contains("the schema plugin orders declares for it"),
+        "{message}"
+    );
     let audited = records(&host, AuditOutcome::EventRefused);
-    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited.len(), 2, "{audited:?}");
     assert_eq!(audited[0].plugin, "orders");
     assert_eq!(audited[0].capability, "events.publish:orders.created");
+    assert_eq!(audited[1].plugin, "fulfil");
     // An undeclared topic the grant covers is published unchecked; a valid payload on the
     // declared one goes through.
     assert_eq!(
