@@ -54,6 +54,10 @@ pub(crate) fn hit(name: &'static str) {
 /// addressed to, and is about to invoke it.
 pub(crate) const DELIVER_MATCHED: &str = "deliver:matched";
 
+/// The supervisor found an isolated plugin's worker dead and its restart due, and is about to
+/// take the admin lock to restart it.
+pub(crate) const RESTART_DUE: &str = "restart:due";
+
 /// The supervisor is about to restart an isolated plugin whose worker died, holding the admin
 /// lock.
 pub(crate) const RESTART_LOCKED: &str = "restart:locked";

@@ -113,6 +113,58 @@ fn a_slow_worker_restart_does_not_delay_the_watchdog() {
     );
 }
 
+/// A plugin disabled while the supervisor waits for the admin lock to restart its dead worker
+/// stays disabled: the restart looks again, under the lock, before it creates anything.
+#[test]
+fn a_worker_restart_does_not_undo_a_disable_made_while_it_waited() {
+    let dir = TempPluginDir::with(&["hostile"]);
+    let data = tempfile::tempdir().expect("data dir");
+    let policy = format!(
+        "[host]\ndata_dir = {kv:?}\n\
+         [plugins.hostile]\nisolation = \"process\"\ngrants = [\"kv\"]\nrestart_backoff_ms = 1\n",
+        kv = data.path().join("kv").display().to_string(),
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    let host = Arc::new(host);
+    let disabled = Arc::new(AtomicBool::new(false));
+    {
+        let (host, disabled) = (host.clone(), disabled.clone());
+        airlock::failpoint::arm("restart:due", move || {
+            if !disabled.load(Ordering::SeqCst) {
+                host.disable("hostile").expect("disable");
+                disabled.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    // The worker dies; the supervisor finds its restart due, and the operator disables it
+    // just before the supervisor takes the lock.
+    let _ = host.call("hostile", "abort").json(&json!(null));
+    let began = Instant::now();
+    while !disabled.load(Ordering::SeqCst) {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no restart came due"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Give the supervisor its turns: it must not bring the plugin back.
+    std::thread::sleep(Duration::from_millis(500));
+    airlock::failpoint::disarm("restart:due");
+    let info = host.plugin("hostile").expect("listed");
+    assert_eq!(
+        info.state,
+        airlock::plugins::PluginState::Disabled,
+        "{info:?}"
+    );
+    let restarted = host
+        .audit()
+        .tail(100)
+        .iter()
+        .any(|r| r.outcome == airlock::services::AuditOutcome::Restarted);
+    assert!(!restarted, "the disabled plugin was restarted");
+}
+
 /// A plugin's helper thread that passed the `closing` check just before teardown set it, and
 /// subscribes after teardown removed the context's subscriptions, must not leave a
 /// subscription of the dead context behind (every publish would match it).

@@ -94,7 +94,7 @@ impl HostShared {
             attempts += 1;
             out.clear();
             let called = self.call_into(plugin, action, input, out)?;
-            if called != Called::Retryable || attempts > retry.retries {
+            if called != Called::Retryable || attempts > retry.retries || attempts == u32::MAX {
                 return Ok((attempts, called));
             }
             let mut hasher = seed.build_hasher();

@@ -139,12 +139,32 @@ impl HostShared {
         if !due {
             return;
         }
+        crate::failpoint::hit(crate::failpoint::RESTART_DUE);
         let admin = self.admin();
         crate::failpoint::hit(crate::failpoint::RESTART_LOCKED);
-        // Still the plugin in the table, still dead, still running: the admin lock makes the
-        // restart the only change to it.
+        // Still the plugin in the table, still dead, still running (an operator may have
+        // disabled it while this waited for the lock): the admin lock makes the restart the
+        // only change to it.
         let current = self.find(&id);
-        if !current.is_some_and(|c| Arc::ptr_eq(&c, plugin)) {
+        let dead = plugin
+            .running
+            .with(|r| r.is_some_and(|r| r.instance.worker_died()));
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, plugin))
+            || !dead
+            || plugin.state.get() != PluginState::Running
+        {
+            return;
+        }
+        // A plugin whose dependency went away while its worker was dead stays down.
+        if let Err(why) = self.dependencies_running(plugin) {
+            self.teardown(plugin, PluginState::Disabled);
+            let generation = plugin.generation.load(std::sync::atomic::Ordering::SeqCst);
+            self.audit.plugin_event(
+                &id,
+                generation,
+                AuditOutcome::Disabled,
+                format_args!("its worker died and it was not restarted: {why}"),
+            );
             return;
         }
         plugin.restarts.0.lock().push_back(now);

@@ -113,7 +113,7 @@ impl HostShared {
     }
 
     /// Shutdown: `stopping` on every running plugin, dependents first, before any is torn
-    /// down; then teardown in the same order (reverse dependency order), each within its
+    /// down; then the routines stop; then teardown in the same order (reverse dependency order), each within its
     /// deadline.
     pub(crate) fn shut_down(&self) -> Vec<TeardownRecord> {
         let mut plugins = in_dependency_order(&self.table());
@@ -122,6 +122,9 @@ impl HostShared {
             .iter()
             .map(|p| self.run_phase(p, InvocationKind::STOPPING, p.policy.shutdown_deadline))
             .collect();
+        // No routine runs into plugins being torn down: the run in progress ends first, the
+        // queued ones are dropped and counted.
+        self.events.routines().stop();
         plugins
             .iter()
             .zip(stopping)
