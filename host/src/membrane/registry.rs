@@ -110,7 +110,9 @@ fn run_hook(r: &dyn Requester, req: wire::HookRun) -> Result<wire::HookRunOutcom
 
 /// `host shutdown`: the request handed to the program (and audited).
 fn shutdown(r: &dyn Requester, req: wire::Shutdown) -> Result<(), HostError> {
-    if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(char::is_control) {
+    // No control characters, and none of the marks that reorder text: the program shows it.
+    let unprintable = crate::services::printable::escaped;
+    if req.reason.chars().count() > MAX_REASON || req.reason.chars().any(unprintable) {
         return Err(bad_request(format!(
             "the reason for a shutdown request must be at most {MAX_REASON} printable characters"
         )));

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 /// Whether `c` is escaped: control characters (C0, DEL, C1), the Unicode line and paragraph
 /// separators, and the marks that reorder text when shown.
-fn escaped(c: char) -> bool {
+pub(crate) fn escaped(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

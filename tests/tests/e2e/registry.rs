@@ -446,5 +446,13 @@ fn a_granted_shutdown_request_reaches_the_program_and_the_plugin_keeps_running()
         &json!({"reason": "line\nbreak"}),
     ));
     assert!(message.starts_with("bad_request"), "{message}");
+    // Nor a mark that reorders what the operator reads ("all done" shown backwards).
+    let message = error(call(
+        &host,
+        "orchestrator",
+        "shutdown",
+        &json!({"reason": "\u{202e}enod lla"}),
+    ));
+    assert!(message.starts_with("bad_request"), "{message}");
     assert!(rx.try_recv().is_err(), "a refused request is not handed on");
 }
