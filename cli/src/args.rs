@@ -180,6 +180,10 @@ pub(crate) enum Command {
     Validate {
         /// The library file.
         file: PathBuf,
+        /// Libraries of the plugins it depends on, loaded beside it (each granted what it
+        /// declares, as the plugin under test is).
+        #[arg(long = "with", value_name = "FILE")]
+        with: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,

@@ -108,8 +108,8 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             println!("to release it signed: airlock keygen NAME, then airlock sign LIBRARY --key NAME.key (see its README.md)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { file, format } => {
-            let report = crate::validate(&file)?;
+        Command::Validate { file, with, format } => {
+            let report = crate::validate(&file, &with)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Table => print!("{}", report.to_text()),

@@ -5,7 +5,7 @@
 //! and every failure is one of the clean codes.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::Manifest;
 use airlock_abi::HookReply;
@@ -105,12 +105,13 @@ fn owner_only(dir: &Path, file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs the conformance checks on the library at `file`.
+/// Runs the conformance checks on the library at `file`, with the libraries of the plugins it
+/// depends on (`with`) loaded beside it.
 ///
 /// # Errors
 ///
 /// [`Error`] if the private host cannot be set up (temporary directories).
-pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
+pub fn validate(file: &Path, with: &[PathBuf]) -> Result<ValidationReport, Error> {
     let mut report = ValidationReport::default();
     let library = match read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE) {
         Ok(library) => library,
@@ -137,27 +138,40 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         source,
     })?;
     let plugins = work.path().join("plugins");
-    let name = file
-        .file_name()
-        .map_or_else(|| "plugin".into(), ToOwned::to_owned);
-    std::fs::create_dir_all(&plugins)
-        .and_then(|()| std::fs::copy(file, plugins.join(&name)).map(|_| ()))
-        .and_then(|()| owner_only(&plugins, &plugins.join(&name)))
-        .map_err(|source| Error::DataDir {
-            path: plugins.clone(),
-            source,
-        })?;
-    let grants: Vec<String> = manifest
-        .capabilities
-        .iter()
-        .map(|c| format!("{:?}", c.capability.to_string()))
-        .collect();
-    let policy = format!(
-        "[host]\ndata_dir = {:?}\n[plugins.{}]\ngrants = [{}]\nquarantine_faults = 0\ncall_timeout_ms = 5000\nshutdown_deadline_ms = 5000\n",
-        work.path().join("data"),
-        manifest.id,
-        grants.join(", ")
-    );
+    std::fs::create_dir_all(&plugins).map_err(|source| Error::DataDir {
+        path: plugins.clone(),
+        source,
+    })?;
+    // The plugin and the ones it depends on, each granted what it declares.
+    let mut policy = format!("[host]\ndata_dir = {:?}\n", work.path().join("data"));
+    for library in std::iter::once(file).chain(with.iter().map(PathBuf::as_path)) {
+        let manifest = match read_library(library, library, DEFAULT_MAX_LIBRARY_SIZE) {
+            Ok(read) => read.manifest,
+            Err(refusal) => {
+                report.push("reads without running", false, refusal.to_string());
+                return Ok(report);
+            }
+        };
+        let name = library
+            .file_name()
+            .map_or_else(|| "plugin".into(), ToOwned::to_owned);
+        std::fs::copy(library, plugins.join(&name))
+            .and_then(|_| owner_only(&plugins, &plugins.join(&name)))
+            .map_err(|source| Error::DataDir {
+                path: plugins.clone(),
+                source,
+            })?;
+        let grants: Vec<String> = manifest
+            .capabilities
+            .iter()
+            .map(|c| format!("{:?}", c.capability.to_string()))
+            .collect();
+        policy.push_str(&format!(
+            "[plugins.{}]\ngrants = [{}]\nquarantine_faults = 0\ncall_timeout_ms = 5000\nshutdown_deadline_ms = 5000\n",
+            manifest.id,
+            grants.join(", ")
+        ));
+    }
     let policy =
         Policy::parse(&policy, airlock::policy::PolicyFormat::Toml).map_err(|message| {
             Error::PolicyInvalid {
@@ -171,12 +185,20 @@ pub fn validate(file: &Path) -> Result<ValidationReport, Error> {
         .shadow_dir(work.path())
         .build()?;
     let load = host.load()?;
-    let Some(entry) = load.plugins.first() else {
+    let Some(entry) = (load.plugins.iter()).find(|p| p.id.as_deref() == Some(manifest.id.as_str()))
+    else {
         report.push("loads", false, "the library was not found by discovery");
         return Ok(report);
     };
     if let Some(reason) = entry.reason {
-        report.push("loads", false, format!("{reason}: {}", entry.detail));
+        let hint = match reason {
+            airlock::RefusalReason::MissingDependency
+            | airlock::RefusalReason::DependencyVersion => {
+                " (pass the libraries it depends on with --with FILE)"
+            }
+            _ => "",
+        };
+        report.push("loads", false, format!("{reason}: {}{hint}", entry.detail));
         return Ok(report);
     }
     report.push("loads", true, entry.detail.clone());

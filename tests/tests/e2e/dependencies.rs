@@ -516,3 +516,30 @@ fn plugins_depend_on_built_ins_and_built_ins_on_each_other() {
     let torn: Vec<_> = host.shutdown().into_iter().map(|r| r.id).collect();
     assert_eq!(torn, ["dep-top", "dep-mid", "dep-base", "builtin-first"]);
 }
+
+#[test]
+fn validate_loads_the_plugins_a_library_depends_on_when_given_them() {
+    let dir = chain();
+    let (mid, base) = (dir.path().join(lib(MID)), dir.path().join(lib(BASE)));
+    let validate = |with: &[&Path]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+        cmd.arg("validate").arg(&mid);
+        for library in with {
+            cmd.arg("--with").arg(library);
+        }
+        let out = cmd.output().expect("airlock validate runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (passed, said) = validate(&[]);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("missing_dependency") && said.contains("--with FILE"),
+        "{said}"
+    );
+    let (passed, said) = validate(&[&base]);
+    assert!(passed, "{said}");
+    assert!(said.contains("action report with empty input"), "{said}");
+}
