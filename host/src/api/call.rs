@@ -331,15 +331,7 @@ impl<'h> Call<'h, Claim<'h>> {
     ) -> Result<Dispatched<T>, CallError> {
         let kind = self.to.kind;
         let how = self.how;
-        let (holder, action, retry) =
-            super::dispatch::holder(how.shared, kind).ok_or_else(|| {
-                fail(
-                    "",
-                    kind,
-                    CallErrorCode::NotFound,
-                    format!("no loaded plugin claims {kind:?}"),
-                )
-            })?;
+        let (holder, action, retry) = super::dispatch::claimed(how.shared, kind)?;
         let shared = how.shared;
         let (plugin, name) = (holder.as_str(), action.as_str());
         let (attempts, reply) = how.run(plugin, name, || {

@@ -5,6 +5,8 @@
 
 use super::Host;
 use crate::policy::retry::RetryPolicy;
+use crate::error::{CallError, CallErrorCode};
+use crate::runtime::called::fail;
 use crate::runtime::HostShared;
 
 /// The plugin that claims `kind`, the action that handles it, and its retry policy.
@@ -12,6 +14,21 @@ pub(super) fn holder(shared: &HostShared, kind: &str) -> Option<(String, String,
     shared.table().iter().find_map(|p| {
         let claim = p.file.manifest.claims.iter().find(|c| c.kind == kind)?;
         Some((p.id().to_string(), claim.action.clone(), p.policy.retry))
+    })
+}
+
+/// [`holder`], or `not_found` when no loaded plugin claims `kind`.
+pub(super) fn claimed(
+    shared: &HostShared,
+    kind: &str,
+) -> Result<(String, String, RetryPolicy), CallError> {
+    holder(shared, kind).ok_or_else(|| {
+        fail(
+            "",
+            kind,
+            CallErrorCode::NotFound,
+            format!("no loaded plugin claims {kind:?}"),
+        )
     })
 }
 

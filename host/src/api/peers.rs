@@ -111,14 +111,7 @@ impl Peers for HostPeers {
 
     fn dispatch(&self, _: Asker<'_>, kind: &str, input: &[u8]) -> Result<Dispatched, CallError> {
         let shared = self.shared.upgrade().ok_or_else(|| gone(kind))?;
-        let (holder, action, retry) = super::dispatch::holder(&shared, kind).ok_or_else(|| {
-            fail(
-                "",
-                kind,
-                CallErrorCode::NotFound,
-                format!("no loaded plugin claims {kind:?}"),
-            )
-        })?;
+        let (holder, action, retry) = super::dispatch::claimed(&shared, kind)?;
         let mut out = Vec::new();
         let (attempts, called) = shared.call_retried(&holder, &action, input, &retry, &mut out)?;
         let reply = reply_bytes(&holder, &action, called, out)?;
