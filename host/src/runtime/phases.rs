@@ -78,10 +78,13 @@ impl HostShared {
         if !plugin.state.is(PluginState::Running) {
             return None;
         }
-        let me = self.me.upgrade()?;
+        // The thread holds the runtime (a `Weak` until it starts) only while its call runs: a
+        // phase that never returns keeps it alive, as any call a program leaves running does.
+        let me = self.me.clone();
         let target = Arc::clone(plugin);
-        let answered = run_with_deadline(deadline, move || {
-            me.invoke(&target, kind, 0, what, &[]).map(drop)
+        let answered = run_with_deadline(deadline, move || match me.upgrade() {
+            Some(me) => me.invoke(&target, kind, 0, what, &[]).map(drop),
+            None => Ok(()),
         });
         let problem = match answered {
             Some(Ok(()) | Err(Invoked::Failed(CallErrorCode::NotFound, _))) => return None,
