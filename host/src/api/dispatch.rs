@@ -4,8 +4,8 @@
 //! ([`super::call`]).
 
 use super::Host;
-use crate::policy::retry::RetryPolicy;
 use crate::error::{CallError, CallErrorCode};
+use crate::policy::retry::RetryPolicy;
 use crate::runtime::called::fail;
 use crate::runtime::HostShared;
 
