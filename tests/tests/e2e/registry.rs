@@ -49,6 +49,16 @@ fn error(reply: Reply) -> String {
     }
 }
 
+/// What the orchestrator's `action` answered to `input`: an error whose code is `code`.
+fn refused(host: &Host, action: &str, input: &Value, code: &str) -> String {
+    let message = error(call(host, "orchestrator", action, input));
+    assert!(
+        message.starts_with(code),
+        "orchestrator.{action}: {message}"
+    );
+    message
+}
+
 fn denials(host: &Host, capability: &str) -> Vec<AuditRecord> {
     host.audit()
         .tail(512)
@@ -184,25 +194,21 @@ fn a_dispatch_reaches_the_holder_with_the_asking_plugin_as_its_caller() {
         json!({"plugin": {"id": "orchestrator", "generation": 1}})
     );
 
-    let message = error(call(
+    refused(
         &host,
-        "orchestrator",
         "dispatch",
         &json!({"kind": "nobody.holds"}),
-    ));
-    assert!(message.starts_with("not_found"), "{message}");
+        "not_found",
+    );
 
     // It holds orchestra.a itself: refused like calling itself.
-    let message = error(call(
+    let message = refused(
         &host,
-        "orchestrator",
         "dispatch",
         &json!({"kind": "orchestra.a"}),
-    ));
-    assert!(
-        message.starts_with("bad_request") && message.contains("itself"),
-        "{message}"
+        "bad_request",
     );
+    assert!(message.contains("itself"), "{message}");
 }
 
 #[test]
@@ -216,13 +222,12 @@ fn a_dispatch_scope_is_the_claimed_kind() {
         &json!({"kind": "orchestra.caller"}),
     ));
     assert_eq!(done["holder"], "orchestrator-peer");
-    let message = error(call(
+    refused(
         &host,
-        "orchestrator",
         "dispatch",
         &json!({"kind": "notify.email"}),
-    ));
-    assert!(message.starts_with("capability_violation"), "{message}");
+        "capability_violation",
+    );
     assert_eq!(denials(&host, "dispatch:notify.email").len(), 1);
     assert_eq!(
         ok(call(&host, "claimer", "attempts", &Value::Null)),
@@ -439,20 +444,18 @@ fn a_granted_shutdown_request_reaches_the_program_and_the_plugin_keeps_running()
         json!({"host": {"principal": null}})
     );
 
-    let message = error(call(
+    refused(
         &host,
-        "orchestrator",
         "shutdown",
         &json!({"reason": "line\nbreak"}),
-    ));
-    assert!(message.starts_with("bad_request"), "{message}");
+        "bad_request",
+    );
     // Nor a mark that reorders what the operator reads ("all done" shown backwards).
-    let message = error(call(
+    refused(
         &host,
-        "orchestrator",
         "shutdown",
         &json!({"reason": "\u{202e}enod lla"}),
-    ));
-    assert!(message.starts_with("bad_request"), "{message}");
+        "bad_request",
+    );
     assert!(rx.try_recv().is_err(), "a refused request is not handed on");
 }
