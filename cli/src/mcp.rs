@@ -6,8 +6,10 @@
 //! carrying its stable code, and a hot reload tells the client the tool list changed.
 //!
 //! A tool is `<plugin>__<action>` (a name two actions would share, or one over 128
-//! characters, is not offered). An action whose input schema is an object takes the tool's
-//! arguments as its input; any other takes them under `input`. Actions that serve HTTP routes
+//! characters, is not offered). An action whose input schema is an object, or that declares no
+//! schema, takes the tool's arguments as its input (a schema-less tool is offered as any
+//! object, and no arguments, or `{}`, is the input `null`); any other takes them under `input`, and an argument
+//! beside `input` is refused, never dropped. Actions that serve HTTP routes
 //! are not tools. Standard output carries the protocol alone: [`protocol_output`] sets it aside
 //! before any plugin is loaded, and the process's standard output (a plugin that prints, a
 //! worker) goes to standard error.
@@ -39,11 +41,55 @@ struct Server {
     client: Arc<Mutex<Option<String>>>,
 }
 
-/// One tool: which action it calls, and whether its arguments are wrapped under `input`.
+/// One tool: which action it calls, and how its arguments carry the input.
 struct Target {
     plugin: String,
     action: String,
-    wrapped: bool,
+    arguments: Arguments,
+}
+
+/// How a tool's arguments carry the action's input.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arguments {
+    /// The arguments are the input: its schema is an object.
+    Are,
+    /// The arguments are the input, and none (or `{}`) is `null`: it declares no schema.
+    Any,
+    /// The input is the `input` argument: its schema is not an object.
+    Wrapped,
+}
+
+impl Arguments {
+    fn of(action: &ActionDecl) -> Self {
+        match &action.input_schema {
+            None => Self::Any,
+            schema if takes_object(schema.as_ref()) => Self::Are,
+            Some(_) => Self::Wrapped,
+        }
+    }
+
+    /// The input in a call's arguments, or why they cannot carry one.
+    fn input(self, arguments: Option<JsonObject>) -> Result<Value, String> {
+        match (self, arguments) {
+            (Self::Are, arguments) => Ok(Value::Object(arguments.unwrap_or_default())),
+            (Self::Any, None) => Ok(Value::Null),
+            (Self::Any, Some(arguments)) if arguments.is_empty() => Ok(Value::Null),
+            (Self::Any, Some(arguments)) => Ok(Value::Object(arguments)),
+            (Self::Wrapped, None) => Ok(Value::Null),
+            (Self::Wrapped, Some(mut arguments)) => {
+                let input = arguments.remove("input").unwrap_or(Value::Null);
+                if arguments.is_empty() {
+                    Ok(input)
+                } else {
+                    let extra: Vec<&String> = arguments.keys().collect();
+                    Err(format!(
+                        "this tool takes its input under \"input\" alone; the arguments \
+                         {extra:?} would be dropped"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// The tool's name for an action.
@@ -105,6 +151,16 @@ fn actions(host: &Host, warn: bool) -> Vec<(String, PluginInfo, ActionDecl)> {
 fn tool(name: &str, plugin: &PluginInfo, action: &ActionDecl) -> Tool {
     let schema = match &action.input_schema {
         Some(Value::Object(schema)) if takes_object(action.input_schema.as_ref()) => schema.clone(),
+        None => json!({
+            "type": "object",
+            "description": format!(
+                "The input of {}.{}: the arguments as given (it declares no schema)",
+                plugin.id, action.name
+            ),
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
         other => {
             // The input under "input"; the definitions its references name stay at the root.
             let mut input = match other.clone() {
@@ -149,7 +205,7 @@ impl Server {
             .into_iter()
             .find(|(tool, ..)| tool == name)
             .map(|(_, plugin, action)| Target {
-                wrapped: !takes_object(action.input_schema.as_ref()),
+                arguments: Arguments::of(&action),
                 plugin: plugin.id,
                 action: action.name,
             })
@@ -236,12 +292,10 @@ impl ServerHandler for Server {
                 None,
             ));
         };
-        let arguments = request.arguments.unwrap_or_default();
-        let input = if target.wrapped {
-            arguments.get("input").cloned().unwrap_or(Value::Null)
-        } else {
-            Value::Object(arguments)
-        };
+        let input = target
+            .arguments
+            .input(request.arguments)
+            .map_err(|refused| ErrorData::invalid_params(refused, None))?;
         let progress = context.meta.get_progress_token();
         let token = CancelToken::new();
         let (chunks, mut taken) = tokio::sync::mpsc::channel::<String>(PROGRESS_BUFFER);
