@@ -5,6 +5,7 @@
 //! live here: they are uses of the library, not parts of it.
 
 mod args;
+mod check_config;
 mod commands;
 mod console;
 mod distribute;

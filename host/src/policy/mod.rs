@@ -21,6 +21,7 @@ mod http;
 mod isolation;
 mod json;
 mod parse;
+pub(crate) mod reference;
 mod trust;
 
 pub use credential::{Credential, CredentialHost};

@@ -3,8 +3,8 @@
 //! untrusted key and a signature for another file are each refused with their own code and the
 //! constructor-marker fixture proves no code ran —; interoperability both ways with the
 //! reference `minisign` crate, and with the keys the `minisign` tool makes (unencrypted with
-//! `-W`, and encrypted); an empty key password treated as unset; and `airlock install`, `remove` and `list`, with a watched
-//! directory that follows them.
+//! `-W`, and encrypted); an empty key password treated as unset; and `airlock install`,
+//! `remove` and `list`, with a watched directory that follows them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
