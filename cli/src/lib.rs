@@ -12,6 +12,7 @@ mod distribute;
 mod inspect;
 mod listen;
 mod mcp;
+mod mcp_input;
 mod scaffold;
 mod validate;
 

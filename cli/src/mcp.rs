@@ -31,6 +31,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
 
+use crate::mcp_input::{takes_object, Arguments};
+
 /// How many chunks of a call may wait to be sent as progress before the plugin waits.
 const PROGRESS_BUFFER: usize = 16;
 
@@ -48,63 +50,9 @@ struct Target {
     arguments: Arguments,
 }
 
-/// How a tool's arguments carry the action's input.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Arguments {
-    /// The arguments are the input: its schema is an object.
-    Are,
-    /// The arguments are the input, and none (or `{}`) is `null`: it declares no schema.
-    Any,
-    /// The input is the `input` argument: its schema is not an object.
-    Wrapped,
-}
-
-impl Arguments {
-    fn of(action: &ActionDecl) -> Self {
-        match &action.input_schema {
-            None => Self::Any,
-            schema if takes_object(schema.as_ref()) => Self::Are,
-            Some(_) => Self::Wrapped,
-        }
-    }
-
-    /// The input in a call's arguments, or why they cannot carry one.
-    fn input(self, arguments: Option<JsonObject>) -> Result<Value, String> {
-        match (self, arguments) {
-            (Self::Are, arguments) => Ok(Value::Object(arguments.unwrap_or_default())),
-            (Self::Any, None) => Ok(Value::Null),
-            (Self::Any, Some(arguments)) if arguments.is_empty() => Ok(Value::Null),
-            (Self::Any, Some(arguments)) => Ok(Value::Object(arguments)),
-            (Self::Wrapped, None) => Ok(Value::Null),
-            (Self::Wrapped, Some(mut arguments)) => {
-                let input = arguments.remove("input").unwrap_or(Value::Null);
-                if arguments.is_empty() {
-                    Ok(input)
-                } else {
-                    let extra: Vec<&String> = arguments.keys().collect();
-                    Err(format!(
-                        "this tool takes its input under \"input\" alone; the arguments \
-                         {extra:?} would be dropped"
-                    ))
-                }
-            }
-        }
-    }
-}
-
 /// The tool's name for an action.
 fn tool_name(plugin: &str, action: &str) -> String {
     format!("{plugin}__{action}")
-}
-
-/// Whether an input schema describes an object (so the tool's arguments are the input):
-/// `"type": "object"` (or a list of types that is just that).
-fn takes_object(schema: Option<&Value>) -> bool {
-    match schema.and_then(|s| s.get("type")) {
-        Some(Value::String(t)) => t == "object",
-        Some(Value::Array(types)) => types.len() == 1 && types[0] == "object",
-        _ => false,
-    }
 }
 
 /// The longest tool name MCP allows.
