@@ -147,10 +147,13 @@ impl Resolver<'_> {
                          add it to grants in [plugins.{plugin}] (see {path})"
                     ));
                 }
-                if self.policy.credential(name).is_some() {
+                if self.policy.credential(name).is_some()
+                    || self.policy.client_certificate(name).is_some()
+                {
                     return Err(format!(
-                        "{{ secret = {name:?} }}: that secret is a credential, which the host \
-                         uses for outbound requests and never hands to a plugin"
+                        "{{ secret = {name:?} }}: that secret is a credential or a client \
+                         certificate, which the host uses for outbound requests and never hands \
+                         to a plugin"
                     ));
                 }
                 self.policy.secret(name).map_err(|why| {
