@@ -3,7 +3,7 @@
 //! `{ secret = .. }` references resolved by the host (again at each restart), never shown; the
 //! schema's defaults filled in (`tests/config_env.rs` sets variables, in a binary of its own); a
 //! dry run (`Host::check_config`, `airlock check --config`) that
-//! changes nothing.
+//! changes nothing; the console and the logs never show a resolved secret.
 
 use airlock::{Error, Reply};
 use airlock_tests::TempPluginDir;
@@ -270,4 +270,50 @@ fn airlock_check_config_dry_runs_a_file_of_configs() {
     let (code, text) = check("wrong.toml", "[plugins.hello]\ngreeting = \"Hi\"\n");
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("wrong.toml"), "{text}");
+}
+
+#[test]
+fn the_console_shows_no_resolved_secret() {
+    use std::io::Write as _;
+    let dir = TempPluginDir::with(&["configured"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        referencing_policy(&work.path().join("audit.jsonl"), "PATH", "secrets:api"),
+    )
+    .expect("policy");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg("run")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .env("AIRLOCK_LOG", "debug")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("airlock run starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A change taken, one the plugin rejects naming the value, then what the operator can see.
+    writeln!(
+        stdin,
+        "/config configured {{\"token\": {{\"secret\": \"api\"}}, \"retries\": 8}}\n\
+         /config configured {{\"token\": {{\"env\": \"AIRLOCK_TEST_CONSOLE_TOKEN\"}}}}\n\
+         /plugins\n/audit 50\n/quit"
+    )
+    .expect("commands");
+    drop(stdin);
+    let out = child.wait_with_output().expect("airlock run ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("retries = 8 is many"), "{said}");
+    assert!(
+        said.contains("AIRLOCK_TEST_CONSOLE_TOKEN is not set"),
+        "{said}"
+    );
+    assert!(!said.contains(SECRET), "the secret was shown: {said}");
 }
