@@ -2,8 +2,8 @@
 //! plugin takes it, otherwise the plugin is re-created with it. `{ env = .. }` and
 //! `{ secret = .. }` references resolved by the host (again at each restart), never shown; the
 //! schema's defaults filled in (`tests/config_env.rs` sets variables, in a binary of its own); a
-//! dry run (`Host::check_config`, `airlock check --config`) that
-//! changes nothing; the console and the logs never show a resolved secret.
+//! dry run (`Host::check_config`, `airlock check --config`) that changes nothing; the console and
+//! the logs never show a resolved secret.
 
 use airlock::{Error, Reply};
 use airlock_tests::TempPluginDir;
