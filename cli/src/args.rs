@@ -73,6 +73,11 @@ pub(crate) enum Command {
         /// Also load and create each plugin, then tear it down.
         #[arg(long)]
         load: bool,
+        /// Dry-run the configs in FILE (`[plugins.<id>.config]` tables, TOML or, named
+        /// `*.json`, JSON) against the loaded plugins: references, schema defaults, the schema
+        /// and each plugin's own validation. Loads the plugins; applies nothing.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,

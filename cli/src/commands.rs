@@ -11,7 +11,7 @@ use airlock::{Host, HostBuilder, LoadReport, Policy};
 
 use crate::args::{Command, Format, Plugins};
 use crate::console::EndableInput;
-use crate::{distribute, inspect, listen, mcp, Console, Result};
+use crate::{check_config, distribute, inspect, listen, mcp, Console, Result};
 
 /// Runs one command: its exit code, or the error that stopped it.
 pub(crate) fn run(command: Command) -> Result<ExitCode> {
@@ -56,7 +56,14 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
         Command::List { plugins } => distribute::list(&builder(plugins)?.check_options()?),
         Command::Check {
             plugins,
+            config: Some(file),
+            format,
+            ..
+        } => check_config::run(builder(plugins)?, &file, format),
+        Command::Check {
+            plugins,
             load,
+            config: None,
             format,
         } => check(builder(plugins)?, load, format),
         Command::Run {

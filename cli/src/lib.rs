@@ -5,12 +5,14 @@
 //! live here: they are uses of the library, not parts of it.
 
 mod args;
+mod check_config;
 mod commands;
 mod console;
 mod distribute;
 mod inspect;
 mod listen;
 mod mcp;
+mod mcp_input;
 mod scaffold;
 mod validate;
 

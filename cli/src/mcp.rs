@@ -6,8 +6,10 @@
 //! carrying its stable code, and a hot reload tells the client the tool list changed.
 //!
 //! A tool is `<plugin>__<action>` (a name two actions would share, or one over 128
-//! characters, is not offered). An action whose input schema is an object takes the tool's
-//! arguments as its input; any other takes them under `input`. Actions that serve HTTP routes
+//! characters, is not offered). An action whose input schema is an object, or that declares no
+//! schema, takes the tool's arguments as its input (a schema-less tool is offered as any
+//! object, and no arguments, or `{}`, is the input `null`); any other takes them under `input`, and an argument
+//! beside `input` is refused, never dropped. Actions that serve HTTP routes
 //! are not tools. Standard output carries the protocol alone: [`protocol_output`] sets it aside
 //! before any plugin is loaded, and the process's standard output (a plugin that prints, a
 //! worker) goes to standard error.
@@ -29,6 +31,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
 
+use crate::mcp_input::{takes_object, Arguments};
+
 /// How many chunks of a call may wait to be sent as progress before the plugin waits.
 const PROGRESS_BUFFER: usize = 16;
 
@@ -39,26 +43,16 @@ struct Server {
     client: Arc<Mutex<Option<String>>>,
 }
 
-/// One tool: which action it calls, and whether its arguments are wrapped under `input`.
+/// One tool: which action it calls, and how its arguments carry the input.
 struct Target {
     plugin: String,
     action: String,
-    wrapped: bool,
+    arguments: Arguments,
 }
 
 /// The tool's name for an action.
 fn tool_name(plugin: &str, action: &str) -> String {
     format!("{plugin}__{action}")
-}
-
-/// Whether an input schema describes an object (so the tool's arguments are the input):
-/// `"type": "object"` (or a list of types that is just that).
-fn takes_object(schema: Option<&Value>) -> bool {
-    match schema.and_then(|s| s.get("type")) {
-        Some(Value::String(t)) => t == "object",
-        Some(Value::Array(types)) => types.len() == 1 && types[0] == "object",
-        _ => false,
-    }
 }
 
 /// The longest tool name MCP allows.
@@ -105,6 +99,16 @@ fn actions(host: &Host, warn: bool) -> Vec<(String, PluginInfo, ActionDecl)> {
 fn tool(name: &str, plugin: &PluginInfo, action: &ActionDecl) -> Tool {
     let schema = match &action.input_schema {
         Some(Value::Object(schema)) if takes_object(action.input_schema.as_ref()) => schema.clone(),
+        None => json!({
+            "type": "object",
+            "description": format!(
+                "The input of {}.{}: the arguments as given (it declares no schema)",
+                plugin.id, action.name
+            ),
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
         other => {
             // The input under "input"; the definitions its references name stay at the root.
             let mut input = match other.clone() {
@@ -149,7 +153,7 @@ impl Server {
             .into_iter()
             .find(|(tool, ..)| tool == name)
             .map(|(_, plugin, action)| Target {
-                wrapped: !takes_object(action.input_schema.as_ref()),
+                arguments: Arguments::of(&action),
                 plugin: plugin.id,
                 action: action.name,
             })
@@ -236,12 +240,10 @@ impl ServerHandler for Server {
                 None,
             ));
         };
-        let arguments = request.arguments.unwrap_or_default();
-        let input = if target.wrapped {
-            arguments.get("input").cloned().unwrap_or(Value::Null)
-        } else {
-            Value::Object(arguments)
-        };
+        let input = target
+            .arguments
+            .input(request.arguments)
+            .map_err(|refused| ErrorData::invalid_params(refused, None))?;
         let progress = context.meta.get_progress_token();
         let token = CancelToken::new();
         let (chunks, mut taken) = tokio::sync::mpsc::channel::<String>(PROGRESS_BUFFER);

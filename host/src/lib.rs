@@ -137,7 +137,8 @@ pub mod plugins {
     pub use crate::library::file::Resource;
     pub use crate::loader::retained;
     pub use crate::runtime::outcome::{
-        ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome, TeardownRecord,
+        CheckedConfig, ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
+        TeardownRecord,
     };
     pub use crate::runtime::supervisor::WATCHDOG_TICK;
     pub use crate::runtime::watch::{Watcher, DEFAULT_DEBOUNCE};

@@ -9,6 +9,7 @@ mod builder;
 mod call;
 #[cfg(feature = "tokio")]
 mod call_pool;
+mod config;
 mod control;
 mod dispatch;
 mod handle;

@@ -201,19 +201,21 @@ impl Host {
     ) -> Result<ConfigApplied, Error> {
         let admin = self.shared.admin();
         let loaded = admin.plugin(plugin)?;
-        let warnings =
+        let valid =
             self.shared
                 .validate(&loaded, &config)
                 .map_err(|refusal| Error::ConfigRejected {
                     plugin: plugin.to_owned(),
                     errors: vec![refusal.detail],
                 })?;
+        let warnings = valid.warnings;
         {
+            // The config as written is kept: its references are resolved again at each restart.
             let mut settings = loaded.settings.lock();
             settings.config = config.clone();
             settings.warnings = warnings.clone();
         }
-        let bytes = serde_json::to_vec(&config).unwrap_or_else(|_| b"{}".to_vec());
+        let bytes = serde_json::to_vec(valid.prepared.value()).unwrap_or_else(|_| b"{}".to_vec());
         let running = loaded.running.load_full();
         if let Some(running) = running {
             if let Some(entry) = context::entry(running.token) {

@@ -1,5 +1,6 @@
 //! The `secrets` service's operation: reading a secret the operator provides, scoped by its
-//! name. A credential (a secret the host attaches to outbound HTTP) is never readable.
+//! name. A credential (a secret the host attaches to outbound HTTP) and a client certificate
+//! (one it presents in outbound TLS) are never readable.
 
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::manifest::CapabilityKind;
@@ -26,12 +27,16 @@ pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
 /// `secrets get`: the secret's value.
 fn get(r: &dyn Requester, req: wire::Name) -> Result<String, HostError> {
     let host = r.host();
-    if host.credential(&req.name).is_some() {
+    let unreadable = if host.credential(&req.name).is_some() {
+        Some("a credential: usable in outbound HTTP requests")
+    } else if host.client_certificate(&req.name).is_some() {
+        Some("a client certificate: presented by the host in outbound TLS")
+    } else {
+        None
+    };
+    if let Some(what) = unreadable {
         let capability = format!("secrets:{}", req.name);
-        let message = format!(
-            "secret {:?} is a credential: usable in outbound HTTP requests, never readable",
-            req.name
-        );
+        let message = format!("secret {:?} is {what}, never readable", req.name);
         host.audit().record(
             r.plugin().as_str(),
             r.generation(),

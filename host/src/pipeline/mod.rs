@@ -1,6 +1,7 @@
 //! Stages 1–3 composed once, for startup (`check`, `load`, `lock`) and reload alike: read what
 //! discovery found, refuse duplicate ids, decide.
 
+pub(crate) mod config;
 pub(crate) mod decide;
 pub(crate) mod graph;
 pub(crate) mod report;
@@ -242,19 +243,21 @@ pub(super) fn decide_checked(
         |reason, detail| Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id);
     let schemas = Schemas::compile(&file.manifest)
         .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
-    if let Some(schemas) = &schemas {
-        schemas
-            .check_config(&decision.policy.config)
-            .map_err(|detail| {
-                refuse(
-                    RefusalReason::ConfigInvalid,
-                    format!(
-                        "{detail}; fix [plugins.{}.config] in the policy",
-                        file.manifest.id
-                    ),
-                )
-            })?;
-    }
+    config::prepare(
+        &file.manifest,
+        schemas.as_ref(),
+        &decision.policy.config,
+        &decision.grants,
+        &options.policy,
+    )
+    .map_err(|errors| {
+        let id = &file.manifest.id;
+        let detail = errors.join("; ");
+        refuse(
+            RefusalReason::ConfigInvalid,
+            format!("{detail}; fix [plugins.{id}.config] in the policy"),
+        )
+    })?;
     Ok(Checked {
         file,
         decision,

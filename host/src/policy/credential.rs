@@ -137,6 +137,7 @@ impl std::fmt::Debug for RawSecret {
 pub(super) enum Secret {
     Readable(SecretSource),
     Credential(Credential),
+    ClientCertificate(super::ClientCertificate),
 }
 
 /// Reads one `[secrets]` entry: `"value"`, `{ value }` or `{ env }` (readable), or a credential
@@ -152,6 +153,18 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
         Value::Object(table) => table,
         _ => return Err(format!("[secrets] {name}: {SHAPE}")),
     };
+    match table.get("kind") {
+        None => {}
+        Some(Value::String(kind)) if kind == "client_certificate" => {
+            return super::client_cert::read_client_certificate(name, &table)
+                .map(Secret::ClientCertificate)
+        }
+        Some(other) => {
+            return Err(format!(
+                "[secrets] {name}: kind {other} is not one the host knows (\"client_certificate\")"
+            ))
+        }
+    }
     const KEYS: [&str; 5] = ["value", "env", "header", "hosts", "allow_http"];
     if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(format!("[secrets] {name}: unknown key {key:?}; {SHAPE}"));

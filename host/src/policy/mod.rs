@@ -14,6 +14,7 @@ use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
 
+mod client_cert;
 mod credential;
 mod format;
 mod host;
@@ -21,8 +22,10 @@ mod http;
 mod isolation;
 mod json;
 mod parse;
+pub(crate) mod reference;
 mod trust;
 
+pub use client_cert::ClientCertificate;
 pub use credential::{Credential, CredentialHost};
 pub use format::PolicyFormat;
 pub use http::{HttpPolicy, IpRange};
@@ -115,6 +118,9 @@ pub struct HostSettings {
     /// Groups that may write a library or the directory holding it (`trusted_groups`: names
     /// from `/etc/group`, or gids), as gids. Writable by every user is never trusted. Unix only.
     pub trusted_groups: Vec<u32>,
+    /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
+    /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
+    pub tls_roots: Vec<PathBuf>,
 }
 
 /// What the operator decided for one plugin id.
@@ -174,6 +180,7 @@ pub struct Policy {
     plugins: BTreeMap<PluginId, PluginPolicy>,
     secrets: BTreeMap<String, SecretSource>,
     credentials: BTreeMap<String, Credential>,
+    client_certificates: BTreeMap<String, ClientCertificate>,
     /// The publishers' public keys the operator trusts (minisign's text form), by name.
     trust: BTreeMap<String, String>,
     health_interval: Duration,
@@ -188,6 +195,7 @@ impl Default for Policy {
             host: HostSettings::default(),
             secrets: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            client_certificates: BTreeMap::new(),
             trust: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
@@ -346,6 +354,17 @@ impl Policy {
     /// The credential `name`, if the policy has one by that name.
     pub fn credential(&self, name: &str) -> Option<&Credential> {
         self.credentials.get(name)
+    }
+
+    /// Provides a client certificate (for programs that build their policy in code).
+    pub fn set_client_certificate(&mut self, name: &str, certificate: ClientCertificate) {
+        self.client_certificates
+            .insert(name.to_owned(), certificate);
+    }
+
+    /// The client certificate `name`, if the policy has one by that name.
+    pub fn client_certificate(&self, name: &str) -> Option<&ClientCertificate> {
+        self.client_certificates.get(name)
     }
 }
 

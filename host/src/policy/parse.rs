@@ -51,6 +51,8 @@ struct RawHost {
     trusted_owners: Vec<RawAccount>,
     #[serde(default)]
     trusted_groups: Vec<RawAccount>,
+    #[serde(default)]
+    tls_roots: Vec<PathBuf>,
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
@@ -208,6 +210,10 @@ impl Policy {
                     self.credentials.insert(name, credential);
                     continue;
                 }
+                Secret::ClientCertificate(certificate) => {
+                    self.client_certificates.insert(name, certificate);
+                    continue;
+                }
             };
         }
         Ok(())
@@ -340,6 +346,7 @@ fn host_settings(raw: RawHost) -> Result<HostSettings, String> {
         resolve: pinned_names(raw.resolve)?,
         trusted_owners: trusted_owners(&raw.trusted_owners)?,
         trusted_groups: trusted_groups(&raw.trusted_groups)?,
+        tls_roots: raw.tls_roots,
     })
 }
 

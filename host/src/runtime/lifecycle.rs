@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{ContextToken, ErrorCode, PluginError};
 use airlock_abi::manifest::{Capability, Concurrency};
-use airlock_abi::ConfigReport;
 
 use parking_lot::Mutex;
 
@@ -119,7 +118,7 @@ impl HostShared {
             died_at: Mutex::new(None),
             schemas,
         };
-        let warnings = self.validate(&plugin, &config)?;
+        let warnings = self.validate(&plugin, &config)?.warnings;
         for warning in &warnings {
             tracing::warn!(plugin = %plugin.id(), "config: {warning}");
         }
@@ -159,56 +158,15 @@ impl HostShared {
         })
     }
 
-    /// Asks the plugin to validate `config`; returns its warnings.
-    pub(crate) fn validate(
-        &self,
-        plugin: &LoadedPlugin,
-        config: &serde_json::Value,
-    ) -> Result<Vec<String>, Refusal> {
-        let refuse = |reason, detail: String| {
-            Refusal::new(&plugin.file.path, reason, detail).with_id(plugin.id())
-        };
-        // The manifest's schema first: a config that does not fit never reaches the plugin.
-        if let Some(schemas) = &plugin.schemas {
-            schemas
-                .check_config(config)
-                .map_err(|detail| refuse(RefusalReason::ConfigInvalid, detail))?;
-        }
-        let bytes = serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec());
-        let report: ConfigReport = match plugin.creator.validate_config(&bytes) {
-            Ok(bytes) => airlock_abi::wire::parse(&bytes).map_err(|e| {
-                refuse(
-                    RefusalReason::ConfigInvalid,
-                    format!("validate_config answered malformed JSON: {e}"),
-                )
-            })?,
-            Err(e) if e.code == ErrorCode::UNSUPPORTED => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(refuse(
-                    RefusalReason::ConfigInvalid,
-                    format!("validate_config failed: {}", describe(&e)),
-                ))
-            }
-        };
-        if !report.is_ok() {
-            return Err(refuse(
-                RefusalReason::ConfigInvalid,
-                format!(
-                    "the plugin rejected its config: {}",
-                    report.errors.join("; ")
-                ),
-            ));
-        }
-        Ok(report.warnings)
-    }
-
-    /// Creates an instance with a fresh context (stage 5) and makes it the running one.
+    /// Creates an instance with a fresh context (stage 5) and makes it the running one, with
+    /// `config` (as written: its references are resolved and its defaults filled in here).
     pub(crate) fn start_instance(
         &self,
         plugin: &LoadedPlugin,
         config: &serde_json::Value,
         handover: Option<Vec<u8>>,
     ) -> Result<(), Refusal> {
+        let config = self.prepare_config(plugin, config)?;
         let id = plugin.id().clone();
         let refuse =
             |reason, detail: String| Refusal::new(&plugin.file.path, reason, detail).with_id(&id);
@@ -216,7 +174,7 @@ impl HostShared {
         let mut entry = ContextEntry::new(
             id.clone(),
             generation,
-            serde_json::to_vec(config).unwrap_or_else(|_| b"{}".to_vec()),
+            serde_json::to_vec(config.value()).unwrap_or_else(|_| b"{}".to_vec()),
             plugin.settings.lock().grants.clone(),
             self.me.upgrade().map(|me| me as Arc<dyn HostServices>),
             handover,

@@ -4,6 +4,7 @@
 
 pub(crate) mod approvals;
 pub(crate) mod called;
+pub(crate) mod config;
 mod gate;
 mod invoke;
 mod isolated;

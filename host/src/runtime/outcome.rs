@@ -192,6 +192,19 @@ pub struct ConfigApplied {
     pub warnings: Vec<String>,
 }
 
+/// What a dry run of a config found ([`crate::Host::check_config`]): it would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CheckedConfig {
+    /// The config as it would be kept: as given, with the schema's defaults filled in, and its
+    /// references as written (never the values they resolve to).
+    pub config: serde_json::Value,
+    /// The JSON pointers of the defaults filled in (`/retries`, `/http/timeout_ms`).
+    pub defaults: Vec<String>,
+    /// The plugin's warnings about it.
+    pub warnings: Vec<String>,
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {

@@ -284,6 +284,14 @@ impl crate::services::HostServices for HostShared {
         self.options.policy.credential(name).cloned()
     }
 
+    fn client_certificate(&self, name: &str) -> Option<crate::policy::ClientCertificate> {
+        self.options.policy.client_certificate(name).cloned()
+    }
+
+    fn tls_roots(&self) -> Vec<std::path::PathBuf> {
+        self.options.policy.host().tls_roots.clone()
+    }
+
     fn http_policy(&self, plugin: &PluginId) -> crate::policy::HttpPolicy {
         self.options.policy.for_plugin(plugin).http.clone()
     }

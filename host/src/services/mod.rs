@@ -73,6 +73,10 @@ pub(crate) trait HostServices: Send + Sync {
     fn secret(&self, name: &str) -> Result<String, String>;
     /// The credential `name` (a secret usable, not readable), if the policy has one.
     fn credential(&self, name: &str) -> Option<crate::policy::Credential>;
+    /// The client certificate `name` (presented in TLS, never readable), if the policy has one.
+    fn client_certificate(&self, name: &str) -> Option<crate::policy::ClientCertificate>;
+    /// The extra roots trusted for outbound HTTPS (`[host] tls_roots`).
+    fn tls_roots(&self) -> Vec<std::path::PathBuf>;
     /// The policy's outbound HTTP rules for `plugin`.
     fn http_policy(&self, plugin: &airlock_abi::manifest::PluginId) -> crate::policy::HttpPolicy;
     /// The addresses the embedding program pinned for a host name, if it did.

@@ -2,8 +2,9 @@
 //! library runs — a trusted one loads; unsigned, tampered (the library or the signature), an
 //! untrusted key and a signature for another file are each refused with their own code and the
 //! constructor-marker fixture proves no code ran —; interoperability both ways with the
-//! reference `minisign` crate; and `airlock install`, `remove` and `list`, with a watched
-//! directory that follows them.
+//! reference `minisign` crate, and with the keys the `minisign` tool makes (unencrypted with
+//! `-W`, and encrypted); an empty key password treated as unset; and `airlock install`,
+//! `remove` and `list`, with a watched directory that follows them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -457,4 +458,154 @@ fn a_new_build_is_held_to_the_same_rule_when_it_is_reloaded() {
         host.plugin("tally").is_none(),
         "the displaced plugin still runs"
     );
+}
+
+/// The `minisign` tool, which the test script installs.
+fn minisign_tool() -> Command {
+    let found = Command::new("minisign")
+        .arg("-v")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "the `minisign` tool is not installed: run scripts/test.sh, which installs it"
+    );
+    Command::new("minisign")
+}
+
+/// Makes a key pair with the `minisign` tool in `dir`: unencrypted (`-W`), or encrypted with
+/// `password` (given on its standard input). Answers the secret key's path and the public key.
+fn minisign_keypair(dir: &Path, name: &str, password: Option<&str>) -> (PathBuf, String) {
+    use std::io::Write as _;
+    let (secret, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    let mut cmd = minisign_tool();
+    cmd.arg("-G").arg("-s").arg(&secret).arg("-p").arg(&public);
+    if password.is_none() {
+        cmd.arg("-W");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("minisign runs");
+    if let (Some(password), Some(mut stdin)) = (password, child.stdin.take()) {
+        write!(stdin, "{password}\n{password}\n").expect("the password");
+    }
+    let out = child.wait_with_output().expect("minisign ends");
+    assert!(out.status.success(), "minisign -G: {out:?}");
+    let public = std::fs::read_to_string(&public).expect("the .pub");
+    let key = public
+        .lines()
+        .nth(1)
+        .expect("the key line")
+        .trim()
+        .to_owned();
+    (secret, key)
+}
+
+#[test]
+fn keys_made_by_the_minisign_tool_sign_plugins_that_load() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for password in [None, Some("correct horse")] {
+        let dir = TempPluginDir::with(&["hello"]);
+        let hello = dir.path().join(TempPluginDir::lib_name("hello"));
+        let name = if password.is_some() {
+            "encrypted"
+        } else {
+            "ci"
+        };
+        let (secret, public) = minisign_keypair(work.path(), name, password);
+        let (out, stdout) = run({
+            let mut cmd = airlock(&["sign"]);
+            cmd.arg(&hello).arg("--key").arg(&secret);
+            match password {
+                Some(password) => cmd.env("AIRLOCK_KEY_PASSWORD", password),
+                None => cmd.env_remove("AIRLOCK_KEY_PASSWORD"),
+            };
+            cmd
+        });
+        assert!(
+            out.status.success(),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (host, report) = dir.load(&format!(
+            "[trust]\n{name} = \"{public}\"\n[defaults]\nsignature = \"required\"\n"
+        ));
+        assert!(report.all_ok(), "{name}: {report:?}");
+        assert_eq!(
+            host.plugin("hello").expect("loaded").signature.publisher(),
+            Some(name)
+        );
+    }
+    // The encrypted key with a wrong password, or none, signs nothing.
+    let dir = TempPluginDir::with(&["hello"]);
+    let hello = dir.path().join(TempPluginDir::lib_name("hello"));
+    for password in [Some("wrong"), None] {
+        let (out, _) = run({
+            let mut cmd = airlock(&["sign"]);
+            cmd.arg(&hello)
+                .arg("--key")
+                .arg(work.path().join("encrypted.key"));
+            match password {
+                Some(password) => cmd.env("AIRLOCK_KEY_PASSWORD", password),
+                None => cmd.env_remove("AIRLOCK_KEY_PASSWORD"),
+            };
+            cmd
+        });
+        assert!(!out.status.success(), "{password:?}");
+        assert!(!signature_path(&hello).exists(), "{password:?}");
+    }
+    // A `-W` key whose secret half was damaged is refused, not used to make signatures its
+    // public key would refuse.
+    let text = std::fs::read_to_string(work.path().join("ci.key")).expect("the key");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut raw = base64_decode(&lines[1]);
+    raw[70] ^= 1; // in the Ed25519 seed
+    lines[1] = base64_encode(&raw);
+    let damaged = work.path().join("damaged.key");
+    std::fs::write(&damaged, lines.join("\n") + "\n").expect("write");
+    let (out, _) = run({
+        let mut cmd = airlock(&["sign"]);
+        cmd.arg(&hello).arg("--key").arg(&damaged);
+        cmd
+    });
+    assert!(!out.status.success());
+    assert!(!signature_path(&hello).exists());
+}
+
+#[test]
+fn an_empty_key_password_is_treated_as_unset_and_says_so() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = airlock(&["keygen", "blank", "--dir"]);
+    cmd.arg(work.path()).env("AIRLOCK_KEY_PASSWORD", "");
+    let out = cmd.output().expect("the CLI runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("AIRLOCK_KEY_PASSWORD is set but empty"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("not encrypted"), "{stdout}");
+    // The key is unencrypted: the reference implementation opens it without a password.
+    let text = std::fs::read_to_string(work.path().join("blank.key")).expect("the key");
+    let key_box = minisign::SecretKeyBox::from_string(&text).expect("a key box");
+    minisign::SecretKey::from_unencrypted_box(key_box).expect("not encrypted");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

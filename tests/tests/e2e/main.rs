@@ -6,6 +6,7 @@ mod calls;
 mod cancel;
 mod claims;
 mod cli;
+mod client_certs;
 mod config;
 mod contract_versions;
 mod dependencies;

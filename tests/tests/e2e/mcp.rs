@@ -1,7 +1,8 @@
 //! `airlock mcp` driven by the official MCP SDK's client (`rmcp`): it lists the plugins'
 //! actions as tools with their schemas and hints, calls one and receives what it streams as
 //! progress, sees a capability denial as a tool error with its stable code, cancels a long
-//! call (the plugin sees it), and sees the tool list change when a plugin is hot-reloaded.
+//! call (the plugin sees it), and sees the tool list change when a plugin is hot-reloaded; a
+//! schema-less action takes the client's flat arguments, and none of them is ever dropped.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -246,7 +247,7 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
             .send_cancellable_request(
                 ClientRequest::CallToolRequest(Request::new(
                     CallToolRequestParams::new("long-call__chunks")
-                        .with_arguments(arguments(json!({"input": {"count": 10_000_000}}))),
+                        .with_arguments(arguments(json!({"count": 10_000_000}))),
                 )),
                 PeerRequestOptions::no_options(),
             )
@@ -346,7 +347,7 @@ fn a_plugins_shutdown_request_ends_the_mcp_server_cleanly() {
         let answer = client
             .call_tool(
                 CallToolRequestParams::new("orchestrator__shutdown")
-                    .with_arguments(arguments(json!({"input": {"reason": "the batch is done"}}))),
+                    .with_arguments(arguments(json!({"reason": "the batch is done"}))),
             )
             .await;
         // Its standard error, up to its end (the server exits) or a minute.
@@ -374,5 +375,108 @@ fn a_plugins_shutdown_request_ends_the_mcp_server_cleanly() {
             "{said}"
         );
         drop(client);
+    });
+}
+
+#[test]
+fn a_schema_less_tool_takes_flat_arguments_and_a_wrapped_one_refuses_strays() {
+    let dir = TempPluginDir::with(&["hello", "long-call"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    let trace = work.path().join("trace");
+    std::fs::write(
+        &policy,
+        format!("[plugins.long-call.config]\ntrace = {trace:?}\n"),
+    )
+    .expect("policy");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
+                c.arg("mcp")
+                    .arg(dir.path())
+                    .arg("--policy")
+                    .arg(&policy)
+                    .arg("--no-watch");
+            });
+        let (transport, _stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("airlock mcp starts");
+        let client = Client {
+            progress: Arc::new(Mutex::new(Vec::new())),
+            tools_changed: Arc::new(Notify::new()),
+        }
+        .serve(transport)
+        .await
+        .expect("initialized");
+        let tools = client.list_all_tools().await.expect("tools");
+        let greet = tools
+            .iter()
+            .find(|t| t.name == "hello__greet")
+            .expect("greet");
+        // hello's `greet` declares no schema: its tool is any object, not `{"input": …}`.
+        assert_eq!(greet.input_schema["type"], "object", "{greet:?}");
+        assert!(greet.input_schema.get("properties").is_none(), "{greet:?}");
+        let text = |result: &rmcp::model::CallToolResult| -> String {
+            result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect()
+        };
+        // The client's flat arguments are the input (they used to be dropped: "world").
+        let greeted = client
+            .call_tool(
+                CallToolRequestParams::new("hello__greet")
+                    .with_arguments(arguments(json!({"name": "Ada"}))),
+            )
+            .await
+            .expect("answered");
+        assert_ne!(greeted.is_error, Some(true), "{greeted:?}");
+        assert_eq!(text(&greeted), "\"Hello, Ada!\"", "{greeted:?}");
+        // No arguments, and `{}`, are `null`: an action taking nothing accepts both.
+        for given in [None, Some(Map::new())] {
+            let mut request = CallToolRequestParams::new("hello__config");
+            if let Some(given) = given.clone() {
+                request = request.with_arguments(given);
+            }
+            let shown = client.call_tool(request).await.expect("answered");
+            assert_ne!(shown.is_error, Some(true), "{given:?}: {shown:?}");
+            let greeted = client
+                .call_tool(
+                    CallToolRequestParams::new("hello__greet")
+                        .with_arguments(given.clone().unwrap_or_default()),
+                )
+                .await
+                .expect("answered");
+            assert_eq!(text(&greeted), "\"Hello, world!\"", "{greeted:?}");
+        }
+        // A tool whose input is not an object takes it under "input" alone: an argument beside
+        // it is refused, naming it, rather than dropped.
+        let stray = client
+            .call_tool(
+                CallToolRequestParams::new("long-call__patient")
+                    .with_arguments(arguments(json!({"input": 1, "ms": 5}))),
+            )
+            .await
+            .expect_err("refused");
+        assert!(
+            stray.to_string().contains("\"ms\"") && stray.to_string().contains("dropped"),
+            "{stray}"
+        );
+        let patient = client
+            .call_tool(
+                CallToolRequestParams::new("long-call__patient")
+                    .with_arguments(arguments(json!({"input": 1}))),
+            )
+            .await
+            .expect("answered");
+        assert_ne!(patient.is_error, Some(true), "{patient:?}");
+        client.cancel().await.expect("closed");
     });
 }

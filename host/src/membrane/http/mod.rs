@@ -6,16 +6,20 @@
 //! its range, and never an address the host program serves on. The name is resolved within
 //! the call's time. The client then connects to the addresses checked — its resolver is this
 //! module's, so there is no second lookup a rebinding name could answer differently. A
-//! credential is attached only on the hops whose scheme, host and port it is for. Time and
+//! credential is attached only on the hops whose scheme, host and port it is for, and a client
+//! certificate presented only in the TLS of those hops (`tls.rs`). Time and
 //! body size are capped; every call, made or refused, leaves one audit record with the method,
 //! host, status and size, never headers or bodies. A streamed response (`stream.rs`) takes the
 //! same hops, and its body is read as it arrives.
 
 mod check;
 mod stream;
+mod tls;
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_abi::abi::{HostError, HostErrorCode};
@@ -29,6 +33,7 @@ use crate::services::audit::AuditOutcome;
 use crate::services::registry::{BuiltIn, Requester};
 
 pub(crate) use stream::HttpStreams;
+pub(crate) use tls::Identity;
 
 /// One row per operation: `http request` and the three of a stream. Their payloads are frames
 /// (a JSON head, then the body as it is) or a stream's id, and the grant is checked for each
@@ -55,6 +60,10 @@ pub(crate) struct Outbound<'a> {
     pub(crate) audit: &'a dyn Fn(&str, AuditOutcome, &str),
     /// The credential to attach, if the plugin asked for one.
     pub(crate) credential: Option<&'a Attached>,
+    /// The client certificate to present, if the plugin asked for one.
+    pub(crate) identity: Option<&'a Identity>,
+    /// The roots trusted besides the built-in ones (`[host] tls_roots`).
+    pub(crate) roots: &'a [PathBuf],
     /// Where the host program serves (`Host::serving_on`): never reached.
     pub(crate) serving: &'a [SocketAddr],
 }
@@ -79,6 +88,8 @@ pub(super) struct Hop<'h> {
     pub(super) headers: Vec<(String, String)>,
     pub(super) body: &'h [u8],
     pub(super) deadline: Instant,
+    /// The TLS settings, when the policy changes ureq's (roots, a client certificate).
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The hop a request ended on: its method and host (for the audit record), the response's head
@@ -109,14 +120,18 @@ pub(super) fn redirect_to(answer: &HttpAnswer) -> Option<&str> {
         .filter(|_| (300..400).contains(&status) && status != 304)
 }
 
-/// A client that connects only to `to`, with no redirects of its own.
+/// A client for `hop` that connects only to its addresses, with its TLS settings and no
+/// redirects of its own.
 pub(super) fn client(
-    to: Vec<SocketAddr>,
+    hop: &Hop<'_>,
     timeouts: impl FnOnce(ureq::AgentBuilder) -> ureq::AgentBuilder,
 ) -> ureq::Agent {
-    timeouts(ureq::AgentBuilder::new().redirects(0))
-        .resolver(move |_: &str| Ok(to.clone()))
-        .build()
+    let to = hop.to.clone();
+    let mut builder = timeouts(ureq::AgentBuilder::new().redirects(0));
+    if let Some(tls) = &hop.tls {
+        builder = builder.tls_config(tls.clone());
+    }
+    builder.resolver(move |_: &str| Ok(to.clone())).build()
 }
 
 /// Sends `hop` with `agent`: the response, whatever its status.
@@ -127,7 +142,17 @@ pub(super) fn send(agent: &ureq::Agent, hop: &Hop<'_>) -> Result<ureq::Response,
     }
     match request.send_bytes(hop.body) {
         Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),
-        Err(ureq::Error::Transport(e)) => Err(e.to_string()),
+        Err(ureq::Error::Transport(e)) => {
+            let said = e.to_string();
+            Err(if said.contains("CertificateRequired") {
+                format!(
+                    "{said} (the server asks for a client certificate: name a [secrets] entry \
+                     of kind client_certificate for this host and port in the request)"
+                )
+            } else {
+                said
+            })
+        }
     }
 }
 
@@ -179,6 +204,7 @@ impl Outbound<'_> {
                 (self.audit)(&host, AuditOutcome::HttpRefused, &message);
                 return Err(refused(message));
             }
+            let tls = self.tls_for(&method, &url, &host, port, hops == 0)?;
             let mut headers = head.headers.clone();
             if let Some(c) = attach {
                 let name = &c.credential.header;
@@ -196,6 +222,7 @@ impl Outbound<'_> {
                 headers,
                 body,
                 deadline,
+                tls,
             };
             let (answer, kept) = exchange(&hop)?;
             let Some(location) = redirect_to(&answer) else {
@@ -226,6 +253,44 @@ impl Outbound<'_> {
         }
     }
 
+    /// The TLS settings of a hop to `url`: `None` (ureq's own) unless it is https and the
+    /// policy trusts more roots or the request's client certificate is for this host and port.
+    /// A client certificate the first hop may not present refuses the request, as a
+    /// credential does; on a redirect elsewhere it is not presented.
+    fn tls_for(
+        &self,
+        method: &str,
+        url: &url::Url,
+        host: &str,
+        port: u16,
+        first: bool,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, HostError> {
+        let scheme = url.scheme();
+        let present = self
+            .identity
+            .filter(|i| i.certificate.may_be_sent(scheme, host, port));
+        if let (Some(i), None, true) = (self.identity, present, first) {
+            let message = format!(
+                "{method} {host}: client certificate {:?} may not be presented to \
+                 {scheme}://{host}:{port} (its [secrets] entry names the hosts and ports it is \
+                 for, over https)",
+                i.name
+            );
+            (self.audit)(host, AuditOutcome::HttpRefused, &message);
+            return Err(refused(message));
+        }
+        if scheme != "https" || (present.is_none() && self.roots.is_empty()) {
+            return Ok(None);
+        }
+        tls::client_config(self.roots, present)
+            .map(Some)
+            .map_err(|why| {
+                let message = format!("{method} {host}: {why}");
+                (self.audit)(host, AuditOutcome::HttpRefused, &message);
+                refused(message)
+            })
+    }
+
     /// Makes the request, following redirects; the last response's head and body.
     pub(crate) fn send(
         &self,
@@ -245,9 +310,7 @@ impl Outbound<'_> {
             unreachable(message)
         };
         let remaining = hop.deadline.saturating_duration_since(Instant::now());
-        let agent = client(hop.to.clone(), |b| {
-            b.timeout(remaining.max(Duration::from_millis(1)))
-        });
+        let agent = client(hop, |b| b.timeout(remaining.max(Duration::from_millis(1))));
         let response = send(&agent, hop).map_err(&failed)?;
         let answer = head_of(&response);
         let mut bytes = Vec::new();
@@ -282,26 +345,32 @@ pub(super) fn outbound<T>(
 ) -> Result<T, HostError> {
     let host = r.host();
     let policy = host.http_policy(r.plugin());
-    let credential = match &head.credential {
-        Some(name) => {
-            r.require(CapabilityKind::Secrets, Some(name))?;
-            let credential = host.credential(name).ok_or_else(|| {
+    let (mut credential, mut identity) = (None, None);
+    if let Some(name) = &head.credential {
+        r.require(CapabilityKind::Secrets, Some(name))?;
+        if let Some(certificate) = host.client_certificate(name) {
+            identity = Some(Identity {
+                name: name.clone(),
+                certificate,
+            });
+        } else {
+            let found = host.credential(name).ok_or_else(|| {
                 bad_request(format!(
-                    "no credential {name:?}: the policy's [secrets] entry needs a header \
-                     and hosts to be one"
+                    "no credential {name:?}: the policy's [secrets] entry needs a header and \
+                     hosts to be one, or kind = \"client_certificate\", cert, key and hosts"
                 ))
             })?;
-            let value = credential.source.read().map_err(|why| {
+            let value = found.source.read().map_err(|why| {
                 bad_request(format!("credential {name:?} is not available: {why}"))
             })?;
-            Some(Attached {
+            credential = Some(Attached {
                 name: name.clone(),
                 value,
-                credential,
-            })
+                credential: found,
+            });
         }
-        None => None,
-    };
+    }
+    let roots = host.tls_roots();
     let granted = |h: &str| r.require(CapabilityKind::HttpOutbound, Some(h));
     let pinned = |name: &str| host.pinned(name);
     let audit = |h: &str, outcome, detail: &str| audit(r, h, outcome, detail);
@@ -312,6 +381,8 @@ pub(super) fn outbound<T>(
         pinned: &pinned,
         audit: &audit,
         credential: credential.as_ref(),
+        identity: identity.as_ref(),
+        roots: &roots,
         serving: &serving,
     })
 }

@@ -150,7 +150,7 @@ fn start(
         .deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    let agent = client(hop.to.clone(), |b| {
+    let agent = client(hop, |b| {
         b.timeout_connect(remaining)
             .timeout_write(remaining)
             .timeout_read(idle)
@@ -177,6 +177,8 @@ fn start(
                 headers,
                 body: &body,
                 deadline: Instant::now(),
+                // The agent already holds the hop's TLS settings.
+                tls: None,
             };
             let response = match send(&agent, &hop) {
                 Ok(response) => response,
