@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod console;
 mod distribute;
+mod explain;
 mod inspect;
 mod listen;
 mod mcp;

@@ -120,7 +120,7 @@ impl HostShared {
             })
         };
         if let Some(why) = &decided.unreadable {
-            return deny(format!("{why}, which {} reads", rule()));
+            return deny(format!("{why} (for {})", rule()));
         }
         match decided.permission {
             Permission::Allow => Ok(()),

@@ -196,7 +196,14 @@ impl PermissionRule {
 
     /// A rule from the policy file; `origin` names it, in errors too.
     pub(crate) fn from_raw(raw: RawRule, origin: RuleOrigin) -> Result<Self, String> {
-        let at = &origin.to_string();
+        let at = &match &origin {
+            RuleOrigin::Policy {
+                plugin,
+                index,
+                line: Some(line),
+            } => format!("[plugins.{plugin}] permissions[{index}] (line {line})"),
+            other => other.to_string(),
+        };
         if raw.actions.is_empty() && raw.hooks.is_empty() {
             return Err(format!(
                 "{at}: a rule names the actions or hooks it covers (\"actions\" or \"hooks\", \
