@@ -103,7 +103,7 @@ impl Host {
                                 format!("loaded in {ms:.2} ms")
                             };
                             let mut entry = ok_report(&plugin.file, detail);
-                            entry.warnings = grant_warnings(&shared, &plugin);
+                            entry.warnings = grant_warnings(shared, &plugin);
                             let plugin = Arc::new(plugin);
                             created.push((report.plugins.len(), Arc::clone(&plugin)));
                             shared.update_table(|table| table.push(plugin));

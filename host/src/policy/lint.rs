@@ -26,11 +26,20 @@ const AUTHORITY: [CapabilityKind; 4] = [
 pub struct AuthorityWarning {
     /// The plugin.
     pub plugin: PluginId,
-    /// The wide effective grants, one per family, each with where the policy grants it:
-    /// `[plugins.<id>] grants[<n>]` and the line, when the policy is TOML.
-    pub grants: Vec<(Capability, Vec<(String, Option<usize>)>)>,
+    /// The wide effective grants, one per family, each with where the policy grants it.
+    pub grants: Vec<WideGrant>,
     /// The policy file, if it was read from one.
     pub source: Option<std::path::PathBuf>,
+}
+
+/// One wide effective grant, and the policy's grants that give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WideGrant {
+    /// The effective grant (`secrets:*`).
+    pub capability: Capability,
+    /// Where the policy grants it: `[plugins.<id>] grants[<n>]`, and its line when the policy
+    /// is TOML.
+    pub granted_at: Vec<(String, Option<usize>)>,
 }
 
 impl AuthorityWarning {
@@ -39,7 +48,7 @@ impl AuthorityWarning {
         let mut lines: Vec<usize> = self
             .grants
             .iter()
-            .flat_map(|(_, at)| at.iter().filter_map(|(_, line)| *line))
+            .flat_map(|w| w.granted_at.iter().filter_map(|(_, line)| *line))
             .collect();
         lines.sort_unstable();
         lines.dedup();
@@ -60,8 +69,9 @@ impl std::fmt::Display for AuthorityWarning {
              secret ({file}:",
             self.plugin
         )?;
-        for (n, (grant, at)) in self.grants.iter().enumerate() {
-            let places: Vec<String> = at
+        for (n, wide) in self.grants.iter().enumerate() {
+            let places: Vec<String> = wide
+                .granted_at
                 .iter()
                 .map(|(key, line)| match line {
                     Some(line) => format!("line {line}"),
@@ -69,7 +79,7 @@ impl std::fmt::Display for AuthorityWarning {
                 })
                 .collect();
             let sep = if n == 0 { " " } else { "; " };
-            write!(f, "{sep}{grant} at {}", places.join(", "))?;
+            write!(f, "{sep}{} at {}", wide.capability, places.join(", "))?;
         }
         f.write_str("); grant the names it needs instead")
     }
@@ -93,7 +103,7 @@ pub fn authority_warning(
     let mut grants = Vec::new();
     for kind in AUTHORITY {
         let held = effective.iter().find(|c| c.kind() == kind && wide(c))?;
-        let at = granted
+        let granted_at = granted
             .iter()
             .enumerate()
             .filter(|(_, g)| covers(std::slice::from_ref(*g), kind, held.scope()))
@@ -104,7 +114,10 @@ pub fn authority_warning(
                 )
             })
             .collect();
-        grants.push((held.clone(), at));
+        grants.push(WideGrant {
+            capability: held.clone(),
+            granted_at,
+        });
     }
     Some(AuthorityWarning {
         plugin: id.clone(),

@@ -31,7 +31,7 @@ pub use http::{HttpPolicy, IpRange};
 pub use isolation::{
     Isolation, RestartPolicy, Sandbox, WorkerLimits, DEFAULT_LIMITS, DEFAULT_RESTART,
 };
-pub use lint::{authority_warning, AuthorityWarning};
+pub use lint::{authority_warning, AuthorityWarning, WideGrant};
 pub use permission::declared::with_declared;
 pub use permission::{
     decide, explain, CallerPattern, Decided, InputCheck, InputMatch, Permission, PermissionRule,
