@@ -103,7 +103,7 @@ impl Host {
                                 format!("loaded in {ms:.2} ms")
                             };
                             let mut entry = ok_report(&plugin.file, detail);
-                            entry.warnings = grant_warnings(shared, &plugin);
+                            entry.warnings = plugin.grant_warnings(&shared.options.policy);
                             let plugin = Arc::new(plugin);
                             created.push((report.plugins.len(), Arc::clone(&plugin)));
                             shared.update_table(|table| table.push(plugin));
@@ -414,14 +414,4 @@ impl Host {
         let _admin = self.shared.admin();
         self.shared.shut_down()
     }
-}
-
-/// The grant lint's warning for a plugin just loaded, if its effective grants amount to the
-/// host's authority.
-fn grant_warnings(shared: &crate::runtime::HostShared, plugin: &LoadedPlugin) -> Vec<String> {
-    let grants = plugin.settings.lock().grants.clone();
-    crate::policy::authority_warning(&shared.options.policy, plugin.id(), &grants)
-        .map(|w| w.to_string())
-        .into_iter()
-        .collect()
 }
