@@ -280,6 +280,16 @@ fn check_warns_naming_the_lines_when_the_grants_amount_to_the_hosts_authority() 
     let json: Value = serde_json::from_str(&json).expect("JSON");
     let warnings = json["plugins"][0]["warnings"].as_array().expect("warnings");
     assert_eq!(warnings.len(), 1, "{json:#}");
+    // Loading the plugin (`--load`) reports it the same way.
+    let mut cmd = airlock(&["check", "--load", "--policy"]);
+    cmd.arg(&policy).arg(dir.path());
+    let (out, loaded, _) = output(cmd);
+    assert!(out.status.success(), "{loaded}");
+    assert!(
+        loaded.contains("warning: the effective grants of shell"),
+        "{loaded}"
+    );
+    assert!(loaded.contains("secrets:* at line 7"), "{loaded}");
 
     // One family narrowed: no warning.
     std::fs::write(&policy, EVERYTHING.replace("secrets:*", "secrets:token")).expect("policy");
