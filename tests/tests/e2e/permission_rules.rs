@@ -421,6 +421,14 @@ fn inspect_with_a_policy_explains_which_rule_decides() {
             .is_some_and(|r| r.contains("permissions[3]")),
         "{json:#}"
     );
+    // Without --action, inspect lists the permissions the plugin declares.
+    let mut cmd = airlock(&["inspect"]);
+    cmd.arg(&file);
+    let (_, stdout, _) = output(cmd);
+    assert!(
+        stdout.contains("permission:   shell.run guards action:run (held by default by operator)"),
+        "{stdout}"
+    );
     // An action the plugin does not declare is an error, not an answer.
     let (out, _, stderr) = explain(&["--action", "nope"]);
     assert_eq!(out.status.code(), Some(1));

@@ -226,6 +226,10 @@ mod tests {
                 other => panic!("{input}: {other:?}"),
             }
         }
+        // Input nested past the JSON reader's depth limit is not JSON to a rule, never a
+        // match.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(check(&git, &deep), InputCheck::Unreadable(_)));
         // A rule with two pointers needs both; the first that differs is named.
         let two = [m("/a", &["x"]), m("/b", &["y*"])];
         assert_eq!(check(&two, r#"{"a":"x","b":"yes"}"#), InputCheck::Matches);
