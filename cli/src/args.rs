@@ -50,6 +50,32 @@ pub(crate) struct Plugins {
     pub(crate) lock: Option<PathBuf>,
 }
 
+/// `airlock inspect FILE --policy F --action NAME ...`: which permission rule decides a call.
+#[derive(clap::Args, Default)]
+pub(crate) struct Explain {
+    /// Explain which permission rule (the policy's, then the plugin's declared permissions)
+    /// decides a call of this action, instead of describing the file.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["hook", "resource"])]
+    pub(crate) action: Option<String>,
+    /// The same for a call of this hook.
+    #[arg(long, value_name = "NAME", conflicts_with = "resource")]
+    pub(crate) hook: Option<String>,
+    /// Who calls: `host` (the host program on its own account), `user:<id>` (on behalf of a
+    /// principal) or `plugin:<id>`.
+    #[arg(long, value_name = "CALLER", default_value = "host")]
+    pub(crate) caller: String,
+    /// A role of the principal (repeat for more).
+    #[arg(long = "role", value_name = "ROLE")]
+    pub(crate) roles: Vec<String>,
+    /// An attribute of the principal, `NAME=VALUE` (repeat for more).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attributes: Vec<String>,
+    /// The call's input, as JSON text (passed as written: text that is not JSON is explained
+    /// as such).
+    #[arg(long, value_name = "JSON", default_value = "null")]
+    pub(crate) input: String,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Show what a library file says about itself, without running any of it.
@@ -65,6 +91,8 @@ pub(crate) enum Command {
         /// Print this resource's bytes (a path its plugin.json declares) instead.
         #[arg(long, value_name = "PATH")]
         resource: Option<String>,
+        #[command(flatten)]
+        explain: Explain,
     },
     /// Report what would load and why not (stages 1-3; with --load, all stages then teardown).
     Check {

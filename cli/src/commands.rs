@@ -21,12 +21,23 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             policy,
             format,
             resource: Some(path),
+            ..
         } => inspect::print_resource(&file, policy.as_deref(), format, &path),
         Command::Inspect {
             file,
             policy,
             format,
+            explain,
+            ..
+        } if explain.action.is_some() || explain.hook.is_some() => {
+            crate::explain::explain(&file, policy.as_deref(), format, &explain)
+        }
+        Command::Inspect {
+            file,
+            policy,
+            format,
             resource: None,
+            ..
         } => inspect::inspect(&file, policy.as_deref(), format),
         Command::Keygen { name, dir } => {
             distribute::keygen(&name, &dir.unwrap_or_else(|| PathBuf::from(".")))

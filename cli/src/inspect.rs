@@ -123,6 +123,7 @@ pub(crate) fn inspect(file: &Path, policy: Option<&Path>, format: Format) -> Res
         }
         print_events(m);
         print_dependencies(m);
+        print_permissions(m);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -199,5 +200,28 @@ fn print_dependencies(m: &airlock_abi::manifest::Manifest) {
     for d in &m.dependencies {
         let optional = if d.optional { " (optional)" } else { "" };
         println!("depends on:   {} {}{optional}", d.id, d.range);
+    }
+}
+
+/// The permissions the plugin defines, with what they guard and their default roles.
+fn print_permissions(m: &airlock_abi::manifest::Manifest) {
+    for p in &m.permissions {
+        let guards: Vec<String> = p
+            .actions
+            .iter()
+            .map(|a| format!("action:{a}"))
+            .chain(p.hooks.iter().map(|h| format!("hook:{h}")))
+            .collect();
+        let roles = if p.roles.is_empty() {
+            "no role by default".to_owned()
+        } else {
+            format!("held by default by {}", p.roles.join(", "))
+        };
+        println!(
+            "permission:   {} guards {} ({roles}) - {}",
+            p.name,
+            guards.join(", "),
+            p.description
+        );
     }
 }

@@ -9,6 +9,7 @@ mod check_config;
 mod commands;
 mod console;
 mod distribute;
+mod explain;
 mod inspect;
 mod listen;
 mod mcp;

@@ -24,7 +24,14 @@ fn the_readme_policy_parses_and_means_what_it_says() {
         .expect("the README's policy parses");
     let hello = policy.for_plugin(&PluginId::new("hello").expect("id"));
     let decisions: Vec<_> = hello.permissions.iter().map(|r| r.decision).collect();
-    assert_eq!(decisions, [Permission::Allow, Permission::Ask]);
+    assert_eq!(
+        decisions,
+        [Permission::Allow, Permission::Allow, Permission::Ask]
+    );
+    let by_attribute = &hello.permissions[1];
+    assert_eq!(by_attribute.callers[0].to_string(), "attr:org=acme");
+    assert_eq!(by_attribute.inputs[0].pointer, "/name");
+    assert_eq!(by_attribute.inputs[0].globs, ["A*", "B*"]);
     assert_eq!(hello.retry.retries, 3);
     assert_eq!(hello.retry.max_backoff, Duration::from_secs(5));
     assert_eq!(hello.isolation, airlock::policy::Isolation::InProcess);

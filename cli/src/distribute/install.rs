@@ -152,6 +152,9 @@ pub(crate) fn install(
             println!("pinned in {}", lock.display());
         }
         print!("{}", grants_report(&checked, policy));
+        for warning in &checked.decision.warnings {
+            eprintln!("warning: {warning}");
+        }
     }
     Ok(code)
 }

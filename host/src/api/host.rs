@@ -102,7 +102,8 @@ impl Host {
                             } else {
                                 format!("loaded in {ms:.2} ms")
                             };
-                            let entry = ok_report(&plugin.file, detail);
+                            let mut entry = ok_report(&plugin.file, detail);
+                            entry.warnings = plugin.grant_warnings(&shared.options.policy);
                             let plugin = Arc::new(plugin);
                             created.push((report.plugins.len(), Arc::clone(&plugin)));
                             shared.update_table(|table| table.push(plugin));

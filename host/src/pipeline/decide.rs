@@ -9,7 +9,7 @@ use airlock_abi::ABI_VERSION;
 use crate::error::{Refusal, RefusalReason};
 use crate::library::file::LibraryFile;
 use crate::library::lock::Lock;
-use crate::policy::{PluginPolicy, Policy};
+use crate::policy::{with_declared, PluginPolicy, Policy};
 
 /// What stage 3 decided for a library it accepts.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub struct Decision {
     pub policy: PluginPolicy,
     /// Effective grants: declared in the manifest ∩ granted by the policy.
     pub grants: Vec<Capability>,
+    /// What the operator should know though nothing refuses it: the grant lint's warning
+    /// ([`crate::policy::authority_warning`]).
+    pub warnings: Vec<String>,
 }
 
 /// Checks one library against this host and the policy.
@@ -50,9 +53,18 @@ pub fn decide(
     }
     let grants = effective_grants(&file.manifest.capabilities, &entry.grants);
     check_required_granted(file, &grants).map_err(refuse)?;
+    let warnings = crate::policy::authority_warning(policy, &file.manifest.id, &grants)
+        .map(|w| w.to_string())
+        .into_iter()
+        .collect();
+    // The operator's rules first, then those of the permissions the plugin declares: the
+    // operator's override the plugin's defaults.
+    let mut entry = entry.clone();
+    entry.permissions = with_declared(&entry.permissions, &file.manifest.permissions);
     Ok(Decision {
-        policy: entry.clone(),
+        policy: entry,
         grants,
+        warnings,
     })
 }
 

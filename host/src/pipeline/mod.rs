@@ -326,6 +326,7 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
         if policy.isolation != crate::policy::Isolation::Process {
             let mut report = ok_report(&c.file, "passed stages 1-3 (not loaded)".to_owned());
             report.dependencies = dependencies;
+            report.warnings.clone_from(&c.decision.warnings);
             plugins.push(report);
             continue;
         }
@@ -340,6 +341,7 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
         plugins.push(match &probes[index].1 {
             Ok(status) => PluginReport {
                 dependencies,
+                warnings: c.decision.warnings.clone(),
                 ..ok_report(
                     &c.file,
                     format!("passed stages 1-3 (not loaded); its worker here: {status}"),
@@ -415,5 +417,6 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         reason: None,
         detail,
         dependencies: Vec::new(),
+        warnings: Vec::new(),
     }
 }

@@ -36,6 +36,10 @@ pub struct PluginReport {
     /// The plugins it depends on (`depends_on`), each with what satisfies it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<DependencyReport>,
+    /// What the operator should know about a file that passed, though nothing refuses it: the
+    /// grant lint's warning ([`crate::policy::authority_warning`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One dependency of a plugin in a report: its range, and what the set holds for it.
@@ -84,6 +88,7 @@ impl PluginReport {
             reason: Some(refusal.reason),
             detail: refusal.detail.clone(),
             dependencies: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -151,6 +156,9 @@ impl LoadReport {
             );
             for dependency in &p.dependencies {
                 let _ = writeln!(out, "{:<width$}    {dependency}", "");
+            }
+            for warning in &p.warnings {
+                let _ = writeln!(out, "{:<width$}    warning: {warning}", "");
             }
         }
         let refused = self.refused().count();

@@ -21,6 +21,8 @@ mod host;
 mod http;
 mod isolation;
 mod json;
+mod lines;
+mod lint;
 mod parse;
 pub(crate) mod reference;
 mod trust;
@@ -32,7 +34,12 @@ pub use http::{HttpPolicy, IpRange};
 pub use isolation::{
     Isolation, RestartPolicy, Sandbox, WorkerLimits, DEFAULT_LIMITS, DEFAULT_RESTART,
 };
-pub use permission::{CallerPattern, Permission, PermissionRule, Target};
+pub use lint::{authority_warning, AuthorityWarning, WideGrant};
+pub use permission::declared::with_declared;
+pub use permission::{
+    decide, explain, CallerPattern, Decided, InputCheck, InputMatch, Permission, PermissionRule,
+    RuleCheck, RuleOrigin, Target,
+};
 pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use routines::{Routine, MAX_ROUTINES};
 pub use trust::SignaturePolicy;
@@ -186,6 +193,8 @@ pub struct Policy {
     health_interval: Duration,
     /// `[[routines]]`: events that call actions.
     routines: Vec<Routine>,
+    /// The line each plugin's grants are written on (TOML), in order.
+    grant_lines: BTreeMap<PluginId, Vec<usize>>,
 }
 
 impl Default for Policy {
@@ -227,6 +236,7 @@ impl Default for Policy {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
             routines: Vec::new(),
+            grant_lines: BTreeMap::new(),
         }
     }
 }
@@ -278,7 +288,14 @@ impl Policy {
 
     /// Sets the entry for one plugin (for programs that build their policy in code).
     pub fn set(&mut self, id: PluginId, entry: PluginPolicy) {
+        self.grant_lines.remove(&id);
         self.plugins.insert(id, entry);
+    }
+
+    /// The line of the policy file (1-based) the `index`th grant of plugin `id` is written on,
+    /// when the policy was read from TOML.
+    pub fn grant_line(&self, id: &PluginId, index: usize) -> Option<usize> {
+        self.grant_lines.get(id)?.get(index).copied()
     }
 
     /// The entry used for plugins the policy does not name.

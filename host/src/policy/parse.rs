@@ -16,7 +16,8 @@ use super::trust::{signature, trust, RawSignature, SignaturePolicy};
 use super::PolicyFormat;
 use super::{HostSettings, Isolation, PluginPolicy, Policy};
 use crate::library::file::parse_digest;
-use crate::policy::permission::{PermissionRule, RawRule};
+use crate::policy::lines::EntryLines;
+use crate::policy::permission::{PermissionRule, RawRule, RuleOrigin};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +177,10 @@ impl Policy {
     ///
     /// A message naming the key and location of the first problem.
     pub fn parse(text: &str, format: PolicyFormat) -> Result<Self, String> {
+        let lines = match format {
+            PolicyFormat::Toml => super::lines::read(text),
+            PolicyFormat::Json => BTreeMap::new(),
+        };
         let raw: RawPolicy = match format {
             PolicyFormat::Json => {
                 super::json::refuse_duplicate_keys(text)?;
@@ -193,7 +198,9 @@ impl Policy {
         policy.read_defaults(raw.defaults, raw.trust)?;
         for (id, entry) in raw.plugins {
             let plugin_id = PluginId::new(&id).map_err(|e| format!("[plugins.{id}]: {e}"))?;
-            let plugin = policy.plugin_policy(&id, entry)?;
+            let at = lines.get(&id).cloned().unwrap_or_default();
+            let plugin = policy.plugin_policy(&id, entry, &at)?;
+            policy.grant_lines.insert(plugin_id.clone(), at.grants);
             policy.plugins.insert(plugin_id, plugin);
         }
         policy.routines = super::routines::routines(raw.routines)?;
@@ -238,7 +245,12 @@ impl Policy {
     }
 
     /// `[plugins.<id>]`: the plugin's own settings, and the shared ones over `[defaults]`.
-    fn plugin_policy(&self, id: &str, mut entry: RawPluginPolicy) -> Result<PluginPolicy, String> {
+    fn plugin_policy(
+        &self,
+        id: &str,
+        mut entry: RawPluginPolicy,
+        lines: &EntryLines,
+    ) -> Result<PluginPolicy, String> {
         let mut settings = entry.settings();
         let blake3 = pin(id, "blake3", entry.blake3)?;
         let sha256 = pin(id, "sha256", entry.sha256)?;
@@ -247,8 +259,13 @@ impl Policy {
             .permissions
             .into_iter()
             .enumerate()
-            .map(|(n, rule)| {
-                PermissionRule::from_raw(rule, &format!("[plugins.{id}] permissions[{n}]"))
+            .map(|(index, rule)| {
+                let origin = RuleOrigin::Policy {
+                    plugin: id.to_owned(),
+                    index,
+                    line: lines.permissions.get(index).copied(),
+                };
+                PermissionRule::from_raw(rule, origin)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let config = match entry.config {

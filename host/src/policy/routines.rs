@@ -132,7 +132,7 @@ fn routine(n: usize, raw: RawRoutine) -> Result<Routine, String> {
 
 /// A JSON pointer (RFC 6901): empty (the whole payload), or `/`-separated tokens where `~` is
 /// only ever `~0` or `~1`.
-fn check_pointer(pointer: &str) -> Result<(), &'static str> {
+pub(crate) fn check_pointer(pointer: &str) -> Result<(), &'static str> {
     if !pointer.is_empty() && !pointer.starts_with('/') {
         return Err("is not a JSON pointer: it must start with '/' (e.g. \"/status\")");
     }

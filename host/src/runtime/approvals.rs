@@ -96,9 +96,15 @@ impl HostShared {
         let approved = crate::frame::take_approval();
         let caller = crate::frame::caller::current();
         let id = loaded.id().as_str();
-        let (permission, rule) = decide(&loaded.policy.permissions, target, &caller);
+        let rules = &loaded.policy.permissions;
+        let decided = decide(rules, target, &caller, input);
         // Named only in a refusal or a question, never on the allowed path.
-        let rule = || rule.map_or_else(String::new, |n| format!("[plugins.{id}] permissions[{n}]"));
+        let rule = || {
+            decided
+                .rule
+                .and_then(|n| rules.get(n))
+                .map_or_else(String::new, |r| r.origin.to_string())
+        };
         let generation = loaded.generation.load(Ordering::SeqCst);
         let audit = |outcome, detail: &str| {
             self.audit
@@ -113,7 +119,10 @@ impl HostShared {
                 pending: None,
             })
         };
-        match permission {
+        if let Some(why) = &decided.unreadable {
+            return deny(format!("{why} (for {})", rule()));
+        }
+        match decided.permission {
             Permission::Allow => Ok(()),
             Permission::Deny => deny(format!("the policy denies it ({})", rule())),
             Permission::Ask if approved => Ok(()),

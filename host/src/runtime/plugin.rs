@@ -138,6 +138,16 @@ impl Lifecycle {
 }
 
 impl LoadedPlugin {
+    /// The grant lint's warning, if its effective grants amount to the host's authority
+    /// ([`crate::policy::authority_warning`]).
+    pub(crate) fn grant_warnings(&self, policy: &crate::Policy) -> Vec<String> {
+        let grants = self.settings.lock().grants.clone();
+        crate::policy::authority_warning(policy, self.id(), &grants)
+            .map(|w| w.to_string())
+            .into_iter()
+            .collect()
+    }
+
     pub(crate) fn id(&self) -> &PluginId {
         &self.file.manifest.id
     }

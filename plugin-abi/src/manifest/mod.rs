@@ -6,6 +6,7 @@ mod declarations;
 mod dependencies;
 mod events;
 mod id;
+mod permissions;
 mod resources;
 mod routes;
 mod validate;
@@ -17,6 +18,7 @@ pub use self::declarations::{
 pub use self::dependencies::{Dependency, RawDependency, MAX_DEPENDENCIES};
 pub use self::events::{valid_topic, EventDecl, MAX_TOPIC_LEN};
 pub use self::id::{PluginId, MAX_ID_LEN};
+pub use self::permissions::PermissionDecl;
 pub use self::resources::{
     check_resource_path, ResourceDecl, DEFAULT_MEDIA_TYPE, MAX_MEDIA_TYPE, MAX_RESOURCES,
     MAX_RESOURCE_BYTES, MAX_RESOURCE_PATH,
@@ -75,6 +77,9 @@ pub struct RawManifest {
     /// `{"version": range, "optional": true}`.
     #[serde(default)]
     pub depends_on: std::collections::BTreeMap<String, RawDependency>,
+    /// See [`Manifest::permissions`].
+    #[serde(default)]
+    pub permissions: Vec<PermissionDecl>,
 }
 
 /// A capability entry as written: `"kv"` or `{"name": "kv", "required": true, "reason": "…"}`.
@@ -134,6 +139,10 @@ pub struct Manifest {
     /// after it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<Dependency>,
+    /// The permissions it defines (`permissions`), with the roles that hold them by default;
+    /// the operator's rules override them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<PermissionDecl>,
 }
 
 /// Why a manifest is invalid.

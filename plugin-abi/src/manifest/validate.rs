@@ -26,6 +26,7 @@ impl TryFrom<RawManifest> for Manifest {
             ("routes", raw.routes.len()),
             ("jobs", raw.jobs.len()),
             ("events", raw.events.len()),
+            ("permissions", raw.permissions.len()),
         ] {
             if n > MAX_DECLARATIONS {
                 return Err(err(format!(
@@ -109,6 +110,7 @@ impl TryFrom<RawManifest> for Manifest {
         }
         super::events::check_events(&raw.events, &capabilities)?;
         super::resources::check_resources(&raw.resources)?;
+        super::permissions::check_permissions(&raw.permissions, &raw.actions, &raw.hooks)?;
         let dependencies = super::dependencies::parse(&id, raw.depends_on)?;
         Ok(Self {
             id,
@@ -125,11 +127,15 @@ impl TryFrom<RawManifest> for Manifest {
             events: raw.events,
             resources: raw.resources,
             dependencies,
+            permissions: raw.permissions,
         })
     }
 }
 
-fn check_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), ManifestError> {
+pub(super) fn check_names<'a>(
+    what: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), ManifestError> {
     let mut seen = std::collections::BTreeSet::new();
     for name in names {
         let valid = !name.is_empty()

@@ -1,6 +1,8 @@
 //! Calls into plugins as both sides see them: who asked ([`CallerInfo`], on behalf of a
 //! [`Principal`]), and the codes a call can fail with ([`CallErrorCode`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Who asked for the call a plugin is serving: what `ctx.caller()` answers, and what the host
@@ -35,8 +37,11 @@ impl std::fmt::Display for CallerInfo {
     }
 }
 
-/// A party the host program calls a plugin on behalf of: an id and roles, as the embedding
-/// program defines them.
+/// A party the host program calls a plugin on behalf of: an id, roles and attributes, as the
+/// embedding program defines them.
+///
+/// `attributes` crossed the boundary later than `id` and `roles`: it is left out of the JSON
+/// when empty, and a plugin built before it ignores it (the struct refuses no unknown field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// Who (a user id, a service account, ...).
@@ -44,15 +49,32 @@ pub struct Principal {
     /// What they are (`admin`, ...).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// What they belong to, by name (`org` = `acme`, `tenant`, `space`, ...), which a
+    /// permission rule may match (`attr:org=acme`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Principal {
-    /// A principal with these roles.
+    /// A principal with these roles and no attributes.
     pub fn new(id: impl Into<String>, roles: &[&str]) -> Self {
         Self {
             id: id.into(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            attributes: BTreeMap::new(),
         }
+    }
+
+    /// The principal with the attribute `name` set to `value` (replacing any value it had).
+    #[must_use]
+    pub fn with_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// The value of its attribute `name`, if it has one.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(String::as_str)
     }
 
     /// Whether it has `role`.
@@ -180,5 +202,46 @@ mod tests {
         ] {
             assert_eq!(other.call_error(), None, "{other:?}");
         }
+    }
+
+    /// The caller as a plugin built before attributes reads it: the same fields, no others.
+    #[derive(Deserialize, PartialEq, Debug)]
+    #[serde(rename_all = "snake_case")]
+    enum OldCallerInfo {
+        Host { principal: Option<OldPrincipal> },
+    }
+
+    #[derive(Deserialize, PartialEq, Debug)]
+    struct OldPrincipal {
+        id: String,
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+
+    #[test]
+    fn attributes_cross_to_new_plugins_and_old_ones_ignore_them() {
+        let ada = Principal::new("ada", &["admin"]).with_attribute("org", "acme");
+        let caller = CallerInfo::Host {
+            principal: Some(ada.clone()),
+        };
+        let bytes = serde_json::to_vec(&caller).expect("serialize");
+        let old: OldCallerInfo = serde_json::from_slice(&bytes).expect("an old plugin reads it");
+        let OldCallerInfo::Host { principal } = old;
+        assert_eq!(
+            principal,
+            Some(OldPrincipal {
+                id: "ada".into(),
+                roles: vec!["admin".into()]
+            })
+        );
+        let new: CallerInfo = serde_json::from_slice(&bytes).expect("a new plugin reads it");
+        assert_eq!(new, caller);
+        assert_eq!(ada.attribute("org"), Some("acme"));
+        // From an old host (no attributes key): none, and nothing more on the wire than before.
+        let from_old: Principal =
+            serde_json::from_str(r#"{"id":"bob","roles":[]}"#).expect("an old host's principal");
+        assert!(from_old.attributes.is_empty());
+        let plain = serde_json::to_string(&Principal::new("bob", &[])).expect("serialize");
+        assert_eq!(plain, r#"{"id":"bob","roles":[]}"#);
     }
 }

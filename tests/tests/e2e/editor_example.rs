@@ -22,7 +22,7 @@ fn the_editor_example_shows_a_grant_a_denial_an_approval_a_revocation_and_a_clai
         "formatter.apply for ada: capability_violation: capability service:editor.replace",
         "formatter.apply for bob: permission_denied: action:apply of formatter is not permitted \
          to the host program on behalf of bob: the policy denies it ([plugins.formatter] \
-         permissions[3])",
+         permissions[3], line 25)",
         "formatter.shout for ada: ok \"PLUGINS BEHIND A MEMBRANE\"",
         "  approver: the host program on behalf of bob asks for formatter.shout; decided later (#1)",
         "formatter.shout for bob: pending_approval #1",

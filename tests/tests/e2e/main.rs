@@ -30,6 +30,7 @@ mod mcp;
 mod membrane;
 mod nonblocking;
 mod outbound;
+mod permission_rules;
 mod permissions;
 mod pipeline;
 mod public_routes;

@@ -311,7 +311,7 @@ fn a_bad_rule_is_refused_with_its_place_in_the_policy() {
         ("decision = \"allow\"", "names the actions or hooks"),
         (
             "actions = [\"x\"]\ncallers = [\"admin\"]\ndecision = \"deny\"",
-            "permissions[0]: caller \"admin\"",
+            "permissions[0] (line 1): caller \"admin\"",
         ),
         ("actions = [\"x\"]\ndecision = \"maybe\"", "maybe"),
     ] {
