@@ -130,6 +130,25 @@ impl ActionError {
         Self(message.into(), ErrorCode::RETRYABLE)
     }
 
+    /// The action answers later: the host keeps a pending entry with `description` (what the
+    /// answer waits for, for people), gives the caller its id, and the plugin settles it with
+    /// [`Context::resolve`](crate::Context::resolve) naming the same `key` — its own name for
+    /// the entry, unique among its open ones, which no other plugin can reach. Only actions
+    /// may answer pending; a hook that does fails.
+    pub fn pending(key: impl Into<String>, description: impl Into<String>) -> Self {
+        let deferral = crate::wire::Deferral {
+            key: key.into(),
+            description: description.into(),
+        };
+        let message = serde_json::to_string(&deferral).unwrap_or_default();
+        Self(message, ErrorCode::PENDING)
+    }
+
+    /// Whether [`ActionError::pending`] made it.
+    pub fn is_pending(&self) -> bool {
+        self.1 == ErrorCode::PENDING
+    }
+
     /// Whether [`ActionError::retryable`] made it.
     pub fn is_retryable(&self) -> bool {
         self.1 == ErrorCode::RETRYABLE

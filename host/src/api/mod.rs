@@ -18,6 +18,7 @@ mod host;
 mod nonblocking;
 mod operate;
 mod peers;
+mod pending;
 mod resources;
 mod routes;
 

@@ -115,7 +115,15 @@ pub struct HostSettings {
     /// Groups that may write a library or the directory holding it (`trusted_groups`: names
     /// from `/etc/group`, or gids), as gids. Writable by every user is never trusted. Unix only.
     pub trusted_groups: Vec<u32>,
+    /// How long a pending answer or a call waiting for approval stays open
+    /// (`pending_ttl_secs`; [`DEFAULT_PENDING_TTL`] when not set, at most [`MAX_PENDING_TTL`]).
+    pub pending_ttl: Option<std::time::Duration>,
 }
+
+/// How long a pending answer stays open when `[host] pending_ttl_secs` is not set: a day.
+pub const DEFAULT_PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+/// The longest `[host] pending_ttl_secs` may be: thirty days.
+pub const MAX_PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
 
 /// What the operator decided for one plugin id.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,7 @@ mod mcp;
 mod membrane;
 mod nonblocking;
 mod outbound;
+mod pending;
 mod permissions;
 mod pipeline;
 mod public_routes;
