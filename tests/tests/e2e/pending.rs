@@ -390,3 +390,68 @@ fn a_hook_cannot_answer_pending_and_a_key_names_one_open_answer() {
     // A plugin calling a pending action sees the code `pending`, with the id.
     assert_eq!(CallErrorCode::Pending.code(), "pending");
 }
+
+#[test]
+fn an_isolated_plugin_answers_pending_and_resolves_it_through_its_worker() {
+    let policy = "[plugins.deferring]\nisolation = \"process\"\n";
+    let (_dir, host) = load(&["deferring"], policy);
+    let (id, description) = ask(&host, "far", "waits in a worker");
+    assert_eq!(description, "waits in a worker");
+    assert_eq!(host.pending(&id).map(|e| e.caller), Some(ada()));
+    let settled = call(
+        &host,
+        "deferring",
+        "settle",
+        &json!({"key": "far", "value": [1, 2]}),
+    );
+    assert_eq!(settled, json!({"resolved": true}));
+    assert_eq!(
+        host.wait_pending(&id, WAIT).map(|e| e.state),
+        Some(PendingState::Resolved(airlock::approvals::Envelope::Ok(
+            json!([1, 2])
+        )))
+    );
+}
+
+#[test]
+fn an_mcp_client_sees_a_pending_answer_as_such() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+    use rmcp::ServiceExt;
+
+    let dir = TempPluginDir::with(&["deferring"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "").expect("policy");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
+                c.arg("mcp").arg(dir.path()).arg("--policy").arg(&policy);
+            });
+        let (transport, _stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("airlock mcp starts");
+        let client = ().serve(transport).await.expect("initialized");
+        let arguments = json!({"key": "m1", "description": "waits for a person"});
+        let Value::Object(arguments) = arguments else {
+            unreachable!("an object")
+        };
+        let answered = client
+            .call_tool(CallToolRequestParams::new("deferring__ask").with_arguments(arguments))
+            .await
+            .expect("answered");
+        assert_ne!(answered.is_error, Some(true), "not an error: {answered:?}");
+        let content = answered.structured_content.expect("structured");
+        assert_eq!(content["state"], "pending", "{content}");
+        assert_eq!(content["description"], "waits for a person", "{content}");
+        let id = content["id"].as_str().unwrap_or_default();
+        assert!(PendingId::parse(id).is_some(), "{content}");
+        client.cancel().await.expect("closed");
+    });
+}
