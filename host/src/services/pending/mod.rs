@@ -283,6 +283,7 @@ impl PendingStore {
         let now = now_ms();
         let ttl = self.ttl_ms();
         let mut swept = Swept::default();
+        let purged;
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut answers = txn.open_table(ANSWERS).map_err(storage)?;
@@ -306,6 +307,7 @@ impl PendingStore {
                     .map_err(storage)?;
                 swept.answers.push(entry);
             }
+            purged = dropped.len();
             for entry in dropped {
                 answers.remove(entry.id.as_str()).map_err(storage)?;
                 let row = key_row(&entry.plugin, &entry.key);
@@ -329,6 +331,11 @@ impl PendingStore {
             }
             swept.approvals = late;
         }
+        // Nothing past its time: no write, so no sync to disk.
+        if swept.answers.is_empty() && swept.approvals.is_empty() && purged == 0 {
+            txn.abort().map_err(storage)?;
+            return Ok(swept);
+        }
         txn.commit().map_err(storage)?;
         if !swept.answers.is_empty() {
             self.notify();
@@ -345,5 +352,144 @@ impl PendingStore {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(ttl: Duration) -> PendingStore {
+        PendingStore::open(None, ttl).expect("in memory")
+    }
+
+    fn deferral(key: &str) -> Deferral {
+        Deferral {
+            key: key.to_owned(),
+            description: format!("waits for {key}"),
+        }
+    }
+
+    fn host() -> CallerInfo {
+        CallerInfo::Host { principal: None }
+    }
+
+    #[test]
+    fn ids_are_random_hex_and_parse_only_as_such() {
+        let a = PendingId::random().expect("id");
+        let b = PendingId::random().expect("id");
+        assert_ne!(a, b);
+        assert_eq!(PendingId::parse(a.as_str()), Some(a.clone()));
+        for bad in ["", "1", &"g".repeat(32), &"A".repeat(32), &format!("{a}0")] {
+            assert_eq!(PendingId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_found_only_in_its_own_plugins_namespace() {
+        let store = store(Duration::from_secs(60));
+        let entry = store
+            .create("a", "ask", deferral("k"), host())
+            .expect("kept");
+        assert_eq!(store.by_key("a", "k"), Ok(entry.id.clone()));
+        for (plugin, key) in [
+            ("b", "k"),
+            ("a\0k", ""),
+            ("", "a\0k"),
+            ("a", entry.id.as_str()),
+        ] {
+            assert!(
+                matches!(store.by_key(plugin, key), Err(PendingError::NotFound(_))),
+                "{plugin:?} {key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_is_resolved_once() {
+        let store = store(Duration::from_secs(60));
+        let entry = store
+            .create("a", "ask", deferral("k"), host())
+            .expect("kept");
+        let resolved = store.resolve(&entry.id, Envelope::Ok(serde_json::json!(1)));
+        assert!(resolved.is_ok(), "{resolved:?}");
+        let again = store.resolve(&entry.id, Envelope::Ok(serde_json::json!(2)));
+        assert_eq!(again, Err(PendingError::Resolved(entry.id.clone())));
+        let kept = store.get(&entry.id).expect("read").expect("kept");
+        assert_eq!(
+            kept.state,
+            PendingState::Resolved(Envelope::Ok(serde_json::json!(1)))
+        );
+        // Its key may name a new open entry now.
+        assert!(store.create("a", "ask", deferral("k"), host()).is_ok());
+    }
+
+    #[test]
+    fn an_open_entry_past_its_time_expires_and_refuses_resolution() {
+        let store = store(Duration::from_millis(1));
+        let entry = store
+            .create("a", "ask", deferral("k"), host())
+            .expect("kept");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let swept = loop {
+            let swept = store.sweep().expect("swept");
+            if !swept.answers.is_empty() || std::time::Instant::now() > deadline {
+                break swept;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(swept.answers.len(), 1);
+        assert_eq!(swept.answers[0].state, PendingState::Expired);
+        let late = store.resolve(&entry.id, Envelope::Ok(serde_json::Value::Null));
+        assert_eq!(late, Err(PendingError::Expired(entry.id)));
+    }
+
+    #[test]
+    fn oversized_keys_descriptions_and_answers_are_refused() {
+        use airlock_abi::wire::{MAX_PENDING_DESCRIPTION, MAX_PENDING_KEY};
+        let store = store(Duration::from_secs(60));
+        let long_key = deferral(&"k".repeat(MAX_PENDING_KEY + 1));
+        assert!(matches!(
+            store.create("a", "ask", long_key, host()),
+            Err(PendingError::Refused(_))
+        ));
+        assert!(matches!(
+            store.create("a", "ask", deferral(""), host()),
+            Err(PendingError::Refused(_))
+        ));
+        let mut wordy = deferral("k");
+        wordy.description = "d".repeat(MAX_PENDING_DESCRIPTION + 1);
+        assert!(matches!(
+            store.create("a", "ask", wordy, host()),
+            Err(PendingError::Refused(_))
+        ));
+        let entry = store
+            .create("a", "ask", deferral("k"), host())
+            .expect("kept");
+        let huge = Envelope::Ok(serde_json::json!("x".repeat(MAX_PENDING_ANSWER)));
+        assert!(matches!(
+            store.resolve(&entry.id, huge),
+            Err(PendingError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn approvals_are_kept_bounded_and_their_last_id_remembered() {
+        let store = store(Duration::from_secs(60));
+        store.put_approval(7, b"seven", 2).expect("kept");
+        store.put_approval(3, b"three", 2).expect("kept");
+        assert!(matches!(
+            store.put_approval(9, b"nine", 2),
+            Err(PendingError::Refused(_))
+        ));
+        assert_eq!(store.last_approval_id(), Ok(7));
+        assert_eq!(store.take_approval(7), Ok(Some(b"seven".to_vec())));
+        assert_eq!(store.take_approval(7), Ok(None));
+        assert_eq!(store.approvals(), Ok(vec![(3, b"three".to_vec())]));
+        assert_eq!(
+            store.last_approval_id(),
+            Ok(7),
+            "an id given is never given again"
+        );
     }
 }
