@@ -114,6 +114,15 @@ impl From<ContextError> for InitError {
     }
 }
 
+/// Deferred answers: a new value of the open set of error codes.
+impl ErrorCode {
+    /// The action answers later ([`ActionError::pending`]): the message is a
+    /// [`crate::wire::Deferral`] as JSON. A host that knows the code keeps the entry and hands
+    /// its caller the id; an older one, which does not, sees a failed call (rule 3 of the ABI's
+    /// evolution).
+    pub const PENDING: Self = Self(11);
+}
+
 /// A domain error from an action: the `error(message)` side of the result envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError(String, ErrorCode);

@@ -148,11 +148,6 @@ impl ErrorCode {
     /// A domain error the caller may retry (e.g. a dependency was briefly unavailable):
     /// `host.dispatch` retries it with backoff; a plain call sees the envelope's `error`.
     pub const RETRYABLE: Self = Self(10);
-    /// The action answers later ([`crate::ActionError::pending`]): the message is a
-    /// [`crate::wire::Deferral`] as JSON. A host that knows the code keeps the entry and hands
-    /// its caller the id; an older one, which does not, sees a failed call (rule 3 of the ABI's
-    /// evolution).
-    pub const PENDING: Self = Self(11);
 }
 
 /// An error returned by a plugin across the boundary.

@@ -147,28 +147,6 @@ impl HostShared {
         self.ended_badly(plugin, name, code, overran, out)
     }
 
-    /// A plugin answered pending: kept for an action; a failure of anything else.
-    #[cold]
-    fn pending_answer(
-        &self,
-        plugin: &LoadedPlugin,
-        kind: InvocationKind,
-        name: &str,
-        out: &mut Vec<u8>,
-    ) -> Called {
-        if kind == InvocationKind::ACTION {
-            return self.defer_answer(plugin, name, out);
-        }
-        refuse(
-            out,
-            CallErrorCode::HandlerError,
-            format_args!(
-                "{}.{name} answered pending, which only an action may",
-                plugin.id()
-            ),
-        )
-    }
-
     /// A call that did not simply answer: a panic is a fault; a call reported past its timeout
     /// (or told it is cancelled) discards its result and ends `cancelled` if it stopped within
     /// its grace, `timeout` (counted as a fault by the watchdog) if not.

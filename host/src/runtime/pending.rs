@@ -3,6 +3,7 @@
 //! or the host program, and the expiry of what waited too long — each audited, and told on the
 //! host's topics [`PENDING_RESOLVED`] and [`PENDING_EXPIRED`].
 
+use airlock_abi::abi::InvocationKind;
 use airlock_abi::wire::{CallerInfo, Deferral, Envelope};
 
 use super::called::{deferred, refuse, Called};
@@ -19,6 +20,28 @@ pub const PENDING_RESOLVED: &str = "airlock.pending.resolved";
 pub const PENDING_EXPIRED: &str = "airlock.pending.expired";
 
 impl HostShared {
+    /// A plugin answered pending: kept for an action; a failure of anything else.
+    #[cold]
+    pub(crate) fn pending_answer(
+        &self,
+        plugin: &LoadedPlugin,
+        kind: InvocationKind,
+        name: &str,
+        out: &mut Vec<u8>,
+    ) -> Called {
+        if kind == InvocationKind::ACTION {
+            return self.defer_answer(plugin, name, out);
+        }
+        refuse(
+            out,
+            CallErrorCode::HandlerError,
+            format_args!(
+                "{}.{name} answered pending, which only an action may",
+                plugin.id()
+            ),
+        )
+    }
+
     /// `plugin`'s action `name` answered pending, with the [`Deferral`] in `out`: the entry is
     /// kept for this thread's caller, and `out` holds its id and description ([`deferred`]).
     #[cold]
