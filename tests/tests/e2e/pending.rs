@@ -3,7 +3,9 @@
 //! `ctx.resolve`) or the host program (`Host::resolve`) settles it, once; the caller polls it
 //! or waits for it, and the host tells its topics. Entries and approvals survive a host built
 //! again on the same state file; another plugin cannot reach an entry, by its key or its id;
-//! an entry expires by the policy's bound; a hook cannot answer pending; the bounds hold.
+//! an entry expires by the policy's bound; a hook cannot answer pending; the bounds hold; an
+//! isolated plugin answers and resolves through its worker; an MCP client (`rmcp`) sees the
+//! pending state as a result, not an error; the console lists and resolves entries.
 
 use std::time::Duration;
 
@@ -454,4 +456,67 @@ fn an_mcp_client_sees_a_pending_answer_as_such() {
         assert!(PendingId::parse(id).is_some(), "{content}");
         client.cancel().await.expect("closed");
     });
+}
+
+#[test]
+fn the_console_lists_pending_answers_and_resolves_one() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let dir = TempPluginDir::with(&["deferring"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(&policy, "").expect("policy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg("run")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = |send: Option<&str>| -> String {
+        if let Some(send) = send {
+            writeln!(stdin, "{send}").expect("write a command");
+            stdin.flush().expect("flush");
+        }
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).expect("an answer");
+        answer.trim_end().to_owned()
+    };
+    assert!(line(None).starts_with("airlock console"));
+    let asked = line(Some(
+        r#"/call deferring ask {"key": "c1", "description": "waits at the console"}"#,
+    ));
+    let id = asked
+        .strip_prefix("pending ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(PendingId::parse)
+        .unwrap_or_else(|| panic!("a pending answer: {asked}"));
+    assert!(asked.ends_with(": waits at the console"), "{asked}");
+    let listed = line(Some("/pending"));
+    assert_eq!(
+        listed,
+        format!("{id} deferring.ask for the host program: waits at the console [open]")
+    );
+    assert!(line(None).contains("kept in memory"), "no data_dir");
+    assert_eq!(
+        line(Some(&format!("/pending resolve {id} {{\"ok\": 1}}"))),
+        format!("{id} resolved (deferring.ask)")
+    );
+    let again = line(Some(&format!("/pending resolve {id} 2")));
+    assert!(again.contains("resolved already"), "{again}");
+    let listed = line(Some("/pending"));
+    assert!(
+        listed.ends_with(r#"[resolved {"status":"ok","data":{"ok":1}}]"#),
+        "{listed}"
+    );
+    assert!(line(None).contains("kept in memory"));
+    line(Some("/quit"));
+    drop(stdin);
+    child.wait().expect("the host exits");
 }
