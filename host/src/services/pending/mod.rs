@@ -11,14 +11,15 @@
 //!
 //! Every entry expires by the policy's bound (`[host] pending_ttl_secs`): one still open then
 //! answers `expired`; a settled or expired one is kept as long again for its caller to read,
-//! then dropped. The number of entries is bounded per plugin and in all.
+//! then dropped. The number of entries is bounded per plugin and in all; settled entries make
+//! room for new ones, oldest first, so only open ones can fill the store.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_abi::wire::{CallerInfo, Deferral, Envelope};
 use parking_lot::{Condvar, Mutex};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod approvals;
 mod types;
@@ -26,9 +27,11 @@ mod types;
 use approvals::{split_approval, APPROVALS, APPROVAL_IDS};
 pub use types::{PendingEntry, PendingError, PendingId, PendingState};
 
-/// The most open pending answers one plugin may have; one more is refused.
+/// The most open pending answers one plugin may have (one more is refused), and the most
+/// settled ones kept for it.
 pub const MAX_PENDING_PER_PLUGIN: usize = 256;
-/// The most pending answers the host keeps in all, settled ones included.
+/// The most pending answers the host keeps in all, settled ones included (the oldest settled
+/// make room; a new one is refused only when this many are open).
 pub const MAX_PENDING: usize = 4096;
 /// The largest answer a pending entry is settled with (its JSON), in bytes.
 pub const MAX_PENDING_ANSWER: usize = 1024 * 1024;
@@ -52,6 +55,23 @@ pub(crate) fn now_ms() -> u64 {
 
 fn key_row(plugin: &str, key: &str) -> String {
     format!("{plugin}\0{key}")
+}
+
+/// Drops the entry `id` and its key's row, if the key still names it.
+fn forget(
+    answers: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    keys: &mut redb::Table<'_, &'static str, &'static str>,
+    id: &PendingId,
+    plugin: &str,
+    key: &str,
+) -> Result<(), PendingError> {
+    answers.remove(id.as_str()).map_err(storage)?;
+    let row = key_row(plugin, key);
+    let current = keys.get(row.as_str()).map_err(storage)?;
+    if current.is_some_and(|named| named.value() == id.as_str()) {
+        keys.remove(row.as_str()).map_err(storage)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<PendingEntry, PendingError> {
@@ -167,12 +187,16 @@ impl PendingStore {
         {
             let mut answers = txn.open_table(ANSWERS).map_err(storage)?;
             let mut keys = txn.open_table(KEYS).map_err(storage)?;
-            let (mut open, mut all) = (0, 0);
+            let mut open = 0;
+            // Settled entries, oldest first once sorted: (when, id, plugin, key).
+            let mut settled = Vec::new();
             for row in answers.iter().map_err(storage)? {
                 let (_, value) = row.map_err(storage)?;
                 let other = decode(value.value())?;
-                all += 1;
-                if other.plugin == plugin && other.state == PendingState::Open {
+                if other.state != PendingState::Open {
+                    let at = other.settled_unix_ms.unwrap_or(0);
+                    settled.push((at, other.id, other.plugin, other.key));
+                } else if other.plugin == plugin {
                     open += 1;
                     if other.key == entry.key {
                         return Err(PendingError::Refused(format!(
@@ -189,10 +213,30 @@ impl PendingStore {
                      most one plugin may; resolve some first"
                 )));
             }
-            if all >= MAX_PENDING {
-                return Err(PendingError::Refused(format!(
-                    "the host keeps {MAX_PENDING} pending answers, the most it keeps in all"
-                )));
+            // Settled answers make room, oldest first: a plugin keeps at most as many as it may
+            // have open, and the host at most MAX_PENDING in all, so only open answers can ever
+            // fill the store — and one plugin holds at most its share of them.
+            settled.sort();
+            let mine = settled.iter().filter(|s| s.2 == plugin).count();
+            let all = answers.len().map_err(storage)?;
+            let mut evict: Vec<usize> = Vec::new();
+            if mine >= MAX_PENDING_PER_PLUGIN {
+                evict.extend(settled.iter().position(|s| s.2 == plugin));
+            }
+            if all.saturating_sub(evict.len() as u64) >= MAX_PENDING as u64 {
+                match (0..settled.len()).find(|i| !evict.contains(i)) {
+                    Some(oldest) => evict.push(oldest),
+                    None => {
+                        return Err(PendingError::Refused(format!(
+                            "the host keeps {MAX_PENDING} open pending answers, the most it \
+                             keeps in all"
+                        )))
+                    }
+                }
+            }
+            for i in evict {
+                let (_, id, owner, key) = &settled[i];
+                forget(&mut answers, &mut keys, id, owner, key)?;
             }
             let bytes = serde_json::to_vec(&entry).map_err(storage)?;
             answers
@@ -309,13 +353,13 @@ impl PendingStore {
             }
             purged = dropped.len();
             for entry in dropped {
-                answers.remove(entry.id.as_str()).map_err(storage)?;
-                let row = key_row(&entry.plugin, &entry.key);
-                let current = keys.get(row.as_str()).map_err(storage)?;
-                let same = current.is_some_and(|id| id.value() == entry.id.as_str());
-                if same {
-                    keys.remove(row.as_str()).map_err(storage)?;
-                }
+                forget(
+                    &mut answers,
+                    &mut keys,
+                    &entry.id,
+                    &entry.plugin,
+                    &entry.key,
+                )?;
             }
             let mut approvals = txn.open_table(APPROVALS).map_err(storage)?;
             let mut late = Vec::new();
@@ -491,5 +535,50 @@ mod tests {
             Ok(7),
             "an id given is never given again"
         );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn settled_answers_make_room_oldest_first_and_open_ones_are_refused() {
+        let store = PendingStore::open(None, Duration::from_secs(60)).expect("in memory");
+        let host = CallerInfo::Host { principal: None };
+        let deferral = |key: String| Deferral {
+            key,
+            description: String::new(),
+        };
+        let mut first = None;
+        for n in 0..=MAX_PENDING_PER_PLUGIN {
+            let entry = store.create("a", "ask", deferral(format!("k{n}")), host.clone());
+            let entry = entry.expect("room is made");
+            store
+                .resolve(&entry.id, Envelope::Ok(serde_json::Value::Null))
+                .expect("resolved");
+            first.get_or_insert(entry.id);
+        }
+        let kept = store.list().expect("listed");
+        assert_eq!(
+            kept.len(),
+            MAX_PENDING_PER_PLUGIN,
+            "a plugin keeps its share"
+        );
+        let first = first.expect("one was made");
+        assert_eq!(store.get(&first), Ok(None), "the oldest settled made room");
+        for n in 0..MAX_PENDING_PER_PLUGIN {
+            store
+                .create("a", "ask", deferral(format!("open{n}")), host.clone())
+                .expect("open");
+        }
+        let refused = store.create("a", "ask", deferral("over".to_owned()), host.clone());
+        assert!(
+            matches!(refused, Err(PendingError::Refused(_))),
+            "{refused:?}"
+        );
+        assert!(store
+            .create("b", "ask", deferral("over".to_owned()), host)
+            .is_ok());
     }
 }
