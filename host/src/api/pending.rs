@@ -27,10 +27,19 @@ impl Host {
     /// expired; `None` if the host keeps no such entry.
     pub fn pending(&self, id: &PendingId) -> Option<PendingEntry> {
         self.shared.sweep_pending();
-        self.shared.pending.get(id).unwrap_or_else(|e| {
-            tracing::error!("the pending answer {id} could not be read: {e}");
-            None
-        })
+        let read = || {
+            self.shared.pending.get(id).unwrap_or_else(|e| {
+                tracing::error!("the pending answer {id} could not be read: {e}");
+                None
+            })
+        };
+        let entry = read()?;
+        // Past its time but not swept yet: expire it now, so the caller reads `expired`.
+        if entry.state == PendingState::Open && entry.expires_unix_ms <= now_ms() {
+            self.shared.sweep_pending_now(true);
+            return read();
+        }
+        Some(entry)
     }
 
     /// Waits up to `timeout` for the pending answer `id` to be resolved (or to expire): the

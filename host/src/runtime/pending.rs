@@ -20,6 +20,11 @@ pub const PENDING_RESOLVED: &str = "airlock.pending.resolved";
 pub const PENDING_EXPIRED: &str = "airlock.pending.expired";
 
 impl HostShared {
+    /// [`HostShared::sweep_pending_now`], when a second has passed since the last sweep.
+    pub(crate) fn sweep_pending(&self) {
+        self.sweep_pending_now(false);
+    }
+
     /// A plugin answered pending: kept for an action; a failure of anything else.
     #[cold]
     pub(crate) fn pending_answer(
@@ -95,9 +100,10 @@ impl HostShared {
         Ok(entry)
     }
 
-    /// Marks what waited past the policy's bound expired: each audited and told.
-    pub(crate) fn sweep_pending(&self) {
-        let swept = match self.pending.sweep() {
+    /// Marks what waited past the policy's bound expired, each audited and told — at most once
+    /// a second (the bound's resolution) unless `now`.
+    pub(crate) fn sweep_pending_now(&self, now: bool) {
+        let swept = match self.pending.sweep(now) {
             Ok(swept) => swept,
             Err(e) => {
                 tracing::error!("pending answers could not be swept: {e}");

@@ -94,7 +94,13 @@ pub(crate) struct PendingStore {
     ttl: Duration,
     changed: Mutex<u64>,
     wake: Condvar,
+    /// When the last sweep ran (unix ms): a sweep reads every entry, so it runs at most once
+    /// per [`SWEEP_EVERY`] (or the bound, if shorter) unless asked to.
+    swept: std::sync::atomic::AtomicU64,
 }
+
+/// How often, at most, an operation sweeps the store on its way.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for PendingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,6 +134,7 @@ impl PendingStore {
             durable,
             ttl,
             changed: Mutex::new(0),
+            swept: std::sync::atomic::AtomicU64::new(0),
             wake: Condvar::new(),
         })
     }
@@ -323,9 +330,20 @@ impl PendingStore {
 
     /// Marks the open entries past their time expired, drops what was kept long enough, and
     /// drops the approvals that waited past the bound; what expired now.
-    pub(crate) fn sweep(&self) -> Result<Swept, PendingError> {
-        let now = now_ms();
+    /// Skipped when the last ran less than a second (or the bound) ago, unless `now`.
+    pub(crate) fn sweep(&self, now: bool) -> Result<Swept, PendingError> {
+        use std::sync::atomic::Ordering;
         let ttl = self.ttl_ms();
+        let every = u64::try_from(SWEEP_EVERY.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(ttl);
+        let at = now_ms();
+        let last = self.swept.load(Ordering::Relaxed);
+        if !now && at < last.saturating_add(every) {
+            return Ok(Swept::default());
+        }
+        self.swept.store(at, Ordering::Relaxed);
+        let now = at;
         let mut swept = Swept::default();
         let purged;
         let txn = self.db.begin_write().map_err(storage)?;
@@ -476,7 +494,7 @@ mod tests {
             .expect("kept");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let swept = loop {
-            let swept = store.sweep().expect("swept");
+            let swept = store.sweep(true).expect("swept");
             if !swept.answers.is_empty() || std::time::Instant::now() > deadline {
                 break swept;
             }
