@@ -247,7 +247,13 @@ impl AuditLog {
                 )
             };
         }
-        if matches!(outcome, AuditOutcome::Http | AuditOutcome::Routine) {
+        if matches!(
+            outcome,
+            AuditOutcome::Http
+                | AuditOutcome::Routine
+                | AuditOutcome::PendingCreated
+                | AuditOutcome::PendingResolved
+        ) {
             // A call made as allowed: recorded, not a warning (a routine that failed is also
             // warned of by its runner).
             trace_at!(tracing::Level::INFO);

@@ -389,8 +389,39 @@ fn a_hook_cannot_answer_pending_and_a_key_names_one_open_answer() {
         error.message.contains("open pending answers, the most"),
         "{error}"
     );
-    // A plugin calling a pending action sees the code `pending`, with the id.
-    assert_eq!(CallErrorCode::Pending.code(), "pending");
+}
+
+#[test]
+fn a_plugin_calling_an_action_that_answers_pending_sees_the_code_pending() {
+    let policy = "[plugins.probe]\ngrants = [\"plugins.call:deferring\"]\n";
+    let (_dir, host) = load(&["deferring", "probe"], policy);
+    let called = call(
+        &host,
+        "probe",
+        "call_plugin",
+        &json!({"plugin": "deferring", "action": "later"}),
+    );
+    assert_eq!(called, json!({"outcome": "allowed", "detail": "pending"}));
+    let listed = host.pending_answers();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        matches!(&listed[0].caller, CallerInfo::Plugin { id, .. } if id == "probe"),
+        "{listed:?}"
+    );
+    // Settled with the action's own error, which its caller's poll reads.
+    let settled = call(
+        &host,
+        "deferring",
+        "settle_error",
+        &json!({"key": "later-0", "message": "no"}),
+    );
+    assert_eq!(settled, json!({"resolved": true}));
+    assert_eq!(
+        host.pending(&listed[0].id).map(|e| e.state),
+        Some(PendingState::Resolved(airlock::approvals::Envelope::Error(
+            "no".to_owned()
+        )))
+    );
 }
 
 #[test]
