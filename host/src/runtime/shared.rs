@@ -232,6 +232,10 @@ impl crate::runtime::supervisor::Supervised for HostShared {
         HostShared::poll_all_health(self);
     }
 
+    fn expire_pending(&self) {
+        self.sweep_pending();
+    }
+
     fn restart_dead_workers(&self) {
         HostShared::restart_dead_workers(self);
     }

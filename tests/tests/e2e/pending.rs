@@ -314,6 +314,15 @@ fn a_plugin_cannot_resolve_another_plugins_pending_answer() {
 fn an_unresolved_pending_answer_expires_by_the_policys_bound() {
     let (_dir, host) = load(&["deferring"], "[host]\npending_ttl_secs = 1\n");
     let (id, _) = ask(&host, "slow", "nobody will answer");
+    // Told when it happens, though nobody reads the store meanwhile (the event catalog does not).
+    let deadline = std::time::Instant::now() + WAIT;
+    while told(&host, airlock::approvals::PENDING_EXPIRED) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expiry was never told"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let seen = host.wait_pending(&id, WAIT).expect("kept");
     assert_eq!(seen.state, PendingState::Expired);
     assert_eq!(
