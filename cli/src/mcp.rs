@@ -194,6 +194,12 @@ fn result(answered: Result<Reply, CallError>) -> CallToolResult {
             "code": "pending_approval",
             "message": format!("the operator must approve this call first (approval #{id})"),
         })),
+        // Not an error: the action answers later, and the host program settles it.
+        Ok(Reply::Pending { id, description }) => CallToolResult::structured(json!({
+            "state": "pending",
+            "id": id,
+            "description": description,
+        })),
         Err(e) => CallToolResult::structured_error(json!({
             "code": e.code.to_string(),
             "message": e.to_string(),

@@ -77,6 +77,7 @@ fn clean(result: &Result<Reply, CallError>) -> (bool, String) {
         Ok(Reply::Ok(v)) => (true, format!("ok {v}")),
         Ok(Reply::Error(m)) => (true, format!("error {m}")),
         Ok(Reply::PendingApproval(id)) => (true, format!("pending_approval {id}")),
+        Ok(Reply::Pending { id, description }) => (true, format!("pending {id}: {description}")),
         Err(e) => {
             let clean = matches!(
                 e.code,

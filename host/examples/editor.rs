@@ -248,6 +248,7 @@ fn show(outcome: &Reply) -> String {
         Reply::Ok(value) => format!("ok {value}"),
         Reply::Error(message) => format!("error {message}"),
         Reply::PendingApproval(id) => format!("pending_approval {id}"),
+        Reply::Pending { id, description } => format!("pending {id}: {description}"),
     }
 }
 

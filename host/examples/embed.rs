@@ -53,6 +53,9 @@ fn main() -> ExitCode {
         Ok(Reply::Ok(value)) => println!("hello answered {value}"),
         Ok(Reply::Error(message)) => println!("hello refused: {message}"),
         Ok(Reply::PendingApproval(id)) => println!("the call waits for approval {id}"),
+        Ok(Reply::Pending { id, description }) => {
+            println!("hello answers later ({id}): {description}")
+        }
         Err(e) => println!("the call failed ({}): {}", e.code, e.message),
     }
     for record in host.shutdown() {

@@ -123,10 +123,20 @@ pub mod nonblocking {
     pub use crate::api::{Abandoned, AsyncCall, AsyncHost, CallFuture, CallStream, Claimed, Named};
 }
 
-/// Calls waiting for the approver's decision ([`crate::HostBuilder::approver`]).
+/// Answers that wait: calls waiting for the approver's decision
+/// ([`crate::HostBuilder::approver`]), and actions that answered pending
+/// ([`crate::Reply::Pending`], [`crate::Host::pending`], [`crate::Host::resolve`]). Both are kept
+/// in the host's state (they survive a restart with `[host] data_dir`) and expire by
+/// `[host] pending_ttl_secs`.
 pub mod approvals {
     pub use crate::runtime::approvals::{Approval, ApprovalRequest, MAX_PENDING_APPROVALS};
     pub use crate::runtime::outcome::ApprovalId;
+    pub use crate::runtime::pending::{PENDING_EXPIRED, PENDING_RESOLVED};
+    pub use crate::services::pending::{
+        PendingEntry, PendingError, PendingId, PendingState, MAX_PENDING, MAX_PENDING_ANSWER,
+        MAX_PENDING_PER_PLUGIN,
+    };
+    pub use airlock_abi::wire::{Envelope, MAX_PENDING_DESCRIPTION, MAX_PENDING_KEY};
 }
 
 /// Loaded plugins at run time: their states and counters, reloads and the directory watcher,

@@ -219,6 +219,7 @@ impl Tested {
                 .map_err(|e| self.error(action, &e)),
             Reply::Error(message) => Ok(Reply::Error(message)),
             Reply::PendingApproval(id) => Ok(Reply::PendingApproval(id)),
+            Reply::Pending { id, description } => Ok(Reply::Pending { id, description }),
         }
     }
 

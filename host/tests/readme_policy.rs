@@ -38,6 +38,7 @@ fn the_readme_policy_parses_and_means_what_it_says() {
     assert_eq!(hello.restart.budget, 3);
     assert!(policy.host().worker.is_some());
     assert!(!policy.host().dumpable);
+    assert_eq!(policy.host().pending_ttl, Some(Duration::from_secs(86400)));
     assert!(policy.trust().contains_key("acme"));
     assert!(!hello.signature.required());
     let routine = &policy.routines()[0];

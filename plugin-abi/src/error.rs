@@ -114,6 +114,15 @@ impl From<ContextError> for InitError {
     }
 }
 
+/// Deferred answers: a new value of the open set of error codes.
+impl ErrorCode {
+    /// The action answers later ([`ActionError::pending`]): the message is a
+    /// [`crate::wire::Deferral`] as JSON. A host that knows the code keeps the entry and hands
+    /// its caller the id; an older one, which does not, sees a failed call (rule 3 of the ABI's
+    /// evolution).
+    pub const PENDING: Self = Self(11);
+}
+
 /// A domain error from an action: the `error(message)` side of the result envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError(String, ErrorCode);
@@ -128,6 +137,25 @@ impl ActionError {
     /// limit): `host.dispatch` retries the call with the backoff the operator's policy sets.
     pub fn retryable(message: impl Into<String>) -> Self {
         Self(message.into(), ErrorCode::RETRYABLE)
+    }
+
+    /// The action answers later: the host keeps a pending entry with `description` (what the
+    /// answer waits for, for people), gives the caller its id, and the plugin settles it with
+    /// [`Context::resolve`](crate::Context::resolve) naming the same `key` — its own name for
+    /// the entry, unique among its open ones, which no other plugin can reach. Only actions
+    /// may answer pending; a hook that does fails.
+    pub fn pending(key: impl Into<String>, description: impl Into<String>) -> Self {
+        let deferral = crate::wire::Deferral {
+            key: key.into(),
+            description: description.into(),
+        };
+        let message = serde_json::to_string(&deferral).unwrap_or_default();
+        Self(message, ErrorCode::PENDING)
+    }
+
+    /// Whether [`ActionError::pending`] made it.
+    pub fn is_pending(&self) -> bool {
+        self.1 == ErrorCode::PENDING
     }
 
     /// Whether [`ActionError::retryable`] made it.

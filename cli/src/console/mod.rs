@@ -6,6 +6,7 @@ mod converse;
 mod events;
 mod input;
 mod operate;
+mod pending;
 
 pub(crate) use input::EndableInput;
 
@@ -66,6 +67,9 @@ commands:
   /approvals                    the calls waiting for approval (the policy says ask)
   /approve ID                   run a call waiting for approval, and show its answer
   /refuse ID                    drop a call waiting for approval
+  /pending                      the answers that wait (an action answered pending): id,
+                                plugin.action, caller, description, state
+  /pending resolve ID [JSON]    resolve one with JSON (default null) as its answer
   /ACTION [ARGS]                call the first plugin (in load order) that has ACTION;
                                 ARGS is JSON, or else passed as a string
   TEXT                          a plain line: input.transform -> reply -> reply.transform -> reply.guard
@@ -201,6 +205,7 @@ impl<'h> Console<'h> {
             },
             "approvals" => self.approvals(),
             "approve" | "refuse" => self.settle(name, rest.trim()),
+            "pending" => self.pending(rest),
             "cancel" => self.cancel(rest.trim()),
             other => self.action_command(other, rest.trim()),
         };
@@ -222,6 +227,7 @@ fn render(result: Result<Reply, airlock::CallError>) -> String {
         Ok(Reply::Ok(value)) => format!("ok {value}"),
         Ok(Reply::Error(message)) => format!("error {message}"),
         Ok(Reply::PendingApproval(id)) => format!("pending_approval {id}"),
+        Ok(Reply::Pending { id, description }) => format!("pending {id}: {description}"),
         Err(e) => format!("error {}: {}", e.code, e.message),
     }
 }

@@ -13,10 +13,19 @@ use crate::runtime::outcome::{ApprovalId, Reply};
 use crate::services::audit::AuditOutcome;
 
 impl Host {
-    /// The calls waiting for approval, oldest first.
+    /// The calls waiting for approval, oldest first — those asked before a restart too, when
+    /// the host has a state file (`[host] data_dir`). One waiting past the policy's bound
+    /// (`[host] pending_ttl_secs`) is dropped and audited (`pending_expired`).
     pub fn pending_approvals(&self) -> Vec<ApprovalRequest> {
-        let pending = self.shared.approvals.pending.lock();
-        pending.values().cloned().collect()
+        self.shared.sweep_pending();
+        let waiting = self.shared.pending.approvals().unwrap_or_else(|e| {
+            tracing::error!("the calls waiting for approval could not be read: {e}");
+            Vec::new()
+        });
+        waiting
+            .iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok())
+            .collect()
     }
 
     /// Approves the call waiting as `id` and runs it now, for the caller it was made by, on the
@@ -64,7 +73,12 @@ impl Host {
         outcome: AuditOutcome,
         detail: &str,
     ) -> Option<(ApprovalRequest, frame::Entered)> {
-        let request = self.shared.approvals.pending.lock().remove(&id)?;
+        self.shared.sweep_pending();
+        let taken = self.shared.pending.take_approval(id.0).unwrap_or_else(|e| {
+            tracing::error!("the call waiting for approval {id} could not be read: {e}");
+            None
+        });
+        let request: ApprovalRequest = serde_json::from_slice(&taken?).ok()?;
         let calling = crate::frame::caller::push(request.caller.clone());
         let target = Target::Action(&request.name).to_string();
         let audit = &self.shared.audit;

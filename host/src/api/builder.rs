@@ -13,6 +13,7 @@ use crate::runtime::supervisor::Supervisor;
 use crate::services::audit::AuditLog;
 use crate::services::events::EventBus;
 use crate::services::kv::KvStore;
+use crate::services::pending::PendingStore;
 use crate::services::registry::{Caller, Registry, ServiceError};
 use crate::services::routines::RunRoutine;
 use crate::services::timers::TimerService;
@@ -307,6 +308,18 @@ impl HostBuilder {
             }
             None => None,
         };
+        let ttl = settings
+            .pending_ttl
+            .unwrap_or(crate::policy::DEFAULT_PENDING_TTL);
+        let pending =
+            PendingStore::open(kv.as_ref().map(KvStore::database), ttl).map_err(|e| Error::Kv {
+                path: kv.as_ref().map(|k| k.path().to_owned()).unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+        let last = pending.last_approval_id().unwrap_or(0);
+        self.approvals
+            .next
+            .store(last, std::sync::atomic::Ordering::Relaxed);
         let audit = match &settings.audit_log {
             Some(path) => AuditLog::to_file(path)?,
             None => AuditLog::in_memory(),
@@ -340,6 +353,7 @@ impl HostBuilder {
             observer,
             registry,
             approvals: self.approvals,
+            pending,
             serving: parking_lot::RwLock::default(),
             peers: std::sync::OnceLock::new(),
         });

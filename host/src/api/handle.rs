@@ -71,6 +71,12 @@ impl ActionHandle<'_> {
                 *out = message;
                 Ok(Answered::Pending(id))
             }
+            Ok(Called::Deferred) => Err(Box::new(fail(
+                &self.plugin,
+                &self.action,
+                CallErrorCode::Pending,
+                crate::runtime::called::deferred_message(out),
+            ))),
             Ok(Called::Failed(code)) => Err(Box::new(fail(
                 &self.plugin,
                 &self.action,

@@ -19,6 +19,7 @@ mod host;
 mod nonblocking;
 mod operate;
 mod peers;
+mod pending;
 mod resources;
 mod routes;
 

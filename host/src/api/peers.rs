@@ -133,6 +133,14 @@ impl Peers for HostPeers {
                     format!("the call waits for the approver's decision ({id})"),
                 ))
             }
+            Reply::Pending { id, description } => {
+                return Err(fail(
+                    &holder,
+                    &action,
+                    CallErrorCode::Pending,
+                    format!("the action answered pending ({id}): {description}"),
+                ))
+            }
         };
         Ok(Dispatched {
             holder,

@@ -24,6 +24,7 @@ mod http;
 mod kv;
 mod log;
 mod own;
+mod pending;
 mod plugins;
 mod registry;
 mod row;
@@ -54,6 +55,7 @@ pub(crate) fn register_built_ins(registry: &mut Registry) {
         own::rows(),
         emit::rows(),
         registry::rows(),
+        pending::rows(),
     ];
     for row in rows.into_iter().flatten() {
         registry.built_in(row);

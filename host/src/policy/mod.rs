@@ -128,7 +128,15 @@ pub struct HostSettings {
     /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
     /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
     pub tls_roots: Vec<PathBuf>,
+    /// How long a pending answer or a call waiting for approval stays open
+    /// (`pending_ttl_secs`; [`DEFAULT_PENDING_TTL`] when not set, at most [`MAX_PENDING_TTL`]).
+    pub pending_ttl: Option<std::time::Duration>,
 }
+
+/// How long a pending answer stays open when `[host] pending_ttl_secs` is not set: a day.
+pub const DEFAULT_PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+/// The longest `[host] pending_ttl_secs` may be: thirty days.
+pub const MAX_PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
 
 /// What the operator decided for one plugin id.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,6 +54,7 @@ struct RawHost {
     trusted_groups: Vec<RawAccount>,
     #[serde(default)]
     tls_roots: Vec<PathBuf>,
+    pending_ttl_secs: Option<u64>,
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
@@ -364,7 +365,20 @@ fn host_settings(raw: RawHost) -> Result<HostSettings, String> {
         trusted_owners: trusted_owners(&raw.trusted_owners)?,
         trusted_groups: trusted_groups(&raw.trusted_groups)?,
         tls_roots: raw.tls_roots,
+        pending_ttl: pending_ttl(raw.pending_ttl_secs)?,
     })
+}
+
+/// `[host] pending_ttl_secs`: at least a second, at most [`super::MAX_PENDING_TTL`].
+fn pending_ttl(secs: Option<u64>) -> Result<Option<std::time::Duration>, String> {
+    let Some(secs) = secs else { return Ok(None) };
+    let max = super::MAX_PENDING_TTL.as_secs();
+    if secs == 0 || secs > max {
+        return Err(format!(
+            "[host] pending_ttl_secs: expected 1 to {max} seconds (30 days), found {secs}"
+        ));
+    }
+    Ok(Some(std::time::Duration::from_secs(secs)))
 }
 
 /// A plugin's `blake3` or `sha256` pin, checked to be a digest.

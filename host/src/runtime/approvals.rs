@@ -3,11 +3,9 @@
 //! approver for `ask`, and the calls waiting for its decision, which the host runs or refuses
 //! when it comes ([`Host::approve`](crate::Host::approve), [`Host::refuse_approval`](crate::Host::refuse_approval)).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlock_abi::wire::CallerInfo;
-use parking_lot::Mutex;
 
 use super::plugin::LoadedPlugin;
 use super::shared::HostShared;
@@ -20,8 +18,8 @@ use crate::services::audit::AuditOutcome;
 pub const MAX_PENDING_APPROVALS: usize = 1024;
 
 /// What the approver is asked to decide: who calls which action or hook of which plugin, with
-/// what input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// what input. Kept in the host's state while it waits, so it survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRequest {
     /// The id a later decision names.
     pub id: ApprovalId,
@@ -57,19 +55,18 @@ pub enum Approval {
 /// The embedding program's approver.
 pub(crate) type Approver = dyn Fn(&ApprovalRequest) -> Approval + Send + Sync;
 
-/// The approver and the calls waiting for it.
+/// The approver, and the last id given to a call waiting for it (the calls themselves are
+/// kept in the pending store, [`crate::services::pending`]).
 #[derive(Default)]
 pub(crate) struct Approvals {
     pub(crate) approver: Option<Box<Approver>>,
-    next: AtomicU64,
-    pub(crate) pending: Mutex<BTreeMap<ApprovalId, ApprovalRequest>>,
+    pub(crate) next: AtomicU64,
 }
 
 impl std::fmt::Debug for Approvals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Approvals")
             .field("approver", &self.approver.is_some())
-            .field("pending", &self.pending.lock().len())
             .finish()
     }
 }
@@ -180,12 +177,15 @@ impl HostShared {
         audit: impl Fn(AuditOutcome, &str),
     ) -> Result<(), Refused> {
         let id = request.id;
-        let mut pending = self.approvals.pending.lock();
-        if pending.len() >= MAX_PENDING_APPROVALS {
-            drop(pending);
-            let message = format!(
-                "{MAX_PENDING_APPROVALS} calls already wait for approval; this one was refused"
-            );
+        self.sweep_pending();
+        let kept = serde_json::to_vec(&request)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.pending
+                    .put_approval(id.0, &bytes, MAX_PENDING_APPROVALS)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(message) = kept {
             audit(AuditOutcome::PermissionDenied, &message);
             return Err(Refused {
                 code: CallErrorCode::PermissionDenied,
@@ -193,8 +193,6 @@ impl HostShared {
                 pending: None,
             });
         }
-        pending.insert(id, request);
-        drop(pending);
         audit(
             AuditOutcome::ApprovalPending,
             &format!("approval {id} pending ({rule})"),

@@ -15,6 +15,7 @@ use super::shared::HostShared;
 use crate::policy::retry::{backoff, unit, RetryPolicy};
 use crate::runtime::outcome::ApprovalId;
 use crate::runtime::outcome::Reply;
+use crate::services::pending::PendingId;
 
 pub(crate) fn fail(plugin: &str, action: &str, code: CallErrorCode, message: String) -> CallError {
     CallError {
@@ -39,6 +40,9 @@ pub(crate) enum Called {
     /// approval's id, then the message ([`pending`]); the variant carries no value, so that
     /// `Called` stays a byte on the hot path.
     Pending,
+    /// The action answered pending: its entry is kept, and the buffer holds the entry's id
+    /// (32 bytes), then its description ([`deferred`]).
+    Deferred,
     /// An infrastructure failure.
     Failed(CallErrorCode),
 }
@@ -69,6 +73,27 @@ pub(crate) fn pending_parts(out: &[u8]) -> (ApprovalId, &[u8]) {
     let (id, message) = out.split_at(out.len().min(8));
     let id = id.try_into().map_or(0, u64::from_le_bytes);
     (ApprovalId(id), message)
+}
+
+/// Leaves the id of a pending answer, then its description, in `out`.
+#[cold]
+pub(crate) fn deferred(out: &mut Vec<u8>, id: &PendingId, description: &str) -> Called {
+    out.clear();
+    out.extend_from_slice(id.as_str().as_bytes());
+    out.extend_from_slice(description.as_bytes());
+    Called::Deferred
+}
+
+/// The id and the description of a pending answer, from its buffer.
+pub(crate) fn deferred_parts(out: &[u8]) -> (PendingId, String) {
+    let (id, description) = out.split_at(out.len().min(32));
+    (PendingId::written(message(id)), message(description))
+}
+
+/// The message of a call answered pending, for a caller that takes it as a failure.
+pub(crate) fn deferred_message(out: &[u8]) -> String {
+    let (id, description) = deferred_parts(out);
+    format!("the action answered pending ({id}): {description}")
 }
 
 /// The message a failed call left in its buffer.
@@ -114,6 +139,10 @@ impl Invoked {
                 CallErrorCode::PendingApproval,
                 message(pending_parts(&out).1),
             )),
+            Called::Deferred => Err(Invoked::Failed(
+                CallErrorCode::Pending,
+                deferred_message(&out),
+            )),
             Called::Failed(code) => Err(Invoked::Failed(code, message(&out))),
         }
     }
@@ -137,6 +166,12 @@ pub(super) fn answer(
             CallErrorCode::PendingApproval,
             message(pending_parts(&out).1),
         )),
+        Called::Deferred => Err(fail(
+            plugin,
+            action,
+            CallErrorCode::Pending,
+            deferred_message(&out),
+        )),
         Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
     }
 }
@@ -152,6 +187,10 @@ pub(crate) fn reply_bytes(
         Called::Answered => Ok(Reply::Ok(out)),
         Called::Domain | Called::Retryable => Ok(Reply::Error(message(&out))),
         Called::Pending => Ok(Reply::PendingApproval(pending_parts(&out).0)),
+        Called::Deferred => {
+            let (id, description) = deferred_parts(&out);
+            Ok(Reply::Pending { id, description })
+        }
         Called::Failed(code) => Err(fail(plugin, action, code, message(&out))),
     }
 }
@@ -176,6 +215,7 @@ pub(crate) fn envelope(
             }),
         Reply::Error(message) => Ok(Reply::Error(message)),
         Reply::PendingApproval(id) => Ok(Reply::PendingApproval(id)),
+        Reply::Pending { id, description } => Ok(Reply::Pending { id, description }),
     }
 }
 

@@ -140,7 +140,11 @@ impl HostShared {
         if code == ErrorCode::OK && !call.is_some_and(CallMark::reported) {
             return Called::Answered;
         }
-        self.ended_badly(plugin, name, code, call.filter(|c| c.reported()), out)
+        let overran = call.filter(|c| c.reported());
+        if code == ErrorCode::PENDING && overran.is_none() {
+            return self.pending_answer(plugin, kind, name, out);
+        }
+        self.ended_badly(plugin, name, code, overran, out)
     }
 
     /// A call that did not simply answer: a panic is a fault; a call reported past its timeout
@@ -372,7 +376,11 @@ impl Deliver for HostShared {
             payload,
             &mut out,
         ) {
-            Called::Answered | Called::Domain | Called::Retryable | Called::Pending => true,
+            Called::Answered
+            | Called::Domain
+            | Called::Retryable
+            | Called::Pending
+            | Called::Deferred => true,
             // Torn down since it was found: it was for that instance, not for its successor.
             Called::Failed(CallErrorCode::Revoked) => false,
             Called::Failed(CallErrorCode::Busy)

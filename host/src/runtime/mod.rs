@@ -10,6 +10,7 @@ mod invoke;
 mod isolated;
 mod lifecycle;
 pub(crate) mod outcome;
+pub(crate) mod pending;
 mod phases;
 mod plugin;
 mod reload;

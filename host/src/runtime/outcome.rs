@@ -116,7 +116,9 @@ pub struct PluginStats {
 }
 
 /// The id of a call waiting for approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ApprovalId(pub u64);
 
@@ -140,6 +142,15 @@ pub enum Reply<T = serde_json::Value> {
     /// call did not run. [`crate::Host::approve`] runs it, [`crate::Host::refuse_approval`] drops it.
     #[serde(rename = "pending_approval")]
     PendingApproval(ApprovalId),
+    /// `pending({id, description})`: the action answers later. The plugin
+    /// (`ctx.resolve`) or the host program ([`crate::Host::resolve`]) settles the entry `id`;
+    /// [`crate::Host::pending`] polls it and [`crate::Host::wait_pending`] waits for it.
+    Pending {
+        /// The entry's id.
+        id: crate::services::pending::PendingId,
+        /// What the answer waits for.
+        description: String,
+    },
 }
 
 impl<T> Reply<T> {
@@ -147,7 +158,7 @@ impl<T> Reply<T> {
     pub fn ok(self) -> Option<T> {
         match self {
             Self::Ok(answer) => Some(answer),
-            Self::Error(_) | Self::PendingApproval(_) => None,
+            Self::Error(_) | Self::PendingApproval(_) | Self::Pending { .. } => None,
         }
     }
 }

@@ -139,6 +139,11 @@ impl HostShared {
                 let detail = format!("{} (approval {})", message(detail), id.0);
                 (attempts, RoutineOutcome::Failed(code), detail)
             }
+            Called::Deferred => {
+                let code = crate::error::CallErrorCode::Pending;
+                let detail = super::called::deferred_message(&out);
+                (attempts, RoutineOutcome::Failed(code), detail)
+            }
             Called::Failed(code) => (attempts, RoutineOutcome::Failed(code), message(&out)),
         }
     }

@@ -52,6 +52,8 @@ pub(crate) struct HostShared {
     pub(crate) registry: Registry,
     /// The embedding program's approver, and the calls waiting for it.
     pub(crate) approvals: super::approvals::Approvals,
+    /// Pending answers and the calls waiting for approval, in the state database.
+    pub(crate) pending: crate::services::pending::PendingStore,
     /// The addresses the embedding program serves on (`Host::serving_on`): a plugin's outbound
     /// HTTP never reaches them.
     pub(crate) serving: parking_lot::RwLock<Vec<std::net::SocketAddr>>,
@@ -230,6 +232,10 @@ impl crate::runtime::supervisor::Supervised for HostShared {
         HostShared::poll_all_health(self);
     }
 
+    fn expire_pending(&self) {
+        self.sweep_pending();
+    }
+
     fn restart_dead_workers(&self) {
         HostShared::restart_dead_workers(self);
     }
@@ -246,6 +252,17 @@ impl crate::runtime::watch::Reload for HostShared {
 }
 
 impl crate::services::HostServices for HostShared {
+    fn resolve_pending(
+        &self,
+        plugin: &PluginId,
+        key: &str,
+        outcome: airlock_abi::wire::Envelope<serde_json::Value>,
+    ) -> Result<(), crate::services::pending::PendingError> {
+        let id = self.pending.by_key(plugin.as_str(), key)?;
+        self.settle_pending(&id, outcome, &format!("plugin {plugin}"))
+            .map(drop)
+    }
+
     fn audit(&self) -> &AuditLog {
         &self.audit
     }

@@ -18,6 +18,8 @@ pub(crate) trait Supervised: Send + Sync {
     fn poll_all_health(&self);
     /// Restarts the isolated plugins whose worker died (within their budget).
     fn restart_dead_workers(&self);
+    /// Expires the pending answers past their bound (a cheap check but once a second).
+    fn expire_pending(&self);
 }
 
 /// How often the watchdog scans the calls in progress.
@@ -53,8 +55,11 @@ impl Supervisor {
         threads.extend(spawn("airlock-watchdog", WATCHDOG_TICK, |h| {
             h.watchdog_scan()
         }));
+        // The same thread expires pending answers, so that expiry is told when it happens,
+        // not when someone next reads the store.
         threads.extend(spawn("airlock-restarts", WATCHDOG_TICK, |h| {
-            h.restart_dead_workers()
+            h.restart_dead_workers();
+            h.expire_pending();
         }));
         threads.extend(spawn("airlock-health", health_interval, |h| {
             crate::services::delivery::serve_on_this_thread();

@@ -24,8 +24,9 @@ use crate::error::Error;
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
 /// (a watched directory following installs and removals); 6 `route_refused`; 7 `routine` (one
 /// per routine run, the publisher as `caller`), `event_refused`
-/// and `shutdown_requested`.
-pub const AUDIT_SCHEMA: u32 = 7;
+/// and `shutdown_requested`; 8 `pending_created`, `pending_resolved` and `pending_expired`
+/// (deferred answers, and approvals that waited past the bound).
+pub const AUDIT_SCHEMA: u32 = 8;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -81,6 +82,15 @@ pub enum AuditOutcome {
     /// A plugin asked the host program to shut down (capability `host.control`); `detail` is
     /// its reason. The program decides what to do.
     ShutdownRequested,
+    /// An action answered pending (`capability` is `action:<name>`): `detail` names the
+    /// entry's id, key, description and caller; the record's `caller` is the call's.
+    PendingCreated,
+    /// A pending answer was resolved, by its plugin or by the host program (`detail` says
+    /// which, with the entry's id, key, description and caller).
+    PendingResolved,
+    /// A pending answer, or a call waiting for approval, stayed open past the policy's bound
+    /// (`[host] pending_ttl_secs`); its caller now reads `expired`.
+    PendingExpired,
 }
 
 impl AuditOutcome {
@@ -96,6 +106,7 @@ impl AuditOutcome {
                 | Self::Http
                 | Self::HttpRefused
                 | Self::Routine
+                | Self::PendingCreated
         )
     }
 }
@@ -236,7 +247,13 @@ impl AuditLog {
                 )
             };
         }
-        if matches!(outcome, AuditOutcome::Http | AuditOutcome::Routine) {
+        if matches!(
+            outcome,
+            AuditOutcome::Http
+                | AuditOutcome::Routine
+                | AuditOutcome::PendingCreated
+                | AuditOutcome::PendingResolved
+        ) {
             // A call made as allowed: recorded, not a warning (a routine that failed is also
             // warned of by its runner).
             trace_at!(tracing::Level::INFO);

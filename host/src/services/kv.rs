@@ -56,7 +56,7 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 /// A key/value store file, shared by every plugin of a host.
 #[derive(Debug)]
 pub struct KvStore {
-    db: Database,
+    db: std::sync::Arc<Database>,
     path: PathBuf,
 }
 
@@ -179,9 +179,15 @@ impl KvStore {
             message: e.to_string(),
         })?;
         Ok(Self {
-            db,
+            db: std::sync::Arc::new(db),
             path: path.to_owned(),
         })
+    }
+
+    /// The database file itself, for the host's other durable state (pending answers and
+    /// approvals, in tables of their own: [`crate::services::pending`]).
+    pub(crate) fn database(&self) -> std::sync::Arc<Database> {
+        self.db.clone()
     }
 
     /// The store's file.

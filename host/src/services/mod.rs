@@ -8,6 +8,7 @@ pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod kv;
 pub(crate) mod peers;
+pub(crate) mod pending;
 pub(crate) mod printable;
 pub(crate) mod registry;
 pub(crate) mod routines;
@@ -93,4 +94,11 @@ pub(crate) trait HostServices: Send + Sync {
     /// The host as a whole (the plugins listed, dispatched to, run through hooks; the
     /// program asked to shut down), once the host is built.
     fn peers(&self) -> Option<&dyn peers::Peers>;
+    /// Settles `plugin`'s own open pending answer `key` with `outcome` (audited, told).
+    fn resolve_pending(
+        &self,
+        plugin: &airlock_abi::manifest::PluginId,
+        key: &str,
+        outcome: airlock_abi::wire::Envelope<serde_json::Value>,
+    ) -> Result<(), pending::PendingError>;
 }

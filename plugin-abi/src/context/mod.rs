@@ -11,6 +11,7 @@ mod http_stream;
 mod kv;
 mod log;
 mod peers;
+mod pending;
 mod plugins;
 mod secrets;
 mod timers;

@@ -130,11 +130,15 @@ pub enum CallErrorCode {
     /// would close a cycle with another thread's (A → B on one thread while B → A on another):
     /// the call did not run. Not a fault.
     Busy = 14,
+    /// The action answered pending (a deferred answer): the message names the entry's id and
+    /// its description; the host program settles or reads it (`Host::pending`). A plugin that
+    /// calls such an action sees this code.
+    Pending = 15,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -150,6 +154,7 @@ impl CallErrorCode {
         Self::WorkerFailure,
         Self::Cancelled,
         Self::Busy,
+        Self::Pending,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -170,6 +175,7 @@ impl CallErrorCode {
             Self::WorkerFailure => "worker_failure",
             Self::Cancelled => "cancelled",
             Self::Busy => "busy",
+            Self::Pending => "pending",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod call;
 mod payloads;
+mod pending;
 mod registry;
 
 pub use self::call::{CallErrorCode, CallerInfo, Principal};
@@ -12,6 +13,7 @@ pub use self::payloads::{
     HttpStreamHead, HttpStreamId, Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish,
     RunInfo, Swapped, Write, Writes, MAX_HTTP_CHUNK, MAX_LOG_FIELDS,
 };
+pub use self::pending::{Deferral, Resolution, MAX_PENDING_DESCRIPTION, MAX_PENDING_KEY};
 pub use self::registry::{
     Dispatch, Dispatched, HookBlocked, HookRun, HookRunFailure, HookRunOutcome, HookSwallowed,
     PeerAction, PeerClaim, PeerHook, PeerInfo, Shutdown,
@@ -111,6 +113,10 @@ pub enum Request {
     /// `host shutdown` ([`Shutdown`]): a request that the host program shut down, handed to
     /// the program (`null`). Capability `host.control`.
     HostShutdown,
+    /// `pending resolve` ([`Resolution`]): settles one of the plugin's own pending answers,
+    /// named by the key it answered pending with (`true`). No capability: a plugin reaches only
+    /// its own entries.
+    PendingResolve,
 }
 
 /// The first byte of a [`Request::StreamEmit`] body whose chunk is JSON.
@@ -120,7 +126,7 @@ pub const CHUNK_BYTES: u8 = 1;
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -150,6 +156,7 @@ impl Request {
         Self::PluginsDispatch,
         Self::HooksRun,
         Self::HostShutdown,
+        Self::PendingResolve,
     ];
 
     /// The service name on the wire.
@@ -177,6 +184,7 @@ impl Request {
             Self::Handover => "reload",
             Self::ContextCaller | Self::ContextCancelled => "context",
             Self::StreamEmit => "stream",
+            Self::PendingResolve => "pending",
         }
     }
 
@@ -211,6 +219,7 @@ impl Request {
             Self::PluginsDispatch => "dispatch",
             Self::HooksRun => "run",
             Self::HostShutdown => "shutdown",
+            Self::PendingResolve => "resolve",
         }
     }
 

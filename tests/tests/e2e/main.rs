@@ -30,6 +30,7 @@ mod mcp;
 mod membrane;
 mod nonblocking;
 mod outbound;
+mod pending;
 mod permission_rules;
 mod permissions;
 mod pipeline;

@@ -358,6 +358,18 @@ fn answer(outcome: Result<Reply<Vec<u8>>, CallError>, request_id: String) -> Htt
                 CallErrorCode::PendingApproval
             ),
         ),
+        Ok(Reply::Pending { id, description }) => {
+            let body =
+                serde_json::json!({"state": "pending", "id": id, "description": description});
+            HttpOut {
+                status: 202,
+                headers: vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("x-request-id".to_owned(), request_id),
+                ],
+                body: body.to_string().into_bytes(),
+            }
+        }
         Err(e) => {
             let status = match e.code {
                 // Cancelled: at its timeout (a route has no caller to cancel it), or as its
