@@ -341,6 +341,7 @@ impl HostBuilder {
             registry,
             approvals: self.approvals,
             serving: parking_lot::RwLock::default(),
+            breakers: Default::default(),
             peers: std::sync::OnceLock::new(),
         });
         let host = Host {

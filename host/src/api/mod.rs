@@ -20,6 +20,7 @@ mod operate;
 mod peers;
 mod resources;
 mod routes;
+mod scopes;
 
 pub use builder::HostBuilder;
 pub use call::{Action, Call, Claim, Dispatched};

@@ -14,15 +14,18 @@ use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
 
+mod breaker;
 mod credential;
 mod format;
 mod host;
 mod http;
 mod isolation;
 mod json;
+mod kv;
 mod parse;
 mod trust;
 
+pub use breaker::{BreakerPolicy, DEFAULT_BREAKER};
 pub use credential::{Credential, CredentialHost};
 pub use format::PolicyFormat;
 pub use http::{HttpPolicy, IpRange};
@@ -150,6 +153,11 @@ pub struct PluginPolicy {
     pub permissions: Vec<PermissionRule>,
     /// How `host.dispatch` retries its retryable failures, when it holds a claim.
     pub retry: RetryPolicy,
+    /// When dispatch gives a failing action a rest (`breaker`; off by default).
+    pub breaker: BreakerPolicy,
+    /// The storage keys its kv values are sealed with, newest first (`[plugins.<id>.kv]
+    /// encrypt`, names of `[secrets]` entries with `usage = "kv"`); empty: stored as they are.
+    pub kv_encrypt: Vec<String>,
     /// Where its code runs: in the host's process, or in a worker process of its own.
     pub isolation: Isolation,
     /// How its worker is restarted after a crash (isolated plugins).
@@ -174,6 +182,8 @@ pub struct Policy {
     plugins: BTreeMap<PluginId, PluginPolicy>,
     secrets: BTreeMap<String, SecretSource>,
     credentials: BTreeMap<String, Credential>,
+    /// `[secrets]` entries with `usage = "kv"`: keys the host seals kv values with.
+    storage_keys: BTreeMap<String, SecretSource>,
     /// The publishers' public keys the operator trusts (minisign's text form), by name.
     trust: BTreeMap<String, String>,
     health_interval: Duration,
@@ -188,6 +198,7 @@ impl Default for Policy {
             host: HostSettings::default(),
             secrets: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            storage_keys: BTreeMap::new(),
             trust: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
@@ -204,6 +215,8 @@ impl Default for Policy {
                 priority: 0,
                 permissions: Vec::new(),
                 retry: DEFAULT_RETRY,
+                breaker: DEFAULT_BREAKER,
+                kv_encrypt: Vec::new(),
                 isolation: Isolation::InProcess,
                 restart: DEFAULT_RESTART,
                 limits: DEFAULT_LIMITS,
@@ -337,6 +350,13 @@ impl Policy {
     /// Why it is not available (not in the policy, or its environment variable is unset); the
     /// message never contains a value.
     pub fn secret(&self, name: &str) -> Result<String, String> {
+        if self.storage_keys.contains_key(name) {
+            return Err(
+                "it is a storage key (usage = \"kv\"): the host seals kv values with \
+                        it, and no plugin reads it"
+                    .to_owned(),
+            );
+        }
         match self.secrets.get(name) {
             Some(source) => source.read(),
             None => Err("the policy's [secrets] table does not provide it".to_owned()),

@@ -125,6 +125,7 @@ tables_with_settings! {
         dispatch_retries: Option<u32>,
         dispatch_backoff_ms: Option<u64>,
         dispatch_backoff_max_ms: Option<u64>,
+        breaker: Option<super::breaker::RawBreaker>,
         isolation: Option<Isolation>,
         restart_budget: Option<u32>,
         restart_window_ms: Option<u64>,
@@ -163,6 +164,7 @@ tables_with_settings! {
         priority: Option<i32>,
         #[serde(default)]
         permissions: Vec<RawRule>,
+        kv: Option<super::kv::RawKv>,
         ..rest,
     }
 }
@@ -208,6 +210,7 @@ impl Policy {
                     self.credentials.insert(name, credential);
                     continue;
                 }
+                Secret::StorageKey(source) => self.storage_keys.insert(name, source),
             };
         }
         Ok(())
@@ -260,6 +263,7 @@ impl Policy {
             config,
             priority: entry.priority.unwrap_or(0),
             permissions,
+            kv_encrypt: super::kv::kv_encrypt(self, id, entry.kv.take())?,
             signature: settings.signature(self, &self.defaults.signature, &table)?,
             ..shared
         })
@@ -283,6 +287,7 @@ impl RawSettings {
                 self.dispatch_backoff_ms,
                 self.dispatch_backoff_max_ms,
             ),
+            breaker: super::breaker::breaker(base.breaker, self.breaker.take(), table)?,
             isolation: self.isolation.unwrap_or(base.isolation),
             sandbox: sandbox(
                 &base.sandbox,

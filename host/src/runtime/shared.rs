@@ -57,6 +57,8 @@ pub(crate) struct HostShared {
     pub(crate) serving: parking_lot::RwLock<Vec<std::net::SocketAddr>>,
     /// The host as a whole, as plugins reach it: set by the embedding API once it is built.
     pub(crate) peers: std::sync::OnceLock<Box<dyn crate::services::peers::Peers>>,
+    /// The circuit breakers of dispatched actions.
+    pub(crate) breakers: super::breaker::Breakers,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -252,6 +254,10 @@ impl crate::services::HostServices for HostShared {
 
     fn kv(&self) -> Option<&KvStore> {
         self.kv.as_ref()
+    }
+
+    fn kv_keys(&self, plugin: &PluginId) -> Result<Option<crate::services::SealKeys>, String> {
+        self.options.policy.kv_keys(plugin)
     }
 
     fn events(&self) -> &EventBus {

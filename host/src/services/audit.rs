@@ -24,8 +24,9 @@ use crate::error::Error;
 /// approval outcomes and `restarted`; 4 `http` and `http_refused`; 5 `loaded` and `removed`
 /// (a watched directory following installs and removals); 6 `route_refused`; 7 `routine` (one
 /// per routine run, the publisher as `caller`), `event_refused`
-/// and `shutdown_requested`.
-pub const AUDIT_SCHEMA: u32 = 7;
+/// and `shutdown_requested`; 8 `breaker_opened`, `breaker_half_open` and `breaker_closed` (a
+/// dispatched action's circuit breaker).
+pub const AUDIT_SCHEMA: u32 = 8;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -81,6 +82,14 @@ pub enum AuditOutcome {
     /// A plugin asked the host program to shut down (capability `host.control`); `detail` is
     /// its reason. The program decides what to do.
     ShutdownRequested,
+    /// An action's circuit breaker opened (`capability` is `breaker:<action>`): it failed the
+    /// policy's number of dispatches in a row, or its probe failed; dispatches to it are
+    /// refused (`breaker_open`) for the cooldown, which `detail` says.
+    BreakerOpened,
+    /// An open breaker's cooldown is over: the next dispatch probes the action.
+    BreakerHalfOpen,
+    /// A probe succeeded: the breaker is closed, and dispatches go through again.
+    BreakerClosed,
 }
 
 impl AuditOutcome {

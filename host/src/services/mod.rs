@@ -14,7 +14,10 @@ pub(crate) mod routines;
 pub(crate) mod timers;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN};
+pub use kv::{
+    KvError, KvScope, KvSpace, KvStore, SealKeys, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES,
+    MAX_SCOPE_ID, MAX_SCOPE_KIND, MAX_VALUE_LEN,
+};
 pub use registry::{Caller, ServiceError};
 
 use crate::error::CallError;
@@ -54,6 +57,12 @@ pub(crate) trait HostServices: Send + Sync {
     fn audit(&self) -> &AuditLog;
     /// The durable key/value store, if the host has a data directory.
     fn kv(&self) -> Option<&KvStore>;
+    /// The key ring `plugin`'s kv values are sealed with, if the policy seals them; or why
+    /// a key of it is not available (the message never holds key material).
+    fn kv_keys(
+        &self,
+        plugin: &airlock_abi::manifest::PluginId,
+    ) -> Result<Option<kv::SealKeys>, String>;
     /// The event bus.
     fn events(&self) -> &EventBus;
     /// Whether `payload` fits the schema `plugin` (its instance of `generation`) declares for

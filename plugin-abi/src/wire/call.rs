@@ -108,11 +108,15 @@ pub enum CallErrorCode {
     /// would close a cycle with another thread's (A → B on one thread while B → A on another):
     /// the call did not run. Not a fault.
     Busy = 14,
+    /// The action's circuit breaker is open: it failed the policy's number of times in a row,
+    /// and the host gives it a rest until its cooldown is over (then one call probes it). The
+    /// call did not run. Not a fault.
+    BreakerOpen = 15,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -128,6 +132,7 @@ impl CallErrorCode {
         Self::WorkerFailure,
         Self::Cancelled,
         Self::Busy,
+        Self::BreakerOpen,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -148,6 +153,7 @@ impl CallErrorCode {
             Self::WorkerFailure => "worker_failure",
             Self::Cancelled => "cancelled",
             Self::Busy => "busy",
+            Self::BreakerOpen => "breaker_open",
         }
     }
 }

@@ -1,0 +1,141 @@
+//! The policy's say over a plugin's key/value store: `[plugins.<id>.kv] encrypt`, the storage
+//! keys its values are sealed with (newest first), each a `[secrets]` entry with
+//! `usage = "kv"` that no plugin can read.
+
+use airlock_abi::manifest::PluginId;
+use serde::Deserialize;
+
+use super::{Policy, SecretSource};
+use crate::services::kv::seal::key_bytes;
+use crate::services::SealKeys;
+
+/// `[plugins.<id>.kv]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKv {
+    encrypt: Option<KeyNames>,
+}
+
+/// One storage key's name, or a ring of them, newest first.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeyNames {
+    One(String),
+    Ring(Vec<String>),
+}
+
+/// The storage keys `[plugins.<id>.kv] encrypt` names, each checked to be one.
+pub(super) fn kv_encrypt(
+    policy: &Policy,
+    id: &str,
+    raw: Option<RawKv>,
+) -> Result<Vec<String>, String> {
+    let names = match raw.and_then(|kv| kv.encrypt) {
+        None => return Ok(Vec::new()),
+        Some(KeyNames::One(name)) => vec![name],
+        Some(KeyNames::Ring(names)) => names,
+    };
+    if names.is_empty() {
+        return Err(format!(
+            "[plugins.{id}.kv] encrypt: name at least one storage key, or leave encrypt out"
+        ));
+    }
+    for name in &names {
+        if !policy.storage_keys.contains_key(name) {
+            return Err(format!(
+                "[plugins.{id}.kv] encrypt: {name:?} is not a storage key; declare it in \
+                 [secrets] as {name} = {{ env = \"VARIABLE\", usage = \"kv\" }} (or value = \
+                 \"<base64 of 32 bytes>\")"
+            ));
+        }
+        if name.len() > 255 {
+            return Err(format!(
+                "[plugins.{id}.kv] encrypt: a storage key's name is at most 255 bytes"
+            ));
+        }
+    }
+    Ok(names)
+}
+
+impl Policy {
+    /// Provides a storage key (`usage = "kv"`: the host seals values with it; no plugin can
+    /// read it), for programs that build their policy in code.
+    pub fn set_storage_key(&mut self, name: &str, source: SecretSource) {
+        self.secrets.remove(name);
+        self.storage_keys.insert(name.to_owned(), source);
+    }
+
+    /// The key ring `plugin`'s kv values are sealed with (`[plugins.<id>.kv] encrypt`), if its
+    /// values are sealed.
+    ///
+    /// # Errors
+    ///
+    /// A key is not available (its environment variable is unset) or not base64 of 32 bytes;
+    /// the message names the key, never its value.
+    pub fn kv_keys(&self, plugin: &PluginId) -> Result<Option<SealKeys>, String> {
+        let names = &self.for_plugin(plugin).kv_encrypt;
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let ring = names
+            .iter()
+            .map(|name| {
+                let text = self
+                    .storage_keys
+                    .get(name)
+                    .ok_or_else(|| "the policy's [secrets] table does not provide it".to_owned())
+                    .and_then(SecretSource::read)
+                    .map_err(|why| format!("storage key {name:?} is not available: {why}"))?;
+                let key = key_bytes(&text).map_err(|why| format!("storage key {name:?} {why}"))?;
+                Ok((name.clone(), key))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        SealKeys::new(ring).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{Policy, PolicyFormat};
+    use airlock_abi::manifest::PluginId;
+
+    fn parse(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, PolicyFormat::Toml)
+    }
+
+    #[test]
+    fn a_plugin_is_sealed_only_with_storage_keys_that_no_plugin_reads() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let policy = parse(&format!(
+            "[secrets]\nnew = {{ value = \"{key}\", usage = \"kv\" }}\nold = {{ value = \"{key}\", usage = \"kv\" }}\n\
+             [plugins.a.kv]\nencrypt = [\"new\", \"old\"]\n[plugins.b.kv]\nencrypt = \"old\"\n"
+        ))
+        .expect("parses");
+        let a = PluginId::new("a").expect("id");
+        let ring = policy.kv_keys(&a).expect("keys").expect("sealed");
+        assert_eq!(ring.names().collect::<Vec<_>>(), ["new", "old"]);
+        assert!(policy
+            .kv_keys(&PluginId::new("c").expect("id"))
+            .expect("keys")
+            .is_none());
+        let refused = policy.secret("new").expect_err("not readable");
+        assert!(refused.contains("storage key"), "{refused}");
+        assert!(!format!("{policy:?}").contains(key), "Debug shows no key");
+
+        for (text, says) in [
+            ("[secrets]\nk = \"plain\"\n[plugins.a.kv]\nencrypt = \"k\"\n", "not a storage key"),
+            ("[plugins.a.kv]\nencrypt = \"missing\"\n", "not a storage key"),
+            ("[plugins.a.kv]\nencrypt = []\n", "at least one"),
+            ("[secrets]\nk = { value = \"c2hvcnQ=\", usage = \"kv\" }\n", "5 bytes"),
+            ("[secrets]\nk = { value = \"x\", usage = \"tls\" }\n", "usage"),
+            (
+                "[secrets]\nk = { value = \"x\", usage = \"kv\", header = \"h\", hosts = [\"a\"] }\n",
+                "usage",
+            ),
+            ("[plugins.a.kv]\nseal = \"k\"\n", "unknown field"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+}
