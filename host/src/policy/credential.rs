@@ -160,7 +160,7 @@ fn storage_key(
         ));
     }
     if let SecretSource::Value(text) = &source {
-        crate::services::kv::seal::key_bytes(text)
+        super::kv::key_bytes(text)
             .map_err(|why| format!("[secrets] {name}: the storage key {why}"))?;
     }
     Ok(Secret::StorageKey(source))

@@ -3,11 +3,10 @@
 //! `usage = "kv"` that no plugin can read.
 
 use airlock_abi::manifest::PluginId;
+use base64::Engine as _;
 use serde::Deserialize;
 
 use super::{Policy, SecretSource};
-use crate::services::kv::seal::key_bytes;
-use crate::services::SealKeys;
 
 /// `[plugins.<id>.kv]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +21,23 @@ pub(super) struct RawKv {
 enum KeyNames {
     One(String),
     Ring(Vec<String>),
+}
+
+/// The 32 bytes a key's base64 text stands for.
+///
+/// # Errors
+///
+/// The text is not base64 of exactly 32 bytes (the message shows no part of it).
+pub(super) fn key_bytes(base64_text: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_text.trim())
+        .map_err(|_| "is not base64 (make one with `openssl rand -base64 32`)".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "is {} bytes; a storage key is 32 (make one with `openssl rand -base64 32`)",
+            bytes.len()
+        )
+    })
 }
 
 /// The storage keys `[plugins.<id>.kv] encrypt` names, each checked to be one.
@@ -65,19 +81,16 @@ impl Policy {
         self.storage_keys.insert(name.to_owned(), source);
     }
 
-    /// The key ring `plugin`'s kv values are sealed with (`[plugins.<id>.kv] encrypt`), if its
-    /// values are sealed.
+    /// The keys `plugin`'s kv values are sealed with (`[plugins.<id>.kv] encrypt`), by name,
+    /// newest first; none if its values are stored as they are.
     ///
     /// # Errors
     ///
     /// A key is not available (its environment variable is unset) or not base64 of 32 bytes;
     /// the message names the key, never its value.
-    pub fn kv_keys(&self, plugin: &PluginId) -> Result<Option<SealKeys>, String> {
-        let names = &self.for_plugin(plugin).kv_encrypt;
-        if names.is_empty() {
-            return Ok(None);
-        }
-        let ring = names
+    pub(crate) fn kv_keys(&self, plugin: &PluginId) -> Result<Vec<(String, [u8; 32])>, String> {
+        self.for_plugin(plugin)
+            .kv_encrypt
             .iter()
             .map(|name| {
                 let text = self
@@ -89,8 +102,7 @@ impl Policy {
                 let key = key_bytes(&text).map_err(|why| format!("storage key {name:?} {why}"))?;
                 Ok((name.clone(), key))
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        SealKeys::new(ring).map(Some)
+            .collect()
     }
 }
 
@@ -98,6 +110,18 @@ impl Policy {
 mod tests {
     use crate::policy::{Policy, PolicyFormat};
     use airlock_abi::manifest::PluginId;
+
+    #[test]
+    fn a_key_is_base64_of_32_bytes() {
+        use base64::Engine as _;
+        let good = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(super::key_bytes(&good), Ok([7u8; 32]));
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
+        assert!(super::key_bytes(&short)
+            .expect_err("short")
+            .contains("16 bytes"));
+        assert!(super::key_bytes("not base64!").is_err());
+    }
 
     fn parse(text: &str) -> Result<Policy, String> {
         Policy::parse(text, PolicyFormat::Toml)

@@ -257,7 +257,11 @@ impl crate::services::HostServices for HostShared {
     }
 
     fn kv_keys(&self, plugin: &PluginId) -> Result<Option<crate::services::SealKeys>, String> {
-        self.options.policy.kv_keys(plugin)
+        let ring = self.options.policy.kv_keys(plugin)?;
+        if ring.is_empty() {
+            return Ok(None);
+        }
+        crate::services::SealKeys::new(ring).map(Some)
     }
 
     fn events(&self) -> &EventBus {

@@ -14,8 +14,6 @@
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
-use base64::Engine as _;
-
 use super::space::KvSpace;
 use super::KvError;
 
@@ -43,23 +41,6 @@ impl std::fmt::Debug for SealKeys {
             .entries(self.keys.iter().map(|k| &k.name))
             .finish()
     }
-}
-
-/// The 32 bytes a key's base64 text stands for.
-///
-/// # Errors
-///
-/// The text is not base64 of exactly 32 bytes (the message shows no part of it).
-pub(crate) fn key_bytes(base64_text: &str) -> Result<[u8; 32], String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(base64_text.trim())
-        .map_err(|_| "is not base64 (make one with `openssl rand -base64 32`)".to_owned())?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-        format!(
-            "is {} bytes; a storage key is 32 (make one with `openssl rand -base64 32`)",
-            bytes.len()
-        )
-    })
 }
 
 impl SealKeys {
@@ -264,14 +245,5 @@ mod tests {
         let sealed_new = seal(&rotated, &space, "x", b"2").expect("sealed");
         assert_eq!(&sealed_new[2..4], b"k2");
         assert!(open(&old, &space, "x", &sealed_new).is_err());
-    }
-
-    #[test]
-    fn a_key_is_base64_of_32_bytes() {
-        let good = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert_eq!(key_bytes(&good), Ok([7u8; 32]));
-        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        assert!(key_bytes(&short).expect_err("short").contains("16 bytes"));
-        assert!(key_bytes("not base64!").is_err());
     }
 }
