@@ -136,12 +136,12 @@ mod tests {
         ))
         .expect("parses");
         let a = PluginId::new("a").expect("id");
-        let ring = policy.kv_keys(&a).expect("keys").expect("sealed");
-        assert_eq!(ring.names().collect::<Vec<_>>(), ["new", "old"]);
-        assert!(policy
-            .kv_keys(&PluginId::new("c").expect("id"))
-            .expect("keys")
-            .is_none());
+        let ring = policy.kv_keys(&a).expect("keys");
+        let names: Vec<_> = ring.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["new", "old"]);
+        assert_eq!(ring[0].1, std::array::from_fn::<u8, 32, _>(|i| i as u8));
+        let c = PluginId::new("c").expect("id");
+        assert!(policy.kv_keys(&c).expect("keys").is_empty());
         let refused = policy.secret("new").expect_err("not readable");
         assert!(refused.contains("storage key"), "{refused}");
         assert!(!format!("{policy:?}").contains(key), "Debug shows no key");
