@@ -81,6 +81,11 @@ impl Policy {
         self.storage_keys.insert(name.to_owned(), source);
     }
 
+    /// Whether the secret `name` is a storage key (`usage = "kv"`), which no plugin reads.
+    pub fn is_storage_key(&self, name: &str) -> bool {
+        self.storage_keys.contains_key(name)
+    }
+
     /// The keys `plugin`'s kv values are sealed with (`[plugins.<id>.kv] encrypt`), by name,
     /// newest first; none if its values are stored as they are.
     ///

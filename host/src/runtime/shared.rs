@@ -290,6 +290,10 @@ impl crate::services::HostServices for HostShared {
         self.options.policy.secret(name)
     }
 
+    fn storage_key(&self, name: &str) -> bool {
+        self.options.policy.is_storage_key(name)
+    }
+
     fn credential(&self, name: &str) -> Option<crate::policy::Credential> {
         self.options.policy.credential(name).cloned()
     }

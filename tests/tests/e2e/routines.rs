@@ -123,7 +123,7 @@ fn a_routine_calls_its_target_for_matching_events_on_behalf_of_the_publisher() {
         "{}",
         audited[0].detail
     );
-    assert_eq!(audited[0].schema, 7);
+    assert_eq!(audited[0].schema, airlock::services::AUDIT_SCHEMA);
 }
 
 #[test]
