@@ -41,6 +41,7 @@ mod sandbox;
 mod scaffold;
 mod schemas;
 mod scoped_kv;
+mod sealed_kv;
 mod services;
 mod soundness;
 mod stream;

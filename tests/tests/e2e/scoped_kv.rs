@@ -1,14 +1,12 @@
 //! Scopes of the kv store through real plugins: a scope dropped across two plugins in one
-//! step while they read and write, scopes that a hostile plugin cannot alias, and values
-//! sealed with the operator's storage keys — unreadable in the file, readable through the
-//! plugin, still read after a rotation, refused when moved, and never handed to a plugin.
+//! step while they read and write, scopes that a hostile plugin cannot alias, and every
+//! operation in a scope. (Sealed values are in `sealed_kv.rs`.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 fn call(host: &Host, plugin: &str, action: &str, input: &Value) -> Reply {
@@ -249,189 +247,80 @@ fn a_hostile_plugin_cannot_alias_a_scope_or_the_unscoped_namespace() {
     );
 }
 
-const MARKER: &str = "4111-1111-1111-1111 card of Ada Lovelace";
-
-fn key(byte: u8) -> String {
-    base64::engine::general_purpose::STANDARD.encode([byte; 32])
-}
-
-/// Loads `ledger` and `probe`, both sealed with `ring` (a TOML value), the storage keys A and B
-/// (and B's name given A's bytes, an impostor) declared.
-fn sealed(dir: &TempPluginDir, data: &std::path::Path, ring: &str) -> Host {
-    let policy = format!(
-        "[host]\ndata_dir = {data:?}\n\
-         [secrets]\nkv-a = {{ value = \"{}\", usage = \"kv\" }}\nkv-b = {{ value = \"{}\", usage = \"kv\" }}\n\
-         kv-b-impostor = {{ value = \"{}\", usage = \"kv\" }}\n\
-         kv-unset = {{ env = \"AIRLOCK_TEST_UNSET_STORAGE_KEY\", usage = \"kv\" }}\n\
-         [plugins.ledger]\ngrants = [\"kv\", \"secrets:*\"]\n[plugins.ledger.kv]\nencrypt = {ring}\n\
-         [plugins.probe]\ngrants = [\"kv\"]\n[plugins.probe.kv]\nencrypt = {ring}\n",
-        key(0xA),
-        key(0xB),
-        key(0xC),
-    );
-    let (host, report) = dir.load(&policy);
-    assert!(report.all_ok(), "{report:#?}");
-    host
-}
-
 #[test]
-fn a_sealed_value_is_unreadable_in_the_file_and_read_through_the_plugin_across_a_rotation() {
-    let dir = TempPluginDir::with(&["probe", "ledger"]);
-    let data = tempfile::tempdir().expect("tempdir");
-    let file = data.path().join("kv.redb");
-    let card = json!({"key": "card", "value": MARKER});
-    let host = sealed(&dir, data.path(), "\"kv-a\"");
-    ok(&host, "ledger", "put", &card);
-    ok(
-        &host,
-        "ledger",
-        "put",
-        &json!({"scope": scope("customer", "ada"), "key": "card", "value": MARKER}),
-    );
-    assert_eq!(
-        ok(&host, "ledger", "get", &json!({"key": "card"})),
-        json!(MARKER)
-    );
-    // The key itself is never handed to the plugin, granted `secrets:*` though it is.
-    let asked = ok(&host, "ledger", "secret", &json!("kv-a"));
-    assert_eq!(
-        asked,
-        json!({"refused": "capability secrets:kv-a was not granted to this plugin"})
-    );
-    let records = format!("{:?}", host.audit().tail(usize::MAX));
-    assert!(
-        records.contains("is a storage key: the host seals kv values with it"),
-        "{records}"
-    );
-    assert!(!records.contains(&key(0xA)));
-    drop(host);
-    let raw = std::fs::read(&file).expect("the store's file");
-    assert!(!raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()));
-
-    // Rotated: B seals from now on, A still opens what it sealed. A value read is not
-    // sealed again; one written is, under B.
-    let host = sealed(&dir, data.path(), "[\"kv-b\", \"kv-a\"]");
-    assert_eq!(
-        ok(&host, "ledger", "get", &json!({"key": "card"})),
-        json!(MARKER)
-    );
-    ok(
-        &host,
-        "ledger",
-        "put",
-        &json!({"key": "fresh", "value": "sealed under b"}),
-    );
-    drop(host);
-
-    // A taken out of the ring: what it sealed is a clear error naming it, what B sealed reads.
-    let host = sealed(&dir, data.path(), "[\"kv-b\"]");
-    let message = refused(&host, "ledger", "get", &json!({"key": "card"}));
-    assert!(
-        message.contains("\"kv-a\"") && message.contains("does not hold"),
-        "{message}"
-    );
-    assert_eq!(
-        ok(&host, "ledger", "get", &json!({"key": "fresh"})),
-        json!("sealed under b")
-    );
-    drop(host);
-
-    // Another key's bytes under a name the value names: refused, not garbage.
-    let host = sealed(&dir, data.path(), "[\"kv-b-impostor\", \"kv-a\"]");
-    assert_eq!(
-        ok(&host, "ledger", "get", &json!({"key": "card"})),
-        json!(MARKER)
-    );
-    let message = refused(&host, "ledger", "get", &json!({"key": "fresh"}));
-    assert!(
-        message.contains("\"kv-b\"") && message.contains("does not hold"),
-        "{message}"
-    );
-    drop(host);
-
-    // A key whose variable is unset: a clear error naming the key, not a value.
-    let host = sealed(&dir, data.path(), "[\"kv-unset\", \"kv-a\"]");
-    let message = refused(&host, "ledger", "get", &json!({"key": "card"}));
-    assert!(
-        message.contains("\"kv-unset\"") && message.contains("not available"),
-        "{message}"
-    );
-}
-
-#[test]
-fn a_sealed_value_moved_to_another_key_scope_or_plugin_is_refused() {
-    let dir = TempPluginDir::with(&["probe", "ledger"]);
-    let data = tempfile::tempdir().expect("tempdir");
-    let file = data.path().join("kv.redb");
-    let host = sealed(&dir, data.path(), "\"kv-a\"");
-    ok(
-        &host,
-        "ledger",
-        "put",
-        &json!({"key": "card", "value": MARKER}),
-    );
-    ok(
-        &host,
-        "ledger",
-        "put",
-        &json!({"scope": scope("customer", "ada"), "key": "card", "value": "hers"}),
-    );
-    drop(host);
-    // Someone with the file copies the sealed bytes elsewhere, unsealed as they are.
-    {
-        use airlock::services::{KvScope, KvSpace, KvStore};
-        let store = KvStore::open(&file).expect("opens");
-        let ledger = airlock_abi::manifest::PluginId::new("ledger").expect("id");
-        let probe = airlock_abi::manifest::PluginId::new("probe").expect("id");
-        let bytes = store.get(&ledger, "card").expect("get").expect("stored");
-        assert_eq!(bytes[0], 1, "stored sealed");
-        let ada = KvScope::new("customer", "ada").expect("scope");
-        store.set(&ledger, "other", &bytes).expect("set");
-        store
-            .set(KvSpace::of(&ledger).scoped(Some(&ada)), "card", &bytes)
-            .expect("set");
-        store.set(&probe, "card", &bytes).expect("set");
-    }
-    let host = sealed(&dir, data.path(), "\"kv-a\"");
-    for (plugin, action, input) in [
-        ("ledger", "get", json!({"key": "other"})),
-        (
-            "ledger",
-            "get",
-            json!({"scope": scope("customer", "ada"), "key": "card"}),
-        ),
-        ("probe", "kv_get", json!({"key": "card"})),
-    ] {
-        let message = refused(&host, plugin, action, &input);
-        assert!(
-            message.contains("moved from another"),
-            "{plugin} {input}: {message}"
-        );
-    }
-    assert_eq!(
-        ok(&host, "ledger", "get", &json!({"key": "card"})),
-        json!(MARKER)
-    );
-}
-
-#[test]
-fn an_unsealed_plugin_stores_its_values_as_they_are() {
-    // The control of the sealed tests: the same marker, unsealed, is in the file.
-    let dir = TempPluginDir::with(&["ledger"]);
+fn every_kv_operation_works_in_a_scope_apart_from_the_unscoped_namespace() {
+    let dir = TempPluginDir::with(&["probe"]);
     let data = tempfile::tempdir().expect("tempdir");
     let policy = format!(
-        "[host]\ndata_dir = {:?}\n[plugins.ledger]\ngrants = [\"kv\"]\n",
+        "[host]\ndata_dir = {:?}\n[plugins.probe]\ngrants = [\"kv\"]\n",
         data.path()
     );
     let (host, report) = dir.load(&policy);
     assert!(report.all_ok(), "{report:#?}");
+    let run = json!(["run", "r-7"]);
     ok(
         &host,
-        "ledger",
-        "put",
-        &json!({"key": "card", "value": MARKER}),
+        "probe",
+        "kv_set",
+        &json!({"key": "n", "value": "unscoped"}),
     );
-    drop(host);
-    let raw = std::fs::read(data.path().join("kv.redb")).expect("the store's file");
-    assert!(raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()));
+    let version = ok(
+        &host,
+        "probe",
+        "kv_batch",
+        &json!({"scope": run, "prefix": "b/", "n": 3, "value": 1}),
+    );
+    let listed = ok(
+        &host,
+        "probe",
+        "kv_list",
+        &json!({"scope": run, "prefix": "b/"}),
+    );
+    assert_eq!(listed.as_array().expect("a list").len(), 3);
+    assert!(listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .all(|e| e["version"] == version));
+    let absent = json!({"scope": run, "key": "n", "expected": "absent", "value": 1});
+    assert_eq!(
+        ok(&host, "probe", "kv_cas", &absent)["written"],
+        json!(true)
+    );
+    let entry = ok(
+        &host,
+        "probe",
+        "kv_entry",
+        &json!({"scope": run, "key": "n"}),
+    );
+    assert_eq!(entry["value"], json!(1));
+    let by_version =
+        json!({"scope": run, "key": "n", "expected": {"version": entry["version"]}, "value": 2});
+    assert_eq!(
+        ok(&host, "probe", "kv_cas", &by_version)["written"],
+        json!(true)
+    );
+    // The unscoped namespace saw none of it, and lists none of the scope's keys.
+    assert_eq!(
+        ok(&host, "probe", "kv_get", &json!({"key": "n"})),
+        json!("unscoped")
+    );
+    assert_eq!(
+        ok(&host, "probe", "kv_keys", &json!({"prefix": ""})),
+        json!(["n"])
+    );
+    assert_eq!(host.drop_scope("run", "r-7").expect("dropped"), 4);
+    assert_eq!(
+        ok(
+            &host,
+            "probe",
+            "kv_list",
+            &json!({"scope": run, "prefix": ""})
+        ),
+        json!([])
+    );
+    assert_eq!(
+        ok(&host, "probe", "kv_get", &json!({"key": "n"})),
+        json!("unscoped")
+    );
 }
