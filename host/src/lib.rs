@@ -146,6 +146,7 @@ pub mod plugins {
     pub use crate::error::RunJobError;
     pub use crate::library::file::Resource;
     pub use crate::loader::retained;
+    pub use crate::runtime::breaker::{BreakerInfo, BreakerState};
     pub use crate::runtime::outcome::{
         CheckedConfig, ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
         TeardownRecord,

@@ -26,6 +26,7 @@ impl Console<'_> {
                     Some(airlock_abi::Health::Error(e)) => format!("health error: {e}"),
                 };
                 let hooks: Vec<_> = p.hooks.iter().map(|h| h.name.as_str()).collect();
+                let breakers = breakers(&p.breakers);
                 format!(
                     "{} {} [{}, generation {}, {:?}, {}, {}, {health}] actions: {}; hooks: {}; grants: {}; calls {}, faults {}, host calls {}, denials {}, events {}, timer runs {}, subscriptions {}, timers {}",
                     p.id,
@@ -61,7 +62,7 @@ impl Console<'_> {
                     s.timer_runs,
                     s.subscriptions,
                     s.timers,
-                )
+                ) + &breakers
             })
             .chain(std::iter::once(footer))
             .collect::<Vec<_>>()
@@ -199,4 +200,23 @@ impl Console<'_> {
             format!("no call waits for approval {id}")
         }
     }
+}
+
+/// The breakers of a plugin's dispatched actions that are not closed, one line each (nothing
+/// when every one is closed).
+fn breakers(breakers: &[airlock::plugins::BreakerInfo]) -> String {
+    use airlock::plugins::BreakerState;
+    breakers
+        .iter()
+        .filter(|b| b.state != BreakerState::Closed)
+        .map(|b| match (b.state, b.retry_in) {
+            (BreakerState::Open, Some(left)) => format!(
+                "\n  breaker open on {} after {} failures in a row; a probe in {} ms",
+                b.action,
+                b.failures,
+                left.as_millis()
+            ),
+            _ => format!("\n  breaker half open on {}: a probe is running", b.action),
+        })
+        .collect()
 }

@@ -355,6 +355,7 @@ impl HostBuilder {
             approvals: self.approvals,
             pending,
             serving: parking_lot::RwLock::default(),
+            breakers: Default::default(),
             peers: std::sync::OnceLock::new(),
         });
         let host = Host {

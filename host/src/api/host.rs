@@ -214,6 +214,10 @@ impl Host {
                 faults: load(&p.counters.faults),
             },
             health: p.health.lock().clone(),
+            breakers: self
+                .shared
+                .breakers
+                .of(m.id.as_str(), std::time::Instant::now()),
         }
     }
 

@@ -22,6 +22,7 @@ mod peers;
 mod pending;
 mod resources;
 mod routes;
+mod scopes;
 
 pub use builder::HostBuilder;
 pub use call::{Action, Call, Claim, Dispatched};

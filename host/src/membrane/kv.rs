@@ -1,6 +1,8 @@
 //! The `kv` service's operations: values, versions, listings, compare-and-set and batches, each
 //! in the plugin's own namespace, each needing the `kv` capability (checked before the input is
-//! read). A stored value is JSON the host wrote, so an answer embeds it as it is.
+//! read). A stored value is JSON the host wrote, so an answer embeds it as it is. A request may
+//! name a scope, checked here before anything is read; a plugin whose values the policy seals
+//! has them sealed and opened by the store with its key ring, which never crosses to it.
 
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::manifest::CapabilityKind::Kv;
@@ -8,7 +10,7 @@ use airlock_abi::wire::{self, Request};
 
 use super::row::{json, row, Bytes, Grant::Unscoped};
 use super::{bad_request, host_error};
-use crate::services::kv::{KvError, KvStore};
+use crate::services::kv::{KvError, KvScope, KvSpace, KvStore, SealKeys};
 use crate::services::registry::{BuiltIn, Requester};
 
 /// One row per operation.
@@ -38,46 +40,84 @@ fn store(requester: &dyn Requester) -> Result<&KvStore, HostError> {
 
 fn kv_error(e: KvError) -> HostError {
     match e {
-        KvError::TooLarge(m) => bad_request(m),
-        KvError::Storage(m) => host_error(HostErrorCode::INTERNAL, "", &m),
+        KvError::TooLarge(m) | KvError::BadScope(m) => bad_request(m),
+        KvError::Sealed(m) | KvError::Storage(m) => host_error(HostErrorCode::INTERNAL, "", &m),
+    }
+}
+
+/// Where a request works: its scope, checked, and the plugin's key ring if its values are
+/// sealed.
+struct Place {
+    scope: Option<KvScope>,
+    keys: Option<SealKeys>,
+}
+
+impl Place {
+    fn of(r: &dyn Requester, scope: Option<&wire::KvScope>) -> Result<Self, HostError> {
+        let scope = scope
+            .map(|s| KvScope::new(&s.kind, &s.id))
+            .transpose()
+            .map_err(kv_error)?;
+        let keys = r
+            .host()
+            .kv_keys(r.plugin())
+            .map_err(|m| host_error(HostErrorCode::INTERNAL, "", &m))?;
+        Ok(Self { scope, keys })
+    }
+
+    fn space<'a>(&'a self, r: &'a dyn Requester) -> KvSpace<'a> {
+        KvSpace::of(r.plugin())
+            .scoped(self.scope.as_ref())
+            .sealed(self.keys.as_ref())
     }
 }
 
 /// `kv get`: the stored value, or `null`.
 fn get(r: &dyn Requester, req: wire::Key) -> Result<Bytes, HostError> {
-    let value = store(r)?.get(r.plugin(), &req.key).map_err(kv_error)?;
+    let place = Place::of(r, req.scope.as_ref())?;
+    let value = store(r)?.get(place.space(r), &req.key).map_err(kv_error)?;
     Ok(Bytes(value.unwrap_or_else(|| b"null".to_vec())))
 }
 
 /// `kv set`: `null` once the write is durable.
 fn set(r: &dyn Requester, req: wire::KeyValue) -> Result<(), HostError> {
+    let place = Place::of(r, req.scope.as_ref())?;
     store(r)?
-        .set(r.plugin(), &req.key, &json(&req.value)?)
+        .set(place.space(r), &req.key, &json(&req.value)?)
         .map_err(kv_error)?;
     Ok(())
 }
 
 /// `kv delete`: whether a key was deleted.
 fn delete(r: &dyn Requester, req: wire::Key) -> Result<bool, HostError> {
-    store(r)?.delete(r.plugin(), &req.key).map_err(kv_error)
+    let place = Place::of(r, req.scope.as_ref())?;
+    store(r)?.delete(place.space(r), &req.key).map_err(kv_error)
 }
 
 fn keys(r: &dyn Requester, req: wire::Prefix) -> Result<Vec<String>, HostError> {
-    store(r)?.keys(r.plugin(), &req.prefix).map_err(kv_error)
+    let place = Place::of(r, req.scope.as_ref())?;
+    store(r)?
+        .keys(place.space(r), &req.prefix)
+        .map_err(kv_error)
 }
 
 /// `kv entry`: the value with its version, or `null`.
 fn entry(r: &dyn Requester, req: wire::Key) -> Result<Bytes, HostError> {
-    match store(r)?.entry(r.plugin(), &req.key).map_err(kv_error)? {
+    let place = Place::of(r, req.scope.as_ref())?;
+    match store(r)?
+        .entry(place.space(r), &req.key)
+        .map_err(kv_error)?
+    {
         Some((value, version)) => encode_entry("", &value, version).map(Bytes),
         None => Ok(Bytes(b"null".to_vec())),
     }
 }
 
 fn list(r: &dyn Requester, req: wire::Prefix) -> Result<Bytes, HostError> {
+    let place = Place::of(r, req.scope.as_ref())?;
     let mut out = b"[".to_vec();
     for (i, e) in store(r)?
-        .list(r.plugin(), &req.prefix)
+        .list(place.space(r), &req.prefix)
         .map_err(kv_error)?
         .iter()
         .enumerate()
@@ -95,15 +135,17 @@ fn compare_and_set(
     r: &dyn Requester,
     req: wire::CompareAndSet,
 ) -> Result<wire::Swapped, HostError> {
+    let place = Place::of(r, req.scope.as_ref())?;
     let value = json(&req.value)?;
     store(r)?
-        .compare_and_set(r.plugin(), &req.key, &req.expected, &value)
+        .compare_and_set(place.space(r), &req.key, &req.expected, &value)
         .map_err(kv_error)
 }
 
 /// `kv write`: the version the writes share.
 fn write(r: &dyn Requester, req: wire::Writes) -> Result<u64, HostError> {
     let kv = store(r)?;
+    let place = Place::of(r, req.scope.as_ref())?;
     let encoded = req
         .writes
         .iter()
@@ -116,7 +158,7 @@ fn write(r: &dyn Requester, req: wire::Writes) -> Result<u64, HostError> {
         .iter()
         .map(|(key, value)| (*key, value.as_deref()))
         .collect();
-    kv.write(r.plugin(), &writes).map_err(kv_error)
+    kv.write(place.space(r), &writes).map_err(kv_error)
 }
 
 /// `{"key":..,"value":<the stored JSON>,"version":..}`, without the key when it is empty.

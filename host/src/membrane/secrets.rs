@@ -1,6 +1,7 @@
 //! The `secrets` service's operation: reading a secret the operator provides, scoped by its
-//! name. A credential (a secret the host attaches to outbound HTTP) and a client certificate
-//! (one it presents in outbound TLS) are never readable.
+//! name. A credential (a secret the host attaches to outbound HTTP), a client certificate (one
+//! it presents in outbound TLS) and a storage key (one the host seals kv values with) are never
+//! readable.
 
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::manifest::CapabilityKind;
@@ -37,6 +38,25 @@ fn get(r: &dyn Requester, req: wire::Name) -> Result<String, HostError> {
     if let Some(what) = unreadable {
         let capability = format!("secrets:{}", req.name);
         let message = format!("secret {:?} is {what}, never readable", req.name);
+        host.audit().record(
+            r.plugin().as_str(),
+            r.generation(),
+            &capability,
+            AuditOutcome::Denied,
+            &message,
+        );
+        return Err(host_error(
+            HostErrorCode::CAPABILITY_VIOLATION,
+            &capability,
+            &message,
+        ));
+    }
+    if host.storage_key(&req.name) {
+        let capability = format!("secrets:{}", req.name);
+        let message = format!(
+            "secret {:?} is a storage key: the host seals kv values with it, never readable",
+            req.name
+        );
         host.audit().record(
             r.plugin().as_str(),
             r.generation(),

@@ -138,6 +138,33 @@ pub(super) enum Secret {
     Readable(SecretSource),
     Credential(Credential),
     ClientCertificate(super::ClientCertificate),
+    /// `usage = "kv"`: a key the host seals plugins' kv values with; never readable.
+    StorageKey(SecretSource),
+}
+
+/// A `[secrets]` entry with `usage = "kv"`: a storage key, base64 of 32 bytes (checked now when
+/// written in the policy, when used when read from the environment).
+fn storage_key(
+    name: &str,
+    table: &serde_json::Map<String, serde_json::Value>,
+    usage: String,
+    source: SecretSource,
+) -> Result<Secret, String> {
+    if usage != "kv"
+        || ["header", "hosts", "allow_http"]
+            .iter()
+            .any(|k| table.contains_key(*k))
+    {
+        return Err(format!(
+            "[secrets] {name}: usage = \"kv\" (a storage key) is the one usage, and takes only \
+             value or env beside it"
+        ));
+    }
+    if let SecretSource::Value(text) = &source {
+        super::kv::key_bytes(text)
+            .map_err(|why| format!("[secrets] {name}: the storage key {why}"))?;
+    }
+    Ok(Secret::StorageKey(source))
 }
 
 /// Reads one `[secrets]` entry: `"value"`, `{ value }` or `{ env }` (readable), or a credential
@@ -165,7 +192,7 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
             ))
         }
     }
-    const KEYS: [&str; 5] = ["value", "env", "header", "hosts", "allow_http"];
+    const KEYS: [&str; 6] = ["value", "env", "header", "hosts", "allow_http", "usage"];
     if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(format!("[secrets] {name}: unknown key {key:?}; {SHAPE}"));
     }
@@ -183,6 +210,9 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
             ))
         }
     };
+    if let Some(usage) = text("usage")? {
+        return storage_key(name, &table, usage, source);
+    }
     let header = text("header")?;
     let hosts = table.get("hosts");
     if header.is_none() && hosts.is_none() && !table.contains_key("allow_http") {

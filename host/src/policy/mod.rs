@@ -14,6 +14,7 @@ use airlock_abi::manifest::{Capability, PluginId};
 
 use crate::error::Error;
 
+mod breaker;
 mod client_cert;
 mod credential;
 mod format;
@@ -21,12 +22,14 @@ mod host;
 mod http;
 mod isolation;
 mod json;
+mod kv;
 mod lines;
 mod lint;
 mod parse;
 pub(crate) mod reference;
 mod trust;
 
+pub use breaker::{BreakerPolicy, DEFAULT_BREAKER};
 pub use client_cert::ClientCertificate;
 pub use credential::{Credential, CredentialHost};
 pub use format::PolicyFormat;
@@ -171,6 +174,11 @@ pub struct PluginPolicy {
     pub permissions: Vec<PermissionRule>,
     /// How `host.dispatch` retries its retryable failures, when it holds a claim.
     pub retry: RetryPolicy,
+    /// When dispatch gives a failing action a rest (`breaker`; off by default).
+    pub breaker: BreakerPolicy,
+    /// The storage keys its kv values are sealed with, newest first (`[plugins.<id>.kv]
+    /// encrypt`, names of `[secrets]` entries with `usage = "kv"`); empty: stored as they are.
+    pub kv_encrypt: Vec<String>,
     /// Where its code runs: in the host's process, or in a worker process of its own.
     pub isolation: Isolation,
     /// How its worker is restarted after a crash (isolated plugins).
@@ -196,6 +204,8 @@ pub struct Policy {
     secrets: BTreeMap<String, SecretSource>,
     credentials: BTreeMap<String, Credential>,
     client_certificates: BTreeMap<String, ClientCertificate>,
+    /// `[secrets]` entries with `usage = "kv"`: keys the host seals kv values with.
+    storage_keys: BTreeMap<String, SecretSource>,
     /// The publishers' public keys the operator trusts (minisign's text form), by name.
     trust: BTreeMap<String, String>,
     health_interval: Duration,
@@ -213,6 +223,7 @@ impl Default for Policy {
             secrets: BTreeMap::new(),
             credentials: BTreeMap::new(),
             client_certificates: BTreeMap::new(),
+            storage_keys: BTreeMap::new(),
             trust: BTreeMap::new(),
             defaults: PluginPolicy {
                 enabled: true,
@@ -229,6 +240,8 @@ impl Default for Policy {
                 priority: 0,
                 permissions: Vec::new(),
                 retry: DEFAULT_RETRY,
+                breaker: DEFAULT_BREAKER,
+                kv_encrypt: Vec::new(),
                 isolation: Isolation::InProcess,
                 restart: DEFAULT_RESTART,
                 limits: DEFAULT_LIMITS,
@@ -370,6 +383,13 @@ impl Policy {
     /// Why it is not available (not in the policy, or its environment variable is unset); the
     /// message never contains a value.
     pub fn secret(&self, name: &str) -> Result<String, String> {
+        if self.storage_keys.contains_key(name) {
+            return Err(
+                "it is a storage key (usage = \"kv\"): the host seals kv values with \
+                        it, and no plugin reads it"
+                    .to_owned(),
+            );
+        }
         match self.secrets.get(name) {
             Some(source) => source.read(),
             None => Err("the policy's [secrets] table does not provide it".to_owned()),

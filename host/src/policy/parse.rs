@@ -129,6 +129,7 @@ tables_with_settings! {
         dispatch_retries: Option<u32>,
         dispatch_backoff_ms: Option<u64>,
         dispatch_backoff_max_ms: Option<u64>,
+        breaker: Option<super::breaker::RawBreaker>,
         isolation: Option<Isolation>,
         restart_budget: Option<u32>,
         restart_window_ms: Option<u64>,
@@ -167,6 +168,7 @@ tables_with_settings! {
         priority: Option<i32>,
         #[serde(default)]
         permissions: Vec<RawRule>,
+        kv: Option<super::kv::RawKv>,
         ..rest,
     }
 }
@@ -222,6 +224,7 @@ impl Policy {
                     self.client_certificates.insert(name, certificate);
                     continue;
                 }
+                Secret::StorageKey(source) => self.storage_keys.insert(name, source),
             };
         }
         Ok(())
@@ -284,6 +287,7 @@ impl Policy {
             config,
             priority: entry.priority.unwrap_or(0),
             permissions,
+            kv_encrypt: super::kv::kv_encrypt(self, id, entry.kv.take())?,
             signature: settings.signature(self, &self.defaults.signature, &table)?,
             ..shared
         })
@@ -307,6 +311,7 @@ impl RawSettings {
                 self.dispatch_backoff_ms,
                 self.dispatch_backoff_max_ms,
             ),
+            breaker: super::breaker::breaker(base.breaker, self.breaker.take(), table)?,
             isolation: self.isolation.unwrap_or(base.isolation),
             sandbox: sandbox(
                 &base.sandbox,

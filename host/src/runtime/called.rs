@@ -104,8 +104,9 @@ pub(crate) fn message(out: &[u8]) -> String {
 impl HostShared {
     /// [`HostShared::call_into`] again on a retryable answer, as `retry` says (with jittered
     /// backoff): what the last attempt said, in `out`, and how many attempts it took. Dispatches
-    /// (the program's and a plugin's) and routines retry through this one loop.
-    pub(crate) fn call_retried(
+    /// (the program's and a plugin's) and routines retry through this one loop, behind the
+    /// action's circuit breaker ([`HostShared::call_retried`]).
+    pub(super) fn call_retrying(
         &self,
         plugin: &str,
         action: &str,

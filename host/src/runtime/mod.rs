@@ -3,6 +3,7 @@
 //! permissions and approvals on the call path, supervision and the directory watcher.
 
 pub(crate) mod approvals;
+pub(crate) mod breaker;
 pub(crate) mod called;
 pub(crate) mod config;
 mod gate;

@@ -92,6 +92,8 @@ pub struct PluginInfo {
     pub stats: PluginStats,
     /// The last health the plugin reported (polled by the host).
     pub health: Option<Health>,
+    /// The circuit breakers of its dispatched actions, when its policy sets a breaker.
+    pub breakers: Vec<crate::runtime::breaker::BreakerInfo>,
 }
 
 /// Per-plugin counters.

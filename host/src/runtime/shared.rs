@@ -59,6 +59,8 @@ pub(crate) struct HostShared {
     pub(crate) serving: parking_lot::RwLock<Vec<std::net::SocketAddr>>,
     /// The host as a whole, as plugins reach it: set by the embedding API once it is built.
     pub(crate) peers: std::sync::OnceLock<Box<dyn crate::services::peers::Peers>>,
+    /// The circuit breakers of dispatched actions.
+    pub(crate) breakers: super::breaker::Breakers,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).
@@ -271,6 +273,14 @@ impl crate::services::HostServices for HostShared {
         self.kv.as_ref()
     }
 
+    fn kv_keys(&self, plugin: &PluginId) -> Result<Option<crate::services::SealKeys>, String> {
+        let ring = self.options.policy.kv_keys(plugin)?;
+        if ring.is_empty() {
+            return Ok(None);
+        }
+        crate::services::SealKeys::new(ring).map(Some)
+    }
+
     fn events(&self) -> &EventBus {
         &self.events
     }
@@ -295,6 +305,10 @@ impl crate::services::HostServices for HostShared {
 
     fn secret(&self, name: &str) -> Result<String, String> {
         self.options.policy.secret(name)
+    }
+
+    fn storage_key(&self, name: &str) -> bool {
+        self.options.policy.is_storage_key(name)
     }
 
     fn credential(&self, name: &str) -> Option<crate::policy::Credential> {

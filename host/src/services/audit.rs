@@ -25,7 +25,8 @@ use crate::error::Error;
 /// (a watched directory following installs and removals); 6 `route_refused`; 7 `routine` (one
 /// per routine run, the publisher as `caller`), `event_refused`
 /// and `shutdown_requested`; 8 `pending_created`, `pending_resolved` and `pending_expired`
-/// (deferred answers, and approvals that waited past the bound).
+/// (deferred answers, and approvals that waited past the bound), `breaker_opened`,
+/// `breaker_half_open` and `breaker_closed` (a dispatched action's circuit breaker).
 pub const AUDIT_SCHEMA: u32 = 8;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
@@ -91,6 +92,14 @@ pub enum AuditOutcome {
     /// A pending answer, or a call waiting for approval, stayed open past the policy's bound
     /// (`[host] pending_ttl_secs`); its caller now reads `expired`.
     PendingExpired,
+    /// An action's circuit breaker opened (`capability` is `breaker:<action>`): it failed the
+    /// policy's number of dispatches in a row, or its probe failed; dispatches to it are
+    /// refused (`breaker_open`) for the cooldown, which `detail` says.
+    BreakerOpened,
+    /// An open breaker's cooldown is over: the next dispatch probes the action.
+    BreakerHalfOpen,
+    /// A probe succeeded: the breaker is closed, and dispatches go through again.
+    BreakerClosed,
 }
 
 impl AuditOutcome {

@@ -15,7 +15,10 @@ pub(crate) mod routines;
 pub(crate) mod timers;
 
 pub use audit::{AuditLog, AuditOutcome, AuditRecord, AUDIT_QUEUE, AUDIT_RING, AUDIT_SCHEMA};
-pub use kv::{KvError, KvStore, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES, MAX_VALUE_LEN};
+pub use kv::{
+    KvError, KvScope, KvSpace, KvStore, SealKeys, MAX_BATCH, MAX_KEY_LEN, MAX_LIST, MAX_LIST_BYTES,
+    MAX_SCOPE_ID, MAX_SCOPE_KIND, MAX_VALUE_LEN,
+};
 pub use registry::{Caller, ServiceError};
 
 use crate::error::CallError;
@@ -55,6 +58,12 @@ pub(crate) trait HostServices: Send + Sync {
     fn audit(&self) -> &AuditLog;
     /// The durable key/value store, if the host has a data directory.
     fn kv(&self) -> Option<&KvStore>;
+    /// The key ring `plugin`'s kv values are sealed with, if the policy seals them; or why
+    /// a key of it is not available (the message never holds key material).
+    fn kv_keys(
+        &self,
+        plugin: &airlock_abi::manifest::PluginId,
+    ) -> Result<Option<kv::SealKeys>, String>;
     /// The event bus.
     fn events(&self) -> &EventBus;
     /// Whether `payload` fits the schema `plugin` (its instance of `generation`) declares for
@@ -72,6 +81,8 @@ pub(crate) trait HostServices: Send + Sync {
     fn registry(&self) -> &Registry;
     /// A secret's value from the policy or the environment, or why it is not available.
     fn secret(&self, name: &str) -> Result<String, String>;
+    /// Whether `name` is a storage key (`usage = "kv"`: the host seals kv values with it).
+    fn storage_key(&self, name: &str) -> bool;
     /// The credential `name` (a secret usable, not readable), if the policy has one.
     fn credential(&self, name: &str) -> Option<crate::policy::Credential>;
     /// The client certificate `name` (presented in TLS, never readable), if the policy has one.

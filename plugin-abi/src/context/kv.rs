@@ -1,17 +1,46 @@
 //! The plugin's own key/value namespace ([`Context::kv`], capability `kv`): values with
-//! versions, compare-and-set, and batches written all or none.
+//! versions, compare-and-set, and batches written all or none; and its scopes
+//! ([`Kv::scope`]), which the host understands and can drop across plugins.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Context;
 use crate::error::ContextError;
-use crate::wire::{self, Expected, KvEntry, Request, Swapped};
+use crate::wire::{self, Expected, KvEntry, KvScope, Request, Swapped};
 
-/// The plugin's key/value namespace. Values are JSON; writes are durable when they return.
-#[derive(Debug, Clone, Copy)]
+/// The plugin's key/value namespace, or one scope of it ([`Kv::scope`]). Values are JSON;
+/// writes are durable when they return.
+#[derive(Debug, Clone)]
 pub struct Kv<'c> {
     pub(super) ctx: &'c Context,
+    pub(super) scope: Option<KvScope>,
+}
+
+impl<'c> Kv<'c> {
+    /// The scope `(kind, id)` of the namespace, e.g. `("project", "p-42")`: keys of their own,
+    /// apart from the unscoped ones and from every other scope's, that the host program can
+    /// drop across every plugin in one step (`Host::drop_scope`) when the thing they belong to
+    /// goes away. Everything [`Kv`] does works in a scope.
+    ///
+    /// The kind is a plain name (letters, digits, `_`, `-`, `.`; at most 64 bytes), the id at
+    /// most 256 bytes without control characters: the host refuses others (`BadRequest`) on
+    /// the first request, as does a host that predates scopes.
+    #[must_use]
+    pub fn scope(&self, kind: &str, id: &str) -> Kv<'c> {
+        Kv {
+            ctx: self.ctx,
+            scope: Some(KvScope {
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    /// The scope this handle reads and writes, if any.
+    pub fn scope_of(&self) -> Option<&KvScope> {
+        self.scope.as_ref()
+    }
 }
 
 impl Kv<'_> {
@@ -25,6 +54,7 @@ impl Kv<'_> {
             Request::KvGet,
             &wire::Key {
                 key: key.to_owned(),
+                scope: self.scope.clone(),
             },
         )
     }
@@ -42,6 +72,7 @@ impl Kv<'_> {
             &wire::KeyValue {
                 key: key.to_owned(),
                 value,
+                scope: self.scope.clone(),
             },
         )
     }
@@ -56,6 +87,7 @@ impl Kv<'_> {
             Request::KvDelete,
             &wire::Key {
                 key: key.to_owned(),
+                scope: self.scope.clone(),
             },
         )
     }
@@ -70,6 +102,7 @@ impl Kv<'_> {
             Request::KvKeys,
             &wire::Prefix {
                 prefix: prefix.to_owned(),
+                scope: self.scope.clone(),
             },
         )
     }
@@ -90,6 +123,7 @@ impl Kv<'_> {
             Request::KvEntry,
             &wire::Key {
                 key: key.to_owned(),
+                scope: self.scope.clone(),
             },
         )
     }
@@ -105,6 +139,7 @@ impl Kv<'_> {
             Request::KvList,
             &wire::Prefix {
                 prefix: prefix.to_owned(),
+                scope: self.scope.clone(),
             },
         )
     }
@@ -130,6 +165,7 @@ impl Kv<'_> {
                 key: key.to_owned(),
                 expected,
                 value,
+                scope: self.scope.clone(),
             },
         )
     }
@@ -146,6 +182,7 @@ impl Kv<'_> {
             Request::KvWrite,
             &wire::Writes {
                 writes: batch.writes,
+                scope: self.scope.clone(),
             },
         )
     }

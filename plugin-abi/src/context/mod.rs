@@ -133,7 +133,10 @@ impl Context {
 
     /// The plugin's own key/value namespace (capability `kv`).
     pub fn kv(&self) -> Kv<'_> {
-        Kv { ctx: self }
+        Kv {
+            ctx: self,
+            scope: None,
+        }
     }
 
     /// Event topics (capabilities `events.publish:<glob>` and `events.subscribe:<glob>`).

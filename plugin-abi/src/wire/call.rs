@@ -134,11 +134,15 @@ pub enum CallErrorCode {
     /// its description; the host program settles or reads it (`Host::pending`). A plugin that
     /// calls such an action sees this code.
     Pending = 15,
+    /// The action's circuit breaker is open: it failed the policy's number of times in a row,
+    /// and the host gives it a rest until its cooldown is over (then one call probes it). The
+    /// call did not run. Not a fault.
+    BreakerOpen = 16,
 }
 
 impl CallErrorCode {
     /// Every code.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::NotFound,
         Self::BadInput,
         Self::HandlerError,
@@ -155,6 +159,7 @@ impl CallErrorCode {
         Self::Cancelled,
         Self::Busy,
         Self::Pending,
+        Self::BreakerOpen,
     ];
 
     /// The stable code, e.g. `not_found`.
@@ -176,6 +181,7 @@ impl CallErrorCode {
             Self::Cancelled => "cancelled",
             Self::Busy => "busy",
             Self::Pending => "pending",
+            Self::BreakerOpen => "breaker_open",
         }
     }
 }

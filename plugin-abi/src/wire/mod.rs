@@ -10,8 +10,8 @@ mod registry;
 pub use self::call::{CallErrorCode, CallerInfo, Principal};
 pub use self::payloads::{
     Call, CompareAndSet, ConfigReport, CronJob, Envelope, Every, Expected, HttpAnswer, HttpHead,
-    HttpStreamHead, HttpStreamId, Key, KeyValue, KvEntry, LogLine, Name, Pattern, Prefix, Publish,
-    RunInfo, Swapped, Write, Writes, MAX_HTTP_CHUNK, MAX_LOG_FIELDS,
+    HttpStreamHead, HttpStreamId, Key, KeyValue, KvEntry, KvScope, LogLine, Name, Pattern, Prefix,
+    Publish, RunInfo, Swapped, Write, Writes, MAX_HTTP_CHUNK, MAX_LOG_FIELDS,
 };
 pub use self::pending::{Deferral, Resolution, MAX_PENDING_DESCRIPTION, MAX_PENDING_KEY};
 pub use self::registry::{
@@ -296,6 +296,7 @@ pub fn unframe<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[test]
     fn an_envelope_reads_and_writes_the_result_envelopes_json() {
@@ -328,6 +329,40 @@ mod tests {
             );
         }
         assert_eq!(Request::parse("kv", "drop"), None);
+    }
+
+    #[test]
+    fn an_unscoped_kv_request_is_what_it_was_and_an_older_host_refuses_a_scoped_one() {
+        /// `kv get`'s body as a host that predates scopes reads it.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only decoded")]
+        struct OldKey {
+            key: String,
+        }
+        let plain = Key {
+            key: "k".to_owned(),
+            scope: None,
+        };
+        let bytes = serde_json::to_vec(&plain).expect("json");
+        assert_eq!(bytes, br#"{"key":"k"}"#);
+        assert!(serde_json::from_slice::<OldKey>(&bytes).is_ok());
+        let scoped = Key {
+            key: "k".to_owned(),
+            scope: Some(KvScope {
+                kind: "project".to_owned(),
+                id: "p1".to_owned(),
+            }),
+        };
+        let bytes = serde_json::to_vec(&scoped).expect("json");
+        let refused = serde_json::from_slice::<OldKey>(&bytes).expect_err("unknown field");
+        assert!(
+            refused.to_string().contains("unknown field `scope`"),
+            "{refused}"
+        );
+        // And this side reads what an older plugin sends.
+        let old: Writes = serde_json::from_slice(br#"{"writes":[]}"#).expect("decodes");
+        assert_eq!(old.scope, None);
     }
 
     #[test]

@@ -4,12 +4,31 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A scope of a plugin's key/value store that the host understands: a kind (`project`,
+/// `run`) and an id. Its keys are apart from the unscoped namespace's and from every other
+/// scope's, and the host program can drop a scope across every plugin at once
+/// (`Host::drop_scope`). The host checks both parts (bounded, no control characters; the kind
+/// is a plain name) and refuses others with `bad_request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvScope {
+    /// What kind of thing the scope belongs to, e.g. `project`.
+    pub kind: String,
+    /// Which one, e.g. `p-42`.
+    pub id: String,
+}
+
 /// `kv get`, `kv delete`: one key. Answer: the value or `null`; `true` if a key was deleted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Key {
     /// Any string, NUL bytes included; it never leaves the plugin's namespace.
     pub key: String,
+    /// The scope it is in (`ctx.kv().scope(kind, id)`); absent for the plugin's unscoped
+    /// namespace. Sent only when set, so a host that predates scopes reads every unscoped
+    /// request as before, and refuses a scoped one (`bad_request`: an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KvScope>,
 }
 
 /// `kv set`: a key and its JSON value. Answer: `null` once the write is durable.
@@ -20,6 +39,11 @@ pub struct KeyValue {
     pub key: String,
     /// The value.
     pub value: serde_json::Value,
+    /// The scope it is in (`ctx.kv().scope(kind, id)`); absent for the plugin's unscoped
+    /// namespace. Sent only when set, so a host that predates scopes reads every unscoped
+    /// request as before, and refuses a scoped one (`bad_request`: an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KvScope>,
 }
 
 /// `kv keys`: the keys starting with a prefix. Answer: a list of keys, sorted.
@@ -28,6 +52,11 @@ pub struct KeyValue {
 pub struct Prefix {
     /// The prefix (empty for every key).
     pub prefix: String,
+    /// The scope it is in (`ctx.kv().scope(kind, id)`); absent for the plugin's unscoped
+    /// namespace. Sent only when set, so a host that predates scopes reads every unscoped
+    /// request as before, and refuses a scoped one (`bad_request`: an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KvScope>,
 }
 
 /// A stored value and its version: what `kv entry` answers (or `null`), and each item of
@@ -69,6 +98,11 @@ pub struct CompareAndSet {
     pub expected: Expected,
     /// The new value.
     pub value: serde_json::Value,
+    /// The scope it is in (`ctx.kv().scope(kind, id)`); absent for the plugin's unscoped
+    /// namespace. Sent only when set, so a host that predates scopes reads every unscoped
+    /// request as before, and refuses a scoped one (`bad_request`: an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KvScope>,
 }
 
 /// How a compare-and-set went.
@@ -105,6 +139,11 @@ pub enum Write {
 pub struct Writes {
     /// The writes, in order (a later write to the same key wins).
     pub writes: Vec<Write>,
+    /// The scope it is in (`ctx.kv().scope(kind, id)`); absent for the plugin's unscoped
+    /// namespace. Sent only when set, so a host that predates scopes reads every unscoped
+    /// request as before, and refuses a scoped one (`bad_request`: an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KvScope>,
 }
 
 /// `events publish`: a topic and a payload. Answer: the number of subscriptions it went to.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the plugin crates are built once into their own target directory, then
 //! loaded through the public API and the CLI.
 
+mod breaker;
 mod builtin;
 mod calls;
 mod cancel;
@@ -42,6 +43,8 @@ mod routines;
 mod sandbox;
 mod scaffold;
 mod schemas;
+mod scoped_kv;
+mod sealed_kv;
 mod services;
 mod soundness;
 mod stream;

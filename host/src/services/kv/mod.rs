@@ -11,17 +11,30 @@
 //! transaction: versions are never reused (a key deleted and set again gets a new one), so a
 //! compare-and-set on a version read earlier cannot be fooled by a value that went and came
 //! back. A value stored before versions existed reads as version 1.
+//!
+//! A scope (`kind`, `id`) of a plugin's namespace lives in a table of its own beside the
+//! plugin's unscoped one ([`space`]); [`KvStore::drop_scope`] removes a scope from every
+//! plugin's scoped table in one transaction. Values the operator has sealed are encrypted
+//! before they reach the table and opened after they leave it ([`seal`]).
 
 use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::PluginId;
-use airlock_abi::wire::{Expected, KvEntry, Swapped};
+use airlock_abi::wire::{Expected, Swapped};
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     TableError, WriteTransaction,
 };
 
 use crate::error::Error;
+
+mod scan;
+pub(crate) mod seal;
+pub(crate) mod space;
+
+pub use seal::SealKeys;
+use space::Names;
+pub use space::{KvScope, KvSpace, MAX_SCOPE_ID, MAX_SCOPE_KIND};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -40,10 +53,17 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("kv-counter");
 
 /// Why a kv operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KvError {
     /// The key or value is over its limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A scope's kind or id is not one the host accepts.
+    #[error("{0}")]
+    BadScope(String),
+    /// A sealed value does not open: its key is not in the ring, or it was altered or moved.
+    #[error("{0}")]
+    Sealed(String),
     /// The store failed.
     #[error("the key/value store failed: {0}")]
     Storage(String),
@@ -58,29 +78,6 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 pub struct KvStore {
     db: std::sync::Arc<Database>,
     path: PathBuf,
-}
-
-/// The names of one namespace's tables: values, and their versions.
-struct Names {
-    values: String,
-    versions: String,
-}
-
-impl Names {
-    fn of(plugin: &PluginId) -> Self {
-        Self {
-            values: format!("kv/{plugin}"),
-            versions: format!("kv-version/{plugin}"),
-        }
-    }
-
-    fn values(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
-        TableDefinition::new(&self.values)
-    }
-
-    fn versions(&self) -> TableDefinition<'_, &'static str, u64> {
-        TableDefinition::new(&self.versions)
-    }
 }
 
 fn check_key(key: &str) -> Result<(), KvError> {
@@ -103,7 +100,8 @@ fn check_value(value: &[u8]) -> Result<(), KvError> {
     Ok(())
 }
 
-/// The next version of `plugin`'s namespace (taken: no other write gets it).
+/// The next version of `plugin`'s namespace (taken: no other write gets it). Its scopes share
+/// the counter.
 fn next_version(txn: &WriteTransaction, plugin: &PluginId) -> Result<u64, KvError> {
     let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
     let last = counters
@@ -115,24 +113,26 @@ fn next_version(txn: &WriteTransaction, plugin: &PluginId) -> Result<u64, KvErro
     Ok(next)
 }
 
-/// Applies `writes` in `txn` with `version` for every key set.
+/// Applies `writes` (stored keys, stored values) in `txn` with `version` for every key set.
 fn apply(
     txn: &WriteTransaction,
     names: &Names,
     version: u64,
-    writes: &[(&str, Option<&[u8]>)],
+    writes: &[(String, Option<Vec<u8>>)],
 ) -> Result<(), KvError> {
     let mut values = txn.open_table(names.values()).map_err(storage)?;
     let mut versions = txn.open_table(names.versions()).map_err(storage)?;
-    for &(key, value) in writes {
+    for (key, value) in writes {
         match value {
             Some(value) => {
-                values.insert(key, value).map_err(storage)?;
-                versions.insert(key, version).map_err(storage)?;
+                values
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(storage)?;
+                versions.insert(key.as_str(), version).map_err(storage)?;
             }
             None => {
-                values.remove(key).map_err(storage)?;
-                versions.remove(key).map_err(storage)?;
+                values.remove(key.as_str()).map_err(storage)?;
+                versions.remove(key.as_str()).map_err(storage)?;
             }
         }
     }
@@ -151,20 +151,39 @@ fn values_in(
     }
 }
 
-/// Reads one entry (its value and version) in a read or write transaction's tables.
+/// Reads one entry (its stored value and version) in a read or write transaction's tables.
 fn read_entry(
     values: &impl ReadableTable<&'static str, &'static [u8]>,
     versions: Option<&impl ReadableTable<&'static str, u64>>,
-    key: &str,
+    stored_key: &str,
 ) -> Result<Option<(Vec<u8>, u64)>, KvError> {
-    let Some(value) = values.get(key).map_err(storage)? else {
+    let Some(value) = values.get(stored_key).map_err(storage)? else {
         return Ok(None);
     };
     let version = match versions {
-        Some(versions) => versions.get(key).map_err(storage)?.map_or(1, |v| v.value()),
+        Some(versions) => versions
+            .get(stored_key)
+            .map_err(storage)?
+            .map_or(1, |v| v.value()),
         None => 1,
     };
     Ok(Some((value.value().to_vec(), version)))
+}
+
+/// What a stored value of `key` stands for: itself, or opened if the space is sealed.
+fn opened(space: &KvSpace<'_>, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, KvError> {
+    match space.seal {
+        None => Ok(stored),
+        Some(keys) => seal::open(keys, space, key, &stored),
+    }
+}
+
+/// What to store for `value` of `key`: itself, or sealed if the space is sealed.
+fn to_store(space: &KvSpace<'_>, key: &str, value: &[u8]) -> Result<Vec<u8>, KvError> {
+    match space.seal {
+        None => Ok(value.to_vec()),
+        Some(keys) => seal::seal(keys, space, key, value),
+    }
 }
 
 impl KvStore {
@@ -199,62 +218,83 @@ impl KvStore {
         self.db.begin_read().map_err(storage)
     }
 
-    /// The value of `key` in `plugin`'s namespace.
+    /// The value of `key` in `space` (a plugin's namespace, or a scope of it).
     ///
     /// # Errors
     ///
-    /// [`KvError`].
-    pub fn get(&self, plugin: &PluginId, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    /// [`KvError`]; [`KvError::Sealed`] for a sealed value that does not open.
+    pub fn get<'s>(
+        &self,
+        space: impl Into<KvSpace<'s>>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        let space = space.into();
         check_key(key)?;
-        let names = Names::of(plugin);
         let txn = self.read()?;
         // The value alone: its version is another table, read only when asked for.
-        let Some(values) = values_in(&txn, &names)? else {
+        let Some(values) = values_in(&txn, &space.names())? else {
             return Ok(None);
         };
-        let value = values.get(key).map_err(storage)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        let value = values.get(&*space.stored(key)).map_err(storage)?;
+        value
+            .map(|v| opened(&space, key, v.value().to_vec()))
+            .transpose()
     }
 
-    /// The value of `key` in `plugin`'s namespace and its version.
+    /// The value of `key` in `space` and its version.
     ///
     /// # Errors
     ///
     /// [`KvError`].
-    pub fn entry(&self, plugin: &PluginId, key: &str) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+    pub fn entry<'s>(
+        &self,
+        space: impl Into<KvSpace<'s>>,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+        let space = space.into();
         check_key(key)?;
-        let names = Names::of(plugin);
+        let names = space.names();
         let txn = self.read()?;
         let Some(values) = values_in(&txn, &names)? else {
             return Ok(None);
         };
         let versions = txn.open_table(names.versions()).ok();
-        read_entry(&values, versions.as_ref(), key)
+        match read_entry(&values, versions.as_ref(), &space.stored(key))? {
+            Some((value, version)) => Ok(Some((opened(&space, key, value)?, version))),
+            None => Ok(None),
+        }
     }
 
-    /// Sets `key` in `plugin`'s namespace; durable when this returns. Its new version.
+    /// Sets `key` in `space`; durable when this returns. Its new version.
     ///
     /// # Errors
     ///
     /// [`KvError`].
-    pub fn set(&self, plugin: &PluginId, key: &str, value: &[u8]) -> Result<u64, KvError> {
-        self.write(plugin, &[(key, Some(value))])
+    pub fn set<'s>(
+        &self,
+        space: impl Into<KvSpace<'s>>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<u64, KvError> {
+        self.write(space, &[(key, Some(value))])
     }
 
-    /// Removes `key` from `plugin`'s namespace; true if it was set.
+    /// Removes `key` from `space`; true if it was set.
     ///
     /// # Errors
     ///
     /// [`KvError`].
-    pub fn delete(&self, plugin: &PluginId, key: &str) -> Result<bool, KvError> {
+    pub fn delete<'s>(&self, space: impl Into<KvSpace<'s>>, key: &str) -> Result<bool, KvError> {
+        let space = space.into();
         check_key(key)?;
-        let names = Names::of(plugin);
+        let names = space.names();
+        let stored = space.stored(key);
         let txn = self.db.begin_write().map_err(storage)?;
         let existed = {
             let mut values = txn.open_table(names.values()).map_err(storage)?;
             let mut versions = txn.open_table(names.versions()).map_err(storage)?;
-            versions.remove(key).map_err(storage)?;
-            let removed = values.remove(key).map_err(storage)?;
+            versions.remove(&*stored).map_err(storage)?;
+            let removed = values.remove(&*stored).map_err(storage)?;
             removed.is_some()
         };
         txn.commit().map_err(storage)?;
@@ -268,11 +308,12 @@ impl KvStore {
     ///
     /// [`KvError::TooLarge`] for more than [`MAX_BATCH`] writes or a key or value over its
     /// limit (checked before anything is written); [`KvError::Storage`].
-    pub fn write(
+    pub fn write<'s>(
         &self,
-        plugin: &PluginId,
+        space: impl Into<KvSpace<'s>>,
         writes: &[(&str, Option<&[u8]>)],
     ) -> Result<u64, KvError> {
+        let space = space.into();
         if writes.len() > MAX_BATCH {
             return Err(KvError::TooLarge(format!(
                 "{} writes in one batch; at most {MAX_BATCH} are allowed",
@@ -283,10 +324,16 @@ impl KvStore {
             check_key(key)?;
             value.map(check_value).transpose()?;
         }
-        let names = Names::of(plugin);
+        let stored = writes
+            .iter()
+            .map(|&(key, value)| {
+                let value = value.map(|v| to_store(&space, key, v)).transpose()?;
+                Ok((space.stored(key).into_owned(), value))
+            })
+            .collect::<Result<Vec<_>, KvError>>()?;
         let txn = self.db.begin_write().map_err(storage)?;
-        let version = next_version(&txn, plugin)?;
-        apply(&txn, &names, version, writes)?;
+        let version = next_version(&txn, space.plugin)?;
+        apply(&txn, &space.names(), version, &stored)?;
         txn.commit().map_err(storage)?;
         Ok(version)
     }
@@ -297,27 +344,31 @@ impl KvStore {
     /// # Errors
     ///
     /// [`KvError`].
-    pub fn compare_and_set(
+    pub fn compare_and_set<'s>(
         &self,
-        plugin: &PluginId,
+        space: impl Into<KvSpace<'s>>,
         key: &str,
         expected: &Expected,
         value: &[u8],
     ) -> Result<Swapped, KvError> {
+        let space = space.into();
         check_key(key)?;
         check_value(value)?;
-        let names = Names::of(plugin);
+        let names = space.names();
+        let stored = space.stored(key).into_owned();
+        let sealed = to_store(&space, key, value)?;
         let txn = self.db.begin_write().map_err(storage)?;
         let found = {
             let values = txn.open_table(names.values()).map_err(storage)?;
             let versions = txn.open_table(names.versions()).map_err(storage)?;
-            read_entry(&values, Some(&versions), key)?
+            read_entry(&values, Some(&versions), &stored)?
         };
         let holds = match (expected, &found) {
             (Expected::Absent | Expected::Version(0), None) => true,
             (Expected::Version(v), Some((_, version))) => v == version,
             (Expected::Value(want), Some((bytes, _))) => {
-                serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|have| have == *want)
+                let bytes = opened(&space, key, bytes.clone())?;
+                serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|have| have == *want)
             }
             _ => false,
         };
@@ -328,78 +379,13 @@ impl KvStore {
                 version: found.map_or(0, |(_, version)| version),
             });
         }
-        let version = next_version(&txn, plugin)?;
-        apply(&txn, &names, version, &[(key, Some(value))])?;
+        let version = next_version(&txn, space.plugin)?;
+        apply(&txn, &names, version, &[(stored, Some(sealed))])?;
         txn.commit().map_err(storage)?;
         Ok(Swapped {
             written: true,
             version,
         })
-    }
-
-    /// The entries of `plugin`'s namespace whose keys start with `prefix`, sorted by key, with
-    /// their values (at most [`MAX_LIST`]).
-    ///
-    /// # Errors
-    ///
-    /// [`KvError`].
-    pub fn list(&self, plugin: &PluginId, prefix: &str) -> Result<Vec<KvEntry<Vec<u8>>>, KvError> {
-        self.scan(plugin, prefix, true)
-    }
-
-    /// The keys of `plugin`'s namespace starting with `prefix`, sorted (at most [`MAX_LIST`]).
-    ///
-    /// # Errors
-    ///
-    /// [`KvError`].
-    pub fn keys(&self, plugin: &PluginId, prefix: &str) -> Result<Vec<String>, KvError> {
-        Ok(self
-            .scan(plugin, prefix, false)?
-            .into_iter()
-            .map(|e| e.key)
-            .collect())
-    }
-
-    fn scan(
-        &self,
-        plugin: &PluginId,
-        prefix: &str,
-        with_values: bool,
-    ) -> Result<Vec<KvEntry<Vec<u8>>>, KvError> {
-        check_key(prefix)?;
-        let names = Names::of(plugin);
-        let txn = self.read()?;
-        let Some(values) = values_in(&txn, &names)? else {
-            return Ok(Vec::new());
-        };
-        let versions = txn.open_table(names.versions()).ok();
-        let (mut entries, mut bytes) = (Vec::new(), 0usize);
-        for item in values.range(prefix..).map_err(storage)? {
-            let (key, value) = item.map_err(storage)?;
-            let key = key.value();
-            if !key.starts_with(prefix) || entries.len() >= MAX_LIST {
-                break;
-            }
-            bytes += key.len() + if with_values { value.value().len() } else { 0 };
-            if bytes > MAX_LIST_BYTES {
-                break;
-            }
-            let (value, version) = if with_values {
-                let version = match &versions {
-                    Some(v) => v.get(key).map_err(storage)?.map_or(1, |v| v.value()),
-                    None => 1,
-                };
-                (value.value().to_vec(), version)
-            } else {
-                (Vec::new(), 0)
-            };
-            entries.push(KvEntry {
-                key: key.to_owned(),
-                value,
-                version,
-            });
-        }
-        Ok(entries)
     }
 }
 
@@ -527,5 +513,80 @@ mod tests {
         let too_many: Vec<(&str, Option<&[u8]>)> = vec![("x", None); MAX_BATCH + 1];
         assert!(matches!(kv.write(&a, &too_many), Err(KvError::TooLarge(_))));
         assert_eq!(kv.keys(&a, "p/").expect("keys"), vec!["p/1", "p/2"]);
+    }
+
+    #[test]
+    fn scopes_never_meet_each_other_or_the_unscoped_keys_and_drop_across_plugins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = KvStore::open(&dir.path().join("kv.redb")).expect("opens");
+        let (a, b) = (id("a"), id("b"));
+        let p1 = KvScope::new("project", "1").expect("scope");
+        let p10 = KvScope::new("project", "10").expect("scope");
+        let run1 = KvScope::new("run", "1").expect("scope");
+        let in_ = |plugin, scope| KvSpace::of(plugin).scoped(Some(scope));
+        // An attacker's keys, written unscoped and in other scopes, shaped like p1's stored
+        // keys: none reads as p1's, and none goes when p1 is dropped.
+        for key in ["project\u{0}1\u{0}x", "\u{0}1\u{0}x", "1\u{0}x", "x"] {
+            kv.set(&a, key, b"1").expect("set");
+            kv.set(in_(&a, &p10), key, b"1").expect("set");
+            kv.set(in_(&a, &run1), key, b"1").expect("set");
+        }
+        kv.set(in_(&a, &p1), "x", b"2").expect("set");
+        kv.set(in_(&b, &p1), "x", b"3").expect("set");
+        kv.set(in_(&b, &p1), "y", b"4").expect("set");
+        assert_eq!(kv.keys(in_(&a, &p1), "").expect("keys"), vec!["x"]);
+        assert_eq!(kv.get(in_(&a, &p1), "x").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(kv.get(&a, "x").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(kv.keys(&b, "").expect("keys"), Vec::<String>::new());
+        let listed = kv.list(in_(&b, &p1), "").expect("list");
+        assert_eq!(
+            listed.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+
+        assert_eq!(kv.drop_scope(&p1).expect("dropped"), 3);
+        assert!(kv.keys(in_(&a, &p1), "").expect("keys").is_empty());
+        assert!(kv.keys(in_(&b, &p1), "").expect("keys").is_empty());
+        for space in [KvSpace::of(&a), in_(&a, &p10), in_(&a, &run1)] {
+            assert_eq!(kv.keys(space, "").expect("keys").len(), 4, "{space:?}");
+        }
+        assert_eq!(kv.drop_scope(&p1).expect("dropped"), 0);
+        // Versions of a scope come from the plugin's one counter: never reused.
+        let before = kv.set(&a, "v", b"1").expect("set");
+        assert!(kv.set(in_(&a, &p1), "v", b"1").expect("set") > before);
+    }
+
+    #[test]
+    fn a_sealed_namespace_stores_no_plaintext_and_compares_by_the_opened_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv.redb");
+        let kv = KvStore::open(&path).expect("opens");
+        let a = id("a");
+        let keys = SealKeys::new(vec![("k1".to_owned(), [9; 32])]).expect("ring");
+        let sealed = KvSpace::of(&a).sealed(Some(&keys));
+        kv.set(sealed, "card", b"\"4111-1111-1111-1111\"")
+            .expect("set");
+        let by_value = Expected::Value(serde_json::json!("4111-1111-1111-1111"));
+        assert!(
+            kv.compare_and_set(sealed, "card", &by_value, b"\"nothing-to-see\"")
+                .expect("cas")
+                .written
+        );
+        assert_eq!(
+            kv.get(sealed, "card").expect("get"),
+            Some(b"\"nothing-to-see\"".to_vec())
+        );
+        let listed = kv.list(sealed, "").expect("list");
+        assert_eq!(listed[0].value, b"\"nothing-to-see\"");
+        // Unsealed, it is a refusal, not the ciphertext read as a value.
+        assert!(matches!(
+            kv.get(&a, "card")
+                .map(|v| v.map(|v| v.starts_with(b"\x01"))),
+            Ok(Some(true))
+        ));
+        drop(kv);
+        let raw = std::fs::read(&path).expect("file");
+        assert!(!raw.windows(14).any(|w| w == b"nothing-to-see"));
+        assert!(!raw.windows(9).any(|w| w == b"4111-1111"));
     }
 }
