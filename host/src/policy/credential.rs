@@ -138,26 +138,24 @@ pub(super) enum Secret {
     Readable(SecretSource),
     Credential(Credential),
     ClientCertificate(super::ClientCertificate),
-    /// `usage = "kv"`: a key the host seals plugins' kv values with; never readable.
+    /// `kind = "storage_key"`: a key the host seals plugins' kv values with; never readable.
     StorageKey(SecretSource),
 }
 
-/// A `[secrets]` entry with `usage = "kv"`: a storage key, base64 of 32 bytes (checked now when
-/// written in the policy, when used when read from the environment).
+/// A `[secrets]` entry of `kind = "storage_key"`: base64 of 32 bytes (checked now when written
+/// in the policy, when used when read from the environment).
 fn storage_key(
     name: &str,
     table: &serde_json::Map<String, serde_json::Value>,
-    usage: String,
     source: SecretSource,
 ) -> Result<Secret, String> {
-    if usage != "kv"
-        || ["header", "hosts", "allow_http"]
-            .iter()
-            .any(|k| table.contains_key(*k))
+    if ["header", "hosts", "allow_http"]
+        .iter()
+        .any(|k| table.contains_key(*k))
     {
         return Err(format!(
-            "[secrets] {name}: usage = \"kv\" (a storage key) is the one usage, and takes only \
-             value or env beside it"
+            "[secrets] {name}: a storage key (kind = \"storage_key\") takes only value or env \
+             beside its kind"
         ));
     }
     if let SecretSource::Value(text) = &source {
@@ -180,19 +178,21 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
         Value::Object(table) => table,
         _ => return Err(format!("[secrets] {name}: {SHAPE}")),
     };
-    match table.get("kind") {
-        None => {}
+    let storage = match table.get("kind") {
+        None => false,
         Some(Value::String(kind)) if kind == "client_certificate" => {
             return super::client_cert::read_client_certificate(name, &table)
                 .map(Secret::ClientCertificate)
         }
+        Some(Value::String(kind)) if kind == "storage_key" => true,
         Some(other) => {
             return Err(format!(
-                "[secrets] {name}: kind {other} is not one the host knows (\"client_certificate\")"
+                "[secrets] {name}: kind {other} is not one the host knows \
+                 (\"client_certificate\", \"storage_key\")"
             ))
         }
-    }
-    const KEYS: [&str; 6] = ["value", "env", "header", "hosts", "allow_http", "usage"];
+    };
+    const KEYS: [&str; 6] = ["value", "env", "header", "hosts", "allow_http", "kind"];
     if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(format!("[secrets] {name}: unknown key {key:?}; {SHAPE}"));
     }
@@ -210,8 +210,8 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
             ))
         }
     };
-    if let Some(usage) = text("usage")? {
-        return storage_key(name, &table, usage, source);
+    if storage {
+        return storage_key(name, &table, source);
     }
     let header = text("header")?;
     let hosts = table.get("hosts");

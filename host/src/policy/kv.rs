@@ -1,6 +1,6 @@
 //! The policy's say over a plugin's key/value store: `[plugins.<id>.kv] encrypt`, the storage
 //! keys its values are sealed with (newest first), each a `[secrets]` entry with
-//! `usage = "kv"` that no plugin can read.
+//! `kind = "storage_key"` that no plugin can read.
 
 use airlock_abi::manifest::PluginId;
 use base64::Engine as _;
@@ -60,7 +60,7 @@ pub(super) fn kv_encrypt(
         if !policy.storage_keys.contains_key(name) {
             return Err(format!(
                 "[plugins.{id}.kv] encrypt: {name:?} is not a storage key; declare it in \
-                 [secrets] as {name} = {{ env = \"VARIABLE\", usage = \"kv\" }} (or value = \
+                 [secrets] as {name} = {{ env = \"VARIABLE\", kind = \"storage_key\" }} (or value = \
                  \"<base64 of 32 bytes>\")"
             ));
         }
@@ -74,14 +74,14 @@ pub(super) fn kv_encrypt(
 }
 
 impl Policy {
-    /// Provides a storage key (`usage = "kv"`: the host seals values with it; no plugin can
+    /// Provides a storage key (`kind = "storage_key"`: the host seals values with it; no plugin can
     /// read it), for programs that build their policy in code.
     pub fn set_storage_key(&mut self, name: &str, source: SecretSource) {
         self.secrets.remove(name);
         self.storage_keys.insert(name.to_owned(), source);
     }
 
-    /// Whether the secret `name` is a storage key (`usage = "kv"`), which no plugin reads.
+    /// Whether the secret `name` is a storage key (`kind = "storage_key"`), which no plugin reads.
     pub fn is_storage_key(&self, name: &str) -> bool {
         self.storage_keys.contains_key(name)
     }
@@ -136,7 +136,7 @@ mod tests {
     fn a_plugin_is_sealed_only_with_storage_keys_that_no_plugin_reads() {
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let policy = parse(&format!(
-            "[secrets]\nnew = {{ value = \"{key}\", usage = \"kv\" }}\nold = {{ value = \"{key}\", usage = \"kv\" }}\n\
+            "[secrets]\nnew = {{ value = \"{key}\", kind = \"storage_key\" }}\nold = {{ value = \"{key}\", kind = \"storage_key\" }}\n\
              [plugins.a.kv]\nencrypt = [\"new\", \"old\"]\n[plugins.b.kv]\nencrypt = \"old\"\n"
         ))
         .expect("parses");
@@ -155,11 +155,11 @@ mod tests {
             ("[secrets]\nk = \"plain\"\n[plugins.a.kv]\nencrypt = \"k\"\n", "not a storage key"),
             ("[plugins.a.kv]\nencrypt = \"missing\"\n", "not a storage key"),
             ("[plugins.a.kv]\nencrypt = []\n", "at least one"),
-            ("[secrets]\nk = { value = \"c2hvcnQ=\", usage = \"kv\" }\n", "5 bytes"),
-            ("[secrets]\nk = { value = \"x\", usage = \"tls\" }\n", "usage"),
+            ("[secrets]\nk = { value = \"c2hvcnQ=\", kind = \"storage_key\" }\n", "5 bytes"),
+            ("[secrets]\nk = { value = \"x\", kind = \"tls\" }\n", "kind"),
             (
-                "[secrets]\nk = { value = \"x\", usage = \"kv\", header = \"h\", hosts = [\"a\"] }\n",
-                "usage",
+                "[secrets]\nk = { value = \"x\", kind = \"storage_key\", header = \"h\", hosts = [\"a\"] }\n",
+                "takes only value or env",
             ),
             ("[plugins.a.kv]\nseal = \"k\"\n", "unknown field"),
         ] {

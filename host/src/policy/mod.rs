@@ -177,7 +177,7 @@ pub struct PluginPolicy {
     /// When dispatch gives a failing action a rest (`breaker`; off by default).
     pub breaker: BreakerPolicy,
     /// The storage keys its kv values are sealed with, newest first (`[plugins.<id>.kv]
-    /// encrypt`, names of `[secrets]` entries with `usage = "kv"`); empty: stored as they are.
+    /// encrypt`, names of `[secrets]` entries with `kind = "storage_key"`); empty: stored as they are.
     pub kv_encrypt: Vec<String>,
     /// Where its code runs: in the host's process, or in a worker process of its own.
     pub isolation: Isolation,
@@ -204,7 +204,7 @@ pub struct Policy {
     secrets: BTreeMap<String, SecretSource>,
     credentials: BTreeMap<String, Credential>,
     client_certificates: BTreeMap<String, ClientCertificate>,
-    /// `[secrets]` entries with `usage = "kv"`: keys the host seals kv values with.
+    /// `[secrets]` entries with `kind = "storage_key"`: keys the host seals kv values with.
     storage_keys: BTreeMap<String, SecretSource>,
     /// The publishers' public keys the operator trusts (minisign's text form), by name.
     trust: BTreeMap<String, String>,
@@ -385,7 +385,7 @@ impl Policy {
     pub fn secret(&self, name: &str) -> Result<String, String> {
         if self.storage_keys.contains_key(name) {
             return Err(
-                "it is a storage key (usage = \"kv\"): the host seals kv values with \
+                "it is a storage key (kind = \"storage_key\"): the host seals kv values with \
                         it, and no plugin reads it"
                     .to_owned(),
             );

@@ -81,7 +81,7 @@ pub(crate) trait HostServices: Send + Sync {
     fn registry(&self) -> &Registry;
     /// A secret's value from the policy or the environment, or why it is not available.
     fn secret(&self, name: &str) -> Result<String, String>;
-    /// Whether `name` is a storage key (`usage = "kv"`: the host seals kv values with it).
+    /// Whether `name` is a storage key (`kind = "storage_key"`: the host seals kv values with it).
     fn storage_key(&self, name: &str) -> bool;
     /// The credential `name` (a secret usable, not readable), if the policy has one.
     fn credential(&self, name: &str) -> Option<crate::policy::Credential>;

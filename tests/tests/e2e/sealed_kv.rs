@@ -42,8 +42,8 @@ fn sealed(dir: &TempPluginDir, data: &std::path::Path, ring: &str) -> Host {
 fn sealed_with(dir: &TempPluginDir, data: &std::path::Path, ring: &str, b: u8) -> Host {
     let policy = format!(
         "[host]\ndata_dir = {data:?}\n\
-         [secrets]\nkv-a = {{ value = \"{}\", usage = \"kv\" }}\nkv-b = {{ value = \"{}\", usage = \"kv\" }}\n\
-         kv-unset = {{ env = \"AIRLOCK_TEST_UNSET_STORAGE_KEY\", usage = \"kv\" }}\n\
+         [secrets]\nkv-a = {{ value = \"{}\", kind = \"storage_key\" }}\nkv-b = {{ value = \"{}\", kind = \"storage_key\" }}\n\
+         kv-unset = {{ env = \"AIRLOCK_TEST_UNSET_STORAGE_KEY\", kind = \"storage_key\" }}\n\
          [plugins.ledger]\ngrants = [\"kv\", \"secrets:*\"]\n[plugins.ledger.kv]\nencrypt = {ring}\n\
          [plugins.probe]\ngrants = [\"kv\"]\n[plugins.probe.kv]\nencrypt = {ring}\n",
         key(0xA),
