@@ -13,7 +13,6 @@ mod explain;
 mod inspect;
 mod listen;
 mod mcp;
-mod mcp_input;
 mod scaffold;
 mod validate;
 

@@ -12,6 +12,7 @@ mod call_pool;
 mod config;
 mod control;
 mod dispatch;
+mod events;
 mod handle;
 mod hooks;
 mod host;

@@ -4,6 +4,7 @@
 pub(crate) mod config;
 pub(crate) mod decide;
 pub(crate) mod graph;
+mod pin;
 pub(crate) mod report;
 pub(crate) mod schema;
 
@@ -16,6 +17,7 @@ pub use crate::library::signature::{
     public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX,
 };
 pub use decide::effective_grants;
+pub use pin::pin;
 pub use report::{DependencyReport, LoadReport, PluginReport, Status};
 
 use std::path::{Path, PathBuf};
@@ -359,48 +361,6 @@ pub fn check_report(options: &PipelineOptions) -> Result<LoadReport, Error> {
         });
     }
     Ok(LoadReport { plugins })
-}
-
-/// Pins what passes stages 1–3 (ignoring any lock already in force): the lock `airlock lock`
-/// writes to `output`. Refused files are in the report and not pinned.
-///
-/// # Errors
-///
-/// [`Error::PluginDir`] if a directory cannot be read.
-pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport), Error> {
-    let options = PipelineOptions {
-        lock: None,
-        ..options.clone()
-    };
-    let mut entries = std::collections::BTreeMap::new();
-    let mut report = LoadReport::default();
-    for checked in check(&options)? {
-        match checked {
-            Ok(c) => {
-                let file_name = c
-                    .file
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                report.plugins.push(ok_report(
-                    &c.file,
-                    format!("pinned blake3 {}", c.file.blake3),
-                ));
-                entries.insert(
-                    c.file.manifest.id.clone(),
-                    crate::library::lock::LockEntry {
-                        blake3: Some(c.file.blake3.clone()),
-                        sha256: None,
-                        version: c.file.manifest.version.to_string(),
-                        file: file_name,
-                    },
-                );
-            }
-            Err(refusal) => report.plugins.push(PluginReport::refused(&refusal, None)),
-        }
-    }
-    Ok((Lock::new(output, entries), report))
 }
 
 pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::plugins::{PluginState, ReloadOutcome};
-use airlock::{CallError, CancelToken, Chunk, Host, PluginInfo, Reply};
+use airlock::{CancelToken, Host, PluginInfo};
 use airlock_abi::manifest::ActionDecl;
 use airlock_abi::wire::Principal;
 use rmcp::model::{
@@ -31,7 +31,11 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
 
-use crate::mcp_input::{takes_object, Arguments};
+mod input;
+mod output;
+
+use input::{takes_object, Arguments};
+use output::{chunk_text, result};
 
 /// How many chunks of a call may wait to be sent as progress before the plugin waits.
 const PROGRESS_BUFFER: usize = 16;
@@ -168,42 +172,6 @@ impl Server {
             .and_then(|c| c.clone())
             .unwrap_or_else(|| "client".to_owned());
         Principal::new(format!("mcp:{name}"), &["mcp"])
-    }
-}
-
-/// A chunk as progress text.
-fn chunk_text(chunk: &Chunk) -> String {
-    match chunk {
-        Chunk::Json(value) => value.to_string(),
-        Chunk::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
-/// How a call ended, as a tool result.
-fn result(answered: Result<Reply, CallError>) -> CallToolResult {
-    match answered {
-        Ok(Reply::Ok(Value::Object(object))) => CallToolResult::structured(Value::Object(object)),
-        Ok(Reply::Ok(value)) => {
-            CallToolResult::success(vec![ContentBlock::text(value.to_string())])
-        }
-        Ok(Reply::Error(error)) => CallToolResult::structured_error(json!({
-            "code": "error",
-            "message": error,
-        })),
-        Ok(Reply::PendingApproval(id)) => CallToolResult::structured_error(json!({
-            "code": "pending_approval",
-            "message": format!("the operator must approve this call first (approval #{id})"),
-        })),
-        // Not an error: the action answers later, and the host program settles it.
-        Ok(Reply::Pending { id, description }) => CallToolResult::structured(json!({
-            "state": "pending",
-            "id": id,
-            "description": description,
-        })),
-        Err(e) => CallToolResult::structured_error(json!({
-            "code": e.code.to_string(),
-            "message": e.to_string(),
-        })),
     }
 }
 
