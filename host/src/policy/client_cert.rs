@@ -51,22 +51,8 @@ pub(super) fn read_client_certificate(
             "[secrets] {name}: {key} must be the path of a PEM file; {SHAPE}"
         )),
     };
-    let hosts = match table.get("hosts") {
-        Some(Value::Array(hosts)) if !hosts.is_empty() => hosts
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .ok_or_else(|| "an entry is not a string".to_owned())
-                    .and_then(CredentialHost::parse)
-                    .map_err(|e| format!("[secrets] {name}: hosts: {e}"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(format!(
-                "[secrets] {name}: hosts must be a non-empty list of \"host[:port]\"; {SHAPE}"
-            ))
-        }
-    };
+    let hosts = super::credential::hosts_of(name, table.get("hosts"))
+        .map_err(|e| format!("{e}; {SHAPE}"))?;
     Ok(ClientCertificate {
         cert: path("cert")?,
         key: path("key")?,

@@ -165,6 +165,28 @@ fn storage_key(
     Ok(Secret::StorageKey(source))
 }
 
+/// The `hosts` of the `[secrets]` entry `name` (a credential's or a client certificate's): a
+/// non-empty list of `"host[:port]"`.
+pub(super) fn hosts_of(
+    name: &str,
+    hosts: Option<&serde_json::Value>,
+) -> Result<Vec<CredentialHost>, String> {
+    match hosts {
+        Some(serde_json::Value::Array(hosts)) if !hosts.is_empty() => hosts
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .ok_or_else(|| "an entry is not a string".to_owned())
+                    .and_then(CredentialHost::parse)
+                    .map_err(|e| format!("[secrets] {name}: hosts: {e}"))
+            })
+            .collect(),
+        _ => Err(format!(
+            "[secrets] {name}: hosts must be a non-empty list of \"host[:port]\""
+        )),
+    }
+}
+
 /// Reads one `[secrets]` entry: `"value"`, `{ value }` or `{ env }` (readable), or a credential
 /// (`{ value | env, header, hosts, allow_http }`). Any other key, or a credential missing its
 /// header or its hosts, is an error that says what the entry needs.
@@ -224,22 +246,7 @@ pub(super) fn read_secret(name: &str, raw: RawSecret) -> Result<Secret, String> 
              hosts (where it may be sent: [\"host[:port]\", ..])"
         ));
     };
-    let hosts = match hosts {
-        Value::Array(hosts) if !hosts.is_empty() => hosts
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .ok_or_else(|| "an entry is not a string".to_owned())
-                    .and_then(CredentialHost::parse)
-                    .map_err(|e| format!("[secrets] {name}: hosts: {e}"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(format!(
-                "[secrets] {name}: hosts must be a non-empty list of \"host[:port]\""
-            ))
-        }
-    };
+    let hosts = hosts_of(name, Some(hosts))?;
     let allow_http = match table.get("allow_http") {
         None => false,
         Some(Value::Bool(b)) => *b,
