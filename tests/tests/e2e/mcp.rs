@@ -4,6 +4,7 @@
 //! call (the plugin sees it), and sees the tool list change when a plugin is hot-reloaded; a
 //! schema-less action takes the client's flat arguments, and none of them is ever dropped.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,50 @@ impl ClientHandler for Client {
     }
 }
 
+impl Client {
+    fn new() -> Self {
+        Self {
+            progress: Arc::new(Mutex::new(Vec::new())),
+            tools_changed: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The runtime a test's client runs on.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `airlock mcp DIR --policy POLICY` with the `extra` flags, as the client's transport, its
+/// standard error piped (returned) or inherited.
+pub(crate) fn spawn_mcp(
+    dir: &Path,
+    policy: &Path,
+    extra: &[&str],
+    piped: bool,
+) -> (TokioChildProcess, Option<tokio::process::ChildStderr>) {
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
+        c.arg("mcp")
+            .arg(dir)
+            .arg("--policy")
+            .arg(policy)
+            .args(extra);
+    });
+    let stderr = if piped {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::inherit()
+    };
+    TokioChildProcess::builder(command)
+        .stderr(stderr)
+        .spawn()
+        .expect("airlock mcp starts")
+}
+
 /// Whether `done` holds within 10 s (looked at every 10 ms).
 async fn eventually(done: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -83,24 +128,9 @@ fn an_mcp_client_lists_calls_streams_cancels_and_sees_a_reload() {
         ),
     )
     .expect("policy");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let command =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
-                c.arg("mcp")
-                    .arg(dir.path())
-                    .arg("--policy")
-                    .arg(&policy)
-                    .args(["--debounce-ms", "100"]);
-            });
-        let (transport, _stderr) = TokioChildProcess::builder(command)
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("airlock mcp starts");
+        let (transport, _stderr) = spawn_mcp(dir.path(), &policy, &["--debounce-ms", "100"], false);
         let progress = Arc::new(Mutex::new(Vec::new()));
         let tools_changed = Arc::new(Notify::new());
         let client = Client {
@@ -316,32 +346,11 @@ fn a_plugins_shutdown_request_ends_the_mcp_server_cleanly() {
         "[plugins.orchestrator]\ngrants = [\"host.control\"]\n",
     )
     .expect("policy");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let command =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
-                c.arg("mcp")
-                    .arg(dir.path())
-                    .arg("--policy")
-                    .arg(&policy)
-                    .arg("--no-watch");
-            });
-        let (transport, stderr) = TokioChildProcess::builder(command)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("airlock mcp starts");
+        let (transport, stderr) = spawn_mcp(dir.path(), &policy, &["--no-watch"], true);
         let mut stderr = stderr.expect("its standard error");
-        let client = Client {
-            progress: Arc::new(Mutex::new(Vec::new())),
-            tools_changed: Arc::new(Notify::new()),
-        }
-        .serve(transport)
-        .await
-        .expect("initialized");
+        let client = Client::new().serve(transport).await.expect("initialized");
         // The client keeps its end open: only the plugin's request can end the server. Its
         // answer may or may not arrive before the server goes.
         let answer = client
@@ -389,31 +398,10 @@ fn a_schema_less_tool_takes_flat_arguments_and_a_wrapped_one_refuses_strays() {
         format!("[plugins.long-call.config]\ntrace = {trace:?}\n"),
     )
     .expect("policy");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let command =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli")).configure(|c| {
-                c.arg("mcp")
-                    .arg(dir.path())
-                    .arg("--policy")
-                    .arg(&policy)
-                    .arg("--no-watch");
-            });
-        let (transport, _stderr) = TokioChildProcess::builder(command)
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("airlock mcp starts");
-        let client = Client {
-            progress: Arc::new(Mutex::new(Vec::new())),
-            tools_changed: Arc::new(Notify::new()),
-        }
-        .serve(transport)
-        .await
-        .expect("initialized");
+        let (transport, _stderr) = spawn_mcp(dir.path(), &policy, &["--no-watch"], false);
+        let client = Client::new().serve(transport).await.expect("initialized");
         let tools = client.list_all_tools().await.expect("tools");
         let greet = tools
             .iter()
