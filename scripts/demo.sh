@@ -41,4 +41,6 @@ fi
 
 echo "plugins in $dir; policy in scripts/demo/airlock.toml; data and audit log in target/demo-data"
 mkdir -p target/demo-data
+# hello's greeting comes from the environment: the policy says { env = "AIRLOCK_DEMO_GREETING" }.
+export AIRLOCK_DEMO_GREETING="${AIRLOCK_DEMO_GREETING:-Welcome aboard}"
 target/release/airlock run "$dir" --policy scripts/demo/airlock.toml --listen "$listen" "$@"
