@@ -631,6 +631,7 @@ fn an_answer_nested_as_deeply_as_a_plugin_can_send_leaves_the_store_working_afte
     );
     the_store_still_works(&host, "after restart");
     host.shutdown();
+    drop(host);
     // The sweep, too, goes on: an entry made now expires by the bound.
     let policy = format!("{policy}pending_ttl_secs = 1\n");
     let (host, report) = dir.load(&policy);
