@@ -134,7 +134,7 @@ pub mod approvals {
     pub use crate::runtime::pending::{PENDING_EXPIRED, PENDING_RESOLVED};
     pub use crate::services::pending::{
         PendingEntry, PendingError, PendingId, PendingState, MAX_PENDING, MAX_PENDING_ANSWER,
-        MAX_PENDING_PER_PLUGIN,
+        MAX_PENDING_ANSWER_BYTES, MAX_PENDING_ANSWER_BYTES_PER_PLUGIN, MAX_PENDING_PER_PLUGIN,
     };
     pub use airlock_abi::wire::{Envelope, MAX_PENDING_DESCRIPTION, MAX_PENDING_KEY};
 }

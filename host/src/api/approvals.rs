@@ -22,10 +22,17 @@ impl Host {
             tracing::error!("the calls waiting for approval could not be read: {e}");
             Vec::new()
         });
-        waiting
-            .iter()
-            .filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok())
-            .collect()
+        let mut requests = Vec::with_capacity(waiting.len());
+        for (id, bytes) in &waiting {
+            match serde_json::from_slice(bytes) {
+                Ok(request) => requests.push(request),
+                // Kept until approved, refused or expired, each of which audits it.
+                Err(e) => tracing::error!(
+                    "the call waiting for approval {id} does not decode, so it is not listed: {e}"
+                ),
+            }
+        }
+        requests
     }
 
     /// Approves the call waiting as `id` and runs it now, for the caller it was made by, on the
@@ -78,7 +85,18 @@ impl Host {
             tracing::error!("the call waiting for approval {id} could not be read: {e}");
             None
         });
-        let request: ApprovalRequest = serde_json::from_slice(&taken?).ok()?;
+        let request: ApprovalRequest = match serde_json::from_slice(&taken?) {
+            Ok(request) => request,
+            Err(e) => {
+                // Taken, so gone: say so where a settled call is recorded.
+                let why = format!("{detail}, but its request does not decode and was dropped: {e}");
+                tracing::error!("{why}");
+                self.shared
+                    .audit
+                    .record("", 0, &format!("approval:{id}"), outcome, &why);
+                return None;
+            }
+        };
         let calling = crate::frame::caller::push(request.caller.clone());
         let target = Target::Action(&request.name).to_string();
         let audit = &self.shared.audit;

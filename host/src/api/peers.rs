@@ -138,7 +138,7 @@ impl Peers for HostPeers {
                     &holder,
                     &action,
                     CallErrorCode::Pending,
-                    format!("the action answered pending ({id}): {description}"),
+                    crate::runtime::called::pending_message(&id, &description),
                 ))
             }
         };

@@ -69,7 +69,11 @@ impl Host {
     /// [`PendingError::NotFound`] for an id the host does not keep; [`PendingError::Resolved`]
     /// if it was resolved already (an answer is given once); [`PendingError::Expired`] past the
     /// policy's bound; [`PendingError::Refused`] for an answer over
-    /// [`MAX_PENDING_ANSWER`](crate::approvals::MAX_PENDING_ANSWER).
+    /// [`MAX_PENDING_ANSWER`](crate::approvals::MAX_PENDING_ANSWER), or one that would not read
+    /// back (JSON nested past 128 levels). Resolving past
+    /// [`MAX_PENDING_ANSWER_BYTES_PER_PLUGIN`](crate::approvals::MAX_PENDING_ANSWER_BYTES_PER_PLUGIN)
+    /// or [`MAX_PENDING_ANSWER_BYTES`](crate::approvals::MAX_PENDING_ANSWER_BYTES) drops
+    /// settled entries, oldest first.
     pub fn resolve(
         &self,
         id: &PendingId,

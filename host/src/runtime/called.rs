@@ -93,6 +93,11 @@ pub(crate) fn deferred_parts(out: &[u8]) -> (PendingId, String) {
 /// The message of a call answered pending, for a caller that takes it as a failure.
 pub(crate) fn deferred_message(out: &[u8]) -> String {
     let (id, description) = deferred_parts(out);
+    pending_message(&id, &description)
+}
+
+/// The message of a pending answer `id`, for a caller that takes it as a failure.
+pub(crate) fn pending_message(id: &PendingId, description: &str) -> String {
     format!("the action answered pending ({id}): {description}")
 }
 

@@ -110,6 +110,12 @@ impl HostShared {
                 return;
             }
         };
+        if swept.unreadable > 0 {
+            tracing::error!(
+                "{} pending answers did not decode and were dropped from the store",
+                swept.unreadable
+            );
+        }
         for entry in &swept.answers {
             let ttl = self.pending.ttl().as_secs();
             self.audit_pending(

@@ -560,3 +560,87 @@ fn the_console_lists_pending_answers_and_resolves_one() {
     drop(stdin);
     child.wait().expect("the host exits");
 }
+
+/// `depth` arrays, one in another, around a number.
+fn deep(depth: usize) -> Value {
+    (0..depth).fold(json!(0), |inner, _| json!([inner]))
+}
+
+/// Another entry is made, listed, resolved by the plugin and read by its caller.
+fn the_store_still_works(host: &Host, key: &str) {
+    let (id, _) = ask(host, key, "after a deep answer");
+    assert!(host.pending_answers().iter().any(|e| e.id == id), "{key}");
+    let settled = call(
+        host,
+        "deferring",
+        "settle",
+        &json!({"key": key, "value": "fine"}),
+    );
+    assert_eq!(settled, json!({"resolved": true}), "{key}");
+    assert_eq!(
+        host.wait_pending(&id, WAIT).map(|e| e.state),
+        Some(PendingState::Resolved(airlock::approvals::Envelope::Ok(
+            json!("fine")
+        )))
+    );
+}
+
+#[test]
+fn an_answer_nested_as_deeply_as_a_plugin_can_send_leaves_the_store_working_after_a_restart() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let policy = format!("[host]\ndata_dir = {:?}\n", state.path());
+    let dir = TempPluginDir::with(&["deferring"]);
+    let deepest = {
+        let (host, report) = dir.load(&policy);
+        assert!(report.all_ok(), "{report:#?}");
+        // The deepest value the plugin's input and its resolve request carry: kept, readable.
+        let (deepest, _) = ask(&host, "deep125", "a deep answer");
+        let settled = call(
+            &host,
+            "deferring",
+            "settle",
+            &json!({"key": "deep125", "value": deep(125)}),
+        );
+        assert_eq!(settled, json!({"resolved": true}));
+        // Deeper ones fail on their way (the plugin's input or its request), or are kept.
+        for depth in [126, 127] {
+            let key = format!("deep{depth}");
+            ask(&host, &key, "a deeper answer");
+            let input = json!({"key": key, "value": deep(depth)});
+            let _ = host.call("deferring", "settle").json(&input);
+            the_store_still_works(&host, &format!("after{depth}"));
+        }
+        // The host program may build any value: one that would not read back is refused.
+        let (id, _) = ask(&host, "deep300", "an answer too deep");
+        let refused = host.resolve(&id, Ok(deep(300)));
+        assert!(
+            matches!(&refused, Err(PendingError::Refused(why)) if why.contains("read back")),
+            "{refused:?}"
+        );
+        the_store_still_works(&host, "after300");
+        host.shutdown();
+        deepest
+    };
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    assert_eq!(
+        host.pending(&deepest).map(|e| e.state),
+        Some(PendingState::Resolved(airlock::approvals::Envelope::Ok(
+            deep(125)
+        )))
+    );
+    the_store_still_works(&host, "after restart");
+    host.shutdown();
+    drop(host);
+    // The sweep, too, goes on: an entry made now expires by the bound.
+    let policy = format!("{policy}pending_ttl_secs = 1\n");
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    let (slow, _) = ask(&host, "slow", "nobody will answer");
+    let seen = host.wait_pending(&slow, WAIT).expect("kept");
+    assert_eq!(seen.state, PendingState::Expired);
+    assert_eq!(
+        host.resolve(&slow, Ok(Value::Null)),
+        Err(PendingError::Expired(slow.clone()))
+    );
+}

@@ -4,27 +4,32 @@
 //! caller and the host program use), the plugin's own key for it (the name the plugin resolves
 //! it by, reachable by no other plugin: keys are looked up only within the resolving plugin's
 //! namespace), its description, its caller, and — once settled — the answer. Calls waiting for
-//! the approver live beside them. Both are tables of the host's state database (the kv
-//! service's redb file), written in a transaction that is durable when it commits, so they
-//! survive a restart; a host without `[host] data_dir` keeps them in an in-memory database,
-//! lost when it stops.
+//! the approver live beside them. An entry's answer is kept apart from its metadata
+//! ([`rows`]), so only polling, waiting for or listing an entry reads it. Both are tables of
+//! the host's state database (the kv service's redb file), written in a transaction that is
+//! durable when it commits, so they survive a restart; a host without `[host] data_dir` keeps
+//! them in an in-memory database, lost when it stops.
 //!
 //! Every entry expires by the policy's bound (`[host] pending_ttl_secs`): one still open then
 //! answers `expired`; a settled or expired one is kept as long again for its caller to read,
 //! then dropped. The number of entries is bounded per plugin and in all; settled entries make
-//! room for new ones, oldest first, so only open ones can fill the store.
+//! room for new ones, oldest first, so only open ones can fill the store; so do they for an
+//! answer past the byte budgets ([`bounds`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_abi::wire::{CallerInfo, Deferral, Envelope};
 use parking_lot::{Condvar, Mutex};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 mod approvals;
+mod bounds;
+mod rows;
 mod types;
 
 use approvals::{split_approval, APPROVALS, APPROVAL_IDS};
+use rows::{key_row, read_row, scan, with_answer, Row, RowState, Tables, ANSWERS, ENTRIES, KEYS};
 pub use types::{PendingEntry, PendingError, PendingId, PendingState};
 
 /// The most open pending answers one plugin may have (one more is refused), and the most
@@ -35,11 +40,12 @@ pub const MAX_PENDING_PER_PLUGIN: usize = 256;
 pub const MAX_PENDING: usize = 4096;
 /// The largest answer a pending entry is settled with (its JSON), in bytes.
 pub const MAX_PENDING_ANSWER: usize = 1024 * 1024;
-
-/// Entries by id.
-const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
-/// The id of each plugin's key (`plugin`, NUL, `key`).
-const KEYS: TableDefinition<&str, &str> = TableDefinition::new("pending-key");
+/// The most bytes of answers kept for one plugin's settled entries: resolving one past it
+/// drops that plugin's oldest settled entries first.
+pub const MAX_PENDING_ANSWER_BYTES_PER_PLUGIN: u64 = 16 * 1024 * 1024;
+/// The most bytes of answers the host keeps in all: resolving one past it drops the oldest
+/// settled entries (of any plugin) first.
+pub const MAX_PENDING_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(crate) fn storage(e: impl std::fmt::Display) -> PendingError {
     PendingError::Storage(e.to_string())
@@ -53,31 +59,6 @@ pub(crate) fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn key_row(plugin: &str, key: &str) -> String {
-    format!("{plugin}\0{key}")
-}
-
-/// Drops the entry `id` and its key's row, if the key still names it.
-fn forget(
-    answers: &mut redb::Table<'_, &'static str, &'static [u8]>,
-    keys: &mut redb::Table<'_, &'static str, &'static str>,
-    id: &PendingId,
-    plugin: &str,
-    key: &str,
-) -> Result<(), PendingError> {
-    answers.remove(id.as_str()).map_err(storage)?;
-    let row = key_row(plugin, key);
-    let current = keys.get(row.as_str()).map_err(storage)?;
-    if current.is_some_and(|named| named.value() == id.as_str()) {
-        keys.remove(row.as_str()).map_err(storage)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn decode(bytes: &[u8]) -> Result<PendingEntry, PendingError> {
-    serde_json::from_slice(bytes).map_err(|e| storage(format!("an entry does not decode: {e}")))
-}
-
 /// What a sweep found past its time.
 #[derive(Debug, Default)]
 pub(crate) struct Swept {
@@ -85,6 +66,8 @@ pub(crate) struct Swept {
     pub(crate) answers: Vec<PendingEntry>,
     /// Calls that waited for approval past the bound, dropped now: id and request.
     pub(crate) approvals: Vec<(u64, Vec<u8>)>,
+    /// Entries that did not decode, dropped now (each logged).
+    pub(crate) unreadable: usize,
 }
 
 /// The pending answers and waiting approvals of one host.
@@ -94,8 +77,8 @@ pub(crate) struct PendingStore {
     ttl: Duration,
     changed: Mutex<u64>,
     wake: Condvar,
-    /// When the last sweep ran (unix ms): a sweep reads every entry, so it runs at most once
-    /// per [`SWEEP_EVERY`] (or the bound, if shorter) unless asked to.
+    /// When the last sweep ran (unix ms): a sweep reads every entry's metadata, so it runs at
+    /// most once per [`SWEEP_EVERY`] (or the bound, if shorter) unless asked to.
     swept: std::sync::atomic::AtomicU64,
 }
 
@@ -124,8 +107,7 @@ impl PendingStore {
             ),
         };
         let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(ANSWERS).map_err(storage)?;
-        txn.open_table(KEYS).map_err(storage)?;
+        Tables::open(&txn)?;
         txn.open_table(APPROVALS).map_err(storage)?;
         txn.open_table(APPROVAL_IDS).map_err(storage)?;
         txn.commit().map_err(storage)?;
@@ -178,7 +160,7 @@ impl PendingStore {
             )));
         }
         let now = now_ms();
-        let entry = PendingEntry {
+        let row = Row {
             id: PendingId::random()?,
             plugin: plugin.to_owned(),
             action: action.to_owned(),
@@ -188,91 +170,48 @@ impl PendingStore {
             created_unix_ms: now,
             expires_unix_ms: now.saturating_add(self.ttl_ms()),
             settled_unix_ms: None,
-            state: PendingState::Open,
+            state: RowState::Open,
+            answer_bytes: 0,
         };
         let txn = self.db.begin_write().map_err(storage)?;
         {
-            let mut answers = txn.open_table(ANSWERS).map_err(storage)?;
-            let mut keys = txn.open_table(KEYS).map_err(storage)?;
-            let mut open = 0;
-            // Settled entries, oldest first once sorted: (when, id, plugin, key).
-            let mut settled = Vec::new();
-            for row in answers.iter().map_err(storage)? {
-                let (_, value) = row.map_err(storage)?;
-                let other = decode(value.value())?;
-                if other.state != PendingState::Open {
-                    let at = other.settled_unix_ms.unwrap_or(0);
-                    settled.push((at, other.id, other.plugin, other.key));
-                } else if other.plugin == plugin {
-                    open += 1;
-                    if other.key == entry.key {
-                        return Err(PendingError::Refused(format!(
-                            "plugin {plugin} already has an open pending answer with key {:?} \
-                             ({}); a key names one open answer",
-                            entry.key, other.id
-                        )));
-                    }
-                }
-            }
-            if open >= MAX_PENDING_PER_PLUGIN {
-                return Err(PendingError::Refused(format!(
-                    "plugin {plugin} has {MAX_PENDING_PER_PLUGIN} open pending answers, the \
-                     most one plugin may; resolve some first"
-                )));
-            }
-            // Settled answers make room, oldest first: a plugin keeps at most as many as it may
-            // have open, and the host at most MAX_PENDING in all, so only open answers can ever
-            // fill the store — and one plugin holds at most its share of them.
-            settled.sort();
-            let mine = settled.iter().filter(|s| s.2 == plugin).count();
-            let all = answers.len().map_err(storage)?;
-            let mut evict: Vec<usize> = Vec::new();
-            if mine >= MAX_PENDING_PER_PLUGIN {
-                evict.extend(settled.iter().position(|s| s.2 == plugin));
-            }
-            if all.saturating_sub(evict.len() as u64) >= MAX_PENDING as u64 {
-                match (0..settled.len()).find(|i| !evict.contains(i)) {
-                    Some(oldest) => evict.push(oldest),
-                    None => {
-                        return Err(PendingError::Refused(format!(
-                            "the host keeps {MAX_PENDING} open pending answers, the most it \
-                             keeps in all"
-                        )))
-                    }
-                }
-            }
-            for i in evict {
-                let (_, id, owner, key) = &settled[i];
-                forget(&mut answers, &mut keys, id, owner, key)?;
-            }
-            let bytes = serde_json::to_vec(&entry).map_err(storage)?;
-            answers
-                .insert(entry.id.as_str(), bytes.as_slice())
-                .map_err(storage)?;
-            keys.insert(key_row(plugin, &entry.key).as_str(), entry.id.as_str())
+            let mut tables = Tables::open(&txn)?;
+            let (rows, _) = tables.scan_purging()?;
+            bounds::room_for_open(&mut tables, &rows, &row)?;
+            tables.put(&row)?;
+            tables
+                .keys
+                .insert(key_row(plugin, &row.key).as_str(), row.id.as_str())
                 .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
-        Ok(entry)
+        Ok(row.entry(PendingState::Open))
     }
 
-    /// The entry `id`.
+    /// The entry `id`, with its answer if resolved.
     pub(crate) fn get(&self, id: &PendingId) -> Result<Option<PendingEntry>, PendingError> {
         let txn = self.db.begin_read().map_err(storage)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage)?;
         let answers = txn.open_table(ANSWERS).map_err(storage)?;
-        let found = answers.get(id.as_str()).map_err(storage)?;
-        found.map(|v| decode(v.value())).transpose()
+        let row = read_row(&entries, id)?;
+        row.map(|row| with_answer(&answers, row)).transpose()
     }
 
-    /// Every entry, oldest first.
+    /// Every entry, oldest first, with the answers of the resolved ones (an entry that does
+    /// not read is skipped, and logged).
     pub(crate) fn list(&self) -> Result<Vec<PendingEntry>, PendingError> {
         let txn = self.db.begin_read().map_err(storage)?;
+        let entries = txn.open_table(ENTRIES).map_err(storage)?;
         let answers = txn.open_table(ANSWERS).map_err(storage)?;
-        let mut all = Vec::new();
-        for row in answers.iter().map_err(storage)? {
-            all.push(decode(row.map_err(storage)?.1.value())?);
+        let (mut rows, _) = scan(&entries)?;
+        rows.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
+        let mut all = Vec::with_capacity(rows.len());
+        for row in rows {
+            match with_answer(&answers, row) {
+                Ok(entry) => all.push(entry),
+                Err(e) => tracing::error!("a pending answer was skipped in the list: {e}"),
+            }
         }
-        all.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
         Ok(all)
     }
 
@@ -286,51 +225,63 @@ impl PendingStore {
             .ok_or_else(|| PendingError::NotFound(format!("with key {key:?} of plugin {plugin}")))
     }
 
-    /// Settles the open entry `id` with `outcome`; refused if it is not open.
+    /// Settles the open entry `id` with `outcome`; refused if it is not open, if the answer is
+    /// too large, or if it would not read back (nested too deeply for the JSON reader).
     pub(crate) fn resolve(
         &self,
         id: &PendingId,
         outcome: Envelope<serde_json::Value>,
     ) -> Result<PendingEntry, PendingError> {
-        let size = serde_json::to_vec(&outcome).map_err(storage)?.len();
+        let bytes = serde_json::to_vec(&outcome).map_err(storage)?;
+        let size = bytes.len();
         if size > MAX_PENDING_ANSWER {
             return Err(PendingError::Refused(format!(
                 "the answer is {size} bytes, over the {MAX_PENDING_ANSWER} a pending answer keeps"
             )));
         }
+        // Kept only if it reads back: an answer the reader refuses (nested too deeply) would
+        // be one its caller could never read.
+        if let Err(e) = rows::decode_answer(&bytes) {
+            return Err(PendingError::Refused(format!(
+                "the answer would not read back ({e}); send one nested less deeply"
+            )));
+        }
         let now = now_ms();
         let txn = self.db.begin_write().map_err(storage)?;
-        let entry = {
-            let mut answers = txn.open_table(ANSWERS).map_err(storage)?;
-            let found = answers.get(id.as_str()).map_err(storage)?;
-            let found = found.map(|v| decode(v.value())).transpose()?;
-            let Some(mut entry) = found else {
+        let row = {
+            let mut tables = Tables::open(&txn)?;
+            let Some(mut row) = read_row(&tables.entries, id)? else {
                 return Err(PendingError::NotFound(id.to_string()));
             };
-            match entry.state {
-                PendingState::Resolved(_) => return Err(PendingError::Resolved(entry.id)),
-                PendingState::Expired => return Err(PendingError::Expired(entry.id)),
-                PendingState::Open if entry.expires_unix_ms <= now => {
-                    return Err(PendingError::Expired(entry.id))
+            match row.state {
+                RowState::Resolved => return Err(PendingError::Resolved(row.id)),
+                RowState::Expired => return Err(PendingError::Expired(row.id)),
+                RowState::Open if row.expires_unix_ms <= now => {
+                    return Err(PendingError::Expired(row.id))
                 }
-                PendingState::Open => {}
+                RowState::Open => {}
             }
-            entry.state = PendingState::Resolved(outcome);
-            entry.settled_unix_ms = Some(now);
-            let bytes = serde_json::to_vec(&entry).map_err(storage)?;
-            answers
+            row.state = RowState::Resolved;
+            row.settled_unix_ms = Some(now);
+            row.answer_bytes = size as u64;
+            let (rows, _) = tables.scan_purging()?;
+            bounds::room_for_answer(&mut tables, &rows, &row)?;
+            tables.put(&row)?;
+            tables
+                .answers
                 .insert(id.as_str(), bytes.as_slice())
                 .map_err(storage)?;
-            entry
+            row
         };
         txn.commit().map_err(storage)?;
         self.notify();
-        Ok(entry)
+        Ok(row.entry(PendingState::Resolved(outcome)))
     }
 
-    /// Marks the open entries past their time expired, drops what was kept long enough, and
-    /// drops the approvals that waited past the bound; what expired now.
-    /// Skipped when the last ran less than a second (or the bound) ago, unless `now`.
+    /// Marks the open entries past their time expired, drops what was kept long enough (and
+    /// what does not decode), and drops the approvals that waited past the bound; what expired
+    /// now. Reads no answer. Skipped when the last ran less than a second (or the bound) ago,
+    /// unless `now`.
     pub(crate) fn sweep(&self, now: bool) -> Result<Swept, PendingError> {
         use std::sync::atomic::Ordering;
         let ttl = self.ttl_ms();
@@ -345,39 +296,26 @@ impl PendingStore {
         self.swept.store(at, Ordering::Relaxed);
         let now = at;
         let mut swept = Swept::default();
-        let purged;
+        let mut purged = 0;
         let txn = self.db.begin_write().map_err(storage)?;
         {
-            let mut answers = txn.open_table(ANSWERS).map_err(storage)?;
-            let mut keys = txn.open_table(KEYS).map_err(storage)?;
-            let mut expired = Vec::new();
-            let mut dropped = Vec::new();
-            for row in answers.iter().map_err(storage)? {
-                let entry = decode(row.map_err(storage)?.1.value())?;
-                match entry.settled_unix_ms {
-                    None if entry.expires_unix_ms <= now => expired.push(entry),
-                    Some(at) if at.saturating_add(ttl) <= now => dropped.push(entry),
+            let mut tables = Tables::open(&txn)?;
+            let (rows, unreadable) = tables.scan_purging()?;
+            swept.unreadable = unreadable;
+            for mut row in rows {
+                match row.settled_unix_ms {
+                    None if row.expires_unix_ms <= now => {
+                        row.state = RowState::Expired;
+                        row.settled_unix_ms = Some(now);
+                        tables.put(&row)?;
+                        swept.answers.push(row.entry(PendingState::Expired));
+                    }
+                    Some(at) if at.saturating_add(ttl) <= now => {
+                        tables.forget(&row.id, &row.plugin, &row.key)?;
+                        purged += 1;
+                    }
                     _ => {}
                 }
-            }
-            for mut entry in expired {
-                entry.state = PendingState::Expired;
-                entry.settled_unix_ms = Some(now);
-                let bytes = serde_json::to_vec(&entry).map_err(storage)?;
-                answers
-                    .insert(entry.id.as_str(), bytes.as_slice())
-                    .map_err(storage)?;
-                swept.answers.push(entry);
-            }
-            purged = dropped.len();
-            for entry in dropped {
-                forget(
-                    &mut answers,
-                    &mut keys,
-                    &entry.id,
-                    &entry.plugin,
-                    &entry.key,
-                )?;
             }
             let mut approvals = txn.open_table(APPROVALS).map_err(storage)?;
             let mut late = Vec::new();
@@ -394,7 +332,11 @@ impl PendingStore {
             swept.approvals = late;
         }
         // Nothing past its time: no write, so no sync to disk.
-        if swept.answers.is_empty() && swept.approvals.is_empty() && purged == 0 {
+        if swept.answers.is_empty()
+            && swept.approvals.is_empty()
+            && purged == 0
+            && swept.unreadable == 0
+        {
             txn.abort().map_err(storage)?;
             return Ok(swept);
         }
