@@ -25,51 +25,28 @@ pub(super) fn rows() -> Vec<Box<dyn BuiltIn>> {
     )]
 }
 
-/// `secrets get`: the secret's value.
+/// `secrets get`: the secret's value. One that is never readable is refused and audited.
 fn get(r: &dyn Requester, req: wire::Name) -> Result<String, HostError> {
     let host = r.host();
-    let unreadable = if host.credential(&req.name).is_some() {
-        Some("a credential: usable in outbound HTTP requests")
-    } else if host.client_certificate(&req.name).is_some() {
-        Some("a client certificate: presented by the host in outbound TLS")
-    } else {
-        None
+    let why = match host.readable_secret(&req.name) {
+        Ok(value) => return Ok(value),
+        Err(why) => why,
     };
-    if let Some(what) = unreadable {
-        let capability = format!("secrets:{}", req.name);
-        let message = format!("secret {:?} is {what}, never readable", req.name);
-        host.audit().record(
-            r.plugin().as_str(),
-            r.generation(),
-            &capability,
-            AuditOutcome::Denied,
-            &message,
-        );
-        return Err(host_error(
-            HostErrorCode::CAPABILITY_VIOLATION,
-            &capability,
-            &message,
-        ));
+    let message = format!("secret {:?} {why}", req.name);
+    if !why.never_readable() {
+        return Err(bad_request(message));
     }
-    if host.storage_key(&req.name) {
-        let capability = format!("secrets:{}", req.name);
-        let message = format!(
-            "secret {:?} is a storage key: the host seals kv values with it, never readable",
-            req.name
-        );
-        host.audit().record(
-            r.plugin().as_str(),
-            r.generation(),
-            &capability,
-            AuditOutcome::Denied,
-            &message,
-        );
-        return Err(host_error(
-            HostErrorCode::CAPABILITY_VIOLATION,
-            &capability,
-            &message,
-        ));
-    }
-    host.secret(&req.name)
-        .map_err(|why| bad_request(format!("secret {:?} is not available: {why}", req.name)))
+    let capability = format!("secrets:{}", req.name);
+    host.audit().record(
+        r.plugin().as_str(),
+        r.generation(),
+        &capability,
+        AuditOutcome::Denied,
+        &message,
+    );
+    Err(host_error(
+        HostErrorCode::CAPABILITY_VIOLATION,
+        &capability,
+        &message,
+    ))
 }

@@ -27,6 +27,7 @@ mod lines;
 mod lint;
 mod parse;
 pub(crate) mod reference;
+mod secret;
 mod trust;
 
 pub use breaker::{BreakerPolicy, DEFAULT_BREAKER};
@@ -45,6 +46,7 @@ pub use permission::{
 };
 pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use routines::{Routine, MAX_ROUTINES};
+pub use secret::Unreadable;
 pub use trust::SignaturePolicy;
 
 /// The shutdown deadline used when the policy sets none.
@@ -376,24 +378,18 @@ impl Policy {
         self.credentials.insert(name.to_owned(), credential);
     }
 
-    /// The value of the secret `name`.
+    /// The value of the secret `name`, if a plugin may read it ([`Policy::readable_secret`]).
     ///
     /// # Errors
     ///
-    /// Why it is not available (not in the policy, or its environment variable is unset); the
-    /// message never contains a value.
+    /// Why it is not readable (a credential, a client certificate or a storage key) or not
+    /// available (not in the policy, or its environment variable is unset); the message never
+    /// contains a value.
     pub fn secret(&self, name: &str) -> Result<String, String> {
-        if self.storage_keys.contains_key(name) {
-            return Err(
-                "it is a storage key (kind = \"storage_key\"): the host seals kv values with \
-                        it, and no plugin reads it"
-                    .to_owned(),
-            );
-        }
-        match self.secrets.get(name) {
-            Some(source) => source.read(),
-            None => Err("the policy's [secrets] table does not provide it".to_owned()),
-        }
+        self.readable_secret(name).map_err(|why| match why {
+            Unreadable::Unavailable(why) => why,
+            never => format!("it {never}"),
+        })
     }
 
     /// The credential `name`, if the policy has one by that name.

@@ -4,8 +4,10 @@
 //! whole. A breaker is closed (calls go through, failures in a row are counted), open (calls
 //! are refused `breaker_open` without reaching the plugin, until the cooldown is over) or half
 //! open (one call, the probe, goes through: its success closes the breaker, its failure opens
-//! it again). The state is a small map behind a mutex, taken only by dispatches (never by
-//! direct calls) to plugins whose policy sets a breaker.
+//! it again). Each admitted dispatch holds a [`Ticket`] saying whether it is the probe, so a
+//! call still in flight from before the breaker opened never decides for the probe, and a
+//! probe that unwinds still ends. The state is a small map behind a mutex, taken only by
+//! dispatches (never by direct calls) to plugins whose policy sets a breaker.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -79,6 +81,9 @@ enum State {
 struct Breaker {
     state: State,
     failures: u32,
+    /// Counts the breaker's changes of state: a probe's ticket holds the epoch its half-open
+    /// state began with, so that only that probe ends it.
+    epoch: u64,
 }
 
 /// The breakers of a host's dispatched actions.
@@ -87,80 +92,120 @@ pub(crate) struct Breakers {
     map: Mutex<HashMap<(String, String), Breaker>>,
 }
 
+/// A dispatch let through by its breaker: the probe of a half-open breaker, or a call of a
+/// closed one. Only the probe's outcome moves a half-open breaker; a call let through while it
+/// was closed counts only if it is still closed when the call ends (a call still in flight
+/// when the breaker opened neither closes nor reopens it, nor lets a second probe in). A
+/// ticket dropped without [`Ticket::end`] — its dispatch unwound — ends as
+/// [`Verdict::Neutral`]: a probe's breaker goes back to open, the next dispatch probing again,
+/// never left half open with nobody probing.
+#[derive(Debug)]
+pub(crate) struct Ticket<'b> {
+    breakers: &'b Breakers,
+    key: (String, String),
+    policy: BreakerPolicy,
+    probe: bool,
+    epoch: u64,
+    admitted: Instant,
+    ended: bool,
+}
+
+impl Ticket<'_> {
+    /// Whether this dispatch probes a half-open breaker (its admission half-opened it).
+    pub(crate) fn probes(&self) -> bool {
+        self.probe
+    }
+
+    /// Counts how the dispatch ended, at `now`; the change it made.
+    pub(crate) fn end(mut self, verdict: Verdict, now: Instant) -> Option<Transition> {
+        self.ended = true;
+        self.breakers.record(&self, verdict, now)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.breakers.record(self, Verdict::Neutral, self.admitted);
+        }
+    }
+}
+
 impl Breakers {
-    /// Whether a dispatch to `action` of `plugin` may go through now (`Err`: how long the
-    /// breaker stays open), and the change it made (an open breaker past its cooldown lets
-    /// this call probe).
+    /// Whether a dispatch to `action` of `plugin` may go through at `now`: its ticket (an open
+    /// breaker past its cooldown half-opens, and this dispatch is its probe), or how long the
+    /// breaker stays open (`None`: another dispatch is probing it).
     pub(crate) fn admit(
         &self,
         plugin: &str,
         action: &str,
+        policy: &BreakerPolicy,
         now: Instant,
-    ) -> Result<Option<Transition>, Option<Duration>> {
+    ) -> Result<Ticket<'_>, Option<Duration>> {
+        let key = (plugin.to_owned(), action.to_owned());
         let mut map = self.map.lock();
-        let Some(breaker) = map.get_mut(&(plugin.to_owned(), action.to_owned())) else {
-            return Ok(None);
-        };
-        match breaker.state {
-            State::Closed => Ok(None),
-            State::HalfOpen => Err(None),
-            State::Open { until } if now < until => Err(Some(until - now)),
+        let breaker = map.entry(key.clone()).or_insert(Breaker {
+            state: State::Closed,
+            failures: 0,
+            epoch: 0,
+        });
+        let probe = match breaker.state {
+            State::Closed => false,
+            State::HalfOpen => return Err(None),
+            State::Open { until } if now < until => return Err(Some(until - now)),
             State::Open { .. } => {
                 breaker.state = State::HalfOpen;
-                Ok(Some(Transition::HalfOpened))
+                breaker.epoch += 1;
+                true
             }
-        }
+        };
+        Ok(Ticket {
+            breakers: self,
+            key,
+            policy: *policy,
+            probe,
+            epoch: breaker.epoch,
+            admitted: now,
+            ended: false,
+        })
     }
 
-    /// Counts how a dispatch that was let through ended; the change it made.
-    pub(crate) fn record(
-        &self,
-        plugin: &str,
-        action: &str,
-        policy: &BreakerPolicy,
-        verdict: Verdict,
-        now: Instant,
-    ) -> Option<Transition> {
+    /// Counts how the dispatch of `ticket` ended; the change it made.
+    fn record(&self, ticket: &Ticket<'_>, verdict: Verdict, now: Instant) -> Option<Transition> {
         let mut map = self.map.lock();
-        let breaker = map
-            .entry((plugin.to_owned(), action.to_owned()))
-            .or_insert(Breaker {
-                state: State::Closed,
-                failures: 0,
-            });
+        let breaker = map.get_mut(&ticket.key)?;
         let open = State::Open {
-            until: now + policy.cooldown,
+            until: now + ticket.policy.cooldown,
         };
-        match (breaker.state, verdict) {
-            (State::HalfOpen, Verdict::Success) => {
-                *breaker = Breaker {
-                    state: State::Closed,
-                    failures: 0,
-                };
-                Some(Transition::Closed)
-            }
-            (State::HalfOpen, Verdict::Failure) => {
-                breaker.state = open;
-                Some(Transition::Opened)
-            }
-            // The probe told nothing: the next dispatch probes again.
-            (State::HalfOpen, Verdict::Neutral) => {
-                breaker.state = State::Open { until: now };
-                None
-            }
-            (_, Verdict::Success) => {
+        let (state, transition) = match (breaker.state, ticket.probe, verdict) {
+            // The probe of this half-open state decides.
+            (State::HalfOpen, true, _) if breaker.epoch == ticket.epoch => match verdict {
+                Verdict::Success => {
+                    breaker.failures = 0;
+                    (State::Closed, Some(Transition::Closed))
+                }
+                Verdict::Failure => (open, Some(Transition::Opened)),
+                // The probe told nothing: the next dispatch probes again.
+                Verdict::Neutral => (State::Open { until: now }, None),
+            },
+            (State::Closed, false, Verdict::Success) => {
                 breaker.failures = 0;
-                None
+                return None;
             }
-            (State::Closed, Verdict::Failure) => {
+            (State::Closed, false, Verdict::Failure) => {
                 breaker.failures = breaker.failures.saturating_add(1);
-                (breaker.failures >= policy.failures).then(|| {
-                    breaker.state = open;
-                    Transition::Opened
-                })
+                if breaker.failures < ticket.policy.failures {
+                    return None;
+                }
+                (open, Some(Transition::Opened))
             }
-            _ => None,
-        }
+            // A neutral outcome, or a call that began before the breaker last changed and
+            // ended while it is open or half open: it counts for nothing.
+            _ => return None,
+        };
+        breaker.state = state;
+        breaker.epoch += 1;
+        transition
     }
 
     /// The breakers of `plugin`'s actions, by action.
@@ -213,8 +258,8 @@ impl HostShared {
                 self.audit_breaker(plugin, generation, action, t, &policy);
             }
         };
-        match self.breakers.admit(plugin, action, Instant::now()) {
-            Ok(t) => audit(t),
+        let ticket = match self.breakers.admit(plugin, action, &policy, Instant::now()) {
+            Ok(ticket) => ticket,
             Err(left) => {
                 let when = match left {
                     Some(left) => format!("lets a call probe it in {} ms", left.as_millis()),
@@ -231,6 +276,9 @@ impl HostShared {
                 );
                 return Ok((0, called));
             }
+        };
+        if ticket.probes() {
+            audit(Some(Transition::HalfOpened));
         }
         let result = self.call_retrying(plugin, action, input, retry, out);
         let verdict = match &result {
@@ -247,10 +295,7 @@ impl HostShared {
             )) => Verdict::Failure,
             Ok((_, Called::Failed(_) | Called::Pending)) | Err(_) => Verdict::Neutral,
         };
-        audit(
-            self.breakers
-                .record(plugin, action, &policy, verdict, Instant::now()),
-        );
+        audit(ticket.end(verdict, Instant::now()));
         result
     }
 
@@ -292,59 +337,158 @@ impl HostShared {
 mod tests {
     use super::*;
 
+    const POLICY: BreakerPolicy = BreakerPolicy {
+        failures: 3,
+        cooldown: Duration::from_secs(10),
+    };
+
+    fn admit(breakers: &Breakers, at: Instant) -> Result<Ticket<'_>, Option<Duration>> {
+        breakers.admit("p", "a", &POLICY, at)
+    }
+
+    fn state(breakers: &Breakers, at: Instant) -> (BreakerState, u32) {
+        let shown = breakers.of("p", at);
+        (shown[0].state, shown[0].failures)
+    }
+
+    /// Opens the breaker of `p.a` at `at` with three failed calls.
+    fn opened(breakers: &Breakers, at: Instant) {
+        for n in 1..=3 {
+            let t = admit(breakers, at).expect("closed");
+            let expected = (n == 3).then_some(Transition::Opened);
+            assert_eq!(t.end(Verdict::Failure, at), expected, "failure {n}");
+        }
+    }
+
     #[test]
     fn a_breaker_opens_after_its_failures_probes_after_its_cooldown_and_closes_or_reopens() {
-        let policy = BreakerPolicy {
-            failures: 3,
-            cooldown: Duration::from_secs(10),
-        };
         let breakers = Breakers::default();
         let t0 = Instant::now();
-        let record = |v, at| breakers.record("p", "a", &policy, v, at);
-        assert_eq!(breakers.admit("p", "a", t0), Ok(None));
-        assert_eq!(record(Verdict::Failure, t0), None);
-        assert_eq!(record(Verdict::Failure, t0), None);
+        let call = |v, at| admit(&breakers, at).expect("let through").end(v, at);
+        assert_eq!(call(Verdict::Failure, t0), None);
+        assert_eq!(call(Verdict::Failure, t0), None);
         // A success in between starts the count again; neutral outcomes do not count.
-        assert_eq!(record(Verdict::Success, t0), None);
-        assert_eq!(record(Verdict::Failure, t0), None);
-        assert_eq!(record(Verdict::Neutral, t0), None);
-        assert_eq!(record(Verdict::Failure, t0), None);
-        assert_eq!(record(Verdict::Failure, t0), Some(Transition::Opened));
+        assert_eq!(call(Verdict::Success, t0), None);
+        assert_eq!(call(Verdict::Failure, t0), None);
+        assert_eq!(call(Verdict::Neutral, t0), None);
+        assert_eq!(call(Verdict::Failure, t0), None);
+        assert_eq!(call(Verdict::Failure, t0), Some(Transition::Opened));
         assert_eq!(
-            breakers.admit("p", "a", t0 + Duration::from_secs(4)),
+            admit(&breakers, t0 + Duration::from_secs(4)).map(|t| t.probes()),
             Err(Some(Duration::from_secs(6)))
         );
         // Another action of the plugin is not concerned.
-        assert_eq!(breakers.admit("p", "b", t0), Ok(None));
+        assert!(breakers.admit("p", "b", &POLICY, t0).is_ok());
         let later = t0 + Duration::from_secs(10);
+        let probe = admit(&breakers, later).expect("probe");
+        assert!(probe.probes());
         assert_eq!(
-            breakers.admit("p", "a", later),
-            Ok(Some(Transition::HalfOpened))
-        );
-        assert_eq!(
-            breakers.admit("p", "a", later),
+            admit(&breakers, later).map(|t| t.probes()),
             Err(None),
             "one probe at a time"
         );
-        assert_eq!(record(Verdict::Failure, later), Some(Transition::Opened));
-        assert!(breakers.admit("p", "a", later).is_err());
+        assert_eq!(probe.end(Verdict::Failure, later), Some(Transition::Opened));
+        assert!(admit(&breakers, later).is_err());
         let again = later + Duration::from_secs(10);
+        let probe = admit(&breakers, again).expect("probe");
+        assert_eq!(probe.end(Verdict::Neutral, again), None);
+        let probe = admit(&breakers, again).expect("probes again");
+        assert!(probe.probes());
+        assert_eq!(probe.end(Verdict::Success, again), Some(Transition::Closed));
+        assert!(!admit(&breakers, again).expect("closed").probes());
+        assert_eq!(state(&breakers, again), (BreakerState::Closed, 0));
+    }
+
+    #[test]
+    fn calls_in_flight_when_the_breaker_opened_do_not_decide_for_its_probe() {
+        for (verdict, name) in [
+            (Verdict::Success, "success"),
+            (Verdict::Failure, "failure"),
+            (Verdict::Neutral, "neutral"),
+        ] {
+            let breakers = Breakers::default();
+            let t0 = Instant::now();
+            // A slow call goes through while the breaker is closed, and is still running
+            // when three others fail and open it, and after the cooldown, when a probe goes.
+            let slow = admit(&breakers, t0).expect("closed");
+            opened(&breakers, t0);
+            let later = t0 + Duration::from_secs(10);
+            let probe = admit(&breakers, later).expect("probe");
+            assert!(probe.probes());
+            // The slow call ends: it neither closes nor reopens the breaker, nor lets a second
+            // probe in.
+            assert_eq!(slow.end(verdict, later), None, "{name}");
+            assert_eq!(state(&breakers, later).0, BreakerState::HalfOpen, "{name}");
+            assert_eq!(
+                admit(&breakers, later).map(|t| t.probes()),
+                Err(None),
+                "{name}: one probe at a time"
+            );
+            // The probe decides.
+            assert_eq!(
+                probe.end(Verdict::Success, later),
+                Some(Transition::Closed),
+                "{name}"
+            );
+            assert_eq!(state(&breakers, later), (BreakerState::Closed, 0), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_call_ending_while_the_breaker_is_open_does_not_count() {
+        let breakers = Breakers::default();
+        let t0 = Instant::now();
+        let slow = admit(&breakers, t0).expect("closed");
+        let slower = admit(&breakers, t0).expect("closed");
+        opened(&breakers, t0);
+        // Ended while open: a success does not clear the failures that opened it, a failure
+        // does not open it again for a new cooldown.
+        let soon = t0 + Duration::from_secs(5);
+        assert_eq!(slow.end(Verdict::Success, soon), None);
+        assert_eq!(slower.end(Verdict::Failure, soon), None);
+        assert_eq!(state(&breakers, soon), (BreakerState::Open, 3));
         assert_eq!(
-            breakers.admit("p", "a", again),
-            Ok(Some(Transition::HalfOpened))
+            admit(&breakers, soon).map(|t| t.probes()),
+            Err(Some(Duration::from_secs(5)))
         );
-        assert_eq!(record(Verdict::Neutral, again), None);
-        assert_eq!(
-            breakers.admit("p", "a", again),
-            Ok(Some(Transition::HalfOpened))
-        );
-        assert_eq!(record(Verdict::Success, again), Some(Transition::Closed));
-        assert_eq!(breakers.admit("p", "a", again), Ok(None));
-        let shown = breakers.of("p", again);
-        assert_eq!(shown.len(), 1);
-        assert_eq!(
-            (shown[0].state, shown[0].failures),
-            (BreakerState::Closed, 0)
-        );
+        assert!(admit(&breakers, t0 + Duration::from_secs(10))
+            .expect("probe at the first cooldown's end")
+            .probes());
+    }
+
+    #[test]
+    fn a_call_from_before_the_breaker_opened_counts_once_it_is_closed_again() {
+        let breakers = Breakers::default();
+        let t0 = Instant::now();
+        let slow = admit(&breakers, t0).expect("closed");
+        opened(&breakers, t0);
+        let later = t0 + Duration::from_secs(10);
+        let probe = admit(&breakers, later).expect("probe");
+        assert_eq!(probe.end(Verdict::Success, later), Some(Transition::Closed));
+        assert_eq!(slow.end(Verdict::Failure, later), None);
+        assert_eq!(state(&breakers, later), (BreakerState::Closed, 1));
+    }
+
+    #[test]
+    fn a_probe_that_unwinds_leaves_the_breaker_open_for_the_next_probe() {
+        let breakers = Breakers::default();
+        let t0 = Instant::now();
+        opened(&breakers, t0);
+        let later = t0 + Duration::from_secs(10);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let probe = admit(&breakers, later).expect("probe");
+            assert!(probe.probes());
+            panic!("the dispatch unwinds with its probe's ticket");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(state(&breakers, later), (BreakerState::Open, 3));
+        let next = admit(&breakers, later).expect("the next dispatch probes");
+        assert!(next.probes());
+        // A probe dropped without an outcome, likewise; a plain call's drop changes nothing.
+        drop(next);
+        let next = admit(&breakers, later).expect("the next dispatch probes");
+        assert_eq!(next.end(Verdict::Success, later), Some(Transition::Closed));
+        drop(admit(&breakers, later).expect("closed"));
+        assert_eq!(state(&breakers, later), (BreakerState::Closed, 0));
     }
 }

@@ -303,12 +303,8 @@ impl crate::services::HostServices for HostShared {
         &self.registry
     }
 
-    fn secret(&self, name: &str) -> Result<String, String> {
-        self.options.policy.secret(name)
-    }
-
-    fn storage_key(&self, name: &str) -> bool {
-        self.options.policy.is_storage_key(name)
+    fn readable_secret(&self, name: &str) -> Result<String, crate::policy::Unreadable> {
+        self.options.policy.readable_secret(name)
     }
 
     fn credential(&self, name: &str) -> Option<crate::policy::Credential> {

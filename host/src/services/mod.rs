@@ -79,10 +79,9 @@ pub(crate) trait HostServices: Send + Sync {
     fn timers(&self) -> &TimerService;
     /// The embedding program's services.
     fn registry(&self) -> &Registry;
-    /// A secret's value from the policy or the environment, or why it is not available.
-    fn secret(&self, name: &str) -> Result<String, String>;
-    /// Whether `name` is a storage key (`kind = "storage_key"`: the host seals kv values with it).
-    fn storage_key(&self, name: &str) -> bool;
+    /// A secret's value from the policy or the environment, if a plugin may read it
+    /// ([`crate::policy::Policy::readable_secret`]).
+    fn readable_secret(&self, name: &str) -> Result<String, crate::policy::Unreadable>;
     /// The credential `name` (a secret usable, not readable), if the policy has one.
     fn credential(&self, name: &str) -> Option<crate::policy::Credential>;
     /// The client certificate `name` (presented in TLS, never readable), if the policy has one.

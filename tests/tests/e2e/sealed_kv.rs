@@ -1,7 +1,7 @@
 //! Values sealed with the operator's storage keys, through real plugins: unreadable in the
 //! store's file and readable through the plugin, still read after a rotation, refused when
-//! moved to another key, scope or plugin or when their key is wrong or missing, and the key
-//! never handed to a plugin.
+//! moved to another key, scope or plugin or when their key is wrong or missing, refused (not
+//! handed out as ciphertext) once sealing is turned off, and the key never handed to a plugin.
 
 use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
@@ -160,11 +160,11 @@ fn a_sealed_value_moved_to_another_key_scope_or_plugin_is_refused() {
     // Someone with the file copies the sealed bytes elsewhere, unsealed as they are.
     {
         use airlock::services::{KvScope, KvSpace, KvStore};
+        let bytes = stored(&file, "kv/ledger", "card");
+        assert_eq!(bytes[0], 1, "stored sealed");
         let store = KvStore::open(&file).expect("opens");
         let ledger = airlock_abi::manifest::PluginId::new("ledger").expect("id");
         let probe = airlock_abi::manifest::PluginId::new("probe").expect("id");
-        let bytes = store.get(&ledger, "card").expect("get").expect("stored");
-        assert_eq!(bytes[0], 1, "stored sealed");
         let ada = KvScope::new("customer", "ada").expect("scope");
         store.set(&ledger, "other", &bytes).expect("set");
         store
@@ -188,6 +188,70 @@ fn a_sealed_value_moved_to_another_key_scope_or_plugin_is_refused() {
             "{plugin} {input}: {message}"
         );
     }
+    assert_eq!(
+        ok(&host, "ledger", "get", &json!({"key": "card"})),
+        json!(MARKER)
+    );
+}
+
+/// The bytes stored for `key` in `table` of the store's `file`, read as someone who has the
+/// file reads them (the store itself never hands a sealed value out unopened).
+fn stored(file: &std::path::Path, table: &str, key: &str) -> Vec<u8> {
+    use redb::{ReadableDatabase, TableDefinition};
+    let db = redb::Database::open(file).expect("the store's file");
+    let txn = db.begin_read().expect("read");
+    let values = txn
+        .open_table(TableDefinition::<&str, &[u8]>::new(table))
+        .expect("table");
+    let bytes = values
+        .get(key)
+        .expect("get")
+        .expect("stored")
+        .value()
+        .to_vec();
+    bytes
+}
+
+#[test]
+fn a_sealed_value_read_after_sealing_is_turned_off_is_refused_naming_its_key() {
+    let dir = TempPluginDir::with(&["probe", "ledger"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = sealed(&dir, data.path(), "\"kv-a\"");
+    ok(
+        &host,
+        "ledger",
+        "put",
+        &json!({"key": "card", "value": MARKER}),
+    );
+    drop(host);
+    // The operator takes `encrypt` out: the plugin is not handed the ciphertext as its value,
+    // but a refusal naming the key it is sealed under and what to do.
+    let policy = format!(
+        "[host]\ndata_dir = {:?}\n[plugins.ledger]\ngrants = [\"kv\"]\n",
+        data.path()
+    );
+    let (host, report) = dir.load(&policy);
+    assert!(report.all_ok(), "{report:#?}");
+    let message = refused(&host, "ledger", "get", &json!({"key": "card"}));
+    assert!(
+        message.contains("sealed with key \"kv-a\"")
+            && message.contains("[plugins.ledger.kv] encrypt"),
+        "{message}"
+    );
+    // What it writes now is stored as it is, and read back.
+    ok(
+        &host,
+        "ledger",
+        "put",
+        &json!({"key": "plain", "value": "\u{1}not sealed"}),
+    );
+    assert_eq!(
+        ok(&host, "ledger", "get", &json!({"key": "plain"})),
+        json!("\u{1}not sealed")
+    );
+    // Sealing turned back on, the value reads again.
+    drop(host);
+    let host = sealed(&dir, data.path(), "\"kv-a\"");
     assert_eq!(
         ok(&host, "ledger", "get", &json!({"key": "card"})),
         json!(MARKER)

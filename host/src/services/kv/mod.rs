@@ -170,10 +170,11 @@ fn read_entry(
     Ok(Some((value.value().to_vec(), version)))
 }
 
-/// What a stored value of `key` stands for: itself, or opened if the space is sealed.
+/// What a stored value of `key` stands for: opened if the space is sealed, else itself — a
+/// sealed value read from a space no longer sealed is refused, not handed out as ciphertext.
 fn opened(space: &KvSpace<'_>, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, KvError> {
     match space.seal {
-        None => Ok(stored),
+        None => seal::unsealed(space, key, stored),
         Some(keys) => seal::open(keys, space, key, &stored),
     }
 }
@@ -578,12 +579,18 @@ mod tests {
         );
         let listed = kv.list(sealed, "").expect("list");
         assert_eq!(listed[0].value, b"\"nothing-to-see\"");
-        // Unsealed, it is a refusal, not the ciphertext read as a value.
-        assert!(matches!(
-            kv.get(&a, "card")
-                .map(|v| v.map(|v| v.starts_with(b"\x01"))),
-            Ok(Some(true))
-        ));
+        // Unsealed, it is a refusal naming its key, not the ciphertext read as a value.
+        for refused in [
+            kv.get(&a, "card").map(|_| ()),
+            kv.entry(&a, "card").map(|_| ()),
+            kv.list(&a, "").map(|_| ()),
+            kv.compare_and_set(&a, "card", &by_value, b"1").map(|_| ()),
+        ] {
+            assert!(
+                matches!(&refused, Err(KvError::Sealed(m)) if m.contains("sealed with key \"k1\"") && m.contains("encrypt")),
+                "{refused:?}"
+            );
+        }
         drop(kv);
         let raw = std::fs::read(&path).expect("file");
         assert!(!raw.windows(14).any(|w| w == b"nothing-to-see"));

@@ -17,7 +17,10 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use super::space::KvSpace;
 use super::KvError;
 
-/// The first byte of a sealed value (a JSON value never starts with it).
+/// The first byte of a sealed value. No unsealed value starts with it: the host stores a
+/// plugin's values as JSON text, and JSON text starts with whitespace, `{`, `[`, `"`, `-`, a
+/// digit, `t`, `f` or `n` (RFC 8259), never with a control character such as 0x01. So a value
+/// starting with it is sealed, whether or not the space it is read from is.
 const SEALED: u8 = 0x01;
 /// What the associated data starts with: the format, so that no other use of a key opens it.
 const CONTEXT: &[u8] = b"airlock kv sealed value 1";
@@ -121,6 +124,38 @@ pub(super) fn seal(
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// The name of the key a stored value is sealed under, if it is sealed (`Some("")` when it is
+/// cut short before its name).
+fn sealed_under(stored: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let (&SEALED, rest) = stored.split_first()? else {
+        return None;
+    };
+    let name = rest
+        .split_first()
+        .and_then(|(&len, rest)| rest.get(..usize::from(len)))
+        .unwrap_or_default();
+    Some(String::from_utf8_lossy(name))
+}
+
+/// A stored value of `key` read from `space`, whose values are not sealed: itself, unless it
+/// was sealed (before the policy stopped sealing them) — then refused, naming its key, never
+/// handed out as the ciphertext it is.
+pub(super) fn unsealed(
+    space: &KvSpace<'_>,
+    key: &str,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>, KvError> {
+    let Some(name) = sealed_under(&stored) else {
+        return Ok(stored);
+    };
+    let plugin = space.plugin;
+    Err(KvError::Sealed(format!(
+        "kv key {key:?} of {plugin}: the value is sealed with key {name:?}, but the policy does \
+         not seal this plugin's values; put the key back in `[plugins.{plugin}.kv] encrypt` to \
+         read it"
+    )))
 }
 
 /// The value a stored `value` of `key` in `space` seals, opened with the key it names.
