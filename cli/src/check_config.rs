@@ -2,7 +2,10 @@
 //! holds `[plugins.<id>.config]` tables — the shape of the policy's, for one plugin or several
 //! — in TOML, or in JSON when it is named `*.json`. The plugins are loaded with the policy's
 //! configs; each config in FILE is then checked by [`airlock::Host::check_config`] (references,
-//! the schema's defaults, the schema, the plugin's own validation) and applied nowhere.
+//! the schema's defaults, the schema, the plugin's own validation) and applied nowhere. The host
+//! it builds touches none of the operator's state: its store is an empty one in a scratch
+//! directory, its audit records stay in memory. The plugins are created (stage 5; a config is
+//! checked against a loaded plugin), with their grants.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,7 +60,14 @@ fn read(file: &Path) -> Result<BTreeMap<String, Value>> {
 /// Runs the dry run: 0 when every config would be accepted, 1 otherwise.
 pub(crate) fn run(builder: HostBuilder, file: &Path, format: Format) -> Result<ExitCode> {
     let configs = read(file)?;
-    let host = builder.build()?;
+    // Nothing of the operator's: an empty store in a scratch directory stands for `[host]
+    // data_dir` (the plugins' kv, pending answers and approvals, which the host's sweeps would
+    // expire), and the audit records are kept in memory.
+    let scratch = tempfile::tempdir().map_err(|e| format!("a scratch data directory: {e}"))?;
+    let mut policy = builder.options().policy.clone();
+    policy.host_mut().data_dir = Some(scratch.path().to_owned());
+    policy.host_mut().audit_log = None;
+    let host = builder.policy(policy).build()?;
     let report = host.load()?;
     let mut results = Vec::new();
     for (id, config) in &configs {

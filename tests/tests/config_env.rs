@@ -71,3 +71,61 @@ fn env_and_secret_references_resolve_with_defaults_and_again_at_a_restart() {
         );
     }
 }
+
+#[test]
+fn an_env_reference_to_a_variable_behind_a_secret_is_refused_and_an_unrelated_one_works() {
+    const KV: &str = "AIRLOCK_TEST_CONFIG_KV_2026";
+    const TOKEN: &str = "AIRLOCK_TEST_CONFIG_API_TOKEN";
+    const PLAIN: &str = "AIRLOCK_TEST_CONFIG_PLAIN";
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    std::env::set_var(KV, key);
+    std::env::set_var(TOKEN, "tok-credential-0099");
+    std::env::set_var(PLAIN, "https://plain.example.test");
+    let dir = TempPluginDir::with(&["configured", "hello"]);
+    let policy = |var: &str| {
+        format!(
+            "[secrets]\nkv-2026 = {{ env = {KV:?}, kind = \"storage_key\" }}\n\
+             api = {{ env = {TOKEN:?}, header = \"Authorization\", hosts = [\"api.test\"] }}\n\
+             [plugins.configured]\ngrants = [\"secrets:*\"]\n\
+             [plugins.configured.config]\nendpoint = {{ env = {var:?} }}\n"
+        )
+    };
+    for (var, secret, value) in [(KV, "kv-2026", key), (TOKEN, "api", "tok-credential-0099")] {
+        let (host, report) = dir.load(&policy(var));
+        let refused: Vec<_> = report.refused().collect();
+        assert_eq!(refused.len(), 1, "{report:#?}");
+        assert_eq!(refused[0].id.as_deref(), Some("configured"));
+        assert_eq!(refused[0].reason.map(|r| r.code()), Some("config_invalid"));
+        let wanted = format!(
+            "plugins.configured.config.endpoint: {{ env = {var:?} }}: the environment variable \
+             {var} backs the [secrets] entry {secret}"
+        );
+        assert!(
+            refused[0].detail.contains(&wanted) && !refused[0].detail.contains(value),
+            "{}",
+            refused[0].detail
+        );
+        assert!(host.plugin("hello").is_some(), "the others load");
+    }
+    // An unrelated variable is given; a config set at run time is held to the same rule.
+    let (host, report) = dir.load(&policy(PLAIN));
+    assert!(report.all_ok(), "{report:#?}");
+    assert_eq!(
+        shown_config(&host)["endpoint"],
+        "https://plain.example.test"
+    );
+    let err = host
+        .set_config("configured", json!({ "endpoint": { "env": KV } }))
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("backs the [secrets] entry kv-2026")
+            && !err.to_string().contains(key),
+        "{err}"
+    );
+    assert_eq!(
+        shown_config(&host)["endpoint"],
+        "https://plain.example.test",
+        "the config in force is kept"
+    );
+}

@@ -6,7 +6,7 @@
 //! themselves: nothing is fetched.
 
 use airlock_abi::manifest::Manifest;
-use boon::{Compiler, SchemaIndex, ValidationError};
+use boon::{Compiler, ErrorKind, SchemaIndex, ValidationError};
 
 /// A manifest's compiled schemas.
 pub(crate) struct Schemas {
@@ -111,7 +111,7 @@ impl Schemas {
             airlock_abi::wire::parse(input).map_err(|e| format!("the input is not JSON: {e}"))?;
         self.compiled
             .validate(&value, schema)
-            .map_err(|e| describe("the input", &e))
+            .map_err(|e| describe("the input", &e, true))
     }
 
     /// Whether `config` fits the config schema (any config does when there is none).
@@ -125,7 +125,7 @@ impl Schemas {
         };
         self.compiled
             .validate(config, schema)
-            .map_err(|e| describe("the config", &e))
+            .map_err(|e| describe("the config", &e, false))
     }
 }
 
@@ -146,7 +146,7 @@ impl Schemas {
         };
         self.compiled
             .validate(payload, *schema)
-            .map_err(|e| describe(&format!("the payload of {topic}"), &e))
+            .map_err(|e| describe(&format!("the payload of {topic}"), &e, true))
     }
 }
 
@@ -160,8 +160,9 @@ impl boon::UrlLoader for NothingOutside {
 }
 
 /// The first rule broken, where (a JSON pointer into the value) and the schema's keyword that
-/// says so (a JSON pointer into the schema), and how many more there are.
-fn describe(what: &str, error: &ValidationError<'_, '_>) -> String {
+/// says so (a JSON pointer into the schema), and how many more there are. Unless `values`, no
+/// string of the value is quoted (a config's may have come from a secret).
+fn describe(what: &str, error: &ValidationError<'_, '_>, values: bool) -> String {
     let mut leaves = Vec::new();
     let mut stack = vec![error];
     while let Some(e) = stack.pop() {
@@ -184,10 +185,17 @@ fn describe(what: &str, error: &ValidationError<'_, '_>) -> String {
         0 | 1 => String::new(),
         n => format!(" (and {} more)", n - 1),
     };
+    let rule = match &first.kind {
+        _ if values => first.kind.to_string(),
+        ErrorKind::Pattern { want, .. } => format!("does not match pattern {want:?}"),
+        ErrorKind::Format { want, .. } => format!("is not a valid {want}"),
+        ErrorKind::ContentEncoding { want, .. } => format!("is not {want}-encoded"),
+        ErrorKind::ContentMediaType { want, .. } => format!("is not of media type {want}"),
+        kind => kind.to_string(),
+    };
     format!(
-        "{what} does not match its schema at {}: {} (schema #{keyword}){more}",
+        "{what} does not match its schema at {}: {rule} (schema #{keyword}){more}",
         if at.is_empty() { "/" } else { &at },
-        first.kind
     )
 }
 
@@ -224,6 +232,30 @@ mod tests {
         assert_eq!(schemas.check_input(1, b"[1, 2]"), Ok(()));
         assert_eq!(schemas.check_config(&serde_json::json!({"n": "x"})), Ok(()));
         assert!(schemas.check_config(&serde_json::json!({"n": 1})).is_err());
+    }
+
+    #[test]
+    fn a_config_that_breaks_the_schema_is_described_without_its_strings() {
+        let m = manifest(
+            "[]",
+            r#", "config_schema": {"type": "object", "properties": {
+                "p": {"type": "string", "pattern": "^tok-"},
+                "l": {"type": "array", "items": {"pattern": "^a"}}}}"#,
+        );
+        let schemas = Schemas::compile(&m).expect("valid").expect("some");
+        for (config, wanted) in [
+            (
+                serde_json::json!({"p": "pa\\ss'w0rd\"x"}),
+                "at /p: does not match pattern \"^tok-\"",
+            ),
+            (
+                serde_json::json!({"l": ["a", "w0rd"]}),
+                "at /l/1: does not match pattern",
+            ),
+        ] {
+            let err = schemas.check_config(&config).expect_err("broken");
+            assert!(err.contains(wanted) && !err.contains("w0rd"), "{err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use airlock_abi::manifest::{covers, Capability, CapabilityKind};
 use serde_json::Value;
 
-use super::Policy;
+use super::{Policy, SecretSource};
 
 /// Values resolved from references: the shortest one hidden from messages.
 const MIN_MASKED: usize = 4;
@@ -28,7 +28,9 @@ impl std::fmt::Debug for ResolvedConfig {
 
 impl ResolvedConfig {
     /// `text` with every resolved value of [`MIN_MASKED`] characters or more replaced by
-    /// `<hidden>`: messages about a config (its schema's, the plugin's own) never carry one.
+    /// `<hidden>`, as it is and in its escaped forms (JSON's, Rust's `Debug`): messages about a
+    /// config (the plugin's own) never carry one. Schema messages about a config quote no
+    /// string of it at all.
     pub(crate) fn mask(&self, text: &str) -> String {
         self.masked.iter().fold(text.to_owned(), |text, value| {
             text.replace(value, "<hidden>")
@@ -78,12 +80,22 @@ pub(crate) fn resolve(
     if resolver.errors.is_empty() {
         let mut masked = resolver.masked;
         // The longest first, so that a value inside another is not half hidden.
-        masked.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        masked.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         masked.dedup();
         Ok(ResolvedConfig { value, masked })
     } else {
         Err(resolver.errors)
     }
+}
+
+/// `value` as a message may carry it: as it is, escaped as in JSON, escaped as Rust's `Debug`
+/// does, and that with `'` escaped too (as schema messages quote).
+fn forms(value: &str) -> Vec<String> {
+    let unquote = |quoted: String| quoted[1..quoted.len() - 1].to_owned();
+    let debug = unquote(format!("{value:?}"));
+    let json = unquote(Value::String(value.to_owned()).to_string());
+    let quoted = debug.replace(r#"\""#, "\"").replace('\'', r"\'");
+    vec![value.to_owned(), json, debug, quoted]
 }
 
 struct Resolver<'a> {
@@ -100,7 +112,7 @@ impl Resolver<'_> {
             return match self.reference(&reference, path) {
                 Ok(resolved) => {
                     if resolved.chars().count() >= MIN_MASKED {
-                        self.masked.push(resolved.clone());
+                        self.masked.extend(forms(&resolved));
                     }
                     Value::String(resolved)
                 }
@@ -128,18 +140,52 @@ impl Resolver<'_> {
         }
     }
 
+    /// The `[secrets]` entry (of any kind) whose value is read from the variable `var`.
+    fn secret_behind(&self, var: &str) -> Option<&str> {
+        let from = |source: &SecretSource| matches!(source, SecretSource::Env(v) if v == var);
+        let policy = self.policy;
+        policy
+            .secrets
+            .iter()
+            .chain(&policy.storage_keys)
+            .find(|(_, source)| from(source))
+            .map(|(name, _)| name.as_str())
+            .or_else(|| {
+                policy
+                    .credentials
+                    .iter()
+                    .find(|(_, credential)| from(&credential.source))
+                    .map(|(name, _)| name.as_str())
+            })
+    }
+
+    /// The environment variable `name`'s value.
+    fn env(name: &str) -> Result<String, String> {
+        std::env::var(name).map_err(|e| match e {
+            std::env::VarError::NotPresent => format!(
+                "{{ env = {name:?} }}: the environment variable {name} is not set; set it \
+                 where the host starts, or write the value in the policy"
+            ),
+            std::env::VarError::NotUnicode(_) => {
+                format!("{{ env = {name:?} }}: the environment variable {name} is not UTF-8 text")
+            }
+        })
+    }
+
     fn reference(&self, reference: &Reference<'_>, path: &str) -> Result<String, String> {
         let plugin = self.plugin;
         match *reference {
-            Reference::Env(name) => std::env::var(name).map_err(|e| match e {
-                std::env::VarError::NotPresent => format!(
-                    "{{ env = {name:?} }}: the environment variable {name} is not set; set it \
-                     where the host starts, or write the value in the policy"
-                ),
-                std::env::VarError::NotUnicode(_) => format!(
-                    "{{ env = {name:?} }}: the environment variable {name} is not UTF-8 text"
-                ),
-            }),
+            Reference::Env(name) => {
+                if let Some(secret) = self.secret_behind(name) {
+                    return Err(format!(
+                        "{{ env = {name:?} }}: the environment variable {name} backs the \
+                         [secrets] entry {secret}, which reaches a plugin only as \
+                         {{ secret = {secret:?} }} under a grant of secrets:{secret} (and never \
+                         when it is a credential, client certificate or storage key)"
+                    ));
+                }
+                Self::env(name)
+            }
             Reference::Secret(name) => {
                 if !covers(self.grants, CapabilityKind::Secrets, Some(name)) {
                     return Err(format!(
@@ -167,7 +213,6 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::SecretSource;
 
     fn grants(specs: &[&str]) -> Vec<Capability> {
         specs
@@ -221,5 +266,60 @@ mod tests {
                 && errors[1].contains("AIRLOCK_TEST_SURELY_UNSET is not set"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn an_env_reference_to_a_variable_behind_any_secret_is_refused() {
+        let policy = Policy::parse(
+            "[secrets]\n\
+             readable = { env = \"AIRLOCK_REF_READABLE\" }\n\
+             api = { env = \"AIRLOCK_REF_TOKEN\", header = \"Authorization\", hosts = [\"a.test\"] }\n\
+             kv-key = { env = \"AIRLOCK_REF_KV\", kind = \"storage_key\" }\n",
+            crate::policy::PolicyFormat::Toml,
+        )
+        .expect("a policy");
+        for (var, secret) in [
+            ("AIRLOCK_REF_READABLE", "readable"),
+            ("AIRLOCK_REF_TOKEN", "api"),
+            ("AIRLOCK_REF_KV", "kv-key"),
+        ] {
+            let config = serde_json::json!({ "deep": [{ "key": { "env": var } }] });
+            // Granted every secret, set or not: the variable is still refused, by name.
+            let errors =
+                resolve("p", &config, &grants(&["secrets:*"]), &policy).expect_err("refused");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with("plugins.p.config.deep[0].key: ")
+                    && errors[0].contains(&format!("backs the [secrets] entry {secret}"))
+                    && errors[0].contains(&format!("{{ secret = {secret:?} }}")),
+                "{errors:?}"
+            );
+        }
+        let unrelated = serde_json::json!({ "path": { "env": "PATH" } });
+        assert!(resolve("p", &unrelated, &grants(&[]), &policy).is_ok());
+    }
+
+    #[test]
+    fn a_resolved_value_is_hidden_in_its_escaped_forms_too() {
+        let mut policy = Policy::default();
+        let value = "pa\\ss'w0rd\"x\n";
+        policy.set_secret("pw", SecretSource::Value(value.to_owned()));
+        let config = serde_json::json!({ "pw": { "secret": "pw" } });
+        let resolved = resolve("p", &config, &grants(&["secrets:pw"]), &policy).expect("resolves");
+        let quoted = format!("{value:?}")
+            .replace("\\\"", "\"")
+            .replace('\'', "\\'");
+        for text in [
+            value.to_owned(),
+            format!("{value:?}"),
+            serde_json::Value::String(value.to_owned()).to_string(),
+            quoted,
+        ] {
+            let masked = resolved.mask(&format!("got {text} here"));
+            assert!(masked.contains("<hidden>"), "{masked}");
+            for part in ["pa\\", "w0rd"] {
+                assert!(!masked.contains(part), "{masked}");
+            }
+        }
     }
 }

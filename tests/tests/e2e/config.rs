@@ -144,14 +144,18 @@ fn a_value_from_a_reference_is_hidden_in_what_rejects_it() {
     let dir = TempPluginDir::with(&["configured"]);
     let work = tempfile::tempdir().expect("tempdir");
     let audit = work.path().join("audit.jsonl");
-    // The schema rejects it (its pattern), then the plugin does (repeating it).
-    for value in ["5ecret-schema-breaking", "tok-5ecret-now-revoked"] {
+    // The schema rejects it (its pattern, the value unquoted), then the plugin does (repeating
+    // it, hidden).
+    for (value, wanted) in [
+        ("5ecret-schema-breaking", "does not match pattern"),
+        ("tok-5ecret-now-revoked", "<hidden>"),
+    ] {
         let policy = referencing_policy(&audit, "PATH", "secrets:api").replace(SECRET, value);
         let (_host, report) = dir.load(&policy);
         let refused = report.refused().next().expect("refused");
         assert_eq!(refused.reason.map(|r| r.code()), Some("config_invalid"));
         assert!(
-            refused.detail.contains("<hidden>") && !refused.detail.contains(value),
+            refused.detail.contains(wanted) && !refused.detail.contains(value),
             "{}",
             refused.detail
         );
@@ -316,4 +320,146 @@ fn the_console_shows_no_resolved_secret() {
         "{said}"
     );
     assert!(!said.contains(SECRET), "the secret was shown: {said}");
+}
+
+#[test]
+fn a_secret_with_quotes_and_escapes_is_hidden_in_every_rejection() {
+    // Its every form (raw, JSON- or Debug-escaped) holds "w0rd"; no message may.
+    let value = "pa\\ss'w0rd\"x";
+    let dir = TempPluginDir::with(&["configured"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let secrets =
+        format!("[secrets]\napi = {value:?}\n[plugins.configured]\ngrants = [\"secrets:api\"]\n");
+    let leaks = |what: &str, text: &str| {
+        assert!(
+            !text.contains("w0rd"),
+            "the secret is in the {what}: {text}"
+        );
+    };
+    // At load: the schema's pattern refuses it.
+    let (_host, report) = dir.load(&format!(
+        "{secrets}[plugins.configured.config]\ntoken = {{ secret = \"api\" }}\n"
+    ));
+    let refused = report.refused().next().expect("refused");
+    assert_eq!(refused.reason.map(|r| r.code()), Some("config_invalid"));
+    assert!(
+        refused.detail.contains("/token") && refused.detail.contains("pattern"),
+        "{}",
+        refused.detail
+    );
+    leaks(
+        "load refusal",
+        &format!("{}{report:?}{}", refused.detail, report.to_json()),
+    );
+    // A dry run and a change: the schema's refusal and the plugin's own (repeating the token).
+    let (host, report) = dir.load(&secrets);
+    assert!(report.all_ok(), "{report:#?}");
+    let rejection = host
+        .check_config("configured", &json!({ "token": { "secret": "api" } }))
+        .expect_err("the schema rejects it");
+    leaks("dry run", &format!("{rejection} {rejection:?}"));
+    let mut policy = secrets.replace(
+        &format!("{value:?}"),
+        &format!("{:?}", format!("tok-{value}-revoked")),
+    );
+    let (host, _) = dir.load(&policy);
+    let rejection = host
+        .set_config("configured", json!({ "token": { "secret": "api" } }))
+        .expect_err("the plugin rejects it");
+    assert!(rejection.to_string().contains("is revoked"), "{rejection}");
+    leaks("plugin's rejection", &format!("{rejection} {rejection:?}"));
+    // airlock check, in both formats.
+    policy = secrets;
+    let policy_file = work.path().join("policy.toml");
+    std::fs::write(&policy_file, &policy).expect("policy");
+    let configs = work.path().join("configs.toml");
+    std::fs::write(
+        &configs,
+        "[plugins.configured.config]\ntoken = { secret = \"api\" }\n",
+    )
+    .expect("configs");
+    for format in ["table", "json"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+            .arg("check")
+            .arg(dir.path())
+            .args(["--policy", policy_file.to_str().expect("utf-8")])
+            .args(["--config", configs.to_str().expect("utf-8")])
+            .args(["--format", format])
+            .output()
+            .expect("the CLI runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("pattern"), "{text}");
+        leaks("airlock check output", &text);
+    }
+}
+
+#[test]
+fn airlock_check_config_leaves_the_operators_state_and_audit_log_alone() {
+    let dir = TempPluginDir::with(&["configured", "probe", "deferring"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = work.path().join("data");
+    let audit = work.path().join("audit.jsonl");
+    let policy = work.path().join("policy.toml");
+    let text = format!(
+        "[host]\ndata_dir = {data:?}\naudit_log = {audit:?}\n[plugins.probe]\ngrants = [\"kv\"]\n"
+    );
+    std::fs::write(&policy, &text).expect("policy");
+    // The state: a kv value and an open pending answer.
+    {
+        let (host, report) = dir.load(&text);
+        assert!(report.all_ok(), "{report:#?}");
+        assert!(matches!(
+            host.call("probe", "kv_set")
+                .json(&json!({"key": "k", "value": 1})),
+            Ok(Reply::Ok(_))
+        ));
+        let ada = airlock::Principal::new("ada", &["ops"]);
+        let asked = host
+            .call("deferring", "ask")
+            .as_principal(&ada)
+            .json(&json!({"key": "sign", "description": "waits"}));
+        assert!(matches!(asked, Ok(Reply::Pending { .. })), "{asked:?}");
+        host.shutdown();
+    }
+    let store = data.join("kv.redb");
+    let before = (
+        std::fs::read(&store).expect("the store"),
+        std::fs::read(&audit).expect("audit"),
+    );
+    // A dry run under a policy whose bound has expired that answer.
+    std::fs::write(
+        &policy,
+        text.replace("[host]\n", "[host]\npending_ttl_secs = 1\n"),
+    )
+    .expect("policy");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let configs = work.path().join("configs.toml");
+    std::fs::write(&configs, "[plugins.configured.config]\nretries = 9\n").expect("configs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .arg("check")
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--config")
+        .arg(&configs)
+        .output()
+        .expect("the CLI runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("retries = 9 is many"), "{said}");
+    let after = (
+        std::fs::read(&store).expect("the store"),
+        std::fs::read(&audit).expect("audit"),
+    );
+    assert!(before.0 == after.0, "the store was written");
+    assert_eq!(
+        String::from_utf8_lossy(&before.1),
+        String::from_utf8_lossy(&after.1),
+        "the audit log was written"
+    );
 }
