@@ -193,17 +193,13 @@ impl Resolver<'_> {
                          add it to grants in [plugins.{plugin}] (see {path})"
                     ));
                 }
-                if self.policy.credential(name).is_some()
-                    || self.policy.client_certificate(name).is_some()
-                {
-                    return Err(format!(
-                        "{{ secret = {name:?} }}: that secret is a credential or a client \
-                         certificate, which the host uses for outbound requests and never hands \
-                         to a plugin"
-                    ));
-                }
-                self.policy.secret(name).map_err(|why| {
-                    format!("{{ secret = {name:?} }}: {why}; add {name} to the policy's [secrets]")
+                self.policy.readable_secret(name).map_err(|why| {
+                    let what = if why.never_readable() {
+                        "the host never hands it to a plugin"
+                    } else {
+                        "add it to the policy's [secrets]"
+                    };
+                    format!("{{ secret = {name:?} }}: that secret {why}; {what}")
                 })
             }
         }
