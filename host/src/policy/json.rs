@@ -10,7 +10,8 @@ use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visi
 
 /// Refuses `text` if any object in it, at any depth, names a key twice: the message names the
 /// key and the path of keys to the object (`plugins.hello.config`), with serde_json's line and
-/// column. Malformed JSON is left to the policy's own reading, which reports it.
+/// column. Malformed JSON is left to the policy's own reading, which reports it. Permission
+/// rules refuse a call's input the same way before a `match` reads it.
 pub(super) fn refuse_duplicate_keys(text: &str) -> Result<(), String> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     match (Walk { path: "" }).deserialize(&mut deserializer) {

@@ -1,13 +1,15 @@
 //! Permission rules on what is asked and by whom, with the real `shell-like` fixture (plugin
 //! `shell`, whose `run` answers the input it was let through and the caller it was told):
 //! rules on an argument (JSON pointers with globs, and what happens when the input cannot be
-//! read), rules on a principal's attributes, the plugin's declared permissions with their
-//! default roles and the operator's rules overriding them, the grant lint from `airlock check`
-//! and `airlock install`, and `airlock inspect --policy` naming the rule that decides.
+//! read, or names a key twice), rules on a principal's attributes, the plugin's declared
+//! permissions with their default roles and the operator's rules overriding them, route
+//! requests without a principal calling as `anonymous`, the grant lint from `airlock check` and
+//! `airlock install`, and `airlock inspect --policy` naming the rule that decides.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use airlock::http::HttpIn;
 use airlock::services::AuditOutcome;
 use airlock::{CallErrorCode, Host, Principal, Reply};
 use airlock_tests::TempPluginDir;
@@ -116,6 +118,170 @@ decision = "allow"
         host.call("shell", "status").as_principal(&ada).bytes(b"{}"),
         Ok(Reply::Ok(_))
     ));
+}
+
+#[test]
+fn input_naming_a_key_twice_is_refused_where_a_match_reads_it_even_under_an_allow() {
+    // A plugin whose JSON reader keeps the first of two equal keys would run what the rule,
+    // reading the last, never saw: such input is refused before any match is read.
+    let (_dir, host) = shell(
+        r#"
+[[plugins.shell.permissions]]
+actions = ["run"]
+match = { "/cmd" = "git *" }
+decision = "allow"
+"#,
+    );
+    let ada = Principal::new("ada", &["operator"]);
+    let run = |input: &str| {
+        host.call("shell", "run")
+            .as_principal(&ada)
+            .bytes(input.as_bytes())
+    };
+    for (input, key) in [
+        (r#"{"cmd":"rm -rf /","cmd":"git status"}"#, "\"cmd\""),
+        (r#"{"cmd":"git status","cmd":"rm -rf /"}"#, "\"cmd\""),
+        (
+            r#"{"cmd":"git status","env":{"GIT_DIR":"a","GIT_DIR":"b"}}"#,
+            "\"GIT_DIR\" in env",
+        ),
+        (
+            r#"{"cmd":"git status","args":[{"f":"x","f":"y"}]}"#,
+            "\"f\" in args[0]",
+        ),
+    ] {
+        let err = run(input).expect_err(input);
+        assert_eq!(err.code, CallErrorCode::PermissionDenied, "{input}: {err}");
+        assert!(
+            err.message.contains(&format!("duplicate key {key}")),
+            "names the key and where: {err}"
+        );
+        assert!(
+            err.message
+                .contains("[plugins.shell] permissions[0], line 2"),
+            "{err}"
+        );
+        assert!(!err.message.contains("rm -rf"), "no input value: {err}");
+    }
+    assert_eq!(denials(&host), 4, "each refusal is audited");
+    // The same input without the duplicate is allowed, and reaches the plugin as sent.
+    let Reply::Ok(answer) = run(r#"{"cmd":"git status","env":{"GIT_DIR":"a"}}"#).expect("allowed")
+    else {
+        panic!("not ok")
+    };
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(answer["ran"]["cmd"], "git status");
+    drop(host);
+
+    // Where no rule with a match is reached, the input is not read at all: the plugin's
+    // declared permissions (no match) let an operator's duplicate keys through as before.
+    let (_dir, host) = shell("");
+    let olga = Principal::new("olga", &["operator"]);
+    let Reply::Ok(answer) = host
+        .call("shell", "run")
+        .as_principal(&olga)
+        .bytes(br#"{"cmd":"ls","cmd":"ls -la"}"#)
+        .expect("no match, no check")
+    else {
+        panic!("not ok")
+    };
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(answer["ran"]["cmd"], "ls -la");
+}
+
+fn route(host: &Host, body: &[u8]) -> (u16, String) {
+    let out = host.handle_http(&HttpIn {
+        method: "POST".to_owned(),
+        path: "/plugins/shell/run".to_owned(),
+        body: body.to_vec(),
+        ..HttpIn::default()
+    });
+    (out.status, String::from_utf8_lossy(&out.body).into_owned())
+}
+
+#[test]
+fn a_route_request_without_a_principal_is_anonymous_and_bound_by_declared_permissions() {
+    let dir = TempPluginDir::with(&["shell-like"]);
+    // No authentication hook: every request is anonymous, never the host program itself, so
+    // `shell.serve` (held by operators) refuses it.
+    let (host, report) = dir.load("");
+    assert!(report.all_ok(), "{report:#?}");
+    let (status, body) = route(&host, br#"{"cmd":"ls"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("on behalf of anonymous") && body.contains("\"shell.serve\""),
+        "{body}"
+    );
+    drop(host);
+
+    // A hook that names operators, and no one for other requests.
+    let hook = |b: airlock::HostBuilder| {
+        b.http_auth(|request: &HttpIn| {
+            let token = request
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.as_str());
+            Ok(match token {
+                Some("olga") => Some(Principal::new("olga", &["operator"])),
+                Some("vic") => Some(Principal::new("vic", &["viewer"])),
+                _ => None,
+            })
+        })
+    };
+    let (host, report) = dir.load_with("", hook);
+    assert!(report.all_ok(), "{report:#?}");
+    let as_token = |token: &str| {
+        let out = host.handle_http(&HttpIn {
+            method: "POST".to_owned(),
+            path: "/plugins/shell/run".to_owned(),
+            headers: vec![("Authorization".to_owned(), token.to_owned())],
+            body: br#"{"cmd":"ls"}"#.to_vec(),
+            ..HttpIn::default()
+        });
+        (out.status, String::from_utf8_lossy(&out.body).into_owned())
+    };
+    let (status, body) = as_token("olga");
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["caller"]["host"]["principal"]["id"], "olga");
+    assert_eq!(as_token("vic").0, 403, "a role without the permission");
+    let (status, body) = as_token("nobody");
+    assert_eq!(status, 403, "the hook named no one: {body}");
+    assert!(body.contains("on behalf of anonymous"), "{body}");
+    drop(host);
+
+    // The operator opens the action to anonymous requests by name; the plugin is told who.
+    let (host, _) = dir.load(
+        r#"
+[[plugins.shell.permissions]]
+actions = ["serve"]
+callers = ["user:anonymous"]
+decision = "allow"
+"#,
+    );
+    let (status, body) = route(&host, br#"{"cmd":"ls"}"#);
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        seen["caller"]["host"]["principal"],
+        json!({"id": "anonymous", "roles": []})
+    );
+    drop(host);
+
+    // A match reads JSON, and a route's input is its request frame: a rule with a match on a
+    // route's action never reads the body, and refuses.
+    let (host, _) = dir.load(
+        r#"
+[[plugins.shell.permissions]]
+actions = ["serve"]
+match = { "/cmd" = "*" }
+decision = "allow"
+"#,
+    );
+    let (status, body) = route(&host, br#"{"cmd":"ls"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not JSON"), "{body}");
 }
 
 #[test]

@@ -80,7 +80,10 @@ fn a_github_signed_webhook_is_served_once_without_the_programs_authentication() 
     assert_eq!(served.status, 200, "{}", text(&served.body));
     let seen: Value = serde_json::from_slice(&served.body).expect("json");
     assert_eq!(seen["body"], text(body));
-    assert_eq!(seen["caller"], "the host program", "no principal: {seen}");
+    assert_eq!(
+        seen["caller"], "the host program on behalf of anonymous",
+        "no principal: {seen}"
+    );
     let before = calls(&host);
     // The body changed on the way: the signature no longer fits, and the plugin is not called.
     let tampered = delivery(

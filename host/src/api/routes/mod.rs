@@ -6,7 +6,8 @@
 //! the route looked up (`404` for none, `400` for a path it refuses, `501` for one declared with
 //! no action), a place taken among the plugin's requests in flight (`503` over the limit) and
 //! its action called through the membrane like any call, on behalf of the principal the hook
-//! named. Every request gets an id, which the plugin sees and the response carries.
+//! named, or of the principal `anonymous` when there is none. Every request gets an id, which
+//! the plugin sees and the response carries.
 
 mod headers;
 mod limit;
@@ -58,8 +59,8 @@ pub struct HttpOut {
 }
 
 /// The embedding program's authentication of inbound requests: the principal the plugin's
-/// action runs on behalf of (`None`: the host program itself), or why the request is refused
-/// (`401`).
+/// action runs on behalf of (`None`: an anonymous requester, the principal `anonymous` with no
+/// roles), or why the request is refused (`401`).
 pub type HttpAuth = Box<dyn Fn(&HttpIn) -> Result<Option<Principal>, String> + Send + Sync>;
 
 /// What the host holds for inbound HTTP: the program's authentication, the body limit, the
@@ -93,6 +94,13 @@ impl Default for Inbound {
         }
     }
 }
+
+/// The id of the principal a route request runs on behalf of when it has none — a public
+/// route's, any request when the program installs no authentication hook, or one the hook
+/// answers `Ok(None)` for: never the host program's own account, so the permissions a plugin
+/// declares (which deny every `user:*`) and the operator's `user:*` rules cover it, and a
+/// rule for `user:anonymous` opens an action to such requests.
+const ANONYMOUS: &str = "anonymous";
 
 /// The largest request body a route accepts unless the program says otherwise.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
@@ -197,7 +205,8 @@ impl Host {
                 Err(why) => return refuse((401, why)),
             },
             _ => None,
-        };
+        }
+        .unwrap_or_else(|| Principal::new(ANONYMOUS, &[]));
         let limit = self.inbound.max_body;
         if request.body.len() > limit {
             return refuse((413, format!("the body is over the limit of {limit} bytes")));
@@ -246,10 +255,7 @@ impl Host {
         let Ok(input) = wire::frame(&head, &request.body) else {
             return refuse((500, "the request could not be encoded".to_owned()));
         };
-        let mut call = self.call(id, action);
-        if let Some(principal) = &principal {
-            call = call.as_principal(principal);
-        }
+        let mut call = self.call(id, action).as_principal(&principal);
         if let Some(token) = cancel {
             call = call.cancel_on(token);
         }

@@ -2,7 +2,8 @@
 //! placed after the operator's own rules for the plugin so that the operator's override them:
 //! for each permission, callers on behalf of a principal with one of its roles are allowed,
 //! and every other principal and every plugin are denied. The host program on its own account
-//! (no principal) is covered by neither rule, so its calls go through as they always did.
+//! (no principal) is covered by neither rule, so its calls go through as they always did; a
+//! route request without a principal is not that caller, but the principal `anonymous`.
 
 use airlock_abi::manifest::PermissionDecl;
 

@@ -13,6 +13,11 @@
 //! something other than a string — neither matches nor is skipped: the call is refused
 //! (`permission_denied`, saying which pointer and why), whatever the rule would have decided.
 //! Skipping it could let a call through that a `deny` rule was written for.
+//!
+//! So is input that names a key twice in one object, at any depth: the rule would read the
+//! last of the two, as this JSON reader keeps it, while a plugin whose reader keeps the first
+//! (as many do) would act on the other — `{"cmd":"rm -rf /","cmd":"git status"}` must not pass
+//! for `git status`. The check is made only when a rule with a `match` is reached.
 
 use std::cell::OnceCell;
 
@@ -75,7 +80,7 @@ pub enum InputCheck {
 /// A call's input, parsed as JSON at most once, and only when a rule with a `match` asks.
 pub(crate) struct Input<'a> {
     bytes: &'a [u8],
-    parsed: OnceCell<Option<serde_json::Value>>,
+    parsed: OnceCell<Result<serde_json::Value, String>>,
 }
 
 impl<'a> Input<'a> {
@@ -86,10 +91,24 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn json(&self) -> Option<&serde_json::Value> {
+    /// The input as JSON, or why a rule cannot read it (`first` names the pointer it reads).
+    fn json(&self, first: &InputMatch) -> Result<&serde_json::Value, String> {
+        let not_json = || {
+            format!(
+                "the input is not JSON, so {} cannot be read",
+                first.pointer_name()
+            )
+        };
         self.parsed
-            .get_or_init(|| serde_json::from_slice(self.bytes).ok())
+            .get_or_init(|| {
+                let text = std::str::from_utf8(self.bytes).map_err(|_| not_json())?;
+                crate::policy::json::refuse_duplicate_keys(text).map_err(|why| {
+                    format!("the input names a key twice, so a match cannot trust it: {why}")
+                })?;
+                serde_json::from_str(text).map_err(|_| not_json())
+            })
             .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// What `matches` (all of them) say of this input.
@@ -97,11 +116,9 @@ impl<'a> Input<'a> {
         if matches.is_empty() {
             return InputCheck::Matches;
         }
-        let Some(json) = self.json() else {
-            return InputCheck::Unreadable(format!(
-                "the input is not JSON, so {} cannot be read",
-                matches[0].pointer_name()
-            ));
+        let json = match self.json(&matches[0]) {
+            Ok(json) => json,
+            Err(why) => return InputCheck::Unreadable(why),
         };
         for m in matches {
             let found = match json.pointer(&m.pointer) {
@@ -230,6 +247,25 @@ mod tests {
         // match.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(check(&git, &deep), InputCheck::Unreadable(_)));
+        // A key named twice, at any depth, is refused, whichever of the two the rule reads.
+        for input in [
+            r#"{"cmd":"rm -rf /","cmd":"git status"}"#,
+            r#"{"cmd":"git status","cmd":"rm -rf /"}"#,
+            r#"{"cmd":"git status","opts":{"a":1,"a":2}}"#,
+            r#"{"cmd":"git status","list":[{"x":1},{"x":1,"x":2}]}"#,
+        ] {
+            match check(&git, input) {
+                InputCheck::Unreadable(why) => {
+                    assert!(why.contains("names a key twice"), "{input}: {why}");
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        // The same key in two objects is no duplicate.
+        assert_eq!(
+            check(&git, r#"{"cmd":"git","a":{"cmd":1},"b":[{"cmd":2}]}"#),
+            InputCheck::Matches
+        );
         // A rule with two pointers needs both; the first that differs is named.
         let two = [m("/a", &["x"]), m("/b", &["y*"])];
         assert_eq!(check(&two, r#"{"a":"x","b":"yes"}"#), InputCheck::Matches);

@@ -232,23 +232,28 @@ impl PermissionRule {
 
     /// Whether the rule names `target` and covers `caller` (its `match` aside).
     pub fn matches(&self, target: Target<'_>, caller: &CallerInfo) -> bool {
-        let names = match target {
-            Target::Action(name) => self.actions.iter().any(|g| glob_match(g, name)),
-            Target::Hook(name) => self.hooks.iter().any(|g| glob_match(g, name)),
-        };
-        names && (self.callers.is_empty() || self.callers.iter().any(|c| c.matches(caller)))
+        self.meets(target, caller).is_none()
     }
 
-    fn check(&self, target: Target<'_>, caller: &CallerInfo, input: &Input<'_>) -> RuleCheck {
+    /// How the rule meets `target` and `caller`: `None` when it names the one and covers the
+    /// other, or the step that says why not.
+    fn meets(&self, target: Target<'_>, caller: &CallerInfo) -> Option<RuleCheck> {
         let names = match target {
             Target::Action(name) => self.actions.iter().any(|g| glob_match(g, name)),
             Target::Hook(name) => self.hooks.iter().any(|g| glob_match(g, name)),
         };
         if !names {
-            return RuleCheck::OtherTarget;
+            Some(RuleCheck::OtherTarget)
+        } else if self.callers.is_empty() || self.callers.iter().any(|c| c.matches(caller)) {
+            None
+        } else {
+            Some(RuleCheck::OtherCaller)
         }
-        if !(self.callers.is_empty() || self.callers.iter().any(|c| c.matches(caller))) {
-            return RuleCheck::OtherCaller;
+    }
+
+    fn check(&self, target: Target<'_>, caller: &CallerInfo, input: &Input<'_>) -> RuleCheck {
+        if let Some(other) = self.meets(target, caller) {
+            return other;
         }
         match input.check(&self.inputs) {
             InputCheck::Matches => RuleCheck::Covers,
