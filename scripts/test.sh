@@ -2,18 +2,30 @@
 # The test command: installs the outside programs the tests drive, then runs every test.
 #
 # The tests use real peers, never stand-ins: the `minisign` tool (its keys, made with `-G`, sign
-# plugins that must then load). A missing one is installed from the system's packages; a test
-# whose program is missing fails and names this script.
+# plugins that must then load), Debian's `chromium` driven by Playwright (the web console's
+# browser test), and the Prometheus client's own parser of the metrics text. A missing program is
+# installed from the system's packages; the Python packages live in a virtual environment of
+# their own, `target/test-venv`, made once and kept while its pins are unchanged. A test whose
+# program is missing fails and names this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package names of the programs the tests run, by command.
-declare -A packages=([minisign]=minisign)
+declare -A packages=([minisign]=minisign [chromium]=chromium)
+# The Python packages the tests import, pinned: a new version is a change made here, on purpose.
+pins=(playwright==1.65.3 prometheus-client==0.26.0)
 
 missing=()
 for command in "${!packages[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
 done
+# The virtual environment is made by Debian's Python, whose `venv` module needs python3-venv
+# (another `python3` on PATH, such as a version manager's, may be built without it).
+system_python=/usr/bin/python3
+if command -v apt-get >/dev/null 2>&1 &&
+  ! "$system_python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "the tests need these programs, and this system has no apt-get to install them: ${missing[*]}" >&2
@@ -21,9 +33,28 @@ if ((${#missing[@]})); then
   fi
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
   echo "installing what the tests drive: ${missing[*]}" >&2
-  "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null ||
-    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null; }
+  "${apt[@]}" install -y -qq "${missing[@]}" >/dev/null ||
+    { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq "${missing[@]}" >/dev/null; }
 fi
+
+# The tests' Python: a virtual environment with the pinned packages, made again only when the
+# pins change (its stamp holds the pins it was made with) or it is gone or broken.
+python=$system_python
+[[ -x $python ]] || python=$(command -v python3) ||
+  { echo "the tests need python3 (3.9 or newer), and there is none" >&2; exit 1; }
+venv=target/test-venv
+stamp=$venv/airlock-pins
+if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]]; then
+  echo "making the tests' Python environment in $venv: ${pins[*]}" >&2
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}"
+  echo "${pins[*]}" >"$stamp"
+fi
+AIRLOCK_TEST_PYTHON="$PWD/$venv/bin/python"
+AIRLOCK_TEST_CHROMIUM="$(command -v chromium)"
+export AIRLOCK_TEST_PYTHON AIRLOCK_TEST_CHROMIUM
 
 cargo test --workspace "$@"
