@@ -8,7 +8,9 @@ use airlock_abi::{
 };
 use serde::Deserialize;
 
-/// The config an operator can set under `[plugins.hello.config]`.
+/// The config an operator can set under `[plugins.hello.config]`. `plugin.json`'s `config_schema`
+/// says the same, so the host refuses a config that does not fit before this plugin sees it, and
+/// the web console makes its config form from it; a blank greeting is this plugin's own refusal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HelloConfig {
