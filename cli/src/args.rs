@@ -124,6 +124,11 @@ pub(crate) enum Command {
         /// /plugins/<id>/...; with AIRLOCK_LISTEN_TOKEN set, requests need it as a bearer token.
         #[arg(long)]
         listen: Option<String>,
+        /// Serve the web console at this address (`127.0.0.1:8090`): plugins, audit log,
+        /// approvals, config forms. It always needs a token: AIRLOCK_CONSOLE_TOKEN, or one
+        /// generated at start; the address to open, with it, is printed on standard error.
+        #[arg(long, value_name = "ADDR")]
+        console: Option<String>,
         #[command(flatten)]
         limits: ListenLimits,
     },

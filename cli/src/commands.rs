@@ -11,7 +11,7 @@ use airlock::{Host, HostBuilder, LoadReport, Policy};
 
 use crate::args::{Command, Format, Plugins};
 use crate::console::EndableInput;
-use crate::{check_config, distribute, inspect, listen, mcp, Console, Result};
+use crate::{check_config, distribute, inspect, listen, mcp, web, Console, Result};
 
 /// Runs one command: its exit code, or the error that stopped it.
 pub(crate) fn run(command: Command) -> Result<ExitCode> {
@@ -82,11 +82,13 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             watch,
             debounce_ms,
             listen,
+            console,
             limits,
         } => run_console(
             builder(plugins)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),
             listen.as_deref().map(|addr| (addr, listen_limits(&limits))),
+            console.as_deref(),
         ),
         Command::Mcp {
             plugins,
@@ -242,12 +244,14 @@ fn run_console(
     builder: HostBuilder,
     watch: Option<std::time::Duration>,
     listen: Option<(&str, listen::Limits)>,
+    console: Option<&str>,
 ) -> Result<ExitCode> {
     // Read before anything loads: a token that is set but unusable stops the start.
     let token = match listen {
         Some(_) => listen::read_token()?,
         None => None,
     };
+    let console_token = console.map(|_| web::console_token()).transpose()?;
     // A plugin's request that the host shut down (`host.control`) ends the console's input,
     // so the console quits as on `/quit`.
     let (input, end_input) = EndableInput::spawn(io::BufReader::new(io::stdin()))?;
@@ -284,12 +288,31 @@ fn run_console(
         }
         None => None,
     };
+    let web = match (console, console_token) {
+        (Some(addr), Some(token)) => {
+            let web = web::WebConsole::bind(addr, token, web::limits())?;
+            host.serving_on(web.addr());
+            eprintln!("console: {}", web.url());
+            Some(web)
+        }
+        _ => None,
+    };
     std::thread::scope(|scope| -> Result<()> {
         let serving = listener.as_ref().map(|listener| {
             let host = host.clone();
             scope.spawn(move || listener.serve(host))
         });
+        let web_serving = web.as_ref().map(|web| {
+            let host = host.clone();
+            scope.spawn(move || web.serve(host))
+        });
         let ran = Console::new(&host).run(input, io::stdout());
+        if let Some(web) = &web {
+            web.stop();
+        }
+        if let Some(Ok(Err(why))) = web_serving.map(|serving| serving.join()) {
+            eprintln!("the web console stopped: {why}");
+        }
         if let Some(listener) = &listener {
             listener.stop();
         }

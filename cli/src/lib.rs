@@ -15,6 +15,7 @@ mod listen;
 mod mcp;
 mod scaffold;
 mod validate;
+mod web;
 
 pub use console::{Console, ConsoleOutcome, INPUT_TRANSFORM, REPLY_GUARD, REPLY_TRANSFORM};
 pub use scaffold::{abi_path, new_plugin, ScaffoldError};

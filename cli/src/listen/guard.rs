@@ -17,20 +17,27 @@ pub const TOKEN_ENV: &str = "AIRLOCK_LISTEN_TOKEN";
 /// It is set but empty, not UTF-8, or holds what a header cannot carry: the listener does not
 /// start rather than serve without the authentication the operator asked for.
 pub fn read_token() -> Result<Option<String>, String> {
-    let Some(raw) = std::env::var_os(TOKEN_ENV) else {
+    token_from(TOKEN_ENV, "or unset it to serve loopback only")
+}
+
+/// The token in the variable `var`, if it is set; `unset` says what unsetting it does.
+///
+/// # Errors
+///
+/// As [`read_token`].
+pub(crate) fn token_from(var: &str, unset: &str) -> Result<Option<String>, String> {
+    let Some(raw) = std::env::var_os(var) else {
         return Ok(None);
     };
     let token = raw.into_string().map_err(|_| {
-        format!("{TOKEN_ENV} is not UTF-8: set it to a token of visible ASCII characters")
+        format!("{var} is not UTF-8: set it to a token of visible ASCII characters")
     })?;
     if token.is_empty() {
-        return Err(format!(
-            "{TOKEN_ENV} is empty: set it to a token, or unset it to serve loopback only"
-        ));
+        return Err(format!("{var} is empty: set it to a token, {unset}"));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(
-            "{TOKEN_ENV} holds spaces, control or non-ASCII characters: a bearer token is \
+            "{var} holds spaces, control or non-ASCII characters: a bearer token is \
              visible ASCII"
         ));
     }

@@ -10,8 +10,8 @@
 
 mod guard;
 mod idle;
+pub(crate) mod server;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +19,16 @@ use std::time::Duration;
 use airlock::http::HttpIn;
 use airlock::nonblocking::AsyncHost;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use guard::Guard;
 pub use guard::{read_token, TOKEN_ENV};
-use idle::{Activity, Tracked};
+pub(crate) use guard::{same_token, token_from};
+use server::{text, Answer};
 
 /// What one client can make the listener hold.
 #[derive(Debug, Clone)]
@@ -116,12 +116,7 @@ impl Listener {
     ///
     /// The runtime or the socket could not be set up.
     pub fn serve(&self, host: AsyncHost) -> Result<(), String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("airlock-listen")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("the listener's runtime: {e}"))?;
+        let runtime = server::runtime("airlock-listen")?;
         let socket = self
             .socket
             .try_clone()
@@ -131,33 +126,12 @@ impl Listener {
             guard: self.guard.clone(),
             limits: self.limits.clone(),
         });
-        let mut stop = self.stop.subscribe();
-        let served = runtime.block_on(async move {
-            let socket = tokio::net::TcpListener::from_std(socket)
-                .map_err(|e| format!("the listening socket: {e}"))?;
-            let open = Arc::new(Semaphore::new(served.limits.max_connections));
-            loop {
-                let accepted = tokio::select! {
-                    accepted = socket.accept() => accepted,
-                    _ = stop.wait_for(|stop| *stop) => return Ok(()),
-                };
-                let Ok((stream, _)) = accepted else {
-                    // Out of descriptors, or a connection reset before it was taken: go on.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let served = Arc::clone(&served);
-                tokio::spawn(async move {
-                    served.connection(stream).await;
-                    drop(permit);
-                });
-            }
-        });
+        let stop = self.stop.subscribe();
+        let limits = self.limits.clone();
+        let served = runtime.block_on(server::accept(socket, limits, stop, move |request| {
+            let served = Arc::clone(&served);
+            async move { served.answer(request).await }
+        }));
         // A route call still running ends on its own by its timeout; stopping does not wait
         // for it longer than this.
         runtime.shutdown_timeout(Duration::from_secs(2));
@@ -177,35 +151,7 @@ struct Served {
     limits: Limits,
 }
 
-type Answer = Response<Full<Bytes>>;
-
 impl Served {
-    /// Serves one connection until it closes, fails, or idles past the limit.
-    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream) {
-        let activity = Activity::new();
-        let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
-        let served = Arc::clone(&self);
-        let answering = Arc::clone(&activity);
-        let service = hyper::service::service_fn(move |request| {
-            let served = Arc::clone(&served);
-            let answering = answering.answering();
-            async move {
-                let answer = served.answer(request).await;
-                drop(answering);
-                Ok::<_, Infallible>(answer)
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout)
-            .max_buf_size(self.limits.max_header_bytes.max(8192))
-            .serve_connection(io, service);
-        tokio::select! {
-            _ = connection => {}
-            () = activity.idle_for(self.limits.idle_timeout) => {}
-        }
-    }
-
     /// Answers one request: refused from its head, or its body read within the limits and
     /// handed to the host.
     async fn answer(&self, request: Request<Incoming>) -> Answer {
@@ -214,42 +160,14 @@ impl Served {
             && self
                 .host
                 .is_public_route(request.method().as_str(), request.uri().path());
-        let declared = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        // A client that waits for `100 Continue` sends no body to read away.
-        let sent = declared.filter(|_| !request.headers().contains_key(hyper::header::EXPECT));
         if let Some((status, why)) = self.guard.refuses(request.headers(), public) {
-            self.linger(request.into_body(), sent, 0).await;
+            let (_, sent) = server::declared_length(&request);
+            server::linger(&self.limits, request.into_body(), sent, 0).await;
             return text(status, &why, true);
         }
-        let limit = self.limits.max_body;
-        if declared.is_some_and(|n| n > limit as u64) {
-            self.linger(request.into_body(), sent, limit).await;
-            let why = format!("the body is over the limit of {limit} bytes");
-            return text(413, &why, true);
-        }
-        let (head, body) = request.into_parts();
-        let body = match tokio::time::timeout(
-            self.limits.body_timeout,
-            Limited::new(body, limit).collect(),
-        )
-        .await
-        {
-            Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                let why = format!("the body is over the limit of {limit} bytes");
-                return text(413, &why, true);
-            }
-            Ok(Err(e)) => return text(400, &format!("the body could not be read: {e}"), true),
-            Err(_) => {
-                let why = format!(
-                    "the body took longer than {} ms",
-                    self.limits.body_timeout.as_millis()
-                );
-                return text(408, &why, true);
-            }
+        let (head, body) = match server::read_body(&self.limits, request).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let mut headers = Vec::with_capacity(head.headers.len());
         for (name, value) in &head.headers {
@@ -279,46 +197,6 @@ impl Served {
         }
         answer
     }
-}
-
-/// How much of a refused request's body is read away, beyond what it was allowed, so that a
-/// client that sends its body without waiting reads the answer instead of a reset connection.
-const LINGER: u64 = 1 << 20;
-
-impl Served {
-    /// Reads away the body of a request about to be refused, if it is declared at most
-    /// [`LINGER`] bytes over `allowed` (a larger one is not read at all), within the body's
-    /// time limit.
-    async fn linger(&self, mut body: Incoming, declared: Option<u64>, allowed: usize) {
-        let Some(declared) = declared.filter(|n| n.saturating_sub(allowed as u64) <= LINGER) else {
-            return;
-        };
-        let drain = async {
-            let mut read = 0u64;
-            while let Some(Ok(frame)) = body.frame().await {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if read >= declared {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.limits.body_timeout, drain).await;
-    }
-}
-
-/// A plain-text answer of the listener's own; `close` when the request's body was not read.
-fn text(status: u16, message: &str, close: bool) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
-    *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let headers = answer.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if close {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    answer
 }
 
 /// The CLI's authentication hook for [`airlock::Host::handle_http`]: the same bearer token, so

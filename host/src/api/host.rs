@@ -174,11 +174,12 @@ impl Host {
 
     pub(super) fn info(&self, p: &LoadedPlugin) -> PluginInfo {
         let m = &p.file.manifest;
-        let (token, grants) = {
+        let (token, grants, config) = {
             let settings = p.settings.lock();
             (
                 settings.last_token,
                 settings.grants.iter().map(ToString::to_string).collect(),
+                settings.config.clone(),
             )
         };
         let entry = context::entry(token);
@@ -212,12 +213,16 @@ impl Host {
                 subscriptions: self.shared.events.count(token) as u64,
                 timers: self.shared.timers.count(token) as u64,
                 faults: load(&p.counters.faults),
+                timed_calls: 0,
+                timed_nanos: 0,
             },
             health: p.health.lock().clone(),
             breakers: self
                 .shared
                 .breakers
                 .of(m.id.as_str(), std::time::Instant::now()),
+            config,
+            config_schema: m.config_schema.clone(),
         }
     }
 

@@ -174,6 +174,21 @@ impl Host {
         Ok(())
     }
 
+    /// Runs `act` as `operator`: the records of the operator's actions it takes (`revoked`,
+    /// `disabled`, `enabled`, `config_changed`) name the host program acting for that principal
+    /// as their caller, where they otherwise name the host program alone. For a program with
+    /// more than one way in for its operators (the web console names itself `web-console`).
+    pub fn as_operator<R>(
+        &self,
+        operator: airlock_abi::wire::Principal,
+        act: impl FnOnce(&Self) -> R,
+    ) -> R {
+        let _acting = crate::frame::caller::push(airlock_abi::wire::CallerInfo::Host {
+            principal: Some(operator),
+        });
+        act(self)
+    }
+
     /// Records what the operator `did` to a plugin ("the operator disabled hello"), with the
     /// generation it has now (a teardown keeps it; only a new instance moves it on).
     fn record_operator(&self, loaded: &LoadedPlugin, outcome: AuditOutcome, did: &str) {
@@ -188,7 +203,8 @@ impl Host {
     }
 
     /// Changes a plugin's config: the plugin validates it first; then it is applied live if the
-    /// plugin takes it, otherwise the plugin is re-created with it.
+    /// plugin takes it, otherwise the plugin is re-created with it. A change is audited
+    /// (`config_changed`, without the config's values).
     ///
     /// # Errors
     ///
@@ -226,6 +242,11 @@ impl Host {
                     .invoke(&loaded, InvocationKind::CONFIG_CHANGED, 0, "config", &bytes);
             drop(running);
             if answer.as_deref().is_ok_and(|a| a == b"true") {
+                self.record_operator(
+                    &loaded,
+                    AuditOutcome::ConfigChanged,
+                    "changed the config (applied live) of",
+                );
                 return Ok(ConfigApplied {
                     live: true,
                     warnings,
@@ -234,6 +255,11 @@ impl Host {
             self.shared.teardown(&loaded, PluginState::Disabled);
         }
         self.shared.start_instance(&loaded, &config, None)?;
+        self.record_operator(
+            &loaded,
+            AuditOutcome::ConfigChanged,
+            "changed the config (re-created with it) of",
+        );
         self.shared.started_all(&[loaded]);
         Ok(ConfigApplied {
             live: false,

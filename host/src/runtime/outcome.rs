@@ -94,6 +94,11 @@ pub struct PluginInfo {
     pub health: Option<Health>,
     /// The circuit breakers of its dispatched actions, when its policy sets a breaker.
     pub breakers: Vec<crate::runtime::breaker::BreakerInfo>,
+    /// Its config as the operator wrote it: `{ env = .. }` and `{ secret = .. }` references
+    /// stay references, so no resolved value is shown.
+    pub config: serde_json::Value,
+    /// The JSON Schema of its config, from its manifest.
+    pub config_schema: Option<serde_json::Value>,
 }
 
 /// Per-plugin counters.
@@ -115,6 +120,10 @@ pub struct PluginStats {
     pub timers: u64,
     /// Faults: panics contained and calls that overran their timeout.
     pub faults: u64,
+    /// Calls whose duration was measured (a sample of `calls`).
+    pub timed_calls: u64,
+    /// The sum of the measured calls' durations, in nanoseconds.
+    pub timed_nanos: u64,
 }
 
 /// The id of a call waiting for approval.

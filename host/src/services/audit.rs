@@ -26,8 +26,11 @@ use crate::error::Error;
 /// per routine run, the publisher as `caller`), `event_refused`
 /// and `shutdown_requested`; 8 `pending_created`, `pending_resolved` and `pending_expired`
 /// (deferred answers, and approvals that waited past the bound), `breaker_opened`,
-/// `breaker_half_open` and `breaker_closed` (a dispatched action's circuit breaker).
-pub const AUDIT_SCHEMA: u32 = 8;
+/// `breaker_half_open` and `breaker_closed` (a dispatched action's circuit breaker); 9
+/// `config_changed`, and a `caller` on the operator's records (`revoked`, `disabled`,
+/// `enabled`, `config_changed`, and `loaded` and `reload_refused`): the host program, with the principal it acted as
+/// ([`crate::Host::as_operator`]; the web console names itself `web-console`).
+pub const AUDIT_SCHEMA: u32 = 9;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
 /// Records kept in memory for `/audit`.
@@ -100,6 +103,9 @@ pub enum AuditOutcome {
     BreakerHalfOpen,
     /// A probe succeeded: the breaker is closed, and dispatches go through again.
     BreakerClosed,
+    /// The operator changed a plugin's config ([`crate::Host::set_config`]): `detail` says
+    /// whether it was applied live or the plugin re-created with it (never the config's values).
+    ConfigChanged,
 }
 
 impl AuditOutcome {
@@ -116,6 +122,12 @@ impl AuditOutcome {
                 | Self::HttpRefused
                 | Self::Routine
                 | Self::PendingCreated
+                | Self::Revoked
+                | Self::Disabled
+                | Self::Enabled
+                | Self::ConfigChanged
+                | Self::Loaded
+                | Self::ReloadRefused
         )
     }
 }
@@ -224,6 +236,9 @@ impl AuditLog {
         outcome: AuditOutcome,
         detail: &str,
     ) {
+        // The number is taken under the ring's lock, so the ring holds records in `seq` order
+        // and [`AuditLog::since`] misses none.
+        let mut ring = self.ring.lock();
         let record = AuditRecord {
             schema: AUDIT_SCHEMA,
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
@@ -235,6 +250,11 @@ impl AuditLog {
             detail: detail.to_owned(),
             caller: outcome.names_caller().then(crate::frame::caller::current),
         };
+        if ring.len() == AUDIT_RING {
+            ring.pop_front();
+        }
+        ring.push_back(record.clone());
+        drop(ring);
         // One event with the record's fields, at a level fixed where it is written (as
         // `tracing` wants); a plugin's text in them is escaped, so it stays one line. (The
         // file's records are JSON, one line each already.)
@@ -269,13 +289,6 @@ impl AuditLog {
         } else {
             trace_at!(tracing::Level::WARN);
         }
-        {
-            let mut ring = self.ring.lock();
-            if ring.len() == AUDIT_RING {
-                ring.pop_front();
-            }
-            ring.push_back(record.clone());
-        }
         if let Some(queue) = self.queue.lock().as_ref() {
             match queue.try_send(record) {
                 Ok(()) => {}
@@ -305,6 +318,16 @@ impl AuditLog {
             .skip(ring.len().saturating_sub(n))
             .cloned()
             .collect()
+    }
+
+    /// The records after `seq` still in the ring (at most [`AUDIT_RING`], oldest first), for a
+    /// reader that follows the log by asking again from the last `seq` it saw; `None` asks
+    /// from the start of the ring. A gap between `seq` and the first one returned means the
+    /// ring moved past records before they were asked for.
+    pub fn since(&self, seq: Option<u64>) -> Vec<AuditRecord> {
+        let ring = self.ring.lock();
+        let skip = seq.map_or(0, |seq| ring.partition_point(|r| r.seq <= seq));
+        ring.iter().skip(skip).cloned().collect()
     }
 
     /// How many records were recorded in all.
