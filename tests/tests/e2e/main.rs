@@ -9,6 +9,8 @@ mod claims;
 mod cli;
 mod client_certs;
 mod config;
+#[cfg(unix)]
+mod console_browser;
 mod contract_versions;
 mod dependencies;
 mod distribution;
