@@ -128,7 +128,7 @@ def main():
                 page.set_default_timeout(WAIT_MS)
                 page.set_default_navigation_timeout(WAIT_MS)
                 page.on("pageerror", lambda error: script_errors.append(str(error)))
-                check_console(page, console, step, args)
+                check_console(playwright, page, console, step, args)
                 if script_errors:
                     raise CheckFailed(f"the console's page threw: {script_errors}")
             finally:
@@ -145,7 +145,7 @@ def main():
     return 0
 
 
-def check_console(page, console, step, args):
+def check_console(playwright, page, console, step, args):
     expect.set_options(timeout=WAIT_MS)
     shots = args.screenshots
     plugins = [p for p in args.plugins.split(",") if p]
@@ -155,6 +155,16 @@ def check_console(page, console, step, args):
     expect(page.locator("table[data-plugins]")).to_be_visible()
     if "token=" in page.url:
         raise CheckFailed(f"the token stayed in the address bar: {page.url}")
+    origin = re.match(r"https?://[^/]+", args.url).group(0)
+    session = [c for c in page.context.cookies() if c["name"] == "airlock_console"]
+    if len(session) != 1 or not session[0]["httpOnly"] or session[0]["sameSite"] != "Strict":
+        raise CheckFailed(f"the session cookie is not HttpOnly and SameSite=Strict: {session}")
+    stranger = playwright.request.new_context()
+    for path in ("/", "/api/events"):
+        status = stranger.get(origin + path, max_redirects=0).status
+        if status != 401:
+            raise CheckFailed(f"GET {path} without the session answered {status}, not 401")
+    stranger.dispose()
 
     step("the plugins view lists the demo's plugins")
     table = page.locator("table[data-plugins]")
@@ -227,9 +237,21 @@ def check_console(page, console, step, args):
     detail = page.locator('section[data-plugin-detail="kv-counter"]')
     expect(detail.locator("ul[data-grants] li").filter(has_text="kv")).not_to_have_count(0)
     detail.locator('input[name="capability"]').fill("kv")
-    detail.locator('button[data-action="revoke"]').click()
+    with page.expect_request(lambda request: request.method == "POST") as posted:
+        detail.locator('button[data-action="revoke"]').click()
+    revoke = posted.value
     expect(detail.locator("[data-action-result]")).to_contain_text("revoked")
     console.run("/call kv-counter increment", r"^error capability_violation")
+
+    step("a request from another site cannot act, even with the operator's session")
+    for headers in ({}, {"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = page.request.post(
+            revoke.url,
+            data=revoke.post_data,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        if answer.status != 403:
+            raise CheckFailed(f"POST {revoke.url} with {headers} answered {answer.status}, not 403")
 
     step("the revoke shows in the audit view")
     page.locator('a[data-view="audit"]').click()
