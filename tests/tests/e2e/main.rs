@@ -9,6 +9,7 @@ mod claims;
 mod cli;
 mod client_certs;
 mod config;
+mod console_web;
 mod contract_versions;
 mod dependencies;
 mod distribution;
