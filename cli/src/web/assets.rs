@@ -16,6 +16,8 @@ pub(super) fn get(path: &str) -> Answer {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX),
         "/app.js" => ("text/javascript; charset=utf-8", SCRIPT),
         "/style.css" => ("text/css; charset=utf-8", STYLE),
+        // Browsers ask for it unbidden; there is none.
+        "/favicon.ico" => return whole(204, "image/x-icon", Bytes::new()),
         _ => {
             let message = format!("no page at {path}");
             return json(404, &serde_json::json!({ "ok": false, "message": message }));

@@ -11,6 +11,7 @@ mod client_certs;
 mod config;
 #[cfg(unix)]
 mod console_browser;
+mod console_web;
 mod contract_versions;
 mod dependencies;
 mod distribution;

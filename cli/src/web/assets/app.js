@@ -227,7 +227,8 @@ function configForm(id, p) {
       read = () => (input.value.trim() === "" ? undefined : Number(input.value));
     } else if (type === "string" && !reference) {
       input = el("input", { name, type: "text", value: now === undefined ? "" : now });
-      read = () => input.value;
+      // Left empty, a property the config did not have stays unset.
+      read = () => (input.value === "" && !has ? undefined : input.value);
     } else {
       input = el("textarea", { name }, now === undefined ? "" : JSON.stringify(now, null, 2));
       read = () => {
