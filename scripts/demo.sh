@@ -29,6 +29,8 @@ chmod go-w "$dir"/*."$ext"
 # A small web server on 127.0.0.1 for courier to fetch from (the policy allows that host).
 web_port="${DEMO_WEB_PORT:-8766}"
 listen="${DEMO_LISTEN:-127.0.0.1:8765}"
+# The web console: the address to open, with its token, is printed as `console: http://…`.
+console="${DEMO_CONSOLE:-127.0.0.1:8767}"
 if command -v python3 >/dev/null; then
   python3 -m http.server "$web_port" --bind 127.0.0.1 --directory scripts/demo/www \
     >/dev/null 2>&1 &
@@ -43,4 +45,5 @@ echo "plugins in $dir; policy in scripts/demo/airlock.toml; data and audit log i
 mkdir -p target/demo-data
 # hello's greeting comes from the environment: the policy says { env = "AIRLOCK_DEMO_GREETING" }.
 export AIRLOCK_DEMO_GREETING="${AIRLOCK_DEMO_GREETING:-Welcome aboard}"
-target/release/airlock run "$dir" --policy scripts/demo/airlock.toml --listen "$listen" "$@"
+target/release/airlock run "$dir" --policy scripts/demo/airlock.toml --listen "$listen" \
+  --console "$console" "$@"

@@ -97,6 +97,14 @@ impl Host {
                 return None;
             }
         };
+        // Decided by an operator acting as someone ([`Host::as_operator`]): the record says who.
+        let by = match crate::frame::caller::current() {
+            airlock_abi::wire::CallerInfo::Host {
+                principal: Some(operator),
+            } => format!(" by {}", operator.id),
+            _ => String::new(),
+        };
+        let detail = format!("{detail}{by}");
         let calling = crate::frame::caller::push(request.caller.clone());
         let target = Target::Action(&request.name).to_string();
         let audit = &self.shared.audit;
@@ -105,7 +113,7 @@ impl Host {
             request.generation,
             &target,
             outcome,
-            detail,
+            &detail,
         );
         Some((request, calling))
     }

@@ -176,7 +176,8 @@ impl Host {
 
     /// Runs `act` as `operator`: the records of the operator's actions it takes (`revoked`,
     /// `disabled`, `enabled`, `config_changed`) name the host program acting for that principal
-    /// as their caller, where they otherwise name the host program alone. For a program with
+    /// as their caller, where they otherwise name the host program alone; an approval given or
+    /// refused says `by` the principal in its detail (its caller stays the call's). For a program with
     /// more than one way in for its operators (the web console names itself `web-console`).
     pub fn as_operator<R>(
         &self,

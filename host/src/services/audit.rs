@@ -27,9 +27,8 @@ use crate::error::Error;
 /// and `shutdown_requested`; 8 `pending_created`, `pending_resolved` and `pending_expired`
 /// (deferred answers, and approvals that waited past the bound), `breaker_opened`,
 /// `breaker_half_open` and `breaker_closed` (a dispatched action's circuit breaker); 9
-/// `config_changed`, and a `caller` on the operator's records (`revoked`, `disabled`,
-/// `enabled`, `config_changed`, and `loaded` and `reload_refused`): the host program, with the principal it acted as
-/// ([`crate::Host::as_operator`]; the web console names itself `web-console`).
+/// `config_changed`, and a `caller` on the operator's records (`revoked`, `disabled`, `enabled`,
+/// `config_changed`, `loaded`, `reload_refused`): the host program, as [`crate::Host::as_operator`].
 pub const AUDIT_SCHEMA: u32 = 9;
 /// Records waiting for the writer before new ones are dropped.
 pub const AUDIT_QUEUE: usize = 4096;
@@ -236,8 +235,7 @@ impl AuditLog {
         outcome: AuditOutcome,
         detail: &str,
     ) {
-        // The number is taken under the ring's lock, so the ring holds records in `seq` order
-        // and [`AuditLog::since`] misses none.
+        // Numbered under the ring's lock: the ring is in `seq` order, so `since` misses none.
         let mut ring = self.ring.lock();
         let record = AuditRecord {
             schema: AUDIT_SCHEMA,
@@ -320,10 +318,8 @@ impl AuditLog {
             .collect()
     }
 
-    /// The records after `seq` still in the ring (at most [`AUDIT_RING`], oldest first), for a
-    /// reader that follows the log by asking again from the last `seq` it saw; `None` asks
-    /// from the start of the ring. A gap between `seq` and the first one returned means the
-    /// ring moved past records before they were asked for.
+    /// The records after `seq` (`None`: all) still in the ring, oldest first, for a reader that
+    /// follows the log from the last `seq` it saw; a gap in the numbers is records it missed.
     pub fn since(&self, seq: Option<u64>) -> Vec<AuditRecord> {
         let ring = self.ring.lock();
         let skip = seq.map_or(0, |seq| ring.partition_point(|r| r.seq <= seq));
@@ -435,6 +431,27 @@ mod tests {
             time.ends_with('Z') && time.len() == "2026-12-07T11:30:00.000Z".len(),
             "{time}"
         );
+    }
+
+    #[test]
+    fn a_follower_asks_again_from_the_last_seq_it_saw() {
+        let log = AuditLog::in_memory();
+        assert!(log.since(None).is_empty());
+        for i in 0..3 {
+            log.record("p", 1, "kv", AuditOutcome::Denied, &format!("{i}"));
+        }
+        let seqs = |records: Vec<AuditRecord>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(log.since(None)), [0, 1, 2]);
+        assert_eq!(seqs(log.since(Some(0))), [1, 2]);
+        assert!(log.since(Some(2)).is_empty());
+        assert!(log.since(Some(99)).is_empty());
+        // Past the ring, a follower gets what is left, and sees the gap in the numbers.
+        for i in 0..AUDIT_RING {
+            log.record("p", 1, "kv", AuditOutcome::Denied, &format!("{i}"));
+        }
+        let left = log.since(Some(1));
+        assert_eq!(left.len(), AUDIT_RING);
+        assert_eq!(left[0].seq, 3);
     }
 
     #[test]

@@ -445,9 +445,10 @@ fn every_action_is_audited_as_the_web_console_and_the_approved_call_answers() {
         .filter(|r| r["outcome"] == "approved" || r["outcome"] == "approval_refused")
         .collect();
     assert_eq!(decided.len(), 2, "{records:?}");
-    assert!(decided.iter().any(|r| r["detail"]
-        .as_str()
-        .is_some_and(|d| d.contains("web console"))));
+    for record in decided {
+        let detail = record["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("by web-console"), "{record}");
+    }
     // The line console's own action names the host program alone.
     console.line("/disable hello");
     let line = wait_for("the line console's record", || {
