@@ -280,7 +280,7 @@ fn the_web_console_lists_approves_configures_and_revokes_in_a_real_browser() {
     }
 
     // The script's end closed the line console's input: the host quits, and its audit log
-    // holds the operator's revoke made in the browser.
+    // holds the revoke made in the browser, by the web console's operator.
     let quit = host.wait_until(Instant::now() + HOST_DEADLINE);
     assert!(
         quit.is_some_and(|status| status.success()),
@@ -292,9 +292,9 @@ fn the_web_console_lists_approves_configures_and_revokes_in_a_real_browser() {
         .and_then(|mut file| file.read_to_string(&mut audit))
         .expect("the audit log");
     assert!(
-        audit
-            .lines()
-            .any(|line| line.contains("\"revoked\"") && line.contains("kv-counter")),
-        "no revoke of kv-counter in the audit log:\n{audit}"
+        audit.lines().any(|line| line.contains("\"revoked\"")
+            && line.contains("kv-counter")
+            && line.contains("\"web-console\"")),
+        "no revoke of kv-counter by the web console's operator in the audit log:\n{audit}"
     );
 }
