@@ -109,19 +109,9 @@ async fn config_change(console: &Served, id: String, config: Value, apply: bool)
                 }));
             }
             let applied = host.set_config(&id, config)?;
-            let how = if applied.live {
-                "applied live"
-            } else {
-                "applied (the plugin was re-created with it)"
-            };
-            let warnings = if applied.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(" (warnings: {})", applied.warnings.join("; "))
-            };
             Ok(value!({
                 "ok": true,
-                "message": format!("config {how}{warnings}"),
+                "message": format!("config {}", crate::console::applied_text(&applied)),
                 "warnings": applied.warnings,
             }))
         })

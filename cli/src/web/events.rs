@@ -58,7 +58,8 @@ pub(super) fn stream(console: &Arc<Served>, headers: &HeaderMap, query: Option<&
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .or_else(|| {
-            api::pairs(query.unwrap_or(""))
+            airlock_abi::route::parse_query(query.unwrap_or(""))
+                .into_iter()
                 .find(|(k, _)| k == "after")
                 .and_then(|(_, v)| v.parse().ok())
         });
