@@ -578,3 +578,34 @@ fn the_event_stream_delivers_audit_records_as_they_are_written() {
         status.contains(" 200 ").then_some(())
     });
 }
+
+#[test]
+fn the_series_count_each_second_of_calls() {
+    let mut console = Console::start(Some(TOKEN));
+    // Once a second has been sampled, the calls fall in the seconds after it.
+    wait_for("a first second sampled", || {
+        let series = console.get("/api/plugins/hello/series").json();
+        series["points"]
+            .as_array()
+            .filter(|p| !p.is_empty())
+            .map(|_| ())
+    });
+    for _ in 0..5 {
+        console.line("/call hello greet {\"name\":\"Ada\"}");
+    }
+    let series = wait_for("the sampler to count the calls", || {
+        let series = console.get("/api/plugins/hello/series").json();
+        let points = series["points"].as_array()?.clone();
+        let calls: u64 = points.iter().filter_map(|p| p["calls"].as_u64()).sum();
+        (calls == 5).then_some(points)
+    });
+    assert!(series
+        .iter()
+        .all(|p| p["t"].as_u64().is_some_and(|t| t > 0)));
+    assert!(series.iter().all(|p| p["faults"] == 0));
+    let other = console.get("/api/plugins/configured/series").json();
+    let calls: u64 = other["points"]
+        .as_array()
+        .map_or(0, |p| p.iter().filter_map(|p| p["calls"].as_u64()).sum());
+    assert_eq!(calls, 0, "each plugin's own");
+}
