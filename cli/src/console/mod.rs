@@ -9,6 +9,7 @@ mod operate;
 mod pending;
 
 pub(crate) use input::EndableInput;
+pub(crate) use operate::applied_text;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};

@@ -109,19 +109,7 @@ impl Console<'_> {
             Err(e) => return e,
         };
         match self.host.set_config(plugin, config) {
-            Ok(applied) => {
-                let how = if applied.live {
-                    "applied live"
-                } else {
-                    "re-created with it"
-                };
-                let warnings = if applied.warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (warnings: {})", applied.warnings.join("; "))
-                };
-                format!("{plugin}: config {how}{warnings}")
-            }
+            Ok(applied) => format!("{plugin}: config {}", applied_text(&applied)),
             Err(e) => format!("error: {e}"),
         }
     }
@@ -199,6 +187,20 @@ impl Console<'_> {
         } else {
             format!("no call waits for approval {id}")
         }
+    }
+}
+
+/// How a config change was applied, with the plugin's warnings: what both consoles show.
+pub(crate) fn applied_text(applied: &airlock::plugins::ConfigApplied) -> String {
+    let how = if applied.live {
+        "applied live"
+    } else {
+        "applied (the plugin was re-created with it)"
+    };
+    if applied.warnings.is_empty() {
+        how.to_owned()
+    } else {
+        format!("{how} (warnings: {})", applied.warnings.join("; "))
     }
 }
 

@@ -140,14 +140,7 @@ fn cross_site(addr: SocketAddr, headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, value.parse().expect("value"));
-        }
-        map
-    }
+    use crate::listen::server::head;
 
     #[test]
     fn tokenless_requests_must_be_addressed_here_and_come_from_here() {

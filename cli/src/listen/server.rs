@@ -198,3 +198,13 @@ pub(crate) fn text(status: u16, message: &str, close: bool) -> Answer {
     }
     answer
 }
+
+/// A request head of `pairs`, for the tests of who may ask.
+#[cfg(test)]
+pub(crate) fn head(pairs: &[(&'static str, &'static str)]) -> hyper::HeaderMap {
+    let mut map = hyper::HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(*name, value.parse().expect("value"));
+    }
+    map
+}

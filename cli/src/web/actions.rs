@@ -109,14 +109,9 @@ async fn config_change(console: &Served, id: String, config: Value, apply: bool)
                 }));
             }
             let applied = host.set_config(&id, config)?;
-            let how = if applied.live {
-                "applied live"
-            } else {
-                "applied (the plugin was re-created with it)"
-            };
             Ok(value!({
                 "ok": true,
-                "message": format!("config {how}"),
+                "message": format!("config {}", crate::console::applied_text(&applied)),
                 "warnings": applied.warnings,
             }))
         })

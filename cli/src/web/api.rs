@@ -90,7 +90,7 @@ fn detail(p: &PluginInfo) -> Value {
 fn audit(console: &Served, query: &str) -> Vec<Value> {
     let mut q = String::new();
     let mut limit = 200;
-    for (key, val) in pairs(query) {
+    for (key, val) in airlock_abi::route::parse_query(query) {
         match key.as_str() {
             "q" => q = val.to_lowercase(),
             "limit" => limit = val.parse().unwrap_or(limit).min(AUDIT_MAX),
@@ -132,58 +132,4 @@ pub(super) fn approvals(console: &Served) -> Vec<Value> {
             })
         })
         .collect()
-}
-
-/// The `key=value` pairs of a query, percent-decoded.
-pub(super) fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k), decode(v))
-    })
-}
-
-/// Percent-decoding (and `+` as a space), lossy.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_are_percent_decoded_and_bad_escapes_kept() {
-        let got: Vec<_> = pairs("q=a%20b+c&limit=5&x=%zz&y=%4").collect();
-        assert_eq!(
-            got,
-            [
-                ("q".to_owned(), "a b c".to_owned()),
-                ("limit".to_owned(), "5".to_owned()),
-                ("x".to_owned(), "%zz".to_owned()),
-                ("y".to_owned(), "%4".to_owned()),
-            ]
-        );
-    }
 }

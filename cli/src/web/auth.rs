@@ -60,11 +60,9 @@ impl Sessions {
     /// For `GET /?token=…`: a session and a redirect to `/` (so the token leaves the address
     /// bar and the history), or `401` for a wrong token. `None` when no token is offered.
     pub(super) fn exchange(&self, request: &Request<Incoming>) -> Option<Answer> {
-        let offered = request
-            .uri()
-            .query()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))?;
+        let (_, offered) = airlock_abi::route::parse_query(request.uri().query()?)
+            .into_iter()
+            .find(|(key, _)| key == "token")?;
         if !same_token(offered.as_bytes(), self.token.as_bytes()) {
             let why = "the token in the address is not this console's: open the address \
                        `airlock run --console` printed";
@@ -180,14 +178,7 @@ pub(super) fn same_origin(headers: &HeaderMap) -> Result<(), (u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, value.parse().expect("value"));
-        }
-        map
-    }
+    use crate::listen::server::head;
 
     #[test]
     fn a_change_comes_from_this_origin_as_json() {

@@ -551,20 +551,61 @@ fn the_event_stream_delivers_audit_records_as_they_are_written() {
         }
     };
     assert_eq!(record["plugin"], "hello");
-    // The streams one console holds at once are bounded.
-    let held: Vec<TcpStream> = (0..16)
-        .map(|_| {
-            let mut stream = TcpStream::connect(console.addr).expect("connects");
-            stream.write_all(head.as_bytes()).expect("sent");
-            stream
-        })
-        .collect();
-    let over = wait_for("a stream over the bound", || {
-        let answer = console.get("/api/events");
-        (answer.status == 503).then_some(answer)
-    });
-    assert!(over.json()["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("16")));
+    // The streams one console holds at once are bounded: this one and 15 more are served,
+    // the next is refused at once (each one's status read before the next is opened).
+    let open = |expected: u16| {
+        let mut stream = TcpStream::connect(console.addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("sent");
+        let mut status = String::new();
+        BufReader::new(stream.try_clone().expect("clone"))
+            .read_line(&mut status)
+            .expect("a status line");
+        assert!(status.contains(&format!(" {expected} ")), "{status}");
+        stream
+    };
+    let held: Vec<TcpStream> = (0..15).map(|_| open(200)).collect();
+    drop(open(503));
     drop(held);
+    // Closed streams give their places back.
+    wait_for("a place for a stream again", || {
+        let mut stream = TcpStream::connect(console.addr).expect("connects");
+        stream.write_all(head.as_bytes()).expect("sent");
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).ok()?;
+        status.contains(" 200 ").then_some(())
+    });
+}
+
+#[test]
+fn the_series_count_each_second_of_calls() {
+    let mut console = Console::start(Some(TOKEN));
+    // Once a second has been sampled, the calls fall in the seconds after it.
+    wait_for("a first second sampled", || {
+        let series = console.get("/api/plugins/hello/series").json();
+        series["points"]
+            .as_array()
+            .filter(|p| !p.is_empty())
+            .map(|_| ())
+    });
+    for _ in 0..5 {
+        console.line("/call hello greet {\"name\":\"Ada\"}");
+    }
+    let series = wait_for("the sampler to count the calls", || {
+        let series = console.get("/api/plugins/hello/series").json();
+        let points = series["points"].as_array()?.clone();
+        let calls: u64 = points.iter().filter_map(|p| p["calls"].as_u64()).sum();
+        (calls == 5).then_some(points)
+    });
+    assert!(series
+        .iter()
+        .all(|p| p["t"].as_u64().is_some_and(|t| t > 0)));
+    assert!(series.iter().all(|p| p["faults"] == 0));
+    let other = console.get("/api/plugins/configured/series").json();
+    let calls: u64 = other["points"]
+        .as_array()
+        .map_or(0, |p| p.iter().filter_map(|p| p["calls"].as_u64()).sum());
+    assert_eq!(calls, 0, "each plugin's own");
 }
