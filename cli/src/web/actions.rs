@@ -114,9 +114,14 @@ async fn config_change(console: &Served, id: String, config: Value, apply: bool)
             } else {
                 "applied (the plugin was re-created with it)"
             };
+            let warnings = if applied.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" (warnings: {})", applied.warnings.join("; "))
+            };
             Ok(value!({
                 "ok": true,
-                "message": format!("config {how}"),
+                "message": format!("config {how}{warnings}"),
                 "warnings": applied.warnings,
             }))
         })

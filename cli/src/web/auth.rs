@@ -60,11 +60,8 @@ impl Sessions {
     /// For `GET /?token=…`: a session and a redirect to `/` (so the token leaves the address
     /// bar and the history), or `401` for a wrong token. `None` when no token is offered.
     pub(super) fn exchange(&self, request: &Request<Incoming>) -> Option<Answer> {
-        let offered = request
-            .uri()
-            .query()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))?;
+        let (_, offered) =
+            super::api::pairs(request.uri().query()?).find(|(key, _)| key == "token")?;
         if !same_token(offered.as_bytes(), self.token.as_bytes()) {
             let why = "the token in the address is not this console's: open the address \
                        `airlock run --console` printed";

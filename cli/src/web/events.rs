@@ -31,8 +31,10 @@ pub(super) const MAX_STREAMS: usize = 16;
 const BUFFER: usize = 64;
 /// How long a client may leave its buffer full before it is dropped.
 const SLOW: Duration = Duration::from_secs(5);
-/// How often the host is looked at for news.
+/// How often the audit log is looked at for news.
 const POLL: Duration = Duration::from_millis(200);
+/// How often the plugins and the approvals are (every this many polls: once a second).
+const STATE_EVERY: u64 = 5;
 /// How often a quiet stream says it is alive.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -93,7 +95,7 @@ async fn follow(
     let mut stop = console.stop.clone();
     let (mut plugins, mut approvals) = (Value::Null, Value::Null);
     let mut quiet = Duration::ZERO;
-    loop {
+    for round in 0u64.. {
         let mut events = Vec::new();
         for record in console.host.audit().since(after) {
             let expected = after.map_or(record.seq, |a| a + 1);
@@ -108,20 +110,22 @@ async fn follow(
                 record.seq
             ));
         }
-        let now: Value = console
-            .host
-            .plugins()
-            .iter()
-            .map(|p| serde_json::json!({"id": p.id, "state": p.state.to_string(), "generation": p.generation}))
-            .collect();
-        if now != plugins {
-            events.push(format!("event: plugins\ndata: {now}\n\n"));
-            plugins = now;
-        }
-        let now = Value::from(api::approvals(&console));
-        if now != approvals {
-            events.push(format!("event: approvals\ndata: {now}\n\n"));
-            approvals = now;
+        if round % STATE_EVERY == 0 {
+            let now: Value = console
+                .host
+                .plugins()
+                .iter()
+                .map(|p| serde_json::json!({"id": p.id, "state": p.state.to_string(), "generation": p.generation}))
+                .collect();
+            if now != plugins {
+                events.push(format!("event: plugins\ndata: {now}\n\n"));
+                plugins = now;
+            }
+            let now = Value::from(api::approvals(&console));
+            if now != approvals {
+                events.push(format!("event: approvals\ndata: {now}\n\n"));
+                approvals = now;
+            }
         }
         if events.is_empty() && quiet >= KEEPALIVE {
             events.push(": alive\n\n".to_owned());

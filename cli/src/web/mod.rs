@@ -90,7 +90,17 @@ impl WebConsole {
 
     /// The address to open, with the token that starts a session.
     pub fn url(&self) -> String {
-        format!("http://{}/?token={}", self.addr, self.token)
+        let token: String = self
+            .token
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("http://{}/?token={token}", self.addr)
     }
 
     /// Answers requests about `host` until [`WebConsole::stop`].

@@ -551,20 +551,30 @@ fn the_event_stream_delivers_audit_records_as_they_are_written() {
         }
     };
     assert_eq!(record["plugin"], "hello");
-    // The streams one console holds at once are bounded.
-    let held: Vec<TcpStream> = (0..16)
-        .map(|_| {
-            let mut stream = TcpStream::connect(console.addr).expect("connects");
-            stream.write_all(head.as_bytes()).expect("sent");
-            stream
-        })
-        .collect();
-    let over = wait_for("a stream over the bound", || {
-        let answer = console.get("/api/events");
-        (answer.status == 503).then_some(answer)
-    });
-    assert!(over.json()["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("16")));
+    // The streams one console holds at once are bounded: this one and 15 more are served,
+    // the next is refused at once (each one's status read before the next is opened).
+    let open = |expected: u16| {
+        let mut stream = TcpStream::connect(console.addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("sent");
+        let mut status = String::new();
+        BufReader::new(stream.try_clone().expect("clone"))
+            .read_line(&mut status)
+            .expect("a status line");
+        assert!(status.contains(&format!(" {expected} ")), "{status}");
+        stream
+    };
+    let held: Vec<TcpStream> = (0..15).map(|_| open(200)).collect();
+    drop(open(503));
     drop(held);
+    // Closed streams give their places back.
+    wait_for("a place for a stream again", || {
+        let mut stream = TcpStream::connect(console.addr).expect("connects");
+        stream.write_all(head.as_bytes()).expect("sent");
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).ok()?;
+        status.contains(" 200 ").then_some(())
+    });
 }

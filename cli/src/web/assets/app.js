@@ -177,7 +177,7 @@ async function plugin(id) {
 }
 
 function chart(kind, title, points, value, unit) {
-  const [w, h, pad] = [600, 120, 14];
+  const [w, h, pad] = [300, 90, 12];
   const now = Date.now() / 1000;
   const start = now - 600;
   const values = points.map(value).filter((v) => v !== null && v !== undefined);
@@ -191,13 +191,13 @@ function chart(kind, title, points, value, unit) {
   const fmt = (v) => (v === null ? "—" : (Math.round(v * 100) / 100) + unit);
   return el("div", { class: "chart" },
     el("h4", { text: title + " · now " + fmt(last) + " · peak " + fmt(top) }),
-    svg("svg", { "data-chart": kind, viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none", role: "img",
+    svg("svg", { "data-chart": kind, viewBox: `0 0 ${w} ${h}`, role: "img",
       "aria-label": title },
       svg("line", { class: "axis", x1: 0, y1: h - pad, x2: w, y2: h - pad }),
       svg("polyline", { class: "line " + kind, points: line }),
       svg("text", { x: 2, y: 10, text: fmt(top) }),
       svg("text", { x: 2, y: h - 2, text: "10 min ago" }),
-      svg("text", { x: w - 24, y: h - 2, text: "now" })));
+      svg("text", { x: w - 20, y: h - 2, text: "now" })));
 }
 
 // ---- the config form, from the plugin's config_schema ----------------------------------------
