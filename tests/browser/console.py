@@ -65,6 +65,12 @@ class LineConsole:
 
     def run(self, command, pattern):
         """Types `command` and waits for an answer line matching `pattern`; its match."""
+        # What earlier commands printed after their matching line is theirs, not this one's.
+        while not self._lines.empty():
+            line = self._lines.get_nowait()
+            if line is None:
+                raise CheckFailed("the host's output ended")
+            self.transcript.append(line)
         self.transcript.append(f"> {command}")
         try:
             self._out.write(command.encode() + b"\n")
