@@ -83,6 +83,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             debounce_ms,
             listen,
             limits,
+            trace: _,
         } => run_console(
             builder(plugins)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),

@@ -17,6 +17,8 @@ use super::called::{
 };
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
+use super::traced::traced;
+use crate::frame::trace;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
 use crate::policy::permission::Target;
 use crate::runtime::outcome::PluginState;
@@ -67,9 +69,32 @@ impl HostShared {
     /// the watchdog, and turns panics and overruns into counted faults. The answer or the
     /// failure's message is left in `out`. Every call into a plugin instance goes through here.
     /// `record` is the calling thread's ([`this_thread`], read once per call).
+    /// The call runs in its span ([`traced`]) when a subscriber may want one.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn invoke_into(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        plugin: &LoadedPlugin,
+        to: Option<ContextToken>,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
+        if trace::on() {
+            return traced(plugin, kind, name, out, |out| {
+                self.invoke_untraced(record, plugin, to, kind, index, name, payload, out)
+            });
+        }
+        self.invoke_untraced(record, plugin, to, kind, index, name, payload, out)
+    }
+
+    /// [`HostShared::invoke_into`] without its span.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn invoke_untraced(
         &self,
         record: Option<&'static ThreadRecord>,
         plugin: &LoadedPlugin,
@@ -296,7 +321,8 @@ impl HostShared {
     }
 
     /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`.
+    /// failure's message in `out`; in its span ([`traced`], covering a refusal by permissions
+    /// too) when a subscriber may want one.
     #[inline(always)]
     pub(crate) fn call_index(
         &self,
@@ -315,6 +341,26 @@ impl HostShared {
             .actions
             .get(index as usize)
             .map_or("", |a| a.name.as_str());
+        if trace::on() {
+            return traced(loaded, InvocationKind::ACTION, name, out, |out| {
+                self.call_permitted(record, loaded, index, name, input, out)
+            });
+        }
+        self.call_permitted(record, loaded, index, name, input, out)
+    }
+
+    /// [`HostShared::call_index`] past its count and without its span: the permissions, then
+    /// the invoke path.
+    #[inline(always)]
+    fn call_permitted(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        loaded: &LoadedPlugin,
+        index: u32,
+        name: &str,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
         if !loaded.policy.permissions.is_empty() {
             // An input that does not fit is refused before it can wait for an approval (the
             // invoke path checks it again; only plugins with rules pay twice).
@@ -336,7 +382,7 @@ impl HostShared {
                 };
             }
         }
-        self.invoke_into(
+        self.invoke_untraced(
             record,
             loaded,
             None,

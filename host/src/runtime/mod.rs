@@ -18,6 +18,7 @@ mod reload;
 mod routines;
 mod shared;
 pub(crate) mod supervisor;
+mod traced;
 pub(crate) mod watch;
 
 pub(crate) use plugin::{Invoked, LoadedPlugin};

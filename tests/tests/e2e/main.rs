@@ -50,3 +50,4 @@ mod soundness;
 mod stream;
 mod strict_modes;
 mod teardown;
+mod traces;
