@@ -12,8 +12,8 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-/// The target whose spans the tree shows (the host's documented call-span target).
-pub(crate) const TARGET: &str = "airlock::call";
+/// The target whose spans the tree shows.
+pub(crate) use airlock::call::TRACE_TARGET as TARGET;
 
 /// Hands each tree of call spans to its printer when its root closes.
 pub(crate) struct CallTree {

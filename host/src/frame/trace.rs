@@ -12,7 +12,7 @@ use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::Span;
 
 /// The target of the host's call spans and of the requests an isolated plugin's worker
-/// sends back: what a subscriber's filter names (`airlock::call=debug`).
+/// sends back, at level DEBUG: what a subscriber's filter names (`airlock::call=debug`).
 pub const TARGET: &str = "airlock::call";
 
 /// The name of the span of one call into a plugin.

@@ -73,6 +73,8 @@ fn kind_name(kind: InvocationKind) -> &'static str {
         InvocationKind::CONFIG_CHANGED => "config_changed",
         InvocationKind::VALIDATE_CONFIG => "validate_config",
         InvocationKind::SNAPSHOT => "snapshot",
+        InvocationKind::STARTED => "started",
+        InvocationKind::STOPPING => "stopping",
         _ => "other",
     }
 }

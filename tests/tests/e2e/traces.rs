@@ -211,3 +211,57 @@ fn a_failing_call_records_its_failure_code_as_its_outcome() {
         "{seen:#?}"
     );
 }
+
+#[test]
+fn airlock_run_with_trace_prints_the_tree_of_a_nested_call_on_stderr() {
+    let dir = TempPluginDir::with(&["relay-b", "relay-c"]);
+    let policy = dir.path().join("policy.toml");
+    let mut text = String::new();
+    for id in ["relay-b", "relay-c"] {
+        text.push_str(&format!(
+            "[plugins.{id}]\ngrants = [\"plugins.call:relay-*\"]\n\
+             [plugins.{id}.config]\nid = \"{id}\"\n"
+        ));
+    }
+    std::fs::write(&policy, text).expect("policy");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+    cmd.args(["run", "--trace", "--policy"])
+        .arg(&policy)
+        .arg(dir.path())
+        .env_remove("AIRLOCK_LOG");
+    let out = airlock_tests::run_with_input(
+        cmd,
+        "/call relay-b bounce {\"to\":\"relay-c\",\"times\":1}\n/quit\n",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok 1"), "{stdout}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("trace: "))
+        .collect();
+    let outer = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("trace: airlock.call plugin=relay-b ") && l.contains(" action=bounce ")
+        })
+        .unwrap_or_else(|| panic!("no root call of relay-b in:\n{stderr}"));
+    let inner = lines
+        .get(outer + 1)
+        .unwrap_or_else(|| panic!("nothing nested in:\n{stderr}"));
+    assert!(
+        inner.starts_with("trace:   airlock.call plugin=relay-c "),
+        "{stderr}"
+    );
+    for (line, caller) in [
+        (lines[outer], "caller=host"),
+        (*inner, "caller=plugin:relay-b"),
+    ] {
+        for field in ["action=bounce", caller, "outcome=ok", "duration_ns="] {
+            assert!(line.contains(field), "{field} missing in {line:?}");
+        }
+    }
+}
