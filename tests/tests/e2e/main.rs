@@ -47,6 +47,7 @@ mod scoped_kv;
 mod sealed_kv;
 mod services;
 mod soundness;
+mod spans;
 mod stream;
 mod strict_modes;
 mod teardown;

@@ -3,95 +3,11 @@
 //! outcome), also when the caller is an isolated plugin whose worker asks the host for the call
 //! (the request's span between the two), and a failing call's outcome is its failure's code.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
 use serde_json::json;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::Subscriber;
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
 
-/// One span as the test layer saw it: its name, its parent's index, its fields.
-#[derive(Debug, Clone)]
-struct Seen {
-    name: &'static str,
-    parent: Option<usize>,
-    fields: BTreeMap<String, String>,
-}
-
-/// Records every span with its parent and fields, including those recorded after it began.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Seen>>>);
-
-/// The index of a span in what was recorded, kept in the span's extensions.
-struct Index(usize);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let span = ctx.span(id).expect("a new span is in the registry");
-        let parent = span
-            .parent()
-            .and_then(|p| p.extensions().get::<Index>().map(|i| i.0));
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let mut seen = self.0.lock().expect("spans");
-        seen.push(Seen {
-            name: attrs.metadata().name(),
-            parent,
-            fields,
-        });
-        span.extensions_mut().insert(Index(seen.len() - 1));
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let span = ctx.span(id).expect("a recorded span is in the registry");
-        let index = span.extensions().get::<Index>().map(|i| i.0);
-        if let Some(i) = index {
-            values.record(&mut Fields(&mut self.0.lock().expect("spans")[i].fields));
-        }
-    }
-}
-
-impl Spans {
-    /// Runs `f` with this layer as the thread's subscriber, interested in everything.
-    fn on_this_thread<R>(&self, f: impl FnOnce() -> R) -> R {
-        let subscriber = tracing_subscriber::registry().with(self.clone());
-        tracing::subscriber::with_default(subscriber, f)
-    }
-
-    fn all(&self) -> Vec<Seen> {
-        self.0.lock().expect("spans").clone()
-    }
-}
-
-/// The index of the one `airlock.call` span of `plugin` (there must be exactly one).
-fn call_of(spans: &[Seen], plugin: &str) -> usize {
-    let found: Vec<usize> = (0..spans.len())
-        .filter(|&i| spans[i].name == "airlock.call" && field(&spans[i], "plugin") == plugin)
-        .collect();
-    assert_eq!(found.len(), 1, "one call span of {plugin}: {spans:#?}");
-    found[0]
-}
-
-fn field<'a>(span: &'a Seen, name: &str) -> &'a str {
-    span.fields.get(name).map_or("", String::as_str)
-}
+use crate::spans::{call_of, field, Seen, Spans};
 
 /// The two parallel relays, each told its own id; `relay-b` with `extra` in its policy.
 fn relays(extra: &str) -> (TempPluginDir, Host) {
@@ -128,14 +44,17 @@ fn assert_call(spans: &[Seen], i: usize, plugin: &str, caller: &str, outcome: &s
 fn a_plugin_calling_another_makes_a_tree_of_call_spans() {
     let (_dir, host) = relays("");
     let spans = Spans::default();
-    let reply = spans.on_this_thread(|| {
+    let reply = tracing::subscriber::with_default(spans.subscriber(), || {
         host.call("relay-b", "bounce")
             .as_principal(&airlock::Principal::new("alice", &[]))
             .json(&json!({ "to": "relay-c", "times": 1 }))
     });
     assert_eq!(reply.expect("call"), Reply::Ok(json!(1)));
     let seen = spans.all();
-    let (outer, inner) = (call_of(&seen, "relay-b"), call_of(&seen, "relay-c"));
+    let (outer, inner) = (
+        call_of(&seen, "relay-b", "bounce"),
+        call_of(&seen, "relay-c", "bounce"),
+    );
     assert_eq!(
         seen[outer].parent, None,
         "the outer call is a root: {seen:#?}"
@@ -153,13 +72,16 @@ fn a_plugin_calling_another_makes_a_tree_of_call_spans() {
 fn an_isolated_plugins_call_to_another_nests_under_its_call_through_its_request() {
     let (_dir, host) = relays("isolation = \"process\"");
     let spans = Spans::default();
-    let reply = spans.on_this_thread(|| {
+    let reply = tracing::subscriber::with_default(spans.subscriber(), || {
         host.call("relay-b", "bounce")
             .json(&json!({ "to": "relay-c", "times": 1 }))
     });
     assert_eq!(reply.expect("call"), Reply::Ok(json!(1)));
     let seen = spans.all();
-    let (outer, inner) = (call_of(&seen, "relay-b"), call_of(&seen, "relay-c"));
+    let (outer, inner) = (
+        call_of(&seen, "relay-b", "bounce"),
+        call_of(&seen, "relay-c", "bounce"),
+    );
     assert_call(&seen, outer, "relay-b", "host", "ok");
     assert_call(&seen, inner, "relay-c", "plugin:relay-b", "ok");
     // The worker asked the host for the call: that request is the callee's parent, and the
@@ -175,7 +97,7 @@ fn an_isolated_plugins_call_to_another_nests_under_its_call_through_its_request(
 fn a_failing_call_records_its_failure_code_as_its_outcome() {
     let (_dir, host) = relays("");
     let spans = Spans::default();
-    let (bad, panicked, own_error) = spans.on_this_thread(|| {
+    let (bad, panicked, own_error) = tracing::subscriber::with_default(spans.subscriber(), || {
         (
             // Not the input `bounce` takes: refused by the plugin's own decoding.
             host.call("relay-b", "bounce")
