@@ -1,7 +1,9 @@
 //! Call spans, recorded by a subscriber of the test's own: a plugin calling another makes a
 //! tree (the callee's `airlock.call` a child of the caller's, with plugin, action, caller and
 //! outcome), also when the caller is an isolated plugin whose worker asks the host for the call
-//! (the request's span between the two), and a failing call's outcome is its failure's code.
+//! (the request's span between the two); a failing call's outcome is its failure's code; a call
+//! by handle, a dispatch and a hook run each have a span; and `airlock run --trace` prints the
+//! tree.
 
 use airlock::{Host, Reply};
 use airlock_tests::TempPluginDir;
@@ -185,5 +187,51 @@ fn airlock_run_with_trace_prints_the_tree_of_a_nested_call_on_stderr() {
         for field in ["action=bounce", caller, "outcome=ok", "duration_ns="] {
             assert!(line.contains(field), "{field} missing in {line:?}");
         }
+    }
+}
+
+#[test]
+fn a_call_by_handle_a_dispatch_and_a_hook_run_each_run_in_a_call_span() {
+    let dir = TempPluginDir::with(&["relay-c", "orchestrator", "orchestrator-peer"]);
+    let (host, report) = dir.load(
+        "[plugins.relay-c]\ngrants = [\"plugins.call:relay-*\"]\n\
+         [plugins.relay-c.config]\nid = \"relay-c\"\n",
+    );
+    assert!(report.refused().next().is_none(), "{report:#?}");
+    host.define_hook("t.chain", airlock::hooks::HookMode::Chain);
+    let handle = host.action("relay-c", "bounce").expect("resolved");
+    let spans = Spans::default();
+    tracing::subscriber::with_default(spans.subscriber(), || {
+        let by_handle = handle.call().json(&json!({ "to": "relay-c", "times": 0 }));
+        assert_eq!(by_handle.expect("call"), Reply::Ok(json!(0)));
+        let dispatched = host
+            .dispatch("orchestra.caller")
+            .json(&serde_json::Value::Null);
+        assert!(dispatched.is_ok(), "{dispatched:?}");
+        host.hooks()
+            .chain("t.chain", "x".to_owned())
+            .expect("dispatched");
+    });
+    let seen = spans.all();
+    assert_call(
+        &seen,
+        call_of(&seen, "relay-c", "bounce"),
+        "relay-c",
+        "host",
+        "ok",
+    );
+    let caller = &seen[call_of(&seen, "orchestrator-peer", "caller")];
+    assert_eq!(
+        (field(caller, "kind"), field(caller, "outcome")),
+        ("action", "ok"),
+        "{caller:?}"
+    );
+    for plugin in ["orchestrator", "orchestrator-peer"] {
+        let hook = &seen[call_of(&seen, plugin, "t.chain")];
+        assert_eq!(
+            (field(hook, "kind"), field(hook, "outcome")),
+            ("hook", "ok"),
+            "{hook:?}"
+        );
     }
 }
