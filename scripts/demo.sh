@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example plugins and the airlock CLI (release), copies the plugins into their own
 # directory and starts the demo console on them with the demo policy. Type /help at the prompt.
+# Arguments go to `airlock run`: `scripts/demo.sh --trace` prints each call's span tree on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

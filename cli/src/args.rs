@@ -131,6 +131,11 @@ pub(crate) enum Command {
         console: Option<String>,
         #[command(flatten)]
         limits: ListenLimits,
+        /// Print every call's span tree on standard error when its outermost call ends: the
+        /// plugin, action, caller, outcome and duration of each call, the calls it made
+        /// indented beneath it.
+        #[arg(long)]
+        trace: bool,
     },
     /// Serve the plugins' actions as MCP tools over standard input and output (for an MCP
     /// client to start: see the README), reloading rebuilt libraries.

@@ -84,6 +84,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
             listen,
             console,
             limits,
+            trace: _,
         } => run_console(
             builder(plugins)?,
             watch.then(|| std::time::Duration::from_millis(debounce_ms)),

@@ -14,6 +14,7 @@ mod inspect;
 mod listen;
 mod mcp;
 mod scaffold;
+mod trace;
 mod validate;
 mod web;
 
@@ -32,7 +33,10 @@ use crate::args::Cli;
 /// everything passed, 1 when a library was refused, 2 on usage or setup errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(
+        cli.command,
+        args::Command::Run { trace: true, .. }
+    ));
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -47,14 +51,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// The log on standard error, filtered by `AIRLOCK_LOG` (default `warn`); with `trace`, the
+/// host's call spans beside it as trees ([`trace::CallTree`]).
+fn init_tracing(trace: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
-        .init();
+        .with_filter(filter);
+    let tree = trace.then(|| {
+        trace::CallTree::stderr().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(trace::TARGET, tracing::Level::DEBUG),
+        )
+    });
+    tracing_subscriber::registry().with(log).with(tree).init();
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

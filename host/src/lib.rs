@@ -83,11 +83,12 @@ pub use runtime::outcome::{PluginInfo, Reply};
 
 pub use airlock_abi::wire::Principal;
 
-/// Calls: what a [`Call`] is addressed to, how a dispatched request ended, and the limits of
-/// nesting and streaming.
+/// Calls: what a [`Call`] is addressed to, how a dispatched request ended, the limits of
+/// nesting and streaming, and the names of the `tracing` spans every call runs in.
 pub mod call {
     pub use crate::api::{Action, Claim, Dispatched};
     pub use crate::frame::stream::{MAX_CHUNK, STREAM_BUFFER};
+    pub use crate::frame::trace::{CALL_SPAN, REQUEST_SPAN, TARGET as TRACE_TARGET};
     pub use crate::membrane::MAX_CALL_DEPTH;
     pub use airlock_abi::wire::CallerInfo;
 }

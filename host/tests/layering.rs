@@ -27,7 +27,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "isolation",
-        &["error", "sync", "library", "policy", "loader", "membrane"],
+        &[
+            "error", "sync", "frame", "library", "policy", "loader", "membrane",
+        ],
     ),
     (
         "pipeline",

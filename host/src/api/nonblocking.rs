@@ -202,14 +202,17 @@ enum State<R> {
     Ready(Option<R>),
 }
 
-/// Runs `call` on a call thread with a token the future cancels when dropped.
+/// Runs `call` on a call thread with a token the future cancels when dropped, in the span
+/// current where it was asked for (so that its call span is a child of the asker's).
 fn spawn<R: Send + 'static>(call: impl FnOnce(CancelToken) -> R + Send + 'static) -> CallFuture<R> {
     let token = CancelToken::new();
     let theirs = token.clone();
+    let span = crate::frame::trace::carried();
     CallFuture {
         state: State::Running({
             let (done, running) = tokio::sync::oneshot::channel();
             super::call_pool::run(Box::new(move || {
+                let _in = span.enter();
                 let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                     move || call(theirs),
                 )));

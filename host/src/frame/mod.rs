@@ -9,6 +9,7 @@
 pub(crate) mod caller;
 pub(crate) mod cancel;
 pub(crate) mod stream;
+pub(crate) mod trace;
 
 use std::cell::{Cell, RefCell};
 

@@ -143,10 +143,13 @@ pub(crate) fn streamed<R: Send>(
         chunks,
         token: token.clone(),
     };
+    // The call's span is a child of the caller's, on the thread the call runs on.
+    let span = super::trace::carried();
     std::thread::scope(|scope| {
         let running = std::thread::Builder::new()
             .name(format!("airlock-stream-{plugin}"))
             .spawn_scoped(scope, move || {
+                let _in = span.enter();
                 frame.stream = Stream::To(sink);
                 let _streaming = super::enter(frame);
                 call()

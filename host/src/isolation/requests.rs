@@ -7,6 +7,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use airlock_abi::abi::{ContextToken, ErrorCode, HostError, HostErrorCode, LogLevel};
 
 use super::wire::FromWorker;
+use crate::frame::trace;
 
 /// The codes the host keeps for itself: a worker that answers one of them has answered a plugin
 /// error, not told the host how its worker fared.
@@ -39,6 +40,18 @@ pub(super) fn serve(
         } => {
             let service = String::from_utf8_lossy(&service);
             let operation = String::from_utf8_lossy(&operation);
+            // Served on the thread of the call that is waiting for the worker, inside its span.
+            let span = if trace::on() {
+                tracing::debug_span!(
+                    target: trace::TARGET,
+                    trace::REQUEST_SPAN,
+                    service = named(&service),
+                    operation = named(&operation),
+                )
+            } else {
+                tracing::Span::none()
+            };
+            let _in = span.enter();
             (vt.request())(
                 token,
                 RStr::from_str(&service),
@@ -54,6 +67,17 @@ pub(super) fn serve(
         )),
     }
     .into_result()
+}
+
+/// A name the worker sent, as a span may show it: the worker's own words only when they are a
+/// short name (what every real service and operation is), never its bytes otherwise.
+fn named(name: &str) -> &str {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/');
+    if name.len() <= 64 && !name.is_empty() && name.chars().all(plain) {
+        name
+    } else {
+        "(not a name)"
+    }
 }
 
 /// What a worker's answer means for the host: the plugin's code and answer — unless the code is

@@ -1,5 +1,5 @@
-//! The one invoke path: every call into a plugin instance — actions, hooks, events, timers,
-//! health, config changes — goes through [`HostShared::invoke_into`].
+//! The one invoke path: every call into a plugin instance — actions, hooks, events, timers
+//! (`deliver.rs`), health, config changes — goes through [`HostShared::invoke_into`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use airlock_abi::abi::{ContextToken, ErrorCode, InvocationKind};
 use airlock_abi::wire::Envelope;
 
 use crate::error::{CallError, CallErrorCode};
-use crate::services::delivery::{Deliver, Delivered};
 use crate::sync::hazard::{this_thread, CallMark, ThreadRecord};
 
 use super::called::{
@@ -17,6 +16,8 @@ use super::called::{
 };
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
+use super::traced::traced;
+use crate::frame::trace;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
 use crate::policy::permission::Target;
 use crate::runtime::outcome::PluginState;
@@ -67,9 +68,32 @@ impl HostShared {
     /// the watchdog, and turns panics and overruns into counted faults. The answer or the
     /// failure's message is left in `out`. Every call into a plugin instance goes through here.
     /// `record` is the calling thread's ([`this_thread`], read once per call).
+    /// The call runs in its span ([`traced`]) when a subscriber may want one.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn invoke_into(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        plugin: &LoadedPlugin,
+        to: Option<ContextToken>,
+        kind: InvocationKind,
+        index: u32,
+        name: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
+        if trace::on() {
+            return traced(plugin, kind, name, out, |out| {
+                self.invoke_untraced(record, plugin, to, kind, index, name, payload, out)
+            });
+        }
+        self.invoke_untraced(record, plugin, to, kind, index, name, payload, out)
+    }
+
+    /// [`HostShared::invoke_into`] without its span.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn invoke_untraced(
         &self,
         record: Option<&'static ThreadRecord>,
         plugin: &LoadedPlugin,
@@ -296,7 +320,8 @@ impl HostShared {
     }
 
     /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`.
+    /// failure's message in `out`; in its span ([`traced`], covering a refusal by permissions
+    /// too) when a subscriber may want one.
     #[inline(always)]
     pub(crate) fn call_index(
         &self,
@@ -315,6 +340,26 @@ impl HostShared {
             .actions
             .get(index as usize)
             .map_or("", |a| a.name.as_str());
+        if trace::on() {
+            return traced(loaded, InvocationKind::ACTION, name, out, |out| {
+                self.call_permitted(record, loaded, index, name, input, out)
+            });
+        }
+        self.call_permitted(record, loaded, index, name, input, out)
+    }
+
+    /// [`HostShared::call_index`] past its count and without its span: the permissions, then
+    /// the invoke path.
+    #[inline(always)]
+    fn call_permitted(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        loaded: &LoadedPlugin,
+        index: u32,
+        name: &str,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
         if !loaded.policy.permissions.is_empty() {
             // An input that does not fit is refused before it can wait for an approval (the
             // invoke path checks it again; only plugins with rules pay twice).
@@ -336,7 +381,7 @@ impl HostShared {
                 };
             }
         }
-        self.invoke_into(
+        self.invoke_untraced(
             record,
             loaded,
             None,
@@ -346,63 +391,5 @@ impl HostShared {
             input,
             out,
         )
-    }
-}
-
-impl Deliver for HostShared {
-    fn deliver(
-        &self,
-        token: ContextToken,
-        kind: InvocationKind,
-        name: &str,
-        payload: &[u8],
-    ) -> Delivered {
-        let plugins = self.table();
-        let Some(plugin) = plugins
-            .iter()
-            .find(|p| p.running.with(|r| r.is_some_and(|r| r.token == token)))
-        else {
-            return Delivered::Done;
-        };
-        crate::failpoint::hit(crate::failpoint::DELIVER_MATCHED);
-        let mut out = Vec::new();
-        let delivered = match self.invoke_into(
-            this_thread(),
-            plugin,
-            Some(token),
-            kind,
-            0,
-            name,
-            payload,
-            &mut out,
-        ) {
-            Called::Answered
-            | Called::Domain
-            | Called::Retryable
-            | Called::Pending
-            | Called::Deferred => true,
-            // Torn down since it was found: it was for that instance, not for its successor.
-            Called::Failed(CallErrorCode::Revoked) => false,
-            Called::Failed(CallErrorCode::Busy)
-                if crate::services::delivery::on_service_thread() =>
-            {
-                tracing::debug!(plugin = %plugin.id(), name, "busy: delivery passed over");
-                return Delivered::Busy;
-            }
-            Called::Failed(code) => {
-                let message = message(&out);
-                tracing::warn!(plugin = %plugin.id(), name, %code, "delivery failed: {message}");
-                true
-            }
-        };
-        if delivered {
-            let counter = if kind == InvocationKind::TIMER {
-                &plugin.counters.timer_runs
-            } else {
-                &plugin.counters.events
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        Delivered::Done
     }
 }

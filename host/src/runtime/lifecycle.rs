@@ -350,16 +350,18 @@ pub(crate) fn describe(e: &PluginError) -> String {
     }
 }
 
-/// Runs `f` on its own thread and waits up to `deadline`. Native code cannot be pre-empted: on
+/// Runs `f` on its own thread (in the span current here) and waits up to `deadline`. Native code cannot be pre-empted: on
 /// timeout the thread is left running (abandoned) and `None` is returned.
 pub(crate) fn run_with_deadline<T: Send + 'static>(
     deadline: Duration,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     let (tx, rx) = mpsc::sync_channel(1);
+    let span = crate::frame::trace::carried();
     let spawned = std::thread::Builder::new()
         .name("airlock-deadline".to_owned())
         .spawn(move || {
+            let _in = span.enter();
             let _ = tx.send(f());
         });
     match spawned {

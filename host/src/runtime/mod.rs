@@ -6,6 +6,7 @@ pub(crate) mod approvals;
 pub(crate) mod breaker;
 pub(crate) mod called;
 pub(crate) mod config;
+mod deliver;
 mod gate;
 mod invoke;
 mod isolated;
@@ -18,6 +19,7 @@ mod reload;
 mod routines;
 mod shared;
 pub(crate) mod supervisor;
+mod traced;
 pub(crate) mod watch;
 
 pub(crate) use plugin::{Invoked, LoadedPlugin};

@@ -50,6 +50,8 @@ enum Delivery {
         /// The routine depth it was published at: what a subscriber publishes while handling
         /// it is one routine level deeper, as if published by the routine's target itself.
         depth: u32,
+        /// The span current where it was published: the delivery's call span is its child.
+        span: tracing::Span,
     },
     /// Answered once everything queued before it has been delivered.
     #[cfg_attr(
@@ -172,12 +174,14 @@ impl EventBus {
         };
         let mut queued = 0;
         let depth = crate::services::routines::depth();
+        let span = crate::frame::trace::carried();
         for token in targets {
             let delivery = Delivery::Event {
                 token,
                 topic: topic.clone(),
                 payload: payload.clone(),
                 depth,
+                span: span.clone(),
             };
             if queue.try_send(delivery).is_ok() {
                 queued += 1;
@@ -240,8 +244,8 @@ impl EventBus {
 }
 
 /// An event the dispatcher could not deliver yet: for whom, the topic, the payload, the
-/// routine depth it was published at.
-type SetAside = (ContextToken, Arc<str>, Arc<[u8]>, u32);
+/// routine depth it was published at, the span it was published in.
+type SetAside = (ContextToken, Arc<str>, Arc<[u8]>, u32, tracing::Span);
 
 fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU64) {
     crate::services::delivery::serve_on_this_thread();
@@ -263,16 +267,19 @@ fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU
                 topic,
                 payload,
                 depth,
+                span,
             }) => {
                 // Behind the plugin's events set aside, if it has any: in order.
                 let behind = aside.iter().any(|(t, ..)| *t == token);
                 if behind
-                    || at_depth(depth, || {
-                        host.deliver(token, InvocationKind::EVENT, &topic, &payload)
+                    || span.in_scope(|| {
+                        at_depth(depth, || {
+                            host.deliver(token, InvocationKind::EVENT, &topic, &payload)
+                        })
                     }) == Delivered::Busy
                 {
                     if aside.len() < EVENT_QUEUE {
-                        aside.push_back((token, topic, payload, depth));
+                        aside.push_back((token, topic, payload, depth, span));
                     } else {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -303,13 +310,15 @@ fn dispatch(rx: &Receiver<Delivery>, host: &Weak<dyn Deliver>, dropped: &AtomicU
 /// stays, and so do the ones behind it.
 fn retry(aside: &mut VecDeque<SetAside>, host: &dyn Deliver) {
     let mut busy: Vec<ContextToken> = Vec::new();
-    aside.retain(|(token, topic, payload, depth)| {
+    aside.retain(|(token, topic, payload, depth, span)| {
         if busy.contains(token) {
             return true;
         }
         let still = crate::services::delivery::retrying(|| {
-            at_depth(*depth, || {
-                host.deliver(*token, InvocationKind::EVENT, topic, payload)
+            span.in_scope(|| {
+                at_depth(*depth, || {
+                    host.deliver(*token, InvocationKind::EVENT, topic, payload)
+                })
             })
         }) == Delivered::Busy;
         if still {

@@ -50,6 +50,8 @@ mod scoped_kv;
 mod sealed_kv;
 mod services;
 mod soundness;
+mod spans;
 mod stream;
 mod strict_modes;
 mod teardown;
+mod traces;
