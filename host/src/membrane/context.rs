@@ -28,7 +28,7 @@ use crate::sync::hazard::{self, Guarded};
 const CHUNK: usize = 256;
 const MAX_CHUNKS: usize = 4096;
 /// Threads with a record index below this count in a shard of their own.
-const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 /// A counter on a cache line of its own.
 #[repr(align(128))]

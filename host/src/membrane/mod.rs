@@ -185,7 +185,12 @@ pub(crate) fn request(
         .as_deref()
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let requester = Requesting { token, entry, host };
-    match host.registry().route(service, operation) {
+    let route = host.registry().route(service, operation);
+    if route.is_some() {
+        host.tally()
+            .request(entry.plugin.as_str(), service, operation);
+    }
+    match route {
         Some(Route::BuiltIn(row)) => row.serve(&requester, payload),
         Some(Route::Offered {
             name,

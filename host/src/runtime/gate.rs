@@ -60,6 +60,8 @@ pub(crate) struct SerialGate {
 pub(super) struct SerialPass<'a> {
     gate: &'a SerialGate,
     _guard: MutexGuard<'a, ()>,
+    /// How long the call waited for the gate, if it found it taken (for the metrics).
+    pub(super) waited: Option<Duration>,
 }
 
 /// Why a call did not get through the gate.
@@ -91,14 +93,19 @@ impl SerialGate {
         if me != 0 && self.holder.load(Ordering::Relaxed) == me {
             return Err(Shut::Reentrant);
         }
-        let guard = match self.lock.try_lock() {
-            Some(guard) => guard,
-            None => self.wait(me, until(), wanted)?,
+        let (guard, waited) = match self.lock.try_lock() {
+            Some(guard) => (guard, None),
+            None => {
+                let began = Instant::now();
+                let guard = self.wait(me, until(), wanted)?;
+                (guard, Some(began.elapsed()))
+            }
         };
         self.holder.store(me, Ordering::Relaxed);
         Ok(SerialPass {
             gate: self,
             _guard: guard,
+            waited,
         })
     }
 

@@ -18,6 +18,7 @@ use super::called::{
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
+use crate::observe::meter::TIME_ONE_IN;
 use crate::policy::permission::Target;
 use crate::runtime::outcome::PluginState;
 
@@ -97,8 +98,18 @@ impl HostShared {
                 || self.gate_deadline(record, plugin),
                 || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
             ) {
-                Ok(pass) => Some(pass),
-                Err(shut) => return super::gate::shut_out(plugin, shut, out),
+                Ok(pass) => {
+                    if let Some(waited) = pass.waited {
+                        self.tally.serial_wait(plugin.id().as_str(), waited);
+                    }
+                    Some(pass)
+                }
+                Err(shut) => {
+                    if let super::gate::Shut::Busy(waited) = shut {
+                        self.tally.serial_wait(plugin.id().as_str(), waited);
+                    }
+                    return super::gate::shut_out(plugin, shut, out);
+                }
             },
         };
         plugin
@@ -207,6 +218,7 @@ impl HostShared {
     /// Counts a fault of `plugin`; enough of them in the policy's window quarantine it.
     pub(crate) fn fault(&self, plugin: &LoadedPlugin, what: &str) {
         plugin.counters.faults.fetch_add(1, Ordering::Relaxed);
+        self.tally.fault(plugin.id().as_str());
         let policy = &plugin.policy;
         let now = Instant::now();
         let quarantine = {
@@ -296,7 +308,9 @@ impl HostShared {
     }
 
     /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`.
+    /// failure's message in `out`, and counts how it ended. One call in
+    /// [`TIME_ONE_IN`](crate::observe::meter::TIME_ONE_IN) on each thread is timed
+    /// ([`HostShared::call_timed`]); the others read no clock.
     #[inline(always)]
     pub(crate) fn call_index(
         &self,
@@ -306,7 +320,72 @@ impl HostShared {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        loaded.counters.calls.add(record, 1);
+        let Some(record) = record.filter(|r| !r.time_this_call(TIME_ONE_IN)) else {
+            return self.call_timed(record, loaded, index, input, out);
+        };
+        let called = self.call_checked(Some(record), loaded, index, input, out);
+        if called == Called::Answered {
+            loaded.counters.calls.answered(Some(record), index);
+        } else {
+            self.unanswered(loaded, index, called);
+        }
+        called
+    }
+
+    /// [`HostShared::call_index`] for a call it times (and for a thread without a record).
+    #[cold]
+    #[inline(never)]
+    fn call_timed(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        loaded: &LoadedPlugin,
+        index: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
+        let began = Instant::now();
+        let called = self.call_checked(record, loaded, index, input, out);
+        loaded.counters.calls.timed(index, began.elapsed());
+        if called == Called::Answered {
+            loaded.counters.calls.answered(record, index);
+        } else {
+            self.unanswered(loaded, index, called);
+        }
+        called
+    }
+
+    /// Counts a call that ended otherwise than answered, by its outcome.
+    #[cold]
+    fn unanswered(&self, loaded: &LoadedPlugin, index: usize, called: Called) {
+        loaded.counters.calls.unanswered();
+        let action = loaded
+            .file
+            .manifest
+            .actions
+            .get(index)
+            .map_or("", |a| a.name.as_str());
+        let outcome = match called {
+            Called::Answered => "ok",
+            Called::Domain => "error",
+            Called::Retryable => "retryable",
+            Called::Pending => "pending_approval",
+            Called::Deferred => "pending",
+            Called::Failed(code) => code.code(),
+        };
+        self.tally.outcome(loaded.id().as_str(), action, outcome);
+    }
+
+    /// [`HostShared::call_index`] without the counting: the input's check and the permission
+    /// rules (for plugins with rules), then the invocation.
+    #[inline(always)]
+    fn call_checked(
+        &self,
+        record: Option<&'static ThreadRecord>,
+        loaded: &LoadedPlugin,
+        index: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Called {
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let name = loaded

@@ -96,7 +96,9 @@ pub struct PluginInfo {
     pub breakers: Vec<crate::runtime::breaker::BreakerInfo>,
 }
 
-/// Per-plugin counters.
+/// Per-plugin counters, of its current generation. `calls` counts the calls that ended
+/// (answered or not); one in 61 of them on each calling thread is timed (`timed_calls`,
+/// `timed_nanos`), so their mean duration is `timed_nanos / timed_calls`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PluginStats {
     /// Actions called.
@@ -115,6 +117,10 @@ pub struct PluginStats {
     pub timers: u64,
     /// Faults: panics contained and calls that overran their timeout.
     pub faults: u64,
+    /// Calls whose duration was measured (a sample of `calls`).
+    pub timed_calls: u64,
+    /// The sum of the measured calls' durations, in nanoseconds.
+    pub timed_nanos: u64,
 }
 
 /// The id of a call waiting for approval.

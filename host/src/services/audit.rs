@@ -164,6 +164,8 @@ pub struct AuditLog {
     queue: Mutex<Option<SyncSender<AuditRecord>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: Option<PathBuf>,
+    /// Where denials, reloads and restarts are counted for the metrics, as they are recorded.
+    tally: Arc<crate::observe::tally::Tally>,
 }
 
 impl AuditLog {
@@ -176,6 +178,7 @@ impl AuditLog {
             queue: Mutex::new(None),
             writer: Mutex::new(None),
             path: None,
+            tally: Arc::default(),
         }
     }
 
@@ -209,6 +212,11 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Where the records that are also metrics are counted.
+    pub(crate) fn tally(&self) -> &Arc<crate::observe::tally::Tally> {
+        &self.tally
+    }
+
     /// The file records go to, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -224,6 +232,15 @@ impl AuditLog {
         outcome: AuditOutcome,
         detail: &str,
     ) {
+        match outcome {
+            AuditOutcome::Denied | AuditOutcome::PermissionDenied => {
+                self.tally.denial(plugin, capability);
+            }
+            AuditOutcome::Loaded => self.tally.reload(plugin, false),
+            AuditOutcome::ReloadRefused => self.tally.reload(plugin, true),
+            AuditOutcome::Restarted => self.tally.restart(plugin),
+            _ => {}
+        }
         let record = AuditRecord {
             schema: AUDIT_SCHEMA,
             seq: self.seq.fetch_add(1, Ordering::Relaxed),

@@ -71,6 +71,9 @@ pub(crate) struct ThreadRecord {
     /// the owning thread only, on the slow path. Such a call is always the innermost one.
     untimed: AtomicUsize,
     leased: AtomicBool,
+    /// Counts down the calls until the next one this thread times for the latency metrics
+    /// ([`ThreadRecord::time_this_call`]); written by the owning thread only.
+    countdown: AtomicUsize,
     /// The record's position in the registry: unique among live threads.
     index: usize,
     /// What the watchdogs saw and reported of this thread's calls.
@@ -93,6 +96,7 @@ impl ThreadRecord {
             depth: AtomicUsize::new(0),
             untimed: AtomicUsize::new(0),
             leased: AtomicBool::new(true),
+            countdown: AtomicUsize::new(0),
             index,
             watch: CallSlot::default(),
         }
@@ -101,6 +105,17 @@ impl ThreadRecord {
     /// Unique among the threads alive now; small numbers are reused.
     pub(crate) fn index(&self) -> usize {
         self.index
+    }
+
+    /// Whether the call this thread is about to make is one it times: one in `period` of its
+    /// calls, the first one included (the owning thread only: a plain load and store).
+    #[inline(always)]
+    pub(crate) fn time_this_call(&self, period: usize) -> bool {
+        let left = self.countdown.load(Ordering::Relaxed);
+        let timed = left == 0;
+        let next = if timed { period - 1 } else { left - 1 };
+        self.countdown.store(next, Ordering::Relaxed);
+        timed
     }
 
     /// Ends the read in slot `depth` (or withdraws a publication that never became a read).
