@@ -7,6 +7,8 @@
 //! before the body is read ([`guard`]): the bearer token of `AIRLOCK_LISTEN_TOKEN` (a public
 //! route's signature, checked by the host once the body is read, stands in for it), or,
 //! without one (loopback only), a request addressed to this listener from no other site.
+//! `GET /metrics`, behind the same guard, answers the host's metrics in Prometheus's text
+//! format.
 
 mod guard;
 mod idle;
@@ -224,6 +226,11 @@ impl Served {
             self.linger(request.into_body(), sent, 0).await;
             return text(status, &why, true);
         }
+        if request.uri().path() == METRICS_PATH {
+            let method = request.method().clone();
+            self.linger(request.into_body(), sent, 0).await;
+            return self.metrics(&method);
+        }
         let limit = self.limits.max_body;
         if declared.is_some_and(|n| n > limit as u64) {
             self.linger(request.into_body(), sent, limit).await;
@@ -277,6 +284,32 @@ impl Served {
                 answer.headers_mut().append(name, value);
             }
         }
+        answer
+    }
+}
+
+/// Where the listener serves the host's metrics, in Prometheus's text format.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The content type of Prometheus's text exposition format.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Served {
+    /// `GET /metrics`: the host's metrics ([`airlock::Host::metrics`]) as Prometheus text;
+    /// any other method is refused (`405`).
+    fn metrics(&self, method: &hyper::Method) -> Answer {
+        if method != hyper::Method::GET && method != hyper::Method::HEAD {
+            let mut refused = text(405, "/metrics answers GET only", false);
+            refused
+                .headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return refused;
+        }
+        let body = self.host.metrics().prometheus();
+        let mut answer = Response::new(Full::new(Bytes::from(body)));
+        answer
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_TYPE));
         answer
     }
 }

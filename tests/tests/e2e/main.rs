@@ -29,6 +29,7 @@ mod kv;
 mod listen;
 mod mcp;
 mod membrane;
+mod metrics;
 mod nonblocking;
 mod outbound;
 mod pending;
