@@ -1,14 +1,13 @@
-//! What the call path writes for the metrics: per action, the calls that answered, counted in
-//! the calling thread's own cache line (folded on read), and the durations of a sample of
-//! calls in a histogram. One [`CallMeter`] per generation of a plugin; the host keeps every
+//! What the call path writes for the metrics: per action, the calls begun and the calls that
+//! answered, counted in the calling thread's own cache line (folded on read), and the durations
+//! of a sample of calls in a histogram. One [`CallMeter`] per generation of a plugin; the host keeps every
 //! meter it made until its generation is gone, then folds it into the plugin's totals
 //! ([`super::tally::Tally`]), so that the series never go back across a reload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::membrane::context::SHARDS;
-use crate::sync::hazard::ThreadRecord;
+use crate::sync::hazard::{ThreadRecord, SHARDS};
 
 /// One call in this many, on each thread, is timed (the first one included). A prime, so that
 /// a thread cycling through a fixed sequence of fewer actions still times each of them.
@@ -97,7 +96,8 @@ impl Observed {
     }
 }
 
-/// One generation's per-action counters of answered calls, and its sampled durations.
+/// One generation's per-action counters of calls begun and answered, and its sampled
+/// durations. An action's two counters sit side by side, in the line of the calling thread.
 pub(crate) struct CallMeter {
     /// The actions' names, in the manifest's order (an action's index is its place here).
     actions: Vec<String>,
@@ -108,14 +108,12 @@ pub(crate) struct CallMeter {
     lines: Box<[Line]>,
     /// Per action: the durations of the calls timed.
     durations: Box<[Histogram]>,
-    /// Calls that ended otherwise than answered (counted by outcome in the tally).
-    unanswered: AtomicU64,
 }
 
 impl CallMeter {
     /// A meter for the actions named, in their manifest's order.
     pub(crate) fn new(actions: Vec<String>) -> Self {
-        let stride = actions.len().div_ceil(PER_LINE).max(1);
+        let stride = (2 * actions.len()).div_ceil(PER_LINE).max(1);
         Self {
             lines: (0..stride * (SHARDS + 1))
                 .map(|_| Line::default())
@@ -123,26 +121,26 @@ impl CallMeter {
             durations: actions.iter().map(|_| Histogram::default()).collect(),
             stride,
             actions,
-            unanswered: AtomicU64::new(0),
         }
     }
 
-    /// The counter of `action` for the thread of `record` (`None`: the shared one).
+    /// Counter `slot` (an action's begun, `2 × action`, or answered, `2 × action + 1`) in the
+    /// lines of `shard`.
     #[inline(always)]
-    fn cell(&self, shard: usize, action: usize) -> Option<&AtomicU64> {
+    fn cell(&self, shard: usize, slot: usize) -> Option<&AtomicU64> {
         self.lines
-            .get(shard * self.stride + action / PER_LINE)
-            .map(|line| &line.0[action % PER_LINE])
+            .get(shard * self.stride + slot / PER_LINE)
+            .map(|line| &line.0[slot % PER_LINE])
     }
 
-    /// Counts one answered call of `action` from the thread of `record` (the caller's own): a
-    /// plain load and store in that thread's line, an atomic add for threads beyond the shards.
+    /// Adds one to counter `slot` from the thread of `record` (the caller's own): a plain load
+    /// and store in that thread's line, an atomic add for threads beyond the shards.
     #[inline(always)]
-    pub(crate) fn answered(&self, record: Option<&'static ThreadRecord>, action: usize) {
+    fn add(&self, record: Option<&'static ThreadRecord>, slot: usize) {
         match record.map(ThreadRecord::index) {
             Some(shard) if shard < SHARDS => {
                 // Only this thread writes this shard while it holds its record.
-                if let Some(cell) = self.cell(shard, action) {
+                if let Some(cell) = self.cell(shard, slot) {
                     cell.store(
                         cell.load(Ordering::Relaxed).wrapping_add(1),
                         Ordering::Relaxed,
@@ -150,16 +148,23 @@ impl CallMeter {
                 }
             }
             _ => {
-                if let Some(cell) = self.cell(SHARDS, action) {
+                if let Some(cell) = self.cell(SHARDS, slot) {
                     cell.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
     }
 
-    /// Counts a call that ended otherwise than answered (the cold path).
-    pub(crate) fn unanswered(&self) {
-        self.unanswered.fetch_add(1, Ordering::Relaxed);
+    /// Counts a call of `action` begun, from the thread of `record`.
+    #[inline(always)]
+    pub(crate) fn begun(&self, record: Option<&'static ThreadRecord>, action: usize) {
+        self.add(record, 2 * action);
+    }
+
+    /// Counts a call of `action` answered, from the thread of `record`.
+    #[inline(always)]
+    pub(crate) fn answered(&self, record: Option<&'static ThreadRecord>, action: usize) {
+        self.add(record, 2 * action + 1);
     }
 
     /// Adds the duration of a timed call of `action`.
@@ -174,12 +179,30 @@ impl CallMeter {
         &self.actions
     }
 
-    /// The answered calls of `action`, summed over the shards.
-    pub(crate) fn answered_of(&self, action: usize) -> u64 {
+    /// Counter `slot` summed over the shards.
+    fn sum(&self, slot: usize) -> u64 {
         (0..=SHARDS)
-            .filter_map(|shard| self.cell(shard, action))
+            .filter_map(|shard| self.cell(shard, slot))
             .map(|cell| cell.load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
+    }
+
+    /// The calls of `action` begun.
+    pub(crate) fn begun_of(&self, action: usize) -> u64 {
+        if action < self.actions.len() {
+            self.sum(2 * action)
+        } else {
+            0
+        }
+    }
+
+    /// The calls of `action` answered.
+    pub(crate) fn answered_of(&self, action: usize) -> u64 {
+        if action < self.actions.len() {
+            self.sum(2 * action + 1)
+        } else {
+            0
+        }
     }
 
     /// The durations observed of `action`.
@@ -190,13 +213,12 @@ impl CallMeter {
             .unwrap_or_default()
     }
 
-    /// The calls that ended (answered or not), and the calls timed with their total duration.
+    /// The calls begun, and the calls timed with their total duration.
     pub(crate) fn totals(&self) -> (u64, u64, u64) {
-        let unanswered = self.unanswered.load(Ordering::Relaxed);
-        (0..self.actions.len()).fold((unanswered, 0, 0), |(calls, timed, nanos), a| {
+        (0..self.actions.len()).fold((0, 0, 0), |(calls, timed, nanos), a| {
             let d = self.durations_of(a);
             (
-                calls.wrapping_add(self.answered_of(a)),
+                calls.wrapping_add(self.begun_of(a)),
                 timed.wrapping_add(d.count),
                 nanos.wrapping_add(d.nanos),
             )
@@ -217,10 +239,12 @@ mod tests {
                 std::thread::spawn(move || {
                     let record = crate::sync::hazard::this_thread();
                     for _ in 0..1000 {
+                        meter.begun(record, 0);
                         meter.answered(record, 0);
-                        meter.answered(record, 39);
+                        meter.begun(record, 39);
                     }
                     // A thread without a record counts in the shared counter.
+                    meter.begun(None, 17);
                     meter.answered(None, 17);
                 })
             })
@@ -228,15 +252,11 @@ mod tests {
         for t in threads {
             t.join().expect("joined");
         }
-        assert_eq!(meter.answered_of(0), 4000);
-        assert_eq!(meter.answered_of(39), 4000);
-        assert_eq!(meter.answered_of(17), 4);
-        assert_eq!(meter.answered_of(1), 0);
-        assert_eq!(
-            meter.answered_of(40),
-            0,
-            "no such action: nothing, no panic"
-        );
+        assert_eq!((meter.begun_of(0), meter.answered_of(0)), (4000, 4000));
+        assert_eq!((meter.begun_of(39), meter.answered_of(39)), (4000, 0));
+        assert_eq!((meter.begun_of(17), meter.answered_of(17)), (4, 4));
+        assert_eq!((meter.begun_of(1), meter.answered_of(1)), (0, 0));
+        assert_eq!(meter.begun_of(40), 0, "no such action: nothing, no panic");
         assert_eq!(meter.totals().0, 8004);
     }
 

@@ -215,6 +215,12 @@ impl Metrics {
             "Workers of isolated plugins restarted after they died.",
         );
         each(&mut |p| v.sample(RESTARTS, &[plugin(p)], Value::Count(p.restarts)));
+        self.walk_requests(v);
+    }
+
+    /// [`Metrics::walk`]'s second half: waits, and what plugins asked of the host and of it.
+    fn walk_requests(&self, v: &mut impl Visit) {
+        let each = |v: &mut dyn FnMut(&PluginMetrics)| self.plugins.iter().for_each(v);
         v.family(SERIAL_WAIT.name, Kind::Histogram, "How long calls that found a serial plugin busy waited for it (those that did not wait are not counted).");
         each(&mut |p| {
             if let Some(waits) = &p.serial_waits {

@@ -308,7 +308,7 @@ impl HostShared {
     }
 
     /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`, and counts how it ended. One call in
+    /// failure's message in `out`; counts the call as it begins and how it ended. One call in
     /// [`TIME_ONE_IN`](crate::observe::meter::TIME_ONE_IN) on each thread is timed
     /// ([`HostShared::call_timed`]); the others read no clock.
     #[inline(always)]
@@ -320,6 +320,7 @@ impl HostShared {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
+        loaded.counters.calls.begun(record, index);
         let Some(record) = record.filter(|r| !r.time_this_call(TIME_ONE_IN)) else {
             return self.call_timed(record, loaded, index, input, out);
         };
@@ -357,7 +358,6 @@ impl HostShared {
     /// Counts a call that ended otherwise than answered, by its outcome.
     #[cold]
     fn unanswered(&self, loaded: &LoadedPlugin, index: usize, called: Called) {
-        loaded.counters.calls.unanswered();
         let action = loaded
             .file
             .manifest

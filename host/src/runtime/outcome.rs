@@ -96,8 +96,8 @@ pub struct PluginInfo {
     pub breakers: Vec<crate::runtime::breaker::BreakerInfo>,
 }
 
-/// Per-plugin counters, of its current generation. `calls` counts the calls that ended
-/// (answered or not); one in 61 of them on each calling thread is timed (`timed_calls`,
+/// Per-plugin counters, of its current generation. `calls` counts the calls begun; one in 61
+/// of them on each calling thread is timed (`timed_calls`,
 /// `timed_nanos`), so their mean duration is `timed_nanos / timed_calls`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PluginStats {

@@ -27,7 +27,7 @@ pub(crate) struct Running {
 }
 
 pub(crate) struct Counters {
-    /// Per action: the calls that ended, and a sample of their durations.
+    /// Per action: the calls begun and answered, and a sample of their durations.
     pub(crate) calls: std::sync::Arc<crate::observe::meter::CallMeter>,
     pub(crate) events: AtomicU64,
     pub(crate) timer_runs: AtomicU64,

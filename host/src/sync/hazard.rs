@@ -48,6 +48,10 @@ use super::watchdog::CallSlot;
 /// deeper reads take a slower path that clones the `Arc`, and deeper calls are not timed.
 pub(crate) const DEPTH: usize = if cfg!(loom) { 4 } else { 24 };
 
+/// Threads with a record index below this count in a shard of their own, in the counters the
+/// call path writes (a plugin's, a context's, a call meter's).
+pub(crate) const SHARDS: usize = 16;
+
 /// The low bit of a published pointer: the read is a call into a plugin (the watchdog times
 /// it). Values in cells are `Arc`s of types aligned to at least 2, so the bit is free.
 const CALL: usize = 1;
@@ -241,6 +245,8 @@ impl Domain {
         let mut records = self.records.lock();
         if let Some(free) = records.iter().find(|r| !r.leased.load(Ordering::Acquire)) {
             free.leased.store(true, Ordering::Relaxed);
+            // A new owner times its first call, as on a record of its own.
+            free.countdown.store(0, Ordering::Relaxed);
             return free;
         }
         let record: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord::new(records.len())));
