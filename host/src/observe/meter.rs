@@ -19,13 +19,39 @@ pub(crate) const BOUNDS: [f64; 12] = [
     0.000_001, 0.000_005, 0.000_025, 0.000_1, 0.000_5, 0.002_5, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0,
 ];
 
-/// Counters per cache line.
-const PER_LINE: usize = 16;
+/// Actions per cache line pair: each has two counters, begun and answered.
+const PER_LINE: usize = 8;
 
-/// Sixteen counters on a pair of cache lines no other thread's counters share.
+/// Eight actions' counters on a pair of cache lines no other thread's counters share.
 #[repr(align(128))]
 #[derive(Default)]
-struct Line([AtomicU64; PER_LINE]);
+struct Line([[AtomicU64; 2]; PER_LINE]);
+
+/// A call counted as begun: where its answer is counted, beside it in the same line.
+#[derive(Clone, Copy)]
+pub(crate) struct Begun<'a> {
+    answered: Option<&'a AtomicU64>,
+    /// The shared row (a thread beyond the shards): counted with an atomic add.
+    shared: bool,
+}
+
+impl Begun<'_> {
+    /// Counts the call as answered.
+    #[inline(always)]
+    pub(crate) fn answered(self) {
+        match self.answered {
+            Some(cell) if self.shared => {
+                cell.fetch_add(1, Ordering::Relaxed);
+            }
+            // Only this thread writes this shard while it holds its record.
+            Some(cell) => cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            ),
+            None => {}
+        }
+    }
+}
 
 /// Durations observed: a count per bucket (not cumulative), their number and their sum.
 #[derive(Default)]
@@ -113,7 +139,7 @@ pub(crate) struct CallMeter {
 impl CallMeter {
     /// A meter for the actions named, in their manifest's order.
     pub(crate) fn new(actions: Vec<String>) -> Self {
-        let stride = (2 * actions.len()).div_ceil(PER_LINE).max(1);
+        let stride = actions.len().div_ceil(PER_LINE).max(1);
         Self {
             lines: (0..stride * (SHARDS + 1))
                 .map(|_| Line::default())
@@ -124,47 +150,45 @@ impl CallMeter {
         }
     }
 
-    /// Counter `slot` (an action's begun, `2 × action`, or answered, `2 × action + 1`) in the
-    /// lines of `shard`.
+    /// The counters of `action` (begun, answered) in the lines of `shard`.
     #[inline(always)]
-    fn cell(&self, shard: usize, slot: usize) -> Option<&AtomicU64> {
+    fn pair(&self, shard: usize, action: usize) -> Option<&[AtomicU64; 2]> {
         self.lines
-            .get(shard * self.stride + slot / PER_LINE)
-            .map(|line| &line.0[slot % PER_LINE])
+            .get(shard * self.stride + action / PER_LINE)
+            .map(|line| &line.0[action % PER_LINE])
     }
 
-    /// Adds one to counter `slot` from the thread of `record` (the caller's own): a plain load
-    /// and store in that thread's line, an atomic add for threads beyond the shards.
+    /// Counts a call of `action` begun from the thread of `record` (the caller's own): a plain
+    /// load and store in that thread's line, an atomic add for threads beyond the shards.
+    /// The answer, if it comes, is counted through what this returns.
     #[inline(always)]
-    fn add(&self, record: Option<&'static ThreadRecord>, slot: usize) {
+    pub(crate) fn begun(&self, record: Option<&'static ThreadRecord>, action: usize) -> Begun<'_> {
         match record.map(ThreadRecord::index) {
             Some(shard) if shard < SHARDS => {
-                // Only this thread writes this shard while it holds its record.
-                if let Some(cell) = self.cell(shard, slot) {
-                    cell.store(
-                        cell.load(Ordering::Relaxed).wrapping_add(1),
+                let pair = self.pair(shard, action);
+                if let Some([begun, _]) = pair {
+                    // Only this thread writes this shard while it holds its record.
+                    begun.store(
+                        begun.load(Ordering::Relaxed).wrapping_add(1),
                         Ordering::Relaxed,
                     );
                 }
+                Begun {
+                    answered: pair.map(|[_, answered]| answered),
+                    shared: false,
+                }
             }
             _ => {
-                if let Some(cell) = self.cell(SHARDS, slot) {
-                    cell.fetch_add(1, Ordering::Relaxed);
+                let pair = self.pair(SHARDS, action);
+                if let Some([begun, _]) = pair {
+                    begun.fetch_add(1, Ordering::Relaxed);
+                }
+                Begun {
+                    answered: pair.map(|[_, answered]| answered),
+                    shared: true,
                 }
             }
         }
-    }
-
-    /// Counts a call of `action` begun, from the thread of `record`.
-    #[inline(always)]
-    pub(crate) fn begun(&self, record: Option<&'static ThreadRecord>, action: usize) {
-        self.add(record, 2 * action);
-    }
-
-    /// Counts a call of `action` answered, from the thread of `record`.
-    #[inline(always)]
-    pub(crate) fn answered(&self, record: Option<&'static ThreadRecord>, action: usize) {
-        self.add(record, 2 * action + 1);
     }
 
     /// Adds the duration of a timed call of `action`.
@@ -179,18 +203,18 @@ impl CallMeter {
         &self.actions
     }
 
-    /// Counter `slot` summed over the shards.
-    fn sum(&self, slot: usize) -> u64 {
+    /// Counter `which` (0: begun, 1: answered) of `action`, summed over the shards.
+    fn sum(&self, action: usize, which: usize) -> u64 {
         (0..=SHARDS)
-            .filter_map(|shard| self.cell(shard, slot))
-            .map(|cell| cell.load(Ordering::Relaxed))
+            .filter_map(|shard| self.pair(shard, action))
+            .map(|pair| pair[which].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
 
     /// The calls of `action` begun.
     pub(crate) fn begun_of(&self, action: usize) -> u64 {
         if action < self.actions.len() {
-            self.sum(2 * action)
+            self.sum(action, 0)
         } else {
             0
         }
@@ -199,7 +223,7 @@ impl CallMeter {
     /// The calls of `action` answered.
     pub(crate) fn answered_of(&self, action: usize) -> u64 {
         if action < self.actions.len() {
-            self.sum(2 * action + 1)
+            self.sum(action, 1)
         } else {
             0
         }
@@ -239,13 +263,11 @@ mod tests {
                 std::thread::spawn(move || {
                     let record = crate::sync::hazard::this_thread();
                     for _ in 0..1000 {
-                        meter.begun(record, 0);
-                        meter.answered(record, 0);
+                        meter.begun(record, 0).answered();
                         meter.begun(record, 39);
                     }
                     // A thread without a record counts in the shared counter.
-                    meter.begun(None, 17);
-                    meter.answered(None, 17);
+                    meter.begun(None, 17).answered();
                 })
             })
             .collect();

@@ -16,7 +16,7 @@ use meter::{Observed, BOUNDS};
 /// What the host's plugins did, read at one moment ([`crate::Host::metrics`]): calls by
 /// plugin, action and outcome, sampled call durations, faults, denials by capability, reloads,
 /// worker restarts, waits at serial plugins' gates, stream chunks, HTTP route requests, key/value
-/// reads and writes, host requests and calls waiting for approval. Counters count from the
+/// reads and writes and calls waiting for approval. Counters count from the
 /// host's start and never go back, across reloads too.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -39,7 +39,7 @@ pub(crate) struct PluginMetrics {
     pub(crate) restarts: u64,
     /// The waits of calls that found the serial gate taken (`None`: not a serial plugin).
     pub(crate) serial_waits: Option<Observed>,
-    /// Host requests: service, operation, count.
+    /// Host requests counted (key/value, stream): service, operation, count.
     pub(crate) requests: Vec<(String, String, u64)>,
     /// HTTP route requests: method, route, status, count.
     pub(crate) routes: Vec<(String, String, u16, u64)>,
@@ -102,7 +102,6 @@ const SERIAL_WAIT: Family = family!("airlock_serial_wait_seconds");
 const CHUNKS: &str = "airlock_stream_chunks_total";
 const KV: &str = "airlock_kv_operations_total";
 const ROUTES: &str = "airlock_http_requests_total";
-const REQUESTS: &str = "airlock_host_requests_total";
 const PENDING: &str = "airlock_pending_approvals";
 
 /// The `plugin` label of a plugin's series.
@@ -272,21 +271,6 @@ impl Metrics {
                     ("status", status.to_string().into()),
                 ];
                 v.sample(ROUTES, &labels, Value::Count(*n));
-            }
-        });
-        v.family(
-            REQUESTS,
-            Kind::Counter,
-            "Requests plugins made of the host, by service and operation.",
-        );
-        each(&mut |p| {
-            for (service, operation, n) in &p.requests {
-                let labels = [
-                    plugin(p),
-                    ("service", service.into()),
-                    ("operation", operation.into()),
-                ];
-                v.sample(REQUESTS, &labels, Value::Count(*n));
             }
         });
         v.family(

@@ -246,11 +246,11 @@ mod tests {
     fn a_generation_gone_is_folded_and_its_counts_stay() {
         let tally = Tally::default();
         let first = tally.meter("p", vec!["a".into(), "b".into()], false);
-        first.answered(None, 0);
-        first.answered(None, 0);
+        first.begun(None, 0).answered();
+        first.begun(None, 0).answered();
         first.timed(1, Duration::from_micros(3));
         let second = tally.meter("p", vec!["a".into()], false);
-        second.answered(None, 0);
+        second.begun(None, 0).answered();
         drop(first);
         tally.outcome("p", "a", "panicked");
         let read = tally.read();

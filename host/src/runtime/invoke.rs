@@ -18,7 +18,7 @@ use super::called::{
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
-use crate::observe::meter::TIME_ONE_IN;
+use crate::observe::meter::{Begun, TIME_ONE_IN};
 use crate::policy::permission::Target;
 use crate::runtime::outcome::PluginState;
 
@@ -97,19 +97,10 @@ impl HostShared {
                 record,
                 || self.gate_deadline(record, plugin),
                 || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
+                |waited| self.tally.serial_wait(plugin.id().as_str(), waited),
             ) {
-                Ok(pass) => {
-                    if let Some(waited) = pass.waited {
-                        self.tally.serial_wait(plugin.id().as_str(), waited);
-                    }
-                    Some(pass)
-                }
-                Err(shut) => {
-                    if let super::gate::Shut::Busy(waited) = shut {
-                        self.tally.serial_wait(plugin.id().as_str(), waited);
-                    }
-                    return super::gate::shut_out(plugin, shut, out);
-                }
+                Ok(pass) => Some(pass),
+                Err(shut) => return super::gate::shut_out(plugin, shut, out),
             },
         };
         plugin
@@ -320,13 +311,13 @@ impl HostShared {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        loaded.counters.calls.begun(record, index);
-        let Some(record) = record.filter(|r| !r.time_this_call(TIME_ONE_IN)) else {
-            return self.call_timed(record, loaded, index, input, out);
-        };
-        let called = self.call_checked(Some(record), loaded, index, input, out);
+        let begun = loaded.counters.calls.begun(record, index);
+        if record.is_none_or(|r| r.time_this_call(TIME_ONE_IN)) {
+            return self.call_timed(begun, record, loaded, index, input, out);
+        }
+        let called = self.call_checked(record, loaded, index, input, out);
         if called == Called::Answered {
-            loaded.counters.calls.answered(Some(record), index);
+            begun.answered();
         } else {
             self.unanswered(loaded, index, called);
         }
@@ -338,6 +329,7 @@ impl HostShared {
     #[inline(never)]
     fn call_timed(
         &self,
+        begun: Begun<'_>,
         record: Option<&'static ThreadRecord>,
         loaded: &LoadedPlugin,
         index: usize,
@@ -348,7 +340,7 @@ impl HostShared {
         let called = self.call_checked(record, loaded, index, input, out);
         loaded.counters.calls.timed(index, began.elapsed());
         if called == Called::Answered {
-            loaded.counters.calls.answered(record, index);
+            begun.answered();
         } else {
             self.unanswered(loaded, index, called);
         }

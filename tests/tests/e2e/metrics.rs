@@ -261,7 +261,6 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
         ("airlock_stream_chunks", "counter"),
         ("airlock_http_requests", "counter"),
         ("airlock_kv_operations", "counter"),
-        ("airlock_host_requests", "counter"),
         ("airlock_pending_approvals", "gauge"),
     ] {
         assert_eq!(
@@ -346,17 +345,6 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
     };
     assert_eq!(kv("read"), 5.0);
     assert_eq!(kv("write"), 3.0);
-    assert_eq!(
-        scrape.get(
-            "airlock_host_requests_total",
-            &[
-                ("plugin", "kv-counter"),
-                ("service", "kv"),
-                ("operation", "set")
-            ]
-        ),
-        3.0
-    );
 
     // The route request, by route and status; a request that reached no route is not counted.
     assert_eq!(
