@@ -18,7 +18,6 @@ use super::called::{
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
 use crate::isolation::process::{WORKER_FAILURE, WORKER_GONE, WORKER_KILLED};
-use crate::observe::meter::{Begun, TIME_ONE_IN};
 use crate::policy::permission::Target;
 use crate::runtime::outcome::PluginState;
 
@@ -298,79 +297,10 @@ impl HostShared {
         }
     }
 
-    /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`; counts the call as it begins and how it ended. One call in
-    /// [`TIME_ONE_IN`](crate::observe::meter::TIME_ONE_IN) on each thread is timed
-    /// ([`HostShared::call_timed`]); the others read no clock.
-    #[inline(always)]
-    pub(crate) fn call_index(
-        &self,
-        record: Option<&'static ThreadRecord>,
-        loaded: &LoadedPlugin,
-        index: usize,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Called {
-        let begun = loaded.counters.calls.begun(record, index);
-        if record.is_none_or(|r| r.time_this_call(TIME_ONE_IN)) {
-            return self.call_timed(begun, record, loaded, index, input, out);
-        }
-        let called = self.call_checked(record, loaded, index, input, out);
-        if called == Called::Answered {
-            begun.answered();
-        } else {
-            self.unanswered(loaded, index, called);
-        }
-        called
-    }
-
-    /// [`HostShared::call_index`] for a call it times (and for a thread without a record).
-    #[cold]
-    #[inline(never)]
-    fn call_timed(
-        &self,
-        begun: Begun<'_>,
-        record: Option<&'static ThreadRecord>,
-        loaded: &LoadedPlugin,
-        index: usize,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Called {
-        let began = Instant::now();
-        let called = self.call_checked(record, loaded, index, input, out);
-        loaded.counters.calls.timed(index, began.elapsed());
-        if called == Called::Answered {
-            begun.answered();
-        } else {
-            self.unanswered(loaded, index, called);
-        }
-        called
-    }
-
-    /// Counts a call that ended otherwise than answered, by its outcome.
-    #[cold]
-    fn unanswered(&self, loaded: &LoadedPlugin, index: usize, called: Called) {
-        let action = loaded
-            .file
-            .manifest
-            .actions
-            .get(index)
-            .map_or("", |a| a.name.as_str());
-        let outcome = match called {
-            Called::Answered => "ok",
-            Called::Domain => "error",
-            Called::Retryable => "retryable",
-            Called::Pending => "pending_approval",
-            Called::Deferred => "pending",
-            Called::Failed(code) => code.code(),
-        };
-        self.tally.outcome(loaded.id().as_str(), action, outcome);
-    }
-
     /// [`HostShared::call_index`] without the counting: the input's check and the permission
     /// rules (for plugins with rules), then the invocation.
     #[inline(always)]
-    fn call_checked(
+    pub(super) fn call_checked(
         &self,
         record: Option<&'static ThreadRecord>,
         loaded: &LoadedPlugin,
