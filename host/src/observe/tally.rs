@@ -159,13 +159,12 @@ impl Tally {
     /// Every plugin's counts now; the meters of generations gone are folded into the totals.
     pub(crate) fn read(&self) -> Vec<PluginMetrics> {
         let mut plugins = self.plugins.lock();
-        plugins
-            .iter_mut()
-            .map(|(id, t)| {
-                t.fold_retired();
-                t.read(id)
-            })
-            .collect()
+        plugins.retain(|_, t| {
+            t.fold_retired();
+            // A plugin refused before it served (its meter made, then dropped) leaves nothing.
+            !t.meters.is_empty() || !t.is_blank()
+        });
+        plugins.iter().map(|(id, t)| t.read(id)).collect()
     }
 }
 
@@ -186,6 +185,21 @@ impl PluginTally {
                 Err(alive) => self.meters.push(alive),
             }
         }
+    }
+
+    /// Whether nothing was counted for it.
+    fn is_blank(&self) -> bool {
+        self.answered.values().all(|n| *n == 0)
+            && self.durations.values().all(|d| d.count == 0)
+            && self.outcomes.is_empty()
+            && self.faults == 0
+            && self.denials.is_empty()
+            && self.reloads == 0
+            && self.reloads_refused == 0
+            && self.restarts == 0
+            && self.serial_waits.count == 0
+            && self.requests.is_empty()
+            && self.routes.is_empty()
     }
 
     fn read(&self, id: &str) -> PluginMetrics {
@@ -269,6 +283,9 @@ mod tests {
         assert_eq!(tally.read()[0].calls[0].2, 3);
         drop(second);
         assert_eq!(tally.read()[0].calls[0].2, 3);
+        // A generation refused before it served leaves no series.
+        drop(tally.meter("refused", vec!["a".into()], false));
+        assert_eq!(tally.read().len(), 1);
     }
 
     #[test]

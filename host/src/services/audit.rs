@@ -421,6 +421,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_records_that_are_metrics_are_counted_as_they_are_recorded() {
+        let log = AuditLog::in_memory();
+        log.record(
+            "p",
+            1,
+            "kv",
+            AuditOutcome::Denied,
+            "p used kv without a grant",
+        );
+        log.record(
+            "p",
+            1,
+            "action:run",
+            AuditOutcome::PermissionDenied,
+            "denied",
+        );
+        log.record("p", 2, "", AuditOutcome::Loaded, "generation 2");
+        log.record("p", 2, "", AuditOutcome::ReloadRefused, "refused");
+        log.record("p", 2, "", AuditOutcome::Restarted, "restarted");
+        log.record("p", 2, "kv", AuditOutcome::Revoked, "not a metric");
+        let read = log.tally().read();
+        let p = &read[0];
+        assert_eq!(
+            p.denials,
+            vec![("action:run".to_owned(), 1), ("kv".to_owned(), 1)]
+        );
+        assert_eq!((p.reloads, p.reloads_refused, p.restarts), (1, 1, 1));
+    }
+
+    #[test]
     fn times_are_rfc3339_utc_with_milliseconds() {
         let time = rfc3339_now();
         let parsed = chrono::DateTime::parse_from_rfc3339(&time).expect(&time);

@@ -204,6 +204,8 @@ data_dir = "kv"
 grants = ["kv"]
 [plugins.courier]
 grants = ["kv"]
+[plugins.long-call.config]
+trace = "/dev/null"
 [[plugins.hello.permissions]]
 actions = ["config"]
 decision = "ask"
@@ -220,6 +222,7 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
             "crashy",
             "courier",
             "hostile",
+            "long-call",
         ],
         POLICY,
     );
@@ -241,6 +244,7 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
         run.say(r#"/call kv-counter increment {"by": 2}"#);
     }
     run.say("/call kv-counter get");
+    run.say(r#"/call long-call chunks {"count": 3}"#); // a streamed call: three chunks
     run.say("/reload counter");
     run.say("/call counter increment"); // on the new generation
     let ok = |plugin: &'static str, action: &'static str| {
@@ -291,6 +295,7 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
     assert_eq!(calls("kv-counter", "increment", "ok"), 3.0);
     assert_eq!(calls("kv-counter", "get", "ok"), 1.0);
     assert_eq!(calls("courier", "status", "ok"), 1.0, "the route's call");
+    assert_eq!(calls("long-call", "chunks", "ok"), 1.0);
 
     assert_eq!(
         scrape.get("airlock_faults_total", &[("plugin", "crashy")]),
@@ -345,6 +350,15 @@ fn a_scripted_workload_shows_in_the_scraped_metrics_as_the_parser_reads_them() {
     };
     assert_eq!(kv("read"), 5.0);
     assert_eq!(kv("write"), 3.0);
+
+    assert_eq!(
+        scrape.get("airlock_stream_chunks_total", &[("plugin", "long-call")]),
+        3.0
+    );
+    assert_eq!(
+        scrape.get("airlock_stream_chunks_total", &[("plugin", "counter")]),
+        0.0
+    );
 
     // The route request, by route and status; a request that reached no route is not counted.
     assert_eq!(
