@@ -64,6 +64,7 @@ mod library;
 #[allow(unsafe_code)]
 mod loader;
 mod membrane;
+mod observe;
 pub mod pipeline;
 pub mod policy;
 mod runtime;
@@ -77,6 +78,7 @@ pub use api::{ActionHandle, Answered, Call, Host, HostBuilder};
 pub use error::{CallError, CallErrorCode, Error, Refusal, RefusalReason};
 pub use frame::cancel::CancelToken;
 pub use frame::stream::Chunk;
+pub use observe::Metrics;
 pub use pipeline::report::LoadReport;
 pub use policy::Policy;
 pub use runtime::outcome::{PluginInfo, Reply};

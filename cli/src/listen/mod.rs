@@ -7,6 +7,8 @@
 //! before the body is read ([`guard`]): the bearer token of `AIRLOCK_LISTEN_TOKEN` (a public
 //! route's signature, checked by the host once the body is read, stands in for it), or,
 //! without one (loopback only), a request addressed to this listener from no other site.
+//! `GET /metrics`, behind the same guard, answers the host's metrics in Prometheus's text
+//! format.
 
 mod guard;
 mod idle;
@@ -164,6 +166,9 @@ impl Served {
             let (_, sent) = server::declared_length(&request);
             server::linger(&self.limits, request.into_body(), sent, 0).await;
             return text(status, &why, true);
+        }
+        if request.uri().path() == server::METRICS_PATH {
+            return server::metrics(&self.host, &self.limits, request).await;
         }
         let (head, body) = match server::read_body(&self.limits, request).await {
             Ok(read) => read,

@@ -184,6 +184,32 @@ pub(crate) async fn linger(
     let _ = tokio::time::timeout(limits.body_timeout, drain).await;
 }
 
+/// Where both servers answer the host's metrics, in Prometheus's text format.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
+/// The content type of Prometheus's text exposition format.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`, once the server has decided who may ask: the host's metrics
+/// ([`airlock::Host::metrics`]) as Prometheus text; any other method is refused (`405`).
+pub(crate) async fn metrics(host: &airlock::Host, limits: &Limits, request: Request<Incoming>) -> Answer {
+    let method = request.method().clone();
+    let (_, sent) = declared_length(&request);
+    linger(limits, request.into_body(), sent, 0).await;
+    if method != hyper::Method::GET && method != hyper::Method::HEAD {
+        let mut refused = text(405, "/metrics answers GET only", false);
+        refused
+            .headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return refused;
+    }
+    let mut answer = Response::new(Full::new(Bytes::from(host.metrics().prometheus())));
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_TYPE));
+    answer
+}
+
 /// A plain-text answer of the server's own; `close` when the request's body was not read.
 pub(crate) fn text(status: u16, message: &str, close: bool) -> Answer {
     let mut answer = Response::new(Full::new(Bytes::from(format!("{message}\n"))));

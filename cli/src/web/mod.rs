@@ -171,6 +171,11 @@ impl Served {
         if let Err(refused) = self.sessions.admits(&request) {
             return self.refuse(request, refused).await;
         }
+        if path == server::METRICS_PATH {
+            return server::metrics(&self.host, &self.limits, request)
+                .await
+                .map(BodyExt::boxed);
+        }
         if request.method() == Method::POST {
             if let Err(refused) = auth::same_origin(request.headers()) {
                 return self.refuse(request, refused).await;

@@ -330,7 +330,9 @@ impl HostBuilder {
         let observer = self.observer;
         let registry = self.registry;
         let manual_timers = observer.is_some();
+        let tally = audit.tally().clone();
         let shared = Arc::new_cyclic(|me: &Weak<HostShared>| HostShared {
+            tally,
             options,
             builtins: Mutex::new(builtins),
             shadow,

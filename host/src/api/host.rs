@@ -184,6 +184,7 @@ impl Host {
         };
         let entry = context::entry(token);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (calls, timed_calls, timed_nanos) = p.counters.calls.totals();
         PluginInfo {
             id: m.id.to_string(),
             version: m.version.to_string(),
@@ -205,7 +206,7 @@ impl Host {
             context_open: entry.is_some(),
             load_time: p.load_time,
             stats: PluginStats {
-                calls: p.counters.calls.get(),
+                calls,
                 host_calls: entry.as_ref().map_or(0, |e| e.calls.get()),
                 denials: entry.as_ref().map_or(0, |e| load(&e.denials)),
                 events: load(&p.counters.events),
@@ -213,8 +214,8 @@ impl Host {
                 subscriptions: self.shared.events.count(token) as u64,
                 timers: self.shared.timers.count(token) as u64,
                 faults: load(&p.counters.faults),
-                timed_calls: 0,
-                timed_nanos: 0,
+                timed_calls,
+                timed_nanos,
             },
             health: p.health.lock().clone(),
             breakers: self

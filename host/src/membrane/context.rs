@@ -23,12 +23,10 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::services::HostServices;
-use crate::sync::hazard::{self, Guarded};
+use crate::sync::hazard::{self, Guarded, SHARDS};
 
 const CHUNK: usize = 256;
 const MAX_CHUNKS: usize = 4096;
-/// Threads with a record index below this count in a shard of their own.
-const SHARDS: usize = 16;
 
 /// A counter on a cache line of its own.
 #[repr(align(128))]

@@ -185,7 +185,14 @@ pub(crate) fn request(
         .as_deref()
         .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
     let requester = Requesting { token, entry, host };
-    match host.registry().route(service, operation) {
+    let route = host.registry().route(service, operation);
+    // Counted for the metrics: key/value reads and writes, and stream chunks, under the
+    // tally's lock, which these requests' own work dwarfs; other requests are not counted.
+    if route.is_some() && matches!(service, "kv" | "stream") {
+        host.tally()
+            .request(entry.plugin.as_str(), service, operation);
+    }
+    match route {
         Some(Route::BuiltIn(row)) => row.serve(&requester, payload),
         Some(Route::Offered {
             name,

@@ -78,13 +78,16 @@ pub(super) enum Shut {
 impl SerialGate {
     /// Lets the calling thread in, waiting until the deadline `until` computes (read only if the
     /// gate is taken) for the call inside to leave, and giving up early if `wanted` says the
-    /// plugin is no longer there to call. `record` is the calling thread's own.
+    /// plugin is no longer there to call. `record` is the calling thread's own. A call that
+    /// found the gate taken tells `waited` how long it waited (for the metrics), however its
+    /// wait ended.
     #[inline]
     pub(super) fn enter(
         self: &Arc<Self>,
         record: Option<&'static ThreadRecord>,
         until: impl FnOnce() -> Instant,
         wanted: impl Fn() -> bool,
+        waited: impl FnOnce(Duration),
     ) -> Result<SerialPass<'_>, Shut> {
         // 0 when the thread has no record (its locals are being torn down): never a match.
         let me = record.map_or(0, |r| r.index() + 1);
@@ -93,7 +96,12 @@ impl SerialGate {
         }
         let guard = match self.lock.try_lock() {
             Some(guard) => guard,
-            None => self.wait(me, until(), wanted)?,
+            None => {
+                let began = Instant::now();
+                let entered = self.wait(me, until(), wanted);
+                waited(began.elapsed());
+                entered?
+            }
         };
         self.holder.store(me, Ordering::Relaxed);
         Ok(SerialPass {
@@ -285,11 +293,13 @@ mod tests {
     ) -> std::thread::JoinHandle<Result<(), Shut>> {
         std::thread::spawn(move || {
             let record = this_thread();
-            let _pass = first.enter(record, Instant::now, || true).expect("free");
+            let _pass = first
+                .enter(record, Instant::now, || true, |_| {})
+                .expect("free");
             inside.send(()).expect("told");
             go.recv().expect("go");
             let until = Instant::now() + bound;
-            second.enter(record, || until, || true).map(drop)
+            second.enter(record, || until, || true, |_| {}).map(drop)
         })
     }
 
@@ -335,16 +345,19 @@ mod tests {
     fn a_wait_ends_at_its_deadline_and_the_same_thread_is_refused() {
         let gate = Arc::new(SerialGate::default());
         let record = this_thread();
-        let pass = gate.enter(record, Instant::now, || true).expect("free");
+        let pass = gate
+            .enter(record, Instant::now, || true, |_| {})
+            .expect("free");
         assert_eq!(
-            gate.enter(record, Instant::now, || true).map(drop),
+            gate.enter(record, Instant::now, || true, |_| {}).map(drop),
             Err(Shut::Reentrant)
         );
         let other = {
             let gate = gate.clone();
             std::thread::spawn(move || {
                 let until = Instant::now() + Duration::from_millis(30);
-                gate.enter(this_thread(), || until, || true).map(drop)
+                gate.enter(this_thread(), || until, || true, |_| {})
+                    .map(drop)
             })
         };
         assert!(matches!(other.join().expect("other"), Err(Shut::Busy(_))));
@@ -352,11 +365,12 @@ mod tests {
             let gate = gate.clone();
             std::thread::spawn(move || {
                 let until = Instant::now() + Duration::from_secs(60);
-                gate.enter(this_thread(), || until, || false).map(drop)
+                gate.enter(this_thread(), || until, || false, |_| {})
+                    .map(drop)
             })
         };
         assert_eq!(gone.join().expect("gone"), Err(Shut::Gone));
         drop(pass);
-        assert!(gate.enter(record, Instant::now, || true).is_ok());
+        assert!(gate.enter(record, Instant::now, || true, |_| {}).is_ok());
     }
 }

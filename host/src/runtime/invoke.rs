@@ -120,6 +120,7 @@ impl HostShared {
                 record,
                 || self.gate_deadline(record, plugin),
                 || !plugin.state.is(PluginState::Quarantined) && plugin.running.is_some(),
+                |waited| self.tally.serial_wait(plugin.id().as_str(), waited),
             ) {
                 Ok(pass) => Some(pass),
                 Err(shut) => return super::gate::shut_out(plugin, shut, out),
@@ -231,6 +232,7 @@ impl HostShared {
     /// Counts a fault of `plugin`; enough of them in the policy's window quarantine it.
     pub(crate) fn fault(&self, plugin: &LoadedPlugin, what: &str) {
         plugin.counters.faults.fetch_add(1, Ordering::Relaxed);
+        self.tally.fault(plugin.id().as_str());
         let policy = &plugin.policy;
         let now = Instant::now();
         let quarantine = {
@@ -319,11 +321,11 @@ impl HostShared {
         }
     }
 
-    /// Calls the action at `index` of a plugin already looked up, leaving the answer or the
-    /// failure's message in `out`; in its span ([`traced`], covering a refusal by permissions
-    /// too) when a subscriber may want one.
+    /// [`HostShared::call_index`] without the counting, in its span ([`traced`], covering a
+    /// refusal by permissions too) when a subscriber may want one: the input's check and the
+    /// permission rules (for plugins with rules), then the invocation.
     #[inline(always)]
-    pub(crate) fn call_index(
+    pub(super) fn call_checked(
         &self,
         record: Option<&'static ThreadRecord>,
         loaded: &LoadedPlugin,
@@ -331,7 +333,6 @@ impl HostShared {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Called {
-        loaded.counters.calls.add(record, 1);
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let name = loaded

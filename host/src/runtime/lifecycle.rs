@@ -91,6 +91,15 @@ impl HostShared {
         let serial = (file.manifest.concurrency == Concurrency::Serial
             || decision.policy.isolation == Isolation::Process)
             .then(|| Arc::new(SerialGate::default()));
+        let meter = self.tally.meter(
+            file.manifest.id.as_str(),
+            file.manifest
+                .actions
+                .iter()
+                .map(|a| a.name.clone())
+                .collect(),
+            serial.is_some(),
+        );
         let plugin = LoadedPlugin {
             creator,
             _library: library,
@@ -111,7 +120,12 @@ impl HostShared {
             generation: AtomicU64::new(generation),
             serial,
             load_time: Duration::ZERO,
-            counters: Counters::default(),
+            counters: Counters {
+                calls: meter,
+                events: Default::default(),
+                timer_runs: Default::default(),
+                faults: Default::default(),
+            },
             recent_faults: Mutex::new(VecDeque::new()),
             health: Mutex::new(None),
             restarts: super::isolated::Restarts::default(),

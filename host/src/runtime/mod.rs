@@ -6,6 +6,7 @@ pub(crate) mod approvals;
 pub(crate) mod breaker;
 pub(crate) mod called;
 pub(crate) mod config;
+mod counted;
 mod deliver;
 mod gate;
 mod invoke;

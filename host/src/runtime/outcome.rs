@@ -101,7 +101,9 @@ pub struct PluginInfo {
     pub config_schema: Option<serde_json::Value>,
 }
 
-/// Per-plugin counters.
+/// Per-plugin counters, of its current generation. `calls` counts the calls begun; one in 61
+/// of them on each calling thread is timed (`timed_calls`,
+/// `timed_nanos`), so their mean duration is `timed_nanos / timed_calls`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PluginStats {
     /// Actions called.

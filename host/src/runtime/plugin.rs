@@ -15,7 +15,6 @@ use crate::error::CallErrorCode;
 use crate::isolation::{Creator, Instance};
 use crate::library::file::LibraryFile;
 use crate::loader::LoadedLibrary;
-use crate::membrane::context::ShardedCounter;
 use crate::policy::PluginPolicy;
 use crate::sync::hazard::Guarded;
 
@@ -27,9 +26,9 @@ pub(crate) struct Running {
     pub(crate) token: ContextToken,
 }
 
-#[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) calls: ShardedCounter,
+    /// Per action: the calls begun and answered, and a sample of their durations.
+    pub(crate) calls: std::sync::Arc<crate::observe::meter::CallMeter>,
     pub(crate) events: AtomicU64,
     pub(crate) timer_runs: AtomicU64,
     pub(crate) faults: AtomicU64,

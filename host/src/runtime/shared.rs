@@ -61,6 +61,9 @@ pub(crate) struct HostShared {
     pub(crate) peers: std::sync::OnceLock<Box<dyn crate::services::peers::Peers>>,
     /// The circuit breakers of dispatched actions.
     pub(crate) breakers: super::breaker::Breakers,
+    /// What the metrics count off the call path, and every generation's call meter (shared
+    /// with the audit log, which counts the denials, reloads and restarts it records).
+    pub(crate) tally: Arc<crate::observe::tally::Tally>,
 }
 
 /// What the authors' test harness asks of a host (`airlock::testing`).

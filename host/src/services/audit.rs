@@ -175,6 +175,8 @@ pub struct AuditLog {
     queue: Mutex<Option<SyncSender<AuditRecord>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: Option<PathBuf>,
+    /// Where denials, reloads and restarts are counted for the metrics, as they are recorded.
+    tally: Arc<crate::observe::tally::Tally>,
 }
 
 impl AuditLog {
@@ -187,6 +189,7 @@ impl AuditLog {
             queue: Mutex::new(None),
             writer: Mutex::new(None),
             path: None,
+            tally: Arc::default(),
         }
     }
 
@@ -220,6 +223,11 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Where the records that are also metrics are counted.
+    pub(crate) fn tally(&self) -> &Arc<crate::observe::tally::Tally> {
+        &self.tally
+    }
+
     /// The file records go to, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -235,6 +243,15 @@ impl AuditLog {
         outcome: AuditOutcome,
         detail: &str,
     ) {
+        match outcome {
+            AuditOutcome::Denied | AuditOutcome::PermissionDenied => {
+                self.tally.denial(plugin, capability);
+            }
+            AuditOutcome::Loaded => self.tally.reload(plugin, false),
+            AuditOutcome::ReloadRefused => self.tally.reload(plugin, true),
+            AuditOutcome::Restarted => self.tally.restart(plugin),
+            _ => {}
+        }
         // Numbered under the ring's lock: the ring is in `seq` order, so `since` misses none.
         let mut ring = self.ring.lock();
         let record = AuditRecord {
@@ -421,6 +438,36 @@ fn rfc3339_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_records_that_are_metrics_are_counted_as_they_are_recorded() {
+        let log = AuditLog::in_memory();
+        log.record(
+            "p",
+            1,
+            "kv",
+            AuditOutcome::Denied,
+            "p used kv without a grant",
+        );
+        log.record(
+            "p",
+            1,
+            "action:run",
+            AuditOutcome::PermissionDenied,
+            "denied",
+        );
+        log.record("p", 2, "", AuditOutcome::Loaded, "generation 2");
+        log.record("p", 2, "", AuditOutcome::ReloadRefused, "refused");
+        log.record("p", 2, "", AuditOutcome::Restarted, "restarted");
+        log.record("p", 2, "kv", AuditOutcome::Revoked, "not a metric");
+        let read = log.tally().read();
+        let p = &read[0];
+        assert_eq!(
+            p.denials,
+            vec![("action:run".to_owned(), 1), ("kv".to_owned(), 1)]
+        );
+        assert_eq!((p.reloads, p.reloads_refused, p.restarts), (1, 1, 1));
+    }
 
     #[test]
     fn times_are_rfc3339_utc_with_milliseconds() {

@@ -56,6 +56,10 @@ pub(crate) trait HostServices: Send + Sync {
     fn observe(&self, plugin: &airlock_abi::manifest::PluginId, what: Observed);
     /// Where denials and operator actions are recorded.
     fn audit(&self) -> &AuditLog;
+    /// Where the host counts its plugins' requests for the metrics.
+    fn tally(&self) -> &crate::observe::tally::Tally {
+        self.audit().tally()
+    }
     /// The durable key/value store, if the host has a data directory.
     fn kv(&self) -> Option<&KvStore>;
     /// The key ring `plugin`'s kv values are sealed with, if the policy seals them; or why

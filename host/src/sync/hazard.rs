@@ -48,6 +48,10 @@ use super::watchdog::CallSlot;
 /// deeper reads take a slower path that clones the `Arc`, and deeper calls are not timed.
 pub(crate) const DEPTH: usize = if cfg!(loom) { 4 } else { 24 };
 
+/// Threads with a record index below this count in a shard of their own, in the counters the
+/// call path writes (a plugin's, a context's, a call meter's).
+pub(crate) const SHARDS: usize = 16;
+
 /// The low bit of a published pointer: the read is a call into a plugin (the watchdog times
 /// it). Values in cells are `Arc`s of types aligned to at least 2, so the bit is free.
 const CALL: usize = 1;
@@ -71,6 +75,9 @@ pub(crate) struct ThreadRecord {
     /// the owning thread only, on the slow path. Such a call is always the innermost one.
     untimed: AtomicUsize,
     leased: AtomicBool,
+    /// Counts down the calls until the next one this thread times for the latency metrics
+    /// ([`ThreadRecord::time_this_call`]); written by the owning thread only.
+    countdown: AtomicUsize,
     /// The record's position in the registry: unique among live threads.
     index: usize,
     /// What the watchdogs saw and reported of this thread's calls.
@@ -93,6 +100,7 @@ impl ThreadRecord {
             depth: AtomicUsize::new(0),
             untimed: AtomicUsize::new(0),
             leased: AtomicBool::new(true),
+            countdown: AtomicUsize::new(0),
             index,
             watch: CallSlot::default(),
         }
@@ -101,6 +109,17 @@ impl ThreadRecord {
     /// Unique among the threads alive now; small numbers are reused.
     pub(crate) fn index(&self) -> usize {
         self.index
+    }
+
+    /// Whether the call this thread is about to make is one it times: one in `period` of its
+    /// calls, the first one included (the owning thread only: a plain load and store).
+    #[inline(always)]
+    pub(crate) fn time_this_call(&self, period: usize) -> bool {
+        let left = self.countdown.load(Ordering::Relaxed);
+        let timed = left == 0;
+        let next = if timed { period - 1 } else { left - 1 };
+        self.countdown.store(next, Ordering::Relaxed);
+        timed
     }
 
     /// Ends the read in slot `depth` (or withdraws a publication that never became a read).
@@ -226,6 +245,8 @@ impl Domain {
         let mut records = self.records.lock();
         if let Some(free) = records.iter().find(|r| !r.leased.load(Ordering::Acquire)) {
             free.leased.store(true, Ordering::Relaxed);
+            // A new owner times its first call, as on a record of its own.
+            free.countdown.store(0, Ordering::Relaxed);
             return free;
         }
         let record: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord::new(records.len())));

@@ -32,6 +32,7 @@ mod kv;
 mod listen;
 mod mcp;
 mod membrane;
+mod metrics;
 mod nonblocking;
 mod outbound;
 mod pending;

@@ -187,12 +187,31 @@ impl Host {
             .is_ok_and(|found| found.public().is_some())
     }
 
-    /// [`Host::handle_http`], with a token that cancels the route's call.
+    /// [`Host::handle_http`], with a token that cancels the route's call; a request that
+    /// reaches a route is counted for the metrics, with the status it was answered.
     pub(in crate::api) fn serve_http(
         &self,
         request: &HttpIn,
         cancel: Option<&CancelToken>,
     ) -> HttpOut {
+        let reached = self.route_of(request).ok().map(|found| {
+            let route = found.route();
+            (
+                found.plugin.id().to_string(),
+                route.method.clone(),
+                route.path.clone(),
+            )
+        });
+        let out = self.serve_routed(request, cancel);
+        if let Some((plugin, method, route)) = reached {
+            self.shared
+                .tally
+                .route(&plugin, &method, &route, out.status);
+        }
+        out
+    }
+
+    fn serve_routed(&self, request: &HttpIn, cancel: Option<&CancelToken>) -> HttpOut {
         let request_id = next_request_id();
         let refuse = |(status, message): Refusal| HttpOut::text(status, &request_id, &message);
         let found = self.route_of(request);
