@@ -192,7 +192,11 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`, once the server has decided who may ask: the host's metrics
 /// ([`airlock::Host::metrics`]) as Prometheus text; any other method is refused (`405`).
-pub(crate) async fn metrics(host: &airlock::Host, limits: &Limits, request: Request<Incoming>) -> Answer {
+pub(crate) async fn metrics(
+    host: &airlock::Host,
+    limits: &Limits,
+    request: Request<Incoming>,
+) -> Answer {
     let method = request.method().clone();
     let (_, sent) = declared_length(&request);
     linger(limits, request.into_body(), sent, 0).await;
