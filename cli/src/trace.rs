@@ -42,7 +42,13 @@ impl CallTree {
 struct Node {
     fields: String,
     children: Vec<String>,
+    /// Children past [`MAX_CHILDREN`], counted rather than kept.
+    omitted: usize,
 }
+
+/// The nested calls a call's tree keeps: a call that makes calls in a loop for as long as it
+/// runs would otherwise hold the text of every one of them until it ends.
+const MAX_CHILDREN: usize = 64;
 
 /// Writes fields as ` name=value`, strings quoted only when they hold a space or are empty.
 struct Fields<'a>(&'a mut String);
@@ -93,10 +99,17 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for CallTree {
                 tree.push_str(line);
             }
         }
+        if node.omitted > 0 {
+            let _ = write!(tree, "\n  … {} more calls", node.omitted);
+        }
         // Nested in a span the tree shows: printed with it.
         if let Some(parent) = span.parent() {
             if let Some(outer) = parent.extensions_mut().get_mut::<Node>() {
-                outer.children.push(tree);
+                if outer.children.len() < MAX_CHILDREN {
+                    outer.children.push(tree);
+                } else {
+                    outer.omitted += 1;
+                }
                 return;
             }
         }
@@ -138,5 +151,25 @@ mod tests {
             printed.as_slice(),
             ["airlock.call plugin=a outcome=ok\n  airlock.call plugin=b plugin=\"b b\""]
         );
+    }
+
+    #[test]
+    fn a_call_making_calls_in_a_loop_keeps_a_bounded_tree() {
+        let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let into = printed.clone();
+        let tree = CallTree::new(move |text| into.lock().expect("printed").push(text.to_owned()));
+        let subscriber = tracing_subscriber::registry().with(tree);
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::debug_span!(target: TARGET, "airlock.call", plugin = "a");
+            outer.in_scope(|| {
+                for _ in 0..MAX_CHILDREN + 10 {
+                    drop(tracing::debug_span!(target: TARGET, "airlock.call", plugin = "b"));
+                }
+            });
+        });
+        let printed = printed.lock().expect("printed");
+        assert_eq!(printed.len(), 1);
+        assert_eq!(printed[0].lines().count(), 1 + MAX_CHILDREN + 1);
+        assert!(printed[0].ends_with("… 10 more calls"), "{}", printed[0]);
     }
 }

@@ -193,6 +193,9 @@ impl Served {
         *answer.status_mut() =
             StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         for (name, value) in out.headers {
+            if name.eq_ignore_ascii_case("set-cookie") && crate::web::sets_session(&value) {
+                continue;
+            }
             if let (Ok(name), Ok(value)) = (
                 hyper::header::HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(&value),

@@ -19,7 +19,7 @@ use crate::listen::{same_token, token_from};
 pub const TOKEN_ENV: &str = "AIRLOCK_CONSOLE_TOKEN";
 
 /// The session cookie's name.
-const COOKIE_NAME: &str = "airlock_console";
+pub(crate) const COOKIE_NAME: &str = "airlock_console";
 
 /// Sessions kept at once; a new one past it ends the oldest.
 const MAX_SESSIONS: usize = 32;
@@ -175,6 +175,15 @@ pub(super) fn same_origin(headers: &HeaderMap) -> Result<(), (u16, String)> {
     Ok(())
 }
 
+/// Whether a `Set-Cookie` value sets the console's session cookie. Browsers do not tell ports
+/// apart for cookies, so a plugin's route served on the same host name could otherwise
+/// overwrite or clear the operator's session; the route listener drops such a header.
+pub(crate) fn sets_session(set_cookie: &str) -> bool {
+    set_cookie
+        .split_once('=')
+        .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case(COOKIE_NAME))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +245,13 @@ mod tests {
             "{a}"
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_route_cannot_set_the_consoles_session_cookie() {
+        assert!(sets_session("airlock_console=x; Path=/"));
+        assert!(sets_session(" AIRLOCK_CONSOLE=; Max-Age=0"));
+        assert!(!sets_session("airlock_console_other=x"));
+        assert!(!sets_session("session=airlock_console"));
     }
 }

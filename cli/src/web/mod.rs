@@ -18,6 +18,8 @@ mod auth;
 mod events;
 mod series;
 
+pub(crate) use auth::sets_session;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -84,6 +84,9 @@ impl Tally {
     pub(crate) fn meter(&self, plugin: &str, actions: Vec<String>, serial: bool) -> Arc<CallMeter> {
         let meter = Arc::new(CallMeter::new(actions));
         self.with(plugin, |t| {
+            // The generations gone by are folded as a new one starts, scraped or not, so a
+            // host nobody scrapes keeps no retired meter.
+            t.fold_retired();
             t.meters.push(meter.clone());
             t.serial = serial;
         });
@@ -255,6 +258,22 @@ impl PluginTally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_generation_folds_the_ones_gone_unscraped() {
+        let tally = Tally::default();
+        for _ in 0..5 {
+            let meter = tally.meter("p", vec!["a".into()], false);
+            meter.begun(None, 0).answered();
+        }
+        let meters = tally.plugins.lock().get("p").map(|t| t.meters.len());
+        assert_eq!(
+            meters,
+            Some(1),
+            "only the newest generation's meter is kept"
+        );
+        assert_eq!(tally.read()[0].calls[0].2, 5);
+    }
 
     #[test]
     fn a_generation_gone_is_folded_and_its_counts_stay() {

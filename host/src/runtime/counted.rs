@@ -30,12 +30,7 @@ impl HostShared {
             return self.call_timed(begun, record, loaded, index, input, out);
         }
         let called = self.call_checked(record, loaded, index, input, out);
-        if called == Called::Answered {
-            begun.answered();
-        } else {
-            self.unanswered(loaded, index, called);
-        }
-        called
+        self.ended(begun, loaded, index, called)
     }
 
     /// [`HostShared::call_index`] for a call it times (and for a thread without a record).
@@ -53,6 +48,18 @@ impl HostShared {
         let began = Instant::now();
         let called = self.call_checked(record, loaded, index, input, out);
         loaded.counters.calls.timed(index, began.elapsed());
+        self.ended(begun, loaded, index, called)
+    }
+
+    /// Counts how a call ended: an answer in the begin's own cell, anything else by its code.
+    #[inline(always)]
+    fn ended(
+        &self,
+        begun: Begun<'_>,
+        loaded: &LoadedPlugin,
+        index: usize,
+        called: Called,
+    ) -> Called {
         if called == Called::Answered {
             begun.answered();
         } else {

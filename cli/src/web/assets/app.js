@@ -237,7 +237,11 @@ function configForm(id, p) {
         try { return JSON.parse(text); } catch (e) { throw new Error(name + " is not JSON: " + e.message); }
       };
     }
-    fields.push({ name, read, has });
+    // A property the config did not have is sent only once the operator edits its field: a
+    // choice or a checkbox shows a value even when unset, and must not write it unasked.
+    let touched = false;
+    for (const kind of ["input", "change"]) input.addEventListener(kind, () => { touched = true; });
+    fields.push({ name, read, has, touched: () => touched });
     fields[fields.length - 1].label = el("label", {}, el("span", {}, name, (schema.required || []).includes(name) ? " *" : ""),
       input, prop.description ? el("small", { text: prop.description }) : null);
   }
@@ -246,6 +250,7 @@ function configForm(id, p) {
     const config = Object.assign({}, current);
     try {
       for (const field of fields) {
+        if (!field.has && !field.touched()) continue;
         const v = field.read();
         if (v === undefined) delete config[field.name]; else config[field.name] = v;
       }

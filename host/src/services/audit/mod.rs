@@ -205,8 +205,11 @@ impl AuditLog {
         ring.iter().skip(skip).cloned().collect()
     }
 
-    /// How many records were recorded in all.
+    /// How many records were recorded in all. Read under the ring's lock, where records are
+    /// numbered and kept: every record counted is already in the ring, so a reader starting
+    /// from the count and then reading [`AuditLog::since`] misses none.
     pub fn count(&self) -> u64 {
+        let _ring = self.ring.lock();
         self.seq.load(Ordering::Relaxed)
     }
 
