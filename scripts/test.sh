@@ -32,7 +32,11 @@ if ((${#missing[@]})); then
     exit 1
   fi
   sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 ||
+      { echo "the tests need these packages; install them as root (there is no sudo): ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
   apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
   echo "installing what the tests drive: ${missing[*]}" >&2
   "${apt[@]}" install -y -qq "${missing[@]}" >/dev/null ||
@@ -54,7 +58,8 @@ if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]];
   echo "${pins[*]}" >"$stamp"
 fi
 AIRLOCK_TEST_PYTHON="$PWD/$venv/bin/python"
-AIRLOCK_TEST_CHROMIUM="$(command -v chromium)"
+AIRLOCK_TEST_CHROMIUM="$(command -v chromium)" ||
+  { echo "the browser test needs chromium, and it is still missing after the install" >&2; exit 1; }
 export AIRLOCK_TEST_PYTHON AIRLOCK_TEST_CHROMIUM
 
 cargo test --workspace "$@"

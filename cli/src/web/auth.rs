@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN};
@@ -23,6 +24,9 @@ pub(crate) const COOKIE_NAME: &str = "airlock_console";
 
 /// Sessions kept at once; a new one past it ends the oldest.
 const MAX_SESSIONS: usize = 32;
+
+/// How long a session lasts from its exchange; then the console asks for the token again.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// The console's token: [`TOKEN_ENV`] if set, else 32 random bytes, hex.
 ///
@@ -46,19 +50,37 @@ fn random_hex() -> Result<String, String> {
 /// The token and the sessions it was exchanged for.
 pub(super) struct Sessions {
     token: String,
-    open: Mutex<VecDeque<String>>,
+    lifetime: Duration,
+    /// Each session with when it ends, oldest first.
+    open: Mutex<VecDeque<(String, Instant)>>,
 }
 
 impl Sessions {
     pub(super) fn new(token: String) -> Self {
+        Self::lasting(token, SESSION_LIFETIME)
+    }
+
+    fn lasting(token: String, lifetime: Duration) -> Self {
         Self {
             token,
+            lifetime,
             open: Mutex::new(VecDeque::new()),
         }
     }
 
+    /// A new session, ending the oldest past [`MAX_SESSIONS`].
+    fn open(&self) -> Option<String> {
+        let session = random_hex().ok()?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() == MAX_SESSIONS {
+            open.pop_front();
+        }
+        open.push_back((session.clone(), Instant::now() + self.lifetime));
+        Some(session)
+    }
+
     /// For `GET /?token=…`: a session and a redirect to `/` (so the token leaves the address
-    /// bar and the history), or `401` for a wrong token. `None` when no token is offered.
+    /// bar), or `401` for a wrong token. `None` when no token is offered.
     pub(super) fn exchange(&self, request: &Request<Incoming>) -> Option<Answer> {
         let (_, offered) = airlock_abi::route::parse_query(request.uri().query()?)
             .into_iter()
@@ -71,16 +93,12 @@ impl Sessions {
                 &serde_json::json!({ "ok": false, "message": why }),
             ));
         }
-        let session = random_hex().ok()?;
-        {
-            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            if open.len() == MAX_SESSIONS {
-                open.pop_front();
-            }
-            open.push_back(session.clone());
-        }
+        let session = self.open()?;
         let mut answer = json(303, &serde_json::json!({ "ok": true }));
-        let cookie = format!("{COOKIE_NAME}={session}; HttpOnly; SameSite=Strict; Path=/");
+        let cookie = format!(
+            "{COOKIE_NAME}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            self.lifetime.as_secs()
+        );
         let headers = answer.headers_mut();
         headers.insert(LOCATION, HeaderValue::from_static("/"));
         if let Ok(cookie) = HeaderValue::from_str(&cookie) {
@@ -90,18 +108,20 @@ impl Sessions {
     }
 
     /// Whether the request shows a session or the token; `401` with why not.
-    pub(super) fn admits(&self, request: &Request<Incoming>) -> Result<(), (u16, String)> {
-        let headers = request.headers();
+    pub(super) fn admits(&self, headers: &HeaderMap) -> Result<(), (u16, String)> {
         let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         if bearer.is_some_and(|b| same_token(b, self.token.as_bytes())) {
             return Ok(());
         }
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        open.retain(|(_, ends)| *ends > now);
         let known = cookies(headers).any(|presented| {
-            open.iter()
-                .fold(false, |any, s| any | same_token(presented, s.as_bytes()))
+            open.iter().fold(false, |any, (s, _)| {
+                any | same_token(presented, s.as_bytes())
+            })
         });
         if known {
             return Ok(());
@@ -253,5 +273,29 @@ mod tests {
         assert!(sets_session(" AIRLOCK_CONSOLE=; Max-Age=0"));
         assert!(!sets_session("airlock_console_other=x"));
         assert!(!sets_session("session=airlock_console"));
+    }
+
+    #[test]
+    fn a_session_ends_after_its_lifetime_and_the_token_still_opens() {
+        let lasting = Sessions::lasting("t0ken".into(), Duration::from_secs(3600));
+        let session = lasting.open().expect("a session");
+        let cookie = format!("{COOKIE_NAME}={session}");
+        let with = |pairs: Vec<(hyper::header::HeaderName, String)>| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(name, value.parse().expect("value"));
+            }
+            map
+        };
+        assert!(lasting.admits(&with(vec![(COOKIE, cookie)])).is_ok());
+        let ended = Sessions::lasting("t0ken".into(), Duration::ZERO);
+        let session = ended.open().expect("a session");
+        let cookie = format!("{COOKIE_NAME}={session}");
+        assert_eq!(
+            ended.admits(&with(vec![(COOKIE, cookie)])).map_err(|e| e.0),
+            Err(401)
+        );
+        let bearer = (AUTHORIZATION, "Bearer t0ken".to_owned());
+        assert!(ended.admits(&with(vec![bearer])).is_ok());
     }
 }

@@ -170,7 +170,7 @@ impl Served {
                 return answer;
             }
         }
-        if let Err(refused) = self.sessions.admits(&request) {
+        if let Err(refused) = self.sessions.admits(request.headers()) {
             return self.refuse(request, refused).await;
         }
         if path == server::METRICS_PATH {

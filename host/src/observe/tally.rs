@@ -152,8 +152,10 @@ impl Tally {
             if t.routes.len() < MAX_LABELS || t.routes.contains_key(&key) {
                 *t.routes.entry(key).or_default() += 1;
             } else {
+                // Past the bound the status is kept by its class (`200`, `400`, `500`…): a
+                // plugin answering every status there is adds five series, not five hundred.
                 *t.routes
-                    .entry((OTHER.to_owned(), OTHER.to_owned(), status))
+                    .entry((OTHER.to_owned(), OTHER.to_owned(), status / 100 * 100))
                     .or_default() += 1;
             }
         });
@@ -323,6 +325,15 @@ mod tests {
         );
         assert_eq!(p.requests.len(), MAX_LABELS + 1);
         assert_eq!(p.routes.len(), MAX_LABELS + 1);
+        for status in 100..600 {
+            tally.route("p", "GET", "/past-the-bound", status);
+        }
+        let routes = &tally.read()[0].routes;
+        assert_eq!(
+            routes.len(),
+            MAX_LABELS + 5,
+            "the overflow keeps statuses by class only"
+        );
         assert_eq!(
             p.denials.iter().map(|(_, n)| n).sum::<u64>(),
             (MAX_LABELS + 10) as u64
