@@ -435,3 +435,28 @@ pub fn run_with_input(mut command: Command, input: &str) -> std::process::Output
         .expect("write to stdin");
     child.wait_with_output().expect("the command exits")
 }
+
+/// The address `airlock run --listen` says it serves on, read from its standard error (the
+/// lines before it are read away).
+///
+/// # Panics
+///
+/// When the host ends its standard error without saying it.
+pub fn listen_addr(stderr: &mut impl std::io::BufRead) -> std::net::SocketAddr {
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("a line") > 0,
+            "no address printed"
+        );
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("serving the plugins' routes on http://")
+        {
+            return rest
+                .trim_end_matches("/plugins/<id>/...")
+                .parse()
+                .expect("an address");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! connections by the thousand, lenient framing, requests from other sites when there is no
 //! token, and tokens the listener cannot use.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,22 +41,7 @@ impl Served {
         };
         let mut child = command.spawn().expect("the host starts");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let addr = loop {
-            let mut line = String::new();
-            assert!(
-                stderr.read_line(&mut line).expect("a line") > 0,
-                "no address printed"
-            );
-            if let Some(rest) = line
-                .trim()
-                .strip_prefix("serving the plugins' routes on http://")
-            {
-                break rest
-                    .trim_end_matches("/plugins/<id>/...")
-                    .parse()
-                    .expect("an address");
-            }
-        };
+        let addr = airlock_tests::listen_addr(&mut stderr);
         // The rest of standard error is read away, so the host never blocks writing it.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Self {

@@ -4,7 +4,7 @@
 //! parser (`prometheus_client.parser`), never by this project's code.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -130,22 +130,7 @@ impl Run {
             .spawn()
             .expect("the host starts");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let addr = loop {
-            let mut line = String::new();
-            assert!(
-                stderr.read_line(&mut line).expect("a line") > 0,
-                "no address printed"
-            );
-            if let Some(rest) = line
-                .trim()
-                .strip_prefix("serving the plugins' routes on http://")
-            {
-                break rest
-                    .trim_end_matches("/plugins/<id>/...")
-                    .parse()
-                    .expect("an address");
-            }
-        };
+        let addr = airlock_tests::listen_addr(&mut stderr);
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         let mut stdout = child.stdout.take().expect("stdout");
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
