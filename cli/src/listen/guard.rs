@@ -98,17 +98,26 @@ fn our_authorities(addr: SocketAddr) -> Vec<String> {
     names.into_iter().map(|n| format!("{n}:{port}")).collect()
 }
 
+/// The request's `Host` when it names this loopback listener (its address or `localhost`, with
+/// its port); otherwise why not. A page of another name resolved to 127.0.0.1 (DNS rebinding)
+/// names its own.
+pub(crate) fn addressed_to(addr: SocketAddr, headers: &HeaderMap) -> Result<&str, String> {
+    let ours = our_authorities(addr);
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    host.filter(|h| ours.iter().any(|o| o.eq_ignore_ascii_case(h)))
+        .ok_or_else(|| format!("Host {host:?} is not this listener ({})", ours.join(" or ")))
+}
+
 /// Why a tokenless request is refused: a `Host` that is not this listener (a rebinding name),
 /// an `Origin` of another site, or a browser's word that the request is cross-site.
 fn cross_site(addr: SocketAddr, headers: &HeaderMap) -> Option<String> {
-    let ours = our_authorities(addr);
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let Some(host) = host.filter(|h| ours.iter().any(|o| o.eq_ignore_ascii_case(h))) else {
-        return Some(format!(
-            "Host {host:?} is not this listener ({}): without a token only requests addressed \
-             to it are served",
-            ours.join(" or ")
-        ));
+    let host = match addressed_to(addr, headers) {
+        Ok(host) => host,
+        Err(why) => {
+            return Some(format!(
+                "{why}: without a token only requests addressed to it are served"
+            ))
+        }
     };
     if let Some(origin) = headers.get(ORIGIN) {
         let ok = origin

@@ -28,8 +28,8 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::watch;
 
 use guard::Guard;
+pub(crate) use guard::{addressed_to, same_token, token_from};
 pub use guard::{read_token, TOKEN_ENV};
-pub(crate) use guard::{same_token, token_from};
 use server::{text, Answer};
 
 /// What one client can make the listener hold.

@@ -122,6 +122,7 @@ impl WebConsole {
             series: series::Series::default(),
             streams: events::Streams::default(),
             sessions: auth::Sessions::new(self.token.clone()),
+            loopback: self.addr.ip().is_loopback().then_some(self.addr),
             limits: self.limits.clone(),
             stop: stop.clone(),
             host,
@@ -148,6 +149,9 @@ impl WebConsole {
 /// What every request shares.
 struct Served {
     host: Arc<Host>,
+    /// On a loopback address, the console answers only requests addressed to it by name
+    /// (`Host`): a rebinding page's requests name another.
+    loopback: Option<SocketAddr>,
     sessions: auth::Sessions,
     series: series::Series,
     streams: events::Streams,
@@ -165,6 +169,11 @@ impl Served {
 
     async fn route(self: Arc<Self>, request: Request<Incoming>) -> Answer {
         let path = request.uri().path().to_owned();
+        if let Some(addr) = self.loopback {
+            if let Err(why) = crate::listen::addressed_to(addr, request.headers()) {
+                return self.refuse(request, (403, why)).await;
+            }
+        }
         if request.method() == Method::GET && path == "/" {
             if let Some(answer) = self.sessions.exchange(&request) {
                 return answer;

@@ -206,6 +206,23 @@ fn the_console_answers_nothing_without_its_token() {
             assert!(!answer.body.contains("hello"), "{}", answer.body);
         }
     }
+    // A page of another name resolved to this address (DNS rebinding) is refused even with
+    // the token.
+    let port = console.addr.port();
+    for host in [format!("evil.example:{port}"), "127.0.0.1:1".to_owned()] {
+        let head = format!(
+            "GET /api/plugins HTTP/1.1\nHost: {host}\nConnection: close\n{}\n",
+            console.bearer()
+        );
+        let answer = console.raw(&head, b"");
+        assert_eq!(answer.status, 403, "Host {host}: {}", answer.body);
+        assert!(!answer.body.contains("hello"), "{}", answer.body);
+    }
+    let named = format!(
+        "GET /api/plugins HTTP/1.1\nHost: localhost:{port}\nConnection: close\n{}\n",
+        console.bearer()
+    );
+    assert_eq!(console.raw(&named, b"").status, 200);
     let wrong = console.send("GET", "/?token=wrong", "", "");
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
