@@ -71,12 +71,7 @@ impl HostShared {
     /// Counts a call that ended otherwise than answered, by its outcome.
     #[cold]
     fn unanswered(&self, loaded: &LoadedPlugin, index: usize, called: Called) {
-        let action = loaded
-            .file
-            .manifest
-            .actions
-            .get(index)
-            .map_or("", |a| a.name.as_str());
+        let action = loaded.action_name(index);
         let outcome = match called {
             Called::Answered => "ok",
             Called::Domain => "error",

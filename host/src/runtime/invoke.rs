@@ -335,12 +335,7 @@ impl HostShared {
     ) -> Called {
         // A manifest declares at most 256 actions, so the index always fits.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let name = loaded
-            .file
-            .manifest
-            .actions
-            .get(index as usize)
-            .map_or("", |a| a.name.as_str());
+        let name = loaded.action_name(index as usize);
         if trace::on() {
             return traced(loaded, InvocationKind::ACTION, name, out, |out| {
                 self.call_permitted(record, loaded, index, name, input, out)

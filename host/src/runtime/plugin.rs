@@ -137,6 +137,15 @@ impl Lifecycle {
 }
 
 impl LoadedPlugin {
+    /// The name of the action at `index` in its manifest (`""` past the end).
+    pub(crate) fn action_name(&self, index: usize) -> &str {
+        self.file
+            .manifest
+            .actions
+            .get(index)
+            .map_or("", |a| a.name.as_str())
+    }
+
     /// The grant lint's warning, if its effective grants amount to the host's authority
     /// ([`crate::policy::authority_warning`]).
     pub(crate) fn grant_warnings(&self, policy: &crate::Policy) -> Vec<String> {
