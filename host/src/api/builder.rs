@@ -336,7 +336,7 @@ impl HostBuilder {
             options,
             builtins: Mutex::new(builtins),
             shadow,
-            plugins: Guarded::new(Some(Arc::new(Vec::new()))),
+            plugins: Guarded::new(Some(Arc::default())),
             admin: Mutex::new(()),
             audit,
             kv,

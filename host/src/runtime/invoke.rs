@@ -12,7 +12,8 @@ use crate::error::{CallError, CallErrorCode};
 use crate::sync::hazard::{this_thread, CallMark, ThreadRecord};
 
 use super::called::{
-    answer, lookup, message, not_running, pending, plugin_error_code, quarantined, refuse, Called,
+    answer, lookup, message, not_loaded, not_running, pending, plugin_error_code, quarantined,
+    refuse, Called,
 };
 use super::plugin::{Invoked, LoadedPlugin, Running};
 use super::shared::HostShared;
@@ -307,8 +308,10 @@ impl HostShared {
             // table a call read stays alive until the call returns.
             let record = this_thread();
             let called = self.plugins.with_record(record, |plugins| {
-                let (loaded, index) =
-                    lookup(plugins.map_or(&[][..], Vec::as_slice), plugin, action)?;
+                let (loaded, index) = match plugins {
+                    Some(table) => table.resolve(plugin, action)?,
+                    None => return Err(not_loaded(plugin, action)),
+                };
                 let called = self.call_index(record, loaded, index, input, out);
                 let retry =
                     called == Called::Failed(CallErrorCode::Revoked) && self.replaced(loaded);

@@ -12,6 +12,7 @@ mod gate;
 mod invoke;
 mod isolated;
 mod lifecycle;
+mod names;
 pub(crate) mod outcome;
 pub(crate) mod pending;
 mod phases;

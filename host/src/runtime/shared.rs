@@ -23,6 +23,7 @@ use crate::sync::hazard::Guarded;
 use crate::sync::watchdog::{self};
 
 use super::called::fail;
+use super::names::PluginTable;
 use super::plugin::{Invoked, LoadedPlugin};
 use crate::pipeline::{PipelineOptions, Taken};
 use crate::runtime::outcome::{PluginState, ReloadOutcome};
@@ -36,7 +37,7 @@ pub(crate) struct HostShared {
     pub(crate) builtins: Mutex<Vec<Result<LibraryFile, Refusal>>>,
     pub(crate) shadow: tempfile::TempDir,
     /// The plugin table, read by every call by name without a reference count.
-    pub(crate) plugins: Guarded<Vec<Arc<LoadedPlugin>>>,
+    pub(crate) plugins: Guarded<PluginTable>,
     /// Serializes whatever changes the plugin table or a plugin's instance.
     pub(crate) admin: Mutex<()>,
     pub(crate) audit: AuditLog,
@@ -105,16 +106,16 @@ impl Admin<'_> {
 
 impl HostShared {
     /// The plugin table as it is now (a counted reference: for administrative paths).
-    pub(crate) fn table(&self) -> Arc<Vec<Arc<LoadedPlugin>>> {
+    pub(crate) fn table(&self) -> Arc<PluginTable> {
         self.plugins.load_full().unwrap_or_default()
     }
 
     /// Changes the plugin table; calls by name in progress finish with the table they read.
     pub(crate) fn update_table(&self, change: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) {
         drop(self.plugins.update(|current| {
-            let mut next = current.map(|t| Vec::clone(t)).unwrap_or_default();
+            let mut next = current.map(|t| t.to_vec()).unwrap_or_default();
             change(&mut next);
-            Some(Arc::new(next))
+            Some(Arc::new(PluginTable::new(next)))
         }));
     }
 

@@ -145,3 +145,73 @@ fn bytes_actions_answer_into_the_callers_buffer_through_the_call_table() {
     assert_eq!(err.code, CallErrorCode::Revoked, "{err}");
     assert!(err.message.contains("disabled"), "{err}");
 }
+
+/// Calls by name are resolved from a per-thread cache of names; a reload that renames an action
+/// is seen by the very next call on every thread that had resolved the old names.
+#[test]
+fn a_reload_that_renames_an_action_is_seen_by_the_next_call_on_every_thread() {
+    let dir = TempPluginDir::new();
+    let library = dir.add("tally");
+    let (host, report) = dir.load("");
+    assert!(report.all_ok(), "{report:?}");
+    let text = json!({"text": "a b a"});
+    let counted = |host: &airlock::Host| host.call("tally", "count").json(&text);
+    // The old build counts into an object; the next one answers a number.
+    assert!(matches!(counted(&host).expect("call"), Reply::Ok(ref v) if v.is_object()));
+    let barrier = std::sync::Barrier::new(3);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    // Resolved and kept by this thread, many times over.
+                    assert_ne!(
+                        host.call("tally", "totals")
+                            .json(&json!(null))
+                            .err()
+                            .map(|e| e.code),
+                        Some(CallErrorCode::NotFound)
+                    );
+                    for _ in 0..200 {
+                        assert!(counted(&host).is_ok());
+                    }
+                    barrier.wait();
+                    barrier.wait();
+                    let totals = host.call("tally", "totals").json(&json!(null));
+                    assert_eq!(
+                        totals.expect_err("renamed away").code,
+                        CallErrorCode::NotFound
+                    );
+                    assert!(
+                        matches!(counted(&host).expect("call"), Reply::Ok(ref v) if v.is_number())
+                    );
+                    assert_eq!(
+                        host.call("tally", "summary").json(&text).expect("call"),
+                        Reply::Ok(json!("a b a"))
+                    );
+                })
+            })
+            .collect();
+        barrier.wait();
+        // Replaced the way an installer does: a new file renamed over the old one.
+        let next = dir.path().join("next.tmp");
+        std::fs::write(&next, airlock_tests::fixture_bytes("tally-next")).expect("write");
+        std::fs::rename(&next, &library).expect("replace");
+        let outcome = host.reload("tally").expect("reloaded");
+        assert!(
+            matches!(outcome, airlock::plugins::ReloadOutcome::Loaded { .. }),
+            "{outcome:?}"
+        );
+        barrier.wait();
+        for t in threads {
+            t.join().expect("thread");
+        }
+    });
+    // And on this thread, which had resolved the old names too.
+    assert_eq!(
+        host.call("tally", "totals")
+            .json(&json!(null))
+            .expect_err("renamed away")
+            .code,
+        CallErrorCode::NotFound
+    );
+}
