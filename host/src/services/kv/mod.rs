@@ -19,21 +19,21 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_abi::manifest::PluginId;
 use airlock_abi::wire::{Expected, Swapped};
-use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableError, WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 use crate::error::Error;
 
+mod cache;
+mod rows;
 mod scan;
 pub(crate) mod seal;
 pub(crate) mod space;
 
+use rows::{
+    apply, check_key, check_value, next_version, opened, place, read_entry, to_store, values_in,
+};
 pub use seal::SealKeys;
-use space::Names;
 pub use space::{KvScope, KvSpace, MAX_SCOPE_ID, MAX_SCOPE_KIND};
 
 /// The longest key accepted, in bytes.
@@ -78,113 +78,8 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 pub struct KvStore {
     db: std::sync::Arc<Database>,
     path: PathBuf,
-}
-
-fn check_key(key: &str) -> Result<(), KvError> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(KvError::TooLarge(format!(
-            "the key is {} bytes; at most {MAX_KEY_LEN} are allowed",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_value(value: &[u8]) -> Result<(), KvError> {
-    if value.len() > MAX_VALUE_LEN {
-        return Err(KvError::TooLarge(format!(
-            "the value is {} bytes; at most {MAX_VALUE_LEN} are allowed",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The next version of `plugin`'s namespace (taken: no other write gets it). Its scopes share
-/// the counter.
-fn next_version(txn: &WriteTransaction, plugin: &PluginId) -> Result<u64, KvError> {
-    let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
-    let last = counters
-        .get(plugin.as_str())
-        .map_err(storage)?
-        .map_or(1, |v| v.value());
-    let next = last + 1;
-    counters.insert(plugin.as_str(), next).map_err(storage)?;
-    Ok(next)
-}
-
-/// Applies `writes` (stored keys, stored values) in `txn` with `version` for every key set.
-fn apply(
-    txn: &WriteTransaction,
-    names: &Names,
-    version: u64,
-    writes: &[(String, Option<Vec<u8>>)],
-) -> Result<(), KvError> {
-    let mut values = txn.open_table(names.values()).map_err(storage)?;
-    let mut versions = txn.open_table(names.versions()).map_err(storage)?;
-    for (key, value) in writes {
-        match value {
-            Some(value) => {
-                values
-                    .insert(key.as_str(), value.as_slice())
-                    .map_err(storage)?;
-                versions.insert(key.as_str(), version).map_err(storage)?;
-            }
-            None => {
-                values.remove(key.as_str()).map_err(storage)?;
-                versions.remove(key.as_str()).map_err(storage)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The namespace's values in a read transaction; `None` if nothing was ever written there.
-fn values_in(
-    txn: &ReadTransaction,
-    names: &Names,
-) -> Result<Option<ReadOnlyTable<&'static str, &'static [u8]>>, KvError> {
-    match txn.open_table(names.values()) {
-        Ok(table) => Ok(Some(table)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(storage(e)),
-    }
-}
-
-/// Reads one entry (its stored value and version) in a read or write transaction's tables.
-fn read_entry(
-    values: &impl ReadableTable<&'static str, &'static [u8]>,
-    versions: Option<&impl ReadableTable<&'static str, u64>>,
-    stored_key: &str,
-) -> Result<Option<(Vec<u8>, u64)>, KvError> {
-    let Some(value) = values.get(stored_key).map_err(storage)? else {
-        return Ok(None);
-    };
-    let version = match versions {
-        Some(versions) => versions
-            .get(stored_key)
-            .map_err(storage)?
-            .map_or(1, |v| v.value()),
-        None => 1,
-    };
-    Ok(Some((value.value().to_vec(), version)))
-}
-
-/// What a stored value of `key` stands for: opened if the space is sealed, else itself — a
-/// sealed value read from a space no longer sealed is refused, not handed out as ciphertext.
-fn opened(space: &KvSpace<'_>, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, KvError> {
-    match space.seal {
-        None => seal::unsealed(space, key, stored),
-        Some(keys) => seal::open(keys, space, key, &stored),
-    }
-}
-
-/// What to store for `value` of `key`: itself, or sealed if the space is sealed.
-fn to_store(space: &KvSpace<'_>, key: &str, value: &[u8]) -> Result<Vec<u8>, KvError> {
-    match space.seal {
-        None => Ok(value.to_vec()),
-        Some(keys) => seal::seal(keys, space, key, value),
-    }
+    /// What `get` read, kept true by every write ([`cache`]).
+    cache: cache::ReadCache,
 }
 
 impl KvStore {
@@ -201,6 +96,7 @@ impl KvStore {
         Ok(Self {
             db: std::sync::Arc::new(db),
             path: path.to_owned(),
+            cache: cache::ReadCache::default(),
         })
     }
 
@@ -229,8 +125,46 @@ impl KvStore {
         space: impl Into<KvSpace<'s>>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, KvError> {
+        self.read_with(space, key, |value| value.map(<[u8]>::to_vec))
+    }
+
+    /// Runs `f` with the value of `key` in `space`, borrowed: from the read cache when it holds
+    /// the key, so that a read of an unsealed value copies it once, into wherever `f` puts it.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`]; [`KvError::Sealed`] for a sealed value that does not open.
+    pub fn read_with<'s, R>(
+        &self,
+        space: impl Into<KvSpace<'s>>,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, KvError> {
         let space = space.into();
         check_key(key)?;
+        if space.seal.is_some() {
+            return Ok(f(self.read_stored(&space, key)?.as_deref()));
+        }
+        let stored = space.stored(key);
+        let place = place(&space, &stored);
+        // A hit reads the map alone; `f` runs once, on the hit or after the fill.
+        let mut f = Some(f);
+        if let Some(answer) = self.cache.read(place, |v| f.take().map(|f| f(v))) {
+            return Ok(answer.expect("called once"));
+        }
+        let f = f.take().expect("not called on a miss");
+        let mut changing = self.cache.change();
+        if let Some(answer) = changing.read(place, |v| v.map(<[u8]>::to_vec)) {
+            return Ok(f(answer.as_deref()));
+        }
+        let value = self.read_stored(&space, key)?;
+        changing.keep(place, value.as_deref());
+        drop(changing);
+        Ok(f(value.as_deref()))
+    }
+
+    /// The value of `key` read from the database, opened.
+    fn read_stored(&self, space: &KvSpace<'_>, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let txn = self.read()?;
         // The value alone: its version is another table, read only when asked for.
         let Some(values) = values_in(&txn, &space.names())? else {
@@ -238,7 +172,7 @@ impl KvStore {
         };
         let value = values.get(&*space.stored(key)).map_err(storage)?;
         value
-            .map(|v| opened(&space, key, v.value().to_vec()))
+            .map(|v| opened(space, key, v.value().to_vec()))
             .transpose()
     }
 
@@ -290,6 +224,8 @@ impl KvStore {
         check_key(key)?;
         let names = space.names();
         let stored = space.stored(key);
+        let mut changing = self.cache.change();
+        changing.forget(place(&space, &stored));
         let txn = self.db.begin_write().map_err(storage)?;
         let existed = {
             let mut values = txn.open_table(names.values()).map_err(storage)?;
@@ -299,6 +235,7 @@ impl KvStore {
             removed.is_some()
         };
         txn.commit().map_err(storage)?;
+        changing.keep(place(&space, &stored), None);
         Ok(existed)
     }
 
@@ -332,10 +269,19 @@ impl KvStore {
                 Ok((space.stored(key).into_owned(), value))
             })
             .collect::<Result<Vec<_>, KvError>>()?;
+        let mut changing = self.cache.change();
+        for (key, _) in &stored {
+            changing.forget(place(&space, key));
+        }
         let txn = self.db.begin_write().map_err(storage)?;
         let version = next_version(&txn, space.plugin)?;
         apply(&txn, &space.names(), version, &stored)?;
         txn.commit().map_err(storage)?;
+        if space.seal.is_none() {
+            for (key, value) in &stored {
+                changing.keep(place(&space, key), value.as_deref());
+            }
+        }
         Ok(version)
     }
 
@@ -358,6 +304,8 @@ impl KvStore {
         let names = space.names();
         let stored = space.stored(key).into_owned();
         let sealed = to_store(&space, key, value)?;
+        let mut changing = self.cache.change();
+        changing.forget(place(&space, &stored));
         let txn = self.db.begin_write().map_err(storage)?;
         let found = {
             let values = txn.open_table(names.values()).map_err(storage)?;
@@ -381,8 +329,11 @@ impl KvStore {
             });
         }
         let version = next_version(&txn, space.plugin)?;
-        apply(&txn, &names, version, &[(stored, Some(sealed))])?;
+        apply(&txn, &names, version, &[(stored.clone(), Some(sealed))])?;
         txn.commit().map_err(storage)?;
+        if space.seal.is_none() {
+            changing.keep(place(&space, &stored), Some(value));
+        }
         Ok(Swapped {
             written: true,
             version,
@@ -393,6 +344,7 @@ impl KvStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_abi::manifest::PluginId;
 
     fn id(s: &str) -> PluginId {
         PluginId::new(s).expect("id")
@@ -595,5 +547,93 @@ mod tests {
         let raw = std::fs::read(&path).expect("file");
         assert!(!raw.windows(14).any(|w| w == b"nothing-to-see"));
         assert!(!raw.windows(9).any(|w| w == b"4111-1111"));
+    }
+
+    /// The read cache is kept true by every kind of write: once a write returns, no read on
+    /// any thread answers an older value, and no reader ever goes back to one.
+    #[test]
+    fn a_write_is_seen_by_the_next_read_on_every_thread() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = KvStore::open(&dir.path().join("kv.redb")).expect("opens");
+        let a = id("a");
+        let scope = KvScope::new("user", "u1").expect("scope");
+        let scoped = KvSpace::of(&a).scoped(Some(&scope));
+        let read = |space: KvSpace<'_>, key: &str| -> u64 {
+            kv.get(space, key)
+                .expect("get")
+                .map_or(0, |v| serde_json::from_slice(&v).expect("a number"))
+        };
+        kv.set(&a, "n", b"0").expect("set");
+        let (done, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let (mut last, mut reads) = (0, 0u64);
+                        while !stop.load(SeqCst) {
+                            let written = done.load(SeqCst);
+                            let now = read(KvSpace::of(&a), "n");
+                            assert!(now >= written, "read {now} after {written} was written");
+                            assert!(now >= last, "read {now} after reading {last}");
+                            let in_scope = read(scoped, "n");
+                            assert!(in_scope == 0 || in_scope >= written.saturating_sub(1));
+                            last = now;
+                            reads += 1;
+                        }
+                        reads
+                    })
+                })
+                .collect();
+            for i in 1..=60u64 {
+                let value = i.to_string();
+                match i % 4 {
+                    0 => drop(kv.set(&a, "n", value.as_bytes()).expect("set")),
+                    1 => drop(
+                        kv.write(&a, &[("n", Some(value.as_bytes())), ("other", None)])
+                            .expect("batch"),
+                    ),
+                    2 => {
+                        let previous = (i - 1).to_string();
+                        let expected = Expected::Value(serde_json::json!(i - 1));
+                        let swapped = kv
+                            .compare_and_set(&a, "n", &expected, value.as_bytes())
+                            .expect("cas");
+                        assert!(swapped.written, "{previous} was there");
+                    }
+                    _ => {
+                        kv.set(&a, "n", value.as_bytes()).expect("set");
+                        kv.set(&a, "gone", b"1").expect("set");
+                        assert_eq!(read(KvSpace::of(&a), "gone"), 1);
+                        assert!(kv.delete(&a, "gone").expect("delete"));
+                        assert_eq!(kv.get(&a, "gone").expect("get"), None);
+                    }
+                }
+                kv.set(scoped, "n", value.as_bytes()).expect("scoped set");
+                done.store(i, SeqCst);
+                // A failed compare-and-set changes nothing, and the cache says so.
+                let stale = Expected::Value(serde_json::json!(0));
+                assert!(
+                    !kv.compare_and_set(&a, "n", &stale, b"-1")
+                        .expect("cas")
+                        .written
+                );
+                assert_eq!(read(KvSpace::of(&a), "n"), i);
+            }
+            assert_eq!(kv.drop_scope(&scope).expect("dropped"), 1);
+            assert_eq!(kv.get(scoped, "n").expect("get"), None, "the scope is gone");
+            stop.store(true, SeqCst);
+            for reader in readers {
+                assert!(reader.join().expect("reader") > 0);
+            }
+        });
+        // A new store on the same file (a restarted host) reads what was written.
+        drop(kv);
+        let again = KvStore::open(&dir.path().join("kv.redb")).expect("reopens");
+        assert_eq!(
+            again.get(&a, "n").expect("get").as_deref(),
+            Some(&b"60"[..])
+        );
+        assert_eq!(again.get(scoped, "n").expect("get"), None);
     }
 }

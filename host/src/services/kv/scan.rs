@@ -93,6 +93,8 @@ impl KvStore {
     /// [`KvError::Storage`]; nothing was removed then.
     pub fn drop_scope(&self, scope: &KvScope) -> Result<u64, KvError> {
         let (start, end) = (scope.prefix(), scope.end());
+        let mut changing = self.cache.change();
+        changing.forget_where(|place| place.scoped && place.stored.starts_with(start.as_str()));
         let txn = self.db.begin_write().map_err(storage)?;
         let tables: Vec<String> = txn
             .list_tables()
