@@ -27,7 +27,10 @@ rows = [("call", "raw", "raw `extern \"C\"` call into the cdylib (function point
         ("call", "handle_noop_into", "no-op action, full path, pre-resolved handle, answer into the caller's buffer (`call_into`)"),
         ("call", "serial_noop", "no-op action of a `serial` plugin (its lock taken per call), `.call().bytes(..)`"),
         ("call", "serial_noop_into", "no-op action of a `serial` plugin, `call_into`"),
-        ("call", "by_name_noop", "no-op action, full path, by name"),
+        ("call", "by_name_noop", "no-op action, full path, by name (`host.call(..).bytes(..)`)"),
+        ("store", "hashmap_rwlock_get", "reference: a `HashMap` lookup behind a `RwLock` of the value a kv `get` reads (its JSON bytes, decoded as the `u32` they are)"),
+        ("store", "hashmap_rwlock_lookup", "reference: the same lookup, not decoded"),
+        ("store", "redb_write", "reference: one bare durable redb write (a transaction of one insert, committed)"),
         ("json", "action", "JSON action, ~100-byte payload"),
         ("json", "bare_serde", "the bare serde_json work it has to do"),
         ("json", "json_bytes", "the JSON action through `.bytes(..)` (caller encodes, no answer parse)"),
@@ -58,10 +61,12 @@ out.append(f"| capability-checked host callback from inside a plugin (self-timed
 out.append(f"| raw callback through a function table (same loop) | {cb['raw_ns']:.1f} ns | |")
 out.append(f"| a service operation of the embedding program called from inside a plugin (`ctx.service`, a small JSON request and answer; self-timed) | {cb['service_ns']:.1f} ns | |")
 out.append(f"| the built-in kv `get` of a small value, called the same way | {cb['kv_ns']:.1f} ns | |")
+out.append(f"| the built-in kv `set` of a small value, durable when it returns, called the same way | {cb['kv_set_ns'] / 1e3:.1f} µs | |")
 two = cb.get("two_threads", {})
 if "checked_ns" in two:
     out.append(f"| capability-checked host callback, two threads calling back at once (each thread's own time per callback) | {two['checked_ns']:.1f} ns | |")
     out.append(f"| the built-in kv `get`, two threads at once (each thread's own time) | {two['kv_ns']:.1f} ns | |")
+    out.append(f"| an embedder service call, two threads at once (each thread's own time) | {two['service_ns']:.1f} ns | |")
 out.append(f"| the same callback on a context whose host functions do nothing (same loop): the floor of the frozen `log` slot | {cb['signature_ns']:.1f} ns | |")
 out.append(f"| isolated plugin: worker started to its first answer (`enable` after `disable`; median of 21) | {cb['isolated_start_ms']:.1f} ms | |")
 out.append(f"| isolated plugin: crashed worker (`abort`) to its first answer after the restart (median of 21) | {cb['isolated_restart_ms']:.1f} ms | |")
@@ -77,6 +82,13 @@ def verdict(ok): return "met" if ok else "**missed**"
 ratios = [
     ("no-op action by handle (`call_into`) ÷ raw call", m[("call","handle_noop_into")]/m[("call","raw")], "≤ 3", lambda r: r <= 3),
     ("no-op action by handle (`.call().bytes(..)`) ÷ raw call", m[("call","handle_noop")]/m[("call","raw")], "≤ 3", lambda r: r <= 3),
+    ("no-op action by name ÷ by handle (`.call().bytes(..)` both)", m[("call","by_name_noop")]/m[("call","handle_noop")], "≤ 1.3", lambda r: r <= 1.3),
+    ("kv `get` from inside the plugin ÷ the `HashMap` + `RwLock` lookup of the same value", cb["kv_ns"]/m[("store","hashmap_rwlock_get")], "≤ 4", lambda r: r <= 4),
+    ("kv `set` from inside the plugin (durable) ÷ a bare redb write", cb["kv_set_ns"]/m[("store","redb_write")], "—", lambda r: True),
+    ("embedder service call ÷ the `HashMap` + `RwLock` lookup (the kv `get` floor)", cb["service_ns"]/m[("store","hashmap_rwlock_get")], "≤ 3", lambda r: r <= 3),
+    ("embedder service call, ns", cb["service_ns"], "≤ 100", lambda r: r <= 100),
+    ("kv `get`, 2 threads ÷ 1 thread throughput (parallel plugin)", 2 * cb["kv_ns"]/cb["two_threads"]["kv_ns"], "≥ 1.8", lambda r: r >= 1.8),
+    ("embedder service call, 2 threads ÷ 1 thread throughput", 2 * cb["service_ns"]/cb["two_threads"]["service_ns"], "≥ 1.8", lambda r: r >= 1.8),
     ("wasmtime no-op ÷ no-op action (`call_into`): above 1, the native call is faster", m[("peer","wasmtime_noop")]/m[("call","handle_noop_into")], "≥ 1", lambda r: r >= 1),
     ("wasmtime no-op ÷ no-op action (`.call().bytes(..)`)", m[("peer","wasmtime_noop")]/m[("call","handle_noop")], "≥ 1", lambda r: r >= 1),
     ("checked callback ÷ raw callback", cb["checked_ns"]/cb["raw_ns"], "≤ 3", lambda r: r <= 3),

@@ -114,6 +114,8 @@ fn calls(c: &mut Criterion) {
     });
     g.finish();
 
+    store(c);
+
     let mut g = c.benchmark_group("json");
     g.bench_function("action", |b| {
         b.iter(|| json_action.call().json(black_box(&payload)).expect("ok"))
@@ -391,6 +393,47 @@ mod wasm {
             b.iter(|| noop.call(&mut store, ()).expect("call"))
         });
     }
+}
+
+/// The references of the kv store's figures: the least a lookup of a value in memory costs,
+/// and what one durable write of redb, the store's database, costs bare.
+fn store(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store");
+    // The value `ctx.kv().get::<u32>("bench")` reads, as the store holds it: JSON bytes.
+    let map = std::sync::RwLock::new(std::collections::HashMap::from([(
+        "bench".to_owned(),
+        b"1".to_vec(),
+    )]));
+    g.bench_function("hashmap_rwlock_get", |b| {
+        b.iter(|| {
+            let map = map.read().expect("unpoisoned");
+            let value = map.get(black_box("bench")).expect("set");
+            serde_json::from_slice::<u32>(value).expect("a number")
+        })
+    });
+    g.bench_function("hashmap_rwlock_lookup", |b| {
+        b.iter(|| {
+            map.read()
+                .expect("unpoisoned")
+                .get(black_box("bench"))
+                .map(Vec::len)
+        })
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = redb::Database::create(dir.path().join("bare.redb")).expect("redb");
+    const TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("bare");
+    g.sample_size(20);
+    g.bench_function("redb_write", |b| {
+        b.iter(|| {
+            let txn = db.begin_write().expect("write");
+            txn.open_table(TABLE)
+                .expect("table")
+                .insert(black_box("bench"), &b"1"[..])
+                .expect("insert");
+            txn.commit().expect("durable");
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, calls);
