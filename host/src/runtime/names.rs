@@ -56,7 +56,7 @@ impl PluginTable {
         action: &str,
     ) -> Result<(&Arc<LoadedPlugin>, usize), CallError> {
         let cached = RESOLVED.with(|cache| cache.borrow().find(self.stamp, plugin, action));
-        if let Some((position, index)) = cached {
+        if let Some((position, index)) = cached.get() {
             if let Some(loaded) = self.plugins.get(position) {
                 return Ok((loaded, index));
             }
@@ -82,15 +82,18 @@ impl PluginTable {
             .manifest
             .action_index(action)
             .ok_or_else(|| no_such_action(loaded, action))?;
-        RESOLVED.with(|cache| {
-            cache.borrow_mut().keep(Resolved {
-                stamp: self.stamp,
-                plugin: plugin.into(),
-                action: action.into(),
-                position,
-                index,
+        let fits = u32::try_from(position).is_ok() && u32::try_from(index + 1).is_ok();
+        if let (Some(plugin), Some(action), true) = (Name::new(plugin), Name::new(action), fits) {
+            RESOLVED.with(|cache| {
+                cache.borrow_mut().keep(Resolved {
+                    stamp: self.stamp,
+                    position,
+                    index,
+                    plugin,
+                    action,
+                });
             });
-        });
+        }
         Ok((loaded, index))
     }
 }
@@ -105,42 +108,144 @@ impl Deref for PluginTable {
 
 /// How many resolved names a thread keeps.
 const KEPT: usize = 8;
+/// The longest name kept (a plugin id's limit); longer action names are resolved every time.
+const LONGEST: usize = 64;
 
-/// A name resolved in the table with `stamp`.
-struct Resolved {
-    stamp: u64,
-    plugin: Box<str>,
-    action: Box<str>,
-    position: usize,
-    index: usize,
+/// A name as kept: its bytes, zero after its length.
+#[derive(Clone, Copy)]
+#[repr(align(8))]
+struct Name {
+    len: usize,
+    bytes: [u8; LONGEST],
 }
 
-/// A thread's resolved names, the most recent first.
+impl Name {
+    const EMPTY: Self = Self {
+        len: usize::MAX,
+        bytes: [0; LONGEST],
+    };
+
+    fn new(name: &str) -> Option<Self> {
+        let mut kept = Self {
+            len: name.len(),
+            bytes: [0; LONGEST],
+        };
+        kept.bytes
+            .get_mut(..name.len())?
+            .copy_from_slice(name.as_bytes());
+        Some(kept)
+    }
+
+    /// Whether `name` is this one: eight bytes at a time, in line (a call to `memcmp` costs
+    /// more than the comparison of names this short).
+    #[inline(always)]
+    fn is(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        if name.len() != self.len {
+            return false;
+        }
+        let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().expect("eight bytes"));
+        let mut chunks = name.chunks_exact(8);
+        let mut at = 0;
+        for chunk in &mut chunks {
+            if word(chunk) != word(&self.bytes[at..at + 8]) {
+                return false;
+            }
+            at += 8;
+        }
+        // The last few bytes one by one: read as a word from a copy, they would wait for
+        // the copy's stores to land.
+        chunks
+            .remainder()
+            .iter()
+            .zip(&self.bytes[at..])
+            .all(|(a, b)| a == b)
+    }
+}
+
+/// A name resolved in the table with `stamp`.
+#[derive(Clone, Copy)]
+struct Resolved {
+    stamp: u64,
+    position: usize,
+    index: usize,
+    plugin: Name,
+    action: Name,
+}
+
+impl Resolved {
+    const EMPTY: Self = Self {
+        stamp: 0,
+        position: 0,
+        index: 0,
+        plugin: Name::EMPTY,
+        action: Name::EMPTY,
+    };
+}
+
+/// Where a kept name is, in one register: the plugin's position in the high half, the
+/// action's index plus one in the low half; 0 when not kept.
+#[derive(Clone, Copy)]
+struct Found(u64);
+
+impl Found {
+    fn at(r: &Resolved) -> Self {
+        Self(((r.position as u64) << 32) | (r.index as u64 + 1))
+    }
+
+    #[inline(always)]
+    fn get(self) -> Option<(usize, usize)> {
+        (self.0 != 0).then(|| ((self.0 >> 32) as usize, (self.0 as u32 - 1) as usize))
+    }
+}
+
+/// A thread's resolved names, the most recent first. Nothing in it is allocated, so a thread
+/// reads it with no check of its own: no destructor to register.
 struct Names {
-    kept: Vec<Resolved>,
+    kept: [Resolved; KEPT],
 }
 
 impl Names {
-    #[inline]
-    fn find(&self, stamp: u64, plugin: &str, action: &str) -> Option<(usize, usize)> {
-        self.kept
-            .iter()
-            .find(|r| r.stamp == stamp && *r.action == *action && *r.plugin == *plugin)
-            .map(|r| (r.position, r.index))
+    /// The most recent name in line (a caller calling the same action again), the others out
+    /// of line.
+    #[inline(always)]
+    fn find(&self, stamp: u64, plugin: &str, action: &str) -> Found {
+        let first = &self.kept[0];
+        if first.stamp == stamp && first.action.is(action) && first.plugin.is(plugin) {
+            return Found::at(first);
+        }
+        self.find_further(stamp, plugin, action)
     }
 
-    /// Keeps `resolved` first; drops what was resolved in an earlier table of the same host
-    /// for the same names, and the oldest past [`KEPT`].
+    #[inline(never)]
+    fn find_further(&self, stamp: u64, plugin: &str, action: &str) -> Found {
+        self.kept[1..]
+            .iter()
+            .find(|r| r.stamp == stamp && r.action.is(action) && r.plugin.is(plugin))
+            .map_or(Found(0), Found::at)
+    }
+
+    /// Keeps `resolved` first; drops what was kept for the same names (resolved in an earlier
+    /// table), or else the oldest.
     fn keep(&mut self, resolved: Resolved) {
-        self.kept
-            .retain(|r| !(*r.plugin == *resolved.plugin && *r.action == *resolved.action));
-        self.kept.insert(0, resolved);
-        self.kept.truncate(KEPT);
+        let same = |r: &Resolved| {
+            r.plugin.len == resolved.plugin.len
+                && r.plugin.bytes == resolved.plugin.bytes
+                && r.action.len == resolved.action.len
+                && r.action.bytes == resolved.action.bytes
+        };
+        let end = self.kept.iter().position(same).unwrap_or(KEPT - 1);
+        self.kept.copy_within(0..end, 1);
+        self.kept[0] = resolved;
     }
 }
 
 thread_local! {
-    static RESOLVED: RefCell<Names> = const { RefCell::new(Names { kept: Vec::new() }) };
+    static RESOLVED: RefCell<Names> = const {
+        RefCell::new(Names {
+            kept: [Resolved::EMPTY; KEPT],
+        })
+    };
 }
 
 #[cfg(test)]
@@ -150,38 +255,93 @@ mod tests {
     fn resolved(stamp: u64, plugin: &str, action: &str, index: usize) -> Resolved {
         Resolved {
             stamp,
-            plugin: plugin.into(),
-            action: action.into(),
             position: 0,
             index,
+            plugin: Name::new(plugin).expect("short"),
+            action: Name::new(action).expect("short"),
         }
+    }
+
+    fn names() -> Names {
+        Names {
+            kept: [Resolved::EMPTY; KEPT],
+        }
+    }
+
+    #[test]
+    fn names_compare_whole_at_every_length() {
+        for len in 0..=LONGEST {
+            let name: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let kept = Name::new(&name).expect("fits");
+            assert!(kept.is(&name), "{len}");
+            for at in 0..len {
+                let mut other = name.clone().into_bytes();
+                other[at] = b'Z';
+                assert!(
+                    !kept.is(std::str::from_utf8(&other).expect("ascii")),
+                    "{len} at {at}"
+                );
+            }
+            assert!(!kept.is(&format!("{name}a")));
+            if len > 0 {
+                assert!(!kept.is(&name[..len - 1]));
+            }
+        }
+        assert!(Name::new(&"x".repeat(LONGEST + 1)).is_none());
+        assert!(!Name::EMPTY.is(""), "an empty slot matches nothing");
     }
 
     #[test]
     fn a_name_is_found_only_in_the_table_it_was_resolved_in() {
-        let mut names = Names { kept: Vec::new() };
+        let mut names = names();
         names.keep(resolved(7, "p", "a", 3));
-        assert_eq!(names.find(7, "p", "a"), Some((0, 3)));
-        assert_eq!(names.find(8, "p", "a"), None, "another table");
-        assert_eq!(names.find(7, "p", "b"), None);
-        assert_eq!(names.find(7, "q", "a"), None);
+        names.keep(resolved(7, "p", "b", 0));
+        assert_eq!(names.find(7, "p", "a").get(), Some((0, 3)), "not first");
+        assert_eq!(names.find(7, "p", "b").get(), Some((0, 0)), "first");
+        assert_eq!(names.find(8, "p", "a").get(), None, "another table");
+        assert_eq!(names.find(7, "p", "c").get(), None);
+        assert_eq!(names.find(7, "q", "a").get(), None);
         // Names are compared whole: no prefix or concatenation matches.
-        assert_eq!(names.find(7, "pa", ""), None);
-        assert_eq!(names.find(7, "", "pa"), None);
+        assert_eq!(names.find(7, "pa", "").get(), None);
+        assert_eq!(names.find(7, "", "pa").get(), None);
     }
 
     #[test]
     fn the_cache_is_bounded_and_a_name_kept_once() {
-        let mut names = Names { kept: Vec::new() };
+        let mut names = names();
         for i in 0..(KEPT + 5) {
             names.keep(resolved(1, "p", &format!("a{i}"), i));
         }
-        assert_eq!(names.kept.len(), KEPT);
-        assert_eq!(names.find(1, "p", "a0"), None, "the oldest went first");
+        assert_eq!(
+            names.find(1, "p", "a0").get(),
+            None,
+            "the oldest went first"
+        );
+        assert!(names
+            .find(1, "p", &format!("a{}", KEPT + 4))
+            .get()
+            .is_some());
         names.keep(resolved(2, "p", &format!("a{}", KEPT + 4), 0));
-        assert_eq!(names.kept.len(), KEPT);
-        assert_eq!(names.find(1, "p", &format!("a{}", KEPT + 4)), None);
-        assert_eq!(names.find(2, "p", &format!("a{}", KEPT + 4)), Some((0, 0)));
+        let kept = |n: &Names, a: &str| n.kept.iter().filter(|r| r.action.is(a)).count();
+        assert_eq!(kept(&names, &format!("a{}", KEPT + 4)), 1, "kept once");
+        assert!(
+            names
+                .find(1, "p", &format!("a{}", KEPT + 3))
+                .get()
+                .is_some(),
+            "no other dropped"
+        );
+        assert!(names
+            .find(2, "p", &format!("a{}", KEPT + 4))
+            .get()
+            .is_some());
+        assert_eq!(names.find(1, "p", &format!("a{}", KEPT + 4)).get(), None);
+        assert_eq!(
+            names.find(2, "p", &format!("a{}", KEPT + 4)).get(),
+            Some((0, 0))
+        );
     }
 
     #[test]
