@@ -10,7 +10,7 @@ pub(crate) mod schema;
 
 pub use crate::library::discover::{check_plugin_dir, library_suffix};
 pub use crate::library::file::{
-    read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE,
+    read_library, read_library_bytes, LibraryFile, Placement, DEFAULT_MAX_LIBRARY_SIZE,
 };
 pub use crate::library::lock::{Lock, LockEntry};
 pub use crate::library::signature::{
@@ -98,7 +98,7 @@ pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>,
 
 /// What stage 2 reads a file for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReadFor {
+pub(crate) enum ReadFor {
     /// Stages 1–3 only (`check`, `lock`): nothing will be loaded.
     Checking,
     /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]).
@@ -115,15 +115,18 @@ pub(super) fn read_all(
     purpose: ReadFor,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        let mut file = candidate.and_then(|c| read_one(options, &c))?;
+        let mut file = candidate.and_then(|c| read_one(options, &c, purpose))?;
         if options.pins_sha256(&file.manifest.id) {
             let _ = file.sha256();
         }
         // An isolated plugin's bytes stay in memory: its workers load them, never this host.
         let isolated = options.policy.for_plugin(&file.manifest.id).isolation
             == crate::policy::Isolation::Process;
-        if purpose == ReadFor::Loading && !isolated {
-            loader::seal(&mut file);
+        match purpose {
+            ReadFor::Loading if !isolated => loader::seal(&mut file),
+            // Nothing is loaded (or `Host::load_checked` loads the bytes it checked): the
+            // placement says what a load would do, and no descriptor is held.
+            _ => file.close_descriptor(),
         }
         Ok(file)
     })
@@ -144,9 +147,29 @@ pub fn check_file(options: &PipelineOptions, path: &Path) -> Result<Checked, Ref
 
 /// Stage 2 for one file: reads it, and checks the publisher's signature beside it on the bytes
 /// read, with the keys the policy trusts (stage 3 decides what the finding means).
-pub(super) fn read_one(options: &PipelineOptions, c: &Candidate) -> Result<LibraryFile, Refusal> {
-    let mut file = read_library(&c.file, &c.open, options.max_library_size)?;
+/// For a load, a library that may be loaded in place is mapped rather than read (unless the
+/// policy asks for sealed copies; an isolated plugin's id is known only once it is read, and
+/// its bytes are then read again).
+pub(super) fn read_one(
+    options: &PipelineOptions,
+    c: &Candidate,
+    purpose: ReadFor,
+) -> Result<LibraryFile, Refusal> {
+    let map = purpose == ReadFor::Loading && !options.policy.host().always_seal;
+    let mut file =
+        crate::library::file::read_library_as(&c.file, &c.open, options.max_library_size, map)?;
     file.examine_signature(options.policy.trust());
+    if options.policy.for_plugin(&file.manifest.id).isolation == crate::policy::Isolation::Process {
+        if file.bytes.is_mapped() {
+            crate::loader::reread(&mut file)?;
+        }
+        file.seal_instead(
+            "isolated: its worker process loads its own sealed copy of the checked bytes"
+                .to_owned(),
+        );
+    } else if options.policy.host().always_seal {
+        file.seal_instead("the policy asks for sealed copies ([host] always_seal)".to_owned());
+    }
     Ok(file)
 }
 
@@ -369,6 +392,12 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         crate::library::signature::SignatureStatus::Unsigned => detail,
         signed => format!("{detail}; {signed}"),
     };
+    // Where its code is (or would be) mapped from, for a library file.
+    let placement = (!file.is_builtin()).then(|| file.placement().clone());
+    let detail = match &placement {
+        Some(placement) => format!("{detail}; {placement}"),
+        None => detail,
+    };
     PluginReport {
         file: file.path.clone(),
         id: Some(file.manifest.id.to_string()),
@@ -378,5 +407,6 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         detail,
         dependencies: Vec::new(),
         warnings: Vec::new(),
+        placement,
     }
 }

@@ -1,0 +1,163 @@
+//! Where stage 4 maps a library from — in place, or a sealed copy — and the bytes stage 2
+//! checks: read into memory, or (for a library loaded in place) mapped from its file.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{LibraryFile, OPEN_SEALED};
+
+/// Where a library's code is mapped from, and why: what the load report and `airlock check`
+/// show of each plugin (ARCHITECTURE.md, "Loading in place").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Placement {
+    /// The file itself, at its real path: the descriptor stage 2 examined (`fstat`) and hashed
+    /// is the one the dynamic linker maps. Only where root and the host's own user alone can
+    /// change the file and every directory above it.
+    InPlace {
+        /// The file's real path (what `/proc/<pid>/maps` shows).
+        path: PathBuf,
+    },
+    /// A sealed in-memory copy of the checked bytes (or, where the system has none, a shadow
+    /// file), as for every file another user could change.
+    SealedCopy {
+        /// Why not in place: which path broke which rule, or what else decided it.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InPlace { path } => write!(f, "in place from {}", path.display()),
+            Self::SealedCopy { why } => write!(f, "from a sealed copy ({why})"),
+        }
+    }
+}
+
+/// The open library file that stage 4 loads in place: its descriptor and its identity (device
+/// and inode), which the dynamic linker goes by. Counted with the sealed copies against the
+/// budget of descriptors startup may hold (`loader::seal`).
+#[derive(Debug)]
+pub(crate) struct Descriptor {
+    /// The file, open read-only.
+    pub file: File,
+    /// `st_dev` and `st_ino`.
+    pub inode: (u64, u64),
+}
+
+impl Descriptor {
+    #[cfg(target_os = "linux")]
+    fn new(file: File, inode: (u64, u64)) -> Self {
+        OPEN_SEALED.fetch_add(1, Ordering::Relaxed);
+        Self { file, inode }
+    }
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        OPEN_SEALED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The bytes stage 2 checked: read into memory, or mapped from a file that may be loaded in
+/// place (only root and the host's own user can change it).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Bytes {
+    /// Read (or given) into memory; empty once released.
+    #[default]
+    Released,
+    /// Read into memory.
+    Owned(Vec<u8>),
+    /// Mapped from the file.
+    #[cfg(target_os = "linux")]
+    Mapped(Arc<crate::loader::mapped::Mapped>),
+}
+
+impl Bytes {
+    /// Whether they were mapped from the file (so they are the file's bytes now, not
+    /// necessarily the ones checked, if root or the host's user rewrote it since).
+    pub(crate) fn is_mapped(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return matches!(self, Self::Mapped(_));
+        #[cfg(not(target_os = "linux"))]
+        return false;
+    }
+
+    /// The bytes as an owned vector (copied if mapped).
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Self::Released => Vec::new(),
+            Self::Owned(bytes) => bytes,
+            #[cfg(target_os = "linux")]
+            Self::Mapped(mapped) => mapped.bytes().to_vec(),
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Released => &[],
+            Self::Owned(bytes) => bytes,
+            #[cfg(target_os = "linux")]
+            Self::Mapped(mapped) => mapped.bytes(),
+        }
+    }
+}
+
+impl LibraryFile {
+    /// Keeps what the in-place rule found: the descriptor, if the library may be loaded in
+    /// place; otherwise why not.
+    pub(super) fn set_placement(
+        &mut self,
+        rule: Result<PathBuf, String>,
+        handle: File,
+        meta: &std::fs::Metadata,
+    ) {
+        match rule {
+            #[cfg(target_os = "linux")]
+            Ok(path) => {
+                use std::os::unix::fs::MetadataExt;
+                self.placement = Placement::InPlace { path };
+                let inode = (meta.dev(), meta.ino());
+                self.descriptor = Some(Arc::new(Descriptor::new(handle, inode)));
+            }
+            #[cfg(not(target_os = "linux"))]
+            Ok(_) => drop((handle, meta)),
+            Err(why) => self.placement = Placement::SealedCopy { why },
+        }
+    }
+}
+
+/// The in-place rule on the descriptor stage 2 opened and its own `fstat`: the file's real path
+/// if it may be loaded in place, otherwise why not.
+#[cfg(target_os = "linux")]
+pub(super) fn in_place_rule(handle: &File, meta: &std::fs::Metadata) -> Result<PathBuf, String> {
+    crate::library::permissions::in_place::check(handle, meta)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn in_place_rule(_: &File, _: &std::fs::Metadata) -> Result<PathBuf, String> {
+    Err("this system loads every library from a sealed copy".to_owned())
+}
+
+/// The file mapped, for a library the in-place rule passed; `None` if it cannot be (it is read
+/// instead).
+#[cfg(target_os = "linux")]
+pub(super) fn mapped(handle: &File, meta: &std::fs::Metadata) -> Option<Bytes> {
+    let len = usize::try_from(meta.len()).ok()?;
+    crate::loader::mapped::Mapped::library(handle, len)
+        .ok()
+        .map(|m| Bytes::Mapped(Arc::new(m)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn mapped(_: &File, _: &std::fs::Metadata) -> Option<Bytes> {
+    None
+}
