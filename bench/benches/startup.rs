@@ -1,6 +1,6 @@
 //! Startup: verify + load + init of N copies of a plugin (distinct ids), N = 10, 100, 200, in
-//! the two ways Airlock loads a library — in place (the files and every directory above them
-//! writable only by root or this user: the dynamic linker maps the descriptor that was hashed)
+//! the two ways Airlock loads a library — in place (installed files, read-only, in directories
+//! only root or this user can write: the dynamic linker maps the descriptor that was hashed)
 //! and from sealed copies (forced with `[host] always_seal`, what a file another user could
 //! write gets) — against BLAKE3 of the same N files alone (read and hashed on one core) and a
 //! bare `dlopen(RTLD_NOW | RTLD_LOCAL)` of them (no checks, no copy, no init). Each run is a
@@ -23,7 +23,7 @@ const SIZES: [usize; 3] = [10, 100, 200];
 /// from sealed copies; the load report must say every plugin was loaded that way.
 fn airlock_once(n: usize, sealed: bool) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    airlock_bench::copies(dir.path(), n);
+    installed(dir.path(), n);
     let mut policy = Policy::default();
     policy.host_mut().always_seal = sealed;
     let host = Host::builder()
@@ -43,8 +43,19 @@ fn airlock_once(n: usize, sealed: bool) -> f64 {
     elapsed
 }
 
-fn files(dir: &Path, n: usize) -> Vec<PathBuf> {
+/// `n` copies in `dir`, installed read-only (mode 0555), as an installer puts libraries: the
+/// files may then be loaded in place even by a host running as their owner.
+fn installed(dir: &Path, n: usize) {
+    use std::os::unix::fs::PermissionsExt;
     airlock_bench::copies(dir, n);
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    }
+}
+
+fn files(dir: &Path, n: usize) -> Vec<PathBuf> {
+    installed(dir, n);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("read dir")
         .map(|e| e.expect("entry").path())

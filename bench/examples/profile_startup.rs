@@ -18,7 +18,14 @@ fn main() {
     let dir = args.get(3).map_or(temp.path().to_path_buf(), Into::into);
     std::fs::create_dir_all(&dir).expect("dir");
     if std::fs::read_dir(&dir).expect("read dir").count() != n {
+        use std::os::unix::fs::PermissionsExt;
         airlock_bench::copies(&dir, n);
+        // Installed read-only, so that they may be loaded in place.
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555))
+                .expect("chmod");
+        }
     }
     let mut policy = Policy::default();
     policy.host_mut().always_seal = sealed;

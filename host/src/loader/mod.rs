@@ -51,7 +51,7 @@ mod os;
 use os::copy_out;
 
 use crate::error::{Refusal, RefusalReason};
-use crate::library::file::LibraryFile;
+use crate::library::file::{LibraryFile, Placement};
 
 /// Opens `path` with `dlopen(RTLD_NOW | RTLD_LOCAL)` and never closes it.
 #[cfg(unix)]
@@ -115,6 +115,13 @@ pub(crate) fn load(
     shadow_dir: &Path,
     sealed_only: bool,
 ) -> Result<LoadedLibrary, Refusal> {
+    if !file.in_place() && matches!(file.placement(), Placement::InPlace { .. }) {
+        file.seal_instead(
+            "checked by `pipeline::check`, which keeps the bytes it read rather than the file \
+             open; loaded from those bytes"
+                .to_owned(),
+        );
+    }
     if file.in_place() {
         match in_place::load(file) {
             in_place::Loaded::Yes(library) => return checked(file, library),
@@ -573,6 +580,8 @@ pub(crate) fn seal(file: &mut LibraryFile) {
         file.bytes = crate::library::file::Bytes::Released;
         return;
     }
+    // From here on the bytes are in memory: the descriptor is not needed any more.
+    file.close_descriptor();
     if file.bytes.is_empty()
         || file.sealed.is_some()
         || crate::library::file::SealedCopy::open() >= sealed_budget()

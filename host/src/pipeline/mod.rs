@@ -394,10 +394,6 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
     };
     // Where its code is (or would be) mapped from, for a library file.
     let placement = (!file.is_builtin()).then(|| file.placement().clone());
-    let detail = match &placement {
-        Some(placement) => format!("{detail}; {placement}"),
-        None => detail,
-    };
     PluginReport {
         file: file.path.clone(),
         id: Some(file.manifest.id.to_string()),

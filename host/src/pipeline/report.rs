@@ -159,6 +159,9 @@ impl LoadReport {
                 name(p),
                 p.detail
             );
+            if let Some(placement) = &p.placement {
+                let _ = writeln!(out, "{:<width$}    mapped {placement}", "");
+            }
             for dependency in &p.dependencies {
                 let _ = writeln!(out, "{:<width$}    {dependency}", "");
             }

@@ -112,6 +112,36 @@ impl std::ops::Deref for Bytes {
 }
 
 impl LibraryFile {
+    /// Where stage 4 maps the library from (after a load), or would (after a check).
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Keeps only the descriptor of a library that will be loaded in place: the bytes were
+    /// hashed and checked, and the dynamic linker maps the descriptor.
+    pub(crate) fn keep_descriptor_only(&mut self) {
+        if self.descriptor.is_some() {
+            self.bytes = Bytes::Released;
+        }
+    }
+
+    /// Loads from a sealed copy after all, for `why`; the descriptor stays (stage 4 rereads
+    /// from it if the bytes were released).
+    pub(crate) fn seal_instead(&mut self, why: String) {
+        self.placement = Placement::SealedCopy { why };
+    }
+
+    /// Whether stage 4 will try to load it in place.
+    pub(crate) fn in_place(&self) -> bool {
+        matches!(self.placement, Placement::InPlace { .. }) && self.descriptor.is_some()
+    }
+
+    /// Drops the descriptor kept for loading in place (what stage 4 then does is what the
+    /// bytes allow: `check` keeps them, and [`crate::Host::load_checked`] loads a sealed copy).
+    pub(crate) fn close_descriptor(&mut self) {
+        self.descriptor = None;
+    }
+
     /// Keeps what the in-place rule found: the descriptor, if the library may be loaded in
     /// place; otherwise why not.
     pub(super) fn set_placement(

@@ -3,7 +3,12 @@
 //! path names. ARCHITECTURE.md ("Loading in place") argues the rule; in short:
 //! - the file (its descriptor's own `fstat`, not the path) is owned by root or the host's
 //!   effective user and writable by neither its group nor others (a POSIX ACL's mask shows in
-//!   the group bits, so a named user with write access shows as group-writable);
+//!   the group bits, so a named user with write access shows as group-writable) — nor by its
+//!   owner, when the owner is the host's own user: installed read-only. That one is not for
+//!   security (that user could write the host's memory anyway) but for reliability: a file the
+//!   host's user may write is one a `cp` over it rewrites in place, changing the code a running
+//!   generation executes, which the sealed copy never lets happen (a reload of a broken build
+//!   leaves the old generation serving);
 //! - every directory of its real path, from `/` down, is owned by root or the host's user and
 //!   writable by neither its group nor others — except a sticky directory (`/tmp`), whose
 //!   entry below it is then owned by root or the host's user: others may add names there but
@@ -39,6 +44,7 @@ impl Owned {
 }
 
 const GROUP_OR_OTHER_WRITE: u32 = 0o022;
+const OWNER_WRITE: u32 = 0o200;
 const STICKY: u32 = 0o1000;
 
 /// Whether root or the host's own user owns it.
@@ -57,6 +63,14 @@ pub(crate) fn file_rule(file: Owned, euid: u32) -> Result<(), String> {
     if file.mode & GROUP_OR_OTHER_WRITE != 0 {
         return Err(format!(
             "its group or other users may write it (mode {:04o})",
+            file.mode & 0o7777
+        ));
+    }
+    if file.uid == euid && file.mode & OWNER_WRITE != 0 {
+        return Err(format!(
+            "this host's own user (uid {euid}) owns it and may write it (mode {:04o}): a copy \
+             written over it would change the code of the generation running from it; install \
+             it read-only (chmod a-w) to load it in place",
             file.mode & 0o7777
         ));
     }
@@ -191,9 +205,25 @@ mod tests {
 
     #[test]
     fn a_library_of_root_or_the_hosts_user_that_no_one_else_may_write_passes() {
-        for uid in [0, EUID] {
-            for mode in [0o100_755, 0o100_644, 0o100_700, 0o100_555] {
-                assert_eq!(file_rule(owned(uid, mode), EUID), Ok(()), "{uid} {mode:o}");
+        for mode in [0o100_755, 0o100_644, 0o100_700, 0o100_555] {
+            assert_eq!(file_rule(owned(0, mode), EUID), Ok(()), "{mode:o}");
+        }
+        for mode in [0o100_555, 0o100_444, 0o100_500] {
+            assert_eq!(file_rule(owned(EUID, mode), EUID), Ok(()), "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_library_the_hosts_own_user_may_write_is_not_loaded_in_place() {
+        // Owned by the host's user with its write bit: a `cp` over it would rewrite the code
+        // of the running generation. A host running as root reads root's files that way.
+        for (uid, euid) in [(EUID, EUID), (0, 0)] {
+            for mode in [0o100_755, 0o100_644, 0o100_700] {
+                let err = file_rule(owned(uid, mode), euid).expect_err("owner may write");
+                assert!(
+                    err.contains("read-only") && err.contains("chmod a-w"),
+                    "{err}"
+                );
             }
         }
     }
@@ -259,7 +289,7 @@ mod tests {
         std::fs::create_dir(&inner).expect("mkdir");
         let lib = inner.join("lib.so");
         std::fs::write(&lib, b"x").expect("write");
-        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o444)).expect("chmod");
         let file = File::open(&lib).expect("open");
         let meta = file.metadata().expect("fstat");
         let err = check(&file, &meta).expect_err("a directory above it is 0777");
