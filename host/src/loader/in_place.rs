@@ -55,7 +55,11 @@ pub(super) fn keep(file: &mut LibraryFile) -> Result<(), String> {
 }
 
 /// `dlopen` of the descriptor stage 2 kept, unless this process already has its inode loaded.
-pub(super) fn load(file: &LibraryFile) -> Loaded {
+pub(super) fn load(file: &mut LibraryFile) -> Loaded {
+    // The identity, from the mapping of the descriptor about to be loaded, before any of its
+    // code runs (and while another thread may hold the dynamic linker's lock).
+    file.identify();
+    let file = &*file;
     let Some(descriptor) = &file.descriptor else {
         return Loaded::No("its descriptor was not kept".to_owned());
     };
@@ -122,6 +126,7 @@ fn fresh(library: &libloading::Library, path: &str) -> bool {
 /// `load_failed` if there is no descriptor, it cannot be read, or its bytes are not the ones
 /// checked (the file was rewritten since).
 pub(super) fn reread(file: &mut LibraryFile) -> Result<(), Refusal> {
+    file.identify();
     let refuse = |detail: String| {
         Refusal::new(&file.path, RefusalReason::LoadFailed, detail).with_id(&file.manifest.id)
     };

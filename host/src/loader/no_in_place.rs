@@ -22,7 +22,7 @@ pub(super) fn keep(_: &mut LibraryFile) -> Result<(), String> {
     Err(NEVER.to_owned())
 }
 
-pub(super) fn load(_: &LibraryFile) -> Loaded {
+pub(super) fn load(_: &mut LibraryFile) -> Loaded {
     Loaded::No(NEVER.to_owned())
 }
 

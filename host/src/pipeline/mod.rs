@@ -101,8 +101,14 @@ pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>,
 pub(crate) enum ReadFor {
     /// Stages 1–3 only (`check`, `lock`): nothing will be loaded.
     Checking,
-    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]).
+    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]);
+    /// a library to be loaded in place is hashed in stage 4, unless a pin, a lock or a
+    /// signature needs its identity in stage 3 (stage 4's `dlopen`s, which the dynamic linker
+    /// serializes, then overlap with the hashing of the next libraries).
     Loading,
+    /// A reload: as for startup, but the identity is computed in stage 2 (an unchanged file is
+    /// skipped by it).
+    Reloading,
 }
 
 /// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
@@ -149,17 +155,27 @@ pub fn check_file(options: &PipelineOptions, path: &Path) -> Result<Checked, Ref
 /// read, with the keys the policy trusts (stage 3 decides what the finding means).
 /// For a load, a library that may be loaded in place is mapped rather than read (unless the
 /// policy asks for sealed copies; an isolated plugin's id is known only once it is read, and
-/// its bytes are then read again).
+/// its bytes are then read again), and hashed only once its identity is needed.
 pub(super) fn read_one(
     options: &PipelineOptions,
     c: &Candidate,
     purpose: ReadFor,
 ) -> Result<LibraryFile, Refusal> {
-    let map = purpose == ReadFor::Loading && !options.policy.host().always_seal;
+    let map = purpose != ReadFor::Checking && !options.policy.host().always_seal;
     let mut file =
         crate::library::file::read_library_as(&c.file, &c.open, options.max_library_size, map)?;
     file.examine_signature(options.policy.trust());
-    if options.policy.for_plugin(&file.manifest.id).isolation == crate::policy::Isolation::Process {
+    let policy = options.policy.for_plugin(&file.manifest.id);
+    let identity_now = purpose != ReadFor::Loading
+        || options.lock.is_some()
+        || policy.blake3.is_some()
+        || policy.sha256.is_some()
+        || policy.signature.required()
+        || file.signature != crate::library::signature::SignatureStatus::Unsigned;
+    if identity_now {
+        file.identify();
+    }
+    if policy.isolation == crate::policy::Isolation::Process {
         if file.bytes.is_mapped() {
             crate::loader::reread(&mut file)?;
         }

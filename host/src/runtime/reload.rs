@@ -36,7 +36,7 @@ impl HostShared {
         // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
         let trusted = self.options.policy.host().trusted();
         let read = discover_one(path, trusted).and_then(|c| {
-            crate::pipeline::read_one(&self.options, &c, crate::pipeline::ReadFor::Loading)
+            crate::pipeline::read_one(&self.options, &c, crate::pipeline::ReadFor::Reloading)
         });
         let file = match read {
             Ok(file) => file,

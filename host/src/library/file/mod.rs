@@ -47,7 +47,8 @@ pub struct LibraryFile {
     /// The file's size in bytes.
     len: usize,
     /// BLAKE3 of `bytes`, lower-case hex: the library's identity in reports, on reload and in
-    /// pins.
+    /// pins. Empty for a built-in plugin, and, for a library stage 2 mapped to load in place,
+    /// until it is first needed (stage 4 computes it before `dlopen` at the latest).
     pub blake3: String,
     /// SHA-256 of `bytes`, lower-case hex, computed only when a pin asks for it (see
     /// [`LibraryFile::sha256`]).
@@ -337,7 +338,14 @@ fn check_bytes(file: &Path, bytes: Bytes) -> Result<LibraryFile, Refusal> {
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
     let resources = resources::check_file(&manifest, &block, section)
         .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
-    let blake3 = blake3::hash(&bytes).to_hex().to_string();
+    // Mapped bytes (a library that may be loaded in place) are hashed when the identity is
+    // first needed: in stage 2 for a pin, a lock or a reload, in stage 4 otherwise, before
+    // `dlopen` (`LibraryFile::identify`).
+    let blake3 = if bytes.is_mapped() {
+        String::new()
+    } else {
+        blake3::hash(&bytes).to_hex().to_string()
+    };
     Ok(LibraryFile {
         path: file.to_owned(),
         len: bytes.len(),

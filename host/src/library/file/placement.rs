@@ -120,7 +120,8 @@ impl LibraryFile {
     /// Keeps only the descriptor of a library that will be loaded in place: the bytes were
     /// hashed and checked, and the dynamic linker maps the descriptor.
     pub(crate) fn keep_descriptor_only(&mut self) {
-        if self.descriptor.is_some() {
+        // Not yet hashed: stage 4 hashes the mapping, so it stays until then.
+        if self.descriptor.is_some() && !self.blake3.is_empty() {
             self.bytes = Bytes::Released;
         }
     }
@@ -129,6 +130,14 @@ impl LibraryFile {
     /// from it if the bytes were released).
     pub(crate) fn seal_instead(&mut self, why: String) {
         self.placement = Placement::SealedCopy { why };
+    }
+
+    /// Computes the identity (BLAKE3) of bytes stage 2 mapped, if not yet done; a no-op for
+    /// bytes read into memory (hashed as they were read) and for a built-in plugin.
+    pub(crate) fn identify(&mut self) {
+        if self.blake3.is_empty() && self.bytes.is_mapped() {
+            self.blake3 = blake3::hash(&self.bytes).to_hex().to_string();
+        }
     }
 
     /// Whether stage 4 will try to load it in place.
