@@ -120,6 +120,9 @@ fn an_installed_library_is_loaded_in_place_from_its_real_path_and_works() {
                 "no executable mapping of {}",
                 real.display()
             );
+            // Its identity was taken from the descriptor loaded (in stage 4, nothing pins it).
+            let bytes = std::fs::read(&file).expect("read");
+            assert_eq!(info.blake3, blake3::hash(&bytes).to_hex().to_string());
             let table = report.to_table();
             assert!(
                 table.contains(&format!("mapped in place from {}", real.display())),
