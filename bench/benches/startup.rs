@@ -89,7 +89,10 @@ fn hash_once(n: usize) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
 }
 
-const MODES: [(&str, fn(usize) -> f64); 4] = [
+/// A kind of run: its flag, and what it measures for N plugins (milliseconds).
+type Mode = (&'static str, fn(usize) -> f64);
+
+const MODES: [Mode; 4] = [
     ("--in-place", |n| airlock_once(n, false)),
     ("--sealed", |n| airlock_once(n, true)),
     ("--hash", hash_once),
