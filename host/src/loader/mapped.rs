@@ -3,6 +3,16 @@
 //! root and the host's own can change it), which the dynamic linker maps the same way next.
 
 use std::fs::File;
+use std::sync::Arc;
+
+use crate::library::file::FileMapping;
+
+/// Maps a library file the in-place rule passed, for stage 2 (`library::file::Mapper`).
+pub(crate) fn map_library(file: &File, len: usize) -> Option<Arc<dyn FileMapping>> {
+    Mapped::library(file, len)
+        .ok()
+        .map(|m| Arc::new(m) as Arc<dyn FileMapping>)
+}
 
 /// `len` bytes of a file, mapped private and read-only; unmapped when dropped.
 #[derive(Debug)]
@@ -49,9 +59,10 @@ impl Mapped {
             .ok_or_else(|| std::io::Error::other("mmap returned null"))?;
         Ok(Self { address, len })
     }
+}
 
-    /// The mapped bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
+impl FileMapping for Mapped {
+    fn bytes(&self) -> &[u8] {
         // SAFETY: `address` is a live read-only mapping of `len` bytes owned by `self` (unmapped
         // only in `drop`), so it is valid for reads for as long as `self` is borrowed.
         unsafe { std::slice::from_raw_parts(self.address.as_ptr(), self.len) }

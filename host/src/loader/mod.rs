@@ -40,7 +40,7 @@ mod in_place;
 #[path = "no_in_place.rs"]
 mod in_place;
 #[cfg(target_os = "linux")]
-pub(crate) mod mapped;
+mod mapped;
 #[cfg(unix)]
 #[path = "unix.rs"]
 mod os;
@@ -600,6 +600,13 @@ pub(crate) fn seal(file: &mut LibraryFile) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn seal(_: &mut LibraryFile) {}
+
+/// How stage 2 maps a library that may be loaded in place: only on Linux, where libraries are.
+#[cfg(target_os = "linux")]
+pub(crate) const MAPPER: Option<crate::library::file::Mapper> = Some(mapped::map_library);
+/// How stage 2 maps a library that may be loaded in place: never here.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const MAPPER: Option<crate::library::file::Mapper> = None;
 
 /// Reads the checked bytes of a library stage 2 mapped (or kept only the descriptor of) into
 /// memory, checked against their hash: for a worker, or a sealed copy after all.

@@ -4,6 +4,7 @@
 pub(crate) mod config;
 pub(crate) mod decide;
 pub(crate) mod graph;
+mod parallel;
 mod pin;
 pub(crate) mod report;
 pub(crate) mod schema;
@@ -17,14 +18,13 @@ pub use crate::library::signature::{
     public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX,
 };
 pub use decide::effective_grants;
+pub(crate) use parallel::parallel_map;
 pub use pin::pin;
 pub use report::{DependencyReport, LoadReport, PluginReport, Status};
 
 use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::PluginId;
-
-use parking_lot::Mutex;
 
 use crate::error::{Error, Refusal, RefusalReason};
 use crate::library::discover::{discover, Candidate};
@@ -161,7 +161,9 @@ pub(super) fn read_one(
     c: &Candidate,
     purpose: ReadFor,
 ) -> Result<LibraryFile, Refusal> {
-    let map = purpose != ReadFor::Checking && !options.policy.host().always_seal;
+    let map = (purpose != ReadFor::Checking && !options.policy.host().always_seal)
+        .then_some(loader::MAPPER)
+        .flatten();
     let mut file =
         crate::library::file::read_library_as(&c.file, &c.open, options.max_library_size, map)?;
     file.examine_signature(options.policy.trust());
@@ -313,33 +315,6 @@ pub(super) fn same_path(a: &Path, b: &Path) -> bool {
             (std::fs::canonicalize(a), std::fs::canonicalize(b)),
             (Ok(a), Ok(b)) if a == b
         )
-}
-
-/// `f` over `items` on up to as many threads as there are cores; results in input order.
-pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(items.len());
-    if workers <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let len = items.len();
-    let queue = Mutex::new(items.into_iter().enumerate());
-    let results = Mutex::new(Vec::with_capacity(len));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some((i, item)) = queue.lock().next() else {
-                    break;
-                };
-                let result = f(item);
-                results.lock().push((i, result));
-            });
-        }
-    });
-    let mut results = results.into_inner();
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Stages 1–3 as a report.

@@ -22,7 +22,7 @@ mod resources;
 mod structure;
 
 pub use placement::Placement;
-pub(crate) use placement::{Bytes, Descriptor};
+pub(crate) use placement::{Bytes, Descriptor, FileMapping, Mapper};
 pub use resources::Resource;
 use structure::check_object;
 
@@ -256,7 +256,7 @@ impl LibraryFile {
 /// A [`Refusal`] with the stage-2 reason: `not_a_library`, `too_large`, `truncated`,
 /// `no_manifest`, `bad_manifest`, or `build_mismatch` for another architecture.
 pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFile, Refusal> {
-    read_library_as(file, open, max_size, false)
+    read_library_as(file, open, max_size, None)
 }
 
 /// [`read_library`]; with `map`, a library that may be loaded in place is mapped rather than
@@ -265,7 +265,7 @@ pub(crate) fn read_library_as(
     file: &Path,
     open: &Path,
     max_size: u64,
-    map: bool,
+    map: Option<Mapper>,
 ) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let mut handle = open_no_follow(open)
@@ -296,8 +296,8 @@ pub(crate) fn read_library_as(
         ));
     }
     let in_place = placement::in_place_rule(&handle, &meta);
-    if map && in_place.is_ok() {
-        if let Some(bytes) = placement::mapped(&handle, &meta) {
+    if let (Some(mapper), Ok(_)) = (map, &in_place) {
+        if let Some(bytes) = placement::mapped(&handle, &meta, mapper) {
             let mut library = check_bytes(file, bytes)?;
             library.set_placement(in_place, handle, &meta);
             return Ok(library);

@@ -63,6 +63,17 @@ impl Drop for Descriptor {
     }
 }
 
+/// A read-only mapping of a library file, made by the loader (the room for `unsafe`) for a file
+/// the in-place rule passed.
+pub(crate) trait FileMapping: Send + Sync + std::fmt::Debug {
+    /// The mapped bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// Maps the first `len` bytes of a file the in-place rule passed; `None` if it cannot (the file
+/// is then read into memory instead).
+pub(crate) type Mapper = fn(&File, usize) -> Option<Arc<dyn FileMapping>>;
+
 /// The bytes stage 2 checked: read into memory, or mapped from a file that may be loaded in
 /// place (only root and the host's own user can change it).
 #[derive(Debug, Clone, Default)]
@@ -73,18 +84,14 @@ pub(crate) enum Bytes {
     /// Read into memory.
     Owned(Vec<u8>),
     /// Mapped from the file.
-    #[cfg(target_os = "linux")]
-    Mapped(Arc<crate::loader::mapped::Mapped>),
+    Mapped(Arc<dyn FileMapping>),
 }
 
 impl Bytes {
     /// Whether they were mapped from the file (so they are the file's bytes now, not
     /// necessarily the ones checked, if root or the host's user rewrote it since).
     pub(crate) fn is_mapped(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        return matches!(self, Self::Mapped(_));
-        #[cfg(not(target_os = "linux"))]
-        return false;
+        matches!(self, Self::Mapped(_))
     }
 
     /// The bytes as an owned vector (copied if mapped).
@@ -92,7 +99,6 @@ impl Bytes {
         match self {
             Self::Released => Vec::new(),
             Self::Owned(bytes) => bytes,
-            #[cfg(target_os = "linux")]
             Self::Mapped(mapped) => mapped.bytes().to_vec(),
         }
     }
@@ -105,7 +111,6 @@ impl std::ops::Deref for Bytes {
         match self {
             Self::Released => &[],
             Self::Owned(bytes) => bytes,
-            #[cfg(target_os = "linux")]
             Self::Mapped(mapped) => mapped.bytes(),
         }
     }
@@ -186,17 +191,9 @@ pub(super) fn in_place_rule(_: &File, _: &std::fs::Metadata) -> Result<PathBuf, 
     Err("this system loads every library from a sealed copy".to_owned())
 }
 
-/// The file mapped, for a library the in-place rule passed; `None` if it cannot be (it is read
-/// instead).
-#[cfg(target_os = "linux")]
-pub(super) fn mapped(handle: &File, meta: &std::fs::Metadata) -> Option<Bytes> {
+/// The file mapped with `mapper`, for a library the in-place rule passed; `None` if it cannot
+/// be (it is read instead).
+pub(super) fn mapped(handle: &File, meta: &std::fs::Metadata, mapper: Mapper) -> Option<Bytes> {
     let len = usize::try_from(meta.len()).ok()?;
-    crate::loader::mapped::Mapped::library(handle, len)
-        .ok()
-        .map(|m| Bytes::Mapped(Arc::new(m)))
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn mapped(_: &File, _: &std::fs::Metadata) -> Option<Bytes> {
-    None
+    mapper(handle, len).map(Bytes::Mapped)
 }
