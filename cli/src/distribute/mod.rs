@@ -29,7 +29,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     {
         let mut file = fs::File::create(&temporary)?;
         file.write_all(bytes)?;
-        set_mode(&file, 0o755)?;
+        // Read-only: installed, replaced only by the next rename. A host running as the user
+        // who installed it may then load the library in place (ARCHITECTURE.md).
+        set_mode(&file, 0o555)?;
         file.sync_all()?;
     }
     fs::rename(&temporary, path)?;

@@ -197,6 +197,7 @@ impl Host {
             state: p.state.get(),
             concurrency: m.concurrency,
             isolation: p.policy.isolation,
+            placement: (!p.file.is_builtin()).then(|| p.file.placement().clone()),
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
             routes: m.routes.clone(),

@@ -34,6 +34,13 @@ use airlock_abi::abi::{
     PluginModuleRef, LIB_HEADER_SYMBOL,
 };
 
+#[cfg(target_os = "linux")]
+mod in_place;
+#[cfg(not(target_os = "linux"))]
+#[path = "no_in_place.rs"]
+mod in_place;
+#[cfg(target_os = "linux")]
+mod mapped;
 #[cfg(unix)]
 #[path = "unix.rs"]
 mod os;
@@ -44,7 +51,7 @@ mod os;
 use os::copy_out;
 
 use crate::error::{Refusal, RefusalReason};
-use crate::library::file::LibraryFile;
+use crate::library::file::{LibraryFile, Placement};
 
 /// Opens `path` with `dlopen(RTLD_NOW | RTLD_LOCAL)` and never closes it.
 #[cfg(unix)]
@@ -104,10 +111,30 @@ impl std::fmt::Debug for LoadedLibrary {
 /// `layout_mismatch` if abi_stable's checks fail; `bad_manifest` if the library reports a
 /// different manifest than the file holds.
 pub(crate) fn load(
-    file: &LibraryFile,
+    file: &mut LibraryFile,
     shadow_dir: &Path,
     sealed_only: bool,
 ) -> Result<LoadedLibrary, Refusal> {
+    if !file.in_place() && matches!(file.placement(), Placement::InPlace { .. }) {
+        file.seal_instead(
+            "checked by `pipeline::check`, which keeps the bytes it read rather than the file \
+             open; loaded from those bytes"
+                .to_owned(),
+        );
+    }
+    if file.in_place() {
+        match in_place::load(file) {
+            in_place::Loaded::Yes(library) => return checked(file, library),
+            in_place::Loaded::Refused(refusal) => return Err(refusal),
+            in_place::Loaded::No(why) => file.seal_instead(why),
+        }
+    }
+    if (file.bytes.is_empty() && file.sealed.is_none()) || file.bytes.is_mapped() {
+        // Stage 2 kept only the descriptor, or the file mapped, for a load in place that did
+        // not happen: the checked bytes are read again, and checked against their hash.
+        in_place::reread(file)?;
+    }
+    let file = &*file;
     let id = &file.manifest.id;
     let refuse = |reason, detail: String| Refusal::new(&file.path, reason, detail).with_id(id);
     // A sealed in-memory copy where the system offers one; a shadow file otherwise (or if the
@@ -542,6 +569,19 @@ enum InMemory {
 /// descriptor limit are held this way; past that, the bytes stay too.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn seal(file: &mut LibraryFile) {
+    if file.in_place() {
+        match in_place::keep(file) {
+            Ok(()) => return,
+            Err(why) => file.seal_instead(why),
+        }
+    }
+    if file.bytes.is_mapped() && in_place::reread(file).is_err() {
+        // Rewritten since it was hashed: stage 4 refuses it (it reads it again).
+        file.bytes = crate::library::file::Bytes::Released;
+        return;
+    }
+    // From here on the bytes are in memory: the descriptor is not needed any more.
+    file.close_descriptor();
     if file.bytes.is_empty()
         || file.sealed.is_some()
         || crate::library::file::SealedCopy::open() >= sealed_budget()
@@ -560,6 +600,23 @@ pub(crate) fn seal(file: &mut LibraryFile) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn seal(_: &mut LibraryFile) {}
+
+/// How stage 2 maps a library that may be loaded in place: only on Linux, where libraries are.
+#[cfg(target_os = "linux")]
+pub(crate) const MAPPER: Option<crate::library::file::Mapper> = Some(mapped::map_library);
+/// How stage 2 maps a library that may be loaded in place: never here.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const MAPPER: Option<crate::library::file::Mapper> = None;
+
+/// Reads the checked bytes of a library stage 2 mapped (or kept only the descriptor of) into
+/// memory, checked against their hash: for a worker, or a sealed copy after all.
+///
+/// # Errors
+///
+/// `load_failed` if the file cannot be read again or was rewritten since it was hashed.
+pub(crate) fn reread(file: &mut LibraryFile) -> Result<(), Refusal> {
+    in_place::reread(file)
+}
 
 /// How many sealed copies stage 2 may hold open: a quarter of the soft limit on descriptors,
 /// so that the rest of the host (and `dlopen`, which opens each copy) never runs out.

@@ -4,27 +4,27 @@
 pub(crate) mod config;
 pub(crate) mod decide;
 pub(crate) mod graph;
+mod parallel;
 mod pin;
 pub(crate) mod report;
 pub(crate) mod schema;
 
 pub use crate::library::discover::{check_plugin_dir, library_suffix};
 pub use crate::library::file::{
-    read_library, read_library_bytes, LibraryFile, DEFAULT_MAX_LIBRARY_SIZE,
+    read_library, read_library_bytes, LibraryFile, Placement, DEFAULT_MAX_LIBRARY_SIZE,
 };
 pub use crate::library::lock::{Lock, LockEntry};
 pub use crate::library::signature::{
     public_key_id, signature_path, SignatureStatus, SIGNATURE_SUFFIX,
 };
 pub use decide::effective_grants;
+pub(crate) use parallel::parallel_map;
 pub use pin::pin;
 pub use report::{DependencyReport, LoadReport, PluginReport, Status};
 
 use std::path::{Path, PathBuf};
 
 use airlock_abi::manifest::PluginId;
-
-use parking_lot::Mutex;
 
 use crate::error::{Error, Refusal, RefusalReason};
 use crate::library::discover::{discover, Candidate};
@@ -98,11 +98,17 @@ pub fn check(options: &PipelineOptions) -> Result<Vec<Result<Checked, Refusal>>,
 
 /// What stage 2 reads a file for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReadFor {
+pub(crate) enum ReadFor {
     /// Stages 1–3 only (`check`, `lock`): nothing will be loaded.
     Checking,
-    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]).
+    /// Startup: the sealed copy stage 4 opens is made right after reading ([`loader::seal`]);
+    /// a library to be loaded in place is hashed in stage 4, unless a pin, a lock or a
+    /// signature needs its identity in stage 3 (stage 4's `dlopen`s, which the dynamic linker
+    /// serializes, then overlap with the hashing of the next libraries).
     Loading,
+    /// A reload: as for startup, but the identity is computed in stage 2 (an unchanged file is
+    /// skipped by it).
+    Reloading,
 }
 
 /// Stage 2 for what stage 1 found, spread over the cores (reading and hashing are independent
@@ -115,15 +121,18 @@ pub(super) fn read_all(
     purpose: ReadFor,
 ) -> Vec<Result<LibraryFile, Refusal>> {
     parallel_map(candidates, |candidate| {
-        let mut file = candidate.and_then(|c| read_one(options, &c))?;
+        let mut file = candidate.and_then(|c| read_one(options, &c, purpose))?;
         if options.pins_sha256(&file.manifest.id) {
             let _ = file.sha256();
         }
         // An isolated plugin's bytes stay in memory: its workers load them, never this host.
         let isolated = options.policy.for_plugin(&file.manifest.id).isolation
             == crate::policy::Isolation::Process;
-        if purpose == ReadFor::Loading && !isolated {
-            loader::seal(&mut file);
+        match purpose {
+            ReadFor::Loading if !isolated => loader::seal(&mut file),
+            // Nothing is loaded (or `Host::load_checked` loads the bytes it checked): the
+            // placement says what a load would do, and no descriptor is held.
+            _ => file.close_descriptor(),
         }
         Ok(file)
     })
@@ -144,9 +153,41 @@ pub fn check_file(options: &PipelineOptions, path: &Path) -> Result<Checked, Ref
 
 /// Stage 2 for one file: reads it, and checks the publisher's signature beside it on the bytes
 /// read, with the keys the policy trusts (stage 3 decides what the finding means).
-pub(super) fn read_one(options: &PipelineOptions, c: &Candidate) -> Result<LibraryFile, Refusal> {
-    let mut file = read_library(&c.file, &c.open, options.max_library_size)?;
+/// For a load, a library that may be loaded in place is mapped rather than read (unless the
+/// policy asks for sealed copies; an isolated plugin's id is known only once it is read, and
+/// its bytes are then read again), and hashed only once its identity is needed.
+pub(super) fn read_one(
+    options: &PipelineOptions,
+    c: &Candidate,
+    purpose: ReadFor,
+) -> Result<LibraryFile, Refusal> {
+    let map = (purpose != ReadFor::Checking && !options.policy.host().always_seal)
+        .then_some(loader::MAPPER)
+        .flatten();
+    let mut file =
+        crate::library::file::read_library_as(&c.file, &c.open, options.max_library_size, map)?;
     file.examine_signature(options.policy.trust());
+    let policy = options.policy.for_plugin(&file.manifest.id);
+    let identity_now = purpose != ReadFor::Loading
+        || options.lock.is_some()
+        || policy.blake3.is_some()
+        || policy.sha256.is_some()
+        || policy.signature.required()
+        || file.signature != crate::library::signature::SignatureStatus::Unsigned;
+    if identity_now {
+        file.identify();
+    }
+    if policy.isolation == crate::policy::Isolation::Process {
+        if file.bytes.is_mapped() {
+            crate::loader::reread(&mut file)?;
+        }
+        file.seal_instead(
+            "isolated: its worker process loads its own sealed copy of the checked bytes"
+                .to_owned(),
+        );
+    } else if options.policy.host().always_seal {
+        file.seal_instead("the policy asks for sealed copies ([host] always_seal)".to_owned());
+    }
     Ok(file)
 }
 
@@ -276,33 +317,6 @@ pub(super) fn same_path(a: &Path, b: &Path) -> bool {
         )
 }
 
-/// `f` over `items` on up to as many threads as there are cores; results in input order.
-pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(items.len());
-    if workers <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let len = items.len();
-    let queue = Mutex::new(items.into_iter().enumerate());
-    let results = Mutex::new(Vec::with_capacity(len));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some((i, item)) = queue.lock().next() else {
-                    break;
-                };
-                let result = f(item);
-                results.lock().push((i, result));
-            });
-        }
-    });
-    let mut results = results.into_inner();
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Stages 1–3 as a report.
 ///
 /// # Errors
@@ -369,6 +383,8 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         crate::library::signature::SignatureStatus::Unsigned => detail,
         signed => format!("{detail}; {signed}"),
     };
+    // Where its code is (or would be) mapped from, for a library file.
+    let placement = (!file.is_builtin()).then(|| file.placement().clone());
     PluginReport {
         file: file.path.clone(),
         id: Some(file.manifest.id.to_string()),
@@ -378,5 +394,6 @@ pub(super) fn ok_report(file: &LibraryFile, detail: String) -> PluginReport {
         detail,
         dependencies: Vec::new(),
         warnings: Vec::new(),
+        placement,
     }
 }

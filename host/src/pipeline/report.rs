@@ -40,6 +40,10 @@ pub struct PluginReport {
     /// grant lint's warning ([`crate::policy::authority_warning`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For a library file that passed: whether its code is (or, for a check, would be) mapped
+    /// in place or from a sealed copy, and why not in place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::library::file::Placement>,
 }
 
 /// One dependency of a plugin in a report: its range, and what the set holds for it.
@@ -89,6 +93,7 @@ impl PluginReport {
             detail: refusal.detail.clone(),
             dependencies: Vec::new(),
             warnings: Vec::new(),
+            placement: None,
         }
     }
 }
@@ -154,6 +159,9 @@ impl LoadReport {
                 name(p),
                 p.detail
             );
+            if let Some(placement) = &p.placement {
+                let _ = writeln!(out, "{:<width$}    mapped {placement}", "");
+            }
             for dependency in &p.dependencies {
                 let _ = writeln!(out, "{:<width$}    {dependency}", "");
             }

@@ -130,6 +130,9 @@ pub struct HostSettings {
     /// Groups that may write a library or the directory holding it (`trusted_groups`: names
     /// from `/etc/group`, or gids), as gids. Writable by every user is never trusted. Unix only.
     pub trusted_groups: Vec<u32>,
+    /// Load every library from a sealed copy (`always_seal = true`), even one that only root
+    /// and the host's own user can change, which is otherwise loaded in place.
+    pub always_seal: bool,
     /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
     /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
     pub tls_roots: Vec<PathBuf>,

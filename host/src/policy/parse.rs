@@ -55,6 +55,8 @@ struct RawHost {
     #[serde(default)]
     tls_roots: Vec<PathBuf>,
     pending_ttl_secs: Option<u64>,
+    #[serde(default)]
+    always_seal: bool,
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
@@ -371,6 +373,7 @@ fn host_settings(raw: RawHost) -> Result<HostSettings, String> {
         trusted_groups: trusted_groups(&raw.trusted_groups)?,
         tls_roots: raw.tls_roots,
         pending_ttl: pending_ttl(raw.pending_ttl_secs)?,
+        always_seal: raw.always_seal,
     })
 }
 

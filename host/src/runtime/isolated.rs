@@ -44,7 +44,7 @@ impl HostShared {
         let refuse = |reason, detail: String| {
             Refusal::new(&file.path, reason, detail).with_id(&file.manifest.id)
         };
-        let bytes = std::mem::take(&mut file.bytes);
+        let bytes = std::mem::take(&mut file.bytes).into_vec();
         if bytes.is_empty() {
             return Err(refuse(
                 RefusalReason::LoadFailed,

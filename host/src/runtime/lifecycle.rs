@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use crate::membrane::context::{self, ContextEntry};
 use crate::policy::{Isolation, PluginPolicy};
 use crate::sync::hazard::Guarded;
 
+pub(crate) use super::deadline::run_with_deadline;
 use super::gate::SerialGate;
 use super::plugin::{Counters, Lifecycle, LoadedPlugin, Running, Settings};
 use super::shared::HostShared;
@@ -361,28 +361,5 @@ pub(crate) fn describe(e: &PluginError) -> String {
         format!("panicked: {}", e.message)
     } else {
         e.message.to_string()
-    }
-}
-
-/// Runs `f` on its own thread (in the span current here) and waits up to `deadline`. Native code cannot be pre-empted: on
-/// timeout the thread is left running (abandoned) and `None` is returned.
-pub(crate) fn run_with_deadline<T: Send + 'static>(
-    deadline: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = mpsc::sync_channel(1);
-    let span = crate::frame::trace::carried();
-    let spawned = std::thread::Builder::new()
-        .name("airlock-deadline".to_owned())
-        .spawn(move || {
-            let _in = span.enter();
-            let _ = tx.send(f());
-        });
-    match spawned {
-        Ok(_) => rx.recv_timeout(deadline).ok(),
-        Err(e) => {
-            tracing::error!("cannot spawn a thread to enforce a deadline: {e}");
-            None
-        }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod breaker;
 pub(crate) mod called;
 pub(crate) mod config;
 mod counted;
+mod deadline;
 mod deliver;
 mod gate;
 mod invoke;

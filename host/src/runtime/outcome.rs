@@ -70,6 +70,9 @@ pub struct PluginInfo {
     pub concurrency: Concurrency,
     /// Where its code runs: in the host's process, or in a worker process of its own.
     pub isolation: crate::policy::Isolation,
+    /// Whether its library was mapped in place or from a sealed copy, and why not in place
+    /// (`None` for a built-in plugin).
+    pub placement: Option<crate::library::file::Placement>,
     /// Declared actions.
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.

@@ -35,8 +35,9 @@ impl HostShared {
         let table = self.table();
         // Stages 1 and 2 under the same rules as startup (permissions, symlinks, whole file).
         let trusted = self.options.policy.host().trusted();
-        let read =
-            discover_one(path, trusted).and_then(|c| crate::pipeline::read_one(&self.options, &c));
+        let read = discover_one(path, trusted).and_then(|c| {
+            crate::pipeline::read_one(&self.options, &c, crate::pipeline::ReadFor::Reloading)
+        });
         let file = match read {
             Ok(file) => file,
             Err(mut refusal) => {

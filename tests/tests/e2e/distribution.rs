@@ -355,6 +355,19 @@ fn install_replace_remove_and_list_and_a_watched_directory_follows_them() {
     });
     let pinned = std::fs::read_to_string(&lock).expect("the lock");
     assert!(pinned.contains("tally"), "{pinned}");
+    // Installed read-only (by a rename), so its owner's own host may load it in place: if it
+    // is loaded from a sealed copy, it is not for the file's mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let installed = plugins.join(TempPluginDir::lib_name("tally"));
+        let mode = std::fs::metadata(&installed).expect("stat").mode();
+        assert_eq!(mode & 0o7777, 0o555);
+        let placement = host.plugin("tally").and_then(|p| p.placement);
+        if let Some(airlock::pipeline::Placement::SealedCopy { why }) = &placement {
+            assert!(!why.contains("read-only"), "{why}");
+        }
+    }
 
     // Another file with the same id: refused unless --replace.
     let (out, stdout) = install(&next, &[]);

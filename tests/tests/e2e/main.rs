@@ -26,6 +26,7 @@ mod hostile_files;
 mod hostile_plugins;
 mod http;
 mod http_stream;
+mod in_place;
 mod isolation;
 mod jobs;
 mod kv;

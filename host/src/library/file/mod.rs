@@ -17,9 +17,12 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Refusal, RefusalReason};
 
+mod placement;
 mod resources;
 mod structure;
 
+pub use placement::Placement;
+pub(crate) use placement::{Bytes, Descriptor, FileMapping, Mapper};
 pub use resources::Resource;
 use structure::check_object;
 
@@ -36,7 +39,7 @@ pub struct LibraryFile {
     pub path: PathBuf,
     /// The file's bytes, exactly as checked (and later loaded), until the sealed copy is made
     /// or the library is loaded.
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Bytes,
     /// The sealed in-memory copy of the checked bytes that the dynamic linker will open, if
     /// stage 2 made it right after reading (`loader::seal`, at startup); the bytes are then
     /// released, so startup never holds every library's bytes at once.
@@ -44,7 +47,8 @@ pub struct LibraryFile {
     /// The file's size in bytes.
     len: usize,
     /// BLAKE3 of `bytes`, lower-case hex: the library's identity in reports, on reload and in
-    /// pins.
+    /// pins. Empty for a built-in plugin, and, for a library stage 2 mapped to load in place,
+    /// until it is first needed (stage 4 computes it before `dlopen` at the latest).
     pub blake3: String,
     /// SHA-256 of `bytes`, lower-case hex, computed only when a pin asks for it (see
     /// [`LibraryFile::sha256`]).
@@ -66,10 +70,15 @@ pub struct LibraryFile {
     /// The files it ships inside the library, checked in stage 2 and kept: the host program
     /// reads them from here, never from the file again.
     resources: Vec<Resource>,
+    /// The file as stage 2 opened, examined and read it, kept when it may be loaded in place:
+    /// the dynamic linker then maps this very descriptor.
+    pub(crate) descriptor: Option<Arc<Descriptor>>,
+    /// Where stage 4 maps the library from (or would), and why.
+    placement: Placement,
 }
 
-/// How many sealed copies stage 2 holds open right now (each is a file descriptor until its
-/// library is loaded or refused).
+/// How many sealed copies and descriptors of libraries to be loaded in place stage 2 holds open
+/// right now (each is a file descriptor until its library is loaded or refused).
 static OPEN_SEALED: AtomicUsize = AtomicUsize::new(0);
 
 /// A sealed in-memory copy that stage 2 made and stage 4 will open, counted while it is open
@@ -157,7 +166,7 @@ impl LibraryFile {
             .map_err(|e| Refusal::new(&path, RefusalReason::BadManifest, e))?;
         Ok(Self {
             path,
-            bytes: Vec::new(),
+            bytes: Bytes::Released,
             sealed: None,
             len: 0,
             blake3: String::new(),
@@ -178,6 +187,10 @@ impl LibraryFile {
             signature: crate::library::signature::SignatureStatus::Unsigned,
             signature_text: None,
             resources,
+            descriptor: None,
+            placement: Placement::SealedCopy {
+                why: "built into the host program".to_owned(),
+            },
         })
     }
 
@@ -213,21 +226,24 @@ impl LibraryFile {
         }
         Some(
             self.sha256
-                .get_or_init(|| hex(&Sha256::digest(&self.bytes))),
+                .get_or_init(|| hex(&Sha256::digest(&self.bytes[..]))),
         )
     }
 
-    /// Keeps `copy`, the sealed in-memory copy of the checked bytes, in place of the bytes.
+    /// Keeps `copy`, the sealed in-memory copy of the checked bytes, in place of the bytes (and
+    /// of the file's descriptor).
     pub(crate) fn keep_sealed(&mut self, copy: File) {
         self.sealed = Some(Arc::new(SealedCopy::new(copy)));
-        self.bytes = Vec::new();
+        self.bytes = Bytes::Released;
+        self.descriptor = None;
     }
 
-    /// Drops the file's bytes and closes its sealed copy once the library is loaded (its
-    /// mapping keeps what it needs); the hash and manifest stay.
+    /// Drops the file's bytes and closes its sealed copy or its descriptor once the library is
+    /// loaded (its mapping keeps what it needs); the hash and manifest stay.
     pub(crate) fn release_bytes(&mut self) {
-        self.bytes = Vec::new();
+        self.bytes = Bytes::Released;
         self.sealed = None;
+        self.descriptor = None;
     }
 }
 
@@ -240,6 +256,17 @@ impl LibraryFile {
 /// A [`Refusal`] with the stage-2 reason: `not_a_library`, `too_large`, `truncated`,
 /// `no_manifest`, `bad_manifest`, or `build_mismatch` for another architecture.
 pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFile, Refusal> {
+    read_library_as(file, open, max_size, None)
+}
+
+/// [`read_library`]; with `map`, a library that may be loaded in place is mapped rather than
+/// read into memory (stage 2 for a load: the dynamic linker maps the same file next).
+pub(crate) fn read_library_as(
+    file: &Path,
+    open: &Path,
+    max_size: u64,
+    map: Option<Mapper>,
+) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let mut handle = open_no_follow(open)
         .map_err(|e| refuse(RefusalReason::NotALibrary, format!("cannot open: {e}")))?;
@@ -268,6 +295,14 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
             ),
         ));
     }
+    let in_place = placement::in_place_rule(&handle, &meta);
+    if let (Some(mapper), Ok(_)) = (map, &in_place) {
+        if let Some(bytes) = placement::mapped(&handle, &meta, mapper) {
+            let mut library = check_bytes(file, bytes)?;
+            library.set_placement(in_place, handle, &meta);
+            return Ok(library);
+        }
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // Read at most one byte past the cap: the file may grow between stat and read.
     (&mut handle)
@@ -280,7 +315,9 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
             format!("the file grew past the cap of {max_size} bytes while being read"),
         ));
     }
-    read_library_bytes(file, bytes)
+    let mut library = check_bytes(file, Bytes::Owned(bytes))?;
+    library.set_placement(in_place, handle, &meta);
+    Ok(library)
 }
 
 /// Stage 2 on bytes already read: structure, manifest block and manifest. `file` is the name
@@ -290,6 +327,10 @@ pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFi
 ///
 /// As [`read_library`], for everything after reading.
 pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Refusal> {
+    check_bytes(file, Bytes::Owned(bytes))
+}
+
+fn check_bytes(file: &Path, bytes: Bytes) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let (block_bytes, block, loadable_end, section) =
         check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
@@ -297,7 +338,14 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
     let resources = resources::check_file(&manifest, &block, section)
         .map_err(|detail| refuse(RefusalReason::BadManifest, detail))?;
-    let blake3 = blake3::hash(&bytes).to_hex().to_string();
+    // Mapped bytes (a library that may be loaded in place) are hashed when the identity is
+    // first needed: in stage 2 for a pin, a lock or a reload, in stage 4 otherwise, before
+    // `dlopen` (`LibraryFile::identify`).
+    let blake3 = if bytes.is_mapped() {
+        String::new()
+    } else {
+        blake3::hash(&bytes).to_hex().to_string()
+    };
     Ok(LibraryFile {
         path: file.to_owned(),
         len: bytes.len(),
@@ -313,6 +361,10 @@ pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Re
         signature: crate::library::signature::SignatureStatus::Unsigned,
         signature_text: None,
         resources,
+        descriptor: None,
+        placement: Placement::SealedCopy {
+            why: "read from bytes, not from a file".to_owned(),
+        },
     })
 }
 

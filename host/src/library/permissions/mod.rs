@@ -4,6 +4,8 @@
 //! operator trusts. Anyone else who can write either could put their own code into the host.
 
 pub(crate) mod accounts;
+#[cfg(target_os = "linux")]
+pub(crate) mod in_place;
 #[cfg(not(unix))]
 mod other;
 #[cfg(unix)]
