@@ -41,6 +41,7 @@ mod error;
 #[allow(unsafe_code)]
 mod export;
 mod ffi;
+mod host_fns;
 pub mod manifest;
 mod plugin;
 mod registry;
@@ -76,6 +77,7 @@ pub mod abi {
         HostVtableRef, InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError,
         PluginModule, PluginModuleRef, LIB_HEADER_SYMBOL,
     };
+    pub use crate::host_fns::{Encoding, HostFns, RawRequest, RawScope, ServiceCall};
     pub use crate::resource_block::{
         ResourceBlock, ResourceBlockError, ResourceEntry, ResourceInput, MAX_RESOURCE_BLOCK_LEN,
         RESOURCE_BLOB_FILE, RESOURCE_DIGEST_FILE, RESOURCE_HEADER_VERSION, RESOURCE_MAGIC,

@@ -40,6 +40,12 @@ pub(super) fn serve(
         } => {
             let service = String::from_utf8_lossy(&service);
             let operation = String::from_utf8_lossy(&operation);
+            if airlock_abi::wire::Request::parse(&service, &operation)
+                == Some(airlock_abi::wire::Request::ContextFunctions)
+            {
+                // Addresses in this process mean nothing in the worker's.
+                return Err(crate::membrane::functions_refused());
+            }
             // Served on the thread of the call that is waiting for the worker, inside its span.
             let span = if trace::on() {
                 tracing::debug_span!(

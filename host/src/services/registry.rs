@@ -12,12 +12,49 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use airlock_abi::abi::{ContextToken, HostError};
+use airlock_abi::abi::{ContextToken, Encoding, HostError};
 use airlock_abi::contract::{parse_wire_name, valid_name, Operation, Service};
 use airlock_abi::manifest::{CapabilityKind, PluginId};
 use airlock_abi::wire::Request;
 
 use crate::services::HostServices;
+
+/// `bytes` in `encoding` as a `T`. A type postcard cannot read (one that is not
+/// self-describing, like `serde_json::Value`) gets a message saying to declare the operation
+/// JSON.
+fn decode<T: serde::de::DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result<T, String> {
+    match encoding {
+        Encoding::JSON => serde_json::from_slice(bytes).map_err(|e| {
+            format!("{e}; the plugin was probably built against another version of the interface crate, whose types changed without a version bump")
+        }),
+        Encoding::POSTCARD => postcard::from_bytes(bytes).map_err(|e| match e {
+            postcard::Error::WontImplement => format!(
+                "postcard cannot read {} (a type that is not self-describing, such as \
+                 serde_json::Value, needs JSON): declare the operation `json` in its contract, \
+                 `(version N, json)`",
+                std::any::type_name::<T>()
+            ),
+            e => format!("{e} (postcard); the plugin was probably built against another version of the interface crate, whose types changed without a version bump"),
+        }),
+        Encoding(other) => Err(format!("unknown encoding {other}")),
+    }
+}
+
+/// `value` in `encoding`, appended to `out`.
+fn encode<T: serde::Serialize>(
+    encoding: Encoding,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match encoding {
+        Encoding::POSTCARD => {
+            let taken = std::mem::take(out);
+            *out = postcard::to_extend(value, taken).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        _ => serde_json::to_writer(out, value).map_err(|e| e.to_string()),
+    }
+}
 
 /// Who is calling a service operation: the plugin and the generation of its instance, and on
 /// whose behalf it is serving the call it is in.
@@ -68,7 +105,7 @@ pub(crate) enum Failure {
     Internal(String),
 }
 
-type Handler = dyn Fn(&Caller, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+type Handler = dyn Fn(&Caller, Encoding, &[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
 
 /// One registered operation.
 pub(crate) struct Registered {
@@ -78,9 +115,16 @@ pub(crate) struct Registered {
 }
 
 impl Registered {
-    /// Runs the handler for `caller` with the request's JSON input.
-    pub(crate) fn call(&self, caller: &Caller, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        (self.handler)(caller, input)
+    /// Runs the handler for `caller` with `input` in `encoding`, appending the answer, in the
+    /// same encoding, to `out`.
+    pub(crate) fn call_into(
+        &self,
+        caller: &Caller,
+        encoding: Encoding,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        (self.handler)(caller, encoding, input, out)
     }
 }
 
@@ -107,6 +151,9 @@ pub(crate) trait Requester {
     fn span(&self) -> &tracing::Span;
     /// The state its previous generation handed over, taken once.
     fn take_handover(&self) -> Option<Vec<u8>>;
+    /// Its key ring for sealed values (`None` when its values are stored as they are), read
+    /// from the policy once per context.
+    fn kv_keys(&self) -> Result<Option<&crate::services::kv::SealKeys>, HostError>;
 }
 
 /// One operation of the host's own services, defined by the membrane: the request it serves
@@ -228,22 +275,22 @@ impl Registry {
                 "service {service:?} is one of the host's built-in services; pick another name"
             ));
         }
-        let handler = move |caller: &Caller, input: &[u8]| {
-            let input: O::Input = serde_json::from_slice(input).map_err(|e| {
-                Failure::BadInput(format!(
-                    "the input of {service}.{operation} (version {}) does not fit the host's \
-                     contract: {e}; the plugin was probably built against another version of the \
-                     interface crate, whose types changed without a version bump",
-                    O::VERSION
-                ))
-            })?;
-            let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
-            serde_json::to_vec(&output).map_err(|e| {
-                Failure::Internal(format!(
-                    "the answer of {service}.{operation} does not serialize: {e}"
-                ))
-            })
-        };
+        let handler =
+            move |caller: &Caller, encoding: Encoding, input: &[u8], out: &mut Vec<u8>| {
+                let input: O::Input = decode(encoding, input).map_err(|e| {
+                    Failure::BadInput(format!(
+                        "the input of {service}.{operation} (version {}) does not fit the host's \
+                     contract: {e}",
+                        O::VERSION
+                    ))
+                })?;
+                let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
+                encode(encoding, &output, out).map_err(|e| {
+                    Failure::Internal(format!(
+                        "the answer of {service}.{operation} does not serialize: {e}"
+                    ))
+                })
+            };
         let operations = self.services.entry(service.to_owned()).or_default();
         if operations.contains_key(operation) {
             return Err(format!(
@@ -270,6 +317,15 @@ impl Registry {
             .flat_map(HashMap::values)
             .filter(|e| matches!(e, Entry::BuiltIn(_)))
             .count()
+    }
+
+    /// The operation `name` of the program's `service`, if it offers one (two lookups, no
+    /// parsing: what the host-function table's `service` call asks).
+    pub(crate) fn offered(&self, service: &str, name: &str) -> Option<&Registered> {
+        match self.services.get(service)?.get(name)? {
+            Entry::Offered(registered) => Some(registered),
+            Entry::BuiltIn(_) => None,
+        }
     }
 
     pub(crate) fn route<'r>(&'r self, service: &str, operation: &'r str) -> Option<Route<'r>> {
