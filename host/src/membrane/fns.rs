@@ -20,7 +20,7 @@ use airlock_abi::abi::{
 use airlock_abi::manifest::CapabilityKind;
 
 use super::context::{liveness, with_entry, ContextEntry, Liveness};
-use super::vtable::{drop_payload, level_enabled, revoked_error, utf8, write_line};
+use super::vtable::{drop_payload, revoked_error, utf8, write_line};
 use super::{count_request, host_error, operation_into, request, services, Offered, Requesting};
 use crate::observe::tally::RequestCounts;
 use crate::services::registry::Requester;
@@ -134,13 +134,40 @@ extern "C" fn fns_log(
     message: RSlice<'_, u8>,
     out: &mut RVec<u8>,
 ) -> HostErrorCode {
-    if !level_enabled(level) {
+    if filtered_by_level(level) {
         match liveness(token) {
             Liveness::Open => return HostErrorCode::OK,
             Liveness::Revoked => return failed(out, &revoked_error()),
             Liveness::Observed => {}
         }
     }
+    log_served(token, level, message, out)
+}
+
+/// Whether no subscriber takes lines at `level` anywhere: the global maximum level, one load
+/// (the per-callsite filter is the full path's `level_enabled`).
+#[inline(always)]
+fn filtered_by_level(level: LogLevel) -> bool {
+    use tracing::level_filters::LevelFilter;
+    let level = match level {
+        LogLevel::ERROR => LevelFilter::ERROR,
+        LogLevel::WARN => LevelFilter::WARN,
+        LogLevel::INFO => LevelFilter::INFO,
+        LogLevel::DEBUG => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    level > LevelFilter::current()
+}
+
+/// A log line the filter takes, or any line of an observed context: the full path, out of
+/// line so that the filtered one stays a few instructions.
+#[inline(never)]
+fn log_served(
+    token: ContextToken,
+    level: LogLevel,
+    message: RSlice<'_, u8>,
+    out: &mut RVec<u8>,
+) -> HostErrorCode {
     serve_into(token, out, |entry, _| {
         write_line(entry, level, message.as_slice());
         Ok(())
@@ -178,31 +205,40 @@ extern "C" fn fns_service(
     out: &mut RVec<u8>,
 ) -> HostErrorCode {
     serve_into(token, out, |entry, out| {
-        let service = utf8("service name", &call.service)?;
-        let name = utf8("operation name", &call.operation)?;
         let host = services(entry)?;
         let requester = Requesting { token, entry, host };
-        let Some(registered) = host.registry().offered(service, name) else {
+        // Looked up by the bytes the plugin passed: a hit is the program's own names, as text.
+        let Some(offering) = host.registry().offered(&call.service, &call.operation) else {
             return Err(host_error(
                 HostErrorCode::UNSUPPORTED,
                 "",
-                &format!("the host offers no operation {name:?} on service {service:?}"),
+                &format!(
+                    "the host offers no operation {:?} on service {:?}",
+                    String::from_utf8_lossy(&call.operation),
+                    String::from_utf8_lossy(&call.service),
+                ),
             ));
         };
         if !matches!(call.encoding, Encoding::JSON | Encoding::POSTCARD) {
             return Err(super::bad_request(format!(
-                "{service}.{name}: unknown encoding {}",
-                call.encoding.0
+                "{}.{}: unknown encoding {}",
+                offering.service, offering.name, call.encoding.0
             )));
         }
         let offered = Offered {
-            service,
-            name,
+            service: offering.service,
+            name: offering.name,
             version: call.version,
             encoding: call.encoding,
         };
         through_scratch(out, |scratch| {
-            operation_into(&requester, &offered, registered, &call.input, scratch)
+            operation_into(
+                &requester,
+                &offered,
+                &offering.registered,
+                &call.input,
+                scratch,
+            )
         })
     })
 }

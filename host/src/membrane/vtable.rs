@@ -94,7 +94,7 @@ extern "C" fn host_log(
 
 /// Whether the host's log takes lines at `level` from plugins.
 #[inline(always)]
-pub(super) fn level_enabled(level: LogLevel) -> bool {
+fn level_enabled(level: LogLevel) -> bool {
     match level {
         LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
         LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),

@@ -17,6 +17,7 @@ use airlock_abi::contract::{parse_wire_name, valid_name, Operation, Service};
 use airlock_abi::manifest::{CapabilityKind, PluginId};
 use airlock_abi::wire::Request;
 
+use crate::services::offered::{OfferedIndex, Offering};
 use crate::services::HostServices;
 
 /// `bytes` in `encoding` as a `T`. A type postcard cannot read (one that is not
@@ -108,6 +109,7 @@ pub(crate) enum Failure {
 type Handler = dyn Fn(&Caller, Encoding, &[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
 
 /// One registered operation.
+#[derive(Clone)]
 pub(crate) struct Registered {
     /// The contract's version.
     pub(crate) version: u32,
@@ -195,6 +197,8 @@ enum Entry {
 #[derive(Default)]
 pub(crate) struct Registry {
     services: HashMap<String, HashMap<String, Entry>>,
+    /// The program's operations again, by their names as bytes: the table's one lookup.
+    offered: OfferedIndex,
     /// The first invalid registration, reported when the host is built.
     invalid: Option<String>,
 }
@@ -297,13 +301,16 @@ impl Registry {
                 "service operation {service}.{operation} is registered twice"
             ));
         }
-        operations.insert(
-            operation.to_owned(),
-            Entry::Offered(Registered {
-                version: O::VERSION,
-                handler: Arc::new(handler),
-            }),
-        );
+        let registered = Registered {
+            version: O::VERSION,
+            handler: Arc::new(handler),
+        };
+        operations.insert(operation.to_owned(), Entry::Offered(registered.clone()));
+        self.offered.insert(Offering {
+            service,
+            name: operation,
+            registered,
+        });
         Ok(())
     }
 
@@ -319,13 +326,12 @@ impl Registry {
             .count()
     }
 
-    /// The operation `name` of the program's `service`, if it offers one (two lookups, no
-    /// parsing: what the host-function table's `service` call asks).
-    pub(crate) fn offered(&self, service: &str, name: &str) -> Option<&Registered> {
-        match self.services.get(service)?.get(name)? {
-            Entry::Offered(registered) => Some(registered),
-            Entry::BuiltIn(_) => None,
-        }
+    /// The operation `name` of the program's `service`, if it offers one, under the names it
+    /// registered: one lookup of the bytes the plugin passed, no parsing (what the
+    /// host-function table's `service` call asks).
+    #[inline]
+    pub(crate) fn offered(&self, service: &[u8], name: &[u8]) -> Option<&Offering> {
+        self.offered.get(service, name)
     }
 
     pub(crate) fn route<'r>(&'r self, service: &str, operation: &'r str) -> Option<Route<'r>> {

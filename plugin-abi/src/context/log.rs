@@ -42,6 +42,7 @@ impl Context {
     /// # Errors
     ///
     /// [`ContextError::Revoked`] after teardown.
+    #[inline]
     pub fn log(&self, level: Level, message: &str) -> Result<(), ContextError> {
         if let Some(fns) = self.fns {
             return super::fast::log(fns, self.raw.token, level.code(), message);
