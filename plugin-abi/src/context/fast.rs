@@ -2,7 +2,7 @@
 //! when the host handed one out: each answer lands in a buffer of this thread's, reused from one
 //! call to the next (so a small request allocates nothing), and is read where it lies.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 
 use abi_stable::std_types::{RSlice, RString, RVec};
@@ -16,9 +16,43 @@ use crate::host_fns::{Encoding, HostFns, RawRequest, RawScope, ServiceCall};
 /// The most a thread keeps of its answer buffer between calls.
 const KEEP: usize = 64 * 1024;
 
+/// This thread's buffers: the request's encoded input, and the host's answer.
+#[derive(Default)]
+struct Buffers {
+    input: Vec<u8>,
+    answer: RVec<u8>,
+}
+
 thread_local! {
-    static ANSWER: Cell<RVec<u8>> = const { Cell::new(RVec::new()) };
-    static INPUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's buffers (one look-up of the thread-local, which a library
+/// reaches through a call), or with buffers of its own when they are in use (the host calling
+/// back into this plugin, which calls the host) or gone (the thread is ending). Buffers grown
+/// past [`KEEP`] are not kept.
+fn with_buffers<R>(
+    f: impl FnOnce(&mut Buffers) -> Result<R, ContextError>,
+) -> Result<R, ContextError> {
+    let mut f = Some(f);
+    let reused = BUFFERS.try_with(|cell| {
+        let mut buffers = cell.try_borrow_mut().ok()?;
+        let result = f.take().map(|f| f(&mut buffers));
+        if buffers.input.capacity() > KEEP {
+            buffers.input = Vec::new();
+        }
+        if buffers.answer.capacity() > KEEP {
+            buffers.answer = RVec::new();
+        }
+        result
+    });
+    match (reused, f) {
+        (Ok(Some(result)), _) => result,
+        (_, Some(f)) => f(&mut Buffers::default()),
+        (_, None) => Err(ContextError::Host(
+            "the request's buffers were lost".to_owned(),
+        )),
+    }
 }
 
 /// The error the host left in `out` with `code`.
@@ -37,50 +71,38 @@ fn error(code: HostErrorCode, out: &[u8]) -> ContextError {
     })
 }
 
-/// Calls the host with this thread's answer buffer (empty), then reads the answer with `read`.
-/// A nested call (the host calling back into this plugin, which calls the host) finds the
-/// buffer taken and uses one of its own.
+/// Calls the host with `out` emptied, then reads the answer with `read`.
+#[inline]
 fn answered<R>(
+    out: &mut RVec<u8>,
     call: impl FnOnce(&mut RVec<u8>) -> HostErrorCode,
     read: impl FnOnce(&[u8]) -> Result<R, ContextError>,
 ) -> Result<R, ContextError> {
-    let mut out = ANSWER.try_with(Cell::take).unwrap_or_default();
     out.clear();
-    let code = call(&mut out);
-    let result = if code == HostErrorCode::OK {
+    let code = call(out);
+    if code == HostErrorCode::OK {
         read(out.as_slice())
     } else {
         Err(error(code, out.as_slice()))
-    };
-    if out.capacity() <= KEEP {
-        let _ = ANSWER.try_with(|cell| cell.set(out));
     }
-    result
 }
 
-/// `value` in `encoding`, into this thread's input buffer, then `f` with it.
-fn encoded<R>(
+/// `value` in `encoding`, into `input` (emptied first).
+#[inline]
+fn encode(
     encoding: Encoding,
     value: &impl Serialize,
-    f: impl FnOnce(&[u8]) -> Result<R, ContextError>,
-) -> Result<R, ContextError> {
-    let mut input = INPUT.try_with(Cell::take).unwrap_or_default();
+    input: &mut Vec<u8>,
+) -> Result<(), ContextError> {
     input.clear();
     let written = if encoding == Encoding::JSON {
-        serde_json::to_writer(&mut input, value).map_err(|e| e.to_string())
+        serde_json::to_writer(&mut *input, value).map_err(|e| e.to_string())
     } else {
-        postcard::to_extend(value, std::mem::take(&mut input))
-            .map(|bytes| input = bytes)
+        postcard::to_extend(value, std::mem::take(input))
+            .map(|bytes| *input = bytes)
             .map_err(|e| e.to_string())
     };
-    let result = match written {
-        Ok(()) => f(&input),
-        Err(e) => Err(ContextError::BadRequest(e)),
-    };
-    if input.capacity() <= KEEP {
-        let _ = INPUT.try_with(|cell| cell.set(input));
-    }
-    result
+    written.map_err(ContextError::BadRequest)
 }
 
 /// `bytes` in `encoding` as a `T`; `what` names the answer for the message.
@@ -150,7 +172,7 @@ pub(super) fn request<R>(
         operation: RSlice::from_slice(operation.as_bytes()),
         payload: RSlice::from_slice(payload),
     };
-    answered(|out| (fns.request)(token, &raw, out), read)
+    with_buffers(|b| answered(&mut b.answer, |out| (fns.request)(token, &raw, out), read))
 }
 
 /// `kv get` through the table: the key and the scope as they are, the stored JSON read where
@@ -165,17 +187,14 @@ pub(super) fn kv_get<T: DeserializeOwned>(
         kind: RSlice::from_slice(kind.as_bytes()),
         id: RSlice::from_slice(id.as_bytes()),
     });
-    answered(
-        |out| {
-            (fns.kv_get)(
-                token,
-                RSlice::from_slice(key.as_bytes()),
-                scope.as_ref(),
-                out,
-            )
-        },
-        |bytes| serde_json::from_slice(bytes).map_err(|e| ContextError::Decode(e.to_string())),
-    )
+    let key = RSlice::from_slice(key.as_bytes());
+    with_buffers(|b| {
+        answered(
+            &mut b.answer,
+            |out| (fns.kv_get)(token, key, scope.as_ref(), out),
+            |bytes| serde_json::from_slice(bytes).map_err(|e| ContextError::Decode(e.to_string())),
+        )
+    })
 }
 
 /// An operation of the program's services through the table, in the contract's encoding.
@@ -185,15 +204,17 @@ pub(super) fn service<O: crate::contract::Operation>(
     input: &O::Input,
 ) -> Result<O::Output, ContextError> {
     let service = <O::Service as crate::contract::Service>::NAME;
-    encoded(O::ENCODING, input, |input| {
+    with_buffers(|b| {
+        encode(O::ENCODING, input, &mut b.input)?;
         let call = ServiceCall {
             service: RSlice::from_slice(service.as_bytes()),
             operation: RSlice::from_slice(O::NAME.as_bytes()),
             version: O::VERSION,
             encoding: O::ENCODING,
-            input: RSlice::from_slice(input),
+            input: RSlice::from_slice(&b.input),
         };
         answered(
+            &mut b.answer,
             |out| (fns.service)(token, &call, out),
             |bytes| {
                 decode(O::ENCODING, bytes, || {
@@ -227,10 +248,9 @@ mod tests {
     fn both_encodings_read_what_they_wrote_and_refuse_garbage() {
         let value = (7u32, "seven".to_owned());
         for encoding in [Encoding::JSON, Encoding::POSTCARD] {
-            let back: (u32, String) = encoded(encoding, &value, |bytes| {
-                decode(encoding, bytes, || "it".into())
-            })
-            .expect("round trip");
+            let mut bytes = Vec::new();
+            encode(encoding, &value, &mut bytes).expect("writes");
+            let back: (u32, String) = decode(encoding, &bytes, || "it".into()).expect("reads");
             assert_eq!(back, value);
             let err = decode::<(u32, String)>(encoding, &[0xff; 3], || "the answer".into())
                 .expect_err("garbage");
