@@ -61,7 +61,10 @@
 //! postcard is not self-describing, so a type that decodes by looking at what it reads —
 //! `serde_json::Value`, `#[serde(untagged)]` or `#[serde(flatten)]` types, internally tagged
 //! enums — needs JSON; using postcard with one fails with a message saying to declare the
-//! operation `json`. The host holds the types and decodes either encoding per request: a
+//! operation `json`. postcard writes no field names either, so each postcard request and
+//! answer carries the shape of its value (field and variant names, the kind of each scalar,
+//! hashed), which the receiver compares with the shape of what it read: a type changed without
+//! a version bump is refused as it is with JSON, never misread. The host holds the types and decodes either encoding per request: a
 //! plugin that reaches it through the vtable's frozen `request` slot (an isolated plugin, a
 //! plugin built before encodings) sends JSON, whatever the contract says.
 //!
@@ -162,6 +165,14 @@ macro_rules! __operation_encoding {
     (json) => {
         $crate::contract::Encoding::JSON
     };
+}
+
+/// The shape of `value` under its type, hashed: what a postcard request or answer carries
+/// beside its bytes, so that a type changed without a version bump is refused rather than
+/// misread. Used by the host; not public API.
+#[doc(hidden)]
+pub fn shape_of<T: Serialize + ?Sized>(value: &T) -> u64 {
+    crate::shape::shape_of(value)
 }
 
 /// The operation name a request carries: `<name>@<version>`.

@@ -53,6 +53,11 @@ pub struct ServiceCall<'a> {
     pub encoding: Encoding,
     /// The operation's input.
     pub input: RSlice<'a, u8>,
+    /// For [`Encoding::POSTCARD`], the shape of the input's value under the plugin's type
+    /// (`airlock_abi::contract::shape_of`), which the host compares with the shape of what it
+    /// read; the answer starts with the shape of the output's value, as 8 little-endian bytes.
+    /// 0 and unused for JSON.
+    pub shape: u64,
 }
 
 /// A named request, as through the frozen `request` slot ([`HostFns::request`]).

@@ -47,6 +47,7 @@ mod plugin;
 mod registry;
 mod resource_block;
 pub mod route;
+mod shape;
 mod version;
 pub mod wire;
 

@@ -230,6 +230,7 @@ extern "C" fn fns_service(
             name: offering.name,
             version: call.version,
             encoding: call.encoding,
+            shape: call.shape,
         };
         through_scratch(out, |scratch| {
             operation_into(

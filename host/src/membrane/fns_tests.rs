@@ -42,6 +42,7 @@ fn call_all(token: ContextToken) -> Vec<(&'static str, HostErrorCode, Vec<u8>)> 
         version: 1,
         encoding: Encoding::POSTCARD,
         input: bytes(""),
+        shape: 0,
     };
     let request = RawRequest {
         service: bytes("context"),

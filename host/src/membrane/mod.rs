@@ -165,6 +165,7 @@ fn operation_request(
         name,
         version,
         encoding: Encoding::JSON,
+        shape: 0,
     };
     operation_into(requester, &call, registered, payload, &mut out)?;
     Ok(out)
@@ -176,6 +177,8 @@ struct Offered<'a> {
     name: &'a str,
     version: u32,
     encoding: Encoding,
+    /// The shape of a postcard input's value (0 for JSON).
+    shape: u64,
 }
 
 /// Serves an operation of the program's services: the capability `service:<service>.<name>`
@@ -195,6 +198,7 @@ fn operation_into(
         name,
         version,
         encoding,
+        shape,
     } = *call;
     let mut buffer = [0u8; 132];
     requester.require(
@@ -225,7 +229,7 @@ fn operation_into(
         &owned
     };
     registered
-        .call_into(caller, encoding, input, out)
+        .call_into(caller, (encoding, shape), input, out)
         .map_err(|failure| match failure {
             Failure::BadInput(m) => bad_request(m),
             Failure::Service(m) => host_error(HostErrorCode::SERVICE_FAILED, "", &m),

@@ -23,8 +23,12 @@ use crate::services::HostServices;
 /// `bytes` in `encoding` as a `T`. A type postcard cannot read (one that is not
 /// self-describing, like `serde_json::Value`) gets a message saying to declare the operation
 /// JSON.
-fn decode<T: serde::de::DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result<T, String> {
-    match encoding {
+fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    encoding: Encoding,
+    shape: u64,
+    bytes: &[u8],
+) -> Result<T, String> {
+    let value = match encoding {
         Encoding::JSON => serde_json::from_slice(bytes).map_err(|e| {
             format!("{e}; the plugin was probably built against another version of the interface crate, whose types changed without a version bump")
         }),
@@ -38,7 +42,16 @@ fn decode<T: serde::de::DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> R
             e => format!("{e} (postcard); the plugin was probably built against another version of the interface crate, whose types changed without a version bump"),
         }),
         Encoding(other) => Err(format!("unknown encoding {other}")),
+    }?;
+    if encoding == Encoding::POSTCARD && airlock_abi::contract::shape_of(&value) != shape {
+        return Err(format!(
+            "the plugin's value has another shape than {} (a field, a variant or a kind of \
+             number differs; postcard); the plugin was probably built against another version \
+             of the interface crate, whose types changed without a version bump",
+            std::any::type_name::<T>()
+        ));
     }
+    Ok(value)
 }
 
 /// `value` in `encoding`, appended to `out`.
@@ -49,6 +62,7 @@ fn encode<T: serde::Serialize>(
 ) -> Result<(), String> {
     match encoding {
         Encoding::POSTCARD => {
+            out.extend_from_slice(&airlock_abi::contract::shape_of(value).to_le_bytes());
             let taken = std::mem::take(out);
             *out = postcard::to_extend(value, taken).map_err(|e| e.to_string())?;
             Ok(())
@@ -106,7 +120,8 @@ pub(crate) enum Failure {
     Internal(String),
 }
 
-type Handler = dyn Fn(&Caller, Encoding, &[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
+type Handler =
+    dyn Fn(&Caller, (Encoding, u64), &[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
 
 /// One registered operation.
 #[derive(Clone)]
@@ -117,16 +132,16 @@ pub(crate) struct Registered {
 }
 
 impl Registered {
-    /// Runs the handler for `caller` with `input` in `encoding`, appending the answer, in the
-    /// same encoding, to `out`.
+    /// Runs the handler for `caller` with `input` in `encoding` (postcard with its value's
+    /// `shape`), appending the answer, in the same encoding, to `out`.
     pub(crate) fn call_into(
         &self,
         caller: &Caller,
-        encoding: Encoding,
+        wire: (Encoding, u64),
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        (self.handler)(caller, encoding, input, out)
+        (self.handler)(caller, wire, input, out)
     }
 }
 
@@ -279,22 +294,24 @@ impl Registry {
                 "service {service:?} is one of the host's built-in services; pick another name"
             ));
         }
-        let handler =
-            move |caller: &Caller, encoding: Encoding, input: &[u8], out: &mut Vec<u8>| {
-                let input: O::Input = decode(encoding, input).map_err(|e| {
-                    Failure::BadInput(format!(
-                        "the input of {service}.{operation} (version {}) does not fit the host's \
+        let handler = move |caller: &Caller,
+                            (encoding, shape): (Encoding, u64),
+                            input: &[u8],
+                            out: &mut Vec<u8>| {
+            let input: O::Input = decode(encoding, shape, input).map_err(|e| {
+                Failure::BadInput(format!(
+                    "the input of {service}.{operation} (version {}) does not fit the host's \
                      contract: {e}",
-                        O::VERSION
-                    ))
-                })?;
-                let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
-                encode(encoding, &output, out).map_err(|e| {
-                    Failure::Internal(format!(
-                        "the answer of {service}.{operation} does not serialize: {e}"
-                    ))
-                })
-            };
+                    O::VERSION
+                ))
+            })?;
+            let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
+            encode(encoding, &output, out).map_err(|e| {
+                Failure::Internal(format!(
+                    "the answer of {service}.{operation} does not serialize: {e}"
+                ))
+            })
+        };
         let operations = self.services.entry(service.to_owned()).or_default();
         if operations.contains_key(operation) {
             return Err(format!(

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::ContextError;
 use crate::ffi::{ContextToken, HostError, HostErrorCode, LogLevel};
 use crate::host_fns::{Encoding, HostFns, RawRequest, RawScope, ServiceCall};
+use crate::shape::shape_of;
 
 /// The most a thread keeps of its answer buffer between calls.
 const KEEP: usize = 64 * 1024;
@@ -204,6 +205,7 @@ pub(super) fn service<O: crate::contract::Operation>(
     input: &O::Input,
 ) -> Result<O::Output, ContextError> {
     let service = <O::Service as crate::contract::Service>::NAME;
+    let postcard = O::ENCODING == Encoding::POSTCARD;
     with_buffers(|b| {
         encode(O::ENCODING, input, &mut b.input)?;
         let call = ServiceCall {
@@ -212,14 +214,29 @@ pub(super) fn service<O: crate::contract::Operation>(
             version: O::VERSION,
             encoding: O::ENCODING,
             input: RSlice::from_slice(&b.input),
+            shape: if postcard { shape_of(input) } else { 0 },
         };
+        let what = || format!("the answer of {service}.{}@{}", O::NAME, O::VERSION);
         answered(
             &mut b.answer,
             |out| (fns.service)(token, &call, out),
             |bytes| {
-                decode(O::ENCODING, bytes, || {
-                    format!("the answer of {service}.{}@{}", O::NAME, O::VERSION)
-                })
+                if !postcard {
+                    return decode(O::ENCODING, bytes, what);
+                }
+                let (shape, bytes) = bytes.split_at_checked(8).unwrap_or((&[0; 8], &[]));
+                let output: O::Output = decode(O::ENCODING, bytes, what)?;
+                if shape_of(&output).to_le_bytes() != shape {
+                    return Err(ContextError::Decode(format!(
+                        "{} does not fit this plugin's contract: the host's answer has another \
+                         shape than {} (a field, a variant or a kind of number differs); the \
+                         plugin was probably built against another version of the interface \
+                         crate, whose types changed without a version bump",
+                        what(),
+                        std::any::type_name::<O::Output>()
+                    )));
+                }
+                Ok(output)
             },
         )
     })

@@ -144,6 +144,11 @@ fn hostile_bytes_through_the_table_get_clear_errors_and_the_plugin_serves_on() {
         "the input of probe.ping (version 1) does not fit",
     );
     expect(
+        "service_wrong_shape",
+        HostErrorCode::BAD_REQUEST,
+        "another shape than airlock_contract_probe::PingInput",
+    );
+    expect(
         "service_unknown_encoding",
         HostErrorCode::BAD_REQUEST,
         "unknown encoding 7",
