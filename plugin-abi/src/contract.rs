@@ -60,7 +60,8 @@
 //! Encoding::JSON;` in the `impl`, or `(version 1, json)` in [`service!`](crate::service!).
 //! postcard is not self-describing, so a type that decodes by looking at what it reads —
 //! `serde_json::Value`, `#[serde(untagged)]` or `#[serde(flatten)]` types, internally tagged
-//! enums — needs JSON; using postcard with one fails with a message saying to declare the
+//! enums — and one that skips fields when it serializes (`skip_serializing_if`) need JSON;
+//! using postcard with one fails with a message saying to declare the
 //! operation `json`. postcard writes no field names either, so each postcard request and
 //! answer carries the shape of its value (field and variant names, the kind of each scalar,
 //! hashed), which the receiver compares with the shape of what it read: a type changed without

@@ -137,11 +137,19 @@ extern "C" fn fns_log(
     if filtered_by_level(level) {
         match liveness(token) {
             Liveness::Open => return HostErrorCode::OK,
-            Liveness::Revoked => return failed(out, &revoked_error()),
+            Liveness::Revoked => return revoked_into(out),
             Liveness::Observed => {}
         }
     }
     log_served(token, level, message, out)
+}
+
+/// Leaves the revoked context's message in `out`: out of line, so that the filtered log line's
+/// path keeps no frame.
+#[cold]
+#[inline(never)]
+fn revoked_into(out: &mut RVec<u8>) -> HostErrorCode {
+    failed(out, &revoked_error())
 }
 
 /// Whether no subscriber takes lines at `level` anywhere: the global maximum level, one load

@@ -47,7 +47,9 @@ fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
         return Err(format!(
             "the plugin's value has another shape than {} (a field, a variant or a kind of \
              number differs; postcard); the plugin was probably built against another version \
-             of the interface crate, whose types changed without a version bump",
+             of the interface crate, whose types changed without a version bump (or the type \
+             skips fields when it serializes, `skip_serializing_if`, which postcard cannot \
+             carry: declare the operation `json`)",
             std::any::type_name::<T>()
         ));
     }

@@ -231,7 +231,9 @@ pub(super) fn service<O: crate::contract::Operation>(
                         "{} does not fit this plugin's contract: the host's answer has another \
                          shape than {} (a field, a variant or a kind of number differs); the \
                          plugin was probably built against another version of the interface \
-                         crate, whose types changed without a version bump",
+                         crate, whose types changed without a version bump (or the type skips \
+                         fields when it serializes, which postcard cannot carry: declare the \
+                         operation `json`)",
                         what(),
                         std::any::type_name::<O::Output>()
                     )));
