@@ -4,9 +4,10 @@
 //! the answer, or the error's message, appended to a buffer the plugin owns. Nothing is
 //! returned in memory.
 //!
-//! A log line the level filter drops is answered from two loads of the token's slot, before
-//! any entry is read or published: it does nothing, so it needs only to know that the context
-//! is still open (and not observed by the test harness, which is shown every line).
+//! A log line below every subscriber's level (the global level filter) is answered from two
+//! loads of the token's slot, before any entry is read or published, and is not counted as a
+//! host call: it does nothing, so it needs only to know that the context is still open (and
+//! not observed by the test harness, which is shown every line).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
