@@ -132,4 +132,25 @@ mod tests {
         );
         assert_eq!(out, b"no");
     }
+
+    #[test]
+    fn a_worker_is_not_handed_the_hosts_function_table() {
+        // The addresses would be this process's: a worker's plugin keeps the frozen slots,
+        // even if what speaks for the worker asks anyway.
+        let token = ContextToken {
+            slot: u32::MAX,
+            generation: 1,
+        };
+        let request = FromWorker::Request {
+            service: b"context".to_vec(),
+            operation: b"functions".to_vec(),
+            payload: Vec::new(),
+        };
+        let refused = serve(Some(token), request).expect_err("refused");
+        assert_eq!(refused.code, HostErrorCode::UNSUPPORTED);
+        assert!(refused
+            .message
+            .as_str()
+            .contains("not handed to another process"));
+    }
 }
