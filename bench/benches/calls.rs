@@ -317,10 +317,14 @@ fn callbacks_in_two_threads(host: &Host) -> Value {
     let mut mean = serde_json::Map::new();
     for key in [
         "checked_ns",
+        "checked_frozen_ns",
         "raw_ns",
         "signature_ns",
         "service_ns",
+        "service_frozen_ns",
         "kv_ns",
+        "kv_frozen_ns",
+        "map_get_ns",
     ] {
         let values: Vec<f64> = both.iter().filter_map(|f| f[key].as_f64()).collect();
         if values.len() == both.len() {

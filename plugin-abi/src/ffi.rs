@@ -245,6 +245,8 @@ impl std::fmt::Debug for HostContext {
 pub struct HostErrorCode(pub u32);
 
 impl HostErrorCode {
+    /// Success: only the functions of [`crate::abi::HostFns`] return it, never a [`HostError`].
+    pub const OK: Self = Self(0);
     /// The context was revoked (teardown, reload, disable) or the token is stale.
     pub const REVOKED: Self = Self(1);
     /// The plugin was not granted the capability; an audit record was written.
@@ -260,8 +262,7 @@ impl HostErrorCode {
     /// The host's policy refused the request although the capability covers it: a scheme, an
     /// address or a limit (the message says which). One audit record was written.
     pub const REFUSED: Self = Self(7);
-    /// The host tried and the outside world failed: a connection, a timeout, a response over
-    /// its size limit (the message says which).
+    /// The host tried and the outside world failed (a connection, a timeout, a size limit).
     pub const UNREACHABLE: Self = Self(8);
     /// The first of the codes for a failed call to another plugin, one per
     /// [`CallErrorCode`]: see [`HostErrorCode::call_failed`].

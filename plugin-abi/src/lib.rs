@@ -41,11 +41,13 @@ mod error;
 #[allow(unsafe_code)]
 mod export;
 mod ffi;
+mod host_fns;
 pub mod manifest;
 mod plugin;
 mod registry;
 mod resource_block;
 pub mod route;
+mod shape;
 mod version;
 pub mod wire;
 
@@ -76,6 +78,7 @@ pub mod abi {
         HostVtableRef, InstanceHandle, Invocation, InvocationKind, LogLevel, PluginError,
         PluginModule, PluginModuleRef, LIB_HEADER_SYMBOL,
     };
+    pub use crate::host_fns::{Encoding, HostFns, RawRequest, RawScope, ServiceCall};
     pub use crate::resource_block::{
         ResourceBlock, ResourceBlockError, ResourceEntry, ResourceInput, MAX_RESOURCE_BLOCK_LEN,
         RESOURCE_BLOB_FILE, RESOURCE_DIGEST_FILE, RESOURCE_HEADER_VERSION, RESOURCE_MAGIC,

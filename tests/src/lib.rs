@@ -273,12 +273,15 @@ pub fn worker() -> PathBuf {
 
 /// Offers the `probe` service of the test interface crate (`airlock-contract-probe`), as every
 /// test host does: `ping` answers who called and with what; `fail` answers a service error for
-/// `"error"` and panics for `"panic"`.
+/// `"error"` and panics for `"panic"`; `echo` (JSON) and `echo_binary` (postcard) answer their
+/// input.
 pub fn probe_services(builder: airlock::HostBuilder) -> airlock::HostBuilder {
-    use airlock_contract_probe::{Fail, Ping};
+    use airlock_contract_probe::{Echo, EchoBinary, Fail, Ping};
     builder
         .operation::<Ping>(probe_ping)
         .operation::<Fail>(probe_fail)
+        .operation::<Echo>(|_, value| Ok(value))
+        .operation::<EchoBinary>(|_, value| Ok(value))
 }
 
 /// The test hosts' `probe.ping`: who called, and with what.

@@ -26,6 +26,18 @@ pub(crate) fn current() -> CallerInfo {
         .unwrap_or(CallerInfo::Host { principal: None })
 }
 
+/// Whether the caller of the call this thread is serving is the host on behalf of no one (what
+/// [`current`] answers outside any call): read without a clone.
+pub(crate) fn is_host_alone() -> bool {
+    !read(|frames| {
+        frames
+            .iter()
+            .rev()
+            .find_map(|f| f.caller.as_ref())
+            .is_some_and(|c| *c != CallerInfo::Host { principal: None })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

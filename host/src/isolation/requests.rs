@@ -40,6 +40,12 @@ pub(super) fn serve(
         } => {
             let service = String::from_utf8_lossy(&service);
             let operation = String::from_utf8_lossy(&operation);
+            if airlock_abi::wire::Request::parse(&service, &operation)
+                == Some(airlock_abi::wire::Request::ContextFunctions)
+            {
+                // Addresses in this process mean nothing in the worker's.
+                return Err(crate::membrane::functions_refused());
+            }
             // Served on the thread of the call that is waiting for the worker, inside its span.
             let span = if trace::on() {
                 tracing::debug_span!(
@@ -125,5 +131,26 @@ mod tests {
             ErrorCode::DOMAIN
         );
         assert_eq!(out, b"no");
+    }
+
+    #[test]
+    fn a_worker_is_not_handed_the_hosts_function_table() {
+        // The addresses would be this process's: a worker's plugin keeps the frozen slots,
+        // even if what speaks for the worker asks anyway.
+        let token = ContextToken {
+            slot: u32::MAX,
+            generation: 1,
+        };
+        let request = FromWorker::Request {
+            service: b"context".to_vec(),
+            operation: b"functions".to_vec(),
+            payload: Vec::new(),
+        };
+        let refused = serve(Some(token), request).expect_err("refused");
+        assert_eq!(refused.code, HostErrorCode::UNSUPPORTED);
+        assert!(refused
+            .message
+            .as_str()
+            .contains("not handed to another process"));
     }
 }

@@ -19,9 +19,13 @@ use std::time::Duration;
 
 use airlock_abi::abi::ContextToken;
 use airlock_abi::manifest::{Capability, PluginId};
+use airlock_abi::wire::CallerInfo;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use crate::observe::tally::RequestCounts;
+use crate::services::kv::SealKeys;
+use crate::services::registry::Caller;
 use crate::services::HostServices;
 use crate::sync::hazard::{self, Guarded, SHARDS};
 
@@ -94,6 +98,14 @@ pub(crate) struct ContextEntry {
     /// Whether the host records what the plugin does ([`HostServices::observe`]): the
     /// authors' test harness; false otherwise, and then it costs one load per log line.
     pub observed: bool,
+    /// Who calls the program's service operations, when the plugin serves the host on behalf
+    /// of no one (most calls): built once, lent to every handler.
+    pub(crate) caller: Caller,
+    /// The plugin's key ring for sealed values, read from the policy at its first kv request.
+    pub(crate) kv_keys: OnceLock<Result<Option<SealKeys>, String>>,
+    /// Its key/value and stream requests, counted for the metrics in the calling thread's own
+    /// line; taken from the tally at its first such request.
+    pub(crate) request_counts: OnceLock<Arc<RequestCounts>>,
     revoked: AtomicBool,
     token_generation: u32,
 }
@@ -108,6 +120,11 @@ impl ContextEntry {
         handover: Option<Vec<u8>>,
     ) -> Self {
         let span = tracing::info_span!("plugin", id = %plugin, generation);
+        let caller = Caller {
+            plugin: plugin.to_string(),
+            generation,
+            on_behalf_of: CallerInfo::Host { principal: None },
+        };
         Self {
             plugin,
             generation,
@@ -121,6 +138,9 @@ impl ContextEntry {
             handover: Mutex::new(handover),
             http_streams: super::http::HttpStreams::default(),
             observed: false,
+            caller,
+            kv_keys: OnceLock::new(),
+            request_counts: OnceLock::new(),
             revoked: AtomicBool::new(false),
             token_generation: 0,
         }
@@ -148,6 +168,8 @@ impl std::fmt::Debug for ContextEntry {
 
 struct Slot {
     generation: AtomicU32,
+    /// Whether the occupant's context is `observed`: readable without reading the entry.
+    observed: AtomicBool,
     entry: Guarded<ContextEntry>,
 }
 
@@ -176,6 +198,7 @@ impl ContextTable {
             (0..CHUNK)
                 .map(|_| Slot {
                     generation: AtomicU32::new(0),
+                    observed: AtomicBool::new(false),
                     entry: Guarded::default(),
                 })
                 .collect()
@@ -207,6 +230,7 @@ pub(crate) fn open(mut entry: ContextEntry) -> ContextToken {
         .fetch_add(1, Ordering::AcqRel)
         .wrapping_add(1);
     entry.token_generation = generation;
+    slot.observed.store(entry.observed, Ordering::Release);
     drop(slot.entry.replace(Some(Arc::new(entry))));
     ContextToken {
         slot: index,
@@ -273,6 +297,37 @@ pub(crate) fn revoke_grants(
         tracing::warn!(plugin = %entry.plugin, "calls into the host were still in flight when a capability was revoked");
     }
     removed
+}
+
+/// What a plain look at a token's slot says, without reading (or publishing) its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Open, and not observed.
+    Open,
+    /// Open, and observed by the test harness.
+    Observed,
+    /// Revoked or stale: once [`revoke`] has returned, every look says so (it empties the slot
+    /// before it returns, and the slot gets a new generation before it is reused).
+    Revoked,
+}
+
+/// Whether `token`'s context is open, from two loads of its slot: what a host function that
+/// does nothing for an open context (a log line the level filter drops) needs to know.
+#[inline(always)]
+pub(crate) fn liveness(token: ContextToken) -> Liveness {
+    match TABLE.slot(token.slot) {
+        Some(slot)
+            if slot.generation.load(Ordering::Acquire) == token.generation
+                && slot.entry.is_some() =>
+        {
+            if slot.observed.load(Ordering::Relaxed) {
+                Liveness::Observed
+            } else {
+                Liveness::Open
+            }
+        }
+        _ => Liveness::Revoked,
+    }
 }
 
 /// Whether `token` names an open context.

@@ -46,29 +46,32 @@ fn kv_error(e: KvError) -> HostError {
 }
 
 /// Where a request works: its scope, checked, and the plugin's key ring if its values are
-/// sealed.
-struct Place {
+/// sealed (read once per context).
+struct Place<'r> {
     scope: Option<KvScope>,
-    keys: Option<SealKeys>,
+    keys: Option<&'r SealKeys>,
 }
 
-impl Place {
-    fn of(r: &dyn Requester, scope: Option<&wire::KvScope>) -> Result<Self, HostError> {
+impl<'r> Place<'r> {
+    fn of(r: &'r dyn Requester, scope: Option<&wire::KvScope>) -> Result<Self, HostError> {
+        Self::named(r, scope.map(|s| (s.kind.as_str(), s.id.as_str())))
+    }
+
+    fn named(r: &'r dyn Requester, scope: Option<(&str, &str)>) -> Result<Self, HostError> {
         let scope = scope
-            .map(|s| KvScope::new(&s.kind, &s.id))
+            .map(|(kind, id)| KvScope::new(kind, id))
             .transpose()
             .map_err(kv_error)?;
-        let keys = r
-            .host()
-            .kv_keys(r.plugin())
-            .map_err(|m| host_error(HostErrorCode::INTERNAL, "", &m))?;
-        Ok(Self { scope, keys })
+        Ok(Self {
+            scope,
+            keys: r.kv_keys()?,
+        })
     }
 
     fn space<'a>(&'a self, r: &'a dyn Requester) -> KvSpace<'a> {
         KvSpace::of(r.plugin())
             .scoped(self.scope.as_ref())
-            .sealed(self.keys.as_ref())
+            .sealed(self.keys)
     }
 }
 
@@ -77,6 +80,17 @@ fn get(r: &dyn Requester, req: wire::Key) -> Result<Bytes, HostError> {
     let place = Place::of(r, req.scope.as_ref())?;
     let value = store(r)?.get(place.space(r), &req.key).map_err(kv_error)?;
     Ok(Bytes(value.unwrap_or_else(|| b"null".to_vec())))
+}
+
+/// `kv get` through the host-function table: the key and the scope as checked text, no JSON
+/// request; the stored value (JSON), if set. The capability is checked by the caller.
+pub(super) fn get_raw(
+    r: &dyn Requester,
+    key: &str,
+    scope: Option<(&str, &str)>,
+) -> Result<Option<Vec<u8>>, HostError> {
+    let place = Place::named(r, scope)?;
+    store(r)?.get(place.space(r), key).map_err(kv_error)
 }
 
 /// `kv set`: `null` once the write is durable.

@@ -8,11 +8,14 @@
 //! ([`row`]); the embedding program's operations are rows it registers. The router looks the
 //! request up and hands it to the row.
 
+use std::borrow::Cow;
+
 use abi_stable::std_types::RString;
-use airlock_abi::abi::{ContextToken, HostError, HostErrorCode};
+use airlock_abi::abi::{ContextToken, Encoding, HostError, HostErrorCode};
 use airlock_abi::manifest::{covers, CapabilityKind, PluginId};
 
 use crate::membrane::context::ContextEntry;
+use crate::observe::tally::RequestCounts;
 use crate::services::audit::AuditOutcome;
 use crate::services::registry::{Caller, Failure, Registered, Registry, Requester, Route};
 
@@ -20,6 +23,7 @@ mod cancelled;
 pub(crate) mod context;
 mod emit;
 mod events;
+mod fns;
 mod http;
 mod kv;
 mod log;
@@ -40,6 +44,7 @@ pub use plugins::MAX_CALL_DEPTH;
 pub use vtable::host_vtable;
 
 use crate::services::HostServices;
+pub(crate) use fns::refused_to_workers as functions_refused;
 pub(crate) use vtable::host_context;
 
 /// Registers every built-in operation, one row per request of the protocol.
@@ -134,39 +139,134 @@ impl Requester for Requesting<'_> {
     fn take_handover(&self) -> Option<Vec<u8>> {
         self.entry.handover.lock().take()
     }
+
+    fn kv_keys(&self) -> Result<Option<&crate::services::kv::SealKeys>, HostError> {
+        self.entry
+            .kv_keys
+            .get_or_init(|| self.host.kv_keys(&self.entry.plugin))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|m| host_error(HostErrorCode::INTERNAL, "", m))
+    }
 }
 
 /// Serves a request for an operation of the embedding program's services
-/// ([`crate::services::registry`]): the capability `service:<service>.<operation>` must be granted (one
-/// audit record per miss), and the request's contract version must be the host's.
+/// ([`crate::services::registry`]) through the frozen `request` slot: JSON both ways. An
+/// operation's wire name (`name@version`) is split where the router found it.
 fn operation_request(
     requester: &Requesting<'_>,
     service: &str,
     (name, version, registered): (&str, u32, &Registered),
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
-    let unsupported = |message: String| host_error(HostErrorCode::UNSUPPORTED, "", &message);
-    requester.require(CapabilityKind::Service, Some(&format!("{service}.{name}")))?;
+    let mut out = Vec::new();
+    let call = Offered {
+        service,
+        name,
+        version,
+        encoding: Encoding::JSON,
+        shape: 0,
+    };
+    operation_into(requester, &call, registered, payload, &mut out)?;
+    Ok(out)
+}
+
+/// One call of an operation the program offers, as named by the plugin.
+struct Offered<'a> {
+    service: &'a str,
+    name: &'a str,
+    version: u32,
+    encoding: Encoding,
+    /// The shape of a postcard input's value (0 for JSON).
+    shape: u64,
+}
+
+/// Serves an operation of the program's services: the capability `service:<service>.<name>`
+/// must be granted (one audit record per miss), and the request's contract version must be the
+/// host's. The answer, in the request's encoding, is appended to `out`. The handler is lent the
+/// context's own [`Caller`] when the plugin serves the host on behalf of no one (no
+/// allocation), and a caller built for the call otherwise.
+fn operation_into(
+    requester: &Requesting<'_>,
+    call: &Offered<'_>,
+    registered: &Registered,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), HostError> {
+    let Offered {
+        service,
+        name,
+        version,
+        encoding,
+        shape,
+    } = *call;
+    let mut buffer = [0u8; 132];
+    requester.require(
+        CapabilityKind::Service,
+        Some(&service_scope(&mut buffer, service, name)),
+    )?;
     if version != registered.version {
-        return Err(unsupported(format!(
-            "{service}.{name}: the plugin was built against version {version} of the operation's \
-             contract, this host offers version {}; build the plugin against the host's \
-             interface crate",
-            registered.version
-        )));
+        return Err(host_error(
+            HostErrorCode::UNSUPPORTED,
+            "",
+            &format!(
+                "{service}.{name}: the plugin was built against version {version} of the \
+                 operation's contract, this host offers version {}; build the plugin against \
+                 the host's interface crate",
+                registered.version
+            ),
+        ));
     }
-    let caller = Caller {
-        plugin: requester.entry.plugin.to_string(),
-        generation: requester.entry.generation,
-        on_behalf_of: crate::frame::caller::current(),
+    let owned;
+    let caller = if crate::frame::caller::is_host_alone() {
+        &requester.entry.caller
+    } else {
+        owned = Caller {
+            plugin: requester.entry.plugin.to_string(),
+            generation: requester.entry.generation,
+            on_behalf_of: crate::frame::caller::current(),
+        };
+        &owned
     };
     registered
-        .call(&caller, payload)
+        .call_into(caller, (encoding, shape), input, out)
         .map_err(|failure| match failure {
             Failure::BadInput(m) => bad_request(m),
             Failure::Service(m) => host_error(HostErrorCode::SERVICE_FAILED, "", &m),
             Failure::Internal(m) => host_error(HostErrorCode::INTERNAL, "", &m),
         })
+}
+
+/// `<service>.<name>`, the scope of an operation's capability, written into `buffer` (no
+/// allocation; both names are at most 64 bytes, which the registry holds its names to).
+fn service_scope<'b>(buffer: &'b mut [u8; 132], service: &str, name: &str) -> Cow<'b, str> {
+    let (s, n) = (service.len(), name.len());
+    if s + 1 + n > buffer.len() {
+        return Cow::Owned(format!("{service}.{name}"));
+    }
+    buffer[..s].copy_from_slice(service.as_bytes());
+    buffer[s] = b'.';
+    buffer[s + 1..s + 1 + n].copy_from_slice(name.as_bytes());
+    match std::str::from_utf8(&buffer[..s + 1 + n]) {
+        Ok(scope) => Cow::Borrowed(scope),
+        Err(_) => Cow::Owned(format!("{service}.{name}")),
+    }
+}
+
+/// The host's services behind a context, or `Revoked` when the host has shut down.
+fn services(entry: &ContextEntry) -> Result<&dyn HostServices, HostError> {
+    entry
+        .host
+        .as_deref()
+        .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))
+}
+
+/// Counts a key/value or stream request for the metrics, in the calling thread's own line.
+fn count_request(entry: &ContextEntry, host: &dyn HostServices, index: usize) {
+    entry
+        .request_counts
+        .get_or_init(|| host.tally().request_counts(entry.plugin.as_str()))
+        .add(crate::sync::hazard::this_thread(), index);
 }
 
 /// Serves one request of the plugin behind `token`: the router. Every operation is a row of the
@@ -180,17 +280,15 @@ pub(crate) fn request(
     operation: &str,
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError> {
-    let host = entry
-        .host
-        .as_deref()
-        .ok_or_else(|| host_error(HostErrorCode::REVOKED, "", "the host has shut down"))?;
+    let host = services(entry)?;
     let requester = Requesting { token, entry, host };
     let route = host.registry().route(service, operation);
-    // Counted for the metrics: key/value reads and writes, and stream chunks, under the
-    // tally's lock, which these requests' own work dwarfs; other requests are not counted.
+    // Counted for the metrics: key/value reads and writes, and stream chunks, each in the
+    // calling thread's own line; other requests are not counted.
     if route.is_some() && matches!(service, "kv" | "stream") {
-        host.tally()
-            .request(entry.plugin.as_str(), service, operation);
+        if let Some(index) = RequestCounts::index(service, operation) {
+            count_request(entry, host, index);
+        }
     }
     match route {
         Some(Route::BuiltIn(row)) => row.serve(&requester, payload),

@@ -16,7 +16,7 @@ use crate::services::Observed;
 use crate::sync::hazard::this_thread;
 
 #[cold]
-fn revoked_error() -> HostError {
+pub(super) fn revoked_error() -> HostError {
     host_error(
         HostErrorCode::REVOKED,
         "",
@@ -58,7 +58,7 @@ fn serve<T>(
 
 /// Drops a panic payload without letting a panicking destructor unwind into the plugin: a
 /// payload that panics on drop is leaked, and so is that second payload.
-fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+pub(super) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(again);
     }
@@ -67,7 +67,12 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
 /// A string the plugin passed, checked: the plugin's side promises UTF-8, but a `&str` over
 /// other bytes would be undefined behaviour, so nothing here trusts it.
 fn text<'a>(what: &str, s: &RStr<'a>) -> Result<&'a str, HostError> {
-    std::str::from_utf8(s.as_rslice().as_slice()).map_err(|_| {
+    utf8(what, s.as_rslice().as_slice())
+}
+
+/// Bytes the plugin passed as a string, checked (see [`text`]).
+pub(super) fn utf8<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, HostError> {
+    std::str::from_utf8(bytes).map_err(|_| {
         host_error(
             HostErrorCode::BAD_REQUEST,
             "",
@@ -82,38 +87,49 @@ extern "C" fn host_log(
     message: RStr<'_>,
 ) -> RResult<(), HostError> {
     serve(token, |entry| {
-        if entry.observed {
-            observe(
-                entry,
-                Observed::Log {
-                    level,
-                    message: String::from_utf8_lossy(message.as_rslice().as_slice()).into_owned(),
-                },
-            );
-        }
-        let enabled = match level {
-            LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
-            LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
-            LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
-            LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
-            _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
-        };
-        if !enabled {
-            return Ok(());
-        }
-        let _span = entry.span.enter();
-        let message = String::from_utf8_lossy(message.as_rslice().as_slice());
-        // One line in the operator's log, whatever the plugin wrote.
-        let message = crate::services::printable::printable(&message);
-        match level {
-            LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
-            LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
-            LogLevel::INFO => tracing::info!(target: "airlock::plugin", "{message}"),
-            LogLevel::DEBUG => tracing::debug!(target: "airlock::plugin", "{message}"),
-            _ => tracing::trace!(target: "airlock::plugin", "{message}"),
-        }
+        write_line(entry, level, message.as_rslice().as_slice());
         Ok(())
     })
+}
+
+/// Whether the host's log takes lines at `level` from plugins.
+#[inline(always)]
+fn level_enabled(level: LogLevel) -> bool {
+    match level {
+        LogLevel::ERROR => tracing::enabled!(target: "airlock::plugin", tracing::Level::ERROR),
+        LogLevel::WARN => tracing::enabled!(target: "airlock::plugin", tracing::Level::WARN),
+        LogLevel::INFO => tracing::enabled!(target: "airlock::plugin", tracing::Level::INFO),
+        LogLevel::DEBUG => tracing::enabled!(target: "airlock::plugin", tracing::Level::DEBUG),
+        _ => tracing::enabled!(target: "airlock::plugin", tracing::Level::TRACE),
+    }
+}
+
+/// Writes the plugin's line in its span, if the level filter takes it, and shows it to the
+/// test harness when the context is observed.
+pub(super) fn write_line(entry: &ContextEntry, level: LogLevel, message: &[u8]) {
+    if entry.observed {
+        observe(
+            entry,
+            Observed::Log {
+                level,
+                message: String::from_utf8_lossy(message).into_owned(),
+            },
+        );
+    }
+    if !level_enabled(level) {
+        return;
+    }
+    let _span = entry.span.enter();
+    let message = String::from_utf8_lossy(message);
+    // One line in the operator's log, whatever the plugin wrote.
+    let message = crate::services::printable::printable(&message);
+    match level {
+        LogLevel::ERROR => tracing::error!(target: "airlock::plugin", "{message}"),
+        LogLevel::WARN => tracing::warn!(target: "airlock::plugin", "{message}"),
+        LogLevel::INFO => tracing::info!(target: "airlock::plugin", "{message}"),
+        LogLevel::DEBUG => tracing::debug!(target: "airlock::plugin", "{message}"),
+        _ => tracing::trace!(target: "airlock::plugin", "{message}"),
+    }
 }
 
 extern "C" fn host_config(token: ContextToken) -> RResult<RVec<u8>, HostError> {

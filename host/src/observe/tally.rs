@@ -1,7 +1,9 @@
 //! The host's own record of what its plugins did, for the metrics: what happens off the call
 //! path (outcomes other than an answer, faults, denials, reloads, restarts, waits at a serial
-//! gate, host requests, HTTP route requests) counted under one lock, and the call meters of
-//! every generation still alive. Kept by plugin id, across generations: a reload never sends a
+//! gate, HTTP route requests) counted under one lock; the plugins' key/value and stream requests,
+//! counted per thread ([`RequestCounts`]: many a call makes them, and a lock shared by every
+//! thread would stop two threads' requests scaling); and the call meters of every generation
+//! still alive. Kept by plugin id, across generations: a reload never sends a
 //! series back.
 //!
 //! **Every label value a plugin can choose is bounded**: past [`MAX_LABELS`] distinct values of
@@ -9,6 +11,7 @@
 //! grow the host's memory or the scrape without bound.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use parking_lot::Mutex;
 
 use super::meter::{CallMeter, Observed};
 use super::PluginMetrics;
+use crate::sync::hazard::{ThreadRecord, SHARDS};
 
 /// The most distinct values one plugin's label may take in one family (denied capabilities,
 /// host requests, routes); the rest are counted as [`OTHER`].
@@ -23,6 +27,71 @@ pub(crate) const MAX_LABELS: usize = 64;
 
 /// The label value counted for values past [`MAX_LABELS`].
 pub(crate) const OTHER: &str = "other";
+
+/// The requests counted per thread ([`RequestCounts`]): the key/value operations and stream
+/// chunks, by service and operation.
+pub(crate) const COUNTED_REQUESTS: [(&str, &str); 9] = [
+    ("kv", "get"),
+    ("kv", "set"),
+    ("kv", "delete"),
+    ("kv", "keys"),
+    ("kv", "entry"),
+    ("kv", "list"),
+    ("kv", "compare_and_set"),
+    ("kv", "write"),
+    ("stream", "emit"),
+];
+
+/// One thread's counts of a plugin's requests, on a pair of cache lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct RequestLine([AtomicU64; COUNTED_REQUESTS.len()]);
+
+/// A plugin's key/value and stream requests ([`COUNTED_REQUESTS`]), counted in the calling
+/// thread's own line (a plain load and store, no read-modify-write on a line another thread
+/// writes); threads past the shards add to a shared line atomically. Read by summing.
+#[derive(Default)]
+pub(crate) struct RequestCounts {
+    lines: [RequestLine; SHARDS],
+    shared: RequestLine,
+}
+
+impl RequestCounts {
+    /// The index in [`COUNTED_REQUESTS`] of `service`'s `operation`, if it is counted.
+    pub(crate) fn index(service: &str, operation: &str) -> Option<usize> {
+        COUNTED_REQUESTS
+            .iter()
+            .position(|(s, o)| *s == service && *o == operation)
+    }
+
+    /// Counts one request of kind `index` from the thread whose record is `record`.
+    #[inline]
+    pub(crate) fn add(&self, record: Option<&'static ThreadRecord>, index: usize) {
+        match record.map(ThreadRecord::index) {
+            // Only this thread writes this line while it holds its record.
+            Some(i) if i < SHARDS => {
+                let cell = &self.lines[i].0[index];
+                cell.store(
+                    cell.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Relaxed,
+                );
+            }
+            _ => {
+                self.shared.0[index].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn of(&self, index: usize) -> u64 {
+        self.lines
+            .iter()
+            .map(|l| l.0[index].load(Ordering::Relaxed))
+            .fold(
+                self.shared.0[index].load(Ordering::Relaxed),
+                u64::wrapping_add,
+            )
+    }
+}
 
 /// What the host counts of its plugins, by plugin id.
 #[derive(Default)]
@@ -48,10 +117,10 @@ struct PluginTally {
     reloads_refused: u64,
     restarts: u64,
     serial_waits: Observed,
-    /// Host requests by service, then operation.
-    requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// HTTP route requests by method, route and status.
     routes: BTreeMap<(String, String, u16), u64>,
+    /// Key/value and stream requests, counted per thread.
+    counted: Option<Arc<RequestCounts>>,
 }
 
 /// Adds one to `key`'s count in `map`, or to [`OTHER`]'s once the map holds [`MAX_LABELS`].
@@ -132,17 +201,14 @@ impl Tally {
         self.with(plugin, |t| t.serial_waits.observe(waited));
     }
 
-    /// A request the plugin made of the host (routed to one of its operations).
-    pub(crate) fn request(&self, plugin: &str, service: &str, operation: &str) {
+    /// Where `plugin`'s key/value and stream requests are counted: one set of lines per plugin,
+    /// across its generations, taken once per context.
+    pub(crate) fn request_counts(&self, plugin: &str) -> Arc<RequestCounts> {
+        let mut counts = None;
         self.with(plugin, |t| {
-            let known = t.requests.contains_key(service) || t.requests.len() < MAX_LABELS;
-            let service = if known { service } else { OTHER };
-            let operations = match t.requests.get_mut(service) {
-                Some(operations) => operations,
-                None => t.requests.entry(service.to_owned()).or_default(),
-            };
-            bump(operations, operation);
+            counts = Some(t.counted.get_or_insert_with(Default::default).clone());
         });
+        counts.unwrap_or_default()
     }
 
     /// A request to one of the plugin's HTTP routes, and the status it was answered.
@@ -174,6 +240,27 @@ impl Tally {
 }
 
 impl PluginTally {
+    /// Its key/value and stream requests, summed over the threads that counted them.
+    fn requests(&self) -> Vec<(String, String, u64)> {
+        let Some(counted) = &self.counted else {
+            return Vec::new();
+        };
+        let mut requests: Vec<(String, String, u64)> = COUNTED_REQUESTS
+            .iter()
+            .enumerate()
+            .map(|(i, (service, operation))| {
+                (
+                    (*service).to_owned(),
+                    (*operation).to_owned(),
+                    counted.of(i),
+                )
+            })
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
+        requests.sort();
+        requests
+    }
+
     /// Folds the meters no generation holds any more into the totals.
     fn fold_retired(&mut self) {
         for meter in std::mem::take(&mut self.meters) {
@@ -203,8 +290,8 @@ impl PluginTally {
             && self.reloads_refused == 0
             && self.restarts == 0
             && self.serial_waits.count == 0
-            && self.requests.is_empty()
             && self.routes.is_empty()
+            && self.counted.is_none()
     }
 
     fn read(&self, id: &str) -> PluginMetrics {
@@ -239,14 +326,7 @@ impl PluginTally {
             reloads_refused: self.reloads_refused,
             restarts: self.restarts,
             serial_waits: self.serial.then_some(self.serial_waits),
-            requests: self
-                .requests
-                .iter()
-                .flat_map(|(service, ops)| {
-                    ops.iter()
-                        .map(move |(op, n)| (service.clone(), op.clone(), *n))
-                })
-                .collect(),
+            requests: self.requests(),
             routes: self
                 .routes
                 .iter()
@@ -310,11 +390,40 @@ mod tests {
     }
 
     #[test]
+    fn requests_counted_on_several_threads_are_all_read() {
+        let tally = Tally::default();
+        let counts = tally.request_counts("p");
+        let get = RequestCounts::index("kv", "get").expect("counted");
+        let emit = RequestCounts::index("stream", "emit").expect("counted");
+        assert_eq!(RequestCounts::index("events", "publish"), None);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    let record = crate::sync::hazard::this_thread();
+                    for _ in 0..1000 {
+                        counts.add(record, get);
+                    }
+                    counts.add(None, emit);
+                });
+            }
+        });
+        // Another context of the same plugin counts into the same lines.
+        tally.request_counts("p").add(None, get);
+        let requests = &tally.read()[0].requests;
+        assert_eq!(
+            requests,
+            &vec![
+                ("kv".to_owned(), "get".to_owned(), 3001),
+                ("stream".to_owned(), "emit".to_owned(), 3),
+            ]
+        );
+    }
+
+    #[test]
     fn labels_a_plugin_chooses_are_bounded() {
         let tally = Tally::default();
         for i in 0..MAX_LABELS + 10 {
             tally.denial("p", &format!("kv:{i}"));
-            tally.request("p", &format!("s{i}"), "op");
             tally.route("p", "GET", &format!("/r{i}"), 200);
         }
         let p = &tally.read()[0];
@@ -323,7 +432,6 @@ mod tests {
             p.denials.iter().find(|(c, _)| c == OTHER).map(|(_, n)| *n),
             Some(10)
         );
-        assert_eq!(p.requests.len(), MAX_LABELS + 1);
         assert_eq!(p.routes.len(), MAX_LABELS + 1);
         for status in 100..600 {
             tally.route("p", "GET", "/past-the-bound", status);

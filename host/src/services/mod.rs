@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod kv;
+pub(crate) mod offered;
 pub(crate) mod peers;
 pub(crate) mod pending;
 pub(crate) mod printable;

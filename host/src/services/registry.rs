@@ -12,12 +12,66 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use airlock_abi::abi::{ContextToken, HostError};
+use airlock_abi::abi::{ContextToken, Encoding, HostError};
 use airlock_abi::contract::{parse_wire_name, valid_name, Operation, Service};
 use airlock_abi::manifest::{CapabilityKind, PluginId};
 use airlock_abi::wire::Request;
 
+use crate::services::offered::{OfferedIndex, Offering};
 use crate::services::HostServices;
+
+/// `bytes` in `encoding` as a `T`. A type postcard cannot read (one that is not
+/// self-describing, like `serde_json::Value`) gets a message saying to declare the operation
+/// JSON.
+fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    encoding: Encoding,
+    shape: u64,
+    bytes: &[u8],
+) -> Result<T, String> {
+    let value = match encoding {
+        Encoding::JSON => serde_json::from_slice(bytes).map_err(|e| {
+            format!("{e}; the plugin was probably built against another version of the interface crate, whose types changed without a version bump")
+        }),
+        Encoding::POSTCARD => postcard::from_bytes(bytes).map_err(|e| match e {
+            postcard::Error::WontImplement => format!(
+                "postcard cannot read {} (a type that is not self-describing, such as \
+                 serde_json::Value, needs JSON): declare the operation `json` in its contract, \
+                 `(version N, json)`",
+                std::any::type_name::<T>()
+            ),
+            e => format!("{e} (postcard); the plugin was probably built against another version of the interface crate, whose types changed without a version bump"),
+        }),
+        Encoding(other) => Err(format!("unknown encoding {other}")),
+    }?;
+    if encoding == Encoding::POSTCARD && airlock_abi::contract::shape_of(&value) != shape {
+        return Err(format!(
+            "the plugin's value has another shape than {} (a field, a variant or a kind of \
+             number differs; postcard); the plugin was probably built against another version \
+             of the interface crate, whose types changed without a version bump (or the type \
+             skips fields when it serializes, `skip_serializing_if`, which postcard cannot \
+             carry: declare the operation `json`)",
+            std::any::type_name::<T>()
+        ));
+    }
+    Ok(value)
+}
+
+/// `value` in `encoding`, appended to `out`.
+fn encode<T: serde::Serialize>(
+    encoding: Encoding,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match encoding {
+        Encoding::POSTCARD => {
+            out.extend_from_slice(&airlock_abi::contract::shape_of(value).to_le_bytes());
+            let taken = std::mem::take(out);
+            *out = postcard::to_extend(value, taken).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        _ => serde_json::to_writer(out, value).map_err(|e| e.to_string()),
+    }
+}
 
 /// Who is calling a service operation: the plugin and the generation of its instance, and on
 /// whose behalf it is serving the call it is in.
@@ -68,9 +122,11 @@ pub(crate) enum Failure {
     Internal(String),
 }
 
-type Handler = dyn Fn(&Caller, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+type Handler =
+    dyn Fn(&Caller, (Encoding, u64), &[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
 
 /// One registered operation.
+#[derive(Clone)]
 pub(crate) struct Registered {
     /// The contract's version.
     pub(crate) version: u32,
@@ -78,9 +134,16 @@ pub(crate) struct Registered {
 }
 
 impl Registered {
-    /// Runs the handler for `caller` with the request's JSON input.
-    pub(crate) fn call(&self, caller: &Caller, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        (self.handler)(caller, input)
+    /// Runs the handler for `caller` with `input` in `encoding` (postcard with its value's
+    /// `shape`), appending the answer, in the same encoding, to `out`.
+    pub(crate) fn call_into(
+        &self,
+        caller: &Caller,
+        wire: (Encoding, u64),
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        (self.handler)(caller, wire, input, out)
     }
 }
 
@@ -107,6 +170,9 @@ pub(crate) trait Requester {
     fn span(&self) -> &tracing::Span;
     /// The state its previous generation handed over, taken once.
     fn take_handover(&self) -> Option<Vec<u8>>;
+    /// Its key ring for sealed values (`None` when its values are stored as they are), read
+    /// from the policy once per context.
+    fn kv_keys(&self) -> Result<Option<&crate::services::kv::SealKeys>, HostError>;
 }
 
 /// One operation of the host's own services, defined by the membrane: the request it serves
@@ -148,6 +214,8 @@ enum Entry {
 #[derive(Default)]
 pub(crate) struct Registry {
     services: HashMap<String, HashMap<String, Entry>>,
+    /// The program's operations again, by their names as bytes: the table's one lookup.
+    offered: OfferedIndex,
     /// The first invalid registration, reported when the host is built.
     invalid: Option<String>,
 }
@@ -228,17 +296,19 @@ impl Registry {
                 "service {service:?} is one of the host's built-in services; pick another name"
             ));
         }
-        let handler = move |caller: &Caller, input: &[u8]| {
-            let input: O::Input = serde_json::from_slice(input).map_err(|e| {
+        let handler = move |caller: &Caller,
+                            (encoding, shape): (Encoding, u64),
+                            input: &[u8],
+                            out: &mut Vec<u8>| {
+            let input: O::Input = decode(encoding, shape, input).map_err(|e| {
                 Failure::BadInput(format!(
                     "the input of {service}.{operation} (version {}) does not fit the host's \
-                     contract: {e}; the plugin was probably built against another version of the \
-                     interface crate, whose types changed without a version bump",
+                     contract: {e}",
                     O::VERSION
                 ))
             })?;
             let output = handler(caller, input).map_err(|e| Failure::Service(e.0))?;
-            serde_json::to_vec(&output).map_err(|e| {
+            encode(encoding, &output, out).map_err(|e| {
                 Failure::Internal(format!(
                     "the answer of {service}.{operation} does not serialize: {e}"
                 ))
@@ -250,13 +320,16 @@ impl Registry {
                 "service operation {service}.{operation} is registered twice"
             ));
         }
-        operations.insert(
-            operation.to_owned(),
-            Entry::Offered(Registered {
-                version: O::VERSION,
-                handler: Arc::new(handler),
-            }),
-        );
+        let registered = Registered {
+            version: O::VERSION,
+            handler: Arc::new(handler),
+        };
+        operations.insert(operation.to_owned(), Entry::Offered(registered.clone()));
+        self.offered.insert(Offering {
+            service,
+            name: operation,
+            registered,
+        });
         Ok(())
     }
 
@@ -270,6 +343,14 @@ impl Registry {
             .flat_map(HashMap::values)
             .filter(|e| matches!(e, Entry::BuiltIn(_)))
             .count()
+    }
+
+    /// The operation `name` of the program's `service`, if it offers one, under the names it
+    /// registered: one lookup of the bytes the plugin passed, no parsing (what the
+    /// host-function table's `service` call asks).
+    #[inline]
+    pub(crate) fn offered(&self, service: &[u8], name: &[u8]) -> Option<&Offering> {
+        self.offered.get(service, name)
     }
 
     pub(crate) fn route<'r>(&'r self, service: &str, operation: &'r str) -> Option<Route<'r>> {

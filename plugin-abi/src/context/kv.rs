@@ -50,6 +50,13 @@ impl Kv<'_> {
     ///
     /// [`ContextError`] from the host, or `Decode` if the stored value does not fit `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContextError> {
+        if let Some(fns) = self.ctx.fns {
+            let scope = self
+                .scope
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.id.as_str()));
+            return super::fast::kv_get(fns, self.ctx.raw.token, key, scope);
+        }
         self.ctx.call_service(
             Request::KvGet,
             &wire::Key {

@@ -42,7 +42,11 @@ impl Context {
     /// # Errors
     ///
     /// [`ContextError::Revoked`] after teardown.
+    #[inline]
     pub fn log(&self, level: Level, message: &str) -> Result<(), ContextError> {
+        if let Some(fns) = self.fns {
+            return super::fast::log(fns, self.raw.token, level.code(), message);
+        }
         match (self.raw.vtable.log())(self.raw.token, level.code(), RStr::from_str(message)) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(e) => Err(e.into()),

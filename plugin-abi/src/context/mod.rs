@@ -6,6 +6,7 @@
 
 mod call;
 mod events;
+mod fast;
 mod http;
 mod http_stream;
 mod kv;
@@ -32,21 +33,44 @@ use serde::Serialize;
 
 use crate::error::ContextError;
 use crate::ffi::HostContext;
+use crate::host_fns::HostFns;
 use crate::plugin::Snapshot;
 use crate::wire::Request;
 
 /// The plugin's door back into the host: a token checked on every use, and revoked when the
 /// plugin is torn down. After revocation every method returns [`ContextError::Revoked`].
+///
+/// Calls go through the host's register-returning function table when the host hands one out
+/// (asked once per host, and checked with abi_stable's layout checker), and through the frozen
+/// slots of its vtable otherwise (an older host, an isolated plugin's worker): the answers are
+/// the same.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
     raw: HostContext,
+    fns: Option<&'static HostFns>,
 }
 
 impl Context {
     /// Wraps the raw context the host passed in. Used by `export_plugin!`.
     #[doc(hidden)]
     pub fn from_raw(raw: HostContext) -> Self {
-        Self { raw }
+        Self {
+            raw,
+            fns: crate::export::host_fns(raw),
+        }
+    }
+
+    /// The same context on the vtable's frozen slots only: for the benchmarks' comparison and
+    /// the tests of the fallback. Not public API.
+    #[doc(hidden)]
+    pub fn on_frozen_slots(self) -> Self {
+        Self { fns: None, ..self }
+    }
+
+    /// The host's function table this context calls through, if any. Not public API.
+    #[doc(hidden)]
+    pub fn host_fns(&self) -> Option<&'static HostFns> {
+        self.fns
     }
 
     /// The raw token and vtable.
@@ -94,6 +118,14 @@ impl Context {
         operation: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, ContextError> {
+        if let Some(fns) = self.fns {
+            return fast::request(
+                fns,
+                self.raw.token,
+                (service, operation, payload),
+                |bytes| Ok(bytes.to_vec()),
+            );
+        }
         match (self.raw.vtable.request())(
             self.raw.token,
             RStr::from_str(service),
@@ -119,6 +151,9 @@ impl Context {
         &self,
         input: &O::Input,
     ) -> Result<O::Output, ContextError> {
+        if let Some(fns) = self.fns {
+            return fast::service::<O>(fns, self.raw.token, input);
+        }
         let payload =
             serde_json::to_vec(input).map_err(|e| ContextError::BadRequest(e.to_string()))?;
         let operation = crate::contract::wire_name::<O>();
@@ -171,7 +206,16 @@ impl Context {
         request: Request,
         body: &impl Serialize,
     ) -> Result<R, ContextError> {
-        decode(&self.request(request.service(), request.operation(), &encode(body)?)?)
+        let body = encode(body)?;
+        match self.fns {
+            Some(fns) => fast::request(
+                fns,
+                self.raw.token,
+                (request.service(), request.operation(), &body),
+                decode,
+            ),
+            None => decode(&self.request(request.service(), request.operation(), &body)?),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `export_plugin!` and the generic glue it expands to, which built-in plugins ([`Builtin`],
 //! compiled into the host program) share. This module and the macro's expansion are the only
 //! places on the plugin side with `unsafe` code: turning the opaque instance handle back into
-//! the plugin's instance (`entry.rs`), and declaring the exported symbols (`export_plugin.rs`).
+//! the plugin's instance (`entry.rs`), declaring the exported symbols (`export_plugin.rs`), and
+//! turning the host's answer to `context functions` into its table once checked (`host_fns.rs`).
 //!
 //! Here: an instance's life (created for a manifest, its handlers matched to the declarations,
 //! torn down) and the guard that keeps every panic on this side of the boundary. Serving an
@@ -10,11 +11,13 @@
 mod builtin;
 mod entry;
 mod export_plugin;
+mod host_fns;
 mod idle;
 mod invoke;
 
 pub use self::builtin::{builtin_module, Builtin};
 pub use self::entry::{call_table_answer, destroy_entry, into_handle, invoke_entry, query_entry};
+pub(crate) use self::host_fns::host_fns;
 pub use self::idle::idle_vtable;
 pub use self::invoke::{invoke, query};
 

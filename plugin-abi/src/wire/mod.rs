@@ -117,6 +117,13 @@ pub enum Request {
     /// named by the key it answered pending with (`true`). No capability: a plugin reaches only
     /// its own entries.
     PendingResolve,
+    /// `context functions` (no body): where the host's register-returning function table is,
+    /// as two little-endian `u64` addresses: the host's `&'static HostFns` and the
+    /// `&'static TypeLayout` it was built with, which the plugin checks with abi_stable's layout
+    /// checker before it uses the table. No capability. A host that predates the table, or one
+    /// that cannot hand it out (an isolated plugin's worker), answers `unsupported`, and the
+    /// plugin keeps the vtable's frozen slots.
+    ContextFunctions,
 }
 
 /// The first byte of a [`Request::StreamEmit`] body whose chunk is JSON.
@@ -126,7 +133,7 @@ pub const CHUNK_BYTES: u8 = 1;
 
 impl Request {
     /// Every request, for tables and tests.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::KvGet,
         Self::KvSet,
         Self::KvDelete,
@@ -157,6 +164,7 @@ impl Request {
         Self::HooksRun,
         Self::HostShutdown,
         Self::PendingResolve,
+        Self::ContextFunctions,
     ];
 
     /// The service name on the wire.
@@ -182,7 +190,7 @@ impl Request {
             | Self::HttpStreamClose => "http",
             Self::LogWrite => "log",
             Self::Handover => "reload",
-            Self::ContextCaller | Self::ContextCancelled => "context",
+            Self::ContextCaller | Self::ContextCancelled | Self::ContextFunctions => "context",
             Self::StreamEmit => "stream",
             Self::PendingResolve => "pending",
         }
@@ -214,6 +222,7 @@ impl Request {
             Self::Handover => "handover",
             Self::ContextCaller => "caller",
             Self::ContextCancelled => "cancelled",
+            Self::ContextFunctions => "functions",
             Self::StreamEmit => "emit",
             Self::PluginsList => "list",
             Self::PluginsDispatch => "dispatch",

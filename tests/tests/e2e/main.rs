@@ -3,6 +3,7 @@
 
 mod breaker;
 mod builtin;
+mod callbacks;
 mod calls;
 mod cancel;
 mod claims;

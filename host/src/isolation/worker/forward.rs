@@ -101,6 +101,21 @@ extern "C" fn forward_request(
     payload: RSlice<'_, u8>,
 ) -> RResult<RVec<u8>, HostError> {
     contained(|| {
+        let functions = airlock_abi::wire::Request::ContextFunctions;
+        if service.as_rslice().as_slice() == functions.service().as_bytes()
+            && operation.as_rslice().as_slice() == functions.operation().as_bytes()
+        {
+            // The host's function table lives in the host's process: the plugin keeps the
+            // vtable's slots, which forward.
+            return Err(HostError {
+                code: HostErrorCode::UNSUPPORTED,
+                capability: RString::new(),
+                message: RString::from(
+                    "an isolated plugin keeps the vtable's slots: the host's function table \
+                     is not handed to another process",
+                ),
+            });
+        }
         forward(&FromWorker::Request {
             service: service.as_rslice().as_slice().to_vec(),
             operation: operation.as_rslice().as_slice().to_vec(),

@@ -18,5 +18,10 @@ airlock_abi::service! {
         /// Fails as the test host decides: its handler answers an error for `"error"`, and
         /// panics for `"panic"`.
         pub operation Fail = "fail" (version 1): String => ();
+        /// Answers its input: any JSON value, so the contract says JSON.
+        pub operation Echo = "echo" (version 1, json): serde_json::Value => serde_json::Value;
+        /// The same types left to the default encoding (postcard), which cannot read a
+        /// `serde_json::Value`: every call fails with a message saying to declare it JSON.
+        pub operation EchoBinary = "echo_binary" (version 1): serde_json::Value => serde_json::Value;
     }
 }
