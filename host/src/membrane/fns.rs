@@ -200,11 +200,7 @@ extern "C" fn fns_kv_get(
         let scope = scope
             .map(|s| Ok::<_, HostError>((utf8("scope kind", &s.kind)?, utf8("scope id", &s.id)?)))
             .transpose()?;
-        match super::kv::get_raw(&requester, key, scope)? {
-            Some(value) => out.extend_from_copy_slice(&value),
-            None => out.extend_from_copy_slice(b"null"),
-        }
-        Ok(())
+        super::kv::get_into(&requester, key, scope, out)
     })
 }
 

@@ -4,6 +4,7 @@
 //! name a scope, checked here before anything is read; a plugin whose values the policy seals
 //! has them sealed and opened by the store with its key ring, which never crosses to it.
 
+use abi_stable::std_types::RVec;
 use airlock_abi::abi::{HostError, HostErrorCode};
 use airlock_abi::manifest::CapabilityKind::Kv;
 use airlock_abi::wire::{self, Request};
@@ -84,13 +85,19 @@ fn get(r: &dyn Requester, req: wire::Key) -> Result<Bytes, HostError> {
 
 /// `kv get` through the host-function table: the key and the scope as checked text, no JSON
 /// request; the stored value (JSON), if set. The capability is checked by the caller.
-pub(super) fn get_raw(
+pub(super) fn get_into(
     r: &dyn Requester,
     key: &str,
     scope: Option<(&str, &str)>,
-) -> Result<Option<Vec<u8>>, HostError> {
+    out: &mut RVec<u8>,
+) -> Result<(), HostError> {
     let place = Place::named(r, scope)?;
-    store(r)?.get(place.space(r), key).map_err(kv_error)
+    // The value is copied once, from the store's read cache into the plugin's buffer.
+    store(r)?
+        .read_with(place.space(r), key, |value| {
+            out.extend_from_copy_slice(value.unwrap_or(b"null"));
+        })
+        .map_err(kv_error)
 }
 
 /// `kv set`: `null` once the write is durable.
