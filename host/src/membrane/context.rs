@@ -23,10 +23,10 @@ use airlock_abi::wire::CallerInfo;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::observe::tally::RequestCounts;
 use crate::services::kv::SealKeys;
 use crate::services::registry::Caller;
 use crate::services::HostServices;
+use crate::services::RequestCounts;
 use crate::sync::hazard::{self, Guarded, SHARDS};
 
 const CHUNK: usize = 256;

@@ -23,8 +23,8 @@ use airlock_abi::manifest::CapabilityKind;
 use super::context::{liveness, with_entry, ContextEntry, Liveness};
 use super::vtable::{drop_payload, revoked_error, utf8, write_line};
 use super::{count_request, host_error, operation_into, request, services, Offered, Requesting};
-use crate::observe::tally::RequestCounts;
 use crate::services::registry::Requester;
+use crate::services::RequestCounts;
 use crate::sync::hazard::this_thread;
 
 /// The table every in-process plugin that asks is given.

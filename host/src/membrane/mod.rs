@@ -15,9 +15,9 @@ use airlock_abi::abi::{ContextToken, Encoding, HostError, HostErrorCode};
 use airlock_abi::manifest::{covers, CapabilityKind, PluginId};
 
 use crate::membrane::context::ContextEntry;
-use crate::observe::tally::RequestCounts;
 use crate::services::audit::AuditOutcome;
 use crate::services::registry::{Caller, Failure, Registered, Registry, Requester, Route};
+use crate::services::RequestCounts;
 
 mod cancelled;
 pub(crate) mod context;

@@ -27,6 +27,9 @@ use crate::services::events::EventBus;
 use crate::services::registry::Registry;
 use crate::services::timers::TimerService;
 
+/// The per-thread request counts a context keeps, reached by the membrane through this seam.
+pub(crate) use crate::observe::tally::RequestCounts;
+
 /// What a plugin did that the authors' test harness shows its test (logs, publications).
 #[derive(Debug, Clone)]
 #[cfg_attr(
