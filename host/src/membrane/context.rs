@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use airlock_abi::abi::ContextToken;
-use airlock_abi::manifest::{Capability, PluginId};
+use airlock_abi::manifest::{Capability, CapabilityKind, PluginId};
 use airlock_abi::wire::CallerInfo;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -79,6 +79,9 @@ pub(crate) struct ContextEntry {
     pub generation: u64,
     pub config: ArcSwap<Vec<u8>>,
     pub grants: ArcSwap<Vec<Capability>>,
+    /// The kinds `grants` grants without a scope, one bit each ([`unscoped_bit`]): what a
+    /// request needing such a kind checks, with one load. Stored with `grants`, always after it.
+    unscoped: AtomicU32,
     pub span: tracing::Span,
     /// The services behind the membrane; `None` for a context no host serves (tests). Held,
     /// not counted per request: the runtime revokes every context it opened before it lets
@@ -129,6 +132,7 @@ impl ContextEntry {
             plugin,
             generation,
             config: ArcSwap::from_pointee(config),
+            unscoped: AtomicU32::new(unscoped_mask(&grants)),
             grants: ArcSwap::from_pointee(grants),
             span,
             host,
@@ -145,6 +149,41 @@ impl ContextEntry {
             token_generation: 0,
         }
     }
+}
+
+impl ContextEntry {
+    /// Whether `kind` is granted without a scope: one load, no match over the grants.
+    #[inline]
+    pub(crate) fn granted_unscoped(&self, kind: CapabilityKind) -> bool {
+        let bit = unscoped_bit(kind);
+        bit != 0 && self.unscoped.load(Ordering::Acquire) & bit != 0
+    }
+
+    /// Replaces the grants (the list, then the mask of kinds granted without a scope).
+    fn set_grants(&self, grants: Vec<Capability>) {
+        let mask = unscoped_mask(&grants);
+        self.grants.store(Arc::new(grants));
+        self.unscoped.store(mask, Ordering::Release);
+    }
+}
+
+/// The bit of a kind granted without a scope in [`ContextEntry`]'s mask; 0 for a kind that is
+/// always checked against the list.
+fn unscoped_bit(kind: CapabilityKind) -> u32 {
+    match kind {
+        CapabilityKind::Kv => 1,
+        CapabilityKind::Timers => 1 << 1,
+        CapabilityKind::HostControl => 1 << 2,
+        CapabilityKind::PluginsList => 1 << 3,
+        _ => 0,
+    }
+}
+
+fn unscoped_mask(grants: &[Capability]) -> u32 {
+    grants
+        .iter()
+        .filter(|g| g.scope().is_none())
+        .fold(0, |mask, g| mask | unscoped_bit(g.kind()))
 }
 
 impl ContextEntry {
@@ -289,7 +328,7 @@ pub(crate) fn revoke_grants(
     let current = entry.grants.load_full();
     let (removed, kept): (Vec<Capability>, Vec<Capability>) =
         current.iter().cloned().partition(|c| matches(c));
-    entry.grants.store(Arc::new(kept));
+    entry.set_grants(kept);
     let drained = TABLE
         .slot(token.slot)
         .is_none_or(|slot| slot.entry.wait_readers(&entry, DRAIN_DEADLINE));

@@ -97,6 +97,9 @@ impl Requester for Requesting<'_> {
 
     fn require(&self, kind: CapabilityKind, scope: Option<&str>) -> Result<(), HostError> {
         let entry = self.entry;
+        if scope.is_none() && entry.granted_unscoped(kind) {
+            return Ok(());
+        }
         if covers(&entry.grants.load(), kind, scope) {
             return Ok(());
         }
@@ -413,5 +416,38 @@ mod tests {
             });
         });
         assert!(!is_open(token));
+    }
+
+    #[test]
+    fn a_kind_granted_without_a_scope_is_checked_with_the_grants_it_was_stored_with() {
+        use airlock_abi::manifest::{Capability, CapabilityKind};
+        let grants = ["kv", "timers", "events.publish:x.*"]
+            .into_iter()
+            .map(|g| Capability::parse(g).expect("capability"))
+            .collect();
+        let token = open(ContextEntry::new(
+            PluginId::new("unit-mask").expect("id"),
+            1,
+            Vec::new(),
+            grants,
+            None,
+            None,
+        ));
+        let granted =
+            |kind| crate::membrane::context::entry(token).is_some_and(|e| e.granted_unscoped(kind));
+        assert!(granted(CapabilityKind::Kv));
+        assert!(granted(CapabilityKind::Timers));
+        // Scoped kinds are never taken from the mask: the list and the scope decide.
+        assert!(!granted(CapabilityKind::EventsPublish));
+        assert!(!granted(CapabilityKind::Secrets));
+        let removed =
+            crate::membrane::context::revoke_grants(token, |c| c.kind() == CapabilityKind::Kv);
+        assert_eq!(removed.len(), 1);
+        assert!(
+            !granted(CapabilityKind::Kv),
+            "revoked: the next check refuses"
+        );
+        assert!(granted(CapabilityKind::Timers), "the rest stays");
+        assert!(revoke(token, DRAIN_DEADLINE));
     }
 }
