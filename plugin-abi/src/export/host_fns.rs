@@ -1,12 +1,16 @@
 //! Finding the host's register-returning function table ([`HostFns`]) once per host vtable:
 //! the `context functions` request answers with its address and its type layout's, and the
-//! table is used only if abi_stable's layout checker finds that layout equal to this library's.
+//! table is used only if that layout describes the table this library knows: the same type of
+//! the same package, of the same size and alignment, with the same fields in the same order.
+//! The table is frozen (a changed table is a new request), so this shallow comparison is a
+//! guard against a host answering with something else, not a version check; abi_stable's full
+//! checker is not linked into every plugin for it (it is the host's, which checks the
+//! plugins' call tables: about 200 KiB of code a plugin no longer carries).
 //! Any other answer (an older host, an isolated plugin's worker, a context of the test
 //! harness's own, a layout of another shape) leaves the context on the vtable's frozen slots.
 
 use std::sync::{Mutex, PoisonError};
 
-use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
@@ -75,10 +79,35 @@ fn ask(raw: HostContext) -> (Option<&'static HostFns>, bool) {
     // only implementation; a vtable of another kind answers otherwise and is caught by the
     // checks above). It lives in the host binary, which is never unloaded.
     let theirs: &'static TypeLayout = unsafe { &*(layout as *const TypeLayout) };
-    if check_layout_compatibility(<HostFns as StableAbi>::LAYOUT, theirs).is_err() {
+    if !same_table(<HostFns as StableAbi>::LAYOUT, theirs) {
         return (None, true);
     }
     // SAFETY: as above, `table` is the address of the host's `&'static HostFns`, a type whose
-    // layout the checker just found equal to this library's.
+    // layout was just found to be this library's.
     (Some(unsafe { &*(table as *const HostFns) }), true)
+}
+
+/// Whether `theirs` describes the same table as `ours`: type and package names, size,
+/// alignment and the fields' names in order.
+fn same_table(ours: &TypeLayout, theirs: &TypeLayout) -> bool {
+    let fields = |layout: &TypeLayout| layout.mono_type_layout().field_names();
+    ours.name() == theirs.name()
+        && ours.package() == theirs.package()
+        && ours.size() == theirs.size()
+        && ours.alignment() == theirs.alignment()
+        && fields(ours).eq(fields(theirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::CallTable;
+
+    #[test]
+    fn only_the_same_table_passes() {
+        let ours = <HostFns as StableAbi>::LAYOUT;
+        assert!(same_table(ours, ours));
+        assert!(!same_table(ours, <CallTable as StableAbi>::LAYOUT));
+        assert!(!same_table(ours, <u64 as StableAbi>::LAYOUT));
+    }
 }
