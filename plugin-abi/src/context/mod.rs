@@ -41,7 +41,7 @@ use crate::wire::Request;
 /// plugin is torn down. After revocation every method returns [`ContextError::Revoked`].
 ///
 /// Calls go through the host's register-returning function table when the host hands one out
-/// (asked once per host, and checked with abi_stable's layout checker), and through the frozen
+/// (asked once per host, its layout compared with this library's), and through the frozen
 /// slots of its vtable otherwise (an older host, an isolated plugin's worker): the answers are
 /// the same.
 #[derive(Debug, Clone, Copy)]
