@@ -12,7 +12,9 @@ export AIRLOCK_BENCH_OUT="$PWD/bench/target/bench-callbacks.json"
 export AIRLOCK_BENCH_STARTUP_OUT="$PWD/bench/target/bench-startup.json"
 mkdir -p bench/target
 # The wasm peer (wasmtime) takes minutes to build the first time; it is only built here.
-(cd bench && cargo bench --features wasm --bench calls -- --warm-up-time 1 --measurement-time 3 && cargo bench --bench startup)
+# Criterion writes into the bench workspace's own target directory, which is where the figures
+# are read from below: a CARGO_TARGET_DIR of the caller's would send them elsewhere.
+(cd bench && unset CARGO_TARGET_DIR && cargo bench --features wasm --bench calls -- --warm-up-time 1 --measurement-time 3 && cargo bench --bench startup)
 
 python3 - <<'PY'
 import json, os, platform, datetime
