@@ -193,9 +193,7 @@ extern "C" fn fns_kv_get(
         let host = services(entry)?;
         let requester = Requesting { token, entry, host };
         requester.require(CapabilityKind::Kv, None)?;
-        if let Some(index) = RequestCounts::index("kv", "get") {
-            count_request(entry, host, index);
-        }
+        count_request(entry, host, RequestCounts::KV_GET);
         let key = utf8("key", key.as_slice())?;
         let scope = scope
             .map(|s| Ok::<_, HostError>((utf8("scope kind", &s.kind)?, utf8("scope id", &s.id)?)))

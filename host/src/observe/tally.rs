@@ -31,6 +31,7 @@ pub(crate) const OTHER: &str = "other";
 /// The requests counted per thread ([`RequestCounts`]): the key/value operations and stream
 /// chunks, by service and operation.
 pub(crate) const COUNTED_REQUESTS: [(&str, &str); 9] = [
+    // First: [`RequestCounts::KV_GET`].
     ("kv", "get"),
     ("kv", "set"),
     ("kv", "delete"),
@@ -57,6 +58,9 @@ pub(crate) struct RequestCounts {
 }
 
 impl RequestCounts {
+    /// The index of `kv get`, which the host-function table counts without looking it up.
+    pub(crate) const KV_GET: usize = 0;
+
     /// The index in [`COUNTED_REQUESTS`] of `service`'s `operation`, if it is counted.
     pub(crate) fn index(service: &str, operation: &str) -> Option<usize> {
         COUNTED_REQUESTS
@@ -394,6 +398,7 @@ mod tests {
         let tally = Tally::default();
         let counts = tally.request_counts("p");
         let get = RequestCounts::index("kv", "get").expect("counted");
+        assert_eq!(get, RequestCounts::KV_GET);
         let emit = RequestCounts::index("stream", "emit").expect("counted");
         assert_eq!(RequestCounts::index("events", "publish"), None);
         std::thread::scope(|s| {
