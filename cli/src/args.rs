@@ -170,11 +170,16 @@ pub(crate) enum Command {
         comment: Option<String>,
     },
     /// Check libraries as a host would and put them into a plugin directory, with their
-    /// signatures.
+    /// signatures: files, or one artifact (oci://REGISTRY/REPOSITORY[:TAG|@sha256:…] or
+    /// oci-layout:DIR[:TAG]), fetched by digest and pinned with its source.
     Install {
-        /// The library files.
+        /// The library files, or one artifact reference.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// With an artifact named without a tag: the highest tag that is a semver version
+        /// within this range (e.g. '^1.2').
+        #[arg(long, value_name = "RANGE")]
+        version: Option<String>,
         /// The plugin directory.
         #[arg(long, default_value = "plugins")]
         dir: PathBuf,
@@ -187,6 +192,59 @@ pub(crate) enum Command {
         /// Replace an installed file that holds the same plugin id.
         #[arg(long)]
         replace: bool,
+    },
+    /// Publish libraries to an OCI registry (or an image layout) as one artifact: FILE...
+    /// oci://REGISTRY/REPOSITORY:TAG. Several files, built for several targets, make an index
+    /// with one entry per target.
+    Publish {
+        /// The library files (each signed beforehand if it is to be: its .minisig travels with
+        /// it), then the reference to publish to.
+        #[arg(required = true, num_args = 2.., value_name = "FILE... REFERENCE")]
+        args: Vec<String>,
+        /// The operator's policy file (its [host] insecure_registries, its [trust]).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Copy an artifact (every platform of it) from a registry into an OCI image layout, each
+    /// byte verified, for `install oci-layout:DIR:TAG` on machines without network access.
+    Pull {
+        /// oci://REGISTRY/REPOSITORY[:TAG|@sha256:…]
+        reference: String,
+        /// The image layout's directory (created if missing).
+        dir: PathBuf,
+        /// The highest tag within this version range, instead of a tag.
+        #[arg(long, value_name = "RANGE")]
+        version: Option<String>,
+        /// The tag it gets in the layout (default: its tag in the registry).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The operator's policy file (its [host] insecure_registries).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// The plugins installed from artifacts whose source (a tag or a version range) points to
+    /// another digest now.
+    Outdated {
+        /// The operator's policy file (its [host] lock, its [host] insecure_registries).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
+    /// Install again, from their sources, the plugins `outdated` names (or these ones).
+    Update {
+        /// Only these plugins.
+        ids: Vec<String>,
+        /// The plugin directory.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The operator's policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The lock file (default: the policy's [host] lock).
+        #[arg(long)]
+        lock: Option<PathBuf>,
     },
     /// Remove an installed plugin (its library, its signature and its lock entry).
     Remove {

@@ -45,6 +45,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
         Command::Sign { file, key, comment } => distribute::sign(&file, &key, comment.as_deref()),
         Command::Install {
             files,
+            version,
             dir,
             policy,
             lock,
@@ -52,7 +53,60 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
         } => {
             let policy = read_policy(policy.as_deref())?;
             let lock = lock.or_else(|| policy.host().lock.clone());
-            distribute::install(&files, &dir, &policy, lock.as_deref(), replace)
+            let artifact = files.first().and_then(|f| f.to_str()).filter(|f| {
+                f.starts_with(airlock::fleet::reference::OCI_SCHEME)
+                    || f.starts_with(airlock::fleet::reference::LAYOUT_SCHEME)
+            });
+            match (artifact, files.len(), version) {
+                (Some(reference), 1, version) => distribute::install_artifact(
+                    reference,
+                    version.as_deref(),
+                    &dir,
+                    &policy,
+                    lock.as_deref(),
+                    replace,
+                ),
+                (Some(_), _, _) => Err("install one artifact at a time, without files beside it".into()),
+                (None, _, Some(_)) => Err("--version chooses among an artifact's tags: name one as oci://REGISTRY/REPOSITORY".into()),
+                (None, _, None) => distribute::install(&files, &dir, &policy, lock.as_deref(), replace),
+            }
+        }
+        Command::Publish { mut args, policy } => {
+            let policy = read_policy(policy.as_deref())?;
+            let to = args.pop().unwrap_or_default();
+            let files: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
+            distribute::publish(&files, &to, &policy)
+        }
+        Command::Pull {
+            reference,
+            dir,
+            version,
+            tag,
+            policy,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            distribute::pull(
+                &reference,
+                version.as_deref(),
+                &dir,
+                tag.as_deref(),
+                &policy,
+            )
+        }
+        Command::Outdated { policy, lock } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock_in_force(lock, &policy)?;
+            distribute::outdated(&lock, &policy)
+        }
+        Command::Update {
+            ids,
+            dir,
+            policy,
+            lock,
+        } => {
+            let policy = read_policy(policy.as_deref())?;
+            let lock = lock_in_force(lock, &policy)?;
+            distribute::update(&ids, &dir, &lock, &policy)
         }
         Command::Remove {
             id,
@@ -157,6 +211,15 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
 }
 
 /// The policy file's policy, or the default one.
+/// The lock `--lock` names, or the policy's `[host] lock`.
+fn lock_in_force(lock: Option<PathBuf>, policy: &Policy) -> Result<PathBuf> {
+    lock.or_else(|| policy.host().lock.clone()).ok_or_else(|| {
+        "no lock file: the sources of installed artifacts are pinned in one (--lock FILE, or \
+         [host] lock in the policy)"
+            .into()
+    })
+}
+
 pub(crate) fn read_policy(path: Option<&Path>) -> Result<Policy> {
     Ok(match path {
         Some(path) => Policy::from_file(path)?,
@@ -265,6 +328,11 @@ fn run_console(
     let host = airlock::nonblocking::AsyncHost::from(host);
     let report = host.load()?;
     eprint!("{}", report.to_table());
+    // The policy's `[[sources]]`: channels whose new builds are pulled, checked and loaded.
+    let _follower = host.follow(|outcome| println!("{outcome}"))?;
+    if _follower.sources() > 0 {
+        eprintln!("following {} source(s)", _follower.sources());
+    }
     let _watcher = match watch {
         Some(debounce) => {
             let watcher = host.watch(debounce, |outcome| println!("{outcome}"))?;

@@ -58,6 +58,7 @@ mod error;
 pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
+pub mod fleet;
 mod frame;
 mod isolation;
 mod library;

@@ -1,11 +1,13 @@
-//! Distributing plugins: the author's `airlock keygen` and `airlock sign` (minisign's format,
-//! with the reference `minisign` crate), and the operator's `airlock install`, `remove` and
-//! `list` over a plugin directory.
+//! Distributing plugins: the author's `airlock keygen`, `sign` (minisign's format, with the
+//! reference `minisign` crate) and `publish`, and the operator's `airlock install`, `remove`,
+//! `list`, `pull`, `outdated` and `update` over a plugin directory.
 
 mod install;
+mod oci;
 mod sign;
 
 pub(crate) use self::install::{install, list, remove};
+pub(crate) use self::oci::{install as install_artifact, outdated, publish, pull, update};
 pub(crate) use self::sign::{keygen, sign};
 
 use std::fs;
@@ -14,29 +16,10 @@ use std::path::Path;
 
 use crate::Result;
 
-/// Writes `bytes` to a hidden file beside `path`, syncs it, and renames it over `path` (then
-/// syncs the directory): a reader sees the old file or the whole new one.
+/// Writes `bytes` to a hidden file beside `path`, syncs it, and renames it over `path`: a
+/// reader sees the old file or the whole new one (as an install places a library).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}.part", std::process::id()));
-    {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        // Read-only: installed, replaced only by the next rename. A host running as the user
-        // who installed it may then load the library in place (ARCHITECTURE.md).
-        set_mode(&file, 0o555)?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(airlock::fleet::place(path, bytes)?)
 }
 
 /// Creates `path` with `bytes` and `mode`, refusing to overwrite.

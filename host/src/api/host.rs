@@ -316,6 +316,29 @@ impl Host {
         )
     }
 
+    /// Follows the policy's channels (`[[sources]]`): each source is polled at its interval;
+    /// when it points to a new digest, the build is fetched, verified by digest and checked as
+    /// a file would be, installed into the first plugin directory (pinned in the policy's lock
+    /// with its source and digest) and reloaded. A build refused at any step never replaces the
+    /// serving one. `on_outcome` is told what each look found; the audit log records every
+    /// build installed or refused. Following stops when the returned [`crate::fleet::Follower`]
+    /// is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Watch`] if the follower's thread cannot be started.
+    #[cfg(feature = "oci")]
+    pub fn follow(
+        &self,
+        on_outcome: impl Fn(&crate::fleet::SourceOutcome) + Send + 'static,
+    ) -> Result<crate::fleet::Follower, Error> {
+        crate::fleet::Follower::start(
+            Arc::downgrade(&self.shared),
+            self.shared.options.policy.sources().to_vec(),
+            on_outcome,
+        )
+    }
+
     /// Runs one plugin's handler of `hook` directly, whatever the hook's mode (for conformance
     /// checks like `airlock validate`), through the plugin's permissions as a dispatch would.
     ///

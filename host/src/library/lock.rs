@@ -31,6 +31,16 @@ pub struct LockEntry {
     pub version: String,
     /// The library's file name when it was pinned (informational).
     pub file: String,
+    /// The artifact it was installed from (`oci://REGISTRY/REPOSITORY:TAG`, or the repository
+    /// when `range` chose the tag): what `airlock outdated` and `update` compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The version range that chose the tag, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    /// The digest of the manifest the library came from (`sha256:…`), beside its BLAKE3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -171,6 +181,9 @@ mod tests {
             sha256: None,
             version: "0.1.0".to_owned(),
             file: "libhello.so".to_owned(),
+            source: None,
+            range: None,
+            digest: None,
         };
         Lock::new(&path, BTreeMap::from([(hello(), entry.clone())]))
             .write()

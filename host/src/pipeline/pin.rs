@@ -8,7 +8,8 @@ use crate::error::Error;
 use crate::library::lock::Lock;
 
 /// Pins what passes stages 1–3 (ignoring any lock already in force): the lock `airlock lock`
-/// writes to `output`. Refused files are in the report and not pinned.
+/// writes to `output`. Refused files are in the report and not pinned. An entry of the lock
+/// already at `output` with the same bytes keeps the artifact it was installed from.
 ///
 /// # Errors
 ///
@@ -18,6 +19,7 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
         lock: None,
         ..options.clone()
     };
+    let before = Lock::from_file(output).ok();
     let mut entries = std::collections::BTreeMap::new();
     let mut report = LoadReport::default();
     for checked in check(&options)? {
@@ -33,6 +35,10 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
                     &c.file,
                     format!("pinned blake3 {}", c.file.blake3),
                 ));
+                let origin = before
+                    .as_ref()
+                    .and_then(|l| l.get(&c.file.manifest.id))
+                    .filter(|e| e.blake3.as_deref() == Some(c.file.blake3.as_str()));
                 entries.insert(
                     c.file.manifest.id.clone(),
                     crate::library::lock::LockEntry {
@@ -40,6 +46,9 @@ pub fn pin(options: &PipelineOptions, output: &Path) -> Result<(Lock, LoadReport
                         sha256: None,
                         version: c.file.manifest.version.to_string(),
                         file: file_name,
+                        source: origin.and_then(|e| e.source.clone()),
+                        range: origin.and_then(|e| e.range.clone()),
+                        digest: origin.and_then(|e| e.digest.clone()),
                     },
                 );
             }

@@ -5,6 +5,7 @@
 pub(crate) mod permission;
 pub(crate) mod retry;
 pub(crate) mod routines;
+pub(crate) mod sources;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use permission::{
 pub use retry::{RetryPolicy, DEFAULT_RETRY};
 pub use routines::{Routine, MAX_ROUTINES};
 pub use secret::Unreadable;
+pub use sources::{Channel, Source, DEFAULT_SOURCE_INTERVAL, MAX_SOURCES};
 pub use trust::SignaturePolicy;
 
 /// The shutdown deadline used when the policy sets none.
@@ -133,6 +135,9 @@ pub struct HostSettings {
     /// Load every library from a sealed copy (`always_seal = true`), even one that only root
     /// and the host's own user can change, which is otherwise loaded in place.
     pub always_seal: bool,
+    /// Registries (`HOST` or `HOST:PORT`) spoken to over plain HTTP (`insecure_registries`);
+    /// a registry on a loopback address always is, every other one over TLS.
+    pub insecure_registries: Vec<String>,
     /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
     /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
     pub tls_roots: Vec<PathBuf>,
@@ -216,6 +221,8 @@ pub struct Policy {
     health_interval: Duration,
     /// `[[routines]]`: events that call actions.
     routines: Vec<Routine>,
+    /// `[[sources]]`: the channels the host follows.
+    sources: Vec<Source>,
     /// The line each plugin's grants are written on (TOML), in order.
     grant_lines: BTreeMap<PluginId, Vec<usize>>,
 }
@@ -262,6 +269,7 @@ impl Default for Policy {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             plugins: BTreeMap::new(),
             routines: Vec::new(),
+            sources: Vec::new(),
             grant_lines: BTreeMap::new(),
         }
     }
@@ -354,6 +362,16 @@ impl Policy {
     /// The routines (`[[routines]]`): which published events call which actions.
     pub fn routines(&self) -> &[Routine] {
         &self.routines
+    }
+
+    /// The channels the host follows (`[[sources]]`), see `Host::follow`.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// Adds a source to follow (for programs that build their policy in code).
+    pub fn add_source(&mut self, source: Source) {
+        self.sources.push(source);
     }
 
     /// Adds a routine (for programs that build their policy in code).

@@ -34,6 +34,8 @@ struct RawPolicy {
     trust: BTreeMap<String, String>,
     #[serde(default)]
     routines: Vec<super::routines::RawRoutine>,
+    #[serde(default)]
+    sources: Vec<super::sources::RawSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +59,8 @@ struct RawHost {
     pending_ttl_secs: Option<u64>,
     #[serde(default)]
     always_seal: bool,
+    #[serde(default)]
+    insecure_registries: Vec<String>,
 }
 
 /// Declares `RawSettings`, the settings `[defaults]` and `[plugins.<id>]` both take, once; and
@@ -209,6 +213,7 @@ impl Policy {
             policy.plugins.insert(plugin_id, plugin);
         }
         policy.routines = super::routines::routines(raw.routines)?;
+        policy.sources = super::sources::sources(raw.sources)?;
         Ok(policy)
     }
 
@@ -374,6 +379,7 @@ fn host_settings(raw: RawHost) -> Result<HostSettings, String> {
         tls_roots: raw.tls_roots,
         pending_ttl: pending_ttl(raw.pending_ttl_secs)?,
         always_seal: raw.always_seal,
+        insecure_registries: raw.insecure_registries,
     })
 }
 

@@ -455,7 +455,7 @@ fn every_action_is_audited_as_the_web_console_and_the_approved_call_answers() {
             .find(|r| r["outcome"] == outcome)
             .unwrap_or_else(|| panic!("no {outcome} record in {records:?}"));
         assert_eq!(record["caller"], web, "{record}");
-        assert_eq!(record["schema"], 9);
+        assert_eq!(record["schema"], 10);
     }
     let decided: Vec<&Value> = records
         .iter()

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// (deferred answers, and approvals that waited past the bound), `breaker_opened`,
 /// `breaker_half_open` and `breaker_closed` (a dispatched action's circuit breaker); 9
 /// `config_changed`, and a `caller` on the operator's records (`revoked`, `disabled`, `enabled`,
-/// `config_changed`, `loaded`, `reload_refused`): the host program, as [`crate::Host::as_operator`].
-pub const AUDIT_SCHEMA: u32 = 9;
+/// `config_changed`, `loaded`, `reload_refused`): the host program, as [`crate::Host::as_operator`];
+/// 10 `source_installed` and `source_refused` (a host following a channel, `[[sources]]`).
+pub const AUDIT_SCHEMA: u32 = 10;
 /// What an audit record says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +83,12 @@ pub enum AuditOutcome {
     /// The operator changed a plugin's config ([`crate::Host::set_config`]): `detail` says
     /// whether it was applied live or the plugin re-created with it (never the config's values).
     ConfigChanged,
+    /// A new build from a source the host follows (`[[sources]]`) passed every check and was
+    /// placed and loaded (`capability` is the source, `detail` the digest and version).
+    SourceInstalled,
+    /// A build from a followed source was refused — by digest, by the checks a file gets, or at
+    /// load — and the serving build kept (`detail` says the digest and why).
+    SourceRefused,
 }
 
 impl AuditOutcome {

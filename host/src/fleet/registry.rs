@@ -1,0 +1,257 @@
+//! A repository in an OCI registry, through the ORAS project's client (`oci-client`), on a
+//! runtime of its own: callers are plain threads (the CLI, a host's follower).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use super::artifact::{Blob, Descriptor, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use super::store::{Bounded, Store};
+use super::{auth, FleetError, RegistryOptions, MAX_MANIFEST_SIZE};
+
+/// A repository in a registry.
+pub struct Registry {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    auth: RegistryAuth,
+    registry: String,
+    repository: String,
+}
+
+/// Whether `registry` (`HOST` or `HOST:PORT`) is a loopback address or `localhost`.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Registry {
+    /// A client of `registry`'s `repository`, with the credentials the Docker/OCI config file
+    /// has for it.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::Registry`] if the credentials cannot be read or the runtime started.
+    pub fn connect(
+        registry: &str,
+        repository: &str,
+        options: &RegistryOptions,
+    ) -> Result<Self, FleetError> {
+        let fail = |step: &str, message: String| FleetError::Registry {
+            reference: format!("oci://{registry}/{repository}"),
+            step: step.to_owned(),
+            message,
+        };
+        // The client's TLS is rustls on the provider the host uses everywhere (ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plain = is_loopback(registry) || options.insecure.iter().any(|r| r == registry);
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::HttpsExcept(vec![registry.to_owned()])
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            platform_resolver: None,
+            ..ClientConfig::default()
+        };
+        let auth = match auth::credentials(registry).map_err(|e| fail("credentials", e))? {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail("starting the client", e.to_string()))?;
+        Ok(Self {
+            client: Client::new(config),
+            runtime,
+            auth,
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+        })
+    }
+
+    fn reference(&self, tag_or_digest: &str) -> Reference {
+        if tag_or_digest.starts_with("sha256:") {
+            Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag_or_digest.to_owned(),
+            )
+        } else {
+            Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag_or_digest.to_owned(),
+            )
+        }
+    }
+
+    fn fail(&self, step: String, e: impl std::fmt::Display) -> FleetError {
+        FleetError::Registry {
+            reference: format!("oci://{}/{}", self.registry, self.repository),
+            step,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: i64::try_from(d.size).unwrap_or(i64::MAX),
+        urls: None,
+        annotations: None,
+        artifact_type: None,
+    }
+}
+
+impl Store for Registry {
+    fn manifest(&mut self, reference: &str) -> Result<Vec<u8>, FleetError> {
+        let image = self.reference(reference);
+        let (bytes, _) = self
+            .runtime
+            .block_on(self.client.pull_manifest_raw(
+                &image,
+                &self.auth,
+                &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
+            ))
+            .map_err(|e| self.fail(format!("fetching manifest {reference}"), e))?;
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(self.fail(
+                format!("fetching manifest {reference}"),
+                format!(
+                    "{} bytes, over the {MAX_MANIFEST_SIZE} a manifest may have",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn blob(
+        &mut self,
+        descriptor: &Descriptor,
+        out: &mut dyn Write,
+        max: u64,
+    ) -> Result<(), FleetError> {
+        let step = || format!("fetching blob {}", descriptor.digest);
+        let image = self.reference(&descriptor.digest);
+        let layer = oci_descriptor(descriptor);
+        let mut out = Bounded { out, left: max };
+        self.runtime.block_on(async {
+            let mut stream = self
+                .client
+                .pull_blob_stream(&image, &layer)
+                .await
+                .map_err(|e| self.fail(step(), e))?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.fail(step(), e))?;
+                out.write_all(&chunk).map_err(|e| self.fail(step(), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tags(&mut self) -> Result<Vec<String>, FleetError> {
+        let image = self.reference("latest");
+        let mut tags = Vec::new();
+        // Pages of 1000, as the distribution spec allows a registry to cut them.
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .runtime
+                .block_on(
+                    self.client
+                        .list_tags(&image, &self.auth, Some(1000), last.as_deref()),
+                )
+                .map_err(|e| self.fail("listing tags".to_owned(), e))?;
+            let full = page.tags.len() >= 1000;
+            tags.extend(page.tags);
+            if !full || tags.len() > 100_000 {
+                return Ok(tags);
+            }
+        }
+    }
+
+    fn push_blob(&mut self, blob: &Blob) -> Result<(), FleetError> {
+        let image = self.reference("latest");
+        let digest = &blob.descriptor.digest;
+        let step = || format!("pushing blob {digest}");
+        self.runtime.block_on(async {
+            self.client
+                .store_auth_if_needed(&self.registry, &self.auth)
+                .await;
+            let there = self
+                .client
+                .blob_exists(&image, digest)
+                .await
+                .unwrap_or(false);
+            if !there {
+                self.client
+                    .push_blob(&image, blob.bytes.clone(), digest)
+                    .await
+                    .map_err(|e| self.fail(step(), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn push_manifest(&mut self, manifest: &Blob, tag: Option<&str>) -> Result<(), FleetError> {
+        let media_type = http::HeaderValue::from_str(&manifest.descriptor.media_type)
+            .map_err(|e| self.fail("pushing the manifest".to_owned(), e))?;
+        for name in std::iter::once(manifest.descriptor.digest.as_str()).chain(tag) {
+            let image = self.reference(name);
+            self.runtime
+                .block_on(async {
+                    self.client
+                        .store_auth_if_needed(&self.registry, &self.auth)
+                        .await;
+                    self.client
+                        .push_manifest_raw(&image, manifest.bytes.clone(), media_type.clone())
+                        .await
+                })
+                .map_err(|e| self.fail(format!("pushing the manifest as {name}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_are_loopback() {
+        for loopback in [
+            "127.0.0.1:5000",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:5000",
+            "127.9.9.9",
+        ] {
+            assert!(is_loopback(loopback), "{loopback}");
+        }
+        for remote in [
+            "ghcr.io",
+            "10.0.0.1:5000",
+            "localhost.evil.com",
+            "[::2]:5000",
+        ] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
+    }
+}
