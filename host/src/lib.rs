@@ -152,8 +152,8 @@ pub mod plugins {
     pub use crate::loader::retained;
     pub use crate::runtime::breaker::{BreakerInfo, BreakerState};
     pub use crate::runtime::outcome::{
-        CheckedConfig, ConfigApplied, PluginState, PluginStats, ReloadOutcome, TeardownOutcome,
-        TeardownRecord,
+        CheckedConfig, ConfigApplied, Origin, PluginState, PluginStats, ReloadOutcome,
+        TeardownOutcome, TeardownRecord,
     };
     pub use crate::runtime::supervisor::WATCHDOG_TICK;
     pub use crate::runtime::watch::{Watcher, DEFAULT_DEBOUNCE};

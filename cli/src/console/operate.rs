@@ -63,6 +63,11 @@ impl Console<'_> {
                     s.subscriptions,
                     s.timers,
                 ) + &breakers
+                    + &p
+                        .origin
+                        .as_ref()
+                        .map(|o| format!("; from {}@{}", o.source, o.digest))
+                        .unwrap_or_default()
             })
             .chain(std::iter::once(footer))
             .collect::<Vec<_>>()

@@ -47,6 +47,15 @@ pub(super) fn install_one(
 ) -> Result<bool> {
     let done = match install_file(file, dir, policy, lock, replace, origin) {
         Ok(done) => done,
+        // Fetched into a staging directory: the artifact names what was refused.
+        Err(FleetError::Refused(refusal)) if origin.is_some() => {
+            let origin = origin.map(|o| format!("{}@{}", o.source, o.digest)).unwrap_or_default();
+            println!(
+                "not installed: {origin}: refused ({}): {}",
+                refusal.reason, refusal.detail
+            );
+            return Ok(false);
+        }
         Err(e @ (FleetError::Refused(_) | FleetError::Conflict(_))) => {
             println!("not installed: {e}");
             return Ok(false);

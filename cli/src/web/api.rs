@@ -54,6 +54,7 @@ pub(super) fn summary(p: &PluginInfo) -> Value {
         "generation": p.generation,
         "isolation": isolation,
         "signature": p.signature.to_string(),
+        "origin": p.origin,
         "grants": p.grants,
         "counters": p.stats,
     })

@@ -164,16 +164,39 @@ impl Host {
 
     /// The loaded plugins, in load order.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        self.shared.table().iter().map(|p| self.info(p)).collect()
+        let lock = self.lock_now();
+        self.shared
+            .table()
+            .iter()
+            .map(|p| self.info(p, lock.as_ref()))
+            .collect()
     }
 
     /// One loaded plugin by id.
     pub fn plugin(&self, id: &str) -> Option<PluginInfo> {
-        self.shared.find(id).map(|p| self.info(&p))
+        let lock = self.lock_now();
+        self.shared.find(id).map(|p| self.info(&p, lock.as_ref()))
     }
 
-    pub(super) fn info(&self, p: &LoadedPlugin) -> PluginInfo {
+    /// The lock file in force as it is now (an install or a followed source rewrites it).
+    fn lock_now(&self) -> Option<crate::pipeline::Lock> {
+        let path = self.shared.options.lock.as_ref()?.path().to_owned();
+        crate::pipeline::Lock::from_file(&path).ok()
+    }
+
+    pub(super) fn info(&self, p: &LoadedPlugin, lock: Option<&crate::pipeline::Lock>) -> PluginInfo {
         let m = &p.file.manifest;
+        // The artifact only if the lock pins these very bytes with it.
+        let origin = lock
+            .and_then(|l| l.get(&m.id))
+            .filter(|e| e.blake3.as_deref() == Some(p.file.blake3.as_str()))
+            .and_then(|e| {
+                Some(crate::runtime::outcome::Origin {
+                    source: e.source.clone()?,
+                    range: e.range.clone(),
+                    digest: e.digest.clone()?,
+                })
+            });
         let (token, grants, config) = {
             let settings = p.settings.lock();
             (
@@ -198,6 +221,7 @@ impl Host {
             concurrency: m.concurrency,
             isolation: p.policy.isolation,
             placement: (!p.file.is_builtin()).then(|| p.file.placement().clone()),
+            origin,
             actions: m.actions.clone(),
             hooks: m.hooks.clone(),
             routes: m.routes.clone(),

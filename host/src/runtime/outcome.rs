@@ -73,6 +73,10 @@ pub struct PluginInfo {
     /// Whether its library was mapped in place or from a sealed copy, and why not in place
     /// (`None` for a built-in plugin).
     pub placement: Option<crate::library::file::Placement>,
+    /// The artifact its library was installed from and the digest of its manifest, when the
+    /// lock in force pins these very bytes with them (`airlock install oci://…`, a followed
+    /// source); `None` for a library installed from a file.
+    pub origin: Option<Origin>,
     /// Declared actions.
     pub actions: Vec<ActionDecl>,
     /// Declared hooks.
@@ -230,6 +234,19 @@ pub struct CheckedConfig {
     pub defaults: Vec<String>,
     /// The plugin's warnings about it.
     pub warnings: Vec<String>,
+}
+
+/// Where a library came from: an artifact's source and the digest of its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The reference it was installed from (`oci://REGISTRY/REPOSITORY:TAG`, or the repository
+    /// when a version range chose the tag).
+    pub source: String,
+    /// The version range that chose the tag, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    /// The digest of the manifest the library came from (`sha256:…`).
+    pub digest: String,
 }
 
 /// What a reload did.

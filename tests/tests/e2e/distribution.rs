@@ -16,23 +16,23 @@ use airlock_tests::{fixture_bytes, TempPluginDir};
 use serde_json::Value;
 
 /// A publisher: a key pair made by the reference implementation.
-struct Publisher {
+pub(crate) struct Publisher {
     pair: minisign::KeyPair,
 }
 
 impl Publisher {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             pair: minisign::KeyPair::generate_unencrypted_keypair().expect("a key pair"),
         }
     }
 
-    fn public(&self) -> String {
+    pub(crate) fn public(&self) -> String {
         self.pair.pk.to_base64()
     }
 
     /// Signs `library` with the reference implementation: `library.minisig`.
-    fn sign(&self, library: &Path) {
+    pub(crate) fn sign(&self, library: &Path) {
         let bytes = std::fs::read(library).expect("read");
         let signature = minisign::sign(
             None,

@@ -1,0 +1,439 @@
+//! Plugins through a real OCI registry (the CNCF distribution registry, started per test on
+//! 127.0.0.1): a signed plugin published and installed, pinned by BLAKE3 and digest; a
+//! two-platform index of which the host installs its own entry; a blob tampered in the
+//! registry's storage refused by digest; unsigned and untrusted artifacts refused with a file's
+//! reason codes; a version range resolved; an offline install from an image layout; and a host
+//! that follows a channel — moving with its tag, keeping its build when the next is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use airlock::fleet::SourceOutcome;
+use airlock::Host;
+use airlock_tests::registry::TestRegistry;
+use airlock_tests::{fixture, versioned_build};
+
+use super::distribution::Publisher;
+
+fn airlock(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock-cli"))
+        .args(args)
+        .env_remove("AIRLOCK_CTOR_MARKER")
+        .output()
+        .expect("the CLI runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A copy of `library` in `dir`, so a signature can be written beside it.
+fn copy_of(library: &Path, dir: &Path) -> PathBuf {
+    let to = dir.join(library.file_name().expect("a file name"));
+    std::fs::copy(library, &to).expect("copy");
+    to
+}
+
+/// The lines `airlock publish` prints: the digest of what the tag points to.
+fn published_digest(out: &Output) -> String {
+    let line = stdout(out);
+    let digest = line
+        .lines()
+        .find_map(|l| l.strip_prefix("published "))
+        .and_then(|l| l.split('(').nth(1))
+        .map(|d| d.trim_end_matches(')').to_owned());
+    digest.unwrap_or_else(|| panic!("no digest in: {}", text(out)))
+}
+
+/// A copy of `library` whose embedded provenance says it was built for `target` (shorter than
+/// the real triple; the plugin's JSON is padded with spaces, so the block keeps its length).
+fn retargeted(library: &Path, target: &str, to: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(library).expect("read");
+    let magic = b"AIRLOCK\x01";
+    let at = bytes
+        .windows(magic.len())
+        .position(|w| w == magic)
+        .expect("a manifest block");
+    let total = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().expect("4 bytes")) as usize;
+    let mut fields = Vec::new();
+    let mut cursor = at + 16;
+    while cursor < at + total {
+        let len = u32::from_le_bytes(bytes[cursor..cursor + 4].try_into().expect("4")) as usize;
+        fields.push(bytes[cursor + 4..cursor + 4 + len].to_vec());
+        cursor += 4 + len;
+    }
+    let old = fields[2].len();
+    assert!(target.len() <= old, "the new target must not be longer");
+    fields[2] = target.as_bytes().to_vec();
+    fields[4].extend(std::iter::repeat_n(b' ', old - target.len()));
+    let mut block = bytes[at..at + 16].to_vec();
+    for field in fields {
+        block.extend((field.len() as u32).to_le_bytes());
+        block.extend(field);
+    }
+    assert_eq!(block.len(), total);
+    bytes[at..at + total].copy_from_slice(&block);
+    std::fs::write(to, bytes).expect("write");
+    to.to_owned()
+}
+
+fn trusting(work: &Path, publisher: &Publisher) -> PathBuf {
+    let policy = work.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[trust]\nacme = \"{}\"\n\n[defaults]\nsignature = \"required\"\n",
+            publisher.public()
+        ),
+    )
+    .expect("policy");
+    policy
+}
+
+#[test]
+fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let acme = Publisher::new();
+    let policy = trusting(work.path(), &acme);
+    let library = copy_of(&fixture("hello"), work.path());
+    acme.sign(&library);
+    let reference = format!("oci://{}/acme/hello:1.0.0", registry.addr());
+    let out = airlock(&["publish", path(&library), &reference, "--policy", path(&policy)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let digest = published_digest(&out);
+
+    // The manifest as the registry serves it: Airlock's artifact type, annotations from the
+    // library itself.
+    let manifest: serde_json::Value = ureq_json(&registry, "acme/hello", &digest);
+    assert_eq!(manifest["artifactType"], "application/vnd.airlock.plugin.v1");
+    assert_eq!(manifest["annotations"]["dev.airlock.plugin.id"], "hello");
+    assert_eq!(manifest["layers"].as_array().map(Vec::len), Some(2), "{manifest}");
+    assert!(
+        manifest["annotations"]["dev.airlock.plugin.publisher"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "{manifest}"
+    );
+
+    let plugins = work.path().join("plugins");
+    let lock = work.path().join("airlock.lock");
+    let out = airlock(&[
+        "install",
+        &reference,
+        "--dir",
+        path(&plugins),
+        "--lock",
+        path(&lock),
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("signed by acme"), "{}", text(&out));
+    let pinned = std::fs::read_to_string(&lock).expect("lock");
+    let blake3 = blake3::hash(&std::fs::read(&library).expect("read")).to_hex().to_string();
+    for expected in [
+        format!("blake3 = \"{blake3}\""),
+        format!("source = \"{reference}\""),
+        format!("digest = \"{digest}\""),
+    ] {
+        assert!(pinned.contains(&expected), "{expected} in:\n{pinned}");
+    }
+    // The signature came with it, and a host with the lock serves it and says where from.
+    let host = Host::builder()
+        .plugin_dir(&plugins)
+        .policy_file(&policy)
+        .expect("policy")
+        .lock_file(&lock)
+        .build()
+        .expect("host");
+    let report = host.load().expect("load");
+    assert_eq!(report.loaded().count(), 1, "{}", report.to_table());
+    let origin = host.plugin("hello").and_then(|p| p.origin).expect("an origin");
+    assert_eq!((origin.source.as_str(), origin.digest.as_str()), (reference.as_str(), digest.as_str()));
+    host.shutdown();
+    let listed = airlock(&["list", path(&plugins), "--lock", path(&lock), "--policy", path(&policy)]);
+    assert!(stdout(&listed).contains(&format!("{reference}@{digest}")), "{}", text(&listed));
+}
+
+/// A manifest fetched by hand, as any client would.
+fn ureq_json(registry: &TestRegistry, repository: &str, digest: &str) -> serde_json::Value {
+    let url = format!("http://{}/v2/{repository}/manifests/{digest}", registry.addr());
+    let body = ureq::get(&url)
+        .set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+        .call()
+        .expect("the manifest")
+        .into_string()
+        .expect("text");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+#[test]
+fn a_two_platform_index_installs_this_hosts_entry_read_from_provenance() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let ours = fixture("hello");
+    // Named to mislead: the platform is read from the provenance inside, never from a name.
+    let theirs_dir = work.path().join("theirs");
+    std::fs::create_dir_all(&theirs_dir).expect("dir");
+    let theirs = retargeted(&ours, "aarch64-apple-darwin", &theirs_dir.join("libhello-x86_64-linux.so"));
+    let reference = format!("oci://{}/acme/hello:2", registry.addr());
+    let out = airlock(&["publish", path(&theirs), path(&ours), &reference]);
+    assert!(out.status.success(), "{}", text(&out));
+    let index = ureq_json(&registry, "acme/hello", &published_digest(&out));
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
+    let targets: Vec<_> = index["manifests"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|m| (m["annotations"]["dev.airlock.plugin.target"].clone(), m["platform"]["os"].clone()))
+        .collect();
+    assert_eq!(
+        targets,
+        vec![
+            ("aarch64-apple-darwin".into(), "darwin".into()),
+            ("x86_64-unknown-linux-gnu".into(), "linux".into())
+        ]
+    );
+    let plugins = work.path().join("plugins");
+    let out = airlock(&["install", &reference, "--dir", path(&plugins)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let installed = plugins.join(ours.file_name().expect("name"));
+    assert_eq!(std::fs::read(&installed).expect("installed"), std::fs::read(&ours).expect("ours"));
+    // Two builds for one target are not an index.
+    let out = airlock(&["publish", path(&ours), path(&ours), &reference]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("two libraries are built for x86_64-unknown-linux-gnu"), "{}", text(&out));
+    // An index with no build for this host names what it has.
+    let only_theirs = format!("oci://{}/acme/hello:mac", registry.addr());
+    let other = retargeted(&ours, "aarch64-apple-darwin", &theirs_dir.join("b.so"));
+    let third = retargeted(&ours, "x86_64-pc-windows", &theirs_dir.join("c.so"));
+    assert!(airlock(&["publish", path(&other), path(&third), &only_theirs]).status.success());
+    let out = airlock(&["install", &only_theirs, "--dir", path(&work.path().join("none"))]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("no entry for this host's target x86_64-unknown-linux-gnu")
+            && said.contains("aarch64-apple-darwin, x86_64-pc-windows"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_blob_tampered_in_the_registrys_storage_is_refused_by_digest() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let library = fixture("hello");
+    let reference = format!("oci://{}/acme/hello:1", registry.addr());
+    assert!(airlock(&["publish", path(&library), &reference]).status.success());
+    let layer = ureq_json(&registry, "acme/hello", "1")["layers"][0]["digest"]
+        .as_str()
+        .expect("a layer digest")
+        .to_owned();
+    let stored = registry.blob_path(&layer);
+    let mut bytes = std::fs::read(&stored).expect("the stored blob");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&stored, &bytes).expect("tamper");
+    let plugins = work.path().join("plugins");
+    let out = airlock(&["install", &reference, "--dir", path(&plugins)]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("digest") && said.contains(&layer), "{said}");
+    let left: Vec<_> = std::fs::read_dir(&plugins).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "nothing is installed: {left:?}");
+}
+
+#[test]
+fn unsigned_and_untrusted_artifacts_are_refused_with_a_files_reason_codes() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let acme = Publisher::new();
+    let stranger = Publisher::new();
+    let policy = trusting(work.path(), &acme);
+    let unsigned = copy_of(&fixture("hello"), &work.path().join("u").tap_mkdir());
+    let untrusted = copy_of(&fixture("hello"), &work.path().join("t").tap_mkdir());
+    stranger.sign(&untrusted);
+    for (library, code) in [(&unsigned, "unsigned"), (&untrusted, "untrusted_key")] {
+        let reference = format!("oci://{}/acme/hello:{code}", registry.addr());
+        assert!(airlock(&["publish", path(library), &reference]).status.success());
+        let as_file = airlock(&["install", path(library), "--dir", path(&work.path().join("f")), "--policy", path(&policy)]);
+        let as_artifact = airlock(&["install", &reference, "--dir", path(&work.path().join("a")), "--policy", path(&policy)]);
+        for out in [&as_file, &as_artifact] {
+            assert!(!out.status.success());
+            assert!(stdout(out).contains(&format!("refused ({code})")), "{}", text(out));
+        }
+    }
+}
+
+trait Mkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl Mkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).expect("dir");
+        self
+    }
+}
+
+#[test]
+fn a_version_range_installs_the_highest_tag_within_it() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repository = format!("oci://{}/acme/tools", registry.addr());
+    for (plugin, tag) in [("hello", "1.1.0"), ("counter", "1.2.0"), ("kv-counter", "2.0.0"), ("hello", "stable")] {
+        let out = airlock(&["publish", path(&fixture(plugin)), &format!("{repository}:{tag}")]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let plugins = work.path().join("plugins");
+    let lock = work.path().join("airlock.lock");
+    let out = airlock(&["install", &repository, "--version", "^1.1", "--dir", path(&plugins), "--lock", path(&lock)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains(&format!("fetched {repository}:1.2.0")), "{}", text(&out));
+    assert!(stdout(&out).contains("installed counter"), "{}", text(&out));
+    let pinned = std::fs::read_to_string(&lock).expect("lock");
+    assert!(pinned.contains("range = \"^1.1\"") && pinned.contains(&format!("source = \"{repository}\"")), "{pinned}");
+    // A newer version within the range makes it outdated; `update` installs it.
+    let newer = format!("{repository}:1.3.0");
+    assert!(airlock(&["publish", path(&fixture("tally")), &newer]).status.success());
+    let out = airlock(&["outdated", "--lock", path(&lock)]);
+    assert!(stdout(&out).contains("(outdated)"), "{}", text(&out));
+    let out = airlock(&["update", "--dir", path(&plugins), "--lock", path(&lock)]);
+    assert!(out.status.success() && stdout(&out).contains("installed tally"), "{}", text(&out));
+    let none = airlock(&["install", &repository, "--version", "^3", "--dir", path(&plugins)]);
+    assert!(text(&none).contains("no tag is a version within ^3"), "{}", text(&none));
+}
+
+#[test]
+fn an_image_layout_installs_offline() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("mirror");
+    {
+        let registry = TestRegistry::start();
+        let reference = format!("oci://{}/acme/hello:1.0.0", registry.addr());
+        assert!(airlock(&["publish", path(&fixture("hello")), &reference]).status.success());
+        let out = airlock(&["pull", &reference, path(&layout)]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // The registry is gone: only the layout on disk remains.
+    let plugins = work.path().join("plugins");
+    let lock = work.path().join("airlock.lock");
+    let source = format!("oci-layout:{}:1.0.0", layout.display());
+    let out = airlock(&["install", &source, "--dir", path(&plugins), "--lock", path(&lock)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(plugins.join(fixture("hello").file_name().expect("name"))).expect("installed"),
+        std::fs::read(fixture("hello")).expect("built")
+    );
+    // A blob changed on disk is refused as one changed in a registry.
+    let blobs = layout.join("blobs/sha256");
+    let library_blob = std::fs::read_dir(&blobs)
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("the library blob");
+    let mut bytes = std::fs::read(&library_blob).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(&library_blob, bytes).expect("tamper");
+    let out = airlock(&["install", &source, "--dir", path(&work.path().join("again"))]);
+    assert!(!out.status.success() && text(&out).contains("digest_mismatch"), "{}", text(&out));
+}
+
+/// Waits for the follower to report an outcome that `want` accepts.
+fn wait_for(rx: &std::sync::mpsc::Receiver<SourceOutcome>, want: impl Fn(&SourceOutcome) -> bool) -> SourceOutcome {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(outcome) if want(&outcome) => return outcome,
+            Ok(_) => {}
+            Err(e) => panic!("no such outcome from the follower: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let plugins = work.path().join("plugins").tap_mkdir();
+    let lock = work.path().join("airlock.lock");
+    std::fs::write(&lock, "").expect("an empty lock");
+    let stable = format!("oci://{}/acme/versioned:stable", registry.addr());
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[host]\nlock = \"{}\"\n\n[[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
+            lock.display(),
+            registry.addr()
+        ),
+    )
+    .expect("policy");
+    let publish = |variant: &str| published_digest(&airlock(&["publish", path(&versioned_build(variant)), &stable]));
+    let first = publish("1");
+    let host = Host::builder()
+        .plugin_dir(&plugins)
+        .policy_file(&policy)
+        .expect("policy")
+        .build()
+        .expect("host");
+    host.load().expect("load");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _follower = host
+        .follow(move |outcome| {
+            let _ = tx.send(outcome.clone());
+        })
+        .expect("follow");
+    let installed = |digest: &str| {
+        let digest = digest.to_owned();
+        move |o: &SourceOutcome| matches!(o, SourceOutcome::Installed { digest: d, .. } if *d == digest)
+    };
+    wait_for(&rx, installed(&first));
+    let version = || host.call("versioned", "version").json(&serde_json::json!({})).expect("call");
+    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("1"))));
+
+    // The tag moves: the host moves with it, and says which digest it serves.
+    let second = publish("2");
+    wait_for(&rx, installed(&second));
+    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("2"))));
+    assert_eq!(host.plugin("versioned").and_then(|p| p.origin).map(|o| o.digest), Some(second.clone()));
+    let serving = std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file");
+
+    // A build that fails at load (its create panics): refused, the files and the pin put back.
+    let broken = publish("panic");
+    let refused = wait_for(&rx, |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == broken));
+    assert!(refused.to_string().contains("did not load"), "{refused}");
+    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("2"))));
+    assert_eq!(std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"), serving);
+    assert!(std::fs::read_to_string(&lock).expect("lock").contains(&second));
+    // A build the checks refuse (another ABI) never reaches the directory.
+    let other_abi = publish("abi9");
+    wait_for(&rx, |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == other_abi));
+    assert_eq!(std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"), serving);
+    assert_eq!(host.plugin("versioned").and_then(|p| p.origin).map(|o| o.digest), Some(second));
+    let audited: Vec<_> = host
+        .audit()
+        .tail(200)
+        .into_iter()
+        .filter(|r| r.capability == stable)
+        .map(|r| format!("{:?}", r.outcome))
+        .collect();
+    assert_eq!(audited, ["SourceInstalled", "SourceInstalled", "SourceRefused", "SourceRefused"]);
+    host.shutdown();
+}
