@@ -10,6 +10,7 @@ through `airlock_tests::oras_peer`, in the tests' Python (AIRLOCK_TEST_PYTHON).
     oras_peer.py push-index REGISTRY/REPO:TAG --platform TRIPLE=TAG_OR_DIGEST ...
     oras_peer.py pull REGISTRY/REPO:TAG --out DIR [--target TRIPLE]
 
+Every command also takes `--username U --password P` for a registry with basic authentication.
 The registry is spoken to over plain HTTP (the tests' registries listen on 127.0.0.1). Each
 command prints one JSON object on standard output; on failure it prints what failed on standard
 error and exits with status 1.
@@ -60,13 +61,24 @@ class AirlockRegistry(oras.provider.Registry):
     minutes, and a test that stopped its registry wants the failure now.
     """
 
-    def __init__(self, artifact_type=None):
-        super().__init__(insecure=True)
+    def __init__(self, args, artifact_type=None):
+        # The tests' registries ask for no authentication or for basic authentication, never
+        # for the bearer tokens the SDK's default backend fetches: its basic backend answers.
+        super().__init__(insecure=True, auth_backend="basic")
+        if args.username is not None:
+            self.auth.set_basic_auth(args.username, args.password or "")
         self.artifact_type = artifact_type
         self.uploaded = None
 
     def do_request(self, *args, **kwargs):
-        return oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
+        try:
+            return oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
+        except AttributeError as e:
+            # The basic backend answers a challenge with credentials it was never given.
+            if "_basic_auth" not in str(e):
+                raise
+            raise PeerError("the registry asks for authentication: give --username and "
+                            "--password") from e
 
     def upload_manifest(self, manifest, container):
         if self.artifact_type:
@@ -122,7 +134,7 @@ def push(args):
             staged.append(f"{copy}:{media_type}")
         config = os.path.join(staging, "config.json")
         shutil.copyfile(args.config, config)
-        registry = AirlockRegistry(artifact_type=ARTIFACT_TYPE)
+        registry = AirlockRegistry(args, artifact_type=ARTIFACT_TYPE)
         registry.push(
             target=args.reference,
             files=staged,
@@ -162,7 +174,7 @@ def push_index(args):
     The SDK's `upload_manifest` sends only image manifests (its content type and schema are
     fixed), so the index goes through the SDK's request call with the index's content type.
     """
-    registry = AirlockRegistry()
+    registry = AirlockRegistry(args)
     container = registry.get_container(args.reference)
     registry.auth.load_configs(container)
     entries = []
@@ -252,7 +264,7 @@ def download_checked(registry, container, descriptor, path):
 
 def pull(args):
     """Pulls an artifact in Airlock's layout, checking every digest itself."""
-    registry = AirlockRegistry()
+    registry = AirlockRegistry(args)
     container = registry.get_container(args.reference)
     registry.auth.load_configs(container)
     _, manifest, digest = fetch_manifest(registry, container, [MANIFEST_TYPE, INDEX_TYPE])
@@ -296,19 +308,25 @@ def pull(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    login = argparse.ArgumentParser(add_help=False)
+    login.add_argument("--username", help="for a registry with basic authentication")
+    login.add_argument("--password")
     commands = parser.add_subparsers(dest="command", required=True)
-    push_args = commands.add_parser("push", help="push a plugin in Airlock's layout")
+    push_args = commands.add_parser("push", parents=[login],
+                                    help="push a plugin in Airlock's layout")
     push_args.add_argument("reference", help="REGISTRY/REPO:TAG")
     push_args.add_argument("--library", required=True)
     push_args.add_argument("--signature")
     push_args.add_argument("--config", required=True, help="the plugin's plugin.json")
     push_args.add_argument("--annotation", action="append", help="KEY=VALUE, on the manifest")
-    index_args = commands.add_parser("push-index", help="push an index over pushed platforms")
+    index_args = commands.add_parser("push-index", parents=[login],
+                                     help="push an index over pushed platforms")
     index_args.add_argument("reference", help="REGISTRY/REPO:TAG")
     index_args.add_argument("--platform", action="append", required=True,
                             help="TRIPLE=TAG_OR_DIGEST of a manifest in the same repository")
     index_args.add_argument("--annotation", action="append", help="KEY=VALUE, on the index")
-    pull_args = commands.add_parser("pull", help="pull a plugin in Airlock's layout")
+    pull_args = commands.add_parser("pull", parents=[login],
+                                    help="pull a plugin in Airlock's layout")
     pull_args.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST")
     pull_args.add_argument("--out", required=True)
     pull_args.add_argument("--target", help="the target triple to pick from an index")

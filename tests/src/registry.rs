@@ -35,18 +35,57 @@ impl TestRegistry {
     /// If `AIRLOCK_TEST_REGISTRY` does not name the `docker-registry` program (run the tests
     /// with `./scripts/test.sh`), or the registry does not start; the message holds its log.
     pub fn start() -> Self {
-        let program = registry_program();
+        Self::start_with(None)
+    }
+
+    /// [`TestRegistry::start`], with HTTP basic authentication: only `user` with `password` may
+    /// read or write (an htpasswd file made by Apache's `htpasswd`, bcrypt, as the registry
+    /// requires).
+    ///
+    /// # Panics
+    ///
+    /// As [`TestRegistry::start`]; also if `AIRLOCK_TEST_HTPASSWD` does not name `htpasswd`, or
+    /// `user` or `password` holds anything but ASCII letters, digits, `.`, `_` and `-` (they
+    /// travel in the address the start is checked with).
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Self {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        assert!(
+            plain(user) && plain(password),
+            "the test registry's user and password are letters, digits, '.', '_' and '-'"
+        );
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic_auth: Option<(&str, &str)>) -> Self {
+        let program = peer_program(
+            "AIRLOCK_TEST_REGISTRY",
+            "the distribution registry (docker-registry)",
+        );
         let dir = tempfile::Builder::new()
             .prefix("airlock-registry-")
             .tempdir()
             .expect("temporary directory for the registry");
+        let mut config_text = String::new();
+        if let Some((user, password)) = basic_auth {
+            let htpasswd = htpasswd_line(user, password);
+            let path = dir.path().join("htpasswd");
+            fs::write(&path, htpasswd).expect("write the registry's htpasswd file");
+            config_text = format!(
+                "auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n",
+                path.display()
+            );
+        }
         let log_path = dir.path().join("registry.log");
         let mut taken = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
             let config = dir.path().join("config.yml");
-            fs::write(&config, config_yaml(&dir.path().join("storage"), port))
-                .expect("write the registry's config");
+            let text = config_yaml(&dir.path().join("storage"), port) + &config_text;
+            fs::write(&config, text).expect("write the registry's config");
             let log = fs::File::create(&log_path).expect("create the registry's log");
             let mut command = Command::new(&program);
             // The registry reads `REGISTRY_*` variables over its config file: none may leak in.
@@ -65,7 +104,7 @@ impl TestRegistry {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
             let mut process = Process(child);
-            match wait_ready(&mut process.0, port, &log_path) {
+            match wait_ready(&mut process.0, port, basic_auth, &log_path) {
                 Ok(()) => return Self { process, port, dir },
                 Err(Start::PortTaken) => taken.push(port),
                 Err(Start::Failed(why)) => panic!(
@@ -130,11 +169,19 @@ impl Drop for Process {
 }
 
 /// Polls until `child` answers `GET /v2/` on `port` with 200, or says why it never will.
-fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Start> {
+fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    basic_auth: Option<(&str, &str)>,
+    log: &Path,
+) -> Result<(), Start> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(2))
         .build();
-    let url = format!("http://127.0.0.1:{port}/v2/");
+    let login = basic_auth.map_or_else(String::new, |(user, password)| {
+        format!("{user}:{password}@")
+    });
+    let url = format!("http://{login}127.0.0.1:{port}/v2/");
     let deadline = Instant::now() + READY_DEADLINE;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
@@ -220,21 +267,37 @@ enum Start {
     Failed(String),
 }
 
-/// The registry program, from `AIRLOCK_TEST_REGISTRY`.
-fn registry_program() -> PathBuf {
-    let program = std::env::var_os("AIRLOCK_TEST_REGISTRY").unwrap_or_else(|| {
+/// A program the tests drive, from the variable `scripts/test.sh` sets to it.
+fn peer_program(variable: &str, what: &str) -> PathBuf {
+    let program = std::env::var_os(variable).unwrap_or_else(|| {
         panic!(
-            "AIRLOCK_TEST_REGISTRY is not set: run the tests with ./scripts/test.sh, which \
-             installs the distribution registry (`docker-registry`) and sets it"
+            "{variable} is not set: run the tests with ./scripts/test.sh, which installs {what} \
+             and sets it"
         )
     });
     let program = PathBuf::from(program);
     assert!(
         program.is_file(),
-        "AIRLOCK_TEST_REGISTRY={} does not exist: run ./scripts/test.sh to install it",
+        "{variable}={} does not exist: run ./scripts/test.sh to install {what}",
         program.display()
     );
     program
+}
+
+/// An htpasswd line for `user`, its password hashed with bcrypt by Apache's `htpasswd`.
+fn htpasswd_line(user: &str, password: &str) -> String {
+    let htpasswd = peer_program("AIRLOCK_TEST_HTPASSWD", "Apache's htpasswd (apache2-utils)");
+    let output = Command::new(&htpasswd)
+        .args(["-B", "-b", "-n", user, password])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", htpasswd.display()));
+    assert!(
+        output.status.success(),
+        "htpasswd failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("htpasswd writes text")
 }
 
 /// A port of 127.0.0.1 that was free a moment ago (bound, then released for the registry).
