@@ -18,7 +18,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// How many ports are tried when the one picked was taken before the registry bound it.
 const PORT_ATTEMPTS: usize = 5;
 
-/// A registry process of its own (no authentication, deletes enabled), killed on drop.
+/// A registry process of its own (deletes enabled; authentication only when asked for), killed
+/// on drop.
 #[derive(Debug)]
 pub struct TestRegistry {
     // Declared before `dir`: the process is stopped before its storage is removed.
