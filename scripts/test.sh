@@ -3,7 +3,11 @@
 #
 # The tests use real peers, never stand-ins: the `minisign` tool (its keys, made with `-G`, sign
 # plugins that must then load), Debian's `chromium` driven by Playwright (the web console's
-# browser test), and the Prometheus client's own parser of the metrics text. A missing program is
+# browser test), the Prometheus client's own parser of the metrics text, the CNCF distribution
+# registry (`docker-registry`, each test starting its own on a free port of 127.0.0.1) that
+# plugins are published to and pulled from, with Apache's `htpasswd` making the bcrypt password
+# file of one that asks for basic authentication, and the ORAS project's Python SDK, an OCI
+# client this project did not write, that pushes and pulls the same artifacts. A missing program is
 # installed from the system's packages; the Python packages live in a virtual environment of
 # their own, `target/test-venv`, made once and kept while its pins are unchanged. A test whose
 # program is missing fails and names this script.
@@ -11,9 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package names of the programs the tests run, by command.
-declare -A packages=([minisign]=minisign [chromium]=chromium)
+declare -A packages=([minisign]=minisign [chromium]=chromium [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils)
 # The Python packages the tests import, pinned: a new version is a change made here, on purpose.
-pins=(playwright==1.65.3 prometheus-client==0.26.0)
+pins=(playwright==1.65.3 prometheus-client==0.26.0 oras==0.2.43)
 
 missing=()
 for command in "${!packages[@]}"; do
@@ -60,6 +65,12 @@ fi
 AIRLOCK_TEST_PYTHON="$PWD/$venv/bin/python"
 AIRLOCK_TEST_CHROMIUM="$(command -v chromium)" ||
   { echo "the browser test needs chromium, and it is still missing after the install" >&2; exit 1; }
-export AIRLOCK_TEST_PYTHON AIRLOCK_TEST_CHROMIUM
+# Installing the package may also start the system's own registry service (on port 5000): the
+# tests never use it, they run the program with a configuration of their own.
+AIRLOCK_TEST_REGISTRY="$(command -v docker-registry)" ||
+  { echo "the registry tests need docker-registry, and it is still missing after the install" >&2; exit 1; }
+AIRLOCK_TEST_HTPASSWD="$(command -v htpasswd)" ||
+  { echo "the registry tests need htpasswd (apache2-utils), and it is still missing after the install" >&2; exit 1; }
+export AIRLOCK_TEST_PYTHON AIRLOCK_TEST_CHROMIUM AIRLOCK_TEST_REGISTRY AIRLOCK_TEST_HTPASSWD
 
 cargo test --workspace "$@"

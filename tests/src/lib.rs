@@ -1,6 +1,7 @@
 //! The vocabulary of Airlock's end-to-end tests: real plugin libraries built once per test run
 //! into their own target directory ([`fixture`]), and temporary plugin directories to load them
-//! from ([`TempPluginDir`]).
+//! from ([`TempPluginDir`]), and a real OCI registry to publish them to ([`TestRegistry`]) with
+//! an OCI client of another project beside it ([`oras_peer`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use airlock::{Host, Policy};
+
+mod registry;
+
+pub use registry::{oras_peer, TestRegistry};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
