@@ -49,7 +49,9 @@ pub(super) fn install_one(
         Ok(done) => done,
         // Fetched into a staging directory: the artifact names what was refused.
         Err(FleetError::Refused(refusal)) if origin.is_some() => {
-            let origin = origin.map(|o| format!("{}@{}", o.source, o.digest)).unwrap_or_default();
+            let origin = origin
+                .map(|o| format!("{}@{}", o.source, o.digest))
+                .unwrap_or_default();
             println!(
                 "not installed: {origin}: refused ({}): {}",
                 refusal.reason, refusal.detail

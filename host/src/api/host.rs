@@ -184,7 +184,11 @@ impl Host {
         crate::pipeline::Lock::from_file(&path).ok()
     }
 
-    pub(super) fn info(&self, p: &LoadedPlugin, lock: Option<&crate::pipeline::Lock>) -> PluginInfo {
+    pub(super) fn info(
+        &self,
+        p: &LoadedPlugin,
+        lock: Option<&crate::pipeline::Lock>,
+    ) -> PluginInfo {
         let m = &p.file.manifest;
         // The artifact only if the lock pins these very bytes with it.
         let origin = lock

@@ -173,7 +173,7 @@ pub fn pack(file: &LibraryFile) -> Result<Packed, FleetError> {
             SIGNATURE_MEDIA_TYPE,
             text.as_bytes().to_vec(),
             title(&format!(
-                "{name}{}",
+                "{name}.{}",
                 crate::library::signature::SIGNATURE_SUFFIX
             )),
         ));

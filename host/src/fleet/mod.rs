@@ -42,8 +42,8 @@ pub const HOST_TARGET: &str = airlock_abi::abi::BUILD_TARGET;
 
 /// The largest manifest or index accepted from a registry.
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
-/// The largest signature layer accepted.
-pub const MAX_SIGNATURE_SIZE: u64 = 64 * 1024;
+/// The largest signature layer accepted (as large as a signature file beside a library may be).
+pub const MAX_SIGNATURE_SIZE: u64 = crate::library::signature::MAX_SIGNATURE_LEN;
 
 /// Why publishing, fetching or installing an artifact failed: which reference, which step, and
 /// what to do.

@@ -21,7 +21,7 @@ use serde::Serialize;
 pub const SIGNATURE_SUFFIX: &str = "minisig";
 
 /// The largest signature file read (minisign's are about 300 bytes).
-const MAX_SIGNATURE_LEN: u64 = 4096;
+pub(crate) const MAX_SIGNATURE_LEN: u64 = 4096;
 
 /// The signature file of the library at `library`: `libfoo.so.minisig`.
 pub fn signature_path(library: &Path) -> PathBuf {

@@ -36,6 +36,7 @@ mod mcp;
 mod membrane;
 mod metrics;
 mod nonblocking;
+mod oci;
 mod outbound;
 mod pending;
 mod permission_rules;

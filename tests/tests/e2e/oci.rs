@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use airlock::fleet::SourceOutcome;
 use airlock::Host;
-use airlock_tests::registry::TestRegistry;
-use airlock_tests::{fixture, versioned_build};
+use airlock_tests::{fixture, oras_peer, versioned_build, TestRegistry};
 
 use super::distribution::Publisher;
 
@@ -61,12 +60,15 @@ fn published_digest(out: &Output) -> String {
 /// A copy of `library` whose embedded provenance says it was built for `target` (shorter than
 /// the real triple; the plugin's JSON is padded with spaces, so the block keeps its length).
 fn retargeted(library: &Path, target: &str, to: &Path) -> PathBuf {
+    use object::{Object, ObjectSection};
     let mut bytes = std::fs::read(library).expect("read");
-    let magic = b"AIRLOCK\x01";
-    let at = bytes
-        .windows(magic.len())
-        .position(|w| w == magic)
-        .expect("a manifest block");
+    let at = {
+        let file = object::File::parse(&*bytes).expect("an object file");
+        let section = file
+            .section_by_name(".airlock")
+            .expect("the manifest block's section");
+        usize::try_from(section.file_range().expect("in the file").0).expect("fits")
+    };
     let total = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().expect("4 bytes")) as usize;
     let mut fields = Vec::new();
     let mut cursor = at + 16;
@@ -112,16 +114,29 @@ fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
     let library = copy_of(&fixture("hello"), work.path());
     acme.sign(&library);
     let reference = format!("oci://{}/acme/hello:1.0.0", registry.addr());
-    let out = airlock(&["publish", path(&library), &reference, "--policy", path(&policy)]);
+    let out = airlock(&[
+        "publish",
+        path(&library),
+        &reference,
+        "--policy",
+        path(&policy),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let digest = published_digest(&out);
 
     // The manifest as the registry serves it: Airlock's artifact type, annotations from the
     // library itself.
     let manifest: serde_json::Value = ureq_json(&registry, "acme/hello", &digest);
-    assert_eq!(manifest["artifactType"], "application/vnd.airlock.plugin.v1");
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.airlock.plugin.v1"
+    );
     assert_eq!(manifest["annotations"]["dev.airlock.plugin.id"], "hello");
-    assert_eq!(manifest["layers"].as_array().map(Vec::len), Some(2), "{manifest}");
+    assert_eq!(
+        manifest["layers"].as_array().map(Vec::len),
+        Some(2),
+        "{manifest}"
+    );
     assert!(
         manifest["annotations"]["dev.airlock.plugin.publisher"]
             .as_str()
@@ -144,7 +159,9 @@ fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("signed by acme"), "{}", text(&out));
     let pinned = std::fs::read_to_string(&lock).expect("lock");
-    let blake3 = blake3::hash(&std::fs::read(&library).expect("read")).to_hex().to_string();
+    let blake3 = blake3::hash(&std::fs::read(&library).expect("read"))
+        .to_hex()
+        .to_string();
     for expected in [
         format!("blake3 = \"{blake3}\""),
         format!("source = \"{reference}\""),
@@ -161,19 +178,46 @@ fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
         .build()
         .expect("host");
     let report = host.load().expect("load");
-    assert_eq!(report.loaded().count(), 1, "{}", report.to_table());
-    let origin = host.plugin("hello").and_then(|p| p.origin).expect("an origin");
-    assert_eq!((origin.source.as_str(), origin.digest.as_str()), (reference.as_str(), digest.as_str()));
+    assert!(
+        report.all_ok() && host.plugins().len() == 1,
+        "{}",
+        report.to_table()
+    );
+    let origin = host
+        .plugin("hello")
+        .and_then(|p| p.origin)
+        .expect("an origin");
+    assert_eq!(
+        (origin.source.as_str(), origin.digest.as_str()),
+        (reference.as_str(), digest.as_str())
+    );
     host.shutdown();
-    let listed = airlock(&["list", path(&plugins), "--lock", path(&lock), "--policy", path(&policy)]);
-    assert!(stdout(&listed).contains(&format!("{reference}@{digest}")), "{}", text(&listed));
+    let listed = airlock(&[
+        "list",
+        path(&plugins),
+        "--lock",
+        path(&lock),
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(
+        stdout(&listed).contains(&format!("{reference}@{digest}")),
+        "{}",
+        text(&listed)
+    );
 }
 
 /// A manifest fetched by hand, as any client would.
 fn ureq_json(registry: &TestRegistry, repository: &str, digest: &str) -> serde_json::Value {
-    let url = format!("http://{}/v2/{repository}/manifests/{digest}", registry.addr());
+    let url = format!(
+        "http://{}/v2/{repository}/manifests/{digest}",
+        registry.addr()
+    );
     let body = ureq::get(&url)
-        .set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+        .set(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
         .call()
         .expect("the manifest")
         .into_string()
@@ -189,17 +233,29 @@ fn a_two_platform_index_installs_this_hosts_entry_read_from_provenance() {
     // Named to mislead: the platform is read from the provenance inside, never from a name.
     let theirs_dir = work.path().join("theirs");
     std::fs::create_dir_all(&theirs_dir).expect("dir");
-    let theirs = retargeted(&ours, "aarch64-apple-darwin", &theirs_dir.join("libhello-x86_64-linux.so"));
+    let theirs = retargeted(
+        &ours,
+        "aarch64-apple-darwin",
+        &theirs_dir.join("libhello-x86_64-linux.so"),
+    );
     let reference = format!("oci://{}/acme/hello:2", registry.addr());
     let out = airlock(&["publish", path(&theirs), path(&ours), &reference]);
     assert!(out.status.success(), "{}", text(&out));
     let index = ureq_json(&registry, "acme/hello", &published_digest(&out));
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
     let targets: Vec<_> = index["manifests"]
         .as_array()
         .expect("entries")
         .iter()
-        .map(|m| (m["annotations"]["dev.airlock.plugin.target"].clone(), m["platform"]["os"].clone()))
+        .map(|m| {
+            (
+                m["annotations"]["dev.airlock.plugin.target"].clone(),
+                m["platform"]["os"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         targets,
@@ -212,17 +268,33 @@ fn a_two_platform_index_installs_this_hosts_entry_read_from_provenance() {
     let out = airlock(&["install", &reference, "--dir", path(&plugins)]);
     assert!(out.status.success(), "{}", text(&out));
     let installed = plugins.join(ours.file_name().expect("name"));
-    assert_eq!(std::fs::read(&installed).expect("installed"), std::fs::read(&ours).expect("ours"));
+    assert_eq!(
+        std::fs::read(&installed).expect("installed"),
+        std::fs::read(&ours).expect("ours")
+    );
     // Two builds for one target are not an index.
     let out = airlock(&["publish", path(&ours), path(&ours), &reference]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("two libraries are built for x86_64-unknown-linux-gnu"), "{}", text(&out));
+    assert!(
+        text(&out).contains("two libraries are built for x86_64-unknown-linux-gnu"),
+        "{}",
+        text(&out)
+    );
     // An index with no build for this host names what it has.
     let only_theirs = format!("oci://{}/acme/hello:mac", registry.addr());
     let other = retargeted(&ours, "aarch64-apple-darwin", &theirs_dir.join("b.so"));
     let third = retargeted(&ours, "x86_64-pc-windows", &theirs_dir.join("c.so"));
-    assert!(airlock(&["publish", path(&other), path(&third), &only_theirs]).status.success());
-    let out = airlock(&["install", &only_theirs, "--dir", path(&work.path().join("none"))]);
+    assert!(
+        airlock(&["publish", path(&other), path(&third), &only_theirs])
+            .status
+            .success()
+    );
+    let out = airlock(&[
+        "install",
+        &only_theirs,
+        "--dir",
+        path(&work.path().join("none")),
+    ]);
     assert!(!out.status.success());
     let said = text(&out);
     assert!(
@@ -238,7 +310,9 @@ fn a_blob_tampered_in_the_registrys_storage_is_refused_by_digest() {
     let work = tempfile::tempdir().expect("tempdir");
     let library = fixture("hello");
     let reference = format!("oci://{}/acme/hello:1", registry.addr());
-    assert!(airlock(&["publish", path(&library), &reference]).status.success());
+    assert!(airlock(&["publish", path(&library), &reference])
+        .status
+        .success());
     let layer = ureq_json(&registry, "acme/hello", "1")["layers"][0]["digest"]
         .as_str()
         .expect("a layer digest")
@@ -253,7 +327,9 @@ fn a_blob_tampered_in_the_registrys_storage_is_refused_by_digest() {
     assert!(!out.status.success(), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("digest") && said.contains(&layer), "{said}");
-    let left: Vec<_> = std::fs::read_dir(&plugins).map(|d| d.flatten().collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&plugins)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "nothing is installed: {left:?}");
 }
 
@@ -267,14 +343,34 @@ fn unsigned_and_untrusted_artifacts_are_refused_with_a_files_reason_codes() {
     let unsigned = copy_of(&fixture("hello"), &work.path().join("u").tap_mkdir());
     let untrusted = copy_of(&fixture("hello"), &work.path().join("t").tap_mkdir());
     stranger.sign(&untrusted);
-    for (library, code) in [(&unsigned, "unsigned"), (&untrusted, "untrusted_key")] {
+    for (library, code) in [(&unsigned, "unsigned"), (&untrusted, "untrusted_signer")] {
         let reference = format!("oci://{}/acme/hello:{code}", registry.addr());
-        assert!(airlock(&["publish", path(library), &reference]).status.success());
-        let as_file = airlock(&["install", path(library), "--dir", path(&work.path().join("f")), "--policy", path(&policy)]);
-        let as_artifact = airlock(&["install", &reference, "--dir", path(&work.path().join("a")), "--policy", path(&policy)]);
+        assert!(airlock(&["publish", path(library), &reference])
+            .status
+            .success());
+        let as_file = airlock(&[
+            "install",
+            path(library),
+            "--dir",
+            path(&work.path().join("f")),
+            "--policy",
+            path(&policy),
+        ]);
+        let as_artifact = airlock(&[
+            "install",
+            &reference,
+            "--dir",
+            path(&work.path().join("a")),
+            "--policy",
+            path(&policy),
+        ]);
         for out in [&as_file, &as_artifact] {
             assert!(!out.status.success());
-            assert!(stdout(out).contains(&format!("refused ({code})")), "{}", text(out));
+            assert!(
+                stdout(out).contains(&format!("refused ({code})")),
+                "{}",
+                text(out)
+            );
         }
     }
 }
@@ -295,27 +391,70 @@ fn a_version_range_installs_the_highest_tag_within_it() {
     let registry = TestRegistry::start();
     let work = tempfile::tempdir().expect("tempdir");
     let repository = format!("oci://{}/acme/tools", registry.addr());
-    for (plugin, tag) in [("hello", "1.1.0"), ("counter", "1.2.0"), ("kv-counter", "2.0.0"), ("hello", "stable")] {
-        let out = airlock(&["publish", path(&fixture(plugin)), &format!("{repository}:{tag}")]);
+    for (plugin, tag) in [
+        ("hello", "1.1.0"),
+        ("counter", "1.2.0"),
+        ("kv-counter", "2.0.0"),
+        ("hello", "stable"),
+    ] {
+        let out = airlock(&[
+            "publish",
+            path(&fixture(plugin)),
+            &format!("{repository}:{tag}"),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
     }
     let plugins = work.path().join("plugins");
     let lock = work.path().join("airlock.lock");
-    let out = airlock(&["install", &repository, "--version", "^1.1", "--dir", path(&plugins), "--lock", path(&lock)]);
+    let out = airlock(&[
+        "install",
+        &repository,
+        "--version",
+        "^1.1",
+        "--dir",
+        path(&plugins),
+        "--lock",
+        path(&lock),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stdout(&out).contains(&format!("fetched {repository}:1.2.0")), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("fetched {repository}:1.2.0")),
+        "{}",
+        text(&out)
+    );
     assert!(stdout(&out).contains("installed counter"), "{}", text(&out));
     let pinned = std::fs::read_to_string(&lock).expect("lock");
-    assert!(pinned.contains("range = \"^1.1\"") && pinned.contains(&format!("source = \"{repository}\"")), "{pinned}");
+    assert!(
+        pinned.contains("range = \"^1.1\"")
+            && pinned.contains(&format!("source = \"{repository}\"")),
+        "{pinned}"
+    );
     // A newer version within the range makes it outdated; `update` installs it.
     let newer = format!("{repository}:1.3.0");
-    assert!(airlock(&["publish", path(&fixture("tally")), &newer]).status.success());
+    assert!(airlock(&["publish", path(&fixture("tally")), &newer])
+        .status
+        .success());
     let out = airlock(&["outdated", "--lock", path(&lock)]);
     assert!(stdout(&out).contains("(outdated)"), "{}", text(&out));
     let out = airlock(&["update", "--dir", path(&plugins), "--lock", path(&lock)]);
-    assert!(out.status.success() && stdout(&out).contains("installed tally"), "{}", text(&out));
-    let none = airlock(&["install", &repository, "--version", "^3", "--dir", path(&plugins)]);
-    assert!(text(&none).contains("no tag is a version within ^3"), "{}", text(&none));
+    assert!(
+        out.status.success() && stdout(&out).contains("installed tally"),
+        "{}",
+        text(&out)
+    );
+    let none = airlock(&[
+        "install",
+        &repository,
+        "--version",
+        "^3",
+        "--dir",
+        path(&plugins),
+    ]);
+    assert!(
+        text(&none).contains("no tag is a version within ^3"),
+        "{}",
+        text(&none)
+    );
 }
 
 #[test]
@@ -325,7 +464,9 @@ fn an_image_layout_installs_offline() {
     {
         let registry = TestRegistry::start();
         let reference = format!("oci://{}/acme/hello:1.0.0", registry.addr());
-        assert!(airlock(&["publish", path(&fixture("hello")), &reference]).status.success());
+        assert!(airlock(&["publish", path(&fixture("hello")), &reference])
+            .status
+            .success());
         let out = airlock(&["pull", &reference, path(&layout)]);
         assert!(out.status.success(), "{}", text(&out));
     }
@@ -333,10 +474,18 @@ fn an_image_layout_installs_offline() {
     let plugins = work.path().join("plugins");
     let lock = work.path().join("airlock.lock");
     let source = format!("oci-layout:{}:1.0.0", layout.display());
-    let out = airlock(&["install", &source, "--dir", path(&plugins), "--lock", path(&lock)]);
+    let out = airlock(&[
+        "install",
+        &source,
+        "--dir",
+        path(&plugins),
+        "--lock",
+        path(&lock),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
-        std::fs::read(plugins.join(fixture("hello").file_name().expect("name"))).expect("installed"),
+        std::fs::read(plugins.join(fixture("hello").file_name().expect("name")))
+            .expect("installed"),
         std::fs::read(fixture("hello")).expect("built")
     );
     // A blob changed on disk is refused as one changed in a registry.
@@ -350,19 +499,32 @@ fn an_image_layout_installs_offline() {
     let mut bytes = std::fs::read(&library_blob).expect("read");
     bytes[100] ^= 1;
     std::fs::write(&library_blob, bytes).expect("tamper");
-    let out = airlock(&["install", &source, "--dir", path(&work.path().join("again"))]);
-    assert!(!out.status.success() && text(&out).contains("digest_mismatch"), "{}", text(&out));
+    let out = airlock(&[
+        "install",
+        &source,
+        "--dir",
+        path(&work.path().join("again")),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("digest_mismatch"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Waits for the follower to report an outcome that `want` accepts.
-fn wait_for(rx: &std::sync::mpsc::Receiver<SourceOutcome>, want: impl Fn(&SourceOutcome) -> bool) -> SourceOutcome {
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<SourceOutcome>,
+    want: impl Fn(&SourceOutcome) -> bool,
+) -> SourceOutcome {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(outcome) if want(&outcome) => return outcome,
-            Ok(_) => {}
-            Err(e) => panic!("no such outcome from the follower: {e}"),
+            Ok(other) => seen.push(other.to_string()),
+            Err(e) => panic!("no such outcome from the follower ({e}); it reported: {seen:#?}"),
         }
     }
 }
@@ -379,13 +541,19 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
     std::fs::write(
         &policy,
         format!(
-            "[host]\nlock = \"{}\"\n\n[[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
+            "[host]\nlock = \"{}\"\n\n[plugins.versioned]\ngrants = [\"events.subscribe:reload.*\", \"timers\"]\n\n[[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
             lock.display(),
             registry.addr()
         ),
     )
     .expect("policy");
-    let publish = |variant: &str| published_digest(&airlock(&["publish", path(&versioned_build(variant)), &stable]));
+    let publish = |variant: &str| {
+        published_digest(&airlock(&[
+            "publish",
+            path(&versioned_build(variant)),
+            &stable,
+        ]))
+    };
     let first = publish("1");
     let host = Host::builder()
         .plugin_dir(&plugins)
@@ -405,28 +573,62 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
         move |o: &SourceOutcome| matches!(o, SourceOutcome::Installed { digest: d, .. } if *d == digest)
     };
     wait_for(&rx, installed(&first));
-    let version = || host.call("versioned", "version").json(&serde_json::json!({})).expect("call");
-    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("1"))));
+    let version = || host.call("versioned", "version").json(&()).expect("call");
+    assert_eq!(
+        format!("{:?}", version()),
+        format!("{:?}", airlock::Reply::Ok(serde_json::json!("1")))
+    );
 
     // The tag moves: the host moves with it, and says which digest it serves.
     let second = publish("2");
     wait_for(&rx, installed(&second));
-    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("2"))));
-    assert_eq!(host.plugin("versioned").and_then(|p| p.origin).map(|o| o.digest), Some(second.clone()));
-    let serving = std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file");
+    assert_eq!(
+        format!("{:?}", version()),
+        format!("{:?}", airlock::Reply::Ok(serde_json::json!("2")))
+    );
+    assert_eq!(
+        host.plugin("versioned")
+            .and_then(|p| p.origin)
+            .map(|o| o.digest),
+        Some(second.clone())
+    );
+    let serving =
+        std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file");
 
     // A build that fails at load (its create panics): refused, the files and the pin put back.
     let broken = publish("panic");
-    let refused = wait_for(&rx, |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == broken));
+    let refused = wait_for(
+        &rx,
+        |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == broken),
+    );
     assert!(refused.to_string().contains("did not load"), "{refused}");
-    assert_eq!(format!("{:?}", version()), format!("{:?}", airlock::Reply::Ok(serde_json::json!("2"))));
-    assert_eq!(std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"), serving);
-    assert!(std::fs::read_to_string(&lock).expect("lock").contains(&second));
+    assert_eq!(
+        format!("{:?}", version()),
+        format!("{:?}", airlock::Reply::Ok(serde_json::json!("2")))
+    );
+    assert_eq!(
+        std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"),
+        serving
+    );
+    assert!(std::fs::read_to_string(&lock)
+        .expect("lock")
+        .contains(&second));
     // A build the checks refuse (another ABI) never reaches the directory.
     let other_abi = publish("abi9");
-    wait_for(&rx, |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == other_abi));
-    assert_eq!(std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"), serving);
-    assert_eq!(host.plugin("versioned").and_then(|p| p.origin).map(|o| o.digest), Some(second));
+    wait_for(
+        &rx,
+        |o| matches!(o, SourceOutcome::Refused { digest: Some(d), .. } if *d == other_abi),
+    );
+    assert_eq!(
+        std::fs::read(plugins.join(versioned_build("1").file_name().expect("name"))).expect("file"),
+        serving
+    );
+    assert_eq!(
+        host.plugin("versioned")
+            .and_then(|p| p.origin)
+            .map(|o| o.digest),
+        Some(second)
+    );
     let audited: Vec<_> = host
         .audit()
         .tail(200)
@@ -434,6 +636,139 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
         .filter(|r| r.capability == stable)
         .map(|r| format!("{:?}", r.outcome))
         .collect();
-    assert_eq!(audited, ["SourceInstalled", "SourceInstalled", "SourceRefused", "SourceRefused"]);
+    assert_eq!(
+        audited,
+        [
+            "SourceInstalled",
+            "SourceInstalled",
+            "SourceRefused",
+            "SourceRefused"
+        ]
+    );
     host.shutdown();
+}
+
+#[test]
+fn an_artifact_pushed_by_oras_installs_and_one_airlock_published_verifies_in_oras() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let acme = Publisher::new();
+    let policy = trusting(work.path(), &acme);
+    let library = copy_of(&fixture("hello"), work.path());
+    acme.sign(&library);
+    let config = work.path().join("plugin.json");
+    std::fs::write(&config, r#"{"id":"hello"}"#).expect("config");
+    // ORAS pushes; Airlock installs.
+    let pushed = format!("{}/acme/hello:from-oras", registry.addr());
+    let signature = airlock::pipeline::signature_path(&library);
+    oras_peer([
+        "push",
+        &pushed,
+        "--library",
+        path(&library),
+        "--signature",
+        path(&signature),
+        "--config",
+        path(&config),
+    ])
+    .expect("oras pushes");
+    let plugins = work.path().join("plugins");
+    let out = airlock(&[
+        "install",
+        &format!("oci://{pushed}"),
+        "--dir",
+        path(&plugins),
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("signed by acme"), "{}", text(&out));
+    // Airlock publishes; ORAS pulls and checks every digest, and minisign verifies what it got.
+    let published = format!("{}/acme/hello:from-airlock", registry.addr());
+    let out = airlock(&[
+        "publish",
+        path(&library),
+        &format!("oci://{published}"),
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pulled = work.path().join("pulled");
+    let answer = oras_peer(["pull", &published, "--out", path(&pulled)]).expect("oras pulls");
+    assert_eq!(
+        answer["files"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["manifest_digest"].as_str(),
+        Some(published_digest(&out).as_str()),
+        "{answer}"
+    );
+    let name = library.file_name().and_then(|n| n.to_str()).expect("name");
+    let got = pulled.join(name);
+    assert_eq!(
+        std::fs::read(&got).expect("pulled"),
+        std::fs::read(&library).expect("ours")
+    );
+    let public = work.path().join("acme.pub");
+    std::fs::write(
+        &public,
+        format!("untrusted comment: acme\n{}\n", acme.public()),
+    )
+    .expect("key");
+    let verified = Command::new("minisign")
+        .args(["-V", "-p", path(&public), "-m", path(&got)])
+        .output()
+        .expect("minisign runs (installed by ./scripts/test.sh)");
+    assert!(verified.status.success(), "{}{answer}", text(&verified));
+}
+
+#[test]
+fn credentials_come_from_the_docker_config_file() {
+    let registry = TestRegistry::start_with_basic_auth("ada", "s3cret");
+    let work = tempfile::tempdir().expect("tempdir");
+    let reference = format!("oci://{}/acme/hello:1", registry.addr());
+    let with = |config: Option<&Path>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-cli"));
+        cmd.args(args)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("HOME", work.path());
+        match config {
+            Some(dir) => cmd.env("DOCKER_CONFIG", dir),
+            None => cmd.env_remove("DOCKER_CONFIG"),
+        };
+        cmd.output().expect("the CLI runs")
+    };
+    let refused = with(None, &["publish", path(&fixture("hello")), &reference]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).to_lowercase().contains("unauthorized") || text(&refused).contains("401"),
+        "{}",
+        text(&refused)
+    );
+    let docker = work.path().join("docker").tap_mkdir();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWRhOnMzY3JldA=="}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .expect("config");
+    let out = with(
+        Some(&docker),
+        &["publish", path(&fixture("hello")), &reference],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = with(
+        Some(&docker),
+        &[
+            "install",
+            &reference,
+            "--dir",
+            path(&work.path().join("plugins")),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
 }
