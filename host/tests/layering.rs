@@ -61,6 +61,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "fleet",
+        &[
+            "error", "library", "policy", "services", "pipeline", "runtime",
+        ],
+    ),
+    (
         "api",
         &[
             "error",
@@ -74,6 +80,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "isolation",
             "pipeline",
             "runtime",
+            "fleet",
         ],
     ),
     (

@@ -172,12 +172,17 @@ pub(crate) fn pull(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A pin that came from an artifact: the plugin, its source, the digest pinned, and the one
+/// its source points to now (`None` if the registry could not be asked).
+struct Pinned {
+    id: String,
+    reference: ArtifactRef,
+    pinned: String,
+    now: Option<String>,
+}
+
 /// The pins of `lock` that came from an artifact, and what their sources point to now.
-fn sources(
-    lock: &Path,
-    policy: &Policy,
-    only: &[String],
-) -> Result<Vec<(String, ArtifactRef, String, Option<String>)>> {
+fn sources(lock: &Path, policy: &Policy, only: &[String]) -> Result<Vec<Pinned>> {
     let lock = Lock::from_file(lock)?;
     let mut found = Vec::new();
     for (id, entry) in lock.entries() {
@@ -198,7 +203,12 @@ fn sources(
                 None
             }
         };
-        found.push((id.to_string(), reference, digest.clone(), now));
+        found.push(Pinned {
+            id: id.to_string(),
+            reference,
+            pinned: digest.clone(),
+            now,
+        });
     }
     Ok(found)
 }
@@ -207,7 +217,13 @@ fn sources(
 pub(crate) fn outdated(lock: &Path, policy: &Policy) -> Result<ExitCode> {
     println!("{:<20} {:<24} {:<24} SOURCE", "PLUGIN", "PINNED", "NOW");
     let mut code = ExitCode::SUCCESS;
-    for (id, reference, pinned, now) in sources(lock, policy, &[])? {
+    for Pinned {
+        id,
+        reference,
+        pinned,
+        now,
+    } in sources(lock, policy, &[])?
+    {
         let short = |d: &str| d.chars().take(19).collect::<String>();
         let now_text = now.as_deref().map_or("unreachable".to_owned(), short);
         let state = match now.as_deref() {
@@ -231,7 +247,13 @@ pub(crate) fn outdated(lock: &Path, policy: &Policy) -> Result<ExitCode> {
 pub(crate) fn update(ids: &[String], dir: &Path, lock: &Path, policy: &Policy) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     let mut updated = 0;
-    for (id, reference, pinned, now) in sources(lock, policy, ids)? {
+    for Pinned {
+        id,
+        reference,
+        pinned,
+        now,
+    } in sources(lock, policy, ids)?
+    {
         match now {
             Some(now) if now != pinned => {
                 if install_from(&reference, dir, policy, Some(lock), true)? {

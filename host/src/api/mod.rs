@@ -16,6 +16,7 @@ mod events;
 mod handle;
 mod hooks;
 mod host;
+mod info;
 mod metrics;
 #[cfg(feature = "tokio")]
 mod nonblocking;

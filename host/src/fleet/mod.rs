@@ -15,6 +15,8 @@ mod fetch;
 mod follow;
 mod install;
 mod layout;
+#[cfg(feature = "oci")]
+mod poll;
 pub mod reference;
 #[cfg(feature = "oci")]
 mod registry;

@@ -1,16 +1,63 @@
-//! What `[host]` says beyond paths: the names pinned to addresses (DNS names, so one name
-//! whatever its case), and the owners and groups trusted to write libraries besides the host's
-//! user and root (names looked up in `/etc/passwd` and `/etc/group`, or numeric ids).
+//! The `[host]` table's settings, and what they say beyond paths: the names pinned to
+//! addresses (DNS names, so one name whatever its case), and the owners and groups trusted to
+//! write libraries besides the host's user and root (names looked up in `/etc/passwd` and
+//! `/etc/group`, or numeric ids).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::de::{Deserialize, Deserializer, Error, Visitor};
 
-use super::HostSettings;
 use crate::library::permissions::accounts::{group_id, user_id};
 use crate::library::permissions::Trusted;
+
+/// Host-wide settings from the policy's `[host]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Where the key/value store lives (`kv.redb`); without it there is no `kv` service.
+    pub data_dir: Option<PathBuf>,
+    /// Where audit records are appended as JSON lines.
+    pub audit_log: Option<PathBuf>,
+    /// A lock file written by `airlock lock`: only the libraries it pins may load.
+    pub lock: Option<PathBuf>,
+    /// Warn when more libraries than this are retained (loaded and never unloaded).
+    pub max_retained: Option<usize>,
+    /// The worker executable isolated plugins run in (default: `airlock-worker` beside the
+    /// host program).
+    pub worker: Option<PathBuf>,
+    /// Keep the host process dumpable although it runs isolated plugins (`dumpable = true`).
+    /// By default a host marks itself non-dumpable before it starts its first worker: its
+    /// memory (`/proc/<pid>/mem`, ptrace) is then closed to every process without
+    /// `CAP_SYS_PTRACE` — which a sandboxed worker never has — even one of the same user and
+    /// even where Landlock is missing. The price: no core dumps of the host, and no debugger
+    /// attaching to it without that capability.
+    pub dumpable: bool,
+    /// Host names pinned to addresses for plugins' outbound HTTP (`HostBuilder::resolve`),
+    /// used instead of the system's resolver; the addresses are still checked. The names are
+    /// in lower case (DNS names do not depend on case); look one up with
+    /// [`HostSettings::pinned`].
+    pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// Users besides the host's own and root who may own a library or the directory holding
+    /// it (`trusted_owners`: names from `/etc/passwd`, or uids), as uids. Unix only.
+    pub trusted_owners: Vec<u32>,
+    /// Groups that may write a library or the directory holding it (`trusted_groups`: names
+    /// from `/etc/group`, or gids), as gids. Writable by every user is never trusted. Unix only.
+    pub trusted_groups: Vec<u32>,
+    /// Load every library from a sealed copy (`always_seal = true`), even one that only root
+    /// and the host's own user can change, which is otherwise loaded in place.
+    pub always_seal: bool,
+    /// Registries (`HOST` or `HOST:PORT`) spoken to over plain HTTP (`insecure_registries`);
+    /// a registry on a loopback address always is, every other one over TLS.
+    pub insecure_registries: Vec<String>,
+    /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
+    /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
+    pub tls_roots: Vec<PathBuf>,
+    /// How long a pending answer or a call waiting for approval stays open
+    /// (`pending_ttl_secs`; [`super::DEFAULT_PENDING_TTL`] when not set, at most [`super::MAX_PENDING_TTL`]).
+    pub pending_ttl: Option<std::time::Duration>,
+}
 
 impl HostSettings {
     /// The addresses `name` is pinned to (`[host] resolve`, `HostBuilder::resolve`), whatever
