@@ -329,7 +329,11 @@ fn run_console(
     let report = host.load()?;
     eprint!("{}", report.to_table());
     // The policy's `[[sources]]`: channels whose new builds are pulled, checked and loaded.
-    let _follower = host.follow(|outcome| println!("{outcome}"))?;
+    let _follower = host.follow(|outcome| {
+        if !matches!(outcome, airlock::fleet::SourceOutcome::Unchanged { .. }) {
+            println!("{outcome}");
+        }
+    })?;
     if _follower.sources() > 0 {
         eprintln!("following {} source(s)", _follower.sources());
     }

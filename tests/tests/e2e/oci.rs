@@ -772,3 +772,147 @@ fn credentials_come_from_the_docker_config_file() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Pushes a blob the way any client does (a monolithic upload); returns its descriptor.
+fn push_blob(
+    registry: &TestRegistry,
+    repository: &str,
+    bytes: &[u8],
+    media_type: &str,
+    title: Option<&str>,
+) -> serde_json::Value {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(bytes));
+    let start = ureq::post(&format!(
+        "http://{}/v2/{repository}/blobs/uploads/",
+        registry.addr()
+    ))
+    .call()
+    .expect("an upload starts");
+    let location = start
+        .header("Location")
+        .expect("an upload location")
+        .to_owned();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", registry.addr())
+    };
+    let joiner = if location.contains('?') { '&' } else { '?' };
+    ureq::put(&format!("{location}{joiner}digest={digest}"))
+        .set("Content-Type", "application/octet-stream")
+        .send_bytes(bytes)
+        .expect("the blob is stored");
+    let mut descriptor =
+        serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+    if let Some(title) = title {
+        descriptor["annotations"] = serde_json::json!({"org.opencontainers.image.title": title});
+    }
+    descriptor
+}
+
+#[test]
+fn hostile_manifests_are_refused_before_anything_is_installed() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let library = std::fs::read(fixture("hello")).expect("read");
+    let library_type = "application/vnd.airlock.plugin.library.v1";
+    let config = push_blob(
+        &registry,
+        "evil/hello",
+        br#"{"id":"hello"}"#,
+        "application/vnd.airlock.plugin.config.v1+json",
+        None,
+    );
+    let layer =
+        |title: &str| push_blob(&registry, "evil/hello", &library, library_type, Some(title));
+    let cases = [
+        (
+            "traversal",
+            vec![layer("../escape.so")],
+            "is not a file name",
+        ),
+        ("hidden", vec![layer(".hidden.so")], "is not a file name"),
+        ("absolute", vec![layer("/tmp/abs.so")], "is not a file name"),
+        (
+            "wrong-suffix",
+            vec![layer("libhello.dll")],
+            "is not a file name",
+        ),
+        (
+            "two-libraries",
+            vec![layer("liba.so"), layer("libb.so")],
+            "2 library layers",
+        ),
+        ("no-library", vec![], "0 library layers"),
+    ];
+    let plugins = work.path().join("plugins");
+    for (tag, layers, expected) in cases {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.airlock.plugin.v1",
+            "config": config,
+            "layers": layers,
+        });
+        ureq::put(&format!(
+            "http://{}/v2/evil/hello/manifests/{tag}",
+            registry.addr()
+        ))
+        .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .send_string(&manifest.to_string())
+        .expect("the registry takes it");
+        let out = airlock(&[
+            "install",
+            &format!("oci://{}/evil/hello:{tag}", registry.addr()),
+            "--dir",
+            path(&plugins),
+        ]);
+        assert!(!out.status.success(), "{tag}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{tag}: {}", text(&out));
+    }
+    // An OCI image, not a plugin: refused for what it is.
+    let image_config = push_blob(
+        &registry,
+        "evil/hello",
+        b"{}",
+        "application/vnd.oci.image.config.v1+json",
+        None,
+    );
+    let image = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": image_config,
+        "layers": [layer("libhello.so")],
+    });
+    ureq::put(&format!(
+        "http://{}/v2/evil/hello/manifests/image",
+        registry.addr()
+    ))
+    .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    .send_string(&image.to_string())
+    .expect("the registry takes it");
+    let out = airlock(&[
+        "install",
+        &format!("oci://{}/evil/hello:image", registry.addr()),
+        "--dir",
+        path(&plugins),
+    ]);
+    assert!(
+        text(&out).contains("not an Airlock plugin"),
+        "{}",
+        text(&out)
+    );
+    let escaped = [
+        work.path().join("escape.so"),
+        std::env::temp_dir().join("abs.so"),
+    ];
+    assert!(
+        escaped.iter().all(|p| !p.exists()),
+        "nothing written outside the plugin directory"
+    );
+    let left: Vec<_> = std::fs::read_dir(&plugins)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing installed: {left:?}");
+}

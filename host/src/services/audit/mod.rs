@@ -159,6 +159,7 @@ impl AuditLog {
                 | AuditOutcome::Routine
                 | AuditOutcome::PendingCreated
                 | AuditOutcome::PendingResolved
+                | AuditOutcome::SourceInstalled
         ) {
             // A call made as allowed: recorded, not a warning (a routine that failed is also
             // warned of by its runner).
