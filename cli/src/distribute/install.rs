@@ -10,7 +10,9 @@ use std::fs;
 use std::path::Path;
 use std::process::ExitCode;
 
-use airlock::fleet::{install_file, installed, remove_library, unpin, FleetError, Origin};
+use airlock::fleet::{
+    install_file, installed, remove_library, unpin, Destination, FleetError, Origin,
+};
 use airlock::pipeline::{check, check_plugin_dir, effective_grants, Lock, PipelineOptions};
 use airlock::Policy;
 
@@ -26,9 +28,15 @@ pub(crate) fn install(
     replace: bool,
 ) -> Result<ExitCode> {
     prepare_plugin_dir(dir, policy)?;
+    let to = Destination {
+        dir,
+        policy,
+        lock,
+        replace,
+    };
     let mut code = ExitCode::SUCCESS;
     for file in files {
-        if !install_one(file, dir, policy, lock, replace, None)? {
+        if !install_one(file, to, None)? {
             code = ExitCode::from(1);
         }
     }
@@ -39,13 +47,11 @@ pub(crate) fn install(
 /// did; `false` if it was refused.
 pub(super) fn install_one(
     file: &Path,
-    dir: &Path,
-    policy: &Policy,
-    lock: Option<&Path>,
-    replace: bool,
+    to: Destination<'_>,
     origin: Option<&Origin>,
 ) -> Result<bool> {
-    let done = match install_file(file, dir, policy, lock, replace, origin) {
+    let (lock, policy) = (to.lock, to.policy);
+    let done = match install_file(file, to, origin) {
         Ok(done) => done,
         // Fetched into a staging directory: the artifact names what was refused.
         Err(FleetError::Refused(refusal)) if origin.is_some() => {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airlock::fleet::{
-    self, copy, fetch, open, resolve, ArtifactRef, FleetError, Origin, Packed, RegistryOptions,
-    Selector,
+    self, copy, fetch, open, resolve, ArtifactRef, Destination, FleetError, Origin, Packed,
+    RegistryOptions, Selector,
 };
-use airlock::pipeline::{read_library, Lock, DEFAULT_MAX_LIBRARY_SIZE};
+use airlock::pipeline::{read_built_library, Lock, DEFAULT_MAX_LIBRARY_SIZE};
 use airlock::Policy;
 
 use super::install::{install_one, prepare_plugin_dir};
@@ -34,7 +34,7 @@ pub(crate) fn publish(files: &[PathBuf], to: &str, policy: &Policy) -> Result<Ex
     };
     let mut packed: Vec<Packed> = Vec::new();
     for file in files {
-        let mut library = read_library(file, file, DEFAULT_MAX_LIBRARY_SIZE)
+        let mut library = read_built_library(file, DEFAULT_MAX_LIBRARY_SIZE)
             .map_err(|refusal| format!("not published: {refusal}"))?;
         library.examine_signature(policy.trust());
         packed.push(fleet::pack(&library)?);
@@ -87,21 +87,21 @@ pub(crate) fn install(
 ) -> Result<ExitCode> {
     let reference = ArtifactRef::parse(text, range)?;
     prepare_plugin_dir(dir, policy)?;
-    Ok(if install_from(&reference, dir, policy, lock, replace)? {
+    let to = Destination {
+        dir,
+        policy,
+        lock,
+        replace,
+    };
+    Ok(if install_from(&reference, to)? {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn install_from(
-    reference: &ArtifactRef,
-    dir: &Path,
-    policy: &Policy,
-    lock: Option<&Path>,
-    replace: bool,
-) -> Result<bool> {
-    let mut store = open(reference, &registry_options(policy), false)?;
+fn install_from(reference: &ArtifactRef, to: Destination<'_>) -> Result<bool> {
+    let mut store = open(reference, &registry_options(to.policy), false)?;
     let resolved = match resolve(store.as_mut(), reference, fleet::HOST_TARGET) {
         Ok(resolved) => resolved,
         Err(
@@ -135,7 +135,7 @@ fn install_from(
         },
         digest: resolved.digest.clone(),
     };
-    install_one(&fetched.library, dir, policy, lock, replace, Some(&origin))
+    install_one(&fetched.library, to, Some(&origin))
 }
 
 /// `airlock pull oci://… DIR`: the artifact, every platform of it, copied into an OCI image
@@ -256,7 +256,13 @@ pub(crate) fn update(ids: &[String], dir: &Path, lock: &Path, policy: &Policy) -
     {
         match now {
             Some(now) if now != pinned => {
-                if install_from(&reference, dir, policy, Some(lock), true)? {
+                let to = Destination {
+                    dir,
+                    policy,
+                    lock: Some(lock),
+                    replace: true,
+                };
+                if install_from(&reference, to)? {
                     updated += 1;
                 } else {
                     code = ExitCode::from(1);

@@ -273,12 +273,20 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// [`Error::Watch`] if the follower's thread cannot be started.
+    /// [`Error::Watch`] if the follower's thread cannot be started, or the policy has sources
+    /// but no `[host] lock` to pin what they bring.
     #[cfg(feature = "oci")]
     pub fn follow(
         &self,
         on_outcome: impl Fn(&crate::fleet::SourceOutcome) + Send + 'static,
     ) -> Result<crate::fleet::Follower, Error> {
+        let policy = &self.shared.options.policy;
+        if !policy.sources().is_empty() && policy.host().lock.is_none() {
+            return Err(Error::Watch(
+                "following [[sources]] needs [host] lock: each build pulled is pinned there"
+                    .to_owned(),
+            ));
+        }
         crate::fleet::Follower::start(
             Arc::downgrade(&self.shared),
             self.shared.options.policy.sources().to_vec(),

@@ -60,7 +60,17 @@ pub fn resolve(
         let (document, _) = manifest(store, &resolved, &entry.digest, Some(&entry.digest))?;
         (document, entry.digest)
     } else {
-        (document, digest)
+        // One build: if it says which target it is for, it must be this one.
+        match document.annotations.get(annotations::TARGET) {
+            Some(built) if built != target => {
+                return Err(FleetError::NoPlatform {
+                    reference: resolved.to_string(),
+                    target: target.to_owned(),
+                    present: vec![built.clone()],
+                })
+            }
+            _ => (document, digest),
+        }
     };
     if !document.is_plugin() {
         return Err(FleetError::Artifact(format!(

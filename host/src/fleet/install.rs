@@ -39,6 +39,19 @@ pub struct InstalledFile {
     claims: Vec<String>,
 }
 
+/// Where and how an install puts a library.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The plugin directory.
+    pub dir: &'a Path,
+    /// The operator's policy the library is checked against.
+    pub policy: &'a Policy,
+    /// The lock file to pin it in, if any.
+    pub lock: Option<&'a Path>,
+    /// Whether another file holding the plugin's id (or another plugin at its name) is replaced.
+    pub replace: bool,
+}
+
 /// What an install did.
 #[derive(Debug)]
 pub struct Installed {
@@ -78,9 +91,10 @@ pub fn installed(dir: &Path) -> Vec<InstalledFile> {
     found
 }
 
-/// Checks `file` as a host would and installs it into `dir` (with the signature beside it),
-/// pinning it in `lock` with `origin` if given. Another file with its id (or another plugin at
-/// its name) is replaced only with `replace`; a claim another installed plugin holds refuses it.
+/// Checks `file` as a host would and installs it into the destination's directory (with the
+/// signature beside it), pinning it in its lock with `origin` if given. Another file with its
+/// id (or another plugin at its name) is replaced only if the destination says so; a claim
+/// another installed plugin holds refuses it.
 ///
 /// # Errors
 ///
@@ -88,12 +102,15 @@ pub fn installed(dir: &Path) -> Vec<InstalledFile> {
 /// or [`FleetError::Io`].
 pub fn install_file(
     file: &Path,
-    dir: &Path,
-    policy: &Policy,
-    lock: Option<&Path>,
-    replace: bool,
+    to: Destination<'_>,
     origin: Option<&Origin>,
 ) -> Result<Installed, FleetError> {
+    let Destination {
+        dir,
+        policy,
+        lock,
+        replace,
+    } = to;
     let options = PipelineOptions {
         dirs: vec![dir.to_owned()],
         policy: policy.clone(),

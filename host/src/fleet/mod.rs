@@ -27,7 +27,8 @@ pub use fetch::{copy, fetch, resolve, Fetched, Resolved};
 #[cfg(feature = "oci")]
 pub use follow::{Follower, SourceOutcome};
 pub use install::{
-    install_file, installed, place, remove_library, unpin, Installed, InstalledFile, Origin,
+    install_file, installed, place, remove_library, unpin, Destination, Installed, InstalledFile,
+    Origin,
 };
 pub use layout::Layout;
 pub use reference::{ArtifactRef, Repository, Selector};

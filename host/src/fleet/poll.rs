@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use airlock_abi::manifest::PluginId;
 
 use super::follow::SourceOutcome;
-use super::install::{install_file, installed, place, remove_library, unpin, Origin};
+use super::install::{install_file, installed, place, remove_library, unpin, Destination, Origin};
 use super::reference::{ArtifactRef, Repository, Selector};
 use super::{fetch, open, resolve, Fetched, FleetError, RegistryOptions, HOST_TARGET};
 use crate::error::Error;
@@ -165,7 +165,20 @@ impl Look<'_> {
                 "the host has no plugin directory to install into".into(),
             ));
         };
-        let current = installed(dir).into_iter().find(|i| i.id == id);
+        let found = installed(dir);
+        let current = found.iter().find(|i| i.id == id).cloned();
+        let name = fetched.library.file_name().unwrap_or_default();
+        if let (None, Some(other)) = (
+            &current,
+            found.iter().find(|i| i.path.file_name() == Some(name)),
+        ) {
+            let why = format!(
+                "its file name is taken by plugin {} ({}): a source never replaces another plugin",
+                other.id,
+                other.path.display()
+            );
+            return Err(refuse(&id, why));
+        }
         let library = match &current {
             Some(current) => rename_like(&fetched.library, &current.path)
                 .map_err(|e| refuse(&id, e.to_string()))?,
@@ -186,8 +199,14 @@ impl Look<'_> {
             }),
         };
         let policy = &self.host.options.policy;
-        let placed = install_file(&library, dir, policy, self.lock(), true, Some(origin))
-            .map_err(|e| refuse(&id, e.to_string()))?;
+        let to = Destination {
+            dir,
+            policy,
+            lock: self.lock(),
+            replace: true,
+        };
+        let placed =
+            install_file(&library, to, Some(origin)).map_err(|e| refuse(&id, e.to_string()))?;
         let version = placed.checked.file.manifest.version.to_string();
         if let ReloadOutcome::Refused { refusal, .. } = self.host.reload_file(&placed.target, false)
         {

@@ -11,7 +11,8 @@ pub(crate) mod schema;
 
 pub use crate::library::discover::{check_plugin_dir, library_suffix};
 pub use crate::library::file::{
-    read_library, read_library_bytes, LibraryFile, Placement, DEFAULT_MAX_LIBRARY_SIZE,
+    read_built_library, read_library, read_library_bytes, LibraryFile, Placement,
+    DEFAULT_MAX_LIBRARY_SIZE,
 };
 pub use crate::library::lock::{Lock, LockEntry};
 pub use crate::library::signature::{
@@ -164,8 +165,13 @@ pub(super) fn read_one(
     let map = (purpose != ReadFor::Checking && !options.policy.host().always_seal)
         .then_some(loader::MAPPER)
         .flatten();
-    let mut file =
-        crate::library::file::read_library_as(&c.file, &c.open, options.max_library_size, map)?;
+    let mut file = crate::library::file::read_library_as(
+        &c.file,
+        &c.open,
+        options.max_library_size,
+        map,
+        crate::library::file::Platforms::This,
+    )?;
     file.examine_signature(options.policy.trust());
     let policy = options.policy.for_plugin(&file.manifest.id);
     let identity_now = purpose != ReadFor::Loading

@@ -126,3 +126,69 @@ fn source(n: usize, raw: RawSource) -> Result<Source, String> {
         interval,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{Channel, Policy, PolicyFormat};
+
+    fn parse(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, PolicyFormat::Toml)
+    }
+
+    #[test]
+    fn a_source_reads_its_channel_and_interval() {
+        let policy = parse(
+            "[host]\nlock = \"airlock.lock\"\n\n[[sources]]\nregistry = \"127.0.0.1:5000\"\n\
+             repository = \"acme/hello\"\nversion = \"^1.2\"\nplugin = \"hello\"\ninterval_secs = 30\n",
+        )
+        .expect("parses");
+        let source = &policy.sources()[0];
+        assert!(matches!(&source.channel, Channel::Range(r) if r.to_string() == "^1.2"));
+        assert_eq!(source.interval.as_secs(), 30);
+        assert_eq!(
+            source.reference(),
+            "oci://127.0.0.1:5000/acme/hello (versions ^1.2)"
+        );
+    }
+
+    #[test]
+    fn malformed_sources_say_what_to_write() {
+        let lock = "[host]\nlock = \"airlock.lock\"\n\n";
+        for (body, expected) in [
+            (
+                "registry = \"r:5000\"\nrepository = \"a/b\"\n",
+                "give a `tag`",
+            ),
+            (
+                "registry = \"r:5000\"\nrepository = \"a/b\"\ntag = \"x\"\nversion = \"1\"\n",
+                "one of them",
+            ),
+            (
+                "registry = \"r:5000\"\nrepository = \"a/b\"\nversion = \"one\"\n",
+                "not a version range",
+            ),
+            (
+                "registry = \"r:5000\"\nrepository = \"A/b\"\ntag = \"x\"\n",
+                "lower-case",
+            ),
+            (
+                "registry = \"oci://r\"\nrepository = \"a/b\"\ntag = \"x\"\n",
+                "host and port",
+            ),
+            (
+                "registry = \"r\"\nrepository = \"a\"\ntag = \"x\"\ninterval_secs = 0\n",
+                "at least 1",
+            ),
+            (
+                "registry = \"r\"\nrepository = \"a\"\ntag = \"x\"\nplugin = \"Bad Id\"\n",
+                "plugin",
+            ),
+        ] {
+            let e = parse(&format!("{lock}[[sources]]\n{body}")).expect_err(body);
+            assert!(e.contains(expected), "{body}: {e}");
+        }
+        let e = parse("[[sources]]\nregistry = \"r\"\nrepository = \"a\"\ntag = \"x\"\n")
+            .expect_err("no lock");
+        assert!(e.contains("needs [host] lock"), "{e}");
+    }
+}

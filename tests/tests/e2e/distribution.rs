@@ -403,7 +403,10 @@ fn install_replace_remove_and_list_and_a_watched_directory_follows_them() {
         .find(|l| l.starts_with("tally"))
         .expect("a row");
     assert!(
-        row.contains("0.2.0") && row.contains("acme") && row.ends_with("ok"),
+        row.contains("0.2.0")
+            && row.contains("acme")
+            && row.split_whitespace().nth(4) == Some("ok")
+            && row.ends_with("file"),
         "{stdout}"
     );
 

@@ -57,9 +57,10 @@ fn published_digest(out: &Output) -> String {
     digest.unwrap_or_else(|| panic!("no digest in: {}", text(out)))
 }
 
-/// A copy of `library` whose embedded provenance says it was built for `target` (shorter than
-/// the real triple; the plugin's JSON is padded with spaces, so the block keeps its length).
-fn retargeted(library: &Path, target: &str, to: &Path) -> PathBuf {
+/// A copy of `library` made to look built for another platform: its embedded provenance names
+/// `target` and, if given, its ELF header the machine `e_machine` (the plugin's JSON gives or
+/// takes whitespace, so the block keeps its length).
+fn foreign(library: &Path, target: &str, e_machine: Option<u16>, to: &Path) -> PathBuf {
     use object::{Object, ObjectSection};
     let mut bytes = std::fs::read(library).expect("read");
     let at = {
@@ -77,10 +78,19 @@ fn retargeted(library: &Path, target: &str, to: &Path) -> PathBuf {
         fields.push(bytes[cursor + 4..cursor + 4 + len].to_vec());
         cursor += 4 + len;
     }
-    let old = fields[2].len();
-    assert!(target.len() <= old, "the new target must not be longer");
+    let (old, new) = (fields[2].len(), target.len());
     fields[2] = target.as_bytes().to_vec();
-    fields[4].extend(std::iter::repeat_n(b' ', old - target.len()));
+    if new <= old {
+        fields[4].extend(std::iter::repeat_n(b' ', old - new));
+    } else {
+        for _ in old..new {
+            let space = fields[4]
+                .iter()
+                .rposition(|b| b.is_ascii_whitespace())
+                .expect("whitespace in the plugin's JSON to give");
+            fields[4].remove(space);
+        }
+    }
     let mut block = bytes[at..at + 16].to_vec();
     for field in fields {
         block.extend((field.len() as u32).to_le_bytes());
@@ -88,9 +98,15 @@ fn retargeted(library: &Path, target: &str, to: &Path) -> PathBuf {
     }
     assert_eq!(block.len(), total);
     bytes[at..at + total].copy_from_slice(&block);
+    if let Some(machine) = e_machine {
+        bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+    }
     std::fs::write(to, bytes).expect("write");
     to.to_owned()
 }
+
+/// ELF's machine number for AArch64.
+const EM_AARCH64: u16 = 183;
 
 fn trusting(work: &Path, publisher: &Publisher) -> PathBuf {
     let policy = work.join("policy.toml");
@@ -230,38 +246,39 @@ fn a_two_platform_index_installs_this_hosts_entry_read_from_provenance() {
     let registry = TestRegistry::start();
     let work = tempfile::tempdir().expect("tempdir");
     let ours = fixture("hello");
-    // Named to mislead: the platform is read from the provenance inside, never from a name.
-    let theirs_dir = work.path().join("theirs");
-    std::fs::create_dir_all(&theirs_dir).expect("dir");
-    let theirs = retargeted(
+    let dir = work.path().join("builds").tap_mkdir();
+    // An AArch64 build, named to mislead: the platform is read from the file, never its name.
+    let arm = foreign(
         &ours,
-        "aarch64-apple-darwin",
-        &theirs_dir.join("libhello-x86_64-linux.so"),
+        "aarch64-unknown-linux-gnu",
+        Some(EM_AARCH64),
+        &dir.join("libhello-x86_64.so"),
     );
     let reference = format!("oci://{}/acme/hello:2", registry.addr());
-    let out = airlock(&["publish", path(&theirs), path(&ours), &reference]);
+    let out = airlock(&["publish", path(&arm), path(&ours), &reference]);
     assert!(out.status.success(), "{}", text(&out));
     let index = ureq_json(&registry, "acme/hello", &published_digest(&out));
     assert_eq!(
         index["mediaType"], "application/vnd.oci.image.index.v1+json",
         "{index}"
     );
-    let targets: Vec<_> = index["manifests"]
+    let entries: Vec<_> = index["manifests"]
         .as_array()
         .expect("entries")
         .iter()
         .map(|m| {
-            (
-                m["annotations"]["dev.airlock.plugin.target"].clone(),
-                m["platform"]["os"].clone(),
+            let p = &m["platform"];
+            format!(
+                "{} {}/{}",
+                m["annotations"]["dev.airlock.plugin.target"], p["os"], p["architecture"]
             )
         })
         .collect();
     assert_eq!(
-        targets,
-        vec![
-            ("aarch64-apple-darwin".into(), "darwin".into()),
-            ("x86_64-unknown-linux-gnu".into(), "linux".into())
+        entries,
+        [
+            r#""aarch64-unknown-linux-gnu" "linux"/"arm64""#,
+            r#""x86_64-unknown-linux-gnu" "linux"/"amd64""#
         ]
     );
     let plugins = work.path().join("plugins");
@@ -274,34 +291,50 @@ fn a_two_platform_index_installs_this_hosts_entry_read_from_provenance() {
     );
     // Two builds for one target are not an index.
     let out = airlock(&["publish", path(&ours), path(&ours), &reference]);
-    assert!(!out.status.success());
     assert!(
         text(&out).contains("two libraries are built for x86_64-unknown-linux-gnu"),
         "{}",
         text(&out)
     );
-    // An index with no build for this host names what it has.
-    let only_theirs = format!("oci://{}/acme/hello:mac", registry.addr());
-    let other = retargeted(&ours, "aarch64-apple-darwin", &theirs_dir.join("b.so"));
-    let third = retargeted(&ours, "x86_64-pc-windows", &theirs_dir.join("c.so"));
-    assert!(
-        airlock(&["publish", path(&other), path(&third), &only_theirs])
-            .status
-            .success()
+    // A file whose provenance names another platform than its own is not published.
+    let liar = foreign(
+        &ours,
+        "aarch64-unknown-linux-gnu",
+        None,
+        &dir.join("liar.so"),
     );
-    let out = airlock(&[
-        "install",
-        &only_theirs,
-        "--dir",
-        path(&work.path().join("none")),
-    ]);
+    let out = airlock(&["publish", path(&liar), &reference]);
     assert!(!out.status.success());
-    let said = text(&out);
     assert!(
-        said.contains("no entry for this host's target x86_64-unknown-linux-gnu")
-            && said.contains("aarch64-apple-darwin, x86_64-pc-windows"),
-        "{said}"
+        text(&out).contains("build_mismatch") && text(&out).contains("provenance says"),
+        "{}",
+        text(&out)
     );
+    // Builds for other targets only: the host names what there is and installs nothing.
+    let musl = foreign(
+        &ours,
+        "aarch64-unknown-linux-musl",
+        Some(EM_AARCH64),
+        &dir.join("musl.so"),
+    );
+    for (tag, files) in [
+        ("arm", vec![path(&arm), path(&musl)]),
+        ("arm-only", vec![path(&arm)]),
+    ] {
+        let at = format!("oci://{}/acme/hello:{tag}", registry.addr());
+        let mut args = vec!["publish"];
+        args.extend(files.iter().copied());
+        args.push(&at);
+        assert!(airlock(&args).status.success());
+        let out = airlock(&["install", &at, "--dir", path(&work.path().join("none"))]);
+        assert!(!out.status.success());
+        let said = text(&out);
+        assert!(
+            said.contains("no entry for this host's target x86_64-unknown-linux-gnu")
+                && said.contains("aarch64-unknown-linux-gnu"),
+            "{tag}: {said}"
+        );
+    }
 }
 
 #[test]
@@ -811,6 +844,22 @@ fn push_blob(
     descriptor
 }
 
+/// Puts a manifest under `tag`, as any client may.
+fn put_manifest(
+    registry: &TestRegistry,
+    repository: &str,
+    tag: &str,
+    manifest: &serde_json::Value,
+) {
+    ureq::put(&format!(
+        "http://{}/v2/{repository}/manifests/{tag}",
+        registry.addr()
+    ))
+    .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    .send_string(&manifest.to_string())
+    .expect("the registry takes it");
+}
+
 #[test]
 fn hostile_manifests_are_refused_before_anything_is_installed() {
     let registry = TestRegistry::start();
@@ -855,13 +904,7 @@ fn hostile_manifests_are_refused_before_anything_is_installed() {
             "config": config,
             "layers": layers,
         });
-        ureq::put(&format!(
-            "http://{}/v2/evil/hello/manifests/{tag}",
-            registry.addr()
-        ))
-        .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .send_string(&manifest.to_string())
-        .expect("the registry takes it");
+        put_manifest(&registry, "evil/hello", tag, &manifest);
         let out = airlock(&[
             "install",
             &format!("oci://{}/evil/hello:{tag}", registry.addr()),
@@ -885,13 +928,7 @@ fn hostile_manifests_are_refused_before_anything_is_installed() {
         "config": image_config,
         "layers": [layer("libhello.so")],
     });
-    ureq::put(&format!(
-        "http://{}/v2/evil/hello/manifests/image",
-        registry.addr()
-    ))
-    .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-    .send_string(&image.to_string())
-    .expect("the registry takes it");
+    put_manifest(&registry, "evil/hello", "image", &image);
     let out = airlock(&[
         "install",
         &format!("oci://{}/evil/hello:image", registry.addr()),

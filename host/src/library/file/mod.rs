@@ -25,6 +25,7 @@ pub use placement::Placement;
 pub(crate) use placement::{Bytes, Descriptor, FileMapping, Mapper};
 pub use resources::Resource;
 use structure::check_object;
+pub(crate) use structure::Platforms;
 
 /// What reports show as the "file" of a built-in plugin, followed by its id.
 pub const BUILTIN_PATH: &str = "builtin:";
@@ -256,7 +257,19 @@ impl LibraryFile {
 /// A [`Refusal`] with the stage-2 reason: `not_a_library`, `too_large`, `truncated`,
 /// `no_manifest`, `bad_manifest`, or `build_mismatch` for another architecture.
 pub fn read_library(file: &Path, open: &Path, max_size: u64) -> Result<LibraryFile, Refusal> {
-    read_library_as(file, open, max_size, None)
+    read_library_as(file, open, max_size, None, Platforms::This)
+}
+
+/// Stage 2 for a library built for any platform (publishing a cross-built one): the same
+/// checks as [`read_library`] but this host's format and architecture, and its embedded
+/// provenance must name the file's own (an ELF for AArch64 must say `aarch64-…-linux-…`).
+///
+/// # Errors
+///
+/// As [`read_library`]; `build_mismatch` when the provenance names another platform than the
+/// file's.
+pub fn read_built_library(file: &Path, max_size: u64) -> Result<LibraryFile, Refusal> {
+    read_library_as(file, file, max_size, None, Platforms::Any)
 }
 
 /// [`read_library`]; with `map`, a library that may be loaded in place is mapped rather than
@@ -266,6 +279,7 @@ pub(crate) fn read_library_as(
     open: &Path,
     max_size: u64,
     map: Option<Mapper>,
+    platforms: Platforms,
 ) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let mut handle = open_no_follow(open)
@@ -298,7 +312,7 @@ pub(crate) fn read_library_as(
     let in_place = placement::in_place_rule(&handle, &meta);
     if let (Some(mapper), Ok(_)) = (map, &in_place) {
         if let Some(bytes) = placement::mapped(&handle, &meta, mapper) {
-            let mut library = check_bytes(file, bytes)?;
+            let mut library = check_bytes(file, bytes, platforms)?;
             library.set_placement(in_place, handle, &meta);
             return Ok(library);
         }
@@ -315,7 +329,7 @@ pub(crate) fn read_library_as(
             format!("the file grew past the cap of {max_size} bytes while being read"),
         ));
     }
-    let mut library = check_bytes(file, Bytes::Owned(bytes))?;
+    let mut library = check_bytes(file, Bytes::Owned(bytes), platforms)?;
     library.set_placement(in_place, handle, &meta);
     Ok(library)
 }
@@ -327,13 +341,13 @@ pub(crate) fn read_library_as(
 ///
 /// As [`read_library`], for everything after reading.
 pub fn read_library_bytes(file: &Path, bytes: Vec<u8>) -> Result<LibraryFile, Refusal> {
-    check_bytes(file, Bytes::Owned(bytes))
+    check_bytes(file, Bytes::Owned(bytes), Platforms::This)
 }
 
-fn check_bytes(file: &Path, bytes: Bytes) -> Result<LibraryFile, Refusal> {
+fn check_bytes(file: &Path, bytes: Bytes, platforms: Platforms) -> Result<LibraryFile, Refusal> {
     let refuse = |reason, detail: String| Refusal::new(file, reason, detail);
     let (block_bytes, block, loadable_end, section) =
-        check_object(&bytes).map_err(|(reason, detail)| refuse(reason, detail))?;
+        check_object(&bytes, platforms).map_err(|(reason, detail)| refuse(reason, detail))?;
     let manifest = Manifest::from_json(&block.manifest_json)
         .map_err(|e| refuse(RefusalReason::BadManifest, e.to_string()))?;
     let resources = resources::check_file(&manifest, &block, section)

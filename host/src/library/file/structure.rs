@@ -16,9 +16,21 @@ pub(super) type Stage2Error = (RefusalReason, String);
 /// last loadable segment ends, and the resource section's contents if there is one.
 pub(super) type Structure<'a> = (Vec<u8>, ManifestBlock, u64, Option<&'a [u8]>);
 
+/// Which libraries stage 2 takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Platforms {
+    /// Those this host can load: its format, architecture and pointer width.
+    This,
+    /// One built for any platform whose provenance names the file's own (publishing).
+    Any,
+}
+
 /// Checks the object structure; returns what it found ([`Structure`]).
-pub(super) fn check_object(bytes: &[u8]) -> Result<Structure<'_>, Stage2Error> {
-    let format = detect_format(bytes)?;
+pub(super) fn check_object(
+    bytes: &[u8],
+    platforms: Platforms,
+) -> Result<Structure<'_>, Stage2Error> {
+    let format = detect_format(bytes, platforms)?;
     check_headers_inside(bytes)?;
     let obj = object::File::parse(bytes).map_err(|e| {
         (
@@ -26,9 +38,12 @@ pub(super) fn check_object(bytes: &[u8]) -> Result<Structure<'_>, Stage2Error> {
             format!("the {format} file is malformed: {e}"),
         )
     })?;
-    check_kind_and_architecture(&obj, format)?;
+    check_kind_and_architecture(&obj, format, platforms)?;
     let loadable_end = check_segments_inside(&obj, bytes.len())?;
     let (data, block) = manifest_block(&obj, format, bytes.len())?;
+    if platforms == Platforms::Any {
+        check_provenance(&obj, format, &block.target)?;
+    }
     let resources = resource_section(&obj, format, bytes.len())?;
     Ok((data[..block.len].to_vec(), block, loadable_end, resources))
 }
@@ -83,8 +98,12 @@ fn check_headers_inside(bytes: &[u8]) -> Result<(), Stage2Error> {
     }
 }
 
-/// A shared library, built for this host's architecture and pointer width.
-fn check_kind_and_architecture(obj: &object::File<'_>, format: &str) -> Result<(), Stage2Error> {
+/// A shared library, built for this host's architecture and pointer width (or any).
+fn check_kind_and_architecture(
+    obj: &object::File<'_>,
+    format: &str,
+    platforms: Platforms,
+) -> Result<(), Stage2Error> {
     if obj.kind() != object::ObjectKind::Dynamic {
         return Err((
             RefusalReason::NotALibrary,
@@ -93,6 +112,9 @@ fn check_kind_and_architecture(obj: &object::File<'_>, format: &str) -> Result<(
                 obj.kind()
             ),
         ));
+    }
+    if platforms == Platforms::Any {
+        return Ok(());
     }
     let host_arch = host_architecture();
     if obj.architecture() != host_arch || obj.is_64() != cfg!(target_pointer_width = "64") {
@@ -186,7 +208,48 @@ fn manifest_block<'data>(
     Ok((data, block))
 }
 
-fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {
+/// A library built for any platform: its provenance must name the file's format and
+/// architecture, or the index entry it is published as would be a lie.
+fn check_provenance(obj: &object::File<'_>, format: &str, target: &str) -> Result<(), Stage2Error> {
+    use object::Architecture as A;
+    let parts: Vec<&str> = target.split('-').collect();
+    let expected_format = if parts
+        .iter()
+        .any(|p| matches!(*p, "apple" | "darwin" | "ios"))
+    {
+        "Mach-O"
+    } else if parts.contains(&"windows") {
+        "PE"
+    } else {
+        "ELF"
+    };
+    let arch = parts.first().copied().unwrap_or_default();
+    let expected_arch = match arch {
+        "x86_64" => Some(A::X86_64),
+        "aarch64" | "arm64" => Some(A::Aarch64),
+        "i386" | "i586" | "i686" => Some(A::I386),
+        "riscv64gc" | "riscv64" => Some(A::Riscv64),
+        "s390x" => Some(A::S390x),
+        "loongarch64" => Some(A::LoongArch64),
+        "powerpc64" | "powerpc64le" => Some(A::PowerPc64),
+        a if a.starts_with("arm") || a.starts_with("thumb") => Some(A::Arm),
+        _ => None,
+    };
+    let arch_ok = expected_arch.is_none_or(|a| a == obj.architecture());
+    if format != expected_format || !arch_ok {
+        return Err((
+            RefusalReason::BuildMismatch,
+            format!(
+                "the file is a {format} library for {:?}, but its provenance says it was built \
+                 for {target}",
+                obj.architecture()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn detect_format(bytes: &[u8], platforms: Platforms) -> Result<&'static str, Stage2Error> {
     let format = match bytes {
         [0x7f, b'E', b'L', b'F', ..] => "ELF",
         [0xfe, 0xed, 0xfa, 0xce | 0xcf, ..] | [0xce | 0xcf, 0xfa, 0xed, 0xfe, ..] => "Mach-O",
@@ -206,7 +269,7 @@ fn detect_format(bytes: &[u8]) -> Result<&'static str, Stage2Error> {
     } else {
         "ELF"
     };
-    if format != native {
+    if format != native && platforms == Platforms::This {
         return Err((
             RefusalReason::NotALibrary,
             format!("a {format} file cannot be loaded on this platform, which uses {native}"),
