@@ -72,6 +72,7 @@ impl Look<'_> {
             });
         }
         *seen = Some(digest.clone());
+        tracing::info!(target: "airlock::fleet", source = %self.name, digest, "a new build: fetching it");
         let staging = tempfile::tempdir().map_err(|e| {
             self.refused(
                 Some(&digest),
@@ -208,6 +209,15 @@ impl Look<'_> {
         let placed =
             install_file(&library, to, Some(origin)).map_err(|e| refuse(&id, e.to_string()))?;
         let version = placed.checked.file.manifest.version.to_string();
+        tracing::info!(
+            target: "airlock::fleet",
+            source = %self.name,
+            digest,
+            plugin = %id,
+            version,
+            file = %placed.target.display(),
+            "verified and placed: loading it"
+        );
         if let ReloadOutcome::Refused { refusal, .. } = self.host.reload_file(&placed.target, false)
         {
             let why = match put_back(&placed.target, &id, replaced, self.lock()) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -108,6 +109,32 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The client checks a blob's digest as its last bytes arrive: a mismatch is said as one,
+    /// the rest as the registry's failure.
+    fn stream_error(&self, descriptor: &Descriptor, e: std::io::Error) -> FleetError {
+        let text = e.to_string();
+        if text.contains("Invalid digest") {
+            let actual = text
+                .rsplit("got ")
+                .next()
+                .filter(|d| d.starts_with("sha256:"))
+                .unwrap_or("another digest");
+            return self.mismatch("blob", descriptor.digest.clone(), actual.trim().to_owned());
+        }
+        self.fail(format!("fetching blob {}", descriptor.digest), e)
+    }
+
+    fn mismatch(&self, what: &str, expected: String, actual: String) -> FleetError {
+        FleetError::Digest {
+            reference: format!("oci://{}/{}", self.registry, self.repository),
+            what: what.to_owned(),
+            expected,
+            actual,
+        }
+    }
+}
+
 fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
     OciDescriptor {
         media_type: d.media_type.clone(),
@@ -129,7 +156,13 @@ impl Store for Registry {
                 &self.auth,
                 &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
             ))
-            .map_err(|e| self.fail(format!("fetching manifest {reference}"), e))?;
+            .map_err(|e| match e {
+                OciDistributionError::DigestError(DigestError::VerificationError {
+                    expected,
+                    actual,
+                }) => self.mismatch("manifest", expected, actual),
+                e => self.fail(format!("fetching manifest {reference}"), e),
+            })?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
             return Err(self.fail(
                 format!("fetching manifest {reference}"),
@@ -159,7 +192,7 @@ impl Store for Registry {
                 .await
                 .map_err(|e| self.fail(step(), e))?;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.fail(step(), e))?;
+                let chunk = chunk.map_err(|e| self.stream_error(descriptor, e))?;
                 out.write_all(&chunk).map_err(|e| self.fail(step(), e))?;
             }
             Ok(())

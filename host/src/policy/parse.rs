@@ -213,15 +213,7 @@ impl Policy {
             policy.plugins.insert(plugin_id, plugin);
         }
         policy.routines = super::routines::routines(raw.routines)?;
-        policy.sources = super::sources::sources(raw.sources)?;
-        if !policy.sources.is_empty() && policy.host.lock.is_none() {
-            return Err(
-                "[[sources]] needs [host] lock = \"FILE\": a host that follows a channel \
-                        pins each build it pulls there (its BLAKE3 and the artifact's digest), \
-                        and reports the digest it serves from it"
-                    .to_owned(),
-            );
-        }
+        policy.sources = super::sources::sources(raw.sources, policy.host.lock.is_some())?;
         Ok(policy)
     }
 

@@ -65,8 +65,17 @@ pub(super) struct RawSource {
     interval_secs: Option<u64>,
 }
 
-/// Checks every `[[sources]]` entry: where, which channel, how often.
-pub(super) fn sources(raw: Vec<RawSource>) -> Result<Vec<Source>, String> {
+/// Checks every `[[sources]]` entry: where, which channel, how often; and that there is a lock
+/// (`locked`) to pin what they bring.
+pub(super) fn sources(raw: Vec<RawSource>, locked: bool) -> Result<Vec<Source>, String> {
+    if !raw.is_empty() && !locked {
+        return Err(
+            "[[sources]] needs [host] lock = \"FILE\": a host that follows a channel \
+                    pins each build it pulls there (its BLAKE3 and the artifact's digest), and \
+                    reports the digest it serves from it"
+                .to_owned(),
+        );
+    }
     if raw.len() > MAX_SOURCES {
         return Err(format!(
             "[[sources]]: {} sources; at most {MAX_SOURCES} are allowed",

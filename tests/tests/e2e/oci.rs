@@ -359,11 +359,40 @@ fn a_blob_tampered_in_the_registrys_storage_is_refused_by_digest() {
     let out = airlock(&["install", &reference, "--dir", path(&plugins)]);
     assert!(!out.status.success(), "{}", text(&out));
     let said = text(&out);
-    assert!(said.contains("digest") && said.contains(&layer), "{said}");
+    assert!(
+        said.contains("digest_mismatch") && said.contains(&layer),
+        "{said}"
+    );
     let left: Vec<_> = std::fs::read_dir(&plugins)
         .map(|d| d.flatten().collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing is installed: {left:?}");
+
+    // By digest: a manifest whose bytes were changed in storage is refused for what it hashes
+    // to, and the right digest of a sound one installs.
+    let sound = format!("oci://{}/acme/sound:1", registry.addr());
+    let out = airlock(&["publish", path(&fixture("counter")), &sound]);
+    let digest = published_digest(&out);
+    let by_digest = format!("oci://{}/acme/sound@{digest}", registry.addr());
+    let out = airlock(&["install", &by_digest, "--dir", path(&plugins)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = registry.blob_path(&digest);
+    let mut manifest = std::fs::read(&stored).expect("the stored manifest");
+    let brace = manifest.iter().rposition(|b| *b == b'}').expect("JSON");
+    manifest.insert(brace, b' ');
+    std::fs::write(&stored, &manifest).expect("tamper");
+    let out = airlock(&[
+        "install",
+        &by_digest,
+        "--dir",
+        path(&work.path().join("again")),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("manifest {digest} arrived with sha256")),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
