@@ -150,7 +150,7 @@ fn run(
             drop(shared);
             log(&outcome);
             on_outcome(&outcome);
-            due[n] = Instant::now() + source.interval;
+            due[n] = Instant::now() + jittered(source.interval);
         }
         let next = due.iter().min().copied().unwrap_or_else(Instant::now);
         let (stopped, wake) = stop;
@@ -165,6 +165,15 @@ fn run(
             return;
         }
     }
+}
+
+/// The interval give or take a tenth, at random: a fleet of hosts started together spreads its
+/// polls instead of asking the registry all at once.
+fn jittered(interval: std::time::Duration) -> std::time::Duration {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    let unit = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX);
+    interval.mul_f64(0.9 + 0.2 * unit)
 }
 
 fn log(outcome: &SourceOutcome) {
@@ -190,5 +199,21 @@ fn log(outcome: &SourceOutcome) {
         SourceOutcome::Unreachable { source, why } => {
             tracing::warn!(target: "airlock::fleet", source, "not reached: {why}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn polls_are_spread_within_a_tenth_of_the_interval() {
+        let interval = Duration::from_secs(10);
+        let spread: Vec<Duration> = (0..200).map(|_| super::jittered(interval)).collect();
+        assert!(spread
+            .iter()
+            .all(|d| (Duration::from_secs(9)..=Duration::from_secs(11)).contains(d)));
+        let (low, high) = (spread.iter().min(), spread.iter().max());
+        assert!(high > low, "not all alike: {low:?} {high:?}");
     }
 }
