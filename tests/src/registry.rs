@@ -36,7 +36,16 @@ impl TestRegistry {
     /// If `AIRLOCK_TEST_REGISTRY` does not name the `docker-registry` program (run the tests
     /// with `./scripts/test.sh`), or the registry does not start; the message holds its log.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// [`TestRegistry::start`], serving HTTPS with the certificate and key (PEM files) given.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestRegistry::start`].
+    pub fn start_with_tls(certificate: &Path, key: &Path) -> Self {
+        Self::start_with(None, Some((certificate, key)))
     }
 
     /// [`TestRegistry::start`], with HTTP basic authentication: only `user` with `password` may
@@ -58,10 +67,10 @@ impl TestRegistry {
             plain(user) && plain(password),
             "the test registry's user and password are letters, digits, '.', '_' and '-'"
         );
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(basic_auth: Option<(&str, &str)>) -> Self {
+    fn start_with(basic_auth: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Self {
         let program = peer_program(
             "AIRLOCK_TEST_REGISTRY",
             "the distribution registry (docker-registry)",
@@ -71,11 +80,18 @@ impl TestRegistry {
             .tempdir()
             .expect("temporary directory for the registry");
         let mut config_text = String::new();
+        if let Some((certificate, key)) = tls {
+            config_text = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            );
+        }
         if let Some((user, password)) = basic_auth {
             let htpasswd = htpasswd_line(user, password);
             let path = dir.path().join("htpasswd");
             fs::write(&path, htpasswd).expect("write the registry's htpasswd file");
-            config_text = format!(
+            config_text += &format!(
                 "auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n",
                 path.display()
             );
@@ -105,7 +121,7 @@ impl TestRegistry {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
             let mut process = Process(child);
-            match wait_ready(&mut process.0, port, basic_auth, &log_path) {
+            match wait_ready(&mut process.0, port, basic_auth, tls.is_some(), &log_path) {
                 Ok(()) => return Self { process, port, dir },
                 Err(Start::PortTaken) => taken.push(port),
                 Err(Start::Failed(why)) => panic!(
@@ -174,6 +190,7 @@ fn wait_ready(
     child: &mut Child,
     port: u16,
     basic_auth: Option<(&str, &str)>,
+    tls: bool,
     log: &Path,
 ) -> Result<(), Start> {
     let agent = ureq::AgentBuilder::new()
@@ -202,6 +219,11 @@ fn wait_ready(
                     return Ok(());
                 }
                 last = "another program answers on the port".to_owned();
+            }
+            // A TLS registry answers a plain request with 400 ("an HTTP request to an HTTPS
+            // server"): listening, and the port is its own.
+            Err(ureq::Error::Status(400, _)) if tls && owns_listener(child.id(), port) => {
+                return Ok(());
             }
             Ok(response) => last = format!("GET /v2/ answered {}", response.status()),
             Err(ureq::Error::Status(code, _)) => last = format!("GET /v2/ answered {code}"),

@@ -16,9 +16,7 @@ use super::install::{install_one, prepare_plugin_dir};
 use crate::Result;
 
 fn registry_options(policy: &Policy) -> RegistryOptions {
-    RegistryOptions {
-        insecure: policy.host().insecure_registries.clone(),
-    }
+    RegistryOptions::from_policy(policy)
 }
 
 /// `airlock publish FILE... oci://REGISTRY/REPOSITORY:TAG`: each library read as a host would

@@ -50,9 +50,7 @@ impl Look<'_> {
     fn run(&self, seen: &mut Option<String>) -> Step<SourceOutcome> {
         let reference = self.reference();
         let policy = &self.host.options.policy;
-        let options = RegistryOptions {
-            insecure: policy.host().insecure_registries.clone(),
-        };
+        let options = RegistryOptions::from_policy(policy);
         let unreachable = |e: FleetError| SourceOutcome::Unreachable {
             source: self.name.clone(),
             why: e.to_string(),

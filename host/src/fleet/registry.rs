@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 
 use super::artifact::{Blob, Descriptor, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use super::store::{Bounded, Store};
@@ -55,17 +55,32 @@ impl Registry {
         };
         // The client's TLS is rustls on the provider the host uses everywhere (ring).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let plain = is_loopback(registry) || options.insecure.iter().any(|r| r == registry);
-        let config = ClientConfig {
-            protocol: if plain {
-                ClientProtocol::HttpsExcept(vec![registry.to_owned()])
-            } else {
-                ClientProtocol::Https
-            },
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            platform_resolver: None,
-            ..ClientConfig::default()
+        let roots = options
+            .roots
+            .iter()
+            .map(|path| {
+                std::fs::read(path)
+                    .map(|data| Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data,
+                    })
+                    .map_err(|e| {
+                        fail(
+                            "reading [host] tls_roots",
+                            format!("{}: {e}", path.display()),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = |protocol| {
+            Client::new(ClientConfig {
+                protocol,
+                connect_timeout: Some(Duration::from_secs(10)),
+                read_timeout: Some(Duration::from_secs(60)),
+                platform_resolver: None,
+                extra_root_certificates: roots.clone(),
+                ..ClientConfig::default()
+            })
         };
         let auth = match auth::credentials(registry).map_err(|e| fail("credentials", e))? {
             Some(c) => RegistryAuth::Basic(c.username, c.password),
@@ -75,8 +90,28 @@ impl Registry {
             .enable_all()
             .build()
             .map_err(|e| fail("starting the client", e.to_string()))?;
+        let https = client(ClientProtocol::Https);
+        let plain_allowed = is_loopback(registry) || options.insecure.iter().any(|r| r == registry);
+        let client = if plain_allowed {
+            // As `docker` does for such a registry: TLS if it speaks it, else plain HTTP — but
+            // never past a certificate that does not verify.
+            let probe = Reference::with_tag(
+                registry.to_owned(),
+                repository.to_owned(),
+                "latest".to_owned(),
+            );
+            match runtime.block_on(https.auth(&probe, &auth, RegistryOperation::Pull)) {
+                Err(e) if !is_certificate_error(&e) => {
+                    tracing::debug!(target: "airlock::fleet", registry, "no TLS ({e}); plain HTTP");
+                    client(ClientProtocol::HttpsExcept(vec![registry.to_owned()]))
+                }
+                _ => https,
+            }
+        } else {
+            https
+        };
         Ok(Self {
-            client: Client::new(config),
+            client,
             runtime,
             auth,
             registry: registry.to_owned(),
@@ -133,6 +168,33 @@ impl Registry {
             actual,
         }
     }
+}
+
+/// Whether a request failed on a certificate that does not verify (a TLS registry, but not
+/// one to trust), rather than on a server that does not speak TLS.
+fn is_certificate_error(e: &OciDistributionError) -> bool {
+    let certificate = |tls: &rustls::Error| {
+        matches!(
+            tls,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+        )
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return certificate(tls);
+        }
+        // An I/O error's `source` skips the error it wraps: look at that one too.
+        if let Some(tls) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return certificate(tls);
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn oci_descriptor(d: &Descriptor) -> OciDescriptor {

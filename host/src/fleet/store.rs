@@ -9,9 +9,22 @@ use super::{FleetError, Layout};
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
-    /// Registries (`HOST` or `HOST:PORT`) spoken to over plain HTTP although not on a loopback
-    /// address (`[host] insecure_registries`).
+    /// Registries (`HOST` or `HOST:PORT`) that may be spoken to over plain HTTP although not on
+    /// a loopback address (`[host] insecure_registries`).
     pub insecure: Vec<String>,
+    /// Certificates (PEM files) trusted as roots besides the system's (`[host] tls_roots`): a
+    /// registry with an internal CA.
+    pub roots: Vec<std::path::PathBuf>,
+}
+
+impl RegistryOptions {
+    /// What the policy's `[host]` table says of registries.
+    pub fn from_policy(policy: &crate::policy::Policy) -> Self {
+        Self {
+            insecure: policy.host().insecure_registries.clone(),
+            roots: policy.host().tls_roots.clone(),
+        }
+    }
 }
 
 /// A repository of artifacts. Implementations fetch and store bytes; the callers hash them.

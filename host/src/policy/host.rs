@@ -51,8 +51,8 @@ pub struct HostSettings {
     /// Registries (`HOST` or `HOST:PORT`) spoken to over plain HTTP (`insecure_registries`);
     /// a registry on a loopback address always is, every other one over TLS.
     pub insecure_registries: Vec<String>,
-    /// Certificates (PEM files) trusted as roots for plugins' outbound HTTPS besides the
-    /// built-in ones (`tls_roots`): an internal CA. Read when a request is made.
+    /// Certificates (PEM files) trusted as roots besides the built-in ones (`tls_roots`): an
+    /// internal CA, for plugins' outbound HTTPS and for OCI registries. Read when used.
     pub tls_roots: Vec<PathBuf>,
     /// How long a pending answer or a call waiting for approval stays open
     /// (`pending_ttl_secs`; [`super::DEFAULT_PENDING_TTL`] when not set, at most [`super::MAX_PENDING_TTL`]).

@@ -982,3 +982,67 @@ fn hostile_manifests_are_refused_before_anything_is_installed() {
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing installed: {left:?}");
 }
+
+#[test]
+fn a_registry_over_tls_is_trusted_through_tls_roots_and_refused_without() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let work = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("a key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Airlock registry CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("the CA");
+    let server_key = KeyPair::generate().expect("a key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&server_key, &ca_cert, &ca_key)
+        .expect("signed");
+    let (ca_pem, cert, key) = (
+        work.path().join("ca.pem"),
+        work.path().join("registry.pem"),
+        work.path().join("registry.key"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).expect("write");
+    std::fs::write(&cert, server.pem()).expect("write");
+    std::fs::write(&key, server_key.serialize_pem()).expect("write");
+    let registry = TestRegistry::start_with_tls(&cert, &key);
+    let reference = format!("oci://{}/acme/hello:1", registry.addr());
+    // Without the CA: a TLS registry whose certificate does not verify is refused, never
+    // spoken to in plain HTTP instead.
+    let out = airlock(&["publish", path(&fixture("hello")), &reference]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out)
+    );
+    // With the CA among the policy's roots: published and installed over TLS.
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[host]\ntls_roots = [\"{}\"]\n", ca_pem.display()),
+    )
+    .expect("policy");
+    let out = airlock(&[
+        "publish",
+        path(&fixture("hello")),
+        &reference,
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plugins = work.path().join("plugins");
+    let out = airlock(&[
+        "install",
+        &reference,
+        "--dir",
+        path(&plugins),
+        "--policy",
+        path(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(plugins
+        .join(fixture("hello").file_name().expect("name"))
+        .exists());
+}
