@@ -57,18 +57,19 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
                 f.starts_with(airlock::fleet::reference::OCI_SCHEME)
                     || f.starts_with(airlock::fleet::reference::LAYOUT_SCHEME)
             });
+            let to = airlock::fleet::Destination {
+                dir: &dir,
+                policy: &policy,
+                lock: lock.as_deref(),
+                replace,
+            };
             match (artifact, files.len(), version) {
-                (Some(reference), 1, version) => distribute::install_artifact(
-                    reference,
-                    version.as_deref(),
-                    &dir,
-                    &policy,
-                    lock.as_deref(),
-                    replace,
-                ),
+                (Some(reference), 1, version) => {
+                    distribute::install_artifact(reference, version.as_deref(), to)
+                }
                 (Some(_), _, _) => Err("install one artifact at a time, without files beside it".into()),
                 (None, _, Some(_)) => Err("--version chooses among an artifact's tags: name one as oci://REGISTRY/REPOSITORY".into()),
-                (None, _, None) => distribute::install(&files, &dir, &policy, lock.as_deref(), replace),
+                (None, _, None) => distribute::install(&files, to),
             }
         }
         Command::Publish { mut args, policy } => {

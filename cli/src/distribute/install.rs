@@ -20,20 +20,8 @@ use crate::Result;
 
 /// `airlock install FILE... --dir DIR`: each file checked, placed atomically with its
 /// signature, pinned in the lock in force, and what it asks for told.
-pub(crate) fn install(
-    files: &[std::path::PathBuf],
-    dir: &Path,
-    policy: &Policy,
-    lock: Option<&Path>,
-    replace: bool,
-) -> Result<ExitCode> {
-    prepare_plugin_dir(dir, policy)?;
-    let to = Destination {
-        dir,
-        policy,
-        lock,
-        replace,
-    };
+pub(crate) fn install(files: &[std::path::PathBuf], to: Destination<'_>) -> Result<ExitCode> {
+    prepare_plugin_dir(to.dir, to.policy)?;
     let mut code = ExitCode::SUCCESS;
     for file in files {
         if !install_one(file, to, None)? {

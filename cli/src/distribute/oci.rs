@@ -75,22 +75,9 @@ pub(crate) fn publish(files: &[PathBuf], to: &str, policy: &Policy) -> Result<Ex
 
 /// `airlock install oci://… [--version RANGE]`: this host's entry resolved, fetched by digest,
 /// checked and installed as a file, pinned with its source and digest.
-pub(crate) fn install(
-    text: &str,
-    range: Option<&str>,
-    dir: &Path,
-    policy: &Policy,
-    lock: Option<&Path>,
-    replace: bool,
-) -> Result<ExitCode> {
+pub(crate) fn install(text: &str, range: Option<&str>, to: Destination<'_>) -> Result<ExitCode> {
     let reference = ArtifactRef::parse(text, range)?;
-    prepare_plugin_dir(dir, policy)?;
-    let to = Destination {
-        dir,
-        policy,
-        lock,
-        replace,
-    };
+    prepare_plugin_dir(to.dir, to.policy)?;
     Ok(if install_from(&reference, to)? {
         ExitCode::SUCCESS
     } else {

@@ -93,15 +93,16 @@ impl Registry {
         let https = client(ClientProtocol::Https);
         let plain_allowed = is_loopback(registry) || options.insecure.iter().any(|r| r == registry);
         let client = if plain_allowed {
-            // As `docker` does for such a registry: TLS if it speaks it, else plain HTTP — but
-            // never past a certificate that does not verify.
+            // As `docker` does for such a registry: TLS if it speaks it, else plain HTTP — only
+            // when it answered the TLS handshake with something that is not TLS, never past a
+            // certificate that does not verify or a network that failed.
             let probe = Reference::with_tag(
                 registry.to_owned(),
                 repository.to_owned(),
                 "latest".to_owned(),
             );
             match runtime.block_on(https.auth(&probe, &auth, RegistryOperation::Pull)) {
-                Err(e) if !is_certificate_error(&e) => {
+                Err(e) if speaks_no_tls(&e) => {
                     tracing::debug!(target: "airlock::fleet", registry, "no TLS ({e}); plain HTTP");
                     client(ClientProtocol::HttpsExcept(vec![registry.to_owned()]))
                 }
@@ -135,11 +136,15 @@ impl Registry {
         }
     }
 
-    fn fail(&self, step: String, e: impl std::fmt::Display) -> FleetError {
+    fn fail(&self, step: String, e: impl std::error::Error + 'static) -> FleetError {
+        self.failed(step, describe(&e))
+    }
+
+    fn failed(&self, step: String, message: String) -> FleetError {
         FleetError::Registry {
             reference: format!("oci://{}/{}", self.registry, self.repository),
             step,
-            message: e.to_string(),
+            message,
         }
     }
 }
@@ -170,31 +175,50 @@ impl Registry {
     }
 }
 
-/// Whether a request failed on a certificate that does not verify (a TLS registry, but not
-/// one to trust), rather than on a server that does not speak TLS.
-fn is_certificate_error(e: &OciDistributionError) -> bool {
-    let certificate = |tls: &rustls::Error| {
-        matches!(
-            tls,
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-        )
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return certificate(tls);
-        }
-        // An I/O error's `source` skips the error it wraps: look at that one too.
-        if let Some(tls) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return certificate(tls);
-        }
-        source = error.source();
+/// The TLS error under a failed request, if it failed in TLS: the client wraps it in I/O errors
+/// within I/O errors, whose `source` skips the error each wraps, so those are opened by hand.
+fn tls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
     }
-    false
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(tls) = tls_error(inner) {
+            return Some(tls);
+        }
+    }
+    e.source().and_then(tls_error)
+}
+
+/// An error with what caused it ("error sending request: … invalid peer certificate: …"),
+/// opening the I/O errors the client wraps its causes in.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    fn next<'e>(
+        e: &'e (dyn std::error::Error + 'static),
+    ) -> Option<&'e (dyn std::error::Error + 'static)> {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static))
+            .or_else(|| e.source())
+    }
+    let mut cause = next(e);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next(error);
+    }
+    text
+}
+
+/// Whether an HTTPS request failed because the server answered something that is not TLS (a
+/// plain HTTP registry): the one failure after which plain HTTP is tried.
+fn speaks_no_tls(e: &OciDistributionError) -> bool {
+    matches!(tls_error(e), Some(rustls::Error::InvalidMessage(_)))
 }
 
 fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
@@ -226,7 +250,7 @@ impl Store for Registry {
                 e => self.fail(format!("fetching manifest {reference}"), e),
             })?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(self.fail(
+            return Err(self.failed(
                 format!("fetching manifest {reference}"),
                 format!(
                     "{} bytes, over the {MAX_MANIFEST_SIZE} a manifest may have",

@@ -121,14 +121,41 @@ fn trusting(work: &Path, publisher: &Publisher) -> PathBuf {
     policy
 }
 
-#[test]
-fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
+/// A registry, a work directory, a publisher the policy there trusts (signatures required), and
+/// a copy of the hello plugin that publisher signed.
+struct Signed {
+    registry: TestRegistry,
+    work: tempfile::TempDir,
+    acme: Publisher,
+    policy: PathBuf,
+    library: PathBuf,
+}
+
+fn signed_hello() -> Signed {
     let registry = TestRegistry::start();
     let work = tempfile::tempdir().expect("tempdir");
     let acme = Publisher::new();
     let policy = trusting(work.path(), &acme);
     let library = copy_of(&fixture("hello"), work.path());
     acme.sign(&library);
+    Signed {
+        registry,
+        work,
+        acme,
+        policy,
+        library,
+    }
+}
+
+#[test]
+fn a_signed_plugin_is_published_installed_by_digest_pinned_and_loaded() {
+    let Signed {
+        registry,
+        work,
+        policy,
+        library,
+        ..
+    } = signed_hello();
     let reference = format!("oci://{}/acme/hello:1.0.0", registry.addr());
     let out = airlock(&[
         "publish",
@@ -512,6 +539,18 @@ fn a_version_range_installs_the_highest_tag_within_it() {
         "--dir",
         path(&plugins),
     ]);
+    let misused = airlock(&["install", path(&fixture("hello")), "--version", "^1"]);
+    assert!(
+        text(&misused).contains("--version chooses among an artifact's tags"),
+        "{}",
+        text(&misused)
+    );
+    let two = airlock(&["install", &repository, path(&fixture("hello"))]);
+    assert!(
+        text(&two).contains("one artifact at a time"),
+        "{}",
+        text(&two)
+    );
     assert!(
         text(&none).contains("no tag is a version within ^3"),
         "{}",
@@ -712,12 +751,13 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
 
 #[test]
 fn an_artifact_pushed_by_oras_installs_and_one_airlock_published_verifies_in_oras() {
-    let registry = TestRegistry::start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let acme = Publisher::new();
-    let policy = trusting(work.path(), &acme);
-    let library = copy_of(&fixture("hello"), work.path());
-    acme.sign(&library);
+    let Signed {
+        registry,
+        work,
+        acme,
+        policy,
+        library,
+    } = signed_hello();
     let config = work.path().join("plugin.json");
     std::fs::write(&config, r#"{"id":"hello"}"#).expect("config");
     // ORAS pushes; Airlock installs.
