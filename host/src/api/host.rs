@@ -265,11 +265,11 @@ impl Host {
 
     /// Follows the policy's channels (`[[sources]]`): each source is polled at its interval;
     /// when it points to a new digest, the build is fetched, verified by digest and checked as
-    /// a file would be, installed into the first plugin directory (pinned in the policy's lock
-    /// with its source and digest) and reloaded. A build refused at any step never replaces the
-    /// serving one. `on_outcome` is told what each look found; the audit log records every
-    /// build installed or refused. Following stops when the returned [`crate::fleet::Follower`]
-    /// is dropped.
+    /// a file would be, installed where the plugin's library is (a new plugin: into the first
+    /// plugin directory), pinned in the policy's lock with its source and digest, and reloaded.
+    /// A build refused at any step never replaces the serving one. `on_outcome` is told what
+    /// each look found; the audit log records every build installed or refused. Following stops
+    /// when the returned [`crate::fleet::Follower`] is dropped.
     ///
     /// # Errors
     ///

@@ -158,14 +158,25 @@ impl Look<'_> {
             );
             return Err(refuse(self.expected(), why));
         }
-        let Some(dir) = self.host.options.dirs.first() else {
-            return Err(refuse(
-                &id,
-                "the host has no plugin directory to install into".into(),
-            ));
+        // Where the plugin's library is (in whichever plugin directory), else the first one.
+        let dirs = &self.host.options.dirs;
+        let holding = dirs.iter().find_map(|dir| {
+            let found = installed(dir);
+            let current = found.iter().find(|i| i.id == id).cloned()?;
+            Some((dir, found, current))
+        });
+        let (dir, found, current) = match holding {
+            Some((dir, found, current)) => (dir, found, Some(current)),
+            None => {
+                let Some(dir) = dirs.first() else {
+                    return Err(refuse(
+                        &id,
+                        "the host has no plugin directory to install into".into(),
+                    ));
+                };
+                (dir, installed(dir), None)
+            }
         };
-        let found = installed(dir);
-        let current = found.iter().find(|i| i.id == id).cloned();
         let name = fetched.library.file_name().unwrap_or_default();
         if let (None, Some(other)) = (
             &current,

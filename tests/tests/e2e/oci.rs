@@ -1086,3 +1086,75 @@ fn a_registry_over_tls_is_trusted_through_tls_roots_and_refused_without() {
         .join(fixture("hello").file_name().expect("name"))
         .exists());
 }
+
+#[test]
+fn a_followed_plugin_is_replaced_in_the_directory_that_holds_it() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (
+        work.path().join("first").tap_mkdir(),
+        work.path().join("second").tap_mkdir(),
+    );
+    let lock = work.path().join("airlock.lock");
+    let stable = format!("oci://{}/acme/versioned:stable", registry.addr());
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[host]\nlock = \"{}\"\n\n[plugins.versioned]\ngrants = [\"events.subscribe:reload.*\", \"timers\"]\n\n\
+             [[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
+            lock.display(),
+            registry.addr()
+        ),
+    )
+    .expect("policy");
+    // Version 1 is installed in the second directory, and the tag already points to version 2.
+    let out = airlock(&[
+        "install",
+        path(&versioned_build("1")),
+        "--dir",
+        path(&second),
+        "--lock",
+        path(&lock),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let second_build =
+        published_digest(&airlock(&["publish", path(&versioned_build("2")), &stable]));
+    let host = Host::builder()
+        .plugin_dir(&first)
+        .plugin_dir(&second)
+        .policy_file(&policy)
+        .expect("policy")
+        .build()
+        .expect("host");
+    host.load().expect("load");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _follower = host
+        .follow(move |outcome| {
+            let _ = tx.send(outcome.clone());
+        })
+        .expect("follow");
+    wait_for(
+        &rx,
+        |o| matches!(o, SourceOutcome::Installed { digest, .. } if *digest == second_build),
+    );
+    let answer = host.call("versioned", "version").json(&()).expect("call");
+    assert_eq!(
+        format!("{answer:?}"),
+        format!("{:?}", airlock::Reply::Ok(serde_json::json!("2")))
+    );
+    let name = versioned_build("1").file_name().expect("name").to_owned();
+    assert_eq!(
+        std::fs::read(second.join(&name)).expect("replaced where it was"),
+        std::fs::read(versioned_build("2")).expect("version 2")
+    );
+    let first_holds: Vec<_> = std::fs::read_dir(&first)
+        .expect("first")
+        .flatten()
+        .collect();
+    assert!(
+        first_holds.is_empty(),
+        "nothing added to the first directory: {first_holds:?}"
+    );
+    host.shutdown();
+}
