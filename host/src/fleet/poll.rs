@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use airlock_abi::manifest::PluginId;
 
 use super::follow::SourceOutcome;
-use super::install::{install_file, installed, place, remove_library, unpin, Destination, Origin};
+use super::install::{
+    install_file, installed, place, remove_library, unpin, Destination, InstalledFile, Origin,
+};
 use super::reference::{ArtifactRef, Repository, Selector};
 use super::{fetch, open, resolve, Fetched, FleetError, RegistryOptions, HOST_TARGET};
 use crate::error::Error;
@@ -158,42 +160,7 @@ impl Look<'_> {
             );
             return Err(refuse(self.expected(), why));
         }
-        // Where the plugin's library is (in whichever plugin directory), else the first one.
-        let dirs = &self.host.options.dirs;
-        let holding = dirs.iter().find_map(|dir| {
-            let found = installed(dir);
-            let current = found.iter().find(|i| i.id == id).cloned()?;
-            Some((dir, found, current))
-        });
-        let (dir, found, current) = match holding {
-            Some((dir, found, current)) => (dir, found, Some(current)),
-            None => {
-                let Some(dir) = dirs.first() else {
-                    return Err(refuse(
-                        &id,
-                        "the host has no plugin directory to install into".into(),
-                    ));
-                };
-                (dir, installed(dir), None)
-            }
-        };
-        let name = fetched.library.file_name().unwrap_or_default();
-        if let (None, Some(other)) = (
-            &current,
-            found.iter().find(|i| i.path.file_name() == Some(name)),
-        ) {
-            let why = format!(
-                "its file name is taken by plugin {} ({}): a source never replaces another plugin",
-                other.id,
-                other.path.display()
-            );
-            return Err(refuse(&id, why));
-        }
-        let library = match &current {
-            Some(current) => rename_like(&fetched.library, &current.path)
-                .map_err(|e| refuse(&id, e.to_string()))?,
-            None => fetched.library.clone(),
-        };
+        let (dir, current, library) = self.destination(&id, fetched, digest)?;
         let replaced = Replaced {
             library: current.as_ref().and_then(|c| {
                 let bytes = std::fs::read(&c.path).ok()?;
@@ -247,6 +214,53 @@ impl Look<'_> {
             version,
             digest: digest.to_owned(),
         })
+    }
+
+    /// Where a fetched build goes: the plugin directory that holds the plugin's library (else
+    /// the first), the installed file it replaces, and the build renamed to that file's name.
+    fn destination(
+        &self,
+        id: &str,
+        fetched: &Fetched,
+        digest: &str,
+    ) -> Step<(&Path, Option<InstalledFile>, PathBuf)> {
+        let dirs = &self.host.options.dirs;
+        let holding = dirs.iter().find_map(|dir| {
+            let found = installed(dir);
+            let current = found.iter().find(|i| i.id == id).cloned()?;
+            Some((dir, found, current))
+        });
+        let (dir, found, current) = match holding {
+            Some((dir, found, current)) => (dir, found, Some(current)),
+            None => {
+                let Some(dir) = dirs.first() else {
+                    return Err(self.refused(
+                        Some(digest),
+                        id,
+                        "the host has no plugin directory to install into".into(),
+                    ));
+                };
+                (dir, installed(dir), None)
+            }
+        };
+        let name = fetched.library.file_name().unwrap_or_default();
+        if let (None, Some(other)) = (
+            &current,
+            found.iter().find(|i| i.path.file_name() == Some(name)),
+        ) {
+            let why = format!(
+                "its file name is taken by plugin {} ({}): a source never replaces another plugin",
+                other.id,
+                other.path.display()
+            );
+            return Err(self.refused(Some(digest), id, why));
+        }
+        let library = match &current {
+            Some(current) => rename_like(&fetched.library, &current.path)
+                .map_err(|e| self.refused(Some(digest), id, e.to_string()))?,
+            None => fetched.library.clone(),
+        };
+        Ok((dir, current, library))
     }
 }
 
