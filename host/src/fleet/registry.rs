@@ -175,50 +175,40 @@ impl Registry {
     }
 }
 
-/// The TLS error under a failed request, if it failed in TLS: the client wraps it in I/O errors
-/// within I/O errors, whose `source` skips the error each wraps, so those are opened by hand.
-fn tls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
-    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-    {
-        if let Some(tls) = tls_error(inner) {
-            return Some(tls);
-        }
-    }
-    e.source().and_then(tls_error)
-}
-
-/// An error with what caused it ("error sending request: … invalid peer certificate: …"),
-/// opening the I/O errors the client wraps its causes in.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    fn next<'e>(
-        e: &'e (dyn std::error::Error + 'static),
-    ) -> Option<&'e (dyn std::error::Error + 'static)> {
+/// An error and what caused it, in order: the client wraps its causes in I/O errors within
+/// I/O errors, whose `source` skips the error each wraps, so those are opened by hand.
+fn causes<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| {
         e.downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .map(|inner| inner as &(dyn std::error::Error + 'static))
             .or_else(|| e.source())
-    }
-    let mut cause = next(e);
-    while let Some(error) = cause {
-        let said = error.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
+    })
+}
+
+/// An error with what caused it ("error sending request: … invalid peer certificate: …").
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    causes(e).fold(String::new(), |text, cause| {
+        let said = cause.to_string();
+        match text.is_empty() {
+            true => said,
+            false if text.contains(&said) => text,
+            false => format!("{text}: {said}"),
         }
-        cause = next(error);
-    }
-    text
+    })
 }
 
 /// Whether an HTTPS request failed because the server answered something that is not TLS (a
 /// plain HTTP registry): the one failure after which plain HTTP is tried.
 fn speaks_no_tls(e: &OciDistributionError) -> bool {
-    matches!(tls_error(e), Some(rustls::Error::InvalidMessage(_)))
+    causes(e).any(|cause| {
+        matches!(
+            cause.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(_))
+        )
+    })
 }
 
 fn oci_descriptor(d: &Descriptor) -> OciDescriptor {

@@ -630,6 +630,52 @@ fn wait_for(
     }
 }
 
+/// A policy in `work` whose host pins in `lock` and follows `acme/versioned:stable` of
+/// `registry` every second.
+fn following_policy(work: &Path, registry: &TestRegistry, lock: &Path) -> PathBuf {
+    let policy = work.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[host]\nlock = \"{}\"\n\n[plugins.versioned]\ngrants = [\"events.subscribe:reload.*\", \"timers\"]\n\n\
+             [[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
+            lock.display(),
+            registry.addr()
+        ),
+    )
+    .expect("policy");
+    policy
+}
+
+/// A host over `dirs` with `policy`, loaded and following its sources; what it reports arrives
+/// on the receiver.
+fn following_host(
+    dirs: &[&Path],
+    policy: &Path,
+) -> (
+    Host,
+    airlock::fleet::Follower,
+    std::sync::mpsc::Receiver<SourceOutcome>,
+) {
+    let mut builder = Host::builder();
+    for dir in dirs {
+        builder = builder.plugin_dir(dir);
+    }
+    let host = builder
+        .policy_file(policy)
+        .expect("policy")
+        .build()
+        .expect("host");
+    host.load().expect("load");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let follower = host
+        .follow(move |outcome| {
+            let _ = tx.send(outcome.clone());
+        })
+        .expect("follow");
+    (host, follower, rx)
+}
+
 #[test]
 fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
     let registry = TestRegistry::start();
@@ -638,16 +684,7 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
     let lock = work.path().join("airlock.lock");
     std::fs::write(&lock, "").expect("an empty lock");
     let stable = format!("oci://{}/acme/versioned:stable", registry.addr());
-    let policy = work.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[host]\nlock = \"{}\"\n\n[plugins.versioned]\ngrants = [\"events.subscribe:reload.*\", \"timers\"]\n\n[[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
-            lock.display(),
-            registry.addr()
-        ),
-    )
-    .expect("policy");
+    let policy = following_policy(work.path(), &registry, &lock);
     let publish = |variant: &str| {
         published_digest(&airlock(&[
             "publish",
@@ -656,19 +693,7 @@ fn a_host_follows_its_channel_and_keeps_serving_when_a_build_is_refused() {
         ]))
     };
     let first = publish("1");
-    let host = Host::builder()
-        .plugin_dir(&plugins)
-        .policy_file(&policy)
-        .expect("policy")
-        .build()
-        .expect("host");
-    host.load().expect("load");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _follower = host
-        .follow(move |outcome| {
-            let _ = tx.send(outcome.clone());
-        })
-        .expect("follow");
+    let (host, _follower, rx) = following_host(&[&plugins], &policy);
     let installed = |digest: &str| {
         let digest = digest.to_owned();
         move |o: &SourceOutcome| matches!(o, SourceOutcome::Installed { digest: d, .. } if *d == digest)
@@ -1097,17 +1122,7 @@ fn a_followed_plugin_is_replaced_in_the_directory_that_holds_it() {
     );
     let lock = work.path().join("airlock.lock");
     let stable = format!("oci://{}/acme/versioned:stable", registry.addr());
-    let policy = work.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[host]\nlock = \"{}\"\n\n[plugins.versioned]\ngrants = [\"events.subscribe:reload.*\", \"timers\"]\n\n\
-             [[sources]]\nregistry = \"{}\"\nrepository = \"acme/versioned\"\ntag = \"stable\"\nplugin = \"versioned\"\ninterval_secs = 1\n",
-            lock.display(),
-            registry.addr()
-        ),
-    )
-    .expect("policy");
+    let policy = following_policy(work.path(), &registry, &lock);
     // Version 1 is installed in the second directory, and the tag already points to version 2.
     let out = airlock(&[
         "install",
@@ -1120,20 +1135,7 @@ fn a_followed_plugin_is_replaced_in_the_directory_that_holds_it() {
     assert!(out.status.success(), "{}", text(&out));
     let second_build =
         published_digest(&airlock(&["publish", path(&versioned_build("2")), &stable]));
-    let host = Host::builder()
-        .plugin_dir(&first)
-        .plugin_dir(&second)
-        .policy_file(&policy)
-        .expect("policy")
-        .build()
-        .expect("host");
-    host.load().expect("load");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _follower = host
-        .follow(move |outcome| {
-            let _ = tx.send(outcome.clone());
-        })
-        .expect("follow");
+    let (host, _follower, rx) = following_host(&[&first, &second], &policy);
     wait_for(
         &rx,
         |o| matches!(o, SourceOutcome::Installed { digest, .. } if *digest == second_build),
